@@ -1,0 +1,83 @@
+"""`jupyter sandbox ...`: build the image, list and remove sandboxes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from .config import load_config
+from .sandbox.docker_backend import SandboxError
+from .sandbox.image import DEFAULT_BASE, DEFAULT_IMAGE, build_image
+from .sandbox.manager import SandboxManager
+
+
+def _progress(message: str) -> None:
+    print(message, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jupyter sandbox", description="Manage jupyter-sandbox containers and images.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    image = commands.add_parser("image", help="build the sandbox image")
+    image_commands = image.add_subparsers(dest="image_command", metavar="ACTION")
+    image_commands.required = True
+    build = image_commands.add_parser("build", help="build the default sandbox image (skipped when up to date)")
+    build.add_argument("--base", default=None, help=f"base image with Python 3 (default: {DEFAULT_BASE})")
+    build.add_argument("--tag", default=DEFAULT_IMAGE, help=f"tag of the result (default: {DEFAULT_IMAGE})")
+    build.add_argument("--bootstrap", action="store_true",
+                       help="bootstrap a Debian base with mmdebstrap instead of pulling --base")
+    build.add_argument("--force", action="store_true", help="build even when the inputs have not changed")
+
+    listing = commands.add_parser("list", help="list sandboxes")
+    listing.add_argument("--all-owners", action="store_true", help="include other users' sandboxes")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+
+    remove = commands.add_parser("rm", help="remove sandboxes (container and workspace volume)")
+    remove.add_argument("ids", nargs="*", metavar="ID", help="sandbox ids, as `list` shows them")
+    remove.add_argument("--all", action="store_true", help="remove all of your sandboxes")
+
+    commands.add_parser("prune", help="remove stopped sandboxes, orphaned volumes and the unused network")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    manager = SandboxManager(config=load_config())
+    try:
+        if args.command == "image":
+            result = build_image(manager.backend, _progress, tag=args.tag,
+                                 base=args.base or manager.base_image, bootstrap=args.bootstrap, force=args.force)
+            print(result.image)
+        elif args.command == "list":
+            sandboxes = manager.list(owner=None if args.all_owners else manager.owner)
+            if args.json:
+                print(json.dumps([s.to_dict() for s in sandboxes], indent=2))
+            elif not sandboxes:
+                print("no sandboxes")
+            else:
+                print(f"{'ID':<14}{'STATE':<10}{'OWNER':<12}{'KERNEL':<38}IMAGE")
+                for s in sandboxes:
+                    print(f"{s.id:<14}{s.state:<10}{s.owner:<12}{(s.kernel_id or '-'):<38}{s.image}")
+        elif args.command == "rm":
+            if not args.ids and not args.all:
+                print("jupyter sandbox rm: name at least one sandbox ID, or --all", file=sys.stderr)
+                return 2
+            ids = [s.id for s in manager.list(owner=manager.owner)] if args.all else args.ids
+            for sandbox_id in ids:
+                manager.remove(manager.get(sandbox_id))
+                print(f"removed {sandbox_id}")
+        elif args.command == "prune":
+            removed = manager.prune()
+            print(f"removed {len(removed['sandboxes'])} stopped sandboxes and {len(removed['volumes'])} volumes")
+    except SandboxError as exc:
+        print(f"jupyter sandbox: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""Every call to the Docker Engine lives here.
+
+The rest of the code asks for what it wants (a hardened container, a labelled volume, an image
+built from a context) and gets plain data back, or a `DockerUnavailable` / `SandboxError` whose
+message a person can act on.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import tarfile
+from typing import Any, Callable, Iterable, Iterator
+
+import docker
+import docker.errors
+from docker.types import LogConfig, Ulimit
+
+log = logging.getLogger(__name__)
+
+
+class SandboxError(RuntimeError):
+    """Something about a sandbox failed; the message is meant for the user."""
+
+
+class DockerUnavailable(SandboxError):
+    """The Docker Engine cannot be reached."""
+
+
+class ImageNotFound(SandboxError):
+    """The image a sandbox asks for is not on this Docker Engine."""
+
+
+def _describe_engine() -> str:
+    host = os.environ.get("DOCKER_HOST")
+    return f"DOCKER_HOST={host}" if host else "the local Docker socket"
+
+
+class DockerBackend:
+    """A thin, typed wrapper over the docker SDK."""
+
+    def __init__(self, timeout: float = 60) -> None:
+        try:
+            self.client = docker.from_env(timeout=timeout)
+            self.client.ping()
+        except Exception as exc:  # the SDK raises many kinds for an absent engine
+            raise DockerUnavailable(
+                f"Docker is not reachable ({_describe_engine()}): {exc}. "
+                "Start the Docker engine (or run scripts/ensure-docker.sh as root) and try again."
+            ) from None
+        self.api = self.client.api
+
+    # -- networks ---------------------------------------------------------------------------
+
+    def ensure_network(self, name: str, labels: dict[str, str]) -> None:
+        """A bridge network whose containers cannot talk to each other."""
+        if self.client.networks.list(names=[name]):
+            return
+        try:
+            self.client.networks.create(
+                name,
+                driver="bridge",
+                labels=labels,
+                options={"com.docker.network.bridge.enable_icc": "false"},
+            )
+        except docker.errors.APIError as exc:
+            # Another process may have created it at the same moment.
+            if not self.client.networks.list(names=[name]):
+                raise SandboxError(f"could not create the sandbox network {name}: {exc}") from None
+
+    def remove_network_if_unused(self, name: str) -> bool:
+        for network in self.client.networks.list(names=[name]):
+            network.reload()
+            if network.attrs.get("Containers"):
+                return False
+            try:
+                network.remove()
+            except docker.errors.APIError:
+                return False  # a container joined meanwhile
+        return True
+
+    # -- containers -------------------------------------------------------------------------
+
+    def create_container(
+        self,
+        *,
+        name: str,
+        image: str,
+        command: list[str],
+        labels: dict[str, str],
+        env: dict[str, str],
+        volume: str,
+        mount_point: str,
+        network: str,
+        ports: Iterable[int],
+        cpu: float,
+        memory: int,
+        pids: int,
+        file_size: int,
+        nofile: int,
+        user: str,
+        hostname: str,
+        runtime: str | None,
+    ) -> str:
+        """Create (not start) a container with every hardened default; return its id."""
+        try:
+            self.client.images.get(image)
+        except docker.errors.ImageNotFound:
+            raise ImageNotFound(
+                f"the image {image!r} is not on this Docker engine; build it with "
+                "`jupyter sandbox image build` or choose another image"
+            ) from None
+        host_config = self.api.create_host_config(
+            binds={volume: {"bind": mount_point, "mode": "rw"}},
+            port_bindings={port: ("127.0.0.1", None) for port in ports},
+            network_mode=network,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            pids_limit=pids,
+            mem_limit=memory,
+            memswap_limit=memory,
+            nano_cpus=int(cpu * 1e9),
+            ulimits=[
+                Ulimit(name="nofile", soft=nofile, hard=nofile),
+                Ulimit(name="fsize", soft=file_size, hard=file_size),
+                Ulimit(name="core", soft=0, hard=0),
+            ],
+            init=True,
+            log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "2"}),
+            privileged=False,
+            ipc_mode="private",
+            runtime=runtime,
+        )
+        try:
+            created = self.api.create_container(
+                image=image,
+                command=command,
+                name=name,
+                hostname=hostname,
+                user=user,
+                labels=labels,
+                environment=env,
+                ports=list(ports),
+                host_config=host_config,
+                working_dir=mount_point,
+            )
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"Docker refused to create the sandbox: {exc.explanation or exc}") from None
+        return created["Id"]
+
+    def put_archive(self, container_id: str, path: str, data: bytes) -> None:
+        if not self.api.put_archive(container_id, path, data):
+            raise SandboxError(f"could not copy files into the sandbox at {path}")
+
+    def start(self, container_id: str) -> None:
+        try:
+            self.api.start(container_id)
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"Docker could not start the sandbox: {exc.explanation or exc}") from None
+
+    def stop(self, container_id: str, timeout: int = 5) -> None:
+        try:
+            self.api.stop(container_id, timeout=timeout)
+        except docker.errors.NotFound:
+            pass
+
+    def inspect(self, container_id: str) -> dict[str, Any] | None:
+        try:
+            return self.api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            return None
+
+    def list_containers(self, labels: dict[str, str] | None = None, label_keys: Iterable[str] = ()) -> list[dict[str, Any]]:
+        filters = [f"{k}={v}" for k, v in (labels or {}).items()] + list(label_keys)
+        return self.api.containers(all=True, filters={"label": filters})
+
+    def remove_container(self, container_id: str) -> None:
+        try:
+            self.api.remove_container(container_id, force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if "already in progress" not in str(exc):
+                raise SandboxError(f"could not remove the sandbox container: {exc.explanation or exc}") from None
+
+    def events(self, container_id: str) -> Iterator[dict[str, Any]]:
+        """Die/oom/destroy events of one container, as they happen (blocking generator)."""
+        return self.client.events(
+            decode=True,
+            filters={"container": container_id, "type": "container", "event": ["die", "oom", "destroy", "stop"]},
+        )
+
+    # -- volumes ----------------------------------------------------------------------------
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> None:
+        try:
+            self.client.volumes.get(name)
+        except docker.errors.NotFound:
+            self.client.volumes.create(name=name, labels=labels)
+
+    def list_volumes(self, label_keys: Iterable[str]) -> list[str]:
+        volumes = self.api.volumes(filters={"label": list(label_keys)}).get("Volumes") or []
+        return [volume["Name"] for volume in volumes]
+
+    def remove_volume(self, name: str) -> None:
+        try:
+            self.api.remove_volume(name, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"could not remove the volume {name}: {exc.explanation or exc}") from None
+
+    def list_networks(self, label_keys: Iterable[str]) -> list[str]:
+        return [n["Name"] for n in self.api.networks(filters={"label": list(label_keys)})]
+
+    # -- images -----------------------------------------------------------------------------
+
+    def image_labels(self, image: str) -> dict[str, str] | None:
+        """The labels of a local image, or None when it is not here."""
+        try:
+            attrs = self.api.inspect_image(image)
+        except docker.errors.ImageNotFound:
+            return None
+        return (attrs.get("Config") or {}).get("Labels") or {}
+
+    def image_id(self, image: str) -> str | None:
+        try:
+            return self.api.inspect_image(image)["Id"]
+        except docker.errors.ImageNotFound:
+            return None
+
+    def pull(self, image: str) -> None:
+        repository, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "latest")
+        try:
+            self.api.pull(repository, tag=tag or "latest")
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"could not pull {image}: {exc.explanation or exc}") from None
+
+    def import_image(self, tar_stream: io.RawIOBase, repository: str, tag: str) -> None:
+        self.api.import_image_from_data(tar_stream.read(), repository=repository, tag=tag)
+
+    def tag(self, image: str, repository: str, tag: str) -> None:
+        self.api.tag(image, repository, tag=tag)
+
+    def build(self, context: bytes, tag: str, buildargs: dict[str, str], labels: dict[str, str],
+              progress: Callable[[str], None]) -> None:
+        stream = self.api.build(
+            fileobj=io.BytesIO(context),
+            custom_context=True,
+            tag=tag,
+            buildargs=buildargs,
+            labels=labels,
+            rm=True,
+            forcerm=True,
+            decode=True,
+        )
+        for chunk in stream:
+            if "error" in chunk:
+                raise SandboxError(f"the image build failed: {chunk['error'].strip()}")
+            text = chunk.get("stream")
+            if text and text.strip():
+                progress(text.rstrip("\n"))
+
+    def run_once(self, image: str, command: list[str]) -> str:
+        """Run a throwaway container without network and return its output."""
+        try:
+            output = self.client.containers.run(image, command, remove=True, network_mode="none", user="65534:65534")
+        except docker.errors.ContainerError as exc:
+            raise SandboxError(f"{' '.join(command)} failed in {image}: {exc.stderr!r}") from None
+        return output.decode("utf-8", "replace")
+
+
+def tar_bytes(files: dict[str, tuple[bytes, int]], dirs: dict[str, tuple[int, int, int]] | None = None,
+              uid: int = 0, gid: int = 0) -> bytes:
+    """A plain (uncompressed) tar: files as {path: (data, mode)}, dirs as {path: (mode, uid, gid)}."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for path, (mode, duid, dgid) in (dirs or {}).items():
+            info = tarfile.TarInfo(path)
+            info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, mode, duid, dgid
+            archive.addfile(info)
+        for path, (data, mode) in files.items():
+            info = tarfile.TarInfo(path)
+            info.size, info.mode, info.uid, info.gid = len(data), mode, uid, gid
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()

@@ -1,0 +1,368 @@
+"""SandboxManager: create, find, start, stop and remove sandboxes.
+
+A sandbox is one container plus one named volume for /home/sandbox, both labelled
+`io.jupyter-sandbox.*`. Everything the manager knows about a sandbox it reads back from Docker,
+so any process of the same user (kernel, server, command line) sees the same sandboxes.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from traitlets import Bool, Float, Int, Unicode, Union
+from traitlets.config import LoggingConfigurable
+
+from .. import __version__
+from . import secrets as sandbox_secrets
+from .client import AgentClient, AgentError
+from .docker_backend import DockerBackend, SandboxError, tar_bytes
+from .image import DEFAULT_BASE, DEFAULT_IMAGE, build_image
+from .spec import (
+    AGENT_PORT,
+    KERNEL_PORTS,
+    LABEL_CREATED_BY,
+    LABEL_ID,
+    LABEL_KERNEL_ID,
+    LABEL_OWNER,
+    LABEL_PREFIX,
+    LABEL_SPEC,
+    SANDBOX_HOME,
+    SANDBOX_USER_UID,
+    SandboxSpec,
+    SpecError,
+    parse_size,
+)
+
+Progress = Callable[[str], None]
+
+AGENT_DIR = "/opt/jupyter-sandbox"
+AGENT_PACKAGE = "jupyter_sandbox_agent"
+# Started with -I so that nothing in the sandbox's environment changes how the agent is imported.
+AGENT_COMMAND = [
+    "python3", "-I", "-c",
+    f"import sys, runpy; sys.path.insert(0, {AGENT_DIR!r}); "
+    f"runpy.run_module({AGENT_PACKAGE!r}, run_name='__main__', alter_sys=True)",
+]
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+@dataclass
+class Sandbox:
+    """A sandbox as Docker describes it right now."""
+
+    id: str
+    container_id: str
+    name: str
+    volume: str
+    state: str
+    image: str
+    labels: dict[str, str]
+    host_ports: dict[int, int] = field(default_factory=dict)
+    exit_code: int | None = None
+    oom_killed: bool = False
+    created: str = ""
+
+    @property
+    def kernel_id(self) -> str | None:
+        return self.labels.get(LABEL_KERNEL_ID) or None
+
+    @property
+    def owner(self) -> str:
+        return self.labels.get(LABEL_OWNER, "")
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.labels.get(LABEL_SPEC, "{}"))
+        except ValueError:
+            return {}
+
+    def kernel_connection(self) -> dict[str, Any]:
+        """Connection info for the inner ipykernel, as seen from the host."""
+        info: dict[str, Any] = {
+            "transport": "tcp",
+            "ip": "127.0.0.1",
+            "key": sandbox_secrets.kernel_key(self.id),
+            "signature_scheme": "hmac-sha256",
+        }
+        for channel, port in KERNEL_PORTS.items():
+            if port not in self.host_ports:
+                raise SandboxError(f"sandbox {self.id} has no published {channel} port; is it running?")
+            info[f"{channel}_port"] = self.host_ports[port]
+        return info
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "state": self.state,
+            "image": self.image,
+            "kernel_id": self.kernel_id,
+            "owner": self.owner,
+            "created": self.created,
+            "volume": self.volume,
+            "spec": self.spec,
+        }
+
+
+class SandboxManager(LoggingConfigurable):
+    """Creates and tracks sandboxes on the local Docker engine."""
+
+    image = Unicode(DEFAULT_IMAGE, config=True, help=(
+        "Image for new sandboxes. Any image with Python 3 and ipykernel works; the default is "
+        "built on demand by `jupyter sandbox image build`."))
+    base_image = Unicode(DEFAULT_BASE, config=True, help=(
+        "Base image the default sandbox image is built on when it is missing. When it cannot be "
+        "pulled, a Debian base is bootstrapped with mmdebstrap instead."))
+    build_missing_image = Bool(True, config=True, help=(
+        "Build the default image when a sandbox needs it and it is missing. Other images are "
+        "never built or pulled implicitly."))
+    cpu = Float(1.0, config=True, help="vCPUs for each sandbox (a CPU quota, may be fractional).")
+    memory = Union([Int(), Unicode()], default_value="1g", config=True, help=(
+        "Memory for each sandbox, e.g. '1g'. Swap is not allowed on top of it: a process that "
+        "needs more is killed by the kernel's OOM killer inside the sandbox."))
+    disk = Union([Int(), Unicode()], default_value="3g", config=True, help=(
+        "Largest file a sandbox process may write (RLIMIT_FSIZE), e.g. '3g'."))
+    pids = Int(512, config=True, help="Most processes and threads a sandbox may run at once.")
+    nofile = Int(4096, config=True, help="Most open files per sandbox process.")
+    network_name = Unicode("jupyter-sandbox", config=True, help=(
+        "Docker bridge network the sandboxes join. It is created with inter-container traffic "
+        "disabled, so sandboxes cannot reach each other."))
+    runtime = Unicode("", config=True, help=(
+        "Docker runtime for sandboxes, e.g. 'runsc' for gVisor. Empty: the engine's default (runc)."))
+    owner = Unicode(config=True, help="Owner label of sandboxes made by this process. Default: the OS user.")
+
+    def _owner_default(self) -> str:
+        return getpass.getuser()
+
+    def __init__(self, backend: DockerBackend | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._backend = backend
+
+    @property
+    def backend(self) -> DockerBackend:
+        if self._backend is None:
+            self._backend = DockerBackend()
+        return self._backend
+
+    # -- specs ------------------------------------------------------------------------------
+
+    def default_spec(self, **overrides: Any) -> SandboxSpec:
+        values: dict[str, Any] = {
+            "image": self.image,
+            "cpu": self.cpu,
+            "memory": parse_size(self.memory, "memory"),
+            "disk": parse_size(self.disk, "disk"),
+            "pids": self.pids,
+            "runtime": self.runtime or None,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return SandboxSpec(**values).validate()
+
+    # -- images -----------------------------------------------------------------------------
+
+    def ensure_image(self, image: str, progress: Progress = _quiet) -> None:
+        if self.backend.image_id(image):
+            return
+        if image != DEFAULT_IMAGE or not self.build_missing_image:
+            raise SandboxError(
+                f"the image {image!r} is not on this Docker engine; build it "
+                "(`jupyter sandbox image build` for the default one) or choose another image")
+        progress(f"the sandbox image {image} is missing; building it (first use only)...")
+        build_image(self.backend, progress, tag=image, base=self.base_image)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def create(self, spec: SandboxSpec | None = None, kernel_id: str | None = None,
+               progress: Progress = _quiet, start: bool = True) -> Sandbox:
+        spec = (spec or self.default_spec()).validate()
+        self.ensure_image(spec.image, progress)
+        sandbox_id = secrets.token_hex(6)
+        name = f"jupyter-sandbox-{sandbox_id}"
+        volume = f"{name}-home"
+        labels = {
+            **spec.labels,
+            LABEL_ID: sandbox_id,
+            LABEL_OWNER: self.owner,
+            LABEL_CREATED_BY: f"jupyter-sandbox {__version__}",
+            LABEL_SPEC: json.dumps({k: v for k, v in spec.to_dict().items() if k not in ("env", "labels")}),
+        }
+        if kernel_id:
+            labels[LABEL_KERNEL_ID] = kernel_id
+        for key in labels:
+            if key.startswith(LABEL_PREFIX) and key in spec.labels:
+                raise SpecError(f"labels: {key} is reserved")
+        backend = self.backend
+        backend.ensure_network(self.network_name, {LABEL_CREATED_BY: "jupyter-sandbox"})
+        backend.create_volume(volume, {LABEL_ID: sandbox_id, LABEL_OWNER: self.owner})
+        env = {"HOME": SANDBOX_HOME, "USER": "sandbox", **spec.env}
+        try:
+            container_id = self._create_container(spec, name, volume, labels, env)
+            backend.put_archive(container_id, "/", self._agent_archive(sandbox_id))
+        except Exception:
+            self._remove_parts(name, volume)
+            raise
+        sandbox = self.get(sandbox_id)
+        if start:
+            sandbox = self.start(sandbox)
+        self.log.info("created sandbox %s (%s) for kernel %s", sandbox_id, spec.image, kernel_id)
+        return sandbox
+
+    def _create_container(self, spec: SandboxSpec, name: str, volume: str, labels: dict[str, str],
+                          env: dict[str, str]) -> str:
+        backend = self.backend
+        arguments = dict(
+            name=name, image=spec.image, command=AGENT_COMMAND, labels=labels, env=env,
+            volume=volume, mount_point=SANDBOX_HOME, network=self.network_name,
+            ports=[AGENT_PORT, *KERNEL_PORTS.values()], cpu=spec.cpu, memory=spec.memory,
+            pids=spec.pids, file_size=spec.disk, nofile=self.nofile,
+            user=f"{SANDBOX_USER_UID}:{SANDBOX_USER_UID}", hostname=name, runtime=spec.runtime,
+        )
+        try:
+            return backend.create_container(**arguments)
+        except SandboxError as exc:
+            # The shared network may have been removed by another sandbox's shutdown meanwhile.
+            if "network" not in str(exc).lower():
+                raise
+            backend.ensure_network(self.network_name, {LABEL_CREATED_BY: "jupyter-sandbox"})
+            return backend.create_container(**arguments)
+
+    def _agent_archive(self, sandbox_id: str) -> bytes:
+        config = {
+            "token": sandbox_secrets.agent_token(sandbox_id),
+            "port": AGENT_PORT,
+            "kernel": {"key": sandbox_secrets.kernel_key(sandbox_id), "ports": KERNEL_PORTS, "cwd": SANDBOX_HOME},
+            "runtime_dir": "/tmp/.jupyter-sandbox",
+        }
+        source = Path(__file__).resolve().parent.parent / "agent"
+        prefix = AGENT_DIR.lstrip("/")
+        files = {f"{prefix}/{AGENT_PACKAGE}/{path.name}": (path.read_bytes(), 0o444)
+                 for path in sorted(source.glob("*.py"))}
+        files[f"{prefix}/agent.json"] = (json.dumps(config).encode(), 0o400)
+        dirs = {
+            prefix: (0o755, 0, 0),
+            f"{prefix}/{AGENT_PACKAGE}": (0o755, 0, 0),
+            # The home volume must belong to the sandbox user even on images that lack one.
+            SANDBOX_HOME.lstrip("/"): (0o755, SANDBOX_USER_UID, SANDBOX_USER_UID),
+        }
+        # The agent runs as the sandbox user and must read its own config.
+        return tar_bytes(files, dirs=dirs, uid=SANDBOX_USER_UID, gid=SANDBOX_USER_UID)
+
+    def start(self, sandbox: Sandbox) -> Sandbox:
+        if not sandbox.running:
+            self.backend.start(sandbox.container_id)
+        return self.get(sandbox.id)
+
+    def stop(self, sandbox: Sandbox) -> Sandbox:
+        self.backend.stop(sandbox.container_id)
+        return self.get(sandbox.id)
+
+    def remove(self, sandbox: Sandbox | str) -> None:
+        sandbox_id = sandbox if isinstance(sandbox, str) else sandbox.id
+        name = f"jupyter-sandbox-{sandbox_id}"
+        self._remove_parts(name, f"{name}-home")
+        self.backend.remove_network_if_unused(self.network_name)
+        self.log.info("removed sandbox %s", sandbox_id)
+
+    def _remove_parts(self, name: str, volume: str) -> None:
+        self.backend.remove_container(name)
+        # The volume can stay busy for a moment after a forced removal.
+        for attempt in range(20):
+            try:
+                self.backend.remove_volume(volume)
+                return
+            except SandboxError:
+                if attempt == 19:
+                    raise
+                time.sleep(0.1)
+
+    # -- lookups ----------------------------------------------------------------------------
+
+    def _from_summary(self, summary: dict[str, Any]) -> Sandbox:
+        labels = summary.get("Labels") or {}
+        ports: dict[int, int] = {}
+        for entry in summary.get("Ports") or []:
+            if entry.get("PublicPort") and entry.get("IP") in ("127.0.0.1", None):
+                ports[int(entry["PrivatePort"])] = int(entry["PublicPort"])
+        name = (summary.get("Names") or ["/?"])[0].lstrip("/")
+        return Sandbox(
+            id=labels.get(LABEL_ID, ""),
+            container_id=summary["Id"],
+            name=name,
+            volume=f"{name}-home",
+            state=summary.get("State", "unknown"),
+            image=summary.get("Image", ""),
+            labels=labels,
+            host_ports=ports,
+            created=str(summary.get("Created", "")),
+        )
+
+    def list(self, owner: str | None = None, kernel_id: str | None = None) -> list[Sandbox]:
+        labels = {}
+        if owner:
+            labels[LABEL_OWNER] = owner
+        if kernel_id:
+            labels[LABEL_KERNEL_ID] = kernel_id
+        return [self._from_summary(s) for s in self.backend.list_containers(labels, label_keys=[LABEL_ID])]
+
+    def get(self, sandbox_id: str) -> Sandbox:
+        found = self.backend.list_containers({LABEL_ID: sandbox_id})
+        if not found:
+            raise SandboxError(f"there is no sandbox {sandbox_id!r}")
+        sandbox = self._from_summary(found[0])
+        if not sandbox.running:
+            details = self.backend.inspect(sandbox.container_id) or {}
+            state = details.get("State") or {}
+            sandbox.exit_code = state.get("ExitCode")
+            sandbox.oom_killed = bool(state.get("OOMKilled"))
+        return sandbox
+
+    def find_for_kernel(self, kernel_id: str) -> Sandbox | None:
+        matches = self.list(kernel_id=kernel_id)
+        return matches[0] if matches else None
+
+    def agent(self, sandbox: Sandbox) -> AgentClient:
+        if AGENT_PORT not in sandbox.host_ports:
+            raise SandboxError(f"sandbox {sandbox.id} is not running")
+        return AgentClient(sandbox.host_ports[AGENT_PORT], sandbox_secrets.agent_token(sandbox.id))
+
+    def wait_for_agent(self, sandbox: Sandbox, timeout: float = 30) -> dict[str, Any]:
+        client = self.agent(sandbox)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return client.health(timeout=2)
+            except AgentError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def prune(self) -> dict[str, list[str]]:
+        """Remove stopped sandboxes, volumes without a sandbox and the network when unused."""
+        removed: dict[str, list[str]] = {"sandboxes": [], "volumes": []}
+        live_volumes = set()
+        for sandbox in self.list():
+            if sandbox.running:
+                live_volumes.add(sandbox.volume)
+                continue
+            self._remove_parts(sandbox.name, sandbox.volume)
+            removed["sandboxes"].append(sandbox.id)
+        for volume in self.backend.list_volumes([LABEL_ID]):
+            if volume not in live_volumes:
+                self.backend.remove_volume(volume)
+                removed["volumes"].append(volume)
+        self.backend.remove_network_if_unused(self.network_name)
+        return removed
