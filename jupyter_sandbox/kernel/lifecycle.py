@@ -1,0 +1,182 @@
+"""Bringing a kernel's sandbox up, and watching it die, in background threads.
+
+Docker calls block, so they never run on the relay's loop. Each thread reports back by posting
+`(kind, payload)` events, which the relay handles on its own thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+from ..sandbox.client import AgentError
+from ..sandbox.docker_backend import SandboxError
+from ..sandbox.manager import Sandbox, SandboxManager
+
+Post = Callable[[str, Any], None]
+log = logging.getLogger(__name__)
+
+AGENT_WAIT_SECONDS = 25.0
+
+
+def describe_exit(exit_code: int | None, oom_killed: bool, memory: str = "") -> str:
+    if oom_killed:
+        return f"it ran out of memory{f' (limit {memory})' if memory else ''} and was killed"
+    if exit_code in (137, -9):
+        return "it was killed (SIGKILL)"
+    if exit_code is None:
+        return "it is gone"
+    return f"it exited with code {exit_code}"
+
+
+class SandboxLifecycle:
+    """Creates or reattaches the sandbox of one kernel, and watches it while it runs."""
+
+    def __init__(self, manager: SandboxManager, kernel_id: str | None, post: Post) -> None:
+        self.manager = manager
+        self.kernel_id = kernel_id
+        self.post = post
+        self.sandbox: Sandbox | None = None
+        self._watch_stop = threading.Event()
+        self._bring_up_thread: threading.Thread | None = None
+
+    # -- bring up ---------------------------------------------------------------------------
+
+    def bring_up(self) -> None:
+        if self._bring_up_thread and self._bring_up_thread.is_alive():
+            return
+        self._watch_stop.set()
+        self._bring_up_thread = threading.Thread(target=self._bring_up, name="sandbox-bring-up", daemon=True)
+        self._bring_up_thread.start()
+
+    def wait_bring_up(self, timeout: float) -> None:
+        if self._bring_up_thread:
+            self._bring_up_thread.join(timeout)
+
+    def _progress(self, message: str) -> None:
+        self.post("progress", message)
+
+    def _bring_up(self) -> None:
+        try:
+            manager = self.manager
+            sandbox = manager.find_for_kernel(self.kernel_id) if self.kernel_id else None
+            if sandbox is None:
+                spec = manager.default_spec()
+                sandbox = manager.create(spec, kernel_id=self.kernel_id, progress=self._progress)
+                health = manager.wait_for_agent(sandbox)
+            elif not sandbox.running:
+                self._progress(f"starting sandbox {sandbox.id} again (its files are kept)...")
+                sandbox = manager.start(sandbox)
+                health = manager.wait_for_agent(sandbox)
+            else:
+                # Reattaching after a kernel restart: the inner kernel starts afresh, files stay.
+                health = manager.wait_for_agent(sandbox)
+                manager.agent(sandbox).kernel_action("restart")
+            self.sandbox = sandbox
+            self._start_watchers(sandbox, int(health.get("last_event") or 0))
+            self.post("ready", sandbox)
+        except (SandboxError, AgentError) as exc:
+            self.post("failed", str(exc))
+        except Exception as exc:  # never leave the notebook waiting on a crashed thread
+            log.exception("bringing up the sandbox failed")
+            self.post("failed", f"unexpected error while starting the sandbox: {exc!r}")
+
+    # -- watching ---------------------------------------------------------------------------
+
+    def _start_watchers(self, sandbox: Sandbox, last_event: int) -> None:
+        stop = threading.Event()
+        self._watch_stop = stop
+        threading.Thread(target=self._watch_container, args=(sandbox, stop), daemon=True,
+                         name="sandbox-container-watch").start()
+        threading.Thread(target=self._watch_agent, args=(sandbox, stop, last_event), daemon=True,
+                         name="sandbox-agent-watch").start()
+
+    def stop_watching(self) -> None:
+        self._watch_stop.set()
+
+    def _container_gone(self, sandbox: Sandbox, stop: threading.Event) -> None:
+        if stop.is_set():
+            return
+        stop.set()
+        try:
+            current = self.manager.get(sandbox.id)
+            reason = describe_exit(current.exit_code, current.oom_killed, sandbox.spec.get("memory", ""))
+        except SandboxError:
+            reason = "it was removed"
+        self.post("container_died", reason)
+
+    def _watch_container(self, sandbox: Sandbox, stop: threading.Event) -> None:
+        """Docker's die event arrives within milliseconds; polling covers a broken event stream."""
+        try:
+            events = self.manager.backend.events(sandbox.container_id)
+            closer = threading.Thread(target=lambda: (stop.wait(), events.close()), daemon=True)
+            closer.start()
+            for event in events:
+                if stop.is_set():
+                    return
+                if event.get("status") in ("die", "destroy", "stop"):
+                    self._container_gone(sandbox, stop)
+                    return
+        except Exception:
+            log.debug("docker event stream ended; polling instead", exc_info=True)
+        while not stop.wait(1.0):
+            try:
+                if not self.manager.get(sandbox.id).running:
+                    self._container_gone(sandbox, stop)
+                    return
+            except SandboxError:
+                self._container_gone(sandbox, stop)
+                return
+            except Exception:
+                log.debug("polling the sandbox failed", exc_info=True)
+
+    def _watch_agent(self, sandbox: Sandbox, stop: threading.Event, last_event: int) -> None:
+        client = self.manager.agent(sandbox)
+        seq = last_event
+        while not stop.is_set():
+            try:
+                seq, events = client.events(seq, AGENT_WAIT_SECONDS)
+            except AgentError:
+                if stop.wait(0.5):
+                    return
+                continue
+            if stop.is_set():
+                return
+            for event in events:
+                if event.get("type") == "kernel_died":
+                    self.post("kernel_died", event)
+
+    # -- actions from the relay -------------------------------------------------------------
+
+    def interrupt(self) -> None:
+        sandbox = self.sandbox
+        if sandbox is None:
+            return
+
+        def run() -> None:
+            try:
+                self.manager.agent(sandbox).kernel_action("interrupt", timeout=5)
+            except AgentError as exc:
+                log.warning("interrupt through the agent failed: %s", exc)
+
+        threading.Thread(target=run, daemon=True).start()
+
+    def remove(self) -> None:
+        """Remove this kernel's sandbox (container and volume), also one still being created."""
+        self.stop_watching()
+        self.wait_bring_up(timeout=30)
+        self.stop_watching()
+        try:
+            found = [self.sandbox] if self.sandbox else []
+            if self.kernel_id:
+                found += self.manager.list(kernel_id=self.kernel_id)
+            for sandbox_id in {s.id for s in found if s}:
+                self.manager.remove(sandbox_id)
+        except SandboxError as exc:
+            log.error("could not remove the sandbox: %s", exc)
+
+
+def wait_quietly(seconds: float) -> None:
+    time.sleep(seconds)
