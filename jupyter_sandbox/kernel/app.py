@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -48,14 +49,16 @@ class SandboxKernelApp(JupyterApp):
             self.exit(2)
         if not self.kernel_id:
             match = KERNEL_ID_RE.search(self.connection_file)
-            self.kernel_id = match.group(1) if match else ""
+            # A restart reuses the connection file, so its path also identifies the kernel.
+            path = str(Path(self.connection_file).resolve())
+            self.kernel_id = match.group(1) if match else "file-" + hashlib.sha256(path.encode()).hexdigest()[:24]
 
     def start(self) -> None:
         connection = json.loads(Path(self.connection_file).read_text())
         manager = SandboxManager(parent=self)
         relay = Relay(
             connection,
-            lambda r: SandboxLifecycle(manager, self.kernel_id or None, r.post),
+            lambda r: SandboxLifecycle(manager, self.kernel_id, r.post),
             handshake_timeout=self.handshake_timeout,
         )
         # interrupt_mode "signal" sends SIGINT to this process; pass it on to the sandbox.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any, Callable
 
 from ..sandbox.client import AgentError
@@ -34,7 +33,7 @@ def describe_exit(exit_code: int | None, oom_killed: bool, memory: str = "") -> 
 class SandboxLifecycle:
     """Creates or reattaches the sandbox of one kernel, and watches it while it runs."""
 
-    def __init__(self, manager: SandboxManager, kernel_id: str | None, post: Post) -> None:
+    def __init__(self, manager: SandboxManager, kernel_id: str, post: Post) -> None:
         self.manager = manager
         self.kernel_id = kernel_id
         self.post = post
@@ -102,7 +101,7 @@ class SandboxLifecycle:
         stop.set()
         try:
             current = self.manager.get(sandbox.id)
-            reason = describe_exit(current.exit_code, current.oom_killed, sandbox.spec.get("memory", ""))
+            reason = describe_exit(current.exit_code, current.oom_killed, sandbox.memory_limit)
         except SandboxError:
             reason = "it was removed"
         self.post("container_died", reason)
@@ -176,7 +175,3 @@ class SandboxLifecycle:
                 self.manager.remove(sandbox_id)
         except SandboxError as exc:
             log.error("could not remove the sandbox: %s", exc)
-
-
-def wait_quietly(seconds: float) -> None:
-    time.sleep(seconds)

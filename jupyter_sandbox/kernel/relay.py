@@ -22,7 +22,6 @@ import zmq
 
 from .. import __version__
 from ..sandbox.manager import Sandbox
-from ..sandbox.spec import format_size
 from .messages import DELIM, Signer, build, dumps, reply_type, split
 
 log = logging.getLogger(__name__)
@@ -154,8 +153,7 @@ class Relay:
             self._stream(self.progress_target, f"[sandbox] {message}\n")
 
     def _on_ready(self, sandbox: Sandbox) -> None:
-        memory = sandbox.spec.get("memory")
-        self.memory_limit = format_size(memory) if isinstance(memory, int) else ""
+        self.memory_limit = sandbox.memory_limit
         self._connect_inner(sandbox)
         self.state = State.CONNECTING
         self._handshake_started = time.monotonic()

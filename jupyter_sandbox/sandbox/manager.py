@@ -36,6 +36,7 @@ from .spec import (
     SANDBOX_USER_UID,
     SandboxSpec,
     SpecError,
+    format_size,
     parse_size,
 )
 
@@ -89,6 +90,12 @@ class Sandbox:
             return json.loads(self.labels.get(LABEL_SPEC, "{}"))
         except ValueError:
             return {}
+
+    @property
+    def memory_limit(self) -> str:
+        """The memory limit as a person reads it, e.g. '1 GiB' ('' when unknown)."""
+        memory = self.spec.get("memory")
+        return format_size(memory) if isinstance(memory, int) else ""
 
     def kernel_connection(self) -> dict[str, Any]:
         """Connection info for the inner ipykernel, as seen from the host."""

@@ -1,0 +1,168 @@
+"""Shared fixtures: a real Docker engine, the real sandbox image, real sandbox kernels."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+from jupyter_client import BlockingKernelClient
+from jupyter_client.multikernelmanager import MultiKernelManager
+
+from jupyter_sandbox.sandbox.docker_backend import DockerBackend
+from jupyter_sandbox.sandbox.image import DEFAULT_IMAGE, build_image
+from jupyter_sandbox.sandbox.spec import LABEL_ID, LABEL_KERNEL_ID
+
+ROOT = Path(__file__).resolve().parents[1]
+KERNEL_NAME = "sandbox-python"
+
+
+@pytest.fixture(scope="session")
+def docker_backend() -> DockerBackend:
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        subprocess.run(["bash", str(ROOT / "scripts" / "ensure-docker.sh")], check=True)
+    return DockerBackend()
+
+
+@pytest.fixture(scope="session")
+def sandbox_image(docker_backend: DockerBackend) -> str:
+    build_image(docker_backend, lambda line: print(line, file=sys.stderr), tag=DEFAULT_IMAGE)
+    return DEFAULT_IMAGE
+
+
+def sandbox_containers(docker_backend: DockerBackend, **labels: str) -> list[dict[str, Any]]:
+    return docker_backend.list_containers(labels or None, label_keys=[LABEL_ID])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leftovers() -> Iterator[None]:
+    """Every test cleans up what it made: at the end no sandbox container or volume remains."""
+    yield
+    try:
+        backend = DockerBackend()
+    except Exception:
+        return
+    leftovers = sandbox_containers(backend)
+    volumes = backend.list_volumes([LABEL_ID])
+    assert not leftovers, f"sandbox containers left behind: {[c['Names'] for c in leftovers]}"
+    assert not volumes, f"sandbox volumes left behind: {volumes}"
+
+
+class Run:
+    """What one executed cell produced, as a front end would see it."""
+
+    def __init__(self, reply: dict[str, Any], outputs: list[dict[str, Any]]) -> None:
+        self.reply = reply
+        self.outputs = outputs
+
+    @property
+    def status(self) -> str:
+        return self.reply["content"]["status"]
+
+    @property
+    def stdout(self) -> str:
+        return "".join(o["content"]["text"] for o in self.outputs
+                       if o["msg_type"] == "stream" and o["content"]["name"] == "stdout")
+
+    @property
+    def stderr(self) -> str:
+        return "".join(o["content"]["text"] for o in self.outputs
+                       if o["msg_type"] == "stream" and o["content"]["name"] == "stderr")
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        for o in self.outputs:
+            if o["msg_type"] == "error":
+                return o["content"]
+        return None
+
+    def of_type(self, msg_type: str) -> list[dict[str, Any]]:
+        return [o for o in self.outputs if o["msg_type"] == msg_type]
+
+
+class SandboxKernel:
+    """A sandbox kernel started the way Jupyter Server starts one (MultiKernelManager)."""
+
+    def __init__(self, mkm: MultiKernelManager, kernel_id: str) -> None:
+        self.mkm = mkm
+        self.kernel_id = kernel_id
+        self.km = mkm.get_kernel(kernel_id)
+        self.client: BlockingKernelClient = self.km.client()
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=300)
+
+    def run(self, code: str, timeout: float = 60, stdin_hook: Callable[[dict], None] | None = None,
+            output_hook: Callable[[dict], None] | None = None) -> Run:
+        outputs: list[dict[str, Any]] = []
+
+        def hook(msg: dict[str, Any]) -> None:
+            if msg["msg_type"] not in ("status", "execute_input"):
+                outputs.append(msg)
+            if output_hook:
+                output_hook(msg)
+
+        reply = self.client.execute_interactive(
+            code, timeout=timeout, output_hook=hook, allow_stdin=stdin_hook is not None,
+            stdin_hook=stdin_hook)
+        return Run(reply, outputs)
+
+    def restart(self) -> None:
+        self.client.stop_channels()
+        self.mkm.restart_kernel(self.kernel_id)
+        self.client = self.km.client()
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=120)
+
+    def shutdown(self) -> None:
+        self.client.stop_channels()
+        if self.kernel_id in self.mkm.list_kernel_ids():
+            self.mkm.shutdown_kernel(self.kernel_id)
+
+
+def start_sandbox_kernel(extra_env: dict[str, str] | None = None, extra_argv: list[str] | None = None,
+                         tmp_path: Path | None = None) -> SandboxKernel:
+    mkm = MultiKernelManager()
+    kwargs: dict[str, Any] = {"kernel_name": KERNEL_NAME}
+    env = {**os.environ, **(extra_env or {})}
+    kwargs["env"] = env
+    if extra_argv:
+        # A private kernelspec with extra command-line config, as an operator would write one.
+        assert tmp_path is not None
+        spec_dir = tmp_path / "kernels" / "sandbox-test"
+        spec_dir.mkdir(parents=True)
+        import json
+        spec = json.loads((ROOT / "share/jupyter/kernels/sandbox-python/kernel.json").read_text())
+        spec["argv"] += extra_argv
+        (spec_dir / "kernel.json").write_text(json.dumps(spec))
+        mkm.kernel_spec_manager.kernel_dirs.insert(0, str(tmp_path / "kernels"))
+        kwargs["kernel_name"] = "sandbox-test"
+    kernel_id = mkm.start_kernel(**kwargs)
+    return SandboxKernel(mkm, kernel_id)
+
+
+@pytest.fixture
+def sandbox_kernel(sandbox_image: str, docker_backend: DockerBackend) -> Iterator[SandboxKernel]:
+    kernel = start_sandbox_kernel()
+    yield kernel
+    kernel.shutdown()
+    assert not sandbox_containers(docker_backend, **{LABEL_KERNEL_ID: kernel.kernel_id})
+
+
+@pytest.fixture(scope="module")
+def shared_kernel(sandbox_image: str, docker_backend: DockerBackend) -> Iterator[SandboxKernel]:
+    kernel = start_sandbox_kernel()
+    yield kernel
+    kernel.shutdown()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
