@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 from jupyter_client import BlockingKernelClient
+from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.multikernelmanager import MultiKernelManager
 
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
@@ -125,7 +127,7 @@ class SandboxKernel:
 
 def start_sandbox_kernel(extra_env: dict[str, str] | None = None, extra_argv: list[str] | None = None,
                          tmp_path: Path | None = None) -> SandboxKernel:
-    mkm = MultiKernelManager()
+    specs = KernelSpecManager()
     kwargs: dict[str, Any] = {"kernel_name": KERNEL_NAME}
     env = {**os.environ, **(extra_env or {})}
     kwargs["env"] = env
@@ -134,12 +136,12 @@ def start_sandbox_kernel(extra_env: dict[str, str] | None = None, extra_argv: li
         assert tmp_path is not None
         spec_dir = tmp_path / "kernels" / "sandbox-test"
         spec_dir.mkdir(parents=True)
-        import json
         spec = json.loads((ROOT / "share/jupyter/kernels/sandbox-python/kernel.json").read_text())
         spec["argv"] += extra_argv
         (spec_dir / "kernel.json").write_text(json.dumps(spec))
-        mkm.kernel_spec_manager.kernel_dirs.insert(0, str(tmp_path / "kernels"))
+        specs.kernel_dirs.insert(0, str(tmp_path / "kernels"))
         kwargs["kernel_name"] = "sandbox-test"
+    mkm = MultiKernelManager(kernel_spec_manager=specs)
     kernel_id = mkm.start_kernel(**kwargs)
     return SandboxKernel(mkm, kernel_id)
 
