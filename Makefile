@@ -1,0 +1,42 @@
+# `make lab`: set everything up and start JupyterLab with the sandbox kernel.
+# `make test`: set everything up and run the tests.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+LAB_PORT ?= 8888
+
+.PHONY: setup host image lab test demo bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[test,lab]"
+	touch $(STAMP)
+
+host:
+	bash scripts/ensure-host.sh
+
+image: host $(STAMP)
+	$(VENV)/bin/jupyter sandbox image build
+
+setup: image
+
+lab: setup
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --no-browser --ServerApp.root_dir=$(CURDIR)/examples
+
+test: setup
+	$(PY) -m pytest
+
+demo: setup
+	$(PY) examples/run_demo.py examples/demo.ipynb
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+clean:
+	-$(VENV)/bin/jupyter sandbox rm --all
+	-$(VENV)/bin/jupyter sandbox prune
+	rm -rf $(VENV)

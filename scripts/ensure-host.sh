@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Host prerequisites for building and running sandboxes: Python's venv module, mmdebstrap (to
+# bootstrap a base image where no registry is reachable) and a running Docker engine.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+
+missing=()
+python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
+command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "ensure-host: installing ${missing[*]}..." >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "ensure-host: please install: ${missing[*]} (e.g. sudo apt-get install ${missing[*]})" >&2
+        # mmdebstrap is only needed when no base image can be pulled; venv is needed always.
+        python3 -c "import venv, ensurepip" >/dev/null 2>&1 || exit 1
+    fi
+fi
+exec "$here/ensure-docker.sh"
