@@ -1,0 +1,63 @@
+"""Helpers shared by the benchmarks: start kernels the way Jupyter Server does and time cells."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+from jupyter_client import BlockingKernelClient
+from jupyter_client.multikernelmanager import MultiKernelManager
+
+from jupyter_sandbox.sandbox.manager import SandboxManager
+
+
+@contextmanager
+def kernel(name: str) -> Iterator[tuple[MultiKernelManager, str, BlockingKernelClient]]:
+    mkm = MultiKernelManager()
+    kernel_id = mkm.start_kernel(kernel_name=name)
+    client = mkm.get_kernel(kernel_id).client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=300)
+        run_cell(client, "pass")  # the sandbox kernel answers kernel_info before its sandbox is up
+        yield mkm, kernel_id, client
+    finally:
+        client.stop_channels()
+        mkm.shutdown_kernel(kernel_id, now=False)
+
+
+@contextmanager
+def direct_client(kernel_id: str) -> Iterator[BlockingKernelClient]:
+    """A client connected straight to the ipykernel inside a kernel's sandbox (no proxy)."""
+    sandbox = SandboxManager().find_for_kernel(kernel_id)
+    assert sandbox is not None, "no sandbox for that kernel"
+    client = BlockingKernelClient()
+    client.load_connection_info(sandbox.kernel_connection())
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        yield client
+    finally:
+        client.stop_channels()
+
+
+def run_cell(client: BlockingKernelClient, code: str, timeout: float = 300) -> dict:
+    reply = client.execute_interactive(code, timeout=timeout, output_hook=lambda msg: None)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return reply
+
+
+def round_trips(client: BlockingKernelClient, count: int) -> list[float]:
+    run_cell(client, "pass")  # warm up
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        run_cell(client, "pass")
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def ms(values: list[float]) -> str:
+    return f"median {statistics.median(values) * 1000:7.2f} ms  mean {statistics.mean(values) * 1000:7.2f} ms"

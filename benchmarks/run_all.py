@@ -1,0 +1,13 @@
+"""Run every benchmark in turn; each prints its figure beside its baseline."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+for script in ("cold_start.py", "roundtrip.py", "throughput.py"):
+    print(f"== {script}", flush=True)
+    subprocess.run([sys.executable, str(HERE / script)], cwd=HERE, check=True)
