@@ -272,8 +272,11 @@ class DockerBackend:
 
 
 def tar_bytes(files: dict[str, tuple[bytes, int]], dirs: dict[str, tuple[int, int, int]] | None = None,
-              uid: int = 0, gid: int = 0) -> bytes:
-    """A plain (uncompressed) tar: files as {path: (data, mode)}, dirs as {path: (mode, uid, gid)}."""
+              owners: dict[str, int] | None = None) -> bytes:
+    """A plain (uncompressed) tar: files as {path: (data, mode)}, dirs as {path: (mode, uid, gid)}.
+
+    Files belong to root unless `owners` names another uid (and the same gid) for them.
+    """
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
         for path, (mode, duid, dgid) in (dirs or {}).items():
@@ -282,6 +285,7 @@ def tar_bytes(files: dict[str, tuple[bytes, int]], dirs: dict[str, tuple[int, in
             archive.addfile(info)
         for path, (data, mode) in files.items():
             info = tarfile.TarInfo(path)
-            info.size, info.mode, info.uid, info.gid = len(data), mode, uid, gid
+            owner = (owners or {}).get(path, 0)
+            info.size, info.mode, info.uid, info.gid = len(data), mode, owner, owner
             archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()

@@ -265,8 +265,8 @@ class SandboxManager(LoggingConfigurable):
             # The home volume must belong to the sandbox user even on images that lack one.
             SANDBOX_HOME.lstrip("/"): (0o755, SANDBOX_USER_UID, SANDBOX_USER_UID),
         }
-        # The agent runs as the sandbox user and must read its own config.
-        return tar_bytes(files, dirs=dirs, uid=SANDBOX_USER_UID, gid=SANDBOX_USER_UID)
+        # The agent's code belongs to root; only its config must be readable by the sandbox user.
+        return tar_bytes(files, dirs=dirs, owners={f"{prefix}/agent.json": SANDBOX_USER_UID})
 
     def start(self, sandbox: Sandbox) -> Sandbox:
         if not sandbox.running:

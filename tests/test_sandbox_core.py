@@ -1,0 +1,140 @@
+"""The sandbox core against the real Docker engine: hardened containers, the agent, cleanup."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Iterator
+
+import pytest
+
+from jupyter_sandbox.sandbox import secrets as sandbox_secrets
+from jupyter_sandbox.sandbox.client import AgentClient, AgentError
+from jupyter_sandbox.sandbox.docker_backend import DockerBackend, DockerUnavailable, SandboxError
+from jupyter_sandbox.sandbox.image import build_image
+from jupyter_sandbox.sandbox.manager import AGENT_PORT, Sandbox, SandboxManager
+from jupyter_sandbox.sandbox.spec import LABEL_ID, LABEL_KERNEL_ID, LABEL_OWNER, SpecError
+
+
+@pytest.fixture
+def manager(docker_backend: DockerBackend, sandbox_image: str) -> SandboxManager:
+    return SandboxManager(backend=docker_backend)
+
+
+@pytest.fixture
+def sandbox(manager: SandboxManager) -> Iterator[Sandbox]:
+    created = manager.create(kernel_id="core-test")
+    manager.wait_for_agent(created)
+    yield created
+    manager.remove(created)
+
+
+def test_container_has_every_hardened_default(sandbox: Sandbox, docker_backend: DockerBackend) -> None:
+    info = docker_backend.inspect(sandbox.container_id)
+    host = info["HostConfig"]
+    assert info["Config"]["User"] == "1000:1000"
+    assert host["CapDrop"] == ["ALL"]
+    assert "no-new-privileges" in host["SecurityOpt"]
+    assert host["Privileged"] is False
+    assert host["PidsLimit"] == 512
+    assert host["Memory"] == 1024**3 and host["MemorySwap"] == 1024**3
+    assert host["NanoCpus"] == 10**9
+    assert host["Init"] is True
+    assert {u["Name"]: u["Hard"] for u in host["Ulimits"]} == {"nofile": 4096, "fsize": 3 * 1024**3, "core": 0}
+    assert host["LogConfig"]["Config"]["max-size"] == "1m"
+    assert host["NetworkMode"] == "jupyter-sandbox"
+    assert not host.get("Binds") or all(not b.startswith("/") for b in host["Binds"])
+    mounts = info["Mounts"]
+    assert [m["Type"] for m in mounts] == ["volume"] and mounts[0]["Destination"] == "/home/sandbox"
+    for bindings in info["NetworkSettings"]["Ports"].values():
+        assert bindings and all(b["HostIp"] == "127.0.0.1" for b in bindings)
+    labels = info["Config"]["Labels"]
+    assert labels[LABEL_ID] == sandbox.id and labels[LABEL_KERNEL_ID] == "core-test" and labels[LABEL_OWNER]
+    # No secret is kept where `docker inspect` shows it.
+    assert sandbox_secrets.agent_token(sandbox.id) not in json.dumps(info)
+
+
+def test_network_keeps_sandboxes_apart(sandbox: Sandbox, docker_backend: DockerBackend) -> None:
+    network = docker_backend.client.networks.get("jupyter-sandbox")
+    assert network.attrs["Options"]["com.docker.network.bridge.enable_icc"] == "false"
+
+
+def test_agent_requires_the_token(sandbox: Sandbox) -> None:
+    port = sandbox.host_ports[AGENT_PORT]
+    for headers in ({}, {"Authorization": "token wrong"}, {"Authorization": "Bearer " + "0" * 64}):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/health", headers=headers)
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=5)
+        assert caught.value.code == 401
+        assert "token" in json.loads(caught.value.read())["message"]
+    with pytest.raises(AgentError) as caught:
+        AgentClient(port, "not-the-token").health()
+    assert caught.value.status == 401
+
+
+def test_agent_health_restart_interrupt_and_bad_input(sandbox: Sandbox, manager: SandboxManager) -> None:
+    client = manager.agent(sandbox)
+    health = client.health()
+    assert health["status"] == "ok" and health["kernel"]["running"] is True
+    generation = health["kernel"]["generation"]
+    assert client.kernel_action("restart")["generation"] == generation + 1
+    assert client.kernel_action("interrupt")["kernel"]["running"] is True
+    with pytest.raises(AgentError) as caught:
+        client.kernel_action("explode")
+    assert caught.value.status == 404 and "unknown kernel action" in str(caught.value)
+    with pytest.raises(AgentError) as caught:
+        client.request("GET", "/events?after=soon")
+    assert caught.value.status == 400
+
+
+def test_agent_files_are_not_writable_by_the_sandbox_user(sandbox: Sandbox, docker_backend: DockerBackend) -> None:
+    result = docker_backend.client.containers.get(sandbox.container_id).exec_run(
+        ["sh", "-c", "touch /opt/jupyter-sandbox/jupyter_sandbox_agent/server.py; stat -c '%u %a' /home/sandbox"],
+        user="1000")
+    assert b"Permission denied" in result.output
+    assert result.output.decode().strip().splitlines()[-1] == "1000 755"
+
+
+def test_list_get_remove(manager: SandboxManager) -> None:
+    created = manager.create(kernel_id="list-test", start=False)
+    try:
+        assert created.state == "created"
+        assert created.id in {s.id for s in manager.list(owner=manager.owner)}
+        assert manager.find_for_kernel("list-test").id == created.id
+    finally:
+        manager.remove(created)
+    assert manager.find_for_kernel("list-test") is None
+    with pytest.raises(SandboxError, match="no sandbox"):
+        manager.get(created.id)
+
+
+def test_bad_spec_is_refused_before_anything_is_made(manager: SandboxManager, docker_backend: DockerBackend) -> None:
+    before = docker_backend.list_volumes([LABEL_ID])
+    with pytest.raises(SpecError, match="memory"):
+        manager.default_spec(memory=1)
+    with pytest.raises(SandboxError, match="not on this Docker engine"):
+        manager.create(manager.default_spec(image="jupyter-sandbox/absent:0"))
+    assert docker_backend.list_volumes([LABEL_ID]) == before
+
+
+def test_unreachable_docker_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")
+    with pytest.raises(DockerUnavailable, match="Docker is not reachable .*DOCKER_HOST=tcp://127.0.0.1:9"):
+        DockerBackend(timeout=5)
+
+
+def test_unchanged_image_is_not_rebuilt(docker_backend: DockerBackend, sandbox_image: str) -> None:
+    lines: list[str] = []
+    result = build_image(docker_backend, lines.append, tag=sandbox_image)
+    assert result.built is False
+    assert any("up to date" in line for line in lines)
+
+
+def test_image_contents(docker_backend: DockerBackend, sandbox_image: str) -> None:
+    output = docker_backend.run_once(sandbox_image, [
+        "sh", "-c",
+        "getent passwd 1000 | cut -d: -f1,6; git --version >/dev/null && echo git; ps --version >/dev/null && echo ps; "
+        "test -s /etc/ssl/certs/ca-certificates.crt && echo certs; "
+        "python3 -c 'import ipykernel, numpy, pandas, matplotlib; print(\"python ok\")'"])
+    assert output.split() == ["sandbox:/home/sandbox", "git", "ps", "certs", "python", "ok"]
