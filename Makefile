@@ -5,8 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LAB_PORT ?= 8888
+# Jupyter refuses to run as root unless told; root is how a fresh machine is usually set up.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup host image lab test demo bench clean
+.PHONY: setup host image test-image lab test demo bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,12 +24,16 @@ host:
 image: host $(STAMP)
 	$(VENV)/bin/jupyter sandbox image build
 
+# The tests never contact an image registry: their base is bootstrapped from Debian packages.
+test-image: host $(STAMP)
+	$(VENV)/bin/jupyter sandbox image build --bootstrap
+
 setup: image
 
 lab: setup
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --no-browser --ServerApp.root_dir=$(CURDIR)/examples
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --no-browser $(ALLOW_ROOT) --ServerApp.root_dir=$(CURDIR)/examples
 
-test: setup
+test: test-image
 	$(PY) -m pytest
 
 demo: setup

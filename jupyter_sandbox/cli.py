@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "image":
             result = build_image(manager.backend, _progress, tag=args.tag,
-                                 base=args.base or manager.base_image, bootstrap=args.bootstrap, force=args.force)
+                                 base=args.base or manager.base_image, bootstrap=args.bootstrap or manager.bootstrap_base, force=args.force)
             print(result.image)
         elif args.command == "list":
             sandboxes = manager.list(owner=None if args.all_owners else manager.owner)

@@ -32,7 +32,8 @@ def docker_backend() -> DockerBackend:
 
 @pytest.fixture(scope="session")
 def sandbox_image(docker_backend: DockerBackend) -> str:
-    build_image(docker_backend, lambda line: print(line, file=sys.stderr), tag=DEFAULT_IMAGE)
+    # Tests never try a registry: the base is bootstrapped from Debian packages (or reused).
+    build_image(docker_backend, lambda line: print(line, file=sys.stderr), tag=DEFAULT_IMAGE, bootstrap=True)
     return DEFAULT_IMAGE
 
 

@@ -80,7 +80,7 @@ def test_unreachable_docker_is_a_clear_error() -> None:
 
 
 def test_image_build_is_skipped_when_up_to_date(sandbox_image: str) -> None:
-    result = sandbox_cli("image", "build")
+    result = sandbox_cli("image", "build", "--bootstrap")
     assert result.returncode == 0, result.stderr
     assert "is up to date" in result.stdout
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import SandboxKernel, sandbox_containers, start_sandbox_kernel
+from conftest import ROOT, SandboxKernel, sandbox_containers, start_sandbox_kernel
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.spec import LABEL_KERNEL_ID
 
@@ -137,3 +138,44 @@ def test_unreachable_docker_is_reported_in_the_notebook(sandbox_image: str, dock
         assert "Docker is not reachable" in again.error["evalue"]
     finally:
         kernel.shutdown()
+
+
+def test_missing_default_image_is_built_with_progress_in_the_notebook(
+        sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path) -> None:
+    tag = "jupyter-sandbox/python:autobuild-test"
+    kernel = start_sandbox_kernel(
+        extra_argv=[f"--SandboxManager.image={tag}", "--SandboxManager.bootstrap_base=True"], tmp_path=tmp_path)
+    try:
+        run = kernel.run("print('built and running')", timeout=600)
+        assert run.status == "ok", run.error
+        assert f"[sandbox] the sandbox image {tag} is missing; building it" in run.stdout
+        assert f"[sandbox] built {tag}" in run.stdout
+        assert run.stdout.endswith("built and running\n")
+    finally:
+        kernel.shutdown()
+        docker_backend.client.images.remove(tag)
+
+
+def test_sigint_to_the_proxy_interrupts_the_cell(sandbox_kernel: SandboxKernel) -> None:
+    """Jupyter sends SIGINT when a kernelspec says interrupt_mode=signal; it must reach the sandbox."""
+    import os
+    import signal
+
+    client = sandbox_kernel.client
+    msg_id = client.execute("import time\nwhile True:\n    time.sleep(0.01)")
+    time.sleep(1.0)
+    os.kill(sandbox_kernel.km.provisioner.process.pid, signal.SIGINT)
+    reply = client.get_shell_msg(timeout=20)
+    while reply["parent_header"].get("msg_id") != msg_id:
+        reply = client.get_shell_msg(timeout=20)
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    assert sandbox_kernel.run("print('alive')").stdout == "alive\n"
+
+
+def test_demo_notebook_runs_headless(sandbox_image: str) -> None:
+    result = subprocess.run([sys.executable, "examples/run_demo.py", "examples/demo.ipynb"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "user id: 1000" in result.stdout
+    assert "effective capabilities: 0000000000000000" in result.stdout
+    assert "<image/png, text/plain>" in result.stdout

@@ -126,7 +126,7 @@ def test_unreachable_docker_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_unchanged_image_is_not_rebuilt(docker_backend: DockerBackend, sandbox_image: str) -> None:
     lines: list[str] = []
-    result = build_image(docker_backend, lines.append, tag=sandbox_image)
+    result = build_image(docker_backend, lines.append, tag=sandbox_image, bootstrap=True)
     assert result.built is False
     assert any("up to date" in line for line in lines)
 

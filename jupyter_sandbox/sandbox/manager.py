@@ -22,7 +22,7 @@ from .. import __version__
 from . import secrets as sandbox_secrets
 from .client import AgentClient, AgentError
 from .docker_backend import DockerBackend, SandboxError, tar_bytes
-from .image import DEFAULT_BASE, DEFAULT_IMAGE, build_image
+from .image import DEFAULT_BASE, DEFAULT_IMAGE, DEFAULT_REPOSITORY, build_image
 from .spec import (
     AGENT_PORT,
     KERNEL_PORTS,
@@ -134,9 +134,12 @@ class SandboxManager(LoggingConfigurable):
     base_image = Unicode(DEFAULT_BASE, config=True, help=(
         "Base image the default sandbox image is built on when it is missing. When it cannot be "
         "pulled, a Debian base is bootstrapped with mmdebstrap instead."))
+    bootstrap_base = Bool(False, config=True, help=(
+        "Do not try to pull base_image: bootstrap a Debian base with mmdebstrap right away. "
+        "For machines that reach no image registry."))
     build_missing_image = Bool(True, config=True, help=(
-        "Build the default image when a sandbox needs it and it is missing. Other images are "
-        "never built or pulled implicitly."))
+        f"Build an image of the {DEFAULT_REPOSITORY} repository (docker/Dockerfile) when a sandbox "
+        "needs it and it is missing. Other images are never built or pulled implicitly."))
     cpu = Float(1.0, config=True, help="vCPUs for each sandbox (a CPU quota, may be fractional).")
     memory = Union([Int(), Unicode()], default_value="1g", config=True, help=(
         "Memory for each sandbox, e.g. '1g'. Swap is not allowed on top of it: a process that "
@@ -184,12 +187,13 @@ class SandboxManager(LoggingConfigurable):
     def ensure_image(self, image: str, progress: Progress = _quiet) -> None:
         if self.backend.image_id(image):
             return
-        if image != DEFAULT_IMAGE or not self.build_missing_image:
+        repository = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+        if repository != DEFAULT_REPOSITORY or not self.build_missing_image:
             raise SandboxError(
                 f"the image {image!r} is not on this Docker engine; build it "
                 "(`jupyter sandbox image build` for the default one) or choose another image")
         progress(f"the sandbox image {image} is missing; building it (first use only)...")
-        build_image(self.backend, progress, tag=image, base=self.base_image)
+        build_image(self.backend, progress, tag=image, base=self.base_image, bootstrap=self.bootstrap_base)
 
     # -- lifecycle --------------------------------------------------------------------------
 
