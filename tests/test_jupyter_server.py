@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from conftest import sandbox_containers, wait_until
 from tornado.websocket import websocket_connect
 
-from conftest import sandbox_containers, wait_until
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.spec import LABEL_KERNEL_ID
 

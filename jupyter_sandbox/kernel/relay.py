@@ -22,7 +22,7 @@ import zmq
 
 from .. import __version__
 from ..sandbox.manager import Sandbox
-from .messages import DELIM, Signer, build, dumps, reply_type, split
+from .messages import DELIM, Signer, build, reply_type, split
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,10 @@ import os
 import tarfile
 from typing import Any, Callable, Iterable, Iterator
 
-import docker
 import docker.errors
 from docker.types import LogConfig, Ulimit
+
+import docker
 
 log = logging.getLogger(__name__)
 

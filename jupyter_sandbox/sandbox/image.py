@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -195,7 +194,3 @@ def build_image(
     backend.tag(tag, repository, f"{version}-{digest[:12]}")
     progress(f"built {tag}")
     return ImageBuildResult(tag, True, base_image, digest)
-
-
-def host_machine() -> str:
-    return platform.machine()
