@@ -173,3 +173,17 @@ def test_many_lines_of_output(shared_kernel: SandboxKernel) -> None:
     assert run.status == "ok"
     lines = run.stdout.splitlines()
     assert lines[0] == "0" and lines[-1] == "19999" and len(lines) == 20000
+
+
+def test_debugger_requests_reach_the_sandbox_kernel(shared_kernel: SandboxKernel) -> None:
+    client = shared_kernel.client
+    msg = client.session.msg("debug_request", {
+        "type": "request", "seq": 1, "command": "initialize",
+        "arguments": {"clientID": "test", "adapterID": "python", "pathFormat": "path",
+                      "linesStartAt1": True, "columnsStartAt1": True}})
+    client.control_channel.send(msg)
+    reply = client.get_control_msg(timeout=30)
+    while reply["parent_header"].get("msg_id") != msg["header"]["msg_id"]:
+        reply = client.get_control_msg(timeout=30)
+    assert reply["msg_type"] == "debug_reply"
+    assert reply["content"]["success"] is True

@@ -378,6 +378,8 @@ class Relay:
             },
             "banner": "Python 3 in a jupyter-sandbox container",
             "help_links": [],
+            # ipykernel ships debugpy; debug requests wait for the sandbox like any other.
+            "debugger": True,
         })
         self._reply(channel, idents, parent, "kernel_info_reply", content)
 
