@@ -20,7 +20,7 @@ from traitlets.config import LoggingConfigurable
 
 from .. import __version__
 from . import secrets as sandbox_secrets
-from .client import AgentClient, AgentError
+from .client import AgentError, StreamingAgentClient
 from .docker_backend import DockerBackend, SandboxError, tar_bytes
 from .image import DEFAULT_BASE, DEFAULT_IMAGE, DEFAULT_REPOSITORY, build_image
 from .spec import (
@@ -345,10 +345,10 @@ class SandboxManager(LoggingConfigurable):
         matches = self.list(kernel_id=kernel_id)
         return matches[0] if matches else None
 
-    def agent(self, sandbox: Sandbox) -> AgentClient:
+    def agent(self, sandbox: Sandbox) -> StreamingAgentClient:
         if AGENT_PORT not in sandbox.host_ports:
             raise SandboxError(f"sandbox {sandbox.id} is not running")
-        return AgentClient(sandbox.host_ports[AGENT_PORT], sandbox_secrets.agent_token(sandbox.id))
+        return StreamingAgentClient(sandbox.host_ports[AGENT_PORT], sandbox_secrets.agent_token(sandbox.id))
 
     def wait_for_agent(self, sandbox: Sandbox, timeout: float = 30) -> dict[str, Any]:
         client = self.agent(sandbox)
