@@ -12,7 +12,7 @@ from typing import Any
 from tornado import iostream, web
 from tornado.locks import Condition
 
-from . import files
+from . import files, usage
 from .kernel_runner import KernelRunner
 from .processes import run_command
 
@@ -72,6 +72,13 @@ class HealthHandler(AgentHandler):
             "kernel": self.runner.status(),
             "last_event": self.event_log.seq,
         })
+
+
+class UsageHandler(AgentHandler):
+    async def get(self) -> None:
+        loop = asyncio.get_running_loop()
+        disk = await loop.run_in_executor(None, usage.disk_used, files.HOME)
+        self.write_json({"disk": disk, "ports": usage.listening_ports()})
 
 
 class KernelActionHandler(AgentHandler):
@@ -238,6 +245,7 @@ def make_app(token: str, runner: KernelRunner, events: EventLog) -> web.Applicat
         (r"/health", HealthHandler, args),
         (r"/kernel/(\w+)", KernelActionHandler, args),
         (r"/events", EventsHandler, args),
+        (r"/usage", UsageHandler, args),
         (r"/process/exec", ExecHandler, args),
         (r"/files", FilesHandler, args),
         (r"/files/content", FileContentHandler, args),

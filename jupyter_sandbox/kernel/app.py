@@ -19,6 +19,7 @@ from ..config import CONFIG_FILE_NAME
 from ..sandbox.manager import SandboxManager
 from .lifecycle import SandboxLifecycle
 from .relay import Relay
+from .settings import SandboxKernel
 
 KERNEL_ID_RE = re.compile(r"kernel-([0-9A-Za-z-]{8,64})\.json$")
 
@@ -27,7 +28,7 @@ class SandboxKernelApp(JupyterApp):
     name = "jupyter-sandbox-kernel"
     version = __version__
     description = "Relay a Jupyter kernel's messages to an ipykernel inside a hardened Docker container."
-    classes = [SandboxManager]
+    classes = [SandboxManager, SandboxKernel]
     aliases = {"f": "SandboxKernelApp.connection_file", "log-level": "Application.log_level"}
 
     connection_file = Unicode("", config=True, help="The connection file Jupyter wrote for this kernel.")
@@ -60,6 +61,7 @@ class SandboxKernelApp(JupyterApp):
             connection,
             lambda r: SandboxLifecycle(manager, self.kernel_id, r.post),
             handshake_timeout=self.handshake_timeout,
+            settings=SandboxKernel(parent=self),
         )
         # interrupt_mode "signal" sends SIGINT to this process; pass it on to the sandbox.
         signal.signal(signal.SIGINT, lambda *_: relay.post("interrupt"))

@@ -149,6 +149,31 @@ class SandboxLifecycle:
 
     # -- actions from the relay -------------------------------------------------------------
 
+    def adopt(self, sandbox: Sandbox) -> None:
+        """Watch a sandbox that a %sandbox command restarted or recreated."""
+        self.stop_watching()
+        self.sandbox = sandbox
+        try:
+            last_event = int(self.manager.wait_for_agent(sandbox, timeout=10).get("last_event") or 0)
+        except AgentError:
+            last_event = 0
+        self._start_watchers(sandbox, last_event)
+
+    def restart_kernel(self, message: str) -> None:
+        """Restart the Python process in the sandbox, then tell the relay with `message`."""
+        sandbox = self.sandbox
+        if sandbox is None:
+            return
+
+        def run() -> None:
+            try:
+                self.manager.agent(sandbox).kernel_action("restart")
+                self.post("kernel_restarted", message)
+            except (AgentError, SandboxError) as exc:
+                self.post("failed", f"could not restart the Python process in the sandbox: {exc}")
+
+        threading.Thread(target=run, daemon=True).start()
+
     def interrupt(self) -> None:
         sandbox = self.sandbox
         if sandbox is None:

@@ -1,9 +1,10 @@
 """The proxy kernel's relay: the front end's ZMQ sockets on one side, the sandbox's ipykernel on the other.
 
-Messages are verified with one key and re-signed with the other; their JSON is only decoded where a
-decision needs it (the request's header, a reply's parent). Until the sandbox is ready, requests are
-held and `kernel_info` is answered here, so front ends never time out on a cold start; when the
-sandbox dies, every request still waiting gets an error reply instead of hanging.
+Messages are verified with one key and re-signed with the other. Requests from the front end are
+passed on without re-encoding; what comes back on iopub is decoded only as far as the output policy,
+the per-cell limits and the `%sandbox` cells need. Until the sandbox is ready, requests are held and
+`kernel_info` is answered here, so front ends never time out on a cold start; when the sandbox dies,
+every request still waiting gets an error reply instead of hanging.
 """
 
 from __future__ import annotations
@@ -13,22 +14,28 @@ import json
 import logging
 import os
 import queue
+import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import zmq
 
 from .. import __version__
 from ..sandbox.manager import Sandbox
-from .messages import DELIM, Signer, build, reply_type, split
+from ..sandbox.spec import format_size, parse_size
+from .cells import Segment, has_magic, may_have_magic, split_cell
+from .magics import MagicContext, MagicResult, SandboxMagics, complete
+from .messages import DELIM, Signer, build, dumps, reply_type, split
+from .output_policy import FILTERED_MESSAGES, OutputPolicy
+from .settings import SandboxKernel
 
 log = logging.getLogger(__name__)
 
-FRONT_CHANNELS = ("shell", "control", "stdin")
 HANDSHAKE_RESEND_SECONDS = 0.5
 DRAIN_BATCH = 256
+OUTPUT_MESSAGES = frozenset({"stream", "display_data", "update_display_data", "execute_result"})
 
 
 class State(enum.Enum):
@@ -41,6 +48,7 @@ class State(enum.Enum):
 
 @dataclass
 class Pending:
+    """A request passed to the inner kernel whose reply goes back to `idents`."""
     channel: str
     idents: list[bytes]
     header: dict[str, Any]
@@ -48,26 +56,65 @@ class Pending:
 
 @dataclass
 class Held:
+    """A request that waits for the sandbox."""
     channel: str
     idents: list[bytes]
     frames: list[bytes]  # [signature, header, parent, metadata, content, *buffers]
     header: dict[str, Any]
 
 
+@dataclass
+class Cell:
+    """An execute request from the front end, while it runs: for time and output limits."""
+    header: dict[str, Any]
+    idents: list[bytes]
+    started: float | None = None
+    output_bytes: int = 0
+    capped: bool = False
+    interrupted_at: float | None = None
+    restarted: bool = False
+
+
+@dataclass
+class HostCell:
+    """A cell with `%sandbox` lines: the proxy runs it segment by segment."""
+    cell: Cell
+    header_bytes: bytes
+    segments: list[Segment]
+    allow_stdin: bool
+    execution_count: int
+    index: int = 0
+    magic_running: bool = False
+    sub_id: str | None = None
+    sub_reply: dict[str, Any] | None = None
+    sub_idle: bool = False
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
 class Relay:
     def __init__(self, connection: dict[str, Any], lifecycle_factory: Callable[["Relay"], Any],
-                 handshake_timeout: float = 60.0) -> None:
+                 handshake_timeout: float = 60.0, settings: SandboxKernel | None = None) -> None:
         self.connection = connection
         self.front_signer = Signer(connection.get("key", ""), connection.get("signature_scheme", "hmac-sha256"))
         self.session = uuid.uuid4().hex
         self.context = zmq.Context.instance()
         self.handshake_timeout = handshake_timeout
+        self.settings = settings or SandboxKernel()
+        self.policy = OutputPolicy(self.settings.output_policy)
+        limit = self.settings.output_limit
+        self.output_limit = 0 if str(limit).strip() in ("", "0") else parse_size(limit, "output_limit")
+        self.cell_timeout = float(self.settings.cell_timeout)
+        self.magics = SandboxMagics()
         self.state = State.STARTING
         self.failure = ""
         self.execution_count = 0
         self.kernel_info: dict[str, Any] | None = None
         self.pending: dict[str, Pending] = {}
         self.held: list[Held] = []
+        self.cells: dict[str, Cell] = {}
+        self.host_cell: HostCell | None = None
+        self.sub_requests: dict[str, HostCell] = {}
+        self.deferred: list[Held] = []
         self.progress_lines: list[str] = []
         self.progress_target: dict[str, Any] | None = None
         self.internal: set[str] = set()
@@ -92,7 +139,6 @@ class Relay:
             sock = self.context.socket(kind)
             sock.setsockopt(zmq.LINGER, 1000)
             if kind == zmq.ROUTER:
-                # Replies to a front end that went away are dropped, not queued.
                 sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
             sock.bind(f"{url}:{c[f'{name}_port']}")
             self.front[name] = sock
@@ -179,12 +225,8 @@ class Relay:
         else:
             why = f"it exited with code {event.get('returncode')}"
         if event.get("restarted"):
-            message = (f"The Python process in the sandbox died: {why}. A new one was started; "
-                       "variables are gone, files in /home/sandbox are kept.")
-            self._fail_waiting(message, keep_held=True)
-            sandbox = self.lifecycle.sandbox
-            if sandbox is not None:
-                self._on_ready(sandbox)
+            self._on_kernel_restarted(f"The Python process in the sandbox died: {why}. A new one was started; "
+                                      "variables are gone, files in /home/sandbox are kept.")
         else:
             tail = (event.get("log_tail") or "")[-1500:]
             message = f"The Python process in the sandbox keeps dying: {why}. Its last output:\n{tail}"
@@ -192,6 +234,12 @@ class Relay:
             self.failure = message
             self._close_inner()
             self._fail_waiting(message)
+
+    def _on_kernel_restarted(self, message: str) -> None:
+        self._fail_waiting(message, keep_held=True)
+        sandbox = self.lifecycle.sandbox
+        if sandbox is not None:
+            self._on_ready(sandbox)
 
     def _on_container_died(self, reason: str) -> None:
         if self.state not in (State.READY, State.CONNECTING):
@@ -202,6 +250,8 @@ class Relay:
         self._fail_waiting(self.failure + " Run a cell to start it again; files in /home/sandbox are kept.")
 
     def _on_interrupt(self, _: Any) -> None:
+        if self.host_cell is not None:
+            self.host_cell.cancel.set()
         self.lifecycle.interrupt()
 
     def _on_terminate(self, _: Any) -> None:
@@ -229,7 +279,8 @@ class Relay:
             self.progress_target = None
             held, self.held = self.held, []
             for item in held:
-                self._forward(item.channel, item.idents, item.frames, item.header)
+                self._route(item.channel, item.idents, item.frames, item.header)
+            self._advance_host_cell()
 
     # -- front end → sandbox ----------------------------------------------------------------
 
@@ -246,10 +297,29 @@ class Relay:
         header = json.loads(header_bytes)
         msg_type = header.get("msg_type", "")
         if channel == "control" and msg_type == "shutdown_request":
-            self._reply(channel, idents, header, "shutdown_reply",
-                        {"status": "ok", "restart": bool(json.loads(content).get("restart"))})
-            self._shutdown(restart=bool(json.loads(content).get("restart")))
+            restart = bool(json.loads(content).get("restart"))
+            self._reply(channel, idents, header, "shutdown_reply", {"status": "ok", "restart": restart})
+            self._shutdown(restart=restart)
             return
+        if channel == "control" and msg_type == "interrupt_request" and self.host_cell is not None:
+            self.host_cell.cancel.set()
+        if self.held and channel == "shell":
+            self._hold(channel, idents, body, header)
+            return
+        self._route(channel, idents, body, header)
+
+    def _route(self, channel: str, idents: list[bytes], body: list[bytes], header: dict[str, Any]) -> None:
+        """Send a request on, run it here, or hold it, depending on what it is and on the sandbox."""
+        msg_type = header.get("msg_type", "")
+        if channel == "shell" and msg_type == "execute_request":
+            if self.host_cell is not None:
+                self.deferred.append(Held(channel, idents, body, header))
+                return
+            if may_have_magic(body[4]) and self._start_host_cell(idents, body, header):
+                return
+        if channel == "shell" and msg_type == "complete_request" and may_have_magic(body[4]):
+            if self._complete_here(idents, body, header):
+                return
         if self.state is State.READY:
             self._forward(channel, idents, body, header)
             return
@@ -261,24 +331,180 @@ class Relay:
         if msg_type == "interrupt_request":
             self._reply(channel, idents, header, "interrupt_reply", {"status": "ok"})
             return
+        self._hold(channel, idents, body, header)
+
+    def _hold(self, channel: str, idents: list[bytes], body: list[bytes], header: dict[str, Any]) -> None:
         self.held.append(Held(channel, idents, body, header))
-        if msg_type == "execute_request" and self.progress_target is None:
-            self.progress_target = header
-            if self.state is State.DEAD:
-                self.progress_lines = [f"{self.failure} Starting it again..."]
-            for line in self.progress_lines:
-                self._stream(header, f"[sandbox] {line}\n")
+        if header.get("msg_type") == "execute_request":
+            self._show_progress_in(header)
+        self._wake_sandbox()
+
+    def _show_progress_in(self, header: dict[str, Any]) -> None:
+        if self.progress_target is not None:
+            return
+        self.progress_target = header
+        if self.state is State.DEAD:
+            self.progress_lines = [f"{self.failure} Starting it again..."]
+        for line in self.progress_lines:
+            self._stream(header, f"[sandbox] {line}\n")
+
+    def _wake_sandbox(self) -> None:
         if self.state in (State.FAILED, State.DEAD):
             self.state = State.STARTING
-            self.progress_lines = self.progress_lines if self.progress_target else []
+            if self.progress_target is None:
+                self.progress_lines = []
             self.lifecycle.bring_up()
 
     def _forward(self, channel: str, idents: list[bytes], body: list[bytes], header: dict[str, Any]) -> None:
         signature, header_bytes, parent, metadata, content = body[:5]
-        if channel != "stdin" and reply_type(header.get("msg_type", "")):
+        msg_type = header.get("msg_type", "")
+        if channel != "stdin" and reply_type(msg_type):
             self.pending[header["msg_id"]] = Pending(channel, idents, header)
+            if msg_type == "execute_request":
+                self.cells[header["msg_id"]] = Cell(header, idents)
         new_signature = self.inner_signer.sign(header_bytes, parent, metadata, content)
         self.inner[channel].send_multipart([DELIM, new_signature, *body[1:]], copy=False)
+
+    def _complete_here(self, idents: list[bytes], body: list[bytes], header: dict[str, Any]) -> bool:
+        content = json.loads(body[4])
+        code, cursor = str(content.get("code", "")), int(content.get("cursor_pos", 0))
+        line_start = code.rfind("\n", 0, cursor) + 1
+        line_end = code.find("\n", cursor)
+        line = code[line_start: len(code) if line_end < 0 else line_end]
+        found = complete(line, cursor - line_start)
+        if found is None:
+            return False
+        matches, start = found
+        self._reply("shell", idents, header, "complete_reply", {
+            "status": "ok", "matches": matches, "cursor_start": line_start + start, "cursor_end": cursor,
+            "metadata": {}})
+        return True
+
+    # -- cells with %sandbox lines ----------------------------------------------------------
+
+    def _start_host_cell(self, idents: list[bytes], body: list[bytes], header: dict[str, Any]) -> bool:
+        content = json.loads(body[4])
+        code = str(content.get("code", ""))
+        segments = split_cell(code)
+        if not has_magic(segments):
+            return False
+        self.execution_count += 1
+        cell = Cell(header, idents, started=time.monotonic())
+        host = HostCell(cell, body[1], segments, bool(content.get("allow_stdin")), self.execution_count)
+        self.host_cell = host
+        self.cells[header["msg_id"]] = cell
+        self._publish("status", {"execution_state": "busy"}, header)
+        self._publish("execute_input", {"code": code, "execution_count": host.execution_count}, header)
+        self._advance_host_cell()
+        return True
+
+    def _advance_host_cell(self) -> None:
+        host = self.host_cell
+        if host is None or host.magic_running or host.sub_id is not None:
+            return
+        if host.index >= len(host.segments):
+            self._finish_host_cell(None)
+            return
+        segment = host.segments[host.index]
+        if segment.kind == "code":
+            if self.state is not State.READY:
+                self._show_progress_in(host.cell.header)
+                self._wake_sandbox()
+                return  # continued by _handshake_progress
+            self._send_code_segment(host, segment.text)
+            return
+        host.magic_running = True
+        context = MagicContext(
+            manager=self.lifecycle.manager,
+            settings=self.settings,
+            sandbox=self.lifecycle.sandbox,
+            cell_timeout=self.cell_timeout,
+            write=lambda name, text: self.post("host_output", (host, name, text)),
+            cancel=host.cancel,
+            stop_watching=self.lifecycle.stop_watching,
+        )
+
+        def run() -> None:
+            try:
+                result = self.magics.run(segment.text, segment.body if segment.kind == "cell" else None, context)
+            except Exception as exc:  # a bug must not leave the cell busy forever
+                log.exception("%%sandbox failed")
+                result = MagicResult(error=f"%sandbox failed unexpectedly: {exc!r}")
+            self.post("host_step", (host, result))
+
+        threading.Thread(target=run, name="sandbox-magic", daemon=True).start()
+
+    def _send_code_segment(self, host: HostCell, code: str) -> None:
+        frames = build(self.inner_signer, "execute_request", {
+            "code": code, "silent": False, "store_history": True, "user_expressions": {},
+            "allow_stdin": host.allow_stdin, "stop_on_error": True}, None, self.session)
+        header = json.loads(frames[2])
+        host.sub_id, host.sub_reply, host.sub_idle = header["msg_id"], None, False
+        self.sub_requests[host.sub_id] = host
+        self.cells[host.sub_id] = host.cell
+        self.pending[host.sub_id] = Pending("shell", host.cell.idents, host.cell.header)
+        self.inner["shell"].send_multipart(frames)
+
+    def _on_host_output(self, payload: tuple[HostCell, str, str]) -> None:
+        host, name, text = payload
+        if host is self.host_cell and self._within_output_limit(host.cell, len(text)):
+            self._stream(host.cell.header, text, name)
+
+    def _on_host_step(self, payload: tuple[HostCell, MagicResult]) -> None:
+        host, result = payload
+        if host is not self.host_cell:
+            return
+        host.magic_running = False
+        if result.cell_timeout is not None:
+            self.cell_timeout = result.cell_timeout
+        if result.stopped:
+            self.state = State.DEAD
+            self.failure = "The sandbox was stopped (%sandbox stop)."
+            self._close_inner()
+        if result.reconnect is not None:
+            self.lifecycle.adopt(result.reconnect)
+            self._on_ready(result.reconnect)
+        if result.error:
+            self._publish("error", self._error_content(result.error), host.cell.header)
+            self._finish_host_cell(self._error_content(result.error))
+            return
+        host.index += 1
+        self._advance_host_cell()
+
+    def _host_sub_progress(self, host: HostCell) -> None:
+        """A code segment is done when both its reply and its idle status have arrived."""
+        if host.sub_reply is None or not host.sub_idle:
+            return
+        reply, sub_id = host.sub_reply, host.sub_id
+        host.sub_id = None
+        self.sub_requests.pop(sub_id, None)
+        self.cells.pop(sub_id, None)
+        if reply.get("status") != "ok":
+            error = {"status": "error", "ename": reply.get("ename", "Error"), "evalue": reply.get("evalue", ""),
+                     "traceback": reply.get("traceback", [])}
+            self._finish_host_cell(error)
+            return
+        host.index += 1
+        self._advance_host_cell()
+
+    def _finish_host_cell(self, error: dict[str, Any] | None) -> None:
+        host = self.host_cell
+        if host is None:
+            return
+        self.host_cell = None
+        header = host.cell.header
+        self.cells.pop(header["msg_id"], None)
+        content = {**(error or {"status": "ok", "user_expressions": {}, "payload": []}),
+                   "execution_count": host.execution_count}
+        frames = build(self.front_signer, "execute_reply", content, header, self.session)
+        self.front["shell"].send_multipart([*host.cell.idents, *frames])
+        self._publish("status", {"execution_state": "idle"}, header)
+        deferred, self.deferred = self.deferred, []
+        for index, item in enumerate(deferred):
+            self._route(item.channel, item.idents, item.frames, item.header)
+            if self.host_cell is not None:
+                self.deferred = deferred[index + 1:] + self.deferred
+                break
 
     # -- sandbox → front end ----------------------------------------------------------------
 
@@ -300,28 +526,35 @@ class Relay:
         if checked is None:
             return
         _, body = checked
-        header_bytes, parent_bytes, metadata, content = body[1:5]
         try:
-            parent_id = json.loads(parent_bytes).get("msg_id")
+            parent_id = json.loads(body[2]).get("msg_id")
         except (ValueError, AttributeError):
             return
         if channel == "stdin":
             pending = self.pending.get(parent_id)
             if pending is not None:
+                host = self.sub_requests.get(parent_id)
+                if host is not None:
+                    body = [*body[:2], host.header_bytes, *body[3:]]
                 self._send_front("stdin", pending.idents, body)
             return
         if parent_id in self.internal:
             self.internal.discard(parent_id)
             if self.state is State.CONNECTING:
-                self.kernel_info = json.loads(content)
+                self.kernel_info = json.loads(body[4])
                 self._handshake_shell = True
                 self._handshake_progress()
             return
         pending = self.pending.pop(parent_id, None)
         if pending is None:
             return
+        host = self.sub_requests.get(parent_id)
+        if host is not None:
+            host.sub_reply = json.loads(body[4])
+            self._host_sub_progress(host)
+            return
         if pending.header.get("msg_type") == "execute_request":
-            count = json.loads(content).get("execution_count")
+            count = json.loads(body[4]).get("execution_count")
             if isinstance(count, int):
                 self.execution_count = count
         self._send_front(pending.channel, pending.idents, body)
@@ -331,23 +564,81 @@ class Relay:
         if checked is None:
             return
         topic, body = checked
+        try:
+            msg_type = json.loads(body[1]).get("msg_type")
+            parent_id = json.loads(body[2]).get("msg_id")
+        except (ValueError, AttributeError):
+            return
         if self.state is State.CONNECTING:
             self._handshake_iopub = True
             self._handshake_progress()
             if self.state is not State.READY:
                 return
-        if self.internal:
-            try:
-                if json.loads(body[2]).get("msg_id") in self.internal:
-                    return
-            except (ValueError, AttributeError):
+        if parent_id in self.internal:
+            return
+        cell = self.cells.get(parent_id)
+        host = self.sub_requests.get(parent_id)
+        if msg_type == "status" and cell is not None:
+            state = json.loads(body[4]).get("execution_state")
+            if state == "busy" and cell.started is None:
+                cell.started = time.monotonic()
+            elif state == "idle":
+                if host is not None:
+                    host.sub_idle = True
+                    self._host_sub_progress(host)
+                else:
+                    self.cells.pop(parent_id, None)
+        if host is not None:
+            if msg_type in ("status", "execute_input"):
+                return  # the proxy speaks for the whole cell
+            body = [*body[:2], host.header_bytes, *body[3:]]
+        if cell is not None and msg_type in OUTPUT_MESSAGES:
+            if not self._within_output_limit(cell, len(body[4]) + sum(len(b) for b in body[5:])):
                 return
+        if self.policy.active and msg_type in FILTERED_MESSAGES:
+            content = self.policy.filter_content(msg_type, json.loads(body[4]))
+            if content is None:
+                return
+            body = [*body[:4], dumps(content), *body[5:]]
         signature = self.front_signer.sign(*body[1:5])
         self.front["iopub"].send_multipart([*topic, DELIM, signature, *body[1:]], copy=False)
+
+    def _within_output_limit(self, cell: Cell, size: int) -> bool:
+        if not self.output_limit:
+            return True
+        cell.output_bytes += size
+        if cell.output_bytes <= self.output_limit:
+            return True
+        if not cell.capped:
+            cell.capped = True
+            self._stream(cell.header, f"\n[sandbox] this cell's output passed the limit of "
+                                      f"{format_size(self.output_limit)}; the rest of it is not shown\n", "stderr")
+        return False
 
     def _send_front(self, channel: str, idents: list[bytes], body: list[bytes]) -> None:
         signature = self.front_signer.sign(*body[1:5])
         self.front[channel].send_multipart([*idents, DELIM, signature, *body[1:]], copy=False)
+
+    # -- per-cell time limit ----------------------------------------------------------------
+
+    def _check_time_limits(self) -> None:
+        if not self.cell_timeout or not self.cells:
+            return
+        now = time.monotonic()
+        for cell in list(self.cells.values()):
+            if cell.started is None or cell.restarted:
+                continue
+            if cell.interrupted_at is None and now - cell.started > self.cell_timeout:
+                cell.interrupted_at = now
+                self._stream(cell.header, f"\n[sandbox] the cell ran longer than its limit of "
+                                          f"{self.cell_timeout:g} s and was interrupted\n", "stderr")
+                self._on_interrupt(None)
+            elif cell.interrupted_at is not None and now - cell.interrupted_at > self.settings.interrupt_grace:
+                cell.restarted = True
+                self.lifecycle.restart_kernel(
+                    f"The cell ran longer than its limit of {self.cell_timeout:g} s and did not stop within "
+                    f"{self.settings.interrupt_grace:g} s of the interrupt, so the Python process in the sandbox "
+                    "was restarted: variables are gone, files in /home/sandbox are kept.")
 
     # -- messages the proxy makes itself ----------------------------------------------------
 
@@ -385,13 +676,23 @@ class Relay:
 
     def _fail_waiting(self, message: str, keep_held: bool = False) -> None:
         """Answer every request that waits on the sandbox with an error that says why."""
-        waiting = [(p.channel, p.idents, p.header) for p in self.pending.values()]
+        host = self.host_cell
+        waiting = [(p.channel, p.idents, p.header) for sub_id, p in self.pending.items()
+                   if sub_id not in self.sub_requests]
         if not keep_held:
             waiting += [(h.channel, h.idents, h.header) for h in self.held]
             self.held = []
             self.progress_target = None
+        waiting += [(d.channel, d.idents, d.header) for d in self.deferred]
+        self.deferred = []
         self.pending = {}
+        self.cells = {}
+        self.sub_requests = {}
         self.internal.clear()
+        if host is not None:
+            host.cancel.set()
+            self._publish("error", self._error_content(message), host.cell.header)
+            self._finish_host_cell(self._error_content(message))
         for channel, idents, header in waiting:
             msg_type = header.get("msg_type", "")
             if msg_type == "execute_request":
@@ -415,6 +716,8 @@ class Relay:
 
     def _shutdown(self, restart: bool) -> None:
         self._publish("shutdown_reply", {"status": "ok", "restart": restart}, None)
+        if self.host_cell is not None:
+            self.host_cell.cancel.set()
         self.lifecycle.stop_watching()
         if not restart:
             self.lifecycle.remove()
@@ -439,8 +742,8 @@ class Relay:
                 for sock in self.inner.values():
                     poller.register(sock, zmq.POLLIN)
                 registered = dict(self.inner)
-            timeout = 100 if self.state is State.CONNECTING else 1000
-            ready = dict(poller.poll(timeout))
+            timed = self.state is State.CONNECTING or (self.cell_timeout and self.cells)
+            ready = dict(poller.poll(100 if timed else 1000))
             if self._wake_read in ready:
                 self._handle_events()
             for name in ("control", "shell", "stdin"):
@@ -460,6 +763,7 @@ class Relay:
                 self._drain(sock, self._from_inner_iopub)
             if self.state is State.CONNECTING:
                 self._handshake_tick()
+            self._check_time_limits()
         self.close()
 
     def _drain(self, sock: zmq.Socket, handle: Callable[[list[bytes]], None]) -> None:

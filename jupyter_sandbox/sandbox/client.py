@@ -67,6 +67,17 @@ class AgentClient:
     def kernel_action(self, action: str, timeout: float = 30) -> dict[str, Any]:
         return self.request("POST", f"/kernel/{action}", timeout=timeout)
 
+    def usage(self) -> dict[str, Any]:
+        """Disk used in the home folder and listening ports, as the sandbox reports them."""
+        answer = self.request("GET", "/usage", timeout=10)
+        disk = answer.get("disk") if isinstance(answer.get("disk"), dict) else {}
+        ports = answer.get("ports") if isinstance(answer.get("ports"), list) else []
+        return {
+            "disk_bytes": disk.get("bytes") if isinstance(disk.get("bytes"), int) else None,
+            "disk_partial": bool(disk.get("partial")),
+            "ports": sorted({p for p in ports if isinstance(p, int) and 0 < p < 65536})[:1000],
+        }
+
     def events(self, after: int, wait: float) -> tuple[int, list[dict[str, Any]]]:
         answer = self.request("GET", f"/events?after={int(after)}&timeout={wait}", timeout=wait + 10)
         seq, events = answer.get("seq"), answer.get("events")

@@ -166,6 +166,36 @@ class DockerBackend:
         except docker.errors.NotFound:
             pass
 
+    def update_resources(self, container_id: str, cpu: float | None, memory: int | None) -> None:
+        body: dict[str, Any] = {}
+        if cpu is not None:
+            body["NanoCpus"] = int(cpu * 1e9)
+        if memory is not None:
+            body.update(Memory=memory, MemorySwap=memory)
+        if not body:
+            return
+        # The SDK's update_container() cannot set NanoCpus, which is how the limit was created.
+        try:
+            response = self.api._post_json(self.api._url("/containers/{0}/update", container_id), data=body)
+            self.api._raise_for_status(response)
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"Docker could not change the limits: {exc.explanation or exc}") from None
+
+    def usage(self, container_id: str) -> dict[str, Any]:
+        """One sample of the container's CPU time, memory and pids."""
+        try:
+            stats = self.api.stats(container_id, stream=False, one_shot=True)
+        except docker.errors.APIError:
+            return {}
+        memory = stats.get("memory_stats") or {}
+        cache = (memory.get("stats") or {}).get("total_inactive_file") or (memory.get("stats") or {}).get("inactive_file") or 0
+        return {
+            "cpu_seconds": ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage", 0) / 1e9,
+            "memory_bytes": max(0, int(memory.get("usage") or 0) - int(cache)),
+            "memory_limit": memory.get("limit"),
+            "pids": (stats.get("pids_stats") or {}).get("current"),
+        }
+
     def inspect(self, container_id: str) -> dict[str, Any] | None:
         try:
             return self.api.inspect_container(container_id)

@@ -7,15 +7,18 @@ so any process of the same user (kernel, server, command line) sees the same san
 
 from __future__ import annotations
 
+import fnmatch
 import getpass
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from traitlets import Bool, Float, Int, Unicode, Union
+from traitlets import Bool, Float, Int, List, Unicode, Union
 from traitlets.config import LoggingConfigurable
 
 from .. import __version__
@@ -54,6 +57,14 @@ AGENT_COMMAND = [
 
 def _quiet(message: str) -> None:
     pass
+
+
+def _docker_time(value: str) -> datetime | None:
+    """Docker's RFC 3339 times carry nanoseconds, which fromisoformat() does not take."""
+    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?", value)
+    if not match or value.startswith("0001-"):
+        return None
+    return datetime.fromisoformat(match.group(1) + (match.group(2) or ".0")[:7]).replace(tzinfo=timezone.utc)
 
 
 @dataclass
@@ -154,6 +165,15 @@ class SandboxManager(LoggingConfigurable):
     runtime = Unicode("", config=True, help=(
         "Docker runtime for sandboxes, e.g. 'runsc' for gVisor. Empty: the engine's default (runc)."))
     owner = Unicode(config=True, help="Owner label of sandboxes made by this process. Default: the OS user.")
+    max_cpu = Float(4.0, config=True, help="Most vCPUs a notebook may ask for (`%sandbox config --cpu`).")
+    max_memory = Union([Int(), Unicode()], default_value="8g", config=True,
+                       help="Most memory a notebook may ask for, e.g. '8g'.")
+    max_pids = Int(4096, config=True, help="Most processes a notebook may ask for.")
+    max_disk = Union([Int(), Unicode()], default_value="20g", config=True,
+                     help="Largest per-file size limit a notebook may ask for, e.g. '20g'.")
+    allowed_images = List(Unicode(), default_value=[f"{DEFAULT_REPOSITORY}:*"], config=True, help=(
+        "Glob patterns of the images a notebook may switch to with `%sandbox config --image`. "
+        "The configured default image is always allowed."))
 
     def _owner_default(self) -> str:
         return getpass.getuser()
@@ -182,6 +202,23 @@ class SandboxManager(LoggingConfigurable):
         values.update({k: v for k, v in overrides.items() if v is not None})
         return SandboxSpec(**values).validate()
 
+    def check_allowed(self, spec: SandboxSpec) -> SandboxSpec:
+        """Refuse a spec beyond the operator's maxima or with an image not on the allow list."""
+        spec.validate()
+        maxima = [
+            ("cpu", spec.cpu, self.max_cpu, lambda v: f"{v:g} vCPUs"),
+            ("memory", spec.memory, parse_size(self.max_memory, "max_memory"), format_size),
+            ("pids", spec.pids, self.max_pids, str),
+            ("disk", spec.disk, parse_size(self.max_disk, "max_disk"), format_size),
+        ]
+        for name, value, maximum, show in maxima:
+            if value > maximum:
+                raise SpecError(f"{name}: {show(value)} is above the operator's maximum of {show(maximum)}")
+        if spec.image != self.image and not any(fnmatch.fnmatchcase(spec.image, p) for p in self.allowed_images):
+            raise SpecError(f"image: {spec.image!r} is not allowed here; allowed: "
+                            f"{', '.join([self.image, *self.allowed_images])}")
+        return spec
+
     # -- images -----------------------------------------------------------------------------
 
     def ensure_image(self, image: str, progress: Progress = _quiet) -> None:
@@ -198,10 +235,11 @@ class SandboxManager(LoggingConfigurable):
     # -- lifecycle --------------------------------------------------------------------------
 
     def create(self, spec: SandboxSpec | None = None, kernel_id: str | None = None,
-               progress: Progress = _quiet, start: bool = True) -> Sandbox:
+               progress: Progress = _quiet, start: bool = True, sandbox_id: str | None = None) -> Sandbox:
+        """Create a sandbox; with `sandbox_id`, a new container for an existing sandbox's volume."""
         spec = (spec or self.default_spec()).validate()
         self.ensure_image(spec.image, progress)
-        sandbox_id = secrets.token_hex(6)
+        sandbox_id = sandbox_id or secrets.token_hex(6)
         name = f"jupyter-sandbox-{sandbox_id}"
         volume = f"{name}-home"
         labels = {
@@ -209,7 +247,7 @@ class SandboxManager(LoggingConfigurable):
             LABEL_ID: sandbox_id,
             LABEL_OWNER: self.owner,
             LABEL_CREATED_BY: f"jupyter-sandbox {__version__}",
-            LABEL_SPEC: json.dumps({k: v for k, v in spec.to_dict().items() if k not in ("env", "labels")}),
+            LABEL_SPEC: json.dumps({k: v for k, v in spec.to_dict().items() if k != "labels"}),
         }
         if kernel_id:
             labels[LABEL_KERNEL_ID] = kernel_id
@@ -271,6 +309,47 @@ class SandboxManager(LoggingConfigurable):
         }
         # The agent's code belongs to root; only its config must be readable by the sandbox user.
         return tar_bytes(files, dirs=dirs, owners={f"{prefix}/agent.json": SANDBOX_USER_UID})
+
+    def recreate(self, sandbox: Sandbox, spec: SandboxSpec, progress: Progress = _quiet) -> Sandbox:
+        """A fresh container with a new spec on the same workspace volume (same sandbox id)."""
+        spec = spec.validate()
+        self.ensure_image(spec.image, progress)
+        self.backend.remove_container(sandbox.container_id)
+        return self.create(spec, kernel_id=sandbox.kernel_id, progress=progress, sandbox_id=sandbox.id)
+
+    def update_live(self, sandbox: Sandbox, cpu: float | None = None, memory: int | None = None) -> Sandbox:
+        """Change CPU and memory of a running sandbox without restarting it."""
+        self.backend.update_resources(sandbox.container_id, cpu=cpu, memory=memory)
+        return self.get(sandbox.id)
+
+    def limits(self, sandbox: Sandbox) -> dict[str, Any]:
+        """The limits in force now, read from Docker (they change live with update_live)."""
+        info = self.backend.inspect(sandbox.container_id) or {}
+        host = info.get("HostConfig") or {}
+        ulimits = {u.get("Name"): u.get("Hard") for u in host.get("Ulimits") or []}
+        return {
+            "cpu": (host.get("NanoCpus") or 0) / 1e9,
+            "memory": host.get("Memory") or 0,
+            "pids": host.get("PidsLimit") or 0,
+            "disk": ulimits.get("fsize") or 0,
+        }
+
+    def current_spec(self, sandbox: Sandbox) -> SandboxSpec:
+        """The sandbox's spec with the limits in force now."""
+        recorded = sandbox.spec
+        limits = self.limits(sandbox)
+        env = recorded.get("env") if isinstance(recorded.get("env"), dict) else {}
+        return SandboxSpec(image=sandbox.image, cpu=limits["cpu"], memory=limits["memory"], disk=limits["disk"],
+                           pids=limits["pids"], env=env, runtime=recorded.get("runtime") or None)
+
+    def uptime(self, sandbox: Sandbox) -> float | None:
+        info = self.backend.inspect(sandbox.container_id) or {}
+        started = _docker_time((info.get("State") or {}).get("StartedAt") or "")
+        return None if started is None else max(0.0, (datetime.now(timezone.utc) - started).total_seconds())
+
+    def usage(self, sandbox: Sandbox) -> dict[str, Any]:
+        """Live CPU time, memory and process count, from Docker (not from inside the sandbox)."""
+        return self.backend.usage(sandbox.container_id) if sandbox.running else {}
 
     def start(self, sandbox: Sandbox) -> Sandbox:
         if not sandbox.running:

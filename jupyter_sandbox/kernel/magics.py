@@ -1,0 +1,486 @@
+"""The `%sandbox` magics. They run in the proxy kernel on the host, never inside the sandbox.
+
+A `%sandbox` line is as untrusted as any code in the cell: every request is checked against the
+operator's limits, and a refused request says why and changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import stat
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..sandbox.client import AgentError, Cancelled
+from ..sandbox.docker_backend import SandboxError
+from ..sandbox.manager import Sandbox, SandboxManager
+from ..sandbox.spec import SandboxSpec, SpecError, format_size, parse_size
+from .settings import SandboxKernel
+
+Write = Callable[[str, str], None]
+
+SUBCOMMANDS = ("status", "config", "exec", "ls", "upload", "download", "restart", "stop", "help")
+OPTIONS = {
+    "status": ["--json", "--help"],
+    "config": ["--cpu", "--memory", "--pids", "--disk", "--cell-timeout", "--env", "--image", "--help"],
+    "exec": ["--timeout", "--help"],
+    "ls": ["--help"],
+    "upload": ["--help"],
+    "download": ["--help"],
+    "restart": ["--hard", "--help"],
+    "stop": ["--help"],
+    "help": [],
+}
+
+HELP = """%sandbox: control this notebook's sandbox (handled on the host, never inside the sandbox)
+
+  %sandbox [status] [--json]     id, image, state, limits, live usage, network, open ports
+  %sandbox config [--cpu N] [--memory SIZE] [--pids N] [--disk SIZE] [--cell-timeout SECONDS]
+                  [--env KEY=VALUE ...] [--image IMAGE]
+                                 change limits: CPU and memory live, the rest by a clean restart
+  %sandbox exec COMMAND          run a shell command in the sandbox, output streamed into the cell
+  %%sandbox exec                 the rest of the cell is a shell script run in the sandbox
+  %sandbox ls [PATH]             list a folder in the sandbox (default: /home/sandbox)
+  %sandbox upload HOST_PATH [SANDBOX_PATH]
+  %sandbox download SANDBOX_PATH [HOST_PATH]
+                                 copy files; host paths stay inside the notebook's folder
+  %sandbox restart [--hard]      restart the Python process (files kept); --hard: a fresh container
+  %sandbox stop                  stop the sandbox; the next cell starts it again
+  %sandbox help                  this text; `%sandbox SUBCOMMAND --help` for details
+"""
+
+
+class MagicUsageError(Exception):
+    """Bad arguments: the message includes the usage line."""
+
+
+class MagicExit(Exception):
+    """--help was asked for and printed."""
+
+
+@dataclass
+class MagicResult:
+    error: str | None = None
+    reconnect: Sandbox | None = None
+    stopped: bool = False
+    cell_timeout: float | None = None
+
+
+@dataclass
+class MagicContext:
+    manager: SandboxManager
+    settings: SandboxKernel
+    sandbox: Sandbox | None
+    cell_timeout: float
+    write: Write
+    cancel: threading.Event = field(default_factory=threading.Event)
+    stop_watching: Callable[[], None] = lambda: None
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, write: Write, **kwargs: Any) -> None:
+        super().__init__(add_help=True, allow_abbrev=False, **kwargs)
+        self._write = write
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if message:
+            self._write("stdout", message)
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:
+        if message:
+            raise MagicUsageError(message)
+        raise MagicExit()
+
+    def error(self, message: str) -> None:
+        raise MagicUsageError(f"{self.format_usage()}{self.prog}: error: {message}")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value < 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or a positive number of seconds, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than zero, got {text!r}")
+    return value
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except SpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes}m {secs}s" if hours else f"{minutes}m {secs}s" if minutes else f"{secs}s"
+
+
+class SandboxMagics:
+    """Parses and runs one `%sandbox` line or `%%sandbox` cell."""
+
+    def run(self, text: str, body: str | None, ctx: MagicContext) -> MagicResult:
+        try:
+            words = shlex.split(text)
+        except ValueError as exc:
+            return MagicResult(error=f"%sandbox: cannot parse the line: {exc}")
+        command = words[0] if words else "status"
+        if command in ("-h", "--help"):
+            command = "help"
+        if command not in SUBCOMMANDS:
+            return MagicResult(error=f"%sandbox: unknown subcommand {command!r}; "
+                                     f"choose from {', '.join(SUBCOMMANDS)} (see %sandbox help)")
+        if body is not None and command != "exec":
+            return MagicResult(error="%%sandbox only takes `exec` (the cell is a shell script); "
+                                     "use %sandbox lines for the rest")
+        try:
+            if command == "exec":
+                rest = text.split(None, 1)[1] if len(text.split(None, 1)) > 1 else ""
+                return self.exec(rest, body, ctx)
+            return getattr(self, command.replace("-", "_"))(words[1:], ctx)
+        except MagicExit:
+            return MagicResult()
+        except MagicUsageError as exc:
+            return MagicResult(error=str(exc).strip())
+        except (SpecError, SandboxError, AgentError) as exc:
+            return MagicResult(error=f"%sandbox {command}: {exc}")
+
+    # -- subcommands ------------------------------------------------------------------------
+
+    def help(self, args: list[str], ctx: MagicContext) -> MagicResult:
+        ctx.write("stdout", HELP)
+        return MagicResult()
+
+    def _require(self, ctx: MagicContext) -> Sandbox:
+        if ctx.sandbox is None or not ctx.sandbox.running:
+            raise SandboxError("the sandbox is not running; run a cell to start it")
+        return ctx.sandbox
+
+    def status(self, args: list[str], ctx: MagicContext) -> MagicResult:
+        parser = _Parser(ctx.write, prog="%sandbox status", description="Show the sandbox's state, limits and usage.")
+        parser.add_argument("--json", action="store_true", help="print the status as JSON")
+        options = parser.parse_args(args)
+        info = self.collect_status(ctx)
+        if options.json:
+            ctx.write("stdout", json.dumps(info, indent=2) + "\n")
+            return MagicResult()
+        limits, use = info["limits"], info["usage"]
+        lines = [
+            f"sandbox   {info['id']}  ({info['state']}, up {_duration(info['uptime_seconds'])})"
+            if info.get("uptime_seconds") is not None else f"sandbox   {info['id']}  ({info['state']})",
+            f"image     {info['image']}",
+            "limits    " + " · ".join([
+                f"cpu {limits['cpu']:g} vCPU", f"memory {format_size(limits['memory'])}", f"pids {limits['pids']}",
+                f"disk {format_size(limits['disk'])} per file",
+                f"cell timeout {limits['cell_timeout']:g} s" if limits["cell_timeout"] else "cell timeout none"]),
+        ]
+        if use:
+            parts = [f"cpu {use['cpu_seconds']:.1f} s", f"memory {format_size(use['memory_bytes'])}",
+                     f"pids {use['pids']}"]
+            if use.get("disk_bytes") is not None:
+                parts.append(f"disk {format_size(use['disk_bytes'])}{'+' if use.get('disk_partial') else ''} "
+                             "in /home/sandbox")
+            lines.append("usage     " + " · ".join(parts))
+        lines.append(f"network   {info['network']['name']} (sandboxes cannot reach each other; egress not restricted)")
+        lines.append("ports     " + (", ".join(map(str, info["ports"])) or "none listening"))
+        ctx.write("stdout", "\n".join(lines) + "\n")
+        return MagicResult()
+
+    def collect_status(self, ctx: MagicContext) -> dict[str, Any]:
+        if ctx.sandbox is None:
+            raise SandboxError("this kernel has no sandbox yet; run a cell to start one")
+        sandbox = ctx.manager.get(ctx.sandbox.id)
+        limits = ctx.manager.limits(sandbox)
+        info: dict[str, Any] = {
+            "id": sandbox.id,
+            "container": sandbox.name,
+            "state": sandbox.state,
+            "image": sandbox.image,
+            "kernel_id": sandbox.kernel_id,
+            "limits": {**limits, "cell_timeout": ctx.cell_timeout},
+            "usage": {},
+            "network": {"name": ctx.manager.network_name, "inter_sandbox": False, "egress": "unrestricted"},
+            "ports": [],
+            "uptime_seconds": None,
+        }
+        if sandbox.running:
+            info["uptime_seconds"] = ctx.manager.uptime(sandbox)
+            info["usage"] = ctx.manager.usage(sandbox)
+            try:
+                inside = ctx.manager.agent(sandbox).usage()
+                info["usage"].update(disk_bytes=inside["disk_bytes"], disk_partial=inside["disk_partial"])
+                info["ports"] = inside["ports"]
+            except AgentError:
+                pass
+        return info
+
+    def config(self, args: list[str], ctx: MagicContext) -> MagicResult:
+        parser = _Parser(ctx.write, prog="%sandbox config",
+                         description="Change the sandbox's limits. CPU and memory change live; pids, disk, "
+                                     "env and image need a clean restart (files are kept, variables are not).")
+        parser.add_argument("--cpu", type=_positive_float, help="vCPUs, e.g. 2 or 0.5")
+        parser.add_argument("--memory", type=_size, help="memory, e.g. 2g")
+        parser.add_argument("--pids", type=_positive_int, help="most processes and threads")
+        parser.add_argument("--disk", type=_size, help="largest file a process may write, e.g. 5g")
+        parser.add_argument("--cell-timeout", type=_non_negative_float, help="seconds per cell, 0 for none")
+        parser.add_argument("--env", type=_env_pair, action="append", default=[], metavar="KEY=VALUE",
+                            help="set an environment variable (repeatable)")
+        parser.add_argument("--image", help="switch to another allowed image")
+        options = parser.parse_args(args)
+        result = MagicResult()
+        if options.cell_timeout is not None:
+            maximum = ctx.settings.max_cell_timeout
+            if maximum and (options.cell_timeout == 0 or options.cell_timeout > maximum):
+                raise SpecError(f"cell-timeout: {options.cell_timeout:g} s is above the operator's maximum "
+                                f"of {maximum:g} s")
+        changes = {k: v for k, v in (("cpu", options.cpu), ("memory", options.memory), ("pids", options.pids),
+                                    ("disk", options.disk), ("image", options.image)) if v is not None}
+        if options.env:
+            changes["env"] = dict(options.env)
+        if not changes and options.cell_timeout is None:
+            ctx.write("stdout", "nothing to change; see %sandbox config --help\n")
+            return result
+        if changes:
+            sandbox = self._require(ctx)
+            current = ctx.manager.current_spec(sandbox)
+            new_env = {**current.env, **changes.get("env", {})}
+            spec = SandboxSpec(**{**current.to_dict(), **changes, "env": new_env})
+            ctx.manager.check_allowed(spec)  # refuses before anything changes
+            needs_restart = any(key in changes for key in ("pids", "disk", "image", "env"))
+            if needs_restart:
+                ctx.write("stdout", f"restarting the sandbox to apply {', '.join(sorted(changes))} "
+                                    "(files in /home/sandbox are kept, variables are not)...\n")
+                ctx.stop_watching()
+                result.reconnect = ctx.manager.recreate(sandbox, spec, progress=lambda m: ctx.write("stdout", m + "\n"))
+            else:
+                ctx.manager.update_live(sandbox, cpu=changes.get("cpu"), memory=changes.get("memory"))
+                ctx.write("stdout", "changed live: " + ", ".join(
+                    f"cpu {spec.cpu:g} vCPU" if k == "cpu" else f"memory {format_size(spec.memory)}"
+                    for k in sorted(changes)) + "\n")
+        if options.cell_timeout is not None:
+            result.cell_timeout = options.cell_timeout
+            ctx.write("stdout", f"cell timeout: {options.cell_timeout:g} s\n" if options.cell_timeout
+                      else "cell timeout: none\n")
+        return result
+
+    def exec(self, rest: str, body: str | None, ctx: MagicContext) -> MagicResult:
+        parser = _Parser(ctx.write, prog="%sandbox exec",
+                         description="Run a shell command in the sandbox. As a cell magic (%%sandbox exec) "
+                                     "the cell's body is the script. A non-zero exit code fails the cell.")
+        parser.add_argument("--timeout", type=_positive_float, help="kill the command after this many seconds")
+        parser.add_argument("command", nargs=argparse.REMAINDER, help="the shell command")
+        words = rest.split()
+        options_end = 0
+        while options_end < len(words) and words[options_end].startswith("--"):
+            if words[options_end] == "--":
+                options_end += 1
+                break
+            options_end += 2 if words[options_end] == "--timeout" else 1
+        options = parser.parse_args(words[:options_end])
+        command = rest.split(None, options_end)[options_end] if len(rest.split(None, options_end)) > options_end else ""
+        script = body if body is not None else command
+        if not script.strip():
+            raise MagicUsageError(f"{parser.format_usage()}%sandbox exec: error: give a command to run")
+        sandbox = self._require(ctx)
+        try:
+            record = ctx.manager.agent(sandbox).exec_stream(
+                script, on_output=lambda name, text: ctx.write(name, text), cancel=ctx.cancel,
+                timeout=options.timeout)
+        except Cancelled:
+            return MagicResult(error="interrupted: the command was stopped")
+        if record.get("timed_out"):
+            return MagicResult(error=f"the command ran longer than {options.timeout:g} s and was killed")
+        if record["exit_code"] != 0:
+            return MagicResult(error=f"the command exited with code {record['exit_code']}")
+        return MagicResult()
+
+    def ls(self, args: list[str], ctx: MagicContext) -> MagicResult:
+        parser = _Parser(ctx.write, prog="%sandbox ls", description="List a folder in the sandbox.")
+        parser.add_argument("path", nargs="?", default="", help="folder (default: /home/sandbox)")
+        options = parser.parse_args(args)
+        listing = ctx.manager.agent(self._require(ctx)).list_files(options.path)
+        lines = [f"{listing['path']}:"]
+        for item in listing["entries"]:
+            mode = item.get("mode") if isinstance(item.get("mode"), int) else 0
+            kind = {"directory": "d", "symlink": "l"}.get(item["type"], "-")
+            name = item["name"] + ("/" if item["type"] == "directory" else "")
+            if item["type"] == "symlink" and isinstance(item.get("target"), str):
+                name += f" -> {item['target']}"
+            lines.append(f"{kind}{stat.filemode(mode)[1:]} {item['size']:>12,}  {name}")
+        if not listing["entries"]:
+            lines.append("(empty)")
+        if listing["truncated"]:
+            lines.append("(more entries not shown)")
+        ctx.write("stdout", "\n".join(lines) + "\n")
+        return MagicResult()
+
+    # -- file transfer ----------------------------------------------------------------------
+
+    def _host_path(self, raw: str, ctx: MagicContext, must_exist: bool) -> Path:
+        """A host path confined to the host root: no '..', no way out by a symlink, no hidden files."""
+        settings = ctx.settings
+        if not settings.allow_file_transfer:
+            raise SpecError("file transfer between the host and the sandbox is turned off by the operator")
+        if not raw or "\0" in raw:
+            raise SpecError("a host path is needed")
+        root = Path(os.path.realpath(settings.host_root))
+        given = Path(raw)
+        if ".." in given.parts:
+            raise SpecError(f"host path {raw!r}: '..' is not allowed")
+        candidate = given if given.is_absolute() else root / given
+        relative_parts = candidate.relative_to(root).parts if _is_within(candidate, root) else None
+        if relative_parts is None:
+            raise SpecError(f"host path {raw!r} is outside the notebook's folder {root}")
+        if not settings.allow_hidden_files and any(part.startswith(".") for part in relative_parts):
+            raise SpecError(f"host path {raw!r}: hidden files and folders are not allowed")
+        resolved = Path(os.path.realpath(candidate))
+        if not _is_within(resolved, root):
+            raise SpecError(f"host path {raw!r} leads outside the notebook's folder (through a symlink)")
+        if must_exist and not resolved.is_file():
+            raise SpecError(f"host path {raw!r} is not a file" if resolved.exists() else f"host path {raw!r} does not exist")
+        return resolved
+
+    def upload(self, args: list[str], ctx: MagicContext) -> MagicResult:
+        parser = _Parser(ctx.write, prog="%sandbox upload",
+                         description="Copy a file from the notebook's folder on the host into the sandbox.")
+        parser.add_argument("host_path")
+        parser.add_argument("sandbox_path", nargs="?", help="default: /home/sandbox/<file name>")
+        options = parser.parse_args(args)
+        source = self._host_path(options.host_path, ctx, must_exist=True)
+        limit = parse_size(ctx.settings.max_transfer_size, "max_transfer_size")
+        # O_NOFOLLOW: the file checked above cannot be swapped for a symlink before it is opened.
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > limit:
+                raise SpecError(f"{options.host_path} is {format_size(size)}, above the limit of {format_size(limit)}")
+            target = options.sandbox_path or source.name
+            answer = ctx.manager.agent(self._require(ctx)).upload(target, handle, size)
+        ctx.write("stdout", f"uploaded {options.host_path} ({size:,} bytes) to {answer.get('path', target)}\n")
+        return MagicResult()
+
+    def download(self, args: list[str], ctx: MagicContext) -> MagicResult:
+        parser = _Parser(ctx.write, prog="%sandbox download",
+                         description="Copy a file from the sandbox into the notebook's folder on the host.")
+        parser.add_argument("sandbox_path")
+        parser.add_argument("host_path", nargs="?", help="default: the file's name, in the notebook's folder")
+        options = parser.parse_args(args)
+        name = options.host_path or Path(options.sandbox_path).name
+        destination = self._host_path(name, ctx, must_exist=False)
+        if destination.is_dir():
+            raise SpecError(f"host path {name!r} is a folder")
+        if not destination.parent.is_dir():
+            raise SpecError(f"host folder {destination.parent} does not exist")
+        limit = parse_size(ctx.settings.max_transfer_size, "max_transfer_size")
+        temporary = destination.with_name(f".{destination.name}.download-{os.getpid()}-{time.monotonic_ns()}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                size = ctx.manager.agent(self._require(ctx)).download(options.sandbox_path, handle, limit, ctx.cancel)
+            if os.path.islink(destination):
+                raise SpecError(f"host path {name!r} is a symlink; not replacing it")
+            os.replace(temporary, destination)
+        except BaseException:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+            raise
+        ctx.write("stdout", f"downloaded {options.sandbox_path} ({size:,} bytes) to {destination}\n")
+        return MagicResult()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def restart(self, args: list[str], ctx: MagicContext) -> MagicResult:
+        parser = _Parser(ctx.write, prog="%sandbox restart",
+                         description="Restart the Python process in the sandbox (files are kept). "
+                                     "--hard: a fresh container on the same workspace volume.")
+        parser.add_argument("--hard", action="store_true", help="recreate the container")
+        options = parser.parse_args(args)
+        sandbox = self._require(ctx)
+        ctx.stop_watching()
+        if options.hard:
+            spec = ctx.manager.current_spec(sandbox)
+            fresh = ctx.manager.recreate(sandbox, spec)
+            ctx.write("stdout", f"sandbox {sandbox.id}: a fresh container; files in /home/sandbox are kept\n")
+            return MagicResult(reconnect=fresh)
+        ctx.manager.agent(sandbox).kernel_action("restart")
+        ctx.write("stdout", "the Python process in the sandbox was restarted; files are kept\n")
+        return MagicResult(reconnect=ctx.manager.get(sandbox.id))
+
+    def stop(self, args: list[str], ctx: MagicContext) -> MagicResult:
+        parser = _Parser(ctx.write, prog="%sandbox stop",
+                         description="Stop the sandbox container. Files are kept; the next cell starts it again.")
+        parser.parse_args(args)
+        sandbox = self._require(ctx)
+        ctx.stop_watching()
+        ctx.manager.stop(sandbox)
+        ctx.write("stdout", f"sandbox {sandbox.id} stopped; the next cell starts it again\n")
+        return MagicResult(stopped=True)
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+        return True
+    except ValueError:
+        return False
+
+
+def complete(line: str, cursor_in_line: int) -> tuple[list[str], int] | None:
+    """Completions for a `%sandbox` line: (matches, start offset in the line), or None if not ours."""
+    text = line[:cursor_in_line]
+    stripped = text.lstrip("%")
+    if not (text.startswith("%sandbox") or text.startswith("%%sandbox")) or not stripped.startswith("sandbox"):
+        if "%sandbox".startswith(text) and text.startswith("%") and text:
+            return (["%sandbox"], 0)
+        return None
+    words = text.split()
+    current = "" if text.endswith((" ", "\t")) else words[-1]
+    start = cursor_in_line - len(current)
+    if len(words) == 1 and not text.endswith((" ", "\t")):
+        return ([words[0]], 0)
+    position = len(words) - (0 if current == "" else 1)
+    if position == 1:
+        return ([s for s in SUBCOMMANDS if s.startswith(current)], start)
+    subcommand = words[1]
+    options = OPTIONS.get(subcommand, [])
+    if current.startswith("-") or current == "":
+        return ([o for o in options if o.startswith(current) and o not in words[:-1]], start)
+    return ([], start)
