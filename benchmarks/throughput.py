@@ -29,7 +29,7 @@ def timed(client, lines: int) -> float:
 def main() -> dict[str, float]:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lines", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     with kernel("sandbox-python") as (_, kernel_id, proxied):
         with direct_client(kernel_id) as direct:
