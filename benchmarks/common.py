@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
+import json
 import statistics
+import tempfile
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 from jupyter_client import BlockingKernelClient
+from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.multikernelmanager import MultiKernelManager
 
 from jupyter_sandbox.sandbox.manager import SandboxManager
 
 
 @contextmanager
-def kernel(name: str) -> Iterator[tuple[MultiKernelManager, str, BlockingKernelClient]]:
-    mkm = MultiKernelManager()
+def kernel(name: str, extra_argv: list[str] | None = None) -> Iterator[tuple[MultiKernelManager, str, BlockingKernelClient]]:
+    """A kernel started as Jupyter Server starts one; extra_argv adds command-line config."""
+    specs = KernelSpecManager()
+    with tempfile.TemporaryDirectory() as spec_root:
+        if extra_argv:
+            spec = specs.get_kernel_spec(name).to_dict()
+            spec["argv"] = spec["argv"] + extra_argv
+            folder = Path(spec_root, f"{name}-bench")
+            folder.mkdir()
+            (folder / "kernel.json").write_text(json.dumps(spec))
+            specs.kernel_dirs.insert(0, spec_root)
+            name = folder.name
+        with _started(MultiKernelManager(kernel_spec_manager=specs), name) as started:
+            yield started
+
+
+@contextmanager
+def _started(mkm: MultiKernelManager, name: str) -> Iterator[tuple[MultiKernelManager, str, BlockingKernelClient]]:
     kernel_id = mkm.start_kernel(kernel_name=name)
     client = mkm.get_kernel(kernel_id).client()
     client.start_channels()

@@ -182,17 +182,26 @@ class DockerBackend:
             raise SandboxError(f"Docker could not change the limits: {exc.explanation or exc}") from None
 
     def usage(self, container_id: str) -> dict[str, Any]:
-        """One sample of the container's CPU time, memory and pids."""
+        """One sample of the container's CPU time, memory and pids.
+
+        Read from the container's cgroup on this host when it can be (instant); otherwise from
+        Docker's stats API, which waits for the daemon's next one-second sample.
+        """
+        info = self.inspect(container_id) or {}
+        pid = (info.get("State") or {}).get("Pid")
+        sample = cgroup_usage(pid) if pid else None
+        if sample is not None:
+            return sample
         try:
             stats = self.api.stats(container_id, stream=False, one_shot=True)
         except docker.errors.APIError:
             return {}
         memory = stats.get("memory_stats") or {}
-        cache = (memory.get("stats") or {}).get("total_inactive_file") or (memory.get("stats") or {}).get("inactive_file") or 0
+        details = memory.get("stats") or {}
+        cache = details.get("total_inactive_file") or details.get("inactive_file") or 0
         return {
             "cpu_seconds": ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage", 0) / 1e9,
             "memory_bytes": max(0, int(memory.get("usage") or 0) - int(cache)),
-            "memory_limit": memory.get("limit"),
             "pids": (stats.get("pids_stats") or {}).get("current"),
         }
 
@@ -300,6 +309,53 @@ class DockerBackend:
         except docker.errors.ContainerError as exc:
             raise SandboxError(f"{' '.join(command)} failed in {image}: {exc.stderr!r}") from None
         return output.decode("utf-8", "replace")
+
+
+def _read_number(path: str, key: str | None = None) -> int | None:
+    try:
+        with open(path) as handle:
+            if key is None:
+                return int(handle.read().split()[0])
+            for line in handle:
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def cgroup_usage(pid: int) -> dict[str, Any] | None:
+    """CPU, memory and pids of the cgroup that `pid` belongs to (cgroup v1 or v2), or None."""
+    try:
+        with open(f"/proc/{int(pid)}/cgroup") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return None
+    paths = {}
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") or [""]:
+            paths[controller] = path
+    root = "/sys/fs/cgroup"
+    if "memory" in paths:  # v1: one hierarchy per controller
+        memory = _read_number(f"{root}/memory{paths['memory']}/memory.usage_in_bytes")
+        inactive = _read_number(f"{root}/memory{paths['memory']}/memory.stat", "total_inactive_file") or 0
+        cpu = _read_number(f"{root}/cpuacct{paths.get('cpuacct', paths.get('cpu,cpuacct', ''))}/cpuacct.usage")
+        pids = _read_number(f"{root}/pids{paths.get('pids', '')}/pids.current")
+        cpu_seconds = None if cpu is None else cpu / 1e9
+    elif "" in paths:  # v2: one unified hierarchy
+        base = f"{root}{paths['']}"
+        memory = _read_number(f"{base}/memory.current")
+        inactive = _read_number(f"{base}/memory.stat", "inactive_file") or 0
+        usec = _read_number(f"{base}/cpu.stat", "usage_usec")
+        pids = _read_number(f"{base}/pids.current")
+        cpu_seconds = None if usec is None else usec / 1e6
+    else:
+        return None
+    if memory is None or pids is None or cpu_seconds is None:
+        return None
+    return {"cpu_seconds": cpu_seconds, "memory_bytes": max(0, memory - inactive), "pids": pids}
 
 
 def tar_bytes(files: dict[str, tuple[bytes, int]], dirs: dict[str, tuple[int, int, int]] | None = None,
