@@ -96,7 +96,9 @@ async def _execute_over_websocket(server: Server, kernel_id: str, code: str) -> 
         if msg.get("parent_header", {}).get("msg_id") != msg_id:
             continue
         seen.append(msg)
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+        # The reply (shell) and the idle status (iopub) travel on different channels, in any order.
+        idle = any(m["msg_type"] == "status" and m["content"]["execution_state"] == "idle" for m in seen)
+        if idle and any(m["msg_type"] == "execute_reply" for m in seen):
             break
     connection.close()
     return seen
