@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import os
+import re
+import sys
 import json
 import time
 from typing import Any
@@ -13,11 +15,16 @@ from tornado import iostream, web
 from tornado.locks import Condition
 
 from . import files, usage
+from .git import Git, GitError
 from .kernel_runner import KernelRunner
 from .processes import run_command
+from .pty import PtyHandler
+from .sessions import Sessions, SessionError
 
 MAX_EVENTS_KEPT = 100
 MAX_WAIT_SECONDS = 60.0
+FIND_SECONDS = 10.0
+MAX_SYNC_OUTPUT = 1024 * 1024
 
 
 class EventLog:
@@ -171,12 +178,117 @@ class ExecHandler(AgentHandler):
             task.cancel()
 
 
+def _mode(value: Any, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, str) and re.fullmatch(r"0?[0-7]{3,4}", value):
+        return int(value, 8)
+    if isinstance(value, int) and 0 <= value <= 0o7777:
+        return value
+    raise web.HTTPError(400, "mode must be an octal string such as '755'")
+
+
 class FilesHandler(AgentHandler):
+    """GET lists a folder (recursive=1: everything under it); DELETE removes a path."""
+
     def get(self) -> None:
+        path = self.get_query_argument("path", "")
+        recursive = self.get_query_argument("recursive", "0") in ("1", "true")
+        with file_errors():
+            self.write_json(files.walk(path) if recursive else files.list_directory(path))
+
+    def delete(self) -> None:
+        with file_errors():
+            files.delete(self.get_query_argument("path", ""), self.get_query_argument("recursive", "0") in ("1", "true"))
+        self.set_status(204)
+        self.finish()
+
+
+class FileInfoHandler(AgentHandler):
+    def get(self) -> None:
+        with file_errors():
+            self.write_json(files.info(self.get_query_argument("path", "")))
+
+
+class FileOperationHandler(AgentHandler):
+    """POST /files/{folder,move,permissions,replace} with a JSON body; GET /files/{search,find}."""
+
+    async def post(self, operation: str) -> None:
+        body = json_body(self)
+        with file_errors():
+            if operation == "folder":
+                self.write_json(files.make_folder(_string(body, "path"), _mode(body.get("mode"), 0o755)))
+            elif operation == "move":
+                self.write_json(files.move(_string(body, "source"), _string(body, "destination")))
+            elif operation == "permissions":
+                owner, group = body.get("owner"), body.get("group")
+                if any(v is not None and not isinstance(v, str) for v in (owner, group)):
+                    raise web.HTTPError(400, "owner and group must be names or numeric ids as strings")
+                mode = None if body.get("mode") is None else _mode(body.get("mode"), 0)
+                self.write_json(files.set_permissions(_string(body, "path"), mode, owner, group))
+            elif operation == "replace":
+                paths, pattern, new_value = body.get("files"), body.get("pattern"), body.get("new_value")
+                if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+                    raise web.HTTPError(400, "files must be a list of paths")
+                if not isinstance(pattern, str) or not pattern or not isinstance(new_value, str):
+                    raise web.HTTPError(400, "pattern (non-empty) and new_value must be strings")
+                self.write_json({"results": files.replace(paths, pattern, new_value)})
+            else:
+                raise web.HTTPError(404, f"unknown file operation {operation!r}")
+
+    async def get(self, operation: str) -> None:
+        path = self.get_query_argument("path", "")
+        pattern = self.get_query_argument("pattern", "")
+        if not pattern:
+            raise web.HTTPError(400, "pattern is required")
+        with file_errors():
+            if operation == "search":
+                self.write_json(files.search(path, pattern))
+            elif operation == "find":
+                self.write_json(await self._find(path, pattern))
+            else:
+                raise web.HTTPError(404, f"unknown file operation {operation!r}")
+
+    async def _find(self, path: str, pattern: str) -> dict:
         try:
-            self.write_json(files.list_directory(self.get_query_argument("path", "")))
-        except files.FileError as exc:
-            raise web.HTTPError(exc.status, str(exc)) from None
+            re.compile(pattern)
+        except re.error as exc:
+            raise web.HTTPError(400, f"pattern is not a valid regular expression: {exc}") from None
+        root = files.resolve(path)
+        if not root.is_dir():
+            raise web.HTTPError(404, f"{root} is not a folder")
+        matches: list[dict] = []
+        buffer = {"text": ""}
+
+        async def emit(chunk: dict) -> None:
+            if chunk["stream"] != "stdout":
+                return
+            buffer["text"] += chunk["text"]
+            *lines, buffer["text"] = buffer["text"].split("\n")
+            matches.extend(json.loads(line) for line in lines if line)
+
+        result = await run_command([sys.executable, "-I", "-c", files.FIND_SCRIPT, str(root), pattern, "10000"],
+                                   files.HOME, {}, FIND_SECONDS, emit)
+        return {"matches": matches, "timed_out": result["timed_out"], "truncated": len(matches) >= 10000}
+
+
+class file_errors:
+    """Turns FileError into the HTTP error it names."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> bool:
+        if isinstance(value, files.FileError):
+            raise web.HTTPError(value.status, str(value)) from None
+        return False
+
+
+def _string(body: dict, key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise web.HTTPError(400, f"{key} must be a non-empty string")
+    return value
 
 
 @web.stream_request_body
@@ -220,8 +332,12 @@ class FileContentHandler(AgentHandler):
             self._upload = None
 
     async def get(self) -> None:
+        path = self.get_query_argument("path", "")
+        if files.resolve(path).is_dir():
+            await self._archive(files.resolve(path), self.get_query_argument("format", "tar"))
+            return
         try:
-            handle, size = files.open_for_reading(self.get_query_argument("path", ""))
+            handle, size = files.open_for_reading(path)
         except files.FileError as exc:
             raise web.HTTPError(exc.status, str(exc)) from None
         self.set_header("Content-Type", "application/octet-stream")
@@ -239,8 +355,209 @@ class FileContentHandler(AgentHandler):
         self.finish()
 
 
+    async def _archive(self, folder: Any, kind: str) -> None:
+        """A folder, streamed as a tar (or zip) archive made as it is sent."""
+        if kind == "tar":
+            command = ["tar", "-C", str(folder.parent), "-cf", "-", "--", folder.name]
+            self.set_header("Content-Type", "application/x-tar")
+        elif kind == "zip":
+            command = [sys.executable, "-I", "-c", ZIP_SCRIPT, str(folder)]
+            self.set_header("Content-Type", "application/zip")
+        else:
+            raise web.HTTPError(400, "format must be tar or zip")
+        process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
+                                                       stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+        try:
+            while True:
+                chunk = await process.stdout.read(256 * 1024)
+                if not chunk:
+                    break
+                self.write(chunk)
+                await self.flush()
+        except iostream.StreamClosedError:
+            process.kill()
+            return
+        await process.wait()
+        self.finish()
+
+
+ZIP_SCRIPT = r"""
+import os, sys, zipfile
+root = sys.argv[1]
+with zipfile.ZipFile(sys.stdout.buffer, 'w', zipfile.ZIP_DEFLATED) as archive:
+    for folder, dirnames, filenames in os.walk(root):
+        for name in filenames:
+            path = os.path.join(folder, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                archive.write(path, os.path.relpath(path, os.path.dirname(root)))
+"""
+
+
+class SessionsHandler(AgentHandler):
+    def initialize(self, sessions: Sessions, **kwargs: Any) -> None:
+        super().initialize(**kwargs)
+        self.sessions = sessions
+
+
+class session_errors:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> bool:
+        if isinstance(value, SessionError):
+            raise web.HTTPError(value.status, str(value)) from None
+        return False
+
+
+class SessionListHandler(SessionsHandler):
+    def get(self) -> None:
+        self.write_json({"sessions": [s.describe() for s in self.sessions.sessions.values()]})
+
+    def post(self) -> None:
+        body = json_body(self)
+        session_id = body.get("id")
+        if session_id is not None and (not isinstance(session_id, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", session_id)):
+            raise web.HTTPError(400, "id may hold letters, digits, '-' and '_' (at most 64)")
+        env = body.get("env") or {}
+        if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+            raise web.HTTPError(400, "env must map names to strings")
+        with session_errors():
+            session = self.sessions.create(session_id, str(files.resolve(body.get("cwd"))), env)
+        self.write_json(session.describe(), status=201)
+
+
+class SessionHandler(SessionsHandler):
+    def get(self, session_id: str) -> None:
+        with session_errors():
+            self.write_json(self.sessions.get(session_id).describe())
+
+    def delete(self, session_id: str) -> None:
+        with session_errors():
+            self.sessions.delete(session_id)
+        self.set_status(204)
+        self.finish()
+
+
+class CommandsHandler(SessionsHandler):
+    async def post(self, session_id: str) -> None:
+        body = json_body(self)
+        command = body.get("command")
+        if not isinstance(command, str) or not command.strip():
+            raise web.HTTPError(400, "command must be a non-empty string")
+        with session_errors():
+            record = await self.sessions.run(session_id, command)
+        if not body.get("run_async"):
+            await record.done.wait()
+            answer = record.describe()
+            answer["stdout"] = record.stdout_path.read_text(errors="replace")[-MAX_SYNC_OUTPUT:]
+            answer["stderr"] = record.stderr_path.read_text(errors="replace")[-MAX_SYNC_OUTPUT:]
+            self.write_json(answer)
+            return
+        self.write_json(record.describe(), status=202)
+
+
+class CommandHandler(SessionsHandler):
+    def get(self, session_id: str, command_id: str) -> None:
+        with session_errors():
+            self.write_json(self.sessions.command(session_id, command_id).describe())
+
+    async def post(self, session_id: str, command_id: str, action: str = "") -> None:
+        with session_errors():
+            if action == "kill":
+                self.sessions.kill(session_id, command_id)
+                self.write_json(self.sessions.command(session_id, command_id).describe())
+            elif action == "input":
+                data = json_body(self).get("data")
+                if not isinstance(data, str):
+                    raise web.HTTPError(400, "data must be a string")
+                await self.sessions.send_input(session_id, command_id, data.encode())
+                self.write_json({"sent": len(data)})
+            else:
+                raise web.HTTPError(404, f"unknown command action {action!r}")
+
+
+class LogsHandler(SessionsHandler):
+    """GET logs: {stdout, stderr} whole; follow=1: NDJSON chunks as they come, then the exit code."""
+
+    async def get(self, session_id: str, command_id: str) -> None:
+        with session_errors():
+            record = self.sessions.command(session_id, command_id)
+        if self.get_query_argument("follow", "0") not in ("1", "true"):
+            self.write_json({**record.describe(),
+                             "stdout": record.stdout_path.read_text(errors="replace"),
+                             "stderr": record.stderr_path.read_text(errors="replace")})
+            return
+        self.set_header("Content-Type", "application/x-ndjson")
+        offsets = {"stdout": 0, "stderr": 0}
+        paths = {"stdout": record.stdout_path, "stderr": record.stderr_path}
+        try:
+            while True:
+                finished = record.done.is_set()
+                for stream, path in paths.items():
+                    with open(path, "rb") as handle:
+                        handle.seek(offsets[stream])
+                        data = handle.read(1024 * 1024)
+                    if data:
+                        offsets[stream] += len(data)
+                        self.write(json.dumps({"stream": stream, "text": data.decode("utf-8", "replace")}) + "\n")
+                        await self.flush()
+                if finished:
+                    break
+                await asyncio.sleep(0.05)
+        except iostream.StreamClosedError:
+            return
+        self.finish(json.dumps({"exit_code": record.exit_code}) + "\n")
+
+
+class GitHandler(AgentHandler):
+    def initialize(self, git: Git, **kwargs: Any) -> None:
+        super().initialize(**kwargs)
+        self.git = git
+
+    async def get(self, operation: str) -> None:
+        path = self.get_query_argument("path", "")
+        try:
+            if operation == "status":
+                self.write_json(await self.git.status(path))
+            elif operation == "branches":
+                self.write_json(await self.git.branches(path))
+            else:
+                raise web.HTTPError(404, f"unknown git operation {operation!r}")
+        except GitError as exc:
+            raise web.HTTPError(exc.status, str(exc)) from None
+
+    async def post(self, operation: str) -> None:
+        body = json_body(self)
+        git = self.git
+        actions = {
+            "clone": lambda: git.clone(body),
+            "branches": lambda: git.create_branch(body.get("path"), body.get("name")),
+            "checkout": lambda: git.checkout(body.get("path"), body.get("name")),
+            "add": lambda: git.add(body.get("path"), body.get("files")),
+            "commit": lambda: git.commit(body),
+            "push": lambda: git.push(body),
+            "pull": lambda: git.pull(body),
+        }
+        if operation not in actions:
+            raise web.HTTPError(404, f"unknown git operation {operation!r}")
+        try:
+            self.write_json(await actions[operation]())
+        except GitError as exc:
+            raise web.HTTPError(exc.status, str(exc)) from None
+
+    async def delete(self, operation: str) -> None:
+        if operation != "branches":
+            raise web.HTTPError(404, f"unknown git operation {operation!r}")
+        try:
+            self.write_json(await self.git.delete_branch(self.get_query_argument("path", ""),
+                                                         self.get_query_argument("name", "")))
+        except GitError as exc:
+            raise web.HTTPError(exc.status, str(exc)) from None
+
+
 def make_app(token: str, runner: KernelRunner, events: EventLog) -> web.Application:
     args = {"token": token, "runner": runner, "events": events, "started": time.time()}
+    session_args = {**args, "sessions": Sessions()}
     return web.Application([
         (r"/health", HealthHandler, args),
         (r"/kernel/(\w+)", KernelActionHandler, args),
@@ -248,5 +565,15 @@ def make_app(token: str, runner: KernelRunner, events: EventLog) -> web.Applicat
         (r"/usage", UsageHandler, args),
         (r"/process/exec", ExecHandler, args),
         (r"/files", FilesHandler, args),
+        (r"/files/info", FileInfoHandler, args),
         (r"/files/content", FileContentHandler, args),
+        (r"/files/(folder|move|permissions|replace|search|find)", FileOperationHandler, args),
+        (r"/sessions", SessionListHandler, session_args),
+        (r"/sessions/([A-Za-z0-9_-]+)", SessionHandler, session_args),
+        (r"/sessions/([A-Za-z0-9_-]+)/commands", CommandsHandler, session_args),
+        (r"/sessions/([A-Za-z0-9_-]+)/commands/([0-9a-f]+)", CommandHandler, session_args),
+        (r"/sessions/([A-Za-z0-9_-]+)/commands/([0-9a-f]+)/logs", LogsHandler, session_args),
+        (r"/sessions/([A-Za-z0-9_-]+)/commands/([0-9a-f]+)/(input|kill)", CommandHandler, session_args),
+        (r"/git/(\w+)", GitHandler, {**args, "git": Git(run_command)}),
+        (r"/pty", PtyHandler, {"token": token}),
     ], max_body_size=16 * 1024**3)
