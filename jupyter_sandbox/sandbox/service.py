@@ -1,0 +1,263 @@
+"""What the REST API does, without the HTTP: find the caller's sandbox, call its agent, check answers.
+
+Blocking work (Docker, the agent over HTTP) runs in a thread pool so the server's event loop never
+waits on a sandbox. Every failure becomes an `ApiError` with the HTTP status a person would expect:
+404 for a sandbox that is not there (or not the caller's), 409 for a stopped one, 502 when the agent
+is gone or answers garbage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import urllib.parse
+from typing import Any, Callable, Iterable
+
+from traitlets import Bool, Int, Unicode, Union
+from traitlets.config import LoggingConfigurable
+
+from .client import AgentError, StreamingAgentClient
+from .docker_backend import DockerUnavailable, ImageNotFound, SandboxError
+from .manager import Sandbox, SandboxManager
+from .spec import LABEL_PREFIX, SpecError, parse_size
+
+MAX_PATH = 4096
+MAX_NAME = 255
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def check_path(value: Any, what: str = "path", required: bool = True) -> str:
+    """A sandbox path as the API takes it: relative to /home/sandbox, or absolute inside the sandbox."""
+    if value is None or value == "":
+        if required:
+            raise ApiError(400, f"{what} is required")
+        return ""
+    if not isinstance(value, str):
+        raise ApiError(400, f"{what} must be a string")
+    if len(value) > MAX_PATH or any(len(part) > MAX_NAME for part in value.split("/")):
+        raise ApiError(400, f"{what} is too long (at most {MAX_PATH} characters, {MAX_NAME} per name)")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ApiError(400, f"{what} may not contain control characters (NUL, newline, ...)")
+    if any(part == ".." for part in value.split("/")):
+        raise ApiError(400, f"{what} may not contain '..'; give the path from /home/sandbox or an absolute one")
+    if any(part.startswith("-") for part in value.split("/")):
+        raise ApiError(400, f"{what} may not have a name starting with '-'")
+    return value
+
+
+class SandboxService(LoggingConfigurable):
+    max_upload_size = Union([Int(), Unicode()], default_value="10g", config=True, help=(
+        "Largest file accepted by PUT .../files/content, e.g. '10g'; larger uploads get 413 before "
+        "their body is read."))
+    max_multipart_size = Union([Int(), Unicode()], default_value="100m", config=True, help=(
+        "Largest multipart body of POST .../files/upload (it is held in memory while parsed)."))
+    start_stopped = Bool(False, config=True, help=(
+        "Start a stopped sandbox when an API call needs it, instead of answering 409."))
+
+    def __init__(self, manager: SandboxManager, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.manager = manager
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def blocking(self, function: Callable, *args: Any) -> Any:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+        except DockerUnavailable as exc:
+            raise ApiError(503, str(exc)) from None
+        except (SpecError, ImageNotFound) as exc:
+            raise ApiError(400, str(exc)) from None
+        except SandboxError as exc:
+            raise ApiError(404 if "there is no sandbox" in str(exc) else 500, str(exc)) from None
+        except AgentError as exc:
+            if exc.status is not None and 400 <= exc.status < 500:
+                raise ApiError(exc.status, str(exc).split(": ", 1)[-1]) from None
+            raise ApiError(502, f"the sandbox's agent failed: {exc}") from None
+
+    async def sandbox(self, sandbox_id: str, running: bool = True) -> Sandbox:
+        sandbox = await self.blocking(self.manager.get, sandbox_id)
+        if sandbox.owner != self.manager.owner:
+            raise ApiError(404, f"there is no sandbox {sandbox_id!r}")
+        if running and not sandbox.running:
+            if not self.start_stopped:
+                raise ApiError(409, f"sandbox {sandbox_id} is {sandbox.state}; start it first "
+                                    f"(POST /sandbox/api/sandboxes/{sandbox_id}/start)")
+            sandbox = await self.blocking(self.manager.start, sandbox)
+            await self.blocking(self.manager.wait_for_agent, sandbox)
+        return sandbox
+
+    async def agent(self, sandbox_id: str) -> StreamingAgentClient:
+        return self.manager.agent(await self.sandbox(sandbox_id))
+
+    async def call(self, sandbox_id: str, method: str, path: str, query: dict[str, Any] | None = None,
+                   body: dict[str, Any] | None = None, timeout: float = 60) -> dict[str, Any]:
+        client = await self.agent(sandbox_id)
+        if query:
+            path += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+        return await self.blocking(lambda: client.request(method, path, body, timeout=timeout))
+
+    # -- sandboxes --------------------------------------------------------------------------
+
+    def describe(self, sandbox: Sandbox) -> dict[str, Any]:
+        return sandbox.to_dict()
+
+    async def list(self, kernel_id: str | None) -> list[dict[str, Any]]:
+        found = await self.blocking(lambda: self.manager.list(owner=self.manager.owner, kernel_id=kernel_id))
+        return [self.describe(s) for s in found]
+
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        allowed = {"image", "cpu", "memory", "disk", "pids", "env", "labels"}
+        unknown = set(body) - allowed
+        if unknown:
+            raise ApiError(400, f"unknown fields: {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
+        overrides: dict[str, Any] = {}
+        for key in ("image", "cpu", "pids"):
+            if key in body:
+                overrides[key] = body[key]
+        if "cpu" in overrides and (isinstance(overrides["cpu"], bool) or not isinstance(overrides["cpu"], (int, float))):
+            raise ApiError(400, "cpu must be a number")
+        if "pids" in overrides and (isinstance(overrides["pids"], bool) or not isinstance(overrides["pids"], int)):
+            raise ApiError(400, "pids must be a whole number")
+        for key in ("memory", "disk"):
+            if key in body:
+                try:
+                    overrides[key] = parse_size(body[key], key)
+                except SpecError as exc:
+                    raise ApiError(400, str(exc)) from None
+        for key in ("env", "labels"):
+            value = body.get(key, {})
+            if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                raise ApiError(400, f"{key} must map strings to strings")
+            overrides[key] = value
+        if any(k.startswith(LABEL_PREFIX) for k in overrides.get("labels", {})):
+            raise ApiError(400, f"labels starting with {LABEL_PREFIX} are reserved")
+
+        def make() -> Sandbox:
+            spec = self.manager.check_allowed(self.manager.default_spec(**overrides))
+            sandbox = self.manager.create(spec)
+            self.manager.wait_for_agent(sandbox)
+            return sandbox
+
+        return self.describe(await self.blocking(make))
+
+    async def get(self, sandbox_id: str) -> dict[str, Any]:
+        sandbox = await self.sandbox(sandbox_id, running=False)
+        info = self.describe(sandbox)
+        info["limits"] = await self.blocking(self.manager.limits, sandbox)
+        return info
+
+    async def delete(self, sandbox_id: str) -> None:
+        sandbox = await self.sandbox(sandbox_id, running=False)
+        await self.blocking(self.manager.remove, sandbox)
+
+    async def start(self, sandbox_id: str) -> dict[str, Any]:
+        sandbox = await self.sandbox(sandbox_id, running=False)
+
+        def start() -> Sandbox:
+            started = self.manager.start(sandbox)
+            self.manager.wait_for_agent(started)
+            return started
+
+        return self.describe(await self.blocking(start))
+
+    async def stop(self, sandbox_id: str) -> dict[str, Any]:
+        sandbox = await self.sandbox(sandbox_id, running=False)
+        return self.describe(await self.blocking(self.manager.stop, sandbox))
+
+    # -- streaming --------------------------------------------------------------------------
+
+    async def open_download(self, sandbox_id: str, path: str, archive: str | None) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """An open response from the agent; read it in chunks with `read_chunk`."""
+        client = await self.agent(sandbox_id)
+        query = {"path": path, **({"format": archive} if archive else {})}
+
+        def open_() -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+            connection = http.client.HTTPConnection(client.host, client.port, timeout=60)
+            try:
+                connection.request("GET", "/files/content?" + urllib.parse.urlencode(query),
+                                   headers={"Authorization": f"token {client.token}"})
+                response = connection.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                connection.close()
+                raise AgentError(f"agent not reachable: {exc}") from None
+            if response.status >= 400:
+                raw = response.read(65536)
+                connection.close()
+                try:
+                    message = json.loads(raw).get("message", "")
+                except (ValueError, AttributeError):
+                    message = ""
+                raise AgentError(f"agent answered {response.status}: {str(message)[:500]}", status=response.status)
+            return connection, response
+
+        return await self.blocking(open_)
+
+    async def read_chunk(self, response: http.client.HTTPResponse, size: int = 256 * 1024) -> bytes:
+        def read() -> bytes:
+            try:
+                return response.read(size)
+            except (OSError, http.client.HTTPException) as exc:
+                raise AgentError(f"the download broke off: {exc}") from None
+
+        return await self.blocking(read)
+
+    async def open_upload(self, sandbox_id: str, path: str, size: int | None) -> http.client.HTTPConnection:
+        client = await self.agent(sandbox_id)
+
+        def open_() -> http.client.HTTPConnection:
+            connection = http.client.HTTPConnection(client.host, client.port, timeout=60)
+            connection.putrequest("PUT", "/files/content?" + urllib.parse.urlencode({"path": path}))
+            connection.putheader("Authorization", f"token {client.token}")
+            connection.putheader("Content-Type", "application/octet-stream")
+            if size is None:
+                connection.putheader("Transfer-Encoding", "chunked")
+            else:
+                connection.putheader("Content-Length", str(size))
+            connection.endheaders()
+            return connection
+
+        return await self.blocking(open_)
+
+    async def send_chunk(self, connection: http.client.HTTPConnection, chunk: bytes, chunked: bool) -> None:
+        data = (f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n") if chunked else chunk
+        await self.blocking(connection.send, data)
+
+    async def finish_upload(self, connection: http.client.HTTPConnection, chunked: bool) -> dict[str, Any]:
+        def finish() -> dict[str, Any]:
+            try:
+                if chunked:
+                    connection.send(b"0\r\n\r\n")
+                response = connection.getresponse()
+                raw = response.read(65536)
+            except (OSError, http.client.HTTPException) as exc:
+                raise AgentError(f"the upload broke off: {exc}") from None
+            finally:
+                connection.close()
+            try:
+                answer = json.loads(raw)
+            except ValueError:
+                raise AgentError("agent answered with something that is not JSON") from None
+            if response.status >= 400:
+                raise AgentError(f"agent answered {response.status}: {answer.get('message', '')}",
+                                 status=response.status)
+            if not isinstance(answer, dict) or not isinstance(answer.get("size"), int):
+                raise AgentError("agent answered with an unexpected shape")
+            return answer
+
+        return await self.blocking(finish)
+
+    async def upload_files(self, sandbox_id: str, files: Iterable[tuple[str, bytes]]) -> list[dict[str, Any]]:
+        client = await self.agent(sandbox_id)
+        results = []
+        for path, data in files:
+            import io
+
+            results.append(await self.blocking(client.upload, path, io.BytesIO(data), len(data)))
+        return results
