@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -160,6 +164,65 @@ def shared_kernel(sandbox_image: str, docker_backend: DockerBackend) -> Iterator
     kernel = start_sandbox_kernel()
     yield kernel
     kernel.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, port: int, token: str) -> None:
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        self.token = token
+        self.process: subprocess.Popen | None = None
+
+    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
+                auth: bool = True, raw: bytes | None = None, timeout: float = 120) -> tuple[int, Any]:
+        """(status, parsed JSON or bytes); HTTP errors are returned, not raised."""
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        all_headers = {**({"Authorization": f"token {self.token}"} if auth else {}), **(headers or {})}
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=all_headers)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(req, timeout=timeout) as response:
+                status, payload, kind = response.status, response.read(), response.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as exc:
+            status, payload, kind = exc.code, exc.read(), exc.headers.get("Content-Type", "")
+        if "json" in kind and payload:
+            return status, json.loads(payload)
+        return status, payload
+
+
+def start_jupyter_server(root: Path, extra_args: list[str] = (), log: Path | None = None) -> tuple[Server, subprocess.Popen]:
+    """A real Jupyter Server in its own process, as `jupyter lab` runs it, with token auth."""
+    port, token = free_port(), secrets.token_hex(16)
+    output = open(log, "wb") if log else subprocess.DEVNULL
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", *extra_args],
+        stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "NO_PROXY": "127.0.0.1"})
+    server = Server(port, token)
+    server.process = process
+
+    def up() -> bool:
+        try:
+            return server.request("GET", "/api/status")[0] == 200
+        except OSError:
+            return False
+
+    assert wait_until(up, timeout=60), "jupyter server did not start"
+    return server, process
+
+
+@pytest.fixture(scope="module")
+def jupyter_server(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server, process = start_jupyter_server(tmp_path_factory.mktemp("server-root"))
+    yield server
+    process.terminate()
+    process.wait(timeout=30)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:

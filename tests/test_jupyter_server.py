@@ -4,68 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import secrets
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
-from pathlib import Path
-from typing import Iterator
 
-import pytest
-from conftest import sandbox_containers, wait_until
+from conftest import Server, sandbox_containers, wait_until
 from tornado.websocket import websocket_connect
 
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.spec import LABEL_KERNEL_ID
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    def __init__(self, port: int, token: str) -> None:
-        self.base = f"http://127.0.0.1:{port}"
-        self.token = token
-
-    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict | list]:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Authorization": f"token {self.token}"})
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(req, timeout=60) as response:
-            raw = response.read()
-            return response.status, (json.loads(raw) if raw else {})
-
-
-@pytest.fixture(scope="module")
-def jupyter_server(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    port, token = free_port(), secrets.token_hex(16)
-    root = tmp_path_factory.mktemp("server-root")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "NO_PROXY": "127.0.0.1"})
-    server = Server(port, token)
-
-    def up() -> bool:
-        try:
-            return server.request("GET", "/api/status")[0] == 200
-        except OSError:
-            return False
-
-    assert wait_until(up, timeout=60), "jupyter server did not start"
-    yield server
-    process.terminate()
-    process.wait(timeout=30)
 
 
 def test_server_lists_the_sandbox_kernelspec(jupyter_server: Server) -> None:

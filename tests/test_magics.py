@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from conftest import SandboxKernel, sandbox_containers, start_sandbox_kernel
+
 from jupyter_sandbox.kernel.magics import complete
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.spec import LABEL_KERNEL_ID

@@ -6,8 +6,8 @@ import base64
 from pathlib import Path
 
 import pytest
-
 from conftest import SandboxKernel, start_sandbox_kernel
+
 from jupyter_sandbox.kernel.output_policy import OutputPolicy, sanitize_html, sanitize_svg
 
 SVG_WITH_SCRIPT = ('<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><script>alert(2)</script>'

@@ -35,7 +35,7 @@ def main() -> None:
 
     import asyncio
 
-    from .server import EventLog, make_app
+    from .server import MAX_BODY_SIZE, EventLog, make_app
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
@@ -44,7 +44,7 @@ def main() -> None:
         for event in pending_events:
             events.add(event)
         app = make_app(config["token"], runner, events)
-        app.listen(int(config["port"]), address="0.0.0.0")
+        app.listen(int(config["port"]), address="0.0.0.0", max_body_size=MAX_BODY_SIZE)
         logging.getLogger("jupyter_sandbox_agent").info("agent listening on port %s", config["port"])
         await asyncio.Event().wait()
 

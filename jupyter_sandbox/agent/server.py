@@ -25,6 +25,8 @@ MAX_EVENTS_KEPT = 100
 MAX_WAIT_SECONDS = 60.0
 FIND_SECONDS = 10.0
 MAX_SYNC_OUTPUT = 1024 * 1024
+# Uploads stream to disk, so the only bound is the sandbox's own disk and file-size limit.
+MAX_BODY_SIZE = 64 * 1024**3
 
 
 class EventLog:
@@ -576,4 +578,4 @@ def make_app(token: str, runner: KernelRunner, events: EventLog) -> web.Applicat
         (r"/sessions/([A-Za-z0-9_-]+)/commands/([0-9a-f]+)/(input|kill)", CommandHandler, session_args),
         (r"/git/(\w+)", GitHandler, {**args, "git": Git(run_command)}),
         (r"/pty", PtyHandler, {"token": token}),
-    ], max_body_size=16 * 1024**3)
+    ])

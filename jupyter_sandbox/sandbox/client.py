@@ -46,6 +46,8 @@ class AgentClient:
         try:
             with self._opener.open(req, timeout=timeout) as response:
                 raw = response.read(MAX_RESPONSE_BYTES + 1)
+                if response.status == 204:
+                    return {}
         except urllib.error.HTTPError as exc:
             raw = exc.read(MAX_RESPONSE_BYTES)
             raise AgentError(f"agent answered {exc.code}: {_message(raw)}", status=exc.code) from None

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..config import load_config
 from ..sandbox.manager import SandboxManager
-from .handlers import handlers
+from .handlers import api_routes
 from ..sandbox.service import SandboxService
 
 
@@ -16,5 +16,5 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     manager = SandboxManager(config=config, log=serverapp.log)
     service = SandboxService(manager, config=config, log=serverapp.log)
     base_url = serverapp.web_app.settings["base_url"]
-    serverapp.web_app.add_handlers(".*$", handlers(base_url, service))
+    serverapp.web_app.add_handlers(".*$", api_routes(base_url, service))
     serverapp.log.info("jupyter-sandbox: REST API at %ssandbox/api", base_url)

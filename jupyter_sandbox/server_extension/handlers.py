@@ -14,7 +14,7 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.utils import url_path_join
-from tornado import web, websocket
+from tornado import httputil, web, websocket
 
 from ..sandbox.service import ApiError, SandboxService, check_path
 from ..sandbox.spec import parse_size
@@ -44,7 +44,14 @@ class SandboxAPIHandler(APIHandler):
         self.finish(json.dumps(data))
 
     def query(self, name: str, required: bool = False) -> str | None:
-        value = self.get_query_argument(name, None)
+        # Raw bytes: tornado's own accessors quietly turn control characters into spaces.
+        values = self.request.query_arguments.get(name)
+        value = None
+        if values:
+            try:
+                value = values[-1].decode("utf-8")
+            except UnicodeDecodeError:
+                raise web.HTTPError(400, f"the query parameter {name!r} is not valid UTF-8") from None
         if required and not value:
             raise web.HTTPError(400, f"the query parameter {name!r} is required")
         return value
@@ -211,16 +218,44 @@ class FileContentHandler(SandboxAPIHandler):
         self.finish()
 
 
+@web.stream_request_body
 class MultipartUploadHandler(SandboxAPIHandler):
+    """POST several files at once as multipart/form-data (held in memory, so capped lower)."""
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        self._limit = parse_size(self.service.max_multipart_size, "max_multipart_size")
+        self._chunks: list[bytes] = []
+        self._received = 0
+        length = self.request.headers.get("Content-Length")
+        if length is not None and (not length.isdigit() or int(length) > self._limit):
+            raise web.HTTPError(413, f"a multipart upload may be at most {self._limit:,} bytes; "
+                                     "use PUT .../files/content for large files")
+        self.request.connection.set_max_body_size(self._limit + 1)
+
+    def data_received(self, chunk: bytes) -> None:
+        self._received += len(chunk)
+        if self._received > self._limit:
+            raise web.HTTPError(413, f"a multipart upload may be at most {self._limit:,} bytes")
+        self._chunks.append(chunk)
+
     @web.authenticated
     @authorized
     async def post(self, sandbox_id: str) -> None:
-        limit = parse_size(self.service.max_multipart_size, "max_multipart_size")
-        if len(self.request.body) > limit:
-            raise web.HTTPError(413, f"a multipart upload may be at most {limit:,} bytes; use PUT .../files/content")
-        folder = check_path(self.get_body_argument("path", "") or None, required=False)
+        arguments: dict[str, list[bytes]] = {}
+        files: dict[str, list[Any]] = {}
+        try:
+            httputil.parse_body_arguments(self.request.headers.get("Content-Type", ""), b"".join(self._chunks),
+                                          arguments, files, self.request.headers)
+        except httputil.HTTPInputError as exc:
+            raise web.HTTPError(400, f"the multipart body cannot be read: {exc}") from None
+        raw_folder = (arguments.get("path") or [b""])[0]
+        try:
+            folder = check_path(raw_folder.decode("utf-8") or None, required=False)
+        except UnicodeDecodeError:
+            raise web.HTTPError(400, "path is not valid UTF-8") from None
         uploads = []
-        for field_files in self.request.files.values():
+        for field_files in files.values():
             for item in field_files:
                 name = check_path(item.filename, "file name")
                 uploads.append((f"{folder.rstrip('/')}/{name}" if folder else name, item.body))
@@ -437,6 +472,12 @@ class PtyHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHandler):
         self.service = service
         self.upstream: websocket.WebSocketClientConnection | None = None
 
+    async def prepare(self, *args: Any, **kwargs: Any) -> None:
+        # An API socket: no redirect to the login page, a plain 403 before any upgrade.
+        await JupyterHandler.prepare(self, _redirect_to_login=False)
+        if not self.current_user:
+            raise web.HTTPError(403, "authentication is required")
+
     @web.authenticated
     @authorized
     async def get(self, sandbox_id: str) -> None:
@@ -516,7 +557,7 @@ def url_quote(text: str) -> str:
     return quote(text, safe="")
 
 
-def handlers(base_url: str, service: SandboxService) -> list[tuple[str, type, dict[str, Any]]]:
+def api_routes(base_url: str, service: SandboxService) -> list[tuple[str, type, dict[str, Any]]]:
     api = url_path_join(base_url, "sandbox", "api")
     box = f"{api}/sandboxes/{SANDBOX_ID}"
     args = {"service": service}
