@@ -156,6 +156,8 @@ def delete(path: str | None, recursive: bool) -> None:
     target = resolve(path)
     if not path:
         raise FileError(400, "a path is needed")
+    if os.path.realpath(target) in ("/", os.path.realpath(HOME)):
+        raise FileError(400, f"refusing to delete {target}: it is the sandbox's root or home folder")
     try:
         if target.is_dir() and not target.is_symlink():
             if recursive:

@@ -8,6 +8,7 @@ Credentials come with each call and reach git only through its environment
 from __future__ import annotations
 
 import base64
+import os
 import re
 from typing import Any, Awaitable, Callable
 
@@ -86,7 +87,14 @@ class Git:
         async def emit(chunk: dict) -> None:
             output[chunk["stream"]].append(chunk["text"])
 
-        result = await self._run(["git", *args], cwd, environment(username, password), GIT_TIMEOUT, emit)
+        if not os.path.isdir(cwd):
+            raise GitError(404, f"{cwd} is not a folder")
+        try:
+            result = await self._run(["git", *args], cwd, environment(username, password), GIT_TIMEOUT, emit)
+        except UnicodeEncodeError:
+            raise GitError(400, "paths and names must be valid Unicode text") from None
+        except OSError as exc:
+            raise GitError(400, f"cannot run git: {exc.strerror}") from None
         stdout, stderr = "".join(output["stdout"]), redact("".join(output["stderr"]), password)
         if result["timed_out"]:
             raise GitError(504, f"git {args[0]} took longer than {GIT_TIMEOUT:g} s and was stopped")

@@ -59,6 +59,12 @@ class AgentHandler(web.RequestHandler):
         if scheme.lower() != "token" or not hmac.compare_digest(given.encode(), self.token.encode()):
             raise web.HTTPError(401, "a valid agent token is required")
 
+    def _handle_request_exception(self, e: BaseException) -> None:
+        # Text that cannot be encoded (lone surrogates in a path, say) is bad input, not a crash.
+        if isinstance(e, UnicodeError):
+            e = web.HTTPError(400, f"text in the request cannot be used: {e.reason}")
+        super()._handle_request_exception(e)
+
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")

@@ -41,6 +41,10 @@ def check_path(value: Any, what: str = "path", required: bool = True) -> str:
         return ""
     if not isinstance(value, str):
         raise ApiError(400, f"{what} must be a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, f"{what} is not valid Unicode text") from None
     if len(value) > MAX_PATH or any(len(part) > MAX_NAME for part in value.split("/")):
         raise ApiError(400, f"{what} is too long (at most {MAX_PATH} characters, {MAX_NAME} per name)")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
