@@ -548,3 +548,66 @@ def test_schemathesis_finds_no_server_error(api_server: Server, sandbox: str, tm
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     status, info = api_server.request("GET", box(sandbox))
     assert status == 200 and info["state"] == "running", info
+
+
+def test_a_dead_agent_means_a_stopped_sandbox_409(api_server: Server) -> None:
+    status, created = api_server.request("POST", f"{API}/sandboxes", {})
+    sandbox_id = created["id"]
+    try:
+        api_server.request("POST", box(sandbox_id, "/process/exec"),
+                           {"command": "kill -9 $PPID", "timeout": 5})  # the agent started this shell
+        assert wait_until(lambda: api_server.request("GET", box(sandbox_id))[1].get("state") == "exited", timeout=20)
+        status, body = api_server.request("GET", box(sandbox_id, "/files"))
+        assert status == 409 and "exited" in body["message"]
+    finally:
+        api_server.request("DELETE", box(sandbox_id))
+
+
+def test_agent_garbage_or_silence_is_502_not_a_hang() -> None:
+    """The service against stand-in agents on loopback: one answers garbage, one is not there."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from jupyter_sandbox.sandbox.client import StreamingAgentClient
+    from jupyter_sandbox.sandbox.manager import AGENT_PORT, Sandbox
+    from jupyter_sandbox.sandbox.service import ApiError, SandboxService
+    from jupyter_sandbox.sandbox.spec import LABEL_OWNER
+
+    class Garbage(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"\x00\xffnot json at all")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+
+    class StandInManager:
+        owner = "me"
+
+        def __init__(self, port: int) -> None:
+            self.port = port
+
+        def get(self, sandbox_id: str) -> Sandbox:
+            return Sandbox(sandbox_id, "c", "n", "v", "running", "img", {LABEL_OWNER: "me"}, {AGENT_PORT: self.port})
+
+        def agent(self, sandbox: Sandbox) -> StreamingAgentClient:
+            return StreamingAgentClient(self.port, "token")
+
+    try:
+        for port, message in ((server.server_address[1], "not JSON"), (closed_port, "not reachable")):
+            service = SandboxService(StandInManager(port))
+            started = time.monotonic()
+            with pytest.raises(ApiError) as caught:
+                asyncio.run(service.call("0123456789ab", "GET", "/files", {"path": "x"}))
+            assert caught.value.status == 502 and message in caught.value.message
+            assert time.monotonic() - started < 10
+    finally:
+        server.shutdown()
