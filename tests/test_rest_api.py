@@ -271,9 +271,15 @@ def test_multipart_upload(api_server: Server, sandbox: str) -> None:
                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     assert status == 201, answer
     assert sorted(f["path"] for f in answer["files"]) == ["/home/sandbox/multi/a.txt", "/home/sandbox/multi/b.txt"]
-    status, answer = api_server.request("POST", box(sandbox, "/files/upload"), raw=b"x" * (2 * 1024 * 1024),
-                                        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    assert status == 413, answer
+    # Refused on its Content-Length, before the body is sent.
+    connection = http.client.HTTPConnection("127.0.0.1", api_server.port, timeout=30)
+    connection.putrequest("POST", box(sandbox, "/files/upload"))
+    for key, value in {"Authorization": f"token {api_server.token}", "Content-Length": str(2 * 1024 * 1024),
+                       "Content-Type": f"multipart/form-data; boundary={boundary}"}.items():
+        connection.putheader(key, value)
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 413 and b"use PUT" in response.read()
 
 
 @pytest.mark.parametrize("path, message", [

@@ -15,7 +15,8 @@ import urllib.parse
 import urllib.request
 from typing import IO, Any, Callable
 
-MAX_RESPONSE_BYTES = 1024 * 1024
+# JSON answers are parsed whole on the host; a listing of 10,000 entries is about 2 MB.
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 MAX_STREAM_LINE = 1024 * 1024
 TRANSFER_CHUNK = 256 * 1024
 

@@ -56,6 +56,75 @@ def check_path(value: Any, what: str = "path", required: bool = True) -> str:
     return value
 
 
+class AgentUpload:
+    """An upload streamed to the agent over a plain async TCP stream.
+
+    Each chunk is written as it arrives and the next is read only once it has been handed to the
+    socket, so memory stays flat whatever the size, with no thread hop per chunk.
+    """
+
+    def __init__(self, host: str, port: int, token: str, path: str, size: int | None) -> None:
+        self.host, self.port, self.token, self.path, self.size = host, port, token, path, size
+        self.chunked = size is None
+        self.stream: Any = None
+
+    async def open(self) -> None:
+        from tornado.tcpclient import TCPClient
+
+        self.stream = await TCPClient().connect(self.host, self.port)
+        framing = "Transfer-Encoding: chunked" if self.chunked else f"Content-Length: {self.size}"
+        head = (f"PUT /files/content?{urllib.parse.urlencode({'path': self.path})} HTTP/1.1\r\n"
+                f"Host: {self.host}:{self.port}\r\nAuthorization: token {self.token}\r\n"
+                f"Content-Type: application/octet-stream\r\n{framing}\r\nConnection: close\r\n\r\n")
+        await self.stream.write(head.encode())
+
+    async def send(self, chunk: bytes) -> None:
+        from tornado.iostream import StreamClosedError
+
+        try:
+            if self.chunked:
+                await self.stream.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            else:
+                await self.stream.write(chunk)
+        except StreamClosedError:
+            raise ApiError(502, "the sandbox's agent closed the upload") from None
+
+    async def finish(self) -> dict[str, Any]:
+        from tornado import httputil
+        from tornado.iostream import StreamClosedError
+
+        try:
+            if self.chunked:
+                await self.stream.write(b"0\r\n\r\n")
+            head = await self.stream.read_until(b"\r\n\r\n", max_bytes=65536)
+            start, _, rest = head.decode("latin-1").partition("\r\n")
+            status = httputil.parse_response_start_line(start).code
+            headers = httputil.HTTPHeaders.parse(rest)
+            length = int(headers.get("Content-Length", "0"))
+            if length > 65536:
+                raise ApiError(502, "the sandbox's agent sent an over-long answer")
+            body = await self.stream.read_bytes(length) if length else b""
+        except (StreamClosedError, httputil.HTTPInputError, ValueError):
+            raise ApiError(502, "the sandbox's agent did not answer the upload properly") from None
+        finally:
+            self.close()
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            raise ApiError(502, "the sandbox's agent answered with something that is not JSON") from None
+        if status >= 400:
+            message = answer.get("message", "") if isinstance(answer, dict) else ""
+            raise ApiError(status if status < 500 else 502, str(message)[:500] or f"the agent answered {status}")
+        if not isinstance(answer, dict) or not isinstance(answer.get("size"), int):
+            raise ApiError(502, "the sandbox's agent answered with an unexpected shape")
+        return answer
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
+
+
 class SandboxService(LoggingConfigurable):
     max_upload_size = Union([Int(), Unicode()], default_value="10g", config=True, help=(
         "Largest file accepted by PUT .../files/content, e.g. '10g'; larger uploads get 413 before "
@@ -212,50 +281,15 @@ class SandboxService(LoggingConfigurable):
 
         return await self.blocking(read)
 
-    async def open_upload(self, sandbox_id: str, path: str, size: int | None) -> http.client.HTTPConnection:
+    async def open_upload(self, sandbox_id: str, path: str, size: int | None) -> "AgentUpload":
+        """A PUT to the agent whose body the caller writes chunk by chunk, asynchronously."""
         client = await self.agent(sandbox_id)
-
-        def open_() -> http.client.HTTPConnection:
-            connection = http.client.HTTPConnection(client.host, client.port, timeout=60)
-            connection.putrequest("PUT", "/files/content?" + urllib.parse.urlencode({"path": path}))
-            connection.putheader("Authorization", f"token {client.token}")
-            connection.putheader("Content-Type", "application/octet-stream")
-            if size is None:
-                connection.putheader("Transfer-Encoding", "chunked")
-            else:
-                connection.putheader("Content-Length", str(size))
-            connection.endheaders()
-            return connection
-
-        return await self.blocking(open_)
-
-    async def send_chunk(self, connection: http.client.HTTPConnection, chunk: bytes, chunked: bool) -> None:
-        data = (f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n") if chunked else chunk
-        await self.blocking(connection.send, data)
-
-    async def finish_upload(self, connection: http.client.HTTPConnection, chunked: bool) -> dict[str, Any]:
-        def finish() -> dict[str, Any]:
-            try:
-                if chunked:
-                    connection.send(b"0\r\n\r\n")
-                response = connection.getresponse()
-                raw = response.read(65536)
-            except (OSError, http.client.HTTPException) as exc:
-                raise AgentError(f"the upload broke off: {exc}") from None
-            finally:
-                connection.close()
-            try:
-                answer = json.loads(raw)
-            except ValueError:
-                raise AgentError("agent answered with something that is not JSON") from None
-            if response.status >= 400:
-                raise AgentError(f"agent answered {response.status}: {answer.get('message', '')}",
-                                 status=response.status)
-            if not isinstance(answer, dict) or not isinstance(answer.get("size"), int):
-                raise AgentError("agent answered with an unexpected shape")
-            return answer
-
-        return await self.blocking(finish)
+        upload = AgentUpload(client.host, client.port, client.token, path, size)
+        try:
+            await upload.open()
+        except OSError as exc:
+            raise ApiError(502, f"the sandbox's agent is not reachable: {exc}") from None
+        return upload
 
     async def upload_files(self, sandbox_id: str, files: Iterable[tuple[str, bytes]]) -> list[dict[str, Any]]:
         client = await self.agent(sandbox_id)

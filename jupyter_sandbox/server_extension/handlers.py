@@ -164,9 +164,8 @@ class FileContentHandler(SandboxAPIHandler):
         self.request.connection.set_max_body_size(limit)
         path = check_path(self.query("path", required=True))
         self._limit, self._received = limit, 0
-        self._chunked = length is None
         self._upload = await self.service.open_upload(self.path_kwargs["sandbox_id"], path,
-                                                      None if self._chunked else int(length))
+                                                      None if length is None else int(length))
 
     async def data_received(self, chunk: bytes) -> None:
         if self._upload is None:
@@ -176,13 +175,13 @@ class FileContentHandler(SandboxAPIHandler):
             self._upload.close()
             self._upload = None
             raise web.HTTPError(413, f"the upload is larger than the limit of {self._limit:,} bytes")
-        await self.service.send_chunk(self._upload, chunk, self._chunked)
+        await self._upload.send(chunk)
 
     @web.authenticated
     @authorized
     async def put(self, sandbox_id: str) -> None:
-        connection, self._upload = self._upload, None
-        answer = await self.service.finish_upload(connection, self._chunked)
+        upload, self._upload = self._upload, None
+        answer = await upload.finish()
         self.reply({"path": str(answer.get("path", "")), "size": answer["size"]})
 
     def on_connection_close(self) -> None:
