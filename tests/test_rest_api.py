@@ -187,6 +187,10 @@ def test_sandbox_lifecycle(api_server: Server) -> None:
         assert sandbox_id in [s["id"] for s in listed["sandboxes"]]
         status, info = api_server.request("GET", box(sandbox_id))
         assert info["limits"]["cpu"] == 0.5 and info["limits"]["memory"] == 512 * 1024**2
+        assert info["state"] == "running" and info["spec"]["memory"] == 512 * 1024**2 and info["created"]
+        before = info["last_activity"]
+        api_server.request("GET", box(sandbox_id, "/files"))
+        assert api_server.request("GET", box(sandbox_id))[1]["last_activity"] > before
         assert api_server.request("POST", box(sandbox_id, "/stop"))[1]["state"] == "exited"
         status, body = api_server.request("GET", box(sandbox_id, "/files"))
         assert status == 409 and "start it first" in body["message"]

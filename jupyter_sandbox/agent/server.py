@@ -47,6 +47,11 @@ class EventLog:
         return [event for event in self.events if event["seq"] > seq]
 
 
+ACTIVITY = {"last": time.time()}
+# Calls the host makes on its own, which are not a sign of anyone using the sandbox.
+PASSIVE_PATHS = ("/health", "/events", "/usage")
+
+
 class AgentHandler(web.RequestHandler):
     def initialize(self, token: str, runner: KernelRunner, events: EventLog, started: float) -> None:
         self.token = token
@@ -58,6 +63,8 @@ class AgentHandler(web.RequestHandler):
         scheme, _, given = (self.request.headers.get("Authorization") or "").partition(" ")
         if scheme.lower() != "token" or not hmac.compare_digest(given.encode(), self.token.encode()):
             raise web.HTTPError(401, "a valid agent token is required")
+        if self.request.path not in PASSIVE_PATHS:
+            ACTIVITY["last"] = time.time()
 
     def _handle_request_exception(self, e: BaseException) -> None:
         # Text that cannot be encoded (lone surrogates in a path, say) is bad input, not a crash.
@@ -86,6 +93,7 @@ class HealthHandler(AgentHandler):
             "uptime": time.time() - self.started,
             "kernel": self.runner.status(),
             "last_event": self.event_log.seq,
+            "last_activity": ACTIVITY["last"],
         })
 
 

@@ -130,7 +130,7 @@ class Sandbox:
             "image": self.image,
             "kernel_id": self.kernel_id,
             "owner": self.owner,
-            "created": self.created,
+            "created": datetime.fromtimestamp(int(self.created), timezone.utc).isoformat() if self.created.isdigit() else self.created,
             "volume": self.volume,
             "spec": self.spec,
         }

@@ -12,6 +12,7 @@ import asyncio
 import http.client
 import json
 import urllib.parse
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
 from traitlets import Bool, Int, Unicode, Union
@@ -224,6 +225,14 @@ class SandboxService(LoggingConfigurable):
         sandbox = await self.sandbox(sandbox_id, running=False)
         info = self.describe(sandbox)
         info["limits"] = await self.blocking(self.manager.limits, sandbox)
+        info["last_activity"] = None
+        if sandbox.running:
+            try:
+                health = await self.blocking(lambda: self.manager.agent(sandbox).health(timeout=5))
+                if isinstance(health.get("last_activity"), (int, float)):
+                    info["last_activity"] = datetime.fromtimestamp(health["last_activity"], timezone.utc).isoformat()
+            except ApiError:
+                pass  # a sandbox whose agent does not answer still has a state to show
         return info
 
     async def delete(self, sandbox_id: str) -> None:
