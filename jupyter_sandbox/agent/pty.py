@@ -9,9 +9,12 @@ import os
 import signal
 import struct
 import termios
+import time
 from typing import Any
 
 from tornado import websocket
+
+from .usage import ACTIVITY
 
 
 def set_size(fd: int, cols: int, rows: int) -> None:
@@ -35,6 +38,7 @@ class PtyHandler(websocket.WebSocketHandler):
         scheme, _, given = (self.request.headers.get("Authorization") or "").partition(" ")
         if scheme.lower() != "token" or not hmac.compare_digest(given.encode(), self.token.encode()):
             raise web.HTTPError(401, "a valid agent token is required")
+        ACTIVITY["last"] = time.time()
 
     async def open(self) -> None:
         cols = int(self.get_query_argument("cols", "80") or 80)
@@ -81,6 +85,7 @@ class PtyHandler(websocket.WebSocketHandler):
     def on_message(self, message: str | bytes) -> None:
         if self.master is None:
             return
+        ACTIVITY["last"] = time.time()
         if isinstance(message, bytes):
             os.write(self.master, message)
             return

@@ -47,7 +47,6 @@ class EventLog:
         return [event for event in self.events if event["seq"] > seq]
 
 
-ACTIVITY = {"last": time.time()}
 # Calls the host makes on its own, which are not a sign of anyone using the sandbox.
 PASSIVE_PATHS = ("/health", "/events", "/usage")
 
@@ -64,7 +63,7 @@ class AgentHandler(web.RequestHandler):
         if scheme.lower() != "token" or not hmac.compare_digest(given.encode(), self.token.encode()):
             raise web.HTTPError(401, "a valid agent token is required")
         if self.request.path not in PASSIVE_PATHS:
-            ACTIVITY["last"] = time.time()
+            usage.ACTIVITY["last"] = time.time()
 
     def _handle_request_exception(self, e: BaseException) -> None:
         # Text that cannot be encoded (lone surrogates in a path, say) is bad input, not a crash.
@@ -93,7 +92,7 @@ class HealthHandler(AgentHandler):
             "uptime": time.time() - self.started,
             "kernel": self.runner.status(),
             "last_event": self.event_log.seq,
-            "last_activity": ACTIVITY["last"],
+            "last_activity": usage.ACTIVITY["last"],
         })
 
 

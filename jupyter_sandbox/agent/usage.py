@@ -6,6 +6,8 @@ import os
 import time
 
 LISTEN = "0A"
+# When someone last used the sandbox through the agent (files, commands, terminals, git).
+ACTIVITY = {"last": time.time()}
 
 
 def listening_ports() -> list[int]:
