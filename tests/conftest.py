@@ -117,6 +117,16 @@ class SandboxKernel:
             stdin_hook=stdin_hook)
         return Run(reply, outputs)
 
+    def interrupted(self, code: str, interrupt: Callable[[], None], wait: float = 1.0) -> dict[str, Any]:
+        """Run `code`, call `interrupt` once it runs, and return the cell's execute reply."""
+        msg_id = self.client.execute(code)
+        time.sleep(wait)
+        interrupt()
+        reply = self.client.get_shell_msg(timeout=20)
+        while reply["parent_header"].get("msg_id") != msg_id:
+            reply = self.client.get_shell_msg(timeout=20)
+        return reply
+
     def restart(self) -> None:
         self.client.stop_channels()
         self.mkm.restart_kernel(self.kernel_id)

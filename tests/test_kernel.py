@@ -156,13 +156,7 @@ def test_input_and_getpass_round_trip(shared_kernel: SandboxKernel) -> None:
 
 
 def test_infinite_loop_is_interrupted(shared_kernel: SandboxKernel) -> None:
-    client = shared_kernel.client
-    msg_id = client.execute("while True:\n    pass")
-    time.sleep(1.0)
-    shared_kernel.km.interrupt_kernel()
-    reply = client.get_shell_msg(timeout=20)
-    while reply["parent_header"].get("msg_id") != msg_id:
-        reply = client.get_shell_msg(timeout=20)
+    reply = shared_kernel.interrupted("while True:\n    pass", shared_kernel.km.interrupt_kernel)
     assert reply["content"]["status"] == "error"
     assert reply["content"]["ename"] == "KeyboardInterrupt"
     assert shared_kernel.run("print('still alive')").stdout == "still alive\n"

@@ -164,13 +164,8 @@ def test_sigint_to_the_proxy_interrupts_the_cell(sandbox_kernel: SandboxKernel) 
     import os
     import signal
 
-    client = sandbox_kernel.client
-    msg_id = client.execute("import time\nwhile True:\n    time.sleep(0.01)")
-    time.sleep(1.0)
-    os.kill(sandbox_kernel.km.provisioner.process.pid, signal.SIGINT)
-    reply = client.get_shell_msg(timeout=20)
-    while reply["parent_header"].get("msg_id") != msg_id:
-        reply = client.get_shell_msg(timeout=20)
+    reply = sandbox_kernel.interrupted("import time\nwhile True:\n    time.sleep(0.01)",
+                                       lambda: os.kill(sandbox_kernel.km.provisioner.process.pid, signal.SIGINT))
     assert reply["content"]["ename"] == "KeyboardInterrupt"
     assert sandbox_kernel.run("print('alive')").stdout == "alive\n"
 

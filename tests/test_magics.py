@@ -117,13 +117,7 @@ def test_cell_exec_runs_a_script(magic_kernel: SandboxKernel) -> None:
 
 
 def test_exec_is_stopped_by_an_interrupt(magic_kernel: SandboxKernel) -> None:
-    client = magic_kernel.client
-    msg_id = client.execute("%sandbox exec sleep 300")
-    time.sleep(1.0)
-    magic_kernel.km.interrupt_kernel()
-    reply = client.get_shell_msg(timeout=20)
-    while reply["parent_header"].get("msg_id") != msg_id:
-        reply = client.get_shell_msg(timeout=20)
+    reply = magic_kernel.interrupted("%sandbox exec sleep 300", magic_kernel.km.interrupt_kernel)
     assert reply["content"]["status"] == "error" and "interrupted" in reply["content"]["evalue"]
     assert "sleep 300" not in magic_kernel.run("%sandbox exec ps -eo cmd").stdout
 

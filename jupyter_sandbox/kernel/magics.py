@@ -101,34 +101,28 @@ class _Parser(argparse.ArgumentParser):
         raise MagicUsageError(f"{self.format_usage()}{self.prog}: error: {message}")
 
 
-def _positive_float(text: str) -> float:
+def _number(text: str, convert: Callable[[str], Any], expected: str, refused: str, zero_allowed: bool) -> Any:
+    """An argparse type: a finite number above zero (or zero too), with messages a person reads."""
     try:
-        value = float(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")) or value < 0 or (value == 0 and not zero_allowed):
+        raise argparse.ArgumentTypeError(f"{refused}, got {text!r}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    return _number(text, float, "a number", "must be a positive number", zero_allowed=False)
 
 
 def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if value < 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or a positive number of seconds, got {text!r}")
-    return value
+    return _number(text, float, "a number of seconds", "must be 0 (no limit) or a positive number of seconds",
+                   zero_allowed=True)
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than zero, got {text!r}")
-    return value
+    return _number(text, int, "a whole number", "must be more than zero", zero_allowed=False)
 
 
 def _size(text: str) -> int:
