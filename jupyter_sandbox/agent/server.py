@@ -20,6 +20,7 @@ from .kernel_runner import KernelRunner
 from .processes import run_command
 from .pty import PtyHandler
 from .sessions import Sessions, SessionError
+from .tunnel import TunnelHandler
 
 MAX_EVENTS_KEPT = 100
 MAX_WAIT_SECONDS = 60.0
@@ -591,4 +592,5 @@ def make_app(token: str, runner: KernelRunner, events: EventLog) -> web.Applicat
         (r"/sessions/([A-Za-z0-9_-]+)/commands/([0-9a-f]+)/(input|kill)", CommandHandler, session_args),
         (r"/git/(\w+)", GitHandler, {**args, "git": Git(run_command)}),
         (r"/pty", PtyHandler, {"token": token}),
+        (r"/tunnel/(\d{1,5})", TunnelHandler, {"token": token}),
     ])

@@ -20,12 +20,15 @@ from typing import Any, Callable
 from ..sandbox.client import AgentError, Cancelled
 from ..sandbox.docker_backend import SandboxError
 from ..sandbox.manager import Sandbox, SandboxManager
+from ..sandbox import preview as preview_tokens
 from ..sandbox.spec import SandboxSpec, SpecError, format_size, parse_size
 from .settings import SandboxKernel
 
 Write = Callable[[str, str], None]
+# Set by the server extension in the Jupyter server's environment, which kernels inherit.
+PREVIEW_TEMPLATE_ENV = "JUPYTER_SANDBOX_PREVIEW_TEMPLATE"
 
-SUBCOMMANDS = ("status", "config", "exec", "ls", "upload", "download", "restart", "stop", "help")
+SUBCOMMANDS = ("status", "config", "exec", "ls", "upload", "download", "preview", "restart", "stop", "help")
 OPTIONS = {
     "status": ["--json", "--help"],
     "config": ["--cpu", "--memory", "--pids", "--disk", "--cell-timeout", "--env", "--image", "--help"],
@@ -33,6 +36,7 @@ OPTIONS = {
     "ls": ["--help"],
     "upload": ["--help"],
     "download": ["--help"],
+    "preview": ["--expires", "--help"],
     "restart": ["--hard", "--help"],
     "stop": ["--help"],
     "help": [],
@@ -50,6 +54,8 @@ HELP = """%sandbox: control this notebook's sandbox (handled on the host, never 
   %sandbox upload HOST_PATH [SANDBOX_PATH]
   %sandbox download SANDBOX_PATH [HOST_PATH]
                                  copy files; host paths stay inside the notebook's folder
+  %sandbox preview PORT [--expires 2h]
+                                 a link (and a curl line) to a web server listening on PORT in the sandbox
   %sandbox restart [--hard]      restart the Python process (files kept); --hard: a fresh container
   %sandbox stop                  stop the sandbox; the next cell starts it again
   %sandbox help                  this text; `%sandbox SUBCOMMAND --help` for details
@@ -417,6 +423,35 @@ class SandboxMagics:
                 pass
             raise
         ctx.write("stdout", f"downloaded {options.sandbox_path} ({size:,} bytes) to {destination}\n")
+        return MagicResult()
+
+    def preview(self, args: list[str], ctx: MagicContext) -> MagicResult:
+        parser = _Parser(ctx.write, prog="%sandbox preview",
+                         description="A link to a web server listening on PORT inside the sandbox, on its own "
+                                     "origin. The link logs the browser in once; curl sends the token as a header.")
+        parser.add_argument("port", type=_positive_int, help="the port the server listens on in the sandbox")
+        parser.add_argument("--expires", default="1h", help="how long the link works, e.g. 30m or 2h (at most 24h)")
+        options = parser.parse_args(args)
+        sandbox = self._require(ctx)
+        template = os.environ.get(PREVIEW_TEMPLATE_ENV)
+        if not template:
+            raise SandboxError("previews are served by the jupyter-sandbox server extension; start this kernel "
+                               "from a Jupyter server that has it enabled (e.g. JupyterLab after pip install)")
+        try:
+            token, expires = preview_tokens.mint(sandbox.id, preview_tokens.check_port(options.port),
+                                                 preview_tokens.parse_duration(options.expires))
+        except preview_tokens.PreviewError as exc:
+            raise SpecError(str(exc)) from None
+        url = template.format(port=options.port, sandbox_id=sandbox.id)
+        listening = ctx.manager.agent(sandbox).usage()["ports"]
+        until = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(expires))
+        lines = [f"preview of port {options.port} in sandbox {sandbox.id}, valid until {until}",
+                 f"  open in a browser:  {url}?token={token}",
+                 f"  with curl:          curl -H 'X-Sandbox-Preview-Token: {token}' {url}"]
+        if options.port not in listening:
+            lines.append(f"  note: nothing listens on port {options.port} yet "
+                         f"(listening: {', '.join(map(str, listening)) or 'none'})")
+        ctx.write("stdout", "\n".join(lines) + "\n")
         return MagicResult()
 
     # -- lifecycle --------------------------------------------------------------------------

@@ -18,10 +18,11 @@ from typing import Any, Callable, Iterable
 from traitlets import Bool, Int, Unicode, Union
 from traitlets.config import LoggingConfigurable
 
+from . import preview
 from .client import AgentError, StreamingAgentClient
 from .docker_backend import DockerUnavailable, ImageNotFound, SandboxError
 from .manager import Sandbox, SandboxManager
-from .spec import LABEL_PREFIX, SpecError, parse_size
+from .spec import AGENT_PORT, KERNEL_PORTS, LABEL_PREFIX, SpecError, parse_size
 
 MAX_PATH = 4096
 MAX_NAME = 255
@@ -134,6 +135,11 @@ class SandboxService(LoggingConfigurable):
         "Largest multipart body of POST .../files/upload (it is held in memory while parsed)."))
     start_stopped = Bool(False, config=True, help=(
         "Start a stopped sandbox when an API call needs it, instead of answering 409."))
+    preview_url_template = Unicode("http://{port}-{sandbox_id}.localhost:{server_port}/", config=True, help=(
+        "Address of a preview. The default works on one machine (browsers resolve *.localhost to "
+        "loopback); a hub with a wildcard domain sets e.g. 'https://{port}-{sandbox_id}.preview.example.org/'. "
+        "The host part is how the server recognises preview requests."))
+    server_port = 0
 
     def __init__(self, manager: SandboxManager, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -238,6 +244,7 @@ class SandboxService(LoggingConfigurable):
     async def delete(self, sandbox_id: str) -> None:
         sandbox = await self.sandbox(sandbox_id, running=False)
         await self.blocking(self.manager.remove, sandbox)
+        preview.forget(sandbox_id)
 
     async def start(self, sandbox_id: str) -> dict[str, Any]:
         sandbox = await self.sandbox(sandbox_id, running=False)
@@ -252,6 +259,29 @@ class SandboxService(LoggingConfigurable):
     async def stop(self, sandbox_id: str) -> dict[str, Any]:
         sandbox = await self.sandbox(sandbox_id, running=False)
         return self.describe(await self.blocking(self.manager.stop, sandbox))
+
+    # -- previews ---------------------------------------------------------------------------
+
+    async def create_preview(self, sandbox_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        await self.sandbox(sandbox_id, running=False)
+        try:
+            port = preview.check_port(body.get("port"))
+            token, expires = preview.mint(sandbox_id, port, body.get("expires_in", preview.DEFAULT_EXPIRY))
+        except preview.PreviewError as exc:
+            raise ApiError(400, str(exc)) from None
+        url = self.preview_url_template.format(port=port, sandbox_id=sandbox_id, server_port=self.server_port)
+        return {"url": url, "token": token, "expires_at": datetime.fromtimestamp(expires, timezone.utc).isoformat(),
+                "browser_url": f"{url}?token={token}", "header": "X-Sandbox-Preview-Token"}
+
+    async def rotate_previews(self, sandbox_id: str) -> None:
+        await self.sandbox(sandbox_id, running=False)
+        preview.rotate(sandbox_id)
+
+    async def ports(self, sandbox_id: str) -> dict[str, Any]:
+        client = await self.agent(sandbox_id)
+        usage = await self.blocking(client.usage)
+        internal = {AGENT_PORT, *KERNEL_PORTS.values()}
+        return {"ports": [p for p in usage["ports"] if p not in internal]}
 
     # -- streaming --------------------------------------------------------------------------
 

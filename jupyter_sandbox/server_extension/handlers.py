@@ -19,6 +19,7 @@ from tornado import httputil, web, websocket
 from ..sandbox.service import ApiError, SandboxService, check_path
 from ..sandbox.spec import parse_size
 from .openapi import openapi_document
+from .preview import PreviewProxyHandler
 
 AUTH_RESOURCE = "sandbox"
 SANDBOX_ID = r"(?P<sandbox_id>[0-9a-f]{12})"
@@ -519,6 +520,27 @@ class PtyHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHandler):
             self.upstream = None
 
 
+class PreviewsHandler(SandboxAPIHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, sandbox_id: str) -> None:
+        self.reply(await self.service.create_preview(sandbox_id, self.json_body()), status=201)
+
+    @web.authenticated
+    @authorized
+    async def delete(self, sandbox_id: str) -> None:
+        await self.service.rotate_previews(sandbox_id)
+        self.set_status(204)
+        self.finish()
+
+
+class PortsHandler(SandboxAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, sandbox_id: str) -> None:
+        self.reply(await self.service.ports(sandbox_id))
+
+
 class OpenAPIHandler(SandboxAPIHandler):
     @web.authenticated
     @authorized
@@ -578,9 +600,16 @@ def api_routes(base_url: str, service: SandboxService) -> list[tuple[str, type, 
         (f"{box}/sessions/{SESSION_ID}/commands/{COMMAND_ID}/(?P<action>input|kill)", CommandActionHandler),
         (f"{box}/pty", PtyHandler),
         (f"{box}/git/{GIT_OPERATIONS}", GitHandler),
+        (f"{box}/previews", PreviewsHandler),
+        (f"{box}/ports", PortsHandler),
         (f"{api}/openapi.json", OpenAPIHandler),
     ]
-    return [(pattern, handler, args) for pattern, handler in routes]
+    preview = url_path_join(base_url, "sandbox", "preview")
+    return [(pattern, handler, args) for pattern, handler in routes] + [
+        # Token-authenticated, on the Jupyter origin but locked into a CSP sandbox (no same-origin).
+        (rf"{preview}/{SANDBOX_ID}/(?P<port>\d{{1,6}})/(?P<rest>.*)", PreviewProxyHandler,
+         {"manager": service.manager, "path_form": True}),
+    ]
 
 
 ROUTE_PATTERN = re.compile(r"\(\?P<(\w+)>[^)]*\)")

@@ -119,6 +119,11 @@ def openapi_document() -> dict[str, Any]:
                                                                         message=STRING, author=STRING, email=STRING))},
         f"{box}/git/push": {"post": _op("push", [SANDBOX_ID], _obj(path=STRING, **CREDENTIALS))},
         f"{box}/git/pull": {"post": _op("pull", [SANDBOX_ID], _obj(path=STRING, **CREDENTIALS))},
+        f"{box}/previews": {"post": _op("a preview link and token for a port", [SANDBOX_ID],
+                                         _obj(["port"], port={"type": "integer", "minimum": 1, "maximum": 65535},
+                                              expires_in={"type": "integer", "minimum": 1, "maximum": 86400}), ok="201"),
+                            "delete": _op("rotate the preview secret: every earlier token stops working", [SANDBOX_ID], ok="204")},
+        f"{box}/ports": {"get": _op("TCP ports listening inside the sandbox", [SANDBOX_ID])},
         "/sandbox/api/openapi.json": {"get": _op("this document")},
     }
     return {

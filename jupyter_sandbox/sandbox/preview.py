@@ -1,0 +1,107 @@
+"""Preview tokens: signed, bound to one sandbox and one port, expiring, and revocable.
+
+A token is `{sandbox_id}.{port}.{expires}.{signature}`. The signature is an HMAC under a key derived
+from the host secret and the sandbox's current preview nonce; rotating the nonce (or deleting the
+sandbox) invalidates every token handed out before. Any trusted process of the user (the server, the
+kernel) can mint and check tokens; nothing about them lives in the sandbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import time
+from pathlib import Path
+
+from . import secrets as sandbox_secrets
+
+DEFAULT_EXPIRY = 3600
+MAX_EXPIRY = 24 * 3600
+TOKEN_RE = re.compile(r"^([0-9a-f]{12})\.(\d{1,5})\.(\d{1,12})\.([0-9a-f]{64})$")
+
+
+class PreviewError(ValueError):
+    """A request for a preview token that cannot be honoured; the message says why."""
+
+
+def check_port(port: object) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise PreviewError(f"port must be a whole number from 1 to 65535, got {port!r}")
+    return port
+
+
+def _nonce_path(sandbox_id: str) -> Path:
+    if not re.fullmatch(r"[0-9a-f]{12}", sandbox_id):
+        raise PreviewError("not a sandbox id")
+    return sandbox_secrets.secret_path().parent / "previews" / sandbox_id
+
+
+def _nonce(sandbox_id: str) -> bytes:
+    path = _nonce_path(sandbox_id)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return rotate(sandbox_id)
+
+
+def rotate(sandbox_id: str) -> bytes:
+    """A new nonce: every token handed out before stops working."""
+    path = _nonce_path(sandbox_id)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fresh = secrets.token_hex(16).encode()
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(fresh)
+    os.replace(temporary, path)
+    return fresh
+
+
+def forget(sandbox_id: str) -> None:
+    try:
+        _nonce_path(sandbox_id).unlink()
+    except (FileNotFoundError, PreviewError):
+        pass
+
+
+def _signature(sandbox_id: str, port: int, expires: int) -> str:
+    key = hmac.new(sandbox_secrets.host_secret(), b"preview:" + sandbox_id.encode() + b":" + _nonce(sandbox_id),
+                   hashlib.sha256).digest()
+    return hmac.new(key, f"{sandbox_id}.{port}.{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+def mint(sandbox_id: str, port: int, expires_in: int = DEFAULT_EXPIRY) -> tuple[str, int]:
+    """(token, expires_at) for one sandbox and port."""
+    check_port(port)
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int) or not 1 <= expires_in <= MAX_EXPIRY:
+        raise PreviewError(f"expires_in must be from 1 to {MAX_EXPIRY} seconds (24 hours), got {expires_in!r}")
+    expires = int(time.time()) + expires_in
+    return f"{sandbox_id}.{port}.{expires}.{_signature(sandbox_id, port, expires)}", expires
+
+
+def verify(token: str | None, sandbox_id: str, port: int) -> bool:
+    """True only for an unexpired token minted for exactly this sandbox and port, under today's nonce."""
+    if not token:
+        return False
+    match = TOKEN_RE.match(token)
+    if not match:
+        return False
+    token_sandbox, token_port, expires, signature = match.groups()
+    if token_sandbox != sandbox_id or int(token_port) != port or int(expires) < time.time():
+        return False
+    try:
+        expected = _signature(sandbox_id, port, int(expires))
+    except PreviewError:
+        return False
+    return hmac.compare_digest(signature, expected)
+
+
+def parse_duration(text: str) -> int:
+    """'90', '90s', '15m', '2h' → seconds."""
+    match = re.fullmatch(r"\s*(\d+)\s*([smh]?)\s*", text or "")
+    if not match:
+        raise PreviewError(f"expected a duration such as 30m or 2h, got {text!r}")
+    return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]

@@ -1,0 +1,315 @@
+"""Preview links: a web app listening inside a sandbox, served on its own origin.
+
+`http://{port}-{sandbox_id}.localhost:{server_port}/` is routed by its Host header to the proxy
+below before any Jupyter handler can see it, so Jupyter's pages and APIs never exist on a preview
+origin and Jupyter's cookies are never sent there. The path form `/sandbox/preview/{id}/{port}/` is
+for deployments without host routing and is served with `Content-Security-Policy: sandbox`.
+
+Every request needs a preview token (header, `?token=`, or the cookie a browser gets for `?token=`).
+Before forwarding, the proxy removes credentials meant for Jupyter. The bytes travel through the
+agent's tunnel to 127.0.0.1:{port} inside the sandbox: HTTP with streamed bodies both ways, and
+websockets as a raw byte pipe after the upgrade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+import time
+import urllib.parse
+from typing import Any
+
+from tornado import httputil, iostream, web
+from tornado.http1connection import HTTP1Connection, HTTP1ConnectionParameters
+from tornado.tcpclient import TCPClient
+
+from ..sandbox import preview as tokens
+from ..sandbox.client import AgentError
+from ..sandbox.docker_backend import SandboxError
+from ..sandbox.manager import AGENT_PORT, Sandbox, SandboxManager
+from ..sandbox import secrets as sandbox_secrets
+
+TOKEN_HEADER = "X-Sandbox-Preview-Token"
+COOKIE = "jupyter-sandbox-preview"
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+              "transfer-encoding", "upgrade", "proxy-connection"}
+# Credentials meant for Jupyter (or for the proxy itself) never reach the app.
+STRIPPED_REQUEST_HEADERS = {"authorization", "x-xsrftoken", "x-csrftoken", TOKEN_HEADER.lower()}
+JUPYTER_COOKIE = re.compile(r"^(_xsrf|username-.*|jupyterhub-.*|" + COOKIE + r")$")
+PATH_FORM_CSP = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads"
+SANDBOX_CACHE_SECONDS = 2.0
+
+
+def host_pattern(template: str) -> str:
+    """The Host regex (named groups port, sandbox_id) of a preview URL template."""
+    host = urllib.parse.urlsplit(template.replace("{server_port}", "0")).hostname or ""
+    pattern = re.escape(host).replace(r"\{port\}", r"(?P<port>\d{1,5})").replace(
+        r"\{sandbox_id\}", r"(?P<sandbox_id>[0-9a-f]{12})")
+    return f"^{pattern}$"
+
+
+def preview_url(template: str, sandbox_id: str, port: int, server_port: int) -> str:
+    return template.format(port=port, sandbox_id=sandbox_id, server_port=server_port)
+
+
+def error_page(status: int, title: str, detail: str = "") -> str:
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+            f"<body><h1>{html.escape(title)}</h1><p>{detail}</p></body></html>")
+
+
+class _ResponseRelay(httputil.HTTPMessageDelegate):
+    """Writes the app's response to the browser as it arrives, one flushed chunk at a time."""
+
+    def __init__(self, handler: "PreviewProxyHandler") -> None:
+        self.handler = handler
+
+    def headers_received(self, start_line: Any, headers: httputil.HTTPHeaders) -> None:
+        handler = self.handler
+        handler.set_status(start_line.code, start_line.reason)
+        handler.clear_header("Content-Type")
+        handler.clear_header("Server")
+        for name, value in headers.get_all():
+            if name.lower() in HOP_BY_HOP or name.lower() == "content-length" and "Transfer-Encoding" in headers:
+                continue
+            handler.add_header(name, value)
+        handler.add_security_headers()
+
+    def data_received(self, chunk: bytes) -> Any:
+        self.handler.write(chunk)
+        return self.handler.flush()
+
+    def finish(self) -> None:
+        pass
+
+    def on_connection_close(self) -> None:
+        pass
+
+
+@web.stream_request_body
+class PreviewProxyHandler(web.RequestHandler):
+    """One request to a preview, on the preview's own origin (or the path form)."""
+
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
+
+    def initialize(self, manager: SandboxManager, path_form: bool = False) -> None:
+        self.manager = manager
+        self.path_form = path_form
+        self.upstream: Any = None
+        self.connection: HTTP1Connection | None = None
+
+    # tornado's own XSRF check must not run here: previews are the app's business.
+    def check_xsrf_cookie(self) -> None:
+        pass
+
+    def add_security_headers(self) -> None:
+        if self.path_form:
+            self.set_header("Content-Security-Policy", PATH_FORM_CSP)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        title, detail = (exc.title, exc.detail) if isinstance(exc, _PreviewError) else (self._reason, "")
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.add_security_headers()
+        asked = f"<p>Address: <code>{html.escape(self.request.host)}{html.escape(self.request.path)}</code></p>"
+        self.finish(error_page(status_code, title, detail + asked))
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, _PreviewError):
+            status_code = exc.status
+        super().send_error(status_code, **kwargs)
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, _PreviewError):
+            return
+        super().log_exception(typ, value, tb)
+
+    # -- which preview, and may the caller see it ------------------------------------------
+
+    def _target(self) -> tuple[str, int]:
+        kwargs = self.path_kwargs
+        sandbox_id, port = kwargs["sandbox_id"], int(kwargs["port"])
+        if not 1 <= port <= 65535:
+            raise _PreviewError(400, "Not a port", f"{port} is not a TCP port (1 to 65535).")
+        return sandbox_id, port
+
+    def _given_token(self) -> tuple[str | None, bool]:
+        """(token, whether it came in the query string)."""
+        header = self.request.headers.get(TOKEN_HEADER)
+        if header:
+            return header, False
+        values = self.request.query_arguments.get("token")
+        if values:
+            return values[-1].decode("latin-1"), True
+        return self.get_cookie(self._cookie_name()), False
+
+    def _cookie_name(self) -> str:
+        return COOKIE
+
+    def _cookie_path(self) -> str:
+        """The whole origin for the host form; only this sandbox and port for the path form."""
+        if not self.path_form:
+            return "/"
+        marker = f"/{self.path_kwargs['sandbox_id']}/{self.path_kwargs['port']}/"
+        return self.request.path[: self.request.path.index(marker) + len(marker)]
+
+    def _url_without_token(self) -> str:
+        query = [(k, v) for k, v in urllib.parse.parse_qsl(self.request.query, keep_blank_values=True) if k != "token"]
+        return self.request.path + (("?" + urllib.parse.urlencode(query)) if query else "")
+
+    async def prepare(self) -> None:
+        self.request.connection.set_max_body_size(64 * 1024**3)
+        sandbox_id, port = self._target()
+        token, from_query = self._given_token()
+        if not tokens.verify(token, sandbox_id, port):
+            raise _PreviewError(401 if not token else 403,
+                                "A preview token is needed" if not token else "This preview token is not valid here",
+                                "Open this preview from JupyterLab or <code>%sandbox preview PORT</code>, or send "
+                                f"the token in the <code>{TOKEN_HEADER}</code> header.")
+        if from_query and self.request.method == "GET" and "text/html" in self.request.headers.get("Accept", ""):
+            # A browser: keep the token in a cookie of this origin only, and drop it from the address.
+            self.set_cookie(self._cookie_name(), token, path=self._cookie_path(), httponly=True, samesite="Lax",
+                            expires_days=tokens.MAX_EXPIRY / 86400)
+            self.redirect(self._url_without_token())
+            return
+        sandbox = await self._sandbox(sandbox_id)
+        self.upstream = await self._tunnel(sandbox, port)
+        if self.request.headers.get("Upgrade", "").lower() == "websocket":
+            return  # relayed raw in get()
+        self.connection = HTTP1Connection(self.upstream, True, HTTP1ConnectionParameters(
+            no_keep_alive=True, decompress=False, max_body_size=64 * 1024**3, chunk_size=256 * 1024,
+            header_timeout=3600, body_timeout=None))
+        self.connection.write_headers(
+            httputil.RequestStartLine(self.request.method, self._upstream_path(), "HTTP/1.1"), self._upstream_headers())
+
+    async def data_received(self, chunk: bytes) -> None:
+        if self.connection is not None:
+            await self.connection.write(chunk)
+
+    async def _sandbox(self, sandbox_id: str) -> Sandbox:
+        cache = self.settings.setdefault("jupyter_sandbox_preview_cache", {})
+        cached = cache.get(sandbox_id)
+        if cached and time.monotonic() - cached[0] < SANDBOX_CACHE_SECONDS:
+            sandbox = cached[1]
+        else:
+            try:
+                sandbox = await asyncio.get_running_loop().run_in_executor(None, self.manager.get, sandbox_id)
+            except SandboxError:
+                raise _PreviewError(404, "No such sandbox", "The sandbox of this preview does not exist.") from None
+            cache[sandbox_id] = (time.monotonic(), sandbox)
+        if not sandbox.running or AGENT_PORT not in sandbox.host_ports:
+            raise _PreviewError(503, "The sandbox is stopped",
+                                f"Sandbox {html.escape(sandbox.id)} is {html.escape(sandbox.state)}; start it and reload.")
+        return sandbox
+
+    async def _tunnel(self, sandbox: Sandbox, port: int) -> iostream.IOStream:
+        try:
+            stream = await TCPClient().connect("127.0.0.1", sandbox.host_ports[AGENT_PORT], timeout=10)
+            token = sandbox_secrets.agent_token(sandbox.id)
+            await stream.write((f"GET /tunnel/{port} HTTP/1.1\r\nHost: agent\r\nAuthorization: token {token}\r\n"
+                                "Upgrade: sandbox-tunnel\r\nConnection: Upgrade\r\n\r\n").encode())
+            head = await asyncio.wait_for(stream.read_until(b"\r\n\r\n", max_bytes=65536), timeout=10)
+        except (OSError, iostream.StreamClosedError, asyncio.TimeoutError):
+            raise _PreviewError(502, "The sandbox did not answer", "Its agent could not be reached.") from None
+        status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/1.1 ") else 0
+        if status == 101:
+            return stream
+        stream.close()
+        if status == 502:
+            raise _PreviewError(502, f"Nothing is listening on port {port}", await self._listening(sandbox))
+        raise _PreviewError(502, "The sandbox refused the preview", f"Its agent answered {status}.")
+
+    async def _listening(self, sandbox: Sandbox) -> str:
+        try:
+            usage = await asyncio.get_running_loop().run_in_executor(None, lambda: self.manager.agent(sandbox).usage())
+        except (AgentError, SandboxError):
+            return "The ports listening in the sandbox could not be read."
+        ports = [p for p in usage["ports"] if p not in (AGENT_PORT, 8751, 8752, 8753, 8754, 8755)]
+        if not ports:
+            return "No port is listening in the sandbox right now. Start your server and reload."
+        return "Ports listening in the sandbox: " + ", ".join(html.escape(str(p)) for p in ports) + "."
+
+    def _upstream_path(self) -> str:
+        path = self.path_kwargs.get("rest")
+        path = "/" + (path or "") if self.path_form else self.request.path
+        query = [(k, v) for k, v in urllib.parse.parse_qsl(self.request.query, keep_blank_values=True) if k != "token"]
+        return path + (("?" + urllib.parse.urlencode(query)) if query else "")
+
+    def _upstream_headers(self, websocket: bool = False) -> httputil.HTTPHeaders:
+        headers = httputil.HTTPHeaders()
+        for name, value in self.request.headers.get_all():
+            lowered = name.lower()
+            if lowered in STRIPPED_REQUEST_HEADERS or lowered == "host":
+                continue
+            if lowered in HOP_BY_HOP and not (websocket and lowered in ("upgrade", "connection")):
+                continue
+            if lowered == "cookie":
+                kept = [c.strip() for c in value.split(";")
+                        if c.strip() and not JUPYTER_COOKIE.match(c.strip().split("=", 1)[0])]
+                if not kept:
+                    continue
+                value = "; ".join(kept)
+            headers.add(name, value)
+        port = self.path_kwargs["port"]
+        headers["Host"] = f"localhost:{port}"
+        headers["X-Forwarded-Host"] = self.request.host
+        headers["X-Forwarded-Proto"] = self.request.protocol
+        if not websocket:
+            headers["Connection"] = "close"
+        return headers
+
+    # -- relaying ---------------------------------------------------------------------------
+
+    async def _relay(self, *args: Any, **kwargs: Any) -> None:
+        if self.upstream is None:
+            return
+        if self.request.headers.get("Upgrade", "").lower() == "websocket":
+            await self._relay_websocket()
+            return
+        self.connection.finish()
+        try:
+            await self.connection.read_response(_ResponseRelay(self))
+        except (iostream.StreamClosedError, httputil.HTTPInputError):
+            if not self._headers_written:
+                raise _PreviewError(502, "The app closed the connection", "It sent no complete answer.") from None
+        finally:
+            self.upstream.close()
+        if not self._finished:
+            self.finish()
+
+    async def _relay_websocket(self) -> None:
+        head = f"GET {self._upstream_path()} HTTP/1.1\r\n" + "".join(
+            f"{k}: {v}\r\n" for k, v in self._upstream_headers(websocket=True).get_all()) + "\r\n"
+        await self.upstream.write(head.encode("latin-1"))
+        client = self.request.connection.detach()
+        from ..agent.tunnel import pipe  # the same byte pipe the agent uses
+
+        await asyncio.gather(pipe(client, self.upstream), pipe(self.upstream, client))
+        self._finished = True  # the detached connection has no response left for tornado to finish
+
+    get = post = put = delete = patch = options = head = _relay
+
+
+class _PreviewError(web.HTTPError):
+    def __init__(self, status: int, title: str, detail: str = "") -> None:
+        super().__init__(status)
+        self.status = status
+        self.title = title
+        self.detail = detail
+
+
+def preview_routes(manager: SandboxManager) -> list[tuple[str, type, dict[str, Any]]]:
+    """Every path on a preview origin goes to the app; nothing else is served there."""
+    return [(r"/.*", HostPreviewHandler, {"manager": manager})]
+
+
+class HostPreviewHandler(PreviewProxyHandler):
+    """The host form: port and sandbox id come from the Host header."""
+
+    async def prepare(self) -> None:
+        match = re.match(self.settings["jupyter_sandbox_preview_host"], self.request.host_name)
+        if not match:
+            raise _PreviewError(400, "Not a preview address")
+        self.path_kwargs.update(match.groupdict())
+        await super().prepare()
