@@ -25,7 +25,8 @@ image: host $(STAMP)
 	$(VENV)/bin/jupyter sandbox image build
 
 # The tests never contact an image registry: their base is bootstrapped from Debian packages.
-test-image: host $(STAMP)
+test-image: $(STAMP)
+	bash scripts/ensure-host.sh --with-browser
 	$(VENV)/bin/jupyter sandbox image build --bootstrap
 
 setup: image

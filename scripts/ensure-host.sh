@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Host prerequisites for building and running sandboxes: Python's venv module, mmdebstrap (to
 # bootstrap a base image where no registry is reachable) and a running Docker engine.
+# With --with-browser also Chromium, which the browser tests drive through Playwright.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
 missing=()
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
 command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+if [ "${1:-}" = "--with-browser" ] && [ ! -x /usr/bin/chromium ]; then
+    missing+=(chromium)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "ensure-host: installing ${missing[*]}..." >&2

@@ -272,3 +272,58 @@ def test_in_a_real_browser(preview_server: Server, app_sandbox: str) -> None:
             assert not any(name.startswith(("_xsrf", "username-")) for name in seen["cookies"])
         finally:
             browser.close()
+
+
+def test_walkthrough_from_a_notebook(preview_server: Server) -> None:
+    """Start a server from a cell, get its link with %sandbox preview, open it with curl and Chromium."""
+    import re
+
+    from test_jupyter_server import _execute_over_websocket
+
+    status, kernel = preview_server.request("POST", "/api/kernels", {"name": "sandbox-python"})
+    kernel_id = kernel["id"]
+
+    def cell(code: str) -> tuple[str, list[dict]]:
+        seen = asyncio.run(_execute_over_websocket(preview_server, kernel_id, code))
+        text = "".join(m["content"].get("text", "") for m in seen if m["msg_type"] == "stream")
+        return text, [m for m in seen if m["msg_type"] in ("error", "execute_reply")]
+
+    try:
+        cell("import subprocess, time, pathlib\npathlib.Path('/tmp/site').mkdir(exist_ok=True)\n"
+             "pathlib.Path('/tmp/site/index.html').write_text('<h1 id=t>made in a notebook</h1>')\n"
+             "server = subprocess.Popen(['python3', '-m', 'http.server', '8000'], cwd='/tmp/site',"
+             " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\ntime.sleep(1)")
+        text, _ = cell("%sandbox preview 8000 --expires 2h")
+        browser_url = re.search(r"open in a browser:\s+(\S+)", text).group(1)
+        curl_token = re.search(r"X-Sandbox-Preview-Token: (\S+)'", text).group(1)
+        url = browser_url.split("?")[0]
+        host = urllib_host(url)
+        status, _, body = fetch(preview_server, host, "/", {"X-Sandbox-Preview-Token": curl_token})
+        assert status == 200 and b"made in a notebook" in body
+
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=[
+                "--no-sandbox", "--disable-background-networking", "--disable-component-update"])
+            try:
+                page = browser.new_page()
+                page.goto(browser_url)
+                assert page.text_content("#t") == "made in a notebook" and "token=" not in page.url
+            finally:
+                browser.close()
+
+        for line, message in (("%sandbox preview 0", "more than zero"), ("%sandbox preview 70000", "1 to 65535"),
+                              ("%sandbox preview 8000 --expires 48h", "24 hours"),
+                              ("%sandbox preview 8000 --expires soon", "duration")):
+            _, replies = cell(line)
+            errors = [m["content"]["evalue"] for m in replies if m["msg_type"] == "error"]
+            assert errors and message in errors[0], (line, errors)
+    finally:
+        preview_server.request("DELETE", f"/api/kernels/{kernel_id}")
+
+
+def urllib_host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).netloc

@@ -14,6 +14,7 @@ import time
 import urllib.parse
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Iterator
 
 import pytest
@@ -25,6 +26,7 @@ from jupyter_sandbox.sandbox.docker_backend import DockerBackend, tar_bytes
 from jupyter_sandbox.sandbox.manager import SandboxManager
 from jupyter_sandbox.server_extension import handlers as handler_module
 from jupyter_sandbox.server_extension.openapi import openapi_document
+from jupyter_sandbox.server_extension.preview import PreviewProxyHandler
 
 NETWORK = "jupyter-sandbox-apitest"
 GIT_USER, GIT_TOKEN = "alice", "s3cr3t-token-0123456789"
@@ -83,9 +85,15 @@ def q(**params: str) -> str:
 
 # -- auth ------------------------------------------------------------------------------------
 
+def jupyter_authenticated_routes() -> list:
+    """The REST routes; the preview path form is left out: it takes preview tokens, not Jupyter's login
+    (tests/test_previews.py checks it refuses requests without a valid token)."""
+    routes = handler_module.api_routes("/", SimpleNamespace(manager=None))
+    return [route for route in routes if not issubclass(route[1], PreviewProxyHandler)]
+
+
 def test_every_handler_method_is_authenticated_then_authorized() -> None:
-    routes = handler_module.api_routes("/", None)
-    for _, handler, _ in routes:
+    for _, handler, _ in jupyter_authenticated_routes():
         source = inspect.getsource(handler)
         for method in re.findall(r"\n    (?:async )?def (get|post|put|delete|patch|head)\(", source):
             pattern = rf"    @web\.authenticated\n    @authorized\n    (?:async )?def {method}\("
@@ -154,7 +162,7 @@ def test_openapi_matches_the_handlers(api_server: Server) -> None:
     assert status == 200 and document == json.loads(json.dumps(openapi_document()))
     documented = {(path, method.upper()) for path, ops in document["paths"].items() for method in ops}
     served = set()
-    for pattern, handler, _ in handler_module.api_routes("/", None):
+    for pattern, handler, _ in jupyter_authenticated_routes():
         methods = [m.upper() for m in ("get", "post", "put", "delete", "patch") if m in vars(handler)]
         alternatives = re.findall(r"\(\?P<(\w+)>([a-z|]+)\)", pattern)
         expansions = [pattern]
