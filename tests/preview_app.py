@@ -1,6 +1,6 @@
 """The web app the preview tests run inside a sandbox: it shows what reached it.
 
-Usage: python3 preview_app.py PORT
+Usage: python3 preview_app.py PORT [ADDRESS]   (ADDRESS defaults to 127.0.0.1)
 """
 
 import hashlib
@@ -79,6 +79,6 @@ class Echoes(websocket.WebSocketHandler):
 
 app = web.Application([(r"/echo.*", Echo), (r"/", Page), (r"/big", Big), (r"/upload", Upload), (r"/events", Events),
                        (r"/redirect", Redirect), (r"/ws", Echoes)], websocket_ping_interval=None)
-app.listen(int(sys.argv[1]), address="127.0.0.1", max_body_size=2 * 1024**3)
+app.listen(int(sys.argv[1]), address=sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1", max_body_size=2 * 1024**3)
 print(json.dumps({"listening": int(sys.argv[1])}), flush=True)
 ioloop.IOLoop.current().start()
