@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import getpass
 import json
+import os
 import re
 import secrets
 import time
@@ -82,6 +83,17 @@ class Sandbox:
     exit_code: int | None = None
     oom_killed: bool = False
     created: str = ""
+    ip_address: str = ""
+
+    def agent_endpoint(self) -> tuple[str, int]:
+        """Where the host reaches the agent: the container's bridge address when the engine is on this
+        machine (no userland port proxy in the way), else the port published on 127.0.0.1."""
+        docker_host = os.environ.get("DOCKER_HOST", "")
+        if self.ip_address and (not docker_host or docker_host.startswith("unix://")):
+            return self.ip_address, AGENT_PORT
+        if AGENT_PORT not in self.host_ports:
+            raise SandboxError(f"sandbox {self.id} is not running")
+        return "127.0.0.1", self.host_ports[AGENT_PORT]
 
     @property
     def kernel_id(self) -> str | None:
@@ -398,6 +410,8 @@ class SandboxManager(LoggingConfigurable):
             labels=labels,
             host_ports=ports,
             created=str(summary.get("Created", "")),
+            ip_address=next((n.get("IPAddress") or "" for n in ((summary.get("NetworkSettings") or {})
+                                                               .get("Networks") or {}).values()), ""),
         )
 
     def list(self, owner: str | None = None, kernel_id: str | None = None) -> list[Sandbox]:

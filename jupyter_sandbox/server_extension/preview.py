@@ -205,7 +205,9 @@ class PreviewProxyHandler(web.RequestHandler):
 
     async def _tunnel(self, sandbox: Sandbox, port: int) -> iostream.IOStream:
         try:
-            stream = await TCPClient().connect("127.0.0.1", sandbox.host_ports[AGENT_PORT], timeout=10)
+            host, agent_port = sandbox.agent_endpoint()
+            stream = await TCPClient().connect(host, agent_port, timeout=10)
+            stream.set_nodelay(True)
             token = sandbox_secrets.agent_token(sandbox.id)
             await stream.write((f"GET /tunnel/{port} HTTP/1.1\r\nHost: agent\r\nAuthorization: token {token}\r\n"
                                 "Upgrade: sandbox-tunnel\r\nConnection: Upgrade\r\n\r\n").encode())
