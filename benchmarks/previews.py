@@ -27,14 +27,14 @@ APP = Path(__file__).resolve().parents[1] / "tests" / "preview_app.py"
 PORT = 3000
 
 
-def small_gets(host: str, address: tuple[str, int], headers: dict, count: int) -> tuple[float, float]:
+def small_gets(host: str, address: tuple[str, int], headers: dict, count: int, prefix: str = "") -> tuple[float, float]:
     """(requests per second, p50 seconds), one keep-alive connection, sequential requests."""
     connection = http.client.HTTPConnection(*address, timeout=30)
     times = []
     started = time.perf_counter()
     for _ in range(count):
         begun = time.perf_counter()
-        connection.request("GET", "/echo", headers={"Host": host, **headers})
+        connection.request("GET", prefix + "/echo", headers={"Host": host, **headers})
         response = connection.getresponse()
         response.read()
         assert response.status == 200
@@ -75,6 +75,45 @@ def websocket_round_trips(url: str, headers: dict, count: int) -> float:
     return asyncio.run(run())
 
 
+def published_port_app(image: str) -> tuple[str, int]:
+    """The same app in a plain container of the same image, reached through a port Docker publishes on
+    127.0.0.1 (the usual way to reach a container from the host)."""
+    subprocess.run(["docker", "run", "-d", "--rm", "--name", "jupyter-sandbox-bench-app", "-p", f"127.0.0.1::{PORT}",
+                    "-v", f"{APP}:/app.py:ro", image, "python3", "/app.py", str(PORT), "0.0.0.0"],
+                   check=True, capture_output=True)
+    mapping = subprocess.run(["docker", "port", "jupyter-sandbox-bench-app", str(PORT)], capture_output=True,
+                             text=True, check=True).stdout.split()[0]
+    time.sleep(1.5)
+    return "127.0.0.1", int(mapping.rsplit(":", 1)[1])
+
+
+def jupyter_server_proxy(container_ip: str) -> tuple[subprocess.Popen, int, str, Path] | None:
+    """jupyter-server-proxy in a side environment, in front of the same app; None where it will not install."""
+    import os
+    import sys
+
+    side = Path(tempfile.mkdtemp(prefix="jsp-"))
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(side / "venv")], check=True, capture_output=True)
+        python = side / "venv" / "bin" / "python"
+        site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        Path(site, "outer.pth").write_text("\n".join(p for p in sys.path if p.endswith("site-packages")) + "\n")
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "jupyter-server-proxy"], check=True,
+                       capture_output=True, timeout=600)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        return None
+    config = side / "config"
+    config.mkdir()
+    (config / "jupyter_server_config.py").write_text(f"c.ServerProxy.host_allowlist = ['{container_ip}']\n")
+    os.environ["JUPYTER_CONFIG_DIR"] = str(config)
+    try:
+        process, port, token = start_server(str(side), python=str(python))
+    finally:
+        del os.environ["JUPYTER_CONFIG_DIR"]
+    return process, port, token, side
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=500)
@@ -102,18 +141,36 @@ def main() -> None:
                            {"X-Sandbox-Preview-Token": preview["token"]})
             direct = (f"{container_ip}:{PORT}", (container_ip, PORT), {})
 
-            small_gets(*via_preview, 50), small_gets(*direct, 50)  # warm up
-            rates = {"preview": [], "direct": []}
+            published = published_port_app(sandbox["image"])
+            via_published = (f"127.0.0.1:{published[1]}", published, {})
+            candidates = {"direct": (*direct, ""), "published": (*via_published, ""), "preview": (*via_preview, "")}
+            side = jupyter_server_proxy(container_ip)
+            if side is not None:
+                candidates["jsp"] = (f"127.0.0.1:{side[1]}", ("127.0.0.1", side[1]),
+                                     {"Authorization": f"token {side[2]}"}, f"/proxy/{container_ip}:{PORT}")
+            for host, address, headers, prefix in candidates.values():
+                small_gets(host, address, headers, 50, prefix)  # warm up
+            rates = {name: [] for name in candidates}
             for _ in range(3):
-                rates["direct"].append(small_gets(*direct, args.requests))
-                rates["preview"].append(small_gets(*via_preview, args.requests))
-            print(f"small GET, {args.requests} sequential requests, median of 3 runs")
-            for name in ("direct", "preview"):
+                for name, (host, address, headers, prefix) in candidates.items():
+                    rates[name].append(small_gets(host, address, headers, args.requests, prefix))
+            print(f"small GET, {args.requests} sequential requests, median of 3 runs "
+                  "(direct: the container's bridge address; published: a port Docker publishes on 127.0.0.1; "
+                  "jsp: jupyter-server-proxy)")
+            for name in rates:
                 rps = statistics.median(r for r, _ in rates[name])
                 p50 = statistics.median(p for _, p in rates[name])
                 print(f"  {name:8} {rps:7.0f} req/s   p50 {p50 * 1000:6.2f} ms")
             ratio = statistics.median(r for r, _ in rates["preview"]) / statistics.median(r for r, _ in rates["direct"])
             print(f"  preview / direct requests per second = {ratio:.2f}   (target >= 0.5)")
+            published_ratio = (statistics.median(r for r, _ in rates["preview"])
+                               / statistics.median(r for r, _ in rates["published"]))
+            print(f"  preview / published-port requests per second = {published_ratio:.2f}")
+            if "jsp" in rates:
+                jsp = statistics.median(r for r, _ in rates["preview"]) / statistics.median(r for r, _ in rates["jsp"])
+                print(f"  preview / jupyter-server-proxy requests per second = {jsp:.2f}   (target > 1)")
+            else:
+                print("  jupyter-server-proxy did not install here; no comparison")
 
             ws_direct = websocket_round_trips(f"ws://{container_ip}:{PORT}/ws", {}, 200)
             ws_preview = websocket_round_trips(f"ws://127.0.0.1:{port}/ws", {"Host": via_preview[0], **via_preview[2]}, 200)
@@ -128,6 +185,9 @@ def main() -> None:
             print(f"{args.megabytes} MB download, median of 3: direct {args.megabytes / d:.0f} MB/s, "
                   f"preview {args.megabytes / p:.0f} MB/s   preview / direct = {d / p:.2f}   (target >= 0.7)")
         finally:
+            subprocess.run(["docker", "rm", "-f", "jupyter-sandbox-bench-app"], capture_output=True)
+            if "side" in locals() and side is not None:
+                side[0].terminate()
             api.json("DELETE", box)
             process.terminate()
             process.wait(timeout=30)

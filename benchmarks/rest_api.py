@@ -21,13 +21,13 @@ import urllib.parse
 CHUNK = 1024 * 1024
 
 
-def start_server(root: str) -> tuple[subprocess.Popen, int, str]:
+def start_server(root: str, python: str = sys.executable) -> tuple[subprocess.Popen, int, str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     token = secrets.token_hex(16)
     process = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}",
+        [python, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}",
          "--ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(200):
