@@ -39,6 +39,9 @@ STRIPPED_REQUEST_HEADERS = {"authorization", "x-xsrftoken", "x-csrftoken", TOKEN
 JUPYTER_COOKIE = re.compile(r"^(_xsrf|username-.*|jupyterhub-.*|" + COOKIE + r")$")
 PATH_FORM_CSP = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads"
 SANDBOX_CACHE_SECONDS = 2.0
+# Idle keep-alive connections to an app kept per (sandbox, container, port) for requests without a body.
+POOL_SIZE = 8
+REUSABLE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 def host_pattern(template: str) -> str:
@@ -63,8 +66,14 @@ class _ResponseRelay(httputil.HTTPMessageDelegate):
 
     def __init__(self, handler: "PreviewProxyHandler") -> None:
         self.handler = handler
+        self.started = False
+        self.keep_alive = False
 
     def headers_received(self, start_line: Any, headers: httputil.HTTPHeaders) -> None:
+        self.started = True
+        delimited = "Content-Length" in headers or "chunked" in headers.get("Transfer-Encoding", "").lower()
+        self.keep_alive = (start_line.version == "HTTP/1.1" and delimited
+                           and "close" not in headers.get("Connection", "").lower() and start_line.code != 101)
         handler = self.handler
         handler.set_status(start_line.code, start_line.reason)
         handler.clear_header("Content-Type")
@@ -174,14 +183,47 @@ class PreviewProxyHandler(web.RequestHandler):
             self.redirect(self._url_without_token())
             return
         sandbox = await self._sandbox(sandbox_id)
-        self.upstream = await self._tunnel(sandbox, port)
-        if self.request.headers.get("Upgrade", "").lower() == "websocket":
+        websocket = self.request.headers.get("Upgrade", "").lower() == "websocket"
+        self.reusable = not websocket and self.request.method in REUSABLE_METHODS and not self.request.headers.get(
+            "Content-Length") and not self.request.headers.get("Transfer-Encoding")
+        self.pool_key = (sandbox.id, sandbox.container_id, port)
+        self.from_pool = False
+        if self.reusable:
+            self.upstream = self._pooled()
+            self.from_pool = self.upstream is not None
+        if self.upstream is None:
+            self.upstream = await self._tunnel(sandbox, port)
+        if websocket:
             return  # relayed raw in get()
+        self._start_request()
+
+    def _start_request(self) -> None:
         self.connection = HTTP1Connection(self.upstream, True, HTTP1ConnectionParameters(
-            no_keep_alive=True, decompress=False, max_body_size=64 * 1024**3, chunk_size=256 * 1024,
+            no_keep_alive=not self.reusable, decompress=False, max_body_size=64 * 1024**3, chunk_size=256 * 1024,
             header_timeout=3600, body_timeout=None))
         self.connection.write_headers(
             httputil.RequestStartLine(self.request.method, self._upstream_path(), "HTTP/1.1"), self._upstream_headers())
+
+    def _pool(self) -> list[iostream.IOStream]:
+        pools = self.settings.setdefault("jupyter_sandbox_preview_pool", {})
+        return pools.setdefault(self.pool_key, [])
+
+    def _pooled(self) -> iostream.IOStream | None:
+        pool = self._pool()
+        while pool:
+            stream = pool.pop()
+            if not stream.closed():
+                return stream
+        return None
+
+    def _release(self, relay: "_ResponseRelay") -> None:
+        """Keep the connection for the next request when the app allows it, else close it."""
+        stream, self.upstream = self.upstream, None
+        pool = self._pool()
+        if self.reusable and relay.keep_alive and not stream.closed() and len(pool) < POOL_SIZE:
+            pool.append(stream)
+        else:
+            stream.close()
 
     async def data_received(self, chunk: bytes) -> None:
         if self.connection is not None:
@@ -258,7 +300,7 @@ class PreviewProxyHandler(web.RequestHandler):
         headers["X-Forwarded-Host"] = self.request.host
         headers["X-Forwarded-Proto"] = self.request.protocol
         if not websocket:
-            headers["Connection"] = "close"
+            headers["Connection"] = "keep-alive" if self.reusable else "close"
         return headers
 
     # -- relaying ---------------------------------------------------------------------------
@@ -269,14 +311,25 @@ class PreviewProxyHandler(web.RequestHandler):
         if self.request.headers.get("Upgrade", "").lower() == "websocket":
             await self._relay_websocket()
             return
+        if self.connection is None or self.connection.stream is not self.upstream:
+            self._start_request()
+        relay = _ResponseRelay(self)
         self.connection.finish()
         try:
-            await self.connection.read_response(_ResponseRelay(self))
+            await self.connection.read_response(relay)
         except (iostream.StreamClosedError, httputil.HTTPInputError):
-            if not self._headers_written:
-                raise _PreviewError(502, "The app closed the connection", "It sent no complete answer.") from None
-        finally:
             self.upstream.close()
+            if self.from_pool and not relay.started:
+                # The app had closed an idle kept connection: ask again on a fresh one (no body was sent).
+                self.from_pool = False
+                sandbox = await self._sandbox(self.pool_key[0])
+                self.upstream = await self._tunnel(sandbox, self.pool_key[2])
+                await self._relay()
+                return
+            if not relay.started:
+                raise _PreviewError(502, "The app closed the connection", "It sent no complete answer.") from None
+        if self.upstream is not None:
+            self._release(relay)
         if not self._finished:
             self.finish()
 
