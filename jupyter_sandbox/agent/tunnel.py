@@ -15,6 +15,7 @@ from typing import Any
 from tornado import iostream, web
 from tornado.tcpclient import TCPClient
 
+from .splice import join
 from .usage import ACTIVITY
 
 CHUNK = 256 * 1024
@@ -52,6 +53,6 @@ class TunnelHandler(web.RequestHandler):
         client = self.request.connection.detach()
         await client.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: sandbox-tunnel\r\nConnection: Upgrade\r\n\r\n")
         ACTIVITY["last"] = time.time()
-        await asyncio.gather(pipe(client, upstream), pipe(upstream, client))
+        await join(client, upstream)
         # The connection was detached and is closed: there is no response left for tornado to finish.
         self._finished = True

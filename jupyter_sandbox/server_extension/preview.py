@@ -42,6 +42,8 @@ SANDBOX_CACHE_SECONDS = 2.0
 # Idle keep-alive connections to an app kept per (sandbox, container, port) for requests without a body.
 POOL_SIZE = 8
 REUSABLE_METHODS = ("GET", "HEAD", "OPTIONS")
+# Bodies larger than this, of a known length, are moved socket to socket by the kernel (splice).
+RAW_BODY_THRESHOLD = 1024 * 1024
 
 
 def host_pattern(template: str) -> str:
@@ -68,6 +70,8 @@ class _ResponseRelay(httputil.HTTPMessageDelegate):
         self.handler = handler
         self.started = False
         self.keep_alive = False
+        self.raw_length = 0
+        self.detached: Any = None
 
     def headers_received(self, start_line: Any, headers: httputil.HTTPHeaders) -> None:
         self.started = True
@@ -83,6 +87,12 @@ class _ResponseRelay(httputil.HTTPMessageDelegate):
                 continue
             handler.add_header(name, value)
         handler.add_security_headers()
+        length = headers.get("Content-Length", "")
+        if (length.isdigit() and int(length) > RAW_BODY_THRESHOLD and handler.request.method != "HEAD"
+                and "Transfer-Encoding" not in headers):
+            # A large body: stop tornado's HTTP processing and move it in the kernel (see _relay).
+            self.raw_length = int(length)
+            self.detached = handler.connection.detach()
 
     def data_received(self, chunk: bytes) -> Any:
         self.handler.write(chunk)
@@ -328,10 +338,35 @@ class PreviewProxyHandler(web.RequestHandler):
                 return
             if not relay.started:
                 raise _PreviewError(502, "The app closed the connection", "It sent no complete answer.") from None
+        if relay.detached is not None:
+            await self._relay_raw_body(relay)
+            return
         if self.upstream is not None:
             self._release(relay)
         if not self._finished:
             self.finish()
+
+    async def _relay_raw_body(self, relay: "_ResponseRelay") -> None:
+        """Send the head through tornado, then splice exactly Content-Length bytes to the browser."""
+        from ..agent.splice import buffered, copy, take_socket
+
+        self.set_header("Content-Length", str(relay.raw_length))
+        await self.flush()
+        client = self.request.connection.detach()
+        upstream, early = relay.detached, buffered(relay.detached)
+        self.upstream = None
+        client_socket, upstream_socket = take_socket(client), take_socket(upstream)
+        try:
+            loop = asyncio.get_running_loop()
+            if early:
+                await loop.sock_sendall(client_socket, early[: relay.raw_length])
+            await copy(upstream_socket, client_socket, relay.raw_length - min(len(early), relay.raw_length))
+        except OSError:
+            pass
+        finally:
+            upstream_socket.close()
+            client_socket.close()
+        self._finished = True  # the detached connection has no response left for tornado to finish
 
     async def _relay_websocket(self) -> None:
         head = f"GET {self._upstream_path()} HTTP/1.1\r\n" + "".join(

@@ -1,0 +1,112 @@
+"""Copying bytes between two sockets in the kernel (splice through a pipe), not through Python.
+
+Used by the preview path for bodies: the agent between the app and the tunnel, and the server
+between the tunnel and the browser. Falls back to plain reads and writes where splice is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+CHUNK = 1024 * 1024
+
+
+async def _ready(fd: int, writable: bool) -> None:
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    add, remove = (loop.add_writer, loop.remove_writer) if writable else (loop.add_reader, loop.remove_reader)
+
+    def wake() -> None:
+        if not future.done():
+            future.set_result(None)
+
+    add(fd, wake)
+    try:
+        await future
+    finally:
+        remove(fd)
+
+
+async def copy(source: socket.socket, sink: socket.socket, limit: int | None = None) -> int:
+    """Copy until the source ends (or `limit` bytes); returns the bytes moved. Both sockets must be
+    non-blocking and not watched by anything else on the event loop."""
+    if not hasattr(os, "splice"):
+        return await _copy_plain(source, sink, limit)
+    total = 0
+    read_end, write_end = os.pipe()
+    flags = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+    try:
+        while limit is None or total < limit:
+            try:
+                size = CHUNK if limit is None else min(CHUNK, limit - total)
+                moved = os.splice(source.fileno(), write_end, size, flags=flags)
+            except BlockingIOError:
+                await _ready(source.fileno(), writable=False)
+                continue
+            if moved == 0:
+                return total
+            total += moved
+            while moved:
+                try:
+                    moved -= os.splice(read_end, sink.fileno(), moved, flags=flags)
+                except BlockingIOError:
+                    await _ready(sink.fileno(), writable=True)
+        return total
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+async def _copy_plain(source: socket.socket, sink: socket.socket, limit: int | None) -> int:
+    loop = asyncio.get_running_loop()
+    total = 0
+    while limit is None or total < limit:
+        data = await loop.sock_recv(source, CHUNK if limit is None else min(CHUNK, limit - total))
+        if not data:
+            return total
+        total += len(data)
+        await loop.sock_sendall(sink, data)
+    return total
+
+
+def take_socket(stream) -> socket.socket:
+    """The socket of a tornado IOStream, taken out of tornado's hands (its buffered bytes are the
+    caller's business). The stream must not be used afterwards."""
+    sock = stream.socket
+    try:
+        stream.io_loop.remove_handler(sock.fileno())
+    except (KeyError, ValueError, OSError):
+        pass
+    stream.socket = None
+    sock.setblocking(False)
+    return sock
+
+
+def buffered(stream) -> bytes:
+    """Bytes a tornado IOStream has read but not handed out yet (tornado keeps them at the front of
+    its read buffer)."""
+    size = getattr(stream, "_read_buffer_size", 0)
+    return bytes(stream._read_buffer[:size]) if size else b""
+
+
+async def join(first, second) -> None:
+    """Copy both ways between two tornado streams until either side ends, then close both."""
+    loop = asyncio.get_running_loop()
+    early = {first: buffered(first), second: buffered(second)}
+    one, two = take_socket(first), take_socket(second)
+    try:
+        for sock, data in ((two, early[first]), (one, early[second])):
+            if data:
+                await loop.sock_sendall(sock, data)
+        tasks = [asyncio.ensure_future(copy(one, two)), asyncio.ensure_future(copy(two, one))]
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    except OSError:
+        pass
+    finally:
+        one.close()
+        two.close()
