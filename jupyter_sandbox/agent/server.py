@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import os
 import re
 import sys
-import json
 import time
 from typing import Any
 
@@ -19,7 +19,7 @@ from .git import Git, GitError
 from .kernel_runner import KernelRunner
 from .processes import run_command
 from .pty import PtyHandler
-from .sessions import Sessions, SessionError
+from .sessions import SessionError, Sessions
 from .tunnel import TunnelHandler
 
 MAX_EVENTS_KEPT = 100

@@ -18,20 +18,6 @@ from tornado.tcpclient import TCPClient
 from .splice import join
 from .usage import ACTIVITY
 
-CHUNK = 256 * 1024
-
-
-async def pipe(source: iostream.IOStream, sink: iostream.IOStream) -> None:
-    try:
-        while True:
-            data = await source.read_bytes(CHUNK, partial=True)
-            await sink.write(data)
-    except iostream.StreamClosedError:
-        pass
-    finally:
-        sink.close()
-        source.close()
-
 
 class TunnelHandler(web.RequestHandler):
     def initialize(self, token: str, **_: Any) -> None:

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..sandbox import preview as preview_tokens
 from ..sandbox.client import AgentError, Cancelled
 from ..sandbox.docker_backend import SandboxError
 from ..sandbox.manager import Sandbox, SandboxManager
-from ..sandbox import preview as preview_tokens
 from ..sandbox.spec import SandboxSpec, SpecError, format_size, parse_size
 from .settings import SandboxKernel
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import os
+from typing import Any
 
 from tornado.routing import HostMatches, Rule
 from tornado.web import _ApplicationRouter
@@ -12,9 +11,9 @@ from tornado.web import _ApplicationRouter
 from ..config import load_config
 from ..kernel.magics import PREVIEW_TEMPLATE_ENV
 from ..sandbox.manager import SandboxManager
+from ..sandbox.service import SandboxService
 from .handlers import api_routes
 from .preview import host_pattern, preview_routes
-from ..sandbox.service import SandboxService
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:

@@ -24,11 +24,12 @@ from tornado import httputil, iostream, web
 from tornado.http1connection import HTTP1Connection, HTTP1ConnectionParameters
 from tornado.tcpclient import TCPClient
 
+from ..agent.splice import buffered, copy, join, take_socket
 from ..sandbox import preview as tokens
+from ..sandbox import secrets as sandbox_secrets
 from ..sandbox.client import AgentError
 from ..sandbox.docker_backend import SandboxError
 from ..sandbox.manager import AGENT_PORT, Sandbox, SandboxManager
-from ..sandbox import secrets as sandbox_secrets
 
 TOKEN_HEADER = "X-Sandbox-Preview-Token"
 COOKIE = "jupyter-sandbox-preview"
@@ -348,8 +349,6 @@ class PreviewProxyHandler(web.RequestHandler):
 
     async def _relay_raw_body(self, relay: "_ResponseRelay") -> None:
         """Send the head through tornado, then splice exactly Content-Length bytes to the browser."""
-        from ..agent.splice import buffered, copy, take_socket
-
         self.set_header("Content-Length", str(relay.raw_length))
         await self.flush()
         client = self.request.connection.detach()
@@ -373,9 +372,8 @@ class PreviewProxyHandler(web.RequestHandler):
             f"{k}: {v}\r\n" for k, v in self._upstream_headers(websocket=True).get_all()) + "\r\n"
         await self.upstream.write(head.encode("latin-1"))
         client = self.request.connection.detach()
-        from ..agent.tunnel import pipe  # the same byte pipe the agent uses
-
-        await asyncio.gather(pipe(client, self.upstream), pipe(self.upstream, client))
+        await join(client, self.upstream)  # the same kernel-side byte pipe the agent uses
+        self.upstream = None
         self._finished = True  # the detached connection has no response left for tornado to finish
 
     get = post = put = delete = patch = options = head = _relay
