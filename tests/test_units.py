@@ -73,3 +73,15 @@ def test_split_and_reply_type() -> None:
         split([b"no delimiter"])
     assert reply_type("execute_request") == "execute_reply"
     assert reply_type("comm_msg") is None
+
+
+def test_agent_answer_shapes() -> None:
+    from jupyter_sandbox.sandbox.shapes import AGENT_SHAPES, ShapeError, reduce
+
+    good = {"branch": "main", "ahead": 1, "behind": 0, "extra": "<dropped>",
+            "files": [{"path": "a", "index": "M", "worktree": " ", "staged": True, "untracked": False}]}
+    assert reduce(good, AGENT_SHAPES["git_status"]) == {k: v for k, v in good.items() if k != "extra"}
+    for bad in ({**good, "ahead": "1"}, {**good, "files": "x"}, {**good, "ahead": True}, [good], None):
+        with pytest.raises(ShapeError):
+            reduce(bad, AGENT_SHAPES["git_status"])
+    assert reduce({"branches": ["a"], "current": None}, AGENT_SHAPES["git_branches"]) == {"branches": ["a"], "current": None}

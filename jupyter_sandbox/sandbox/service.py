@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 from traitlets import Bool, Int, Unicode, Union
 from traitlets.config import LoggingConfigurable
 
-from . import preview
+from . import preview, shapes
 from .client import AgentError, StreamingAgentClient
 from .docker_backend import DockerUnavailable, ImageNotFound, SandboxError
 from .manager import Sandbox, SandboxManager
@@ -177,11 +177,18 @@ class SandboxService(LoggingConfigurable):
         return self.manager.agent(await self.sandbox(sandbox_id))
 
     async def call(self, sandbox_id: str, method: str, path: str, query: dict[str, Any] | None = None,
-                   body: dict[str, Any] | None = None, timeout: float = 60) -> dict[str, Any]:
+                   body: dict[str, Any] | None = None, timeout: float = 60, shape: str | None = None) -> Any:
+        """Call the agent; with `shape` (a key of shapes.AGENT_SHAPES) the answer is reduced to it."""
         client = await self.agent(sandbox_id)
         if query:
             path += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
-        return await self.blocking(lambda: client.request(method, path, body, timeout=timeout))
+        answer = await self.blocking(lambda: client.request(method, path, body, timeout=timeout))
+        if shape is None:
+            return answer
+        try:
+            return shapes.reduce(answer, shapes.AGENT_SHAPES[shape])
+        except shapes.ShapeError as exc:
+            raise ApiError(502, f"the sandbox's agent sent a malformed answer: {exc}") from None
 
     # -- sandboxes --------------------------------------------------------------------------
 

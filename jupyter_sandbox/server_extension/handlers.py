@@ -341,7 +341,7 @@ class SessionsHandler(SandboxAPIHandler):
     @web.authenticated
     @authorized
     async def get(self, sandbox_id: str) -> None:
-        self.reply(await self.service.call(sandbox_id, "GET", "/sessions"))
+        self.reply(await self.service.call(sandbox_id, "GET", "/sessions", shape="sessions"))
 
     @web.authenticated
     @authorized
@@ -349,14 +349,14 @@ class SessionsHandler(SandboxAPIHandler):
         body = self.json_body()
         request = {"id": body.get("id"), "cwd": check_path(body.get("cwd"), "cwd", required=False) or None,
                    "env": body.get("env") or {}}
-        self.reply(await self.service.call(sandbox_id, "POST", "/sessions", body=request), status=201)
+        self.reply(await self.service.call(sandbox_id, "POST", "/sessions", body=request, shape="session"), status=201)
 
 
 class SessionHandler(SandboxAPIHandler):
     @web.authenticated
     @authorized
     async def get(self, sandbox_id: str, session_id: str) -> None:
-        self.reply(await self.service.call(sandbox_id, "GET", f"/sessions/{session_id}"))
+        self.reply(await self.service.call(sandbox_id, "GET", f"/sessions/{session_id}", shape="session"))
 
     @web.authenticated
     @authorized
@@ -373,7 +373,7 @@ class CommandsHandler(SandboxAPIHandler):
         body = self.json_body()
         request = {"command": body.get("command"), "run_async": bool(body.get("run_async"))}
         answer = await self.service.call(sandbox_id, "POST", f"/sessions/{session_id}/commands", body=request,
-                                         timeout=3600)
+                                         timeout=3600, shape="command" if request["run_async"] else "command_run")
         self.reply(answer, status=202 if request["run_async"] else 200)
 
 
@@ -383,7 +383,7 @@ class CommandActionHandler(SandboxAPIHandler):
     async def post(self, sandbox_id: str, session_id: str, command_id: str, action: str) -> None:
         body = self.json_body() if action == "input" else None
         self.reply(await self.service.call(sandbox_id, "POST", f"/sessions/{session_id}/commands/{command_id}/{action}",
-                                           body=body))
+                                           body=body, shape="input" if action == "input" else "command"))
 
 
 class LogsHandler(SandboxAPIHandler):
@@ -438,7 +438,8 @@ class GitHandler(SandboxAPIHandler):
         if operation not in ("status", "branches"):
             raise web.HTTPError(405)
         path = check_path(self.query("path"), required=False)
-        self.reply(await self.service.call(sandbox_id, "GET", f"/git/{operation}", {"path": path}))
+        self.reply(await self.service.call(sandbox_id, "GET", f"/git/{operation}", {"path": path},
+                                           shape="git_status" if operation == "status" else "git_branches"))
 
     @web.authenticated
     @authorized
@@ -451,7 +452,9 @@ class GitHandler(SandboxAPIHandler):
         for key in ("username", "password"):
             if body.get(key) is not None and not isinstance(body[key], str):
                 raise web.HTTPError(400, f"{key} must be a string")
-        self.reply(await self.service.call(sandbox_id, "POST", f"/git/{operation}", body=body, timeout=180))
+        shape = {"clone": "git_clone", "commit": "git_commit", "push": "git_output", "pull": "git_output",
+                 "add": "git_status"}.get(operation, "git_branches")
+        self.reply(await self.service.call(sandbox_id, "POST", f"/git/{operation}", body=body, timeout=180, shape=shape))
 
     @web.authenticated
     @authorized
@@ -460,7 +463,8 @@ class GitHandler(SandboxAPIHandler):
             raise web.HTTPError(405)
         path = check_path(self.query("path"), required=False)
         name = self.query("name", required=True)
-        self.reply(await self.service.call(sandbox_id, "DELETE", "/git/branches", {"path": path, "name": name}))
+        self.reply(await self.service.call(sandbox_id, "DELETE", "/git/branches", {"path": path, "name": name},
+                                           shape="git_branches"))
 
 
 class PtyHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHandler):
