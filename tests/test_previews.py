@@ -6,20 +6,16 @@ import asyncio
 import hashlib
 import http.client
 import json
-import socket
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from conftest import ROOT, Server, start_jupyter_server, wait_until
+from conftest import ROOT, Server, wait_until
 from jupyter_sandbox.sandbox import preview as tokens
 
 APP_PORT = 3000
@@ -27,11 +23,9 @@ API = "/sandbox/api"
 
 
 @pytest.fixture(scope="module")
-def preview_server(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server, process = start_jupyter_server(tmp_path_factory.mktemp("root"))
-    yield server
-    process.terminate()
-    process.wait(timeout=30)
+def preview_server(jupyter_server: Server) -> Server:
+    """This module's Jupyter server (conftest's), under a name that says what it serves here."""
+    return jupyter_server
 
 
 @pytest.fixture(scope="module")

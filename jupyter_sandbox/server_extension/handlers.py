@@ -44,6 +44,10 @@ class SandboxAPIHandler(APIHandler):
         self.set_status(status)
         self.finish(json.dumps(data))
 
+    def no_content(self) -> None:
+        self.set_status(204)
+        self.finish()
+
     def query(self, name: str, required: bool = False) -> str | None:
         # Raw bytes: tornado's own accessors quietly turn control characters into spaces.
         values = self.request.query_arguments.get(name)
@@ -103,8 +107,7 @@ class SandboxHandler(SandboxAPIHandler):
     @authorized
     async def delete(self, sandbox_id: str) -> None:
         await self.service.delete(sandbox_id)
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 class SandboxActionHandler(SandboxAPIHandler):
@@ -132,8 +135,7 @@ class FilesHandler(SandboxAPIHandler):
         path = check_path(self.query("path", required=True))
         recursive = "1" if self.query("recursive") in ("1", "true") else "0"
         await self.service.call(sandbox_id, "DELETE", "/files", {"path": path, "recursive": recursive})
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 class FileInfoHandler(SandboxAPIHandler):
@@ -362,8 +364,7 @@ class SessionHandler(SandboxAPIHandler):
     @authorized
     async def delete(self, sandbox_id: str, session_id: str) -> None:
         await self.service.call(sandbox_id, "DELETE", f"/sessions/{session_id}")
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 class CommandsHandler(SandboxAPIHandler):
@@ -534,8 +535,7 @@ class PreviewsHandler(SandboxAPIHandler):
     @authorized
     async def delete(self, sandbox_id: str) -> None:
         await self.service.rotate_previews(sandbox_id)
-        self.set_status(204)
-        self.finish()
+        self.no_content()
 
 
 class PortsHandler(SandboxAPIHandler):
