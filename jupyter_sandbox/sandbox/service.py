@@ -9,6 +9,7 @@ is gone or answers garbage.
 from __future__ import annotations
 
 import asyncio
+import io
 import http.client
 import json
 import urllib.parse
@@ -341,7 +342,5 @@ class SandboxService(LoggingConfigurable):
         client = await self.agent(sandbox_id)
         results = []
         for path, data in files:
-            import io
-
             results.append(await self.blocking(client.upload, path, io.BytesIO(data), len(data)))
         return results

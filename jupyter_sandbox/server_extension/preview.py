@@ -55,10 +55,6 @@ def host_pattern(template: str) -> str:
     return f"^{pattern}$"
 
 
-def preview_url(template: str, sandbox_id: str, port: int, server_port: int) -> str:
-    return template.format(port=port, sandbox_id=sandbox_id, server_port=server_port)
-
-
 def error_page(status: int, title: str, detail: str = "") -> str:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
             f"<body><h1>{html.escape(title)}</h1><p>{detail}</p></body></html>")
@@ -162,10 +158,7 @@ class PreviewProxyHandler(web.RequestHandler):
         values = self.request.query_arguments.get("token")
         if values:
             return values[-1].decode("latin-1"), True
-        return self.get_cookie(self._cookie_name()), False
-
-    def _cookie_name(self) -> str:
-        return COOKIE
+        return self.get_cookie(COOKIE), False
 
     def _cookie_path(self) -> str:
         """The whole origin for the host form; only this sandbox and port for the path form."""
@@ -189,7 +182,7 @@ class PreviewProxyHandler(web.RequestHandler):
                                 f"the token in the <code>{TOKEN_HEADER}</code> header.")
         if from_query and self.request.method == "GET" and "text/html" in self.request.headers.get("Accept", ""):
             # A browser: keep the token in a cookie of this origin only, and drop it from the address.
-            self.set_cookie(self._cookie_name(), token, path=self._cookie_path(), httponly=True, samesite="Lax",
+            self.set_cookie(COOKIE, token, path=self._cookie_path(), httponly=True, samesite="Lax",
                             expires_days=tokens.MAX_EXPIRY / 86400)
             self.redirect(self._url_without_token())
             return
