@@ -28,10 +28,12 @@ Write = Callable[[str, str], None]
 # Set by the server extension in the Jupyter server's environment, which kernels inherit.
 PREVIEW_TEMPLATE_ENV = "JUPYTER_SANDBOX_PREVIEW_TEMPLATE"
 
-SUBCOMMANDS = ("status", "config", "exec", "ls", "upload", "download", "preview", "restart", "stop", "help")
+SUBCOMMANDS = ("status", "config", "network", "exec", "ls", "upload", "download", "preview", "restart", "stop",
+               "help")
 OPTIONS = {
     "status": ["--json", "--help"],
     "config": ["--cpu", "--memory", "--pids", "--disk", "--cell-timeout", "--env", "--image", "--help"],
+    "network": ["--help"],
     "exec": ["--timeout", "--help"],
     "ls": ["--help"],
     "upload": ["--help"],
@@ -48,6 +50,8 @@ HELP = """%sandbox: control this notebook's sandbox (handled on the host, never 
   %sandbox config [--cpu N] [--memory SIZE] [--pids N] [--disk SIZE] [--cell-timeout SECONDS]
                   [--env KEY=VALUE ...] [--image IMAGE]
                                  change limits: CPU and memory live, the rest by a clean restart
+  %sandbox network [internet | none | allow CIDR...]
+                                 show or change (live) what the sandbox may reach
   %sandbox exec COMMAND          run a shell command in the sandbox, output streamed into the cell
   %%sandbox exec                 the rest of the cell is a shell script run in the sandbox
   %sandbox ls [PATH]             list a folder in the sandbox (default: /home/sandbox)
@@ -217,7 +221,7 @@ class SandboxMagics:
                 parts.append(f"disk {format_size(use['disk_bytes'])}{'+' if use.get('disk_partial') else ''} "
                              "in /home/sandbox")
             lines.append("usage     " + " · ".join(parts))
-        lines.append(f"network   {info['network']['name']} (sandboxes cannot reach each other; egress not restricted)")
+        lines.append(f"network   {info['network']['egress']} (sandboxes cannot reach each other)")
         lines.append("ports     " + (", ".join(map(str, info["ports"])) or "none listening"))
         ctx.write("stdout", "\n".join(lines) + "\n")
         return MagicResult()
@@ -235,7 +239,8 @@ class SandboxMagics:
             "kernel_id": sandbox.kernel_id,
             "limits": {**limits, "cell_timeout": ctx.cell_timeout},
             "usage": {},
-            "network": {"name": ctx.manager.network_name, "inter_sandbox": False, "egress": "unrestricted"},
+            "network": {"name": ctx.manager.network_name, "inter_sandbox": False,
+                        "egress": ctx.manager.egress(sandbox).describe(), **ctx.manager.egress(sandbox).to_dict()},
             "ports": [],
             "uptime_seconds": None,
         }
@@ -298,6 +303,23 @@ class SandboxMagics:
             ctx.write("stdout", f"cell timeout: {options.cell_timeout:g} s\n" if options.cell_timeout
                       else "cell timeout: none\n")
         return result
+
+    def network(self, args: list[str], ctx: MagicContext) -> MagicResult:
+        parser = _Parser(ctx.write, prog="%sandbox network",
+                         description="Show or change the sandbox's egress policy, live: 'internet' (public "
+                                     "addresses only), 'none' (nothing, not even DNS), or 'allow CIDR...'.")
+        parser.add_argument("mode", nargs="?", choices=["internet", "none", "allow"])
+        parser.add_argument("cidrs", nargs="*", metavar="CIDR")
+        options = parser.parse_args(args)
+        sandbox = self._require(ctx)
+        if options.mode is not None:
+            try:
+                policy = ctx.manager.network_policy({"mode": options.mode, "cidrs": options.cidrs})
+            except ValueError as exc:
+                raise SpecError(str(exc)) from None
+            ctx.manager.set_egress(sandbox, policy)
+        ctx.write("stdout", f"network: {ctx.manager.egress(sandbox).describe()}\n")
+        return MagicResult()
 
     def exec(self, rest: str, body: str | None, ctx: MagicContext) -> MagicResult:
         parser = _Parser(ctx.write, prog="%sandbox exec",

@@ -23,10 +23,12 @@ from traitlets import Bool, Float, Int, List, Unicode, Union
 from traitlets.config import LoggingConfigurable
 
 from .. import __version__
+from . import network
 from . import secrets as sandbox_secrets
 from .client import AgentError, StreamingAgentClient
 from .docker_backend import DockerBackend, SandboxError, tar_bytes
 from .image import DEFAULT_BASE, DEFAULT_IMAGE, DEFAULT_REPOSITORY, build_image
+from .network import EgressPolicy
 from .spec import (
     AGENT_PORT,
     KERNEL_PORTS,
@@ -183,6 +185,13 @@ class SandboxManager(LoggingConfigurable):
     max_pids = Int(4096, config=True, help="Most processes a notebook may ask for.")
     max_disk = Union([Int(), Unicode()], default_value="20g", config=True,
                      help="Largest per-file size limit a notebook may ask for, e.g. '20g'.")
+    default_network = Unicode("internet", config=True, help=(
+        "Egress policy of new sandboxes: 'internet' (public addresses only), 'none', or 'allow' with "
+        "default_network_cidrs. Enforced with iptables in the sandbox's network namespace (needs root)."))
+    default_network_cidrs = List(Unicode(), default_value=[], config=True,
+                                 help="CIDR blocks for default_network = 'allow'.")
+    max_egress_cidrs = Int(10, config=True, help="Most CIDR blocks an allow-list egress policy may hold.")
+    allow_any_cidr = Bool(False, config=True, help="Allow 0.0.0.0/0 or ::/0 in an allow-list egress policy.")
     allowed_images = List(Unicode(), default_value=[f"{DEFAULT_REPOSITORY}:*"], config=True, help=(
         "Glob patterns of the images a notebook may switch to with `%sandbox config --image`. "
         "The configured default image is always allowed."))
@@ -247,7 +256,8 @@ class SandboxManager(LoggingConfigurable):
     # -- lifecycle --------------------------------------------------------------------------
 
     def create(self, spec: SandboxSpec | None = None, kernel_id: str | None = None,
-               progress: Progress = _quiet, start: bool = True, sandbox_id: str | None = None) -> Sandbox:
+               progress: Progress = _quiet, start: bool = True, sandbox_id: str | None = None,
+               network_policy: EgressPolicy | None = None) -> Sandbox:
         """Create a sandbox; with `sandbox_id`, a new container for an existing sandbox's volume."""
         spec = (spec or self.default_spec()).validate()
         self.ensure_image(spec.image, progress)
@@ -276,6 +286,10 @@ class SandboxManager(LoggingConfigurable):
         except Exception:
             self._remove_parts(name, volume)
             raise
+        if not network.policy_path(sandbox_id).exists():
+            network.save(sandbox_id, network_policy or self.network_policy(
+                {"mode": self.default_network, "cidrs": self.default_network_cidrs} if self.default_network == "allow"
+                else self.default_network))
         sandbox = self.get(sandbox_id)
         if start:
             sandbox = self.start(sandbox)
@@ -329,6 +343,31 @@ class SandboxManager(LoggingConfigurable):
         self.backend.remove_container(sandbox.container_id)
         return self.create(spec, kernel_id=sandbox.kernel_id, progress=progress, sandbox_id=sandbox.id)
 
+    def network_policy(self, value: Any) -> EgressPolicy:
+        return network.parse_policy(value, self.max_egress_cidrs, self.allow_any_cidr)
+
+    def egress(self, sandbox: Sandbox) -> EgressPolicy:
+        return network.load(sandbox.id)
+
+    def set_egress(self, sandbox: Sandbox, policy: EgressPolicy) -> None:
+        """Keep the policy on the host and enforce it now if the sandbox runs (else at its next start)."""
+        network.save(sandbox.id, policy)
+        if sandbox.running:
+            self._enforce(sandbox, strict=True)
+
+    def _enforce(self, sandbox: Sandbox, strict: bool = False) -> bool:
+        pid = ((self.backend.inspect(sandbox.container_id) or {}).get("State") or {}).get("Pid")
+        if not pid:
+            return False
+        try:
+            network.apply(pid, network.load(sandbox.id))
+            return True
+        except network.EgressError as exc:
+            if strict:
+                raise SandboxError(str(exc)) from None
+            self.log.warning("sandbox %s: egress policy NOT enforced: %s", sandbox.id, exc)
+            return False
+
     def update_live(self, sandbox: Sandbox, cpu: float | None = None, memory: int | None = None) -> Sandbox:
         """Change CPU and memory of a running sandbox without restarting it."""
         self.backend.update_resources(sandbox.container_id, cpu=cpu, memory=memory)
@@ -366,6 +405,7 @@ class SandboxManager(LoggingConfigurable):
     def start(self, sandbox: Sandbox) -> Sandbox:
         if not sandbox.running:
             self.backend.start(sandbox.container_id)
+            self._enforce(sandbox)
         return self.get(sandbox.id)
 
     def stop(self, sandbox: Sandbox) -> Sandbox:
@@ -377,6 +417,7 @@ class SandboxManager(LoggingConfigurable):
         name = f"jupyter-sandbox-{sandbox_id}"
         self._remove_parts(name, f"{name}-home")
         self.backend.remove_network_if_unused(self.network_name)
+        network.forget(sandbox_id)
         self.log.info("removed sandbox %s", sandbox_id)
 
     def _remove_parts(self, name: str, volume: str) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 from traitlets import Bool, Int, Unicode, Union
 from traitlets.config import LoggingConfigurable
 
-from . import preview, shapes
+from . import network, preview, shapes
 from .client import AgentError, StreamingAgentClient
 from .docker_backend import DockerUnavailable, ImageNotFound, SandboxError
 from .manager import Sandbox, SandboxManager
@@ -201,7 +201,7 @@ class SandboxService(LoggingConfigurable):
         return [self.describe(s) for s in found]
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        allowed = {"image", "cpu", "memory", "disk", "pids", "env", "labels"}
+        allowed = {"image", "cpu", "memory", "disk", "pids", "env", "labels", "network"}
         unknown = set(body) - allowed
         if unknown:
             raise ApiError(400, f"unknown fields: {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
@@ -226,18 +226,36 @@ class SandboxService(LoggingConfigurable):
             overrides[key] = value
         if any(k.startswith(LABEL_PREFIX) for k in overrides.get("labels", {})):
             raise ApiError(400, f"labels starting with {LABEL_PREFIX} are reserved")
+        policy = self._policy(body["network"]) if "network" in body else None
 
         def make() -> Sandbox:
             spec = self.manager.check_allowed(self.manager.default_spec(**overrides))
-            sandbox = self.manager.create(spec)
+            sandbox = self.manager.create(spec, network_policy=policy)
             self.manager.wait_for_agent(sandbox)
             return sandbox
 
         return self.describe(await self.blocking(make))
 
+    def _policy(self, value: Any) -> "network.EgressPolicy":
+        try:
+            return self.manager.network_policy(value)
+        except network.PolicyError as exc:
+            raise ApiError(400, str(exc)) from None
+
+    async def update(self, sandbox_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """PATCH: for now the egress policy, changed live."""
+        unknown = set(body) - {"network"}
+        if unknown or not body:
+            raise ApiError(400, "only network can be changed here, e.g. {\"network\": {\"mode\": \"none\"}}")
+        sandbox = await self.sandbox(sandbox_id, running=False)
+        policy = self._policy(body["network"])
+        await self.blocking(self.manager.set_egress, sandbox, policy)
+        return await self.get(sandbox_id)
+
     async def get(self, sandbox_id: str) -> dict[str, Any]:
         sandbox = await self.sandbox(sandbox_id, running=False)
         info = self.describe(sandbox)
+        info["network"] = self.manager.egress(sandbox).to_dict()
         info["limits"] = await self.blocking(self.manager.limits, sandbox)
         info["last_activity"] = None
         if sandbox.running:

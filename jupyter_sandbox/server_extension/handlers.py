@@ -105,6 +105,11 @@ class SandboxHandler(SandboxAPIHandler):
 
     @web.authenticated
     @authorized
+    async def patch(self, sandbox_id: str) -> None:
+        self.reply(await self.service.update(sandbox_id, self.json_body()))
+
+    @web.authenticated
+    @authorized
     async def delete(self, sandbox_id: str) -> None:
         await self.service.delete(sandbox_id)
         self.no_content()

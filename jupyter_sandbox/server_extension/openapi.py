@@ -43,6 +43,8 @@ def _obj(required: list[str] | None = None, **props: Any) -> dict[str, Any]:
 
 
 PATH_Q = _param("path")
+NETWORK = {"type": "object", "properties": {"mode": {"type": "string", "enum": ["internet", "none", "allow"]},
+                                            "cidrs": {"type": "array", "items": STRING, "maxItems": 10}}}
 CREDENTIALS = {"username": STRING, "password": STRING}
 
 
@@ -54,10 +56,12 @@ def openapi_document() -> dict[str, Any]:
             "post": _op("create a sandbox", body=_obj(image=STRING, cpu={"type": "number"},
                                                       memory=STRING, disk=STRING, pids={"type": "integer"},
                                                       env={"type": "object", "additionalProperties": STRING},
-                                                      labels={"type": "object", "additionalProperties": STRING}),
+                                                      labels={"type": "object", "additionalProperties": STRING},
+                                                      network=NETWORK),
                         ok="201"),
         },
-        box: {"get": _op("a sandbox's state, spec and limits", [SANDBOX_ID]),
+        box: {"get": _op("a sandbox's state, spec, limits and egress policy", [SANDBOX_ID]),
+              "patch": _op("change the egress policy live", [SANDBOX_ID], _obj(["network"], network=NETWORK)),
               "delete": _op("delete a sandbox with its workspace", [SANDBOX_ID], ok="204")},
         f"{box}/start": {"post": _op("start a stopped sandbox", [SANDBOX_ID])},
         f"{box}/stop": {"post": _op("stop a sandbox (files are kept)", [SANDBOX_ID])},
