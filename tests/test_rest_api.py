@@ -67,8 +67,11 @@ def api_server(git_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 @pytest.fixture(scope="module")
-def sandbox(api_server: Server, docker_backend: DockerBackend) -> Iterator[str]:
-    status, created = api_server.request("POST", f"{API}/sandboxes", {"memory": "1g", "env": {"WHO": "api"}})
+def sandbox(api_server: Server, docker_backend: DockerBackend, git_server: str) -> Iterator[str]:
+    # The git server sits on a private address, which the default egress policy blocks: allow its subnet.
+    subnet = docker_backend.client.networks.get(NETWORK).attrs["IPAM"]["Config"][0]["Subnet"]
+    status, created = api_server.request("POST", f"{API}/sandboxes", {
+        "memory": "1g", "env": {"WHO": "api"}, "network": {"mode": "allow", "cidrs": [subnet]}})
     assert status == 201, created
     yield created["id"]
     if api_server.request("DELETE", f"{API}/sandboxes/{created['id']}")[0] != 204:
