@@ -97,6 +97,13 @@ class HealthHandler(AgentHandler):
         })
 
 
+class ActivityHandler(AgentHandler):
+    """POST /activity: the host says the sandbox is in use (a cell is running); prepare() records it."""
+
+    def post(self) -> None:
+        self.write_json({"last_activity": usage.ACTIVITY["last"]})
+
+
 class UsageHandler(AgentHandler):
     async def get(self) -> None:
         loop = asyncio.get_running_loop()
@@ -579,6 +586,7 @@ def make_app(token: str, runner: KernelRunner, events: EventLog) -> web.Applicat
         (r"/kernel/(\w+)", KernelActionHandler, args),
         (r"/events", EventsHandler, args),
         (r"/usage", UsageHandler, args),
+        (r"/activity", ActivityHandler, args),
         (r"/process/exec", ExecHandler, args),
         (r"/files", FilesHandler, args),
         (r"/files/info", FileInfoHandler, args),

@@ -40,6 +40,7 @@ class SandboxLifecycle:
         self.sandbox: Sandbox | None = None
         self._watch_stop = threading.Event()
         self._bring_up_thread: threading.Thread | None = None
+        self._touching: threading.Thread | None = None
 
     # -- bring up ---------------------------------------------------------------------------
 
@@ -101,7 +102,10 @@ class SandboxLifecycle:
         stop.set()
         try:
             current = self.manager.get(sandbox.id)
-            reason = describe_exit(current.exit_code, current.oom_killed, sandbox.memory_limit)
+            if self.manager.was_idle_stopped(current):
+                reason = "it was stopped because nobody used it for a while (its files are kept)"
+            else:
+                reason = describe_exit(current.exit_code, current.oom_killed, sandbox.memory_limit)
         except SandboxError:
             reason = "it was removed"
         self.post("container_died", reason)
@@ -173,6 +177,21 @@ class SandboxLifecycle:
                 self.post("failed", f"could not restart the Python process in the sandbox: {exc}")
 
         threading.Thread(target=run, daemon=True).start()
+
+    def touch(self) -> None:
+        """Tell the agent the sandbox is in use, so an idle reaper leaves it alone (fire and forget)."""
+        sandbox = self.sandbox
+        if sandbox is None or (self._touching is not None and self._touching.is_alive()):
+            return
+
+        def run() -> None:
+            try:
+                self.manager.agent(sandbox).request("POST", "/activity", timeout=5)
+            except (AgentError, SandboxError):
+                pass
+
+        self._touching = threading.Thread(target=run, daemon=True)
+        self._touching.start()
 
     def interrupt(self) -> None:
         sandbox = self.sandbox

@@ -34,6 +34,8 @@ from .settings import SandboxKernel
 log = logging.getLogger(__name__)
 
 HANDSHAKE_RESEND_SECONDS = 0.5
+# While cells run, the sandbox is marked in use this often (an idle reaper must not stop it).
+ACTIVITY_SECONDS = 1.0
 DRAIN_BATCH = 256
 OUTPUT_MESSAGES = frozenset({"stream", "display_data", "update_display_data", "execute_result"})
 
@@ -122,6 +124,7 @@ class Relay:
         self.inner_signer: Signer | None = None
         self.memory_limit = ""
         self.running = True
+        self._last_touch = 0.0
         self.events: "queue.SimpleQueue[tuple[str, Any]]" = queue.SimpleQueue()
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
@@ -621,7 +624,14 @@ class Relay:
 
     # -- per-cell time limit ----------------------------------------------------------------
 
+    def _mark_activity(self) -> None:
+        now = time.monotonic()
+        if self.cells and now - self._last_touch >= ACTIVITY_SECONDS:
+            self._last_touch = now
+            self.lifecycle.touch()
+
     def _check_time_limits(self) -> None:
+        self._mark_activity()
         if not self.cell_timeout or not self.cells:
             return
         now = time.monotonic()
@@ -742,7 +752,7 @@ class Relay:
                 for sock in self.inner.values():
                     poller.register(sock, zmq.POLLIN)
                 registered = dict(self.inner)
-            timed = self.state is State.CONNECTING or (self.cell_timeout and self.cells)
+            timed = self.state is State.CONNECTING or bool(self.cells)
             ready = dict(poller.poll(100 if timed else 1000))
             if self._wake_read in ready:
                 self._handle_events()

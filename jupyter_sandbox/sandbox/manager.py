@@ -23,7 +23,7 @@ from traitlets import Bool, Float, Int, List, Unicode, Union
 from traitlets.config import LoggingConfigurable
 
 from .. import __version__
-from . import network
+from . import idle, network
 from . import secrets as sandbox_secrets
 from .client import AgentError, StreamingAgentClient
 from .docker_backend import DockerBackend, SandboxError, tar_bytes
@@ -192,6 +192,11 @@ class SandboxManager(LoggingConfigurable):
                                  help="CIDR blocks for default_network = 'allow'.")
     max_egress_cidrs = Int(10, config=True, help="Most CIDR blocks an allow-list egress policy may hold.")
     allow_any_cidr = Bool(False, config=True, help="Allow 0.0.0.0/0 or ::/0 in an allow-list egress policy.")
+    idle_timeout = Float(900.0, config=True, help=(
+        "Seconds without use (no running cell, API call, preview request or terminal input) after "
+        "which a sandbox is stopped; its files are kept and the next use starts it again. 0: never."))
+    auto_delete_after = Float(0.0, config=True, help=(
+        "Seconds a sandbox may stay stopped before it is deleted with its files. 0: never (default)."))
     allowed_images = List(Unicode(), default_value=[f"{DEFAULT_REPOSITORY}:*"], config=True, help=(
         "Glob patterns of the images a notebook may switch to with `%sandbox config --image`. "
         "The configured default image is always allowed."))
@@ -405,6 +410,7 @@ class SandboxManager(LoggingConfigurable):
     def start(self, sandbox: Sandbox) -> Sandbox:
         if not sandbox.running:
             self.backend.start(sandbox.container_id)
+            idle.clear(sandbox.id)
             self._enforce(sandbox)
         return self.get(sandbox.id)
 
@@ -418,6 +424,7 @@ class SandboxManager(LoggingConfigurable):
         self._remove_parts(name, f"{name}-home")
         self.backend.remove_network_if_unused(self.network_name)
         network.forget(sandbox_id)
+        idle.clear(sandbox_id)
         self.log.info("removed sandbox %s", sandbox_id)
 
     def _remove_parts(self, name: str, volume: str) -> None:
@@ -494,6 +501,33 @@ class SandboxManager(LoggingConfigurable):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+
+    def reap(self) -> dict[str, list[str]]:
+        """Stop this owner's idle sandboxes and delete long-stopped ones, as configured."""
+        done: dict[str, list[str]] = {"stopped": [], "deleted": []}
+        now = time.time()
+        for sandbox in self.list(owner=self.owner):
+            if sandbox.running and self.idle_timeout > 0:
+                try:
+                    last = self.agent(sandbox).health(timeout=5).get("last_activity")
+                except (AgentError, SandboxError):
+                    continue
+                if isinstance(last, (int, float)) and now - last > self.idle_timeout:
+                    self.log.info("sandbox %s idle for %.0f s: stopping it (files are kept)", sandbox.id, now - last)
+                    idle.mark_stopped(sandbox.id)
+                    self.stop(sandbox)
+                    done["stopped"].append(sandbox.id)
+            elif not sandbox.running and self.auto_delete_after > 0:
+                finished = _docker_time(((self.backend.inspect(sandbox.container_id) or {}).get("State") or {})
+                                        .get("FinishedAt") or "")
+                if finished and (datetime.now(timezone.utc) - finished).total_seconds() > self.auto_delete_after:
+                    self.log.info("sandbox %s stopped longer than %.0f s: deleting it", sandbox.id, self.auto_delete_after)
+                    self.remove(sandbox)
+                    done["deleted"].append(sandbox.id)
+        return done
+
+    def was_idle_stopped(self, sandbox: Sandbox) -> bool:
+        return idle.was_stopped(sandbox.id)
 
     def prune(self) -> dict[str, list[str]]:
         """Remove stopped sandboxes, volumes without a sandbox and the network when unused."""

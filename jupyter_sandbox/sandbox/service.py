@@ -9,14 +9,14 @@ is gone or answers garbage.
 from __future__ import annotations
 
 import asyncio
-import io
 import http.client
+import io
 import json
 import urllib.parse
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
-from traitlets import Bool, Int, Unicode, Union
+from traitlets import Bool, Float, Int, Unicode, Union
 from traitlets.config import LoggingConfigurable
 
 from . import network, preview, shapes
@@ -140,6 +140,9 @@ class SandboxService(LoggingConfigurable):
         "Address of a preview. The default works on one machine (browsers resolve *.localhost to "
         "loopback); a hub with a wildcard domain sets e.g. 'https://{port}-{sandbox_id}.preview.example.org/'. "
         "The host part is how the server recognises preview requests."))
+    reap_interval = Float(30.0, config=True, help=(
+        "Seconds between checks for idle sandboxes (SandboxManager.idle_timeout) and long-stopped ones "
+        "(SandboxManager.auto_delete_after)."))
     server_port = 0
 
     def __init__(self, manager: SandboxManager, **kwargs: Any) -> None:
@@ -167,7 +170,7 @@ class SandboxService(LoggingConfigurable):
         if sandbox.owner != self.manager.owner:
             raise ApiError(404, f"there is no sandbox {sandbox_id!r}")
         if running and not sandbox.running:
-            if not self.start_stopped:
+            if not self.start_stopped and not self.manager.was_idle_stopped(sandbox):
                 raise ApiError(409, f"sandbox {sandbox_id} is {sandbox.state}; start it first "
                                     f"(POST /sandbox/api/sandboxes/{sandbox_id}/start)")
             sandbox = await self.blocking(self.manager.start, sandbox)
@@ -285,6 +288,15 @@ class SandboxService(LoggingConfigurable):
     async def stop(self, sandbox_id: str) -> dict[str, Any]:
         sandbox = await self.sandbox(sandbox_id, running=False)
         return self.describe(await self.blocking(self.manager.stop, sandbox))
+
+    async def reap(self) -> None:
+        try:
+            done = await asyncio.get_running_loop().run_in_executor(None, self.manager.reap)
+        except (SandboxError, AgentError) as exc:
+            self.log.warning("checking for idle sandboxes failed: %s", exc)
+            return
+        if done["stopped"] or done["deleted"]:
+            self.log.info("idle sandboxes stopped: %s; long-stopped deleted: %s", done["stopped"], done["deleted"])
 
     # -- previews ---------------------------------------------------------------------------
 

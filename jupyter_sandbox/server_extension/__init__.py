@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
+from tornado.ioloop import PeriodicCallback
 from tornado.routing import HostMatches, Rule
 from tornado.web import _ApplicationRouter
 
@@ -31,5 +33,9 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     service.server_port = serverapp.port
     # Kernels started by this server inherit its environment: %sandbox preview builds links with it.
     os.environ[PREVIEW_TEMPLATE_ENV] = service.preview_url_template.replace("{server_port}", str(serverapp.port))
+    if service.reap_interval > 0:
+        reaper = PeriodicCallback(lambda: asyncio.ensure_future(service.reap()), service.reap_interval * 1000)
+        reaper.start()
+        serverapp.web_app.settings["jupyter_sandbox_reaper"] = reaper
     serverapp.log.info("jupyter-sandbox: REST API at %ssandbox/api; previews at %s", base_url,
                        service.preview_url_template)

@@ -244,10 +244,19 @@ class PreviewProxyHandler(web.RequestHandler):
             except SandboxError:
                 raise _PreviewError(404, "No such sandbox", "The sandbox of this preview does not exist.") from None
             cache[sandbox_id] = (time.monotonic(), sandbox)
+        if not sandbox.running and self.manager.was_idle_stopped(sandbox):
+            # Stopped for being idle, not by its user: a visit wakes it.
+            sandbox = await asyncio.get_running_loop().run_in_executor(None, self._wake, sandbox)
+            cache[sandbox_id] = (time.monotonic(), sandbox)
         if not sandbox.running or AGENT_PORT not in sandbox.host_ports:
             raise _PreviewError(503, "The sandbox is stopped",
                                 f"Sandbox {html.escape(sandbox.id)} is {html.escape(sandbox.state)}; start it and reload.")
         return sandbox
+
+    def _wake(self, sandbox: Sandbox) -> Sandbox:
+        started = self.manager.start(sandbox)
+        self.manager.wait_for_agent(started)
+        return self.manager.get(sandbox.id)
 
     async def _tunnel(self, sandbox: Sandbox, port: int) -> iostream.IOStream:
         try:
