@@ -8,7 +8,7 @@ LAB_PORT ?= 8888
 # Jupyter refuses to run as root unless told; root is how a fresh machine is usually set up.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup host image test-image lab test demo bench clean
+.PHONY: setup host host-test image test-image lab test demo bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e ".[test,lab]"
 	touch $(STAMP)
 
+# Before the venv exists: python3-venv may be missing on a new machine.
 host:
 	bash scripts/ensure-host.sh
 
@@ -25,9 +26,12 @@ image: host $(STAMP)
 	$(VENV)/bin/jupyter sandbox image build
 
 # The tests never contact an image registry: their base is bootstrapped from Debian packages.
-test-image: $(STAMP)
-	bash scripts/ensure-host.sh --with-browser
+test-image: host-test $(STAMP)
 	$(VENV)/bin/jupyter sandbox image build --bootstrap
+
+# Before the venv exists: python3-venv may be missing on a new machine. Also Chromium for browser tests.
+host-test:
+	bash scripts/ensure-host.sh --with-browser
 
 setup: image
 
