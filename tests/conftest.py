@@ -21,6 +21,7 @@ from jupyter_client.multikernelmanager import MultiKernelManager
 
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.image import DEFAULT_IMAGE, build_image
+from jupyter_sandbox.sandbox.manager import Sandbox, SandboxManager
 from jupyter_sandbox.sandbox.spec import LABEL_ID, LABEL_KERNEL_ID
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,6 +160,20 @@ def start_sandbox_kernel(extra_env: dict[str, str] | None = None, extra_argv: li
     mkm = MultiKernelManager(kernel_spec_manager=specs)
     kernel_id = mkm.start_kernel(**kwargs)
     return SandboxKernel(mkm, kernel_id)
+
+
+@pytest.fixture
+def manager(docker_backend: DockerBackend, sandbox_image: str) -> SandboxManager:
+    return SandboxManager(backend=docker_backend)
+
+
+@pytest.fixture
+def sandbox(manager: SandboxManager, request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    """A started sandbox whose agent answers, labelled with the test module's name as kernel id."""
+    created = manager.create(kernel_id=request.module.__name__)
+    manager.wait_for_agent(created)
+    yield created
+    manager.remove(created)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from typing import Iterator
 import pytest
 
 from conftest import Server, wait_until
-from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.manager import Sandbox, SandboxManager
 
 TARGETS = {"inside": ("jsbx-t1", "10.231.5"), "outside": ("jsbx-t2", "10.231.6")}
@@ -81,19 +80,6 @@ def host_listener() -> Iterator[int]:
     server.shutdown()
 
 
-@pytest.fixture
-def net_manager(docker_backend: DockerBackend, sandbox_image: str) -> SandboxManager:
-    return SandboxManager(backend=docker_backend)
-
-
-@pytest.fixture
-def sandbox(net_manager: SandboxManager) -> Iterator[Sandbox]:
-    created = net_manager.create(kernel_id="network-test")
-    net_manager.wait_for_agent(created)
-    yield created
-    net_manager.remove(created)
-
-
 def reaches(manager: SandboxManager, sandbox: Sandbox, host: str, port: int) -> bool:
     code = f"import socket; socket.create_connection(({host!r}, {port}), timeout=3).close()"
     result = manager.agent(manager.get(sandbox.id)).request(
@@ -118,40 +104,40 @@ def test_the_targets_are_reachable_without_a_policy(targets: dict[str, str]) -> 
             pass
 
 
-def test_modes_switch_live_and_survive_a_restart(net_manager: SandboxManager, sandbox: Sandbox,
+def test_modes_switch_live_and_survive_a_restart(manager: SandboxManager, sandbox: Sandbox,
                                                  targets: dict[str, str], host_listener: int) -> None:
-    peer = net_manager.create(kernel_id="network-peer")
+    peer = manager.create(kernel_id="network-peer")
     try:
         # internet (the default): private targets and the host are blocked, DNS works
-        assert net_manager.egress(sandbox).mode == "internet"
-        assert not reaches(net_manager, sandbox, targets["inside"], TARGET_PORT)
-        assert not reaches(net_manager, sandbox, gateway(net_manager, sandbox), host_listener)
-        assert resolves(net_manager, sandbox, peer.name)
+        assert manager.egress(sandbox).mode == "internet"
+        assert not reaches(manager, sandbox, targets["inside"], TARGET_PORT)
+        assert not reaches(manager, sandbox, gateway(manager, sandbox), host_listener)
+        assert resolves(manager, sandbox, peer.name)
 
-        net_manager.set_egress(sandbox, net_manager.network_policy({"mode": "allow", "cidrs": ["10.231.5.0/24"]}))
-        assert reaches(net_manager, sandbox, targets["inside"], TARGET_PORT)
-        assert not reaches(net_manager, sandbox, targets["outside"], TARGET_PORT)
+        manager.set_egress(sandbox, manager.network_policy({"mode": "allow", "cidrs": ["10.231.5.0/24"]}))
+        assert reaches(manager, sandbox, targets["inside"], TARGET_PORT)
+        assert not reaches(manager, sandbox, targets["outside"], TARGET_PORT)
 
-        net_manager.set_egress(sandbox, net_manager.network_policy("none"))
-        assert not reaches(net_manager, sandbox, targets["inside"], TARGET_PORT)
-        assert not resolves(net_manager, sandbox, peer.name)
+        manager.set_egress(sandbox, manager.network_policy("none"))
+        assert not reaches(manager, sandbox, targets["inside"], TARGET_PORT)
+        assert not resolves(manager, sandbox, peer.name)
 
-        stopped = net_manager.stop(sandbox)
-        started = net_manager.start(stopped)
-        net_manager.wait_for_agent(started)
-        assert not reaches(net_manager, started, targets["inside"], TARGET_PORT)
-        assert not resolves(net_manager, started, peer.name)
+        stopped = manager.stop(sandbox)
+        started = manager.start(stopped)
+        manager.wait_for_agent(started)
+        assert not reaches(manager, started, targets["inside"], TARGET_PORT)
+        assert not resolves(manager, started, peer.name)
 
-        net_manager.set_egress(started, net_manager.network_policy("internet"))
-        assert resolves(net_manager, started, peer.name)
-        assert not reaches(net_manager, started, targets["outside"], TARGET_PORT)
+        manager.set_egress(started, manager.network_policy("internet"))
+        assert resolves(manager, started, peer.name)
+        assert not reaches(manager, started, targets["outside"], TARGET_PORT)
     finally:
-        net_manager.remove(peer)
+        manager.remove(peer)
 
 
-def test_the_sandbox_cannot_undo_its_policy(net_manager: SandboxManager, sandbox: Sandbox) -> None:
-    net_manager.set_egress(sandbox, net_manager.network_policy("none"))
-    result = net_manager.agent(sandbox).request("POST", "/process/exec", {"command": (
+def test_the_sandbox_cannot_undo_its_policy(manager: SandboxManager, sandbox: Sandbox) -> None:
+    manager.set_egress(sandbox, manager.network_policy("none"))
+    result = manager.agent(sandbox).request("POST", "/process/exec", {"command": (
         "python3 -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)\""),
         "timeout": 10})
     assert result["exit_code"] != 0 and "Operation not permitted" in result["stderr"]
@@ -167,13 +153,13 @@ def test_the_sandbox_cannot_undo_its_policy(net_manager: SandboxManager, sandbox
     ({"mode": "internet", "cidrs": ["10.0.0.0/8"]}, "only go with mode allow"),
     (42, "network must be"),
 ])
-def test_bad_policies_are_refused(net_manager: SandboxManager, value: object, message: str) -> None:
+def test_bad_policies_are_refused(manager: SandboxManager, value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        net_manager.network_policy(value)
+        manager.network_policy(value)
 
 
-def test_five_cidrs_as_in_the_article(net_manager: SandboxManager) -> None:
-    policy = net_manager.network_policy({"mode": "allow", "cidrs": [f"203.0.{i}.0/24" for i in range(5)] + ["2001:db8::/48"]})
+def test_five_cidrs_as_in_the_article(manager: SandboxManager) -> None:
+    policy = manager.network_policy({"mode": "allow", "cidrs": [f"203.0.{i}.0/24" for i in range(5)] + ["2001:db8::/48"]})
     assert len(policy.cidrs) == 6
 
 

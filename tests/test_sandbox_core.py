@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from typing import Iterator
 
 import pytest
 
@@ -15,19 +14,6 @@ from jupyter_sandbox.sandbox.docker_backend import DockerBackend, DockerUnavaila
 from jupyter_sandbox.sandbox.image import build_image
 from jupyter_sandbox.sandbox.manager import AGENT_PORT, Sandbox, SandboxManager
 from jupyter_sandbox.sandbox.spec import LABEL_ID, LABEL_KERNEL_ID, LABEL_OWNER, SpecError
-
-
-@pytest.fixture
-def manager(docker_backend: DockerBackend, sandbox_image: str) -> SandboxManager:
-    return SandboxManager(backend=docker_backend)
-
-
-@pytest.fixture
-def sandbox(manager: SandboxManager) -> Iterator[Sandbox]:
-    created = manager.create(kernel_id="core-test")
-    manager.wait_for_agent(created)
-    yield created
-    manager.remove(created)
 
 
 def test_container_has_every_hardened_default(sandbox: Sandbox, docker_backend: DockerBackend) -> None:
@@ -50,7 +36,7 @@ def test_container_has_every_hardened_default(sandbox: Sandbox, docker_backend: 
     for bindings in info["NetworkSettings"]["Ports"].values():
         assert bindings and all(b["HostIp"] == "127.0.0.1" for b in bindings)
     labels = info["Config"]["Labels"]
-    assert labels[LABEL_ID] == sandbox.id and labels[LABEL_KERNEL_ID] == "core-test" and labels[LABEL_OWNER]
+    assert labels[LABEL_ID] == sandbox.id and labels[LABEL_KERNEL_ID] == "test_sandbox_core" and labels[LABEL_OWNER]
     # No secret is kept where `docker inspect` shows it.
     assert sandbox_secrets.agent_token(sandbox.id) not in json.dumps(info)
 
