@@ -39,12 +39,21 @@ def _nonce_path(sandbox_id: str) -> Path:
     return sandbox_secrets.secret_path().parent / "previews" / sandbox_id
 
 
+_nonces: dict[Path, tuple[int, bytes]] = {}
+
+
 def _nonce(sandbox_id: str) -> bytes:
+    """The sandbox's current nonce; re-read only when its file changed (another process may rotate it)."""
     path = _nonce_path(sandbox_id)
     try:
-        return path.read_bytes()
+        changed = path.stat().st_mtime_ns
     except FileNotFoundError:
         return rotate(sandbox_id)
+    cached = _nonces.get(path)
+    if cached is None or cached[0] != changed:
+        cached = (changed, path.read_bytes())
+        _nonces[path] = cached
+    return cached[1]
 
 
 def rotate(sandbox_id: str) -> bytes:

@@ -26,8 +26,19 @@ def secret_path() -> Path:
     return Path(jupyter_data_dir()) / "jupyter_sandbox" / "host.secret"
 
 
+_known: dict[Path, bytes] = {}
+
+
 def host_secret() -> bytes:
+    """The host secret; read once per process (it never changes once written)."""
     path = secret_path()
+    if path in _known:
+        return _known[path]
+    _known[path] = _read_or_create(path)
+    return _known[path]
+
+
+def _read_or_create(path: Path) -> bytes:
     try:
         data = path.read_bytes()
         if len(data) >= 32:
