@@ -227,6 +227,7 @@ def start_jupyter_server(root: Path, extra_args: list[str] = (), log: Path | Non
     output = open(log, "wb") if log else subprocess.DEVNULL
     process = subprocess.Popen(
         [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
+         "--SandboxManager.warm_pool_size=0",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", *extra_args],
         stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "NO_PROXY": "127.0.0.1"})
     server = Server(port, token)

@@ -33,9 +33,10 @@ def describe_exit(exit_code: int | None, oom_killed: bool, memory: str = "") -> 
 class SandboxLifecycle:
     """Creates or reattaches the sandbox of one kernel, and watches it while it runs."""
 
-    def __init__(self, manager: SandboxManager, kernel_id: str, post: Post) -> None:
+    def __init__(self, manager: SandboxManager, kernel_id: str, post: Post, workspace: str | None = None) -> None:
         self.manager = manager
         self.kernel_id = kernel_id
+        self.workspace = workspace
         self.post = post
         self.sandbox: Sandbox | None = None
         self._watch_stop = threading.Event()
@@ -61,17 +62,25 @@ class SandboxLifecycle:
     def _bring_up(self) -> None:
         try:
             manager = self.manager
-            sandbox = manager.find_for_kernel(self.kernel_id) if self.kernel_id else None
+            spec = manager.default_spec()
+            sandbox, how = manager.claim(self.kernel_id, self.workspace, spec)
+            workspace = self.workspace
+            if how.startswith("busy"):
+                self._progress(f"this notebook's sandbox is in use by another kernel ({how.split()[1]}); this "
+                               "kernel gets a sandbox of its own, removed when the kernel shuts down")
+                workspace = None
             if sandbox is None:
-                spec = manager.default_spec()
-                sandbox = manager.create(spec, kernel_id=self.kernel_id, progress=self._progress)
+                sandbox = manager.create(spec, kernel_id=self.kernel_id, progress=self._progress, workspace=workspace)
                 health = manager.wait_for_agent(sandbox)
             elif not sandbox.running:
                 self._progress(f"starting sandbox {sandbox.id} again (its files are kept)...")
                 sandbox = manager.start(sandbox)
                 health = manager.wait_for_agent(sandbox)
+            elif how == "pool":
+                health = manager.wait_for_agent(sandbox)  # its Python process is fresh and waiting
             else:
-                # Reattaching after a kernel restart: the inner kernel starts afresh, files stay.
+                # Reattaching (a kernel restart, a reopened notebook): the inner kernel starts afresh,
+                # files stay.
                 health = manager.wait_for_agent(sandbox)
                 manager.agent(sandbox).kernel_action("restart")
             self.sandbox = sandbox
@@ -206,16 +215,21 @@ class SandboxLifecycle:
 
         threading.Thread(target=run, daemon=True).start()
 
-    def remove(self) -> None:
-        """Remove this kernel's sandbox (container and volume), also one still being created."""
+    def release(self) -> None:
+        """The kernel shuts down: a notebook's sandbox is stopped and kept for the notebook's next
+        kernel, any other removed (container and volume), also one still being created."""
         self.stop_watching()
         self.wait_bring_up(timeout=30)
         self.stop_watching()
         try:
-            found = [self.sandbox] if self.sandbox else []
-            if self.kernel_id:
-                found += self.manager.list(kernel_id=self.kernel_id)
-            for sandbox_id in {s.id for s in found if s}:
-                self.manager.remove(sandbox_id)
+            for sandbox in self.manager.list(kernel_id=self.kernel_id):
+                self.manager.release(sandbox)
         except SandboxError as exc:
-            log.error("could not remove the sandbox: %s", exc)
+            log.error("could not release the sandbox: %s", exc)
+
+    def delete(self) -> None:
+        """Remove this kernel's sandbox with its files now; the next cell gets a fresh one."""
+        self.stop_watching()
+        sandbox, self.sandbox = self.sandbox, None
+        if sandbox is not None:
+            self.manager.remove(sandbox)

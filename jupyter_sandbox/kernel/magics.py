@@ -29,7 +29,7 @@ Write = Callable[[str, str], None]
 PREVIEW_TEMPLATE_ENV = "JUPYTER_SANDBOX_PREVIEW_TEMPLATE"
 
 SUBCOMMANDS = ("status", "config", "network", "exec", "ls", "upload", "download", "preview", "restart", "stop",
-               "help")
+               "delete", "help")
 OPTIONS = {
     "status": ["--json", "--help"],
     "config": ["--cpu", "--memory", "--pids", "--disk", "--cell-timeout", "--env", "--image", "--help"],
@@ -41,6 +41,7 @@ OPTIONS = {
     "preview": ["--expires", "--help"],
     "restart": ["--hard", "--help"],
     "stop": ["--help"],
+    "delete": ["--yes", "--help"],
     "help": [],
 }
 
@@ -62,6 +63,7 @@ HELP = """%sandbox: control this notebook's sandbox (handled on the host, never 
                                  a link (and a curl line) to a web server listening on PORT in the sandbox
   %sandbox restart [--hard]      restart the Python process (files kept); --hard: a fresh container
   %sandbox stop                  stop the sandbox; the next cell starts it again
+  %sandbox delete --yes          delete the sandbox and its files; the next cell gets a fresh one
   %sandbox help                  this text; `%sandbox SUBCOMMAND --help` for details
 """
 
@@ -79,6 +81,7 @@ class MagicResult:
     error: str | None = None
     reconnect: Sandbox | None = None
     stopped: bool = False
+    deleted: bool = False
     cell_timeout: float | None = None
 
 
@@ -91,6 +94,7 @@ class MagicContext:
     write: Write
     cancel: threading.Event = field(default_factory=threading.Event)
     stop_watching: Callable[[], None] = lambda: None
+    delete: Callable[[], None] = lambda: None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -221,6 +225,9 @@ class SandboxMagics:
                 parts.append(f"disk {format_size(use['disk_bytes'])}{'+' if use.get('disk_partial') else ''} "
                              "in /home/sandbox")
             lines.append("usage     " + " · ".join(parts))
+        lines.append(f"disk      {info['disk']['note']}")
+        lines.append("workspace " + ("kept for this notebook when the kernel shuts down (`%sandbox delete` removes it)"
+                                     if info.get("workspace") else "removed when the kernel shuts down"))
         lines.append(f"network   {info['network']['egress']} (sandboxes cannot reach each other)")
         lines.append("ports     " + (", ".join(map(str, info["ports"])) or "none listening"))
         ctx.write("stdout", "\n".join(lines) + "\n")
@@ -237,7 +244,9 @@ class SandboxMagics:
             "state": sandbox.state,
             "image": sandbox.image,
             "kernel_id": sandbox.kernel_id,
+            "workspace": sandbox.workspace,
             "limits": {**limits, "cell_timeout": ctx.cell_timeout},
+            "disk": ctx.manager.disk_enforcement(limits["disk"]),
             "usage": {},
             "network": {"name": ctx.manager.network_name, "inter_sandbox": False,
                         "egress": ctx.manager.egress(sandbox).describe(), **ctx.manager.egress(sandbox).to_dict()},
@@ -504,6 +513,23 @@ class SandboxMagics:
         ctx.manager.stop(sandbox)
         ctx.write("stdout", f"sandbox {sandbox.id} stopped; the next cell starts it again\n")
         return MagicResult(stopped=True)
+
+    def delete(self, args: list[str], ctx: MagicContext) -> MagicResult:
+        parser = _Parser(ctx.write, prog="%sandbox delete",
+                         description="Delete the sandbox: its container and every file in /home/sandbox. "
+                                     "The next cell starts a fresh sandbox.")
+        parser.add_argument("--yes", action="store_true", help="confirm; without it nothing is deleted")
+        options = parser.parse_args(args)
+        sandbox = ctx.sandbox
+        if sandbox is None:
+            raise SandboxError("this kernel has no sandbox to delete")
+        if not options.yes:
+            ctx.write("stdout", f"this deletes sandbox {sandbox.id} and all its files in /home/sandbox; "
+                                "run `%sandbox delete --yes` to go ahead\n")
+            return MagicResult()
+        ctx.delete()
+        ctx.write("stdout", f"sandbox {sandbox.id} and its files were deleted; the next cell starts a fresh one\n")
+        return MagicResult(deleted=True)
 
 
 def _is_within(path: Path, root: Path) -> bool:

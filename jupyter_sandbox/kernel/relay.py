@@ -124,6 +124,7 @@ class Relay:
         self.inner_signer: Signer | None = None
         self.memory_limit = ""
         self.running = True
+        self.restarting = False
         self._last_touch = 0.0
         self.events: "queue.SimpleQueue[tuple[str, Any]]" = queue.SimpleQueue()
         self._wake_read, self._wake_write = os.pipe()
@@ -425,6 +426,7 @@ class Relay:
             write=lambda name, text: self.post("host_output", (host, name, text)),
             cancel=host.cancel,
             stop_watching=self.lifecycle.stop_watching,
+            delete=self.lifecycle.delete,
         )
 
         def run() -> None:
@@ -460,9 +462,10 @@ class Relay:
         host.magic_running = False
         if result.cell_timeout is not None:
             self.cell_timeout = result.cell_timeout
-        if result.stopped:
+        if result.stopped or result.deleted:
             self.state = State.DEAD
-            self.failure = "The sandbox was stopped (%sandbox stop)."
+            self.failure = ("The sandbox was deleted (%sandbox delete)." if result.deleted
+                            else "The sandbox was stopped (%sandbox stop).")
             self._close_inner()
         if result.reconnect is not None:
             self.lifecycle.adopt(result.reconnect)
@@ -729,8 +732,9 @@ class Relay:
         if self.host_cell is not None:
             self.host_cell.cancel.set()
         self.lifecycle.stop_watching()
+        self.restarting = restart
         if not restart:
-            self.lifecycle.remove()
+            self.lifecycle.release()
         self.running = False
 
     # -- the loop ---------------------------------------------------------------------------

@@ -10,7 +10,9 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import tarfile
+from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator
 
 import docker.errors
@@ -103,6 +105,7 @@ class DockerBackend:
         user: str,
         hostname: str,
         runtime: str | None,
+        alias: str | None = None,
     ) -> str:
         """Create (not start) a container with every hardened default; return its id."""
         try:
@@ -145,6 +148,8 @@ class DockerBackend:
                 ports=list(ports),
                 host_config=host_config,
                 working_dir=mount_point,
+                networking_config=self.api.create_networking_config(
+                    {network: self.api.create_endpoint_config(aliases=[alias])}) if alias else None,
             )
         except docker.errors.APIError as exc:
             raise SandboxError(f"Docker refused to create the sandbox: {exc.explanation or exc}") from None
@@ -211,9 +216,30 @@ class DockerBackend:
         except docker.errors.NotFound:
             return None
 
-    def list_containers(self, labels: dict[str, str] | None = None, label_keys: Iterable[str] = ()) -> list[dict[str, Any]]:
-        filters = [f"{k}={v}" for k, v in (labels or {}).items()] + list(label_keys)
-        return self.api.containers(all=True, filters={"label": filters})
+    def list_containers(self, labels: dict[str, str] | None = None, label_keys: Iterable[str] = (),
+                        name: str | None = None) -> list[dict[str, Any]]:
+        """Containers with these labels; `name` is a regular expression Docker matches against names."""
+        filters: dict[str, Any] = {"label": [f"{k}={v}" for k, v in (labels or {}).items()] + list(label_keys)}
+        if name:
+            filters["name"] = [name]
+        return self.api.containers(all=True, filters=filters)
+
+    def rename(self, current_name: str, new_name: str) -> bool:
+        """Rename a container given by its current name; False when no container has that name now."""
+        try:
+            self.api.rename(current_name, new_name)
+            return True
+        except docker.errors.NotFound:
+            return False
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"could not rename the sandbox container: {exc.explanation or exc}") from None
+
+    def storage(self) -> dict[str, str]:
+        """The storage driver and what it sits on, e.g. {'driver': 'overlay2', 'backing': 'extfs'}."""
+        info = self.client.info()
+        status = {str(k): str(v) for k, v in info.get("DriverStatus") or []}
+        return {"driver": str(info.get("Driver") or ""), "backing": status.get("Backing Filesystem", ""),
+                "volume_driver": "local"}
 
     def remove_container(self, container_id: str) -> None:
         try:
@@ -242,6 +268,18 @@ class DockerBackend:
     def list_volumes(self, label_keys: Iterable[str]) -> list[str]:
         volumes = self.api.volumes(filters={"label": list(label_keys)}).get("Volumes") or []
         return [volume["Name"] for volume in volumes]
+
+    def volumes_with_labels(self, label_keys: Iterable[str]) -> list[tuple[str, dict[str, str], float | None]]:
+        """(name, labels, creation time as a Unix timestamp or None) of volumes with these labels."""
+        found = []
+        for volume in self.api.volumes(filters={"label": list(label_keys)}).get("Volumes") or []:
+            created = None
+            stamp = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(Z|[+-]\d\d:\d\d)?", volume.get("CreatedAt") or "")
+            if stamp:
+                zone = stamp.group(2) or "Z"
+                created = datetime.fromisoformat(stamp.group(1) + ("+00:00" if zone == "Z" else zone)).timestamp()
+            found.append((volume["Name"], volume.get("Labels") or {}, created))
+        return found
 
     def remove_volume(self, name: str) -> None:
         try:

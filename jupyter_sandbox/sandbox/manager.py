@@ -23,7 +23,7 @@ from traitlets import Bool, Float, Int, List, Unicode, Union
 from traitlets.config import LoggingConfigurable
 
 from .. import __version__
-from . import idle, network
+from . import binding, idle, network
 from . import secrets as sandbox_secrets
 from .client import AgentError, StreamingAgentClient
 from .docker_backend import DockerBackend, SandboxError, tar_bytes
@@ -36,6 +36,7 @@ from .spec import (
     LABEL_ID,
     LABEL_KERNEL_ID,
     LABEL_OWNER,
+    LABEL_POOL,
     LABEL_PREFIX,
     LABEL_SPEC,
     SANDBOX_HOME,
@@ -62,6 +63,10 @@ def _quiet(message: str) -> None:
     pass
 
 
+def _created_seconds(sandbox: "Sandbox") -> float:
+    return float(sandbox.created) if sandbox.created.isdigit() else 0.0
+
+
 def _docker_time(value: str) -> datetime | None:
     """Docker's RFC 3339 times carry nanoseconds, which fromisoformat() does not take."""
     match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?", value)
@@ -86,6 +91,7 @@ class Sandbox:
     oom_killed: bool = False
     created: str = ""
     ip_address: str = ""
+    image_id: str = ""
 
     def agent_endpoint(self) -> tuple[str, int]:
         """Where the host reaches the agent: the container's bridge address when the engine is on this
@@ -98,8 +104,23 @@ class Sandbox:
         return "127.0.0.1", self.host_ports[AGENT_PORT]
 
     @property
+    def binding(self) -> binding.Binding:
+        return binding.parse_name(self.name) or binding.Binding(self.id)
+
+    @property
     def kernel_id(self) -> str | None:
-        return self.labels.get(LABEL_KERNEL_ID) or None
+        """The kernel using this sandbox now (its name says; see binding.py)."""
+        return self.binding.kernel_id
+
+    @property
+    def workspace(self) -> str | None:
+        """The notebook workspace this sandbox keeps, if any."""
+        return self.binding.workspace
+
+    @property
+    def pool(self) -> bool:
+        """Made for the warm pool and not claimed yet."""
+        return self.labels.get(LABEL_POOL) == "1" and not self.kernel_id and not self.workspace
 
     @property
     def owner(self) -> str:
@@ -143,6 +164,7 @@ class Sandbox:
             "state": self.state,
             "image": self.image,
             "kernel_id": self.kernel_id,
+            "workspace": self.workspace,
             "owner": self.owner,
             "created": datetime.fromtimestamp(int(self.created), timezone.utc).isoformat() if self.created.isdigit() else self.created,
             "volume": self.volume,
@@ -197,6 +219,14 @@ class SandboxManager(LoggingConfigurable):
         "which a sandbox is stopped; its files are kept and the next use starts it again. 0: never."))
     auto_delete_after = Float(0.0, config=True, help=(
         "Seconds a sandbox may stay stopped before it is deleted with its files. 0: never (default)."))
+    warm_pool_size = Int(1, config=True, help=(
+        "Sandboxes of the default spec kept started and waiting, so that a new kernel claims one "
+        "instead of creating one (a start in a fraction of a second). Refilled in the background by "
+        "the Jupyter server extension. Each costs the memory of an idle sandbox. 0: no pool."))
+    orphan_grace = Float(60.0, config=True, help=(
+        "Seconds a sandbox's kernel may be gone (its process ended without releasing the sandbox, "
+        "e.g. killed) before the server reconciles it: a notebook's sandbox is stopped and kept, "
+        "one of a kernel without a notebook is removed."))
     allowed_images = List(Unicode(), default_value=[f"{DEFAULT_REPOSITORY}:*"], config=True, help=(
         "Glob patterns of the images a notebook may switch to with `%sandbox config --image`. "
         "The configured default image is always allowed."))
@@ -207,6 +237,7 @@ class SandboxManager(LoggingConfigurable):
     def __init__(self, backend: DockerBackend | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._backend = backend
+        self._storage: dict[str, str] | None = None
 
     @property
     def backend(self) -> DockerBackend:
@@ -262,13 +293,17 @@ class SandboxManager(LoggingConfigurable):
 
     def create(self, spec: SandboxSpec | None = None, kernel_id: str | None = None,
                progress: Progress = _quiet, start: bool = True, sandbox_id: str | None = None,
-               network_policy: EgressPolicy | None = None) -> Sandbox:
-        """Create a sandbox; with `sandbox_id`, a new container for an existing sandbox's volume."""
+               network_policy: EgressPolicy | None = None, workspace: str | None = None,
+               pool: bool = False) -> Sandbox:
+        """Create a sandbox; with `sandbox_id`, a new container for an existing sandbox's volume.
+
+        `kernel_id` and `workspace` bind it to a kernel and a notebook (binding.py); `pool` marks it
+        as made for the warm pool."""
         spec = (spec or self.default_spec()).validate()
         self.ensure_image(spec.image, progress)
         sandbox_id = sandbox_id or secrets.token_hex(6)
-        name = f"jupyter-sandbox-{sandbox_id}"
-        volume = f"{name}-home"
+        name = binding.Binding(sandbox_id, workspace, binding.check_kernel_id(kernel_id) if kernel_id else None).name
+        volume = binding.volume_name(sandbox_id)
         labels = {
             **spec.labels,
             LABEL_ID: sandbox_id,
@@ -277,7 +312,9 @@ class SandboxManager(LoggingConfigurable):
             LABEL_SPEC: json.dumps({k: v for k, v in spec.to_dict().items() if k != "labels"}),
         }
         if kernel_id:
-            labels[LABEL_KERNEL_ID] = kernel_id
+            labels[LABEL_KERNEL_ID] = kernel_id  # the kernel it was made for; who has it now is in its name
+        if pool:
+            labels[LABEL_POOL] = "1"
         for key in labels:
             if key.startswith(LABEL_PREFIX) and key in spec.labels:
                 raise SpecError(f"labels: {key} is reserved")
@@ -286,7 +323,7 @@ class SandboxManager(LoggingConfigurable):
         backend.create_volume(volume, {LABEL_ID: sandbox_id, LABEL_OWNER: self.owner})
         env = {"HOME": SANDBOX_HOME, "USER": "sandbox", **spec.env}
         try:
-            container_id = self._create_container(spec, name, volume, labels, env)
+            container_id = self._create_container(spec, name, volume, labels, env, binding.base_name(sandbox_id))
             backend.put_archive(container_id, "/", self._agent_archive(sandbox_id))
         except Exception:
             self._remove_parts(name, volume)
@@ -298,18 +335,20 @@ class SandboxManager(LoggingConfigurable):
         sandbox = self.get(sandbox_id)
         if start:
             sandbox = self.start(sandbox)
-        self.log.info("created sandbox %s (%s) for kernel %s", sandbox_id, spec.image, kernel_id)
+        self.log.info("created sandbox %s (%s) for kernel %s; disk: %s", sandbox_id, spec.image, kernel_id,
+                      self.disk_enforcement(spec.disk)["note"])
         return sandbox
 
     def _create_container(self, spec: SandboxSpec, name: str, volume: str, labels: dict[str, str],
-                          env: dict[str, str]) -> str:
+                          env: dict[str, str], hostname: str) -> str:
         backend = self.backend
         arguments = dict(
             name=name, image=spec.image, command=AGENT_COMMAND, labels=labels, env=env,
             volume=volume, mount_point=SANDBOX_HOME, network=self.network_name,
             ports=[AGENT_PORT, *KERNEL_PORTS.values()], cpu=spec.cpu, memory=spec.memory,
             pids=spec.pids, file_size=spec.disk, nofile=self.nofile,
-            user=f"{SANDBOX_USER_UID}:{SANDBOX_USER_UID}", hostname=name, runtime=spec.runtime,
+            user=f"{SANDBOX_USER_UID}:{SANDBOX_USER_UID}", hostname=hostname, runtime=spec.runtime,
+            alias=hostname,  # the name changes hands (binding.py); this one stays
         )
         try:
             return backend.create_container(**arguments)
@@ -346,7 +385,8 @@ class SandboxManager(LoggingConfigurable):
         spec = spec.validate()
         self.ensure_image(spec.image, progress)
         self.backend.remove_container(sandbox.container_id)
-        return self.create(spec, kernel_id=sandbox.kernel_id, progress=progress, sandbox_id=sandbox.id)
+        return self.create(spec, kernel_id=sandbox.kernel_id, progress=progress, sandbox_id=sandbox.id,
+                           workspace=sandbox.workspace)
 
     def network_policy(self, value: Any) -> EgressPolicy:
         return network.parse_policy(value, self.max_egress_cidrs, self.allow_any_cidr)
@@ -390,6 +430,27 @@ class SandboxManager(LoggingConfigurable):
             "disk": ulimits.get("fsize") or 0,
         }
 
+    def disk_enforcement(self, per_file: int) -> dict[str, Any]:
+        """What of the disk limit holds on this engine, said plainly.
+
+        The per-file limit (RLIMIT_FSIZE) always holds. A limit on the total is not set: the home is a
+        volume of Docker's `local` driver, which has no size option for a disk-backed volume, and
+        the container's own layer can only be capped by overlay2 on xfs with project quotas."""
+        if self._storage is None:
+            try:
+                self._storage = self.backend.storage()
+            except Exception:  # an engine that does not say is treated as one that cannot
+                self._storage = {"driver": "unknown", "backing": "unknown"}
+        where = f"{self._storage.get('driver') or 'unknown'} on {self._storage.get('backing') or 'unknown'}"
+        return {
+            "per_file": per_file,
+            "total": None,
+            "enforced": "per-file",
+            "storage": where,
+            "note": (f"{format_size(per_file)} per file (enforced); total size NOT limited: the home volume "
+                     f"uses Docker's local driver, which cannot cap a volume's size (storage: {where})"),
+        }
+
     def current_spec(self, sandbox: Sandbox) -> SandboxSpec:
         """The sandbox's spec with the limits in force now."""
         recorded = sandbox.spec
@@ -420,15 +481,16 @@ class SandboxManager(LoggingConfigurable):
 
     def remove(self, sandbox: Sandbox | str) -> None:
         sandbox_id = sandbox if isinstance(sandbox, str) else sandbox.id
-        name = f"jupyter-sandbox-{sandbox_id}"
-        self._remove_parts(name, f"{name}-home")
+        for summary in self.backend.list_containers({LABEL_ID: sandbox_id}):
+            self.backend.remove_container(summary["Id"])
+        self._remove_parts(binding.base_name(sandbox_id), binding.volume_name(sandbox_id))
         self.backend.remove_network_if_unused(self.network_name)
         network.forget(sandbox_id)
         idle.clear(sandbox_id)
         self.log.info("removed sandbox %s", sandbox_id)
 
-    def _remove_parts(self, name: str, volume: str) -> None:
-        self.backend.remove_container(name)
+    def _remove_parts(self, container: str, volume: str) -> None:
+        self.backend.remove_container(container)
         # The volume can stay busy for a moment after a forced removal.
         for attempt in range(20):
             try:
@@ -452,23 +514,32 @@ class SandboxManager(LoggingConfigurable):
             id=labels.get(LABEL_ID, ""),
             container_id=summary["Id"],
             name=name,
-            volume=f"{name}-home",
+            volume=binding.volume_name(labels.get(LABEL_ID, "")),
             state=summary.get("State", "unknown"),
             image=summary.get("Image", ""),
             labels=labels,
             host_ports=ports,
             created=str(summary.get("Created", "")),
+            image_id=str(summary.get("ImageID") or ""),
             ip_address=next((n.get("IPAddress") or "" for n in ((summary.get("NetworkSettings") or {})
                                                                .get("Networks") or {}).values()), ""),
         )
 
-    def list(self, owner: str | None = None, kernel_id: str | None = None) -> list[Sandbox]:
-        labels = {}
-        if owner:
-            labels[LABEL_OWNER] = owner
+    def list(self, owner: str | None = None, kernel_id: str | None = None,
+             workspace: str | None = None) -> list[Sandbox]:
+        labels = {LABEL_OWNER: owner} if owner else {}
+        pattern = None
         if kernel_id:
-            labels[LABEL_KERNEL_ID] = kernel_id
-        return [self._from_summary(s) for s in self.backend.list_containers(labels, label_keys=[LABEL_ID])]
+            pattern = binding.kernel_name_pattern(kernel_id)
+        elif workspace:
+            pattern = binding.workspace_name_pattern(workspace)
+        found = [self._from_summary(s) for s in self.backend.list_containers(labels, [LABEL_ID], name=pattern)]
+        # Docker's name filter is a search; check the parsed binding exactly.
+        if kernel_id:
+            found = [s for s in found if s.kernel_id == kernel_id]
+        if workspace:
+            found = [s for s in found if s.workspace == workspace]
+        return found
 
     def get(self, sandbox_id: str) -> Sandbox:
         found = self.backend.list_containers({LABEL_ID: sandbox_id})
@@ -485,6 +556,129 @@ class SandboxManager(LoggingConfigurable):
     def find_for_kernel(self, kernel_id: str) -> Sandbox | None:
         matches = self.list(kernel_id=kernel_id)
         return matches[0] if matches else None
+
+    def find_for_workspace(self, workspace: str) -> Sandbox | None:
+        matches = self.list(owner=self.owner, workspace=workspace)
+        return matches[0] if matches else None
+
+    # -- who has a sandbox: claims, release, the warm pool ------------------------------------
+
+    def bind(self, sandbox: Sandbox, workspace: str | None, kernel_id: str | None) -> Sandbox:
+        """Give a sandbox to a kernel and/or notebook (or take it back) by renaming its container."""
+        wanted = binding.Binding(sandbox.id, workspace, binding.check_kernel_id(kernel_id) if kernel_id else None)
+        if wanted.name != sandbox.name and not self.backend.rename(sandbox.name, wanted.name):
+            raise SandboxError(f"sandbox {sandbox.id} changed hands meanwhile")
+        return self.get(sandbox.id)
+
+    def claim(self, kernel_id: str, workspace: str | None = None,
+              spec: SandboxSpec | None = None) -> tuple[Sandbox | None, str]:
+        """Find the sandbox a starting kernel should use, without creating one.
+
+        In order: the kernel's own (a restart), its notebook's (reopened, or after a server restart),
+        a free one from the warm pool when `spec` is the pool's. Returns (sandbox, how) with how in
+        'kernel', 'workspace', 'pool'; or (None, '') to create one, or (None, 'busy <kernel id>')
+        when the notebook's sandbox is in use by another kernel that is alive."""
+        with binding.claim_lock():
+            own = self.find_for_kernel(kernel_id)
+            if own is not None:
+                return own, "kernel"
+            if workspace:
+                kept = self.find_for_workspace(workspace)
+                if kept is not None:
+                    if kept.kernel_id and binding.kernel_alive(kept.kernel_id):
+                        return None, f"busy {kept.kernel_id}"
+                    return self.bind(kept, workspace, kernel_id), "workspace"
+            if spec is not None and self.warm_pool_size > 0 and spec == self.default_spec():
+                for candidate in self.pool_sandboxes(spec):
+                    try:
+                        return self.bind(candidate, workspace, kernel_id), "pool"
+                    except SandboxError:
+                        continue
+        return None, ""
+
+    def release(self, sandbox: Sandbox) -> None:
+        """A kernel is done with its sandbox: a notebook's is stopped and kept for the notebook's
+        next kernel; any other is removed with its files, as nothing could find it again."""
+        if sandbox.workspace:
+            with binding.claim_lock():
+                sandbox = self.bind(sandbox, sandbox.workspace, None)
+            self.backend.stop(sandbox.container_id, timeout=2)
+            self.log.info("kept sandbox %s of workspace %s (stopped)", sandbox.id, sandbox.workspace)
+        else:
+            self.remove(sandbox)
+
+    def pool_sandboxes(self, spec: SandboxSpec | None = None) -> list[Sandbox]:
+        """Free, running warm-pool sandboxes of this owner that match `spec` (default: the default)."""
+        spec = spec or self.default_spec()
+        wanted = json.dumps({k: v for k, v in spec.to_dict().items() if k != "labels"})
+        image_id = self.backend.image_id(spec.image) or "-"
+        return [s for s in self.list(owner=self.owner) if s.pool and s.running
+                and s.labels.get(LABEL_SPEC) == wanted and s.image_id == image_id]
+
+    def fill_pool(self, progress: Progress = _quiet) -> dict[str, list[str]]:
+        """Bring the warm pool to `warm_pool_size` free sandboxes; drop stale, stopped or extra ones."""
+        done: dict[str, list[str]] = {"created": [], "removed": []}
+        spec = self.default_spec()
+        keep = {s.id for s in self.pool_sandboxes(spec)[:self.warm_pool_size]}
+        for sandbox in self.list(owner=self.owner):
+            if not sandbox.pool or sandbox.id in keep:
+                continue
+            with binding.claim_lock():
+                try:
+                    still_free = self.get(sandbox.id).pool  # a kernel may have claimed it meanwhile
+                except SandboxError:
+                    continue
+                if still_free:
+                    self.remove(sandbox)
+                    done["removed"].append(sandbox.id)
+        for _ in range(max(0, self.warm_pool_size - len(keep))):
+            sandbox = self.create(spec, progress=progress, pool=True)
+            self.wait_for_agent(sandbox)
+            done["created"].append(sandbox.id)
+        return done
+
+    def drain_pool(self) -> list[str]:
+        """Remove the free warm-pool sandboxes (claimed ones are left to their kernels)."""
+        removed = []
+        with binding.claim_lock():
+            for sandbox in self.list(owner=self.owner):
+                if sandbox.pool:
+                    self.remove(sandbox)
+                    removed.append(sandbox.id)
+        return removed
+
+    def reconcile(self) -> dict[str, list[str]]:
+        """Tidy up after processes that died without releasing their sandboxes.
+
+        A sandbox bound to a kernel that has been gone longer than `orphan_grace` is released as its
+        kernel would have (a notebook's stopped and kept, others removed); volumes without a sandbox
+        are removed. Sandboxes of live kernels, of notebooks and the pool's are left alone."""
+        done: dict[str, list[str]] = {"released": [], "volumes": []}
+        now = time.time()
+        known = set()
+        for sandbox in self.list(owner=self.owner):
+            known.add(sandbox.id)
+            kernel_id = sandbox.kernel_id
+            if not kernel_id or binding.kernel_alive(kernel_id):
+                continue
+            if now - binding.lease_seen(kernel_id, default=_created_seconds(sandbox)) < self.orphan_grace:
+                continue
+            self.log.info("sandbox %s: its kernel %s is gone; releasing it", sandbox.id, kernel_id)
+            try:
+                self.release(sandbox)
+                binding.forget_lease(kernel_id)
+                done["released"].append(sandbox.id)
+            except SandboxError as exc:
+                self.log.warning("could not release sandbox %s: %s", sandbox.id, exc)
+        all_ids = {s.id for s in self.list()}
+        for volume, labels, created in self.backend.volumes_with_labels([LABEL_ID]):
+            if labels.get(LABEL_OWNER) != self.owner or labels.get(LABEL_ID) in all_ids | known:
+                continue
+            if created is not None and now - created < self.orphan_grace:
+                continue  # a sandbox being created makes its volume first
+            self.backend.remove_volume(volume)
+            done["volumes"].append(volume)
+        return done
 
     def agent(self, sandbox: Sandbox) -> StreamingAgentClient:
         if AGENT_PORT not in sandbox.host_ports:
@@ -507,6 +701,8 @@ class SandboxManager(LoggingConfigurable):
         done: dict[str, list[str]] = {"stopped": [], "deleted": []}
         now = time.time()
         for sandbox in self.list(owner=self.owner):
+            if sandbox.pool:
+                continue  # waiting to be claimed is the pool's job
             if sandbox.running and self.idle_timeout > 0:
                 try:
                     last = self.agent(sandbox).health(timeout=5).get("last_activity")
@@ -537,7 +733,7 @@ class SandboxManager(LoggingConfigurable):
             if sandbox.running:
                 live_volumes.add(sandbox.volume)
                 continue
-            self._remove_parts(sandbox.name, sandbox.volume)
+            self._remove_parts(sandbox.container_id, sandbox.volume)
             removed["sandboxes"].append(sandbox.id)
         for volume in self.backend.list_volumes([LABEL_ID]):
             if volume not in live_volumes:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 from traitlets import Bool, Float, Int, Unicode, Union
 from traitlets.config import LoggingConfigurable
 
-from . import network, preview, shapes
+from . import binding, network, preview, shapes
 from .client import AgentError, StreamingAgentClient
 from .docker_backend import DockerUnavailable, ImageNotFound, SandboxError
 from .manager import Sandbox, SandboxManager
@@ -142,12 +142,17 @@ class SandboxService(LoggingConfigurable):
         "The host part is how the server recognises preview requests."))
     reap_interval = Float(30.0, config=True, help=(
         "Seconds between checks for idle sandboxes (SandboxManager.idle_timeout) and long-stopped ones "
-        "(SandboxManager.auto_delete_after)."))
+        "(SandboxManager.auto_delete_after), and for sandboxes whose kernel died without releasing "
+        "them (SandboxManager.orphan_grace). 0: none of these checks."))
+    pool_interval = Float(5.0, config=True, help=(
+        "Seconds between checks that the warm pool (SandboxManager.warm_pool_size) is full."))
     server_port = 0
+    _busy: set[str]
 
     def __init__(self, manager: SandboxManager, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.manager = manager
+        self._busy = set()
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -200,8 +205,14 @@ class SandboxService(LoggingConfigurable):
         return sandbox.to_dict()
 
     async def list(self, kernel_id: str | None) -> list[dict[str, Any]]:
+        if kernel_id is not None:
+            try:
+                binding.check_kernel_id(kernel_id)
+            except ValueError as exc:
+                raise ApiError(400, str(exc)) from None
         found = await self.blocking(lambda: self.manager.list(owner=self.manager.owner, kernel_id=kernel_id))
-        return [self.describe(s) for s in found]
+        # The warm pool's sandboxes belong to nobody yet.
+        return [self.describe(s) for s in found if not s.pool]
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
         allowed = {"image", "cpu", "memory", "disk", "pids", "env", "labels", "network"}
@@ -289,14 +300,32 @@ class SandboxService(LoggingConfigurable):
         sandbox = await self.sandbox(sandbox_id, running=False)
         return self.describe(await self.blocking(self.manager.stop, sandbox))
 
-    async def reap(self) -> None:
-        try:
-            done = await asyncio.get_running_loop().run_in_executor(None, self.manager.reap)
-        except (SandboxError, AgentError) as exc:
-            self.log.warning("checking for idle sandboxes failed: %s", exc)
+    async def _in_background(self, name: str, function: Callable[[], dict[str, list[str]]]) -> None:
+        """Run one housekeeping task in a thread, never two of the same kind at once."""
+        if name in self._busy:
             return
-        if done["stopped"] or done["deleted"]:
-            self.log.info("idle sandboxes stopped: %s; long-stopped deleted: %s", done["stopped"], done["deleted"])
+        self._busy.add(name)
+        try:
+            done = await asyncio.get_running_loop().run_in_executor(None, function)
+        except (SandboxError, AgentError, SpecError) as exc:
+            self.log.warning("jupyter-sandbox %s failed: %s", name, exc)
+            return
+        except Exception:
+            self.log.exception("jupyter-sandbox %s failed", name)
+            return
+        finally:
+            self._busy.discard(name)
+        if any(done.values()):
+            self.log.info("jupyter-sandbox %s: %s", name, {k: v for k, v in done.items() if v})
+
+    async def reap(self) -> None:
+        """Reconcile sandboxes of dead kernels, then stop idle and delete long-stopped ones."""
+        await self._in_background("reconcile", self.manager.reconcile)
+        await self._in_background("idle check", self.manager.reap)
+
+    async def fill_pool(self) -> None:
+        if self.manager.warm_pool_size > 0:
+            await self._in_background("warm pool", self.manager.fill_pool)
 
     # -- previews ---------------------------------------------------------------------------
 

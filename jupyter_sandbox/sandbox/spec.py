@@ -12,6 +12,8 @@ LABEL_OWNER = f"{LABEL_PREFIX}.owner"
 LABEL_KERNEL_ID = f"{LABEL_PREFIX}.kernel-id"
 LABEL_CREATED_BY = f"{LABEL_PREFIX}.created-by"
 LABEL_SPEC = f"{LABEL_PREFIX}.spec"
+# Set on sandboxes made for the warm pool; whether one is still free is in its name (binding.py).
+LABEL_POOL = f"{LABEL_PREFIX}.pool"
 LABEL_IMAGE_INPUTS = f"{LABEL_PREFIX}.image-inputs"
 
 # Ports the agent and the inner ipykernel listen on inside the container. Each is published on
