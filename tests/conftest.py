@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -11,13 +12,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 from jupyter_client import BlockingKernelClient
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.multikernelmanager import MultiKernelManager
+from tornado.websocket import websocket_connect
 
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.image import DEFAULT_IMAGE, build_image
@@ -26,6 +30,11 @@ from jupyter_sandbox.sandbox.spec import LABEL_ID, LABEL_KERNEL_ID
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNEL_NAME = "sandbox-python"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that restart the Docker engine go last, so that no other test sees it go away."""
+    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
 
 
 @pytest.fixture(scope="session")
@@ -136,9 +145,18 @@ class SandboxKernel:
         self.client.wait_for_ready(timeout=120)
 
     def shutdown(self) -> None:
+        """Shut down as Jupyter does, then wait for the sandbox's release (a process of its own)."""
         self.client.stop_channels()
         if self.kernel_id in self.mkm.list_kernel_ids():
             self.mkm.shutdown_kernel(self.kernel_id)
+        assert wait_until(lambda: not releasing(self.kernel_id), timeout=60)
+
+
+def releasing(kernel_id: str) -> bool:
+    """Whether the release of this kernel's sandbox is still under way."""
+    found = subprocess.run(["pgrep", "-f", f"jupyter_sandbox.kernel.release {kernel_id}"], capture_output=True,
+                           check=False)
+    return found.returncode == 0
 
 
 def start_sandbox_kernel(extra_env: dict[str, str] | None = None, extra_argv: list[str] | None = None,
@@ -227,7 +245,8 @@ def start_jupyter_server(root: Path, extra_args: list[str] = (), log: Path | Non
     output = open(log, "wb") if log else subprocess.DEVNULL
     process = subprocess.Popen(
         [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
-         "--SandboxManager.warm_pool_size=0",
+         # No warm pool unless a test asks for one: its sandboxes would outlive the test's.
+         *([] if any("warm_pool_size" in a for a in extra_args) else ["--SandboxManager.warm_pool_size=0"]),
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", *extra_args],
         stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "NO_PROXY": "127.0.0.1"})
     server = Server(port, token)
@@ -249,6 +268,53 @@ def jupyter_server(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory)
     yield server
     process.terminate()
     process.wait(timeout=30)
+
+
+async def execute_over_websocket(server: Server, kernel_id: str, code: str, timeout: float = 120) -> list[dict]:
+    """Run a cell as JupyterLab does, over the server's kernel websocket; every message of the cell."""
+    url = f"ws://127.0.0.1:{server.base.rsplit(':', 1)[1]}/api/kernels/{kernel_id}/channels?token={server.token}"
+    connection = await websocket_connect(url)
+    session = uuid.uuid4().hex
+    msg_id = uuid.uuid4().hex
+    await connection.write_message(json.dumps({
+        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test", "session": session,
+                   "date": "", "version": "5.3"},
+        "parent_header": {}, "metadata": {}, "channel": "shell",
+        "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+                    "allow_stdin": False, "stop_on_error": True},
+    }))
+    seen: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        raw = await asyncio.wait_for(connection.read_message(), timeout=timeout)
+        assert raw is not None, "the websocket closed"
+        msg = json.loads(raw)
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        seen.append(msg)
+        # The reply (shell) and the idle status (iopub) travel on different channels, in any order.
+        idle = any(m["msg_type"] == "status" and m["content"]["execution_state"] == "idle" for m in seen)
+        if idle and any(m["msg_type"] == "execute_reply" for m in seen):
+            break
+    connection.close()
+    return seen
+
+
+def run_over_websocket(server: Server, kernel_id: str, code: str, timeout: float = 120) -> tuple[str, str]:
+    """(reply status, everything the cell printed, errors included) for a cell run through the server."""
+    seen = asyncio.run(execute_over_websocket(server, kernel_id, code, timeout))
+    text = "".join(m["content"].get("text", "") for m in seen if m["msg_type"] == "stream")
+    text += "".join(m["content"].get("evalue", "") for m in seen if m["msg_type"] == "error")
+    replies = [m["content"]["status"] for m in seen if m["msg_type"] == "execute_reply"]
+    return (replies[0] if replies else "no reply"), text
+
+
+def open_notebook(server: Server, path: str) -> dict[str, Any]:
+    """What JupyterLab does when it opens a notebook: a session for its path, with a sandbox kernel."""
+    status, session = server.request("POST", "/api/sessions", {
+        "path": path, "name": path.rsplit("/", 1)[-1], "type": "notebook", "kernel": {"name": KERNEL_NAME}})
+    assert status == 201, session
+    return session
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:

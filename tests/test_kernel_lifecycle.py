@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, SandboxKernel, sandbox_containers, start_sandbox_kernel
 
+from jupyter_sandbox.sandbox import binding
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.spec import LABEL_KERNEL_ID
 
@@ -33,7 +34,7 @@ def test_restart_keeps_files_and_forgets_variables(sandbox_kernel: SandboxKernel
 def test_shutdown_leaves_no_container_volume_or_network(sandbox_image: str, docker_backend: DockerBackend) -> None:
     kernel = start_sandbox_kernel()
     assert kernel.run("print(1)").stdout == "1\n"
-    volume = _sandbox_of(docker_backend, kernel)["Names"][0].lstrip("/") + "-home"
+    volume = binding.volume_name(_sandbox_of(docker_backend, kernel)["Labels"]["io.jupyter-sandbox.id"])
     kernel.shutdown()
     assert not sandbox_containers(docker_backend, **{LABEL_KERNEL_ID: kernel.kernel_id})
     assert volume not in docker_backend.list_volumes(["io.jupyter-sandbox.id"])

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from ..sandbox.client import AgentError
 from ..sandbox.docker_backend import SandboxError
 from ..sandbox.manager import Sandbox, SandboxManager
+from . import release
 
 Post = Callable[[str, Any], None]
 log = logging.getLogger(__name__)
@@ -222,10 +223,9 @@ class SandboxLifecycle:
         self.wait_bring_up(timeout=30)
         self.stop_watching()
         try:
-            for sandbox in self.manager.list(kernel_id=self.kernel_id):
-                self.manager.release(sandbox)
-        except SandboxError as exc:
-            log.error("could not release the sandbox: %s", exc)
+            release.spawn(self.manager, self.kernel_id)
+        except OSError as exc:
+            log.error("could not start releasing the sandbox: %s", exc)
 
     def delete(self) -> None:
         """Remove this kernel's sandbox with its files now; the next cell gets a fresh one."""

@@ -74,11 +74,13 @@ class DockerBackend:
 
     def remove_network_if_unused(self, name: str) -> bool:
         for network in self.client.networks.list(names=[name]):
-            network.reload()
-            if network.attrs.get("Containers"):
-                return False
             try:
+                network.reload()
+                if network.attrs.get("Containers"):
+                    return False
                 network.remove()
+            except docker.errors.NotFound:
+                continue  # another process removed it first
             except docker.errors.APIError:
                 return False  # a container joined meanwhile
         return True
