@@ -59,9 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif not sandboxes:
                 print("no sandboxes")
             else:
-                print(f"{'ID':<14}{'STATE':<10}{'OWNER':<12}{'KERNEL':<38}IMAGE")
+                print(f"{'ID':<14}{'STATE':<10}{'OWNER':<12}{'USED BY':<44}IMAGE")
                 for s in sandboxes:
-                    print(f"{s.id:<14}{s.state:<10}{s.owner:<12}{(s.kernel_id or '-'):<38}{s.image}")
+                    user = ("warm pool" if s.pool else f"kernel {s.kernel_id}" if s.kernel_id
+                            else "a notebook (no kernel now)" if s.workspace else "-")
+                    print(f"{s.id:<14}{s.state:<10}{s.owner:<12}{user:<44}{s.image}")
         elif args.command == "rm":
             if not args.ids and not args.all:
                 print("jupyter sandbox rm: name at least one sandbox ID, or --all", file=sys.stderr)

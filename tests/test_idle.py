@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 from typing import Iterator
 
 import pytest
 
-from conftest import Server, start_jupyter_server, wait_until
+from conftest import Server, run_over_websocket, start_jupyter_server, wait_until
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.manager import SandboxManager
 
@@ -46,14 +45,11 @@ def test_idle_sandbox_stops_and_the_next_api_call_starts_it(idle_server: Server)
 
 def test_a_long_silent_cell_is_not_stopped_and_an_idle_notebook_wakes(idle_server: Server,
                                                                        docker_backend: DockerBackend) -> None:
-    from test_jupyter_server import _execute_over_websocket
-
     status, kernel = idle_server.request("POST", "/api/kernels", {"name": "sandbox-python"})
     kernel_id = kernel["id"]
 
     def cell(code: str) -> str:
-        seen = asyncio.run(_execute_over_websocket(idle_server, kernel_id, code))
-        return "".join(m["content"].get("text", "") for m in seen if m["msg_type"] == "stream")
+        return run_over_websocket(idle_server, kernel_id, code)[1]
 
     try:
         assert "done" in cell(f"import time\ntime.sleep({IDLE * 2 + 2})\nprint('done')")  # busy: never reaped

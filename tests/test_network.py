@@ -164,7 +164,7 @@ def test_five_cidrs_as_in_the_article(manager: SandboxManager) -> None:
 
 
 def test_policy_through_the_api_and_the_magic(jupyter_server: Server, targets: dict[str, str]) -> None:
-    from test_jupyter_server import _execute_over_websocket
+    from conftest import execute_over_websocket
     import asyncio
 
     status, created = jupyter_server.request("POST", "/sandbox/api/sandboxes", {"network": "none"})
@@ -186,11 +186,11 @@ def test_policy_through_the_api_and_the_magic(jupyter_server: Server, targets: d
 
     status, kernel = jupyter_server.request("POST", "/api/kernels", {"name": "sandbox-python"})
     try:
-        asyncio.run(_execute_over_websocket(jupyter_server, kernel["id"], "print('sandbox up')"))
-        seen = asyncio.run(_execute_over_websocket(jupyter_server, kernel["id"], "%sandbox network none\n%sandbox"))
+        asyncio.run(execute_over_websocket(jupyter_server, kernel["id"], "print('sandbox up')"))
+        seen = asyncio.run(execute_over_websocket(jupyter_server, kernel["id"], "%sandbox network none\n%sandbox"))
         text = "".join(m["content"].get("text", "") for m in seen if m["msg_type"] == "stream")
         assert "network: none" in text and "network   none" in text
-        seen = asyncio.run(_execute_over_websocket(jupyter_server, kernel["id"], "%sandbox network allow 1.2.3.4/40"))
+        seen = asyncio.run(execute_over_websocket(jupyter_server, kernel["id"], "%sandbox network allow 1.2.3.4/40"))
         errors = [m["content"]["evalue"] for m in seen if m["msg_type"] == "error"]
         assert errors and "not a CIDR block" in errors[0]
     finally:

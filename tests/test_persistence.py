@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from conftest import (
     ROOT,
-    Server,
     open_notebook,
     run_over_websocket,
     sandbox_containers,

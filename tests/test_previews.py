@@ -272,13 +272,13 @@ def test_walkthrough_from_a_notebook(preview_server: Server) -> None:
     """Start a server from a cell, get its link with %sandbox preview, open it with curl and Chromium."""
     import re
 
-    from test_jupyter_server import _execute_over_websocket
+    from conftest import execute_over_websocket
 
     status, kernel = preview_server.request("POST", "/api/kernels", {"name": "sandbox-python"})
     kernel_id = kernel["id"]
 
     def cell(code: str) -> tuple[str, list[dict]]:
-        seen = asyncio.run(_execute_over_websocket(preview_server, kernel_id, code))
+        seen = asyncio.run(execute_over_websocket(preview_server, kernel_id, code))
         text = "".join(m["content"].get("text", "") for m in seen if m["msg_type"] == "stream")
         return text, [m for m in seen if m["msg_type"] in ("error", "execute_reply")]
 

@@ -93,14 +93,19 @@ def _state_dir(kind: str) -> Path:
 
 
 @contextlib.contextmanager
-def claim_lock() -> Iterator[None]:
-    """Held while a process looks for a sandbox to take and renames it; one claim at a time."""
-    fd = os.open(_state_dir("locks") / "claims.lock", os.O_RDWR | os.O_CREAT, 0o600)
+def host_lock(name: str) -> Iterator[None]:
+    """An exclusive lock shared by every process of this user on this machine."""
+    fd = os.open(_state_dir("locks") / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
+
+
+def claim_lock() -> contextlib.AbstractContextManager[None]:
+    """Held while a process looks for a sandbox to take and renames it; one claim at a time."""
+    return host_lock("claims")
 
 
 class KernelLease:

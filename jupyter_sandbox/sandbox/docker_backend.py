@@ -56,9 +56,13 @@ class DockerBackend:
 
     # -- networks ---------------------------------------------------------------------------
 
+    def _networks(self, name: str) -> list[Any]:
+        # Docker's name filter also matches parts of names; keep exact matches only.
+        return [n for n in self.client.networks.list(names=[name]) if n.name == name]
+
     def ensure_network(self, name: str, labels: dict[str, str]) -> None:
-        """A bridge network whose containers cannot talk to each other."""
-        if self.client.networks.list(names=[name]):
+        """A bridge network whose containers cannot talk to each other (callers hold a lock)."""
+        if self._networks(name):
             return
         try:
             self.client.networks.create(
@@ -66,14 +70,15 @@ class DockerBackend:
                 driver="bridge",
                 labels=labels,
                 options={"com.docker.network.bridge.enable_icc": "false"},
+                check_duplicate=True,
             )
         except docker.errors.APIError as exc:
             # Another process may have created it at the same moment.
-            if not self.client.networks.list(names=[name]):
+            if not self._networks(name):
                 raise SandboxError(f"could not create the sandbox network {name}: {exc}") from None
 
     def remove_network_if_unused(self, name: str) -> bool:
-        for network in self.client.networks.list(names=[name]):
+        for network in self._networks(name):
             try:
                 network.reload()
                 if network.attrs.get("Containers"):

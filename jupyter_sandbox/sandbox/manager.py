@@ -165,6 +165,7 @@ class Sandbox:
             "image": self.image,
             "kernel_id": self.kernel_id,
             "workspace": self.workspace,
+            "pool": self.pool,
             "owner": self.owner,
             "created": datetime.fromtimestamp(int(self.created), timezone.utc).isoformat() if self.created.isdigit() else self.created,
             "volume": self.volume,
@@ -319,7 +320,7 @@ class SandboxManager(LoggingConfigurable):
             if key.startswith(LABEL_PREFIX) and key in spec.labels:
                 raise SpecError(f"labels: {key} is reserved")
         backend = self.backend
-        backend.ensure_network(self.network_name, {LABEL_CREATED_BY: "jupyter-sandbox"})
+        self._ensure_network()
         backend.create_volume(volume, {LABEL_ID: sandbox_id, LABEL_OWNER: self.owner})
         env = {"HOME": SANDBOX_HOME, "USER": "sandbox", **spec.env}
         try:
@@ -356,8 +357,17 @@ class SandboxManager(LoggingConfigurable):
             # The shared network may have been removed by another sandbox's shutdown meanwhile.
             if "network" not in str(exc).lower():
                 raise
-            backend.ensure_network(self.network_name, {LABEL_CREATED_BY: "jupyter-sandbox"})
+            self._ensure_network()
             return backend.create_container(**arguments)
+
+    def _ensure_network(self) -> None:
+        # Docker allows two networks of one name; sandboxes made at once must not make two.
+        with binding.host_lock("network"):
+            self.backend.ensure_network(self.network_name, {LABEL_CREATED_BY: "jupyter-sandbox"})
+
+    def _drop_network_if_unused(self) -> None:
+        with binding.host_lock("network"):
+            self.backend.remove_network_if_unused(self.network_name)
 
     def _agent_archive(self, sandbox_id: str) -> bytes:
         config = {
@@ -484,7 +494,7 @@ class SandboxManager(LoggingConfigurable):
         for summary in self.backend.list_containers({LABEL_ID: sandbox_id}):
             self.backend.remove_container(summary["Id"])
         self._remove_parts(binding.base_name(sandbox_id), binding.volume_name(sandbox_id))
-        self.backend.remove_network_if_unused(self.network_name)
+        self._drop_network_if_unused()
         network.forget(sandbox_id)
         idle.clear(sandbox_id)
         self.log.info("removed sandbox %s", sandbox_id)
@@ -739,5 +749,5 @@ class SandboxManager(LoggingConfigurable):
             if volume not in live_volumes:
                 self.backend.remove_volume(volume)
                 removed["volumes"].append(volume)
-        self.backend.remove_network_if_unused(self.network_name)
+        self._drop_network_if_unused()
         return removed
