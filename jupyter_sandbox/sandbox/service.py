@@ -271,13 +271,22 @@ class SandboxService(LoggingConfigurable):
         info = self.describe(sandbox)
         info["network"] = self.manager.egress(sandbox).to_dict()
         info["limits"] = await self.blocking(self.manager.limits, sandbox)
+        info["disk"] = self.manager.disk_enforcement(info["limits"]["disk"])
         info["last_activity"] = None
+        info["usage"], info["uptime_seconds"], info["ports"] = {}, None, []
         if sandbox.running:
+            info["usage"] = await self.blocking(self.manager.usage, sandbox)
+            info["uptime_seconds"] = await self.blocking(self.manager.uptime, sandbox)
             try:
+                # Passive calls: looking at a sandbox does not count as using it.
                 health = await self.blocking(lambda: self.manager.agent(sandbox).health(timeout=5))
                 if isinstance(health.get("last_activity"), (int, float)):
                     info["last_activity"] = datetime.fromtimestamp(health["last_activity"], timezone.utc).isoformat()
-            except ApiError:
+                inside = await self.blocking(lambda: self.manager.agent(sandbox).usage())
+                info["usage"]["disk_bytes"] = inside["disk_bytes"]
+                internal = {AGENT_PORT, *KERNEL_PORTS.values()}
+                info["ports"] = [p for p in inside["ports"] if p not in internal]
+            except (ApiError, AgentError, SandboxError):
                 pass  # a sandbox whose agent does not answer still has a state to show
         return info
 
