@@ -14,19 +14,34 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(PY)
+LAB_TOOLS := $(VENV)/.lab-tools
+LABEXT := jupyter_sandbox/labextension/static/style.js
+LABEXT_SOURCES := $(wildcard labextension/src/* labextension/style/*) labextension/package.json labextension/yarn.lock
+
+# jlpm (JupyterLab's pinned yarn) builds the front end; it comes with JupyterLab.
+$(LAB_TOOLS): | $(PY)
+	$(PY) -m pip install --quiet "jupyterlab>=4,<5"
+	touch $(LAB_TOOLS)
+
+# The JupyterLab extension, built into jupyter_sandbox/labextension (shipped in the wheel).
+$(LABEXT): $(LABEXT_SOURCES) | $(LAB_TOOLS)
+	cd labextension && ../$(VENV)/bin/jlpm install && ../$(VENV)/bin/jlpm build:prod
+	touch $(LABEXT)
+
+$(STAMP): pyproject.toml | $(LABEXT) $(PY)
 	$(PY) -m pip install --quiet -e ".[test,lab]"
+	$(VENV)/bin/jupyter-builder develop --overwrite .
 	touch $(STAMP)
 
 # Before the venv exists: python3-venv may be missing on a new machine.
 host:
 	bash scripts/ensure-host.sh
 
-image: host $(STAMP)
+image: host $(STAMP) $(LABEXT)
 	$(VENV)/bin/jupyter sandbox image build
 
 # The tests never contact an image registry: their base is bootstrapped from Debian packages.
-test-image: host-test $(STAMP)
+test-image: host-test $(STAMP) $(LABEXT)
 	$(VENV)/bin/jupyter sandbox image build --bootstrap
 
 # Before the venv exists: python3-venv may be missing on a new machine. Also Chromium for browser tests.
@@ -39,6 +54,7 @@ lab: setup
 	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --no-browser $(ALLOW_ROOT) --ServerApp.root_dir=$(CURDIR)/examples
 
 test: test-image
+	cd labextension && ../$(VENV)/bin/jlpm test
 	$(PY) -m pytest
 
 demo: setup
@@ -50,4 +66,4 @@ bench: setup
 clean:
 	-$(VENV)/bin/jupyter sandbox rm --all
 	-$(VENV)/bin/jupyter sandbox prune
-	rm -rf $(VENV)
+	rm -rf $(VENV) labextension/node_modules labextension/lib jupyter_sandbox/labextension

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -23,7 +24,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.multikernelmanager import MultiKernelManager
 from tornado.websocket import websocket_connect
 
-from jupyter_sandbox.sandbox.docker_backend import DockerBackend
+from jupyter_sandbox.sandbox.docker_backend import DockerBackend, tar_bytes
 from jupyter_sandbox.sandbox.image import DEFAULT_IMAGE, build_image
 from jupyter_sandbox.sandbox.manager import Sandbox, SandboxManager
 from jupyter_sandbox.sandbox.spec import LABEL_ID, LABEL_KERNEL_ID
@@ -315,6 +316,27 @@ def open_notebook(server: Server, path: str) -> dict[str, Any]:
         "path": path, "name": path.rsplit("/", 1)[-1], "type": "notebook", "kernel": {"name": KERNEL_NAME}})
     assert status == 201, session
     return session
+
+
+@contextlib.contextmanager
+def git_http_server(backend: DockerBackend, image: str, network_name: str, user: str, token: str) -> Iterator[str]:
+    """A git HTTP server with basic auth in its own container, on a network of its own (which
+    sandboxes join with SandboxManager.network_name). Yields the repository's URL."""
+    client = backend.client
+    network = client.networks.create(network_name, driver="bridge", labels={"io.jupyter-sandbox.test": "1"})
+    container = client.containers.create(
+        image, ["sh", "-c", "git init -q --bare /home/sandbox/srv/repo.git && "
+                "git -C /home/sandbox/srv/repo.git config http.receivepack true && "
+                f"exec python3 /opt/test/git_http_server.py {user} {token} /home/sandbox/srv 8000"],
+        name=f"{network_name}-git", network=network_name, labels={"io.jupyter-sandbox.test": "1"})
+    container.put_archive("/", tar_bytes({"opt/test/git_http_server.py": (
+        (ROOT / "tests" / "git_http_server.py").read_bytes(), 0o444)}))
+    container.start()
+    try:
+        yield f"http://{network_name}-git:8000/repo.git"
+    finally:
+        container.remove(force=True)
+        network.remove()
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:

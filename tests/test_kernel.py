@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
+import queue
 import time
 
-from conftest import SandboxKernel
+from conftest import SandboxKernel, start_sandbox_kernel
 
 
 def test_state_is_kept_between_cells(shared_kernel: SandboxKernel) -> None:
@@ -181,3 +182,22 @@ def test_debugger_requests_reach_the_sandbox_kernel(shared_kernel: SandboxKernel
         reply = client.get_control_msg(timeout=30)
     assert reply["msg_type"] == "debug_reply"
     assert reply["content"]["success"] is True
+
+
+def test_the_kernel_says_starting_until_its_sandbox_is_up(sandbox_image: str) -> None:
+    """What JupyterLab's kernel indicator shows while the sandbox comes up: 'starting', then 'idle'."""
+    kernel = start_sandbox_kernel()
+    try:
+        states = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "idle" not in states:
+            try:
+                message = kernel.client.get_iopub_msg(timeout=1)
+            except queue.Empty:
+                continue
+            if message["msg_type"] == "status" and not message["parent_header"]:
+                states.append(message["content"]["execution_state"])
+        assert "starting" in states and states[-1] == "idle", states
+        assert kernel.run("print('up')").stdout == "up\n"
+    finally:
+        kernel.shutdown()

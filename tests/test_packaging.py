@@ -28,6 +28,11 @@ def test_wheel_contents(wheel: Path) -> None:
     for required in ("jupyter_sandbox/_docker/Dockerfile", "jupyter_sandbox/_docker/requirements.txt",
                      "jupyter_sandbox/agent/__main__.py", "jupyter_sandbox/kernel/relay.py"):
         assert required in names
+    # The JupyterLab extension ships prebuilt, with the server extension enabled by a config file.
+    lab = [n for n in names if "share/jupyter/labextensions/jupyter-sandbox/" in n]
+    assert any(n.endswith("/package.json") for n in lab) and any("/static/remoteEntry." in n for n in lab)
+    assert any(n.endswith("/install.json") for n in lab)
+    assert any(n.endswith("etc/jupyter/jupyter_server_config.d/jupyter_sandbox.json") for n in names)
     spec = json.loads(zipfile.ZipFile(wheel).read(kernelspec[0]))
     assert spec["display_name"] == "Python 3 (sandbox)"
     assert spec["argv"][:3] == ["python", "-m", "jupyter_sandbox.kernel"]
@@ -48,6 +53,10 @@ def test_pip_install_makes_the_kernel_appear(wheel: Path, tmp_path: Path) -> Non
     specs = json.loads(listing.stdout)["kernelspecs"]
     assert specs["sandbox-python"]["resource_dir"].startswith(str(venv))
     assert specs["sandbox-python"]["spec"]["display_name"] == "Python 3 (sandbox)"
+    labextensions = subprocess.run([str(python), "-m", "jupyterlab.labextensions", "list"], capture_output=True,
+                                   text=True, check=True, cwd=tmp_path)
+    line = next(line for line in (labextensions.stdout + labextensions.stderr).splitlines() if "jupyter-sandbox" in line)
+    assert "enabled" in line and "OK" in line, line
     # The installed package finds its Dockerfile without the source tree.
     found = subprocess.run([str(python), "-c", "from jupyter_sandbox.sandbox.image import build_context_dir; "
                             "print(build_context_dir())"], capture_output=True, text=True, check=True, cwd=tmp_path)

@@ -21,8 +21,8 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from conftest import ROOT, Server, start_jupyter_server, wait_until
-from jupyter_sandbox.sandbox.docker_backend import DockerBackend, tar_bytes
+from conftest import Server, start_jupyter_server, wait_until, git_http_server
+from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.manager import SandboxManager
 from jupyter_sandbox.server_extension import handlers as handler_module
 from jupyter_sandbox.server_extension.openapi import openapi_document
@@ -35,22 +35,8 @@ API = "/sandbox/api"
 
 @pytest.fixture(scope="module")
 def git_server(docker_backend: DockerBackend, sandbox_image: str) -> Iterator[str]:
-    """A git HTTP server with basic auth in its own container, on a network the test makes."""
-    client = docker_backend.client
-    network = client.networks.create(NETWORK, driver="bridge", labels={"io.jupyter-sandbox.test": "1"})
-    container = client.containers.create(
-        sandbox_image, ["sh", "-c", "git init -q --bare /home/sandbox/srv/repo.git && "
-                        "git -C /home/sandbox/srv/repo.git config http.receivepack true && "
-                        f"exec python3 /opt/test/git_http_server.py {GIT_USER} {GIT_TOKEN} /home/sandbox/srv 8000"],
-        name="jupyter-sandbox-apitest-git", network=NETWORK, labels={"io.jupyter-sandbox.test": "1"})
-    container.put_archive("/", tar_bytes({"opt/test/git_http_server.py": (
-        (ROOT / "tests" / "git_http_server.py").read_bytes(), 0o444)}))
-    container.start()
-    try:
-        yield "http://jupyter-sandbox-apitest-git:8000/repo.git"
-    finally:
-        container.remove(force=True)
-        network.remove()
+    with git_http_server(docker_backend, sandbox_image, NETWORK, GIT_USER, GIT_TOKEN) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

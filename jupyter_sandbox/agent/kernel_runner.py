@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from . import usage
+
 log = logging.getLogger("jupyter_sandbox_agent")
 
 # A kernel that dies this soon after starting, this many times in a row, is not restarted again:
@@ -53,6 +55,7 @@ class KernelRunner:
         self.runtime_dir = Path(runtime_dir)
         self.on_event = on_event
         self.generation = 0
+        self.own_ports: set[int] = set()
         self.process: subprocess.Popen | None = None
         self.started_at = 0.0
         self._lock = threading.RLock()
@@ -104,8 +107,18 @@ class KernelRunner:
             generation, process = self.generation, self.process
             self._oom_before = oom_kill_count()
             threading.Thread(target=self._watch, args=(generation, process), daemon=True).start()
+            threading.Thread(target=self._note_own_ports, args=(generation, process), daemon=True).start()
             log.info("kernel generation %s started as pid %s", generation, process.pid)
             return generation
+
+    def _note_own_ports(self, generation: int, process: subprocess.Popen, settle: float = 3.0) -> None:
+        """Ports the Python process opens for itself while starting (besides the five Jupyter ports)
+        are no web server of the user's: remember them so the port list leaves them out."""
+        time.sleep(settle)
+        if generation != self.generation or process.poll() is not None:
+            return
+        inodes = usage.socket_inodes(process.pid)
+        self.own_ports = {port for _, port, inode in usage.listening_sockets() if inode in inodes}
 
     def _kill_group(self, sig: int) -> None:
         if self.process is None:

@@ -108,7 +108,7 @@ class UsageHandler(AgentHandler):
     async def get(self) -> None:
         loop = asyncio.get_running_loop()
         disk = await loop.run_in_executor(None, usage.disk_used, files.HOME)
-        self.write_json({"disk": disk, "ports": usage.listening_ports()})
+        self.write_json({"disk": disk, "ports": usage.listening_ports(self.runner.own_ports)})
 
 
 class KernelActionHandler(AgentHandler):

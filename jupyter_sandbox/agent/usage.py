@@ -10,19 +10,46 @@ LISTEN = "0A"
 ACTIVITY = {"last": time.time()}
 
 
-def listening_ports() -> list[int]:
-    ports = set()
+# Docker's embedded DNS resolver listens in every container on 127.0.0.11; it is no app of the user's.
+DOCKER_DNS = "0B00007F"
+
+
+def listening_sockets() -> list[tuple[str, int, str]]:
+    """(local address as the kernel writes it, port, socket inode) of listening TCP sockets."""
+    found = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as handle:
                 next(handle, None)
                 for line in handle:
                     fields = line.split()
-                    if len(fields) > 3 and fields[3] == LISTEN:
-                        ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+                    if len(fields) > 9 and fields[3] == LISTEN:
+                        address, port = fields[1].rsplit(":", 1)
+                        found.append((address, int(port, 16), fields[9]))
         except OSError:
             continue
-    return sorted(ports)
+    return found
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """Inodes of the sockets a process holds open."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        pass
+    return inodes
+
+
+def listening_ports(hidden: set[int] = frozenset()) -> list[int]:
+    """Ports the user's programs listen on: not Docker's DNS, not the `hidden` ones."""
+    return sorted({port for address, port, _ in listening_sockets() if address != DOCKER_DNS and port not in hidden})
 
 
 def disk_used(root: str, max_seconds: float = 2.0, max_entries: int = 200_000) -> dict:

@@ -125,6 +125,7 @@ class Relay:
         self.memory_limit = ""
         self.running = True
         self.restarting = False
+        self._announced_starting = 0.0
         self._last_touch = 0.0
         self.events: "queue.SimpleQueue[tuple[str, Any]]" = queue.SimpleQueue()
         self._wake_read, self._wake_write = os.pipe()
@@ -756,7 +757,7 @@ class Relay:
                 for sock in self.inner.values():
                     poller.register(sock, zmq.POLLIN)
                 registered = dict(self.inner)
-            timed = self.state is State.CONNECTING or bool(self.cells)
+            timed = self.state in (State.STARTING, State.CONNECTING) or bool(self.cells)
             ready = dict(poller.poll(100 if timed else 1000))
             if self._wake_read in ready:
                 self._handle_events()
@@ -777,8 +778,22 @@ class Relay:
                 self._drain(sock, self._from_inner_iopub)
             if self.state is State.CONNECTING:
                 self._handshake_tick()
+            self._announce_starting()
             self._check_time_limits()
         self.close()
+
+    def _announce_starting(self) -> None:
+        """While the sandbox comes up, the front end's kernel indicator says 'starting' (repeated,
+        since a front end may connect at any moment); 'idle' once it is ready. A waiting cell's own
+        busy status says more, so nothing is announced then."""
+        starting = self.state in (State.STARTING, State.CONNECTING) and not self.cells
+        now = time.monotonic()
+        if starting and now - self._announced_starting >= 0.5:
+            self._announced_starting = now
+            self._publish("status", {"execution_state": "starting"}, None)
+        elif not starting and self._announced_starting and self.state is State.READY and not self.cells:
+            self._announced_starting = 0.0
+            self._publish("status", {"execution_state": "idle"}, None)
 
     def _drain(self, sock: zmq.Socket, handle: Callable[[list[bytes]], None]) -> None:
         for _ in range(DRAIN_BATCH):

@@ -1,0 +1,303 @@
+"""The JupyterLab sidebar in a real browser (Debian's Chromium, driven by Playwright) against a real
+JupyterLab with real sandboxes: files, upload, editor, git, previews, terminal, output safety, and
+screenshots of the sidebar in the light and dark themes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Iterator
+
+import pytest
+from conftest import ROOT, Server, free_port, git_http_server, wait_until
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from jupyter_sandbox.sandbox.docker_backend import DockerBackend
+from jupyter_sandbox.sandbox.manager import SandboxManager
+
+NETWORK = "jupyter-sandbox-labtest"
+GIT_USER, GIT_TOKEN = "bob", "lab-token-0123456789abcdef"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu"]
+
+CELLS = [
+    # 0: the git server sits on a private network, which the default egress policy blocks
+    "%sandbox network allow {subnet}",
+    # 1
+    "open('/home/sandbox/hello.txt', 'w').write('hello from a cell\\n')\nprint('written')",
+    # 2
+    "print(open('/home/sandbox/uploaded.txt').read())",
+    # 3
+    "import subprocess, sys, time\n"
+    "server = subprocess.Popen([sys.executable, '-m', 'http.server', '8123', '--directory', '/home/sandbox'],\n"
+    "                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+    "time.sleep(1)\nprint('serving')",
+    # 4
+    "open('/home/sandbox/repo/notes.md', 'w').write('# notes\\n')\nprint('edited')",
+    # 5
+    "from IPython.display import HTML, Javascript, display\n"
+    "display(HTML('<b>bold survives</b><script>window.__sandboxPwned = 1</script>'\n"
+    "             '<img src=\"x\" onerror=\"window.__sandboxPwned2 = 1\">'))\n"
+    "display(Javascript('window.__sandboxPwned3 = 1'))",
+    # 6
+    "print(open('/home/sandbox/from-terminal.txt').read())",
+    # 7
+    "import subprocess\n"
+    "print(subprocess.run(['git', '-C', '/home/sandbox/repo', 'log', '--format=%s'], capture_output=True, text=True).stdout)",
+    # 8
+    "print(open('/home/sandbox/hello.txt').read())",
+]
+
+
+def notebook(cells: list[str]) -> dict:
+    return {
+        "cells": [{"cell_type": "code", "execution_count": None, "id": f"cell-{i}", "metadata": {}, "outputs": [],
+                   "source": source} for i, source in enumerate(cells)],
+        "metadata": {"kernelspec": {"name": "sandbox-python", "display_name": "Python 3 (sandbox)", "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5,
+    }
+
+
+@pytest.fixture(scope="module")
+def git_repo(docker_backend: DockerBackend, sandbox_image: str) -> Iterator[str]:
+    with git_http_server(docker_backend, sandbox_image, NETWORK, GIT_USER, GIT_TOKEN) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def lab(git_repo: str, docker_backend: DockerBackend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """JupyterLab as `make lab` runs it. Kernels and server share a config file that puts sandboxes on
+    the test's network (so they can reach the git server by name)."""
+    root = tmp_path_factory.mktemp("lab-root")
+    config = tmp_path_factory.mktemp("lab-config")
+    (config / "jupyter_sandbox_config.json").write_text(json.dumps({
+        "SandboxManager": {"network_name": NETWORK, "warm_pool_size": 0}}))
+    subnet = docker_backend.client.networks.get(NETWORK).attrs["IPAM"]["Config"][0]["Subnet"]
+    (root / "work").mkdir()
+    cells = [CELLS[0].format(subnet=subnet), *CELLS[1:]]
+    (root / "work" / "sidebar.ipynb").write_text(json.dumps(notebook(cells)))
+    settings = tmp_path_factory.mktemp("lab-settings")
+    quiet = settings / "@jupyterlab" / "apputils-extension"
+    quiet.mkdir(parents=True)
+    # No question about fetching news in the middle of the pictures (and no request to the internet).
+    (quiet / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    port, token = free_port(), os.urandom(16).hex()
+    log = open(tmp_path_factory.mktemp("lab-log") / "lab.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+         f"--LabApp.user_settings_dir={settings}",
+         f"--LabApp.workspaces_dir={tmp_path_factory.mktemp('lab-workspaces')}"],
+        stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "NO_PROXY": "127.0.0.1,localhost", "JUPYTER_CONFIG_DIR": str(config)})
+    server = Server(port, token)
+    assert wait_until(lambda: _answers(server), timeout=90), "JupyterLab did not start"
+    yield server
+    process.terminate()
+    process.wait(timeout=60)
+    manager = SandboxManager(backend=docker_backend, network_name=NETWORK)
+    for sandbox in manager.list(owner=manager.owner):
+        if sandbox.workspace or sandbox.kernel_id:
+            manager.remove(sandbox)
+
+
+def _answers(server: Server) -> bool:
+    try:
+        return server.request("GET", "/api/status")[0] == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser: Browser, lab: Server) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    opened = context.new_page()
+    opened.goto(f"{lab.base}/lab/tree/work/sidebar.ipynb?token={lab.token}")
+    opened.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+    opened.locator('.lm-TabBar-tab[data-id="jupyter-sandbox-sidebar"]').click()
+    expect(opened.locator(".jp-SandboxSidebar-header")).to_be_visible()
+    yield opened
+    context.close()
+
+
+def run_cell(page: Page, index: int, expected: str, timeout: float = 120_000) -> str:
+    """Select cell `index` as a user does and run it with Shift+Enter; wait for `expected` in its output."""
+    show_notebook(page)
+    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
+    cell.locator(".jp-InputPrompt").click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("Shift+Enter")
+    output = cell.locator(".jp-OutputArea")
+    expect(output).to_contain_text(expected, timeout=timeout)
+    return output.inner_text()
+
+
+def show_notebook(page: Page) -> None:
+    if not page.locator(".jp-Notebook").first.is_visible():
+        page.locator('.jp-MainAreaWidget ~ * .lm-TabBar-tab, .lm-DockPanel-tabBar .lm-TabBar-tab').filter(
+            has_text="sidebar.ipynb").first.click()
+        expect(page.locator(".jp-Notebook").first).to_be_visible()
+
+
+def sidebar_file(page: Page, name: str):  # noqa: ANN201
+    return page.locator(f'.jp-SandboxSidebar-file[data-name="{name}"]')
+
+
+def test_lab_lists_the_extension_as_enabled() -> None:
+    listing = subprocess.run([sys.executable, "-m", "jupyterlab.labextensions", "list"], capture_output=True, text=True,
+                             check=True)
+    line = next(line for line in (listing.stdout + listing.stderr).splitlines() if "jupyter-sandbox" in line)
+    assert "enabled" in line and "OK" in line
+
+
+def test_a_file_written_by_a_cell_appears_and_opens_in_an_editor(page: Page, lab: Server) -> None:
+    run_cell(page, 0, "allow")
+    run_cell(page, 1, "written")
+    expect(page.locator('.jp-SandboxSidebar [data-field="state"]')).to_contain_text("running", timeout=30_000)
+    expect(sidebar_file(page, "hello.txt")).to_be_visible(timeout=30_000)
+    # Open it in a JupyterLab editor tab, change it, save it: the sandbox has the new text.
+    sidebar_file(page, "hello.txt").locator(".jp-SandboxSidebar-link").click()
+    editor = page.locator(".jp-FileEditor .cm-content").last
+    expect(editor).to_contain_text("hello from a cell", timeout=30_000)
+    editor.click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("edited in the lab")
+    page.keyboard.press("Control+s")
+    page.wait_for_timeout(1500)
+    assert "edited in the lab" in run_cell(page, 8, "edited in the lab")
+
+
+def test_upload_with_progress_then_read_from_a_cell(page: Page) -> None:
+    page.set_input_files('input[aria-label="Upload files"]', files=[
+        {"name": "uploaded.txt", "mimeType": "text/plain", "buffer": b"uploaded from the browser"}])
+    expect(page.locator('.jp-SandboxSidebar-uploads')).to_contain_text("uploaded.txt")
+    expect(page.locator('.jp-SandboxSidebar-uploads')).to_contain_text("done", timeout=30_000)
+    expect(sidebar_file(page, "uploaded.txt")).to_be_visible(timeout=30_000)
+    run_cell(page, 2, "uploaded from the browser")
+
+
+def test_clone_and_commit_from_the_sidebar(page: Page, git_repo: str) -> None:
+    page.locator('.jp-SandboxSidebar-section[data-section="git"] > summary').click()
+    page.get_by_role("button", name="Clone…").click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.get_by_label("Repository URL").fill(git_repo)
+    dialog.get_by_label("Username").fill(GIT_USER)
+    dialog.get_by_label("Token or password").fill(GIT_TOKEN)
+    dialog.get_by_role("button", name="Clone").click()
+    expect(page.locator('.jp-SandboxSidebar [data-field="branch"]')).to_be_visible(timeout=60_000)
+    run_cell(page, 4, "edited")
+    page.get_by_label("Repository folder").press("Enter")
+    expect(page.locator('.jp-SandboxSidebar-git li[data-path="notes.md"]')).to_be_visible(timeout=30_000)
+    page.get_by_role("button", name="Stage all").click()
+    expect(page.get_by_role("button", name="Commit")).to_be_enabled(timeout=30_000)
+    page.get_by_label("Commit message").fill("Notes from the sidebar")
+    page.get_by_role("button", name="Commit").click()
+    expect(page.locator(".jp-Notification-Toast-success, .Toastify__toast").filter(has_text="Committed")).to_be_visible(
+        timeout=30_000)
+    assert "Notes from the sidebar" in run_cell(page, 7, "Notes from the sidebar")
+    # The token was used for the clone only: it is nowhere in the repository's config.
+    config = run_cell_text(page, "print(open('/home/sandbox/repo/.git/config').read())")
+    assert GIT_TOKEN not in config
+
+
+def run_cell_text(page: Page, code: str) -> str:
+    """Run code in a new cell at the end (typed without auto-closing brackets getting in the way)."""
+    show_notebook(page)
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    cells.last.locator(".jp-InputPrompt").click()
+    page.keyboard.press("Escape")
+    before = cells.count()
+    page.keyboard.press("b")
+    expect(cells).to_have_count(before + 1)
+    new_cell = cells.nth(before)  # running it adds yet another cell below; this one stays put
+    new_cell.locator(".cm-content").click()
+    page.keyboard.insert_text(code)
+    page.keyboard.press("Shift+Enter")
+    output = new_cell.locator(".jp-OutputArea")
+    expect(output).not_to_be_empty(timeout=60_000)
+    page.wait_for_timeout(500)
+    return output.inner_text()
+
+
+def test_server_errors_become_notifications(page: Page) -> None:
+    page.get_by_role("button", name="New folder").click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.get_by_label("Name").fill("hello.txt")  # a file of that name exists
+    dialog.get_by_role("button", name="Create").click()
+    toast = page.locator(".Toastify__toast").filter(has_text="New folder:")
+    expect(toast).to_be_visible(timeout=15_000)
+    assert "exists" in toast.inner_text().lower()
+
+
+def test_preview_of_a_server_started_from_the_notebook(page: Page) -> None:
+    run_cell(page, 3, "serving")
+    button = page.get_by_role("button", name="Open preview of port 8123")
+    expect(button).to_be_visible(timeout=30_000)
+    with page.context.expect_page() as opened:
+        button.click()
+    preview = opened.value
+    preview.wait_for_load_state()
+    expect(preview.locator("body")).to_contain_text("hello.txt", timeout=30_000)
+    assert ".localhost:" in preview.url and "token=" not in preview.url
+    preview.close()
+
+
+def test_terminal_runs_the_sandbox_shell(page: Page) -> None:
+    page.get_by_role("button", name="Terminal").click()
+    terminal = page.locator(".jp-SandboxTerminal .xterm")
+    expect(terminal).to_be_visible(timeout=30_000)
+    page.wait_for_timeout(1500)  # the shell's prompt
+    terminal.click()
+    page.keyboard.type("echo terminal-was-here > ~/from-terminal.txt\n")
+    page.wait_for_timeout(1000)
+    expect(page.locator(".jp-SandboxTerminal .xterm-rows")).to_contain_text("terminal-was-here")
+    run_cell(page, 6, "terminal-was-here")
+
+
+def test_scripts_in_output_leave_no_trace(page: Page) -> None:
+    run_cell(page, 5, "bold survives")
+    page.wait_for_timeout(1000)
+    assert page.evaluate("[window.__sandboxPwned, window.__sandboxPwned2, window.__sandboxPwned3]") == [None, None, None]
+    assert page.locator(".jp-OutputArea script").count() == 0
+
+
+def test_screenshots_light_and_dark(page: Page, lab: Server) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    sidebar = page.locator("#jupyter-sandbox-sidebar")
+    page.locator('.jp-SandboxSidebar-section[data-section="git"] > summary').click()  # folded for the picture
+    sidebar.screenshot(path=str(SCREENSHOTS / "sidebar-light.png"))
+    status, _ = lab.request("PUT", "/lab/api/settings/@jupyterlab/apputils-extension:themes",
+                            {"raw": json.dumps({"theme": "JupyterLab Dark"})},
+                            headers={"Content-Type": "application/json"})
+    assert status == 204
+    page.reload()
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+    expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false", timeout=30_000)
+    if not page.locator("#jupyter-sandbox-sidebar").is_visible():
+        page.locator('.lm-TabBar-tab[data-id="jupyter-sandbox-sidebar"]').click()
+    expect(page.locator('.jp-SandboxSidebar [data-field="state"]')).to_contain_text("running", timeout=30_000)
+    page.wait_for_timeout(1000)
+    page.locator("#jupyter-sandbox-sidebar").screenshot(path=str(SCREENSHOTS / "sidebar-dark.png"))
+    background = page.evaluate(
+        "getComputedStyle(document.querySelector('#jupyter-sandbox-sidebar')).backgroundColor")
+    assert background != "rgb(255, 255, 255)"
+    assert (SCREENSHOTS / "sidebar-light.png").stat().st_size > 0
+
+
+def test_the_sidebar_is_keyboard_reachable_and_labelled(page: Page) -> None:
+    for label in ("Upload files", "Search file names", "Find text in files", "Refresh files"):
+        expect(page.get_by_label(label).first).to_be_attached()
+    page.get_by_label("Refresh files").focus()
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement && document.activeElement.textContent")
+    assert focused  # the next control took the focus
