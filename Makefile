@@ -29,7 +29,7 @@ $(LABEXT): $(LABEXT_SOURCES) | $(LAB_TOOLS)
 	touch $(LABEXT)
 
 $(STAMP): pyproject.toml | $(LABEXT) $(PY)
-	$(PY) -m pip install --quiet -e ".[test,lab]"
+	SKIP_JUPYTER_BUILDER=1 $(PY) -m pip install --quiet -e ".[test,lab]"
 	$(VENV)/bin/jupyter-builder develop --overwrite .
 	touch $(STAMP)
 
