@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -205,6 +207,12 @@ def test_clone_and_commit_from_the_sidebar(page: Page, git_repo: str) -> None:
     expect(page.locator(".jp-Notification-Toast-success, .Toastify__toast").filter(has_text="Committed")).to_be_visible(
         timeout=30_000)
     assert "Notes from the sidebar" in run_cell(page, 7, "Notes from the sidebar")
+    # Branches: create one and check it out.
+    page.get_by_role("button", name="New branch…").click()
+    page.locator(".jp-Dialog").get_by_label("Branch name").fill("feature")
+    page.locator(".jp-Dialog").get_by_role("button", name="Create").click()
+    page.get_by_role("button", name="Check out feature").click()
+    expect(page.locator('.jp-SandboxSidebar [data-field="branch"]')).to_contain_text("feature", timeout=30_000)
     # The token was used for the clone only: it is nowhere in the repository's config.
     config = run_cell_text(page, "print(open('/home/sandbox/repo/.git/config').read())")
     assert GIT_TOKEN not in config
@@ -237,6 +245,35 @@ def test_server_errors_become_notifications(page: Page) -> None:
     toast = page.locator(".Toastify__toast").filter(has_text="New folder:")
     expect(toast).to_be_visible(timeout=15_000)
     assert "exists" in toast.inner_text().lower()
+
+
+def test_search_rename_permissions_download_and_delete(page: Page) -> None:
+    page.get_by_label("Search file names").fill("upload")
+    page.get_by_label("Search file names").press("Enter")
+    expect(page.get_by_label("Files found")).to_contain_text("uploaded.txt")
+    page.get_by_label("Find text in files").fill("edited in the lab")
+    page.get_by_label("Find text in files").press("Enter")
+    expect(page.get_by_label("Text found")).to_contain_text("hello.txt:")
+
+    page.get_by_label("Rename uploaded.txt").click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.get_by_label("New name").fill("renamed.txt")
+    dialog.get_by_role("button", name="Rename").click()
+    expect(sidebar_file(page, "renamed.txt")).to_be_visible(timeout=15_000)
+
+    page.get_by_label("Permissions of renamed.txt").click()
+    dialog.get_by_label("Mode (octal)").fill("600")
+    dialog.get_by_role("button", name="Change").click()
+    expect(sidebar_file(page, "renamed.txt").locator(".jp-SandboxSidebar-link")).to_have_attribute(
+        "title", re.compile(r"rw-------"), timeout=15_000)
+
+    with page.expect_download() as download:
+        page.get_by_label("Download renamed.txt").click()
+    assert Path(download.value.path()).read_bytes() == b"uploaded from the browser"
+
+    page.get_by_label("Delete renamed.txt").click()
+    dialog.get_by_role("button", name="Delete").click()
+    expect(sidebar_file(page, "renamed.txt")).to_have_count(0, timeout=15_000)
 
 
 def test_preview_of_a_server_started_from_the_notebook(page: Page) -> None:
