@@ -17,7 +17,10 @@ from pathlib import Path
 from jupyter_client.multikernelmanager import MultiKernelManager
 
 from jupyter_sandbox.sandbox.manager import Sandbox, SandboxManager
-from jupyter_sandbox.sandbox.spec import format_size
+
+
+def mib(value: float) -> str:
+    return f"{value / 2**20:.0f} MiB"
 
 
 def mem_available() -> int:
@@ -79,11 +82,11 @@ def main() -> dict[str, float]:
             list(pool.map(manager.remove, created))
     per_host = (before - after) / max(1, len(created))
     print(f"idle sandboxes held at once: {answering} of {args.count} answering (created in {took:.0f} s)   (target ≥ 50)")
-    print(f"  memory per idle sandbox, cgroup:      median {format_size(int(statistics.median(memory)))}, "
-          f"max {format_size(max(memory))}")
-    print(f"  host MemAvailable drop per sandbox:   {format_size(int(per_host))} "
-          f"({format_size(before)} available before, {format_size(after)} after)")
-    print(f"  baseline, one local ipykernel's RSS:  {format_size(baseline)}   "
+    print(f"  memory per idle sandbox, cgroup:      median {mib(statistics.median(memory))}, "
+          f"max {mib(max(memory))}")
+    print(f"  host MemAvailable drop per sandbox:   {mib(per_host)} "
+          f"({mib(before)} available before, {mib(after)} after)")
+    print(f"  baseline, one local ipykernel's RSS:  {mib(baseline)}   "
           f"(sandbox / local = {statistics.median(memory) / baseline:.2f})")
     print(f"  CPU used by all {len(created)} idle sandboxes together: {idle_cpu * 100:.1f} % of one core")
     print(f"  this machine would hold about {int(before / max(per_host, 1))} by memory")

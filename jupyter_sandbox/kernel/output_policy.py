@@ -16,10 +16,10 @@ an Output widget) is filtered the same way.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import nh3
-from markdown_it import MarkdownIt
 
 POLICIES = ("safe", "text", "trusted")
 BUNDLE_MESSAGES = frozenset({"display_data", "execute_result", "update_display_data"})
@@ -64,7 +64,12 @@ SVG_ATTRIBUTES = {"*": {
 SVG_SCHEMES = {"data"}  # only embedded images and #fragments; nothing is fetched from elsewhere
 DROPPED_CONTENT = {"script", "style", "foreignObject", "iframe", "object", "embed", "template", "noscript"}
 
-_markdown = MarkdownIt("commonmark", {"html": True}).enable("table")
+@functools.lru_cache(maxsize=1)
+def _markdown() -> Any:
+    # Imported on first use: most kernels never see Markdown output, and every kernel start pays imports.
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": True}).enable("table")
 
 
 def sanitize_html(html: str) -> str:
@@ -109,7 +114,7 @@ class OutputPolicy:
             elif self.policy == "safe" and mime == "image/svg+xml":
                 kept[mime] = sanitize_svg(_text(value))
             elif self.policy == "safe" and mime == "text/markdown":
-                kept.setdefault("text/html", sanitize_html(_markdown.render(_text(value))))
+                kept.setdefault("text/html", sanitize_html(_markdown().render(_text(value))))
             else:
                 removed.append(mime)
         if not kept:
