@@ -207,6 +207,17 @@ def test_clone_and_commit_from_the_sidebar(page: Page, git_repo: str) -> None:
     expect(page.locator(".jp-Notification-Toast-success, .Toastify__toast").filter(has_text="Committed")).to_be_visible(
         timeout=30_000)
     assert "Notes from the sidebar" in run_cell(page, 7, "Notes from the sidebar")
+    # Push, with the credentials asked for again (nothing was kept), then the server has the commit.
+    page.get_by_role("button", name="Push…").click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.get_by_label("Username").fill(GIT_USER)
+    dialog.get_by_label("Token or password").fill(GIT_TOKEN)
+    dialog.get_by_role("button", name="Push").click()
+    expect(page.locator(".Toastify__toast").filter(has_text="Pushed")).to_be_visible(timeout=60_000)
+    # A push without credentials fails with git's reason, shown as a notification.
+    page.get_by_role("button", name="Push…").click()
+    dialog.get_by_role("button", name="Push").click()
+    expect(page.locator(".Toastify__toast").filter(has_text="Pushing:")).to_be_visible(timeout=60_000)
     # Branches: create one and check it out.
     page.get_by_role("button", name="New branch…").click()
     page.locator(".jp-Dialog").get_by_label("Branch name").fill("feature")
