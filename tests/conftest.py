@@ -24,6 +24,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.multikernelmanager import MultiKernelManager
 from tornado.websocket import websocket_connect
 
+from jupyter_sandbox.sandbox import binding
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend, tar_bytes
 from jupyter_sandbox.sandbox.image import DEFAULT_IMAGE, build_image
 from jupyter_sandbox.sandbox.manager import Sandbox, SandboxManager
@@ -188,11 +189,15 @@ def manager(docker_backend: DockerBackend, sandbox_image: str) -> SandboxManager
 
 @pytest.fixture
 def sandbox(manager: SandboxManager, request: pytest.FixtureRequest) -> Iterator[Sandbox]:
-    """A started sandbox whose agent answers, labelled with the test module's name as kernel id."""
+    """A started sandbox whose agent answers, bound to the test module's name as kernel id. The test
+    holds that kernel's lease, as a live kernel does, so no server's reconciliation takes it away."""
+    lease = binding.KernelLease(request.module.__name__)
+    lease.acquire()
     created = manager.create(kernel_id=request.module.__name__)
     manager.wait_for_agent(created)
     yield created
     manager.remove(created)
+    lease.release(forget=True)
 
 
 @pytest.fixture
