@@ -21,7 +21,6 @@ import * as React from 'react';
 import { IFileEntry, IGitBranches, IGitStatus, ISandbox, SandboxAPI, SandboxApiError } from './api';
 import { askForm, confirm, credentialFields, CREDENTIAL_NOTE } from './dialogs';
 import {
-  baseName,
   cloneFolder,
   cloneUrlProblem,
   describeState,
@@ -746,8 +745,4 @@ export class SandboxSidebar extends ReactWidget {
       </details>
     );
   }
-}
-
-export function fileLabel(path: string): string {
-  return baseName(path);
 }
