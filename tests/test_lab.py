@@ -186,6 +186,15 @@ def test_upload_with_progress_then_read_from_a_cell(page: Page) -> None:
     expect(page.locator('.jp-SandboxSidebar-uploads')).to_contain_text("done", timeout=30_000)
     expect(sidebar_file(page, "uploaded.txt")).to_be_visible(timeout=30_000)
     run_cell(page, 2, "uploaded from the browser")
+    # Files dropped on the list are uploaded too.
+    dropped = page.evaluate_handle("""() => {
+        const transfer = new DataTransfer();
+        transfer.items.add(new File(['dropped on the list'], 'dropped.txt', {type: 'text/plain'}));
+        return transfer;
+    }""")
+    page.locator(".jp-SandboxSidebar-files").dispatch_event("drop", {"dataTransfer": dropped})
+    expect(sidebar_file(page, "dropped.txt")).to_be_visible(timeout=30_000)
+    assert "dropped on the list" in run_cell_text(page, "print(open('/home/sandbox/dropped.txt').read())")
 
 
 def test_clone_and_commit_from_the_sidebar(page: Page, git_repo: str) -> None:

@@ -307,3 +307,24 @@ def test_docker_engine_restart_with_sandboxes_running(sandbox_image: str, docker
     kept = manager.get(sandbox_id)
     assert not kept.running
     manager.remove(kept)
+
+
+def test_two_kernels_of_one_notebook_at_once_make_one_notebook_sandbox(sandbox_image: str,
+                                                                      docker_backend: DockerBackend) -> None:
+    manager = SandboxManager(backend=docker_backend)
+    env = {"JPY_SESSION_NAME": "twice-opened.ipynb"}
+    with ThreadPoolExecutor(2) as pool:
+        kernels = list(pool.map(lambda _: start_sandbox_kernel(extra_env=env), range(2)))
+        try:
+            runs = list(pool.map(lambda k: k.run(HOSTNAME, timeout=120), kernels))
+            assert [r.status for r in runs] == ["ok", "ok"], [r.error for r in runs]
+            ids = {sandbox_id_of(r.stdout) for r in runs}
+            assert len(ids) == 2
+            kept = [s for s in manager.list(owner=manager.owner) if s.workspace and s.id in ids]
+            assert len(kept) == 1  # the other kernel was told and got a sandbox of its own
+            assert any("in use by another kernel" in r.stdout for r in runs)
+        finally:
+            list(pool.map(lambda k: k.shutdown(), kernels))
+    leftover = [s for s in manager.list(owner=manager.owner) if s.id in ids]
+    assert [s.id for s in leftover] == [kept[0].id] and not leftover[0].running
+    manager.remove(leftover[0])

@@ -6,10 +6,12 @@ Docker calls block, so they never run on the relay's loop. Each thread reports b
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import Any, Callable
 
+from ..sandbox import binding
 from ..sandbox.client import AgentError
 from ..sandbox.docker_backend import SandboxError
 from ..sandbox.manager import Sandbox, SandboxManager
@@ -64,14 +66,20 @@ class SandboxLifecycle:
         try:
             manager = self.manager
             spec = manager.default_spec()
-            sandbox, how = manager.claim(self.kernel_id, self.workspace, spec)
-            workspace = self.workspace
-            if how.startswith("busy"):
-                self._progress(f"this notebook's sandbox is in use by another kernel ({how.split()[1]}); this "
-                               "kernel gets a sandbox of its own, removed when the kernel shuts down")
-                workspace = None
-            if sandbox is None:
-                sandbox = manager.create(spec, kernel_id=self.kernel_id, progress=self._progress, workspace=workspace)
+            # Two kernels of one notebook starting at once must not make two sandboxes for it: the
+            # notebook's lock covers finding and making (other notebooks do not wait).
+            lock = binding.host_lock(f"workspace-{self.workspace}") if self.workspace else contextlib.nullcontext()
+            with lock:
+                sandbox, how = manager.claim(self.kernel_id, self.workspace, spec)
+                workspace = self.workspace
+                if how.startswith("busy"):
+                    self._progress(f"this notebook's sandbox is in use by another kernel ({how.split()[1]}); "
+                                   "this kernel gets a sandbox of its own, removed when the kernel shuts down")
+                    workspace = None
+                if sandbox is None:
+                    sandbox = manager.create(spec, kernel_id=self.kernel_id, progress=self._progress,
+                                             workspace=workspace)
+            if how == "" or how.startswith("busy"):
                 health = manager.wait_for_agent(sandbox)
             elif not sandbox.running:
                 self._progress(f"starting sandbox {sandbox.id} again (its files are kept)...")
