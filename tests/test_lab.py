@@ -207,6 +207,13 @@ def test_clone_and_commit_from_the_sidebar(page: Page, git_repo: str) -> None:
     dialog.get_by_role("button", name="Clone").click()
     expect(page.locator('.jp-SandboxSidebar [data-field="branch"]')).to_be_visible(timeout=60_000)
     run_cell(page, 4, "edited")
+    # The file tree opens the clone in place.
+    folder = sidebar_file(page, "repo").locator(".jp-SandboxSidebar-link")
+    folder.click()
+    expect(folder).to_have_attribute("aria-expanded", "true")
+    expect(page.locator('.jp-SandboxSidebar-file[data-path="repo/notes.md"]')).to_be_visible(timeout=15_000)
+    folder.click()
+    expect(page.locator('.jp-SandboxSidebar-file[data-path="repo/notes.md"]')).to_have_count(0)
     page.get_by_label("Repository folder").press("Enter")
     expect(page.locator('.jp-SandboxSidebar-git li[data-path="notes.md"]')).to_be_visible(timeout=30_000)
     page.get_by_role("button", name="Stage all").click()

@@ -5,6 +5,7 @@
 import { Notification } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import {
+  caretRightIcon,
   caretUpIcon,
   deleteIcon,
   downloadIcon,
@@ -75,6 +76,8 @@ export class SandboxSidebar extends ReactWidget {
   private sandbox: ILive | null = null;
   private folder = '';
   private listing: IFileEntry[] = [];
+  /** Expanded folders of the tree (paths relative to the home) and what is in them. */
+  private expanded = new Map<string, IFileEntry[]>();
   private listedFor = '';
   private uploads: IUpload[] = [];
   private searchResults: string[] | null = null;
@@ -225,10 +228,39 @@ export class SandboxSidebar extends ReactWidget {
       ? await this.api.list(sandbox.id, folder).catch(() => undefined)
       : await this.act('List files', () => this.api.list(sandbox.id, folder));
     if (listing) {
+      if (folder !== this.folder) {
+        this.expanded.clear();
+      }
       this.folder = folder;
-      this.listing = listing.entries.sort((a, b) =>
-        (a.type === 'directory' ? 0 : 1) - (b.type === 'directory' ? 0 : 1) || a.name.localeCompare(b.name));
+      this.listing = sortEntries(listing.entries);
     }
+    // Expanded folders follow changes too; one that is gone folds away.
+    for (const path of Array.from(this.expanded.keys())) {
+      const inner = await this.api.list(sandbox.id, path).catch(() => undefined);
+      if (inner) {
+        this.expanded.set(path, sortEntries(inner.entries));
+      } else {
+        this.expanded.delete(path);
+      }
+    }
+  }
+
+  private async toggle(entry: IFileEntry): Promise<void> {
+    const path = this.relative(entry);
+    if (this.expanded.has(path)) {
+      for (const key of Array.from(this.expanded.keys())) {
+        if (key === path || key.startsWith(path + '/')) {
+          this.expanded.delete(key);
+        }
+      }
+    } else if (this.sandbox) {
+      const id = this.sandbox.id;
+      const inner = await this.act(`Open ${entry.name}`, () => this.api.list(id, path));
+      if (inner) {
+        this.expanded.set(path, sortEntries(inner.entries));
+      }
+    }
+    this.update();
   }
 
   private relative(entry: IFileEntry): string {
@@ -237,8 +269,7 @@ export class SandboxSidebar extends ReactWidget {
 
   private async openEntry(entry: IFileEntry): Promise<void> {
     if (entry.type === 'directory') {
-      await this.loadFolder(this.relative(entry));
-      this.update();
+      await this.toggle(entry);
       return;
     }
     if (this.sandbox && opensAsText(entry.name, entry.size)) {
@@ -327,7 +358,7 @@ export class SandboxSidebar extends ReactWidget {
     await this.loadFolder(this.folder);
   }
 
-  private async upload(files: FileList | File[]): Promise<void> {
+  private async upload(files: FileList | File[], into?: string): Promise<void> {
     const sandbox = this.sandbox;
     if (!sandbox) {
       return;
@@ -337,7 +368,7 @@ export class SandboxSidebar extends ReactWidget {
     this.update();
     for (const { file, state } of batch) {
       try {
-        await this.api.upload(sandbox.id, joinPath(this.folder, file.name), file, (loaded, total) => {
+        await this.api.upload(sandbox.id, joinPath(into ?? this.folder, file.name), file, (loaded, total) => {
           state.loaded = loaded;
           state.total = total;
           this.update();
@@ -624,28 +655,7 @@ export class SandboxSidebar extends ReactWidget {
             }
           }}>
           {this.listing.length === 0 && <li className="jp-SandboxSidebar-empty">empty folder — drop files here to upload</li>}
-          {this.listing.map(entry => (
-            <li key={entry.path} className="jp-SandboxSidebar-file" data-name={entry.name}>
-              <button className="jp-SandboxSidebar-link" onClick={() => void this.openEntry(entry)}
-                title={`${entry.path}${entry.mode ? ` (${modeLetters(entry.mode)})` : ''}`}>
-                {entry.type === 'directory'
-                  ? <folderIcon.react tag="span" className="jp-SandboxSidebar-icon" />
-                  : <fileIcon.react tag="span" className="jp-SandboxSidebar-icon" />}
-                {entry.name}
-              </button>
-              <span className="jp-SandboxSidebar-size">{entry.type === 'directory' ? '' : formatSize(entry.size)}</span>
-              <span className="jp-SandboxSidebar-actions">
-                <button aria-label={`Download ${entry.name}`} title="Download" onClick={() => void this.download(entry)}>
-                  <downloadIcon.react tag="span" /></button>
-                <button aria-label={`Rename ${entry.name}`} title="Rename" onClick={() => void this.rename(entry)}>
-                  <editIcon.react tag="span" /></button>
-                <button aria-label={`Permissions of ${entry.name}`} title="Permissions" onClick={() => void this.permissions(entry)}>
-                  <lockIcon.react tag="span" /></button>
-                <button aria-label={`Delete ${entry.name}`} title="Delete" onClick={() => void this.remove(entry)}>
-                  <deleteIcon.react tag="span" /></button>
-              </span>
-            </li>
-          ))}
+          {this.renderEntries(this.listing, 0)}
         </ul>
         {this.uploads.length > 0 && (
           <ul className="jp-SandboxSidebar-uploads" aria-label="Uploads">
@@ -660,6 +670,59 @@ export class SandboxSidebar extends ReactWidget {
         )}
       </details>
     );
+  }
+
+  /** The tree as a flat list of rows, indented by depth; an expanded folder's rows follow it. */
+  private renderEntries(entries: IFileEntry[], depth: number): JSX.Element[] {
+    const rows: JSX.Element[] = [];
+    for (const entry of entries) {
+      const directory = entry.type === 'directory';
+      const path = this.relative(entry);
+      const open = directory && this.expanded.has(path);
+      rows.push(
+        <li key={entry.path} className="jp-SandboxSidebar-file" data-name={entry.name} data-path={path}
+          style={{ paddingLeft: `${depth * 14}px` }}
+          onDragOver={directory ? event => { event.preventDefault(); event.stopPropagation(); } : undefined}
+          onDrop={directory ? event => {
+            event.preventDefault();
+            event.stopPropagation();
+            if (event.dataTransfer.files.length) {
+              void this.upload(Array.from(event.dataTransfer.files), path);
+            }
+          } : undefined}>
+          <button className="jp-SandboxSidebar-link" onClick={() => void this.openEntry(entry)}
+            onDoubleClick={directory ? () => void this.loadFolder(path).then(() => this.update()) : undefined}
+            aria-expanded={directory ? open : undefined}
+            title={`${entry.path}${entry.mode ? ` (${modeLetters(entry.mode)})` : ''}${directory ? ' — double-click to make it the top' : ''}`}>
+            {directory
+              ? <><caretRightIcon.react tag="span" className={`jp-SandboxSidebar-caret${open ? ' jp-mod-open' : ''}`} />
+                <folderIcon.react tag="span" className="jp-SandboxSidebar-icon" /></>
+              : <fileIcon.react tag="span" className="jp-SandboxSidebar-icon" />}
+            {entry.name}
+          </button>
+          <span className="jp-SandboxSidebar-size">{directory ? '' : formatSize(entry.size)}</span>
+          <span className="jp-SandboxSidebar-actions">
+            <button aria-label={`Download ${entry.name}`} title="Download" onClick={() => void this.download(entry)}>
+              <downloadIcon.react tag="span" /></button>
+            <button aria-label={`Rename ${entry.name}`} title="Rename" onClick={() => void this.rename(entry)}>
+              <editIcon.react tag="span" /></button>
+            <button aria-label={`Permissions of ${entry.name}`} title="Permissions" onClick={() => void this.permissions(entry)}>
+              <lockIcon.react tag="span" /></button>
+            <button aria-label={`Delete ${entry.name}`} title="Delete" onClick={() => void this.remove(entry)}>
+              <deleteIcon.react tag="span" /></button>
+          </span>
+        </li>
+      );
+      if (open) {
+        const inner = this.expanded.get(path) || [];
+        if (inner.length === 0) {
+          rows.push(<li key={`${entry.path}/(empty)`} className="jp-SandboxSidebar-empty"
+            style={{ paddingLeft: `${(depth + 1) * 14}px` }}>empty</li>);
+        }
+        rows.push(...this.renderEntries(inner, depth + 1));
+      }
+    }
+    return rows;
   }
 
   private renderGit(): JSX.Element {
@@ -745,4 +808,9 @@ export class SandboxSidebar extends ReactWidget {
       </details>
     );
   }
+}
+
+function sortEntries(entries: IFileEntry[]): IFileEntry[] {
+  return entries.sort((a, b) =>
+    (a.type === 'directory' ? 0 : 1) - (b.type === 'directory' ? 0 : 1) || a.name.localeCompare(b.name));
 }
