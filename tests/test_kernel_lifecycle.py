@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import subprocess
 import sys
 import time
@@ -125,6 +126,16 @@ def test_missing_image_is_reported_in_the_notebook(sandbox_image: str, tmp_path:
         assert run.status == "error"
         assert "jupyter-sandbox/does-not-exist:1" in run.error["evalue"]
         assert "not on this Docker engine" in run.error["evalue"]
+        # The kernel indicator does not stay at "starting" after a start that failed.
+        states = []
+        while True:
+            try:
+                message = kernel.client.get_iopub_msg(timeout=2)
+            except queue.Empty:
+                break
+            if message["msg_type"] == "status" and not message["parent_header"]:
+                states.append(message["content"]["execution_state"])
+        assert not states or states[-1] == "idle", states
     finally:
         kernel.shutdown()
 

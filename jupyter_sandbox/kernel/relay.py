@@ -791,7 +791,8 @@ class Relay:
         if starting and now - self._announced_starting >= 0.5:
             self._announced_starting = now
             self._publish("status", {"execution_state": "starting"}, None)
-        elif not starting and self._announced_starting and self.state is State.READY and not self.cells:
+        elif not starting and self._announced_starting and not self.cells:
+            # Ready, or failed (the waiting cell got the reason): either way nothing is starting now.
             self._announced_starting = 0.0
             self._publish("status", {"execution_state": "idle"}, None)
 
