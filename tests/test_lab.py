@@ -258,10 +258,9 @@ def run_cell_text(page: Page, code: str) -> str:
     new_cell.locator(".cm-content").click()
     page.keyboard.insert_text(code)
     page.keyboard.press("Shift+Enter")
-    output = new_cell.locator(".jp-OutputArea")
-    expect(output).not_to_be_empty(timeout=60_000)
-    page.wait_for_timeout(500)
-    return output.inner_text()
+    # Done when the prompt shows an execution count instead of "*".
+    expect(new_cell.locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"), timeout=120_000)
+    return new_cell.locator(".jp-OutputArea").inner_text()
 
 
 def test_server_errors_become_notifications(page: Page) -> None:
@@ -365,3 +364,22 @@ def test_the_sidebar_is_keyboard_reachable_and_labelled(page: Page) -> None:
     page.keyboard.press("Tab")
     focused = page.evaluate("document.activeElement && document.activeElement.textContent")
     assert focused  # the next control took the focus
+
+
+def test_stop_start_and_delete_from_the_status_section(page: Page) -> None:
+    state = page.locator('.jp-SandboxSidebar [data-field="state"]')
+    page.get_by_role("button", name="Stop", exact=True).click()
+    expect(state).to_contain_text("exited", timeout=30_000)
+    page.get_by_role("button", name="Start", exact=True).click()
+    expect(state).to_contain_text("running", timeout=30_000)
+    # Delete asks first; cancelling keeps everything.
+    page.get_by_role("button", name="Delete…").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text("cannot be undone")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(sidebar_file(page, "hello.txt")).to_be_visible()
+    page.get_by_role("button", name="Delete…").click()
+    dialog.get_by_role("button", name="Delete").click()
+    expect(page.locator(".Toastify__toast").filter(has_text="was deleted")).to_be_visible(timeout=30_000)
+    # The next cell gets a fresh sandbox: the old files are gone.
+    assert "False" in run_cell_text(page, "import os; print(os.path.exists('/home/sandbox/hello.txt'))")

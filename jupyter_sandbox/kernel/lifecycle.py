@@ -120,6 +120,8 @@ class SandboxLifecycle:
         stop.set()
         try:
             current = self.manager.get(sandbox.id)
+            if current.state in ("removing", "dead"):
+                raise SandboxError("being removed")
             if self.manager.was_idle_stopped(current):
                 reason = "it was stopped because nobody used it for a while (its files are kept)"
             else:
