@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Host prerequisites for building and running sandboxes: Python's venv module, mmdebstrap (to
-# bootstrap a base image where no registry is reachable) and a running Docker engine.
+# bootstrap a base image where no registry is reachable), Node.js (to build the JupyterLab extension)
+# and a running Docker engine.
 # With --with-browser also Chromium, which the browser tests drive through Playwright.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -8,6 +9,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 missing=()
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
 command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
 if [ "${1:-}" = "--with-browser" ] && [ ! -x /usr/bin/chromium ]; then
     missing+=(chromium)
 fi
@@ -22,5 +24,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
         # mmdebstrap is only needed when no base image can be pulled; venv is needed always.
         python3 -c "import venv, ensurepip" >/dev/null 2>&1 || exit 1
     fi
+fi
+# The JupyterLab extension's bundler (rspack) needs Node.js 20.19 or newer.
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' 2>/dev/null; then
+    echo "ensure-host: Node.js 20.19 or newer is needed to build the JupyterLab extension (found: $(node --version 2>/dev/null || echo none))." >&2
+    echo "ensure-host: install a newer Node.js (e.g. from nodejs.org or NodeSource) and run this again." >&2
+    exit 1
 fi
 exec "$here/ensure-docker.sh"
