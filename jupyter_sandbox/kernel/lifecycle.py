@@ -76,10 +76,11 @@ class SandboxLifecycle:
                     self._progress(f"this notebook's sandbox is in use by another kernel ({how.split()[1]}); "
                                    "this kernel gets a sandbox of its own, removed when the kernel shuts down")
                     workspace = None
-                if sandbox is None:
+                created = sandbox is None
+                if created:
                     sandbox = manager.create(spec, kernel_id=self.kernel_id, progress=self._progress,
                                              workspace=workspace)
-            if how == "" or how.startswith("busy"):
+            if created:
                 health = manager.wait_for_agent(sandbox)
             elif not sandbox.running:
                 self._progress(f"starting sandbox {sandbox.id} again (its files are kept)...")

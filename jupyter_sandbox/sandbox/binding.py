@@ -108,11 +108,15 @@ def claim_lock() -> contextlib.AbstractContextManager[None]:
     return host_lock("claims")
 
 
+def _lease_path(kernel_id: str) -> Path:
+    return _state_dir("leases") / f"{check_kernel_id(kernel_id)}.lock"
+
+
 class KernelLease:
     """An flock held by a running proxy kernel for its whole life; the OS drops it when it dies."""
 
     def __init__(self, kernel_id: str) -> None:
-        self.path = _state_dir("leases") / f"{check_kernel_id(kernel_id)}.lock"
+        self.path = _lease_path(kernel_id)
         self._fd: int | None = None
 
     def acquire(self, blocking: bool = True) -> bool:
@@ -144,7 +148,7 @@ class KernelLease:
 def kernel_alive(kernel_id: str) -> bool:
     """Whether a proxy kernel with this id holds its lease now (on this machine)."""
     try:
-        path = _state_dir("leases") / f"{check_kernel_id(kernel_id)}.lock"
+        path = _lease_path(kernel_id)
     except ValueError:
         return False
     try:
@@ -163,11 +167,11 @@ def kernel_alive(kernel_id: str) -> bool:
 def lease_seen(kernel_id: str, default: float) -> float:
     """When the kernel was last known alive (its lease's modification time), else `default`."""
     try:
-        return (_state_dir("leases") / f"{check_kernel_id(kernel_id)}.lock").stat().st_mtime
+        return _lease_path(kernel_id).stat().st_mtime
     except (OSError, ValueError):
         return default
 
 
 def forget_lease(kernel_id: str) -> None:
     with contextlib.suppress(OSError, ValueError):
-        (_state_dir("leases") / f"{check_kernel_id(kernel_id)}.lock").unlink()
+        _lease_path(kernel_id).unlink()

@@ -63,6 +63,11 @@ def _quiet(message: str) -> None:
     pass
 
 
+def _spec_label(spec: SandboxSpec) -> str:
+    """The spec as recorded in a sandbox's label (its own labels left out)."""
+    return json.dumps({k: v for k, v in spec.to_dict().items() if k != "labels"})
+
+
 def _created_seconds(sandbox: "Sandbox") -> float:
     return float(sandbox.created) if sandbox.created.isdigit() else 0.0
 
@@ -310,7 +315,7 @@ class SandboxManager(LoggingConfigurable):
             LABEL_ID: sandbox_id,
             LABEL_OWNER: self.owner,
             LABEL_CREATED_BY: f"jupyter-sandbox {__version__}",
-            LABEL_SPEC: json.dumps({k: v for k, v in spec.to_dict().items() if k != "labels"}),
+            LABEL_SPEC: _spec_label(spec),
         }
         if kernel_id:
             labels[LABEL_KERNEL_ID] = kernel_id  # the kernel it was made for; who has it now is in its name
@@ -620,7 +625,7 @@ class SandboxManager(LoggingConfigurable):
     def pool_sandboxes(self, spec: SandboxSpec | None = None) -> list[Sandbox]:
         """Free, running warm-pool sandboxes of this owner that match `spec` (default: the default)."""
         spec = spec or self.default_spec()
-        wanted = json.dumps({k: v for k, v in spec.to_dict().items() if k != "labels"})
+        wanted = _spec_label(spec)
         image_id = self.backend.image_id(spec.image) or "-"
         return [s for s in self.list(owner=self.owner) if s.pool and s.running
                 and s.labels.get(LABEL_SPEC) == wanted and s.image_id == image_id]

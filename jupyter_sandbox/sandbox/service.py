@@ -36,6 +36,12 @@ class ApiError(Exception):
         self.message = message
 
 
+def _user_ports(ports: list[int]) -> list[int]:
+    """Listening ports without the agent's and the inner kernel's own."""
+    internal = {AGENT_PORT, *KERNEL_PORTS.values()}
+    return [p for p in ports if p not in internal]
+
+
 def check_path(value: Any, what: str = "path", required: bool = True) -> str:
     """A sandbox path as the API takes it: relative to /home/sandbox, or absolute inside the sandbox."""
     if value is None or value == "":
@@ -284,8 +290,7 @@ class SandboxService(LoggingConfigurable):
                     info["last_activity"] = datetime.fromtimestamp(health["last_activity"], timezone.utc).isoformat()
                 inside = await self.blocking(lambda: self.manager.agent(sandbox).usage())
                 info["usage"]["disk_bytes"] = inside["disk_bytes"]
-                internal = {AGENT_PORT, *KERNEL_PORTS.values()}
-                info["ports"] = [p for p in inside["ports"] if p not in internal]
+                info["ports"] = _user_ports(inside["ports"])
             except (ApiError, AgentError, SandboxError):
                 pass  # a sandbox whose agent does not answer still has a state to show
         return info
@@ -356,8 +361,7 @@ class SandboxService(LoggingConfigurable):
     async def ports(self, sandbox_id: str) -> dict[str, Any]:
         client = await self.agent(sandbox_id)
         usage = await self.blocking(client.usage)
-        internal = {AGENT_PORT, *KERNEL_PORTS.values()}
-        return {"ports": [p for p in usage["ports"] if p not in internal]}
+        return {"ports": _user_ports(usage["ports"])}
 
     # -- streaming --------------------------------------------------------------------------
 
