@@ -157,31 +157,26 @@ export class SandboxAPI {
     return this.request('GET', `sandboxes/${id}/files/info`, { query: { path } });
   }
 
-  async readText(id: string, path: string): Promise<string> {
-    const response = await ServerConnection.makeRequest(
-      this.url(`sandboxes/${id}/files/content`, { path }), { method: 'GET' }, this.settings);
+  /** A file's bytes as they are (not JSON), in either direction; an error answer throws. */
+  private async content(init: RequestInit, query: Record<string, string | undefined>, id: string): Promise<Response> {
+    const response = await ServerConnection.makeRequest(this.url(`sandboxes/${id}/files/content`, query), init,
+      this.settings);
     if (!response.ok) {
       throw await SandboxAPI.errorOf(response);
     }
-    return response.text();
+    return response;
+  }
+
+  async readText(id: string, path: string): Promise<string> {
+    return (await this.content({ method: 'GET' }, { path }, id)).text();
   }
 
   async download(id: string, path: string, folder: boolean): Promise<Blob> {
-    const query = { path, format: folder ? 'zip' : undefined };
-    const response = await ServerConnection.makeRequest(
-      this.url(`sandboxes/${id}/files/content`, query), { method: 'GET' }, this.settings);
-    if (!response.ok) {
-      throw await SandboxAPI.errorOf(response);
-    }
-    return response.blob();
+    return (await this.content({ method: 'GET' }, { path, format: folder ? 'zip' : undefined }, id)).blob();
   }
 
   async writeText(id: string, path: string, text: string): Promise<void> {
-    const response = await ServerConnection.makeRequest(
-      this.url(`sandboxes/${id}/files/content`, { path }), { method: 'PUT', body: text }, this.settings);
-    if (!response.ok) {
-      throw await SandboxAPI.errorOf(response);
-    }
+    await this.content({ method: 'PUT', body: text }, { path }, id);
   }
 
   /** Upload one file with progress (fetch cannot report upload progress; XMLHttpRequest can). */

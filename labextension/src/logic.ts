@@ -64,15 +64,21 @@ export function baseName(path: string): string {
   return trimmed.slice(trimmed.lastIndexOf('/') + 1);
 }
 
+/** A path under the home made relative to it ('' for the home itself); other paths as they are. */
+export function homeRelative(path: string): string {
+  if (path === SANDBOX_HOME) {
+    return '';
+  }
+  return path.startsWith(SANDBOX_HOME + '/') ? path.slice(SANDBOX_HOME.length + 1) : path;
+}
+
 /** A path inside the sandbox shown relative to its home when it is under it. */
 export function displayPath(path: string): string {
-  if (path === SANDBOX_HOME) {
-    return '~';
+  const relative = homeRelative(path);
+  if (relative === path) {
+    return path;
   }
-  if (path.startsWith(SANDBOX_HOME + '/')) {
-    return '~/' + path.slice(SANDBOX_HOME.length + 1);
-  }
-  return path;
+  return relative ? `~/${relative}` : '~';
 }
 
 /**
@@ -252,12 +258,7 @@ export function splitDrivePath(localPath: string): { sandboxId: string; path: st
 
 /** The drive path of a file in a sandbox (the inverse of splitDrivePath). */
 export function drivePath(sandboxId: string, path: string): string {
-  let relative = path;
-  if (relative === SANDBOX_HOME) {
-    relative = '';
-  } else if (relative.startsWith(SANDBOX_HOME + '/')) {
-    relative = relative.slice(SANDBOX_HOME.length + 1);
-  }
+  const relative = homeRelative(path);
   return relative ? `${sandboxId}/${relative.replace(/^\/+/, '')}` : sandboxId;
 }
 

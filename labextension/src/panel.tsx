@@ -30,6 +30,7 @@ import {
   formatSize,
   gitChangeLabel,
   groupGitFiles,
+  homeRelative,
   joinPath,
   modeLetters,
   modeProblem,
@@ -264,7 +265,7 @@ export class SandboxSidebar extends ReactWidget {
   }
 
   private relative(entry: IFileEntry): string {
-    return entry.path.startsWith('/home/sandbox/') ? entry.path.slice('/home/sandbox/'.length) : entry.path;
+    return homeRelative(entry.path);
   }
 
   private async openEntry(entry: IFileEntry): Promise<void> {

@@ -10,6 +10,7 @@ import {
   formatDuration,
   formatSize,
   groupGitFiles,
+  homeRelative,
   joinPath,
   modeLetters,
   modeProblem,
@@ -50,6 +51,13 @@ describe('paths', () => {
     expect(parentPath('a.txt')).toBe('');
     expect(parentPath('/etc')).toBe('/');
     expect(baseName('data/raw/')).toBe('raw');
+  });
+
+  it('makes paths under the home relative', () => {
+    expect(homeRelative('/home/sandbox')).toBe('');
+    expect(homeRelative('/home/sandbox/a/b.txt')).toBe('a/b.txt');
+    expect(homeRelative('/home/sandboxes/x')).toBe('/home/sandboxes/x');
+    expect(homeRelative('notes/a.md')).toBe('notes/a.md');
   });
 
   it('shows the home as ~', () => {
