@@ -245,16 +245,18 @@ class Server:
         return status, payload
 
 
-def start_jupyter_server(root: Path, extra_args: list[str] = (), log: Path | None = None) -> tuple[Server, subprocess.Popen]:
-    """A real Jupyter Server in its own process, as `jupyter lab` runs it, with token auth."""
+def start_jupyter_server(root: Path, extra_args: list[str] = (), log: Path | None = None, module: str = "jupyter_server",
+                         env: dict[str, str] | None = None) -> tuple[Server, subprocess.Popen]:
+    """A real Jupyter Server in its own process, as `jupyter lab` runs it, with token auth. `module`
+    "jupyterlab" starts JupyterLab itself; `env` adds to the process's environment."""
     port, token = free_port(), secrets.token_hex(16)
     output = open(log, "wb") if log else subprocess.DEVNULL
     process = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
+        [sys.executable, "-m", module, "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
          # No warm pool unless a test asks for one: its sandboxes would outlive the test's.
          *([] if any("warm_pool_size" in a for a in extra_args) else ["--SandboxManager.warm_pool_size=0"]),
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", *extra_args],
-        stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "NO_PROXY": "127.0.0.1"})
+        stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "NO_PROXY": "127.0.0.1", **(env or {})})
     server = Server(port, token)
     server.process = process
 
@@ -264,7 +266,7 @@ def start_jupyter_server(root: Path, extra_args: list[str] = (), log: Path | Non
         except OSError:
             return False
 
-    assert wait_until(up, timeout=60), "jupyter server did not start"
+    assert wait_until(up, timeout=90), f"{module} did not start"
     return server, process
 
 

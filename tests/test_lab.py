@@ -5,7 +5,6 @@ screenshots of the sidebar in the light and dark themes."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from conftest import ROOT, Server, free_port, git_http_server, wait_until
+from conftest import ROOT, Server, git_http_server, start_jupyter_server
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
@@ -85,17 +84,10 @@ def lab(git_repo: str, docker_backend: DockerBackend, tmp_path_factory: pytest.T
     quiet.mkdir(parents=True)
     # No question about fetching news in the middle of the pictures (and no request to the internet).
     (quiet / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    port, token = free_port(), os.urandom(16).hex()
-    log = open(tmp_path_factory.mktemp("lab-log") / "lab.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         f"--LabApp.user_settings_dir={settings}",
-         f"--LabApp.workspaces_dir={tmp_path_factory.mktemp('lab-workspaces')}"],
-        stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "NO_PROXY": "127.0.0.1,localhost", "JUPYTER_CONFIG_DIR": str(config)})
-    server = Server(port, token)
-    assert wait_until(lambda: _answers(server), timeout=90), "JupyterLab did not start"
+    server, process = start_jupyter_server(
+        root, [f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp_path_factory.mktemp('lab-ws')}"],
+        log=tmp_path_factory.mktemp("lab-log") / "lab.log", module="jupyterlab",
+        env={"NO_PROXY": "127.0.0.1,localhost", "JUPYTER_CONFIG_DIR": str(config)})
     yield server
     process.terminate()
     process.wait(timeout=60)
@@ -103,13 +95,6 @@ def lab(git_repo: str, docker_backend: DockerBackend, tmp_path_factory: pytest.T
     for sandbox in manager.list(owner=manager.owner):
         if sandbox.workspace or sandbox.kernel_id:
             manager.remove(sandbox)
-
-
-def _answers(server: Server) -> bool:
-    try:
-        return server.request("GET", "/api/status")[0] == 200
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +111,9 @@ def page(browser: Browser, lab: Server) -> Iterator[Page]:
     opened = context.new_page()
     opened.goto(f"{lab.base}/lab/tree/work/sidebar.ipynb?token={lab.token}")
     opened.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+    # As a user does: run cells once the status bar shows the notebook's kernel connected and idle.
+    expect(opened.locator(".jp-StatusBar-Widget").filter(has_text=re.compile(r"Python 3 \(sandbox\) \| Idle"))
+           ).to_be_visible(timeout=120_000)
     opened.locator('.lm-TabBar-tab[data-id="jupyter-sandbox-sidebar"]').click()
     expect(opened.locator(".jp-SandboxSidebar-header")).to_be_visible()
     yield opened
