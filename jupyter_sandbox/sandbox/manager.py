@@ -98,12 +98,19 @@ class Sandbox:
     ip_address: str = ""
     image_id: str = ""
 
+    def direct_address(self) -> str | None:
+        """The container's own address when the host can reach it: the engine is on this machine."""
+        docker_host = os.environ.get("DOCKER_HOST", "")
+        if self.ip_address and (not docker_host or docker_host.startswith("unix://")):
+            return self.ip_address
+        return None
+
     def agent_endpoint(self) -> tuple[str, int]:
         """Where the host reaches the agent: the container's bridge address when the engine is on this
         machine (no userland port proxy in the way), else the port published on 127.0.0.1."""
-        docker_host = os.environ.get("DOCKER_HOST", "")
-        if self.ip_address and (not docker_host or docker_host.startswith("unix://")):
-            return self.ip_address, AGENT_PORT
+        address = self.direct_address()
+        if address:
+            return address, AGENT_PORT
         if AGENT_PORT not in self.host_ports:
             raise SandboxError(f"sandbox {self.id} is not running")
         return "127.0.0.1", self.host_ports[AGENT_PORT]
@@ -244,6 +251,8 @@ class SandboxManager(LoggingConfigurable):
         super().__init__(**kwargs)
         self._backend = backend
         self._storage: dict[str, str] | None = None
+        # Seconds since the epoch of the last use seen on the host side, by sandbox id.
+        self._host_activity: dict[str, float] = {}
 
     @property
     def backend(self) -> DockerBackend:
@@ -723,6 +732,8 @@ class SandboxManager(LoggingConfigurable):
                     last = self.agent(sandbox).health(timeout=5).get("last_activity")
                 except (AgentError, SandboxError):
                     continue
+                if isinstance(last, (int, float)):
+                    last = max(last, self._host_activity.get(sandbox.id, 0.0))
                 if isinstance(last, (int, float)) and now - last > self.idle_timeout:
                     self.log.info("sandbox %s idle for %.0f s: stopping it (files are kept)", sandbox.id, now - last)
                     idle.mark_stopped(sandbox.id)
@@ -736,6 +747,10 @@ class SandboxManager(LoggingConfigurable):
                     self.remove(sandbox)
                     done["deleted"].append(sandbox.id)
         return done
+
+    def note_activity(self, sandbox_id: str) -> None:
+        """Use the agent does not see (a preview reaching its app straight); the idle check counts it."""
+        self._host_activity[sandbox_id] = time.time()
 
     def was_idle_stopped(self, sandbox: Sandbox) -> bool:
         return idle.was_stopped(sandbox.id)

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from . import secrets as sandbox_secrets
+from .spec import RESERVED_PORTS
 
 DEFAULT_EXPIRY = 3600
 MAX_EXPIRY = 24 * 3600
@@ -30,6 +31,9 @@ class PreviewError(ValueError):
 def check_port(port: object) -> int:
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise PreviewError(f"port must be a whole number from 1 to 65535, got {port!r}")
+    if port in RESERVED_PORTS:
+        raise PreviewError(f"port {port} is jupyter-sandbox's own (its agent and kernel use "
+                           f"{min(RESERVED_PORTS)} to {max(RESERVED_PORTS)}); preview your app's port")
     return port
 
 
@@ -39,14 +43,20 @@ def _nonce_path(sandbox_id: str) -> Path:
     return sandbox_secrets.secret_path().parent / "previews" / sandbox_id
 
 
-_nonces: dict[Path, tuple[int, bytes]] = {}
+_nonces: dict[Path, tuple[tuple[int, int], bytes]] = {}
+# Tokens found good lately: (token, sandbox id, port) -> when. A preview page loads many files at
+# once; each would otherwise read the nonce's file. Rotating in this process forgets them at once;
+# a rotation by another process (the command line) takes effect within this many seconds.
+VERIFIED_SECONDS = 1.0
+_verified: dict[tuple[str, str, int], float] = {}
 
 
 def _nonce(sandbox_id: str) -> bytes:
     """The sandbox's current nonce; re-read only when its file changed (another process may rotate it)."""
     path = _nonce_path(sandbox_id)
     try:
-        changed = path.stat().st_mtime_ns
+        stat = path.stat()
+        changed = (stat.st_ino, stat.st_mtime_ns)
     except FileNotFoundError:
         return rotate(sandbox_id)
     cached = _nonces.get(path)
@@ -59,6 +69,7 @@ def _nonce(sandbox_id: str) -> bytes:
 def rotate(sandbox_id: str) -> bytes:
     """A new nonce: every token handed out before stops working."""
     path = _nonce_path(sandbox_id)
+    _verified.clear()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fresh = secrets.token_hex(16).encode()
     temporary = path.with_name(f".{path.name}.{os.getpid()}")
@@ -70,6 +81,7 @@ def rotate(sandbox_id: str) -> bytes:
 
 
 def forget(sandbox_id: str) -> None:
+    _verified.clear()
     try:
         _nonce_path(sandbox_id).unlink()
     except (FileNotFoundError, PreviewError):
@@ -99,13 +111,22 @@ def verify(token: str | None, sandbox_id: str, port: int) -> bool:
     if not match:
         return False
     token_sandbox, token_port, expires, signature = match.groups()
-    if token_sandbox != sandbox_id or int(token_port) != port or int(expires) < time.time():
+    now = time.time()
+    if token_sandbox != sandbox_id or int(token_port) != port or int(expires) < now:
         return False
+    key = (token, sandbox_id, port)
+    if now - _verified.get(key, 0.0) < VERIFIED_SECONDS:
+        return True
     try:
         expected = _signature(sandbox_id, port, int(expires))
     except PreviewError:
         return False
-    return hmac.compare_digest(signature, expected)
+    if not hmac.compare_digest(signature, expected):
+        return False
+    if len(_verified) > 1024:
+        _verified.clear()
+    _verified[key] = now
+    return True
 
 
 def parse_duration(text: str) -> int:

@@ -23,7 +23,7 @@ from . import binding, network, preview, shapes
 from .client import AgentError, StreamingAgentClient
 from .docker_backend import DockerUnavailable, ImageNotFound, SandboxError
 from .manager import Sandbox, SandboxManager
-from .spec import AGENT_PORT, KERNEL_PORTS, LABEL_PREFIX, SpecError, parse_size
+from .spec import LABEL_PREFIX, SpecError, parse_size, user_ports
 
 MAX_PATH = 4096
 MAX_NAME = 255
@@ -34,12 +34,6 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-def _user_ports(ports: list[int]) -> list[int]:
-    """Listening ports without the agent's and the inner kernel's own."""
-    internal = {AGENT_PORT, *KERNEL_PORTS.values()}
-    return [p for p in ports if p not in internal]
 
 
 def check_path(value: Any, what: str = "path", required: bool = True) -> str:
@@ -290,7 +284,7 @@ class SandboxService(LoggingConfigurable):
                     info["last_activity"] = datetime.fromtimestamp(health["last_activity"], timezone.utc).isoformat()
                 inside = await self.blocking(lambda: self.manager.agent(sandbox).usage())
                 info["usage"]["disk_bytes"] = inside["disk_bytes"]
-                info["ports"] = _user_ports(inside["ports"])
+                info["ports"] = user_ports(inside["ports"])
             except (ApiError, AgentError, SandboxError):
                 pass  # a sandbox whose agent does not answer still has a state to show
         return info
@@ -361,7 +355,7 @@ class SandboxService(LoggingConfigurable):
     async def ports(self, sandbox_id: str) -> dict[str, Any]:
         client = await self.agent(sandbox_id)
         usage = await self.blocking(client.usage)
-        return {"ports": _user_ports(usage["ports"])}
+        return {"ports": user_ports(usage["ports"])}
 
     # -- streaming --------------------------------------------------------------------------
 

@@ -20,6 +20,12 @@ LABEL_IMAGE_INPUTS = f"{LABEL_PREFIX}.image-inputs"
 # 127.0.0.1 only, on a host port Docker picks.
 AGENT_PORT = 8750
 KERNEL_PORTS = {"shell": 8751, "iopub": 8752, "stdin": 8753, "control": 8754, "hb": 8755}
+RESERVED_PORTS = frozenset({AGENT_PORT, *KERNEL_PORTS.values()})
+
+
+def user_ports(ports: list[int]) -> list[int]:
+    """Listening ports without the agent's and the inner kernel's own."""
+    return [p for p in ports if p not in RESERVED_PORTS]
 
 SANDBOX_USER_UID = 1000
 SANDBOX_HOME = "/home/sandbox"

@@ -8,15 +8,13 @@ import os
 from typing import Any
 
 from tornado.ioloop import IOLoop, PeriodicCallback
-from tornado.routing import HostMatches, Rule
-from tornado.web import _ApplicationRouter
 
 from ..config import load_config
 from ..kernel.magics import PREVIEW_TEMPLATE_ENV
 from ..sandbox.manager import SandboxManager
 from ..sandbox.service import SandboxService
 from .handlers import api_routes
-from .preview import host_pattern, preview_routes
+from . import preview
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
@@ -27,10 +25,8 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     base_url = serverapp.web_app.settings["base_url"]
     serverapp.web_app.add_handlers(".*$", api_routes(base_url, service))
     # Preview origins first, before any Jupyter handler: none of Jupyter's pages exist there.
-    preview_rule = Rule(HostMatches(host_pattern(service.preview_url_template)),
-                        _ApplicationRouter(serverapp.web_app, preview_routes(manager)))
-    serverapp.web_app.default_router.rules.insert(0, preview_rule)
-    serverapp.web_app.settings["jupyter_sandbox_preview_host"] = host_pattern(service.preview_url_template)
+    gateway = preview.install(serverapp.web_app, manager, serverapp.log, service.preview_url_template, base_url)
+    serverapp.web_app.settings["jupyter_sandbox_preview"] = gateway
     service.server_port = serverapp.port
     # Kernels started by this server inherit its environment: %sandbox preview builds links with it.
     os.environ[PREVIEW_TEMPLATE_ENV] = service.preview_url_template.replace("{server_port}", str(serverapp.port))

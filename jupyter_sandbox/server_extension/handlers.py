@@ -19,7 +19,6 @@ from tornado import httputil, web, websocket
 from ..sandbox.service import ApiError, SandboxService, check_path
 from ..sandbox.spec import parse_size
 from .openapi import openapi_document
-from .preview import PreviewProxyHandler
 
 AUTH_RESOURCE = "sandbox"
 SANDBOX_ID = r"(?P<sandbox_id>[0-9a-f]{12})"
@@ -613,12 +612,7 @@ def api_routes(base_url: str, service: SandboxService) -> list[tuple[str, type, 
         (f"{box}/ports", PortsHandler),
         (f"{api}/openapi.json", OpenAPIHandler),
     ]
-    preview = url_path_join(base_url, "sandbox", "preview")
-    return [(pattern, handler, args) for pattern, handler in routes] + [
-        # Token-authenticated, on the Jupyter origin but locked into a CSP sandbox (no same-origin).
-        (rf"{preview}/{SANDBOX_ID}/(?P<port>\d{{1,6}})/(?P<rest>.*)", PreviewProxyHandler,
-         {"manager": service.manager, "path_form": True}),
-    ]
+    return [(pattern, handler, args) for pattern, handler in routes]
 
 
 ROUTE_PATTERN = re.compile(r"\(\?P<(\w+)>[^)]*\)")
