@@ -1,7 +1,9 @@
 """Preview links against going straight to the app in the container.
 
 - small GET: requests per second and p50 latency, through the preview vs straight to the container's
-  address on its bridge network (and through jupyter-server-proxy when it is installed);
+  address on its bridge network (and through jupyter-server-proxy when it is installed). The preview
+  reaches an app listening on all addresses straight; one listening on the sandbox's loopback only
+  (`preview-lo`, the same app on another port) through the agent's tunnel;
 - websocket echo round trip;
 - a 500 MB download. Target: preview >= 0.5 of direct for small GETs, >= 0.7 for the download.
 """
@@ -25,6 +27,7 @@ from rest_api import Api, start_server
 
 APP = Path(__file__).resolve().parents[1] / "tests" / "preview_app.py"
 PORT = 3000
+LOOPBACK_PORT = 3001
 
 
 def small_gets(host: str, address: tuple[str, int], headers: dict, count: int, prefix: str = "") -> tuple[float, float]:
@@ -131,8 +134,12 @@ def main() -> None:
             api.json("POST", f"{box}/sessions", {"id": "web"})
             api.json("POST", f"{box}/sessions/web/commands",
                      {"command": f"python3 preview_app.py {PORT} 0.0.0.0", "run_async": True})
+            api.json("POST", f"{box}/sessions", {"id": "web-lo"})
+            api.json("POST", f"{box}/sessions/web-lo/commands",
+                     {"command": f"python3 preview_app.py {LOOPBACK_PORT} 127.0.0.1", "run_async": True})
             time.sleep(1.5)
             preview = api.json("POST", f"{box}/previews", {"port": PORT})
+            preview_lo = api.json("POST", f"{box}/previews", {"port": LOOPBACK_PORT})
             address = json.loads(subprocess.run(
                 ["docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", sandbox["name"]],
                 capture_output=True, text=True, check=True).stdout)
@@ -143,7 +150,10 @@ def main() -> None:
 
             published = published_port_app(sandbox["image"])
             via_published = (f"127.0.0.1:{published[1]}", published, {})
-            candidates = {"direct": (*direct, ""), "published": (*via_published, ""), "preview": (*via_preview, "")}
+            via_tunnel = (f"{LOOPBACK_PORT}-{sandbox['id']}.localhost:{port}", ("127.0.0.1", port),
+                          {"X-Sandbox-Preview-Token": preview_lo["token"]})
+            candidates = {"direct": (*direct, ""), "published": (*via_published, ""), "preview": (*via_preview, ""),
+                          "preview-lo": (*via_tunnel, "")}
             side = jupyter_server_proxy(container_ip)
             if side is not None:
                 candidates["jsp"] = (f"127.0.0.1:{side[1]}", ("127.0.0.1", side[1]),
@@ -163,6 +173,9 @@ def main() -> None:
                 print(f"  {name:8} {rps:7.0f} req/s   p50 {p50 * 1000:6.2f} ms")
             ratio = statistics.median(r for r, _ in rates["preview"]) / statistics.median(r for r, _ in rates["direct"])
             print(f"  preview / direct requests per second = {ratio:.2f}   (target >= 0.5)")
+            tunnel_ratio = (statistics.median(r for r, _ in rates["preview-lo"])
+                            / statistics.median(r for r, _ in rates["direct"]))
+            print(f"  preview-lo / direct requests per second = {tunnel_ratio:.2f}   (an app on the sandbox's loopback)")
             published_ratio = (statistics.median(r for r, _ in rates["preview"])
                                / statistics.median(r for r, _ in rates["published"]))
             print(f"  preview / published-port requests per second = {published_ratio:.2f}")
@@ -174,16 +187,20 @@ def main() -> None:
 
             ws_direct = websocket_round_trips(f"ws://{container_ip}:{PORT}/ws", {}, 200)
             ws_preview = websocket_round_trips(f"ws://127.0.0.1:{port}/ws", {"Host": via_preview[0], **via_preview[2]}, 200)
+            ws_tunnel = websocket_round_trips(f"ws://127.0.0.1:{port}/ws", {"Host": via_tunnel[0], **via_tunnel[2]}, 200)
             print(f"websocket echo round trip, p50 of 200: direct {ws_direct * 1000:.2f} ms, "
-                  f"preview {ws_preview * 1000:.2f} ms ({ws_preview / ws_direct:.2f} x)")
+                  f"preview {ws_preview * 1000:.2f} ms ({ws_preview / ws_direct:.2f} x), "
+                  f"preview-lo {ws_tunnel * 1000:.2f} ms ({ws_tunnel / ws_direct:.2f} x)")
 
-            downloads = {"direct": [], "preview": []}
+            downloads = {"direct": [], "preview": [], "preview-lo": []}
             for _ in range(3):
                 downloads["direct"].append(download(*direct, args.megabytes))
                 downloads["preview"].append(download(*via_preview, args.megabytes))
-            d, p = statistics.median(downloads["direct"]), statistics.median(downloads["preview"])
+                downloads["preview-lo"].append(download(*via_tunnel, args.megabytes))
+            d, p, lo = (statistics.median(downloads[name]) for name in ("direct", "preview", "preview-lo"))
             print(f"{args.megabytes} MB download, median of 3: direct {args.megabytes / d:.0f} MB/s, "
-                  f"preview {args.megabytes / p:.0f} MB/s   preview / direct = {d / p:.2f}   (target >= 0.7)")
+                  f"preview {args.megabytes / p:.0f} MB/s, preview-lo {args.megabytes / lo:.0f} MB/s   "
+                  f"preview / direct = {d / p:.2f}   (target >= 0.7), preview-lo / direct = {d / lo:.2f}")
         finally:
             subprocess.run(["docker", "rm", "-f", "jupyter-sandbox-bench-app"], capture_output=True)
             if "side" in locals() and side is not None:

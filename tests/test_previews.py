@@ -6,6 +6,8 @@ import asyncio
 import hashlib
 import http.client
 import json
+import re
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,7 +20,8 @@ from tornado.websocket import websocket_connect
 from conftest import ROOT, Server, wait_until
 from jupyter_sandbox.sandbox import preview as tokens
 
-APP_PORT = 3000
+APP_PORT = 3000  # the app listens on the sandbox's loopback: reached through the agent's tunnel
+WIDE_PORT = 3002  # the same app listening on all addresses: reached straight at the container's address
 API = "/sandbox/api"
 
 
@@ -39,7 +42,11 @@ def app_sandbox(preview_server: Server) -> Iterator[str]:
     preview_server.request("POST", f"{box}/sessions", {"id": "web"})
     preview_server.request("POST", f"{box}/sessions/web/commands",
                            {"command": f"python3 preview_app.py {APP_PORT}", "run_async": True})
-    assert wait_until(lambda: APP_PORT in preview_server.request("GET", f"{box}/ports")[1].get("ports", []), timeout=30)
+    preview_server.request("POST", f"{box}/sessions", {"id": "wide"})
+    preview_server.request("POST", f"{box}/sessions/wide/commands",
+                           {"command": f"python3 preview_app.py {WIDE_PORT} 0.0.0.0", "run_async": True})
+    assert wait_until(lambda: {APP_PORT, WIDE_PORT} <= set(
+        preview_server.request("GET", f"{box}/ports")[1].get("ports", [])), timeout=30)
     yield sandbox_id
     preview_server.request("DELETE", box)
 
@@ -91,6 +98,110 @@ def test_curl_with_header_or_query_token_and_nothing_of_jupyters_arrives(preview
     assert status == 200 and json.loads(body)["query"] == "x=2"  # the token parameter is not forwarded
 
 
+def raw_exchange(server: Server, data: bytes, timeout: float = 10) -> bytes:
+    """Send bytes as they are and read until the server closes (or goes quiet for `timeout`)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
+        sock.sendall(data)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except socket.timeout:
+            pass
+    return received
+
+
+@pytest.mark.parametrize("port", [APP_PORT, WIDE_PORT])
+def test_a_kept_alive_connection_strips_every_request(preview_server: Server, app_sandbox: str, port: int) -> None:
+    """Both roads to an app (tunnel, straight); several requests on one connection, each cleaned."""
+    token = link(preview_server, app_sandbox, port)["token"]
+    host = host_of(preview_server, app_sandbox, port)
+    connection = http.client.HTTPConnection("127.0.0.1", preview_server.port, timeout=30)
+    for number in range(5):
+        connection.request("GET", f"/echo?n={number}&token={token}", headers={
+            "Host": host, "Authorization": f"token {preview_server.token}", "X-XSRFToken": "abc",
+            "Cookie": f"_xsrf=abc; username-x=secret; app=mine; jupyter-sandbox-preview={token}"})
+        response = connection.getresponse()
+        seen = json.loads(response.read())
+        assert response.status == 200 and seen["query"] == f"n={number}"
+        headers = {k.lower() for k in seen["headers"]}
+        assert not headers & {"authorization", "x-xsrftoken", "x-sandbox-preview-token"}
+        assert seen["cookies"] == {"app": "mine"}
+        assert response.getheader("Connection") == "keep-alive"
+    sock = connection.sock
+    connection.request("GET", "/echo", headers={"Host": host, "X-Sandbox-Preview-Token": token})
+    connection.getresponse().read()
+    assert connection.sock is sock  # one connection all along
+
+
+def test_another_host_on_a_preview_connection_is_refused(preview_server: Server, app_sandbox: str) -> None:
+    token = link(preview_server, app_sandbox)["token"]
+    host = host_of(preview_server, app_sandbox)
+    first = f"GET /echo HTTP/1.1\r\nHost: {host}\r\nX-Sandbox-Preview-Token: {token}\r\n\r\n"
+    for other in (f"127.0.0.1:{preview_server.port}", host_of(preview_server, app_sandbox, WIDE_PORT)):
+        second = (f"GET /api/contents HTTP/1.1\r\nHost: {other}\r\nAuthorization: token {preview_server.token}"
+                  f"\r\nX-Sandbox-Preview-Token: {token}\r\n\r\n")
+        answer = raw_exchange(preview_server, (first + second).encode())
+        assert answer.startswith(b"HTTP/1.1 200 ") and b"HTTP/1.1 421 " in answer
+        assert b'"content"' not in answer and answer.count(b'"headers"') == 1
+
+
+def test_pipelined_and_http10_requests(preview_server: Server, app_sandbox: str) -> None:
+    token = link(preview_server, app_sandbox)["token"]
+    host = host_of(preview_server, app_sandbox)
+    one = f"GET /echo?n=%d HTTP/1.1\r\nHost: {host}\r\nX-Sandbox-Preview-Token: {token}\r\n\r\n"
+    answer = raw_exchange(preview_server, ((one % 1) + (one % 2) + (one % 3).replace(
+        "\r\n\r\n", "\r\nConnection: close\r\n\r\n")).encode())
+    assert [int(n) for n in re.findall(rb'"query": "n=(\d)"', answer)] == [1, 2, 3]
+    answer = raw_exchange(preview_server, f"GET /echo HTTP/1.0\r\nHost: {host}\r\nX-Sandbox-Preview-Token: {token}"
+                                          "\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in answer
+
+
+def test_ambiguous_requests_are_refused(preview_server: Server, app_sandbox: str) -> None:
+    """Framing a request could be read two ways by: refused with 400, never forwarded."""
+    token = link(preview_server, app_sandbox)["token"]
+    host = host_of(preview_server, app_sandbox)
+    start = f"POST /upload HTTP/1.1\r\nHost: {host}\r\nX-Sandbox-Preview-Token: {token}\r\n"
+    for shape in ("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                  "Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+                  "Transfer-Encoding: gzip\r\n\r\nhello"):
+        # Second on a kept connection, where the proxy alone reads the head.
+        first = f"GET /echo HTTP/1.1\r\nHost: {host}\r\nX-Sandbox-Preview-Token: {token}\r\n\r\n"
+        answer = raw_exchange(preview_server, (first + start + shape).encode())
+        assert b"HTTP/1.1 400 " in answer and b'"size"' not in answer, (shape, answer[-300:])
+    folded = f"GET /echo HTTP/1.1\r\nHost: {host}\r\nX-Sandbox-Preview-Token: {token}\r\nX-A: 1\r\n folded\r\n\r\n"
+    answer = raw_exchange(preview_server, (first + folded).encode())
+    assert answer.count(b"HTTP/1.1 200 ") == 1 and b"HTTP/1.1 400 " in answer
+
+
+def test_chunked_upload_and_expect_continue(preview_server: Server, app_sandbox: str) -> None:
+    token = link(preview_server, app_sandbox, WIDE_PORT)["token"]
+    host = host_of(preview_server, app_sandbox, WIDE_PORT)
+    pieces = [bytes([n]) * (1000 * (n + 1)) for n in range(5)]
+    body = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+    answer = raw_exchange(preview_server, (f"POST /upload HTTP/1.1\r\nHost: {host}\r\nX-Sandbox-Preview-Token: {token}"
+                                           "\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode() + body)
+    whole = b"".join(pieces)
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1]) == {"size": len(whole), "sha256": hashlib.sha256(whole).hexdigest()}
+    with socket.create_connection(("127.0.0.1", preview_server.port), timeout=10) as sock:
+        sock.sendall(f"PUT /echo HTTP/1.1\r\nHost: {host}\r\nX-Sandbox-Preview-Token: {token}\r\nContent-Length: 2"
+                     "\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n".encode())
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(b"{}")
+        rest = b""
+        while chunk := sock.recv(65536):
+            rest += chunk
+    assert rest.startswith(b"HTTP/1.1 200 ") and b'"method": "PUT"' in rest
+    assert b"expect" not in rest.lower().split(b"\r\n\r\n", 1)[1]  # the app was not asked to continue
+
+
+def test_ports_of_jupyter_sandbox_itself_are_not_previewed(preview_server: Server, app_sandbox: str) -> None:
+    for port in (8750, 8751, 8755):
+        status, error = preview_server.request("POST", f"{API}/sandboxes/{app_sandbox}/previews", {"port": port})
+        assert status == 400 and "jupyter-sandbox's own" in error["message"], error
+
+
 def test_bad_tokens(preview_server: Server, app_sandbox: str) -> None:
     host = host_of(preview_server, app_sandbox)
     good = link(preview_server, app_sandbox)["token"]
@@ -110,10 +221,11 @@ def test_bad_tokens(preview_server: Server, app_sandbox: str) -> None:
     assert fetch(preview_server, host, "/echo", {"X-Sandbox-Preview-Token": good})[0] == 403  # rotated
 
 
-def test_streams_redirects_and_events(preview_server: Server, app_sandbox: str) -> None:
-    token = link(preview_server, app_sandbox)["token"]
+@pytest.mark.parametrize("port", [APP_PORT, WIDE_PORT])
+def test_streams_redirects_and_events(preview_server: Server, app_sandbox: str, port: int) -> None:
+    token = link(preview_server, app_sandbox, port)["token"]
     headers = {"X-Sandbox-Preview-Token": token}
-    host = host_of(preview_server, app_sandbox)
+    host = host_of(preview_server, app_sandbox, port)
     status, _, body = fetch(preview_server, host, "/big?mb=64", headers)
     assert status == 200 and len(body) == 64 * 1024 * 1024
     assert hashlib.sha256(body).hexdigest() == hashlib.sha256(bytes(range(256)) * 4096 * 64).hexdigest()
@@ -136,10 +248,11 @@ def test_streams_redirects_and_events(preview_server: Server, app_sandbox: str) 
         assert status == 200 and json.loads(body)["method"] == method
 
 
-def test_websockets(preview_server: Server, app_sandbox: str) -> None:
-    token = link(preview_server, app_sandbox)["token"]
+@pytest.mark.parametrize("port", [APP_PORT, WIDE_PORT])
+def test_websockets(preview_server: Server, app_sandbox: str, port: int) -> None:
+    token = link(preview_server, app_sandbox, port)["token"]
     url = f"ws://127.0.0.1:{preview_server.port}/ws"
-    host = host_of(preview_server, app_sandbox)
+    host = host_of(preview_server, app_sandbox, port)
 
     async def session() -> tuple:
         connection = await websocket_connect(HTTPRequest(url, headers={"Host": host, "X-Sandbox-Preview-Token": token}))
@@ -309,7 +422,8 @@ def test_walkthrough_from_a_notebook(preview_server: Server) -> None:
 
         for line, message in (("%sandbox preview 0", "more than zero"), ("%sandbox preview 70000", "1 to 65535"),
                               ("%sandbox preview 8000 --expires 48h", "24 hours"),
-                              ("%sandbox preview 8000 --expires soon", "duration")):
+                              ("%sandbox preview 8000 --expires soon", "duration"),
+                              ("%sandbox preview 8750", "jupyter-sandbox's own")):
             _, replies = cell(line)
             errors = [m["content"]["evalue"] for m in replies if m["msg_type"] == "error"]
             assert errors and message in errors[0], (line, errors)

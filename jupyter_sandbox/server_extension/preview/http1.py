@@ -15,6 +15,7 @@ import re
 import socket
 import ssl
 from dataclasses import dataclass, field
+from typing import Awaitable, TypeVar
 
 from ...agent.splice import copy as splice_copy
 
@@ -24,8 +25,18 @@ READ_SIZE = 256 * 1024
 # A body of a known length larger than this goes socket to socket in the kernel.
 SPLICE_THRESHOLD = 256 * 1024
 TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+T = TypeVar("T")
 CHUNKED = -1
 UNTIL_CLOSE = -2
+
+
+async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """`awaitable`'s result, or asyncio.TimeoutError after `seconds` (without wait_for's extra task
+    where asyncio.timeout exists: this runs once per request)."""
+    if hasattr(asyncio, "timeout"):
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)
 
 
 class ProtocolError(Exception):

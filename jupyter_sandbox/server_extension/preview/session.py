@@ -16,7 +16,8 @@ from typing import Callable
 
 from ...sandbox import preview as tokens
 from . import access
-from .http1 import UNTIL_CLOSE, Channel, Head, ProtocolError, body_length, parse_request, parse_response, pipe_both_ways
+from .http1 import (UNTIL_CLOSE, Channel, Head, ProtocolError, body_length, parse_request, parse_response, pipe_both_ways,
+                    within)
 from .pages import PreviewFailure, error_response, redirect_response
 from .upstream import Upstreams
 
@@ -63,7 +64,7 @@ class PreviewSession:
                 if not keep_alive or next_target is None:
                     return
                 try:
-                    raw = await asyncio.wait_for(self.client.read_head(), IDLE_SECONDS)
+                    raw = await within(IDLE_SECONDS, self.client.read_head())
                 except asyncio.TimeoutError:
                     return
                 if raw is None:
@@ -179,7 +180,7 @@ class PreviewSession:
         await self.client.copy_body(upstream, request_length, outgoing)
         while True:
             try:
-                raw = await asyncio.wait_for(upstream.read_head(), RESPONSE_HEAD_SECONDS)
+                raw = await within(RESPONSE_HEAD_SECONDS, upstream.read_head())
             except (ConnectionResetError, BrokenPipeError):
                 raw = None
             if raw is None:

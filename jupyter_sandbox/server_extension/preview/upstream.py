@@ -88,7 +88,7 @@ class Upstreams:
 
     def keep(self, key: Key, channel: Channel) -> None:
         kept = self._kept.setdefault(key, [])
-        if len(kept) < KEPT_PER_APP and channel.idle_and_open():
+        if len(kept) < KEPT_PER_APP and not channel.buffer:
             kept.append((time.monotonic(), channel))
         else:
             channel.close()
