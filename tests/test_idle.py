@@ -78,3 +78,33 @@ def test_a_preview_visit_wakes_an_idle_sandbox(idle_server: Server) -> None:
         assert state(idle_server, sandbox_id) == "running"
     finally:
         idle_server.request("DELETE", box)
+
+
+def test_a_preview_in_use_keeps_its_sandbox_awake(idle_server: Server) -> None:
+    """The proxy reaches an app listening on all addresses straight, past the agent: the server counts
+    that use itself, so a sandbox serving a page someone is using is not stopped under them."""
+    import time
+
+    from conftest import ROOT
+
+    status, created = idle_server.request("POST", "/sandbox/api/sandboxes", {})
+    sandbox_id = created["id"]
+    box = f"/sandbox/api/sandboxes/{sandbox_id}"
+    try:
+        idle_server.request("PUT", f"{box}/files/content?path=app.py", raw=(ROOT / "tests" / "preview_app.py").read_bytes())
+        idle_server.request("POST", f"{box}/sessions", {"id": "web"})
+        idle_server.request("POST", f"{box}/sessions/web/commands", {"command": "python3 app.py 3000 0.0.0.0",
+                                                                       "run_async": True})
+        assert wait_until(lambda: 3000 in idle_server.request("GET", f"{box}/ports")[1].get("ports", []), timeout=30)
+        token = idle_server.request("POST", f"{box}/previews", {"port": 3000})[1]["token"]
+        connection = http.client.HTTPConnection("127.0.0.1", idle_server.port, timeout=60)
+        until = time.monotonic() + IDLE * 2 + 3
+        while time.monotonic() < until:
+            connection.request("GET", "/echo", headers={"Host": f"3000-{sandbox_id}.localhost:{idle_server.port}",
+                                                        "X-Sandbox-Preview-Token": token})
+            response = connection.getresponse()
+            assert response.status == 200 and b'"path": "/echo"' in response.read()
+            time.sleep(0.5)
+        assert state(idle_server, sandbox_id) == "running"
+    finally:
+        idle_server.request("DELETE", box)
