@@ -137,7 +137,10 @@ def main() -> None:
             api.json("POST", f"{box}/sessions", {"id": "web-lo"})
             api.json("POST", f"{box}/sessions/web-lo/commands",
                      {"command": f"python3 preview_app.py {LOOPBACK_PORT} 127.0.0.1", "run_async": True})
-            time.sleep(1.5)
+            for _ in range(100):  # both apps listening before the first request
+                if {PORT, LOOPBACK_PORT} <= set(api.json("GET", f"{box}/ports")["ports"]):
+                    break
+                time.sleep(0.2)
             preview = api.json("POST", f"{box}/previews", {"port": PORT})
             preview_lo = api.json("POST", f"{box}/previews", {"port": LOOPBACK_PORT})
             address = json.loads(subprocess.run(

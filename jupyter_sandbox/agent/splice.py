@@ -12,6 +12,7 @@ import os
 import socket
 
 CHUNK = 1024 * 1024
+WAKE_BYTES = 1024 * 1024
 
 
 async def _ready(fd: int, writable: bool) -> None:
@@ -43,12 +44,18 @@ async def copy(source: socket.socket, sink: socket.socket, limit: int | None = N
     except OSError:
         pass  # above /proc/sys/fs/pipe-max-size: the default size still works
     flags = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+    lowered = False
     try:
         while limit is None or total < limit:
             try:
                 size = CHUNK if limit is None else min(CHUNK, limit - total)
                 moved = os.splice(source.fileno(), write_end, size, flags=flags)
             except BlockingIOError:
+                if limit is not None:
+                    # Wake when a good part of what is still due has arrived, not for every packet
+                    # (never for more than is due: the rest of a kept-alive connection may stay quiet).
+                    source.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, min(WAKE_BYTES, limit - total))
+                    lowered = True
                 await _ready(source.fileno(), writable=False)
                 continue
             if moved == 0:
@@ -63,6 +70,11 @@ async def copy(source: socket.socket, sink: socket.socket, limit: int | None = N
     finally:
         os.close(read_end)
         os.close(write_end)
+        if lowered:
+            try:
+                source.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+            except OSError:
+                pass
 
 
 async def _copy_plain(source: socket.socket, sink: socket.socket, limit: int | None) -> int:

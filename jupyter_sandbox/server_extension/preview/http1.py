@@ -140,6 +140,7 @@ class Channel:
         self.buffer = bytearray(early)
         self.plain = not isinstance(sock, ssl.SSLSocket)
         self.closed = False
+        self.via_tunnel = False  # a connection to an app through the agent (see upstream.py)
 
     def fileno(self) -> int:
         return self.sock.fileno()

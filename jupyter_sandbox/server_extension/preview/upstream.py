@@ -88,6 +88,11 @@ class Upstreams:
 
     def keep(self, key: Key, channel: Channel) -> None:
         kept = self._kept.setdefault(key, [])
+        refused = self._tunnel_only.get(key)
+        if refused is not None and channel.via_tunnel and time.monotonic() - refused > DIRECT_REFUSED_SECONDS:
+            # The straight road was refused a while ago (the app may have been starting): try it again.
+            channel.close()
+            return
         if len(kept) < KEPT_PER_APP and not channel.buffer:
             kept.append((time.monotonic(), channel))
         else:
@@ -137,6 +142,7 @@ class Upstreams:
             sock.close()
             raise PreviewFailure(502, "The sandbox did not answer", "Its agent could not be reached.") from None
         if status == 101:
+            channel.via_tunnel = True
             return channel
         channel.close()
         if status == 502:
