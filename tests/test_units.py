@@ -6,6 +6,9 @@ import pytest
 
 from jupyter_sandbox.kernel.messages import DELIM, Signer, build, reply_type, split
 from jupyter_sandbox.sandbox.spec import SandboxSpec, SpecError, format_size, parse_size
+from jupyter_sandbox.server_extension.preview import access
+from jupyter_sandbox.server_extension.preview.http1 import (
+    CHUNKED, UNTIL_CLOSE, Head, ProtocolError, body_length, parse_request, parse_response)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -88,11 +91,6 @@ def test_agent_answer_shapes() -> None:
 
 
 # -- the preview proxy's framing and request cleaning ------------------------------------------
-
-from jupyter_sandbox.server_extension.preview import access  # noqa: E402
-from jupyter_sandbox.server_extension.preview.http1 import (  # noqa: E402
-    CHUNKED, UNTIL_CLOSE, Head, ProtocolError, body_length, parse_request, parse_response)
-
 
 @pytest.mark.parametrize("raw", [
     b"GET http://elsewhere/ HTTP/1.1\r\nHost: x", b"GET / HTTP/2\r\nHost: x", b"GET  / HTTP/1.1",

@@ -127,11 +127,8 @@ class PreviewSession:
         request_length = body_length(head)
         client_keeps = read_more and head.first[2] == "HTTP/1.1" and "close" not in head.tokens("Connection")
         if access.wants_cookie(head, from_query):
-            cookie_path = target.path_prefix + "/" if target.path_form else "/"
-            location = target.path_prefix + access.join_target(path, [(k, v) for k, v in query if k != "token"])
             keeps = client_keeps and request_length == 0
-            await self.client.send(redirect_response(location, access.token_cookie(
-                token, cookie_path, access.token_expiry(token)), extra, keeps).encode())
+            await self._redirect_with_cookie(token, target, path, query, extra, keeps)
             return keeps
         sandbox = await self.upstreams.sandbox(target.sandbox_id)
         websocket = "websocket" in head.tokens("Upgrade")
@@ -174,10 +171,23 @@ class PreviewSession:
             upstream.close()
         return keeps
 
+    async def _redirect_with_cookie(self, token: str, target: Target, path: str, query: list[tuple[str, str]],
+                                    extra: list[tuple[str, str]], keeps: bool) -> None:
+        """A browser's first visit: the token goes into a cookie of this preview only, out of the address."""
+        cookie_path = target.path_prefix + "/" if target.path_form else "/"
+        location = target.path_prefix + access.join_target(path, [(k, v) for k, v in query if k != "token"])
+        cookie = access.token_cookie(token, cookie_path, access.token_expiry(token))
+        await self.client.send(redirect_response(location, cookie, extra, keeps).encode())
+
     async def _exchange(self, upstream: Channel, outgoing: bytes, head: Head, request_length: int) -> Head | None:
         """Send the request (head and body) and read the final response head; None if the app closed the
         connection without a byte of answer (only then may the request be asked again)."""
-        await self.client.copy_body(upstream, request_length, outgoing)
+        try:
+            await self.client.copy_body(upstream, request_length, outgoing)
+        except (ConnectionResetError, BrokenPipeError):
+            if request_length:
+                raise  # part of a body went: it cannot be asked again
+            return None
         while True:
             try:
                 raw = await within(RESPONSE_HEAD_SECONDS, upstream.read_head())
