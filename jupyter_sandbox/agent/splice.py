@@ -10,12 +10,14 @@ import asyncio
 import fcntl
 import os
 import socket
+from typing import Any, Awaitable
 
 CHUNK = 1024 * 1024
 WAKE_BYTES = 1024 * 1024
 
 
-async def _ready(fd: int, writable: bool) -> None:
+async def wait_ready(fd: int, writable: bool) -> None:
+    """Until a non-blocking fd can be read (or written) without blocking."""
     loop = asyncio.get_running_loop()
     future = loop.create_future()
     add, remove = (loop.add_writer, loop.remove_writer) if writable else (loop.add_reader, loop.remove_reader)
@@ -56,7 +58,7 @@ async def copy(source: socket.socket, sink: socket.socket, limit: int | None = N
                     # (never for more than is due: the rest of a kept-alive connection may stay quiet).
                     source.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, min(WAKE_BYTES, limit - total))
                     lowered = True
-                await _ready(source.fileno(), writable=False)
+                await wait_ready(source.fileno(), writable=False)
                 continue
             if moved == 0:
                 return total
@@ -65,7 +67,7 @@ async def copy(source: socket.socket, sink: socket.socket, limit: int | None = N
                 try:
                     moved -= os.splice(read_end, sink.fileno(), moved, flags=flags)
                 except BlockingIOError:
-                    await _ready(sink.fileno(), writable=True)
+                    await wait_ready(sink.fileno(), writable=True)
         return total
     finally:
         os.close(read_end)
@@ -109,6 +111,17 @@ def buffered(stream) -> bytes:
     return bytes(stream._read_buffer[:size]) if size else b""
 
 
+async def until_either_ends(*copies: Awaitable[Any]) -> None:
+    """Run copies (the two ways of a byte pipe) until one of them ends; the others are cancelled."""
+    tasks = [asyncio.ensure_future(one) for one in copies]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def join(first, second) -> None:
     """Copy both ways between two tornado streams until either side ends, then close both."""
     loop = asyncio.get_running_loop()
@@ -118,11 +131,7 @@ async def join(first, second) -> None:
         for sock, data in ((two, early[first]), (one, early[second])):
             if data:
                 await loop.sock_sendall(sock, data)
-        tasks = [asyncio.ensure_future(copy(one, two)), asyncio.ensure_future(copy(two, one))]
-        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await until_either_ends(copy(one, two), copy(two, one))
     except OSError:
         pass
     finally:

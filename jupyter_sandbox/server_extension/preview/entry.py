@@ -13,6 +13,7 @@ with `Content-Security-Policy: sandbox`, and closes the connection.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import urllib.parse
@@ -91,7 +92,8 @@ class PreviewGateway:
             if later.get("Host").lower() != first_host:
                 raise PreviewFailure(421, "This connection belongs to another address",
                                      "Send requests for another host on a connection of their own.")
-            return self.host_target(later, scheme)
+            # The same Host names the same preview: only the path and the Host's spelling change.
+            return dataclasses.replace(target, path=later.first[1], public_host=later.get("Host"))
 
         await session.run(head, target, read_more=True, next_target=next_target)
 
@@ -131,7 +133,7 @@ def install(web_app: Any, manager: SandboxManager, log: logging.Logger, template
     """Route preview origins (ahead of every Jupyter handler) and the path form to the gateway."""
     gateway = PreviewGateway(manager, log, host_pattern(template), base_url)
     rules = web_app.default_router.rules
-    rules.insert(0, Rule(HostMatches(host_pattern(template)), PreviewEntrance(gateway, path_form=False)))
+    rules.insert(0, Rule(HostMatches(gateway.host_regex.pattern), PreviewEntrance(gateway, path_form=False)))
     # Not through add_handlers: the path form takes preview tokens, not Jupyter's login, on purpose.
     rules.insert(1, Rule(PathMatches(gateway.path_regex.pattern), PreviewEntrance(gateway, path_form=True)))
     return gateway

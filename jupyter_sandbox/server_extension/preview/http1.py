@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Awaitable, TypeVar
 
 from ...agent.splice import copy as splice_copy
+from ...agent.splice import until_either_ends, wait_ready
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_CHUNK_LINE = 4096
@@ -69,7 +70,8 @@ class Head:
 
 def _parse(raw: bytes) -> tuple[str, list[tuple[str, str]]]:
     text = raw.decode("latin-1")
-    if "\n" in text.replace("\r\n", "") or "\r" in text.replace("\r\n", "") or "\0" in text:
+    between_lines = text.replace("\r\n", "")
+    if "\n" in between_lines or "\r" in between_lines or "\0" in text:
         raise ProtocolError("a stray line break or NUL in the head")
     first, *lines = text.split("\r\n")
     headers = []
@@ -146,19 +148,7 @@ class Channel:
         return self.sock.fileno()
 
     async def _wait(self, writable: bool) -> None:
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        fd = self.sock.fileno()
-
-        def ready() -> None:
-            if not future.done():
-                future.set_result(None)
-
-        (loop.add_writer if writable else loop.add_reader)(fd, ready)
-        try:
-            await future
-        finally:
-            (loop.remove_writer if writable else loop.remove_reader)(fd)
+        await wait_ready(self.sock.fileno(), writable)
 
     async def _recv(self, size: int) -> bytes:
         while True:
@@ -305,15 +295,8 @@ class Channel:
 
 async def pipe_both_ways(one: Channel, two: Channel) -> None:
     """Copy both ways (a websocket after its upgrade) until either side ends, then close both."""
-    async def one_way(source: Channel, sink: Channel) -> None:
-        await source.copy_until_close(sink)
-
-    tasks = [asyncio.ensure_future(one_way(one, two)), asyncio.ensure_future(one_way(two, one))]
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        await until_either_ends(one.copy_until_close(two), two.copy_until_close(one))
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         one.close()
         two.close()

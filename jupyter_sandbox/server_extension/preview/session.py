@@ -45,6 +45,10 @@ class Target:
         return bool(self.path_prefix)
 
 
+def _malformed(exc: ProtocolError) -> PreviewFailure:
+    return PreviewFailure(400, "Not a request this proxy forwards", str(exc))
+
+
 class PreviewSession:
     """Serves requests on one client connection until it closes, errs, or asks for the last time."""
 
@@ -73,7 +77,7 @@ class PreviewSession:
                     head = parse_request(raw)
                     target = next_target(head)
                 except ProtocolError as exc:
-                    await self._fail(PreviewFailure(400, "Not a request this proxy forwards", str(exc)), "", [])
+                    await self._fail(_malformed(exc), "", [])
                     return
                 except PreviewFailure as failure:
                     await self._fail(failure, access.split_target(head.first[1])[0], [])
@@ -109,8 +113,7 @@ class PreviewSession:
         except (PreviewFailure, ProtocolError) as exc:
             if self.responding:
                 return False
-            failure = exc if isinstance(exc, PreviewFailure) else PreviewFailure(
-                400, "Not a request this proxy forwards", str(exc))
+            failure = exc if isinstance(exc, PreviewFailure) else _malformed(exc)
             await self._fail(failure, address, extra)
             return False
 

@@ -117,29 +117,23 @@ class Upstreams:
         return await self._tunnel(sandbox, port)
 
     async def _direct(self, address: str, port: int) -> Channel | None:
-        sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setblocking(False)
         try:
-            await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (address, port)), CONNECT_TIMEOUT)
+            return await _connect(address, port)
         except (OSError, asyncio.TimeoutError):
-            sock.close()
             return None  # not listening on the container's address (or not reachable): the tunnel decides
-        return Channel(sock)
 
     async def _tunnel(self, sandbox: Sandbox, port: int) -> Channel:
+        channel = None
         try:
-            host, agent_port = sandbox.agent_endpoint()
-            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-            sock.setblocking(False)
-            channel = Channel(sock)
-            await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (host, agent_port)), CONNECT_TIMEOUT)
+            channel = await _connect(*sandbox.agent_endpoint())
             token = sandbox_secrets.agent_token(sandbox.id)
             await channel.send((f"GET /tunnel/{port} HTTP/1.1\r\nHost: agent\r\nAuthorization: token {token}\r\n"
                                 "Upgrade: sandbox-tunnel\r\nConnection: Upgrade\r\n\r\n").encode())
             raw = await asyncio.wait_for(channel.read_head(), CONNECT_TIMEOUT)
             status = int(parse_response(raw).first[1]) if raw else 0
         except (OSError, SandboxError, asyncio.TimeoutError, ProtocolError):
-            sock.close()
+            if channel is not None:
+                channel.close()
             raise PreviewFailure(502, "The sandbox did not answer", "Its agent could not be reached.") from None
         if status == 101:
             channel.via_tunnel = True
@@ -160,3 +154,14 @@ class Upstreams:
         if not ports:
             return "No port is listening in the sandbox right now. Start your server and reload."
         return "Ports listening in the sandbox: " + ", ".join(html.escape(str(p)) for p in ports) + "."
+
+
+async def _connect(host: str, port: int) -> Channel:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (host, port)), CONNECT_TIMEOUT)
+    except BaseException:
+        sock.close()
+        raise
+    return Channel(sock)
