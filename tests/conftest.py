@@ -353,3 +353,38 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
             return True
         time.sleep(interval)
     return predicate()
+
+
+def start_preview_app(server: Server, sandbox_id: str, apps: dict[int, str]) -> None:
+    """tests/preview_app.py running in a sandbox, once per port ({port: listening address}), each in a
+    session of its own; returns when all of them listen."""
+    box = f"/sandbox/api/sandboxes/{sandbox_id}"
+    server.request("PUT", f"{box}/files/content?path=preview_app.py", raw=(ROOT / "tests" / "preview_app.py").read_bytes())
+    for port, address in apps.items():
+        server.request("POST", f"{box}/sessions", {"id": f"app-{port}"})
+        server.request("POST", f"{box}/sessions/app-{port}/commands",
+                       {"command": f"python3 preview_app.py {port} {address}", "run_async": True})
+    assert wait_until(lambda: set(apps) <= set(server.request("GET", f"{box}/ports")[1].get("ports", [])), timeout=30)
+
+
+@contextlib.contextmanager
+def host_http_server(body: bytes) -> Iterator[int]:
+    """An HTTP server on the host's loopback answering every GET with `body`; yields its port."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()

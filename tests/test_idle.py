@@ -7,7 +7,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import Server, run_over_websocket, start_jupyter_server, wait_until
+from conftest import Server, run_over_websocket, start_jupyter_server, start_preview_app, wait_until
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.manager import SandboxManager
 
@@ -85,17 +85,11 @@ def test_a_preview_in_use_keeps_its_sandbox_awake(idle_server: Server) -> None:
     that use itself, so a sandbox serving a page someone is using is not stopped under them."""
     import time
 
-    from conftest import ROOT
-
     status, created = idle_server.request("POST", "/sandbox/api/sandboxes", {})
     sandbox_id = created["id"]
     box = f"/sandbox/api/sandboxes/{sandbox_id}"
     try:
-        idle_server.request("PUT", f"{box}/files/content?path=app.py", raw=(ROOT / "tests" / "preview_app.py").read_bytes())
-        idle_server.request("POST", f"{box}/sessions", {"id": "web"})
-        idle_server.request("POST", f"{box}/sessions/web/commands", {"command": "python3 app.py 3000 0.0.0.0",
-                                                                       "run_async": True})
-        assert wait_until(lambda: 3000 in idle_server.request("GET", f"{box}/ports")[1].get("ports", []), timeout=30)
+        start_preview_app(idle_server, sandbox_id, {3000: "0.0.0.0"})
         token = idle_server.request("POST", f"{box}/previews", {"port": 3000})[1]["token"]
         connection = http.client.HTTPConnection("127.0.0.1", idle_server.port, timeout=60)
         until = time.monotonic() + IDLE * 2 + 3

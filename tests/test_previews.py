@@ -8,16 +8,14 @@ import http.client
 import json
 import re
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator
 
 import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from conftest import ROOT, Server, wait_until
+from conftest import Server, host_http_server, start_preview_app
 from jupyter_sandbox.sandbox import preview as tokens
 
 APP_PORT = 3000  # the app listens on the sandbox's loopback: reached through the agent's tunnel
@@ -36,19 +34,9 @@ def app_sandbox(preview_server: Server) -> Iterator[str]:
     status, created = preview_server.request("POST", f"{API}/sandboxes", {})
     assert status == 201, created
     sandbox_id = created["id"]
-    box = f"{API}/sandboxes/{sandbox_id}"
-    preview_server.request("PUT", f"{box}/files/content?path=preview_app.py",
-                           raw=(ROOT / "tests" / "preview_app.py").read_bytes())
-    preview_server.request("POST", f"{box}/sessions", {"id": "web"})
-    preview_server.request("POST", f"{box}/sessions/web/commands",
-                           {"command": f"python3 preview_app.py {APP_PORT}", "run_async": True})
-    preview_server.request("POST", f"{box}/sessions", {"id": "wide"})
-    preview_server.request("POST", f"{box}/sessions/wide/commands",
-                           {"command": f"python3 preview_app.py {WIDE_PORT} 0.0.0.0", "run_async": True})
-    assert wait_until(lambda: {APP_PORT, WIDE_PORT} <= set(
-        preview_server.request("GET", f"{box}/ports")[1].get("ports", [])), timeout=30)
+    start_preview_app(preview_server, sandbox_id, {APP_PORT: "127.0.0.1", WIDE_PORT: "0.0.0.0"})
     yield sandbox_id
-    preview_server.request("DELETE", box)
+    preview_server.request("DELETE", f"{API}/sandboxes/{sandbox_id}")
 
 
 def link(server: Server, sandbox_id: str, port: int = APP_PORT) -> dict:
@@ -293,26 +281,12 @@ def test_ssrf_shapes_never_reach_an_app(preview_server: Server, app_sandbox: str
 
 
 def test_a_port_of_the_host_is_not_reachable(preview_server: Server, app_sandbox: str) -> None:
-    class Host(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"THE HOST")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Host)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-    try:
+    with host_http_server(b"THE HOST") as port:
         token = link(preview_server, app_sandbox, port)["token"]
         status, _, body = fetch(preview_server, host_of(preview_server, app_sandbox, port), "/",
                                 {"X-Sandbox-Preview-Token": token})
         assert status == 502 and b"THE HOST" not in body
         assert f"Nothing is listening on port {port}".encode() in body and str(APP_PORT).encode() in body
-    finally:
-        server.shutdown()
 
 
 def test_script_in_the_address_is_escaped(preview_server: Server, app_sandbox: str) -> None:

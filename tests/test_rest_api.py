@@ -21,7 +21,7 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from conftest import Server, start_jupyter_server, wait_until, git_http_server
+from conftest import Server, git_http_server, host_http_server, start_jupyter_server, wait_until
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.manager import SandboxManager
 from jupyter_sandbox.server_extension import handlers as handler_module
@@ -571,25 +571,12 @@ def test_a_dead_agent_means_a_stopped_sandbox_409(api_server: Server) -> None:
 def test_agent_garbage_or_silence_is_502_not_a_hang() -> None:
     """The service against stand-in agents on loopback: one answers garbage, one is not there."""
     import socket
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from jupyter_sandbox.sandbox.client import StreamingAgentClient
     from jupyter_sandbox.sandbox.manager import AGENT_PORT, Sandbox
     from jupyter_sandbox.sandbox.service import ApiError, SandboxService
     from jupyter_sandbox.sandbox.spec import LABEL_OWNER
 
-    class Garbage(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"\x00\xffnot json at all")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
@@ -606,13 +593,11 @@ def test_agent_garbage_or_silence_is_502_not_a_hang() -> None:
         def agent(self, sandbox: Sandbox) -> StreamingAgentClient:
             return StreamingAgentClient(self.port, "token")
 
-    try:
-        for port, message in ((server.server_address[1], "not JSON"), (closed_port, "not reachable")):
+    with host_http_server(b"\x00\xffnot json at all") as garbage_port:
+        for port, message in ((garbage_port, "not JSON"), (closed_port, "not reachable")):
             service = SandboxService(StandInManager(port))
             started = time.monotonic()
             with pytest.raises(ApiError) as caught:
                 asyncio.run(service.call("0123456789ab", "GET", "/files", {"path": "x"}))
             assert caught.value.status == 502 and message in caught.value.message
             assert time.monotonic() - started < 10
-    finally:
-        server.shutdown()
