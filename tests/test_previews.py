@@ -294,6 +294,17 @@ def test_script_in_the_address_is_escaped(preview_server: Server, app_sandbox: s
     assert status == 401 and b"<script>" not in body and b"&lt;script&gt;" in body
 
 
+def test_script_in_a_malformed_request_is_escaped(preview_server: Server, app_sandbox: str) -> None:
+    """The 400 page quotes what was wrong; a later request on a kept connection is read by the proxy alone."""
+    token = link(preview_server, app_sandbox)["token"]
+    host = host_of(preview_server, app_sandbox)
+    first = f"GET /echo HTTP/1.1\r\nHost: {host}\r\nX-Sandbox-Preview-Token: {token}\r\n\r\n"
+    for bad in (f"GET /echo HTTP/1.1\r\nHost: {host}\r\n<script>alert(1)</script>\r\n\r\n",
+                "<script>alert(1)</script> / HTTP/1.1\r\n\r\n"):
+        answer = raw_exchange(preview_server, (first + bad).encode())
+        assert b"HTTP/1.1 400 " in answer and b"<script>" not in answer and b"&lt;script&gt;" in answer
+
+
 def test_path_form_is_locked_in_a_csp_sandbox(preview_server: Server, app_sandbox: str) -> None:
     token = link(preview_server, app_sandbox)["token"]
     path = f"/sandbox/preview/{app_sandbox}/{APP_PORT}/echo?y=1"

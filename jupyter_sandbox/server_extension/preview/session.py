@@ -10,6 +10,7 @@ a request for another host gets 421 and the connection is closed.
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 from dataclasses import dataclass
 from typing import Callable
@@ -46,7 +47,8 @@ class Target:
 
 
 def _malformed(exc: ProtocolError) -> PreviewFailure:
-    return PreviewFailure(400, "Not a request this proxy forwards", str(exc))
+    # The message quotes the bytes that were wrong: escaped, like everything else from outside.
+    return PreviewFailure(400, "Not a request this proxy forwards", html.escape(str(exc)))
 
 
 class PreviewSession:
