@@ -42,7 +42,7 @@ class PreviewGateway:
     """The state previews share: the upstream connections and the sessions being served."""
 
     def __init__(self, manager: SandboxManager, log: logging.Logger, host_regex: str, base_url: str) -> None:
-        self.upstreams = Upstreams(manager, log)
+        self.upstreams = Upstreams(manager)
         self.log = log
         self.host_regex = re.compile(host_regex)
         self.path_regex = re.compile(

@@ -144,9 +144,6 @@ class Channel:
         self.closed = False
         self.via_tunnel = False  # a connection to an app through the agent (see upstream.py)
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
     async def _wait(self, writable: bool) -> None:
         await wait_ready(self.sock.fileno(), writable)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import logging
 import socket
 import time
 from typing import Any
@@ -42,9 +41,8 @@ Key = tuple[str, str, int]  # sandbox id, container id, port
 class Upstreams:
     """Sandboxes looked up, and connections to their apps (new, or kept from an earlier request)."""
 
-    def __init__(self, manager: SandboxManager, log: logging.Logger) -> None:
+    def __init__(self, manager: SandboxManager) -> None:
         self.manager = manager
-        self.log = log
         self._sandboxes: dict[str, tuple[float, Sandbox]] = {}
         self._kept: dict[Key, list[tuple[float, Channel]]] = {}
         self._tunnel_only: dict[Key, float] = {}
@@ -97,12 +95,6 @@ class Upstreams:
             kept.append((time.monotonic(), channel))
         else:
             channel.close()
-
-    def close_all(self) -> None:
-        for kept in self._kept.values():
-            for _, channel in kept:
-                channel.close()
-        self._kept.clear()
 
     # -- new connections --------------------------------------------------------------------
 
