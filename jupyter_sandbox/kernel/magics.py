@@ -469,8 +469,8 @@ class SandboxMagics:
             raise SandboxError("previews are served by the jupyter-sandbox server extension; start this kernel "
                                "from a Jupyter server that has it enabled (e.g. JupyterLab after pip install)")
         try:
-            token, expires = preview_tokens.mint(sandbox.id, preview_tokens.check_port(options.port),
-                                                 preview_tokens.parse_duration(options.expires))
+            expires_in = preview_tokens.parse_duration(options.expires)
+            token, expires = preview_tokens.mint(sandbox.id, options.port, expires_in)
         except preview_tokens.PreviewError as exc:
             raise SpecError(str(exc)) from None
         url = template.format(port=options.port, sandbox_id=sandbox.id)

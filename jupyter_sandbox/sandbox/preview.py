@@ -95,7 +95,7 @@ def _signature(sandbox_id: str, port: int, expires: int) -> str:
 
 
 def mint(sandbox_id: str, port: int, expires_in: int = DEFAULT_EXPIRY) -> tuple[str, int]:
-    """(token, expires_at) for one sandbox and port."""
+    """(token, expires_at) for one sandbox and port; PreviewError says what is wrong with either argument."""
     check_port(port)
     if isinstance(expires_in, bool) or not isinstance(expires_in, int) or not 1 <= expires_in <= MAX_EXPIRY:
         raise PreviewError(f"expires_in must be from 1 to {MAX_EXPIRY} seconds (24 hours), got {expires_in!r}")
