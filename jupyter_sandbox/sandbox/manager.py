@@ -631,20 +631,24 @@ class SandboxManager(LoggingConfigurable):
         else:
             self.remove(sandbox)
 
-    def pool_sandboxes(self, spec: SandboxSpec | None = None) -> list[Sandbox]:
-        """Free, running warm-pool sandboxes of this owner that match `spec` (default: the default)."""
+    def pool_sandboxes(self, spec: SandboxSpec | None = None,
+                       among: list[Sandbox] | None = None) -> list[Sandbox]:
+        """Free, running warm-pool sandboxes of this owner that match `spec` (default: the default),
+        found `among` the given ones (default: this owner's now)."""
         spec = spec or self.default_spec()
         wanted = _spec_label(spec)
         image_id = self.backend.image_id(spec.image) or "-"
-        return [s for s in self.list(owner=self.owner) if s.pool and s.running
+        among = self.list(owner=self.owner) if among is None else among
+        return [s for s in among if s.pool and s.running
                 and s.labels.get(LABEL_SPEC) == wanted and s.image_id == image_id]
 
     def fill_pool(self, progress: Progress = _quiet) -> dict[str, list[str]]:
         """Bring the warm pool to `warm_pool_size` free sandboxes; drop stale, stopped or extra ones."""
         done: dict[str, list[str]] = {"created": [], "removed": []}
         spec = self.default_spec()
-        keep = {s.id for s in self.pool_sandboxes(spec)[:self.warm_pool_size]}
-        for sandbox in self.list(owner=self.owner):
+        mine = self.list(owner=self.owner)
+        keep = {s.id for s in self.pool_sandboxes(spec, among=mine)[:self.warm_pool_size]}
+        for sandbox in mine:
             if not sandbox.pool or sandbox.id in keep:
                 continue
             with binding.claim_lock():
@@ -679,11 +683,10 @@ class SandboxManager(LoggingConfigurable):
         are removed. Sandboxes of live kernels, of notebooks and the pool's are left alone."""
         done: dict[str, list[str]] = {"released": [], "volumes": []}
         now = time.time()
-        known = set()
-        for sandbox in self.list(owner=self.owner):
-            known.add(sandbox.id)
+        everyone = self.list()
+        for sandbox in everyone:
             kernel_id = sandbox.kernel_id
-            if not kernel_id or binding.kernel_alive(kernel_id):
+            if sandbox.owner != self.owner or not kernel_id or binding.kernel_alive(kernel_id):
                 continue
             if now - binding.lease_seen(kernel_id, default=_created_seconds(sandbox)) < self.orphan_grace:
                 continue
@@ -694,9 +697,9 @@ class SandboxManager(LoggingConfigurable):
                 done["released"].append(sandbox.id)
             except SandboxError as exc:
                 self.log.warning("could not release sandbox %s: %s", sandbox.id, exc)
-        all_ids = {s.id for s in self.list()}
+        all_ids = {s.id for s in everyone}
         for volume, labels, created in self.backend.volumes_with_labels([LABEL_ID]):
-            if labels.get(LABEL_OWNER) != self.owner or labels.get(LABEL_ID) in all_ids | known:
+            if labels.get(LABEL_OWNER) != self.owner or labels.get(LABEL_ID) in all_ids:
                 continue
             if created is not None and now - created < self.orphan_grace:
                 continue  # a sandbox being created makes its volume first
@@ -732,9 +735,10 @@ class SandboxManager(LoggingConfigurable):
                     last = self.agent(sandbox).health(timeout=5).get("last_activity")
                 except (AgentError, SandboxError):
                     continue
-                if isinstance(last, (int, float)):
-                    last = max(last, self._host_activity.get(sandbox.id, 0.0))
-                if isinstance(last, (int, float)) and now - last > self.idle_timeout:
+                if not isinstance(last, (int, float)):
+                    continue
+                last = max(last, self._host_activity.get(sandbox.id, 0.0))
+                if now - last > self.idle_timeout:
                     self.log.info("sandbox %s idle for %.0f s: stopping it (files are kept)", sandbox.id, now - last)
                     idle.mark_stopped(sandbox.id)
                     self.stop(sandbox)
