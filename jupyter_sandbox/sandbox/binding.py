@@ -87,7 +87,7 @@ def workspace_key(owner: str, notebook_path: str) -> str:
 # -- host-side locks ---------------------------------------------------------------------------
 
 def _state_dir(kind: str) -> Path:
-    path = sandbox_secrets.secret_path().parent / kind
+    path = sandbox_secrets.state_dir(kind)
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
 

@@ -12,13 +12,11 @@ from . import secrets as sandbox_secrets
 
 
 def _marker(sandbox_id: str) -> Path:
-    return sandbox_secrets.secret_path().parent / "idle-stopped" / sandbox_id
+    return sandbox_secrets.state_dir("idle-stopped") / sandbox_id
 
 
 def mark_stopped(sandbox_id: str) -> None:
-    path = _marker(sandbox_id)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.touch()
+    sandbox_secrets.write_state(_marker(sandbox_id), b"")
 
 
 def clear(sandbox_id: str) -> None:

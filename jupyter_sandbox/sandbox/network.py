@@ -87,7 +87,7 @@ def parse_policy(value: Any, max_cidrs: int, allow_any: bool) -> EgressPolicy:
 
 
 def policy_path(sandbox_id: str) -> Path:
-    return sandbox_secrets.secret_path().parent / "egress" / f"{sandbox_id}.json"
+    return sandbox_secrets.state_dir("egress") / f"{sandbox_id}.json"
 
 
 def load(sandbox_id: str) -> EgressPolicy:
@@ -99,11 +99,7 @@ def load(sandbox_id: str) -> EgressPolicy:
 
 
 def save(sandbox_id: str, policy: EgressPolicy) -> None:
-    path = policy_path(sandbox_id)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(json.dumps(policy.to_dict()))
-    os.replace(temporary, path)
+    sandbox_secrets.write_state(policy_path(sandbox_id), json.dumps(policy.to_dict()).encode())
 
 
 def forget(sandbox_id: str) -> None:

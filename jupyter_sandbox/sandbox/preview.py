@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 import secrets
 import time
@@ -40,7 +39,7 @@ def check_port(port: object) -> int:
 def _nonce_path(sandbox_id: str) -> Path:
     if not re.fullmatch(r"[0-9a-f]{12}", sandbox_id):
         raise PreviewError("not a sandbox id")
-    return sandbox_secrets.secret_path().parent / "previews" / sandbox_id
+    return sandbox_secrets.state_dir("previews") / sandbox_id
 
 
 _nonces: dict[Path, tuple[tuple[int, int], bytes]] = {}
@@ -68,15 +67,9 @@ def _nonce(sandbox_id: str) -> bytes:
 
 def rotate(sandbox_id: str) -> bytes:
     """A new nonce: every token handed out before stops working."""
-    path = _nonce_path(sandbox_id)
     _verified.clear()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fresh = secrets.token_hex(16).encode()
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(fresh)
-    os.replace(temporary, path)
+    sandbox_secrets.write_state(_nonce_path(sandbox_id), fresh)
     return fresh
 
 

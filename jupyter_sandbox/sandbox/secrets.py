@@ -26,6 +26,22 @@ def secret_path() -> Path:
     return Path(jupyter_data_dir()) / "jupyter_sandbox" / "host.secret"
 
 
+def state_dir(kind: str) -> Path:
+    """A folder of host-side state (locks, leases, policies, nonces), next to the host secret and
+    never in a sandbox."""
+    return secret_path().parent / kind
+
+
+def write_state(path: Path, data: bytes) -> None:
+    """Replace a host-side state file whole (a reader never sees half of it), readable by this user only."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(temporary, path)
+
+
 _known: dict[Path, bytes] = {}
 
 
