@@ -1,7 +1,12 @@
 """Entry point of the agent inside the container.
 
-The kernel is started before tornado is even imported: a cold sandbox's first cell waits on the
-kernel, not on the agent.
+The agent is the container's command, and its first act is the start gate: it reads one line from
+its stdin, which only the host can write (through the Docker API), and the host writes it only once
+the sandbox's egress policy is in force. Until then nothing runs but this interpreter (which the host
+judged closed to the sandbox user) and the standard library; nothing of the sandbox's files is read.
+
+After the gate, the kernel is started before tornado is even imported: a cold sandbox's first cell
+waits on the kernel, not on the agent.
 """
 
 from __future__ import annotations
@@ -11,14 +16,33 @@ import logging
 import os
 import sys
 
-CONFIG_PATH = os.environ.get("JUPYTER_SANDBOX_AGENT_CONFIG", "/opt/jupyter-sandbox/agent.json")
+CONFIG_PATH = "/opt/jupyter-sandbox/agent.json"
+GATE_LINE = b"open\n"
+
+
+def wait_at_gate() -> None:
+    """Block until the host says the policy holds; end the container if it never will."""
+    line = sys.stdin.buffer.readline()
+    if line != GATE_LINE:
+        sys.stderr.write("agent: the start gate was not opened (the host did not confirm the sandbox's "
+                         "egress policy); not starting\n")
+        sys.exit(3)
+    # Nothing else may ever speak on this stdin.
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
 
 
 def main() -> None:
+    wait_at_gate()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s agent %(levelname)s %(message)s")
     with open(CONFIG_PATH) as handle:
         config = json.load(handle)
+
+    from . import environment
+
+    environment.setup(config)
 
     from .kernel_runner import KernelRunner
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from . import usage
+from . import environment, usage
 
 log = logging.getLogger("jupyter_sandbox_agent")
 
@@ -90,7 +90,9 @@ class KernelRunner:
                 return self.generation
             self._write_connection_file()
             self.generation += 1
-            env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_SANDBOX_AGENT")}
+            # The kernel is the sandbox's: its environment, with the user's PATH. Its interpreter is the
+            # agent's own (an absolute path), never a `python3` the user's PATH finds first.
+            env = environment.user()
             with open(self.log_file, "ab") as log_handle:
                 self.process = subprocess.Popen(
                     [sys.executable, "-m", "ipykernel_launcher", "-f", str(self.connection_file)],

@@ -8,6 +8,8 @@ import signal
 import time
 from typing import Awaitable, Callable
 
+from . import environment
+
 Emit = Callable[[dict], Awaitable[None]]
 READ_CHUNK = 64 * 1024
 
@@ -20,14 +22,16 @@ def kill_group(process: asyncio.subprocess.Process, sig: int = signal.SIGKILL) -
 
 
 async def run_command(command: str | list[str], cwd: str, env: dict[str, str], timeout: float | None,
-                      emit: Emit, stdin_data: bytes | None = None) -> dict:
+                      emit: Emit, stdin_data: bytes | None = None, own: bool = False) -> dict:
     """Run a shell command string or an argv list; emit output chunks; return the exit record.
 
-    The command gets its own process group: a timeout or a cancel kills everything it started.
+    A command of the sandbox's gets the sandbox's environment (environment.user()); one the agent
+    runs for itself (`own`, e.g. git) gets the agent's, whose PATH only holds folders the sandbox
+    user cannot write. The command gets its own process group: a timeout or a cancel kills
+    everything it started.
     """
-    environment = {**os.environ, **env}
-    environment.pop("JUPYTER_SANDBOX_AGENT_CONFIG", None)
-    kwargs = dict(cwd=cwd, env=environment, stdin=asyncio.subprocess.PIPE if stdin_data is not None
+    variables = {**(dict(os.environ) if own else environment.user()), **env}
+    kwargs = dict(cwd=cwd, env=variables, stdin=asyncio.subprocess.PIPE if stdin_data is not None
                   else asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                   stderr=asyncio.subprocess.PIPE, start_new_session=True)
     if isinstance(command, str):

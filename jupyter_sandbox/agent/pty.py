@@ -14,6 +14,7 @@ from typing import Any
 
 from tornado import websocket
 
+from . import environment
 from .usage import ACTIVITY
 
 
@@ -46,8 +47,7 @@ class PtyHandler(websocket.WebSocketHandler):
         master, slave = os.openpty()
         set_size(master, max(1, min(cols, 1000)), max(1, min(rows, 1000)))
         shell = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
-        env = {**os.environ, "TERM": "xterm-256color"}
-        env.pop("JUPYTER_SANDBOX_AGENT_CONFIG", None)
+        env = {**environment.user(), "TERM": "xterm-256color"}
         self.process = await asyncio.create_subprocess_exec(
             shell, "-i", stdin=slave, stdout=slave, stderr=slave, cwd=os.path.expanduser("~"), env=env,
             start_new_session=True, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))

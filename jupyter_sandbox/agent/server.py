@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import os
@@ -598,7 +599,8 @@ def make_app(token: str, runner: KernelRunner, events: EventLog) -> web.Applicat
         (r"/sessions/([A-Za-z0-9_-]+)/commands/([0-9a-f]+)", CommandHandler, session_args),
         (r"/sessions/([A-Za-z0-9_-]+)/commands/([0-9a-f]+)/logs", LogsHandler, session_args),
         (r"/sessions/([A-Za-z0-9_-]+)/commands/([0-9a-f]+)/(input|kill)", CommandHandler, session_args),
-        (r"/git/(\w+)", GitHandler, {**args, "git": Git(run_command)}),
+        # git is the agent's own call: the agent's environment and PATH, not the sandbox's.
+        (r"/git/(\w+)", GitHandler, {**args, "git": Git(functools.partial(run_command, own=True))}),
         (r"/pty", PtyHandler, {"token": token}),
         (r"/tunnel/(\d{1,5})", TunnelHandler, {"token": token}),
     ])

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import environment
+
 LOG_ROOT = Path("/tmp/.jupyter-sandbox/sessions")
 MAX_SESSIONS = 100
 MAX_COMMANDS = 1000
@@ -87,7 +89,7 @@ class Sessions:
         stdout_path, stderr_path = folder / f"{command_id}.out", folder / f"{command_id}.err"
         with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
             process = await asyncio.create_subprocess_exec(
-                "/bin/sh", "-c", command, cwd=session.cwd, env={**os.environ, **session.env},
+                "/bin/sh", "-c", command, cwd=session.cwd, env={**environment.user(), **session.env},
                 stdin=asyncio.subprocess.PIPE, stdout=out, stderr=err, start_new_session=True)
         record = Command(command_id, command, process, stdout_path, stderr_path)
         session.commands[command_id] = record

@@ -113,6 +113,7 @@ class DockerBackend:
         hostname: str,
         runtime: str | None,
         alias: str | None = None,
+        stdin_open: bool = False,
     ) -> str:
         """Create (not start) a container with every hardened default; return its id."""
         try:
@@ -155,6 +156,8 @@ class DockerBackend:
                 ports=list(ports),
                 host_config=host_config,
                 working_dir=mount_point,
+                # The start gate (manager.py) waits on stdin, which only the Docker API can write to.
+                stdin_open=stdin_open,
                 networking_config=self.api.create_networking_config(
                     {network: self.api.create_endpoint_config(aliases=[alias])}) if alias else None,
             )
@@ -165,6 +168,60 @@ class DockerBackend:
     def put_archive(self, container_id: str, path: str, data: bytes) -> None:
         if not self.api.put_archive(container_id, path, data):
             raise SandboxError(f"could not copy files into the sandbox at {path}")
+
+    def path_stat(self, container_id: str, path: str) -> dict[str, Any] | None:
+        """Owner, mode, type and link target of one path in a container (running or not), from the
+        first header of the engine's archive of it; None when it does not exist. Only that header is
+        read: the rest of the stream (a directory's whole tree) is dropped unread."""
+        try:
+            response = self.api._get(self.api._url("/containers/{0}/archive", container_id), params={"path": path},
+                                     stream=True, headers={"Accept-Encoding": "identity"})
+            self.api._raise_for_status(response)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"could not look at {path} in the sandbox: {exc.explanation or exc}") from None
+        try:
+            head = b""
+            while len(head) < tarfile.BLOCKSIZE:
+                more = response.raw.read(tarfile.BLOCKSIZE - len(head))
+                if not more:
+                    break
+                head += more
+            try:
+                entry = tarfile.TarInfo.frombuf(head, "utf-8", "surrogateescape")
+            except tarfile.TarError:
+                raise SandboxError(f"could not look at {path} in the sandbox: the engine's answer is no archive") from None
+        finally:
+            response.close()
+        kinds = {tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "symlink", tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file"}
+        return {"uid": entry.uid, "gid": entry.gid, "mode": entry.mode & 0o7777,
+                "type": kinds.get(entry.type, "other"), "link": entry.linkname}
+
+    def probe(self, image: str, labels: dict[str, str]) -> str:
+        """A container of `image` that is never started (no network), only looked at; the caller
+        removes it."""
+        try:
+            return self.api.create_container(image=image, command=["/"], labels=labels, network_disabled=True,
+                                             host_config=self.api.create_host_config(network_mode="none"))["Id"]
+        except docker.errors.ImageNotFound:
+            raise ImageNotFound(f"the image {image!r} is not on this Docker engine") from None
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"Docker refused to create a container to look at {image}: {exc.explanation or exc}") from None
+
+    def open_gate(self, container_id: str, line: bytes) -> None:
+        """Write one line to the container's stdin (what its start gate waits for)."""
+        try:
+            stream = self.api.attach_socket(container_id, params={"stdin": 1, "stream": 1})
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"could not reach the sandbox's start gate: {exc.explanation or exc}") from None
+        try:
+            raw = getattr(stream, "_sock", stream)
+            raw.sendall(line)
+        except OSError as exc:
+            raise SandboxError(f"could not open the sandbox's start gate: {exc.strerror or exc}") from None
+        finally:
+            stream.close()
 
     def start(self, container_id: str) -> None:
         try:
@@ -404,10 +461,10 @@ def cgroup_usage(pid: int) -> dict[str, Any] | None:
 
 
 def tar_bytes(files: dict[str, tuple[bytes, int]], dirs: dict[str, tuple[int, int, int]] | None = None,
-              owners: dict[str, int] | None = None) -> bytes:
+              owners: dict[str, int | tuple[int, int]] | None = None) -> bytes:
     """A plain (uncompressed) tar: files as {path: (data, mode)}, dirs as {path: (mode, uid, gid)}.
 
-    Files belong to root unless `owners` names another uid (and the same gid) for them.
+    Files belong to root unless `owners` names another uid (and the same gid), or a (uid, gid), for them.
     """
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
@@ -418,6 +475,7 @@ def tar_bytes(files: dict[str, tuple[bytes, int]], dirs: dict[str, tuple[int, in
         for path, (data, mode) in files.items():
             info = tarfile.TarInfo(path)
             owner = (owners or {}).get(path, 0)
-            info.size, info.mode, info.uid, info.gid = len(data), mode, owner, owner
+            uid, gid = owner if isinstance(owner, tuple) else (owner, owner)
+            info.size, info.mode, info.uid, info.gid = len(data), mode, uid, gid
             archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()

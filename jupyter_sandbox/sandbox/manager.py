@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import getpass
+import hashlib
 import json
 import os
 import re
@@ -23,7 +24,7 @@ from traitlets import Bool, Float, Int, List, Unicode, Union
 from traitlets.config import LoggingConfigurable
 
 from .. import __version__
-from . import binding, idle, network
+from . import binding, idle, interpreter, network
 from . import secrets as sandbox_secrets
 from .client import AgentError, StreamingAgentClient
 from .docker_backend import DockerBackend, SandboxError, tar_bytes
@@ -51,12 +52,24 @@ Progress = Callable[[str], None]
 
 AGENT_DIR = "/opt/jupyter-sandbox"
 AGENT_PACKAGE = "jupyter_sandbox_agent"
-# Started with -I so that nothing in the sandbox's environment changes how the agent is imported.
-AGENT_COMMAND = [
-    "python3", "-I", "-c",
-    f"import sys, runpy; sys.path.insert(0, {AGENT_DIR!r}); "
-    f"runpy.run_module({AGENT_PACKAGE!r}, run_name='__main__', alter_sys=True)",
-]
+# What the host writes to the container's stdin once the egress policy is in force (see start()).
+GATE_LINE = b"open\n"
+LABEL_PROBE = f"{LABEL_PREFIX}probe"
+
+
+def agent_command(python: str) -> list[str]:
+    """The container's command: the agent, from an interpreter the sandbox user cannot change (an
+    absolute path judged by interpreter.py), with -I (no user site, no PYTHON* variables, no current
+    folder on sys.path). The agent's first act is to wait at its start gate."""
+    return [
+        python, "-I", "-c",
+        f"import sys, runpy; sys.path.insert(0, {AGENT_DIR!r}); "
+        f"runpy.run_module({AGENT_PACKAGE!r}, run_name='__main__', alter_sys=True)",
+    ]
+
+
+# The default image's command, for reference (and for code that only needs one).
+AGENT_COMMAND = agent_command(interpreter.DEFAULT_CANDIDATES[0])
 
 
 def _quiet(message: str) -> None:
@@ -226,7 +239,34 @@ class SandboxManager(LoggingConfigurable):
     default_network_cidrs = List(Unicode(), default_value=[], config=True,
                                  help="CIDR blocks for default_network = 'allow'.")
     max_egress_cidrs = Int(10, config=True, help="Most CIDR blocks an allow-list egress policy may hold.")
-    allow_any_cidr = Bool(False, config=True, help="Allow 0.0.0.0/0 or ::/0 in an allow-list egress policy.")
+    allow_any_cidr = Bool(False, config=True, help=(
+        "Allow allow-list egress policies of any size, 0.0.0.0/0 and ::/0 included. Off: an allow list "
+        "is judged by the address space its blocks cover together (see max_egress_allow_v4_prefix)."))
+    max_egress_allow_v4_prefix = Int(8, config=True, help=(
+        "An allow list may cover, all its IPv4 blocks together, at most as many addresses as one block "
+        "of this prefix length (8: a /8, 1/256 of the IPv4 space). 0.0.0.0/1 plus 128.0.0.0/1 is refused."))
+    max_egress_allow_v6_prefix = Int(32, config=True, help=(
+        "The same for IPv6: an allow list covers at most as many addresses as one block of this length."))
+    enforce_egress = Bool(True, config=True, help=(
+        "Put each sandbox's egress policy in force before its first process runs (iptables rules in its "
+        "network namespace; needs root, nsenter and iptables-restore on the Docker host). When that "
+        "fails the sandbox does not start, and says why. False: no enforcement at all (every sandbox "
+        "reaches whatever the host reaches, whatever its policy says); only for hosts where that is "
+        "acceptable, e.g. a rootless engine on a machine without secrets."))
+    nsenter_command = Unicode("nsenter", config=True, help="nsenter on the host (a name on PATH or a path).")
+    iptables_restore_command = Unicode("iptables-restore", config=True,
+                                       help="iptables-restore on the host (a name on PATH or a path).")
+    ip6tables_restore_command = Unicode("ip6tables-restore", config=True, help=(
+        "ip6tables-restore on the host. When it is missing, sandboxes start only if their network "
+        "namespace has no IPv6 address."))
+    dns_in_allow_mode = Bool(False, config=True, help=(
+        "Let sandboxes with an allow-list policy use Docker's embedded DNS resolver. Off by default: it "
+        "forwards queries to the host's resolver, a channel out even to names that resolve to nothing "
+        "allowed. Mode 'internet' always has DNS; mode 'none' never."))
+    agent_python = List(Unicode(), default_value=list(interpreter.DEFAULT_CANDIDATES), config=True, help=(
+        "Interpreters in the image that may run the sandbox's agent, in order of preference (absolute "
+        "paths). The first one that, with every folder leading to it and its library folders, belongs to "
+        "root and is not writable by group or others is used; an image with none is refused."))
     idle_timeout = Float(900.0, config=True, help=(
         "Seconds without use (no running cell, API call, preview request or terminal input) after "
         "which a sandbox is stopped; its files are kept and the next use starts it again. 0: never."))
@@ -253,6 +293,10 @@ class SandboxManager(LoggingConfigurable):
         self._storage: dict[str, str] | None = None
         # Seconds since the epoch of the last use seen on the host side, by sandbox id.
         self._host_activity: dict[str, float] = {}
+        # Per image id: which interpreter may run the agent (judging an image costs round trips).
+        self._verdicts: dict[str, interpreter.Verdict] = {}
+        # Seconds the last egress policy application took (benchmarks read it).
+        self.last_egress_seconds: float | None = None
 
     @property
     def backend(self) -> DockerBackend:
@@ -316,6 +360,8 @@ class SandboxManager(LoggingConfigurable):
         as made for the warm pool."""
         spec = (spec or self.default_spec()).validate()
         self.ensure_image(spec.image, progress)
+        python = self.agent_runtime(spec.image).python
+        new = sandbox_id is None
         sandbox_id = sandbox_id or secrets.token_hex(6)
         name = binding.Binding(sandbox_id, workspace, binding.check_kernel_id(kernel_id) if kernel_id else None).name
         volume = binding.volume_name(sandbox_id)
@@ -336,10 +382,11 @@ class SandboxManager(LoggingConfigurable):
         backend = self.backend
         self._ensure_network()
         backend.create_volume(volume, {LABEL_ID: sandbox_id, LABEL_OWNER: self.owner})
-        env = {"HOME": SANDBOX_HOME, "USER": "sandbox", **spec.env}
+        # spec.env is for the sandbox's own processes only: it travels in the agent's config (see
+        # _agent_archive), so that nothing in it (LD_PRELOAD, say) reaches the agent's interpreter.
+        env = {"HOME": SANDBOX_HOME, "USER": "sandbox"}
         try:
-            container_id = self._create_container(spec, name, volume, labels, env, binding.base_name(sandbox_id))
-            backend.put_archive(container_id, "/", self._agent_archive(sandbox_id))
+            self._create_container(spec, name, volume, labels, env, binding.base_name(sandbox_id), python)
         except Exception:
             self._remove_parts(name, volume)
             raise
@@ -349,16 +396,22 @@ class SandboxManager(LoggingConfigurable):
                 else self.default_network))
         sandbox = self.get(sandbox_id)
         if start:
-            sandbox = self.start(sandbox)
+            try:
+                sandbox = self.start(sandbox)
+            except SandboxError:
+                if new:  # nothing of the user's in it yet; a sandbox that cannot start is no use
+                    self.remove(sandbox)
+                raise
         self.log.info("created sandbox %s (%s) for kernel %s; disk: %s", sandbox_id, spec.image, kernel_id,
                       self.disk_enforcement(spec.disk)["note"])
         return sandbox
 
     def _create_container(self, spec: SandboxSpec, name: str, volume: str, labels: dict[str, str],
-                          env: dict[str, str], hostname: str) -> str:
+                          env: dict[str, str], hostname: str, python: str | None = None) -> str:
         backend = self.backend
         arguments = dict(
-            name=name, image=spec.image, command=AGENT_COMMAND, labels=labels, env=env,
+            name=name, image=spec.image, command=agent_command(python or self.agent_runtime(spec.image).python),
+            labels=labels, env=env, stdin_open=True,
             volume=volume, mount_point=SANDBOX_HOME, network=self.network_name,
             ports=[AGENT_PORT, *KERNEL_PORTS.values()], cpu=spec.cpu, memory=spec.memory,
             pids=spec.pids, file_size=spec.disk, nofile=self.nofile,
@@ -383,26 +436,62 @@ class SandboxManager(LoggingConfigurable):
         with binding.host_lock("network"):
             self.backend.remove_network_if_unused(self.network_name)
 
-    def _agent_archive(self, sandbox_id: str) -> bytes:
+    def agent_runtime(self, image: str) -> interpreter.Verdict:
+        """The interpreter that may run the agent in `image`, and the folders of the agent's own PATH;
+        judged once per image id (interpreter.py) and remembered on the host. SandboxError when the
+        image has none."""
+        image_id = self.backend.image_id(image)
+        if not image_id:
+            raise SandboxError(f"the image {image!r} is not on this Docker engine")
+        key = (image_id.split(":")[-1] + "-" + ",".join(self.agent_python))
+        verdict = self._verdicts.get(key)
+        path = sandbox_secrets.state_dir("images") / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+        if verdict is None:
+            try:
+                verdict = interpreter.Verdict.from_dict(json.loads(path.read_text()))
+            except (OSError, ValueError, AttributeError):
+                probe = self.backend.probe(image, {LABEL_PROBE: "1", LABEL_OWNER: self.owner})
+                try:
+                    verdict = interpreter.judge(lambda p: self.backend.path_stat(probe, p), self.agent_python)
+                finally:
+                    self.backend.remove_container(probe)
+                sandbox_secrets.write_state(path, json.dumps(verdict.to_dict()).encode())
+            self._verdicts[key] = verdict
+        if verdict.python is None:
+            raise SandboxError(interpreter.explain(verdict, image))
+        return verdict
+
+    def _agent_archive(self, sandbox: Sandbox) -> bytes:
+        """The agent's code and config, all root's: put before every start, so whatever an earlier
+        run did to the container's own layer, the agent starts from the host's files."""
+        sandbox_id = sandbox.id
+        runtime = self.agent_runtime(sandbox.image_id or sandbox.image)
+        recorded_env = sandbox.spec.get("env")
         config = {
             "token": sandbox_secrets.agent_token(sandbox_id),
             "port": AGENT_PORT,
             "kernel": {"key": sandbox_secrets.kernel_key(sandbox_id), "ports": KERNEL_PORTS, "cwd": SANDBOX_HOME},
             "runtime_dir": "/tmp/.jupyter-sandbox",
+            # The agent's own environment, whole; the sandbox's processes get the container's
+            # environment plus the spec's variables.
+            "agent_env": {"PATH": ":".join(runtime.path), "HOME": SANDBOX_HOME, "USER": "sandbox",
+                          "LANG": "C.UTF-8"},
+            "user_env": recorded_env if isinstance(recorded_env, dict) else {},
         }
         source = Path(__file__).resolve().parent.parent / "agent"
         prefix = AGENT_DIR.lstrip("/")
         files = {f"{prefix}/{AGENT_PACKAGE}/{path.name}": (path.read_bytes(), 0o444)
                  for path in sorted(source.glob("*.py"))}
-        files[f"{prefix}/agent.json"] = (json.dumps(config).encode(), 0o400)
+        files[f"{prefix}/agent.json"] = (json.dumps(config).encode(), 0o440)
         dirs = {
             prefix: (0o755, 0, 0),
             f"{prefix}/{AGENT_PACKAGE}": (0o755, 0, 0),
             # The home volume must belong to the sandbox user even on images that lack one.
             SANDBOX_HOME.lstrip("/"): (0o755, SANDBOX_USER_UID, SANDBOX_USER_UID),
         }
-        # The agent's code belongs to root; only its config must be readable by the sandbox user.
-        return tar_bytes(files, dirs=dirs, owners={f"{prefix}/agent.json": SANDBOX_USER_UID})
+        # Everything belongs to root and is closed to writes; the config is readable by the sandbox
+        # user's group (the agent runs as that user), not changeable by it.
+        return tar_bytes(files, dirs=dirs, owners={f"{prefix}/agent.json": (0, SANDBOX_USER_UID)})
 
     def recreate(self, sandbox: Sandbox, spec: SandboxSpec, progress: Progress = _quiet) -> Sandbox:
         """A fresh container with a new spec on the same workspace volume (same sandbox id)."""
@@ -413,7 +502,9 @@ class SandboxManager(LoggingConfigurable):
                            workspace=sandbox.workspace)
 
     def network_policy(self, value: Any) -> EgressPolicy:
-        return network.parse_policy(value, self.max_egress_cidrs, self.allow_any_cidr)
+        return network.parse_policy(value, network.Limits(
+            max_cidrs=self.max_egress_cidrs, allow_any=self.allow_any_cidr,
+            max_v4_prefix=self.max_egress_allow_v4_prefix, max_v6_prefix=self.max_egress_allow_v6_prefix))
 
     def egress(self, sandbox: Sandbox) -> EgressPolicy:
         return network.load(sandbox.id)
@@ -422,20 +513,40 @@ class SandboxManager(LoggingConfigurable):
         """Keep the policy on the host and enforce it now if the sandbox runs (else at its next start)."""
         network.save(sandbox.id, policy)
         if sandbox.running:
-            self._enforce(sandbox, strict=True)
+            self._enforce(sandbox)
 
-    def _enforce(self, sandbox: Sandbox, strict: bool = False) -> bool:
-        pid = ((self.backend.inspect(sandbox.container_id) or {}).get("State") or {}).get("Pid")
+    @property
+    def enforcer(self) -> network.Enforcer:
+        return network.Enforcer(nsenter=self.nsenter_command, iptables_restore=self.iptables_restore_command,
+                                ip6tables_restore=self.ip6tables_restore_command,
+                                dns_in_allow_mode=self.dns_in_allow_mode)
+
+    def _enforce(self, sandbox: Sandbox) -> bool:
+        """Put the sandbox's policy in force now; False when the operator turned enforcement off.
+        Anything else that keeps it from holding is a SandboxError: callers fail closed."""
+        policy = network.load(sandbox.id)
+        if not self.enforce_egress:
+            self.log.warning("sandbox %s: egress policy %s NOT enforced (SandboxManager.enforce_egress is off)",
+                             sandbox.id, policy.mode)
+            return False
+        info = self.backend.inspect(sandbox.container_id) or {}
+        pid = (info.get("State") or {}).get("Pid")
         if not pid:
-            return False
+            raise SandboxError(f"sandbox {sandbox.id} has no running process to put its egress policy on")
+        # The host's own addresses on the sandbox network are closed in every mode.
+        hosts = [address for net in ((info.get("NetworkSettings") or {}).get("Networks") or {}).values()
+                 for address in (net.get("Gateway"), net.get("IPv6Gateway")) if address]
         try:
-            network.apply(pid, network.load(sandbox.id))
-            return True
+            self.last_egress_seconds = self.enforcer.apply(pid, policy, hosts)
         except network.EgressError as exc:
-            if strict:
-                raise SandboxError(str(exc)) from None
-            self.log.warning("sandbox %s: egress policy NOT enforced: %s", sandbox.id, exc)
-            return False
+            raise SandboxError(
+                f"the egress policy of sandbox {sandbox.id} ({policy.describe()}) could not be put in force: "
+                f"{exc}. The sandbox is not running unrestricted instead: fix the host (root, nsenter and "
+                "iptables-restore are needed), or turn enforcement off with SandboxManager.enforce_egress = False "
+                "where that is acceptable") from None
+        self.log.debug("sandbox %s: egress policy %s in force after %.3f s", sandbox.id, policy.mode,
+                       self.last_egress_seconds)
+        return True
 
     def update_live(self, sandbox: Sandbox, cpu: float | None = None, memory: int | None = None) -> Sandbox:
         """Change CPU and memory of a running sandbox without restarting it."""
@@ -493,11 +604,34 @@ class SandboxManager(LoggingConfigurable):
         return self.backend.usage(sandbox.container_id) if sandbox.running else {}
 
     def start(self, sandbox: Sandbox) -> Sandbox:
-        if not sandbox.running:
-            self.backend.start(sandbox.container_id)
-            idle.clear(sandbox.id)
+        """Start a stopped sandbox with its egress policy in force before its first process runs.
+
+        The container's command is the agent, whose first act is to wait at its start gate (reading
+        its stdin, which only the Docker API writes) before it loads anything of the sandbox's. The
+        host puts the agent's files, starts the container, puts the policy into its network namespace
+        and only when that succeeded writes the gate's line. When the policy cannot be put in force,
+        the container is stopped again and the error says why: it never runs unrestricted."""
+        if sandbox.running:
+            return self.get(sandbox.id)
+        if not self._gated(sandbox):
+            # Made by a version whose start had no gate: a new container on the same files.
+            self.log.info("sandbox %s predates the start gate; recreating its container (files are kept)", sandbox.id)
+            return self.recreate(sandbox, self.current_spec(sandbox))
+        self.backend.put_archive(sandbox.container_id, "/", self._agent_archive(sandbox))
+        self.backend.start(sandbox.container_id)
+        idle.clear(sandbox.id)
+        try:
             self._enforce(sandbox)
+            self.backend.open_gate(sandbox.container_id, GATE_LINE)
+        except SandboxError:
+            self.backend.stop(sandbox.container_id, timeout=1)
+            raise
         return self.get(sandbox.id)
+
+    def _gated(self, sandbox: Sandbox) -> bool:
+        config = (self.backend.inspect(sandbox.container_id) or {}).get("Config") or {}
+        command = config.get("Cmd") or []
+        return bool(config.get("OpenStdin")) and len(command) > 1 and command[0].startswith("/") and command[1] == "-I"
 
     def stop(self, sandbox: Sandbox) -> Sandbox:
         self.backend.stop(sandbox.container_id)

@@ -1,13 +1,23 @@
 """Egress policy: what a sandbox may reach on the network.
 
-Three modes: `internet` (the default: public addresses only; private ranges, CGNAT, link-local and
-metadata addresses, the host and other sandboxes are blocked), `none` (nothing leaves, not even DNS),
-and `allow` (only the listed CIDRs, plus DNS).
+Three modes:
+- `internet` (the default): public addresses only; private ranges, CGNAT, loopback, link-local and
+  metadata addresses, the host and other sandboxes are blocked. DNS through Docker's embedded
+  resolver works.
+- `allow`: only the listed CIDR blocks. No DNS (Docker's embedded resolver forwards to the host's
+  resolver, a channel out even to names that resolve to nothing allowed) unless the operator turns
+  `dns_in_allow_mode` on. A resolver at an allowed address is ordinary allowed traffic.
+- `none`: nothing leaves, not even DNS.
+In every mode the sandbox's own loopback works, link-local/metadata addresses and the host's address
+on the sandbox network are unreachable, and connections made *to* the sandbox from outside (the host
+reaching the agent, the kernel's ports, previews) are answered.
 
 The rules live in the sandbox's own network namespace, put there from the host with `nsenter` and
-iptables. The sandbox's processes hold no NET_ADMIN, so they cannot change them. They are applied when
-the container starts and whenever the policy changes; the policy itself is kept on the host, never in
-the sandbox.
+`iptables-restore` (one atomic table swap per IP version, so a change never passes through an open
+moment). The sandbox's processes hold no NET_ADMIN, so they cannot change them. Packets the sandbox
+originates are judged against the current rules one by one (only the reply direction of connections
+made from outside is accepted by state), so a tightened policy cuts live flows it now forbids. The
+policy itself is kept on the host, never in the sandbox.
 """
 
 from __future__ import annotations
@@ -17,26 +27,39 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 from . import secrets as sandbox_secrets
 
 MODES = ("internet", "none", "allow")
 CHAIN = "JUPYTER-SANDBOX-EGRESS"
-# Docker's embedded DNS server, on the sandbox's loopback.
+# Docker's embedded DNS server, on the sandbox's loopback (its nat rules move port 53 elsewhere).
 EMBEDDED_DNS = "127.0.0.11"
 BLOCKED_V4 = ["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
               "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24",
               "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4"]
-BLOCKED_V6 = ["::/128", "::ffff:0:0/96", "64:ff9b::/96", "100::/64", "2001:db8::/32", "fc00::/7", "fe80::/10",
-              "ff00::/8"]
+BLOCKED_V6 = ["::/128", "::1/128", "::ffff:0:0/96", "64:ff9b::/96", "100::/64", "2001:db8::/32", "fc00::/7",
+              "fe80::/10", "ff00::/8"]
+# Never reachable, whatever an allow list says: link-local (cloud metadata services live there),
+# multicast, broadcast and "this network". A block inside one of them is refused; a wider block
+# keeps them as holes.
+NEVER_V4 = ["0.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "255.255.255.255/32"]
+NEVER_V6 = ["::/128", "fe80::/10", "ff00::/8"]
+# The sandbox's own loopback is always reachable inside it and never leads to the host: naming it
+# in an allow list means nothing, and is refused so that nobody believes it opens the host.
+LOOPBACK = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
 COMMAND_TIMEOUT = 20
 
 
 class PolicyError(ValueError):
     """A policy that cannot be set; the message says why."""
+
+
+class EgressError(RuntimeError):
+    """The policy could not be put in force; the message says why."""
 
 
 @dataclass
@@ -55,8 +78,36 @@ class EgressPolicy:
         return "allow list: " + ", ".join(self.cidrs)
 
 
-def parse_policy(value: Any, max_cidrs: int, allow_any: bool) -> EgressPolicy:
-    """A policy from {"mode": ..., "cidrs": [...]} (or a bare mode string); refuses what is malformed."""
+@dataclass(frozen=True)
+class Limits:
+    """What an allow list may cover, as the operator configured it."""
+
+    max_cidrs: int = 10
+    allow_any: bool = False
+    # The union of an allow list may cover at most as many addresses as one block of this prefix.
+    max_v4_prefix: int = 8
+    max_v6_prefix: int = 32
+
+
+def _inside(network: ipaddress._BaseNetwork, blocks: Iterable[str]) -> str | None:
+    """The block of `blocks` that holds all of `network`, if any. (A wider network that only
+    overlaps one keeps it as a hole: those rules come before the allow list's.)"""
+    for block in blocks:
+        other = ipaddress.ip_network(block)
+        if other.version == network.version and network.subnet_of(other):
+            return block
+    return None
+
+
+def covered(networks: Sequence[ipaddress._BaseNetwork], version: int) -> int:
+    """How many addresses of one IP version the networks cover together (overlaps counted once)."""
+    return sum(n.num_addresses for n in ipaddress.collapse_addresses(n for n in networks if n.version == version))
+
+
+def parse_policy(value: Any, max_cidrs: int | Limits, allow_any: bool = False) -> EgressPolicy:
+    """A policy from {"mode": ..., "cidrs": [...]} (or a bare mode string); refuses what is malformed
+    and allow lists that cover more address space than the operator permits."""
+    limits = max_cidrs if isinstance(max_cidrs, Limits) else Limits(max_cidrs=max_cidrs, allow_any=allow_any)
     if isinstance(value, str):
         value = {"mode": value}
     if not isinstance(value, dict):
@@ -72,18 +123,42 @@ def parse_policy(value: Any, max_cidrs: int, allow_any: bool) -> EgressPolicy:
         return EgressPolicy(mode)
     if not cidrs:
         raise PolicyError("mode allow needs at least one CIDR block")
-    if len(cidrs) > max_cidrs:
-        raise PolicyError(f"at most {max_cidrs} CIDR blocks are allowed, got {len(cidrs)}")
-    normalised = []
+    if len(cidrs) > limits.max_cidrs:
+        raise PolicyError(f"at most {limits.max_cidrs} CIDR blocks are allowed, got {len(cidrs)}")
+    networks = []
     for text in cidrs:
         try:
             network = ipaddress.ip_network(text.strip(), strict=False)
         except ValueError:
             raise PolicyError(f"{text!r} is not a CIDR block (e.g. 203.0.113.0/24)") from None
-        if network.prefixlen == 0 and not allow_any:
+        if network.prefixlen == 0 and not limits.allow_any:
             raise PolicyError(f"{text!r} would allow everything; the operator does not permit that")
-        normalised.append(str(network))
-    return EgressPolicy("allow", normalised)
+        networks.append(network)
+    if not limits.allow_any:
+        # Judged by the space the list covers together, not block by block: 0.0.0.0/1 plus
+        # 128.0.0.0/1, or 256 /8 blocks, are everything too.
+        for version, prefix, bits in ((4, limits.max_v4_prefix, 32), (6, limits.max_v6_prefix, 128)):
+            total, most = covered(networks, version), 2 ** (bits - prefix)
+            if total > most:
+                raise PolicyError(
+                    f"the allow list covers {_share(total, bits)} of the IPv{version} address space, more than "
+                    f"one /{prefix} block ({_share(most, bits)}), the most the operator permits; "
+                    "name the hosts or networks you need")
+    for text, network in zip(cidrs, networks):
+        if any(network.subnet_of(lo) for lo in LOOPBACK if lo.version == network.version):
+            raise PolicyError(f"{text!r} is the sandbox's own loopback, which is always reachable inside the "
+                              "sandbox and never leads to the host; leave it out")
+        never = _inside(network, NEVER_V4 if network.version == 4 else NEVER_V6)
+        if never:
+            raise PolicyError(f"{text!r} lies in {never} (link-local/metadata, multicast or broadcast "
+                              "addresses), which a sandbox can never reach")
+    normalised = [str(n) for n in networks]
+    return EgressPolicy("allow", list(dict.fromkeys(normalised)))
+
+
+def _share(count: int, bits: int) -> str:
+    fraction = count / 2 ** bits
+    return f"{fraction:.4%}" if fraction >= 0.0001 else f"{count} addresses"
 
 
 def policy_path(sandbox_id: str) -> Path:
@@ -109,11 +184,26 @@ def forget(sandbox_id: str) -> None:
         pass
 
 
-def _rules(policy: EgressPolicy, version: int) -> list[list[str]]:
-    """iptables argument lists that fill CHAIN for one IP version."""
-    rules = [["-o", "lo", "-d", EMBEDDED_DNS, "-j", "DROP"]] if policy.mode == "none" and version == 4 else []
-    rules += [["-o", "lo", "-j", "ACCEPT"],
-              ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"]]
+def _rules(policy: EgressPolicy, version: int, host_addresses: Sequence[str] = (),
+           dns_in_allow_mode: bool = False) -> list[list[str]]:
+    """iptables argument lists that fill CHAIN for one IP version, in order."""
+    rules: list[list[str]] = []
+    dns = policy.mode == "internet" or (policy.mode == "allow" and dns_in_allow_mode)
+    if version == 4 and not dns:
+        # Before the loopback accept: the embedded resolver sits on the sandbox's loopback.
+        rules.append(["-d", EMBEDDED_DNS, "-j", "REJECT"])
+    rules += [
+        ["-o", "lo", "-j", "ACCEPT"],
+        # Only replies to connections made from outside (the host reaching the agent, the kernel's
+        # ports, previews) pass by state. What the sandbox starts itself is judged packet by packet
+        # below, so a tighter policy cuts a flow at its next packet.
+        ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "--ctdir", "REPLY", "-j", "ACCEPT"],
+    ]
+    for address in host_addresses:
+        if ipaddress.ip_address(address).version == version:
+            rules.append(["-d", address, "-j", "REJECT"])
+    for block in (NEVER_V4 if version == 4 else NEVER_V6):
+        rules.append(["-d", block, "-j", "REJECT"])
     if policy.mode == "internet":
         for block in (BLOCKED_V4 if version == 4 else BLOCKED_V6):
             rules.append(["-d", block, "-j", "REJECT"])
@@ -128,33 +218,80 @@ def _rules(policy: EgressPolicy, version: int) -> list[list[str]]:
     return rules
 
 
-class EgressError(RuntimeError):
-    pass
+def restore_input(rules: list[list[str]]) -> str:
+    """The filter table of the sandbox's namespace, whole: iptables-restore swaps it in at once.
+
+    The namespace's filter table is ours alone (Docker keeps its rules for the embedded resolver in
+    the nat table, which this leaves untouched)."""
+    lines = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD DROP [0:0]", ":OUTPUT DROP [0:0]",
+             f":{CHAIN} - [0:0]", f"-A OUTPUT -j {CHAIN}"]
+    lines += [" ".join([f"-A {CHAIN}", *rule]) for rule in rules]
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
 
 
-def apply(pid: int, policy: EgressPolicy) -> None:
-    """Install the policy in the network namespace of process `pid` (the container's init)."""
-    if os.geteuid() != 0 or not shutil.which("nsenter") or not shutil.which("iptables"):
-        raise EgressError("egress policies need root and iptables on the host running the Docker engine")
-    for version, tool in ((4, "iptables"), (6, "ip6tables")):
-        if not shutil.which(tool):
-            continue
-        base = ["nsenter", "-t", str(int(pid)), "-n", tool, "-w"]
-        steps = [
-            [*base, "-N", CHAIN],
-            [*base, "-F", CHAIN],
-            *[[*base, "-A", CHAIN, *rule] for rule in _rules(policy, version)],
-        ]
-        for step in steps:
-            result = subprocess.run(step, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
-            if result.returncode != 0 and not (step[-2:] == ["-N", CHAIN] and "exists" in result.stderr):
-                if version == 6:
-                    break  # no IPv6 in this namespace; nothing to guard
-                raise EgressError(f"could not set the egress policy: {result.stderr.strip()}")
-        else:
-            check = subprocess.run([*base, "-C", "OUTPUT", "-j", CHAIN], capture_output=True, timeout=COMMAND_TIMEOUT)
-            if check.returncode != 0:
-                result = subprocess.run([*base, "-I", "OUTPUT", "1", "-j", CHAIN], capture_output=True, text=True,
-                                        timeout=COMMAND_TIMEOUT)
-                if result.returncode != 0 and version == 4:
-                    raise EgressError(f"could not set the egress policy: {result.stderr.strip()}")
+def _has_ipv6(pid: int) -> bool:
+    """Whether the namespace of `pid` has an IPv6 address besides loopback (then IPv6 must be guarded)."""
+    try:
+        lines = Path(f"/proc/{int(pid)}/net/if_inet6").read_text().splitlines()
+    except FileNotFoundError:
+        return False  # IPv6 is off in the kernel
+    return any(line.split()[-1] != "lo" for line in lines if line.split())
+
+
+@dataclass(frozen=True)
+class Enforcer:
+    """Puts policies into network namespaces. The commands are the operator's (an absolute path or a
+    name on the host's PATH); a failure anywhere is an EgressError, never a silent pass."""
+
+    nsenter: str = "nsenter"
+    iptables_restore: str = "iptables-restore"
+    ip6tables_restore: str = "ip6tables-restore"
+    dns_in_allow_mode: bool = False
+
+    def _tool(self, name: str) -> str:
+        found = shutil.which(name)
+        if not found:
+            raise EgressError(f"{name!r} is not installed on the host (or not on its PATH)")
+        return found
+
+    def check(self) -> None:
+        """Refuse early when this host cannot enforce any policy."""
+        if os.geteuid() != 0:
+            raise EgressError("the process starting sandboxes is not root, so it cannot put rules into "
+                              "the sandbox's network namespace")
+        self._tool(self.nsenter)
+        self._tool(self.iptables_restore)
+
+    def apply(self, pid: int, policy: EgressPolicy, host_addresses: Sequence[str] = ()) -> float:
+        """Install the policy in the network namespace of process `pid` (the container's init);
+        returns the seconds it took."""
+        started = time.monotonic()
+        self.check()
+        nsenter = self._tool(self.nsenter)
+        for version, tool in ((4, self.iptables_restore), (6, self.ip6tables_restore)):
+            rules = restore_input(_rules(policy, version, host_addresses, self.dns_in_allow_mode))
+            found = shutil.which(tool)
+            if not found:
+                if version == 6 and not _has_ipv6(pid):
+                    continue  # no IPv6 in this namespace: nothing can leave over it
+                raise EgressError(f"{tool!r} is not installed on the host (or not on its PATH)")
+            try:
+                result = subprocess.run([nsenter, "-t", str(int(pid)), "-n", "--", found, "-w"], input=rules,
+                                        capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                raise EgressError(f"{tool} did not finish within {COMMAND_TIMEOUT} s") from None
+            except OSError as exc:
+                raise EgressError(f"could not run {tool}: {exc.strerror}") from None
+            if result.returncode != 0:
+                if version == 6 and not _has_ipv6(pid):
+                    continue
+                detail = (result.stderr or result.stdout).strip().splitlines()
+                raise EgressError(f"{tool} failed (exit {result.returncode}): "
+                                  f"{detail[-1] if detail else 'no message'}")
+        return time.monotonic() - started
+
+
+def apply(pid: int, policy: EgressPolicy, host_addresses: Sequence[str] = ()) -> float:
+    """`Enforcer().apply` with the host's default commands."""
+    return Enforcer().apply(pid, policy, host_addresses)
