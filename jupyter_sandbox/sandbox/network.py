@@ -36,6 +36,9 @@ from . import secrets as sandbox_secrets
 
 MODES = ("internet", "none", "allow")
 CHAIN = "JUPYTER-SANDBOX-EGRESS"
+# Refusals go through this chain: a TCP packet is answered with a reset, so a live flow the policy no
+# longer allows ends at once for the program that holds it (ECONNRESET) instead of hanging.
+REFUSE = "JUPYTER-SANDBOX-REFUSE"
 # Docker's embedded DNS server, on the sandbox's loopback (its nat rules move port 53 elsewhere).
 EMBEDDED_DNS = "127.0.0.11"
 BLOCKED_V4 = ["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
@@ -191,7 +194,7 @@ def _rules(policy: EgressPolicy, version: int, host_addresses: Sequence[str] = (
     dns = policy.mode == "internet" or (policy.mode == "allow" and dns_in_allow_mode)
     if version == 4 and not dns:
         # Before the loopback accept: the embedded resolver sits on the sandbox's loopback.
-        rules.append(["-d", EMBEDDED_DNS, "-j", "REJECT"])
+        rules.append(["-d", EMBEDDED_DNS, "-j", REFUSE])
     rules += [
         ["-o", "lo", "-j", "ACCEPT"],
         # Only replies to connections made from outside (the host reaching the agent, the kernel's
@@ -201,20 +204,20 @@ def _rules(policy: EgressPolicy, version: int, host_addresses: Sequence[str] = (
     ]
     for address in host_addresses:
         if ipaddress.ip_address(address).version == version:
-            rules.append(["-d", address, "-j", "REJECT"])
+            rules.append(["-d", address, "-j", REFUSE])
     for block in (NEVER_V4 if version == 4 else NEVER_V6):
-        rules.append(["-d", block, "-j", "REJECT"])
+        rules.append(["-d", block, "-j", REFUSE])
     if policy.mode == "internet":
         for block in (BLOCKED_V4 if version == 4 else BLOCKED_V6):
-            rules.append(["-d", block, "-j", "REJECT"])
+            rules.append(["-d", block, "-j", REFUSE])
         rules.append(["-j", "ACCEPT"])
     elif policy.mode == "allow":
         for cidr in policy.cidrs:
             if ipaddress.ip_network(cidr).version == version:
                 rules.append(["-d", cidr, "-j", "ACCEPT"])
-        rules.append(["-j", "REJECT"])
+        rules.append(["-j", REFUSE])
     else:
-        rules.append(["-j", "REJECT"])
+        rules.append(["-j", REFUSE])
     return rules
 
 
@@ -224,7 +227,8 @@ def restore_input(rules: list[list[str]]) -> str:
     The namespace's filter table is ours alone (Docker keeps its rules for the embedded resolver in
     the nat table, which this leaves untouched)."""
     lines = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD DROP [0:0]", ":OUTPUT DROP [0:0]",
-             f":{CHAIN} - [0:0]", f"-A OUTPUT -j {CHAIN}"]
+             f":{CHAIN} - [0:0]", f":{REFUSE} - [0:0]", f"-A OUTPUT -j {CHAIN}",
+             f"-A {REFUSE} -p tcp -j REJECT --reject-with tcp-reset", f"-A {REFUSE} -j REJECT"]
     lines += [" ".join([f"-A {CHAIN}", *rule]) for rule in rules]
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"
