@@ -8,6 +8,7 @@ when the policy tightens. Targets are only that namespace and the sandbox itself
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import subprocess
@@ -300,6 +301,8 @@ def test_planted_start_up_code_runs_only_once_the_policy_holds(manager: SandboxM
         run(manager, sandbox, ["/usr/bin/git", "init", "-q", "/home/sandbox/repo"])
         status = manager.agent(manager.get(sandbox.id)).request("GET", "/git/status?path=/home/sandbox/repo")
         assert "branch" in json.dumps(status)
+        archive = io.BytesIO()  # a folder comes as a tar the agent makes with its own tar
+        assert manager.agent(manager.get(sandbox.id)).download("/home/sandbox/repo", archive, 10_000_000) > 0
     time.sleep(2)  # anything still on its way would arrive now
     assert listener.connections() == before, listener.entries()[-5:]
     log = planted_log(manager, sandbox)
@@ -411,9 +414,8 @@ def test_the_agents_files_are_roots_and_put_at_every_start(manager: SandboxManag
     tamper = run(manager, sandbox, "echo x >> /opt/jupyter-sandbox/agent.json; chmod 666 /opt/jupyter-sandbox/agent.json; "
                                    "touch /opt/jupyter-sandbox/jupyter_sandbox_agent/evil.py; echo done")
     assert "Permission denied" in tamper["stderr"] and "Operation not permitted" in tamper["stderr"]
-    # The agent's own environment is the host's; the sandbox's processes keep the image's PATH.
-    agent_env = run(manager, sandbox, ["/bin/sh", "-c", "tr '\\0' '\\n' < /proc/$(pgrep -o -f jupyter_sandbox_agent)/environ"])
-    assert "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" in agent_env["stdout"].splitlines()
+    # The sandbox's processes keep the image's PATH (the agent's own calls do not: see the test of
+    # planted start-up code).
     assert run(manager, sandbox, "echo $PATH")["stdout"].startswith("/home/sandbox/.local/bin:")
 
 
