@@ -441,8 +441,10 @@ def test_a_policy_that_cannot_be_applied_keeps_the_sandbox_stopped(manager: Sand
         with pytest.raises(SandboxError, match="is not running unrestricted instead"):
             broken.start(stopped)
         assert not manager.get(kept.id).running
-        with pytest.raises(SandboxError):
+        # A live change that cannot be applied stops the sandbox rather than leave other rules in force.
+        with pytest.raises(SandboxError, match="The sandbox was stopped"):
             broken.set_egress(manager.start(manager.get(kept.id)), broken.network_policy("none"))
+        assert not manager.get(kept.id).running
     finally:
         manager.remove(kept)
 

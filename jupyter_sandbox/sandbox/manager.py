@@ -513,7 +513,12 @@ class SandboxManager(LoggingConfigurable):
         """Keep the policy on the host and enforce it now if the sandbox runs (else at its next start)."""
         network.save(sandbox.id, policy)
         if sandbox.running:
-            self._enforce(sandbox)
+            try:
+                self._enforce(sandbox)
+            except SandboxError as exc:
+                # The rules in force are no longer the policy on record: stop rather than run on them.
+                self.backend.stop(sandbox.container_id, timeout=1)
+                raise SandboxError(f"{exc}. The sandbox was stopped (its files are kept)") from None
 
     @property
     def enforcer(self) -> network.Enforcer:
