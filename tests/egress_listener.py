@@ -21,7 +21,7 @@ def main() -> None:
     server.bind((address, port))
     server.listen(64)
     lock = threading.Lock()
-    log = open(log_path, "a", buffering=1)
+    log = open(log_path, "a", buffering=1)  # noqa: SIM115 - open for the process's whole life
 
     def record(**entry: object) -> None:
         with lock:

@@ -15,12 +15,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 from conftest import ROOT, start_jupyter_server, start_sandbox_kernel, wait_until
+
 from jupyter_sandbox.sandbox import binding, interpreter, network
 from jupyter_sandbox.sandbox.docker_backend import SandboxError
 from jupyter_sandbox.sandbox.manager import Sandbox, SandboxManager
@@ -63,8 +64,8 @@ class Listener:
 def listener(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listener]:
     """A TCP and DNS listener at 10.231.7.2 in a namespace of the test's, routed through the host."""
     log = tmp_path_factory.mktemp("egress") / "listener.log"
-    subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
-    subprocess.run(["ip", "link", "del", HOST_LINK], capture_output=True)
+    subprocess.run(["ip", "netns", "del", NETNS], capture_output=True, check=False, timeout=20)
+    subprocess.run(["ip", "link", "del", HOST_LINK], capture_output=True, check=False, timeout=20)
     process = None
     try:
         ip("netns", "add", NETNS)
@@ -91,8 +92,8 @@ def listener(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listener]:
         if process is not None:
             process.kill()
             process.wait()
-        subprocess.run(["ip", "link", "del", HOST_LINK], capture_output=True)
-        subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
+        subprocess.run(["ip", "link", "del", HOST_LINK], capture_output=True, check=False, timeout=20)
+        subprocess.run(["ip", "netns", "del", NETNS], capture_output=True, check=False, timeout=20)
 
 
 def run(manager: SandboxManager, sandbox: Sandbox, command: list[str] | str, timeout: float = 20) -> dict[str, Any]:
@@ -296,7 +297,7 @@ def test_planted_start_up_code_runs_only_once_the_policy_holds(manager: SandboxM
     for _ in range(2):
         sandbox = restart(manager, sandbox)
         # The kernel came up and ran its start-up files (they wrote their log) ...
-        assert wait_until(lambda: "ipython-startup ran" in planted_log(manager, sandbox), timeout=30)
+        assert wait_until(lambda box=sandbox: "ipython-startup ran" in planted_log(manager, box), timeout=30)
         # ... and the agent's own calls ran none of the fakes first on the user's PATH.
         run(manager, sandbox, ["/usr/bin/git", "init", "-q", "/home/sandbox/repo"])
         status = manager.agent(manager.get(sandbox.id)).request("GET", "/git/status?path=/home/sandbox/repo")

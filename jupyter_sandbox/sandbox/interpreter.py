@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 Stat = Callable[[str], "dict[str, Any] | None"]
 
@@ -36,7 +37,7 @@ class Verdict:
         return {"python": self.python, "path": self.path, "refused": self.refused}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Verdict":
+    def from_dict(cls, data: dict[str, Any]) -> Verdict:
         return cls(data.get("python"), list(data.get("path") or []), dict(data.get("refused") or {}))
 
 

@@ -28,9 +28,10 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from . import secrets as sandbox_secrets
 
@@ -281,7 +282,7 @@ class Enforcer:
                     continue  # no IPv6 in this namespace: nothing can leave over it
                 raise EgressError(f"{tool!r} is not installed on the host (or not on its PATH)")
             try:
-                result = subprocess.run([nsenter, "-t", str(int(pid)), "-n", "--", found, "-w"], input=rules,
+                result = subprocess.run([nsenter, "-t", str(int(pid)), "-n", "--", found, "-w"], input=rules, check=False,
                                         capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
             except subprocess.TimeoutExpired:
                 raise EgressError(f"{tool} did not finish within {COMMAND_TIMEOUT} s") from None
