@@ -171,6 +171,9 @@ def test_rules_judge_every_packet_the_sandbox_starts() -> None:
             assert f"-d {host} -j {network.REFUSE}" in text
             dns_refused = f"-d {network.EMBEDDED_DNS} -j {network.REFUSE}" in text
             assert dns_refused == (version == 4 and mode != "internet"), (mode, version)
+            # The resolver's own upstream queries (root's sockets, port 53) pass only where DNS does.
+            upstream = "-p udp --dport 53 -m owner --uid-owner 0 -j ACCEPT" in text
+            assert upstream == (version == 4 and mode == "internet"), (mode, version)
     allowed_dns = network._rules(network.EgressPolicy("allow", ["203.0.113.0/24"]), 4, dns_in_allow_mode=True)
     assert ["-d", network.EMBEDDED_DNS, "-j", network.REFUSE] not in allowed_dns
 

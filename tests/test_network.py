@@ -193,5 +193,9 @@ def test_policy_through_the_api_and_the_magic(jupyter_server: Server, targets: d
         seen = asyncio.run(execute_over_websocket(jupyter_server, kernel["id"], "%sandbox network allow 1.2.3.4/40"))
         errors = [m["content"]["evalue"] for m in seen if m["msg_type"] == "error"]
         assert errors and "not a CIDR block" in errors[0]
+        # Two halves are everything, too.
+        seen = asyncio.run(execute_over_websocket(jupyter_server, kernel["id"], "%sandbox network allow 0.0.0.0/1 128.0.0.0/1"))
+        errors = [m["content"]["evalue"] for m in seen if m["msg_type"] == "error"]
+        assert errors and "more than one /8 block" in errors[0]
     finally:
         jupyter_server.request("DELETE", f"/api/kernels/{kernel['id']}")

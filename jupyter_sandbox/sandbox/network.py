@@ -203,6 +203,12 @@ def _rules(policy: EgressPolicy, version: int, host_addresses: Sequence[str] = (
         # below, so a tighter policy cuts a flow at its next packet.
         ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "--ctdir", "REPLY", "-j", "ACCEPT"],
     ]
+    if dns and version == 4:
+        # Docker's embedded resolver asks the host's resolvers from inside this namespace, from the
+        # engine's own (root's) sockets; those may be private addresses. No sandbox process is root
+        # (uid 1000, no-new-privileges), so this passes the resolver's port-53 queries and nothing else.
+        for protocol in ("udp", "tcp"):
+            rules.append(["-p", protocol, "--dport", "53", "-m", "owner", "--uid-owner", "0", "-j", "ACCEPT"])
     for address in host_addresses:
         if ipaddress.ip_address(address).version == version:
             rules.append(["-d", address, "-j", REFUSE])
