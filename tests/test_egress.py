@@ -218,6 +218,9 @@ def test_the_agent_runs_from_an_interpreter_the_sandbox_cannot_change() -> None:
     assert none.python is None and "/usr/bin" not in none.path
     assert "no Python interpreter that the sandbox user cannot change" in interpreter.explain(none, "some/image")
     assert interpreter.judge(fake_image(), ["python3"]).refused == {"python3": "not an absolute path"}
+    # The folder the agent's files go into must be closed too.
+    moved = interpreter.judge(fake_image(**{"/opt": {"mode": 0o777}}), ["/usr/bin/python3"], "/opt/jupyter-sandbox")
+    assert moved.python is None and "/opt is writable" in moved.refused["/opt/jupyter-sandbox"]
 
 
 def test_an_image_without_a_safe_interpreter_is_refused(manager: SandboxManager) -> None:

@@ -23,6 +23,8 @@ DEFAULT_CANDIDATES = ["/opt/sandbox-python/bin/python3", "/usr/local/bin/python3
 # The agent's own PATH: system folders only, each kept only when the sandbox user cannot write it.
 SYSTEM_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
 MAX_LINKS = 16
+# Verdicts are remembered per image on the host; a change to what is judged makes them stale.
+RULES_VERSION = 2
 
 
 @dataclass
@@ -136,10 +138,19 @@ class Judge:
         return None
 
 
-def judge(stat: Stat, candidates: Iterable[str]) -> Verdict:
-    """The first candidate the sandbox user cannot touch, and the system folders fit for its PATH."""
+def judge(stat: Stat, candidates: Iterable[str], home_of_agent: str | None = None) -> Verdict:
+    """The first candidate the sandbox user cannot touch, and the system folders fit for its PATH.
+
+    `home_of_agent` is the folder the host puts the agent's files in: the folder above it must be
+    closed too, or the sandbox could move the agent's folder aside and put its own in its place."""
     judge_ = Judge(stat)
     verdict = Verdict(None)
+    if home_of_agent:
+        parent = posixpath.dirname(posixpath.normpath(home_of_agent))
+        problem = judge_.folder(parent) if stat(parent) is not None else None
+        if problem:
+            verdict.refused[home_of_agent] = problem
+            return verdict
     for candidate in candidates:
         problem = judge_.python(candidate)
         if problem is None:

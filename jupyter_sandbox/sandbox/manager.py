@@ -443,7 +443,7 @@ class SandboxManager(LoggingConfigurable):
         image_id = self.backend.image_id(image)
         if not image_id:
             raise SandboxError(f"the image {image!r} is not on this Docker engine")
-        key = (image_id.split(":")[-1] + "-" + ",".join(self.agent_python))
+        key = f"{interpreter.RULES_VERSION}-{image_id.split(':')[-1]}-{','.join(self.agent_python)}"
         verdict = self._verdicts.get(key)
         path = sandbox_secrets.state_dir("images") / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
         if verdict is None:
@@ -452,7 +452,7 @@ class SandboxManager(LoggingConfigurable):
             except (OSError, ValueError, AttributeError):
                 probe = self.backend.probe(image, {LABEL_PROBE: "1", LABEL_OWNER: self.owner})
                 try:
-                    verdict = interpreter.judge(lambda p: self.backend.path_stat(probe, p), self.agent_python)
+                    verdict = interpreter.judge(lambda p: self.backend.path_stat(probe, p), self.agent_python, AGENT_DIR)
                 finally:
                     self.backend.remove_container(probe)
                 sandbox_secrets.write_state(path, json.dumps(verdict.to_dict()).encode())
