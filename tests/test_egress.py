@@ -426,6 +426,22 @@ def test_the_agents_files_are_roots_and_put_at_every_start(manager: SandboxManag
     assert run(manager, sandbox, "echo $PATH")["stdout"].startswith("/home/sandbox/.local/bin:")
 
 
+def test_a_sandbox_from_before_the_gate_gets_a_gated_container(manager: SandboxManager,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from jupyter_sandbox.sandbox import manager as manager_module
+
+    with monkeypatch.context() as patch:  # the command an older version gave its containers
+        patch.setattr(manager_module, "agent_command", lambda python: ["python3", "-I", "-c", "pass"])
+        old = manager.create(kernel_id="egress-before-the-gate", start=False)
+    try:
+        assert not manager._gated(old)
+        started = manager.start(old)
+        assert manager._gated(started) and manager.wait_for_agent(started)["status"] == "ok"
+        assert (started.id, started.volume) == (old.id, old.volume) and started.container_id != old.container_id
+    finally:
+        manager.remove(old.id)
+
+
 # -- fail closed --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("knob, value, message", [
