@@ -74,7 +74,8 @@ def lab(git_repo: str, docker_backend: DockerBackend, tmp_path_factory: pytest.T
     root = tmp_path_factory.mktemp("lab-root")
     config = tmp_path_factory.mktemp("lab-config")
     (config / "jupyter_sandbox_config.json").write_text(json.dumps({
-        "SandboxManager": {"network_name": NETWORK, "warm_pool_size": 0}}))
+        # The git server is reached by its name, and DNS in allow mode is the operator's choice.
+        "SandboxManager": {"network_name": NETWORK, "warm_pool_size": 0, "dns_in_allow_mode": True}}))
     subnet = docker_backend.client.networks.get(NETWORK).attrs["IPAM"]["Config"][0]["Subnet"]
     (root / "work").mkdir()
     cells = [CELLS[0].format(subnet=subnet), *CELLS[1:]]

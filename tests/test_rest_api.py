@@ -43,7 +43,9 @@ def api_server(git_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     log = tmp_path_factory.mktemp("log") / "server.log"
     server, process = start_jupyter_server(
         tmp_path_factory.mktemp("root"),
-        [f"--SandboxManager.network_name={NETWORK}", "--SandboxService.max_upload_size=1200m",
+        # The git server is reached by its name, and DNS in allow mode is the operator's choice.
+        [f"--SandboxManager.network_name={NETWORK}", "--SandboxManager.dns_in_allow_mode=True",
+         "--SandboxService.max_upload_size=1200m",
          "--SandboxService.max_multipart_size=1m"], log=log)
     server.log = log
     yield server
