@@ -618,9 +618,12 @@ class SandboxManager(LoggingConfigurable):
         the container is stopped again and the error says why: it never runs unrestricted."""
         if sandbox.running:
             return self.get(sandbox.id)
-        if not self._gated(sandbox):
-            # Made by a version whose start had no gate: a new container on the same files.
-            self.log.info("sandbox %s predates the start gate; recreating its container (files are kept)", sandbox.id)
+        runtime = self.agent_runtime(sandbox.image_id or sandbox.image)
+        if not self._gated(sandbox, runtime.python):
+            # Made by a version whose start had no gate, or for an interpreter no longer judged fit:
+            # a new container on the same files.
+            self.log.info("sandbox %s: its container's command is not the gated agent from %s; recreating "
+                          "the container (files are kept)", sandbox.id, runtime.python)
             return self.recreate(sandbox, self.current_spec(sandbox))
         self.backend.put_archive(sandbox.container_id, "/", self._agent_archive(sandbox))
         self.backend.start(sandbox.container_id)
@@ -633,10 +636,12 @@ class SandboxManager(LoggingConfigurable):
             raise
         return self.get(sandbox.id)
 
-    def _gated(self, sandbox: Sandbox) -> bool:
+    def _gated(self, sandbox: Sandbox, python: str | None = None) -> bool:
+        """Whether the container's command is the agent behind its start gate (from `python`)."""
         config = (self.backend.inspect(sandbox.container_id) or {}).get("Config") or {}
         command = config.get("Cmd") or []
-        return bool(config.get("OpenStdin")) and len(command) > 1 and command[0].startswith("/") and command[1] == "-I"
+        wanted = agent_command(python or command[0]) if command else []
+        return bool(config.get("OpenStdin")) and command == wanted and command[0].startswith("/")
 
     def stop(self, sandbox: Sandbox) -> Sandbox:
         self.backend.stop(sandbox.container_id)
