@@ -44,8 +44,11 @@ def main() -> dict[str, float]:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
-    gated = SandboxManager()
-    open_ = SandboxManager(enforce_egress=False)
+    # A network and an owner of its own: a stopped sandbox is no member of the shared network, which
+    # another process may remove meanwhile, and other servers' idle checks look at their owner's only.
+    network_name = "jupyter-sandbox-bench-egress"
+    gated = SandboxManager(network_name=network_name, owner="bench-egress")
+    open_ = SandboxManager(network_name=network_name, owner="bench-egress", enforce_egress=False)
     sandbox = gated.create(kernel_id="bench-egress-start")
     try:
         gated.wait_for_agent(sandbox)
