@@ -22,7 +22,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
               "transfer-encoding", "upgrade", "proxy-connection"}
 # Credentials meant for Jupyter (or for the proxy itself) never reach the app.
 STRIPPED_REQUEST_HEADERS = {"authorization", "x-xsrftoken", "x-csrftoken", TOKEN_HEADER.lower(), "host", "expect",
-                            "x-forwarded-host", "x-forwarded-proto", "x-forwarded-for", "forwarded"}
+                            "x-forwarded-host", "x-forwarded-proto", "x-forwarded-for", "x-forwarded-prefix", "forwarded"}
 JUPYTER_COOKIE = re.compile(r"^(_xsrf|username-.*|jupyterhub-.*|" + re.escape(COOKIE) + r")$")
 
 
@@ -89,8 +89,37 @@ def _kept_cookies(value: str) -> str:
     return "; ".join(kept)
 
 
+def websocket_origin_refused(head: Head, own_origin: str | None) -> str | None:
+    """Why a websocket upgrade is refused for its Origin, or None when it may go on.
+
+    A browser names the page that opens a websocket in `Origin`, and sends the preview's cookie along
+    whichever page that is: without this check a page of another origin (another preview, another
+    port of the same host name, Jupyter's own pages) could talk to the app as the user. So a preview
+    accepts its own origin only: `own_origin` (the address the request came to), or, on the path form
+    (`own_origin` None), `null`, the origin of its pages there (they are in an opaque-origin sandbox).
+    No Origin at all is a client that is not a browser (curl, a script); it has the token itself."""
+    origins = head.values("Origin") + head.values("Sec-WebSocket-Origin")
+    if not origins:
+        return None
+    expected = "null" if own_origin is None else _normal_origin(own_origin)
+    for origin in origins:
+        if _normal_origin(origin) != expected:
+            return (f"A websocket of this preview opens only from the preview's own pages "
+                    f"({expected}); this one came from {origin[:200]}.")
+    return None
+
+
+def _normal_origin(origin: str) -> str:
+    """An origin as compared: lower case, without the scheme's default port."""
+    origin = origin.strip().lower()
+    for scheme, port in (("http://", ":80"), ("https://", ":443"), ("ws://", ":80"), ("wss://", ":443")):
+        if origin.startswith(scheme) and origin.endswith(port):
+            return origin[: -len(port)]
+    return origin
+
+
 def upstream_request(head: Head, path: str, query: list[tuple[str, str]], port: int, public_host: str,
-                     scheme: str, keep_alive: bool, websocket: bool) -> Head:
+                     scheme: str, keep_alive: bool, websocket: bool, path_prefix: str = "") -> Head:
     """The request as the app sees it: addressed to localhost:PORT, with nothing of Jupyter's in it."""
     headers: list[tuple[str, str]] = []
     for name, value in head.headers:
@@ -109,15 +138,20 @@ def upstream_request(head: Head, path: str, query: list[tuple[str, str]], port: 
     headers.append(("Host", f"localhost:{port}"))
     headers.append(("X-Forwarded-Host", public_host))
     headers.append(("X-Forwarded-Proto", scheme))
+    if path_prefix:
+        # Path form: apps that honour it build their links and redirects inside the preview.
+        headers.append(("X-Forwarded-Prefix", path_prefix))
     if not websocket:
         headers.append(("Connection", "keep-alive" if keep_alive else "close"))
     target = join_target(path, [(key, value) for key, value in query if key != "token"])
     return Head((head.first[0], target, "HTTP/1.1"), headers)
 
 
-def client_response(head: Head, keep_alive: bool, extra: list[tuple[str, str]]) -> Head:
-    """The app's response head as the browser gets it: its own hop-by-hop headers replaced by ours."""
-    headers = [(name, value) for name, value in head.headers
+def client_response(head: Head, app_headers: list[tuple[str, str]], keep_alive: bool,
+                    extra: list[tuple[str, str]]) -> Head:
+    """The app's response head as the browser gets it: `app_headers` (the app's headers as confine.py
+    let them through), without their hop-by-hop headers, which are replaced by ours."""
+    headers = [(name, value) for name, value in app_headers
                if name.lower() not in HOP_BY_HOP or name.lower() == "transfer-encoding"]
     if int(head.first[1]) == 101:
         headers += [(name, value) for name, value in head.headers if name.lower() in ("upgrade", "connection")]
