@@ -94,6 +94,14 @@ window.done = Promise.all([
                                     return r.status + ' ' + (await r.text()).slice(0, 100); }),
   attempt('terminal', async () => { const r = await fetch('/api/terminals', {method: 'POST', credentials: 'include',
                                     mode: 'no-cors'}); return r.type + ' ' + r.status; }),
+  attempt('own_websocket', () => new Promise(done => {
+    const ws = new WebSocket(new URL('ws-any', location.href.replace(/^http/, 'ws')));
+    ws.onopen = () => ws.send('mine'); ws.onmessage = e => done('open: ' + e.data); ws.onerror = () => done('refused');
+  })),
+  attempt('own_image', () => new Promise(done => {
+    const img = new Image(); img.onload = () => done('loaded'); img.onerror = () => done('refused');
+    img.src = 'answer?h=Content-Type%3A%20image%2Fsvg%2Bxml&body=' + encodeURIComponent("<svg xmlns='http://www.w3.org/2000/svg' width='1' height='1'/>");
+  })),
   attempt('service_worker', async () => { const r = await navigator.serviceWorker.register(SW, {scope: SCOPE});
                                           return 'registered ' + r.scope; }),
 ]).then(() => { window.finished = true; });

@@ -653,6 +653,9 @@ def test_in_chromium_a_path_form_page_cannot_change_jupyters_state(preview_serve
             assert results["cookie_write"].startswith("refused") and results["cookie_read"].startswith("refused"), results
             assert results["storage"].startswith("refused") and results["service_worker"].startswith("refused"), results
             assert not results["contents"].startswith("200"), results
+            # What the README says the path form cannot do: from an opaque origin the browser sends the
+            # preview's (SameSite) cookie with no request of the page, so only its own address loads.
+            assert results["own_websocket"] == "refused" and results["own_image"] == "refused", results
             assert preview_server.request("GET", "/api/terminals")[1] == terminals_before
             # Even a page of the Jupyter origin cannot get a service worker out of a path-form preview.
             page.goto(f"{jupyter}/api/status")
@@ -720,6 +723,9 @@ def test_in_chromium_an_own_origin_app_cannot_reach_jupyters_cookies(hub_server:
             assert app_cookies["jupyter-sandbox-preview"]["value"] == answer["token"]  # not replaced
             assert all(not c["domain"].startswith(".") for c in app_cookies.values()), app_cookies
             assert "_xsrf=from-script" in results["cookie_read"]  # script on its own origin, for itself only
+            # On its own origin a page's requests carry the preview cookie: its websocket (Origin checked)
+            # and its images work.
+            assert results["own_websocket"] == "open: mine" and results["own_image"] == "loaded", results
         finally:
             chromium.close()
 
