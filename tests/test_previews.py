@@ -684,7 +684,7 @@ def hub_server(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> 
     from conftest import start_jupyter_server
 
     server, process = start_jupyter_server(tmp_path_factory.mktemp("hub-root"), [
-        "--ServerApp.allow_remote_access=True",
+        "--ServerApp.allow_remote_access=True", "--SandboxService.path_form_previews=False",
         "--SandboxService.preview_url_template=http://{port}-{sandbox_id}.preview.jupyter.test:{server_port}/"])
     yield server
     process.terminate()
@@ -790,3 +790,13 @@ def test_in_chromium_a_page_on_another_port_cannot_hijack_the_previews_websocket
             assert page.evaluate("() => window.outcome") == "refused"
         finally:
             chromium.close()
+
+
+def test_a_server_with_host_routing_can_turn_the_path_form_off(hub_server: Server, app_sandbox: str) -> None:
+    token = tokens.mint(app_sandbox, APP_PORT)[0]
+    status, headers, body = all_headers(hub_server, f"127.0.0.1:{hub_server.port}", f"{path_of(app_sandbox)}/echo",
+                                        {"X-Sandbox-Preview-Token": token})
+    assert status == 404 and b"own origins only" in body and b'"headers"' not in body
+    status, _, body = all_headers(hub_server, f"{APP_PORT}-{app_sandbox}.preview.jupyter.test:{hub_server.port}", "/echo",
+                                  {"X-Sandbox-Preview-Token": token})
+    assert status == 200 and b'"headers"' in body
