@@ -309,8 +309,11 @@ def test_path_form_is_locked_in_a_csp_sandbox(preview_server: Server, app_sandbo
     token = link(preview_server, app_sandbox)["token"]
     path = f"/sandbox/preview/{app_sandbox}/{APP_PORT}/echo?y=1"
     status, headers, body = fetch(preview_server, f"127.0.0.1:{preview_server.port}", path,
-                                  {"X-Sandbox-Preview-Token": token})
+                                  {"X-Sandbox-Preview-Token": token, "Cookie": "_xsrf=a; other-extension=b; _ga=c"})
     assert status == 200 and json.loads(body)["path"] == "/echo"
+    # Every cookie sent to the Jupyter origin is someone else's there: the app gets none.
+    assert json.loads(body)["cookies"] == {} and "cookie" not in {k.lower() for k in json.loads(body)["headers"]}
+    assert json.loads(body)["headers"]["X-Forwarded-Prefix"] == f"/sandbox/preview/{app_sandbox}/{APP_PORT}"
     assert headers["Content-Security-Policy"].startswith("sandbox") and "allow-same-origin" not in headers["Content-Security-Policy"]
     for port in ("0", "65536"):
         status, _, _ = fetch(preview_server, f"127.0.0.1:{preview_server.port}", f"/sandbox/preview/{app_sandbox}/{port}/",

@@ -4,7 +4,7 @@ Pure functions over heads: the proxy (session.py) decides with them, and unit te
 Every request needs a preview token, in the `X-Sandbox-Preview-Token` header, in `?token=`, or in the
 cookie a browser gets for `?token=`. Before a request goes on, everything meant for Jupyter or for
 the proxy is taken out of it: the Authorization header, XSRF headers, the token (header, query
-parameter and cookie) and Jupyter's own cookies.
+parameter and cookie) and Jupyter's own cookies (on the path form, every cookie).
 """
 
 from __future__ import annotations
@@ -131,6 +131,10 @@ def upstream_request(head: Head, path: str, query: list[tuple[str, str]], port: 
                 websocket and lowered in ("upgrade", "connection")):
             continue
         if lowered == "cookie":
+            if path_prefix:
+                # Path form: every cookie the browser sends there belongs to the Jupyter origin (the app
+                # cannot set one there), whatever its name: none goes to the app.
+                continue
             value = _kept_cookies(value)
             if not value:
                 continue
