@@ -47,7 +47,7 @@ PATH_FORM_HEADERS = frozenset({
     "digest", "repr-digest", "content-digest", "trailer",
 })
 # Own-origin form: what leaves every response. Shared-cache directives are rewritten, not listed.
-OWN_ORIGIN_DROPPED = frozenset({"clear-site-data", "surrogate-control", "cdn-cache-control"})
+OWN_ORIGIN_DROPPED = frozenset({"clear-site-data", "surrogate-control", "cdn-cache-control", "set-cookie2"})
 SHARED_CACHE_DIRECTIVES = ("public", "s-maxage", "proxy-revalidate")
 # WHATWG URL parsing removes these anywhere in a URL, and these around it.
 _URL_REMOVED = re.compile(r"[\t\n\r]")
@@ -148,17 +148,18 @@ def _private_cache_control(values: list[str]) -> str:
 def own_origin_headers(head: Head, reserved_cookie: str) -> list[tuple[str, str]]:
     """The app's headers on its own origin: everything that stays within that origin."""
     headers: list[tuple[str, str]] = []
+    caching: list[str] = []
     for name, value in head.headers:
         lowered = name.lower()
-        if lowered in OWN_ORIGIN_DROPPED or lowered == "set-cookie2" or lowered == "cache-control":
-            continue
-        if lowered == "set-cookie":
+        if lowered == "cache-control":
+            caching.append(value)
+        elif lowered == "set-cookie":
             cookie = _cookie_without_domain(value, reserved_cookie)
             if cookie is not None:
                 headers.append((name, cookie))
-            continue
-        headers.append((name, value))
-    headers.append(("Cache-Control", _private_cache_control(head.values("Cache-Control"))))
+        elif lowered not in OWN_ORIGIN_DROPPED:
+            headers.append((name, value))
+    headers.append(("Cache-Control", _private_cache_control(caching) if caching else "private"))
     return headers
 
 
