@@ -123,6 +123,8 @@ class Attack(web.RequestHandler):
         if self.get_query_argument("clear", "yes") == "yes":
             self.add_header("Clear-Site-Data", '"cookies", "storage", "cache"')
         self.add_header("Service-Worker-Allowed", "/")
+        # A policy of its own asking for its origin back: policies only ever add restrictions.
+        self.add_header("Content-Security-Policy", "sandbox allow-same-origin allow-scripts")
         self.add_header("Link", "</api/contents>; rel=preload; as=fetch")
         self.add_header("Cache-Control", "public, max-age=86400")
         self.add_header("Vary", "Cookie")

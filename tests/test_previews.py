@@ -17,6 +17,8 @@ from tornado.websocket import websocket_connect
 
 from conftest import Server, host_http_server, start_preview_app
 from jupyter_sandbox.sandbox import preview as tokens
+from jupyter_sandbox.server_extension.preview import confine
+from jupyter_sandbox.server_extension.preview.pages import PROXY_PAGE_CSP
 
 APP_PORT = 3000  # the app listens on the sandbox's loopback: reached through the agent's tunnel
 WIDE_PORT = 3002  # the same app listening on all addresses: reached straight at the container's address
@@ -467,15 +469,16 @@ HOSTILE_HEADERS = ["Set-Cookie: _xsrf=chosen; Path=/", "Set-Cookie: username-x=;
                    'WWW-Authenticate: Basic realm="jupyter"', 'Speculation-Rules: "/rules.json"', "Set-Login: logged-out",
                    "Vary: Cookie", "Content-Location: /api/contents", "Origin-Agent-Cluster: ?0",
                    "Cache-Control: public, max-age=31536000, immutable", "Expires: Thu, 01 Jan 2099 00:00:00 GMT",
-                   "Surrogate-Control: max-age=999", "X-Frame-Options: ALLOWALL", "X-App-Note: kept"]
+                   "Surrogate-Control: max-age=999", "X-Frame-Options: ALLOWALL", "X-App-Note: kept",
+                   "Content-Security-Policy: sandbox allow-same-origin allow-scripts"]
 
 
 def assert_locked(headers: list[tuple[str, str]], own_cookie_path: str | None = None) -> None:
     """A path-form response: in the CSP sandbox, uncacheable, framed only by Jupyter, nothing of origin state."""
     names = [name.lower() for name, _ in headers]
     policies = [value for name, value in headers if name.lower() == "content-security-policy"]
-    assert policies and all("allow-same-origin" not in p for p in policies), headers
-    assert any(p.startswith("sandbox") for p in policies), headers
+    # The proxy's own policy is there (an app's policy may add one, which only restricts further).
+    assert confine.PATH_FORM_CSP in policies or PROXY_PAGE_CSP in policies, headers
     for name, value in headers:
         lowered = name.lower()
         if lowered == "set-cookie" and own_cookie_path and value.startswith("jupyter-sandbox-preview="):
@@ -498,6 +501,7 @@ def test_path_form_responses_carry_nothing_of_origin_state(preview_server: Serve
                                   {"X-Sandbox-Preview-Token": token})
     assert got == status
     assert_locked(headers)
+    assert "allow-same-origin" not in confine.PATH_FORM_CSP and confine.PATH_FORM_CSP.startswith("sandbox ")
     assert ("X-App-Note", "kept") in headers  # the app's own X- headers still reach it
 
 
