@@ -759,9 +759,12 @@ def test_websockets_open_only_from_the_previews_own_pages(preview_server: Server
     assert ws_status(preview_server, host, "/ws-any", auth) == 101  # not a browser: no Origin
     assert ws_status(preview_server, host, "/ws-any", {**auth, "Origin": f"http://{host}"}) == 101
     assert ws_status(preview_server, host, "/ws-any", {**auth, "Origin": f"HTTP://{host.upper()}"}) == 101
+    # The scheme is not compared (a TLS-terminating proxy may stand in front); host and port are.
+    assert ws_status(preview_server, host, "/ws-any", {**auth, "Origin": f"https://{host}"}) == 101
     for foreign in (f"http://127.0.0.1:{preview_server.port}", f"http://localhost:{preview_server.port}",
                     f"http://{host_of(preview_server, app_sandbox, WIDE_PORT)}", f"http://{APP_PORT}-{app_sandbox}.localhost:1",
-                    f"https://{host}", "null", "http://elsewhere.example", f"http://{host}.elsewhere.example"):
+                    "null", "http://elsewhere.example", f"http://{host}.elsewhere.example", f"file://{host}",
+                    f"http://{host}@elsewhere.example", f"http://{host.split(':')[0]}"):
         assert ws_status(preview_server, host, "/ws-any", {**auth, "Origin": foreign}) == 403, foreign
     jupyter = f"127.0.0.1:{preview_server.port}"
     path = f"{path_of(app_sandbox)}/ws-any"

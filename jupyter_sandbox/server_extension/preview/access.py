@@ -89,33 +89,40 @@ def _kept_cookies(value: str) -> str:
     return "; ".join(kept)
 
 
-def websocket_origin_refused(head: Head, own_origin: str | None) -> str | None:
+def websocket_origin_refused(head: Head, own_host: str | None) -> str | None:
     """Why a websocket upgrade is refused for its Origin, or None when it may go on.
 
     A browser names the page that opens a websocket in `Origin`, and sends the preview's cookie along
     whichever page that is: without this check a page of another origin (another preview, another
     port of the same host name, Jupyter's own pages) could talk to the app as the user. So a preview
-    accepts its own origin only: `own_origin` (the address the request came to), or, on the path form
-    (`own_origin` None), `null`, the origin of its pages there (they are in an opaque-origin sandbox).
-    No Origin at all is a client that is not a browser (curl, a script); it has the token itself."""
+    accepts its own pages only: an http(s) Origin whose host and port are `own_host` (the Host the
+    request came to; the scheme is not compared, so a TLS-terminating proxy in front changes nothing),
+    or, on the path form (`own_host` None), `null`, the origin of its pages there (they live in an
+    opaque-origin sandbox). No Origin at all is a client that is not a browser (curl, a script),
+    which holds the token itself."""
     origins = head.values("Origin") + head.values("Sec-WebSocket-Origin")
     if not origins:
         return None
-    expected = "null" if own_origin is None else _normal_origin(own_origin)
     for origin in origins:
-        if _normal_origin(origin) != expected:
+        origin = origin.strip().lower()
+        if own_host is None:
+            accepted = origin == "null"
+        else:
+            scheme, separator, host = origin.partition("://")
+            accepted = bool(separator) and scheme in ("http", "https") and _without_default_port(host) == \
+                _without_default_port(own_host.lower())
+        if not accepted:
+            expected = "null" if own_host is None else own_host
             return (f"A websocket of this preview opens only from the preview's own pages "
                     f"({expected}); this one came from {origin[:200]}.")
     return None
 
 
-def _normal_origin(origin: str) -> str:
-    """An origin as compared: lower case, without the scheme's default port."""
-    origin = origin.strip().lower()
-    for scheme, port in (("http://", ":80"), ("https://", ":443"), ("ws://", ":80"), ("wss://", ":443")):
-        if origin.startswith(scheme) and origin.endswith(port):
-            return origin[: -len(port)]
-    return origin
+def _without_default_port(host: str) -> str:
+    for port in (":80", ":443"):
+        if host.endswith(port):
+            return host[: -len(port)]
+    return host
 
 
 def upstream_request(head: Head, path: str, query: list[tuple[str, str]], port: int, public_host: str,

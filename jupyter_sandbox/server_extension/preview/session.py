@@ -131,7 +131,7 @@ class PreviewSession:
         websocket = "websocket" in head.tokens("Upgrade")
         if websocket:
             refused = access.websocket_origin_refused(
-                head, None if target.path_form else f"{target.scheme}://{target.public_host}")
+                head, None if target.path_form else target.public_host)
             if refused:
                 raise PreviewFailure(403, "This websocket comes from another origin", html.escape(refused))
         if target.path_form and head.get("Service-Worker"):
