@@ -603,6 +603,9 @@ def test_service_workers_are_not_served_on_the_path_form(preview_server: Server,
                                         {"X-Sandbox-Preview-Token": token, "Service-Worker": "script"})
     assert status == 403 and b"owned by the sandbox" not in body and b"service worker" in body
     assert_locked(headers)
+    status, _, body = all_headers(preview_server, jupyter, f"{path_of(app_sandbox)}/sw.js",
+                                  {"X-Sandbox-Preview-Token": token, "Sec-Fetch-Dest": "serviceworker"})
+    assert status == 403 and b"owned by the sandbox" not in body
     # On its own origin the app is a site of its own: its service worker is its business.
     status, _, body = all_headers(preview_server, host_of(preview_server, app_sandbox), "/sw.js",
                                   {"X-Sandbox-Preview-Token": token, "Service-Worker": "script"})

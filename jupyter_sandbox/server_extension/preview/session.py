@@ -134,7 +134,7 @@ class PreviewSession:
                 head, None if target.path_form else target.public_host)
             if refused:
                 raise PreviewFailure(403, "This websocket comes from another origin", html.escape(refused))
-        if target.path_form and head.get("Service-Worker"):
+        if target.path_form and (head.get("Service-Worker") or head.get("Sec-Fetch-Dest").lower() == "serviceworker"):
             # A service worker registered from here would control Jupyter's own pages (scope '/').
             raise PreviewFailure(403, "No service workers on the path form",
                                  "A preview served on the Jupyter server's address cannot install a service "
