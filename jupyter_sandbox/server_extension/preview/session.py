@@ -1,9 +1,10 @@
 """One browser (or curl) connection to a preview, served request by request.
 
 Tornado reads the first request head and routes it here (entry.py); from then on this loop owns the
-connection. For each request it checks the Host and the token, rewrites the head for the app
-(access.py), relays the body, reads the app's response head and relays it and its body. An upgrade
-to a websocket becomes a byte pipe both ways. Nothing of Jupyter answers on a preview connection:
+connection. For each request it checks the Host, the token and (for a websocket) the Origin, rewrites
+the head for the app (access.py), relays the body, reads the app's response head, lets through what
+of it may reach the browser on this form of the preview (confine.py), and relays it and its body. An
+upgrade to a websocket becomes a byte pipe both ways. Nothing of Jupyter answers on a preview connection:
 a request for another host gets 421 and the connection is closed.
 """
 
