@@ -132,6 +132,8 @@ def _cookie_without_domain(value: str, reserved: str) -> str | None:
     name_value, *attributes = value.split(";")
     if name_value.partition("=")[0].strip().lower() == reserved.lower():
         return None
+    if "domain" not in value.lower():
+        return value  # host-only already (the common case: left as the app wrote it)
     kept = [name_value.strip()] + [a.strip() for a in attributes
                                    if a.strip() and a.split("=", 1)[0].strip().lower() != "domain"]
     return "; ".join(kept)
