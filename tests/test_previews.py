@@ -17,6 +17,8 @@ from tornado.websocket import websocket_connect
 
 from conftest import Server, host_http_server, start_preview_app
 from jupyter_sandbox.sandbox import preview as tokens
+from jupyter_sandbox.server_extension.preview import confine
+from jupyter_sandbox.server_extension.preview.pages import PROXY_PAGE_CSP
 
 APP_PORT = 3000  # the app listens on the sandbox's loopback: reached through the agent's tunnel
 WIDE_PORT = 3002  # the same app listening on all addresses: reached straight at the container's address
@@ -309,8 +311,11 @@ def test_path_form_is_locked_in_a_csp_sandbox(preview_server: Server, app_sandbo
     token = link(preview_server, app_sandbox)["token"]
     path = f"/sandbox/preview/{app_sandbox}/{APP_PORT}/echo?y=1"
     status, headers, body = fetch(preview_server, f"127.0.0.1:{preview_server.port}", path,
-                                  {"X-Sandbox-Preview-Token": token})
+                                  {"X-Sandbox-Preview-Token": token, "Cookie": "_xsrf=a; other-extension=b; _ga=c"})
     assert status == 200 and json.loads(body)["path"] == "/echo"
+    # Every cookie sent to the Jupyter origin is someone else's there: the app gets none.
+    assert json.loads(body)["cookies"] == {} and "cookie" not in {k.lower() for k in json.loads(body)["headers"]}
+    assert json.loads(body)["headers"]["X-Forwarded-Prefix"] == f"/sandbox/preview/{app_sandbox}/{APP_PORT}"
     assert headers["Content-Security-Policy"].startswith("sandbox") and "allow-same-origin" not in headers["Content-Security-Policy"]
     for port in ("0", "65536"):
         status, _, _ = fetch(preview_server, f"127.0.0.1:{preview_server.port}", f"/sandbox/preview/{app_sandbox}/{port}/",
@@ -420,3 +425,391 @@ def urllib_host(url: str) -> str:
     from urllib.parse import urlsplit
 
     return urlsplit(url).netloc
+
+
+# -- nothing a preview sends touches the Jupyter origin ------------------------------------------------
+
+BROWSER_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]
+
+
+def path_of(sandbox_id: str, port: int = APP_PORT) -> str:
+    return f"/sandbox/preview/{sandbox_id}/{port}"
+
+
+def answer_query(status: int = 200, headers: list[str] = (), body: str = "", kind: str = "") -> str:
+    """A query for the app's /answer: it replies with this status, these headers and this body."""
+    import urllib.parse
+
+    items = [("status", str(status)), *(("h", h) for h in headers), ("body", body)]
+    if kind:
+        items.append(("h", f"Content-Type: {kind}"))
+    return urllib.parse.urlencode(items)
+
+
+def all_headers(server: Server, host: str, path: str, headers: dict | None = None) -> tuple[int, list[tuple[str, str]], bytes]:
+    """(status, every header as sent, in order and repeated, body)."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    connection.request("GET", path, headers={"Host": host, **(headers or {})})
+    response = connection.getresponse()
+    return response.status, response.getheaders(), response.read()
+
+
+# What no path-form response may carry: each is kept by a browser as state of the Jupyter origin, or
+# points it at Jupyter's own addresses.
+ORIGIN_STATE_HEADERS = {"set-cookie", "set-cookie2", "clear-site-data", "service-worker-allowed", "link",
+                        "alt-svc", "strict-transport-security", "nel", "report-to", "reporting-endpoints",
+                        "accept-ch", "critical-ch", "www-authenticate", "speculation-rules", "set-login",
+                        "vary", "content-location", "origin-agent-cluster", "expires", "surrogate-control"}
+HOSTILE_HEADERS = ["Set-Cookie: _xsrf=chosen; Path=/", "Set-Cookie: username-x=; Path=/; Max-Age=0",
+                   "Set-Cookie: planted=1; Domain=127.0.0.1; Path=/", "Set-Cookie2: old=1",
+                   'Clear-Site-Data: "*"', "Service-Worker-Allowed: /", "Link: </api/contents>; rel=preload",
+                   'Alt-Svc: h2=":8443"', "Strict-Transport-Security: max-age=0", 'NEL: {"report_to":"x","max_age":9}',
+                   'Report-To: {"group":"x","max_age":9,"endpoints":[{"url":"http://127.0.0.1:1/"}]}',
+                   'Reporting-Endpoints: x="http://127.0.0.1:1/"', "Accept-CH: Sec-CH-UA-Model", "Critical-CH: Sec-CH-UA-Model",
+                   'WWW-Authenticate: Basic realm="jupyter"', 'Speculation-Rules: "/rules.json"', "Set-Login: logged-out",
+                   "Vary: Cookie", "Content-Location: /api/contents", "Origin-Agent-Cluster: ?0",
+                   "Cache-Control: public, max-age=31536000, immutable", "Expires: Thu, 01 Jan 2099 00:00:00 GMT",
+                   "Surrogate-Control: max-age=999", "X-Frame-Options: ALLOWALL", "X-App-Note: kept",
+                   "Content-Security-Policy: sandbox allow-same-origin allow-scripts"]
+
+
+def assert_locked(headers: list[tuple[str, str]], own_cookie_path: str | None = None) -> None:
+    """A path-form response: in the CSP sandbox, uncacheable, framed only by Jupyter, nothing of origin state."""
+    names = [name.lower() for name, _ in headers]
+    policies = [value for name, value in headers if name.lower() == "content-security-policy"]
+    # The proxy's own policy is there (an app's policy may add one, which only restricts further).
+    assert confine.PATH_FORM_CSP in policies or PROXY_PAGE_CSP in policies, headers
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == "set-cookie" and own_cookie_path and value.startswith("jupyter-sandbox-preview="):
+            assert f"Path={own_cookie_path}" in value and "Domain" not in value
+            continue
+        assert lowered not in ORIGIN_STATE_HEADERS, (name, value)
+    assert [v for n, v in headers if n.lower() == "cache-control"] == ["no-store"], headers
+    assert "x-frame-options" in names and dict((n.lower(), v) for n, v in headers)["x-frame-options"] == "SAMEORIGIN"
+
+
+@pytest.mark.parametrize("kind", ["text/html", "image/svg+xml", "application/xml", "application/xhtml+xml",
+                                  "text/xml", "application/json", "text/plain", "application/pdf", ""])
+@pytest.mark.parametrize("status", [200, 404, 500])
+def test_path_form_responses_carry_nothing_of_origin_state(preview_server: Server, app_sandbox: str, kind: str,
+                                                           status: int) -> None:
+    token = link(preview_server, app_sandbox)["token"]
+    jupyter_host = f"127.0.0.1:{preview_server.port}"
+    query = answer_query(status, HOSTILE_HEADERS, "<svg xmlns='http://www.w3.org/2000/svg'><script>1</script></svg>", kind)
+    got, headers, _ = all_headers(preview_server, jupyter_host, f"{path_of(app_sandbox)}/answer?{query}",
+                                  {"X-Sandbox-Preview-Token": token})
+    assert got == status
+    assert_locked(headers)
+    assert "allow-same-origin" not in confine.PATH_FORM_CSP and confine.PATH_FORM_CSP.startswith("sandbox ")
+    assert ("X-App-Note", "kept") in headers  # the app's own X- headers still reach it
+
+
+def test_path_form_proxy_answers_are_locked_too(preview_server: Server, app_sandbox: str) -> None:
+    """The proxy's own answers on the Jupyter origin: its error pages and its log-in redirect."""
+    token = link(preview_server, app_sandbox)["token"]
+    jupyter_host = f"127.0.0.1:{preview_server.port}"
+    prefix = path_of(app_sandbox)
+    for path, headers, status in ((f"{prefix}/echo", {}, 401),
+                                  (f"{prefix}/echo", {"X-Sandbox-Preview-Token": "garbage"}, 403),
+                                  (f"{path_of(app_sandbox, 59999)}/", {"X-Sandbox-Preview-Token": tokens.mint(app_sandbox, 59999)[0]}, 502),
+                                  (f"{prefix}/answer?" + answer_query(302, ["Location: //elsewhere.example/"]),
+                                   {"X-Sandbox-Preview-Token": token}, 502)):
+        got, answer, body = all_headers(preview_server, jupyter_host, path, headers)
+        assert got == status, (path, got, body[:300])
+        assert_locked(answer)
+    got, answer, _ = all_headers(preview_server, jupyter_host, f"{prefix}/echo?token={token}", {"Accept": "text/html"})
+    assert got == 302
+    assert_locked(answer, own_cookie_path=prefix + "/")
+
+
+@pytest.mark.parametrize("location, expected", [
+    ("/echo?from=redirect", "{prefix}/echo?from=redirect"),  # the app's own root is the preview's
+    ("/api/contents", "{prefix}/api/contents"),
+    ("/logout", "{prefix}/logout"),
+    ("{prefix}/echo", "{prefix}/echo"),  # an app that knows its prefix (X-Forwarded-Prefix)
+    ("echo?x=1", "{prefix}/echo?x=1"),
+    ("http://localhost:3000/login", "{prefix}/login"),  # the Host the app was sent
+    ("http://{jupyter}/lab", "{prefix}/lab"),  # the Host the browser used
+    ("../../../logout", None),
+    ("/..%2F../logout", "{prefix}/..%2F../logout"),  # not a dot segment: still in the preview
+    ("/%2e%2e/%2E%2e/%2e%2e/logout", None),
+    ("{prefix}/../../x", None),
+    ("//elsewhere.example/", None),
+    ("/\\elsewhere.example/", None),
+    ("\\\\elsewhere.example/", None),
+    ("http://elsewhere.example/", None),
+    ("http://{jupyter}@elsewhere.example/", None),
+    ("https://localhost:{port}/logout", None),  # Jupyter under another of its names
+    ("javascript:alert(document.domain)", None),
+    ("data:text/html,<script>alert(1)</script>", None),
+    ("  /x\t/y", "{prefix}/x/y"),
+])
+def test_path_form_redirects_stay_in_the_preview(preview_server: Server, app_sandbox: str, location: str,
+                                                 expected: str | None) -> None:
+    token = link(preview_server, app_sandbox)["token"]
+    jupyter = f"127.0.0.1:{preview_server.port}"
+    prefix = path_of(app_sandbox)
+    fill = {"prefix": prefix, "jupyter": jupyter, "port": preview_server.port}
+    query = answer_query(302, [f"Location: {location.format(**fill)}", f"Refresh: 0; url={location.format(**fill)}"])
+    status, headers, body = all_headers(preview_server, jupyter, f"{prefix}/answer?{query}", {"X-Sandbox-Preview-Token": token})
+    locations = [v for n, v in headers if n.lower() == "location"]
+    refreshes = [v for n, v in headers if n.lower() == "refresh"]
+    if expected is None:
+        assert status == 502 and not locations and not refreshes and b"redirected outside its preview" in body
+    else:
+        assert status == 302 and locations == [expected.format(**fill)], headers
+        assert refreshes == [f"0; url={expected.format(**fill)}"]
+    for refresh in ("0; url=/logout", "5;URL='http://elsewhere.example/'", "0, //elsewhere.example", "1"):
+        status, headers, _ = all_headers(preview_server, jupyter, f"{prefix}/answer?" + answer_query(200, [f"Refresh: {refresh}"]),
+                                         {"X-Sandbox-Preview-Token": token})
+        refreshes = [v for n, v in headers if n.lower() == "refresh"]
+        assert status == 200 and all(r == "1" or f"url={prefix}/" in r for r in refreshes), refreshes
+
+
+def test_a_clients_dotted_path_gets_a_confined_login_redirect(preview_server: Server, app_sandbox: str) -> None:
+    token = link(preview_server, app_sandbox)["token"]
+    prefix = path_of(app_sandbox)
+    answer = raw_exchange(preview_server, (f"GET {prefix}/a/../../../../logout?token={token} HTTP/1.1\r\n"
+                                           f"Host: 127.0.0.1:{preview_server.port}\r\nAccept: text/html\r\n\r\n").encode())
+    location = re.search(rb"\r\nLocation: (\S+)\r\n", answer).group(1).decode()
+    assert answer.startswith(b"HTTP/1.1 302 ") and location.startswith(prefix + "/") and ".." not in location
+
+
+def test_own_origin_cookies_stay_on_the_preview_origin(preview_server: Server, app_sandbox: str) -> None:
+    """On its own origin an app keeps its cookies, host-only: no Domain (which would reach sibling
+    previews, or a hub on the same parent domain), never the proxy's token cookie; no Clear-Site-Data;
+    nothing a shared cache would keep for others."""
+    token = link(preview_server, app_sandbox)["token"]
+    status, headers, _ = all_headers(preview_server, host_of(preview_server, app_sandbox), "/answer?" + answer_query(200, [
+        "Set-Cookie: app=1; Domain=localhost; Path=/; HttpOnly", "Set-Cookie: other=2; path=/; domain=.localhost",
+        "Set-Cookie: jupyter-sandbox-preview=replaced; Path=/", 'Clear-Site-Data: "cookies"',
+        "Cache-Control: public, s-maxage=600, max-age=60", "Surrogate-Control: max-age=600"]), {"X-Sandbox-Preview-Token": token})
+    cookies = [v for n, v in headers if n.lower() == "set-cookie"]
+    assert status == 200 and cookies == ["app=1; Path=/; HttpOnly", "other=2; path=/"]
+    names = {n.lower() for n, _ in headers}
+    assert "clear-site-data" not in names and "surrogate-control" not in names
+    assert [v for n, v in headers if n.lower() == "cache-control"] == ["max-age=60, private"] or \
+        [v for n, v in headers if n.lower() == "cache-control"] == ["private, max-age=60"]
+    status, headers, _ = all_headers(preview_server, host_of(preview_server, app_sandbox), "/echo",
+                                     {"X-Sandbox-Preview-Token": token})
+    assert [v for n, v in headers if n.lower() == "cache-control"] == ["private"]
+
+
+def test_service_workers_are_not_served_on_the_path_form(preview_server: Server, app_sandbox: str) -> None:
+    token = link(preview_server, app_sandbox)["token"]
+    jupyter = f"127.0.0.1:{preview_server.port}"
+    status, headers, body = all_headers(preview_server, jupyter, f"{path_of(app_sandbox)}/sw.js",
+                                        {"X-Sandbox-Preview-Token": token, "Service-Worker": "script"})
+    assert status == 403 and b"owned by the sandbox" not in body and b"service worker" in body
+    assert_locked(headers)
+    status, _, body = all_headers(preview_server, jupyter, f"{path_of(app_sandbox)}/sw.js",
+                                  {"X-Sandbox-Preview-Token": token, "Sec-Fetch-Dest": "serviceworker"})
+    assert status == 403 and b"owned by the sandbox" not in body
+    # On its own origin the app is a site of its own: its service worker is its business.
+    status, _, body = all_headers(preview_server, host_of(preview_server, app_sandbox), "/sw.js",
+                                  {"X-Sandbox-Preview-Token": token, "Service-Worker": "script"})
+    assert status == 200 and b"owned by the sandbox" in body
+
+
+def browser(playwright):  # noqa: ANN001, ANN201 - Playwright's own types
+    return playwright.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS)
+
+
+def log_in(page, server: Server, jupyter: str) -> dict[str, str]:  # noqa: ANN001
+    """Log in to Jupyter in this browser as a user does (token once, then cookies); Jupyter's cookies."""
+    page.goto(f"{jupyter}/login")  # renders a form: Jupyter sets its _xsrf cookie
+    page.goto(f"{jupyter}/api/status?token={server.token}")  # the token logs the browser in (a cookie)
+    host = jupyter.split("//")[1].split(":")[0]
+    cookies = {c["name"]: c["value"] for c in page.context.cookies() if c["domain"] == host}
+    assert "_xsrf" in cookies and any(name.startswith("username-") for name in cookies), cookies
+    return cookies
+
+
+def logged_in(page, jupyter: str) -> bool:  # noqa: ANN001
+    """Whether the browser's cookies still act as the user (no token in this request)."""
+    other = page.context.new_page()
+    try:
+        response = other.goto(f"{jupyter}/api/contents")
+        return response is not None and response.status == 200 and '"content"' in response.text()
+    finally:
+        other.close()
+
+
+def test_in_chromium_a_path_form_page_cannot_change_jupyters_state(preview_server: Server, app_sandbox: str) -> None:
+    """The app's headers and its script both try: Set-Cookie for _xsrf and the login cookie (Path=/,
+    Domain=, __Host-), Clear-Site-Data, a service worker, storage, Jupyter's API with credentials."""
+    from playwright.sync_api import sync_playwright
+
+    token = link(preview_server, app_sandbox)["token"]
+    jupyter = f"http://127.0.0.1:{preview_server.port}"
+    prefix = path_of(app_sandbox)
+    terminals_before = preview_server.request("GET", "/api/terminals")[1]
+    with sync_playwright() as playwright:
+        chromium = browser(playwright)
+        try:
+            page = chromium.new_context().new_page()
+            before = log_in(page, preview_server, jupyter)
+            login = next(name for name in before if name.startswith("username-"))
+            page.goto(f"{jupyter}{prefix}/attack?login={login}&sw={prefix}/sw.js&scope={prefix}/&token={token}")
+            assert page.text_content("#title") == "attack"
+            page.wait_for_function("() => window.finished === true", timeout=20000)
+            results = page.evaluate("() => window.results")
+            after = {c["name"]: c["value"] for c in page.context.cookies() if c["domain"] == "127.0.0.1"}
+            assert {k: v for k, v in after.items() if k != "jupyter-sandbox-preview"} == before, (before, after)
+            assert logged_in(page, jupyter)
+            # The page's script lives in an opaque origin: no cookie, no storage, no service worker,
+            # and Jupyter's API answers it nothing.
+            assert results["cookie_write"].startswith("refused") and results["cookie_read"].startswith("refused"), results
+            assert results["storage"].startswith("refused") and results["service_worker"].startswith("refused"), results
+            assert not results["contents"].startswith("200"), results
+            # What the README says the path form cannot do: from an opaque origin the browser sends the
+            # preview's (SameSite) cookie with no request of the page, so only its own address loads.
+            assert results["own_websocket"] == "refused" and results["own_image"] == "refused", results
+            assert preview_server.request("GET", "/api/terminals")[1] == terminals_before
+            # Even a page of the Jupyter origin cannot get a service worker out of a path-form preview.
+            page.goto(f"{jupyter}/api/status")
+            for scope in (f"{prefix}/", "/"):
+                outcome = page.evaluate("""async ([script, scope]) => {
+                    try { await navigator.serviceWorker.register(script, {scope}); return 'registered'; }
+                    catch (e) { return 'refused: ' + e.name; } }""", [f"{prefix}/sw.js", scope])
+                assert outcome.startswith("refused"), (scope, outcome)
+            assert page.evaluate("async () => (await navigator.serviceWorker.getRegistrations()).length") == 0
+            # A refresh or redirect the app sends cannot take the browser to Jupyter's /logout.
+            page.goto(f"{jupyter}{prefix}/answer?" + answer_query(200, ["Refresh: 0; url=/logout"], "<p id=t>refresh</p>", "text/html"))
+            page.wait_for_timeout(1000)
+            page.goto(f"{jupyter}{prefix}/answer?" + answer_query(302, [f"Location: {jupyter}/logout"]))
+            assert "/logout" not in page.url or page.url.startswith(f"{jupyter}{prefix}/")
+            assert logged_in(page, jupyter)
+            after = {c["name"]: c["value"] for c in page.context.cookies() if c["domain"] == "127.0.0.1"}
+            assert {k: v for k, v in after.items() if k != "jupyter-sandbox-preview"} == before
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def hub_server(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A Jupyter server as a hub runs it: at hub.jupyter.test, previews at *.preview.jupyter.test (the
+    browser maps *.jupyter.test to this machine's loopback), so an app could name the parent domain."""
+    from conftest import start_jupyter_server
+
+    server, process = start_jupyter_server(tmp_path_factory.mktemp("hub-root"), [
+        "--ServerApp.allow_remote_access=True", "--SandboxService.path_form_previews=False",
+        "--SandboxService.preview_url_template=http://{port}-{sandbox_id}.preview.jupyter.test:{server_port}/"])
+    yield server
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_in_chromium_an_own_origin_app_cannot_reach_jupyters_cookies(hub_server: Server, app_sandbox: str) -> None:
+    """JupyterLab at hub.jupyter.test, the preview at 3000-ID.preview.jupyter.test: an app cookie with
+    Domain=jupyter.test would be sent to Jupyter too (a chosen _xsrf), and Clear-Site-Data "cookies" would
+    clear the whole registrable domain (the login). The proxy keeps cookies host-only and drops the latter."""
+    from playwright.sync_api import sync_playwright
+
+    status, answer = hub_server.request("POST", f"{API}/sandboxes/{app_sandbox}/previews", {"port": APP_PORT})
+    assert status == 201 and ".preview.jupyter.test:" in answer["url"], answer
+    jupyter = f"http://hub.jupyter.test:{hub_server.port}"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            *BROWSER_ARGS, "--host-resolver-rules=MAP *.jupyter.test 127.0.0.1"])
+        try:
+            page = chromium.new_context().new_page()
+            before = log_in(page, hub_server, jupyter)
+            login = next(name for name in before if name.startswith("username-"))
+            # Without Clear-Site-Data this time: it would clear the tossed cookie along with the app's.
+            attack = (f"attack?login={login}&sw=sw.js&scope=/&clear=no&"
+                      f"extra=_xsrf%3Dtossed%3B%20Domain%3Djupyter.test%3B%20Path%3D%2F&"
+                      f"extra={login}%3D%3B%20Domain%3D.jupyter.test%3B%20Path%3D%2F%3B%20Max-Age%3D0&")
+            page.goto(answer["browser_url"].replace("?", "?" + attack.split("?", 1)[1]).replace("/?", "/attack?"))
+            page.wait_for_function("() => window.finished === true", timeout=20000)
+            results = page.evaluate("() => window.results")
+            sent_to_jupyter = {c["name"]: c["value"] for c in page.context.cookies(jupyter)}
+            assert sent_to_jupyter == before, (before, sent_to_jupyter)
+            assert logged_in(page, jupyter)
+            preview = answer["url"].rstrip("/")
+            app_cookies = {c["name"]: c for c in page.context.cookies(preview)}
+            assert app_cookies["app_wide"]["value"] == "1"  # the app's own cookie, on its own origin
+            assert app_cookies["jupyter-sandbox-preview"]["value"] == answer["token"]  # not replaced
+            assert all(not c["domain"].startswith(".") for c in app_cookies.values()), app_cookies
+            assert "_xsrf=from-script" in results["cookie_read"]  # script on its own origin, for itself only
+            # On its own origin a page's requests carry the preview cookie: its websocket (Origin checked)
+            # and its images work.
+            assert results["own_websocket"] == "open: mine" and results["own_image"] == "loaded", results
+        finally:
+            chromium.close()
+
+
+def ws_status(server: Server, host: str, path: str, headers: dict) -> int:
+    async def attempt() -> int:
+        try:
+            connection = await websocket_connect(HTTPRequest(f"ws://127.0.0.1:{server.port}{path}",
+                                                             headers={"Host": host, **headers}))
+        except HTTPClientError as exc:
+            return exc.code
+        await connection.write_message("ping")
+        assert await connection.read_message() == "ping"
+        connection.close()
+        return 101
+
+    return asyncio.run(attempt())
+
+
+def test_websockets_open_only_from_the_previews_own_pages(preview_server: Server, app_sandbox: str) -> None:
+    token = link(preview_server, app_sandbox)["token"]
+    host = host_of(preview_server, app_sandbox)
+    auth = {"X-Sandbox-Preview-Token": token}
+    assert ws_status(preview_server, host, "/ws-any", auth) == 101  # not a browser: no Origin
+    assert ws_status(preview_server, host, "/ws-any", {**auth, "Origin": f"http://{host}"}) == 101
+    assert ws_status(preview_server, host, "/ws-any", {**auth, "Origin": f"HTTP://{host.upper()}"}) == 101
+    # The scheme is not compared (a TLS-terminating proxy may stand in front); host and port are.
+    assert ws_status(preview_server, host, "/ws-any", {**auth, "Origin": f"https://{host}"}) == 101
+    for foreign in (f"http://127.0.0.1:{preview_server.port}", f"http://localhost:{preview_server.port}",
+                    f"http://{host_of(preview_server, app_sandbox, WIDE_PORT)}", f"http://{APP_PORT}-{app_sandbox}.localhost:1",
+                    "null", "http://elsewhere.example", f"http://{host}.elsewhere.example", f"file://{host}",
+                    f"http://{host}@elsewhere.example", f"http://{host.split(':')[0]}"):
+        assert ws_status(preview_server, host, "/ws-any", {**auth, "Origin": foreign}) == 403, foreign
+    jupyter = f"127.0.0.1:{preview_server.port}"
+    path = f"{path_of(app_sandbox)}/ws-any"
+    # The path form's pages have an opaque origin (CSP sandbox): their websockets say Origin: null.
+    assert ws_status(preview_server, jupyter, path, {**auth, "Origin": "null"}) == 101
+    for foreign in (f"http://{jupyter}", f"http://{host}", "http://elsewhere.example"):
+        assert ws_status(preview_server, jupyter, path, {**auth, "Origin": foreign}) == 403, foreign
+
+
+def test_in_chromium_a_page_on_another_port_cannot_hijack_the_previews_websocket(preview_server: Server,
+                                                                               app_sandbox: str) -> None:
+    """Cookies ignore ports: a page at 3000-ID.localhost:OTHER (any other server on this machine) is
+    same-site with the preview and its websocket carries the preview cookie. The Origin check stops it."""
+    from playwright.sync_api import sync_playwright
+
+    answer = link(preview_server, app_sandbox)
+    preview_host = f"{APP_PORT}-{app_sandbox}.localhost"
+    target = f"ws://{preview_host}:{preview_server.port}/ws-any"
+    probe = ("<!doctype html><script>window.outcome = new Promise(done => { const ws = new WebSocket(%s);"
+             " ws.onopen = () => { ws.send('stolen'); }; ws.onmessage = e => done('open: ' + e.data);"
+             " ws.onerror = () => done('refused'); });</script>" % json.dumps(target)).encode()
+    with host_http_server(probe) as other_port, sync_playwright() as playwright:
+        chromium = browser(playwright)
+        try:
+            page = chromium.new_context().new_page()
+            page.goto(answer["browser_url"] + "")  # the user opens the preview: its cookie is set
+            page.goto(f"{answer['url']}answer?" + answer_query(200, [], "<p id=own>own page</p>", "text/html"))
+            own = page.evaluate("""(url) => new Promise(done => { const ws = new WebSocket(url);
+                ws.onopen = () => ws.send('mine'); ws.onmessage = e => done('open: ' + e.data);
+                ws.onerror = () => done('refused'); })""", target)
+            assert own == "open: mine"  # the preview's own page
+            page.goto(f"http://{preview_host}:{other_port}/")
+            assert page.evaluate("() => window.outcome") == "refused"
+        finally:
+            chromium.close()
+
+
+def test_a_server_with_host_routing_can_turn_the_path_form_off(hub_server: Server, app_sandbox: str) -> None:
+    token = tokens.mint(app_sandbox, APP_PORT)[0]
+    status, headers, body = all_headers(hub_server, f"127.0.0.1:{hub_server.port}", f"{path_of(app_sandbox)}/echo",
+                                        {"X-Sandbox-Preview-Token": token})
+    assert status == 404 and b"own origins only" in body and b'"headers"' not in body
+    status, _, body = all_headers(hub_server, f"{APP_PORT}-{app_sandbox}.preview.jupyter.test:{hub_server.port}", "/echo",
+                                  {"X-Sandbox-Preview-Token": token})
+    assert status == 200 and b'"headers"' in body

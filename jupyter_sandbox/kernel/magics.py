@@ -22,6 +22,7 @@ from ..sandbox.client import AgentError, Cancelled
 from ..sandbox.docker_backend import SandboxError
 from ..sandbox.manager import Sandbox, SandboxManager
 from ..sandbox.spec import SandboxSpec, SpecError, format_size, parse_size
+from . import downloads
 from .settings import SandboxKernel
 
 Write = Callable[[str, str], None]
@@ -37,7 +38,7 @@ OPTIONS = {
     "exec": ["--timeout", "--help"],
     "ls": ["--help"],
     "upload": ["--help"],
-    "download": ["--help"],
+    "download": ["--force", "--help"],
     "preview": ["--expires", "--help"],
     "restart": ["--hard", "--help"],
     "stop": ["--help"],
@@ -57,8 +58,9 @@ HELP = """%sandbox: control this notebook's sandbox (handled on the host, never 
   %%sandbox exec                 the rest of the cell is a shell script run in the sandbox
   %sandbox ls [PATH]             list a folder in the sandbox (default: /home/sandbox)
   %sandbox upload HOST_PATH [SANDBOX_PATH]
-  %sandbox download SANDBOX_PATH [HOST_PATH]
-                                 copy files; host paths stay inside the notebook's folder
+  %sandbox download SANDBOX_PATH [HOST_PATH] [--force]
+                                 copy files; uploads come from the notebook's folder, downloads go
+                                 into its sandbox-downloads/<sandbox id>/ folder
   %sandbox preview PORT [--expires 2h]
                                  a link (and a curl line) to a web server listening on PORT in the sandbox
   %sandbox restart [--hard]      restart the Python process (files kept); --hard: a fresh container
@@ -427,32 +429,24 @@ class SandboxMagics:
         return MagicResult()
 
     def download(self, args: list[str], ctx: MagicContext) -> MagicResult:
+        settings = ctx.settings
         parser = _Parser(ctx.write, prog="%sandbox download",
-                         description="Copy a file from the sandbox into the notebook's folder on the host.")
+                         description="Copy a file from the sandbox into the notebook's folder on the host, under "
+                                     f"{settings.downloads_folder}/<sandbox id>/ (where no kernel imports it).")
         parser.add_argument("sandbox_path")
-        parser.add_argument("host_path", nargs="?", help="default: the file's name, in the notebook's folder")
+        parser.add_argument("host_path", nargs="?",
+                            help="a name (or relative path) inside that folder; default: the file's own name")
+        parser.add_argument("--force", action="store_true", help="replace a file of the same name")
         options = parser.parse_args(args)
-        name = options.host_path or Path(options.sandbox_path).name
-        destination = self._host_path(name, ctx, must_exist=False)
-        if destination.is_dir():
-            raise SpecError(f"host path {name!r} is a folder")
-        if not destination.parent.is_dir():
-            raise SpecError(f"host folder {destination.parent} does not exist")
-        limit = parse_size(ctx.settings.max_transfer_size, "max_transfer_size")
-        temporary = destination.with_name(f".{destination.name}.download-{os.getpid()}-{time.monotonic_ns()}")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                size = ctx.manager.agent(self._require(ctx)).download(options.sandbox_path, handle, limit, ctx.cancel)
-            if os.path.islink(destination):
-                raise SpecError(f"host path {name!r} is a symlink; not replacing it")
-            os.replace(temporary, destination)
-        except BaseException:
-            try:
-                os.unlink(temporary)
-            except OSError:
-                pass
-            raise
+        if not settings.allow_file_transfer:
+            raise SpecError("file transfer between the host and the sandbox is turned off by the operator")
+        folder = downloads.check_folder(settings.downloads_folder)
+        parts = downloads.name_parts(options.host_path, options.sandbox_path, settings.allow_hidden_files)
+        limit = parse_size(settings.max_transfer_size, "max_transfer_size")
+        sandbox = self._require(ctx)
+        destination, size = downloads.write(
+            settings.host_root, folder, sandbox.id, parts, options.force,
+            lambda handle: ctx.manager.agent(sandbox).download(options.sandbox_path, handle, limit, ctx.cancel))
         ctx.write("stdout", f"downloaded {options.sandbox_path} ({size:,} bytes) to {destination}\n")
         return MagicResult()
 

@@ -34,6 +34,10 @@ class SandboxKernel(Configurable):
         "Largest file `%sandbox upload` / `download` moves, e.g. '100m'."))
     allow_hidden_files = Bool(False, config=True, help=(
         "Allow host paths with a component starting with '.' in uploads and downloads."))
+    downloads_folder = Unicode("sandbox-downloads", config=True, help=(
+        "Folder, inside host_root, that `%sandbox download` writes to (in a subfolder per sandbox). "
+        "Its first part must not be a Python identifier, so that a kernel started in the notebook's "
+        "folder cannot import what the sandbox handed over."))
     host_root = Unicode(config=True, help=(
         "Host folder that uploads come from and downloads go to; nothing outside it is reachable. "
         "Default: the folder the kernel starts in (the notebook's folder under Jupyter Server)."))

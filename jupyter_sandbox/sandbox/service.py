@@ -140,6 +140,11 @@ class SandboxService(LoggingConfigurable):
         "Address of a preview. The default works on one machine (browsers resolve *.localhost to "
         "loopback); a hub with a wildcard domain sets e.g. 'https://{port}-{sandbox_id}.preview.example.org/'. "
         "The host part is how the server recognises preview requests."))
+    path_form_previews = Bool(True, config=True, help=(
+        "Also serve previews at /sandbox/preview/{sandbox_id}/{port}/ on the Jupyter server's own address, "
+        "for deployments where preview host names cannot be routed. Links always use "
+        "preview_url_template; the path form is a fallback that shares the Jupyter origin (see the README's "
+        "security model for what it cannot protect). False: that address answers 404."))
     reap_interval = Float(30.0, config=True, help=(
         "Seconds between checks for idle sandboxes (SandboxManager.idle_timeout) and long-stopped ones "
         "(SandboxManager.auto_delete_after), and for sandboxes whose kernel died without releasing "

@@ -25,7 +25,8 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     base_url = serverapp.web_app.settings["base_url"]
     serverapp.web_app.add_handlers(".*$", api_routes(base_url, service))
     # Preview origins first, before any Jupyter handler: none of Jupyter's pages exist there.
-    preview.install(serverapp.web_app, manager, serverapp.log, service.preview_url_template, base_url)
+    preview.install(serverapp.web_app, manager, serverapp.log, service.preview_url_template, base_url,
+                    path_form=service.path_form_previews)
     service.server_port = serverapp.port
     # Kernels started by this server inherit its environment: %sandbox preview builds links with it.
     os.environ[PREVIEW_TEMPLATE_ENV] = service.preview_url_template.replace("{server_port}", str(serverapp.port))

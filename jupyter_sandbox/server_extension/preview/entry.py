@@ -5,9 +5,10 @@ Jupyter handler can see it, so Jupyter's pages and APIs never exist on a preview
 cookies are never sent there. Once tornado has read the first request head, the connection is
 detached from tornado and served by a PreviewSession, request after request.
 
-The path form `/sandbox/preview/{id}/{port}/` (for deployments without host routing) shares the
-Jupyter origin, so its connection may carry Jupyter requests too: the session serves that one request,
-with `Content-Security-Policy: sandbox`, and closes the connection.
+The path form `/sandbox/preview/{id}/{port}/` (for deployments without host routing, and only while
+`SandboxService.path_form_previews` is on) shares the Jupyter origin, so its connection may carry
+Jupyter requests too: the session serves that one request, with `Content-Security-Policy: sandbox` and
+only the response headers confine.py lets through there, and closes the connection.
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ def host_pattern(template: str) -> str:
 class PreviewGateway:
     """The state previews share: the upstream connections and the sessions being served."""
 
-    def __init__(self, manager: SandboxManager, log: logging.Logger, host_regex: str, base_url: str) -> None:
+    def __init__(self, manager: SandboxManager, log: logging.Logger, host_regex: str, base_url: str,
+                 path_form: bool = True) -> None:
         self.upstreams = Upstreams(manager)
+        self.path_form = path_form
         self.log = log
         self.host_regex = re.compile(host_regex)
         self.path_regex = re.compile(
@@ -57,6 +60,10 @@ class PreviewGateway:
         return Target(match["sandbox_id"], int(match["port"]), head.first[1], host, scheme=scheme)
 
     def path_target(self, head: Head, scheme: str) -> Target:
+        if not self.path_form:
+            raise PreviewFailure(404, "Previews are not served at this address",
+                                 "This server serves previews on their own origins only: open the link from "
+                                 "JupyterLab or <code>%sandbox preview PORT</code>.")
         path, _, query = head.first[1].partition("?")
         match = self.path_regex.fullmatch(path)
         if not match:
@@ -129,9 +136,11 @@ class PreviewEntrance(httputil.HTTPServerConnectionDelegate):
         return _TakeOver(self.gateway, request_conn, self.path_form)
 
 
-def install(web_app: Any, manager: SandboxManager, log: logging.Logger, template: str, base_url: str) -> PreviewGateway:
-    """Route preview origins (ahead of every Jupyter handler) and the path form to the gateway."""
-    gateway = PreviewGateway(manager, log, host_pattern(template), base_url)
+def install(web_app: Any, manager: SandboxManager, log: logging.Logger, template: str, base_url: str,
+            path_form: bool = True) -> PreviewGateway:
+    """Route preview origins (ahead of every Jupyter handler) and the path form to the gateway (which
+    answers 404 there when `path_form` is off: the address stays the proxy's, never Jupyter's)."""
+    gateway = PreviewGateway(manager, log, host_pattern(template), base_url, path_form)
     rules = web_app.default_router.rules
     rules.insert(0, Rule(HostMatches(gateway.host_regex.pattern), PreviewEntrance(gateway, path_form=False)))
     # Not through add_handlers: the path form takes preview tokens, not Jupyter's login, on purpose.

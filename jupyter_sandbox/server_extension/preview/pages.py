@@ -7,6 +7,9 @@ from http import HTTPStatus
 
 from .http1 import Head
 
+# The proxy's own pages need no script, no subresource and no frame, on either form of a preview.
+PROXY_PAGE_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+
 
 class PreviewFailure(Exception):
     """A request the proxy answers itself. `detail` is HTML: whatever came from outside is escaped."""
@@ -30,7 +33,8 @@ def error_response(failure: PreviewFailure, address: str, extra: list[tuple[str,
         reason = "Error"
     head = Head(("HTTP/1.1", str(failure.status), reason), [
         ("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))),
-        ("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store"), ("Connection", "close"), *extra])
+        ("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store"), ("Connection", "close"),
+        ("Content-Security-Policy", PROXY_PAGE_CSP), *extra])
     return head, body
 
 

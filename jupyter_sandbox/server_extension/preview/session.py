@@ -1,9 +1,10 @@
 """One browser (or curl) connection to a preview, served request by request.
 
 Tornado reads the first request head and routes it here (entry.py); from then on this loop owns the
-connection. For each request it checks the Host and the token, rewrites the head for the app
-(access.py), relays the body, reads the app's response head and relays it and its body. An upgrade
-to a websocket becomes a byte pipe both ways. Nothing of Jupyter answers on a preview connection:
+connection. For each request it checks the Host, the token and (for a websocket) the Origin, rewrites
+the head for the app (access.py), relays the body, reads the app's response head, lets through what
+of it may reach the browser on this form of the preview (confine.py), and relays it and its body. An
+upgrade to a websocket becomes a byte pipe both ways. Nothing of Jupyter answers on a preview connection:
 a request for another host gets 421 and the connection is closed.
 """
 
@@ -16,13 +17,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ...sandbox import preview as tokens
-from . import access
+from . import access, confine
 from .http1 import (UNTIL_CLOSE, Channel, Head, ProtocolError, body_length, parse_request, parse_response, pipe_both_ways,
                     within)
 from .pages import PreviewFailure, error_response, redirect_response
 from .upstream import Upstreams
 
-PATH_FORM_CSP = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads"
 # A kept-alive connection with no request for this long is closed.
 IDLE_SECONDS = 120.0
 # The app may take long to answer (a slow page, a long poll); the head must come within this.
@@ -106,7 +106,7 @@ class PreviewSession:
 
     async def _serve(self, head: Head, target: Target, read_more: bool) -> bool:
         """One request; True when the connection may carry another."""
-        extra = [("Content-Security-Policy", PATH_FORM_CSP)] if target.path_form else []
+        extra = confine.path_form_extra() if target.path_form else []
         # Shown on error pages and in the log: without the query, which may hold a token.
         address = target.public_host + target.path_prefix + access.split_target(target.path)[0]
         self.responding = False
@@ -129,6 +129,17 @@ class PreviewSession:
                                  "A preview token is needed" if not token else "This preview token is not valid here",
                                  "Open this preview from JupyterLab or <code>%sandbox preview PORT</code>, or send "
                                  f"the token in the <code>{access.TOKEN_HEADER}</code> header.")
+        websocket = "websocket" in head.tokens("Upgrade")
+        if websocket:
+            refused = access.websocket_origin_refused(
+                head, None if target.path_form else target.public_host)
+            if refused:
+                raise PreviewFailure(403, "This websocket comes from another origin", html.escape(refused))
+        if target.path_form and (head.get("Service-Worker") or head.get("Sec-Fetch-Dest").lower() == "serviceworker"):
+            # A service worker registered from here would control Jupyter's own pages (scope '/').
+            raise PreviewFailure(403, "No service workers on the path form",
+                                 "A preview served on the Jupyter server's address cannot install a service "
+                                 "worker. Open the preview on its own origin.")
         request_length = body_length(head)
         client_keeps = read_more and head.first[2] == "HTTP/1.1" and "close" not in head.tokens("Connection")
         if access.wants_cookie(head, from_query):
@@ -136,7 +147,6 @@ class PreviewSession:
             await self._redirect_with_cookie(token, target, path, query, extra, keeps)
             return keeps
         sandbox = await self.upstreams.sandbox(target.sandbox_id)
-        websocket = "websocket" in head.tokens("Upgrade")
         replayable = not websocket and request_length == 0 and head.first[0] in REPLAYABLE_METHODS
         key = (sandbox.id, sandbox.container_id, target.port)
         upstream = self.upstreams.kept(key) if replayable else None
@@ -144,7 +154,8 @@ class PreviewSession:
         if upstream is None:
             upstream = await self.upstreams.connect(sandbox, target.port)
         outgoing = access.upstream_request(head, path, query, target.port, target.public_host, target.scheme,
-                                           keep_alive=replayable, websocket=websocket).encode()
+                                           keep_alive=replayable, websocket=websocket,
+                                           path_prefix=target.path_prefix).encode()
         try:
             if "100-continue" in head.tokens("Expect"):
                 await self.client.send(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -156,9 +167,10 @@ class PreviewSession:
                 response = await self._exchange(upstream, outgoing, head, request_length)
             if response is None:
                 raise PreviewFailure(502, "The app closed the connection", "It sent no answer.")
+            app_headers = self._confined(response, target, path)
             if response.first[1] == "101":
                 self.responding = True
-                await self.client.send(access.client_response(response, False, extra).encode())
+                await self.client.send(access.client_response(response, app_headers, False, extra).encode())
                 await pipe_both_ways(self.client, upstream)
                 return False
             length = body_length(response, head.first[0])
@@ -166,7 +178,7 @@ class PreviewSession:
                               and "close" not in response.tokens("Connection"))
             keeps = client_keeps and length != UNTIL_CLOSE
             self.responding = True
-            await upstream.copy_body(self.client, length, access.client_response(response, keeps, extra).encode())
+            await upstream.copy_body(self.client, length, access.client_response(response, app_headers, keeps, extra).encode())
         except BaseException:
             upstream.close()
             raise
@@ -176,11 +188,22 @@ class PreviewSession:
             upstream.close()
         return keeps
 
+    @staticmethod
+    def _confined(response: Head, target: Target, path: str) -> list[tuple[str, str]]:
+        """The app's response headers that may reach the browser on this form of the preview."""
+        if not target.path_form:
+            return confine.own_origin_headers(response, access.COOKIE)
+        own_hosts = {target.public_host.lower(), f"localhost:{target.port}"}
+        return confine.path_form_headers(response, target.path_prefix, target.path_prefix + path, own_hosts)
+
     async def _redirect_with_cookie(self, token: str, target: Target, path: str, query: list[tuple[str, str]],
                                     extra: list[tuple[str, str]], keeps: bool) -> None:
         """A browser's first visit: the token goes into a cookie of this preview only, out of the address."""
         cookie_path = target.path_prefix + "/" if target.path_form else "/"
         location = target.path_prefix + access.join_target(path, [(k, v) for k, v in query if k != "token"])
+        if target.path_form:
+            # The request's own path, but a client may send '..' in it: the address stays in the preview.
+            location = confine.confine_url(location, target.path_prefix, location, set()) or cookie_path
         cookie = access.token_cookie(token, cookie_path, access.token_expiry(token))
         await self.client.send(redirect_response(location, cookie, extra, keeps).encode())
 
