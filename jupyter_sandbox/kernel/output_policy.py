@@ -99,16 +99,12 @@ def neutralise_links(text: str) -> str:
     """Text as it reads, but JupyterLab's auto-linker makes links of http(s) URLs only."""
     if "://" not in text:
         return text  # the common case, and the hot one (streams)
-    if "\x1b" in text:
-        plain = ANSI_CSI_RE.sub("", text)
-        if _has_unsafe_scheme(plain):
-            # Escape codes could split a scheme; colours are lost only for such text.
-            text = plain
-        elif not _has_unsafe_scheme(text):
-            return text
-    elif not _has_unsafe_scheme(text):
+    # JupyterLab links the text it shows, i.e. without the escape codes (which could split a scheme).
+    plain = ANSI_CSI_RE.sub("", text) if "\x1b" in text else text
+    if not _has_unsafe_scheme(plain):
         return text
-    return SCHEME_BEFORE_SEPARATOR_RE.sub(_break_scheme, text)
+    # Colours are lost only for text that carries such a link.
+    return SCHEME_BEFORE_SEPARATOR_RE.sub(_break_scheme, plain)
 
 
 def _has_unsafe_scheme(text: str) -> bool:
