@@ -274,6 +274,8 @@ def test_nothing_the_sandbox_sends_runs_as_the_jupyter_user(lab: Server, browser
     mutating = [(r.method, r.url) for r in requests if r.method not in ("GET", "HEAD", "OPTIONS")]
     for method, url in mutating:
         path = url.split("?")[0].split(lab.base, 1)[-1]
+        if (method, path) == ("POST", "/api/contents/escapes.ipynb/checkpoints"):
+            continue  # JupyterLab's own, when it opens a notebook without a checkpoint
         assert not path.startswith(("/api/terminals", "/api/contents", "/api/kernels", "/sandbox/api")), (method, url)
     assert not any("/api/terminals" in r.url and r.method == "POST" for r in requests)
     status, terminals = lab.request("GET", "/api/terminals")

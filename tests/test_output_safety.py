@@ -238,3 +238,10 @@ def test_hostile_iopub_and_stdin_messages(shared_kernel: SandboxKernel) -> None:
 
 
 prompts: list[dict] = []
+
+
+def test_the_proxys_own_output_quoting_the_sandbox_is_inert(shared_kernel: SandboxKernel) -> None:
+    # %%sandbox output and a failing command's error reach the front end from the proxy itself.
+    run = shared_kernel.run("%%sandbox exec\necho 'see javascript://%0Awindow.pwned=1'\nexit 3")
+    assert "see javascript" in run.stdout and "javascript://" not in run.stdout
+    assert run.status == "error"

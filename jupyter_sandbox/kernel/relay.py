@@ -29,7 +29,7 @@ from .cells import Segment, has_magic, may_have_magic, split_cell
 from .inbound import InboundFilter
 from .magics import MagicContext, MagicResult, SandboxMagics, complete
 from .messages import DELIM, Signer, build, reply_type, split
-from .output_policy import OutputPolicy
+from .output_policy import OutputPolicy, neutralise_links
 from .settings import SandboxKernel
 
 log = logging.getLogger(__name__)
@@ -664,7 +664,8 @@ class Relay:
         self.front["iopub"].send_multipart([f"kernel.sandbox.{msg_type}".encode(), *frames])
 
     def _stream(self, parent: dict[str, Any], text: str, name: str = "stdout") -> None:
-        self._publish("stream", {"name": name, "text": text}, parent)
+        # The proxy's own streams carry sandbox text too (%%sandbox output, progress, logs).
+        self._publish("stream", {"name": name, "text": self.policy.text(text)}, parent)
 
     def _reply(self, channel: str, idents: list[bytes], parent: dict[str, Any], msg_type: str,
                content: dict[str, Any]) -> None:
@@ -726,6 +727,7 @@ class Relay:
 
     @staticmethod
     def _error_content(message: str) -> dict[str, Any]:
+        message = neutralise_links(message)  # it may quote the sandbox (a log tail, a command's error)
         return {"status": "error", "ename": "SandboxError", "evalue": message,
                 "traceback": [f"\x1b[0;31mSandboxError\x1b[0m: {message}"]}
 
