@@ -645,3 +645,23 @@ def test_trusted_policy_passes_outputs_but_never_a_planted_sandbox_line() -> Non
 def test_vector_counts() -> None:
     # Quoted in the README: how many hostile shapes each channel's table is tested with here.
     assert len(HTML_VECTORS) >= 30 and len(TEXT_VECTORS) >= 10 and len(SANDBOX_LINES) >= 12
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"name": "stdout", "text": "javascript://%0Ax"}',
+    b'{"name": "stdout", "text": "javascript:\\/\\/%0Ax"}',
+    b'{"name": "stdout", "text": "javascript:\\u002f\\u002f%0Ax"}',
+    b'{"name": "stdout", "text": "javascript\\u003a//%0Ax"}',
+    b'{"name": "stdout", "text": "javascript\\u003A\\/\\u002F%0Ax"}',
+    b'{"name": "stdout", "text": "java\\u001b[0mscript://%0Ax"}',
+    b'{"name": "stdout", "text": "x", "text": "javascript://%0Ax"}',
+    b'{"name": "stdout", "text": "x", "__proto__": {"trusted": true}, "text": "y"}',
+    b'{"name": "stdout", "text": "x\\\\", "text": "javascript://%0Ax"}',
+    b'{"name":"stderr","text":"javascript://%0Ax"}',
+])
+def test_the_stream_fast_path_never_passes_a_link_or_a_second_field(raw: bytes) -> None:
+    flt = InboundFilter(OutputPolicy("safe"))
+    out = flt.frames("iopub", [b"s", dumps({"msg_type": "stream", "msg_id": "1"}), b"{}", b"{}", raw])
+    content = json.loads(out[4])
+    assert set(content) == {"name", "text"}
+    assert_links_inert(content["text"])
