@@ -317,6 +317,9 @@ class InboundFilter:
         return {"status": status, **fields}
 
     def execute_reply(self, content: dict[str, Any]) -> dict[str, Any]:
+        if content == {"status": "ok", "execution_count": content.get("execution_count"), "user_expressions": {},
+                       "payload": []} and type(content["execution_count"]) is int:
+            return content  # a plain cell's reply, as it is (the common case; no re-encoding)
         count = _int(content.get("execution_count"), default=0)
         if _status(content) != "ok":
             return {**self._reply(content), "execution_count": count}
