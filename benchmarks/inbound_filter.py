@@ -16,9 +16,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from common import _started, round_trips
 from jupyter_client import BlockingKernelClient

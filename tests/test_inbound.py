@@ -344,6 +344,14 @@ def test_label_values_and_option_labels_have_inert_tex() -> None:
     assert "\\style" not in json.dumps(buttons) and buttons["data"]["state"]["_options_labels"][1] == ""
 
 
+def test_widget_classes_and_icons_cannot_wear_jupyterlabs_classes() -> None:
+    flt = InboundFilter(OutputPolicy("safe"))
+    box = open_widget(flt, "b1", "ButtonModel", _dom_classes=["mine", "jp-Dialog", "lm-Widget", "a b", 3],
+                      icon="check jp-Dialog", icons=["x jp-Dialog", "check"])
+    state = box["data"]["state"]
+    assert state["_dom_classes"] == ["mine"] and state["icon"] == "" and state["icons"] == ["", "check"]
+
+
 def test_output_widget_outputs_go_through_the_output_policy() -> None:
     flt = InboundFilter(OutputPolicy("safe"))
     opened = filtered("iopub", "comm_open", {"comm_id": "o1", "target_name": "jupyter.widget", "data": {"state": {
@@ -403,6 +411,10 @@ def test_widgets_of_unknown_modules_do_not_open(state: Any) -> None:
 
 def test_comms_of_other_targets_and_unknown_comms_are_dropped() -> None:
     flt = InboundFilter(OutputPolicy("safe"))
+    opened = filtered("iopub", "comm_open", {"comm_id": "w", "target_name": "jupyter.widget", "target_module":
+                                             "https://evil.example/x.js", "data": {"state": {
+                                                 **CONTROLS, "_model_name": "IntSliderModel"}}}, flt=flt)
+    assert "target_module" not in opened  # JupyterLab would load it with require.js
     assert filtered("iopub", "comm_open", {"comm_id": "x", "target_name": "jupyter.bokeh", "data": {}}, flt=flt) is None
     assert filtered("iopub", "comm_msg", {"comm_id": "x", "data": {"method": "update", "state": {}}}, flt=flt) is None
     assert filtered("iopub", "comm_close", {"comm_id": "x", "data": {}}, flt=flt) is None

@@ -16,8 +16,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from conftest import Server, start_jupyter_server
@@ -157,7 +157,7 @@ def runs_on_host(source: str) -> bool:
     return any(segment.kind != "code" for segment in split_cell(source))
 
 
-def cell(page: Page, index: int):  # noqa: ANN201
+def cell(page: Page, index: int):
     return page.locator(".jp-Notebook .jp-Cell").nth(index)
 
 
@@ -184,7 +184,7 @@ def test_nothing_the_sandbox_sends_runs_as_the_jupyter_user(lab: Server, browser
     page.on("request", lambda request: requests.append(request))
     dialogs: list[str] = []
 
-    def on_dialog(dialog) -> None:  # noqa: ANN001
+    def on_dialog(dialog) -> None:
         if dialog.type == "beforeunload":  # JupyterLab's own "leave with unsaved changes?" on the reload
             dialog.accept()
             return

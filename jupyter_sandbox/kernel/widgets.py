@@ -9,6 +9,7 @@ What ipywidgets 8 renders as HTML or typesets, and so what is filtered here:
 - OutputModel's `outputs` are rendered as trusted outputs: each goes through the output policy.
 - Image, Video and Audio put their bytes in a blob of type `image/<format>`: a format naming SVG or
   HTML would make a blob that runs script on the Jupyter origin when opened in a tab.
+- `_dom_classes` and icons (which become `fa-<icon>` classes) may not name JupyterLab's own classes.
 - jslink/jsdlink (LinkModel, DirectionalLinkModel) copy attributes in the browser, past this filter:
   a link may not write `value` of an HTML model, class or flag attributes, or models not seen here.
 
@@ -24,7 +25,13 @@ import logging
 import re
 from typing import Any
 
-from .output_policy import OutputPolicy, as_text, neutralise_tex, sanitize_html
+from .output_policy import (
+    APP_CLASS_RE,
+    OutputPolicy,
+    as_text,
+    neutralise_tex,
+    sanitize_html,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +44,7 @@ LINK_MODELS = frozenset({"LinkModel", "DirectionalLinkModel"})
 CLASS_KEYS = ("_model_name", "_model_module", "_model_module_version", "_view_name", "_view_module",
               "_view_module_version")
 MEDIA_FORMAT_RE = re.compile(r"^[A-Za-z0-9]{1,16}$")
+ICON_RE = re.compile(r"^[A-Za-z0-9-]{0,64}$")
 UNSAFE_MEDIA_FORMATS = frozenset({"svg", "html", "htm", "xhtml", "xml"})
 # Attributes a jslink may never write: they decide how (or whether) other attributes are rendered.
 UNLINKABLE = frozenset({"description_allow_html", "format", "outputs", "msg_id", "layout", "style", "children"})
@@ -74,8 +82,7 @@ class WidgetFilter:
         out = {"comm_id": comm_id, "target_name": target, "data": {**data, "state": filtered}}
         if isinstance(content.get("metadata"), dict):
             out["metadata"] = content["metadata"]
-        if isinstance(content.get("target_module"), str):
-            out["target_module"] = content["target_module"]
+        # Never `target_module`: JupyterLab would load that module by URL with require.js, where a page has it.
         return out
 
     def comm_msg(self, content: dict[str, Any]) -> dict[str, Any] | None:
@@ -173,6 +180,16 @@ class WidgetFilter:
                 out["value"] = neutralise_tex(out["value"])
         if isinstance(out.get("_options_labels"), list):
             out["_options_labels"] = [neutralise_tex(v) if isinstance(v, str) else "" for v in out["_options_labels"]]
+        # CSS classes on the widget's element: never JupyterLab's own (a fixed full-window "dialog").
+        if "_dom_classes" in out:
+            classes = out["_dom_classes"]
+            out["_dom_classes"] = [c for c in classes if isinstance(c, str) and not APP_CLASS_RE.match(c)
+                                   and c.strip() == c and " " not in c] if isinstance(classes, list) else []
+        # Icons become the class `fa-<icon>`: a name, not a list of classes.
+        if "icon" in out and not (isinstance(out["icon"], str) and ICON_RE.match(out["icon"])):
+            out["icon"] = ""
+        if isinstance(out.get("icons"), list):
+            out["icons"] = [i if isinstance(i, str) and ICON_RE.match(i) else "" for i in out["icons"]]
         if "outputs" in out:
             outputs = out["outputs"]
             out["outputs"] = [o for o in (self.policy.filter_output(o) for o in outputs) if o is not None] \
