@@ -557,6 +557,9 @@ def test_kernel_info_is_plain_names_and_http_help_links() -> None:
                        {"text": "js2", "url": " JavaScript:window.pwned=1"},
                        {"text": "data", "url": "data:text/html,<script>window.pwned=1</script>"},
                        {"text": "rel", "url": "/api/terminals"}, {"text": "proto", "url": "//evil.example"},
+                       {"text": "lo", "url": "http://127.0.0.1:8888/api/terminals"},
+                       {"text": "lo6", "url": "http://[::1]:8888/"}, {"text": "lo-name", "url": "http://localhost:8888/"},
+                       {"text": "preview", "url": "http://8000-abc.localhost:8888/"},
                        {"text": "ok", "url": "https://docs.python.org/3"}, "junk"]})
     assert content["help_links"] == [{"text": "ok", "url": "https://docs.python.org/3"}]
     assert content["language_info"] == {"name": "python", "version": "3.12", "file_extension": ".py",

@@ -26,6 +26,7 @@ passes unchanged keeps its original bytes (a stream without `://` in its text is
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import re
@@ -506,9 +507,21 @@ def _help_links(links: Any) -> list[dict[str, str]]:
             parts = urlsplit(url)
         except ValueError:
             continue
-        if parts.scheme.lower() in ("http", "https") and parts.netloc and len(url) <= 2048:
+        host = (parts.hostname or "").rstrip(".").lower()
+        # Absolute http(s) only, and never this machine (the Jupyter origin, previews): a help page is
+        # opened as the user, so it must not be one the sandbox serves or one of Jupyter's own.
+        if parts.scheme.lower() in ("http", "https") and host and len(url) <= 2048 and not _loopback(host):
             kept.append({"text": link["text"][:200], "url": url})
     return kept
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost") or host in ("0.0.0.0", "[::]", "::"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 _REPLIES: dict[str, Rule] = {
