@@ -165,6 +165,7 @@ class InboundFilter:
     def __init__(self, policy: OutputPolicy, widget_modules: tuple[str, ...] | list[str] = CORE_MODULES) -> None:
         self.policy = policy
         self.widgets = WidgetFilter(policy, widget_modules)
+        self._warned = False
 
     def frames(self, channel: str, body: list[bytes]) -> list[bytes] | None:
         """`body` is [signature, header, parent, metadata, content, *buffers]; returns the body to send on
@@ -180,7 +181,7 @@ class InboundFilter:
                 return None
             self._check_header(header)
             parent = _load(body[2])
-            if not isinstance(parent, dict):
+            if not isinstance(parent, dict) or not FORBIDDEN_KEYS.isdisjoint(parent):
                 raise Drop
             metadata_frame = body[3]
             if metadata_frame != b"{}":
@@ -210,8 +211,11 @@ class InboundFilter:
             log.debug("dropping a malformed message on %s from the sandbox", channel)
             return None
         except Exception:  # hostile input must never take the relay down
-            log.warning("dropping a message on %s from the sandbox that could not be checked", channel,
-                        exc_info=True)
+            # Said once with its traceback (it is a gap in this table); the sandbox could repeat it at will.
+            log.log(logging.DEBUG if self._warned else logging.WARNING,
+                    "dropping a message on %s from the sandbox that could not be checked", channel,
+                    exc_info=not self._warned)
+            self._warned = True
             return None
 
     @staticmethod
