@@ -29,7 +29,7 @@ from .cells import Segment, has_magic, may_have_magic, split_cell
 from .inbound import InboundFilter
 from .magics import MagicContext, MagicResult, SandboxMagics, complete
 from .messages import DELIM, Signer, build, reply_type, split
-from .output_policy import OutputPolicy, neutralise_links
+from .output_policy import OutputPolicy
 from .settings import SandboxKernel
 
 log = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ class Relay:
             self._on_kernel_restarted(f"The Python process in the sandbox died: {why}. A new one was started; "
                                       "variables are gone, files in /home/sandbox are kept.")
         else:
-            tail = (event.get("log_tail") or "")[-1500:]
+            tail = self.policy.text((event.get("log_tail") or "")[-1500:])  # the sandbox's own output
             message = f"The Python process in the sandbox keeps dying: {why}. Its last output:\n{tail}"
             self.state = State.FAILED
             self.failure = message
@@ -474,8 +474,9 @@ class Relay:
             self.lifecycle.adopt(result.reconnect)
             self._on_ready(result.reconnect)
         if result.error:
-            self._publish("error", self._error_content(result.error), host.cell.header)
-            self._finish_host_cell(self._error_content(result.error))
+            error = self._error_content(self.policy.text(result.error))  # it may quote the sandbox
+            self._publish("error", error, host.cell.header)
+            self._finish_host_cell(error)
             return
         host.index += 1
         self._advance_host_cell()
@@ -727,7 +728,6 @@ class Relay:
 
     @staticmethod
     def _error_content(message: str) -> dict[str, Any]:
-        message = neutralise_links(message)  # it may quote the sandbox (a log tail, a command's error)
         return {"status": "error", "ename": "SandboxError", "evalue": message,
                 "traceback": [f"\x1b[0;31mSandboxError\x1b[0m: {message}"]}
 
