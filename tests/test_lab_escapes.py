@@ -25,6 +25,7 @@ from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
 from test_lab import CHROMIUM_ARGS, notebook
 
 from jupyter_sandbox.kernel.cells import split_cell
+from jupyter_sandbox.sandbox import binding
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.manager import SandboxManager
 
@@ -129,18 +130,23 @@ def lab(docker_backend: DockerBackend, sandbox_image: str, tmp_path_factory: pyt
         folder, name = plugin.split("/")
         (settings / "@jupyterlab" / folder).mkdir(parents=True, exist_ok=True)
         (settings / "@jupyterlab" / folder / f"{name}.jupyterlab-settings").write_text(json.dumps(values))
+    # The kernel reads its own config: its sandbox goes with it, and no warm pool is kept.
+    config = tmp_path_factory.mktemp("escapes-config")
+    (config / "jupyter_sandbox_config.json").write_text(json.dumps({
+        "SandboxKernelApp": {"keep_notebook_sandboxes": False}, "SandboxManager": {"warm_pool_size": 0}}))
     server, process = start_jupyter_server(
-        root, [f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp_path_factory.mktemp('escapes-ws')}",
-               "--SandboxKernelApp.keep_notebook_sandboxes=False"],
+        root, [f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp_path_factory.mktemp('escapes-ws')}"],
         log=tmp_path_factory.mktemp("escapes-log") / "lab.log", module="jupyterlab",
-        env={"NO_PROXY": "127.0.0.1,localhost"})
+        env={"NO_PROXY": "127.0.0.1,localhost", "JUPYTER_CONFIG_DIR": str(config)})
     server.root = root  # type: ignore[attr-defined]
     yield server
     process.terminate()
     process.wait(timeout=60)
+    # Should the kernel not have released it: this notebook's sandbox, and no other (the engine is shared).
     manager = SandboxManager(backend=docker_backend)
+    workspace = binding.workspace_key(manager.owner, str((root / "escapes.ipynb").resolve()))
     for sandbox in manager.list(owner=manager.owner):
-        if sandbox.workspace and "escapes" in str(sandbox.workspace):
+        if sandbox.workspace == workspace:
             manager.remove(sandbox)
 
 
