@@ -26,9 +26,10 @@ from .. import __version__
 from ..sandbox.manager import Sandbox
 from ..sandbox.spec import format_size, parse_size
 from .cells import Segment, has_magic, may_have_magic, split_cell
+from .inbound import InboundFilter
 from .magics import MagicContext, MagicResult, SandboxMagics, complete
-from .messages import DELIM, Signer, build, dumps, reply_type, split
-from .output_policy import FILTERED_MESSAGES, OutputPolicy
+from .messages import DELIM, Signer, build, reply_type, split
+from .output_policy import OutputPolicy
 from .settings import SandboxKernel
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class Relay:
         self.handshake_timeout = handshake_timeout
         self.settings = settings or SandboxKernel()
         self.policy = OutputPolicy(self.settings.output_policy)
+        self.inbound = InboundFilter(self.policy, self.settings.widget_modules)
         limit = self.settings.output_limit
         self.output_limit = 0 if str(limit).strip() in ("", "0") else parse_size(limit, "output_limit")
         self.cell_timeout = float(self.settings.cell_timeout)
@@ -233,7 +235,7 @@ class Relay:
             self._on_kernel_restarted(f"The Python process in the sandbox died: {why}. A new one was started; "
                                       "variables are gone, files in /home/sandbox are kept.")
         else:
-            tail = (event.get("log_tail") or "")[-1500:]
+            tail = self.policy.text((event.get("log_tail") or "")[-1500:])  # the sandbox's own output
             message = f"The Python process in the sandbox keeps dying: {why}. Its last output:\n{tail}"
             self.state = State.FAILED
             self.failure = message
@@ -472,8 +474,9 @@ class Relay:
             self.lifecycle.adopt(result.reconnect)
             self._on_ready(result.reconnect)
         if result.error:
-            self._publish("error", self._error_content(result.error), host.cell.header)
-            self._finish_host_cell(self._error_content(result.error))
+            error = self._error_content(self.policy.text(result.error))  # it may quote the sandbox
+            self._publish("error", error, host.cell.header)
+            self._finish_host_cell(error)
             return
         host.index += 1
         self._advance_host_cell()
@@ -533,6 +536,9 @@ class Relay:
         if checked is None:
             return
         _, body = checked
+        body = self.inbound.frames(channel, body)
+        if body is None:
+            return
         try:
             parent_id = json.loads(body[2]).get("msg_id")
         except (ValueError, AttributeError):
@@ -571,6 +577,9 @@ class Relay:
         if checked is None:
             return
         topic, body = checked
+        body = self.inbound.frames("iopub", body)
+        if body is None:
+            return
         try:
             msg_type = json.loads(body[1]).get("msg_type")
             parent_id = json.loads(body[2]).get("msg_id")
@@ -602,11 +611,6 @@ class Relay:
         if cell is not None and msg_type in OUTPUT_MESSAGES:
             if not self._within_output_limit(cell, len(body[4]) + sum(len(b) for b in body[5:])):
                 return
-        if self.policy.active and msg_type in FILTERED_MESSAGES:
-            content = self.policy.filter_content(msg_type, json.loads(body[4]))
-            if content is None:
-                return
-            body = [*body[:4], dumps(content), *body[5:]]
         signature = self.front_signer.sign(*body[1:5])
         self.front["iopub"].send_multipart([*topic, DELIM, signature, *body[1:]], copy=False)
 
@@ -661,7 +665,8 @@ class Relay:
         self.front["iopub"].send_multipart([f"kernel.sandbox.{msg_type}".encode(), *frames])
 
     def _stream(self, parent: dict[str, Any], text: str, name: str = "stdout") -> None:
-        self._publish("stream", {"name": name, "text": text}, parent)
+        # The proxy's own streams carry sandbox text too (%%sandbox output, progress, logs).
+        self._publish("stream", {"name": name, "text": self.policy.text(text)}, parent)
 
     def _reply(self, channel: str, idents: list[bytes], parent: dict[str, Any], msg_type: str,
                content: dict[str, Any]) -> None:

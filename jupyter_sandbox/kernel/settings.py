@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 
-from traitlets import Bool, Enum, Float, Int, Unicode, Union
+from traitlets import Bool, Enum, Float, Int, List, Unicode, Union
 from traitlets.config import Configurable
 
 from .output_policy import POLICIES
+from .widgets import CORE_MODULES
 
 
 class SandboxKernel(Configurable):
@@ -15,8 +16,13 @@ class SandboxKernel(Configurable):
 
     output_policy = Enum(POLICIES, default_value="safe", config=True, help=(
         "What sandbox output may reach the browser. 'safe': scripts and unknown MIME types are "
-        "dropped, HTML/SVG/markdown are sanitised. 'text': plain text only. 'trusted': everything "
-        "passes (only for sandboxes whose code you trust)."))
+        "dropped, HTML/SVG/markdown are sanitised. 'text': plain text only. 'trusted': outputs and widget "
+        "state pass unfiltered (only for sandboxes whose code you trust); under every policy the relay "
+        "still checks every message's shape and keeps %sandbox lines out of text bound for the editor."))
+    widget_modules = List(Unicode(), default_value=list(CORE_MODULES), config=True, help=(
+        "Widget modules whose models the sandbox may open in the browser (policy 'safe'). Default: "
+        "ipywidgets' own, whose rendering the relay knows; add a module (e.g. 'jupyter-matplotlib') "
+        "only if you trust how its front end renders state."))
     output_limit = Union([Int(), Unicode()], default_value="10m", config=True, help=(
         "Most output one cell may send to the browser, e.g. '10m'. Beyond it output is dropped "
         "with one notice; 0 means no limit."))
