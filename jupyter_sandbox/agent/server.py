@@ -14,7 +14,7 @@ from typing import Any
 from tornado import iostream, web
 from tornado.locks import Condition
 
-from . import files, usage
+from . import files, processes, usage
 from .git import Git, GitError
 from .kernel_runner import KernelRunner
 from .processes import run_command
@@ -390,6 +390,7 @@ class FileContentHandler(AgentHandler):
             raise web.HTTPError(400, "format must be tar or zip")
         process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
                                                        stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+        processes.OWN.add(process.pid)
         try:
             while True:
                 chunk = await process.stdout.read(256 * 1024)
@@ -401,6 +402,7 @@ class FileContentHandler(AgentHandler):
             process.kill()
             return
         await process.wait()
+        processes.OWN.discard(process.pid)
         self.finish()
 
 
