@@ -25,7 +25,7 @@ from jupyter_sandbox.sandbox.manager import SandboxManager
 
 NETWORK = "jupyter-sandbox-starvation"
 API = "/sandbox/api"
-IDLE = 4          # SandboxService.agent_idle_timeout for this server
+IDLE = 4          # SandboxService.agent_idle_timeout and agent_timeout for this server
 PLACES = 6        # SandboxService.max_calls_per_sandbox
 UPLOADS = 4       # uploads one user may have under way (upload_buffer_per_user / upload_window)
 # The agent's pid, from a command it runs: its supervisor's parent.
@@ -44,7 +44,7 @@ def q(**params: str) -> str:
 def server(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("log") / "server.log"
     server, process = start_jupyter_server(tmp_path_factory.mktemp("root"), [
-        f"--SandboxManager.network_name={NETWORK}", f"--SandboxService.agent_idle_timeout={IDLE}",
+        f"--SandboxManager.network_name={NETWORK}", f"--SandboxService.agent_idle_timeout={IDLE}", f"--SandboxService.agent_timeout={IDLE}",
         "--SandboxService.busy_wait=1", f"--SandboxService.max_calls_per_sandbox={PLACES}",
         f"--SandboxService.upload_buffer_per_user={UPLOADS}m", "--SandboxService.upload_window=1m"], log=log)
     server.log = log
@@ -159,8 +159,9 @@ def test_frozen_slow_and_flooding_neighbours_do_not_delay_the_others(server: Ser
     print(f"\nlatency without / with the neighbours (median of 9): " +
           ", ".join(f"{name} {baseline[name] * 1000:.1f} / {during[name] * 1000:.1f} ms" for name in checks))
     for name in checks:
-        # Two cores serve the flood and the checks alike: some slowdown is the machine, not a wait.
-        assert during[name] < 5 * baseline[name], (name, baseline, during)
+        # Two cores serve the flood and the checks alike: some slowdown is the machine's; a wait on
+        # a neighbour's agent would be its deadline, a thousand times the baseline.
+        assert during[name] < 10 * baseline[name], (name, baseline, during)
 
     frozen_answers = [r for r in results[0:2 * (PLACES + 4):2]]
     assert all(status in (503, 504) for status, _ in frozen_answers), frozen_answers
@@ -180,7 +181,7 @@ def test_frozen_slow_and_flooding_neighbours_do_not_delay_the_others(server: Ser
 def test_a_frozen_agent_is_a_504_not_a_hang(server: Server, sandboxes: Callable[[], str]) -> None:
     frozen = sandboxes()
     status, answer = server.request("POST", box(frozen, "/process/exec"),
-                                    {"command": f"kill -STOP {AGENT_PID}; sleep 1", "timeout": 5}, timeout=60)
+                                    {"command": f"kill -STOP {AGENT_PID}; sleep 1", "timeout": 1}, timeout=60)
     assert status == 504 and frozen in answer["message"] and "agent" in answer["message"], answer
     status, answer = server.request("GET", box(frozen, "/files"), timeout=60)
     assert status == 504 and frozen in answer["message"], answer
@@ -190,11 +191,11 @@ def test_a_frozen_agent_is_a_504_not_a_hang(server: Server, sandboxes: Callable[
 
 # -- memory --------------------------------------------------------------------------------------
 
-def peak_rss(server: Server) -> int:
+def rss(server: Server) -> int:
     for line in Path(f"/proc/{server.process.pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM")
+    raise AssertionError("no VmRSS")
 
 
 def multipart_upload(server: Server, sandbox_id: str, name: str, size: int) -> tuple[int, Any]:
@@ -227,15 +228,28 @@ def test_concurrent_multipart_uploads_do_not_grow_the_server(server: Server, san
     sandbox_id = sandboxes()
     size = 90 * 1024**2
     multipart_upload(server, sandbox_id, "warm.bin", 1024)
-    before = peak_rss(server)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=UPLOADS) as pool:
-        results = list(pool.map(lambda i: multipart_upload(server, sandbox_id, f"big{i}.bin", size), range(UPLOADS)))
-    grown = peak_rss(server) - before
-    print(f"\n{UPLOADS} concurrent multipart uploads of 90 MiB grew the server's peak RSS by {grown / 1024**2:.1f} MiB")
+    before, highest, done = rss(server), [0], threading.Event()
+
+    def sample() -> None:  # the server's resident memory while the uploads run
+        while not done.is_set():
+            highest[0] = max(highest[0], rss(server))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=UPLOADS) as pool:
+            results = list(pool.map(lambda i: multipart_upload(server, sandbox_id, f"big{i}.bin", size), range(UPLOADS)))
+    finally:
+        done.set()
+        sampler.join()
+    grown = highest[0] - before
+    print(f"\n{UPLOADS} concurrent multipart uploads of 90 MiB: the server's RSS rose by at most {grown / 1024**2:.1f} MiB")
     for status, answer in results:
         assert status == 201 and answer["files"][0]["size"] == size, answer
     listing = server.request("GET", box(sandbox_id, "/files") + q(path="uploads"))[1]
-    assert {e["name"]: e["size"] for e in listing["entries"]} >= {f"big{i}.bin": size for i in range(UPLOADS)}
+    sizes = {e["name"]: e["size"] for e in listing["entries"]}
+    assert all(sizes.get(f"big{i}.bin") == size for i in range(UPLOADS)), sizes
     # Held in memory, as before, the four bodies alone were 360 MiB.
     assert grown < 60 * 1024**2
 
@@ -273,7 +287,8 @@ def test_the_most_sandboxes_per_owner_holds_on_every_path(sandbox_image: str, do
     (tmp_path / "config" / "jupyter_sandbox_config.json").write_text(json.dumps({"SandboxManager": settings}))
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config")}
     (tmp_path / "root").mkdir()
-    limited, process = start_jupyter_server(tmp_path / "root", ["--SandboxService.pool_interval=0.5"], env=env)
+    limited, process = start_jupyter_server(tmp_path / "root", ["--SandboxService.pool_interval=0.5",
+                                                                 "--SandboxManager.warm_pool_size=1"], env=env)
     mine = lambda: SandboxManager(backend=docker_backend, owner=owner).list(owner=owner)  # noqa: E731
     try:
         # The warm pool's sandbox is there and counts against nobody.

@@ -53,12 +53,18 @@ class AgentResponse:
         return self.headers.get(name.lower())
 
     async def _io(self, awaitable: Any, what: str) -> Any:
-        timeout = self.agent.idle_timeout
+        # A call with a deadline (a JSON call: the agent says nothing until it is done, an exec for
+        # as long as its command runs) has that deadline; a stream has the idle deadline per read.
         if self.deadline is not None:
-            timeout = min(timeout, max(0.0, self.deadline - time.monotonic()))
+            timeout = max(0.0, self.deadline - time.monotonic())
+        else:
+            timeout = self.agent.idle_timeout
         try:
             return await asyncio.wait_for(awaitable, timeout)
         except asyncio.TimeoutError:
+            if self.deadline is not None:
+                raise AgentTimeout(f"sandbox {self.agent.sandbox_id}'s agent did not finish {what} in time "
+                                   "(it may be stopped or overloaded)") from None
             raise AgentTimeout(f"sandbox {self.agent.sandbox_id}'s agent sent nothing for {timeout:.0f} s "
                                f"while {what}") from None
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:

@@ -86,9 +86,12 @@ class SandboxService(LoggingConfigurable):
         "Seconds a call waits for a place among its sandbox's `max_calls_per_sandbox` before 503."))
     agent_connect_timeout = Float(5.0, config=True, help=(
         "Seconds to connect to a sandbox's agent before the call fails with 504."))
+    agent_timeout = Float(60.0, config=True, help=(
+        "Seconds a call to a sandbox's agent may take in all, for calls that have no deadline of "
+        "their own (an exec has its command's timeout plus 30 s), before 504."))
     agent_idle_timeout = Float(30.0, config=True, help=(
         "Longest silence of a sandbox's agent in the middle of a call or a stream (download, "
-        "followed logs, upload) before it is cut with 504. Each call also has a deadline of its own."))
+        "followed logs, upload) before it is cut with 504."))
     docker_threads = Int(16, config=True, help=(
         "Threads for Docker Engine calls, apart from the server's shared executor. One sandbox can "
         "use at most `max_calls_per_sandbox` of them."))
@@ -202,13 +205,14 @@ class SandboxService(LoggingConfigurable):
                 await asyncio.sleep(0.05)
 
     async def call(self, sandbox_id: str, method: str, path: str, query: dict[str, Any] | None = None,
-                   body: dict[str, Any] | None = None, timeout: float = 60, shape: str | None = None) -> Any:
+                   body: dict[str, Any] | None = None, timeout: float | None = None, shape: str | None = None) -> Any:
         """Call the agent; with `shape` (a key of shapes.AGENT_SHAPES) the answer is reduced to it."""
         if query:
             path += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
         async with self.gate(sandbox_id):
             agent = await self.agent(sandbox_id)
-            answer = await self.awaited(agent.request(method, path, body, timeout=timeout))
+            answer = await self.awaited(agent.request(method, path, body,
+                                                      timeout=self.agent_timeout if timeout is None else timeout))
         if shape is None:
             return answer
         try:
@@ -483,6 +487,28 @@ class UploadSlot:
         if not isinstance(parsed, dict) or not isinstance(parsed.get("size"), int) or isinstance(parsed["size"], bool):
             raise ApiError(502, "the sandbox's agent answered the upload with an unexpected shape")
         return {"path": str(parsed.get("path", "")), "size": parsed["size"]}
+
+    async def move_into_place(self, staged: list[tuple[str, str]], staging: str) -> list[dict[str, Any]]:
+        """Files written to staging names (they came before the folder they belong in was known)
+        moved to their places, replacing what was there, as an upload does."""
+        assert self.agent is not None
+        placed = []
+        for source, destination in staged:
+            try:
+                await self.service.awaited(self.agent.request(
+                    "DELETE", "/files?" + urllib.parse.urlencode({"path": destination, "recursive": "0"}),
+                    timeout=self.service.agent_timeout))
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+            answer = await self.service.awaited(self.agent.request(
+                "POST", "/files/move", {"source": source, "destination": destination}, timeout=self.service.agent_timeout))
+            size = answer.get("size")
+            placed.append({"path": str(answer.get("path", "")), "size": size if isinstance(size, int) else None})
+        await self.service.awaited(self.agent.request(
+            "DELETE", "/files?" + urllib.parse.urlencode({"path": staging, "recursive": "1"}),
+            timeout=self.service.agent_timeout))
+        return placed
 
     def close(self) -> None:
         if self.file is not None:

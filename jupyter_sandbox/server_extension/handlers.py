@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
@@ -55,8 +56,10 @@ class SandboxAPIHandler(APIHandler):
             raise web.HTTPError(400, exc.message) from None
 
     def user_name(self) -> str:
-        user = self.current_user
-        return str(getattr(user, "username", None) or user)
+        """Whose budget an upload takes from: the server's user, the owner of its sandboxes. (A
+        Jupyter server serves one user; a client with the token is a new anonymous name on every
+        request, so the login name would bound nothing.)"""
+        return self.service.manager.owner
 
     def json_body(self) -> dict[str, Any]:
         try:
@@ -184,6 +187,7 @@ class FileContentHandler(SandboxAPIHandler):
 
     _streams_body = True
     _slot: UploadSlot | None = None
+    _failed: Exception | None = None
 
     async def prepare(self) -> None:
         await super().prepare()
@@ -208,14 +212,20 @@ class FileContentHandler(SandboxAPIHandler):
         if self._slot is None:
             return
         self._received += len(chunk)
-        if self._received > self._limit:
+        try:
+            if self._received > self._limit:
+                raise web.HTTPError(413, f"the upload is larger than the limit of {self._limit:,} bytes")
+            await self._slot.send(chunk)
+        except (web.HTTPError, ApiError) as exc:
+            # Answered once the body is in (an error raised here would only drop the connection).
+            self._failed = exc
             self._close_slot()
-            raise web.HTTPError(413, f"the upload is larger than the limit of {self._limit:,} bytes")
-        await self._slot.send(chunk)
 
     @web.authenticated
     @authorized
     async def put(self, sandbox_id: str) -> None:
+        if self._failed is not None:
+            raise self._failed
         assert self._slot is not None
         self.reply(await self._slot.finish_file())
 
@@ -259,11 +269,13 @@ class FileContentHandler(SandboxAPIHandler):
 @web.stream_request_body
 class MultipartUploadHandler(SandboxAPIHandler):
     """POST several files at once as multipart/form-data, parsed as it arrives: each file goes on to
-    the sandbox while it is received, so the server holds a chunk of it, never the whole. The
-    `path` field (the folder) comes before the files, as browsers send a form in its order."""
+    the sandbox while it is received, so the server holds a chunk of it, never the whole. Files
+    that come before the `path` field (the folder) are written to staging names in the sandbox and
+    moved into the folder at the end."""
 
     _streams_body = True
     _slot: UploadSlot | None = None
+    _failed: Exception | None = None
 
     async def prepare(self) -> None:
         await super().prepare()
@@ -283,8 +295,10 @@ class MultipartUploadHandler(SandboxAPIHandler):
         except MultipartError as exc:
             raise web.HTTPError(400, str(exc)) from None
         self._operation = self.operation()
-        self._folder = ""
+        self._folder: str | None = None  # None until the path field came (or the body ended)
         self._field = b""
+        self._staging = f".jupyter-sandbox-upload-{secrets.token_hex(6)}"
+        self._staged: list[tuple[str, str]] = []
         self._results: list[dict[str, Any]] = []
         window = parse_size(self.service.upload_window, "upload_window")
         self._parser = MultipartParser(boundary, window, self._part, self._data, self._end)
@@ -299,7 +313,12 @@ class MultipartUploadHandler(SandboxAPIHandler):
         if part.filename:
             name = check_path(part.filename, "file name")
             assert self._slot is not None
-            await self._slot.start_file(f"{self._folder.rstrip('/')}/{name}" if self._folder else name, None)
+            if self._folder is None:
+                staged = f"{self._staging}/{len(self._staged)}"
+                self._staged.append((staged, name))
+                await self._slot.start_file(staged, None)
+            else:
+                await self._slot.start_file(f"{self._folder.rstrip('/')}/{name}" if self._folder else name, None)
         else:
             self._field = b""
 
@@ -315,33 +334,47 @@ class MultipartUploadHandler(SandboxAPIHandler):
     async def _end(self, part: Part) -> None:
         if part.filename:
             assert self._slot is not None
-            self._results.append(await self._slot.finish_file())
+            answer = await self._slot.finish_file()
+            if not (self._staged and answer["path"].endswith("/" + self._staged[-1][0])):
+                self._results.append(answer)
         elif part.name == "path":
-            if self._results:
-                raise web.HTTPError(400, "the path field must come before the files")
+            if self._folder is not None:
+                raise web.HTTPError(400, "the path field may be given once")
             try:
                 self._folder = check_path(self._field.decode("utf-8") or None, required=False)
             except UnicodeDecodeError:
                 raise web.HTTPError(400, "path is not valid UTF-8") from None
 
     async def data_received(self, chunk: bytes) -> None:
+        if self._failed is not None:
+            return  # the rest of a refused body is read and dropped; the error is the answer
         self._received += len(chunk)
-        if self._received > self._limit:
-            self._close_slot()
-            raise web.HTTPError(413, f"a multipart upload may be at most {self._limit:,} bytes")
         try:
-            await self._parser.feed(chunk)
-        except MultipartError as exc:
+            if self._received > self._limit:
+                raise web.HTTPError(413, f"a multipart upload may be at most {self._limit:,} bytes")
+            try:
+                await self._parser.feed(chunk)
+            except MultipartError as exc:
+                raise web.HTTPError(400, f"the multipart body cannot be read: {exc}") from None
+        except (web.HTTPError, ApiError) as exc:
+            # Answered once the body is in (an error raised here would only drop the connection).
+            self._failed = exc
             self._close_slot()
-            raise web.HTTPError(400, f"the multipart body cannot be read: {exc}") from None
 
     @web.authenticated
     @authorized
     async def post(self, sandbox_id: str) -> None:
+        if self._failed is not None:
+            raise self._failed
         try:
             self._parser.finish()
         except MultipartError as exc:
             raise web.HTTPError(400, f"the multipart body cannot be read: {exc}") from None
+        if self._staged:
+            assert self._slot is not None
+            folder = (self._folder or "").rstrip("/")
+            self._results += await self._slot.move_into_place(
+                [(staged, f"{folder}/{name}" if folder else name) for staged, name in self._staged], self._staging)
         if not self._results:
             raise web.HTTPError(400, "no files in the multipart body")
         self.reply({"files": self._results}, status=201)
