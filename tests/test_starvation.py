@@ -367,3 +367,113 @@ def test_a_session_kill_ends_what_the_command_detached(server: Server, sandboxes
     assert status == 200, killed
     assert wait_until(lambda: run(server, sandbox_id, LIVE)["stdout"].strip() == "0", timeout=5), \
         run(server, sandbox_id, LIVE)
+
+
+# -- what the host accepts from an agent ---------------------------------------------------------
+
+class StandInManager:
+    """The service's view of one running sandbox whose agent is a stand-in on the host's loopback."""
+
+    owner = "me"
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def get(self, sandbox_id: str) -> Any:
+        from jupyter_sandbox.sandbox.manager import AGENT_PORT, Sandbox
+        from jupyter_sandbox.sandbox.spec import LABEL_OWNER
+
+        return Sandbox(sandbox_id, "c", "n", "v", "running", "img", {LABEL_OWNER: "me"}, {AGENT_PORT: self.port})
+
+    def agent(self, sandbox: Any) -> Any:
+        from jupyter_sandbox.sandbox.client import StreamingAgentClient
+
+        return StreamingAgentClient(self.port, "token")
+
+
+def stand_in_agent(answer: Callable[[Any], None]) -> tuple[int, Callable[[], None]]:
+    """A TCP listener on loopback that reads a request's head and lets `answer(conn)` misbehave."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    def handle(conn: Any) -> None:
+        with conn:
+            conn.settimeout(30)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                piece = conn.recv(65536)
+                if not piece:
+                    return
+                data += piece
+            try:
+                answer(conn)
+            except OSError:
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+
+    def close() -> None:
+        stop.set()
+        listener.close()
+
+    return listener.getsockname()[1], close
+
+
+def trickle(conn: Any) -> None:
+    for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}":
+        conn.sendall(bytes([byte]))
+        time.sleep(1)
+
+
+def endless_head(conn: Any) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+    for _ in range(2000):
+        conn.sendall(b"X-Flood: " + b"a" * 1000 + b"\r\n")
+
+
+def ambiguous(conn: Any) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}")
+
+
+def flood_body(conn: Any) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
+    chunk = b"[" * 1024 * 1024
+    for _ in range(64):
+        conn.sendall(chunk)
+
+
+@pytest.mark.parametrize("behaviour, status, words", [
+    (trickle, 504, "did not finish"), (endless_head, 502, "agent"), (ambiguous, 502, "ambiguous framing"),
+    (flood_body, 502, "more than"),
+])
+def test_a_misbehaving_agent_costs_its_own_call_a_bounded_time(behaviour: Callable, status: int, words: str) -> None:
+    import asyncio
+
+    from jupyter_sandbox.sandbox.service import ApiError, SandboxService
+
+    port, close = stand_in_agent(behaviour)
+    try:
+        service = SandboxService(StandInManager(port), agent_timeout=3)
+        started = time.monotonic()
+        with pytest.raises(ApiError) as caught:
+            asyncio.run(service.call("0123456789ab", "GET", "/files", {"path": "x"}))
+        took = time.monotonic() - started
+        assert caught.value.status == status and words in caught.value.message, caught.value.message
+        assert "0123456789ab" in caught.value.message
+        # The trickle is cut at its deadline (3 s here), not when it would have ended (40 s).
+        assert took < 10 * 3
+    finally:
+        close()

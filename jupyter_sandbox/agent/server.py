@@ -399,10 +399,15 @@ class FileContentHandler(AgentHandler):
                 self.write(chunk)
                 await self.flush()
         except iostream.StreamClosedError:
-            process.kill()
             return
-        await process.wait()
-        processes.OWN.discard(process.pid)
+        finally:
+            if process.returncode is None:
+                try:
+                    process.kill()  # all its output is read (or nobody wants it): it is done either way
+                except ProcessLookupError:
+                    pass
+            await process.wait()
+            processes.OWN.discard(process.pid)
         self.finish()
 
 
