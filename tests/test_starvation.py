@@ -180,13 +180,17 @@ def test_frozen_slow_and_flooding_neighbours_do_not_delay_the_others(server: Ser
 
 def test_a_frozen_agent_is_a_504_not_a_hang(server: Server, sandboxes: Callable[[], str]) -> None:
     frozen = sandboxes()
-    status, answer = server.request("POST", box(frozen, "/process/exec"),
-                                    {"command": f"kill -STOP {AGENT_PID}; sleep 1", "timeout": 1}, timeout=60)
-    assert status == 504 and frozen in answer["message"] and "agent" in answer["message"], answer
+    stopper = threading.Thread(target=lambda: server.request(
+        "POST", box(frozen, "/process/exec"), {"command": f"kill -STOP {AGENT_PID}", "timeout": 1}, timeout=60))
+    stopper.start()
+    time.sleep(1)
+    # Cut at its deadline (a hang would be this client's own timeout, an exception).
     status, answer = server.request("GET", box(frozen, "/files"), timeout=60)
-    assert status == 504 and frozen in answer["message"], answer
-    # Looking at it still works (Docker answers), and deleting it is never held up by its places.
+    assert status == 504 and frozen in answer["message"] and "agent" in answer["message"], answer
+    # Looking at it still works (Docker answers it), and deleting it is never held up by its places.
     assert server.request("GET", box(frozen), timeout=60)[0] == 200
+    assert server.request("DELETE", box(frozen), timeout=60)[0] == 204
+    stopper.join(timeout=60)
 
 
 # -- memory --------------------------------------------------------------------------------------
@@ -466,14 +470,11 @@ def test_a_misbehaving_agent_costs_its_own_call_a_bounded_time(behaviour: Callab
 
     port, close = stand_in_agent(behaviour)
     try:
+        # A deadline of 3 s: the trickle (which would end well after 40 s) is cut by it, with a 504.
         service = SandboxService(StandInManager(port), agent_timeout=3)
-        started = time.monotonic()
         with pytest.raises(ApiError) as caught:
             asyncio.run(service.call("0123456789ab", "GET", "/files", {"path": "x"}))
-        took = time.monotonic() - started
         assert caught.value.status == status and words in caught.value.message, caught.value.message
         assert "0123456789ab" in caught.value.message
-        # The trickle is cut at its deadline (3 s here), not when it would have ended (40 s).
-        assert took < 10 * 3
     finally:
         close()
