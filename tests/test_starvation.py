@@ -44,7 +44,8 @@ def q(**params: str) -> str:
 def server(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("log") / "server.log"
     server, process = start_jupyter_server(tmp_path_factory.mktemp("root"), [
-        f"--SandboxManager.network_name={NETWORK}", f"--SandboxService.agent_idle_timeout={IDLE}", f"--SandboxService.agent_timeout={IDLE}",
+        f"--SandboxManager.network_name={NETWORK}", f"--SandboxService.agent_idle_timeout={IDLE}",
+        f"--SandboxService.agent_timeout={IDLE}",
         "--SandboxService.busy_wait=1", f"--SandboxService.max_calls_per_sandbox={PLACES}",
         f"--SandboxService.upload_buffer_per_user={UPLOADS}m", "--SandboxService.upload_window=1m"], log=log)
     server.log = log
@@ -156,7 +157,7 @@ def test_frozen_slow_and_flooding_neighbours_do_not_delay_the_others(server: Ser
         results = [future.result(timeout=90) for future in trouble]
     finally:
         pool.shutdown(wait=False)
-    print(f"\nlatency without / with the neighbours (median of 9): " +
+    print("\nlatency without / with the neighbours (median of 9): " +
           ", ".join(f"{name} {baseline[name] * 1000:.1f} / {during[name] * 1000:.1f} ms" for name in checks))
     for name in checks:
         # Two cores serve the flood and the checks alike: some slowdown is the machine's; a wait on

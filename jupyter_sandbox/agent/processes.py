@@ -29,18 +29,36 @@ OWN: set[int] = set()
 _ENDING: set[int] = set()
 
 
-def become_subreaper() -> bool:
-    """Mark the agent a child subreaper: orphans below it come to it, not to the container's init."""
+def _prctl() -> Callable[..., int] | None:
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        function = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        return False
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    function.restype = ctypes.c_int
+    return function
+
+
+# Looked up once here: the forked child of a supervisor only calls it (no import, no lookup).
+PRCTL = _prctl()
+
+
+def become_subreaper() -> bool:
+    """Mark the calling process a child subreaper: orphans below it come to it, not to init."""
+    return PRCTL is not None and PRCTL(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
 def supervised(argv: list[str], mode: str = "end") -> list[str]:
-    """argv run under a supervisor (mode 'end': its leftovers die with it; 'keep': they may stay)."""
+    """argv run under a supervisor (mode 'end': its leftovers die with it; 'keep': they may stay).
+    Start it with `preexec_fn=supervisor_preexec`, which makes it a subreaper."""
     return [sys.executable, "-I", "-S", REAPER, mode, "--", *argv]
+
+
+def supervisor_preexec() -> None:
+    """In the forked child, before the exec of the supervisor: the subreaper mark, which execve
+    keeps. Without it the supervisor must not run the command (its orphans would escape)."""
+    if not become_subreaper():
+        os._exit(126)
 
 
 def _table() -> dict[int, tuple[int, int]]:
@@ -170,8 +188,13 @@ async def exited(process: asyncio.subprocess.Process) -> int:
             if pidfd is None:
                 await asyncio.sleep(0.05)
                 continue
-            ready = loop.create_future()
-            loop.add_reader(pidfd, lambda: ready.done() or ready.set_result(None))
+            ready: asyncio.Future[None] = loop.create_future()
+
+            def readable(ready: asyncio.Future[None] = ready) -> None:
+                if not ready.done():
+                    ready.set_result(None)
+
+            loop.add_reader(pidfd, readable)
             try:
                 await asyncio.wait_for(ready, 1.0)
             except asyncio.TimeoutError:
@@ -226,7 +249,7 @@ async def run_command(command: str | list[str], cwd: str, env: dict[str, str], t
                   else asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                   stderr=asyncio.subprocess.PIPE, start_new_session=True)
     argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
-    process = await asyncio.create_subprocess_exec(*supervised(argv, "end"), **kwargs)
+    process = await asyncio.create_subprocess_exec(*supervised(argv, "end"), preexec_fn=supervisor_preexec, **kwargs)
     OWN.add(process.pid)
     waited = asyncio.ensure_future(supervise(process))
     started = time.monotonic()

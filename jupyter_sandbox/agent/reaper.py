@@ -1,6 +1,7 @@
 """The supervisor of one command the agent runs: `python3 -I -S reaper.py end|keep -- ARGV...`.
 
-It marks itself a child subreaper (prctl PR_SET_CHILD_SUBREAPER), so whatever the command starts
+It is a child subreaper (prctl PR_SET_CHILD_SUBREAPER: the agent sets it in the forked child before
+the exec of this script, which keeps it, so this process never pays for importing ctypes), so whatever the command starts
 stays below it in the process tree, however it detaches: `setsid`, a double fork and `nohup ... &`
 all leave their processes orphaned, and orphans are handed to the nearest subreaper above them,
 this one, instead of init. The agent then ends a command by killing this process's whole subtree
@@ -16,19 +17,11 @@ Stdlib only, no site packages (-I -S): the sandbox can write neither into what t
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import sys
 
-PR_SET_CHILD_SUBREAPER = 36
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-
-
-def set_subreaper() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
 
 
 def children_of(parent: int) -> list[int]:
@@ -83,7 +76,6 @@ def main() -> None:
         sys.stderr.write("usage: reaper.py end|keep -- ARGV...\n")
         sys.exit(2)
     mode, argv = sys.argv[1], sys.argv[3:]
-    set_subreaper()
     command = os.fork()
     if command == 0:
         try:

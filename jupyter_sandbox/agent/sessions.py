@@ -92,7 +92,7 @@ class Sessions:
             process = await asyncio.create_subprocess_exec(
                 *processes.supervised(["/bin/sh", "-c", command], "keep"), cwd=session.cwd,
                 env={**os.environ, **session.env}, stdin=asyncio.subprocess.PIPE, stdout=out, stderr=err,
-                start_new_session=True)
+                start_new_session=True, preexec_fn=processes.supervisor_preexec)
         processes.OWN.add(process.pid)
         record = Command(command_id, command, process, stdout_path, stderr_path)
         session.commands[command_id] = record
