@@ -479,3 +479,40 @@ def test_a_misbehaving_agent_costs_its_own_call_a_bounded_time(behaviour: Callab
         assert "0123456789ab" in caught.value.message
     finally:
         close()
+
+
+@pytest.mark.parametrize("piece", [1, 7, 70, 4096, 1 << 20])
+def test_multipart_parsing_is_the_same_whatever_the_chunking(piece: int) -> None:
+    """The streaming parser against a body cut anywhere: boundaries split across chunks, a file
+    whose content looks like a boundary's start, an empty file."""
+    import asyncio
+
+    from jupyter_sandbox.server_extension.multipart import MultipartParser
+
+    boundary = b"XyZ"
+    files = {"a.bin": bytes(range(256)) * 40 + b"\r\n--Xy", "b.txt": b"", "c.txt": b"\r\n--XyQ\r\n--Xy\r\n-" * 3}
+    body = b"preamble\r\n"
+    body += b'--XyZ\r\nContent-Disposition: form-data; name="path"\r\n\r\nsub/dir\r\n'
+    for name, data in files.items():
+        body += (b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="' + name.encode() +
+                 b'"\r\nContent-Type: application/octet-stream\r\n\r\n' + data + b"\r\n")
+    body += b"--XyZ--\r\nepilogue"
+    seen: dict[str, bytes] = {}
+
+    async def on_part(part: Any) -> None:
+        seen[part.filename or part.name] = b""
+
+    async def on_data(part: Any, data: bytes) -> None:
+        seen[part.filename or part.name] += data
+
+    async def on_end(part: Any) -> None:
+        pass
+
+    async def parse() -> None:
+        parser = MultipartParser(boundary, 4096, on_part, on_data, on_end)
+        for start in range(0, len(body), piece):
+            await parser.feed(body[start:start + piece])
+        parser.finish()
+
+    asyncio.run(parse())
+    assert seen == {"path": b"sub/dir", **files}
