@@ -34,7 +34,7 @@ def listing_latencies(api: Api, sandbox_id: str, count: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=200, help="listings per measurement")
-    parser.add_argument("--callers", type=int, default=32, help="calls to the frozen sandbox kept under way")
+    parser.add_argument("--callers", type=int, default=12, help="calls to the frozen sandbox kept under way")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as root:
         process, port, token = start_server(root)
