@@ -1,4 +1,4 @@
-"""`jupyter sandbox ...`: build the image, list and remove sandboxes."""
+"""`jupyter sandbox ...`: build the image, create, list and remove sandboxes."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from .config import load_config
 from .sandbox.docker_backend import SandboxError
 from .sandbox.image import DEFAULT_BASE, DEFAULT_IMAGE, build_image
 from .sandbox.manager import SandboxManager
+from .sandbox.spec import SpecError, parse_size
 
 
 def _progress(message: str) -> None:
@@ -35,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="list sandboxes")
     listing.add_argument("--all-owners", action="store_true", help="include other users' sandboxes")
     listing.add_argument("--json", action="store_true", help="print JSON")
+
+    create = commands.add_parser("create", help="create a sandbox (not bound to a notebook) and print its id")
+    create.add_argument("--image", default=None, help="image (default: the configured one)")
+    create.add_argument("--cpu", type=float, default=None, help="vCPUs")
+    create.add_argument("--memory", default=None, help="memory, e.g. 2g")
 
     remove = commands.add_parser("rm", help="remove sandboxes (container and workspace volume)")
     remove.add_argument("ids", nargs="*", metavar="ID", help="sandbox ids, as `list` shows them")
@@ -64,6 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     user = ("warm pool" if s.pool else f"kernel {s.kernel_id}" if s.kernel_id
                             else "a notebook (no kernel now)" if s.workspace else "-")
                     print(f"{s.id:<14}{s.state:<10}{s.owner:<12}{user:<44}{s.image}")
+        elif args.command == "create":
+            overrides = {k: v for k, v in (("image", args.image), ("cpu", args.cpu)) if v is not None}
+            if args.memory is not None:
+                overrides["memory"] = parse_size(args.memory, "memory")
+            sandbox = manager.create(manager.check_allowed(manager.default_spec(**overrides)), progress=_progress)
+            print(sandbox.id)
         elif args.command == "rm":
             if not args.ids and not args.all:
                 print("jupyter sandbox rm: name at least one sandbox ID, or --all", file=sys.stderr)
@@ -75,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "prune":
             removed = manager.prune()
             print(f"removed {len(removed['sandboxes'])} stopped sandboxes and {len(removed['volumes'])} volumes")
-    except SandboxError as exc:
+    except (SandboxError, SpecError) as exc:
         print(f"jupyter sandbox: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -172,6 +172,63 @@ def test_openapi_matches_the_handlers(api_server: Server) -> None:
     assert documented == served - refused
 
 
+def every_operation() -> list[tuple[str, str, dict]]:
+    return [(path, method.upper(), spec) for path, ops in openapi_document()["paths"].items()
+            for method, spec in ops.items()]
+
+
+@pytest.mark.parametrize("path, method, spec", every_operation(), ids=lambda v: v if isinstance(v, str) else "")
+def test_unknown_fields_are_a_400_that_names_them_on_every_route(api_server: Server, path: str, method: str,
+                                                                  spec: dict) -> None:
+    """A misspelt field is refused, never ignored: query parameters, JSON bodies, nested objects
+    and form fields, on every route the API documents. (A sandbox that does not exist: the check
+    comes before anything is looked up or done.)"""
+    route = path.replace("{sandbox_id}", "0123456789ab").replace("{session_id}", "nosuch").replace("{command_id}", "abc")
+    status, body = api_server.request(method, route + "?colour=red", raw=b"" if method != "GET" else None)
+    message = body["message"] if isinstance(body, dict) else body.decode()  # the terminal's page is HTML
+    assert status == 400 and "unknown query parameters: colour" in message, (status, body)
+    content = spec.get("requestBody", {}).get("content", {})
+    if "application/json" in content:
+        schema = content["application/json"]["schema"]
+        status, body = api_server.request(method, route, {"colour": "red"})
+        assert status == 400 and "unknown fields: colour" in body["message"], (status, body)
+        for name, field in schema.get("properties", {}).items():
+            if field.get("type") == "object" and "properties" in field:  # nested objects are closed too
+                status, body = api_server.request(method, route, {name: {"colour": "red"}})
+                assert status == 400 and f"unknown fields: {name}.colour" in body["message"], (status, body)
+    elif "multipart/form-data" in content:
+        boundary = "b0undary"
+        form = (f'--{boundary}\r\nContent-Disposition: form-data; name="colour"\r\n\r\nred\r\n'
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\nA\r\n'
+                f"--{boundary}--\r\n").encode()
+        status, body = api_server.request(method, route, raw=form,
+                                          headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        # The sandbox is looked up before the body is read; the field is refused once there is one.
+        assert status == 404, (status, body)
+    elif method in ("POST", "DELETE", "PATCH"):
+        status, body = api_server.request(method, route, {"colour": "red"})
+        assert status == 400 and "unknown fields: colour" in body["message"] and "no body" in body["message"], \
+            (status, body)
+
+
+def test_a_misspelt_field_is_refused_not_ignored(api_server: Server, sandbox: str) -> None:
+    """The case that hung: `async` for `run_async` ran the command in the foreground and waited."""
+    api_server.request("POST", box(sandbox, "/sessions"), {"id": "misspelt"})
+    status, body = api_server.request("POST", box(sandbox, "/sessions/misspelt/commands"),
+                                      {"command": "sleep 100", "async": True}, timeout=10)
+    assert status == 400 and "unknown fields: async" in body["message"] and "run_async" in body["message"], body
+    boundary = "b0undary"
+    form = (f'--{boundary}\r\nContent-Disposition: form-data; name="folder"\r\n\r\nx\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\nA\r\n'
+            f"--{boundary}--\r\n").encode()
+    status, body = api_server.request("POST", box(sandbox, "/files/upload"), raw=form,
+                                      headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert status == 400 and "unknown form fields: folder" in body["message"], body
+    status, body = api_server.request("GET", box(sandbox, "/files") + q(path="", recursve="1"))
+    assert status == 400 and "recursve" in body["message"] and "recursive" in body["message"], body
+    api_server.request("DELETE", box(sandbox, "/sessions/misspelt"))
+
+
 # -- sandboxes -------------------------------------------------------------------------------
 
 def test_sandbox_lifecycle(api_server: Server) -> None:
@@ -562,7 +619,8 @@ def test_a_dead_agent_means_a_stopped_sandbox_409(api_server: Server) -> None:
     sandbox_id = created["id"]
     try:
         api_server.request("POST", box(sandbox_id, "/process/exec"),
-                           {"command": "kill -9 $PPID", "timeout": 5})  # the agent started this shell
+                           # The agent started this shell's supervisor: kill its parent.
+                           {"command": "kill -9 $(cut -d' ' -f4 /proc/$PPID/stat)", "timeout": 5})
         assert wait_until(lambda: api_server.request("GET", box(sandbox_id))[1].get("state") == "exited", timeout=20)
         status, body = api_server.request("GET", box(sandbox_id, "/files"))
         assert status == 409 and "exited" in body["message"]

@@ -44,7 +44,12 @@ def main() -> None:
 
     environment.setup(config)
 
+    from . import processes
     from .kernel_runner import KernelRunner
+
+    # Before the first child: whatever any command detaches stays below the agent (processes.py).
+    if not processes.become_subreaper():
+        logging.getLogger("jupyter_sandbox_agent").warning("could not become a child subreaper")
 
     pending_events: list[dict] = []
     runner = KernelRunner(
@@ -67,6 +72,7 @@ def main() -> None:
         runner.on_event = lambda event: loop.call_soon_threadsafe(events.add, event)
         for event in pending_events:
             events.add(event)
+        asyncio.ensure_future(processes.housekeeping())
         app = make_app(config["token"], runner, events)
         app.listen(int(config["port"]), address="0.0.0.0", max_body_size=MAX_BODY_SIZE)
         logging.getLogger("jupyter_sandbox_agent").info("agent listening on port %s", config["port"])

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from . import environment, usage
+from . import environment, processes, usage
 
 log = logging.getLogger("jupyter_sandbox_agent")
 
@@ -105,6 +105,7 @@ class KernelRunner:
                     # whatever it started, and never the agent.
                     start_new_session=True,
                 )
+            processes.OWN.add(self.process.pid)  # the agent's own child, never an orphan to sweep
             self.started_at = time.time()
             generation, process = self.generation, self.process
             self._oom_before = oom_kill_count()
@@ -177,6 +178,7 @@ class KernelRunner:
 
     def _watch(self, generation: int, process: subprocess.Popen) -> None:
         returncode = process.wait()
+        processes.OWN.discard(process.pid)
         with self._lock:
             if generation in self._expected_exit:
                 self._expected_exit.discard(generation)

@@ -14,7 +14,7 @@ from typing import Any
 
 from tornado import websocket
 
-from . import environment
+from . import environment, processes
 from .usage import ACTIVITY
 
 
@@ -51,6 +51,7 @@ class PtyHandler(websocket.WebSocketHandler):
         self.process = await asyncio.create_subprocess_exec(
             shell, "-i", stdin=slave, stdout=slave, stderr=slave, cwd=os.path.expanduser("~"), env=env,
             start_new_session=True, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        processes.OWN.add(self.process.pid)  # its orphans keep its session: the agent leaves them be
         os.close(slave)
         self.master = master
         os.set_blocking(master, False)
@@ -74,6 +75,7 @@ class PtyHandler(websocket.WebSocketHandler):
 
     async def _wait(self) -> None:
         code = await self.process.wait()
+        processes.OWN.discard(self.process.pid)
         await asyncio.sleep(0.05)  # let the last output through
         try:
             self.write_message(json.dumps({"type": "exit", "code": code}))

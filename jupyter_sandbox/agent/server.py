@@ -15,7 +15,7 @@ from typing import Any
 from tornado import iostream, web
 from tornado.locks import Condition
 
-from . import files, usage
+from . import files, processes, usage
 from .git import Git, GitError
 from .kernel_runner import KernelRunner
 from .processes import run_command
@@ -391,6 +391,7 @@ class FileContentHandler(AgentHandler):
             raise web.HTTPError(400, "format must be tar or zip")
         process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
                                                        stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+        processes.OWN.add(process.pid)
         try:
             while True:
                 chunk = await process.stdout.read(256 * 1024)
@@ -399,9 +400,15 @@ class FileContentHandler(AgentHandler):
                 self.write(chunk)
                 await self.flush()
         except iostream.StreamClosedError:
-            process.kill()
             return
-        await process.wait()
+        finally:
+            if process.returncode is None:
+                try:
+                    process.kill()  # all its output is read (or nobody wants it): it is done either way
+                except ProcessLookupError:
+                    pass
+            await process.wait()
+            processes.OWN.discard(process.pid)
         self.finish()
 
 

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import environment
+from . import environment, processes
 
 LOG_ROOT = Path("/tmp/.jupyter-sandbox/sessions")
 MAX_SESSIONS = 100
@@ -88,14 +86,18 @@ class Sessions:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         stdout_path, stderr_path = folder / f"{command_id}.out", folder / f"{command_id}.err"
         with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+            # Under a supervisor that keeps what the command leaves running (it is a background
+            # session) but holds on to it, so a kill ends it all.
             process = await asyncio.create_subprocess_exec(
-                "/bin/sh", "-c", command, cwd=session.cwd, env={**environment.user(), **session.env},
-                stdin=asyncio.subprocess.PIPE, stdout=out, stderr=err, start_new_session=True)
+                *processes.supervised(["/bin/sh", "-c", command], "keep"), cwd=session.cwd,
+                env={**environment.user(), **session.env}, stdin=asyncio.subprocess.PIPE, stdout=out, stderr=err,
+                start_new_session=True, preexec_fn=processes.supervisor_preexec)
+        processes.OWN.add(process.pid)
         record = Command(command_id, command, process, stdout_path, stderr_path)
         session.commands[command_id] = record
 
         async def reap() -> None:
-            record.exit_code = await process.wait()
+            record.exit_code = await processes.supervise(process)
             record.done.set()
 
         asyncio.ensure_future(reap())
@@ -103,10 +105,8 @@ class Sessions:
 
     def kill(self, session_id: str, command_id: str) -> None:
         record = self.command(session_id, command_id)
-        try:
-            os.killpg(record.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        if record.exit_code is None:
+            processes.kill_tree(record.process.pid)
 
     async def send_input(self, session_id: str, command_id: str, data: bytes) -> None:
         record = self.command(session_id, command_id)

@@ -93,6 +93,10 @@ def _docker_time(value: str) -> datetime | None:
     return datetime.fromisoformat(match.group(1) + (match.group(2) or ".0")[:7]).replace(tzinfo=timezone.utc)
 
 
+class OwnerLimit(SandboxError):
+    """The owner already has as many sandboxes as SandboxManager.max_sandboxes_per_owner allows."""
+
+
 @dataclass
 class Sandbox:
     """A sandbox as Docker describes it right now."""
@@ -280,6 +284,11 @@ class SandboxManager(LoggingConfigurable):
         "Seconds a sandbox's kernel may be gone (its process ended without releasing the sandbox, "
         "e.g. killed) before the server reconciles it: a notebook's sandbox is stopped and kept, "
         "one of a kernel without a notebook is removed."))
+    max_sandboxes_per_owner = Int(50, config=True, help=(
+        "Most sandboxes one owner (the `owner` label) may have at once, running or stopped, kept "
+        "notebook sandboxes included; the warm pool's sandboxes do not count until a kernel claims "
+        "one. Creating one more (REST API, kernel start, `jupyter sandbox create`) fails with an "
+        "error that says so. 0: no limit."))
     allowed_images = List(Unicode(), default_value=[f"{DEFAULT_REPOSITORY}:*"], config=True, help=(
         "Glob patterns of the images a notebook may switch to with `%sandbox config --image`. "
         "The configured default image is always allowed."))
@@ -359,6 +368,9 @@ class SandboxManager(LoggingConfigurable):
         `kernel_id` and `workspace` bind it to a kernel and a notebook (binding.py); `pool` marks it
         as made for the warm pool."""
         spec = (spec or self.default_spec()).validate()
+        new_sandbox = not sandbox_id  # else a new container for a sandbox that exists already
+        if new_sandbox and not pool:
+            self.check_owner_limit()  # before an image build, too
         self.ensure_image(spec.image, progress)
         python = self.agent_runtime(spec.image).python
         new = sandbox_id is None
@@ -387,6 +399,10 @@ class SandboxManager(LoggingConfigurable):
         env = {"HOME": SANDBOX_HOME, "USER": "sandbox"}
         try:
             self._create_container(spec, name, volume, labels, env, binding.base_name(sandbox_id), python)
+            if new_sandbox and not pool and self.max_sandboxes_per_owner > 0 \
+                    and self.owned_count() > self.max_sandboxes_per_owner:
+                # Another create took the last place meanwhile (another process, too): this one goes.
+                self.check_owner_limit()
         except Exception:
             self._remove_parts(name, volume)
             raise
@@ -405,6 +421,20 @@ class SandboxManager(LoggingConfigurable):
         self.log.info("created sandbox %s (%s) for kernel %s; disk: %s", sandbox_id, spec.image, kernel_id,
                       self.disk_enforcement(spec.disk)["note"])
         return sandbox
+
+    def owned_count(self) -> int:
+        """This owner's sandboxes that count against max_sandboxes_per_owner (not the unclaimed pool)."""
+        return sum(1 for s in self.list(owner=self.owner) if not s.pool)
+
+    def check_owner_limit(self) -> None:
+        if self.max_sandboxes_per_owner <= 0:
+            return
+        count = self.owned_count()
+        if count >= self.max_sandboxes_per_owner:
+            raise OwnerLimit(
+                f"{self.owner} already has {count} sandboxes, the most one owner may have "
+                f"(SandboxManager.max_sandboxes_per_owner = {self.max_sandboxes_per_owner}); delete one "
+                "(`jupyter sandbox rm ID`, or DELETE /sandbox/api/sandboxes/ID) before making another")
 
     def _create_container(self, spec: SandboxSpec, name: str, volume: str, labels: dict[str, str],
                           env: dict[str, str], hostname: str, python: str | None = None) -> str:
@@ -756,7 +786,10 @@ class SandboxManager(LoggingConfigurable):
                     if kept.kernel_id and binding.kernel_alive(kept.kernel_id):
                         return None, f"busy {kept.kernel_id}"
                     return self.bind(kept, workspace, kernel_id), "workspace"
-            if spec is not None and self.warm_pool_size > 0 and spec == self.default_spec():
+            if spec is not None and self.warm_pool_size > 0 and spec == self.default_spec() and (
+                    self.max_sandboxes_per_owner <= 0 or self.owned_count() < self.max_sandboxes_per_owner):
+                # A pool sandbox counts once claimed: over the limit, none is claimed, and the
+                # create that follows says why.
                 for candidate in self.pool_sandboxes(spec):
                     try:
                         return self.bind(candidate, workspace, kernel_id), "pool"

@@ -1,28 +1,33 @@
 """What the REST API does, without the HTTP: find the caller's sandbox, call its agent, check answers.
 
-Blocking work (Docker, the agent over HTTP) runs in a thread pool so the server's event loop never
-waits on a sandbox. Every failure becomes an `ApiError` with the HTTP status a person would expect:
-404 for a sandbox that is not there (or not the caller's), 409 for a stopped one, 502 when the agent
-is gone or answers garbage.
+Agents are called with async I/O (agent_http.py), each call through its sandbox's gate and with
+deadlines; Docker calls run on an executor of their own (limits.py). So one sandbox that freezes,
+trickles or floods holds its own gate and nothing the others need. Every failure becomes an
+`ApiError` with the HTTP status a person would expect: 404 for a sandbox that is not there (or not
+the caller's), 409 for a stopped one, 502 when the agent is gone or answers garbage, 503 when the
+sandbox already has as many calls under way as it may, 504 when its agent or Docker missed a deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http.client
-import io
+import concurrent.futures
+import contextlib
 import json
+import time
 import urllib.parse
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 
 from traitlets import Bool, Float, Int, Unicode, Union
 from traitlets.config import LoggingConfigurable
 
 from . import binding, network, preview, shapes
-from .client import AgentError, StreamingAgentClient
+from .agent_http import AgentResponse, AgentTimeout, AsyncAgent
+from .client import AgentError
+from .limits import Busy, DockerCalls, SandboxGates, UploadBudget
 from .docker_backend import DockerUnavailable, ImageNotFound, SandboxError
-from .manager import Sandbox, SandboxManager
+from .manager import OwnerLimit, Sandbox, SandboxManager
 from .spec import LABEL_PREFIX, SpecError, parse_size, user_ports
 
 MAX_PATH = 4096
@@ -59,81 +64,42 @@ def check_path(value: Any, what: str = "path", required: bool = True) -> str:
     return value
 
 
-class AgentUpload:
-    """An upload streamed to the agent over a plain async TCP stream.
-
-    Each chunk is written as it arrives and the next is read only once it has been handed to the
-    socket, so memory stays flat whatever the size, with no thread hop per chunk.
-    """
-
-    def __init__(self, host: str, port: int, token: str, path: str, size: int | None) -> None:
-        self.host, self.port, self.token, self.path, self.size = host, port, token, path, size
-        self.chunked = size is None
-        self.stream: Any = None
-
-    async def open(self) -> None:
-        from tornado.tcpclient import TCPClient
-
-        self.stream = await TCPClient().connect(self.host, self.port)
-        framing = "Transfer-Encoding: chunked" if self.chunked else f"Content-Length: {self.size}"
-        head = (f"PUT /files/content?{urllib.parse.urlencode({'path': self.path})} HTTP/1.1\r\n"
-                f"Host: {self.host}:{self.port}\r\nAuthorization: token {self.token}\r\n"
-                f"Content-Type: application/octet-stream\r\n{framing}\r\nConnection: close\r\n\r\n")
-        await self.stream.write(head.encode())
-
-    async def send(self, chunk: bytes) -> None:
-        from tornado.iostream import StreamClosedError
-
-        try:
-            if self.chunked:
-                await self.stream.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
-            else:
-                await self.stream.write(chunk)
-        except StreamClosedError:
-            raise ApiError(502, "the sandbox's agent closed the upload") from None
-
-    async def finish(self) -> dict[str, Any]:
-        from tornado import httputil
-        from tornado.iostream import StreamClosedError
-
-        try:
-            if self.chunked:
-                await self.stream.write(b"0\r\n\r\n")
-            head = await self.stream.read_until(b"\r\n\r\n", max_bytes=65536)
-            start, _, rest = head.decode("latin-1").partition("\r\n")
-            status = httputil.parse_response_start_line(start).code
-            headers = httputil.HTTPHeaders.parse(rest)
-            length = int(headers.get("Content-Length", "0"))
-            if length > 65536:
-                raise ApiError(502, "the sandbox's agent sent an over-long answer")
-            body = await self.stream.read_bytes(length) if length else b""
-        except (StreamClosedError, httputil.HTTPInputError, ValueError):
-            raise ApiError(502, "the sandbox's agent did not answer the upload properly") from None
-        finally:
-            self.close()
-        try:
-            answer = json.loads(body)
-        except ValueError:
-            raise ApiError(502, "the sandbox's agent answered with something that is not JSON") from None
-        if status >= 400:
-            message = answer.get("message", "") if isinstance(answer, dict) else ""
-            raise ApiError(status if status < 500 else 502, str(message)[:500] or f"the agent answered {status}")
-        if not isinstance(answer, dict) or not isinstance(answer.get("size"), int):
-            raise ApiError(502, "the sandbox's agent answered with an unexpected shape")
-        return answer
-
-    def close(self) -> None:
-        if self.stream is not None:
-            self.stream.close()
-            self.stream = None
-
-
 class SandboxService(LoggingConfigurable):
     max_upload_size = Union([Int(), Unicode()], default_value="10g", config=True, help=(
         "Largest file accepted by PUT .../files/content, e.g. '10g'; larger uploads get 413 before "
         "their body is read."))
-    max_multipart_size = Union([Int(), Unicode()], default_value="100m", config=True, help=(
-        "Largest multipart body of POST .../files/upload (it is held in memory while parsed)."))
+    max_multipart_size = Union([Int(), Unicode()], default_value="10g", config=True, help=(
+        "Largest multipart body of POST .../files/upload. It is parsed as it arrives and each file "
+        "is streamed to the sandbox, so this bounds the transfer, not the server's memory."))
+    upload_buffer_per_user = Union([Int(), Unicode()], default_value="64m", config=True, help=(
+        "Upload buffers one user may hold in the server at once, e.g. '64m'. Each upload under way "
+        "(PUT .../files/content or POST .../files/upload) reserves `upload_window` of it; a user "
+        "over it gets 429 until an upload finishes."))
+    upload_window = Union([Int(), Unicode()], default_value="1m", config=True, help=(
+        "Buffer one upload may hold in the server while the sandbox takes its bytes (a multipart "
+        "part header longer than this is refused)."))
+    max_calls_per_sandbox = Int(8, config=True, help=(
+        "Calls to one sandbox (its agent and its Docker container) under way at once, streams "
+        "included. More wait `busy_wait` seconds for a place, then get 503: a frozen or slow "
+        "sandbox holds its own places and nothing the other sandboxes need."))
+    busy_wait = Float(2.0, config=True, help=(
+        "Seconds a call waits for a place among its sandbox's `max_calls_per_sandbox` before 503."))
+    agent_connect_timeout = Float(5.0, config=True, help=(
+        "Seconds to connect to a sandbox's agent before the call fails with 504."))
+    agent_timeout = Float(60.0, config=True, help=(
+        "Seconds a call to a sandbox's agent may take in all, for calls that have no deadline of "
+        "their own (an exec has its command's timeout plus 30 s), before 504."))
+    agent_idle_timeout = Float(30.0, config=True, help=(
+        "Longest silence of a sandbox's agent in the middle of a call or a stream (download, "
+        "followed logs, upload) before it is cut with 504."))
+    docker_threads = Int(16, config=True, help=(
+        "Threads for Docker Engine calls, apart from the server's shared executor. One sandbox can "
+        "use at most `max_calls_per_sandbox` of them."))
+    docker_timeout = Float(120.0, config=True, help=(
+        "Seconds a Docker Engine call may take before the API call fails with 504 (creating a "
+        "sandbox, which may build the image, has `create_timeout`)."))
+    create_timeout = Float(900.0, config=True, help=(
+        "Seconds creating a sandbox may take, image build (first use) included, before 504."))
     start_stopped = Bool(False, config=True, help=(
         "Start a stopped sandbox when an API call needs it, instead of answering 409."))
     preview_url_template = Unicode("http://{port}-{sandbox_id}.localhost:{server_port}/", config=True, help=(
@@ -158,22 +124,55 @@ class SandboxService(LoggingConfigurable):
         super().__init__(**kwargs)
         self.manager = manager
         self._busy = set()
+        self.gates = SandboxGates(self.max_calls_per_sandbox, self.busy_wait)
+        self.docker = DockerCalls(self.docker_threads, self.docker_timeout)
+        self.uploads = UploadBudget(parse_size(self.upload_buffer_per_user, "upload_buffer_per_user"),
+                                    parse_size(self.upload_window, "upload_window"))
+        # Housekeeping (reaper, pool) has its own threads: it never waits behind API calls, nor they behind it.
+        self._housekeeping = concurrent.futures.ThreadPoolExecutor(max_workers=3, thread_name_prefix="sandbox-housekeeping")
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    async def blocking(self, function: Callable, *args: Any) -> Any:
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """Domain errors (Docker, specs, agents, limits) as the ApiError a person should see."""
         try:
-            return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+            yield
+        except Busy as exc:
+            raise ApiError(exc.status, exc.message) from None
         except DockerUnavailable as exc:
             raise ApiError(503, str(exc)) from None
         except (SpecError, ImageNotFound) as exc:
             raise ApiError(400, str(exc)) from None
+        except OwnerLimit as exc:
+            raise ApiError(409, str(exc)) from None
         except SandboxError as exc:
             raise ApiError(404 if "there is no sandbox" in str(exc) else 500, str(exc)) from None
+        except AgentTimeout as exc:
+            raise ApiError(504, str(exc)) from None
         except AgentError as exc:
             if exc.status is not None and 400 <= exc.status < 500:
                 raise ApiError(exc.status, str(exc).split(": ", 1)[-1]) from None
             raise ApiError(502, f"the sandbox's agent failed: {exc}") from None
+
+    async def blocking(self, function: Callable, *args: Any, timeout: float | None = None) -> Any:
+        """A blocking call (Docker, mostly) on the Docker executor, with its deadline."""
+        with self.errors():
+            return await self.docker.run(function, *args, timeout=timeout)
+
+    async def awaited(self, awaitable: Awaitable[Any]) -> Any:
+        with self.errors():
+            return await awaitable
+
+    @contextlib.asynccontextmanager
+    async def gate(self, sandbox_id: str) -> AsyncIterator[None]:
+        """A place among the sandbox's `max_calls_per_sandbox`, for the whole of one API call."""
+        with self.errors():
+            release = await self.gates.acquire(sandbox_id)
+        try:
+            yield
+        finally:
+            release()
 
     async def sandbox(self, sandbox_id: str, running: bool = True) -> Sandbox:
         sandbox = await self.blocking(self.manager.get, sandbox_id)
@@ -184,19 +183,41 @@ class SandboxService(LoggingConfigurable):
                 raise ApiError(409, f"sandbox {sandbox_id} is {sandbox.state}; start it first "
                                     f"(POST /sandbox/api/sandboxes/{sandbox_id}/start)")
             sandbox = await self.blocking(self.manager.start, sandbox)
-            await self.blocking(self.manager.wait_for_agent, sandbox)
+            await self.wait_for_agent(sandbox)
         return sandbox
 
-    async def agent(self, sandbox_id: str) -> StreamingAgentClient:
-        return self.manager.agent(await self.sandbox(sandbox_id))
+    def agent_for(self, sandbox: Sandbox) -> AsyncAgent:
+        with self.errors():
+            client = self.manager.agent(sandbox)
+        return AsyncAgent(sandbox.id, client.host, client.port, client.token,
+                          connect_timeout=self.agent_connect_timeout, idle_timeout=self.agent_idle_timeout)
+
+    async def agent(self, sandbox_id: str) -> AsyncAgent:
+        return self.agent_for(await self.sandbox(sandbox_id))
+
+    async def wait_for_agent(self, sandbox: Sandbox, timeout: float = 30) -> dict[str, Any]:
+        """Poll a started sandbox's agent until it answers, without holding a thread meanwhile."""
+        agent = self.agent_for(sandbox)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return await agent.request("GET", "/health", timeout=2)
+            except AgentError as exc:
+                if time.monotonic() > deadline:
+                    with self.errors():
+                        raise AgentTimeout(f"sandbox {sandbox.id}'s agent did not come up within {timeout:.0f} s: "
+                                           f"{exc}") from None
+                await asyncio.sleep(0.05)
 
     async def call(self, sandbox_id: str, method: str, path: str, query: dict[str, Any] | None = None,
-                   body: dict[str, Any] | None = None, timeout: float = 60, shape: str | None = None) -> Any:
+                   body: dict[str, Any] | None = None, timeout: float | None = None, shape: str | None = None) -> Any:
         """Call the agent; with `shape` (a key of shapes.AGENT_SHAPES) the answer is reduced to it."""
-        client = await self.agent(sandbox_id)
         if query:
             path += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
-        answer = await self.blocking(lambda: client.request(method, path, body, timeout=timeout))
+        async with self.gate(sandbox_id):
+            agent = await self.agent(sandbox_id)
+            answer = await self.awaited(agent.request(method, path, body,
+                                                      timeout=self.agent_timeout if timeout is None else timeout))
         if shape is None:
             return answer
         try:
@@ -220,10 +241,7 @@ class SandboxService(LoggingConfigurable):
         return [self.describe(s) for s in found if not s.pool]
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        allowed = {"image", "cpu", "memory", "disk", "pids", "env", "labels", "network"}
-        unknown = set(body) - allowed
-        if unknown:
-            raise ApiError(400, f"unknown fields: {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
+        # Unknown fields were refused already, against the route's schema (server_extension/validation.py).
         overrides: dict[str, Any] = {}
         for key in ("image", "cpu", "pids"):
             if key in body:
@@ -249,11 +267,11 @@ class SandboxService(LoggingConfigurable):
 
         def make() -> Sandbox:
             spec = self.manager.check_allowed(self.manager.default_spec(**overrides))
-            sandbox = self.manager.create(spec, network_policy=policy)
-            self.manager.wait_for_agent(sandbox)
-            return sandbox
+            return self.manager.create(spec, network_policy=policy)
 
-        return self.describe(await self.blocking(make))
+        sandbox = await self.blocking(make, timeout=self.create_timeout)
+        await self.wait_for_agent(sandbox)
+        return self.describe(sandbox)
 
     def _policy(self, value: Any) -> "network.EgressPolicy":
         try:
@@ -263,15 +281,19 @@ class SandboxService(LoggingConfigurable):
 
     async def update(self, sandbox_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """PATCH: for now the egress policy, changed live."""
-        unknown = set(body) - {"network"}
-        if unknown or not body:
+        if "network" not in body:
             raise ApiError(400, "only network can be changed here, e.g. {\"network\": {\"mode\": \"none\"}}")
-        sandbox = await self.sandbox(sandbox_id, running=False)
         policy = self._policy(body["network"])
-        await self.blocking(self.manager.set_egress, sandbox, policy)
-        return await self.get(sandbox_id)
+        async with self.gate(sandbox_id):
+            sandbox = await self.sandbox(sandbox_id, running=False)
+            await self.blocking(self.manager.set_egress, sandbox, policy)
+            return await self._get(sandbox_id)
 
     async def get(self, sandbox_id: str) -> dict[str, Any]:
+        async with self.gate(sandbox_id):
+            return await self._get(sandbox_id)
+
+    async def _get(self, sandbox_id: str) -> dict[str, Any]:
         sandbox = await self.sandbox(sandbox_id, running=False)
         info = self.describe(sandbox)
         info["network"] = self.manager.egress(sandbox).to_dict()
@@ -284,10 +306,11 @@ class SandboxService(LoggingConfigurable):
             info["uptime_seconds"] = await self.blocking(self.manager.uptime, sandbox)
             try:
                 # Passive calls: looking at a sandbox does not count as using it.
-                health = await self.blocking(lambda: self.manager.agent(sandbox).health(timeout=5))
+                agent = self.agent_for(sandbox)
+                health = await self.awaited(agent.request("GET", "/health", timeout=5))
                 if isinstance(health.get("last_activity"), (int, float)):
                     info["last_activity"] = datetime.fromtimestamp(health["last_activity"], timezone.utc).isoformat()
-                inside = await self.blocking(lambda: self.manager.agent(sandbox).usage())
+                inside = usage_of(await self.awaited(agent.request("GET", "/usage", timeout=10)))
                 info["usage"]["disk_bytes"] = inside["disk_bytes"]
                 info["ports"] = user_ports(inside["ports"])
             except (ApiError, AgentError, SandboxError):
@@ -295,21 +318,20 @@ class SandboxService(LoggingConfigurable):
         return info
 
     async def delete(self, sandbox_id: str) -> None:
+        # No gate: deleting a sandbox whose calls are all stuck is how its owner ends them.
         sandbox = await self.sandbox(sandbox_id, running=False)
         await self.blocking(self.manager.remove, sandbox)
         preview.forget(sandbox_id)
 
     async def start(self, sandbox_id: str) -> dict[str, Any]:
-        sandbox = await self.sandbox(sandbox_id, running=False)
-
-        def start() -> Sandbox:
-            started = self.manager.start(sandbox)
-            self.manager.wait_for_agent(started)
-            return started
-
-        return self.describe(await self.blocking(start))
+        async with self.gate(sandbox_id):
+            sandbox = await self.sandbox(sandbox_id, running=False)
+            started = await self.blocking(self.manager.start, sandbox)
+            await self.wait_for_agent(started)
+            return self.describe(started)
 
     async def stop(self, sandbox_id: str) -> dict[str, Any]:
+        # No gate, like delete: stopping is the way out for a sandbox that holds all its places.
         sandbox = await self.sandbox(sandbox_id, running=False)
         return self.describe(await self.blocking(self.manager.stop, sandbox))
 
@@ -319,7 +341,7 @@ class SandboxService(LoggingConfigurable):
             return
         self._busy.add(name)
         try:
-            done = await asyncio.get_running_loop().run_in_executor(None, function)
+            done = await asyncio.get_running_loop().run_in_executor(self._housekeeping, function)
         except (SandboxError, AgentError, SpecError) as exc:
             self.log.warning("jupyter-sandbox %s failed: %s", name, exc)
             return
@@ -343,7 +365,8 @@ class SandboxService(LoggingConfigurable):
     # -- previews ---------------------------------------------------------------------------
 
     async def create_preview(self, sandbox_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        await self.sandbox(sandbox_id, running=False)
+        async with self.gate(sandbox_id):
+            await self.sandbox(sandbox_id, running=False)
         try:
             port = body.get("port")
             token, expires = preview.mint(sandbox_id, port, body.get("expires_in", preview.DEFAULT_EXPIRY))
@@ -354,64 +377,166 @@ class SandboxService(LoggingConfigurable):
                 "browser_url": f"{url}?token={token}", "header": "X-Sandbox-Preview-Token"}
 
     async def rotate_previews(self, sandbox_id: str) -> None:
-        await self.sandbox(sandbox_id, running=False)
+        async with self.gate(sandbox_id):
+            await self.sandbox(sandbox_id, running=False)
         preview.rotate(sandbox_id)
 
     async def ports(self, sandbox_id: str) -> dict[str, Any]:
-        client = await self.agent(sandbox_id)
-        usage = await self.blocking(client.usage)
+        usage = usage_of(await self.call(sandbox_id, "GET", "/usage", timeout=10))
         return {"ports": user_ports(usage["ports"])}
 
     # -- streaming --------------------------------------------------------------------------
 
-    async def open_download(self, sandbox_id: str, path: str, archive: str | None) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        """An open response from the agent; read it in chunks with `read_chunk`."""
-        client = await self.agent(sandbox_id)
+    async def download(self, sandbox_id: str, path: str, archive: str | None,
+                       on_head: Callable[[AgentResponse], None], on_chunk: Callable[[bytes], Awaitable[None]]) -> None:
+        """Stream a file (a folder as an archive) from the agent: `on_head` with the agent's answer
+        once it is known good, then `on_chunk` for each piece, the next read only once it is sent."""
         query = {"path": path, **({"format": archive} if archive else {})}
-
-        def open_() -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-            connection = http.client.HTTPConnection(client.host, client.port, timeout=60)
+        async with self.gate(sandbox_id):
+            agent = await self.agent(sandbox_id)
+            response = await self.awaited(agent.open("GET", "/files/content?" + urllib.parse.urlencode(query)))
             try:
-                connection.request("GET", "/files/content?" + urllib.parse.urlencode(query),
-                                   headers={"Authorization": f"token {client.token}"})
-                response = connection.getresponse()
-            except (OSError, http.client.HTTPException) as exc:
-                connection.close()
-                raise AgentError(f"agent not reachable: {exc}") from None
-            if response.status >= 400:
-                raw = response.read(65536)
-                connection.close()
-                try:
-                    message = json.loads(raw).get("message", "")
-                except (ValueError, AttributeError):
-                    message = ""
-                raise AgentError(f"agent answered {response.status}: {str(message)[:500]}", status=response.status)
-            return connection, response
+                if response.status >= 400:
+                    raw = await self.awaited(response.read_all(65536))
+                    with self.errors():
+                        raise AgentError(f"agent answered {response.status}: {error_text(raw)}", status=response.status)
+                on_head(response)
+                while True:
+                    chunk = await self.awaited(response.read())
+                    if not chunk:
+                        return
+                    await on_chunk(chunk)
+            finally:
+                response.close()
 
-        return await self.blocking(open_)
-
-    async def read_chunk(self, response: http.client.HTTPResponse, size: int = 256 * 1024) -> bytes:
-        def read() -> bytes:
+    async def follow_logs(self, sandbox_id: str, path: str, on_line: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        """A session command's followed logs: newline-delimited JSON objects, relayed one by one."""
+        async with self.gate(sandbox_id):
+            agent = await self.agent(sandbox_id)
+            response = await self.awaited(agent.open("GET", path + "?follow=1"))
             try:
-                return response.read(size)
-            except (OSError, http.client.HTTPException) as exc:
-                raise AgentError(f"the download broke off: {exc}") from None
+                if response.status >= 400:
+                    raise ApiError(response.status if response.status < 500 else 502, "the command is not there")
+                while True:
+                    line = await self.awaited(response.readline(1024 * 1024 + 1))
+                    if not line:
+                        return
+                    try:
+                        chunk = json.loads(line)
+                    except ValueError:
+                        raise ApiError(502, "the sandbox's agent sent malformed logs") from None
+                    if not isinstance(chunk, dict):
+                        raise ApiError(502, "the sandbox's agent sent malformed logs")
+                    await on_line(chunk)
+            finally:
+                response.close()
 
-        return await self.blocking(read)
-
-    async def open_upload(self, sandbox_id: str, path: str, size: int | None) -> "AgentUpload":
-        """A PUT to the agent whose body the caller writes chunk by chunk, asynchronously."""
-        client = await self.agent(sandbox_id)
-        upload = AgentUpload(client.host, client.port, client.token, path, size)
+    async def open_upload(self, sandbox_id: str, user: str) -> "UploadSlot":
+        """Room for one upload: a place in the sandbox's gate and a window in the user's budget,
+        taken before any of the body is read. Release it with `UploadSlot.close`."""
+        with self.errors():
+            reservation = self.uploads.reserve(user)
         try:
-            await upload.open()
-        except OSError as exc:
-            raise ApiError(502, f"the sandbox's agent is not reachable: {exc}") from None
-        return upload
+            with self.errors():
+                release = await self.gates.acquire(sandbox_id)
+        except BaseException:
+            reservation.release()
+            raise
+        slot = UploadSlot(self, reservation, release)
+        try:
+            slot.agent = await self.agent(sandbox_id)
+        except BaseException:
+            slot.close()
+            raise
+        return slot
 
-    async def upload_files(self, sandbox_id: str, files: Iterable[tuple[str, bytes]]) -> list[dict[str, Any]]:
-        client = await self.agent(sandbox_id)
-        results = []
-        for path, data in files:
-            results.append(await self.blocking(client.upload, path, io.BytesIO(data), len(data)))
-        return results
+
+class UploadSlot:
+    """One upload under way: files written to the agent as their bytes arrive (PUT /files/content
+    per file), never more than a chunk of them held here."""
+
+    def __init__(self, service: SandboxService, reservation: Any, release: Callable[[], None]) -> None:
+        self.service, self.reservation, self.release = service, reservation, release
+        self.agent: AsyncAgent | None = None
+        self.file: AgentResponse | None = None
+        self._chunked = False
+
+    async def start_file(self, path: str, size: int | None) -> None:
+        assert self.agent is not None and self.file is None
+        self._chunked = size is None
+        self.file = await self.service.awaited(self.agent.open(
+            "PUT", "/files/content?" + urllib.parse.urlencode({"path": path}),
+            content_type="application/octet-stream", stream_body=size))
+
+    async def send(self, chunk: bytes) -> None:
+        if self.file is None or not chunk:
+            return
+        await self.service.awaited(self.file.write(chunk, chunked=self._chunked))
+
+    async def finish_file(self) -> dict[str, Any]:
+        assert self.agent is not None and self.file is not None
+        file, self.file = self.file, None
+        try:
+            answer = await self.service.awaited(self.agent.finish_upload(file, self._chunked))
+            body = await self.service.awaited(answer.read_all(65536))
+        finally:
+            file.close()
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            raise ApiError(502, "the sandbox's agent answered the upload with something that is not JSON") from None
+        if answer.status >= 400:
+            message = parsed.get("message", "") if isinstance(parsed, dict) else ""
+            raise ApiError(answer.status if answer.status < 500 else 502,
+                           str(message)[:500] or f"the agent answered {answer.status}")
+        if not isinstance(parsed, dict) or not isinstance(parsed.get("size"), int) or isinstance(parsed["size"], bool):
+            raise ApiError(502, "the sandbox's agent answered the upload with an unexpected shape")
+        return {"path": str(parsed.get("path", "")), "size": parsed["size"]}
+
+    async def move_into_place(self, staged: list[tuple[str, str]], staging: str) -> list[dict[str, Any]]:
+        """Files written to staging names (they came before the folder they belong in was known)
+        moved to their places, replacing what was there, as an upload does."""
+        assert self.agent is not None
+        placed = []
+        for source, destination in staged:
+            try:
+                await self.service.awaited(self.agent.request(
+                    "DELETE", "/files?" + urllib.parse.urlencode({"path": destination, "recursive": "0"}),
+                    timeout=self.service.agent_timeout))
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+            answer = await self.service.awaited(self.agent.request(
+                "POST", "/files/move", {"source": source, "destination": destination}, timeout=self.service.agent_timeout))
+            size = answer.get("size")
+            placed.append({"path": str(answer.get("path", "")), "size": size if isinstance(size, int) else None})
+        await self.service.awaited(self.agent.request(
+            "DELETE", "/files?" + urllib.parse.urlencode({"path": staging, "recursive": "1"}),
+            timeout=self.service.agent_timeout))
+        return placed
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        self.release()
+        self.reservation.release()
+
+
+def usage_of(answer: dict[str, Any]) -> dict[str, Any]:
+    """Disk used in the home folder and listening ports, as the sandbox reports them (checked)."""
+    disk = answer.get("disk") if isinstance(answer.get("disk"), dict) else {}
+    ports = answer.get("ports") if isinstance(answer.get("ports"), list) else []
+    return {
+        "disk_bytes": disk.get("bytes") if isinstance(disk.get("bytes"), int) else None,
+        "disk_partial": bool(disk.get("partial")),
+        "ports": sorted({p for p in ports if isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536})[:1000],
+    }
+
+
+def error_text(raw: bytes) -> str:
+    try:
+        message = json.loads(raw).get("message", "")
+    except (ValueError, AttributeError):
+        message = ""
+    return str(message)[:500]

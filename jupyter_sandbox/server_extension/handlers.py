@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.utils import url_path_join
-from tornado import httputil, web, websocket
+from tornado import web, websocket
 
-from ..sandbox.service import ApiError, SandboxService, check_path
+from ..sandbox.service import ApiError, SandboxService, UploadSlot, check_path
 from ..sandbox.spec import parse_size
+from . import validation
+from .multipart import MAX_FIELD, MultipartError, MultipartParser, Part, boundary_of
 from .openapi import openapi_document
 
 AUTH_RESOURCE = "sandbox"
@@ -29,6 +32,34 @@ class SandboxAPIHandler(APIHandler):
 
     def initialize(self, service: SandboxService) -> None:
         self.service = service
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        # Unauthenticated requests get their 403 from @web.authenticated, not a lesson in the API.
+        if self.current_user:
+            self.validate_request()
+
+    def operation(self) -> validation.Operation | None:
+        route = validation.route_of(self.request.path, self.base_url, self.path_kwargs)
+        return validation.operation_for(route, self.request.method or "GET")
+
+    def validate_request(self) -> None:
+        """Query parameters and (when it is read whole) the JSON body against the route's schema."""
+        operation = self.operation()
+        if operation is None:
+            return  # a method the route does not have: the handler answers 405
+        try:
+            validation.check_query(operation, set(self.request.query_arguments))
+            if not getattr(self, "_streams_body", False):
+                validation.check_json_body(operation, self.request.body or b"")
+        except validation.RequestError as exc:
+            raise web.HTTPError(400, exc.message) from None
+
+    def user_name(self) -> str:
+        """Whose budget an upload takes from: the server's user, the owner of its sandboxes. (A
+        Jupyter server serves one user; a client with the token is a new anonymous name on every
+        request, so the login name would bound nothing.)"""
+        return self.service.manager.owner
 
     def json_body(self) -> dict[str, Any]:
         try:
@@ -154,9 +185,12 @@ class FileInfoHandler(SandboxAPIHandler):
 class FileContentHandler(SandboxAPIHandler):
     """GET streams a file (a folder as tar, or zip with format=zip); PUT streams the body into a file."""
 
+    _streams_body = True
+    _slot: UploadSlot | None = None
+    _failed: Exception | None = None
+
     async def prepare(self) -> None:
         await super().prepare()
-        self._upload = None
         if self.request.method != "PUT":
             return
         # Authenticate and authorise before the body is read.
@@ -171,30 +205,40 @@ class FileContentHandler(SandboxAPIHandler):
         self.request.connection.set_max_body_size(limit)
         path = check_path(self.query("path", required=True))
         self._limit, self._received = limit, 0
-        self._upload = await self.service.open_upload(self.path_kwargs["sandbox_id"], path,
-                                                      None if length is None else int(length))
+        self._slot = await self.service.open_upload(self.path_kwargs["sandbox_id"], self.user_name())
+        await self._slot.start_file(path, None if length is None else int(length))
 
     async def data_received(self, chunk: bytes) -> None:
-        if self._upload is None:
+        if self._slot is None:
             return
         self._received += len(chunk)
-        if self._received > self._limit:
-            self._upload.close()
-            self._upload = None
-            raise web.HTTPError(413, f"the upload is larger than the limit of {self._limit:,} bytes")
-        await self._upload.send(chunk)
+        try:
+            if self._received > self._limit:
+                raise web.HTTPError(413, f"the upload is larger than the limit of {self._limit:,} bytes")
+            await self._slot.send(chunk)
+        except (web.HTTPError, ApiError) as exc:
+            # Answered once the body is in (an error raised here would only drop the connection).
+            self._failed = exc
+            self._close_slot()
 
     @web.authenticated
     @authorized
     async def put(self, sandbox_id: str) -> None:
-        upload, self._upload = self._upload, None
-        answer = await upload.finish()
-        self.reply({"path": str(answer.get("path", "")), "size": answer["size"]})
+        if self._failed is not None:
+            raise self._failed
+        assert self._slot is not None
+        self.reply(await self._slot.finish_file())
+
+    def _close_slot(self) -> None:
+        if self._slot is not None:
+            self._slot.close()
+            self._slot = None
 
     def on_connection_close(self) -> None:
-        if getattr(self, "_upload", None) is not None:
-            self._upload.close()
-            self._upload = None
+        self._close_slot()
+
+    def on_finish(self) -> None:
+        self._close_slot()
 
     @web.authenticated
     @authorized
@@ -203,72 +247,148 @@ class FileContentHandler(SandboxAPIHandler):
         archive = self.query("format")
         if archive not in (None, "tar", "zip"):
             raise web.HTTPError(400, "format must be tar or zip")
-        connection, response = await self.service.open_download(sandbox_id, path, archive)
-        try:
-            kind = response.getheader("Content-Type") or "application/octet-stream"
+
+        def head(response: Any) -> None:
+            kind = response.header("Content-Type") or "application/octet-stream"
             self.set_header("Content-Type", kind if kind in ("application/x-tar", "application/zip") else
                             "application/octet-stream")
             name = (path.rstrip("/").rsplit("/", 1)[-1] or "download") + (f".{archive or 'tar'}" if "x-tar" in kind or "zip" in kind else "")
             self.set_header("Content-Disposition", f"attachment; filename*=UTF-8''{url_quote(name)}")
-            length = response.getheader("Content-Length")
+            length = response.header("Content-Length")
             if length and length.isdigit():
                 self.set_header("Content-Length", length)
-            while True:
-                chunk = await self.service.read_chunk(response)
-                if not chunk:
-                    break
-                self.write(chunk)
-                await self.flush()  # backpressure: read the next chunk once this one is sent
-        finally:
-            connection.close()
+
+        async def chunk(data: bytes) -> None:
+            self.write(data)
+            await self.flush()  # backpressure: read the next chunk once this one is sent
+
+        await self.service.download(sandbox_id, path, archive, head, chunk)
         self.finish()
 
 
 @web.stream_request_body
 class MultipartUploadHandler(SandboxAPIHandler):
-    """POST several files at once as multipart/form-data (held in memory, so capped lower)."""
+    """POST several files at once as multipart/form-data, parsed as it arrives: each file goes on to
+    the sandbox while it is received, so the server holds a chunk of it, never the whole. Files
+    that come before the `path` field (the folder) are written to staging names in the sandbox and
+    moved into the folder at the end."""
+
+    _streams_body = True
+    _slot: UploadSlot | None = None
+    _failed: Exception | None = None
 
     async def prepare(self) -> None:
         await super().prepare()
+        if not self.current_user:
+            raise web.HTTPError(403)
+        if not self.authorizer.is_authorized(self, self.current_user, "write", AUTH_RESOURCE):
+            raise web.HTTPError(403)
         self._limit = parse_size(self.service.max_multipart_size, "max_multipart_size")
-        self._chunks: list[bytes] = []
         self._received = 0
         length = self.request.headers.get("Content-Length")
         if length is not None and (not length.isdigit() or int(length) > self._limit):
             raise web.HTTPError(413, f"a multipart upload may be at most {self._limit:,} bytes; "
                                      "use PUT .../files/content for large files")
         self.request.connection.set_max_body_size(self._limit + 1)
+        try:
+            boundary = boundary_of(self.request.headers.get("Content-Type", ""))
+        except MultipartError as exc:
+            raise web.HTTPError(400, str(exc)) from None
+        self._operation = self.operation()
+        self._folder: str | None = None  # None until the path field came (or the body ended)
+        self._field = b""
+        self._staging = f".jupyter-sandbox-upload-{secrets.token_hex(6)}"
+        self._staged: list[tuple[str, str]] = []
+        self._results: list[dict[str, Any]] = []
+        window = parse_size(self.service.upload_window, "upload_window")
+        self._parser = MultipartParser(boundary, window, self._part, self._data, self._end)
+        self._slot = await self.service.open_upload(self.path_kwargs["sandbox_id"], self.user_name())
 
-    def data_received(self, chunk: bytes) -> None:
+    async def _part(self, part: Part) -> None:
+        if self._operation is not None and not part.filename:
+            try:
+                validation.check_form_field(self._operation, part.name)
+            except validation.RequestError as exc:
+                raise web.HTTPError(400, exc.message) from None
+        if part.filename:
+            name = check_path(part.filename, "file name")
+            assert self._slot is not None
+            if self._folder is None:
+                staged = f"{self._staging}/{len(self._staged)}"
+                self._staged.append((staged, name))
+                await self._slot.start_file(staged, None)
+            else:
+                await self._slot.start_file(f"{self._folder.rstrip('/')}/{name}" if self._folder else name, None)
+        else:
+            self._field = b""
+
+    async def _data(self, part: Part, data: bytes) -> None:
+        if part.filename:
+            assert self._slot is not None
+            await self._slot.send(data)
+            return
+        self._field += data
+        if len(self._field) > MAX_FIELD:
+            raise web.HTTPError(400, f"the form field {part.name!r} is longer than {MAX_FIELD:,} bytes")
+
+    async def _end(self, part: Part) -> None:
+        if part.filename:
+            assert self._slot is not None
+            answer = await self._slot.finish_file()
+            if not (self._staged and answer["path"].endswith("/" + self._staged[-1][0])):
+                self._results.append(answer)
+        elif part.name == "path":
+            if self._folder is not None:
+                raise web.HTTPError(400, "the path field may be given once")
+            try:
+                self._folder = check_path(self._field.decode("utf-8") or None, required=False)
+            except UnicodeDecodeError:
+                raise web.HTTPError(400, "path is not valid UTF-8") from None
+
+    async def data_received(self, chunk: bytes) -> None:
+        if self._failed is not None:
+            return  # the rest of a refused body is read and dropped; the error is the answer
         self._received += len(chunk)
-        if self._received > self._limit:
-            raise web.HTTPError(413, f"a multipart upload may be at most {self._limit:,} bytes")
-        self._chunks.append(chunk)
+        try:
+            if self._received > self._limit:
+                raise web.HTTPError(413, f"a multipart upload may be at most {self._limit:,} bytes")
+            try:
+                await self._parser.feed(chunk)
+            except MultipartError as exc:
+                raise web.HTTPError(400, f"the multipart body cannot be read: {exc}") from None
+        except (web.HTTPError, ApiError) as exc:
+            # Answered once the body is in (an error raised here would only drop the connection).
+            self._failed = exc
+            self._close_slot()
 
     @web.authenticated
     @authorized
     async def post(self, sandbox_id: str) -> None:
-        arguments: dict[str, list[bytes]] = {}
-        files: dict[str, list[Any]] = {}
+        if self._failed is not None:
+            raise self._failed
         try:
-            httputil.parse_body_arguments(self.request.headers.get("Content-Type", ""), b"".join(self._chunks),
-                                          arguments, files, self.request.headers)
-        except httputil.HTTPInputError as exc:
+            self._parser.finish()
+        except MultipartError as exc:
             raise web.HTTPError(400, f"the multipart body cannot be read: {exc}") from None
-        raw_folder = (arguments.get("path") or [b""])[0]
-        try:
-            folder = check_path(raw_folder.decode("utf-8") or None, required=False)
-        except UnicodeDecodeError:
-            raise web.HTTPError(400, "path is not valid UTF-8") from None
-        uploads = []
-        for field_files in files.values():
-            for item in field_files:
-                name = check_path(item.filename, "file name")
-                uploads.append((f"{folder.rstrip('/')}/{name}" if folder else name, item.body))
-        if not uploads:
+        if self._staged:
+            assert self._slot is not None
+            folder = (self._folder or "").rstrip("/")
+            self._results += await self._slot.move_into_place(
+                [(staged, f"{folder}/{name}" if folder else name) for staged, name in self._staged], self._staging)
+        if not self._results:
             raise web.HTTPError(400, "no files in the multipart body")
-        results = await self.service.upload_files(sandbox_id, uploads)
-        self.reply({"files": [{"path": str(r.get("path", "")), "size": r.get("size")} for r in results]}, status=201)
+        self.reply({"files": self._results}, status=201)
+
+    def _close_slot(self) -> None:
+        if self._slot is not None:
+            self._slot.close()
+            self._slot = None
+
+    def on_connection_close(self) -> None:
+        self._close_slot()
+
+    def on_finish(self) -> None:
+        self._close_slot()
 
 
 class FileOperationHandler(SandboxAPIHandler):
@@ -402,34 +522,13 @@ class LogsHandler(SandboxAPIHandler):
                         "stderr": str(answer.get("stderr", ""))})
             return
         # Followed logs: newline-delimited JSON, relayed line by line as the agent sends it.
-        client = await self.service.agent(sandbox_id)
         self.set_header("Content-Type", "application/x-ndjson")
 
-        def open_() -> Any:
-            import http.client
+        async def line(chunk: dict[str, Any]) -> None:
+            self.write(json.dumps(chunk) + "\n")
+            await self.flush()
 
-            connection = http.client.HTTPConnection(client.host, client.port, timeout=3600)
-            connection.request("GET", path + "?follow=1", headers={"Authorization": f"token {client.token}"})
-            return connection, connection.getresponse()
-
-        connection, response = await self.service.blocking(open_)
-        try:
-            if response.status >= 400:
-                raise ApiError(response.status if response.status < 500 else 502, "the command is not there")
-            while True:
-                line = await self.service.blocking(lambda: response.readline(1024 * 1024 + 1))
-                if not line:
-                    break
-                try:
-                    chunk = json.loads(line)
-                except ValueError:
-                    raise ApiError(502, "the sandbox's agent sent malformed logs") from None
-                if not isinstance(chunk, dict):
-                    raise ApiError(502, "the sandbox's agent sent malformed logs")
-                self.write(json.dumps(chunk) + "\n")
-                await self.flush()
-        finally:
-            connection.close()
+        await self.service.follow_logs(sandbox_id, path, line)
         self.finish()
 
 
@@ -490,6 +589,13 @@ class PtyHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHandler):
     @web.authenticated
     @authorized
     async def get(self, sandbox_id: str) -> None:
+        operation = validation.operation_for(
+            validation.route_of(self.request.path, self.base_url, self.path_kwargs), "GET")
+        if operation is not None:
+            try:
+                validation.check_query(operation, set(self.request.query_arguments))
+            except validation.RequestError as exc:
+                raise web.HTTPError(400, exc.message) from None
         cols, rows = self.get_query_argument("cols", "80"), self.get_query_argument("rows", "24")
         if not (cols.isdigit() and rows.isdigit() and 0 < int(cols) <= 1000 and 0 < int(rows) <= 1000):
             raise web.HTTPError(400, "cols and rows must be whole numbers from 1 to 1000")

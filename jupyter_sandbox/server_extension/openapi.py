@@ -28,7 +28,8 @@ def _op(summary: str, params: list[dict] | None = None, body: dict | None = None
         "parameters": params or [],
         "responses": {ok: {"description": "done", **({"content": {content: {"schema": OBJECT if content ==
                                                                    "application/json" else {"type": "string", "format": "binary"}}}} if ok != "204" else {})},
-                      "400": ERROR, "403": ERROR, "404": ERROR, "409": ERROR, "502": ERROR},
+                      "400": ERROR, "403": ERROR, "404": ERROR, "409": ERROR, "429": ERROR, "502": ERROR,
+                      "503": ERROR, "504": ERROR},
     }
     if body is not None:
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
@@ -79,7 +80,8 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": {"required": True, "content": {"application/octet-stream": {
                         "schema": {"type": "string", "format": "binary"}}}}},
         },
-        f"{box}/files/upload": {"post": {**_op("upload several files (multipart)", [SANDBOX_ID], ok="201"),
+        f"{box}/files/upload": {"post": {**_op("upload several files (multipart, streamed; the path field, the folder, "
+                                               "comes before the files)", [SANDBOX_ID], ok="201"),
                                           "requestBody": {"required": True, "content": {"multipart/form-data": {
                                               "schema": _obj(path=STRING, file={"type": "string", "format": "binary"})}}}}},
         f"{box}/files/folder": {"post": _op("create a folder", [SANDBOX_ID], _obj(["path"], path=STRING, mode=STRING), ok="201")},
@@ -97,7 +99,9 @@ def openapi_document() -> dict[str, Any]:
                                             _obj(["command"], command=STRING, cwd=STRING, timeout={"type": "number"},
                                                  env={"type": "object", "additionalProperties": STRING}))},
         f"{box}/sessions": {"get": _op("background sessions", [SANDBOX_ID]),
-                            "post": _op("create a session", [SANDBOX_ID], _obj(id=STRING, cwd=STRING), ok="201")},
+                            "post": _op("create a session", [SANDBOX_ID], _obj(id=STRING, cwd=STRING,
+                                                                          env={"type": "object", "additionalProperties": STRING}),
+                                        ok="201")},
         f"{box}/sessions/{{session_id}}": {"get": _op("a session and its commands", [SANDBOX_ID, SESSION_ID]),
                                            "delete": _op("delete a session, killing its commands", [SANDBOX_ID, SESSION_ID], ok="204")},
         f"{box}/sessions/{{session_id}}/commands": {"post": _op("run a command in a session", [SANDBOX_ID, SESSION_ID],
