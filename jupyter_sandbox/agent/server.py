@@ -16,6 +16,7 @@ from tornado.locks import Condition
 
 from . import files, usage
 from .git import Git, GitError
+from .git_relay import RelayHandler, Relays
 from .kernel_runner import KernelRunner
 from .processes import run_command
 from .pty import PtyHandler
@@ -581,6 +582,7 @@ class GitHandler(AgentHandler):
 def make_app(token: str, runner: KernelRunner, events: EventLog) -> web.Application:
     args = {"token": token, "runner": runner, "events": events, "started": time.time()}
     session_args = {**args, "sessions": Sessions()}
+    relays = Relays()
     return web.Application([
         (r"/health", HealthHandler, args),
         (r"/kernel/(\w+)", KernelActionHandler, args),
@@ -598,7 +600,8 @@ def make_app(token: str, runner: KernelRunner, events: EventLog) -> web.Applicat
         (r"/sessions/([A-Za-z0-9_-]+)/commands/([0-9a-f]+)", CommandHandler, session_args),
         (r"/sessions/([A-Za-z0-9_-]+)/commands/([0-9a-f]+)/logs", LogsHandler, session_args),
         (r"/sessions/([A-Za-z0-9_-]+)/commands/([0-9a-f]+)/(input|kill)", CommandHandler, session_args),
-        (r"/git/(\w+)", GitHandler, {**args, "git": Git(run_command)}),
+        (r"/git/relay/([0-9a-f]+)", RelayHandler, {"token": token, "relays": relays}),
+        (r"/git/(\w+)", GitHandler, {**args, "git": Git(run_command, relays)}),
         (r"/pty", PtyHandler, {"token": token}),
         (r"/tunnel/(\d{1,5})", TunnelHandler, {"token": token}),
     ])
