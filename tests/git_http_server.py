@@ -9,6 +9,8 @@ tls=(certfile, keyfile)).start()`, which serves on 127.0.0.1 and records every r
 from __future__ import annotations
 
 import base64
+import datetime
+import ipaddress
 import os
 import ssl
 import subprocess
@@ -16,6 +18,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 
 class GitHandler(BaseHTTPRequestHandler):
@@ -74,6 +77,9 @@ class GitHandler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         for key, value in git.extra_headers:
             self.send_header(key, value)
+        if git.echo:
+            # A careless server that shows the client what it sent.
+            content = f"you sent: {self.headers.get('Authorization')}\n".encode() + content
         self.send_header("Content-Length", str(len(content)))
         self.end_headers()
         self.wfile.write(content)
@@ -98,6 +104,7 @@ class GitServer:
             self.accepted.add(f"Bearer {bearer}")
         self.seen: list[dict] = []
         self.delay = 0.0  # seconds before each answer: a slow remote
+        self.echo = False  # put the request's Authorization into each answer
         self.extra_headers = list(extra_headers)
         self.httpd = ThreadingHTTPServer((host, port), GitHandler)
         self.httpd.daemon_threads = True
@@ -115,6 +122,53 @@ class GitServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+# -- certificates for a test CA (cryptography is a dependency of the project) ------------------
+
+def make_ca(name: str) -> tuple[object, object]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    return cert, key
+
+
+def make_server_cert(ca: tuple[object, object], folder: Path, name: str, address: str = "127.0.0.1") -> tuple[str, str]:
+    """A certificate for `address` signed by `ca`: (certfile, keyfile)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_cert, ca_key = ca
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    certfile, keyfile = folder / f"{name}.pem", folder / f"{name}.key"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return str(certfile), str(keyfile)
 
 
 if __name__ == "__main__":

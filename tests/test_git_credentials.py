@@ -13,9 +13,7 @@ for every form of the secrets; the operations must still have succeeded.
 from __future__ import annotations
 
 import base64
-import datetime
 import io
-import ipaddress
 import json
 import ssl
 import subprocess
@@ -28,8 +26,8 @@ from typing import Iterator
 
 import pytest
 
-from conftest import ROOT, Server, start_jupyter_server, wait_until
-from git_http_server import GitServer
+from conftest import Server, start_jupyter_server, wait_until
+from git_http_server import GitServer, make_ca, make_server_cert
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.manager import SandboxManager
 
@@ -39,51 +37,6 @@ TOKEN = "tok-0a1b2c3d4e5f60718293a4b5c6d7"
 BASIC = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 SECRETS = [PASSWORD, TOKEN, BASIC, BASIC[:20], PASSWORD[3:20], TOKEN[4:22]]
 EVIL_PORT = 47_123
-
-
-def make_ca(name: str) -> tuple[object, object]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
-    return cert, key
-
-
-def make_server_cert(ca: tuple[object, object], folder: Path, name: str) -> tuple[str, str]:
-    """A certificate for 127.0.0.1 signed by `ca`: (certfile, keyfile)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    ca_cert, ca_key = ca
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    certfile, keyfile = folder / f"{name}.pem", folder / f"{name}.key"
-    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    return str(certfile), str(keyfile)
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
@@ -309,6 +262,16 @@ def test_credentials_go_only_where_the_call_named(api_server: Server, sandbox: s
         assert untrusted.seen == []
     finally:
         untrusted.stop()
+    # A remote that echoes the credential in its answers: the answer is cut off before the sandbox
+    # gets it, and the caller is told why.
+    server.echo = True
+    try:
+        status, answer = clone({"url": url, "path": "x5", "token": TOKEN})
+    finally:
+        server.echo = False
+    assert status == 502 and "sent the credential back" in answer["message"], answer
+    assert_no_secret(everything_the_sandbox_sees(api_server, sandbox), "home or /tmp")
+    before = len(server.seen)
     # The real remote saw no credential from any of these calls but the wrong one.
     assert all(r["authorization"] in (None, "Basic " + base64.b64encode(f"{USER}:wrong-pass-7777".encode()).decode())
                for r in server.seen[before:]), server.seen[before:]

@@ -149,6 +149,14 @@ class Credential:
             return {self.redact(k): self.redact(v) for k, v in value.items()}
         return value
 
+    @property
+    def longest(self) -> int:
+        return max(len(hidden) for hidden in self._hidden)
+
+    def found_in(self, data: bytes) -> bool:
+        """Whether any form of the secret is in `data` (bytes on their way to the sandbox)."""
+        return any(hidden.encode() in data for hidden in self._hidden)
+
     def __repr__(self) -> str:
         return f"<Credential {self.scheme} ***>"
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import http.client
 import re
 import secrets
+import select
 import socket
 import ssl
 import threading
@@ -104,6 +105,10 @@ class ProxySession:
         self.requests = 0
         self._lock = threading.Lock()
         self._closed = False
+        self._upstreams: set[http.client.HTTPConnection] = set()
+        # To recognise the secret in what goes back to the sandbox, kept apart from the credential
+        # itself so that it outlives close() only as long as a worker thread still relays.
+        self._echo_check = credential
 
     @property
     def alias_url(self) -> str:
@@ -114,14 +119,30 @@ class ProxySession:
         return self.certificates.ca_pem.decode() if self.certificates else None
 
     def close(self) -> None:
-        """The call is over: the credential is dropped and no further request gets it."""
+        """The call is over: the credential is dropped, no further request gets it, and the host's
+        connections to the remote end now rather than at their read timeout."""
         self._closed = True
         self._credential = None
+        with self._lock:
+            upstreams = list(self._upstreams)
+        for connection in upstreams:
+            sock = connection.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def problem(self) -> tuple[int, str] | None:
-        """The first thing that went wrong on the host's side, to explain a failed git call."""
+        """What went wrong on the host's side, to explain a failed git call: the remote's failures
+        first (they are what stops git), then refusals. Connections that sandbox code made to the
+        proxy are refused too, so every distinct reason is named (at most three)."""
         with self._lock:
-            return self.problems[0] if self.problems else None
+            problems = sorted(self.problems, key=lambda p: p[0] not in (502, 413))
+        if not problems:
+            return None
+        reasons = list(dict.fromkeys(reason for _, reason in problems))[:3]
+        return problems[0][0], "; ".join(reasons)
 
     def _note(self, status: int, problem: str) -> None:
         with self._lock:
@@ -233,6 +254,8 @@ class ProxySession:
                 pass
         finally:
             if upstream is not None:
+                with self._lock:
+                    self._upstreams.discard(upstream)
                 upstream.close()
 
     def _connect(self) -> http.client.HTTPConnection:
@@ -250,6 +273,8 @@ class ProxySession:
         except (OSError, ssl.SSLError) as exc:
             raise Refused(502, f"could not reach the git remote {remote.authority}: {exc}") from None
         connection.sock.settimeout(self.proxy.read_timeout)
+        with self._lock:
+            self._upstreams.add(connection)
         return connection
 
     def _forward(self, stream: "Stream", method: str, path: str, headers: list[tuple[str, str]],
@@ -279,6 +304,12 @@ class ProxySession:
         credential = self._credential
         if credential is None:
             raise Refused(410, "the git call is over")
+        if upstream is not None and not still_open(upstream):
+            # The remote closed the kept-alive connection while it was idle: a new one.
+            with self._lock:
+                self._upstreams.discard(upstream)
+            upstream.close()
+            upstream = None
         if upstream is None:
             upstream = self._connect()
         try:
@@ -319,8 +350,16 @@ class ProxySession:
             raise Refused(502, f"the git remote {self.remote.authority} failed: {exc}") from None
         self.requests += 1
         self.log.debug("git credential proxy: %s %s -> %s", method, path.partition("?")[0], response.status)
-        keep = self._answer(stream, method, response) and "close" not in connection_tokens
-        if response.will_close:
+        try:
+            keep = self._answer(stream, method, response) and "close" not in connection_tokens
+        except Refused:
+            with self._lock:
+                self._upstreams.discard(upstream)
+            upstream.close()
+            raise
+        if response.will_close or not keep:
+            with self._lock:
+                self._upstreams.discard(upstream)
             upstream.close()
             return None, keep
         return upstream, keep
@@ -331,6 +370,10 @@ class ProxySession:
         for name, value in response.getheaders():
             if name.lower() in RESPONSE_HEADERS and re.fullmatch(r"[\x20-\x7e\t]*", value):
                 lines.append(f"{name}: {value}")
+        echo = self._echo_check
+        if echo.found_in("\r\n".join(lines).encode("latin-1")):
+            raise Refused(502, f"the git remote {self.remote.authority} sent the credential back; its answer was "
+                               "not passed on")
         bodiless = method == "HEAD" or response.status in (204, 304) or response.status < 200
         announced = response.getheader("Content-Length")
         fixed = not response.chunked and announced is not None and announced.isdigit() and len(announced) < 19
@@ -339,12 +382,18 @@ class ProxySession:
         stream.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         if bodiless:
             return True
+        tail = b""  # the end of the previous piece: a secret split across two pieces is found too
         try:
             while True:
                 data = response.read(CHUNK)
                 if not data:
                     break
                 self._count(received=len(data))
+                if echo.found_in(tail + data):
+                    self._note(502, f"the git remote {self.remote.authority} sent the credential back; "
+                                    "the answer was cut off")
+                    return False
+                tail = data[-echo.longest:]
                 stream.send(data if fixed else b"%x\r\n%s\r\n" % (len(data), data))
         except (OSError, http.client.HTTPException) as exc:
             self._note(502, f"the answer of the git remote {self.remote.authority} broke off: {exc}")
@@ -355,6 +404,19 @@ class ProxySession:
         if not fixed:
             stream.send(b"0\r\n\r\n")
         return True
+
+
+def still_open(connection: http.client.HTTPConnection) -> bool:
+    """Whether an idle connection to the remote can take another request (nothing to read on it:
+    a readable idle connection is one the remote closed)."""
+    sock = connection.sock
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
 
 
 def refusal(refused: Refused) -> bytes:
@@ -606,10 +668,11 @@ def run_call(proxy: GitCredentialProxy, client: Any, operation: str, request: di
         url = remote.url if operation == "clone" else session.alias_url
         return client.request("POST", f"/git/{operation}",
                               {**request, "relay": {"id": call_id, "ca": session.ca_pem, "url": url}}, timeout=timeout)
-    except AgentError:
+    except AgentError as exc:
         problem = session.problem()
         if problem:
-            raise GitProxyError(*problem) from None
+            said = str(exc).split(": ", 1)[-1]
+            raise GitProxyError(problem[0], f"{credential.redact(said)} (the host's credential proxy: {problem[1]})") from None
         raise
     finally:
         session.close()
