@@ -45,7 +45,8 @@ class GitHandler(BaseHTTPRequestHandler):
             time.sleep(git.delay)
         authorized = self.headers.get("Authorization") in git.accepted
         git.seen.append({"method": self.command, "path": self.path, "authorized": authorized,
-                         "authorization": self.headers.get("Authorization")})
+                         "authorization": self.headers.get("Authorization"), "size": len(body),
+                         "chunked": self.headers.get("Transfer-Encoding", "").lower() == "chunked"})
         if not authorized:
             self.send_response(401)
             self.send_header("WWW-Authenticate", 'Basic realm="git"')

@@ -318,3 +318,24 @@ def redirecting_server(pki: dict[str, str], location: str) -> ThreadingHTTPServe
     httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     return httpd
+
+
+def test_a_large_push_and_clone_pass_whole(api_server: Server, sandbox: str, remote: tuple[GitServer, str, Path]) -> None:
+    # Over git's post buffer (1 MiB), git sends its pack chunked: the proxy carries chunked bodies too.
+    server, url, root = remote
+    status, body = api_server.request("POST", box(sandbox, "/git/clone"),
+                                      {"url": url, "path": "big", "token": TOKEN})
+    assert status == 200, body
+    run(api_server, sandbox, "cd big && head -c 3000000 /dev/urandom > blob.bin && git add blob.bin && "
+                             "git -c user.name=A -c user.email=a@example.org commit -qm big")
+    expected = run(api_server, sandbox, "sha256sum big/blob.bin")["stdout"].split()[0]
+    status, body = api_server.request("POST", box(sandbox, "/git/push"), {"path": "big", "token": TOKEN})
+    assert status == 200, body
+    assert any(r["path"] == "/repo.git/git-receive-pack" and r["chunked"] and r["size"] > 3_000_000
+               for r in server.seen), [r for r in server.seen if r["method"] == "POST"]
+    status, body = api_server.request("POST", box(sandbox, "/git/clone"),
+                                      {"url": url, "path": "big2", "username": USER, "password": PASSWORD})
+    assert status == 200, body
+    assert run(api_server, sandbox, "sha256sum big2/blob.bin")["stdout"].split()[0] == expected
+    assert expected in subprocess.run(["sh", "-c", f"git -C {root / 'repo.git'} show main:blob.bin | sha256sum"],
+                                      capture_output=True, text=True, check=True).stdout
