@@ -116,7 +116,7 @@ class GitServer:
             self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
 
-    def start(self) -> "GitServer":
+    def start(self) -> GitServer:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         return self
 

@@ -269,7 +269,7 @@ def hook(name):
             break
     loot(f"hook-{name}.bin", blob)
     keys = {v for k, v in os.environ.items() if k.startswith("GIT_CONFIG_KEY_")}
-    aliases = [m.group(1) for k in keys for m in [re.match(r"url\.(.+)\.insteadof$", k, re.I)] if m]
+    aliases = [m.group(1) for k in keys for m in [re.match(r"url\.(.+)\.insteadof$", k, re.IGNORECASE)] if m]
     for found in proxy_ports(blob, -1):
         authority = aliases[0].split("/")[2] if aliases else "unknown"
         if ":" not in authority:

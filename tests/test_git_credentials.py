@@ -20,14 +20,14 @@ import subprocess
 import tarfile
 import threading
 import urllib.parse
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from conftest import Server, start_jupyter_server, wait_until
 from git_http_server import GitServer, make_ca, make_server_cert
+
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.manager import SandboxManager
 

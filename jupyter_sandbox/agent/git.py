@@ -12,7 +12,8 @@ import contextlib
 import os
 import re
 import tempfile
-from typing import Any, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, Callable
 
 from .files import resolve
 from .git_relay import CALL_ID, Relays
@@ -201,8 +202,7 @@ class Git:
             files.append({"path": name, "index": index, "worktree": worktree,
                           "staged": index not in (" ", "?"), "untracked": index == "?"})
             skip = index in ("R", "C")
-        if branch.startswith("No commits yet on "):
-            branch = branch[len("No commits yet on "):]
+        branch = branch.removeprefix("No commits yet on ")
         return {"branch": branch, "ahead": ahead, "behind": behind, "files": files}
 
     async def branches(self, path: Any) -> dict:
@@ -265,7 +265,7 @@ class Git:
                 return {"output": result["stdout"]}
             # To the URL of this call, not to the remote named in the repository's config (which
             # sandbox code may have pointed anywhere); the remote-tracking branch follows.
-            branch, upstream, remote = await self._tracking(repo)
+            _, upstream, remote = await self._tracking(repo)
             result = await self.git(["push", "--porcelain", "--", url, f"HEAD:refs/heads/{upstream}"], repo,
                                     settings=settings)
         await self.git(["update-ref", f"refs/remotes/{remote}/{upstream}", "HEAD"], repo, check=False)
@@ -277,7 +277,7 @@ class Git:
             if url is None:
                 result = await self.git(["pull", "--ff-only"], repo)
                 return {"output": result["stdout"]}
-            branch, upstream, remote = await self._tracking(repo)
+            _, upstream, remote = await self._tracking(repo)
             tracking = f"refs/remotes/{remote}/{upstream}"
             await self.git(["fetch", "--no-write-fetch-head", "--", url, f"+refs/heads/{upstream}:{tracking}"], repo,
                            settings=settings)

@@ -47,7 +47,7 @@ class Remote:
     path: str  # without a trailing slash
 
     @classmethod
-    def parse(cls, url: Any) -> "Remote":
+    def parse(cls, url: Any) -> Remote:
         if not isinstance(url, str) or not url or len(url) > 2048:
             raise CredentialError("url must be the repository's https:// (or http://) address")
         if any(ord(ch) <= 32 or ord(ch) == 127 for ch in url):
@@ -107,7 +107,7 @@ class Credential:
         self._hidden = [h for h in hidden if h]
 
     @classmethod
-    def from_body(cls, body: dict[str, Any]) -> "Credential | None":
+    def from_body(cls, body: dict[str, Any]) -> Credential | None:
         """Basic for username + password, Bearer for token; None when the call has no credentials."""
         username, password, token = body.get("username"), body.get("password"), body.get("token")
         for key, value in (("username", username), ("password", password), ("token", token)):
@@ -278,7 +278,7 @@ def remember(sandbox_id: str, path: str, url: str) -> None:
     write_state(_remotes_file(sandbox_id), json.dumps(known).encode())
 
 
-def recall(sandbox_id: str, path: str) -> "Remote | None":
+def recall(sandbox_id: str, path: str) -> Remote | None:
     url = _read_remotes(sandbox_id).get(repo_key(path))
     try:
         return Remote.parse(url) if url else None

@@ -81,7 +81,7 @@ class GitCredentialProxy(LoggingConfigurable):
         context.set_alpn_protocols(["http/1.1"])
         return context
 
-    def session(self, remote: Remote, credential: Credential, operation: str) -> "ProxySession":
+    def session(self, remote: Remote, credential: Credential, operation: str) -> ProxySession:
         return ProxySession(self, remote, credential, SERVICES[operation])
 
 
@@ -106,8 +106,8 @@ class ProxySession:
         self._lock = threading.Lock()
         self._closed = False
         self._upstreams: set[http.client.HTTPConnection] = set()
-        # To recognise the secret in what goes back to the sandbox, kept apart from the credential
-        # itself so that it outlives close() only as long as a worker thread still relays.
+        # Only to recognise the secret in answers on their way to the sandbox; requests take the
+        # credential from _credential, which close() drops.
         self._echo_check = credential
 
     @property
@@ -144,10 +144,22 @@ class ProxySession:
         reasons = list(dict.fromkeys(reason for _, reason in problems))[:3]
         return problems[0][0], "; ".join(reasons)
 
-    def _note(self, status: int, problem: str) -> None:
+    def _note(self, status: int, problem: str) -> bool:
+        """Keep a problem for the caller's error message; False once enough are kept (sandbox code
+        can make the proxy refuse as often as it likes: neither the list nor the log grows for it)."""
         with self._lock:
-            if len(self.problems) < MAX_PROBLEMS:
-                self.problems.append((status, problem))
+            if len(self.problems) >= MAX_PROBLEMS:
+                return False
+            self.problems.append((status, problem))
+            return True
+
+    def _refused(self, stream: Stream, refused: Refused) -> None:
+        if self._note(refused.status, refused.problem):
+            self.log.info("git credential proxy for %s refused a request: %s", self.remote.url, refused.problem)
+        try:
+            stream.send(refusal(refused))
+        except OSError:
+            pass
 
     def _count(self, sent: int = 0, received: int = 0) -> None:
         with self._lock:
@@ -180,16 +192,11 @@ class ProxySession:
                 tls = self.certificates.server_context.wrap_socket(sock, server_side=True)
             except (ssl.SSLError, OSError) as exc:
                 # git refused the call's certificate (or something else connected): nothing was sent.
-                self.log.info("git credential proxy: TLS from the sandbox failed: %s", exc)
+                self.log.debug("git credential proxy: TLS from the sandbox failed: %s", exc)
                 return
             self._requests(Stream(tls), origin_form=True)
         except Refused as refused:
-            self._note(refused.status, refused.problem)
-            self.log.info("git credential proxy for %s refused a request: %s", self.remote.url, refused.problem)
-            try:
-                stream.send(refusal(refused))
-            except OSError:
-                pass
+            self._refused(stream, refused)
         except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
             self.log.debug("git credential proxy: a relayed connection ended: %s", exc)
         finally:
@@ -226,7 +233,7 @@ class ProxySession:
         raise Refused(403, f"{method} {route[:200]} is not a git request of this call for {self.remote.url} "
                            f"(only {', '.join(self.services)} on that repository)")
 
-    def _requests(self, stream: "Stream", origin_form: bool, first: tuple | None = None) -> None:
+    def _requests(self, stream: Stream, origin_form: bool, first: tuple | None = None) -> None:
         upstream: http.client.HTTPConnection | None = None
         try:
             while True:
@@ -246,12 +253,7 @@ class ProxySession:
                 if not keep or version == "0":
                     return
         except Refused as refused:
-            self._note(refused.status, refused.problem)
-            self.log.info("git credential proxy for %s refused a request: %s", self.remote.url, refused.problem)
-            try:
-                stream.send(refusal(refused))
-            except OSError:
-                pass
+            self._refused(stream, refused)
         finally:
             if upstream is not None:
                 with self._lock:
@@ -277,7 +279,7 @@ class ProxySession:
             self._upstreams.add(connection)
         return connection
 
-    def _forward(self, stream: "Stream", method: str, path: str, headers: list[tuple[str, str]],
+    def _forward(self, stream: Stream, method: str, path: str, headers: list[tuple[str, str]],
                  upstream: http.client.HTTPConnection | None) -> tuple[http.client.HTTPConnection | None, bool]:
         """One request to the remote, its answer back to git; (the connection to reuse, keep-alive?)."""
         fields: dict[str, list[str]] = {}
@@ -320,7 +322,6 @@ class ProxySession:
                     for value in values:
                         upstream.putheader(name, value)
             upstream.putheader("Authorization", credential.header)
-            del credential
             if chunked:
                 upstream.putheader("Transfer-Encoding", "chunked")
             elif method == "POST" or length:
@@ -364,7 +365,7 @@ class ProxySession:
             return None, keep
         return upstream, keep
 
-    def _answer(self, stream: "Stream", method: str, response: http.client.HTTPResponse) -> bool:
+    def _answer(self, stream: Stream, method: str, response: http.client.HTTPResponse) -> bool:
         reason = re.sub(r"[^\x20-\x7e]", "", response.reason or "")[:100] or "-"
         lines = [f"HTTP/1.1 {response.status} {reason}"]
         for name, value in response.getheaders():
@@ -628,7 +629,8 @@ class AgentRelay:
             head, _, early = buffer.partition(b"\r\n\r\n")
             status = head.split(b"\r\n", 1)[0].split(b" ")
             if len(status) < 2 or status[1] != b"101":
-                return False if status[1:2] in ([b"410"], [b"404"]) else None
+                # 410: the call is over. 404 (the call never registered in time) and the rest: ask again.
+                return False if status[1:2] == [b"410"] else None
             keep = True
             return sock, early
         except OSError:
