@@ -339,3 +339,27 @@ def test_a_large_push_and_clone_pass_whole(api_server: Server, sandbox: str, rem
     assert run(api_server, sandbox, "sha256sum big2/blob.bin")["stdout"].split()[0] == expected
     assert expected in subprocess.run(["sh", "-c", f"git -C {root / 'repo.git'} show main:blob.bin | sha256sum"],
                                       capture_output=True, text=True, check=True).stdout
+
+
+def test_the_hosts_connection_to_the_remote_is_bounded(sandbox: str, pki: dict[str, str], tmp_path: Path,
+                                                       remote: tuple[GitServer, str, Path]) -> None:
+    # Another server for the same sandbox, with small bounds: bytes moved per call, silence allowed.
+    server, url, _ = remote
+    strict, process = start_jupyter_server(tmp_path, [f"--GitCredentialProxy.ca_bundle={pki['ca']}",
+                                                      "--GitCredentialProxy.max_transfer=1m",
+                                                      "--GitCredentialProxy.read_timeout=5"])
+    try:
+        # The repository holds a 3 MB blob by now (the test above pushed it).
+        status, answer = strict.request("POST", box(sandbox, "/git/clone"), {"url": url, "path": "cut", "token": TOKEN})
+        assert status == 413 and "max_transfer" in answer["message"], answer
+        server.delay = 12
+        try:
+            status, answer = strict.request("POST", box(sandbox, "/git/clone"),
+                                            {"url": url, "path": "slow", "token": TOKEN})
+        finally:
+            server.delay = 0
+        assert status == 502 and "timed out" in answer["message"], answer
+        assert_no_secret(json.dumps(answer).encode(), "an error message")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
