@@ -333,21 +333,27 @@ def open_notebook(server: Server, path: str) -> dict[str, Any]:
 @contextlib.contextmanager
 def git_http_server(backend: DockerBackend, image: str, network_name: str, user: str, token: str) -> Iterator[str]:
     """A git HTTP server with basic auth in its own container, on a network of its own (which
-    sandboxes join with SandboxManager.network_name). Yields the repository's URL."""
+    sandboxes join with SandboxManager.network_name). Yields the repository's URL (by IP address)."""
     client = backend.client
     network = client.networks.create(network_name, driver="bridge", labels={"io.jupyter-sandbox.test": "1"})
-    container = client.containers.create(
-        image, ["sh", "-c", "git init -q --bare /home/sandbox/srv/repo.git && "
-                "git -C /home/sandbox/srv/repo.git config http.receivepack true && "
-                f"exec python3 /opt/test/git_http_server.py {user} {token} /home/sandbox/srv 8000"],
-        name=f"{network_name}-git", network=network_name, labels={"io.jupyter-sandbox.test": "1"})
-    container.put_archive("/", tar_bytes({"opt/test/git_http_server.py": (
-        (ROOT / "tests" / "git_http_server.py").read_bytes(), 0o444)}))
-    container.start()
+    container = None
     try:
-        yield f"http://{network_name}-git:8000/repo.git"
+        container = client.containers.create(
+            image, ["sh", "-c", "git init -q --bare /home/sandbox/srv/repo.git && "
+                    "git -C /home/sandbox/srv/repo.git config http.receivepack true && "
+                    f"exec python3 /opt/test/git_http_server.py {user} {token} /home/sandbox/srv 8000"],
+            name=f"{network_name}-git", network=network.id, labels={"io.jupyter-sandbox.test": "1"})
+        container.put_archive("/", tar_bytes({"opt/test/git_http_server.py": (
+            (ROOT / "tests" / "git_http_server.py").read_bytes(), 0o444)}))
+        container.start()
+        # By address: the host (whose credential proxy carries calls with credentials) cannot resolve
+        # container names, the sandbox reaches the address through its egress allow list.
+        container.reload()
+        address = container.attrs["NetworkSettings"]["Networks"][network_name]["IPAddress"]
+        yield f"http://{address}:8000/repo.git"
     finally:
-        container.remove(force=True)
+        if container is not None:
+            container.remove(force=True)
         network.remove()
 
 

@@ -1,20 +1,30 @@
-"""A git smart-HTTP server with basic auth, for tests; runs inside a container the tests start.
+"""A git smart-HTTP(S) server with HTTP Basic and bearer-token auth, for tests.
 
-Usage: python3 git_http_server.py USER PASSWORD PROJECT_ROOT PORT
-It logs every request line and the Authorization header it saw (masked) to stdout.
+In a container the tests start: python3 git_http_server.py USER PASSWORD PROJECT_ROOT PORT
+On the host, in the test's own process: `GitServer(root, basic=(user, password), bearer=token,
+tls=(certfile, keyfile)).start()`, which serves on 127.0.0.1 and records every request it saw
+(method, path, whether its Authorization was right) in `seen`.
 """
 
+from __future__ import annotations
+
 import base64
+import datetime
+import ipaddress
 import os
+import ssl
 import subprocess
 import sys
+import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-USER, PASSWORD, ROOT, PORT = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-EXPECTED = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+from pathlib import Path
 
 
 class GitHandler(BaseHTTPRequestHandler):
+    server_version = "test-git"
+    protocol_version = "HTTP/1.1"
+
     def _body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             data = b""
@@ -29,23 +39,30 @@ class GitHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def handle_git(self) -> None:
-        if self.headers.get("Authorization") != EXPECTED:
+        git: GitServer = self.server.git  # type: ignore[attr-defined]
+        body = self._body()
+        if git.delay:
+            time.sleep(git.delay)
+        authorized = self.headers.get("Authorization") in git.accepted
+        git.seen.append({"method": self.command, "path": self.path, "authorized": authorized,
+                         "authorization": self.headers.get("Authorization"), "size": len(body),
+                         "chunked": self.headers.get("Transfer-Encoding", "").lower() == "chunked"})
+        if not authorized:
             self.send_response(401)
             self.send_header("WWW-Authenticate", 'Basic realm="git"')
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
         path, _, query = self.path.partition("?")
-        body = self._body()
         env = {
-            "PATH": os.environ["PATH"], "GIT_PROJECT_ROOT": ROOT, "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH": os.environ["PATH"], "GIT_PROJECT_ROOT": git.root, "GIT_HTTP_EXPORT_ALL": "1",
             "REQUEST_METHOD": self.command, "PATH_INFO": path, "QUERY_STRING": query,
             "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
-            "REMOTE_USER": USER, "REMOTE_ADDR": self.client_address[0],
+            "REMOTE_USER": "git-user", "REMOTE_ADDR": self.client_address[0],
             "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
             "HTTP_GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
         }
-        result = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True)
+        result = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, timeout=300)
         head, _, content = result.stdout.partition(b"\r\n\r\n")
         status, headers = 200, []
         for line in head.decode(errors="replace").split("\r\n"):
@@ -59,11 +76,102 @@ class GitHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         for key, value in headers:
             self.send_header(key, value)
+        for key, value in git.extra_headers:
+            self.send_header(key, value)
+        if git.echo:
+            # A careless server that shows the client what it sent.
+            content = f"you sent: {self.headers.get('Authorization')}\n".encode() + content
         self.send_header("Content-Length", str(len(content)))
         self.end_headers()
         self.wfile.write(content)
 
     do_GET = do_POST = handle_git
 
+    def log_message(self, *args: object) -> None:
+        pass
 
-ThreadingHTTPServer(("0.0.0.0", PORT), GitHandler).serve_forever()
+
+class GitServer:
+    """Serves the bare repositories under `root`; accepts the Basic pair and/or the bearer token."""
+
+    def __init__(self, root: str, basic: tuple[str, str] | None = None, bearer: str | None = None,
+                 tls: tuple[str, str] | None = None, host: str = "127.0.0.1", port: int = 0,
+                 extra_headers: list[tuple[str, str]] = ()) -> None:
+        self.root = root
+        self.accepted = set()
+        if basic:
+            self.accepted.add("Basic " + base64.b64encode(f"{basic[0]}:{basic[1]}".encode()).decode())
+        if bearer:
+            self.accepted.add(f"Bearer {bearer}")
+        self.seen: list[dict] = []
+        self.delay = 0.0  # seconds before each answer: a slow remote
+        self.echo = False  # put the request's Authorization into each answer
+        self.extra_headers = list(extra_headers)
+        self.httpd = ThreadingHTTPServer((host, port), GitHandler)
+        self.httpd.daemon_threads = True
+        self.httpd.git = self  # type: ignore[attr-defined]
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+
+    def start(self) -> GitServer:
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+# -- certificates for a test CA (cryptography is a dependency of the project) ------------------
+
+def make_ca(name: str) -> tuple[object, object]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    return cert, key
+
+
+def make_server_cert(ca: tuple[object, object], folder: Path, name: str, address: str = "127.0.0.1") -> tuple[str, str]:
+    """A certificate for `address` signed by `ca`: (certfile, keyfile)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_cert, ca_key = ca
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    certfile, keyfile = folder / f"{name}.pem", folder / f"{name}.key"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return str(certfile), str(keyfile)
+
+
+if __name__ == "__main__":
+    USER, PASSWORD, ROOT, PORT = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    GitServer(ROOT, basic=(USER, PASSWORD), host="0.0.0.0", port=PORT).httpd.serve_forever()

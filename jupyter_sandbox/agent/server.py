@@ -17,6 +17,7 @@ from tornado.locks import Condition
 
 from . import files, processes, usage
 from .git import Git, GitError
+from .git_relay import RelayHandler, Relays
 from .kernel_runner import KernelRunner
 from .processes import run_command
 from .pty import PtyHandler
@@ -589,6 +590,7 @@ class GitHandler(AgentHandler):
 def make_app(token: str, runner: KernelRunner, events: EventLog) -> web.Application:
     args = {"token": token, "runner": runner, "events": events, "started": time.time()}
     session_args = {**args, "sessions": Sessions()}
+    relays = Relays()
     return web.Application([
         (r"/health", HealthHandler, args),
         (r"/kernel/(\w+)", KernelActionHandler, args),
@@ -607,7 +609,8 @@ def make_app(token: str, runner: KernelRunner, events: EventLog) -> web.Applicat
         (r"/sessions/([A-Za-z0-9_-]+)/commands/([0-9a-f]+)/logs", LogsHandler, session_args),
         (r"/sessions/([A-Za-z0-9_-]+)/commands/([0-9a-f]+)/(input|kill)", CommandHandler, session_args),
         # git is the agent's own call: the agent's environment and PATH, not the sandbox's.
-        (r"/git/(\w+)", GitHandler, {**args, "git": Git(functools.partial(run_command, own=True))}),
+        (r"/git/relay/([0-9a-f]+)", RelayHandler, {"token": token, "relays": relays}),
+        (r"/git/(\w+)", GitHandler, {**args, "git": Git(functools.partial(run_command, own=True), relays)}),
         (r"/pty", PtyHandler, {"token": token}),
         (r"/tunnel/(\d{1,5})", TunnelHandler, {"token": token}),
     ])

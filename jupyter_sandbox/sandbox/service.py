@@ -22,11 +22,13 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 from traitlets import Bool, Float, Int, Unicode, Union
 from traitlets.config import LoggingConfigurable
 
-from . import binding, network, preview, shapes
+from . import binding, git_credentials, network, preview, shapes
 from .agent_http import AgentResponse, AgentTimeout, AsyncAgent
 from .client import AgentError
-from .limits import Busy, DockerCalls, SandboxGates, UploadBudget
 from .docker_backend import DockerUnavailable, ImageNotFound, SandboxError
+from .git_credentials import Credential, CredentialError, Remote
+from .git_proxy import GitCredentialProxy, GitProxyError, run_call
+from .limits import Busy, DockerCalls, SandboxGates, UploadBudget
 from .manager import OwnerLimit, Sandbox, SandboxManager
 from .spec import LABEL_PREFIX, SpecError, parse_size, user_ports
 
@@ -130,6 +132,8 @@ class SandboxService(LoggingConfigurable):
                                     parse_size(self.upload_window, "upload_window"))
         # Housekeeping (reaper, pool) has its own threads: it never waits behind API calls, nor they behind it.
         self._housekeeping = concurrent.futures.ThreadPoolExecutor(max_workers=3, thread_name_prefix="sandbox-housekeeping")
+        self.git_proxy = GitCredentialProxy(parent=self, log=self.log)
+        self._git_calls = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="sandbox-git")
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -322,6 +326,7 @@ class SandboxService(LoggingConfigurable):
         sandbox = await self.sandbox(sandbox_id, running=False)
         await self.blocking(self.manager.remove, sandbox)
         preview.forget(sandbox_id)
+        git_credentials.forget(sandbox_id)
 
     async def start(self, sandbox_id: str) -> dict[str, Any]:
         async with self.gate(sandbox_id):
@@ -361,6 +366,73 @@ class SandboxService(LoggingConfigurable):
     async def fill_pool(self) -> None:
         if self.manager.warm_pool_size > 0:
             await self._in_background("warm pool", self.manager.fill_pool)
+
+    # -- git --------------------------------------------------------------------------------
+
+    async def git(self, sandbox_id: str, operation: str, body: dict[str, Any], shape: str) -> Any:
+        """A POST git operation. clone, pull and push may carry credentials (username + password for
+        Basic, or token for Bearer): those never go to the sandbox, the host's proxy adds them to
+        requests for the named repository while the call runs."""
+        fields = git_credentials.CREDENTIAL_FIELDS
+        try:
+            credential = Credential.from_body(body)
+        except CredentialError as exc:
+            raise ApiError(400, str(exc)) from None
+        request = {k: v for k, v in body.items() if k not in (*fields, "relay")}
+        if operation not in ("clone", "pull", "push"):
+            if credential is not None:
+                raise ApiError(400, f"git {operation} takes no credentials (only clone, pull and push do)")
+            return await self.call(sandbox_id, "POST", f"/git/{operation}", body=request, timeout=180, shape=shape)
+        remote: Remote | None = None
+        if operation == "clone":
+            if not isinstance(body.get("url"), str):
+                raise ApiError(400, "url is required")
+            if credential is not None:
+                remote = self._remote(body["url"])
+            request["path"] = body.get("path") or git_credentials.clone_target(body["url"])
+            check_path(request["path"])
+        else:
+            request.pop("url", None)
+            if credential is not None:
+                # Scoped to what the user named, never to the remote in the sandbox's .git/config.
+                remote = (self._remote(body["url"]) if body.get("url")
+                          else git_credentials.recall(sandbox_id, body.get("path") or "."))
+                if remote is None:
+                    raise ApiError(400, "say which repository these credentials are for: give url (its https:// "
+                                        "address); the host only knows the remotes of repositories cloned through this API")
+        key = request.get("path") or "."
+        if credential is None:
+            answer = await self.call(sandbox_id, "POST", f"/git/{operation}", body=request, timeout=180)
+        else:
+            try:
+                async with self.gate(sandbox_id):
+                    sandbox = await self.sandbox(sandbox_id)
+                    with self.errors():
+                        client = self.manager.agent(sandbox)
+                    # The call relays git's connections for as long as git runs: on threads of its own,
+                    # not the Docker calls' (git calls are bounded per sandbox by the gate).
+                    loop = asyncio.get_running_loop()
+                    with self.errors():
+                        answer = await loop.run_in_executor(self._git_calls, run_call, self.git_proxy, client,
+                                                            operation, request, remote, credential, 180)
+            except GitProxyError as exc:
+                raise ApiError(exc.status, exc.message) from None
+            except ApiError as exc:
+                raise ApiError(exc.status, credential.redact(exc.message)) from None
+            answer = credential.redact(answer)
+        if operation == "clone":
+            git_credentials.remember(sandbox_id, key, body["url"])
+        try:
+            return shapes.reduce(answer, shapes.AGENT_SHAPES[shape])
+        except shapes.ShapeError as exc:
+            raise ApiError(502, f"the sandbox's agent sent a malformed answer: {exc}") from None
+
+    @staticmethod
+    def _remote(url: Any) -> Remote:
+        try:
+            return Remote.parse(url)
+        except CredentialError as exc:
+            raise ApiError(400, str(exc)) from None
 
     # -- previews ---------------------------------------------------------------------------
 

@@ -553,12 +553,9 @@ class GitHandler(SandboxAPIHandler):
         body = self.json_body()
         if "path" in body or operation != "clone":
             body["path"] = check_path(body.get("path"), required=False)
-        for key in ("username", "password"):
-            if body.get(key) is not None and not isinstance(body[key], str):
-                raise web.HTTPError(400, f"{key} must be a string")
         shape = {"clone": "git_clone", "commit": "git_commit", "push": "git_output", "pull": "git_output",
                  "add": "git_status"}.get(operation, "git_branches")
-        self.reply(await self.service.call(sandbox_id, "POST", f"/git/{operation}", body=body, timeout=180, shape=shape))
+        self.reply(await self.service.git(sandbox_id, operation, body, shape))
 
     @web.authenticated
     @authorized

@@ -46,7 +46,7 @@ def _obj(required: list[str] | None = None, **props: Any) -> dict[str, Any]:
 PATH_Q = _param("path")
 NETWORK = {"type": "object", "properties": {"mode": {"type": "string", "enum": ["internet", "none", "allow"]},
                                             "cidrs": {"type": "array", "items": STRING, "maxItems": 10}}}
-CREDENTIALS = {"username": STRING, "password": STRING}
+CREDENTIALS = {"username": STRING, "password": STRING, "token": STRING}
 
 
 def openapi_document() -> dict[str, Any]:
@@ -125,8 +125,8 @@ def openapi_document() -> dict[str, Any]:
                                                                           files={"type": "array", "items": STRING}))},
         f"{box}/git/commit": {"post": _op("commit", [SANDBOX_ID], _obj(["message", "author", "email"], path=STRING,
                                                                         message=STRING, author=STRING, email=STRING))},
-        f"{box}/git/push": {"post": _op("push", [SANDBOX_ID], _obj(path=STRING, **CREDENTIALS))},
-        f"{box}/git/pull": {"post": _op("pull", [SANDBOX_ID], _obj(path=STRING, **CREDENTIALS))},
+        f"{box}/git/push": {"post": _op("push", [SANDBOX_ID], _obj(path=STRING, url=STRING, **CREDENTIALS))},
+        f"{box}/git/pull": {"post": _op("pull", [SANDBOX_ID], _obj(path=STRING, url=STRING, **CREDENTIALS))},
         f"{box}/previews": {"post": _op("a preview link and token for a port", [SANDBOX_ID],
                                          _obj(["port"], port={"type": "integer", "minimum": 1, "maximum": 65535},
                                               expires_in={"type": "integer", "minimum": 1, "maximum": 86400}), ok="201"),
