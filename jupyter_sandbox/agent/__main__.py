@@ -21,6 +21,9 @@ def main() -> None:
         config = json.load(handle)
 
     from .kernel_runner import KernelRunner
+    from .seed import seed
+
+    seed(config.get("seed") or [])
 
     pending_events: list[dict] = []
     runner = KernelRunner(

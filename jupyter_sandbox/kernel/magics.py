@@ -246,7 +246,7 @@ class SandboxMagics:
             "kernel_id": sandbox.kernel_id,
             "workspace": sandbox.workspace,
             "limits": {**limits, "cell_timeout": ctx.cell_timeout},
-            "disk": ctx.manager.disk_enforcement(limits["disk"]),
+            "disk": ctx.manager.disk_enforcement(sandbox),
             "usage": {},
             "network": {"name": ctx.manager.network_name, "inter_sandbox": False,
                         "egress": ctx.manager.egress(sandbox).describe(), **ctx.manager.egress(sandbox).to_dict()},

@@ -271,7 +271,7 @@ class SandboxService(LoggingConfigurable):
         info = self.describe(sandbox)
         info["network"] = self.manager.egress(sandbox).to_dict()
         info["limits"] = await self.blocking(self.manager.limits, sandbox)
-        info["disk"] = self.manager.disk_enforcement(info["limits"]["disk"])
+        info["disk"] = await self.blocking(self.manager.disk_enforcement, sandbox)
         info["last_activity"] = None
         info["usage"], info["uptime_seconds"], info["ports"] = {}, None, []
         if sandbox.running:
