@@ -94,6 +94,11 @@ def inode_count(size: int, bytes_per_inode: int) -> int:
     return max(1024, size // bytes_per_inode)
 
 
+def journal_mib(size: int) -> int:
+    """A journal of 1/64 of the home, 4 to 64 MiB: mke2fs's default takes 16 MiB of a 128 MiB home."""
+    return max(4, min(64, size // 1024**2 // 64))
+
+
 class HomeDisk:
     """One sandbox's home filesystem: its image file and the link its volume names as device."""
 
@@ -125,7 +130,7 @@ class HomeDisk:
             # -m 0: no blocks held back for root (nothing in a sandbox is root). The journal and inode
             # tables of a fresh sparse file read as zeros, so they need not be written out (lazy_*).
             _run(["mkfs.ext4", "-q", "-F", "-b", str(BLOCK_SIZE), "-m", "0",
-                  "-N", str(inode_count(size, self.bytes_per_inode)),
+                  "-N", str(inode_count(size, self.bytes_per_inode)), "-J", f"size={journal_mib(size)}",
                   "-E", f"root_owner={owner}:{owner},lazy_itable_init=1,lazy_journal_init=1,nodiscard",
                   "-L", f"sandbox-{self.sandbox_id}"[:16], "--", str(temporary)], "formatting the home filesystem")
             # An empty root lets Docker copy the image's /home/sandbox (dot files) in at the first mount,
@@ -227,12 +232,19 @@ class HomeDisk:
         _run(["e2fsck", "-f", "-p", "--", device], what, ok=(0, 1))
         if size > current:
             os.truncate(self.image, size)
-            _run(["losetup", "--set-capacity", "--", device], what, timeout=30)
-            _run(["resize2fs", "--", device], what)
+            try:
+                _run(["losetup", "--set-capacity", device], what, timeout=30)
+                _run(["resize2fs", "--", device], what)
+            except DiskError:
+                # The filesystem did not grow: neither does its image (its limit stays what it was).
+                os.truncate(self.image, current)
+                with contextlib.suppress(DiskError):
+                    _run(["losetup", "--set-capacity", device], what, timeout=30)
+                raise
         else:
             _run(["resize2fs", "--", device, f"{size // 1024}K"], what)
             os.truncate(self.image, size)
-            _run(["losetup", "--set-capacity", "--", device], what, timeout=30)
+            _run(["losetup", "--set-capacity", device], what, timeout=30)
         # e2fsck made lost+found again; it goes as after mkfs (debugfs leaves one that holds files).
         with contextlib.suppress(DiskError):
             _run(["debugfs", "-w", "-R", "rmdir lost+found", "--", device], what, timeout=30)
