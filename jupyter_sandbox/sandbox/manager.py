@@ -873,7 +873,31 @@ class SandboxManager(LoggingConfigurable):
                 continue  # a sandbox being created makes its volume first
             self._remove_home(labels[LABEL_ID])
             done["volumes"].append(volume)
+        done["disks"] = self._remove_stray_disks(now)
         return done
+
+    def _remove_stray_disks(self, now: float) -> list[str]:
+        """Home images in disk_dir that no volume mounts (a process ended between making the image
+        and its volume): removed after orphan_grace, so that they hold no host space for nothing."""
+        store = self.disks
+        if not Path(store.directory).is_dir():
+            return []
+        with_volume = {labels.get(LABEL_ID) for _, labels, _ in self.backend.volumes_with_labels([LABEL_ID])}
+        removed = []
+        for image in sorted(Path(store.directory).glob("*.ext4")):
+            sandbox_id = image.name[:-len(".ext4")]
+            try:
+                if sandbox_id in with_volume or now - image.stat().st_mtime < self.orphan_grace:
+                    continue
+            except FileNotFoundError:
+                continue
+            with binding.host_lock(f"disk-{sandbox_id}"):
+                # Its volume is made under this lock, right after the image: look again, holding it.
+                if self.backend.volume(binding.volume_name(sandbox_id)) is not None:
+                    continue
+                store.home(sandbox_id, image).destroy()
+            removed.append(sandbox_id)
+        return removed
 
     def agent(self, sandbox: Sandbox) -> StreamingAgentClient:
         if AGENT_PORT not in sandbox.host_ports:
