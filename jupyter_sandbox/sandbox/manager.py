@@ -229,11 +229,12 @@ class SandboxManager(LoggingConfigurable):
         "Size of each sandbox's home, e.g. '3g': a filesystem of its own, so the total of the bytes "
         "(and, one per disk_bytes_per_inode, the files) a sandbox writes is limited. The rest of the "
         "container is read-only apart from /tmp and /var/tmp (tmp_size each)."))
-    enforce_disk = Enum(["required", "if-possible"], default_value="required", config=True, help=(
+    enforce_disk = Enum(["required", "if-possible", "off"], default_value="required", config=True, help=(
         "'required': a sandbox whose home cannot be a filesystem of its own (this process is not root, "
         "no loop devices, a remote Docker engine) is not created, and the error says why. "
         "'if-possible': it is created with a home of unlimited total size (only the per-file limit "
-        "holds), and `%sandbox status` and the API say that the disk limit is NOT enforced."))
+        "holds), and `%sandbox status` and the API say that the disk limit is NOT enforced. "
+        "'off': every new home is a plain Docker volume of unlimited total size (said so likewise)."))
     disk_dir = Unicode("", config=True, help=(
         "Folder of the sandboxes' home filesystem images (sparse files, one per sandbox). "
         "Default: jupyter_sandbox/disks in the Jupyter data directory. The host needs free space "
@@ -404,6 +405,8 @@ class SandboxManager(LoggingConfigurable):
     # -- the home and what else a sandbox may write ---------------------------------------------
 
     def _disk_unavailable_reason(self) -> str | None:
+        if self.enforce_disk == "off":
+            return "the operator turned it off (c.SandboxManager.enforce_disk = 'off')"
         if self._disk_unavailable is False:
             docker_host = os.environ.get("DOCKER_HOST", "")
             self._disk_unavailable = disk.unavailable_reason(not docker_host or docker_host.startswith("unix://"))
