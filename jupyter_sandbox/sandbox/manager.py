@@ -57,6 +57,8 @@ RUN_TMPFS_SIZE = 16 * 1024**2
 # they move into the home, and the agent seeds them there from the image once.
 MOVED_TO_HOME = {"MPLCONFIGDIR": f"{SANDBOX_HOME}/.config/matplotlib", "XDG_CACHE_HOME": f"{SANDBOX_HOME}/.cache"}
 LABEL_HOME_IMAGE = f"{LABEL_PREFIX}.home-image"
+# On a container: what its home is, "ext4" (a filesystem of its own, size-limited) or "volume" (plain).
+LABEL_HOME = f"{LABEL_PREFIX}.home"
 
 AGENT_DIR = "/opt/jupyter-sandbox"
 AGENT_PACKAGE = "jupyter_sandbox_agent"
@@ -379,6 +381,8 @@ class SandboxManager(LoggingConfigurable):
         backend = self.backend
         self._ensure_network()
         new_home = self._make_home(sandbox_id, volume, spec.disk)
+        limited_home = self._home(sandbox_id) is not None
+        labels[LABEL_HOME] = "ext4" if limited_home else "volume"
         moved = self._moved_to_home(spec)
         env = {"HOME": SANDBOX_HOME, "USER": "sandbox", **{k: target for k, (_, target) in moved.items()}, **spec.env}
         try:
@@ -398,8 +402,9 @@ class SandboxManager(LoggingConfigurable):
         sandbox = self.get(sandbox_id)
         if start:
             sandbox = self.start(sandbox)
-        self.log.info("created sandbox %s (%s) for kernel %s; disk: %s", sandbox_id, spec.image, kernel_id,
-                      self.disk_enforcement(sandbox)["note"])
+        self.log.info("created sandbox %s (%s) for kernel %s; home: %s", sandbox_id, spec.image, kernel_id,
+                      f"{format_size(spec.disk)}, a filesystem of its own" if limited_home
+                      else f"total size NOT limited ({self._disk_unavailable_reason() or 'a plain volume'})")
         return sandbox
 
     # -- the home and what else a sandbox may write ---------------------------------------------
@@ -810,7 +815,10 @@ class SandboxManager(LoggingConfigurable):
         wanted = _spec_label(spec)
         image_id = self.backend.image_id(spec.image) or "-"
         among = self.list(owner=self.owner) if among is None else among
-        return [s for s in among if s.pool and s.running
+        # A pool sandbox with another kind of home (made by an older version, or before the operator
+        # changed enforce_disk) is not handed out: its disk limit is not the one in force now.
+        home = "volume" if self._disk_unavailable_reason() else "ext4"
+        return [s for s in among if s.pool and s.running and s.labels.get(LABEL_HOME) == home
                 and s.labels.get(LABEL_SPEC) == wanted and s.image_id == image_id]
 
     def fill_pool(self, progress: Progress = _quiet) -> dict[str, list[str]]:
