@@ -122,6 +122,12 @@ class HomeDisk:
         """A fresh, sparse, empty filesystem of `size` bytes whose root belongs to uid/gid `owner`."""
         self.image.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         size = _blocks(size) * BLOCK_SIZE
+        free = shutil.disk_usage(self.image.parent).free
+        if free < size:
+            # Sparse images promise more than the host holds: once the host is full, writes in the
+            # sandboxes fail with I/O errors instead of ENOSPC at their own limits.
+            log.warning("sandbox %s: the host has %d bytes free in %s, less than the %d of this home",
+                        self.sandbox_id, free, self.image.parent, size)
         temporary = self.image.with_name(f".{self.image.name}.{os.getpid()}")
         try:
             with open(temporary, "wb") as handle:
