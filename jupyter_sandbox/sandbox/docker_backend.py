@@ -251,13 +251,6 @@ class DockerBackend:
         except docker.errors.APIError as exc:
             raise SandboxError(f"could not rename the sandbox container: {exc.explanation or exc}") from None
 
-    def storage(self) -> dict[str, str]:
-        """The storage driver and what it sits on, e.g. {'driver': 'overlay2', 'backing': 'extfs'}."""
-        info = self.client.info()
-        status = {str(k): str(v) for k, v in info.get("DriverStatus") or []}
-        return {"driver": str(info.get("Driver") or ""), "backing": status.get("Backing Filesystem", ""),
-                "volume_driver": "local"}
-
     def remove_container(self, container_id: str) -> None:
         try:
             self.api.remove_container(container_id, force=True, v=True)

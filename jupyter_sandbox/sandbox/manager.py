@@ -289,7 +289,6 @@ class SandboxManager(LoggingConfigurable):
     def __init__(self, backend: DockerBackend | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._backend = backend
-        self._storage: dict[str, str] | None = None
         self._disk_unavailable: str | None | bool = False  # False: not checked yet
         # Seconds since the epoch of the last use seen on the host side, by sandbox id.
         self._host_activity: dict[str, float] = {}
