@@ -12,9 +12,10 @@ The volume names its device through a link under /run (a tmpfs, emptied at boot)
 this sandbox's own loop device right before each start (`attach`), and after a reboot it is simply
 missing until then, so a stale volume fails to mount instead of mounting another sandbox's files.
 
-Everything here runs on the host as root with argv lists and timeouts. The filesystem's content was
-made by the kernel on the sandbox's behalf (the sandbox never writes raw blocks), and the host never
-reads a file in it: only the superblock's counters and statvfs figures.
+Everything here runs on the host as root with argv lists and timeouts. The host never opens a file
+in a home: it reads statvfs figures and the superblock's counters, and e2fsck and resize2fs read the
+metadata on a resize. That metadata was written by the kernel on the sandbox's behalf; the sandbox
+never writes raw blocks (the device is not in the container, only the mounted filesystem).
 """
 
 from __future__ import annotations
