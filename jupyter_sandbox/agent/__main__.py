@@ -20,10 +20,14 @@ def main() -> None:
     with open(CONFIG_PATH) as handle:
         config = json.load(handle)
 
+    import threading
+
     from .kernel_runner import KernelRunner
     from .seed import seed
 
-    seed(config.get("seed") or [])
+    # Beside the kernel's start, not before it: each folder appears whole (seed.py), and a program that
+    # looks before it does makes its own.
+    threading.Thread(target=seed, args=(config.get("seed") or [],), name="seed", daemon=True).start()
 
     pending_events: list[dict] = []
     runner = KernelRunner(
