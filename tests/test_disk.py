@@ -312,3 +312,22 @@ def test_where_no_filesystem_can_be_made_the_operator_chooses(
         assert info["read_only_root"] is True
     finally:
         lenient.remove(sandbox)
+
+
+def test_an_upload_into_a_full_home_is_refused_plainly(jupyter_server: Server) -> None:
+    status, created = jupyter_server.request("POST", f"{API}/sandboxes", {"disk": "64m"})
+    assert status == 201, created
+    try:
+        status, answer = jupyter_server.request(
+            "PUT", f"{API}/sandboxes/{created['id']}/files/content?path=big.bin", raw=b"x" * (96 * MiB),
+            headers={"Content-Type": "application/octet-stream"}, timeout=300)
+        assert status == 507, (status, answer)
+        assert "no space left" in answer["message"].lower()
+        # Nothing half-written stays behind, and the home takes files again.
+        status, listing = jupyter_server.request("GET", f"{API}/sandboxes/{created['id']}/files?path=")
+        assert status == 200 and not [e for e in listing["entries"] if "big.bin" in e["name"]], listing
+        status, _ = jupyter_server.request("PUT", f"{API}/sandboxes/{created['id']}/files/content?path=small.txt",
+                                           raw=b"fits", headers={"Content-Type": "application/octet-stream"})
+        assert status in (200, 201)
+    finally:
+        assert jupyter_server.request("DELETE", f"{API}/sandboxes/{created['id']}")[0] == 204

@@ -59,6 +59,12 @@ def check_path(value: Any, what: str = "path", required: bool = True) -> str:
     return value
 
 
+def _passed_status(status: int) -> int:
+    """The agent's error status as the API answers it: the caller's errors (4xx) and a full home (507)
+    as they are, any other failure of the agent as 502."""
+    return status if 400 <= status < 500 or status == 507 else 502
+
+
 class AgentUpload:
     """An upload streamed to the agent over a plain async TCP stream.
 
@@ -117,7 +123,7 @@ class AgentUpload:
             raise ApiError(502, "the sandbox's agent answered with something that is not JSON") from None
         if status >= 400:
             message = answer.get("message", "") if isinstance(answer, dict) else ""
-            raise ApiError(status if status < 500 else 502, str(message)[:500] or f"the agent answered {status}")
+            raise ApiError(_passed_status(status), str(message)[:500] or f"the agent answered {status}")
         if not isinstance(answer, dict) or not isinstance(answer.get("size"), int):
             raise ApiError(502, "the sandbox's agent answered with an unexpected shape")
         return answer
@@ -166,7 +172,7 @@ class SandboxService(LoggingConfigurable):
         except SandboxError as exc:
             raise ApiError(404 if "there is no sandbox" in str(exc) else 500, str(exc)) from None
         except AgentError as exc:
-            if exc.status is not None and 400 <= exc.status < 500:
+            if exc.status is not None and _passed_status(exc.status) != 502:
                 raise ApiError(exc.status, str(exc).split(": ", 1)[-1]) from None
             raise ApiError(502, f"the sandbox's agent failed: {exc}") from None
 
