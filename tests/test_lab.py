@@ -355,6 +355,16 @@ def test_the_sidebar_is_keyboard_reachable_and_labelled(page: Page) -> None:
     assert focused  # the next control took the focus
 
 
+def test_the_status_section_shows_the_homes_use_and_limit(page: Page) -> None:
+    disk = page.locator('.jp-SandboxSidebar [data-field="disk"]')
+    expect(disk).to_contain_text(re.compile(r"of 3\.0 GiB · \d+ of 196608 files"), timeout=30_000)
+    run_cell_text(page, "open('/home/sandbox/forty.bin', 'wb').write(b'x' * (40 << 20)); import os; os.sync()")
+    # The sidebar refreshes itself: what the cell wrote shows up in the used figure.
+    expect(disk).to_contain_text(re.compile(r"^(4\d|[5-9]\d) MiB of 3\.0 GiB"), timeout=30_000)
+    assert "enforced" in (disk.get_attribute("title") or "")
+    run_cell_text(page, "os.remove('/home/sandbox/forty.bin')")
+
+
 def test_stop_start_and_delete_from_the_status_section(page: Page) -> None:
     state = page.locator('.jp-SandboxSidebar [data-field="state"]')
     page.get_by_role("button", name="Stop", exact=True).click()

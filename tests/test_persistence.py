@@ -131,7 +131,8 @@ def shared_kernel_for_delete(sandbox_image: str):  # noqa: ANN201
 def test_status_says_plainly_what_of_the_disk_limit_holds(shared_kernel_for_delete) -> None:  # noqa: ANN001
     run = shared_kernel_for_delete.run("%sandbox status")
     disk_line = next(line for line in run.stdout.splitlines() if line.startswith("disk"))
-    assert "per file (enforced)" in disk_line and "NOT limited" in disk_line
+    assert "of 3 GiB used" in disk_line and "of 196608 inodes" in disk_line and "(enforced" in disk_line
+    assert "/tmp 256 MiB" in disk_line and "the rest of the container is read-only" in disk_line
     assert "removed when the kernel shuts down" in run.stdout
 
 
@@ -242,10 +243,15 @@ def test_reconciliation_releases_sandboxes_of_dead_kernels(manager: SandboxManag
     kept = manager.create(kernel_id="reconcile-gone-notebook", workspace=notebook)
     alive = manager.create(kernel_id="reconcile-alive")
     docker_backend.create_volume(binding.volume_name("0bad0bad0bad"), {LABEL_ID: "0bad0bad0bad", LABEL_OWNER: manager.owner})
+    # A home image whose volume was never made (its process ended in between) holds host space for nothing.
+    stray = manager.disks.home("0bad0bad0bae")
+    stray.create(64 * 1024**2, 1000)
     try:
         done = manager.reconcile()
         assert set(done["released"]) == {gone.id, kept.id}
         assert done["volumes"] == [binding.volume_name("0bad0bad0bad")]
+        assert "0bad0bad0bae" in done["disks"] and not stray.image.exists()
+        assert manager.disks.home(kept.id).exists()
         assert not sandbox_containers(docker_backend, **{LABEL_ID: gone.id})
         assert gone.volume not in docker_backend.list_volumes([LABEL_ID])
         after = manager.get(kept.id)
@@ -253,7 +259,7 @@ def test_reconciliation_releases_sandboxes_of_dead_kernels(manager: SandboxManag
         assert kept.volume in docker_backend.list_volumes([LABEL_ID])
         assert manager.get(alive.id).running and manager.get(alive.id).kernel_id == "reconcile-alive"
         # Nothing more to do the second time.
-        assert manager.reconcile() == {"released": [], "volumes": []}
+        assert manager.reconcile() == {"released": [], "volumes": [], "disks": []}
     finally:
         lease.release(forget=True)
         for sandbox in (gone, kept, alive):

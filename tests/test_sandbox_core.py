@@ -31,8 +31,15 @@ def test_container_has_every_hardened_default(sandbox: Sandbox, docker_backend: 
     assert host["LogConfig"]["Config"]["max-size"] == "1m"
     assert host["NetworkMode"] == "jupyter-sandbox"
     assert not host.get("Binds") or all(not b.startswith("/") for b in host["Binds"])
-    mounts = info["Mounts"]
-    assert [m["Type"] for m in mounts] == ["volume"] and mounts[0]["Destination"] == "/home/sandbox"
+    # The home (a filesystem of its own) and the agent's private volume; the root is read-only and
+    # the only other writable places are size-limited tmpfs.
+    mounts = {m["Destination"]: m for m in info["Mounts"]}
+    assert set(mounts) == {"/home/sandbox", "/opt/jupyter-sandbox"}
+    assert all(m["Type"] == "volume" for m in mounts.values())
+    assert mounts["/home/sandbox"]["Name"] == f"jupyter-sandbox-{sandbox.id}-home"
+    assert host["ReadonlyRootfs"] is True
+    assert set(host["Tmpfs"]) == {"/tmp", "/var/tmp", "/run"}
+    assert all("size=" in options for options in host["Tmpfs"].values())
     for bindings in info["NetworkSettings"]["Ports"].values():
         assert bindings and all(b["HostIp"] == "127.0.0.1" for b in bindings)
     labels = info["Config"]["Labels"]

@@ -40,12 +40,19 @@ def main() -> None:
     with open(CONFIG_PATH) as handle:
         config = json.load(handle)
 
+    import threading
+
     from . import environment
 
     environment.setup(config)
 
     from . import processes
     from .kernel_runner import KernelRunner
+    from .seed import seed
+
+    # Beside the kernel's start, not before it: each folder appears whole (seed.py), and a program that
+    # looks before it does makes its own.
+    threading.Thread(target=seed, args=(config.get("seed") or [],), name="seed", daemon=True).start()
 
     # Before the first child: whatever any command detaches stays below the agent (processes.py).
     if not processes.become_subreaper():

@@ -113,7 +113,10 @@ class Git:
         if result["timed_out"]:
             raise GitError(504, f"git {args[0]} took longer than {GIT_TIMEOUT:g} s and was stopped")
         if check and result["exit_code"] != 0:
-            message = stderr.strip().splitlines()[-1] if stderr.strip() else f"git {args[0]} failed"
+            lines = stderr.strip().splitlines()
+            # git's own verdict, not a hint after it (at a mount point "Stopping at filesystem boundary" follows).
+            message = next((line for line in lines if line.startswith("fatal:")), lines[-1] if lines else
+                           f"git {args[0]} failed")
             raise GitError(400 if "not a git repository" not in stderr else 404, message)
         return {"stdout": stdout, "stderr": stderr, "exit_code": result["exit_code"]}
 

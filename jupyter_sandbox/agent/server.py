@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import functools
 import hmac
 import json
@@ -30,6 +32,9 @@ FIND_SECONDS = 10.0
 MAX_SYNC_OUTPUT = 1024 * 1024
 # Uploads stream to disk, so the only bound is the sandbox's own disk and file-size limit.
 MAX_BODY_SIZE = 64 * 1024**3
+# No "%" in it: tornado logs an HTTPError's message as a format string.
+NO_SPACE = ("no space left in the sandbox's home: it holds as many bytes or files as its disk limit allows; "
+            "delete files, or give the sandbox a larger disk limit")
 
 
 class EventLog:
@@ -72,6 +77,11 @@ class AgentHandler(web.RequestHandler):
         # Text that cannot be encoded (lone surrogates in a path, say) is bad input, not a crash.
         if isinstance(e, UnicodeError):
             e = web.HTTPError(400, f"text in the request cannot be used: {e.reason}")
+        # A full home is the sandbox's limit at work, not a fault of the agent.
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            e = web.HTTPError(507, NO_SPACE)
+        # tornado hands write_error the exception being handled, not this one: keep it for write_error.
+        self._handled_error = e
         super()._handle_request_exception(e)
 
     def write_json(self, data: Any, status: int = 200) -> None:
@@ -82,8 +92,9 @@ class AgentHandler(web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         message = self._reason
         exc_info = kwargs.get("exc_info")
-        if exc_info and isinstance(exc_info[1], web.HTTPError) and exc_info[1].log_message:
-            message = exc_info[1].log_message
+        error = getattr(self, "_handled_error", None) or (exc_info[1] if exc_info else None)
+        if isinstance(error, web.HTTPError) and error.log_message:
+            message = error.log_message
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"message": message}))
 
@@ -323,6 +334,7 @@ class FileContentHandler(AgentHandler):
     def prepare(self) -> None:
         super().prepare()
         self._upload = None
+        self._write_error: OSError | None = None
         if self.request.method == "PUT":
             try:
                 self._upload = files.open_for_writing(self.get_query_argument("path", ""))
@@ -330,11 +342,18 @@ class FileContentHandler(AgentHandler):
                 raise web.HTTPError(exc.status, str(exc)) from None
 
     def data_received(self, chunk: bytes) -> None:
-        if self._upload is not None:
-            self._upload[2].write(chunk)
+        # An error here would only drop the connection; the rest of the body is read and the answer
+        # says what went wrong (a full home, say).
+        if self._upload is not None and self._write_error is None:
+            try:
+                self._upload[2].write(chunk)
+            except OSError as exc:
+                self._write_error = exc
 
     def put(self) -> None:
         target, temporary, handle = self._upload
+        if self._write_error is not None:
+            raise self._write_error
         handle.close()
         os.replace(temporary, target)
         self._upload = None
@@ -349,7 +368,8 @@ class FileContentHandler(AgentHandler):
     def _discard_upload(self) -> None:
         if getattr(self, "_upload", None) is not None:
             _, temporary, handle = self._upload
-            handle.close()
+            with contextlib.suppress(OSError):  # what is still buffered may not fit any more
+                handle.close()
             try:
                 os.unlink(temporary)
             except OSError:

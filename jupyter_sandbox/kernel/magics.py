@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..sandbox import preview as preview_tokens
+from ..sandbox.disk import describe as describe_disk
 from ..sandbox.client import AgentError, Cancelled
 from ..sandbox.docker_backend import SandboxError
 from ..sandbox.manager import Sandbox, SandboxManager
@@ -210,24 +211,26 @@ class SandboxMagics:
         if options.json:
             ctx.write("stdout", json.dumps(info, indent=2) + "\n")
             return MagicResult()
-        limits, use = info["limits"], info["usage"]
+        limits, use, disk = info["limits"], info["usage"], info["disk"]
         lines = [
             f"sandbox   {info['id']}  ({info['state']}, up {_duration(info['uptime_seconds'])})"
             if info.get("uptime_seconds") is not None else f"sandbox   {info['id']}  ({info['state']})",
             f"image     {info['image']}",
             "limits    " + " · ".join([
                 f"cpu {limits['cpu']:g} vCPU", f"memory {format_size(limits['memory'])}", f"pids {limits['pids']}",
-                f"disk {format_size(limits['disk'])} per file",
+                f"disk {format_size(limits['disk'])}" + (" (home)" if disk.get("enforced") == "total" else " per file"),
                 f"cell timeout {limits['cell_timeout']:g} s" if limits["cell_timeout"] else "cell timeout none"]),
         ]
         if use:
             parts = [f"cpu {use['cpu_seconds']:.1f} s", f"memory {format_size(use['memory_bytes'])}",
                      f"pids {use['pids']}"]
-            if use.get("disk_bytes") is not None:
+            if disk.get("used_bytes") is not None:
+                parts.append(f"disk {describe_disk(disk)} in /home/sandbox")
+            elif use.get("disk_bytes") is not None:
                 parts.append(f"disk {format_size(use['disk_bytes'])}{'+' if use.get('disk_partial') else ''} "
                              "in /home/sandbox")
             lines.append("usage     " + " · ".join(parts))
-        lines.append(f"disk      {info['disk']['note']}")
+        lines.append(f"disk      {disk['note']}")
         lines.append("workspace " + ("kept for this notebook when the kernel shuts down (`%sandbox delete` removes it)"
                                      if info.get("workspace") else "removed when the kernel shuts down"))
         lines.append(f"network   {info['network']['egress']} (sandboxes cannot reach each other)")
@@ -248,7 +251,7 @@ class SandboxMagics:
             "kernel_id": sandbox.kernel_id,
             "workspace": sandbox.workspace,
             "limits": {**limits, "cell_timeout": ctx.cell_timeout},
-            "disk": ctx.manager.disk_enforcement(limits["disk"]),
+            "disk": ctx.manager.disk_enforcement(sandbox),
             "usage": {},
             "network": {"name": ctx.manager.network_name, "inter_sandbox": False,
                         "egress": ctx.manager.egress(sandbox).describe(), **ctx.manager.egress(sandbox).to_dict()},
@@ -273,7 +276,7 @@ class SandboxMagics:
         parser.add_argument("--cpu", type=_positive_float, help="vCPUs, e.g. 2 or 0.5")
         parser.add_argument("--memory", type=_size, help="memory, e.g. 2g")
         parser.add_argument("--pids", type=_positive_int, help="most processes and threads")
-        parser.add_argument("--disk", type=_size, help="largest file a process may write, e.g. 5g")
+        parser.add_argument("--disk", type=_size, help="size of the home (files kept; not below what they take), e.g. 5g")
         parser.add_argument("--cell-timeout", type=_non_negative_float, help="seconds per cell, 0 for none")
         parser.add_argument("--env", type=_env_pair, action="append", default=[], metavar="KEY=VALUE",
                             help="set an environment variable (repeatable)")

@@ -114,8 +114,15 @@ class DockerBackend:
         runtime: str | None,
         alias: str | None = None,
         stdin_open: bool = False,
+        tmpfs: dict[str, str] | None = None,
+        private_dirs: Iterable[str] = (),
     ) -> str:
-        """Create (not start) a container with every hardened default; return its id."""
+        """Create (not start) a container with every hardened default; return its id.
+
+        Its root filesystem is read-only: what the sandbox writes goes to the home volume (whose size
+        the caller chose), to the `tmpfs` mounts ({path: mount options}, sizes included) or nowhere.
+        Each of `private_dirs` is an anonymous volume, removed with the container, for files the host
+        puts in with put_archive before the start (Docker refuses archives into a read-only root)."""
         try:
             self.client.images.get(image)
         except docker.errors.ImageNotFound:
@@ -125,6 +132,8 @@ class DockerBackend:
             ) from None
         host_config = self.api.create_host_config(
             binds={volume: {"bind": mount_point, "mode": "rw"}},
+            read_only=True,
+            tmpfs=dict(tmpfs or {}),
             port_bindings={port: ("127.0.0.1", None) for port in ports},
             network_mode=network,
             cap_drop=["ALL"],
@@ -154,6 +163,7 @@ class DockerBackend:
                 labels=labels,
                 environment=env,
                 ports=list(ports),
+                volumes=list(private_dirs) or None,
                 host_config=host_config,
                 working_dir=mount_point,
                 # The start gate (manager.py) waits on stdin, which only the Docker API can write to.
@@ -298,13 +308,6 @@ class DockerBackend:
         except docker.errors.APIError as exc:
             raise SandboxError(f"could not rename the sandbox container: {exc.explanation or exc}") from None
 
-    def storage(self) -> dict[str, str]:
-        """The storage driver and what it sits on, e.g. {'driver': 'overlay2', 'backing': 'extfs'}."""
-        info = self.client.info()
-        status = {str(k): str(v) for k, v in info.get("DriverStatus") or []}
-        return {"driver": str(info.get("Driver") or ""), "backing": status.get("Backing Filesystem", ""),
-                "volume_driver": "local"}
-
     def remove_container(self, container_id: str) -> None:
         try:
             self.api.remove_container(container_id, force=True, v=True)
@@ -323,11 +326,26 @@ class DockerBackend:
 
     # -- volumes ----------------------------------------------------------------------------
 
-    def create_volume(self, name: str, labels: dict[str, str]) -> None:
+    def create_volume(self, name: str, labels: dict[str, str], options: dict[str, str] | None = None) -> bool:
+        """A `local` volume (with these driver options, e.g. a device to mount); False when it was
+        there already (its options are then whatever they were made with)."""
         try:
             self.client.volumes.get(name)
+            return False
         except docker.errors.NotFound:
-            self.client.volumes.create(name=name, labels=labels)
+            pass
+        try:
+            self.client.volumes.create(name=name, driver="local", driver_opts=options or None, labels=labels)
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"could not create the volume {name}: {exc.explanation or exc}") from None
+        return True
+
+    def volume(self, name: str) -> dict[str, Any] | None:
+        """A volume's description (Options, Mountpoint, Labels), or None when there is none."""
+        try:
+            return self.api.inspect_volume(name)
+        except docker.errors.NotFound:
+            return None
 
     def list_volumes(self, label_keys: Iterable[str]) -> list[str]:
         volumes = self.api.volumes(filters={"label": list(label_keys)}).get("Volumes") or []
@@ -365,6 +383,15 @@ class DockerBackend:
         except docker.errors.ImageNotFound:
             return None
         return (attrs.get("Config") or {}).get("Labels") or {}
+
+    def image_env(self, image: str) -> dict[str, str]:
+        """The environment an image sets (its ENV lines); {} when it is not here."""
+        try:
+            attrs = self.api.inspect_image(image)
+        except docker.errors.ImageNotFound:
+            return {}
+        pairs = ((attrs.get("Config") or {}).get("Env") or [])
+        return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
 
     def image_id(self, image: str) -> str | None:
         try:

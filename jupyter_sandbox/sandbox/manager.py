@@ -15,16 +15,16 @@ import os
 import re
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from traitlets import Bool, Float, Int, List, Unicode, Union
+from traitlets import Bool, Enum, Float, Int, List, Unicode, Union
 from traitlets.config import LoggingConfigurable
 
 from .. import __version__
-from . import binding, idle, interpreter, network
+from . import binding, disk, idle, interpreter, network
 from . import secrets as sandbox_secrets
 from .client import AgentError, StreamingAgentClient
 from .docker_backend import DockerBackend, SandboxError, tar_bytes
@@ -49,6 +49,17 @@ from .spec import (
 )
 
 Progress = Callable[[str], None]
+
+# The root filesystem of a sandbox is read-only; these are the places besides the home that it writes,
+# each a tmpfs of bounded size (in memory: it counts toward the sandbox's memory limit).
+TMPFS_MOUNTS = ("/tmp", "/var/tmp")
+RUN_TMPFS_SIZE = 16 * 1024**2
+# Image folders that programs expect to write (matplotlib's config, XDG caches). On a read-only root
+# they move into the home, and the agent seeds them there from the image once.
+MOVED_TO_HOME = {"MPLCONFIGDIR": f"{SANDBOX_HOME}/.config/matplotlib", "XDG_CACHE_HOME": f"{SANDBOX_HOME}/.cache"}
+LABEL_HOME_IMAGE = f"{LABEL_PREFIX}.home-image"
+# On a container: what its home is, "ext4" (a filesystem of its own, size-limited) or "volume" (plain).
+LABEL_HOME = f"{LABEL_PREFIX}.home"
 
 AGENT_DIR = "/opt/jupyter-sandbox"
 AGENT_PACKAGE = "jupyter_sandbox_agent"
@@ -79,6 +90,18 @@ def _quiet(message: str) -> None:
 def _spec_label(spec: SandboxSpec) -> str:
     """The spec as recorded in a sandbox's label (its own labels left out)."""
     return json.dumps({k: v for k, v in spec.to_dict().items() if k != "labels"})
+
+
+def _tmpfs_size(options: str) -> int:
+    """The size= of a tmpfs mount's options, in bytes (0 when not given)."""
+    for option in options.split(","):
+        key, _, value = option.partition("=")
+        if key == "size":
+            try:
+                return parse_size(value, "size")
+            except SpecError:
+                return 0
+    return 0
 
 
 def _created_seconds(sandbox: "Sandbox") -> float:
@@ -222,7 +245,23 @@ class SandboxManager(LoggingConfigurable):
         "Memory for each sandbox, e.g. '1g'. Swap is not allowed on top of it: a process that "
         "needs more is killed by the kernel's OOM killer inside the sandbox."))
     disk = Union([Int(), Unicode()], default_value="3g", config=True, help=(
-        "Largest file a sandbox process may write (RLIMIT_FSIZE), e.g. '3g'."))
+        "Size of each sandbox's home, e.g. '3g': a filesystem of its own, so the total of the bytes "
+        "(and, one per disk_bytes_per_inode, the files) a sandbox writes is limited. The rest of the "
+        "container is read-only apart from /tmp and /var/tmp (tmp_size each)."))
+    enforce_disk = Enum(["required", "if-possible", "off"], default_value="required", config=True, help=(
+        "'required': a sandbox whose home cannot be a filesystem of its own (this process is not root, "
+        "no loop devices, a remote Docker engine) is not created, and the error says why. "
+        "'if-possible': it is created with a home of unlimited total size (only the per-file limit "
+        "holds), and `%sandbox status` and the API say that the disk limit is NOT enforced. "
+        "'off': every new home is a plain Docker volume of unlimited total size (said so likewise)."))
+    disk_dir = Unicode("", config=True, help=(
+        "Folder of the sandboxes' home filesystem images (sparse files, one per sandbox). "
+        "Default: jupyter_sandbox/disks in the Jupyter data directory. The host needs free space "
+        "for the sum of the sizes of the sandboxes' homes."))
+    disk_bytes_per_inode = Int(16384, config=True, help=(
+        "Bytes of home size per inode: a 3 GiB home holds at most 196608 files and folders."))
+    tmp_size = Union([Int(), Unicode()], default_value="256m", config=True, help=(
+        "Size of the in-memory /tmp and of /var/tmp of each sandbox, e.g. '256m' (counts toward its memory)."))
     pids = Int(512, config=True, help="Most processes and threads a sandbox may run at once.")
     nofile = Int(4096, config=True, help="Most open files per sandbox process.")
     network_name = Unicode("jupyter-sandbox", config=True, help=(
@@ -236,7 +275,7 @@ class SandboxManager(LoggingConfigurable):
                        help="Most memory a notebook may ask for, e.g. '8g'.")
     max_pids = Int(4096, config=True, help="Most processes a notebook may ask for.")
     max_disk = Union([Int(), Unicode()], default_value="20g", config=True,
-                     help="Largest per-file size limit a notebook may ask for, e.g. '20g'.")
+                     help="Largest home a notebook may ask for (`%sandbox config --disk`), e.g. '20g'.")
     default_network = Unicode("internet", config=True, help=(
         "Egress policy of new sandboxes: 'internet' (public addresses only), 'none', or 'allow' with "
         "default_network_cidrs. Enforced with iptables in the sandbox's network namespace (needs root)."))
@@ -299,7 +338,7 @@ class SandboxManager(LoggingConfigurable):
     def __init__(self, backend: DockerBackend | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._backend = backend
-        self._storage: dict[str, str] | None = None
+        self._disk_unavailable: str | None | bool = False  # False: not checked yet
         # Seconds since the epoch of the last use seen on the host side, by sandbox id.
         self._host_activity: dict[str, float] = {}
         # Per image id: which interpreter may run the agent (judging an image costs round trips).
@@ -312,6 +351,11 @@ class SandboxManager(LoggingConfigurable):
         if self._backend is None:
             self._backend = DockerBackend()
         return self._backend
+
+    @property
+    def disks(self) -> disk.DiskStore:
+        directory = Path(self.disk_dir) if self.disk_dir else sandbox_secrets.state_dir("disks")
+        return disk.DiskStore(directory, self.disk_bytes_per_inode)
 
     # -- specs ------------------------------------------------------------------------------
 
@@ -393,10 +437,13 @@ class SandboxManager(LoggingConfigurable):
                 raise SpecError(f"labels: {key} is reserved")
         backend = self.backend
         self._ensure_network()
-        backend.create_volume(volume, {LABEL_ID: sandbox_id, LABEL_OWNER: self.owner})
+        new_home = self._make_home(sandbox_id, volume, spec.disk)
+        limited_home = self._home(sandbox_id) is not None
+        labels[LABEL_HOME] = "ext4" if limited_home else "volume"
+        moved = self._moved_to_home(spec)
         # spec.env is for the sandbox's own processes only: it travels in the agent's config (see
         # _agent_archive), so that nothing in it (LD_PRELOAD, say) reaches the agent's interpreter.
-        env = {"HOME": SANDBOX_HOME, "USER": "sandbox"}
+        env = {"HOME": SANDBOX_HOME, "USER": "sandbox", **{k: target for k, (_, target) in moved.items()}}
         try:
             self._create_container(spec, name, volume, labels, env, binding.base_name(sandbox_id), python)
             if new_sandbox and not pool and self.max_sandboxes_per_owner > 0 \
@@ -404,7 +451,11 @@ class SandboxManager(LoggingConfigurable):
                 # Another create took the last place meanwhile (another process, too): this one goes.
                 self.check_owner_limit()
         except Exception:
-            self._remove_parts(name, volume)
+            # A new container for a kept sandbox leaves its files alone.
+            if new_home:
+                self._remove_parts(name, sandbox_id)
+            else:
+                backend.remove_container(name)
             raise
         if not network.policy_path(sandbox_id).exists():
             network.save(sandbox_id, network_policy or self.network_policy(
@@ -418,8 +469,9 @@ class SandboxManager(LoggingConfigurable):
                 if new:  # nothing of the user's in it yet; a sandbox that cannot start is no use
                     self.remove(sandbox)
                 raise
-        self.log.info("created sandbox %s (%s) for kernel %s; disk: %s", sandbox_id, spec.image, kernel_id,
-                      self.disk_enforcement(spec.disk)["note"])
+        self.log.info("created sandbox %s (%s) for kernel %s; home: %s", sandbox_id, spec.image, kernel_id,
+                      f"{format_size(spec.disk)}, a filesystem of its own" if limited_home
+                      else f"total size NOT limited ({self._disk_unavailable_reason() or 'a plain volume'})")
         return sandbox
 
     def owned_count(self) -> int:
@@ -436,6 +488,76 @@ class SandboxManager(LoggingConfigurable):
                 f"(SandboxManager.max_sandboxes_per_owner = {self.max_sandboxes_per_owner}); delete one "
                 "(`jupyter sandbox rm ID`, or DELETE /sandbox/api/sandboxes/ID) before making another")
 
+    # -- the home and what else a sandbox may write ---------------------------------------------
+
+    def _disk_unavailable_reason(self) -> str | None:
+        if self.enforce_disk == "off":
+            return "the operator turned it off (c.SandboxManager.enforce_disk = 'off')"
+        if self._disk_unavailable is False:
+            docker_host = os.environ.get("DOCKER_HOST", "")
+            self._disk_unavailable = disk.unavailable_reason(not docker_host or docker_host.startswith("unix://"))
+        return self._disk_unavailable or None
+
+    def _make_home(self, sandbox_id: str, volume: str, size: int) -> bool:
+        """The home volume: a filesystem of `size` bytes of its own (or, where that cannot be and the
+        operator allows it, a plain volume). True when it was made now, False when it was there."""
+        labels = {LABEL_ID: sandbox_id, LABEL_OWNER: self.owner}
+        if self.backend.volume(volume) is not None:
+            self._attach_home(sandbox_id)
+            return False
+        reason = self._disk_unavailable_reason()
+        if reason:
+            if self.enforce_disk == "required":
+                raise SandboxError(
+                    f"the sandbox's disk limit cannot be enforced here: {reason}. Run Jupyter as root on the "
+                    "machine of the Docker engine, or set c.SandboxManager.enforce_disk = 'if-possible' to run "
+                    "sandboxes whose home has no total size limit")
+            self.log.warning("sandbox %s: its home has NO total size limit: %s", sandbox_id, reason)
+            self.backend.create_volume(volume, labels)
+            return True
+        home = self.disks.home(sandbox_id)
+        with binding.host_lock(f"disk-{sandbox_id}"):
+            try:
+                if not home.exists():
+                    home.create(size, SANDBOX_USER_UID)
+                home.attach()
+                self.backend.create_volume(volume, {**labels, LABEL_HOME_IMAGE: str(home.image)},
+                                           home.volume_options())
+            except Exception:
+                home.destroy()
+                raise
+        return True
+
+    def _home(self, sandbox_id: str) -> disk.HomeDisk | None:
+        """The sandbox's own home filesystem, as its volume records it; None for a plain volume."""
+        info = self.backend.volume(binding.volume_name(sandbox_id)) or {}
+        if not self.disks.is_home_volume(sandbox_id, info.get("Options")):
+            return None
+        return self.disks.home(sandbox_id, (info.get("Labels") or {}).get(LABEL_HOME_IMAGE))
+
+    def _attach_home(self, sandbox_id: str) -> None:
+        """Before a start: the home's image on a loop device, and its volume's link pointing there
+        (loop devices are gone after a reboot, and numbered anew)."""
+        home = self._home(sandbox_id)
+        if home is not None:
+            with binding.host_lock(f"disk-{sandbox_id}"):
+                home.attach()
+
+    def _moved_to_home(self, spec: SandboxSpec) -> dict[str, tuple[str, str]]:
+        """{variable: (folder in the image, folder in the home)} for the image's writable folders."""
+        image_env = self.backend.image_env(spec.image)
+        return {name: (image_env[name], target) for name, target in MOVED_TO_HOME.items()
+                if image_env.get(name, "").startswith("/") and not image_env[name].startswith(SANDBOX_HOME + "/")
+                and name not in spec.env}
+
+    def _tmpfs(self) -> dict[str, str]:
+        size = parse_size(self.tmp_size, "tmp_size")
+        # exec: pip builds packages in /tmp and runs what it built there; the home allows it anyway.
+        mounts = {path: f"rw,exec,nosuid,nodev,mode=1777,size={size},nr_inodes={max(1024, size // 16384)}"
+                  for path in TMPFS_MOUNTS}
+        mounts["/run"] = f"rw,noexec,nosuid,nodev,mode=755,size={RUN_TMPFS_SIZE},nr_inodes=1024"
+        return mounts
+
     def _create_container(self, spec: SandboxSpec, name: str, volume: str, labels: dict[str, str],
                           env: dict[str, str], hostname: str, python: str | None = None) -> str:
         backend = self.backend
@@ -447,6 +569,7 @@ class SandboxManager(LoggingConfigurable):
             pids=spec.pids, file_size=spec.disk, nofile=self.nofile,
             user=f"{SANDBOX_USER_UID}:{SANDBOX_USER_UID}", hostname=hostname, runtime=spec.runtime,
             alias=hostname,  # the name changes hands (binding.py); this one stays
+            tmpfs=self._tmpfs(), private_dirs=[AGENT_DIR],
         )
         try:
             return backend.create_container(**arguments)
@@ -492,11 +615,13 @@ class SandboxManager(LoggingConfigurable):
         return verdict
 
     def _agent_archive(self, sandbox: Sandbox) -> bytes:
-        """The agent's code and config, all root's: put before every start, so whatever an earlier
-        run did to the container's own layer, the agent starts from the host's files."""
+        """The agent's code and config, all root's, to unpack at AGENT_DIR (a private volume of the
+        container, as its root filesystem is read-only): put before every start, so whatever an
+        earlier run did, the agent starts from the host's files."""
         sandbox_id = sandbox.id
         runtime = self.agent_runtime(sandbox.image_id or sandbox.image)
         recorded_env = sandbox.spec.get("env")
+        seeds = list(self._moved_to_home(self.current_spec(sandbox)).values())
         config = {
             "token": sandbox_secrets.agent_token(sandbox_id),
             "port": AGENT_PORT,
@@ -507,29 +632,54 @@ class SandboxManager(LoggingConfigurable):
             "agent_env": {"PATH": ":".join(runtime.path), "HOME": SANDBOX_HOME, "USER": "sandbox",
                           "LANG": "C.UTF-8"},
             "user_env": recorded_env if isinstance(recorded_env, dict) else {},
+            "seed": [list(pair) for pair in seeds],
         }
         source = Path(__file__).resolve().parent.parent / "agent"
-        prefix = AGENT_DIR.lstrip("/")
-        files = {f"{prefix}/{AGENT_PACKAGE}/{path.name}": (path.read_bytes(), 0o444)
-                 for path in sorted(source.glob("*.py"))}
-        files[f"{prefix}/agent.json"] = (json.dumps(config).encode(), 0o440)
-        dirs = {
-            prefix: (0o755, 0, 0),
-            f"{prefix}/{AGENT_PACKAGE}": (0o755, 0, 0),
-            # The home volume must belong to the sandbox user even on images that lack one.
-            SANDBOX_HOME.lstrip("/"): (0o755, SANDBOX_USER_UID, SANDBOX_USER_UID),
-        }
+        files = {f"{AGENT_PACKAGE}/{path.name}": (path.read_bytes(), 0o444) for path in sorted(source.glob("*.py"))}
+        files["agent.json"] = (json.dumps(config).encode(), 0o440)
+        dirs = {".": (0o755, 0, 0), AGENT_PACKAGE: (0o755, 0, 0)}
         # Everything belongs to root and is closed to writes; the config is readable by the sandbox
         # user's group (the agent runs as that user), not changeable by it.
-        return tar_bytes(files, dirs=dirs, owners={f"{prefix}/agent.json": (0, SANDBOX_USER_UID)})
+        return tar_bytes(files, dirs=dirs, owners={"agent.json": (0, SANDBOX_USER_UID)})
 
     def recreate(self, sandbox: Sandbox, spec: SandboxSpec, progress: Progress = _quiet) -> Sandbox:
         """A fresh container with a new spec on the same workspace volume (same sandbox id)."""
         spec = spec.validate()
         self.ensure_image(spec.image, progress)
+        home = self._home(sandbox.id)
+        if home is not None and disk.round_size(spec.disk) != home.size():
+            self.check_disk_size(sandbox, spec.disk)  # refuses a shrink below what is there, before any change
         self.backend.remove_container(sandbox.container_id)
+        if home is not None and disk.round_size(spec.disk) != home.size():
+            # The container is gone, so its volume is unmounted: the filesystem can be resized offline.
+            try:
+                with binding.host_lock(f"disk-{sandbox.id}"):
+                    home.resize(spec.disk)
+                progress(f"the home is now {disk.approximate_size(home.size())}")
+            except disk.DiskError as exc:
+                self.log.warning("sandbox %s: %s", sandbox.id, exc)
+                progress(f"the home keeps its size of {disk.approximate_size(home.size())}: {exc}")
+                spec = replace(spec, disk=home.size())
         return self.create(spec, kernel_id=sandbox.kernel_id, progress=progress, sandbox_id=sandbox.id,
                            workspace=sandbox.workspace)
+
+    def check_disk_size(self, sandbox: Sandbox, size: int) -> None:
+        """Refuse to shrink a home below what its files take (with room for the filesystem's needs)."""
+        home = self._home(sandbox.id)
+        if home is None:
+            return
+        usage = home.usage(self._home_mountpoint(sandbox.id))
+        if usage is None:
+            return
+        minimum = home.minimum_size(usage)
+        if disk.round_size(size) < minimum:
+            raise SpecError(
+                f"disk: {disk.approximate_size(size)} cannot hold the files in {SANDBOX_HOME} "
+                f"({disk.approximate_size(usage.used_bytes)} in {usage.used_inodes} files and folders); "
+                f"choose at least {disk.approximate_size(minimum)} or delete files first")
+
+    def _home_mountpoint(self, sandbox_id: str) -> str | None:
+        return (self.backend.volume(binding.volume_name(sandbox_id)) or {}).get("Mountpoint")
 
     def network_policy(self, value: Any) -> EgressPolicy:
         return network.parse_policy(value, network.Limits(
@@ -593,33 +743,49 @@ class SandboxManager(LoggingConfigurable):
         info = self.backend.inspect(sandbox.container_id) or {}
         host = info.get("HostConfig") or {}
         ulimits = {u.get("Name"): u.get("Hard") for u in host.get("Ulimits") or []}
+        home = self._home(sandbox.id)
         return {
             "cpu": (host.get("NanoCpus") or 0) / 1e9,
             "memory": host.get("Memory") or 0,
             "pids": host.get("PidsLimit") or 0,
-            "disk": ulimits.get("fsize") or 0,
+            # The home's size where it is a filesystem of its own; else only the per-file limit holds.
+            "disk": home.size() if home is not None and home.exists() else ulimits.get("fsize") or 0,
         }
 
-    def disk_enforcement(self, per_file: int) -> dict[str, Any]:
-        """What of the disk limit holds on this engine, said plainly.
+    def disk_enforcement(self, sandbox: Sandbox) -> dict[str, Any]:
+        """What limits what the sandbox writes, said plainly, with the home's use (read on the host).
 
-        The per-file limit (RLIMIT_FSIZE) always holds. A limit on the total is not set: the home is a
-        volume of Docker's `local` driver, which has no size option for a disk-backed volume, and
-        the container's own layer can only be capped by overlay2 on xfs with project quotas."""
-        if self._storage is None:
+        The home is an ext4 filesystem of its own (disk.py): its size limits bytes and inodes. The root
+        filesystem is read-only; /tmp, /var/tmp and /run are size-limited tmpfs. A sandbox whose home
+        is a plain volume (enforce_disk = 'if-possible', or made before homes had their own
+        filesystem) has only the per-file limit on it."""
+        info = self.backend.inspect(sandbox.container_id) or {}
+        host = info.get("HostConfig") or {}
+        per_file = next((u.get("Hard") for u in host.get("Ulimits") or [] if u.get("Name") == "fsize"), 0) or 0
+        tmpfs = {path: _tmpfs_size(options) for path, options in (host.get("Tmpfs") or {}).items()}
+        writable = ", ".join(f"{path} {disk.approximate_size(size)}" for path, size in sorted(tmpfs.items()) if size)
+        rest = ("the rest of the container is read-only" if host.get("ReadonlyRootfs")
+                else "the container's own layer is NOT limited")
+        result: dict[str, Any] = {"per_file": per_file, "tmpfs": tmpfs, "read_only_root": bool(host.get("ReadonlyRootfs"))}
+        home = self._home(sandbox.id)
+        usage = None
+        if home is not None:
             try:
-                self._storage = self.backend.storage()
-            except Exception:  # an engine that does not say is treated as one that cannot
-                self._storage = {"driver": "unknown", "backing": "unknown"}
-        where = f"{self._storage.get('driver') or 'unknown'} on {self._storage.get('backing') or 'unknown'}"
-        return {
-            "per_file": per_file,
-            "total": None,
-            "enforced": "per-file",
-            "storage": where,
-            "note": (f"{format_size(per_file)} per file (enforced); total size NOT limited: the home volume "
-                     f"uses Docker's local driver, which cannot cap a volume's size (storage: {where})"),
-        }
+                usage = home.usage(self._home_mountpoint(sandbox.id))
+            except disk.DiskError as exc:
+                self.log.warning("sandbox %s: %s", sandbox.id, exc)
+        if home is not None and usage is not None:
+            figures = usage.to_dict()
+            result.update(enforced="total", **figures)
+            result["note"] = (f"home {disk.describe(figures)} (enforced: a filesystem of its own); "
+                              f"in memory: {writable or 'nothing'}; {rest}")
+        else:
+            reason = self._disk_unavailable_reason() or "its home is a plain Docker volume, made before homes had their own filesystem"
+            result.update(enforced="per-file", limit_bytes=None, used_bytes=None, limit_inodes=None, used_inodes=None,
+                          reason=reason)
+            result["note"] = (f"{format_size(per_file)} per file (enforced); total size of the home NOT limited: "
+                              f"{reason}; in memory: {writable or 'nothing'}; {rest}")
+        return result
 
     def current_spec(self, sandbox: Sandbox) -> SandboxSpec:
         """The sandbox's spec with the limits in force now."""
@@ -655,7 +821,9 @@ class SandboxManager(LoggingConfigurable):
             self.log.info("sandbox %s: its container's command is not the gated agent from %s; recreating "
                           "the container (files are kept)", sandbox.id, runtime.python)
             return self.recreate(sandbox, self.current_spec(sandbox))
-        self.backend.put_archive(sandbox.container_id, "/", self._agent_archive(sandbox))
+        # The home's image on its loop device before the start (the mount needs it).
+        self._attach_home(sandbox.id)
+        self.backend.put_archive(sandbox.container_id, AGENT_DIR, self._agent_archive(sandbox))
         self.backend.start(sandbox.container_id)
         idle.clear(sandbox.id)
         try:
@@ -681,23 +849,31 @@ class SandboxManager(LoggingConfigurable):
         sandbox_id = sandbox if isinstance(sandbox, str) else sandbox.id
         for summary in self.backend.list_containers({LABEL_ID: sandbox_id}):
             self.backend.remove_container(summary["Id"])
-        self._remove_parts(binding.base_name(sandbox_id), binding.volume_name(sandbox_id))
+        self._remove_parts(binding.base_name(sandbox_id), sandbox_id)
         self._drop_network_if_unused()
         network.forget(sandbox_id)
         idle.clear(sandbox_id)
         self.log.info("removed sandbox %s", sandbox_id)
 
-    def _remove_parts(self, container: str, volume: str) -> None:
+    def _remove_parts(self, container: str, sandbox_id: str) -> None:
         self.backend.remove_container(container)
+        self._remove_home(sandbox_id)
+
+    def _remove_home(self, sandbox_id: str) -> None:
+        """Remove the home volume and, when it has one, its filesystem image and loop device."""
+        home = self._home(sandbox_id)
         # The volume can stay busy for a moment after a forced removal.
         for attempt in range(20):
             try:
-                self.backend.remove_volume(volume)
-                return
+                self.backend.remove_volume(binding.volume_name(sandbox_id))
+                break
             except SandboxError:
                 if attempt == 19:
                     raise
                 time.sleep(0.1)
+        if home is not None:
+            with binding.host_lock(f"disk-{sandbox_id}"):
+                home.destroy()
 
     # -- lookups ----------------------------------------------------------------------------
 
@@ -816,7 +992,10 @@ class SandboxManager(LoggingConfigurable):
         wanted = _spec_label(spec)
         image_id = self.backend.image_id(spec.image) or "-"
         among = self.list(owner=self.owner) if among is None else among
-        return [s for s in among if s.pool and s.running
+        # A pool sandbox with another kind of home (made by an older version, or before the operator
+        # changed enforce_disk) is not handed out: its disk limit is not the one in force now.
+        home = "volume" if self._disk_unavailable_reason() else "ext4"
+        return [s for s in among if s.pool and s.running and s.labels.get(LABEL_HOME) == home
                 and s.labels.get(LABEL_SPEC) == wanted and s.image_id == image_id]
 
     def fill_pool(self, progress: Progress = _quiet) -> dict[str, list[str]]:
@@ -880,9 +1059,33 @@ class SandboxManager(LoggingConfigurable):
                 continue
             if created is not None and now - created < self.orphan_grace:
                 continue  # a sandbox being created makes its volume first
-            self.backend.remove_volume(volume)
+            self._remove_home(labels[LABEL_ID])
             done["volumes"].append(volume)
+        done["disks"] = self._remove_stray_disks(now)
         return done
+
+    def _remove_stray_disks(self, now: float) -> list[str]:
+        """Home images in disk_dir that no volume mounts (a process ended between making the image
+        and its volume): removed after orphan_grace, so that they hold no host space for nothing."""
+        store = self.disks
+        if not Path(store.directory).is_dir():
+            return []
+        with_volume = {labels.get(LABEL_ID) for _, labels, _ in self.backend.volumes_with_labels([LABEL_ID])}
+        removed = []
+        for image in sorted(Path(store.directory).glob("*.ext4")):
+            sandbox_id = image.name[:-len(".ext4")]
+            try:
+                if sandbox_id in with_volume or now - image.stat().st_mtime < self.orphan_grace:
+                    continue
+            except FileNotFoundError:
+                continue
+            with binding.host_lock(f"disk-{sandbox_id}"):
+                # Its volume is made under this lock, right after the image: look again, holding it.
+                if self.backend.volume(binding.volume_name(sandbox_id)) is not None:
+                    continue
+                store.home(sandbox_id, image).destroy()
+            removed.append(sandbox_id)
+        return removed
 
     def agent(self, sandbox: Sandbox) -> StreamingAgentClient:
         if AGENT_PORT not in sandbox.host_ports:
@@ -944,11 +1147,11 @@ class SandboxManager(LoggingConfigurable):
             if sandbox.running:
                 live_volumes.add(sandbox.volume)
                 continue
-            self._remove_parts(sandbox.container_id, sandbox.volume)
+            self._remove_parts(sandbox.container_id, sandbox.id)
             removed["sandboxes"].append(sandbox.id)
-        for volume in self.backend.list_volumes([LABEL_ID]):
+        for volume, labels, _ in self.backend.volumes_with_labels([LABEL_ID]):
             if volume not in live_volumes:
-                self.backend.remove_volume(volume)
+                self._remove_home(labels[LABEL_ID])
                 removed["volumes"].append(volume)
         self._drop_network_if_unused()
         return removed

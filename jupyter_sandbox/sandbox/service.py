@@ -66,6 +66,12 @@ def check_path(value: Any, what: str = "path", required: bool = True) -> str:
     return value
 
 
+def _passed_status(status: int) -> int:
+    """The agent's error status as the API answers it: the caller's errors (4xx) and a full home (507)
+    as they are, any other failure of the agent as 502."""
+    return status if 400 <= status < 500 or status == 507 else 502
+
+
 class SandboxService(LoggingConfigurable):
     max_upload_size = Union([Int(), Unicode()], default_value="10g", config=True, help=(
         "Largest file accepted by PUT .../files/content, e.g. '10g'; larger uploads get 413 before "
@@ -155,7 +161,7 @@ class SandboxService(LoggingConfigurable):
         except AgentTimeout as exc:
             raise ApiError(504, str(exc)) from None
         except AgentError as exc:
-            if exc.status is not None and 400 <= exc.status < 500:
+            if exc.status is not None and _passed_status(exc.status) != 502:
                 raise ApiError(exc.status, str(exc).split(": ", 1)[-1]) from None
             raise ApiError(502, f"the sandbox's agent failed: {exc}") from None
 
@@ -302,7 +308,7 @@ class SandboxService(LoggingConfigurable):
         info = self.describe(sandbox)
         info["network"] = self.manager.egress(sandbox).to_dict()
         info["limits"] = await self.blocking(self.manager.limits, sandbox)
-        info["disk"] = self.manager.disk_enforcement(info["limits"]["disk"])
+        info["disk"] = await self.blocking(self.manager.disk_enforcement, sandbox)
         info["last_activity"] = None
         info["usage"], info["uptime_seconds"], info["ports"] = {}, None, []
         if sandbox.running:

@@ -71,7 +71,7 @@ class SandboxSpec:
     image: str
     cpu: float = 1.0
     memory: int = 1024**3
-    disk: int = 3 * 1024**3
+    disk: int = 3 * 1024**3  # the home's size (its inodes in proportion); also the largest file
     pids: int = 512
     env: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)

@@ -61,7 +61,8 @@ def openapi_document() -> dict[str, Any]:
                                                       network=NETWORK),
                         ok="201"),
         },
-        box: {"get": _op("a sandbox's state, spec, limits and egress policy", [SANDBOX_ID]),
+        box: {"get": _op("a sandbox's state, spec, limits (disk: the home's bytes and inodes used and allowed) "
+                         "and egress policy", [SANDBOX_ID]),
               "patch": _op("change the egress policy live", [SANDBOX_ID], _obj(["network"], network=NETWORK)),
               "delete": _op("delete a sandbox with its workspace", [SANDBOX_ID], ok="204")},
         f"{box}/start": {"post": _op("start a stopped sandbox", [SANDBOX_ID])},

@@ -21,6 +21,30 @@ export function formatSize(bytes: number | null | undefined): string {
   return unit === 0 ? `${value} B` : `${value.toFixed(value >= 10 ? 0 : 1)} ${UNITS[unit]}`;
 }
 
+/** What limits the sandbox's writes, as the API's `disk` says it. */
+export interface IDiskStatus {
+  enforced?: 'total' | 'per-file';
+  limit_bytes?: number | null;
+  used_bytes?: number | null;
+  limit_inodes?: number | null;
+  used_inodes?: number | null;
+  note?: string;
+}
+
+/**
+ * The sidebar's Disk line: "12 MiB of 3.0 GiB · 45 of 196608 files" where the home is a filesystem
+ * of its own; otherwise the per-file limit and that the total is not limited.
+ */
+export function describeDisk(disk: IDiskStatus | undefined, limit: number, walked?: number | null): string {
+  if (disk?.enforced === 'total' && disk.used_bytes != null && disk.limit_bytes != null) {
+    const files = disk.used_inodes != null && disk.limit_inodes != null
+      ? ` · ${disk.used_inodes} of ${disk.limit_inodes} files` : '';
+    return `${formatSize(disk.used_bytes)} of ${formatSize(disk.limit_bytes)}${files}`;
+  }
+  const used = walked != null ? `${formatSize(walked)} used · ` : '';
+  return `${used}${formatSize(limit)} per file (total not limited)`;
+}
+
 /** 3725 → "1 h 2 min"; uptime as people read it. */
 export function formatDuration(seconds: number | null | undefined): string {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds) || seconds < 0) {

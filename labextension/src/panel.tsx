@@ -24,6 +24,7 @@ import { askForm, confirm, credentialFields, CREDENTIAL_NOTE } from './dialogs';
 import {
   cloneFolder,
   cloneUrlProblem,
+  describeDisk,
   describeState,
   displayPath,
   formatDuration,
@@ -31,6 +32,7 @@ import {
   gitChangeLabel,
   groupGitFiles,
   homeRelative,
+  IDiskStatus,
   joinPath,
   modeLetters,
   modeProblem,
@@ -51,7 +53,7 @@ interface IUsage {
 interface ILive extends ISandbox {
   usage?: IUsage;
   uptime_seconds?: number | null;
-  disk?: { note: string };
+  disk?: IDiskStatus;
   ports?: number[];
 }
 
@@ -583,7 +585,7 @@ export class SandboxSidebar extends ReactWidget {
           <dt>Image</dt><dd>{sandbox.image}</dd>
           {limits && <><dt>CPU</dt><dd>{`${limits.cpu} vCPU${running && usage.cpu_seconds != null ? ` · ${usage.cpu_seconds.toFixed(1)} s used` : ''}`}</dd></>}
           {limits && <><dt>Memory</dt><dd>{`${running && usage.memory_bytes != null ? `${formatSize(usage.memory_bytes)} of ` : ''}${formatSize(limits.memory)}`}</dd></>}
-          {limits && <><dt>Disk</dt><dd title={sandbox.disk?.note}>{`${running && usage.disk_bytes != null ? `${formatSize(usage.disk_bytes)} used · ` : ''}${formatSize(limits.disk)} per file`}</dd></>}
+          {limits && <><dt>Disk</dt><dd data-field="disk" title={sandbox.disk?.note}>{describeDisk(sandbox.disk, limits.disk, running ? usage.disk_bytes : null)}</dd></>}
           {network && <><dt>Network</dt><dd data-field="network">{network.mode}{network.cidrs && network.cidrs.length ? `: ${network.cidrs.join(', ')}` : ''}</dd></>}
         </dl>
         <div className="jp-SandboxSidebar-buttons">

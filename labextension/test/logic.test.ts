@@ -4,6 +4,7 @@ import {
   baseName,
   cloneFolder,
   cloneUrlProblem,
+  describeDisk,
   describeState,
   displayPath,
   drivePath,
@@ -40,6 +41,19 @@ describe('sizes and durations', () => {
     expect(formatDuration(3725)).toBe('1 h 2 min');
     expect(formatDuration(3 * 86400 + 7200)).toBe('3 d 2 h');
     expect(formatDuration(null)).toBe('–');
+  });
+});
+
+describe('disk', () => {
+  it('shows the home\'s use beside its limit, bytes and files, where the home is limited', () => {
+    const disk = { enforced: 'total' as const, used_bytes: 12 * 1024 ** 2, limit_bytes: 3 * 1024 ** 3,
+      used_inodes: 45, limit_inodes: 196608 };
+    expect(describeDisk(disk, 3 * 1024 ** 3, 999)).toBe('12 MiB of 3.0 GiB · 45 of 196608 files');
+  });
+  it('says the total is not limited where only the per-file limit holds', () => {
+    const disk = { enforced: 'per-file' as const, used_bytes: null, limit_bytes: null };
+    expect(describeDisk(disk, 3 * 1024 ** 3, 1024)).toBe('1.0 KiB used · 3.0 GiB per file (total not limited)');
+    expect(describeDisk(undefined, 1024 ** 3, null)).toBe('1.0 GiB per file (total not limited)');
   });
 });
 
