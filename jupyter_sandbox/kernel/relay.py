@@ -1043,8 +1043,6 @@ class Relay:
         for name in ("shell", "control", "stdin", "hb", "iopub"):
             poller.register(self.front[name], zmq.POLLIN)
         poller.register(self._wake_read, zmq.POLLIN)
-        # As ipykernel does once at start (a front end connected this early sees it).
-        self._publish("status", {"execution_state": "starting"}, None)
         registered: dict[str, zmq.Socket] = {}
         while self.running:
             if registered != self.inner:
