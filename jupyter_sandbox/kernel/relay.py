@@ -69,11 +69,12 @@ class Pending:
 
 @dataclass
 class Held:
-    """A request that waits for the sandbox."""
+    """A request that waits: for the sandbox, or (on shell) for the requests before it."""
     channel: str
     idents: list[bytes]
     frames: list[bytes]  # [signature, header, parent, metadata, content, *buffers]
     header: dict[str, Any]
+    abort: bool = False  # an execute request queued behind a cell that failed with stop_on_error
 
 
 @dataclass
@@ -140,16 +141,18 @@ class Relay:
         # The count of the last cell that stored history, as the front end saw it.
         self.execution_count = 0
         self.kernel_info: dict[str, Any] | None = None
-        self.kernel_info_looked_up = False
-        self.info_waiting: list[tuple[str, list[bytes], dict[str, Any]]] = []
         self.pending: dict[str, Pending] = {}
-        self.inflight: set[str] = set()  # execute requests the inner kernel has not answered yet
+        # Shell requests are answered in the order they came, as one kernel's shell answers them:
+        # those that cannot go on yet wait in `queue` (behind a %sandbox cell, for the sandbox, or a
+        # %sandbox cell for the inner kernel's replies still due, `inflight`).
+        self.queue: list[Held] = []
+        self.inflight: dict[str, int] = {}  # msg_id: how many of (reply, idle status) are still due
+        self._pump_due = False
         self.busy_announced: set[str] = set()  # held cells the proxy already said busy for
-        self.held: list[Held] = []
+        self.held: list[Held] = []  # control requests that wait for the sandbox
         self.cells: dict[str, Cell] = {}
         self.host_cell: HostCell | None = None
         self.sub_requests: dict[str, HostCell] = {}
-        self.deferred: list[Held] = []
         self.progress_lines: list[str] = []
         self.progress_target: dict[str, Any] | None = None
         self.internal: set[str] = set()
@@ -310,11 +313,10 @@ class Relay:
         self._shutdown(restart=False)
 
     def _on_kernel_info_known(self, info: dict[str, Any] | None) -> None:
-        self.kernel_info_looked_up = True
         if info is not None and self.kernel_info is None:
             self.kernel_info = info
-        if self.kernel_info is not None:
-            self._answer_kernel_info_waiting()
+            self._release_held()
+            self._pump()
 
     def _look_up_kernel_info(self) -> None:
         """In the background (a Docker call): what the image's kernel said the last time."""
@@ -344,12 +346,15 @@ class Relay:
             self.state = State.READY
             self.progress_lines = []
             self.progress_target = None
-            self._answer_kernel_info_waiting()
             self._sync_inner_count()
-            held, self.held = self.held, []
-            for item in held:
-                self._route(item.channel, item.idents, item.frames, item.header)
+            self._release_held()
             self._advance_host_cell()
+            self._pump()
+
+    def _release_held(self) -> None:
+        held, self.held = self.held, []
+        for item in held:
+            self._route(item.channel, item.idents, item.frames, item.header)
 
     def _learn_kernel_info(self, content: bytes) -> None:
         info = kernel_info_cache.sanitize(_loads(content))
@@ -404,65 +409,85 @@ class Relay:
             self.host_cell.cancel.set()
         self._route(channel, idents, body, header)
 
-    def _route(self, channel: str, idents: list[bytes], body: list[bytes], header: dict[str, Any],
-               queued: bool = False) -> None:
-        """Send a request on, run it here, or hold it, depending on what it is and on the sandbox.
-        `queued`: an execute request taken from the front of the deferred queue."""
+    def _route(self, channel: str, idents: list[bytes], body: list[bytes], header: dict[str, Any]) -> None:
+        """Send a request on, run it here, or let it wait, depending on what it is and on the sandbox."""
         msg_type = header.get("msg_type", "")
-        if self.held and channel == "shell":
-            # Shell requests keep their order while the sandbox comes up.
-            self._hold(channel, idents, body, header)
+        if channel == "shell":
+            item = Held(channel, idents, body, header)
+            if self.queue or self.host_cell is not None or not self._try_run(item):
+                self._enqueue(item)
             return
-        if channel == "shell" and msg_type == "execute_request":
-            if not queued and (self.host_cell is not None or self.deferred):
-                self.deferred.append(Held(channel, idents, body, header))
-                return
-            segments = _host_segments(body)
-            if segments is not None:
-                if self.inflight:
-                    # A `%sandbox` cell runs after the cells sent before it have finished, as in one kernel.
-                    self.deferred.insert(0, Held(channel, idents, body, header)) if queued else \
-                        self.deferred.append(Held(channel, idents, body, header))
-                    return
-                self._start_host_cell(idents, body, header, segments)
-                return
-        if channel == "shell" and msg_type == "complete_request":
-            if self._complete_here(idents, body, header):
-                return
         if self.state is State.READY:
             self._forward(channel, idents, body, header)
             return
         if channel == "stdin":
             return  # no input was asked for by a kernel that is not running
-        if msg_type == "kernel_info_request":
-            self._reply_kernel_info(channel, idents, header)
+        if msg_type == "kernel_info_request" and (self.kernel_info or self.state in (State.FAILED, State.DEAD)):
+            self._reply(channel, idents, header, "kernel_info_reply", self.kernel_info or self._unknown_kernel_info())
             return
         if msg_type == "interrupt_request":
             self._reply(channel, idents, header, "interrupt_reply", {"status": "ok"})
             return
-        if channel == "shell" and self.host_cell is None and not self.deferred:
-            # Asked with a short timeout by front ends (jupyter console): answered now, as a fresh
-            # ipykernel would answer them.
-            if msg_type == "history_request":
-                self._reply(channel, idents, header, "history_reply", offline.history_reply())
-                return
-            if msg_type == "is_complete_request":
-                code = _content(body).get("code")
-                self._reply(channel, idents, header, "is_complete_reply",
-                            offline.is_complete(code if isinstance(code, str) else ""))
-                return
-        self._hold(channel, idents, body, header)
-
-    def _hold(self, channel: str, idents: list[bytes], body: list[bytes], header: dict[str, Any]) -> None:
         self.held.append(Held(channel, idents, body, header))
-        if (header.get("msg_type") == "execute_request" and self.progress_target is None
-                and not _content(body).get("silent")):
+        if msg_type != "kernel_info_request":
+            self._wake_sandbox()
+
+    def _try_run(self, item: Held) -> bool:
+        """Run a shell request now if it can go; False if it must wait (at the head of the queue)."""
+        idents, body, header = item.idents, item.frames, item.header
+        msg_type = header.get("msg_type", "")
+        if msg_type == "execute_request":
+            if item.abort:
+                if self.inflight:
+                    return False  # its reply comes after those of the requests before it
+                self._send_aborted(item)
+                return True
+            segments = _host_segments(body)
+            if segments is not None:
+                if self.inflight:
+                    return False  # a %sandbox cell runs after the cells sent before it have finished
+                self._start_host_cell(idents, body, header, segments)
+                return True
+        if msg_type == "complete_request" and self._complete_here(idents, body, header):
+            return True
+        if self.state is State.READY:
+            self._forward("shell", idents, body, header)
+            return True
+        if msg_type == "kernel_info_request" and (self.kernel_info or self.state in (State.FAILED, State.DEAD)):
+            # What the image's kernel says; while that is not known, the request waits for the handshake.
+            self._reply("shell", idents, header, "kernel_info_reply", self.kernel_info or self._unknown_kernel_info())
+            return True
+        # Asked with a short timeout by front ends (jupyter console): answered now, as a fresh
+        # ipykernel would answer them.
+        if msg_type == "history_request":
+            self._reply("shell", idents, header, "history_reply", offline.history_reply())
+            return True
+        if msg_type == "is_complete_request":
+            code = _content(body).get("code")
+            self._reply("shell", idents, header, "is_complete_reply",
+                        offline.is_complete(code if isinstance(code, str) else ""))
+            return True
+        if msg_type != "kernel_info_request":
+            self._wake_sandbox()
+        return False
+
+    def _enqueue(self, item: Held) -> None:
+        self.queue.append(item)
+        if (self.state is not State.READY and item.header.get("msg_type") == "execute_request"
+                and self.progress_target is None and not _content(item.frames).get("silent")):
             # The cell the start-up progress is shown in: it is busy from now on, as a kernel would
             # say once it starts the cell; the inner kernel's own busy for it is dropped.
-            self._publish("status", {"execution_state": "busy"}, header)
-            self.busy_announced.add(header.get("msg_id", ""))
-            self._show_progress_in(header)
-        self._wake_sandbox()
+            self._publish("status", {"execution_state": "busy"}, item.header)
+            self.busy_announced.add(item.header.get("msg_id", ""))
+            self._show_progress_in(item.header)
+
+    def _pump(self) -> None:
+        """Shell requests that waited go on, in order, as far as they can."""
+        while self.queue and self.host_cell is None and self.running:
+            item = self.queue.pop(0)
+            if not self._try_run(item):
+                self.queue.insert(0, item)
+                return
 
     def _show_progress_in(self, header: dict[str, Any]) -> None:
         if self.progress_target is not None:
@@ -487,10 +512,11 @@ class Relay:
             msg_id = header["msg_id"]
             pending = Pending(channel, idents, header)
             self.pending[msg_id] = pending
+            if channel == "shell":
+                self.inflight[msg_id] = 2
             if msg_type == "execute_request":
                 request = _content(body)
                 pending.stop_on_error = bool(request.get("stop_on_error", True)) and not request.get("silent")
-                self.inflight.add(msg_id)
                 self.cells[msg_id] = Cell(header, idents, busy_sent=msg_id in self.busy_announced)
                 self.busy_announced.discard(msg_id)
         new_signature = self.inner_signer.sign(header_bytes, parent, metadata, content)
@@ -715,7 +741,7 @@ class Relay:
         self._publish("status", {"execution_state": "idle"}, header)
         if error and host.stop_on_error and not host.silent:
             self._abort_queued()
-        self._run_deferred()
+        self._pump()
 
     def _safe_expressions(self, evaluated: dict[str, Any]) -> dict[str, Any]:
         """user_expressions come from the sandbox: bundles through the output policy, errors as text."""
@@ -735,35 +761,37 @@ class Relay:
 
     # -- the order of cells -----------------------------------------------------------------
 
-    def _run_deferred(self) -> None:
-        """Execute requests that waited behind a `%sandbox` cell (or that cell behind others) go on, in order."""
-        while self.deferred and self.host_cell is None:
-            item = self.deferred[0]
-            if self.inflight and _host_segments(item.frames) is not None:
-                return
-            self.deferred.pop(0)
-            self._route(item.channel, item.idents, item.frames, item.header, queued=True)
+    def _settled(self, msg_id: str) -> None:
+        """A reply or the idle status of a request passed on: once both are out, the shell requests
+        waiting behind it may go (as in one kernel, the next starts after the last one's idle)."""
+        due = self.inflight.get(msg_id)
+        if due is None:
+            return
+        if due > 1:
+            self.inflight[msg_id] = due - 1
+        else:
+            del self.inflight[msg_id]
+            self._pump_due = True
 
     def _abort_queued(self) -> None:
         """A cell failed with stop_on_error: as ipykernel does, every execute request queued behind it
-        is answered "aborted" without running."""
-        queued, self.deferred = self.deferred, []
-        kept = []
-        for item in self.held:
-            (queued if item.header.get("msg_type") == "execute_request" else kept).append(item)
-        self.held = kept
-        for item in queued:
-            msg_id = item.header.get("msg_id", "")
-            if self.progress_target is not None and self.progress_target.get("msg_id") == msg_id:
-                self.progress_target = None
-            if msg_id in self.busy_announced:
-                self.busy_announced.discard(msg_id)
-            else:
-                self._publish("status", {"execution_state": "busy"}, item.header)
-            frames = build(self.front_signer, "execute_reply", {"status": "aborted"}, item.header, self.session,
-                           metadata=self._reply_metadata("aborted"))
-            self.front[item.channel].send_multipart([*item.idents, *frames])
-            self._publish("status", {"execution_state": "idle"}, item.header)
+        is answered "aborted", in its turn, without running."""
+        for item in self.queue:
+            if item.header.get("msg_type") == "execute_request":
+                item.abort = True
+
+    def _send_aborted(self, item: Held) -> None:
+        msg_id = item.header.get("msg_id", "")
+        if self.progress_target is not None and self.progress_target.get("msg_id") == msg_id:
+            self.progress_target = None
+        if msg_id in self.busy_announced:
+            self.busy_announced.discard(msg_id)
+        else:
+            self._publish("status", {"execution_state": "busy"}, item.header)
+        frames = build(self.front_signer, "execute_reply", {"status": "aborted"}, item.header, self.session,
+                       metadata=self._reply_metadata("aborted"))
+        self.front[item.channel].send_multipart([*item.idents, *frames])
+        self._publish("status", {"execution_state": "idle"}, item.header)
 
     def _reply_metadata(self, status: str) -> dict[str, Any]:
         return {"started": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
@@ -812,6 +840,7 @@ class Relay:
         pending = self.pending.pop(parent_id, None)
         if pending is None:
             return
+        self._settled(parent_id)
         host = self.sub_requests.get(parent_id)
         if host is not None:
             host.sub_reply = _content(body) or {"status": "error"}
@@ -827,7 +856,6 @@ class Relay:
     def _execute_replied(self, msg_id: str, pending: Pending, body: list[bytes]) -> None:
         """The inner kernel's count is the front end's (they are kept equal); an error aborts the
         cells this proxy queued behind the cell, as the inner kernel aborts those it queued."""
-        self.inflight.discard(msg_id)
         reply = _content(body)
         status, count = reply.get("status"), reply.get("execution_count")
         if status in ("ok", "error") and isinstance(count, int) and not isinstance(count, bool):
@@ -835,7 +863,6 @@ class Relay:
         self._send_front(pending.channel, pending.idents, body)
         if status == "error" and pending.stop_on_error:
             self._abort_queued()
-        self._run_deferred()
 
     def _from_inner_iopub(self, frames: list[bytes]) -> None:
         checked = self._verified_inner(frames)
@@ -857,6 +884,8 @@ class Relay:
             return  # about the proxy's own requests and subscription, or the inner kernel's start
         cell = self.cells.get(parent_id)
         host = self.sub_requests.get(parent_id)
+        if msg_type == "status" and parent_id in self.inflight and _content(body).get("execution_state") == "idle":
+            self._settled(parent_id)
         if msg_type == "status" and cell is not None:
             state = _content(body).get("execution_state")
             if state == "busy" and cell.started is None:
@@ -947,19 +976,6 @@ class Relay:
         self.front[channel].send_multipart([*idents, *frames])
         self._publish("status", {"execution_state": "idle"}, parent)
 
-    def _reply_kernel_info(self, channel: str, idents: list[bytes], parent: dict[str, Any]) -> None:
-        """What the inner kernel says (recorded for the image, or from this sandbox); while neither is
-        known, the request waits for the handshake."""
-        if self.kernel_info is None and self.state in (State.STARTING, State.CONNECTING):
-            self.info_waiting.append((channel, idents, parent))
-            return
-        self._reply(channel, idents, parent, "kernel_info_reply", self.kernel_info or self._unknown_kernel_info())
-
-    def _answer_kernel_info_waiting(self) -> None:
-        waiting, self.info_waiting = self.info_waiting, []
-        for channel, idents, parent in waiting:
-            self._reply(channel, idents, parent, "kernel_info_reply", self.kernel_info or self._unknown_kernel_info())
-
     @staticmethod
     def _unknown_kernel_info() -> dict[str, Any]:
         """Only when no sandbox could be started and none ever answered for this image: the front end
@@ -984,17 +1000,13 @@ class Relay:
         waiting = [(p.channel, p.idents, p.header) for sub_id, p in self.pending.items()
                    if sub_id not in self.sub_requests]
         if not keep_held:
-            waiting += [(h.channel, h.idents, h.header) for h in self.held]
-            self.held = []
+            waiting += [(h.channel, h.idents, h.header) for h in self.held + self.queue]
+            self.held, self.queue = [], []
             self.progress_target = None
-        waiting += [(d.channel, d.idents, d.header) for d in self.deferred]
-        self.deferred = []
         self.pending = {}
         self.cells = {}
         self.sub_requests = {}
-        self.inflight = set()
-        if not keep_held:
-            self._answer_kernel_info_waiting()
+        self.inflight = {}
         if host is not None:
             host.cancel.set()
             host.finishing = None
@@ -1017,8 +1029,13 @@ class Relay:
                                metadata=self._reply_metadata("error"))
                 self.front[channel].send_multipart([*idents, *frames])
                 self._publish("status", {"execution_state": "idle"}, header)
+            elif msg_type == "kernel_info_request":
+                # A client must learn the protocol version even of a kernel whose sandbox failed.
+                self._reply(channel, idents, header, "kernel_info_reply", self.kernel_info or self._unknown_kernel_info())
             elif reply_type(msg_type):
                 self._reply(channel, idents, header, reply_type(msg_type), _error_reply(message))
+        if keep_held:
+            self._pump()
 
     # -- shutdown ---------------------------------------------------------------------------
 
@@ -1075,6 +1092,9 @@ class Relay:
             sock = inner.get("iopub")
             if sock is not None and ready.get(sock) and self.inner is inner:
                 self._drain(sock, self._from_inner_iopub)
+            if self._pump_due:
+                self._pump_due = False
+                self._pump()
             if self.state is State.CONNECTING:
                 self._handshake_tick()
             self._check_time_limits()
