@@ -183,6 +183,7 @@ def test_without_stop_on_error_the_queue_runs_on(kernel: SandboxKernel) -> None:
 
 def test_sandbox_is_offered_where_a_magic_starts(kernel: SandboxKernel) -> None:
     client = kernel.client
+    kernel.run("pass")  # the sandbox is up: its kernel's matches come too
     for typed, expected in (("%sa", "%sandbox"), ("%%sa", "%%sandbox"), ("%", "%sandbox")):
         reply = client.complete(typed, len(typed), reply=True, timeout=30)["content"]
         assert expected in reply["matches"] and reply["cursor_start"] == 0, reply
@@ -206,9 +207,8 @@ def test_sizes_read_as_people_read_them(kernel: SandboxKernel) -> None:
 # -- notebooks under nbclient and papermill ---------------------------------------------------
 
 FIRST_CELLS = ("%sandbox config --memory 2g", "%sandbox status", "%sandbox network none",
-               "import urllib.request\ntry:\n    urllib.request.urlopen('http://127.0.0.1:9', timeout=2)\n"
-               "except OSError as exc:\n    print('blocked', type(exc).__name__)",
-               "%sandbox exec false", "print('never runs')")
+               "import os\nprint(next(open(p).read().strip() for p in ('/sys/fs/cgroup/memory.max',\n"
+               "'/sys/fs/cgroup/memory/memory.limit_in_bytes') if os.path.exists(p)))", "%sandbox exec false", "print('never runs')")
 
 
 def check_saved(nb: nbformat.NotebookNode) -> None:
@@ -217,8 +217,8 @@ def check_saved(nb: nbformat.NotebookNode) -> None:
     assert counts == [1, 2, 3, 4, 5, None], counts
     status = "".join(o.get("text", "") for o in nb.cells[1].outputs)
     assert "memory 2 GiB" in status
-    assert "network   none" in status
-    assert "blocked" in "".join(o.get("text", "") for o in nb.cells[3].outputs)
+    assert "network: none" in "".join(o.get("text", "") for o in nb.cells[2].outputs)
+    assert "".join(o.get("text", "") for o in nb.cells[3].outputs).strip() == str(2 * 1024**3)
     errors = [o for o in nb.cells[4].outputs if o.output_type == "error"]
     assert errors and "exited with code 1" in errors[0].evalue
     assert not nb.cells[5].outputs
@@ -249,6 +249,9 @@ def test_notebook_starting_with_sandbox_lines_under_papermill(sandbox_image: str
 def check_message(message: dict) -> None:
     """The message spec's schema, and the exact fields of what a notebook stores."""
     content, msg_type = message["content"], message["msg_type"]
+    if msg_type == "iopub_welcome":  # ipykernel 7's greeting; not in the suite's schemas yet
+        assert content == {"subscription": ""} and message["parent_header"] == {}
+        return
     if msg_type == "execute_reply" and content["status"] == "aborted":
         assert content == {"status": "aborted"} and message["metadata"]["status"] == "aborted"
         return
@@ -260,6 +263,14 @@ def check_message(message: dict) -> None:
     if msg_type == "execute_reply":
         assert isinstance(content["execution_count"], int)
         assert {"user_expressions", "payload"} <= set(content), content
+
+
+def drain(client: Any, seen: list[dict]) -> None:
+    while True:
+        try:
+            seen.append(client.get_iopub_msg(timeout=2))
+        except queue.Empty:
+            return
 
 
 def test_a_cold_start_answers_in_order_and_every_message_is_valid(sandbox_image: str) -> None:
@@ -291,19 +302,18 @@ def test_a_cold_start_answers_in_order_and_every_message_is_valid(sandbox_image:
         assert replies[7]["content"]["matches"] == ["status"]
         late = client.kernel_info(reply=True, timeout=60)
         seen.append(late)
-        # What the front end was told before the sandbox was up is what the sandbox's kernel says.
-        assert early == late["content"]
+        drain(client, seen)
+        # What the front end was told before the sandbox was up is what the sandbox's kernel says
+        # (but IPython's banner, which ends with a tip drawn at random at each start).
+        assert {**early, "banner": ""} == {**late["content"], "banner": ""}
         assert early["implementation"] == "ipython" and re.fullmatch(r"3\.\d+\.\d+", early["language_info"]["version"])
         assert "kernel subshells" in early.get("supported_features", [])
-        execute(client, "1/0")
-        execute(client, "%sandbox bogus")
+        for code in ("1/0", "%sandbox bogus"):
+            reply, messages = execute(client, code)
+            seen += [reply, *messages]
         client.shutdown()
         time.sleep(1)
-        while True:
-            try:
-                seen.append(client.get_iopub_msg(timeout=2))
-            except queue.Empty:
-                break
+        drain(client, seen)
         for message in seen:
             check_message(message)
         outputs = [nbformat.v4.output_from_msg(m) for m in seen

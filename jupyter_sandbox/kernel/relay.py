@@ -65,6 +65,7 @@ class Pending:
     header: dict[str, Any]
     stop_on_error: bool = False  # an execute request whose error aborts the queued cells
     extra_matches: list[str] = field(default_factory=list)  # `%sandbox` added to a completion
+    extra_typed: tuple[int, str] = (0, "")  # where the line starts, and what was typed on it
 
 
 @dataclass
@@ -537,6 +538,7 @@ class Relay:
         if prefix and self.state is State.READY:
             self._forward("shell", idents, body, header)
             self.pending[header["msg_id"]].extra_matches = prefix
+            self.pending[header["msg_id"]].extra_typed = (line_start, typed)
             return True
         if prefix:
             matches, start = prefix, 0
@@ -552,22 +554,27 @@ class Relay:
             "metadata": {}})
         return True
 
-    def _with_sandbox_matches(self, body: list[bytes], extra: list[str]) -> list[bytes]:
-        try:
-            reply = json.loads(body[4])
-            matches = reply.get("matches")
-            if reply.get("status") != "ok" or not isinstance(matches, list):
-                return body
-        except (ValueError, AttributeError):
+    def _with_sandbox_matches(self, body: list[bytes], pending: Pending) -> list[bytes]:
+        """The inner kernel's matches with `%sandbox` first, all replacing from the line's start."""
+        reply = _content(body)
+        matches, start, end = reply.get("matches"), reply.get("cursor_start"), reply.get("cursor_end")
+        line_start, typed = pending.extra_typed
+        if (reply.get("status") != "ok" or not isinstance(matches, list) or not isinstance(start, int)
+                or not line_start <= start <= line_start + len(typed)):
             return body
-        added = [m for m in extra if m not in matches]
-        reply["matches"] = added + matches
-        types = reply.get("metadata", {}).get("_jupyter_types_experimental") if isinstance(
-            reply.get("metadata"), dict) else None
+        # A match that replaces from further right is the same match written from the line's start.
+        lead = typed[:start - line_start]
+        theirs = [lead + m for m in matches if isinstance(m, str)]
+        added = [m for m in pending.extra_matches if m not in theirs]
+        reply["matches"] = added + theirs
+        reply["cursor_start"] = line_start
+        metadata = reply.get("metadata")
+        types = metadata.get("_jupyter_types_experimental") if isinstance(metadata, dict) else None
         if isinstance(types, list):
-            start, end = reply.get("cursor_start"), reply.get("cursor_end")
-            reply["metadata"]["_jupyter_types_experimental"] = [
-                {"start": start, "end": end, "text": m, "type": "magic", "signature": ""} for m in added] + types
+            metadata["_jupyter_types_experimental"] = [
+                {"start": line_start, "end": end, "text": m, "type": "magic", "signature": ""} for m in added] + [
+                {**t, "start": line_start, "text": lead + t["text"]} for t in types
+                if isinstance(t, dict) and isinstance(t.get("text"), str)]
         return [*body[:4], dumps(reply), *body[5:]]
 
     # -- cells with %sandbox lines ----------------------------------------------------------
@@ -850,7 +857,7 @@ class Relay:
             self._execute_replied(parent_id, pending, body)
             return
         if pending.extra_matches:
-            body = self._with_sandbox_matches(body, pending.extra_matches)
+            body = self._with_sandbox_matches(body, pending)
         self._send_front(pending.channel, pending.idents, body)
 
     def _execute_replied(self, msg_id: str, pending: Pending, body: list[bytes]) -> None:
@@ -995,7 +1002,8 @@ class Relay:
         }
 
     def _fail_waiting(self, message: str, keep_held: bool = False) -> None:
-        """Answer every request that waits on the sandbox with an error that says why."""
+        """Answer every request that waits on the sandbox with an error that says why. `keep_held`:
+        the inner kernel was restarted; requests not sent to it yet go to the new one."""
         host = self.host_cell
         waiting = [(p.channel, p.idents, p.header) for sub_id, p in self.pending.items()
                    if sub_id not in self.sub_requests]
@@ -1034,8 +1042,6 @@ class Relay:
                 self._reply(channel, idents, header, "kernel_info_reply", self.kernel_info or self._unknown_kernel_info())
             elif reply_type(msg_type):
                 self._reply(channel, idents, header, reply_type(msg_type), _error_reply(message))
-        if keep_held:
-            self._pump()
 
     # -- shutdown ---------------------------------------------------------------------------
 
