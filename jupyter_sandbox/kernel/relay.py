@@ -292,6 +292,8 @@ class Relay:
             self._fail_waiting(message)
 
     def _on_kernel_restarted(self, message: str) -> None:
+        # Not READY while the old kernel's requests are failed: nothing waiting goes to it now.
+        self.state = State.STARTING
         self._fail_waiting(message, keep_held=True)
         sandbox = self.lifecycle.sandbox
         if sandbox is not None:
