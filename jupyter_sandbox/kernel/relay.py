@@ -43,6 +43,11 @@ from .settings import SandboxKernel
 log = logging.getLogger(__name__)
 
 HANDSHAKE_RESEND_SECONDS = 0.5
+# When the image's kernel info is not recorded yet (the image's first start on this host), a
+# kernel_info request waits for the sandbox's own answer this long at most: front ends wait for it
+# before sending anything (JupyterLab, nbclient and Jupyter Server give up after 60 s), and a first
+# start may include building the image. Then it gets a minimal answer and the cells show progress.
+KERNEL_INFO_WAIT_SECONDS = 10.0
 # While cells run, the sandbox is marked in use this often (an idle reaper must not stop it).
 ACTIVITY_SECONDS = 1.0
 DRAIN_BATCH = 256
@@ -149,6 +154,8 @@ class Relay:
         self.queue: list[Held] = []
         self.inflight: dict[str, int] = {}  # msg_id: how many of (reply, idle status) are still due
         self._pump_due = False
+        self._kernel_info_deadline = time.monotonic() + KERNEL_INFO_WAIT_SECONDS
+        self._kernel_info_overdue = False
         self.busy_announced: set[str] = set()  # held cells the proxy already said busy for
         self.held: list[Held] = []  # control requests that wait for the sandbox
         self.cells: dict[str, Cell] = {}
@@ -310,7 +317,49 @@ class Relay:
     def _on_interrupt(self, _: Any) -> None:
         if self.host_cell is not None:
             self.host_cell.cancel.set()
+        self._interrupt_waiting()
         self.lifecycle.interrupt()
+
+    def _interrupt_waiting(self) -> None:
+        """An interrupt while the sandbox starts stops the cell that waits for it (the one the front end
+        shows busy), as it would stop a running cell; the sandbox goes on starting."""
+        if self.state is State.READY:
+            return
+        host = self.host_cell
+        if host is not None:
+            if not host.magic_running and host.sub_id is None and host.finishing is None:
+                error = _error_reply("interrupted while the sandbox was starting", "KeyboardInterrupt")
+                if not host.silent:
+                    self._publish("error", _error_output(error["evalue"], error["ename"]), host.cell.header)
+                self._finish_host_cell(error)
+            return
+        index = next((i for i, item in enumerate(self.queue)
+                      if item.header.get("msg_type") == "execute_request" and not item.abort), None)
+        if index is None:
+            return
+        item = self.queue.pop(index)
+        msg_id = item.header.get("msg_id", "")
+        if self.progress_target is not None and self.progress_target.get("msg_id") == msg_id:
+            self.progress_target = None
+        if msg_id in self.busy_announced:
+            self.busy_announced.discard(msg_id)
+        else:
+            self._publish("status", {"execution_state": "busy"}, item.header)
+        request = _content(item.frames)
+        silent = bool(request.get("silent"))
+        if request.get("store_history", not silent) and not silent:
+            self.execution_count += 1  # a cell stopped by an interrupt counts, as in ipykernel
+        error = _error_reply("interrupted while the sandbox was starting", "KeyboardInterrupt")
+        if not silent:
+            self._publish("error", _error_output(error["evalue"], error["ename"]), item.header)
+        frames = build(self.front_signer, "execute_reply", {
+            **error, "execution_count": self.execution_count, "user_expressions": {}, "payload": []},
+            item.header, self.session, metadata=self._reply_metadata("error"))
+        self.front["shell"].send_multipart([*item.idents, *frames])
+        self._publish("status", {"execution_state": "idle"}, item.header)
+        if request.get("stop_on_error", True) and not silent:
+            self._abort_queued()
+        self._pump()
 
     def _on_terminate(self, _: Any) -> None:
         self._shutdown(restart=False)
@@ -352,6 +401,16 @@ class Relay:
             self._sync_inner_count()
             self._release_held()
             self._advance_host_cell()
+            self._pump()
+
+    def _kernel_info_answerable(self) -> bool:
+        return bool(self.kernel_info) or self._kernel_info_overdue or self.state in (State.FAILED, State.DEAD)
+
+    def _check_kernel_info_wait(self) -> None:
+        if (self.kernel_info is None and not self._kernel_info_overdue and self.state is not State.READY
+                and time.monotonic() > self._kernel_info_deadline):
+            self._kernel_info_overdue = True
+            self._release_held()
             self._pump()
 
     def _release_held(self) -> None:
@@ -408,8 +467,10 @@ class Relay:
             self._reply(channel, idents, header, "shutdown_reply", {"status": "ok", "restart": restart})
             self._shutdown(restart=restart, parent=header)
             return
-        if channel == "control" and msg_type == "interrupt_request" and self.host_cell is not None:
-            self.host_cell.cancel.set()
+        if channel == "control" and msg_type == "interrupt_request":
+            if self.host_cell is not None:
+                self.host_cell.cancel.set()
+            self._interrupt_waiting()
         self._route(channel, idents, body, header)
 
     def _route(self, channel: str, idents: list[bytes], body: list[bytes], header: dict[str, Any]) -> None:
@@ -425,7 +486,7 @@ class Relay:
             return
         if channel == "stdin":
             return  # no input was asked for by a kernel that is not running
-        if msg_type == "kernel_info_request" and (self.kernel_info or self.state in (State.FAILED, State.DEAD)):
+        if msg_type == "kernel_info_request" and self._kernel_info_answerable():
             self._reply(channel, idents, header, "kernel_info_reply", self.kernel_info or self._unknown_kernel_info())
             return
         if msg_type == "interrupt_request":
@@ -456,7 +517,7 @@ class Relay:
         if self.state is State.READY:
             self._forward("shell", idents, body, header)
             return True
-        if msg_type == "kernel_info_request" and (self.kernel_info or self.state in (State.FAILED, State.DEAD)):
+        if msg_type == "kernel_info_request" and self._kernel_info_answerable():
             # What the image's kernel says; while that is not known, the request waits for the handshake.
             self._reply("shell", idents, header, "kernel_info_reply", self.kernel_info or self._unknown_kernel_info())
             return True
@@ -1105,6 +1166,7 @@ class Relay:
                 self._pump()
             if self.state is State.CONNECTING:
                 self._handshake_tick()
+            self._check_kernel_info_wait()
             self._check_time_limits()
         self.close()
 
