@@ -373,3 +373,21 @@ def test_jupyter_console_through_a_cold_start(sandbox_image: str, tmp_path: Path
         log.close()
     text = (tmp_path / "console.log").read_text()
     assert "did not respond" not in text and "Traceback" not in text, text[-3000:]
+
+
+def test_an_interrupt_stops_a_cell_waiting_for_the_sandbox(sandbox_image: str) -> None:
+    """Whether the cell still waits for the sandbox or already runs in it, an interrupt ends it with
+    KeyboardInterrupt, the cell queued behind it is aborted, and the kernel goes on."""
+    kernel = start_sandbox_kernel()
+    try:
+        client = kernel.client
+        first = client.execute("import time\nwhile True:\n    time.sleep(0.01)")
+        second = client.execute("print('queued')")
+        time.sleep(0.5)  # both requests have reached the kernel
+        kernel.km.interrupt_kernel()
+        reply, messages = collect(client, first)
+        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+        assert collect(client, second)[0]["content"]["status"] == "aborted"
+        assert kernel.run("print('goes on')").stdout.endswith("goes on\n")
+    finally:
+        kernel.shutdown()
