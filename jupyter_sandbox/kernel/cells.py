@@ -45,3 +45,18 @@ def split_cell(code: str) -> list[Segment]:
 
 def has_magic(segments: list[Segment]) -> bool:
     return any(segment.kind != "code" for segment in segments)
+
+
+# Subcommands that act on what exists: they wait for a sandbox being brought up, but start none.
+ACT_ON_EXISTING = frozenset({"stop", "delete"})
+
+
+def magic_waits(segment: Segment) -> str:
+    """What a `%sandbox` segment needs before it runs, as code would: "" nothing (help, --help, a
+    line that does not parse), "up" a sandbox being brought up to be up, "start" a running sandbox
+    (one is started if there is none)."""
+    words = segment.text.split()
+    command = words[0] if words else "status"
+    if command in ("help", "-h", "--help") or "--help" in words or "-h" in words:
+        return ""
+    return "up" if command in ACT_ON_EXISTING else "start"

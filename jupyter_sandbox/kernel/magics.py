@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import stat
 import threading
@@ -156,6 +157,26 @@ def _env_pair(text: str) -> tuple[str, str]:
     return key, value
 
 
+def readable_size(size: int | float) -> str:
+    """A measured size as people read it: "512 B", "55 MiB", "169 MiB", "1.2 GiB" (two or three
+    significant digits; limits, which are round, keep spec.format_size's exact form)."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    if unit == "B":
+        return f"{int(value)} B"
+    text = f"{value:.1f}" if abs(value) < 9.95 else f"{value:.0f}"
+    return f"{text.removesuffix('.0')} {unit}"
+
+
+def limit_size(size: int) -> str:
+    """A limit: exact when it is round ("2 GiB", "1.5 GiB"), else as a measured size is read."""
+    exact = format_size(size)
+    return exact if re.fullmatch(r"\d+(\.\d{1,2})? [KMGT]?i?B", exact) else readable_size(size)
+
+
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
     hours, rest = divmod(seconds, 3600)
@@ -217,17 +238,17 @@ class SandboxMagics:
             if info.get("uptime_seconds") is not None else f"sandbox   {info['id']}  ({info['state']})",
             f"image     {info['image']}",
             "limits    " + " · ".join([
-                f"cpu {limits['cpu']:g} vCPU", f"memory {format_size(limits['memory'])}", f"pids {limits['pids']}",
-                f"disk {format_size(limits['disk'])}" + (" (home)" if disk.get("enforced") == "total" else " per file"),
+                f"cpu {limits['cpu']:g} vCPU", f"memory {limit_size(limits['memory'])}", f"pids {limits['pids']}",
+                f"disk {limit_size(limits['disk'])}" + (" (home)" if disk.get("enforced") == "total" else " per file"),
                 f"cell timeout {limits['cell_timeout']:g} s" if limits["cell_timeout"] else "cell timeout none"]),
         ]
         if use:
-            parts = [f"cpu {use['cpu_seconds']:.1f} s", f"memory {format_size(use['memory_bytes'])}",
+            parts = [f"cpu {use['cpu_seconds']:.1f} s", f"memory {readable_size(use['memory_bytes'])}",
                      f"pids {use['pids']}"]
             if disk.get("used_bytes") is not None:
                 parts.append(f"disk {describe_disk(disk)} in /home/sandbox")
             elif use.get("disk_bytes") is not None:
-                parts.append(f"disk {format_size(use['disk_bytes'])}{'+' if use.get('disk_partial') else ''} "
+                parts.append(f"disk {readable_size(use['disk_bytes'])}{'+' if use.get('disk_partial') else ''} "
                              "in /home/sandbox")
             lines.append("usage     " + " · ".join(parts))
         lines.append(f"disk      {disk['note']}")
@@ -310,7 +331,7 @@ class SandboxMagics:
             else:
                 ctx.manager.update_live(sandbox, cpu=changes.get("cpu"), memory=changes.get("memory"))
                 ctx.write("stdout", "changed live: " + ", ".join(
-                    f"cpu {spec.cpu:g} vCPU" if k == "cpu" else f"memory {format_size(spec.memory)}"
+                    f"cpu {spec.cpu:g} vCPU" if k == "cpu" else f"memory {limit_size(spec.memory)}"
                     for k in sorted(changes)) + "\n")
         if options.cell_timeout is not None:
             result.cell_timeout = options.cell_timeout
@@ -425,7 +446,7 @@ class SandboxMagics:
         with os.fdopen(fd, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             if size > limit:
-                raise SpecError(f"{options.host_path} is {format_size(size)}, above the limit of {format_size(limit)}")
+                raise SpecError(f"{options.host_path} is {readable_size(size)}, above the limit of {limit_size(limit)}")
             target = options.sandbox_path or source.name
             answer = ctx.manager.agent(self._require(ctx)).upload(target, handle, size)
         ctx.write("stdout", f"uploaded {options.host_path} ({size:,} bytes) to {answer.get('path', target)}\n")
