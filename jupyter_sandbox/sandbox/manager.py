@@ -38,6 +38,7 @@ from .spec import (
     LABEL_OWNER,
     LABEL_POOL,
     LABEL_PREFIX,
+    LABEL_SERVER,
     LABEL_SPEC,
     SANDBOX_HOME,
     SANDBOX_USER_UID,
@@ -49,6 +50,8 @@ from .spec import (
 
 Progress = Callable[[str], None]
 
+# Set by the server extension for the kernels it starts: whose warm pool they may claim from.
+SERVER_ID_ENV = "JUPYTER_SANDBOX_SERVER_ID"
 AGENT_DIR = "/opt/jupyter-sandbox"
 AGENT_PACKAGE = "jupyter_sandbox_agent"
 # Started with -I so that nothing in the sandbox's environment changes how the agent is imported.
@@ -137,6 +140,11 @@ class Sandbox:
     @property
     def owner(self) -> str:
         return self.labels.get(LABEL_OWNER, "")
+
+    @property
+    def server(self) -> str:
+        """The Jupyter server that made it ('' for the command line or a kernel of no server)."""
+        return self.labels.get(LABEL_SERVER, "")
 
     @property
     def running(self) -> bool:
@@ -244,8 +252,16 @@ class SandboxManager(LoggingConfigurable):
         "Glob patterns of the images a notebook may switch to with `%sandbox config --image`. "
         "The configured default image is always allowed."))
 
+    server_id = Unicode(config=False, help=(
+        "The Jupyter server this process belongs to (binding.ServerLease): set by the server "
+        "extension, inherited by its kernels. Its housekeeping touches only what is its own."))
+
     def _owner_default(self) -> str:
         return getpass.getuser()
+
+    def _server_id_default(self) -> str:
+        value = os.environ.get(SERVER_ID_ENV, "")
+        return value if binding.SERVER_ID_RE.match(value) else ""
 
     def __init__(self, backend: DockerBackend | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -253,6 +269,8 @@ class SandboxManager(LoggingConfigurable):
         self._storage: dict[str, str] | None = None
         # Seconds since the epoch of the last use seen on the host side, by sandbox id.
         self._host_activity: dict[str, float] = {}
+        # Set when the server shuts down: housekeeping makes nothing new from then on.
+        self.stopping = False
 
     @property
     def backend(self) -> DockerBackend:
@@ -330,6 +348,8 @@ class SandboxManager(LoggingConfigurable):
             labels[LABEL_KERNEL_ID] = kernel_id  # the kernel it was made for; who has it now is in its name
         if pool:
             labels[LABEL_POOL] = "1"
+        if self.server_id:
+            labels[LABEL_SERVER] = self.server_id
         for key in labels:
             if key.startswith(LABEL_PREFIX) and key in spec.labels:
                 raise SpecError(f"labels: {key} is reserved")
@@ -494,10 +514,25 @@ class SandboxManager(LoggingConfigurable):
 
     def start(self, sandbox: Sandbox) -> Sandbox:
         if not sandbox.running:
-            self.backend.start(sandbox.container_id)
+            self._start_container(sandbox)
             idle.clear(sandbox.id)
             self._enforce(sandbox)
         return self.get(sandbox.id)
+
+    def _start_container(self, sandbox: Sandbox) -> None:
+        """Start a kept container. Its network may have been removed meanwhile (another sandbox's
+        removal, `docker network prune`): then make the network again and join the container to it."""
+        self._ensure_network()
+        try:
+            self.backend.start(sandbox.container_id)
+            return
+        except SandboxError as exc:
+            if "network" not in str(exc).lower():
+                raise
+            self.log.info("sandbox %s: its network is gone (%s); joining it to a new one", sandbox.id, exc)
+        self._ensure_network()
+        self.backend.reconnect(sandbox.container_id, self.network_name, alias=binding.base_name(sandbox.id))
+        self.backend.start(sandbox.container_id)
 
     def stop(self, sandbox: Sandbox) -> Sandbox:
         self.backend.stop(sandbox.container_id)
@@ -606,30 +641,76 @@ class SandboxManager(LoggingConfigurable):
             own = self.find_for_kernel(kernel_id)
             if own is not None:
                 return own, "kernel"
+            # The notebook may have moved since the kernel started (notebooks.py notes it).
+            workspace = binding.kernel_workspace(kernel_id, workspace)
             if workspace:
                 kept = self.find_for_workspace(workspace)
                 if kept is not None:
                     if kept.kernel_id and binding.kernel_alive(kept.kernel_id):
                         return None, f"busy {kept.kernel_id}"
                     return self.bind(kept, workspace, kernel_id), "workspace"
-            if spec is not None and self.warm_pool_size > 0 and spec == self.default_spec():
+            if spec is not None and self.warm_pool_size > 0 and spec == self.default_spec() and self.server_id:
+                # Only this server's pool, and only a sandbox whose agent answers: one still starting
+                # would give the kernel's first calls (and the sidebar's) a 502.
                 for candidate in self.pool_sandboxes(spec):
+                    if candidate.server != self.server_id or not self._agent_up(candidate):
+                        continue
                     try:
                         return self.bind(candidate, workspace, kernel_id), "pool"
                     except SandboxError:
                         continue
         return None, ""
 
+    def _agent_up(self, sandbox: Sandbox) -> bool:
+        try:
+            self.agent(sandbox).health(timeout=1)
+            return True
+        except (AgentError, SandboxError):
+            return False
+
+    def follow_kernel_workspace(self, sandbox: Sandbox, kernel_id: str) -> Sandbox:
+        """After a kernel made its sandbox: if its notebook moved meanwhile, the sandbox goes with it."""
+        with binding.claim_lock():
+            current = self.get(sandbox.id)
+            if current.kernel_id != kernel_id:
+                return current
+            workspace = binding.kernel_workspace(kernel_id, current.workspace)
+            if workspace == current.workspace:
+                return current
+            if workspace and self.find_for_workspace(workspace) is not None:
+                workspace = None  # taken by another sandbox meanwhile: this one stays the kernel's own
+            return self.bind(current, workspace, kernel_id)
+
     def release(self, sandbox: Sandbox) -> None:
         """A kernel is done with its sandbox: a notebook's is stopped and kept for the notebook's
         next kernel; any other is removed with its files, as nothing could find it again."""
-        if sandbox.workspace:
-            with binding.claim_lock():
+        with binding.claim_lock():
+            # Read it again: its notebook may have moved or been deleted since it was listed.
+            sandbox = self.get(sandbox.id)
+            if sandbox.workspace:
                 sandbox = self.bind(sandbox, sandbox.workspace, None)
+        if sandbox.workspace:
             self.backend.stop(sandbox.container_id, timeout=2)
             self.log.info("kept sandbox %s of workspace %s (stopped)", sandbox.id, sandbox.workspace)
         else:
             self.remove(sandbox)
+
+    # -- whose housekeeping -------------------------------------------------------------------
+
+    def _server_is_mine(self, server_id: str) -> bool:
+        """What a server made is its own while it runs; what no server made, or a server now gone
+        made, is everyone's."""
+        return not server_id or server_id == self.server_id or not binding.server_alive(server_id)
+
+    def housekeeps(self, sandbox: Sandbox) -> bool:
+        """Whether this process's housekeeping (pool, idle reaper, reconciliation) may touch it: it
+        is this owner's, and the server of its kernel (or, without a kernel, the server that made it)
+        is this one, none, or gone."""
+        if sandbox.owner != self.owner:
+            return False
+        if sandbox.kernel_id:
+            return self._server_is_mine(binding.kernel_server(sandbox.kernel_id))
+        return self._server_is_mine(sandbox.server)
 
     def pool_sandboxes(self, spec: SandboxSpec | None = None,
                        among: list[Sandbox] | None = None) -> list[Sandbox]:
@@ -639,7 +720,7 @@ class SandboxManager(LoggingConfigurable):
         wanted = _spec_label(spec)
         image_id = self.backend.image_id(spec.image) or "-"
         among = self.list(owner=self.owner) if among is None else among
-        return [s for s in among if s.pool and s.running
+        return [s for s in among if s.pool and s.running and s.server == self.server_id
                 and s.labels.get(LABEL_SPEC) == wanted and s.image_id == image_id]
 
     def fill_pool(self, progress: Progress = _quiet) -> dict[str, list[str]]:
@@ -649,7 +730,8 @@ class SandboxManager(LoggingConfigurable):
         mine = self.list(owner=self.owner)
         keep = {s.id for s in self.pool_sandboxes(spec, among=mine)[:self.warm_pool_size]}
         for sandbox in mine:
-            if not sandbox.pool or sandbox.id in keep:
+            # Another running server's pool is its own; a gone server's is stale.
+            if not sandbox.pool or sandbox.id in keep or not self.housekeeps(sandbox):
                 continue
             with binding.claim_lock():
                 try:
@@ -660,6 +742,8 @@ class SandboxManager(LoggingConfigurable):
                     self.remove(sandbox)
                     done["removed"].append(sandbox.id)
         for _ in range(max(0, self.warm_pool_size - len(keep))):
+            if self.stopping:
+                break
             sandbox = self.create(spec, progress=progress, pool=True)
             self.wait_for_agent(sandbox)
             done["created"].append(sandbox.id)
@@ -670,7 +754,7 @@ class SandboxManager(LoggingConfigurable):
         removed = []
         with binding.claim_lock():
             for sandbox in self.list(owner=self.owner):
-                if sandbox.pool:
+                if sandbox.pool and sandbox.server == self.server_id:
                     self.remove(sandbox)
                     removed.append(sandbox.id)
         return removed
@@ -686,7 +770,7 @@ class SandboxManager(LoggingConfigurable):
         everyone = self.list()
         for sandbox in everyone:
             kernel_id = sandbox.kernel_id
-            if sandbox.owner != self.owner or not kernel_id or binding.kernel_alive(kernel_id):
+            if not kernel_id or not self.housekeeps(sandbox) or binding.kernel_alive(kernel_id):
                 continue
             if now - binding.lease_seen(kernel_id, default=_created_seconds(sandbox)) < self.orphan_grace:
                 continue
@@ -728,8 +812,8 @@ class SandboxManager(LoggingConfigurable):
         done: dict[str, list[str]] = {"stopped": [], "deleted": []}
         now = time.time()
         for sandbox in self.list(owner=self.owner):
-            if sandbox.pool:
-                continue  # waiting to be claimed is the pool's job
+            if sandbox.pool or not self.housekeeps(sandbox):
+                continue  # waiting to be claimed is the pool's job; another server's is its own
             if sandbox.running and self.idle_timeout > 0:
                 try:
                     last = self.agent(sandbox).health(timeout=5).get("last_activity")
