@@ -649,11 +649,11 @@ class SandboxManager(LoggingConfigurable):
                     if kept.kernel_id and binding.kernel_alive(kept.kernel_id):
                         return None, f"busy {kept.kernel_id}"
                     return self.bind(kept, workspace, kernel_id), "workspace"
-            if spec is not None and self.warm_pool_size > 0 and spec == self.default_spec() and self.server_id:
+            if spec is not None and self.warm_pool_size > 0 and spec == self.default_spec():
                 # Only this server's pool, and only a sandbox whose agent answers: one still starting
                 # would give the kernel's first calls (and the sidebar's) a 502.
-                for candidate in self.pool_sandboxes(spec):
-                    if candidate.server != self.server_id or not self._agent_up(candidate):
+                for candidate in self.pool_sandboxes(spec, server=self.server_id):
+                    if not self._agent_up(candidate):
                         continue
                     try:
                         return self.bind(candidate, workspace, kernel_id), "pool"
@@ -684,9 +684,15 @@ class SandboxManager(LoggingConfigurable):
     def release(self, sandbox: Sandbox) -> None:
         """A kernel is done with its sandbox: a notebook's is stopped and kept for the notebook's
         next kernel; any other is removed with its files, as nothing could find it again."""
+        kernel_id = sandbox.kernel_id
         with binding.claim_lock():
-            # Read it again: its notebook may have moved or been deleted since it was listed.
+            # Read it again: its notebook may have moved or been deleted since it was listed, and the
+            # notebook's next kernel may have taken it over already (then it is not ours to release).
             sandbox = self.get(sandbox.id)
+            if sandbox.kernel_id != kernel_id:
+                self.log.info("sandbox %s changed hands before its release; left to kernel %s", sandbox.id,
+                              sandbox.kernel_id)
+                return
             if sandbox.workspace:
                 sandbox = self.bind(sandbox, sandbox.workspace, None)
         if sandbox.workspace:
@@ -712,15 +718,16 @@ class SandboxManager(LoggingConfigurable):
             return self._server_is_mine(binding.kernel_server(sandbox.kernel_id))
         return self._server_is_mine(sandbox.server)
 
-    def pool_sandboxes(self, spec: SandboxSpec | None = None,
-                       among: list[Sandbox] | None = None) -> list[Sandbox]:
+    def pool_sandboxes(self, spec: SandboxSpec | None = None, among: list[Sandbox] | None = None,
+                       server: str | None = None) -> list[Sandbox]:
         """Free, running warm-pool sandboxes of this owner that match `spec` (default: the default),
-        found `among` the given ones (default: this owner's now)."""
+        found `among` the given ones (default: this owner's now), of the Jupyter server `server`
+        ('' for none; default: of any)."""
         spec = spec or self.default_spec()
         wanted = _spec_label(spec)
         image_id = self.backend.image_id(spec.image) or "-"
         among = self.list(owner=self.owner) if among is None else among
-        return [s for s in among if s.pool and s.running and s.server == self.server_id
+        return [s for s in among if s.pool and s.running and (server is None or s.server == server)
                 and s.labels.get(LABEL_SPEC) == wanted and s.image_id == image_id]
 
     def fill_pool(self, progress: Progress = _quiet) -> dict[str, list[str]]:
@@ -728,7 +735,7 @@ class SandboxManager(LoggingConfigurable):
         done: dict[str, list[str]] = {"created": [], "removed": []}
         spec = self.default_spec()
         mine = self.list(owner=self.owner)
-        keep = {s.id for s in self.pool_sandboxes(spec, among=mine)[:self.warm_pool_size]}
+        keep = {s.id for s in self.pool_sandboxes(spec, among=mine, server=self.server_id)[:self.warm_pool_size]}
         for sandbox in mine:
             # Another running server's pool is its own; a gone server's is stale.
             if not sandbox.pool or sandbox.id in keep or not self.housekeeps(sandbox):

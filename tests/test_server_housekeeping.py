@@ -1,0 +1,175 @@
+"""Reliability of what runs behind the notebooks: a kept sandbox whose Docker network went, warm-pool
+claims, two Jupyter servers of one user side by side, and a server stopping with many kernels."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import signal
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from conftest import run_over_websocket, start_jupyter_server, wait_until
+from test_persistence import HOSTNAME, sandbox_id_of
+
+from jupyter_sandbox.sandbox import binding
+from jupyter_sandbox.sandbox.docker_backend import DockerBackend
+from jupyter_sandbox.sandbox.manager import SandboxManager
+
+KERNEL = {"name": "sandbox-python"}
+
+
+@pytest.fixture
+def own_network_manager(docker_backend: DockerBackend, sandbox_image: str) -> Iterator[SandboxManager]:
+    """A manager on a network of this test's own, so removing it disturbs nobody else's sandboxes."""
+    name = f"jupyter-sandbox-nettest-{secrets.token_hex(3)}"
+    manager = SandboxManager(backend=docker_backend, network_name=name, warm_pool_size=0)
+    yield manager
+    for sandbox in manager.list(owner=manager.owner):
+        if sandbox.workspace and sandbox.workspace.startswith("feed"):
+            manager.remove(sandbox)
+    for network in docker_backend.client.networks.list(names=[name]):
+        network.remove()
+
+
+def test_a_kept_sandbox_starts_again_after_its_network_was_removed(
+        own_network_manager: SandboxManager, docker_backend: DockerBackend) -> None:
+    manager = own_network_manager
+    kept = manager.create(workspace="feed" + secrets.token_hex(10))
+    manager.wait_for_agent(kept)
+    container = docker_backend.client.containers.get(kept.container_id)
+    assert container.exec_run(["sh", "-c", "echo still here > /home/sandbox/kept.txt"], user="1000").exit_code == 0
+    manager.release(kept)  # stopped and kept, as when its notebook's kernel shuts down
+    # Removing another sandbox leaves the network alone: a stopped sandbox still needs it.
+    other = manager.create()
+    manager.remove(other)
+    assert docker_backend.client.networks.list(names=[manager.network_name])
+    # Removed anyway (an older version's cleanup, `docker network prune`): the kept sandbox starts.
+    for network in docker_backend.client.networks.list(names=[manager.network_name]):
+        network.remove()
+    started = manager.start(manager.get(kept.id))
+    manager.wait_for_agent(started)
+    output = docker_backend.client.containers.get(kept.container_id).exec_run(
+        ["cat", "/home/sandbox/kept.txt"], user="1000").output
+    assert b"still here" in output
+    assert manager.get(kept.id).running
+
+
+def _agent_pid(docker_backend: DockerBackend, container_id: str) -> str:
+    found = docker_backend.client.containers.get(container_id).exec_run(
+        ["sh", "-c", "for p in /proc/[0-9]*; do grep -q jupyter_sandbox_agent $p/cmdline 2>/dev/null && "
+                     "echo ${p#/proc/}; done"], user="1000").output.decode().split()
+    return found[0]
+
+
+def test_a_kernel_never_claims_a_pool_sandbox_whose_agent_does_not_answer(
+        manager: SandboxManager, docker_backend: DockerBackend) -> None:
+    manager.warm_pool_size = 1
+    try:
+        pooled = manager.create(pool=True)
+        manager.wait_for_agent(pooled)
+        container = docker_backend.client.containers.get(pooled.container_id)
+        pid = _agent_pid(docker_backend, pooled.container_id)
+        # The container runs but its agent does not answer (as while it starts).
+        assert container.exec_run(["kill", "-STOP", pid], user="1000").exit_code == 0
+        assert manager.claim("pool-frozen-agent", spec=manager.default_spec()) == (None, "")
+        assert container.exec_run(["kill", "-CONT", pid], user="1000").exit_code == 0
+        sandbox, how = manager.claim("pool-frozen-agent", spec=manager.default_spec())
+        assert how == "pool" and sandbox is not None and sandbox.id == pooled.id
+    finally:
+        for sandbox in manager.list(owner=manager.owner):
+            if sandbox.pool or sandbox.kernel_id == "pool-frozen-agent":
+                manager.remove(sandbox)
+
+
+def _server_of_pool(manager: SandboxManager, known: set[str]) -> str:
+    """The id of the server whose pool sandbox appeared (the one not in `known`)."""
+    servers = {s.server for s in manager.pool_sandboxes()} - known
+    return servers.pop() if len(servers) == 1 else ""
+
+
+def test_two_servers_of_one_user_keep_to_their_own(
+        sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path) -> None:
+    manager = SandboxManager(backend=docker_backend)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    housekeeping = ["--SandboxManager.warm_pool_size=1", "--SandboxService.pool_interval=1"]
+    server_a, process_a = start_jupyter_server(tmp_path / "a", [*housekeeping, "--SandboxManager.idle_timeout=3",
+                                                                "--SandboxService.reap_interval=1"])
+    processes = [process_a]
+    made: list[str] = []
+    try:
+        assert wait_until(lambda: _server_of_pool(manager, set()) != "", timeout=120)
+        a_id = _server_of_pool(manager, set())
+        server_b, process_b = start_jupyter_server(tmp_path / "b", housekeeping)
+        processes.append(process_b)
+        assert wait_until(lambda: _server_of_pool(manager, {a_id}) != "", timeout=120)
+        b_id = _server_of_pool(manager, {a_id})
+        a_pool = {s.id for s in manager.pool_sandboxes() if s.server == a_id}
+
+        # B's kernel takes B's pool sandbox, never A's.
+        status, kernel = server_b.request("POST", "/api/kernels", KERNEL)
+        assert status == 201, kernel
+        status, text = run_over_websocket(server_b, kernel["id"], HOSTNAME)
+        assert status == "ok", text
+        taken = manager.get(sandbox_id_of(text))
+        assert taken.server == b_id and taken.id not in a_pool
+
+        # A sandbox made through B's API and one through A's; A's idle reaper stops only its own.
+        status, through_b = server_b.request("POST", "/sandbox/api/sandboxes", {})
+        assert status == 201, through_b
+        status, through_a = server_a.request("POST", "/sandbox/api/sandboxes", {})
+        assert status == 201, through_a
+        made += [through_a["id"], through_b["id"]]
+        assert wait_until(lambda: not manager.get(through_a["id"]).running, timeout=60)
+        assert manager.get(through_b["id"]).running  # idle for longer, but not A's
+        assert manager.get(taken.id).running  # B's kernel's, idle too
+
+        # B stops: its pool goes, A's stays.
+        process_b.send_signal(signal.SIGTERM)
+        process_b.wait(timeout=120)
+        assert not [s for s in manager.list(owner=manager.owner) if s.pool and s.server == b_id]
+        assert a_pool & {s.id for s in manager.pool_sandboxes()}
+        # Once B is gone, what it made is anyone's to tidy: A's idle reaper stops B's API sandbox.
+        assert wait_until(lambda: not manager.get(through_b["id"]).running, timeout=60)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=120)
+        for sandbox_id in made:
+            manager.remove(sandbox_id)
+
+
+def test_stopping_a_server_with_a_dozen_kernels_is_bounded_and_cleans_up(
+        sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path) -> None:
+    manager = SandboxManager(backend=docker_backend)
+    log = tmp_path / "server.log"
+    server, process = start_jupyter_server(tmp_path, ["--SandboxManager.warm_pool_size=1",
+                                                      "--SandboxService.pool_interval=1"], log=log)
+    kernels: list[str] = []
+    try:
+        for _ in range(12):
+            status, kernel = server.request("POST", "/api/kernels", KERNEL)
+            assert status == 201, kernel
+            kernels.append(kernel["id"])
+        # Some kernels have their sandbox, others are still bringing theirs up, the pool refills.
+        status, text = run_over_websocket(server, kernels[0], HOSTNAME)
+        assert status == "ok", text
+        process.send_signal(signal.SIGTERM)
+        # A hang detector, not a speed figure: the shutdown path ends on its own.
+        process.wait(timeout=180)
+        server_id = re.search(r"\(server ([0-9a-f]+)\)", log.read_text()).group(1)
+        # The pool went with the server, from inside its shutdown path.
+        assert not [s for s in manager.list(owner=manager.owner) if s.pool and s.server == server_id]
+        assert not binding.server_alive(server_id)
+        # Every kernel's sandbox (kernels without a notebook) is released: removed.
+        assert wait_until(lambda: not any(manager.find_for_kernel(k) for k in kernels), timeout=180)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+        for kernel_id in kernels:
+            for sandbox in manager.list(kernel_id=kernel_id):
+                manager.remove(sandbox)
