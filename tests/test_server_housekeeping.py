@@ -57,15 +57,22 @@ def test_a_kept_sandbox_starts_again_after_its_network_was_removed(
 
 
 def _agent_pid(docker_backend: DockerBackend, container_id: str) -> str:
+    """The agent's process in the sandbox (not PID 1, the init that started it, nor this search)."""
     found = docker_backend.client.containers.get(container_id).exec_run(
-        ["sh", "-c", "for p in /proc/[0-9]*; do grep -q jupyter_sandbox_agent $p/cmdline 2>/dev/null && "
-                     "echo ${p#/proc/}; done"], user="1000").output.decode().split()
+        ["sh", "-c", "for p in /proc/[0-9]*; do n=${p#/proc/}; [ $n = 1 ] || [ $n = $$ ] && continue; "
+                     "tr '\\0' ' ' < $p/cmdline 2>/dev/null | grep -q '^python3 -I -c .*jupyter_sandbox_agent' "
+                     "&& echo $n; done"], user="1000").output.decode().split()
+    assert len(found) == 1, found
     return found[0]
 
 
 def test_a_kernel_never_claims_a_pool_sandbox_whose_agent_does_not_answer(
         manager: SandboxManager, docker_backend: DockerBackend) -> None:
     manager.warm_pool_size = 1
+    # A server of its own: other pools on the engine (other runs) are not this test's to claim.
+    manager.server_id = binding.new_server_id()
+    lease = binding.ServerLease(manager.server_id)
+    lease.acquire()
     try:
         pooled = manager.create(pool=True)
         manager.wait_for_agent(pooled)
@@ -79,8 +86,9 @@ def test_a_kernel_never_claims_a_pool_sandbox_whose_agent_does_not_answer(
         assert how == "pool" and sandbox is not None and sandbox.id == pooled.id
     finally:
         for sandbox in manager.list(owner=manager.owner):
-            if sandbox.pool or sandbox.kernel_id == "pool-frozen-agent":
+            if (sandbox.pool and sandbox.server == manager.server_id) or sandbox.kernel_id == "pool-frozen-agent":
                 manager.remove(sandbox)
+        lease.release(forget=True)
 
 
 def _server_of_pool(manager: SandboxManager, known: set[str]) -> str:
@@ -102,7 +110,7 @@ def test_two_servers_of_one_user_keep_to_their_own(
     try:
         assert wait_until(lambda: _server_of_pool(manager, set()) != "", timeout=120)
         a_id = _server_of_pool(manager, set())
-        server_b, process_b = start_jupyter_server(tmp_path / "b", housekeeping)
+        server_b, process_b = start_jupyter_server(tmp_path / "b", housekeeping, log=tmp_path / "b.log")
         processes.append(process_b)
         assert wait_until(lambda: _server_of_pool(manager, {a_id}) != "", timeout=120)
         b_id = _server_of_pool(manager, {a_id})
@@ -130,7 +138,9 @@ def test_two_servers_of_one_user_keep_to_their_own(
         process_b.send_signal(signal.SIGTERM)
         process_b.wait(timeout=120)
         assert not [s for s in manager.list(owner=manager.owner) if s.pool and s.server == b_id]
-        assert a_pool & {s.id for s in manager.pool_sandboxes()}
+        drained = re.search(r"removed the warm pool's sandboxes \[([^\]]*)\]", (tmp_path / "b.log").read_text())
+        assert drained, "B's shutdown did not drain its pool"
+        assert not a_pool & set(re.findall(r"[0-9a-f]{12}", drained.group(1)))
         # Once B is gone, what it made is anyone's to tidy: A's idle reaper stops B's API sandbox.
         assert wait_until(lambda: not manager.get(through_b["id"]).running, timeout=60)
     finally:
