@@ -89,14 +89,19 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-def open_lab(browser: Browser, server: Server, path: str = "") -> Page:
-    """A fresh browser tab on JupyterLab (at a notebook when `path` is given), with its kernel idle."""
+def open_lab(browser: Browser, server: Server, path: str = "", root: Path | None = None) -> Page:
+    """A fresh browser tab on JupyterLab (at the notebook `path` under `root`, shown whole, with its
+    kernel idle)."""
     page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
     # A JupyterLab workspace of its own each time: no tabs of an earlier visit are restored.
     where = f"/lab/workspaces/visit-{secrets.token_hex(4)}" + (f"/tree/{path}" if path else "")
     page.goto(f"{server.base}{where}?token={server.token}")
     if path:
+        assert root is not None
         wait_for_kernel(page)
+        # Until the file's cells are all there, JupyterLab may still replace the first one it shows.
+        saved = len(json.loads((root / path).read_text())["cells"])
+        expect(page.locator(".jp-NotebookPanel:visible .jp-Cell")).to_have_count(max(saved, 1), timeout=60_000)
     else:
         expect(page.locator(".jp-Launcher").first).to_be_visible(timeout=90_000)
     return page
@@ -109,12 +114,14 @@ def wait_for_kernel(page: Page) -> None:
 
 def new_notebook(page: Page) -> None:
     """The launcher's "Python 3 (sandbox)" notebook card, in the file browser's folder."""
+    dismiss_lab_notices(page)
     page.locator('.jp-LauncherCard[data-category="Notebook"][title="Python 3 (sandbox)"]').first.click()
     wait_for_kernel(page)
 
 
 def run_code(page: Page, code: str) -> str:
     """Type code into a new cell at the end of the visible notebook, run it, return its output."""
+    dismiss_lab_notices(page)
     notebook = page.locator(".jp-NotebookPanel:visible")
     cells = notebook.locator(".jp-Cell")
     expect(cells.last.locator(".cm-content")).to_be_visible(timeout=30_000)
@@ -147,6 +154,7 @@ def listing_item(page: Page, name: str):  # noqa: ANN201
 
 def context_menu(page: Page, name: str, command: str) -> None:
     """`command` is a regular expression for the menu item's label."""
+    dismiss_lab_notices(page)
     listing_item(page, name).click(button="right")
     page.locator(".lm-Menu-item").filter(has_text=re.compile(rf"^(?:{command})")).first.click()
 
@@ -163,17 +171,27 @@ def save_first_time_as(page: Page, name: str) -> None:
     expect(page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current")).to_contain_text(name, timeout=30_000)
     # JupyterLab's address bar still names the old file for a moment; its file browser may then ask
     # for it and say "Directory not found" (JupyterLab's own message, about the name that went).
-    lost = page.locator(".jp-Dialog").filter(has_text="Directory not found")
     with contextlib.suppress(AssertionError):
-        expect(lost).to_be_visible(timeout=3_000)
-        lost.get_by_role("button").first.click()
+        expect(page.locator(".jp-Dialog").filter(has_text="Directory not found")).to_be_visible(timeout=3_000)
+    dismiss_lab_notices(page)
     expect(page.locator(".jp-Dialog")).to_have_count(0)
+
+
+def dismiss_lab_notices(page: Page) -> None:
+    """Close JupyterLab's own notices that say nothing of sandboxes: "Directory not found" for a file
+    just renamed (above), and "Error Loading Theme" when a loaded machine serves its CSS slowly."""
+    notices = page.locator(".jp-Dialog").filter(has_text=re.compile("Directory not found|Error Loading Theme"))
+    while notices.count():
+        notices.first.get_by_role("button").last.click()
+        page.wait_for_timeout(200)
 
 
 def close_page(page: Page) -> None:
     page.context.close()
 
 
+# Five JupyterLab starts and a dozen notebooks opened in a browser: longer than one test usually takes.
+@pytest.mark.timeout(1200)
 def test_the_sandbox_follows_its_notebook_through_jupyterlab(
         lab: LabProcess, browser: Browser, docker_backend: DockerBackend) -> None:
     manager = SandboxManager(backend=docker_backend)
@@ -197,7 +215,7 @@ def test_the_sandbox_follows_its_notebook_through_jupyterlab(
 
     # Server restart, then renamed while it runs.
     server = lab.restart()
-    page = open_lab(browser, server, "walkthrough.ipynb")
+    page = open_lab(browser, server, "walkthrough.ipynb", root)
     assert markers(page) == (["marker-tour"], tour)
     context_menu(page, "walkthrough.ipynb", "Rename")
     editor = page.locator(".jp-DirListing-editor")
@@ -222,7 +240,7 @@ def test_the_sandbox_follows_its_notebook_through_jupyterlab(
     assert wait_until(lambda: manager.get(tour).workspace == key(root / "reports" / "tour.ipynb"), 30)
     close_page(page)
     server = lab.restart()
-    page = open_lab(browser, server, "reports/tour.ipynb")
+    page = open_lab(browser, server, "reports/tour.ipynb", root)
     assert markers(page) == (["marker-tour"], tour)
 
     # Duplicate: the copy gets a sandbox of its own.
@@ -236,7 +254,7 @@ def test_the_sandbox_follows_its_notebook_through_jupyterlab(
 
     # Delete (JupyterLab shuts its kernel down first), a restart, and a new notebook under the name.
     server = lab.restart()
-    page = open_lab(browser, server, "reports/tour.ipynb")
+    page = open_lab(browser, server, "reports/tour.ipynb", root)
     # "Move to Trash" where the server deletes to the trash (its default), else "Delete".
     context_menu(page, "tour.ipynb", "Delete|Move to Trash")
     page.locator(".jp-Dialog").get_by_role("button", name=re.compile("^(Delete|Move to Trash)$")).click()
@@ -260,6 +278,7 @@ def key(path: Path) -> str:
 
 def new_launcher(page: Page) -> None:
     """A new Launcher tab, as the file browser's "+" button opens it."""
+    dismiss_lab_notices(page)
     page.locator('.jp-FileBrowser [data-command="launcher:create"], .jp-ToolbarButtonComponent[title="New Launcher"]'
                  ).first.click()
     expect(page.locator(".jp-Launcher:visible")).to_be_visible(timeout=30_000)

@@ -97,6 +97,7 @@ def _server_of_pool(manager: SandboxManager, known: set[str]) -> str:
     return servers.pop() if len(servers) == 1 else ""
 
 
+@pytest.mark.timeout(600)
 def test_two_servers_of_one_user_keep_to_their_own(
         sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path) -> None:
     manager = SandboxManager(backend=docker_backend)
@@ -152,6 +153,7 @@ def test_two_servers_of_one_user_keep_to_their_own(
             manager.remove(sandbox_id)
 
 
+@pytest.mark.timeout(600)
 def test_stopping_a_server_with_a_dozen_kernels_is_bounded_and_cleans_up(
         sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path) -> None:
     manager = SandboxManager(backend=docker_backend)
