@@ -776,6 +776,8 @@ class SandboxManager(LoggingConfigurable):
         now = time.time()
         everyone = self.list()
         for sandbox in everyone:
+            if self.stopping:
+                return done
             kernel_id = sandbox.kernel_id
             if not kernel_id or not self.housekeeps(sandbox) or binding.kernel_alive(kernel_id):
                 continue
@@ -819,6 +821,8 @@ class SandboxManager(LoggingConfigurable):
         done: dict[str, list[str]] = {"stopped": [], "deleted": []}
         now = time.time()
         for sandbox in self.list(owner=self.owner):
+            if self.stopping:
+                break  # the server is shutting down: its exit must not wait for this round
             if sandbox.pool or not self.housekeeps(sandbox):
                 continue  # waiting to be claimed is the pool's job; another server's is its own
             if sandbox.running and self.idle_timeout > 0:
