@@ -247,6 +247,32 @@ def forget_lease(kernel_id: str) -> None:
     forget_kernel_workspace(kernel_id)
 
 
+# -- the warm pool: which pool sandboxes have been seen answering -----------------------------
+
+def _ready_path(sandbox_id: str) -> Path:
+    if not re.match(r"^[0-9a-f]{1,64}$", sandbox_id):
+        raise ValueError(f"sandbox id {sandbox_id!r}")
+    return _state_dir("pool") / f"{sandbox_id}.ready"
+
+
+def mark_pool_ready(sandbox_id: str) -> None:
+    """The pool saw this sandbox's agent answer: a kernel may claim it (one claimed while its agent
+    still starts gives the kernel's first calls, and the sidebar's, a 502)."""
+    _ready_path(sandbox_id).touch(mode=0o600)
+
+
+def pool_ready(sandbox_id: str) -> bool:
+    try:
+        return _ready_path(sandbox_id).exists()
+    except ValueError:
+        return False
+
+
+def forget_pool_ready(sandbox_id: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        _ready_path(sandbox_id).unlink()
+
+
 # -- notebooks: where a workspace's notebook is now, and which workspace a kernel has now -------
 # Callers that change these hold claim_lock(), as they rename containers in the same step.
 

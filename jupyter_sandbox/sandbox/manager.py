@@ -546,6 +546,7 @@ class SandboxManager(LoggingConfigurable):
         self._drop_network_if_unused()
         network.forget(sandbox_id)
         idle.clear(sandbox_id)
+        binding.forget_pool_ready(sandbox_id)
         self.log.info("removed sandbox %s", sandbox_id)
 
     def _remove_parts(self, container: str, volume: str) -> None:
@@ -650,23 +651,16 @@ class SandboxManager(LoggingConfigurable):
                         return None, f"busy {kept.kernel_id}"
                     return self.bind(kept, workspace, kernel_id), "workspace"
             if spec is not None and self.warm_pool_size > 0 and spec == self.default_spec():
-                # Only this server's pool, and only a sandbox whose agent answers: one still starting
-                # would give the kernel's first calls (and the sidebar's) a 502.
+                # Only this server's pool, and only a sandbox the pool saw answering: one whose agent
+                # still starts would give the kernel's first calls (and the sidebar's) a 502.
                 for candidate in self.pool_sandboxes(spec, server=self.server_id):
-                    if not self._agent_up(candidate):
+                    if not binding.pool_ready(candidate.id):
                         continue
                     try:
                         return self.bind(candidate, workspace, kernel_id), "pool"
                     except SandboxError:
                         continue
         return None, ""
-
-    def _agent_up(self, sandbox: Sandbox) -> bool:
-        try:
-            self.agent(sandbox).health(timeout=1)
-            return True
-        except (AgentError, SandboxError):
-            return False
 
     def follow_kernel_workspace(self, sandbox: Sandbox, kernel_id: str) -> Sandbox:
         """After a kernel made its sandbox: if its notebook moved meanwhile, the sandbox goes with it."""
@@ -684,6 +678,11 @@ class SandboxManager(LoggingConfigurable):
     def release(self, sandbox: Sandbox) -> None:
         """A kernel is done with its sandbox: a notebook's is stopped and kept for the notebook's
         next kernel; any other is removed with its files, as nothing could find it again."""
+        if not sandbox.workspace:
+            # A kernel's own sandbox: nothing else can take it (no notebook, not in the pool), so no
+            # lock, which twenty kernels shutting down at once would queue on.
+            self.remove(sandbox)
+            return
         kernel_id = sandbox.kernel_id
         with binding.claim_lock():
             # Read it again: its notebook may have moved or been deleted since it was listed, and the
@@ -748,11 +747,17 @@ class SandboxManager(LoggingConfigurable):
                 if still_free:
                     self.remove(sandbox)
                     done["removed"].append(sandbox.id)
+        for sandbox_id in keep:
+            if not binding.pool_ready(sandbox_id) and not self.stopping:
+                # Made by a fill that did not see it answer (a server stopped meanwhile): see now.
+                self.wait_for_agent(self.get(sandbox_id))
+                binding.mark_pool_ready(sandbox_id)
         for _ in range(max(0, self.warm_pool_size - len(keep))):
             if self.stopping:
                 break
             sandbox = self.create(spec, progress=progress, pool=True)
             self.wait_for_agent(sandbox)
+            binding.mark_pool_ready(sandbox.id)
             done["created"].append(sandbox.id)
         return done
 
