@@ -9,6 +9,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 for script in ("cold_start.py", "warm_pool.py", "roundtrip.py", "throughput.py", "magics_and_policy.py", "rest_api.py",
-               "previews.py", "idle_capacity.py", "lab_first_result.py"):
+               "previews.py", "idle_capacity.py", "lab_first_result.py", "server_shutdown.py"):
     print(f"== {script}", flush=True)
     subprocess.run([sys.executable, str(HERE / script)], cwd=HERE, check=True)

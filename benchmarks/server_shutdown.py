@@ -12,12 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import signal
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from jupyter_client import BlockingKernelClient
+from jupyter_core.paths import jupyter_runtime_dir
 from rest_api import Api, start_server
 
 from jupyter_sandbox.sandbox import binding
@@ -32,16 +35,36 @@ def wait(predicate, timeout: float = 300) -> None:  # noqa: ANN001
         time.sleep(0.05)
 
 
+def ready(kernel_id: str) -> None:
+    """Wait until the kernel answers, through the connection file the server wrote for it."""
+    client = BlockingKernelClient()
+    client.load_connection_file(str(Path(jupyter_runtime_dir()) / f"kernel-{kernel_id}.json"))
+    client.start_channels(hb=False)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            msg_id = client.kernel_info()
+            try:
+                while client.get_shell_msg(timeout=2)["parent_header"].get("msg_id") != msg_id:
+                    pass
+                return
+            except queue.Empty:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"kernel {kernel_id} did not answer") from None
+    finally:
+        client.stop_channels()
+
+
 def stop_with_kernels(kernel_name: str, count: int, manager: SandboxManager) -> tuple[float, float]:
     """(seconds until the server exited, seconds until its kernels' sandboxes were released)."""
     with tempfile.TemporaryDirectory() as root:
         process, port, token = start_server(root)
         api = Api(port, token)
         kernels = [api.json("POST", "/api/kernels", {"name": kernel_name})["id"] for _ in range(count)]
+        for kernel_id in kernels:
+            ready(kernel_id)
         if kernel_name == "sandbox-python":
             wait(lambda: all((s := manager.find_for_kernel(k)) is not None and s.running for k in kernels))
-        else:
-            wait(lambda: all(api.json("GET", f"/api/kernels/{k}")["execution_state"] == "idle" for k in kernels))
         started = time.perf_counter()
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=600)
