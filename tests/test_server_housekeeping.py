@@ -79,10 +79,10 @@ def test_a_kernel_never_claims_a_pool_sandbox_before_its_agent_answered(
         lease.release(forget=True)
 
 
-def _server_of_pool(manager: SandboxManager, known: set[str]) -> str:
-    """The id of the server whose pool sandbox appeared (the one not in `known`)."""
-    servers = {s.server for s in manager.pool_sandboxes()} - known
-    return servers.pop() if len(servers) == 1 else ""
+def _server_id(log: Path) -> str:
+    """The id a server gave itself (its log says it); other runs' servers on the engine are not it."""
+    assert wait_until(lambda: log.exists() and "(server " in log.read_text(), timeout=60)
+    return re.search(r"\(server ([0-9a-f]+)\)", log.read_text()).group(1)
 
 
 @pytest.mark.timeout(600)
@@ -93,17 +93,18 @@ def test_two_servers_of_one_user_keep_to_their_own(
     (tmp_path / "b").mkdir()
     housekeeping = ["--SandboxManager.warm_pool_size=1", "--SandboxService.pool_interval=1"]
     server_a, process_a = start_jupyter_server(tmp_path / "a", [*housekeeping, "--SandboxManager.idle_timeout=3",
-                                                                "--SandboxService.reap_interval=1"])
+                                                                "--SandboxService.reap_interval=1"],
+                                               log=tmp_path / "a.log")
     processes = [process_a]
     made: list[str] = []
     try:
-        assert wait_until(lambda: _server_of_pool(manager, set()) != "", timeout=120)
-        a_id = _server_of_pool(manager, set())
+        a_id = _server_id(tmp_path / "a.log")
+        assert wait_until(lambda: manager.pool_sandboxes(server=a_id), timeout=120)
         server_b, process_b = start_jupyter_server(tmp_path / "b", housekeeping, log=tmp_path / "b.log")
         processes.append(process_b)
-        assert wait_until(lambda: _server_of_pool(manager, {a_id}) != "", timeout=120)
-        b_id = _server_of_pool(manager, {a_id})
-        a_pool = {s.id for s in manager.pool_sandboxes() if s.server == a_id}
+        b_id = _server_id(tmp_path / "b.log")
+        assert wait_until(lambda: manager.pool_sandboxes(server=b_id), timeout=120)
+        a_pool = {s.id for s in manager.pool_sandboxes(server=a_id)}
 
         # B's kernel takes B's pool sandbox, never A's.
         status, kernel = server_b.request("POST", "/api/kernels", KERNEL)
@@ -160,7 +161,7 @@ def test_stopping_a_server_with_a_dozen_kernels_is_bounded_and_cleans_up(
         process.send_signal(signal.SIGTERM)
         # A hang detector, not a speed figure: the shutdown path ends on its own.
         process.wait(timeout=180)
-        server_id = re.search(r"\(server ([0-9a-f]+)\)", log.read_text()).group(1)
+        server_id = _server_id(log)
         # The pool went with the server, from inside its shutdown path.
         assert not [s for s in manager.list(owner=manager.owner) if s.pool and s.server == server_id]
         assert not binding.server_alive(server_id)
