@@ -27,7 +27,7 @@ from jupyter_sandbox.sandbox import binding
 from jupyter_sandbox.sandbox.manager import SandboxManager
 
 
-def wait(predicate, timeout: float = 300) -> None:  # noqa: ANN001
+def wait(predicate, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -90,7 +90,7 @@ def follow_rename(manager: SandboxManager, repeat: int) -> tuple[list[float], li
                 started = time.perf_counter()
                 api.json("PATCH", f"/api/contents/{old}", {"path": new})
                 requests.append(time.perf_counter() - started)
-                wait(lambda: manager.find_for_kernel(kernel_id).workspace == key, timeout=60)
+                wait(lambda key=key: manager.find_for_kernel(kernel_id).workspace == key, timeout=60)
                 follows.append(time.perf_counter() - started)
             api.json("DELETE", f"/api/sessions/{session['id']}")
             wait(lambda: manager.find_for_kernel(kernel_id) is None)

@@ -9,8 +9,8 @@ import contextlib
 import json
 import re
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from conftest import Server, start_jupyter_server, wait_until
@@ -147,7 +147,7 @@ def markers(page: Page) -> tuple[list[str], str]:
     return json.loads(listed[len("markers: "):]), sandbox_id_of(text)
 
 
-def listing_item(page: Page, name: str):  # noqa: ANN201
+def listing_item(page: Page, name: str):
     return page.locator(".jp-DirListing-item").filter(
         has=page.locator(".jp-DirListing-itemText", has_text=re.compile(rf"^{re.escape(name)}$")))
 

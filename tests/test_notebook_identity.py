@@ -6,11 +6,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-from conftest import Server, open_notebook, run_over_websocket, sandbox_containers, start_jupyter_server, wait_until
+from conftest import (
+    Server,
+    open_notebook,
+    run_over_websocket,
+    sandbox_containers,
+    start_jupyter_server,
+    wait_until,
+)
 from test_persistence import HOSTNAME, sandbox_id_of
 
 from jupyter_sandbox.sandbox import binding
@@ -171,7 +178,7 @@ def test_a_notebook_deleted_outside_jupyter_leaves_nothing_to_a_file_made_later_
     manager = SandboxManager(backend=docker_backend)
     root = lab.root
     (root / "notes.ipynb").write_text(json.dumps(EMPTY_NOTEBOOK))
-    server, _ = lab.start(), None
+    server = lab.start()
     session = open_notebook(server, "notes.ipynb")
     run(server, session["kernel"]["id"], "open('/home/sandbox/marker-notes', 'w').write('1')")
     _, notes = markers(server, session["kernel"]["id"])

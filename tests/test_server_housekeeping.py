@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 import secrets
 import signal
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from conftest import run_over_websocket, start_jupyter_server, wait_until

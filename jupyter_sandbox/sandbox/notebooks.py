@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+
 from . import binding
 from .docker_backend import SandboxError
 from .manager import Sandbox, SandboxManager
