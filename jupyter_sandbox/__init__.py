@@ -3,8 +3,11 @@
 __version__ = "0.1.0"
 
 
-def _jupyter_server_extension_points() -> list[dict[str, str]]:
-    return [{"module": "jupyter_sandbox.server_extension"}]
+def _jupyter_server_extension_points() -> list[dict[str, object]]:
+    # Imported here: a kernel or the command line importing the package needs no Jupyter server.
+    from .server_extension import SandboxExtension
+
+    return [{"module": "jupyter_sandbox.server_extension", "app": SandboxExtension}]
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:

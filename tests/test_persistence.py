@@ -4,6 +4,7 @@ and recovery from faults (a killed server, a restarted Docker engine, many kerne
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -207,12 +208,17 @@ def test_warm_pool_claims_are_atomic(manager: SandboxManager) -> None:
 
 def test_warm_pool_behind_the_server(sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path) -> None:
     manager = SandboxManager(backend=docker_backend)
+    log = tmp_path / "server.log"
     server, process = start_jupyter_server(tmp_path, ["--SandboxManager.warm_pool_size=2",
-                                                      "--SandboxService.pool_interval=1"])
+                                                      "--SandboxService.pool_interval=1"], log=log)
+    # This server's pool (each server has an id, on what it makes): other runs' pools are not its.
+    assert wait_until(lambda: "(server " in log.read_text(), timeout=30)
+    server_id = re.search(r"\(server ([0-9a-f]+)\)", log.read_text()).group(1)
+    manager.server_id = server_id
     kernels: list[str] = []
     try:
-        assert wait_until(lambda: len(manager.pool_sandboxes()) == 2, timeout=120)
-        pooled = {s.id for s in manager.pool_sandboxes()}
+        assert wait_until(lambda: len(manager.pool_sandboxes(server=server_id)) == 2, timeout=120)
+        pooled = {s.id for s in manager.pool_sandboxes(server=server_id)}
         kernels = [server.request("POST", "/api/kernels", {"name": "sandbox-python"})[1]["id"] for _ in range(2)]
         used = set()
         for kernel_id in kernels:
@@ -221,8 +227,8 @@ def test_warm_pool_behind_the_server(sandbox_image: str, docker_backend: DockerB
             used.add(sandbox_id_of(text))
         assert used == pooled
         # Refilled in the background; the pool's sandboxes are nobody's in the API.
-        assert wait_until(lambda: len(manager.pool_sandboxes()) == 2, timeout=120)
-        assert not {s.id for s in manager.pool_sandboxes()} & used
+        assert wait_until(lambda: len(manager.pool_sandboxes(server=server_id)) == 2, timeout=120)
+        assert not {s.id for s in manager.pool_sandboxes(server=server_id)} & used
         _, listed = server.request("GET", "/sandbox/api/sandboxes")
         assert {s["id"] for s in listed["sandboxes"]} == used
         for kernel_id in kernels:
@@ -231,7 +237,8 @@ def test_warm_pool_behind_the_server(sandbox_image: str, docker_backend: DockerB
         process.terminate()
         process.wait(timeout=60)
     # The pool goes with the server; the kernels' sandboxes went with the kernels.
-    assert wait_until(lambda: not manager.list(owner=manager.owner), timeout=30)
+    assert wait_until(lambda: not [s for s in manager.list(owner=manager.owner)
+                                   if s.server == server_id or s.id in used], timeout=30)
 
 
 def test_reconciliation_releases_sandboxes_of_dead_kernels(manager: SandboxManager, docker_backend: DockerBackend) -> None:

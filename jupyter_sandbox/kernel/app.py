@@ -19,7 +19,7 @@ from traitlets import Bool, Float, Unicode
 
 from .. import __version__
 from ..config import CONFIG_FILE_NAME
-from ..sandbox import binding
+from ..sandbox import binding, notebooks
 from ..sandbox.manager import SandboxManager
 from .lifecycle import SandboxLifecycle
 from .relay import Relay
@@ -49,6 +49,8 @@ class SandboxKernelApp(JupyterApp):
         "stops the sandbox and keeps its files, and the notebook's next kernel (reopened, restarted, "
         "after a server restart) gets it back. `%sandbox delete` removes it. False: a kernel's sandbox "
         "is removed with the kernel."))
+
+    _server_id = ""
 
     def _config_file_name_default(self) -> str:
         return CONFIG_FILE_NAME
@@ -84,7 +86,8 @@ class SandboxKernelApp(JupyterApp):
         previous process of a restarted kernel may still be exiting: wait for it a little."""
         lease = binding.KernelLease(self.kernel_id)
         deadline = time.monotonic() + 10
-        while not lease.acquire(blocking=False):
+        # The lease names the server that started the kernel: its housekeeping is the one to tidy up.
+        while not lease.acquire(blocking=False, content=self._server_id):
             if time.monotonic() > deadline:
                 self.log.warning("another process holds kernel %s's lease; going on without it", self.kernel_id)
                 break
@@ -109,8 +112,12 @@ class SandboxKernelApp(JupyterApp):
     def start(self) -> None:
         connection = json.loads(Path(self.connection_file).read_text())
         manager = SandboxManager(parent=self)
+        self._server_id = manager.server_id
         workspace = self._workspace(manager)
         lease = self._acquire_lease()
+        if workspace and self.notebook_path:
+            # Where this workspace's notebook is, so the server can follow it when a folder moves.
+            notebooks.remember_start(workspace, str(Path(self.notebook_path).resolve()))
         relay = Relay(
             connection,
             lambda r: SandboxLifecycle(manager, self.kernel_id, r.post, workspace=workspace),

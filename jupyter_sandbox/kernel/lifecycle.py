@@ -68,6 +68,9 @@ class SandboxLifecycle:
             spec = manager.default_spec()
             # Two kernels of one notebook starting at once must not make two sandboxes for it: the
             # notebook's lock covers finding and making (other notebooks do not wait).
+            # The notebook may have been renamed, moved or deleted since the kernel started: the
+            # server notes where its sandbox is now (notebooks.py).
+            self.workspace = binding.kernel_workspace(self.kernel_id, self.workspace)
             lock = binding.host_lock(f"workspace-{self.workspace}") if self.workspace else contextlib.nullcontext()
             with lock:
                 sandbox, how = manager.claim(self.kernel_id, self.workspace, spec)
@@ -80,6 +83,8 @@ class SandboxLifecycle:
                 if created:
                     sandbox = manager.create(spec, kernel_id=self.kernel_id, progress=self._progress,
                                              workspace=workspace)
+                    # A rename seen while it was being made moves it now.
+                    sandbox = manager.follow_kernel_workspace(sandbox, self.kernel_id)
             if created:
                 health = manager.wait_for_agent(sandbox)
             elif not sandbox.running:

@@ -78,10 +78,12 @@ class DockerBackend:
                 raise SandboxError(f"could not create the sandbox network {name}: {exc}") from None
 
     def remove_network_if_unused(self, name: str) -> bool:
+        """Remove the network when no container is on it, stopped ones included: the network's own
+        list names running containers only, and a kept sandbox stopped on it must start again."""
         for network in self._networks(name):
             try:
                 network.reload()
-                if network.attrs.get("Containers"):
+                if network.attrs.get("Containers") or self.api.containers(all=True, filters={"network": [network.id]}):
                     return False
                 network.remove()
             except docker.errors.NotFound:
@@ -238,6 +240,17 @@ class DockerBackend:
             self.api.start(container_id)
         except docker.errors.APIError as exc:
             raise SandboxError(f"Docker could not start the sandbox: {exc.explanation or exc}") from None
+
+    def reconnect(self, container_id: str, network: str, alias: str | None = None) -> None:
+        """Join a container to `network` afresh (its old endpoint may name a network that is gone)."""
+        try:
+            self.api.disconnect_container_from_network(container_id, network, force=True)
+        except docker.errors.APIError:
+            pass  # not on it: nothing to leave
+        try:
+            self.api.connect_container_to_network(container_id, network, aliases=[alias] if alias else None)
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"could not join the sandbox to the network {network}: {exc.explanation or exc}") from None
 
     def stop(self, container_id: str, timeout: int = 5) -> None:
         try:

@@ -39,6 +39,7 @@ from .spec import (
     LABEL_OWNER,
     LABEL_POOL,
     LABEL_PREFIX,
+    LABEL_SERVER,
     LABEL_SPEC,
     SANDBOX_HOME,
     SANDBOX_USER_UID,
@@ -61,6 +62,8 @@ LABEL_HOME_IMAGE = f"{LABEL_PREFIX}.home-image"
 # On a container: what its home is, "ext4" (a filesystem of its own, size-limited) or "volume" (plain).
 LABEL_HOME = f"{LABEL_PREFIX}.home"
 
+# Set by the server extension for the kernels it starts: whose warm pool they may claim from.
+SERVER_ID_ENV = "JUPYTER_SANDBOX_SERVER_ID"
 AGENT_DIR = "/opt/jupyter-sandbox"
 AGENT_PACKAGE = "jupyter_sandbox_agent"
 # What the host writes to the container's stdin once the egress policy is in force (see start()).
@@ -177,6 +180,11 @@ class Sandbox:
     @property
     def owner(self) -> str:
         return self.labels.get(LABEL_OWNER, "")
+
+    @property
+    def server(self) -> str:
+        """The Jupyter server that made it ('' for the command line or a kernel of no server)."""
+        return self.labels.get(LABEL_SERVER, "")
 
     @property
     def running(self) -> bool:
@@ -332,8 +340,16 @@ class SandboxManager(LoggingConfigurable):
         "Glob patterns of the images a notebook may switch to with `%sandbox config --image`. "
         "The configured default image is always allowed."))
 
+    server_id = Unicode(config=False, help=(
+        "The Jupyter server this process belongs to (binding.ServerLease): set by the server "
+        "extension, inherited by its kernels. Its housekeeping touches only what is its own."))
+
     def _owner_default(self) -> str:
         return getpass.getuser()
+
+    def _server_id_default(self) -> str:
+        value = os.environ.get(SERVER_ID_ENV, "")
+        return value if binding.SERVER_ID_RE.match(value) else ""
 
     def __init__(self, backend: DockerBackend | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -345,6 +361,8 @@ class SandboxManager(LoggingConfigurable):
         self._verdicts: dict[str, interpreter.Verdict] = {}
         # Seconds the last egress policy application took (benchmarks read it).
         self.last_egress_seconds: float | None = None
+        # Set when the server shuts down: housekeeping makes nothing new from then on.
+        self.stopping = False
 
     @property
     def backend(self) -> DockerBackend:
@@ -432,6 +450,8 @@ class SandboxManager(LoggingConfigurable):
             labels[LABEL_KERNEL_ID] = kernel_id  # the kernel it was made for; who has it now is in its name
         if pool:
             labels[LABEL_POOL] = "1"
+        if self.server_id:
+            labels[LABEL_SERVER] = self.server_id
         for key in labels:
             if key.startswith(LABEL_PREFIX) and key in spec.labels:
                 raise SpecError(f"labels: {key} is reserved")
@@ -824,7 +844,7 @@ class SandboxManager(LoggingConfigurable):
         # The home's image on its loop device before the start (the mount needs it).
         self._attach_home(sandbox.id)
         self.backend.put_archive(sandbox.container_id, AGENT_DIR, self._agent_archive(sandbox))
-        self.backend.start(sandbox.container_id)
+        self._start_container(sandbox)
         idle.clear(sandbox.id)
         try:
             self._enforce(sandbox)
@@ -841,6 +861,21 @@ class SandboxManager(LoggingConfigurable):
         wanted = agent_command(python or command[0]) if command else []
         return bool(config.get("OpenStdin")) and command == wanted and command[0].startswith("/")
 
+    def _start_container(self, sandbox: Sandbox) -> None:
+        """Start a kept container. Its network may have been removed meanwhile (another sandbox's
+        removal, `docker network prune`): then make the network again and join the container to it."""
+        self._ensure_network()
+        try:
+            self.backend.start(sandbox.container_id)
+            return
+        except SandboxError as exc:
+            if "network" not in str(exc).lower():
+                raise
+            self.log.info("sandbox %s: its network is gone (%s); joining it to a new one", sandbox.id, exc)
+        self._ensure_network()
+        self.backend.reconnect(sandbox.container_id, self.network_name, alias=binding.base_name(sandbox.id))
+        self.backend.start(sandbox.container_id)
+
     def stop(self, sandbox: Sandbox) -> Sandbox:
         self.backend.stop(sandbox.container_id)
         return self.get(sandbox.id)
@@ -853,6 +888,7 @@ class SandboxManager(LoggingConfigurable):
         self._drop_network_if_unused()
         network.forget(sandbox_id)
         idle.clear(sandbox_id)
+        binding.forget_pool_ready(sandbox_id)
         self.log.info("removed sandbox %s", sandbox_id)
 
     def _remove_parts(self, container: str, sandbox_id: str) -> None:
@@ -956,6 +992,8 @@ class SandboxManager(LoggingConfigurable):
             own = self.find_for_kernel(kernel_id)
             if own is not None:
                 return own, "kernel"
+            # The notebook may have moved since the kernel started (notebooks.py notes it).
+            workspace = binding.kernel_workspace(kernel_id, workspace)
             if workspace:
                 kept = self.find_for_workspace(workspace)
                 if kept is not None:
@@ -964,30 +1002,78 @@ class SandboxManager(LoggingConfigurable):
                     return self.bind(kept, workspace, kernel_id), "workspace"
             if spec is not None and self.warm_pool_size > 0 and spec == self.default_spec() and (
                     self.max_sandboxes_per_owner <= 0 or self.owned_count() < self.max_sandboxes_per_owner):
-                # A pool sandbox counts once claimed: over the limit, none is claimed, and the
-                # create that follows says why.
-                for candidate in self.pool_sandboxes(spec):
+                # A pool sandbox counts once claimed: over the limit, none is claimed, and the create
+                # that follows says why. Only this server's pool, and only a sandbox the pool saw
+                # answering: one whose agent still starts would give the kernel's first calls a 502.
+                for candidate in self.pool_sandboxes(spec, server=self.server_id):
+                    if not binding.pool_ready(candidate.id):
+                        continue
                     try:
                         return self.bind(candidate, workspace, kernel_id), "pool"
                     except SandboxError:
                         continue
         return None, ""
 
+    def follow_kernel_workspace(self, sandbox: Sandbox, kernel_id: str) -> Sandbox:
+        """After a kernel made its sandbox: if its notebook moved meanwhile, the sandbox goes with it."""
+        with binding.claim_lock():
+            current = self.get(sandbox.id)
+            if current.kernel_id != kernel_id:
+                return current
+            workspace = binding.kernel_workspace(kernel_id, current.workspace)
+            if workspace == current.workspace:
+                return current
+            if workspace and self.find_for_workspace(workspace) is not None:
+                workspace = None  # taken by another sandbox meanwhile: this one stays the kernel's own
+            return self.bind(current, workspace, kernel_id)
+
     def release(self, sandbox: Sandbox) -> None:
         """A kernel is done with its sandbox: a notebook's is stopped and kept for the notebook's
         next kernel; any other is removed with its files, as nothing could find it again."""
-        if sandbox.workspace:
-            with binding.claim_lock():
+        if not sandbox.workspace:
+            # A kernel's own sandbox: nothing else can take it (no notebook, not in the pool), so no
+            # lock, which twenty kernels shutting down at once would queue on.
+            self.remove(sandbox)
+            return
+        kernel_id = sandbox.kernel_id
+        with binding.claim_lock():
+            # Read it again: its notebook may have moved or been deleted since it was listed, and the
+            # notebook's next kernel may have taken it over already (then it is not ours to release).
+            sandbox = self.get(sandbox.id)
+            if sandbox.kernel_id != kernel_id:
+                self.log.info("sandbox %s changed hands before its release; left to kernel %s", sandbox.id,
+                              sandbox.kernel_id)
+                return
+            if sandbox.workspace:
                 sandbox = self.bind(sandbox, sandbox.workspace, None)
+        if sandbox.workspace:
             self.backend.stop(sandbox.container_id, timeout=2)
             self.log.info("kept sandbox %s of workspace %s (stopped)", sandbox.id, sandbox.workspace)
         else:
             self.remove(sandbox)
 
-    def pool_sandboxes(self, spec: SandboxSpec | None = None,
-                       among: list[Sandbox] | None = None) -> list[Sandbox]:
+    # -- whose housekeeping -------------------------------------------------------------------
+
+    def _server_is_mine(self, server_id: str) -> bool:
+        """What a server made is its own while it runs; what no server made, or a server now gone
+        made, is everyone's."""
+        return not server_id or server_id == self.server_id or not binding.server_alive(server_id)
+
+    def housekeeps(self, sandbox: Sandbox) -> bool:
+        """Whether this process's housekeeping (pool, idle reaper, reconciliation) may touch it: it
+        is this owner's, and the server of its kernel (or, without a kernel, the server that made it)
+        is this one, none, or gone."""
+        if sandbox.owner != self.owner:
+            return False
+        if sandbox.kernel_id:
+            return self._server_is_mine(binding.kernel_server(sandbox.kernel_id))
+        return self._server_is_mine(sandbox.server)
+
+    def pool_sandboxes(self, spec: SandboxSpec | None = None, among: list[Sandbox] | None = None,
+                       server: str | None = None) -> list[Sandbox]:
         """Free, running warm-pool sandboxes of this owner that match `spec` (default: the default),
-        found `among` the given ones (default: this owner's now)."""
+        found `among` the given ones (default: this owner's now), of the Jupyter server `server`
+        ('' for none; default: of any)."""
         spec = spec or self.default_spec()
         wanted = _spec_label(spec)
         image_id = self.backend.image_id(spec.image) or "-"
@@ -996,6 +1082,7 @@ class SandboxManager(LoggingConfigurable):
         # changed enforce_disk) is not handed out: its disk limit is not the one in force now.
         home = "volume" if self._disk_unavailable_reason() else "ext4"
         return [s for s in among if s.pool and s.running and s.labels.get(LABEL_HOME) == home
+                and (server is None or s.server == server)
                 and s.labels.get(LABEL_SPEC) == wanted and s.image_id == image_id]
 
     def fill_pool(self, progress: Progress = _quiet) -> dict[str, list[str]]:
@@ -1003,9 +1090,10 @@ class SandboxManager(LoggingConfigurable):
         done: dict[str, list[str]] = {"created": [], "removed": []}
         spec = self.default_spec()
         mine = self.list(owner=self.owner)
-        keep = {s.id for s in self.pool_sandboxes(spec, among=mine)[:self.warm_pool_size]}
+        keep = {s.id for s in self.pool_sandboxes(spec, among=mine, server=self.server_id)[:self.warm_pool_size]}
         for sandbox in mine:
-            if not sandbox.pool or sandbox.id in keep:
+            # Another running server's pool is its own; a gone server's is stale.
+            if not sandbox.pool or sandbox.id in keep or not self.housekeeps(sandbox):
                 continue
             with binding.claim_lock():
                 try:
@@ -1015,9 +1103,17 @@ class SandboxManager(LoggingConfigurable):
                 if still_free:
                     self.remove(sandbox)
                     done["removed"].append(sandbox.id)
+        for sandbox_id in keep:
+            if not binding.pool_ready(sandbox_id) and not self.stopping:
+                # Made by a fill that did not see it answer (a server stopped meanwhile): see now.
+                self.wait_for_agent(self.get(sandbox_id))
+                binding.mark_pool_ready(sandbox_id)
         for _ in range(max(0, self.warm_pool_size - len(keep))):
+            if self.stopping:
+                break
             sandbox = self.create(spec, progress=progress, pool=True)
             self.wait_for_agent(sandbox)
+            binding.mark_pool_ready(sandbox.id)
             done["created"].append(sandbox.id)
         return done
 
@@ -1026,7 +1122,7 @@ class SandboxManager(LoggingConfigurable):
         removed = []
         with binding.claim_lock():
             for sandbox in self.list(owner=self.owner):
-                if sandbox.pool:
+                if sandbox.pool and sandbox.server == self.server_id:
                     self.remove(sandbox)
                     removed.append(sandbox.id)
         return removed
@@ -1041,8 +1137,10 @@ class SandboxManager(LoggingConfigurable):
         now = time.time()
         everyone = self.list()
         for sandbox in everyone:
+            if self.stopping:
+                return done
             kernel_id = sandbox.kernel_id
-            if sandbox.owner != self.owner or not kernel_id or binding.kernel_alive(kernel_id):
+            if not kernel_id or not self.housekeeps(sandbox) or binding.kernel_alive(kernel_id):
                 continue
             if now - binding.lease_seen(kernel_id, default=_created_seconds(sandbox)) < self.orphan_grace:
                 continue
@@ -1108,8 +1206,10 @@ class SandboxManager(LoggingConfigurable):
         done: dict[str, list[str]] = {"stopped": [], "deleted": []}
         now = time.time()
         for sandbox in self.list(owner=self.owner):
-            if sandbox.pool:
-                continue  # waiting to be claimed is the pool's job
+            if self.stopping:
+                break  # the server is shutting down: its exit must not wait for this round
+            if sandbox.pool or not self.housekeeps(sandbox):
+                continue  # waiting to be claimed is the pool's job; another server's is its own
             if sandbox.running and self.idle_timeout > 0:
                 try:
                     last = self.agent(sandbox).health(timeout=5).get("last_activity")

@@ -14,6 +14,8 @@ LABEL_CREATED_BY = f"{LABEL_PREFIX}.created-by"
 LABEL_SPEC = f"{LABEL_PREFIX}.spec"
 # Set on sandboxes made for the warm pool; whether one is still free is in its name (binding.py).
 LABEL_POOL = f"{LABEL_PREFIX}.pool"
+# The Jupyter server (binding.ServerLease) whose kernel, pool or API made the sandbox.
+LABEL_SERVER = f"{LABEL_PREFIX}.server"
 LABEL_IMAGE_INPUTS = f"{LABEL_PREFIX}.image-inputs"
 
 # Ports the agent and the inner ipykernel listen on inside the container. Each is published on

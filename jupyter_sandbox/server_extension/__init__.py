@@ -1,56 +1,137 @@
-"""The Jupyter Server extension: the REST API under /sandbox/api."""
+"""The Jupyter Server extension: the REST API under /sandbox/api, previews, and housekeeping.
+
+An `ExtensionApp`, so that the server's own shutdown path (`stop_extension`, awaited before the
+server shuts its kernels down) stops the housekeeping and removes this server's warm pool, in bounded
+time, instead of an `atexit` hook that a hung or killed shutdown never reaches.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import os
-from typing import Any
+import threading
+from typing import Any, Callable
 
+from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import IOLoop, PeriodicCallback
+from traitlets import Float
 
-from ..config import load_config
+from ..config import CONFIG_FILE_NAME, load_config
 from ..kernel.magics import PREVIEW_TEMPLATE_ENV
-from ..sandbox.manager import SandboxManager
+from ..sandbox import binding
+from ..sandbox.manager import SERVER_ID_ENV, SandboxManager
 from ..sandbox.service import SandboxService
-from .handlers import api_routes
 from . import preview
+from .handlers import api_routes
+from .notebook_events import NotebookEvents
 
 
-def _load_jupyter_server_extension(serverapp: Any) -> None:
-    config = load_config()
-    config.merge(serverapp.config)
-    manager = SandboxManager(config=config, log=serverapp.log)
-    service = SandboxService(manager, config=config, log=serverapp.log)
-    base_url = serverapp.web_app.settings["base_url"]
-    serverapp.web_app.add_handlers(".*$", api_routes(base_url, service))
-    # Preview origins first, before any Jupyter handler: none of Jupyter's pages exist there.
-    preview.install(serverapp.web_app, manager, serverapp.log, service.preview_url_template, base_url,
-                    path_form=service.path_form_previews)
-    service.server_port = serverapp.port
-    # Kernels started by this server inherit its environment: %sandbox preview builds links with it.
-    os.environ[PREVIEW_TEMPLATE_ENV] = service.preview_url_template.replace("{server_port}", str(serverapp.port))
-    timers = []
-    if service.reap_interval > 0:
-        # At start too: sandboxes of kernels that died with a previous server are reconciled.
-        IOLoop.current().call_later(1.0, lambda: asyncio.ensure_future(service.reap()))
-        timers.append(PeriodicCallback(lambda: asyncio.ensure_future(service.reap()), service.reap_interval * 1000))
-    if manager.warm_pool_size > 0 and service.pool_interval > 0:
-        IOLoop.current().call_later(0.5, lambda: asyncio.ensure_future(service.fill_pool()))
-        timers.append(PeriodicCallback(lambda: asyncio.ensure_future(service.fill_pool()), service.pool_interval * 1000))
-    for timer in timers:
-        timer.start()
-    if manager.warm_pool_size > 0:
-        # The pool serves this server's kernels; it goes when the server goes (a server that is
-        # killed instead leaves it to the next one, which adopts it).
-        atexit.register(_drain_pool, manager)
-    serverapp.web_app.settings["jupyter_sandbox_timers"] = timers
-    serverapp.log.info("jupyter-sandbox: REST API at %ssandbox/api; previews at %s", base_url,
-                       service.preview_url_template)
+class SandboxExtension(ExtensionApp):
+    name = "jupyter_sandbox"
+    description = "Sandboxes for notebook code: REST API, previews, warm pool, idle reaper."
+    load_other_extensions = True
+
+    shutdown_timeout = Float(20.0, config=True, help=(
+        "Most seconds the server's shutdown waits for this extension's cleanup (removing the warm "
+        "pool's sandboxes, waiting for housekeeping under way). What is left then is left to the next "
+        "server's reconciliation."))
+
+    manager: SandboxManager
+    service: SandboxService
+
+    def _config_file_name_default(self) -> str:
+        return CONFIG_FILE_NAME
+
+    def initialize_settings(self) -> None:
+        serverapp = self.serverapp
+        config = load_config()
+        config.merge(serverapp.config)
+        # Who this server is: its housekeeping touches only what it (or a server now gone) made; the
+        # kernels it starts inherit the id and claim only its pool.
+        self.server_id = binding.new_server_id()
+        self.server_lease = binding.ServerLease(self.server_id)
+        self.server_lease.acquire()
+        os.environ[SERVER_ID_ENV] = self.server_id
+        self.manager = SandboxManager(config=config, log=serverapp.log)
+        self.manager.server_id = self.server_id
+        self.service = SandboxService(self.manager, config=config, log=serverapp.log)
+        self.notebook_events = NotebookEvents(serverapp, self.manager, self.service)
+        self._timers: list[PeriodicCallback] = []
+        self._tasks: set[asyncio.Future] = set()
+
+    def initialize_handlers(self) -> None:
+        serverapp, service = self.serverapp, self.service
+        base_url = serverapp.web_app.settings["base_url"]
+        serverapp.web_app.add_handlers(".*$", api_routes(base_url, service))
+        # Preview origins first, before any Jupyter handler: none of Jupyter's pages exist there.
+        preview.install(serverapp.web_app, self.manager, serverapp.log, service.preview_url_template, base_url,
+                        path_form=service.path_form_previews)
+        service.server_port = serverapp.port
+        # Kernels started by this server inherit its environment: %sandbox preview builds links with it.
+        os.environ[PREVIEW_TEMPLATE_ENV] = service.preview_url_template.replace("{server_port}", str(serverapp.port))
+        self.notebook_events.install()
+        self._start_housekeeping()
+        serverapp.log.info("jupyter-sandbox: REST API at %ssandbox/api; previews at %s (server %s)", base_url,
+                           service.preview_url_template, self.server_id)
+
+    def _spawn(self, job: Callable[[], Any]) -> None:
+        if self.manager.stopping:
+            return
+        task = asyncio.ensure_future(job())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _start_housekeeping(self) -> None:
+        service, manager = self.service, self.manager
+        loop = IOLoop.current()
+        if service.reap_interval > 0:
+            # At start too: sandboxes of kernels that died with a previous server are reconciled.
+            loop.call_later(1.0, self._spawn, self._reap)
+            self._timers.append(PeriodicCallback(lambda: self._spawn(self._reap), service.reap_interval * 1000))
+        if manager.warm_pool_size > 0 and service.pool_interval > 0:
+            loop.call_later(0.5, self._spawn, service.fill_pool)
+            self._timers.append(PeriodicCallback(lambda: self._spawn(service.fill_pool), service.pool_interval * 1000))
+        for timer in self._timers:
+            timer.start()
+        self.serverapp.web_app.settings["jupyter_sandbox_timers"] = self._timers
+
+    async def _reap(self) -> None:
+        await self.service.reap()
+        await self.notebook_events.tidy()
+
+    async def stop_extension(self) -> None:
+        """The server is shutting down: no new housekeeping, this server's pool removed, within
+        `shutdown_timeout` seconds whatever Docker does."""
+        manager = self.manager
+        manager.stopping = True
+        for timer in self._timers:
+            timer.stop()
+        self.notebook_events.uninstall()
+        done = asyncio.get_running_loop().create_future()
+
+        def cleanup() -> None:
+            # A thread of its own, not the loop's executor: one stuck in a Docker call must not keep
+            # the process from exiting (the executor's threads are joined at exit).
+            removed: list[str] = []
+            try:
+                removed = manager.drain_pool() if manager.warm_pool_size > 0 else []
+            except Exception as exc:  # shutting down: say so, never raise
+                manager.log.warning("jupyter-sandbox: could not remove the warm pool's sandboxes: %s", exc)
+            if not done.done():
+                done.get_loop().call_soon_threadsafe(lambda: done.done() or done.set_result(removed))
+
+        threading.Thread(target=cleanup, name="jupyter-sandbox-cleanup", daemon=True).start()
+        try:
+            removed = await asyncio.wait_for(asyncio.shield(done), self.shutdown_timeout)
+            if removed:
+                manager.log.info("jupyter-sandbox: removed the warm pool's sandboxes %s", removed)
+        except asyncio.TimeoutError:
+            manager.log.warning("jupyter-sandbox: cleanup did not finish in %.0f s; the next server's "
+                                "reconciliation will finish it", self.shutdown_timeout)
+        for task in list(self._tasks):
+            task.cancel()
+        self.server_lease.release(forget=True)
 
 
-def _drain_pool(manager: SandboxManager) -> None:
-    try:
-        manager.drain_pool()
-    except Exception as exc:  # at exit: say so, never raise
-        manager.log.warning("could not remove the warm pool's sandboxes: %s", exc)
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    return [{"module": "jupyter_sandbox.server_extension", "app": SandboxExtension}]

@@ -1,0 +1,97 @@
+"""What the Jupyter server sees of notebooks moving, passed on to sandbox/notebooks.py.
+
+Two sources: the contents service's events (rename, copy, delete; made for every change through the
+server's contents API, whatever front end asked) and session updates (JupyterLab moves a session to
+the new path after a rename, and to the new file on "Save As"). Both run the Docker work in a thread;
+the two for one rename agree whichever comes first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Callable
+
+from ..sandbox import binding
+from ..sandbox.manager import SandboxManager
+from ..sandbox.notebooks import NotebookSandboxes
+from ..sandbox.service import SandboxService
+
+CONTENTS_SCHEMA = "https://events.jupyter.org/jupyter_server/contents_service/v1"
+
+
+class NotebookEvents:
+    def __init__(self, serverapp: Any, manager: SandboxManager, service: SandboxService) -> None:
+        self.serverapp = serverapp
+        self.service = service
+        self.log: logging.Logger = serverapp.log
+        contents = getattr(serverapp, "contents_manager", None)
+        # The folder kernels start in is the contents manager's root (the server's, by default).
+        root = getattr(contents, "root_dir", None) or serverapp.root_dir
+        self.notebooks = NotebookSandboxes(manager, root)
+        self._original_update: Callable[..., Any] | None = None
+
+    def install(self) -> None:
+        logger = getattr(self.serverapp, "event_logger", None)
+        if logger is not None:
+            logger.add_listener(schema_id=CONTENTS_SCHEMA, listener=self._on_contents)
+        else:
+            self.log.warning("jupyter-sandbox: this server has no event bus; notebook sandboxes do not "
+                             "follow renames made through it")
+        sessions = getattr(self.serverapp, "session_manager", None)
+        if sessions is not None and hasattr(sessions, "update_session"):
+            # jupyter_server announces no session change; wrapping this one instance's method is the
+            # narrowest way to hear of it (the class and other servers are untouched).
+            self._original_update = sessions.update_session
+            sessions.update_session = self._update_session
+
+    def uninstall(self) -> None:
+        logger = getattr(self.serverapp, "event_logger", None)
+        if logger is not None:
+            try:
+                logger.remove_listener(schema_id=CONTENTS_SCHEMA, listener=self._on_contents)
+            except Exception:  # already gone with the server's event bus
+                pass
+        if self._original_update is not None:
+            self.serverapp.session_manager.update_session = self._original_update
+            self._original_update = None
+
+    async def _run(self, what: str, function: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+        except Exception:
+            # A sandbox that cannot follow its notebook must not break the file operation.
+            self.log.exception("jupyter-sandbox: following a notebook (%s) failed", what)
+            return None
+
+    async def _on_contents(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
+        action, path = data.get("action"), data.get("path")
+        if not isinstance(path, str):
+            return
+        source = data.get("source_path")
+        if action == "rename" and isinstance(source, str):
+            await self._run("rename", self.notebooks.moved, source, path)
+        elif action == "copy":
+            await self._run("copy", self.notebooks.copied, path)
+        elif action == "delete":
+            await self._run("delete", self.notebooks.deleted, path)
+
+    async def _update_session(self, session_id: str, **kwargs: Any) -> Any:
+        assert self._original_update is not None
+        result = await self._original_update(session_id, **kwargs)
+        if "path" in kwargs:
+            try:
+                model = await self.serverapp.session_manager.get_session(session_id=session_id)
+            except Exception:
+                return result
+            kernel_id = ((model or {}).get("kernel") or {}).get("id")
+            path = (model or {}).get("path")
+            # Only sandbox kernels hold a lease; other kernels' sessions are none of ours.
+            if isinstance(kernel_id, str) and isinstance(path, str) and binding.kernel_alive(kernel_id):
+                await self._run("session", self.notebooks.session_moved, kernel_id, path)
+        return result
+
+    async def tidy(self) -> None:
+        detached = await self._run("check", self.notebooks.tidy)
+        if detached:
+            self.log.info("jupyter-sandbox: notebooks gone outside Jupyter; detached their sandboxes %s", detached)
