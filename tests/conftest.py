@@ -39,6 +39,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
 
 
+# Debian's Chromium, as the browser tests drive it: no sandbox (root), and no traffic of its own.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu"]
+
+
+def launch_chromium(playwright: Any, args: list[str] = ()) -> Any:
+    """A headless Chromium from Debian's package (Playwright's own download is not used)."""
+    return playwright.chromium.launch(executable_path="/usr/bin/chromium", args=[*CHROMIUM_ARGS, *args])
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One Chromium for a test module's pages."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = launch_chromium(playwright)
+        yield launched
+        launched.close()
+
+
 @pytest.fixture(scope="session")
 def docker_backend() -> DockerBackend:
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:

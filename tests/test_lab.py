@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 from conftest import ROOT, Server, git_http_server, start_jupyter_server
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.manager import SandboxManager
@@ -21,7 +21,6 @@ from jupyter_sandbox.sandbox.manager import SandboxManager
 NETWORK = "jupyter-sandbox-labtest"
 GIT_USER, GIT_TOKEN = "bob", "lab-token-0123456789abcdef"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu"]
 
 CELLS = [
     # 0: the git server sits on a private network, which the default egress policy blocks
@@ -97,13 +96,6 @@ def lab(git_repo: str, docker_backend: DockerBackend, tmp_path_factory: pytest.T
         if sandbox.workspace or sandbox.kernel_id:
             manager.remove(sandbox)
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")

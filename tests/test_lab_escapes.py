@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 from conftest import Server, start_jupyter_server
-from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
-from test_lab import CHROMIUM_ARGS, notebook
+from playwright.sync_api import Browser, Page, Request, expect
+from test_lab import notebook
 
 from jupyter_sandbox.kernel.cells import split_cell
 from jupyter_sandbox.sandbox import binding
@@ -149,13 +149,6 @@ def lab(docker_backend: DockerBackend, sandbox_image: str, tmp_path_factory: pyt
         if sandbox.workspace == workspace:
             manager.remove(sandbox)
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 def runs_on_host(source: str) -> bool:

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Server, start_jupyter_server, wait_until
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-from test_lab import CHROMIUM_ARGS
+from playwright.sync_api import Browser, Page, expect
 from test_persistence import HOSTNAME, sandbox_id_of
 
 from jupyter_sandbox.sandbox import binding
@@ -80,13 +79,6 @@ def lab(sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path) -> It
                 manager.remove(sandbox)
             binding.forget_notebook(workspace)
 
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 def open_lab(browser: Browser, server: Server, path: str = "", root: Path | None = None) -> Page:

@@ -226,6 +226,11 @@ def test_a_misspelt_field_is_refused_not_ignored(api_server: Server, sandbox: st
     assert status == 400 and "unknown form fields: folder" in body["message"], body
     status, body = api_server.request("GET", box(sandbox, "/files") + q(path="", recursve="1"))
     assert status == 400 and "recursve" in body["message"] and "recursive" in body["message"], body
+    # JupyterLab adds a bare number to every GET so that no cache answers it: that is no field.
+    status, body = api_server.request("GET", box(sandbox, "/files") + q(path="") + "&1796125703281")
+    assert status == 200, body
+    status, body = api_server.request("GET", box(sandbox, "/files") + q(path="") + "&1796125703281=1")
+    assert status == 400 and "1796125703281" in body["message"], body
     api_server.request("DELETE", box(sandbox, "/sessions/misspelt"))
 
 

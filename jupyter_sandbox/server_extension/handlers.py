@@ -49,7 +49,7 @@ class SandboxAPIHandler(APIHandler):
         if operation is None:
             return  # a method the route does not have: the handler answers 405
         try:
-            validation.check_query(operation, set(self.request.query_arguments))
+            validation.check_query(operation, self.request.query_arguments)
             if not getattr(self, "_streams_body", False):
                 validation.check_json_body(operation, self.request.body or b"")
         except validation.RequestError as exc:
@@ -590,7 +590,7 @@ class PtyHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHandler):
             validation.route_of(self.request.path, self.base_url, self.path_kwargs), "GET")
         if operation is not None:
             try:
-                validation.check_query(operation, set(self.request.query_arguments))
+                validation.check_query(operation, self.request.query_arguments)
             except validation.RequestError as exc:
                 raise web.HTTPError(400, exc.message) from None
         cols, rows = self.get_query_argument("cols", "80"), self.get_query_argument("rows", "24")

@@ -64,7 +64,14 @@ def _listing(names: set[str]) -> str:
     return ", ".join(sorted(names)) if names else "none"
 
 
-def check_query(operation: Operation, names: set[str]) -> None:
+def _cache_buster(name: str, values: list[bytes]) -> bool:
+    """JupyterLab's requests add `&<milliseconds>` (a bare number, no value) to every GET, so that
+    no cache answers them: not a field anybody misspelt."""
+    return name.isdigit() and all(not value for value in values)
+
+
+def check_query(operation: Operation, arguments: dict[str, list[bytes]]) -> None:
+    names = {name for name, values in arguments.items() if not _cache_buster(name, values)}
     unknown = names - operation.query - SERVER_QUERY
     if unknown:
         raise RequestError(f"unknown query parameters: {_listing(unknown)}; "
