@@ -566,9 +566,11 @@ class Relay:
 
     def _wake_sandbox(self) -> None:
         if self.state in (State.FAILED, State.DEAD):
+            # The cell that wakes a stopped sandbox says first why it had stopped.
+            was_dead = self.state is State.DEAD
             self.state = State.STARTING
             if self.progress_target is None:
-                self.progress_lines = []
+                self.progress_lines = [f"{self.failure} Starting it again..."] if was_dead else []
             self.lifecycle.bring_up()
 
     def _forward(self, channel: str, idents: list[bytes], body: list[bytes], header: dict[str, Any]) -> None:

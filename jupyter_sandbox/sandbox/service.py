@@ -565,7 +565,7 @@ class UploadSlot:
             raise ApiError(502, "the sandbox's agent answered the upload with something that is not JSON") from None
         if answer.status >= 400:
             message = parsed.get("message", "") if isinstance(parsed, dict) else ""
-            raise ApiError(answer.status if answer.status < 500 else 502,
+            raise ApiError(_passed_status(answer.status),
                            str(message)[:500] or f"the agent answered {answer.status}")
         if not isinstance(parsed, dict) or not isinstance(parsed.get("size"), int) or isinstance(parsed["size"], bool):
             raise ApiError(502, "the sandbox's agent answered the upload with an unexpected shape")
