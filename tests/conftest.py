@@ -131,13 +131,18 @@ class Run:
 class SandboxKernel:
     """A sandbox kernel started the way Jupyter Server starts one (MultiKernelManager)."""
 
-    def __init__(self, mkm: MultiKernelManager, kernel_id: str) -> None:
+    def __init__(self, mkm: MultiKernelManager, kernel_id: str, ready: bool = True) -> None:
         self.mkm = mkm
         self.kernel_id = kernel_id
         self.km = mkm.get_kernel(kernel_id)
         self.client: BlockingKernelClient = self.km.client()
         self.client.start_channels()
-        self.client.wait_for_ready(timeout=300)
+        if ready:
+            self.client.wait_for_ready(timeout=300)
+        else:
+            # As a front end that runs a cell at once (Run All on open): only iopub's subscription
+            # is waited for, so that the cell's output is not missed.
+            time.sleep(1.0)
 
     def run(self, code: str, timeout: float = 60, stdin_hook: Callable[[dict], None] | None = None,
             output_hook: Callable[[dict], None] | None = None) -> Run:
@@ -187,7 +192,7 @@ def releasing(kernel_id: str) -> bool:
 
 
 def start_sandbox_kernel(extra_env: dict[str, str] | None = None, extra_argv: list[str] | None = None,
-                         tmp_path: Path | None = None) -> SandboxKernel:
+                         tmp_path: Path | None = None, ready: bool = True) -> SandboxKernel:
     specs = KernelSpecManager()
     kwargs: dict[str, Any] = {"kernel_name": KERNEL_NAME}
     env = {**os.environ, **(extra_env or {})}
@@ -204,7 +209,7 @@ def start_sandbox_kernel(extra_env: dict[str, str] | None = None, extra_argv: li
         kwargs["kernel_name"] = "sandbox-test"
     mkm = MultiKernelManager(kernel_spec_manager=specs)
     kernel_id = mkm.start_kernel(**kwargs)
-    return SandboxKernel(mkm, kernel_id)
+    return SandboxKernel(mkm, kernel_id, ready=ready)
 
 
 @pytest.fixture

@@ -158,8 +158,18 @@ def test_unreachable_docker_is_reported_in_the_notebook(sandbox_image: str, dock
 def test_missing_default_image_is_built_with_progress_in_the_notebook(
         sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path) -> None:
     tag = "jupyter-sandbox/python:autobuild-test"
+
+    def remove_its_tags() -> None:
+        # The tag and the one naming its inputs' hash: with either left, nothing would be built.
+        for image in docker_backend.client.images.list("jupyter-sandbox/python"):
+            for name in image.tags:
+                if name == tag or name.startswith(tag + "-"):
+                    docker_backend.client.images.remove(name)
+
+    remove_its_tags()
     kernel = start_sandbox_kernel(
-        extra_argv=[f"--SandboxManager.image={tag}", "--SandboxManager.bootstrap_base=True"], tmp_path=tmp_path)
+        extra_argv=[f"--SandboxManager.image={tag}", "--SandboxManager.bootstrap_base=True"], tmp_path=tmp_path,
+        ready=False)  # the cell is sent at once, so it waits on the build
     try:
         run = kernel.run("print('built and running')", timeout=600)
         assert run.status == "ok", run.error
@@ -168,7 +178,7 @@ def test_missing_default_image_is_built_with_progress_in_the_notebook(
         assert run.stdout.endswith("built and running\n")
     finally:
         kernel.shutdown()
-        docker_backend.client.images.remove(tag)
+        remove_its_tags()
 
 
 def test_sigint_to_the_proxy_interrupts_the_cell(sandbox_kernel: SandboxKernel) -> None:
