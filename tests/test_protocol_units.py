@@ -12,7 +12,7 @@ from jupyter_client.manager import start_new_kernel
 
 from jupyter_sandbox.kernel import kernel_info, offline
 from jupyter_sandbox.kernel.cells import Segment, magic_waits
-from jupyter_sandbox.kernel.magics import limit_size, readable_size
+from jupyter_sandbox.sandbox.spec import limit_size, readable_size
 from jupyter_sandbox.sandbox import secrets
 
 CODES = ["for i in range(3):", "x = 1", "def f():\n  return 1", "x = (", "%ls", "1 +", "x = [1,\n",

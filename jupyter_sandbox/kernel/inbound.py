@@ -326,6 +326,9 @@ class InboundFilter:
                        "payload": []} and type(content["execution_count"]) is int:
             return content  # a plain cell's reply, as it is (the common case; no re-encoding)
         count = _int(content.get("execution_count"), default=0)
+        if _status(content) == "error":
+            # As ipykernel answers a failed cell: no payload, and no expressions were evaluated.
+            return {**self._reply(content), "execution_count": count, "user_expressions": {}, "payload": []}
         if _status(content) != "ok":
             return {**self._reply(content), "execution_count": count}
         payload = content.get("payload")

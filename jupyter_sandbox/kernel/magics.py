@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shlex
 import stat
 import threading
@@ -23,7 +22,7 @@ from ..sandbox.disk import describe as describe_disk
 from ..sandbox.client import AgentError, Cancelled
 from ..sandbox.docker_backend import SandboxError
 from ..sandbox.manager import Sandbox, SandboxManager
-from ..sandbox.spec import SandboxSpec, SpecError, format_size, parse_size
+from ..sandbox.spec import SandboxSpec, SpecError, limit_size, parse_size, readable_size
 from . import downloads
 from .settings import SandboxKernel
 
@@ -155,26 +154,6 @@ def _env_pair(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key, value
-
-
-def readable_size(size: int | float) -> str:
-    """A measured size as people read it: "512 B", "55 MiB", "169 MiB", "1.2 GiB" (two or three
-    significant digits; limits, which are round, keep spec.format_size's exact form)."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            break
-        value /= 1024
-    if unit == "B":
-        return f"{int(value)} B"
-    text = f"{value:.1f}" if abs(value) < 9.95 else f"{value:.0f}"
-    return f"{text.removesuffix('.0')} {unit}"
-
-
-def limit_size(size: int) -> str:
-    """A limit: exact when it is round ("2 GiB", "1.5 GiB"), else as a measured size is read."""
-    exact = format_size(size)
-    return exact if re.fullmatch(r"\d+(\.\d{1,2})? [KMGT]?i?B", exact) else readable_size(size)
 
 
 def _duration(seconds: float) -> str:

@@ -825,10 +825,9 @@ class Relay:
             if not isinstance(value, dict):
                 continue
             if value.get("status") == "ok" and isinstance(value.get("data"), dict):
-                filtered = self.policy.filter_content("display_data", {
-                    "data": value["data"], "metadata": value.get("metadata") if isinstance(
-                        value.get("metadata"), dict) else {}}) if self.policy.active else value
-                safe[str(name)] = {"status": "ok", "data": filtered["data"], "metadata": filtered["metadata"]}
+                metadata = value.get("metadata")
+                safe[str(name)] = {"status": "ok", "data": self.policy.filter_bundle(value["data"]),
+                                   "metadata": metadata if isinstance(metadata, dict) else {}}
             else:
                 safe[str(name)] = _error_reply(value.get("evalue", ""), value.get("ename", "Error"),
                                                value.get("traceback", []))

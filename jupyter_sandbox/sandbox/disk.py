@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .docker_backend import SandboxError
+from .spec import limit_size, readable_size
 
 log = logging.getLogger(__name__)
 
@@ -344,15 +345,7 @@ def round_size(size: int) -> int:
     return _blocks(size) * BLOCK_SIZE
 
 
-def approximate_size(size: int) -> str:
-    """A size rounded as a person reads it: '11.8 MiB', '3 GiB', '512 B'."""
-    for unit, step in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if size >= step:
-            return f"{size / step:.3g} {unit}" if size % step else f"{size // step} {unit}"
-    return f"{size} B"
-
-
 def describe(usage: dict[str, Any]) -> str:
     """'11.8 MiB of 1 GiB used · 40 of 65536 inodes' for a usage dict (DiskUsage.to_dict)."""
-    return (f"{approximate_size(usage['used_bytes'])} of {approximate_size(usage['limit_bytes'])} used · "
+    return (f"{readable_size(usage['used_bytes'])} of {limit_size(usage['limit_bytes'])} used · "
             f"{usage['used_inodes']} of {usage['limit_inodes']} inodes")

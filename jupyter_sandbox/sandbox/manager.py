@@ -31,6 +31,7 @@ from .docker_backend import DockerBackend, SandboxError, tar_bytes
 from .image import DEFAULT_BASE, DEFAULT_IMAGE, DEFAULT_REPOSITORY, build_image
 from .network import EgressPolicy
 from .spec import (
+    readable_size,
     AGENT_PORT,
     KERNEL_PORTS,
     LABEL_CREATED_BY,
@@ -675,10 +676,10 @@ class SandboxManager(LoggingConfigurable):
             try:
                 with binding.host_lock(f"disk-{sandbox.id}"):
                     home.resize(spec.disk)
-                progress(f"the home is now {disk.approximate_size(home.size())}")
+                progress(f"the home is now {readable_size(home.size())}")
             except disk.DiskError as exc:
                 self.log.warning("sandbox %s: %s", sandbox.id, exc)
-                progress(f"the home keeps its size of {disk.approximate_size(home.size())}: {exc}")
+                progress(f"the home keeps its size of {readable_size(home.size())}: {exc}")
                 spec = replace(spec, disk=home.size())
         return self.create(spec, kernel_id=sandbox.kernel_id, progress=progress, sandbox_id=sandbox.id,
                            workspace=sandbox.workspace)
@@ -694,9 +695,9 @@ class SandboxManager(LoggingConfigurable):
         minimum = home.minimum_size(usage)
         if disk.round_size(size) < minimum:
             raise SpecError(
-                f"disk: {disk.approximate_size(size)} cannot hold the files in {SANDBOX_HOME} "
-                f"({disk.approximate_size(usage.used_bytes)} in {usage.used_inodes} files and folders); "
-                f"choose at least {disk.approximate_size(minimum)} or delete files first")
+                f"disk: {readable_size(size)} cannot hold the files in {SANDBOX_HOME} "
+                f"({readable_size(usage.used_bytes)} in {usage.used_inodes} files and folders); "
+                f"choose at least {readable_size(minimum)} or delete files first")
 
     def _home_mountpoint(self, sandbox_id: str) -> str | None:
         return (self.backend.volume(binding.volume_name(sandbox_id)) or {}).get("Mountpoint")
@@ -783,7 +784,7 @@ class SandboxManager(LoggingConfigurable):
         host = info.get("HostConfig") or {}
         per_file = next((u.get("Hard") for u in host.get("Ulimits") or [] if u.get("Name") == "fsize"), 0) or 0
         tmpfs = {path: _tmpfs_size(options) for path, options in (host.get("Tmpfs") or {}).items()}
-        writable = ", ".join(f"{path} {disk.approximate_size(size)}" for path, size in sorted(tmpfs.items()) if size)
+        writable = ", ".join(f"{path} {readable_size(size)}" for path, size in sorted(tmpfs.items()) if size)
         rest = ("the rest of the container is read-only" if host.get("ReadonlyRootfs")
                 else "the container's own layer is NOT limited")
         result: dict[str, Any] = {"per_file": per_file, "tmpfs": tmpfs, "read_only_root": bool(host.get("ReadonlyRootfs"))}

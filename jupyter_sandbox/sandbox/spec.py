@@ -66,6 +66,26 @@ def format_size(size: int) -> str:
     return f"{size} B"
 
 
+def readable_size(size: int | float) -> str:
+    """A measured size as people read it: "512 B", "55 MiB", "169 MiB", "1.2 GiB" (two or three
+    significant digits; limits, which are round, keep spec.format_size's exact form)."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    if unit == "B":
+        return f"{int(value)} B"
+    text = f"{value:.1f}" if abs(value) < 9.95 else f"{value:.0f}"
+    return f"{text.removesuffix('.0')} {unit}"
+
+
+def limit_size(size: int) -> str:
+    """A limit: exact when it is round ("2 GiB", "1.5 GiB"), else as a measured size is read."""
+    exact = format_size(size)
+    return exact if re.fullmatch(r"\d+(\.\d{1,2})? [KMGT]?i?B", exact) else readable_size(size)
+
+
 @dataclass
 class SandboxSpec:
     """Everything needed to create one sandbox container."""
