@@ -88,7 +88,7 @@ def test_kernel_info_is_recorded_once_per_image(tmp_path: Path, monkeypatch: pyt
         assert path.stat().st_mode & 0o077 == 0
     kernel_info.store("../../etc/x", REAL)  # not an image id: nothing written anywhere
     assert kernel_info.load("../../etc/x") is None
-    assert [p.name for p in (tmp_path / "kernel-info").iterdir()] == ["a" * 64 + ".json"]
+    assert [p.name for p in (tmp_path / "kernel-info").iterdir()] == [f"{kernel_info.RECORD_VERSION}-" + "a" * 64 + ".json"]
 
 
 @pytest.mark.parametrize("size,text", [(0, "0 B"), (1023, "1023 B"), (57_683_968, "55 MiB"), (177_541_120, "169 MiB"),

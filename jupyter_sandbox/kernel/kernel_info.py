@@ -24,6 +24,8 @@ from ..sandbox import secrets
 log = logging.getLogger(__name__)
 
 IMAGE_ID_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+# Raised whenever sanitize() keeps other fields than before.
+RECORD_VERSION = 2
 VERSION_RE = re.compile(r"^[0-9A-Za-z.+_-]{1,40}$")
 NAME_RE = re.compile(r"^[0-9A-Za-z._+/ -]{1,80}$")
 FEATURE_RE = re.compile(r"^[a-z][a-z0-9 _-]{0,40}$")
@@ -80,7 +82,8 @@ def sanitize(content: Any) -> dict[str, Any] | None:
 def _path(image_id: str) -> Path | None:
     if not IMAGE_ID_RE.match(image_id or ""):
         return None
-    return secrets.state_dir("kernel-info") / f"{image_id.split(':', 1)[1]}.json"
+    # Under the version of the rules that made it: a record written by other rules is not read.
+    return secrets.state_dir("kernel-info") / f"{RECORD_VERSION}-{image_id.split(':', 1)[1]}.json"
 
 
 def load(image_id: str) -> dict[str, Any] | None:
