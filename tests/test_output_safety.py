@@ -213,6 +213,8 @@ def test_replies_from_a_hostile_kernel_are_filtered(shared_kernel: SandboxKernel
         client.session.send(client.shell_channel.socket, "made_up_request", {})
         with pytest.raises(queue.Empty):
             client.get_shell_msg(timeout=3)
+        # ...and holds up nothing behind it (a %sandbox cell waits for the requests before it).
+        assert shared_kernel.run("%sandbox help", timeout=30).status == "ok"
     finally:
         assert shared_kernel.run("get_ipython().kernel.shell_handlers.update(_saved_handlers)").status == "ok"
 

@@ -52,6 +52,13 @@ KERNEL_INFO_WAIT_SECONDS = 10.0
 # While cells run, the sandbox is marked in use this often (an idle reaper must not stop it).
 ACTIVITY_SECONDS = 1.0
 DRAIN_BATCH = 256
+# Shell requests an ipykernel answers with a reply (protocol 5.x, kernel subshells included).
+ANSWERED_REQUESTS = frozenset({
+    "execute_request", "inspect_request", "complete_request", "history_request", "is_complete_request",
+    "comm_info_request", "kernel_info_request", "shutdown_request", "interrupt_request", "debug_request",
+    "usage_request", "create_subshell_request", "delete_subshell_request", "list_subshell_request",
+    "connect_request",
+})
 OUTPUT_MESSAGES = frozenset({"stream", "display_data", "update_display_data", "execute_result"})
 
 
@@ -581,7 +588,11 @@ class Relay:
             pending = Pending(channel, idents, header)
             self.pending[msg_id] = pending
             if channel == "shell":
-                self.inflight[msg_id] = 2
+                # ipykernel answers a request type it does not know with busy and idle but no reply:
+                # waiting for that reply would hold every later request.
+                self.inflight[msg_id] = 2 if msg_type in ANSWERED_REQUESTS else 1
+                if msg_type not in ANSWERED_REQUESTS:
+                    del self.pending[msg_id]
             if msg_type == "execute_request":
                 request = _content(body)
                 pending.stop_on_error = bool(request.get("stop_on_error", True)) and not request.get("silent")
