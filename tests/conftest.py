@@ -212,6 +212,34 @@ def start_sandbox_kernel(extra_env: dict[str, str] | None = None, extra_argv: li
     return SandboxKernel(mkm, kernel_id, ready=ready)
 
 
+class RestartableServer:
+    """A Jupyter server on one root, stopped and started again as a user restarts it; the arguments
+    are start_jupyter_server's (each start logs to a file of its own when `log` is given)."""
+
+    def __init__(self, root: Path, extra_args: list[str] = (), log: Path | None = None,
+                 module: str = "jupyter_server", env: dict[str, str] | None = None) -> None:
+        self.root, self.extra_args, self.log, self.module, self.env = root, list(extra_args), log, module, env
+        self.server: Server | None = None
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> "Server":
+        self.starts += 1
+        log = self.log.with_name(f"{self.log.stem}-{self.starts}.log") if self.log else None
+        self.server, self.process = start_jupyter_server(self.root, self.extra_args, log=log, module=self.module,
+                                                         env=self.env)
+        return self.server
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=60)
+
+    def restart(self) -> "Server":
+        self.stop()
+        return self.start()
+
+
 @pytest.fixture
 def manager(docker_backend: DockerBackend, sandbox_image: str) -> SandboxManager:
     return SandboxManager(backend=docker_backend)

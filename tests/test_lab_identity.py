@@ -13,49 +13,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Server, start_jupyter_server, wait_until
+from conftest import RestartableServer, Server, wait_until
 from playwright.sync_api import Browser, Page, expect
-from test_persistence import HOSTNAME, sandbox_id_of
+from test_notebook_identity import LIST_HOME
+from test_persistence import sandbox_id_of
 
 from jupyter_sandbox.sandbox import binding
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.manager import SandboxManager
 from jupyter_sandbox.sandbox.spec import LABEL_ID
 
-LIST_HOME = ("import os, json; print('markers:', json.dumps(sorted(n for n in os.listdir('/home/sandbox') "
-             f"if n.startswith('marker-')))); {HOSTNAME}")
 IDLE = re.compile(r"Python 3 \(sandbox\) \| Idle")
 
 
-class LabProcess:
-    """JupyterLab on one root, stopped and started again as a user restarts it."""
-
-    def __init__(self, root: Path, settings: Path, workspaces: Path, log: Path) -> None:
-        self.root, self.settings, self.workspaces, self.log = root, settings, workspaces, log
-        self.server: Server | None = None
-        self.process = None
-        self.starts = 0
-
-    def start(self) -> Server:
-        self.starts += 1
-        self.server, self.process = start_jupyter_server(
-            self.root, [f"--LabApp.user_settings_dir={self.settings}", f"--LabApp.workspaces_dir={self.workspaces}"],
-            log=self.log.with_name(f"{self.log.stem}-{self.starts}.log"), module="jupyterlab",
-            env={"NO_PROXY": "127.0.0.1,localhost"})
-        return self.server
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=60)
-
-    def restart(self) -> Server:
-        self.stop()
-        return self.start()
-
-
 @pytest.fixture
-def lab(sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path) -> Iterator[LabProcess]:
+def lab(sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path) -> Iterator[RestartableServer]:
     root = tmp_path / "root"
     (root / "reports").mkdir(parents=True)
     settings = tmp_path / "settings"
@@ -67,7 +39,9 @@ def lab(sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path) -> It
     notebook_settings.mkdir(parents=True)
     (notebook_settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     (tmp_path / "ws").mkdir()
-    lab = LabProcess(root, settings, tmp_path / "ws", tmp_path / "lab.log")
+    lab = RestartableServer(
+        root, [f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp_path / 'ws'}"],
+        log=tmp_path / "lab.log", module="jupyterlab", env={"NO_PROXY": "127.0.0.1,localhost"})
     lab.start()
     yield lab
     lab.stop()
@@ -185,7 +159,7 @@ def close_page(page: Page) -> None:
 # Five JupyterLab starts and a dozen notebooks opened in a browser: longer than one test usually takes.
 @pytest.mark.timeout(1200)
 def test_the_sandbox_follows_its_notebook_through_jupyterlab(
-        lab: LabProcess, browser: Browser, docker_backend: DockerBackend) -> None:
+        lab: RestartableServer, browser: Browser, docker_backend: DockerBackend) -> None:
     manager = SandboxManager(backend=docker_backend)
     root = lab.root
 

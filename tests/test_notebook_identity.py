@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    RestartableServer,
     Server,
     open_notebook,
     run_over_websocket,
     sandbox_containers,
-    start_jupyter_server,
     wait_until,
 )
 from test_persistence import HOSTNAME, sandbox_id_of
@@ -30,31 +30,9 @@ LIST_HOME = ("import os, json; print('markers:', json.dumps(sorted(n for n in os
              f"if n.startswith('marker-')))); {HOSTNAME}")
 
 
-class Lab:
-    """A Jupyter server on one root that can be stopped and started again, as a user restarts it."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.server: Server | None = None
-        self.process = None
-
-    def start(self) -> Server:
-        self.server, self.process = start_jupyter_server(self.root)
-        return self.server
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=60)
-
-    def restart(self) -> Server:
-        self.stop()
-        return self.start()
-
-
 @pytest.fixture
-def lab(sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path) -> Iterator[Lab]:
-    lab = Lab(tmp_path)
+def lab(sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path) -> Iterator[RestartableServer]:
+    lab = RestartableServer(tmp_path)
     yield lab
     lab.stop()
     manager = SandboxManager(backend=docker_backend)
@@ -98,7 +76,7 @@ def workspace_of(root: Path, api_path: str) -> str:
 
 
 def test_the_sandbox_follows_its_notebook_and_no_later_file_of_that_name_gets_it(
-        lab: Lab, docker_backend: DockerBackend) -> None:
+        lab: RestartableServer, docker_backend: DockerBackend) -> None:
     manager = SandboxManager(backend=docker_backend)
     root = lab.root
     server = lab.start()
@@ -174,7 +152,7 @@ def test_the_sandbox_follows_its_notebook_and_no_later_file_of_that_name_gets_it
 
 
 def test_a_notebook_deleted_outside_jupyter_leaves_nothing_to_a_file_made_later_under_its_name(
-        lab: Lab, docker_backend: DockerBackend) -> None:
+        lab: RestartableServer, docker_backend: DockerBackend) -> None:
     manager = SandboxManager(backend=docker_backend)
     root = lab.root
     (root / "notes.ipynb").write_text(json.dumps(EMPTY_NOTEBOOK))
