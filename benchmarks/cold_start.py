@@ -22,8 +22,9 @@ def first_result(kernel_name: str) -> float:
     try:
         client.wait_for_ready(timeout=300)
         outputs = []
-        client.execute_interactive("print(6 * 7)", timeout=300,
-                                   output_hook=lambda msg: outputs.append(msg["content"].get("text")))
+        client.execute_interactive(
+            "print(6 * 7)", timeout=300, output_hook=lambda msg: outputs.append(msg["content"].get("text"))
+        )
         elapsed = time.perf_counter() - started
         assert "42\n" in outputs
         return elapsed

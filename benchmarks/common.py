@@ -6,9 +6,9 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from jupyter_client import BlockingKernelClient
 from jupyter_client.kernelspec import KernelSpecManager
@@ -18,7 +18,9 @@ from jupyter_sandbox.sandbox.manager import SandboxManager
 
 
 @contextmanager
-def kernel(name: str, extra_argv: list[str] | None = None) -> Iterator[tuple[MultiKernelManager, str, BlockingKernelClient]]:
+def kernel(
+    name: str, extra_argv: list[str] | None = None
+) -> Iterator[tuple[MultiKernelManager, str, BlockingKernelClient]]:
     """A kernel started as Jupyter Server starts one; extra_argv adds command-line config."""
     specs = KernelSpecManager()
     with tempfile.TemporaryDirectory() as spec_root:

@@ -75,17 +75,25 @@ def main() -> dict[str, float]:
     finally:
         limited_manager.remove(limited)
         plain_manager.remove(plain)
-    figures = {name: {key: statistics.median(r[key] for r in results) for key in ("large_mib_s", "small_files_s")}
-               for name, results in runs.items()}
+    figures = {
+        name: {key: statistics.median(r[key] for r in results) for key in ("large_mib_s", "small_files_s")}
+        for name, results in runs.items()
+    }
     print(f"writes in the sandbox's home, median of {args.repeat}")
-    print(f"  {args.big} MiB file + fsync       unlimited home {figures['plain']['large_mib_s']:8.1f} MiB/s   "
-          f"limited home {figures['limited']['large_mib_s']:8.1f} MiB/s   "
-          f"limited / unlimited = {figures['limited']['large_mib_s'] / figures['plain']['large_mib_s']:.2f}")
-    print(f"  {args.small} files of 4 KiB + sync  unlimited home {figures['plain']['small_files_s']:8.0f} files/s  "
-          f"limited home {figures['limited']['small_files_s']:8.0f} files/s  "
-          f"limited / unlimited = {figures['limited']['small_files_s'] / figures['plain']['small_files_s']:.2f}")
-    return {"disk_large_ratio": figures["limited"]["large_mib_s"] / figures["plain"]["large_mib_s"],
-            "disk_small_ratio": figures["limited"]["small_files_s"] / figures["plain"]["small_files_s"]}
+    print(
+        f"  {args.big} MiB file + fsync       unlimited home {figures['plain']['large_mib_s']:8.1f} MiB/s   "
+        f"limited home {figures['limited']['large_mib_s']:8.1f} MiB/s   "
+        f"limited / unlimited = {figures['limited']['large_mib_s'] / figures['plain']['large_mib_s']:.2f}"
+    )
+    print(
+        f"  {args.small} files of 4 KiB + sync  unlimited home {figures['plain']['small_files_s']:8.0f} files/s  "
+        f"limited home {figures['limited']['small_files_s']:8.0f} files/s  "
+        f"limited / unlimited = {figures['limited']['small_files_s'] / figures['plain']['small_files_s']:.2f}"
+    )
+    return {
+        "disk_large_ratio": figures["limited"]["large_mib_s"] / figures["plain"]["large_mib_s"],
+        "disk_small_ratio": figures["limited"]["small_files_s"] / figures["plain"]["small_files_s"],
+    }
 
 
 if __name__ == "__main__":

@@ -31,8 +31,10 @@ def rule_by_rule(pid: int, policy: network.EgressPolicy) -> float:
     for version, tool in ((4, "iptables"), (6, "ip6tables")):
         base = ["nsenter", "-t", str(pid), "-n", tool, "-w"]
         steps = [[*base, "-N", "BENCH-EGRESS"], [*base, "-F", "BENCH-EGRESS"]]
-        steps += [[*base, "-A", "BENCH-EGRESS", *[a if a != network.REFUSE else "REJECT" for a in rule]]
-                  for rule in network._rules(policy, version)]
+        steps += [
+            [*base, "-A", "BENCH-EGRESS", *[a if a != network.REFUSE else "REJECT" for a in rule]]
+            for rule in network._rules(policy, version)
+        ]
         for step in steps:
             subprocess.run(step, capture_output=True, timeout=20, check=False)
         subprocess.run([*base, "-F", "BENCH-EGRESS"], capture_output=True, timeout=20, check=False)
@@ -68,12 +70,16 @@ def main() -> dict[str, float]:
     median = statistics.median
     print(f"sandbox start until its agent answers, policy 'internet', median of {args.repeat}")
     print(f"  enforcement off (no rules, gate opened at once)  {median(without) * 1000:7.1f} ms")
-    print(f"  policy in force before the first process          {median(with_gate) * 1000:7.1f} ms"
-          f"   ({median(with_gate) / median(without):.2f}x)")
+    print(
+        f"  policy in force before the first process          {median(with_gate) * 1000:7.1f} ms"
+        f"   ({median(with_gate) / median(without):.2f}x)"
+    )
     print("putting the rules in (IPv4 and IPv6)")
     print(f"  one iptables call per rule (as before)            {median(one_by_one) * 1000:7.1f} ms")
-    print(f"  iptables-restore, one table swap per version      {median(applies) * 1000:7.1f} ms"
-          f"   ({median(applies) / median(one_by_one):.2f}x)")
+    print(
+        f"  iptables-restore, one table swap per version      {median(applies) * 1000:7.1f} ms"
+        f"   ({median(applies) / median(one_by_one):.2f}x)"
+    )
     return {"egress_apply_s": median(applies), "gated_start_s": median(with_gate), "open_start_s": median(without)}
 
 

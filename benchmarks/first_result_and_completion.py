@@ -32,7 +32,9 @@ def first_moments(kernel_name: str) -> tuple[float, float, float]:
     try:
         client.wait_for_ready(timeout=300)
         outputs: list[str] = []
-        client.execute_interactive(CELL, timeout=300, output_hook=lambda msg: outputs.append(msg["content"].get("text", "")))
+        client.execute_interactive(
+            CELL, timeout=300, output_hook=lambda msg: outputs.append(msg["content"].get("text", ""))
+        )
         result = time.perf_counter() - started
         assert "42\n" in outputs, outputs
         asked = time.perf_counter()
@@ -71,10 +73,14 @@ def main() -> dict[str, float]:
     print(row("local ipykernel", local))
     print(row("sandbox, cold", cold))
     print(row("sandbox, warm pool", warm))
-    own = {name: statistics.median(v[2] for v in values) for name, values in
-           (("local", local), ("cold", cold), ("warm", warm))}
-    print(f"  first completion's own latency: cold / local = {own['cold'] / own['local']:.2f}, "
-          f"warm / local = {own['warm'] / own['local']:.2f}   (JupyterLab gives up after 1 s)")
+    own = {
+        name: statistics.median(v[2] for v in values)
+        for name, values in (("local", local), ("cold", cold), ("warm", warm))
+    }
+    print(
+        f"  first completion's own latency: cold / local = {own['cold'] / own['local']:.2f}, "
+        f"warm / local = {own['warm'] / own['local']:.2f}   (JupyterLab gives up after 1 s)"
+    )
     return {"first_completion_cold_ms": own["cold"] * 1000, "first_completion_warm_ms": own["warm"] * 1000}
 
 

@@ -35,10 +35,22 @@ USER, PASSWORD = "bench", secrets.token_hex(12)
 
 
 def git(*args: str, cwd: Path) -> None:
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, timeout=300,
-                   env={"PATH": "/usr/bin:/bin", "HOME": str(cwd), "GIT_CONFIG_NOSYSTEM": "1",
-                        "GIT_AUTHOR_NAME": "B", "GIT_AUTHOR_EMAIL": "b@example.org",
-                        "GIT_COMMITTER_NAME": "B", "GIT_COMMITTER_EMAIL": "b@example.org"})
+    subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        timeout=300,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(cwd),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_AUTHOR_NAME": "B",
+            "GIT_AUTHOR_EMAIL": "b@example.org",
+            "GIT_COMMITTER_NAME": "B",
+            "GIT_COMMITTER_EMAIL": "b@example.org",
+        },
+    )
 
 
 def make_repo(root: Path, megabytes: int) -> None:
@@ -63,9 +75,22 @@ def start_server(root: str, extra: list[str]) -> tuple[subprocess.Popen, Api]:
         port = sock.getsockname()[1]
     token = secrets.token_hex(16)
     process = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--SandboxManager.warm_pool_size=0",
-         *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            "--no-browser",
+            "--allow-root",
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--SandboxManager.warm_pool_size=0",
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     api = Api(port, token)
     for _ in range(300):
         try:
@@ -102,43 +127,67 @@ def main() -> None:
             cert, key = make_server_cert(ca, root, "server", gateway)
             httpd = GitServer(str(root), basic=(USER, PASSWORD), tls=(cert, key), host=gateway).start()
             url = f"https://{gateway}:{httpd.port}/repo.git"
-            process, api = start_server(folder, [f"--GitCredentialProxy.ca_bundle={root / 'ca.pem'}",
-                                                 f"--SandboxManager.network_name={name}"])
-            created = api.json("POST", "/sandbox/api/sandboxes",
-                               {"memory": "1g", "network": {"mode": "allow", "cidrs": [f"{gateway}/32"]}})
+            process, api = start_server(
+                folder, [f"--GitCredentialProxy.ca_bundle={root / 'ca.pem'}", f"--SandboxManager.network_name={name}"]
+            )
+            created = api.json(
+                "POST",
+                "/sandbox/api/sandboxes",
+                {"memory": "1g", "network": {"mode": "allow", "cidrs": [f"{gateway}/32"]}},
+            )
             sandbox_id = created["id"]
             box = f"/sandbox/api/sandboxes/{sandbox_id}"
             upload = api.connection()
-            upload.request("PUT", f"{box}/files/content?path=bench-ca.pem", body=(root / "ca.pem").read_bytes(),
-                           headers=api.headers)
+            upload.request(
+                "PUT",
+                f"{box}/files/content?path=bench-ca.pem",
+                body=(root / "ca.pem").read_bytes(),
+                headers=api.headers,
+            )
             assert upload.getresponse().status == 200
             header = "Authorization: Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
             plain_times, proxy_times = [], []
+
             def plain_clone(index: int) -> None:
                 started = time.perf_counter()
-                result = api.json("POST", f"{box}/process/exec", {"timeout": 600, "command": (
-                    f"git -c http.sslCAInfo=/home/sandbox/bench-ca.pem -c 'http.extraHeader={header}' "
-                    f"clone -q {url} plain-{index}")})
+                result = api.json(
+                    "POST",
+                    f"{box}/process/exec",
+                    {
+                        "timeout": 600,
+                        "command": (
+                            f"git -c http.sslCAInfo=/home/sandbox/bench-ca.pem -c 'http.extraHeader={header}' "
+                            f"clone -q {url} plain-{index}"
+                        ),
+                    },
+                )
                 plain_times.append(time.perf_counter() - started)
                 assert result["exit_code"] == 0, result
 
             def proxied_clone(index: int) -> None:
                 started = time.perf_counter()
-                api.json("POST", f"{box}/git/clone", {"url": url, "path": f"proxied-{index}", "username": USER,
-                                                      "password": PASSWORD})
+                api.json(
+                    "POST",
+                    f"{box}/git/clone",
+                    {"url": url, "path": f"proxied-{index}", "username": USER, "password": PASSWORD},
+                )
                 proxy_times.append(time.perf_counter() - started)
 
             for index in range(args.rounds):
                 # Alternating which goes first, so neither always meets a warm (or a busy) machine.
-                for clone in ((plain_clone, proxied_clone) if index % 2 == 0 else (proxied_clone, plain_clone)):
+                for clone in (plain_clone, proxied_clone) if index % 2 == 0 else (proxied_clone, plain_clone):
                     clone(index)
                 api.json("POST", f"{box}/process/exec", {"command": f"rm -rf plain-{index} proxied-{index}"})
             plain, proxied = statistics.median(plain_times), statistics.median(proxy_times)
             print(f"clone of a {args.megabytes} MB repository over HTTPS (median of {args.rounds}):")
-            print(f"  plain clone, credential in git's config in the sandbox: {plain:.2f} s "
-                  f"({args.megabytes / plain:.0f} MB/s)")
-            print(f"  credential path (host proxy, token never in the sandbox): {proxied:.2f} s "
-                  f"({args.megabytes / proxied:.0f} MB/s)")
+            print(
+                f"  plain clone, credential in git's config in the sandbox: {plain:.2f} s "
+                f"({args.megabytes / plain:.0f} MB/s)"
+            )
+            print(
+                f"  credential path (host proxy, token never in the sandbox): {proxied:.2f} s "
+                f"({args.megabytes / proxied:.0f} MB/s)"
+            )
             print(f"  ratio credential path / plain: {proxied / plain:.2f}x")
     finally:
         if sandbox_id is not None and process is not None:

@@ -81,13 +81,17 @@ def main() -> dict[str, float]:
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(manager.remove, created))
     per_host = (before - after) / max(1, len(created))
-    print(f"idle sandboxes held at once: {answering} of {args.count} answering (created in {took:.0f} s)   (target ≥ 50)")
-    print(f"  memory per idle sandbox, cgroup:      median {mib(statistics.median(memory))}, "
-          f"max {mib(max(memory))}")
-    print(f"  host MemAvailable drop per sandbox:   {mib(per_host)} "
-          f"({mib(before)} available before, {mib(after)} after)")
-    print(f"  baseline, one local ipykernel's RSS:  {mib(baseline)}   "
-          f"(sandbox / local = {statistics.median(memory) / baseline:.2f})")
+    print(
+        f"idle sandboxes held at once: {answering} of {args.count} answering (created in {took:.0f} s)   (target ≥ 50)"
+    )
+    print(f"  memory per idle sandbox, cgroup:      median {mib(statistics.median(memory))}, max {mib(max(memory))}")
+    print(
+        f"  host MemAvailable drop per sandbox:   {mib(per_host)} ({mib(before)} available before, {mib(after)} after)"
+    )
+    print(
+        f"  baseline, one local ipykernel's RSS:  {mib(baseline)}   "
+        f"(sandbox / local = {statistics.median(memory) / baseline:.2f})"
+    )
     print(f"  CPU used by all {len(created)} idle sandboxes together: {idle_cpu * 100:.1f} % of one core")
     print(f"  this machine would hold about {int(before / max(per_host, 1))} by memory")
     return {"idle_held": answering, "idle_memory_bytes": statistics.median(memory)}

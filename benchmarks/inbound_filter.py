@@ -66,8 +66,9 @@ def filtering(client: BlockingKernelClient) -> bool:
 def timed(client: BlockingKernelClient, lines: int) -> float:
     received: list[str] = []
     started = time.perf_counter()
-    reply = client.execute_interactive(CODE.format(lines=lines), timeout=600,
-                                       output_hook=lambda msg: received.append(msg["content"].get("text", "")))
+    reply = client.execute_interactive(
+        CODE.format(lines=lines), timeout=600, output_hook=lambda msg: received.append(msg["content"].get("text", ""))
+    )
     elapsed = time.perf_counter() - started
     assert reply["content"]["status"] == "ok", reply["content"]
     assert "".join(received).count("\n") == lines
@@ -96,14 +97,20 @@ def main() -> dict[str, float]:
     med = statistics.median
     trip_ratio = med(trips[True]) / med(trips[False])
     stream_ratio = med(streams[True]) / med(streams[False])
-    print(f"inbound filter: trivial cell round trip ({args.n} cells each), {args.lines:,} printed lines "
-          f"({args.repeat} runs each); one kernel process, one sandbox, modes interleaved")
+    print(
+        f"inbound filter: trivial cell round trip ({args.n} cells each), {args.lines:,} printed lines "
+        f"({args.repeat} runs each); one kernel process, one sandbox, modes interleaved"
+    )
     for on, label in ((False, "bypassed"), (True, "filtered")):
-        print(f"  {label:9} round trip median {med(trips[on]) * 1000:6.2f} ms (best {min(trips[on]) * 1000:6.2f})"
-              f"   {args.lines:,} lines median {med(streams[on]):5.2f} s (best {min(streams[on]):5.2f})")
-    print(f"  filtered / bypassed: round trip {trip_ratio:.3f} (best runs {min(trips[True]) / min(trips[False]):.3f}),"
-          f" stream time {stream_ratio:.3f} (best runs {min(streams[True]) / min(streams[False]):.3f})"
-          "   (target <= 1.05)")
+        print(
+            f"  {label:9} round trip median {med(trips[on]) * 1000:6.2f} ms (best {min(trips[on]) * 1000:6.2f})"
+            f"   {args.lines:,} lines median {med(streams[on]):5.2f} s (best {min(streams[on]):5.2f})"
+        )
+    print(
+        f"  filtered / bypassed: round trip {trip_ratio:.3f} (best runs {min(trips[True]) / min(trips[False]):.3f}),"
+        f" stream time {stream_ratio:.3f} (best runs {min(streams[True]) / min(streams[False]):.3f})"
+        "   (target <= 1.05)"
+    )
     per_message()
     return {"filter_roundtrip_ratio": trip_ratio, "filter_stream_ratio": stream_ratio}
 
@@ -120,7 +127,10 @@ def per_message() -> None:
     session, signer, flt = Session(), Signer("k" * 64), InboundFilter(OutputPolicy("safe"))
     shapes = {
         "status": ("status", {"execution_state": "busy"}),
-        "execute_reply": ("execute_reply", {"status": "ok", "execution_count": 1, "user_expressions": {}, "payload": []}),
+        "execute_reply": (
+            "execute_reply",
+            {"status": "ok", "execution_count": 1, "user_expressions": {}, "payload": []},
+        ),
         "stream, 14,000 lines": ("stream", {"name": "stdout", "text": "".join(f"{i}\n" for i in range(14_000))}),
     }
     print("  per message: filter / one HMAC of the same message")

@@ -38,11 +38,25 @@ def free_port() -> int:
 
 def write_notebook(path: Path, kernel: str) -> None:
     display = "Python 3 (sandbox)" if kernel == "sandbox-python" else "Python 3"
-    path.write_text(json.dumps({
-        "cells": [{"cell_type": "code", "execution_count": None, "id": "first", "metadata": {}, "outputs": [],
-                   "source": "print(6 * 7)"}],
-        "metadata": {"kernelspec": {"name": kernel, "display_name": display, "language": "python"}},
-        "nbformat": 4, "nbformat_minor": 5}))
+    path.write_text(
+        json.dumps(
+            {
+                "cells": [
+                    {
+                        "cell_type": "code",
+                        "execution_count": None,
+                        "id": "first",
+                        "metadata": {},
+                        "outputs": [],
+                        "source": "print(6 * 7)",
+                    }
+                ],
+                "metadata": {"kernelspec": {"name": kernel, "display_name": display, "language": "python"}},
+                "nbformat": 4,
+                "nbformat_minor": 5,
+            }
+        )
+    )
 
 
 class Lab:
@@ -53,11 +67,24 @@ class Lab:
         settings.mkdir(parents=True)
         (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={self.port}",
-             "--ip=127.0.0.1", f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={root}",
-             f"--LabApp.user_settings_dir={settings.parent.parent}", f"--SandboxManager.warm_pool_size={pool}",
-             "--SandboxService.pool_interval=1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "NO_PROXY": "127.0.0.1"})
+            [
+                sys.executable,
+                "-m",
+                "jupyterlab",
+                "--no-browser",
+                "--allow-root",
+                f"--port={self.port}",
+                "--ip=127.0.0.1",
+                f"--IdentityProvider.token={self.token}",
+                f"--ServerApp.root_dir={root}",
+                f"--LabApp.user_settings_dir={settings.parent.parent}",
+                f"--SandboxManager.warm_pool_size={pool}",
+                "--SandboxService.pool_interval=1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "NO_PROXY": "127.0.0.1"},
+        )
         deadline = time.monotonic() + 90
         while True:
             try:
@@ -86,8 +113,7 @@ def first_result(page: Page, lab: Lab, name: str) -> float:
     page.goto(f"http://127.0.0.1:{lab.port}/lab/workspaces/{name.replace('.', '-')}/tree/{name}?token={lab.token}")
     cell = page.locator(".jp-NotebookPanel:visible .jp-Notebook .jp-Cell").first
     # As a user does: wait until the status bar shows the kernel idle, then run the cell.
-    expect(page.locator(".jp-StatusBar-Widget").filter(has_text=re.compile(r"\| Idle"))).to_be_visible(
-        timeout=180_000)
+    expect(page.locator(".jp-StatusBar-Widget").filter(has_text=re.compile(r"\| Idle"))).to_be_visible(timeout=180_000)
     cell.locator(".jp-InputPrompt").click()
     page.keyboard.press("Escape")
     page.keyboard.press("Shift+Enter")
@@ -138,15 +164,20 @@ def main() -> dict[str, float]:
         warm = measure(page, "sandbox-python", 1, args.repeat, manager)
         browser.close()
     ours = bundle_size(ROOT / "jupyter_sandbox" / "labextension" / "static")
-    widgets = bundle_size(Path(sys.prefix) / "share" / "jupyter" / "labextensions" / "@jupyter-widgets" /
-                          "jupyterlab-manager" / "static")
+    widgets = bundle_size(
+        Path(sys.prefix) / "share" / "jupyter" / "labextensions" / "@jupyter-widgets" / "jupyterlab-manager" / "static"
+    )
     print(f"opening a notebook to its first cell's result in Chromium, median of {args.repeat}")
     print(f"  local ipykernel            {statistics.median(local):6.2f} s")
     print(f"  sandbox, cold              {statistics.median(cold):6.2f} s")
-    print(f"  sandbox, warm pool         {statistics.median(warm):6.2f} s   "
-          f"(warm - local = {statistics.median(warm) - statistics.median(local):+.2f} s)")
-    print(f"labextension bundle (all .js): {ours / 1024:.0f} KiB; "
-          f"baseline, @jupyter-widgets/jupyterlab-manager: {widgets / 1024:.0f} KiB")
+    print(
+        f"  sandbox, warm pool         {statistics.median(warm):6.2f} s   "
+        f"(warm - local = {statistics.median(warm) - statistics.median(local):+.2f} s)"
+    )
+    print(
+        f"labextension bundle (all .js): {ours / 1024:.0f} KiB; "
+        f"baseline, @jupyter-widgets/jupyterlab-manager: {widgets / 1024:.0f} KiB"
+    )
     return {"lab_cold_s": statistics.median(cold), "lab_warm_s": statistics.median(warm)}
 
 

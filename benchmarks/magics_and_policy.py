@@ -17,8 +17,8 @@ from common import kernel, ms, round_trips
 HTML_CELL = (
     "from IPython.display import HTML, display\n"
     "for i in range({count}):\n"
-    "    display(HTML('<table class=\"dataframe\"><tr><th>row</th><td style=\"color: red\">%d</td>"
-    "<td><b>bold</b> <a href=\"https://example.org\">link</a></td></tr></table>' % i))"
+    '    display(HTML(\'<table class="dataframe"><tr><th>row</th><td style="color: red">%d</td>'
+    '<td><b>bold</b> <a href="https://example.org">link</a></td></tr></table>\' % i))'
 )
 
 
@@ -26,8 +26,10 @@ def timed_outputs(client, count: int) -> float:
     seen = []
     started = time.perf_counter()
     reply = client.execute_interactive(
-        HTML_CELL.format(count=count), timeout=600,
-        output_hook=lambda msg: seen.append(1) if msg["msg_type"] == "display_data" else None)
+        HTML_CELL.format(count=count),
+        timeout=600,
+        output_hook=lambda msg: seen.append(1) if msg["msg_type"] == "display_data" else None,
+    )
     elapsed = time.perf_counter() - started
     assert reply["content"]["status"] == "ok" and len(seen) == count
     return elapsed
@@ -56,8 +58,10 @@ def main() -> dict[str, float]:
     print(f"  trivial cell      {ms(trivial)}")
     print(f"  %sandbox status   {ms(status)}")
 
-    with kernel("sandbox-python", ["--SandboxKernel.output_policy=safe"]) as (_, _, safe), \
-            kernel("sandbox-python", ["--SandboxKernel.output_policy=trusted"]) as (_, _, trusted):
+    with (
+        kernel("sandbox-python", ["--SandboxKernel.output_policy=safe"]) as (_, _, safe),
+        kernel("sandbox-python", ["--SandboxKernel.output_policy=trusted"]) as (_, _, trusted),
+    ):
         timed_outputs(safe, 50), timed_outputs(trusted, 50)  # warm up
         safe_times, trusted_times = [], []
         for _ in range(args.repeat):
@@ -65,10 +69,14 @@ def main() -> dict[str, float]:
             trusted_times.append(timed_outputs(trusted, args.outputs))
     ratio = statistics.median(trusted_times) / statistics.median(safe_times)
     print(f"{args.outputs:,} HTML display outputs, median of {args.repeat}")
-    print(f"  policy trusted  {statistics.median(trusted_times):6.3f} s  "
-          f"{args.outputs / statistics.median(trusted_times):8,.0f} outputs/s")
-    print(f"  policy safe     {statistics.median(safe_times):6.3f} s  "
-          f"{args.outputs / statistics.median(safe_times):8,.0f} outputs/s")
+    print(
+        f"  policy trusted  {statistics.median(trusted_times):6.3f} s  "
+        f"{args.outputs / statistics.median(trusted_times):8,.0f} outputs/s"
+    )
+    print(
+        f"  policy safe     {statistics.median(safe_times):6.3f} s  "
+        f"{args.outputs / statistics.median(safe_times):8,.0f} outputs/s"
+    )
     print(f"  safe / trusted throughput = {ratio:.3f}   (target >= 0.8)")
     return {"policy_ratio": ratio}
 

@@ -34,8 +34,14 @@ def main(connection_file: str) -> None:
     bind(zmq.ROUTER, config["stdin_port"])
 
     def send(sock: zmq.Socket, idents: list[bytes], msg_type: str, content: dict, parent: dict) -> None:
-        header = {"msg_id": uuid.uuid4().hex, "msg_type": msg_type, "session": "null", "username": "null",
-                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(), "version": "5.3"}
+        header = {
+            "msg_id": uuid.uuid4().hex,
+            "msg_type": msg_type,
+            "session": "null",
+            "username": "null",
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "version": "5.3",
+        }
         parts = [json.dumps(header).encode(), json.dumps(parent).encode(), b"{}", json.dumps(content).encode()]
         signature = hmac.new(key, b"".join(parts), hashlib.sha256).hexdigest().encode()
         sock.send_multipart([*idents, b"<IDS|MSG>", signature, *parts])
@@ -55,14 +61,30 @@ def main(connection_file: str) -> None:
             msg_type = header["msg_type"]
             send(iopub, [b"status"], "status", {"execution_state": "busy"}, header)
             if msg_type == "kernel_info_request":
-                send(sock, idents, "kernel_info_reply", {
-                    "status": "ok", "protocol_version": "5.3", "implementation": "null", "implementation_version": "0",
-                    "language_info": {"name": "python"}, "banner": ""}, header)
+                send(
+                    sock,
+                    idents,
+                    "kernel_info_reply",
+                    {
+                        "status": "ok",
+                        "protocol_version": "5.3",
+                        "implementation": "null",
+                        "implementation_version": "0",
+                        "language_info": {"name": "python"},
+                        "banner": "",
+                    },
+                    header,
+                )
             elif msg_type == "execute_request":
                 count += 1
                 send(iopub, [b"stream"], "stream", {"name": "stdout", "text": "42\n"}, header)
-                send(sock, idents, "execute_reply", {"status": "ok", "execution_count": count, "user_expressions": {},
-                                                     "payload": []}, header)
+                send(
+                    sock,
+                    idents,
+                    "execute_reply",
+                    {"status": "ok", "execution_count": count, "user_expressions": {}, "payload": []},
+                    header,
+                )
             elif msg_type == "shutdown_request":
                 send(sock, idents, "shutdown_reply", {"status": "ok", "restart": False}, header)
                 send(iopub, [b"status"], "status", {"execution_state": "idle"}, header)

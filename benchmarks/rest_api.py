@@ -27,9 +27,20 @@ def start_server(root: str, python: str = sys.executable) -> tuple[subprocess.Po
         port = sock.getsockname()[1]
     token = secrets.token_hex(16)
     process = subprocess.Popen(
-        [python, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}",
-         "--ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            python,
+            "-m",
+            "jupyter_server",
+            "--no-browser",
+            "--allow-root",
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(200):
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
@@ -118,11 +129,19 @@ def main() -> None:
             print(f"{mb} MB file, median of {args.repeat}")
             for name, api_times, cp_times in (("upload", up_api, up_cp), ("download", down_api, down_cp)):
                 a, c = statistics.median(api_times), statistics.median(cp_times)
-                print(f"  {name:8}  API {a:6.2f} s ({mb / a:6.0f} MB/s)   docker cp {c:6.2f} s ({mb / c:6.0f} MB/s)"
-                      f"   API / docker cp throughput = {c / a:.2f}   (target >= 0.7)")
+                print(
+                    f"  {name:8}  API {a:6.2f} s ({mb / a:6.0f} MB/s)   docker cp {c:6.2f} s ({mb / c:6.0f} MB/s)"
+                    f"   API / docker cp throughput = {c / a:.2f}   (target >= 0.7)"
+                )
 
-            api.json("POST", f"{box}/process/exec", {"command": "mkdir -p many && cd many && "
-                                                     "python3 -c \"[open('f%05d.txt' % i, 'w').write('x') for i in range(10000)]\""})
+            api.json(
+                "POST",
+                f"{box}/process/exec",
+                {
+                    "command": "mkdir -p many && cd many && "
+                    "python3 -c \"[open('f%05d.txt' % i, 'w').write('x') for i in range(10000)]\""
+                },
+            )
             listing = []
             for _ in range(5):
                 started = time.perf_counter()
@@ -132,8 +151,10 @@ def main() -> None:
             started = time.perf_counter()
             api.json("POST", f"{box}/process/exec", {"command": "ls -la many > /dev/null"})
             ls_time = time.perf_counter() - started
-            print(f"listing a folder of 10,000 files: median {statistics.median(listing) * 1000:.0f} ms "
-                  f"(`ls -la` through the exec API: {ls_time * 1000:.0f} ms)")
+            print(
+                f"listing a folder of 10,000 files: median {statistics.median(listing) * 1000:.0f} ms "
+                f"(`ls -la` through the exec API: {ls_time * 1000:.0f} ms)"
+            )
 
             api.json("POST", f"{box}/process/exec", {"command": "printf 'small file' > small.txt"})
             reads = []
@@ -152,8 +173,10 @@ def main() -> None:
                 connection.getresponse().read()
                 status.append(time.perf_counter() - started)
             status.sort()
-            print(f"small file read, 200 requests: p50 {reads[100] * 1000:.1f} ms, p95 {reads[190] * 1000:.1f} ms "
-                  f"(Jupyter's /api/status on the same server: p50 {status[100] * 1000:.1f} ms)")
+            print(
+                f"small file read, 200 requests: p50 {reads[100] * 1000:.1f} ms, p95 {reads[190] * 1000:.1f} ms "
+                f"(Jupyter's /api/status on the same server: p50 {status[100] * 1000:.1f} ms)"
+            )
         finally:
             api.json("DELETE", box)
             process.terminate()

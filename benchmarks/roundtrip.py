@@ -17,13 +17,12 @@ def main() -> dict[str, float]:
     args = parser.parse_args()
     with kernel("python3") as (_, _, local):
         local_times = round_trips(local, args.n)
-    with kernel("sandbox-python") as (_, kernel_id, proxied):
-        with direct_client(kernel_id) as direct:
-            # Interleave the two so that both see the same machine load.
-            direct_times, proxy_times = [], []
-            for _ in range(4):
-                direct_times += round_trips(direct, args.n // 4)
-                proxy_times += round_trips(proxied, args.n // 4)
+    with kernel("sandbox-python") as (_, kernel_id, proxied), direct_client(kernel_id) as direct:
+        # Interleave the two so that both see the same machine load.
+        direct_times, proxy_times = [], []
+        for _ in range(4):
+            direct_times += round_trips(direct, args.n // 4)
+            proxy_times += round_trips(proxied, args.n // 4)
     ratio = statistics.median(proxy_times) / statistics.median(direct_times)
     print(f"trivial cell round trip, {args.n} cells each")
     print(f"  local ipykernel          {ms(local_times)}")

@@ -80,8 +80,11 @@ def follow_rename(manager: SandboxManager, repeat: int) -> tuple[list[float], li
         process, port, token = start_server(root)
         api = Api(port, token)
         try:
-            session = api.json("POST", "/api/sessions", {"path": "n0.ipynb", "name": "n0.ipynb", "type": "notebook",
-                                                         "kernel": {"name": "sandbox-python"}})
+            session = api.json(
+                "POST",
+                "/api/sessions",
+                {"path": "n0.ipynb", "name": "n0.ipynb", "type": "notebook", "kernel": {"name": "sandbox-python"}},
+            )
             kernel_id = session["kernel"]["id"]
             wait(lambda: (s := manager.find_for_kernel(kernel_id)) is not None and s.running)
             for number in range(repeat):

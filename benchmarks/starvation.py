@@ -48,9 +48,15 @@ def main() -> None:
             listing_latencies(api, healthy, 20)  # warm up
             alone = listing_latencies(api, healthy, args.count)
 
-            threading.Thread(target=lambda: _quiet(api.json, "POST", f"/sandbox/api/sandboxes/{frozen}/process/exec",
-                                                   {"command": f"kill -STOP {AGENT_PID}", "timeout": 5}),
-                             daemon=True).start()
+            threading.Thread(
+                target=lambda: _quiet(
+                    api.json,
+                    "POST",
+                    f"/sandbox/api/sandboxes/{frozen}/process/exec",
+                    {"command": f"kill -STOP {AGENT_PID}", "timeout": 5},
+                ),
+                daemon=True,
+            ).start()
             time.sleep(1)
             stop = threading.Event()
             answers: dict[str, int] = {}
@@ -79,13 +85,17 @@ def main() -> None:
             process.wait(timeout=30)
 
     def show(name: str, values: list[float]) -> str:
-        return (f"{name:<34} median {statistics.median(values) * 1000:7.2f} ms   "
-                f"p95 {sorted(values)[int(len(values) * 0.95)] * 1000:7.2f} ms   max {max(values) * 1000:7.2f} ms")
+        return (
+            f"{name:<34} median {statistics.median(values) * 1000:7.2f} ms   "
+            f"p95 {sorted(values)[int(len(values) * 0.95)] * 1000:7.2f} ms   max {max(values) * 1000:7.2f} ms"
+        )
 
     print(show("listing, alone", alone))
     print(show(f"listing, frozen neighbour ({args.callers} callers)", beside))
-    print(f"ratio (median): {statistics.median(beside) / statistics.median(alone):.2f}x   "
-          f"answers to the frozen sandbox's callers: {dict(sorted(answers.items()))}")
+    print(
+        f"ratio (median): {statistics.median(beside) / statistics.median(alone):.2f}x   "
+        f"answers to the frozen sandbox's callers: {dict(sorted(answers.items()))}"
+    )
 
 
 def _quiet(function, *args) -> None:  # type: ignore[no-untyped-def]

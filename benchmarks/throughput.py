@@ -18,8 +18,8 @@ def timed(client, lines: int) -> float:
     received = []
     started = time.perf_counter()
     reply = client.execute_interactive(
-        CODE.format(lines=lines), timeout=600,
-        output_hook=lambda msg: received.append(msg["content"].get("text", "")))
+        CODE.format(lines=lines), timeout=600, output_hook=lambda msg: received.append(msg["content"].get("text", ""))
+    )
     elapsed = time.perf_counter() - started
     assert reply["content"]["status"] == "ok"
     assert "".join(received).count("\n") == lines
@@ -31,13 +31,12 @@ def main() -> dict[str, float]:
     parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    with kernel("sandbox-python") as (_, kernel_id, proxied):
-        with direct_client(kernel_id) as direct:
-            run_cell(direct, "pass")
-            direct_times, proxy_times = [], []
-            for _ in range(args.repeat):
-                direct_times.append(timed(direct, args.lines))
-                proxy_times.append(timed(proxied, args.lines))
+    with kernel("sandbox-python") as (_, kernel_id, proxied), direct_client(kernel_id) as direct:
+        run_cell(direct, "pass")
+        direct_times, proxy_times = [], []
+        for _ in range(args.repeat):
+            direct_times.append(timed(direct, args.lines))
+            proxy_times.append(timed(proxied, args.lines))
     direct_rate = args.lines / statistics.median(direct_times)
     proxy_rate = args.lines / statistics.median(proxy_times)
     print(f"{args.lines:,} printed lines, median of {args.repeat}")

@@ -26,9 +26,15 @@ def install_null_kernel() -> None:
     root = Path(tempfile.mkdtemp())
     folder = root / "kernels" / "null"
     folder.mkdir(parents=True)
-    (folder / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, str(Path(__file__).with_name("null_kernel.py")), "{connection_file}"],
-        "display_name": "null", "language": "python"}))
+    (folder / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, str(Path(__file__).with_name("null_kernel.py")), "{connection_file}"],
+                "display_name": "null",
+                "language": "python",
+            }
+        )
+    )
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("JUPYTER_PATH")]))
 
 
@@ -53,13 +59,17 @@ def main() -> dict[str, float]:
     finally:
         manager.drain_pool()
     print(f"kernel start to first cell result, median of {args.repeat}")
-    print(f"  null kernel (only zmq)   {statistics.median(floor):6.2f} s  (min {min(floor):.2f})   "
-          "the floor: interpreter, zmq, jupyter_client's handshake")
+    print(
+        f"  null kernel (only zmq)   {statistics.median(floor):6.2f} s  (min {min(floor):.2f})   "
+        "the floor: interpreter, zmq, jupyter_client's handshake"
+    )
     print(f"  local ipykernel          {statistics.median(local):6.2f} s  (min {min(local):.2f})")
     print(f"  sandbox, cold            {statistics.median(cold):6.2f} s  (min {min(cold):.2f})")
     print(f"  sandbox, warm pool       {statistics.median(warm):6.2f} s  (min {min(warm):.2f})   (target ≤ 0.3 s)")
-    print(f"  warm / cold = {statistics.median(warm) / statistics.median(cold):.2f}, "
-          f"warm / local = {statistics.median(warm) / statistics.median(local):.2f}")
+    print(
+        f"  warm / cold = {statistics.median(warm) / statistics.median(cold):.2f}, "
+        f"warm / local = {statistics.median(warm) / statistics.median(local):.2f}"
+    )
     return {"warm_start_s": statistics.median(warm), "cold_start_s": statistics.median(cold)}
 
 

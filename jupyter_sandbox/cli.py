@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from .config import load_config
 from .sandbox.docker_backend import SandboxError
@@ -19,7 +19,9 @@ def _progress(message: str) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jupyter sandbox", description="Manage jupyter-sandbox containers and images.")
+    parser = argparse.ArgumentParser(
+        prog="jupyter sandbox", description="Manage jupyter-sandbox containers and images."
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
@@ -29,8 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     build = image_commands.add_parser("build", help="build the default sandbox image (skipped when up to date)")
     build.add_argument("--base", default=None, help=f"base image with Python 3 (default: {DEFAULT_BASE})")
     build.add_argument("--tag", default=DEFAULT_IMAGE, help=f"tag of the result (default: {DEFAULT_IMAGE})")
-    build.add_argument("--bootstrap", action="store_true",
-                       help="bootstrap a Debian base with mmdebstrap instead of pulling --base")
+    build.add_argument(
+        "--bootstrap", action="store_true", help="bootstrap a Debian base with mmdebstrap instead of pulling --base"
+    )
     build.add_argument("--force", action="store_true", help="build even when the inputs have not changed")
 
     listing = commands.add_parser("list", help="list sandboxes")
@@ -55,8 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     manager = SandboxManager(config=load_config())
     try:
         if args.command == "image":
-            result = build_image(manager.backend, _progress, tag=args.tag,
-                                 base=args.base or manager.base_image, bootstrap=args.bootstrap or manager.bootstrap_base, force=args.force)
+            result = build_image(
+                manager.backend,
+                _progress,
+                tag=args.tag,
+                base=args.base or manager.base_image,
+                bootstrap=args.bootstrap or manager.bootstrap_base,
+                force=args.force,
+            )
             print(result.image)
         elif args.command == "list":
             sandboxes = manager.list(owner=None if args.all_owners else manager.owner)
@@ -67,8 +76,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 print(f"{'ID':<14}{'STATE':<10}{'OWNER':<12}{'USED BY':<44}IMAGE")
                 for s in sandboxes:
-                    user = ("warm pool" if s.pool else f"kernel {s.kernel_id}" if s.kernel_id
-                            else "a notebook (no kernel now)" if s.workspace else "-")
+                    user = (
+                        "warm pool"
+                        if s.pool
+                        else f"kernel {s.kernel_id}"
+                        if s.kernel_id
+                        else "a notebook (no kernel now)"
+                        if s.workspace
+                        else "-"
+                    )
                     print(f"{s.id:<14}{s.state:<10}{s.owner:<12}{user:<44}{s.image}")
         elif args.command == "create":
             overrides = {k: v for k, v in (("image", args.image), ("cpu", args.cpu)) if v is not None}

@@ -109,13 +109,15 @@ class Run:
 
     @property
     def stdout(self) -> str:
-        return "".join(o["content"]["text"] for o in self.outputs
-                       if o["msg_type"] == "stream" and o["content"]["name"] == "stdout")
+        return "".join(
+            o["content"]["text"] for o in self.outputs if o["msg_type"] == "stream" and o["content"]["name"] == "stdout"
+        )
 
     @property
     def stderr(self) -> str:
-        return "".join(o["content"]["text"] for o in self.outputs
-                       if o["msg_type"] == "stream" and o["content"]["name"] == "stderr")
+        return "".join(
+            o["content"]["text"] for o in self.outputs if o["msg_type"] == "stream" and o["content"]["name"] == "stderr"
+        )
 
     @property
     def error(self) -> dict[str, Any] | None:
@@ -144,8 +146,13 @@ class SandboxKernel:
             # is waited for, so that the cell's output is not missed.
             time.sleep(1.0)
 
-    def run(self, code: str, timeout: float = 60, stdin_hook: Callable[[dict], None] | None = None,
-            output_hook: Callable[[dict], None] | None = None) -> Run:
+    def run(
+        self,
+        code: str,
+        timeout: float = 60,
+        stdin_hook: Callable[[dict], None] | None = None,
+        output_hook: Callable[[dict], None] | None = None,
+    ) -> Run:
         outputs: list[dict[str, Any]] = []
 
         def hook(msg: dict[str, Any]) -> None:
@@ -155,8 +162,8 @@ class SandboxKernel:
                 output_hook(msg)
 
         reply = self.client.execute_interactive(
-            code, timeout=timeout, output_hook=hook, allow_stdin=stdin_hook is not None,
-            stdin_hook=stdin_hook)
+            code, timeout=timeout, output_hook=hook, allow_stdin=stdin_hook is not None, stdin_hook=stdin_hook
+        )
         return Run(reply, outputs)
 
     def interrupted(self, code: str, interrupt: Callable[[], None], wait: float = 1.0) -> dict[str, Any]:
@@ -186,13 +193,18 @@ class SandboxKernel:
 
 def releasing(kernel_id: str) -> bool:
     """Whether the release of this kernel's sandbox is still under way."""
-    found = subprocess.run(["pgrep", "-f", f"jupyter_sandbox.kernel.release {kernel_id}"], capture_output=True,
-                           check=False)
+    found = subprocess.run(
+        ["pgrep", "-f", f"jupyter_sandbox.kernel.release {kernel_id}"], capture_output=True, check=False
+    )
     return found.returncode == 0
 
 
-def start_sandbox_kernel(extra_env: dict[str, str] | None = None, extra_argv: list[str] | None = None,
-                         tmp_path: Path | None = None, ready: bool = True) -> SandboxKernel:
+def start_sandbox_kernel(
+    extra_env: dict[str, str] | None = None,
+    extra_argv: list[str] | None = None,
+    tmp_path: Path | None = None,
+    ready: bool = True,
+) -> SandboxKernel:
     specs = KernelSpecManager()
     kwargs: dict[str, Any] = {"kernel_name": KERNEL_NAME}
     env = {**os.environ, **(extra_env or {})}
@@ -216,18 +228,25 @@ class RestartableServer:
     """A Jupyter server on one root, stopped and started again as a user restarts it; the arguments
     are start_jupyter_server's (each start logs to a file of its own when `log` is given)."""
 
-    def __init__(self, root: Path, extra_args: list[str] = (), log: Path | None = None,
-                 module: str = "jupyter_server", env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        extra_args: list[str] = (),
+        log: Path | None = None,
+        module: str = "jupyter_server",
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.root, self.extra_args, self.log, self.module, self.env = root, list(extra_args), log, module, env
         self.server: Server | None = None
         self.process: subprocess.Popen | None = None
         self.starts = 0
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         self.starts += 1
         log = self.log.with_name(f"{self.log.stem}-{self.starts}.log") if self.log else None
-        self.server, self.process = start_jupyter_server(self.root, self.extra_args, log=log, module=self.module,
-                                                         env=self.env)
+        self.server, self.process = start_jupyter_server(
+            self.root, self.extra_args, log=log, module=self.module, env=self.env
+        )
         return self.server
 
     def stop(self) -> None:
@@ -235,7 +254,7 @@ class RestartableServer:
             self.process.terminate()
             self.process.wait(timeout=60)
 
-    def restart(self) -> "Server":
+    def restart(self) -> Server:
         self.stop()
         return self.start()
 
@@ -286,8 +305,16 @@ class Server:
         self.token = token
         self.process: subprocess.Popen | None = None
 
-    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
-                auth: bool = True, raw: bytes | None = None, timeout: float = 120) -> tuple[int, Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        auth: bool = True,
+        raw: bytes | None = None,
+        timeout: float = 120,
+    ) -> tuple[int, Any]:
         """(status, parsed JSON or bytes); HTTP errors are returned, not raised."""
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         all_headers = {**({"Authorization": f"token {self.token}"} if auth else {}), **(headers or {})}
@@ -303,18 +330,36 @@ class Server:
         return status, payload
 
 
-def start_jupyter_server(root: Path, extra_args: list[str] = (), log: Path | None = None, module: str = "jupyter_server",
-                         env: dict[str, str] | None = None) -> tuple[Server, subprocess.Popen]:
+def start_jupyter_server(
+    root: Path,
+    extra_args: list[str] = (),
+    log: Path | None = None,
+    module: str = "jupyter_server",
+    env: dict[str, str] | None = None,
+) -> tuple[Server, subprocess.Popen]:
     """A real Jupyter Server in its own process, as `jupyter lab` runs it, with token auth. `module`
     "jupyterlab" starts JupyterLab itself; `env` adds to the process's environment."""
     port, token = free_port(), secrets.token_hex(16)
     output = open(log, "wb") if log else subprocess.DEVNULL
     process = subprocess.Popen(
-        [sys.executable, "-m", module, "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
-         # No warm pool unless a test asks for one: its sandboxes would outlive the test's.
-         *([] if any("warm_pool_size" in a for a in extra_args) else ["--SandboxManager.warm_pool_size=0"]),
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", *extra_args],
-        stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "NO_PROXY": "127.0.0.1", **(env or {})})
+        [
+            sys.executable,
+            "-m",
+            module,
+            "--no-browser",
+            "--allow-root",
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            # No warm pool unless a test asks for one: its sandboxes would outlive the test's.
+            *([] if any("warm_pool_size" in a for a in extra_args) else ["--SandboxManager.warm_pool_size=0"]),
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            *extra_args,
+        ],
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "NO_PROXY": "127.0.0.1", **(env or {})},
+    )
     server = Server(port, token)
     server.process = process
 
@@ -342,13 +387,31 @@ async def execute_over_websocket(server: Server, kernel_id: str, code: str, time
     connection = await websocket_connect(url)
     session = uuid.uuid4().hex
     msg_id = uuid.uuid4().hex
-    await connection.write_message(json.dumps({
-        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test", "session": session,
-                   "date": "", "version": "5.3"},
-        "parent_header": {}, "metadata": {}, "channel": "shell",
-        "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
-                    "allow_stdin": False, "stop_on_error": True},
-    }))
+    await connection.write_message(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": msg_id,
+                    "msg_type": "execute_request",
+                    "username": "test",
+                    "session": session,
+                    "date": "",
+                    "version": "5.3",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "channel": "shell",
+                "content": {
+                    "code": code,
+                    "silent": False,
+                    "store_history": True,
+                    "user_expressions": {},
+                    "allow_stdin": False,
+                    "stop_on_error": True,
+                },
+            }
+        )
+    )
     seen: list[dict] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -377,8 +440,11 @@ def run_over_websocket(server: Server, kernel_id: str, code: str, timeout: float
 
 def open_notebook(server: Server, path: str) -> dict[str, Any]:
     """What JupyterLab does when it opens a notebook: a session for its path, with a sandbox kernel."""
-    status, session = server.request("POST", "/api/sessions", {
-        "path": path, "name": path.rsplit("/", 1)[-1], "type": "notebook", "kernel": {"name": KERNEL_NAME}})
+    status, session = server.request(
+        "POST",
+        "/api/sessions",
+        {"path": path, "name": path.rsplit("/", 1)[-1], "type": "notebook", "kernel": {"name": KERNEL_NAME}},
+    )
     assert status == 201, session
     return session
 
@@ -392,12 +458,22 @@ def git_http_server(backend: DockerBackend, image: str, network_name: str, user:
     container = None
     try:
         container = client.containers.create(
-            image, ["sh", "-c", "git init -q --bare /home/sandbox/srv/repo.git && "
-                    "git -C /home/sandbox/srv/repo.git config http.receivepack true && "
-                    f"exec python3 /opt/test/git_http_server.py {user} {token} /home/sandbox/srv 8000"],
-            name=f"{network_name}-git", network=network.id, labels={"io.jupyter-sandbox.test": "1"})
-        container.put_archive("/", tar_bytes({"opt/test/git_http_server.py": (
-            (ROOT / "tests" / "git_http_server.py").read_bytes(), 0o444)}))
+            image,
+            [
+                "sh",
+                "-c",
+                "git init -q --bare /home/sandbox/srv/repo.git && "
+                "git -C /home/sandbox/srv/repo.git config http.receivepack true && "
+                f"exec python3 /opt/test/git_http_server.py {user} {token} /home/sandbox/srv 8000",
+            ],
+            name=f"{network_name}-git",
+            network=network.id,
+            labels={"io.jupyter-sandbox.test": "1"},
+        )
+        container.put_archive(
+            "/",
+            tar_bytes({"opt/test/git_http_server.py": ((ROOT / "tests" / "git_http_server.py").read_bytes(), 0o444)}),
+        )
         container.start()
         # By address: the host (whose credential proxy carries calls with credentials) cannot resolve
         # container names, the sandbox reaches the address through its egress allow list.
@@ -423,11 +499,16 @@ def start_preview_app(server: Server, sandbox_id: str, apps: dict[int, str]) -> 
     """tests/preview_app.py running in a sandbox, once per port ({port: listening address}), each in a
     session of its own; returns when all of them listen."""
     box = f"/sandbox/api/sandboxes/{sandbox_id}"
-    server.request("PUT", f"{box}/files/content?path=preview_app.py", raw=(ROOT / "tests" / "preview_app.py").read_bytes())
+    server.request(
+        "PUT", f"{box}/files/content?path=preview_app.py", raw=(ROOT / "tests" / "preview_app.py").read_bytes()
+    )
     for port, address in apps.items():
         server.request("POST", f"{box}/sessions", {"id": f"app-{port}"})
-        server.request("POST", f"{box}/sessions/app-{port}/commands",
-                       {"command": f"python3 preview_app.py {port} {address}", "run_async": True})
+        server.request(
+            "POST",
+            f"{box}/sessions/app-{port}/commands",
+            {"command": f"python3 preview_app.py {port} {address}", "run_async": True},
+        )
     assert wait_until(lambda: set(apps) <= set(server.request("GET", f"{box}/ports")[1].get("ports", [])), timeout=30)
 
 

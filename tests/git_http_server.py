@@ -44,9 +44,16 @@ class GitHandler(BaseHTTPRequestHandler):
         if git.delay:
             time.sleep(git.delay)
         authorized = self.headers.get("Authorization") in git.accepted
-        git.seen.append({"method": self.command, "path": self.path, "authorized": authorized,
-                         "authorization": self.headers.get("Authorization"), "size": len(body),
-                         "chunked": self.headers.get("Transfer-Encoding", "").lower() == "chunked"})
+        git.seen.append(
+            {
+                "method": self.command,
+                "path": self.path,
+                "authorized": authorized,
+                "authorization": self.headers.get("Authorization"),
+                "size": len(body),
+                "chunked": self.headers.get("Transfer-Encoding", "").lower() == "chunked",
+            }
+        )
         if not authorized:
             self.send_response(401)
             self.send_header("WWW-Authenticate", 'Basic realm="git"')
@@ -55,10 +62,16 @@ class GitHandler(BaseHTTPRequestHandler):
             return
         path, _, query = self.path.partition("?")
         env = {
-            "PATH": os.environ["PATH"], "GIT_PROJECT_ROOT": git.root, "GIT_HTTP_EXPORT_ALL": "1",
-            "REQUEST_METHOD": self.command, "PATH_INFO": path, "QUERY_STRING": query,
-            "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
-            "REMOTE_USER": "git-user", "REMOTE_ADDR": self.client_address[0],
+            "PATH": os.environ["PATH"],
+            "GIT_PROJECT_ROOT": git.root,
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "REQUEST_METHOD": self.command,
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)),
+            "REMOTE_USER": "git-user",
+            "REMOTE_ADDR": self.client_address[0],
             "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
             "HTTP_GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
         }
@@ -94,9 +107,16 @@ class GitHandler(BaseHTTPRequestHandler):
 class GitServer:
     """Serves the bare repositories under `root`; accepts the Basic pair and/or the bearer token."""
 
-    def __init__(self, root: str, basic: tuple[str, str] | None = None, bearer: str | None = None,
-                 tls: tuple[str, str] | None = None, host: str = "127.0.0.1", port: int = 0,
-                 extra_headers: list[tuple[str, str]] = ()) -> None:
+    def __init__(
+        self,
+        root: str,
+        basic: tuple[str, str] | None = None,
+        bearer: str | None = None,
+        tls: tuple[str, str] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        extra_headers: list[tuple[str, str]] = (),
+    ) -> None:
         self.root = root
         self.accepted = set()
         if basic:
@@ -127,6 +147,7 @@ class GitServer:
 
 # -- certificates for a test CA (cryptography is a dependency of the project) ------------------
 
+
 def make_ca(name: str) -> tuple[object, object]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
@@ -136,15 +157,32 @@ def make_ca(name: str) -> tuple[object, object]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
     return cert, key
 
 
@@ -158,17 +196,24 @@ def make_server_cert(ca: tuple[object, object], folder: Path, name: str, address
     ca_cert, ca_key = ca
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     certfile, keyfile = folder / f"{name}.pem", folder / f"{name}.key"
     certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    keyfile.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return str(certfile), str(keyfile)
 
 

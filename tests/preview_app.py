@@ -15,9 +15,15 @@ class Echo(web.RequestHandler):
         self.set_header("Set-Cookie", "app_session=kept; Path=/")
 
     def get(self) -> None:
-        self.write({"method": self.request.method, "path": self.request.path, "query": self.request.query,
-                    "headers": dict(self.request.headers.get_all()),
-                    "cookies": {k: v.value for k, v in self.request.cookies.items()}})
+        self.write(
+            {
+                "method": self.request.method,
+                "path": self.request.path,
+                "query": self.request.query,
+                "headers": dict(self.request.headers.get_all()),
+                "cookies": {k: v.value for k, v in self.request.cookies.items()},
+            }
+        )
 
     post = put = delete = patch = get
 
@@ -114,11 +120,17 @@ class Attack(web.RequestHandler):
 
     def get(self) -> None:
         login = self.get_query_argument("login", "username-x")
-        for cookie in ("_xsrf=chosen-by-the-app; Path=/", f"{login}=; Path=/; Max-Age=0",
-                       f"{login}=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
-                       "_xsrf=chosen-too; Domain=localhost; Path=/", "_xsrf=chosen-again; Domain=127.0.0.1; Path=/",
-                       "__Host-planted=1; Path=/; Secure", "app_wide=1; Path=/; Max-Age=3600",
-                       "jupyter-sandbox-preview=replaced; Path=/", *self.get_query_arguments("extra")):
+        for cookie in (
+            "_xsrf=chosen-by-the-app; Path=/",
+            f"{login}=; Path=/; Max-Age=0",
+            f"{login}=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+            "_xsrf=chosen-too; Domain=localhost; Path=/",
+            "_xsrf=chosen-again; Domain=127.0.0.1; Path=/",
+            "__Host-planted=1; Path=/; Secure",
+            "app_wide=1; Path=/; Max-Age=3600",
+            "jupyter-sandbox-preview=replaced; Path=/",
+            *self.get_query_arguments("extra"),
+        ):
             self.add_header("Set-Cookie", cookie)
         if self.get_query_argument("clear", "yes") == "yes":
             self.add_header("Clear-Site-Data", '"cookies", "storage", "cache"')
@@ -156,9 +168,22 @@ class TrustingEchoes(Echoes):
         return True
 
 
-app = web.Application([(r"/answer", Answer), (r"/attack", Attack), (r"/sw.js", ServiceWorker),
-                       (r"/ws-any", TrustingEchoes), (r"/echo.*", Echo), (r"/", Page), (r"/big", Big), (r"/upload", Upload), (r"/events", Events),
-                       (r"/redirect", Redirect), (r"/ws", Echoes)], websocket_ping_interval=None)
+app = web.Application(
+    [
+        (r"/answer", Answer),
+        (r"/attack", Attack),
+        (r"/sw.js", ServiceWorker),
+        (r"/ws-any", TrustingEchoes),
+        (r"/echo.*", Echo),
+        (r"/", Page),
+        (r"/big", Big),
+        (r"/upload", Upload),
+        (r"/events", Events),
+        (r"/redirect", Redirect),
+        (r"/ws", Echoes),
+    ],
+    websocket_ping_interval=None,
+)
 app.listen(int(sys.argv[1]), address=sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1", max_body_size=2 * 1024**3)
 print(json.dumps({"listening": int(sys.argv[1])}), flush=True)
 ioloop.IOLoop.current().start()

@@ -18,8 +18,9 @@ JUPYTER = str(Path(sys.executable).with_name("jupyter"))
 
 
 def sandbox_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([JUPYTER, "sandbox", *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [JUPYTER, "sandbox", *args], capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})}
+    )
 
 
 def test_help_lists_the_subcommands() -> None:
@@ -29,13 +30,16 @@ def test_help_lists_the_subcommands() -> None:
         assert word in result.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    ((), "required"),
-    (("explode",), "invalid choice"),
-    (("image",), "required"),
-    (("image", "build", "--colour", "red"), "unrecognized arguments"),
-    (("rm",), "name at least one sandbox ID, or --all"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((), "required"),
+        (("explode",), "invalid choice"),
+        (("image",), "required"),
+        (("image", "build", "--colour", "red"), "unrecognized arguments"),
+        (("rm",), "name at least one sandbox ID, or --all"),
+    ],
+)
 def test_bad_arguments_get_a_usage_message(args: tuple[str, ...], message: str) -> None:
     result = sandbox_cli(*args)
     assert result.returncode == 2
@@ -87,8 +91,13 @@ def test_image_build_is_skipped_when_up_to_date(sandbox_image: str) -> None:
 
 def test_ensure_docker_explains_when_it_cannot_help(tmp_path: Path) -> None:
     script = Path(__file__).resolve().parents[1] / "scripts" / "ensure-docker.sh"
-    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "DOCKER_HOST": "tcp://127.0.0.1:9"})
+    result = subprocess.run(
+        ["bash", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DOCKER_HOST": "tcp://127.0.0.1:9"},
+    )
     assert result.returncode == 1
     assert "no Docker engine answers there" in result.stderr
     assert shutil.which("docker")

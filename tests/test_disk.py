@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from conftest import SandboxKernel, Server, start_sandbox_kernel
@@ -59,11 +59,13 @@ except OSError as exc:
 print('RESULT', stopped, made)
 """
 
-CLEAN = "import shutil, glob, os\nfor p in glob.glob({folder!r} + '/fill*'): os.remove(p)\n" \
-        "shutil.rmtree({folder!r} + '/many', ignore_errors=True)"
+CLEAN = (
+    "import shutil, glob, os\nfor p in glob.glob({folder!r} + '/fill*'): os.remove(p)\n"
+    "shutil.rmtree({folder!r} + '/many', ignore_errors=True)"
+)
 
 
-def result_of(run) -> tuple[str | None, int]:  # noqa: ANN001
+def result_of(run) -> tuple[str | None, int]:
     assert run.status == "ok", (run.error, run.stderr)
     line = next(line for line in run.stdout.splitlines() if line.startswith("RESULT"))
     _, stopped, amount = line.split()
@@ -82,8 +84,13 @@ def home_image(docker_backend: DockerBackend, sandbox: Sandbox) -> Path:
 
 
 def loop_devices(image: Path) -> list[str]:
-    listed = subprocess.run(["losetup", "--associated", str(image), "--noheadings", "--output", "NAME"],
-                            capture_output=True, text=True, timeout=30, check=True)
+    listed = subprocess.run(
+        ["losetup", "--associated", str(image), "--noheadings", "--output", "NAME"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     return listed.stdout.split()
 
 
@@ -102,14 +109,16 @@ def writable_layer_bytes(docker_backend: DockerBackend, sandbox: Sandbox) -> int
 def small_kernel(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxKernel]:
     kernel = start_sandbox_kernel(
         extra_argv=[f"--SandboxManager.disk={HOME_SIZE}", f"--SandboxManager.tmp_size={TMP_SIZE}"],
-        tmp_path=tmp_path_factory.mktemp("spec"))
+        tmp_path=tmp_path_factory.mktemp("spec"),
+    )
     assert kernel.run("1").status == "ok"
     yield kernel
     kernel.shutdown()
 
 
 def test_big_files_stop_at_the_home_limit_and_the_host_keeps_its_space(
-        small_kernel: SandboxKernel, docker_backend: DockerBackend) -> None:
+    small_kernel: SandboxKernel, docker_backend: DockerBackend
+) -> None:
     sandbox = sandbox_of(small_kernel)
     image = home_image(docker_backend, sandbox)
     before = free_bytes(image.parent)
@@ -149,19 +158,22 @@ def test_many_empty_files_stop_at_the_inode_limit(small_kernel: SandboxKernel) -
     small_kernel.run(CLEAN.format(folder="/tmp"), timeout=120)
 
 
-@pytest.mark.parametrize("folder, errors, bound", [
-    ("/tmp", ("ENOSPC",), TMP_SIZE),
-    ("/var/tmp", ("ENOSPC",), TMP_SIZE),
-    ("/dev/shm", ("ENOSPC",), 64 * MiB),       # Docker's default shm size
-    ("/", ("EROFS", "EACCES"), 0),
-    ("/opt/sandbox-cache", ("EROFS",), 0),     # writable by uid 1000 in the image, read-only here
-    ("/opt/sandbox-python/lib", ("EROFS", "EACCES"), 0),
-    ("/opt/jupyter-sandbox", ("EACCES",), 0),  # the agent's own volume belongs to root
-    ("/run", ("EACCES",), 0),
-])
+@pytest.mark.parametrize(
+    "folder, errors, bound",
+    [
+        ("/tmp", ("ENOSPC",), TMP_SIZE),
+        ("/var/tmp", ("ENOSPC",), TMP_SIZE),
+        ("/dev/shm", ("ENOSPC",), 64 * MiB),  # Docker's default shm size
+        ("/", ("EROFS", "EACCES"), 0),
+        ("/opt/sandbox-cache", ("EROFS",), 0),  # writable by uid 1000 in the image, read-only here
+        ("/opt/sandbox-python/lib", ("EROFS", "EACCES"), 0),
+        ("/opt/jupyter-sandbox", ("EACCES",), 0),  # the agent's own volume belongs to root
+        ("/run", ("EACCES",), 0),
+    ],
+)
 def test_nothing_outside_the_home_takes_more_than_its_bound(
-        small_kernel: SandboxKernel, docker_backend: DockerBackend, folder: str, errors: tuple[str, ...],
-        bound: int) -> None:
+    small_kernel: SandboxKernel, docker_backend: DockerBackend, folder: str, errors: tuple[str, ...], bound: int
+) -> None:
     stopped, written = result_of(small_kernel.run(FILL.format(count=4, each=32, folder=folder), timeout=300))
     assert stopped in errors, (stopped, written)
     assert written <= bound
@@ -170,9 +182,11 @@ def test_nothing_outside_the_home_takes_more_than_its_bound(
 
 
 def test_the_image_prepared_caches_work_on_a_read_only_root(small_kernel: SandboxKernel) -> None:
-    run = small_kernel.run("import os, matplotlib\nmatplotlib.use('agg')\nimport matplotlib.pyplot as plt\n"
-                           "print(matplotlib.get_configdir(), os.environ['XDG_CACHE_HOME'])\n"
-                           "print(sorted(os.listdir(os.environ['XDG_CACHE_HOME'])))")
+    run = small_kernel.run(
+        "import os, matplotlib\nmatplotlib.use('agg')\nimport matplotlib.pyplot as plt\n"
+        "print(matplotlib.get_configdir(), os.environ['XDG_CACHE_HOME'])\n"
+        "print(sorted(os.listdir(os.environ['XDG_CACHE_HOME'])))"
+    )
     assert run.status == "ok" and "temporary cache directory" not in run.stderr, run.stderr
     assert "/home/sandbox/.config/matplotlib /home/sandbox/.cache" in run.stdout
     assert "jedi" in run.stdout  # the image's jedi cache, copied into the home at the first start
@@ -204,7 +218,8 @@ def test_status_and_the_api_show_disk_use_and_limit(small_kernel: SandboxKernel,
 
 
 def test_resizing_keeps_the_files_and_refuses_to_shrink_below_them(
-        sandbox_image: str, tmp_path: Path, docker_backend: DockerBackend) -> None:
+    sandbox_image: str, tmp_path: Path, docker_backend: DockerBackend
+) -> None:
     kernel = start_sandbox_kernel(extra_argv=["--SandboxManager.disk=128m"], tmp_path=tmp_path)
     try:
         stopped, written = result_of(kernel.run(FILL.format(count=1, each=64, folder="/home/sandbox")))
@@ -222,11 +237,13 @@ def test_resizing_keeps_the_files_and_refuses_to_shrink_below_them(
         # Grow: the files stay, the room is there.
         run = kernel.run("%sandbox config --disk 512m", timeout=180)
         assert run.status == "ok", run.error
-        kept = kernel.run("import os; print(open('/home/sandbox/keep.txt').read(), "
-                          "os.path.getsize('/home/sandbox/fill0'))").stdout.split()
+        kept = kernel.run(
+            "import os; print(open('/home/sandbox/keep.txt').read(), os.path.getsize('/home/sandbox/fill0'))"
+        ).stdout.split()
         assert kept == ["kept", str(64 * MiB)]
-        stopped, written = result_of(kernel.run(FILL.format(count=3, each=100, folder="/home/sandbox/more"),
-                                                timeout=300))
+        stopped, written = result_of(
+            kernel.run(FILL.format(count=3, each=100, folder="/home/sandbox/more"), timeout=300)
+        )
         assert stopped is None and written == 300 * MiB
         status = json.loads(kernel.run("%sandbox status --json").stdout)
         assert status["limits"]["disk"] == 512 * MiB and status["disk"]["limit_bytes"] == 512 * MiB
@@ -249,7 +266,8 @@ def test_resizing_keeps_the_files_and_refuses_to_shrink_below_them(
 
 
 def test_files_are_kept_across_restarts_and_a_vanished_loop_device(
-        manager: SandboxManager, docker_backend: DockerBackend) -> None:
+    manager: SandboxManager, docker_backend: DockerBackend
+) -> None:
     lease = binding.KernelLease("test_disk_restart")
     lease.acquire()
     sandbox = manager.create(manager.default_spec(disk=128 * MiB), kernel_id="test_disk_restart")
@@ -283,21 +301,28 @@ def test_files_are_kept_across_restarts_and_a_vanished_loop_device(
 
 
 def test_delete_removes_the_image_the_loop_device_and_the_volume(
-        manager: SandboxManager, docker_backend: DockerBackend) -> None:
+    manager: SandboxManager, docker_backend: DockerBackend
+) -> None:
     sandbox = manager.create(manager.default_spec(disk=64 * MiB), start=True)
     image = home_image(docker_backend, sandbox)
     assert image.exists() and loop_devices(image)
     manager.remove(sandbox)
     assert not image.exists()
     assert not (Path("/run/jupyter-sandbox/disks") / sandbox.id).exists()
-    listed = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE"], capture_output=True,
-                            text=True, timeout=30, check=True).stdout
+    listed = subprocess.run(
+        ["losetup", "--list", "--noheadings", "--output", "BACK-FILE"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
     assert str(image) not in listed
     assert binding.volume_name(sandbox.id) not in docker_backend.list_volumes([LABEL_ID])
 
 
 def test_where_no_filesystem_can_be_made_the_operator_chooses(
-        sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A machine without e2fsprogs/util-linux tools (as without root or loop devices): nothing to enforce with.
     monkeypatch.setenv("PATH", str(tmp_path))
     required = SandboxManager(backend=docker_backend)
@@ -319,15 +344,23 @@ def test_an_upload_into_a_full_home_is_refused_plainly(jupyter_server: Server) -
     assert status == 201, created
     try:
         status, answer = jupyter_server.request(
-            "PUT", f"{API}/sandboxes/{created['id']}/files/content?path=big.bin", raw=b"x" * (96 * MiB),
-            headers={"Content-Type": "application/octet-stream"}, timeout=300)
+            "PUT",
+            f"{API}/sandboxes/{created['id']}/files/content?path=big.bin",
+            raw=b"x" * (96 * MiB),
+            headers={"Content-Type": "application/octet-stream"},
+            timeout=300,
+        )
         assert status == 507, (status, answer)
         assert "no space left" in answer["message"].lower()
         # Nothing half-written stays behind, and the home takes files again.
         status, listing = jupyter_server.request("GET", f"{API}/sandboxes/{created['id']}/files?path=")
         assert status == 200 and not [e for e in listing["entries"] if "big.bin" in e["name"]], listing
-        status, _ = jupyter_server.request("PUT", f"{API}/sandboxes/{created['id']}/files/content?path=small.txt",
-                                           raw=b"fits", headers={"Content-Type": "application/octet-stream"})
+        status, _ = jupyter_server.request(
+            "PUT",
+            f"{API}/sandboxes/{created['id']}/files/content?path=small.txt",
+            raw=b"fits",
+            headers={"Content-Type": "application/octet-stream"},
+        )
         assert status in (200, 201)
     finally:
         assert jupyter_server.request("DELETE", f"{API}/sandboxes/{created['id']}")[0] == 204

@@ -7,8 +7,8 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from conftest import SandboxKernel, start_sandbox_kernel
@@ -28,10 +28,13 @@ def notebook_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def kernel(sandbox_image: str, notebook_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxKernel]:
+def kernel(
+    sandbox_image: str, notebook_folder: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SandboxKernel]:
     started = start_sandbox_kernel(
         extra_argv=[f"--SandboxKernel.host_root={notebook_folder}", "--SandboxKernel.max_transfer_size=200k"],
-        tmp_path=tmp_path_factory.mktemp("spec"))
+        tmp_path=tmp_path_factory.mktemp("spec"),
+    )
     yield started
     started.shutdown()
 
@@ -42,7 +45,7 @@ def sandbox_id(kernel: SandboxKernel) -> str:
     return json.loads(kernel.run("%sandbox status --json").stdout)["id"]
 
 
-def error_of(run) -> str:  # noqa: ANN001
+def error_of(run) -> str:
     assert run.status == "error", run.stdout
     return run.reply["content"]["evalue"]
 
@@ -51,16 +54,22 @@ def everything_under(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 
 
-def test_a_download_lands_in_its_own_folder_and_shadows_no_import(kernel: SandboxKernel, notebook_folder: Path,
-                                                                   sandbox_id: str, tmp_path: Path) -> None:
+def test_a_download_lands_in_its_own_folder_and_shadows_no_import(
+    kernel: SandboxKernel, notebook_folder: Path, sandbox_id: str, tmp_path: Path
+) -> None:
     mark = tmp_path / "mark"
-    kernel.run("import os; os.makedirs('/home/sandbox/pandas', exist_ok=True)\n"
-               f"for name in ('numpy.py', 'pandas/__init__.py', 'sitecustomize.py', 'json.py'):\n"
-               f"    open('/home/sandbox/' + name, 'w').write({PLANT.format(mark=str(mark))!r})")
+    kernel.run(
+        "import os; os.makedirs('/home/sandbox/pandas', exist_ok=True)\n"
+        f"for name in ('numpy.py', 'pandas/__init__.py', 'sitecustomize.py', 'json.py'):\n"
+        f"    open('/home/sandbox/' + name, 'w').write({PLANT.format(mark=str(mark))!r})"
+    )
     landed = notebook_folder / FOLDER / sandbox_id
-    for line, where in (("%sandbox download numpy.py", "numpy.py"),
-                        ("%sandbox download pandas/__init__.py pandas/__init__.py", "pandas/__init__.py"),
-                        ("%sandbox download sitecustomize.py", "sitecustomize.py"), ("%sandbox download json.py", "json.py")):
+    for line, where in (
+        ("%sandbox download numpy.py", "numpy.py"),
+        ("%sandbox download pandas/__init__.py pandas/__init__.py", "pandas/__init__.py"),
+        ("%sandbox download sitecustomize.py", "sitecustomize.py"),
+        ("%sandbox download json.py", "json.py"),
+    ):
         run = kernel.run(line)
         assert run.status == "ok", (line, run.error)
         assert run.stdout.endswith(f"to {landed / where}\n"), run.stdout
@@ -73,14 +82,26 @@ def test_a_download_lands_in_its_own_folder_and_shadows_no_import(kernel: Sandbo
         if path.is_file():
             assert not path.stat().st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH), path
     # The user's next local Python, started in the notebook's folder, imports none of it.
-    for code in ("import numpy", "import pandas", "import json", "import sandbox_downloads",
-                 "import importlib; importlib.import_module('sandbox-downloads')"):
-        subprocess.run([sys.executable, "-c", code], cwd=notebook_folder, capture_output=True, timeout=120,
-                       env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    for code in (
+        "import numpy",
+        "import pandas",
+        "import json",
+        "import sandbox_downloads",
+        "import importlib; importlib.import_module('sandbox-downloads')",
+    ):
+        subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=notebook_folder,
+            capture_output=True,
+            timeout=120,
+            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        )
     assert not mark.exists(), "code from the sandbox ran on the host"
 
 
-def test_an_existing_file_is_replaced_only_with_force(kernel: SandboxKernel, notebook_folder: Path, sandbox_id: str) -> None:
+def test_an_existing_file_is_replaced_only_with_force(
+    kernel: SandboxKernel, notebook_folder: Path, sandbox_id: str
+) -> None:
     kernel.run("open('/home/sandbox/report.txt', 'w').write('first')")
     assert kernel.run("%sandbox download report.txt").status == "ok"
     kernel.run("open('/home/sandbox/report.txt', 'w').write('second')")
@@ -93,8 +114,9 @@ def test_an_existing_file_is_replaced_only_with_force(kernel: SandboxKernel, not
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".download-")]
 
 
-def test_no_symlink_on_the_host_is_followed(kernel: SandboxKernel, notebook_folder: Path, sandbox_id: str,
-                                           tmp_path: Path) -> None:
+def test_no_symlink_on_the_host_is_followed(
+    kernel: SandboxKernel, notebook_folder: Path, sandbox_id: str, tmp_path: Path
+) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "precious.txt").write_text("the user's")
@@ -118,36 +140,40 @@ def test_no_symlink_on_the_host_is_followed(kernel: SandboxKernel, notebook_fold
         landed.with_name("moved").rename(landed)
 
 
-@pytest.mark.parametrize("line, message", [
-    ("%sandbox download payload.txt ../stolen", "'..' is not allowed"),
-    ("%sandbox download payload.txt a/../../b", "'..' is not allowed"),
-    ("%sandbox download payload.txt /tmp/stolen", "is absolute"),
-    ("%sandbox download payload.txt ~/stolen", "is absolute"),
-    ("%sandbox download payload.txt 'C:\\stolen'", "is absolute"),
-    ("%sandbox download payload.txt 'a\\b'", "not allowed in a file name"),
-    ("%sandbox download payload.txt .bashrc", "hidden files"),
-    ("%sandbox download payload.txt a/.git/config", "hidden files"),
-    ("%sandbox download payload.txt a//b", "empty"),
-    ("%sandbox download payload.txt ./a", "'.' part"),
-    ("%sandbox download payload.txt CON", "reserved device name"),
-    ("%sandbox download payload.txt nul.txt", "reserved device name"),
-    ("%sandbox download payload.txt lpt1.py", "reserved device name"),
-    ("%sandbox download payload.txt 'name.'", "end with a dot"),
-    ("%sandbox download payload.txt 'name '", "end with a dot or a space"),
-    ("%sandbox download payload.txt 'ab:c'", "not allowed in a file name"),
-    ("%sandbox download payload.txt 'a<b>'", "not allowed in a file name"),
-    ("%sandbox download payload.txt 'a|b'", "not allowed in a file name"),
-    ("%sandbox download payload.txt 'x\x1b[31m'", "control or formatting character U+001B"),
-    ("%sandbox download payload.txt 'x\x7f'", "control or formatting character U+007F"),
-    ("%sandbox download payload.txt 'report\u202etxt.py'", "control or formatting character U+202E"),
-    ("%sandbox download payload.txt 'a\u2028b'", "control or formatting character U+2028"),
-    ("%sandbox download payload.txt " + "n" * 256, "at most 255 bytes"),
-    ("%sandbox download payload.txt " + "/".join(["d"] * 17), "folders deep"),
-    ("%sandbox download /home/sandbox/.profile", "hidden files"),
-    ("%sandbox download /home/sandbox/aux.txt", "reserved device name"),
-])
-def test_bad_names_are_refused_and_nothing_is_written(kernel: SandboxKernel, notebook_folder: Path, line: str,
-                                                      message: str) -> None:
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("%sandbox download payload.txt ../stolen", "'..' is not allowed"),
+        ("%sandbox download payload.txt a/../../b", "'..' is not allowed"),
+        ("%sandbox download payload.txt /tmp/stolen", "is absolute"),
+        ("%sandbox download payload.txt ~/stolen", "is absolute"),
+        ("%sandbox download payload.txt 'C:\\stolen'", "is absolute"),
+        ("%sandbox download payload.txt 'a\\b'", "not allowed in a file name"),
+        ("%sandbox download payload.txt .bashrc", "hidden files"),
+        ("%sandbox download payload.txt a/.git/config", "hidden files"),
+        ("%sandbox download payload.txt a//b", "empty"),
+        ("%sandbox download payload.txt ./a", "'.' part"),
+        ("%sandbox download payload.txt CON", "reserved device name"),
+        ("%sandbox download payload.txt nul.txt", "reserved device name"),
+        ("%sandbox download payload.txt lpt1.py", "reserved device name"),
+        ("%sandbox download payload.txt 'name.'", "end with a dot"),
+        ("%sandbox download payload.txt 'name '", "end with a dot or a space"),
+        ("%sandbox download payload.txt 'ab:c'", "not allowed in a file name"),
+        ("%sandbox download payload.txt 'a<b>'", "not allowed in a file name"),
+        ("%sandbox download payload.txt 'a|b'", "not allowed in a file name"),
+        ("%sandbox download payload.txt 'x\x1b[31m'", "control or formatting character U+001B"),
+        ("%sandbox download payload.txt 'x\x7f'", "control or formatting character U+007F"),
+        ("%sandbox download payload.txt 'report\u202etxt.py'", "control or formatting character U+202E"),
+        ("%sandbox download payload.txt 'a\u2028b'", "control or formatting character U+2028"),
+        ("%sandbox download payload.txt " + "n" * 256, "at most 255 bytes"),
+        ("%sandbox download payload.txt " + "/".join(["d"] * 17), "folders deep"),
+        ("%sandbox download /home/sandbox/.profile", "hidden files"),
+        ("%sandbox download /home/sandbox/aux.txt", "reserved device name"),
+    ],
+)
+def test_bad_names_are_refused_and_nothing_is_written(
+    kernel: SandboxKernel, notebook_folder: Path, line: str, message: str
+) -> None:
     kernel.run("open('/home/sandbox/payload.txt', 'w').write('x')")
     before = everything_under(notebook_folder)
     assert message in error_of(kernel.run(line))
@@ -166,8 +192,13 @@ def test_the_operators_downloads_folder_must_not_be_importable() -> None:
 
     assert downloads.check_folder("sandbox-downloads") == ["sandbox-downloads"]
     assert downloads.check_folder("from-sandboxes/files") == ["from-sandboxes", "files"]
-    for folder, message in (("downloads", "Python could import"), ("numpy", "Python could import"),
-                            ("/srv/downloads", "relative path"), ("a-b/../c", "'..'"), (".hidden-x", "hidden"),
-                            ("", "relative path")):
+    for folder, message in (
+        ("downloads", "Python could import"),
+        ("numpy", "Python could import"),
+        ("/srv/downloads", "relative path"),
+        ("a-b/../c", "'..'"),
+        (".hidden-x", "hidden"),
+        ("", "relative path"),
+    ):
         with pytest.raises(SpecError, match=message):
             downloads.check_folder(folder)

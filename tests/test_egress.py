@@ -73,11 +73,29 @@ def listener(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listener]:
         ip("link", "set", NS_LINK, "netns", NETNS)
         ip("addr", "add", f"{PREFIX}.1/24", "dev", HOST_LINK)
         ip("link", "set", HOST_LINK, "up")
-        for args in (["addr", "add", f"{TARGET}/24", "dev", NS_LINK], ["link", "set", NS_LINK, "up"],
-                     ["link", "set", "lo", "up"], ["route", "add", "default", "via", f"{PREFIX}.1"]):
+        for args in (
+            ["addr", "add", f"{TARGET}/24", "dev", NS_LINK],
+            ["link", "set", NS_LINK, "up"],
+            ["link", "set", "lo", "up"],
+            ["route", "add", "default", "via", f"{PREFIX}.1"],
+        ):
             ip("netns", "exec", NETNS, "ip", *args)
-        process = subprocess.Popen(["ip", "netns", "exec", NETNS, sys.executable, str(ROOT / "tests" / "egress_listener.py"),
-                                    TARGET, str(PORT), str(log), "900"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                NETNS,
+                sys.executable,
+                str(ROOT / "tests" / "egress_listener.py"),
+                TARGET,
+                str(PORT),
+                str(log),
+                "900",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
         def up() -> bool:
             try:
@@ -98,7 +116,8 @@ def listener(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listener]:
 
 def run(manager: SandboxManager, sandbox: Sandbox, command: list[str] | str, timeout: float = 20) -> dict[str, Any]:
     return manager.agent(manager.get(sandbox.id)).request(
-        "POST", "/process/exec", {"command": command, "timeout": timeout}, timeout=timeout + 20)
+        "POST", "/process/exec", {"command": command, "timeout": timeout}, timeout=timeout + 20
+    )
 
 
 def restart(manager: SandboxManager, sandbox: Sandbox) -> Sandbox:
@@ -109,20 +128,24 @@ def restart(manager: SandboxManager, sandbox: Sandbox) -> Sandbox:
 
 # -- allow lists: judged by the space they cover ---------------------------------------------------
 
-@pytest.mark.parametrize("cidrs, message", [
-    (["0.0.0.0/1", "128.0.0.0/1"], "covers 100.0000% of the IPv4"),
-    (["::/1", "8000::/1"], "covers 100.0000% of the IPv6"),
-    ([f"{i}.0.0.0/8" for i in range(1, 11)], "covers 3.9062% of the IPv4"),
-    (["10.0.0.0/7"], "more than one /8 block"),
-    (["2000::/3"], "IPv6 address space"),
-    (["127.0.0.0/8"], "own loopback"),
-    (["127.0.0.1/32"], "own loopback"),
-    (["::1/128"], "own loopback"),
-    (["169.254.169.254/32"], "link-local/metadata"),
-    (["169.254.0.0/16"], "link-local/metadata"),
-    (["fe80::1/128"], "link-local/metadata"),
-    (["224.0.0.1/32"], "multicast"),
-])
+
+@pytest.mark.parametrize(
+    "cidrs, message",
+    [
+        (["0.0.0.0/1", "128.0.0.0/1"], "covers 100.0000% of the IPv4"),
+        (["::/1", "8000::/1"], "covers 100.0000% of the IPv6"),
+        ([f"{i}.0.0.0/8" for i in range(1, 11)], "covers 3.9062% of the IPv4"),
+        (["10.0.0.0/7"], "more than one /8 block"),
+        (["2000::/3"], "IPv6 address space"),
+        (["127.0.0.0/8"], "own loopback"),
+        (["127.0.0.1/32"], "own loopback"),
+        (["::1/128"], "own loopback"),
+        (["169.254.169.254/32"], "link-local/metadata"),
+        (["169.254.0.0/16"], "link-local/metadata"),
+        (["fe80::1/128"], "link-local/metadata"),
+        (["224.0.0.1/32"], "multicast"),
+    ],
+)
 def test_allow_lists_are_judged_by_the_space_they_cover(cidrs: list[str], message: str) -> None:
     limits = network.Limits(max_cidrs=300)
     with pytest.raises(network.PolicyError, match=message.replace("(", r"\(").replace(".", r"\.")):
@@ -131,18 +154,21 @@ def test_allow_lists_are_judged_by_the_space_they_cover(cidrs: list[str], messag
 
 def test_256_slash_8s_are_everything_too() -> None:
     with pytest.raises(network.PolicyError, match="covers 100.0000% of the IPv4 address space"):
-        network.parse_policy({"mode": "allow", "cidrs": [f"{i}.0.0.0/8" for i in range(256)]},
-                             network.Limits(max_cidrs=300))
+        network.parse_policy(
+            {"mode": "allow", "cidrs": [f"{i}.0.0.0/8" for i in range(256)]}, network.Limits(max_cidrs=300)
+        )
 
 
 def test_narrow_private_blocks_and_overlaps_stay_possible() -> None:
     limits = network.Limits()
-    policy = network.parse_policy({"mode": "allow", "cidrs": [f"{PREFIX}.2/32", "10.0.0.0/8", "10.1.0.0/16",
-                                                              "2001:db8::/48"]}, limits)
+    policy = network.parse_policy(
+        {"mode": "allow", "cidrs": [f"{PREFIX}.2/32", "10.0.0.0/8", "10.1.0.0/16", "2001:db8::/48"]}, limits
+    )
     assert policy.cidrs == [f"{PREFIX}.2/32", "10.0.0.0/8", "10.1.0.0/16", "2001:db8::/48"]
     # A block that only overlaps link-local keeps it as a hole, and says nothing of it as allowed.
-    rules = network.restore_input(network._rules(network.parse_policy({"mode": "allow", "cidrs": ["169.0.0.0/8"]},
-                                                                      limits), 4))
+    rules = network.restore_input(
+        network._rules(network.parse_policy({"mode": "allow", "cidrs": ["169.0.0.0/8"]}, limits), 4)
+    )
     assert rules.index("-d 169.254.0.0/16 -j") < rules.index("-d 169.0.0.0/8 -j ACCEPT")
 
 
@@ -150,12 +176,16 @@ def test_the_operator_decides_how_much_an_allow_list_may_cover(manager: SandboxM
     everything = {"mode": "allow", "cidrs": ["0.0.0.0/1", "128.0.0.0/1"]}
     with pytest.raises(network.PolicyError, match="more than one /8 block"):
         manager.network_policy(everything)
-    assert SandboxManager(backend=manager.backend, allow_any_cidr=True).network_policy(everything).cidrs == everything["cidrs"]
+    assert (
+        SandboxManager(backend=manager.backend, allow_any_cidr=True).network_policy(everything).cidrs
+        == everything["cidrs"]
+    )
     wider = SandboxManager(backend=manager.backend, max_egress_allow_v4_prefix=6)
     assert wider.network_policy({"mode": "allow", "cidrs": ["8.0.0.0/7", "10.0.0.0/8"]})
     with pytest.raises(network.PolicyError, match="more than one /16 block"):
         SandboxManager(backend=manager.backend, max_egress_allow_v4_prefix=16).network_policy(
-            {"mode": "allow", "cidrs": ["10.0.0.0/16", "10.2.0.0/24"]})
+            {"mode": "allow", "cidrs": ["10.0.0.0/16", "10.2.0.0/24"]}
+        )
 
 
 def test_rules_judge_every_packet_the_sandbox_starts() -> None:
@@ -180,20 +210,32 @@ def test_rules_judge_every_packet_the_sandbox_starts() -> None:
 
 # -- the agent's interpreter ------------------------------------------------------------------------
 
+
 def fake_image(**overrides: dict[str, Any] | None) -> interpreter.Stat:
     def entry(kind: str, uid: int = 0, mode: int = 0o755, link: str = "") -> dict[str, Any]:
         return {"uid": uid, "gid": uid, "mode": mode, "type": kind, "link": link}
 
     tree: dict[str, dict[str, Any] | None] = {
-        "/": entry("dir"), "/opt": entry("dir"), "/opt/sandbox-python": entry("dir"),
-        "/opt/sandbox-python/bin": entry("dir"), "/opt/sandbox-python/pyvenv.cfg": entry("file", mode=0o644),
+        "/": entry("dir"),
+        "/opt": entry("dir"),
+        "/opt/sandbox-python": entry("dir"),
+        "/opt/sandbox-python/bin": entry("dir"),
+        "/opt/sandbox-python/pyvenv.cfg": entry("file", mode=0o644),
         "/opt/sandbox-python/bin/python3": entry("symlink", mode=0o777, link="/usr/bin/python3"),
-        "/opt/sandbox-python/lib": entry("dir"), "/opt/sandbox-python/lib/python3.11": entry("dir"),
+        "/opt/sandbox-python/lib": entry("dir"),
+        "/opt/sandbox-python/lib/python3.11": entry("dir"),
         "/opt/sandbox-python/lib/python3.11/site-packages": entry("dir"),
-        "/usr": entry("dir"), "/usr/bin": entry("dir"), "/usr/bin/python3": entry("symlink", mode=0o777, link="python3.11"),
-        "/usr/bin/python3.11": entry("file"), "/usr/lib": entry("dir"), "/usr/lib/python3.11": entry("dir"),
-        "/usr/lib/python3/dist-packages": entry("dir"), "/usr/lib/python3": entry("dir"), "/bin": entry("dir"),
-        "/usr/local": entry("dir"), "/usr/local/bin": entry("dir"),
+        "/usr": entry("dir"),
+        "/usr/bin": entry("dir"),
+        "/usr/bin/python3": entry("symlink", mode=0o777, link="python3.11"),
+        "/usr/bin/python3.11": entry("file"),
+        "/usr/lib": entry("dir"),
+        "/usr/lib/python3.11": entry("dir"),
+        "/usr/lib/python3/dist-packages": entry("dir"),
+        "/usr/lib/python3": entry("dir"),
+        "/bin": entry("dir"),
+        "/usr/local": entry("dir"),
+        "/usr/local/bin": entry("dir"),
     }
     for path, value in overrides.items():
         tree[path] = None if value is None else {**(tree.get(path) or entry("dir")), **value}
@@ -276,8 +318,12 @@ print("planted")
 
 def plant(manager: SandboxManager, sandbox: Sandbox) -> None:
     agent = manager.agent(manager.get(sandbox.id))
-    agent.request("POST", "/process/exec", {"command": ["/opt/sandbox-python/bin/python3", "-c", PLANT, TARGET, str(PORT)],
-                                            "timeout": 20}, timeout=40)
+    agent.request(
+        "POST",
+        "/process/exec",
+        {"command": ["/opt/sandbox-python/bin/python3", "-c", PLANT, TARGET, str(PORT)], "timeout": 20},
+        timeout=40,
+    )
     # ~/.local/bin/python3 is the user's now: the sandbox's own commands find it first.
     assert "planted" in run(manager, sandbox, "python3 -c 'print(42)' && echo planted")["stdout"]
 
@@ -287,14 +333,17 @@ def planted_log(manager: SandboxManager, sandbox: Sandbox) -> str:
     return result["stdout"] if result["exit_code"] == 0 else ""
 
 
-def test_planted_start_up_code_runs_only_once_the_policy_holds(manager: SandboxManager, sandbox: Sandbox,
-                                                               listener: Listener) -> None:
+def test_planted_start_up_code_runs_only_once_the_policy_holds(
+    manager: SandboxManager, sandbox: Sandbox, listener: Listener
+) -> None:
     plant(manager, sandbox)
     # The control: with the listener allowed, the planted code does get there after a restart
     # (the kernel's start-up runs it), so silence later means the policy held, not a dud plant.
     manager.set_egress(sandbox, manager.network_policy(ALLOW_TARGET))
     sandbox = restart(manager, sandbox)
-    assert wait_until(lambda: any("ipython-startup got out" in t for t in listener.texts()), timeout=30), listener.entries()
+    assert wait_until(lambda: any("ipython-startup got out" in t for t in listener.texts()), timeout=30), (
+        listener.entries()
+    )
     assert any("pth got out" in t for t in listener.texts())
 
     manager.set_egress(sandbox, manager.network_policy("none"))
@@ -321,17 +370,19 @@ def test_planted_start_up_code_runs_only_once_the_policy_holds(manager: SandboxM
 
 def test_a_tightened_policy_cuts_a_live_flow(manager: SandboxManager, sandbox: Sandbox, listener: Listener) -> None:
     manager.set_egress(sandbox, manager.network_policy(ALLOW_TARGET))
-    sender = (f"import socket, time, sys\n"
-              f"s = socket.create_connection(({TARGET!r}, {PORT}), timeout=5)\n"
-              "s.sendall(b'live-flow ')\n"
-              "sent = 0\n"
-              "try:\n"
-              "    for _ in range(600):\n"
-              "        s.sendall(b'x' * 100); sent += 100\n"
-              "        time.sleep(0.05)\n"
-              "    print('still flowing after', sent, flush=True)\n"
-              "except OSError as exc:\n"
-              "    print('flow cut:', type(exc).__name__, 'after', sent, flush=True)\n")
+    sender = (
+        f"import socket, time, sys\n"
+        f"s = socket.create_connection(({TARGET!r}, {PORT}), timeout=5)\n"
+        "s.sendall(b'live-flow ')\n"
+        "sent = 0\n"
+        "try:\n"
+        "    for _ in range(600):\n"
+        "        s.sendall(b'x' * 100); sent += 100\n"
+        "        time.sleep(0.05)\n"
+        "    print('still flowing after', sent, flush=True)\n"
+        "except OSError as exc:\n"
+        "    print('flow cut:', type(exc).__name__, 'after', sent, flush=True)\n"
+    )
     before = listener.connections()
 
     outcome: dict[str, Any] = {}
@@ -361,12 +412,15 @@ def dns_query(server: str, port: int, name: str, tcp: bool = False) -> str:
         "import socket, struct\n"
         f"q = struct.pack('>HHHHHH', 0x1234, 0x0100, 1, 0, 0, 0) + b''.join(bytes([len(p)]) + p.encode() for p in {name!r}.split('.')) + b'\\0' + struct.pack('>HH', 1, 1)\n"
         "try:\n"
-        + (f"    s = socket.create_connection(({server!r}, {port}), timeout=3); s.sendall(struct.pack('>H', len(q)) + q); answer = s.recv(512)\n"
-           if tcp else
-           f"    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3); s.sendto(q, ({server!r}, {port})); answer = s.recv(512)\n")
+        + (
+            f"    s = socket.create_connection(({server!r}, {port}), timeout=3); s.sendall(struct.pack('>H', len(q)) + q); answer = s.recv(512)\n"
+            if tcp
+            else f"    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3); s.sendto(q, ({server!r}, {port})); answer = s.recv(512)\n"
+        )
         + "    print('answered' if answer else 'no answer')\n"
         "except OSError as exc:\n"
-        "    print('no answer', type(exc).__name__)\n")
+        "    print('no answer', type(exc).__name__)\n"
+    )
 
 
 def test_dns_per_mode(manager: SandboxManager, sandbox: Sandbox, listener: Listener) -> None:
@@ -393,8 +447,11 @@ def test_dns_per_mode(manager: SandboxManager, sandbox: Sandbox, listener: Liste
 def test_the_host_reaches_the_sandbox_in_every_mode(manager: SandboxManager, sandbox: Sandbox) -> None:
     agent = manager.agent(sandbox)
     agent.request("POST", "/sessions", {"id": "inbound"})
-    agent.request("POST", "/sessions/inbound/commands", {
-        "command": "/opt/sandbox-python/bin/python3 -m http.server 8765 --bind 0.0.0.0", "run_async": True})
+    agent.request(
+        "POST",
+        "/sessions/inbound/commands",
+        {"command": "/opt/sandbox-python/bin/python3 -m http.server 8765 --bind 0.0.0.0", "run_async": True},
+    )
     address = manager.get(sandbox.id).ip_address
 
     def served() -> bool:
@@ -412,22 +469,40 @@ def test_the_host_reaches_the_sandbox_in_every_mode(manager: SandboxManager, san
 
 
 def test_the_agents_files_are_roots_and_put_at_every_start(manager: SandboxManager, sandbox: Sandbox) -> None:
-    listing = run(manager, sandbox, ["/usr/bin/stat", "-c", "%U:%G %a %n", "/opt/jupyter-sandbox",
-                                     "/opt/jupyter-sandbox/agent.json", "/opt/jupyter-sandbox/jupyter_sandbox_agent",
-                                     "/opt/jupyter-sandbox/jupyter_sandbox_agent/__main__.py"])["stdout"].splitlines()
-    assert listing == ["root:root 755 /opt/jupyter-sandbox", "root:sandbox 440 /opt/jupyter-sandbox/agent.json",
-                       "root:root 755 /opt/jupyter-sandbox/jupyter_sandbox_agent",
-                       "root:root 444 /opt/jupyter-sandbox/jupyter_sandbox_agent/__main__.py"]
-    tamper = run(manager, sandbox, "echo x >> /opt/jupyter-sandbox/agent.json; chmod 666 /opt/jupyter-sandbox/agent.json; "
-                                   "touch /opt/jupyter-sandbox/jupyter_sandbox_agent/evil.py; echo done")
+    listing = run(
+        manager,
+        sandbox,
+        [
+            "/usr/bin/stat",
+            "-c",
+            "%U:%G %a %n",
+            "/opt/jupyter-sandbox",
+            "/opt/jupyter-sandbox/agent.json",
+            "/opt/jupyter-sandbox/jupyter_sandbox_agent",
+            "/opt/jupyter-sandbox/jupyter_sandbox_agent/__main__.py",
+        ],
+    )["stdout"].splitlines()
+    assert listing == [
+        "root:root 755 /opt/jupyter-sandbox",
+        "root:sandbox 440 /opt/jupyter-sandbox/agent.json",
+        "root:root 755 /opt/jupyter-sandbox/jupyter_sandbox_agent",
+        "root:root 444 /opt/jupyter-sandbox/jupyter_sandbox_agent/__main__.py",
+    ]
+    tamper = run(
+        manager,
+        sandbox,
+        "echo x >> /opt/jupyter-sandbox/agent.json; chmod 666 /opt/jupyter-sandbox/agent.json; "
+        "touch /opt/jupyter-sandbox/jupyter_sandbox_agent/evil.py; echo done",
+    )
     assert "Permission denied" in tamper["stderr"] and "Operation not permitted" in tamper["stderr"]
     # The sandbox's processes keep the image's PATH (the agent's own calls do not: see the test of
     # planted start-up code).
     assert run(manager, sandbox, "echo $PATH")["stdout"].startswith("/home/sandbox/.local/bin:")
 
 
-def test_a_sandbox_from_before_the_gate_gets_a_gated_container(manager: SandboxManager,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_sandbox_from_before_the_gate_gets_a_gated_container(
+    manager: SandboxManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from jupyter_sandbox.sandbox import manager as manager_module
 
     with monkeypatch.context() as patch:  # the command an older version gave its containers
@@ -444,13 +519,18 @@ def test_a_sandbox_from_before_the_gate_gets_a_gated_container(manager: SandboxM
 
 # -- fail closed --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("knob, value, message", [
-    ("iptables_restore_command", "/bin/false", "iptables-restore failed|/bin/false failed"),
-    ("iptables_restore_command", "/nonexistent/iptables-restore", "is not installed"),
-    ("nsenter_command", "/nonexistent/nsenter", "is not installed"),
-])
-def test_a_policy_that_cannot_be_applied_keeps_the_sandbox_stopped(manager: SandboxManager, knob: str, value: str,
-                                                                   message: str) -> None:
+
+@pytest.mark.parametrize(
+    "knob, value, message",
+    [
+        ("iptables_restore_command", "/bin/false", "iptables-restore failed|/bin/false failed"),
+        ("iptables_restore_command", "/nonexistent/iptables-restore", "is not installed"),
+        ("nsenter_command", "/nonexistent/nsenter", "is not installed"),
+    ],
+)
+def test_a_policy_that_cannot_be_applied_keeps_the_sandbox_stopped(
+    manager: SandboxManager, knob: str, value: str, message: str
+) -> None:
     broken = SandboxManager(backend=manager.backend, **{knob: value})
     kernel_id = f"egress-closed-{knob.split('_')[0]}-{abs(hash(value)) % 1000}"
     with pytest.raises(SandboxError, match=f"could not be put in force: .*({message})"):
@@ -486,13 +566,16 @@ def test_fail_closed_reaches_the_api_and_the_first_cell(sandbox_image: str, tmp_
     try:
         status, error = server.request("POST", "/sandbox/api/sandboxes", {"network": "none"})
         assert status >= 500 and "could not be put in force" in error["message"], error
-        status, error = server.request("POST", "/sandbox/api/sandboxes", {"network": {"mode": "allow",
-                                                                                      "cidrs": ["0.0.0.0/1", "128.0.0.0/1"]}})
+        status, error = server.request(
+            "POST", "/sandbox/api/sandboxes", {"network": {"mode": "allow", "cidrs": ["0.0.0.0/1", "128.0.0.0/1"]}}
+        )
         assert status == 400 and "more than one /8 block" in error["message"]
     finally:
         process.terminate()
         process.wait(timeout=30)
-    kernel = start_sandbox_kernel(extra_argv=["--SandboxManager.iptables_restore_command=/bin/false"], tmp_path=tmp_path)
+    kernel = start_sandbox_kernel(
+        extra_argv=["--SandboxManager.iptables_restore_command=/bin/false"], tmp_path=tmp_path
+    )
     try:
         run_ = kernel.run("print('should not run')", timeout=120)
         text = run_.stdout + run_.stderr + json.dumps(run_.error or {})

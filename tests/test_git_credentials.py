@@ -40,10 +40,23 @@ EVIL_PORT = 47_123
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True, timeout=60,
-                          env={"PATH": "/usr/bin:/bin", "HOME": str(cwd or "/tmp"), "GIT_CONFIG_NOSYSTEM": "1",
-                               "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@example.org",
-                               "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@example.org"}).stdout
+    return subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(cwd or "/tmp"),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_AUTHOR_NAME": "T",
+            "GIT_AUTHOR_EMAIL": "t@example.org",
+            "GIT_COMMITTER_NAME": "T",
+            "GIT_COMMITTER_EMAIL": "t@example.org",
+        },
+    ).stdout
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +68,13 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (folder / "ca.pem").write_bytes(trusted[0].public_bytes(serialization.Encoding.PEM))
     cert, key = make_server_cert(trusted, folder, "server")
     other_cert, other_key = make_server_cert(untrusted, folder, "untrusted")
-    return {"ca": str(folder / "ca.pem"), "cert": cert, "key": key, "untrusted_cert": other_cert,
-            "untrusted_key": other_key}
+    return {
+        "ca": str(folder / "ca.pem"),
+        "cert": cert,
+        "key": key,
+        "untrusted_cert": other_cert,
+        "untrusted_key": other_key,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +98,8 @@ def remote(tmp_path_factory: pytest.TempPathFactory, pki: dict[str, str]) -> Ite
 def api_server(pki: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("log") / "server.log"
     server, process = start_jupyter_server(
-        tmp_path_factory.mktemp("root"), [f"--GitCredentialProxy.ca_bundle={pki['ca']}", "--debug"], log=log)
+        tmp_path_factory.mktemp("root"), [f"--GitCredentialProxy.ca_bundle={pki['ca']}", "--debug"], log=log
+    )
     server.log = log
     yield server
     process.terminate()
@@ -108,8 +127,9 @@ def run(server: Server, sandbox_id: str, command: str, timeout: float = 60) -> d
 
 
 def put(server: Server, sandbox_id: str, path: str, data: bytes) -> None:
-    status, body = server.request("PUT", box(sandbox_id, "/files/content?" + urllib.parse.urlencode({"path": path})),
-                                  raw=data)
+    status, body = server.request(
+        "PUT", box(sandbox_id, "/files/content?" + urllib.parse.urlencode({"path": path})), raw=data
+    )
     assert status == 200, body
 
 
@@ -117,7 +137,9 @@ def everything_the_sandbox_sees(server: Server, sandbox_id: str) -> bytes:
     """Every file of the sandbox's home and /tmp, names and contents, as one blob (read on the host)."""
     blob = b""
     for folder in ("/home/sandbox", "/tmp"):
-        status, data = server.request("GET", box(sandbox_id, "/files/content?" + urllib.parse.urlencode({"path": folder})))
+        status, data = server.request(
+            "GET", box(sandbox_id, "/files/content?" + urllib.parse.urlencode({"path": folder}))
+        )
         assert status == 200
         with tarfile.open(fileobj=io.BytesIO(data)) as archive:
             for member in archive:
@@ -135,8 +157,9 @@ def assert_no_secret(blob: bytes, where: str) -> None:
 HUNTER = Path(__file__).with_name("git_hunter.py")
 
 
-def test_credentials_stay_on_the_host_whatever_the_sandbox_tries(api_server: Server, sandbox: str,
-                                                                 remote: tuple[GitServer, str, Path]) -> None:
+def test_credentials_stay_on_the_host_whatever_the_sandbox_tries(
+    api_server: Server, sandbox: str, remote: tuple[GitServer, str, Path]
+) -> None:
     server, url, root = remote
     authority = url.split("/")[2]
     put(api_server, sandbox, "hunt.py", HUNTER.read_bytes())
@@ -145,25 +168,33 @@ def test_credentials_stay_on_the_host_whatever_the_sandbox_tries(api_server: Ser
     run(api_server, sandbox, f"python3 hunt.py plant {EVIL_PORT} {url}")
     status, _ = api_server.request("POST", box(sandbox, "/sessions"), {"id": "hunter"})
     assert status == 201
-    status, command = api_server.request("POST", box(sandbox, "/sessions/hunter/commands"),
-                                         {"command": f"python3 hunt.py scan {EVIL_PORT} {authority}", "run_async": True})
+    status, command = api_server.request(
+        "POST",
+        box(sandbox, "/sessions/hunter/commands"),
+        {"command": f"python3 hunt.py scan {EVIL_PORT} {authority}", "run_async": True},
+    )
     assert status == 202
     logs = box(sandbox, f"/sessions/hunter/commands/{command['id']}/logs")
-    assert wait_until(lambda: "scanning" in run(api_server, sandbox, "cat loot/state 2>/dev/null")["stdout"],
-                      timeout=30), api_server.request("GET", logs)
+    assert wait_until(
+        lambda: "scanning" in run(api_server, sandbox, "cat loot/state 2>/dev/null")["stdout"], timeout=30
+    ), api_server.request("GET", logs)
 
     # The remote is slow to answer: the clone runs long enough for the scanner to find it.
     server.delay = 1.5
-    status, body = api_server.request("POST", box(sandbox, "/git/clone"),
-                                      {"url": url, "path": "repo", "username": USER, "password": PASSWORD})
+    status, body = api_server.request(
+        "POST", box(sandbox, "/git/clone"), {"url": url, "path": "repo", "username": USER, "password": PASSWORD}
+    )
     server.delay = 0
     assert status == 200, body
     assert run(api_server, sandbox, "cat repo/README")["stdout"] == "seed\n"
 
     # Now the repository's own config and hooks are the sandbox's too.
     run(api_server, sandbox, f"python3 hunt.py poison repo {EVIL_PORT} {url}")
-    run(api_server, sandbox, "cd repo && echo two >> README && git -c user.name=A -c user.email=a@example.org "
-                             "commit -qam two")
+    run(
+        api_server,
+        sandbox,
+        "cd repo && echo two >> README && git -c user.name=A -c user.email=a@example.org commit -qam two",
+    )
     status, body = api_server.request("POST", box(sandbox, "/git/push"), {"path": "repo", "token": TOKEN})
     assert status == 200, body
     assert "two" in git("log", "--format=%s", "main", cwd=root / "repo.git")
@@ -175,8 +206,9 @@ def test_credentials_stay_on_the_host_whatever_the_sandbox_tries(api_server: Ser
     git("add", "THIRD", cwd=work)
     git("commit", "-q", "-m", "three", cwd=work)
     git("push", "-q", str(root / "repo.git"), "main", cwd=work)
-    status, body = api_server.request("POST", box(sandbox, "/git/pull"),
-                                      {"path": "repo", "username": USER, "password": PASSWORD})
+    status, body = api_server.request(
+        "POST", box(sandbox, "/git/pull"), {"path": "repo", "username": USER, "password": PASSWORD}
+    )
     assert status == 200, body
     assert run(api_server, sandbox, "cat repo/THIRD")["stdout"] == "three\n"
     status, state = api_server.request("GET", box(sandbox, "/git/status?path=repo"))
@@ -205,14 +237,17 @@ def test_credentials_stay_on_the_host_whatever_the_sandbox_tries(api_server: Ser
     for request in server.seen:
         if request["authorization"]:
             assert request["path"].startswith("/repo.git/info/refs?service=git-") or request["path"] in (
-                "/repo.git/git-upload-pack", "/repo.git/git-receive-pack"), request
+                "/repo.git/git-upload-pack",
+                "/repo.git/git-receive-pack",
+            ), request
     assert {r["authorization"] for r in server.seen if r["authorization"]} <= {f"Basic {BASIC}", f"Bearer {TOKEN}"}
     # Neither in the server's log.
     assert_no_secret(api_server.log.read_bytes(), "the Jupyter server's log")
 
 
-def test_credentials_go_only_where_the_call_named(api_server: Server, sandbox: str, pki: dict[str, str],
-                                                  remote: tuple[GitServer, str, Path]) -> None:
+def test_credentials_go_only_where_the_call_named(
+    api_server: Server, sandbox: str, pki: dict[str, str], remote: tuple[GitServer, str, Path]
+) -> None:
     server, url, _ = remote
     before = len(server.seen)
 
@@ -221,12 +256,13 @@ def test_credentials_go_only_where_the_call_named(api_server: Server, sandbox: s
 
     # Credentials inside the URL, or both kinds at once: refused before anything runs.
     for body, message in (
-            ({"url": url.replace("https://", f"https://{USER}:{PASSWORD}@"), "path": "x1"}, "not in the URL"),
-            ({"url": url.replace("https://", f"https://{TOKEN}@"), "path": "x1", "password": PASSWORD}, "not in the URL"),
-            ({"url": url, "path": "x1", "token": TOKEN, "password": PASSWORD}, "not both"),
-            ({"url": url, "path": "x1", "password": "a\r\nX-Injected: 1"}, "control characters"),
-            ({"url": url, "path": "x1", "username": USER}, "needs a password"),
-            ({"url": "git://127.0.0.1/repo.git", "path": "x1", "token": TOKEN}, "https://")):
+        ({"url": url.replace("https://", f"https://{USER}:{PASSWORD}@"), "path": "x1"}, "not in the URL"),
+        ({"url": url.replace("https://", f"https://{TOKEN}@"), "path": "x1", "password": PASSWORD}, "not in the URL"),
+        ({"url": url, "path": "x1", "token": TOKEN, "password": PASSWORD}, "not both"),
+        ({"url": url, "path": "x1", "password": "a\r\nX-Injected: 1"}, "control characters"),
+        ({"url": url, "path": "x1", "username": USER}, "needs a password"),
+        ({"url": "git://127.0.0.1/repo.git", "path": "x1", "token": TOKEN}, "https://"),
+    ):
         status, answer = clone(body)
         assert status == 400 and message in answer["message"], (body, answer)
         assert_no_secret(json.dumps(answer).encode(), "an error message")
@@ -244,8 +280,14 @@ def test_credentials_go_only_where_the_call_named(api_server: Server, sandbox: s
     victim = GitServer(str(remote[2]), basic=(USER, PASSWORD), tls=(pki["cert"], pki["key"])).start()
     redirector = redirecting_server(pki, f"https://127.0.0.1:{victim.port}/repo.git/info/refs?service=git-upload-pack")
     try:
-        status, answer = clone({"url": f"https://127.0.0.1:{redirector.server_address[1]}/repo.git", "path": "x3",
-                                "username": USER, "password": PASSWORD})
+        status, answer = clone(
+            {
+                "url": f"https://127.0.0.1:{redirector.server_address[1]}/repo.git",
+                "path": "x3",
+                "username": USER,
+                "password": PASSWORD,
+            }
+        )
         assert status == 400 and "only for" in answer["message"], answer
         assert victim.seen == []
     finally:
@@ -254,10 +296,18 @@ def test_credentials_go_only_where_the_call_named(api_server: Server, sandbox: s
         redirector.server_close()
 
     # A remote whose certificate the host does not trust: nothing is sent to it, the caller is told.
-    untrusted = GitServer(str(remote[2]), basic=(USER, PASSWORD), tls=(pki["untrusted_cert"], pki["untrusted_key"])).start()
+    untrusted = GitServer(
+        str(remote[2]), basic=(USER, PASSWORD), tls=(pki["untrusted_cert"], pki["untrusted_key"])
+    ).start()
     try:
-        status, answer = clone({"url": f"https://127.0.0.1:{untrusted.port}/repo.git", "path": "x4",
-                                "username": USER, "password": PASSWORD})
+        status, answer = clone(
+            {
+                "url": f"https://127.0.0.1:{untrusted.port}/repo.git",
+                "path": "x4",
+                "username": USER,
+                "password": PASSWORD,
+            }
+        )
         assert status == 502 and "could not be verified" in answer["message"], answer
         assert untrusted.seen == []
     finally:
@@ -273,30 +323,41 @@ def test_credentials_go_only_where_the_call_named(api_server: Server, sandbox: s
     assert_no_secret(everything_the_sandbox_sees(api_server, sandbox), "home or /tmp")
     before = len(server.seen)
     # The real remote saw no credential from any of these calls but the wrong one.
-    assert all(r["authorization"] in (None, "Basic " + base64.b64encode(f"{USER}:wrong-pass-7777".encode()).decode())
-               for r in server.seen[before:]), server.seen[before:]
+    assert all(
+        r["authorization"] in (None, "Basic " + base64.b64encode(f"{USER}:wrong-pass-7777".encode()).decode())
+        for r in server.seen[before:]
+    ), server.seen[before:]
 
 
 def test_git_without_credentials_works_as_before(api_server: Server, sandbox: str) -> None:
     # No credential, no proxy: git in the sandbox goes out on its own, under the sandbox's egress
     # policy. Here to a server of the sandbox's own, on its loopback.
-    run(api_server, sandbox, "rm -f ~/.gitconfig ~/.config/git/config && mkdir -p srv && cd srv && "
-                             "git init -q -b main src && cd src && echo hi > HI && git add HI && "
-                             "git -c user.name=A -c user.email=a@example.org commit -qm hi && "
-                             "git clone -q --bare . ../b.git && cd ../b.git && git update-server-info")
+    run(
+        api_server,
+        sandbox,
+        "rm -f ~/.gitconfig ~/.config/git/config && mkdir -p srv && cd srv && "
+        "git init -q -b main src && cd src && echo hi > HI && git add HI && "
+        "git -c user.name=A -c user.email=a@example.org commit -qm hi && "
+        "git clone -q --bare . ../b.git && cd ../b.git && git update-server-info",
+    )
     api_server.request("POST", box(sandbox, "/sessions"), {"id": "dumb"})
-    api_server.request("POST", box(sandbox, "/sessions/dumb/commands"),
-                       {"command": "python3 -m http.server 8123 --bind 127.0.0.1 --directory srv", "run_async": True})
+    api_server.request(
+        "POST",
+        box(sandbox, "/sessions/dumb/commands"),
+        {"command": "python3 -m http.server 8123 --bind 127.0.0.1 --directory srv", "run_async": True},
+    )
     assert wait_until(lambda: 8123 in api_server.request("GET", box(sandbox, "/ports"))[1].get("ports", []), timeout=30)
-    status, answer = api_server.request("POST", box(sandbox, "/git/clone"),
-                                        {"url": "http://127.0.0.1:8123/b.git", "path": "plain"})
+    status, answer = api_server.request(
+        "POST", box(sandbox, "/git/clone"), {"url": "http://127.0.0.1:8123/b.git", "path": "plain"}
+    )
     assert status == 200, answer
     assert run(api_server, sandbox, "cat plain/HI")["stdout"] == "hi\n"
     status, answer = api_server.request("POST", box(sandbox, "/git/pull"), {"path": "plain"})
     assert status == 200, answer
     # Local operations take no credentials at all.
-    status, answer = api_server.request("POST", box(sandbox, "/git/branches"), {"path": "plain", "name": "b1",
-                                                                                 "token": TOKEN})
+    status, answer = api_server.request(
+        "POST", box(sandbox, "/git/branches"), {"path": "plain", "name": "b1", "token": TOKEN}
+    )
     # (refused by the route's schema, before anything reaches the sandbox)
     assert status == 400 and "unknown fields: token" in answer["message"], answer
     api_server.request("DELETE", box(sandbox, "/sessions/dumb"))
@@ -321,42 +382,63 @@ def redirecting_server(pki: dict[str, str], location: str) -> ThreadingHTTPServe
     return httpd
 
 
-def test_a_large_push_and_clone_pass_whole(api_server: Server, sandbox: str, remote: tuple[GitServer, str, Path]) -> None:
+def test_a_large_push_and_clone_pass_whole(
+    api_server: Server, sandbox: str, remote: tuple[GitServer, str, Path]
+) -> None:
     # Over git's post buffer (1 MiB), git sends its pack chunked: the proxy carries chunked bodies too.
     server, url, root = remote
-    status, body = api_server.request("POST", box(sandbox, "/git/clone"),
-                                      {"url": url, "path": "big", "token": TOKEN})
+    status, body = api_server.request("POST", box(sandbox, "/git/clone"), {"url": url, "path": "big", "token": TOKEN})
     assert status == 200, body
-    run(api_server, sandbox, "cd big && head -c 3000000 /dev/urandom > blob.bin && git add blob.bin && "
-                             "git -c user.name=A -c user.email=a@example.org commit -qm big")
+    run(
+        api_server,
+        sandbox,
+        "cd big && head -c 3000000 /dev/urandom > blob.bin && git add blob.bin && "
+        "git -c user.name=A -c user.email=a@example.org commit -qm big",
+    )
     expected = run(api_server, sandbox, "sha256sum big/blob.bin")["stdout"].split()[0]
     status, body = api_server.request("POST", box(sandbox, "/git/push"), {"path": "big", "token": TOKEN})
     assert status == 200, body
-    assert any(r["path"] == "/repo.git/git-receive-pack" and r["chunked"] and r["size"] > 3_000_000
-               for r in server.seen), [r for r in server.seen if r["method"] == "POST"]
-    status, body = api_server.request("POST", box(sandbox, "/git/clone"),
-                                      {"url": url, "path": "big2", "username": USER, "password": PASSWORD})
+    assert any(
+        r["path"] == "/repo.git/git-receive-pack" and r["chunked"] and r["size"] > 3_000_000 for r in server.seen
+    ), [r for r in server.seen if r["method"] == "POST"]
+    status, body = api_server.request(
+        "POST", box(sandbox, "/git/clone"), {"url": url, "path": "big2", "username": USER, "password": PASSWORD}
+    )
     assert status == 200, body
     assert run(api_server, sandbox, "sha256sum big2/blob.bin")["stdout"].split()[0] == expected
-    assert expected in subprocess.run(["sh", "-c", f"git -C {root / 'repo.git'} show main:blob.bin | sha256sum"],
-                                      capture_output=True, text=True, check=True).stdout
+    assert (
+        expected
+        in subprocess.run(
+            ["sh", "-c", f"git -C {root / 'repo.git'} show main:blob.bin | sha256sum"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
 
 
-def test_the_hosts_connection_to_the_remote_is_bounded(sandbox: str, pki: dict[str, str], tmp_path: Path,
-                                                       remote: tuple[GitServer, str, Path]) -> None:
+def test_the_hosts_connection_to_the_remote_is_bounded(
+    sandbox: str, pki: dict[str, str], tmp_path: Path, remote: tuple[GitServer, str, Path]
+) -> None:
     # Another server for the same sandbox, with small bounds: bytes moved per call, silence allowed.
     server, url, _ = remote
-    strict, process = start_jupyter_server(tmp_path, [f"--GitCredentialProxy.ca_bundle={pki['ca']}",
-                                                      "--GitCredentialProxy.max_transfer=1m",
-                                                      "--GitCredentialProxy.read_timeout=5"])
+    strict, process = start_jupyter_server(
+        tmp_path,
+        [
+            f"--GitCredentialProxy.ca_bundle={pki['ca']}",
+            "--GitCredentialProxy.max_transfer=1m",
+            "--GitCredentialProxy.read_timeout=5",
+        ],
+    )
     try:
         # The repository holds a 3 MB blob by now (the test above pushed it).
         status, answer = strict.request("POST", box(sandbox, "/git/clone"), {"url": url, "path": "cut", "token": TOKEN})
         assert status == 413 and "max_transfer" in answer["message"], answer
         server.delay = 12
         try:
-            status, answer = strict.request("POST", box(sandbox, "/git/clone"),
-                                            {"url": url, "path": "slow", "token": TOKEN})
+            status, answer = strict.request(
+                "POST", box(sandbox, "/git/clone"), {"url": url, "path": "slow", "token": TOKEN}
+            )
         finally:
             server.delay = 0
         assert status == 502 and "timed out" in answer["message"], answer

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import http.client
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
-
 from conftest import Server, run_over_websocket, start_jupyter_server, start_preview_app, wait_until
+
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.manager import SandboxManager
 
@@ -16,8 +16,9 @@ IDLE = 4
 
 @pytest.fixture(scope="module")
 def idle_server(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server, process = start_jupyter_server(tmp_path_factory.mktemp("root"), [
-        f"--SandboxManager.idle_timeout={IDLE}", "--SandboxService.reap_interval=1"])
+    server, process = start_jupyter_server(
+        tmp_path_factory.mktemp("root"), [f"--SandboxManager.idle_timeout={IDLE}", "--SandboxService.reap_interval=1"]
+    )
     yield server
     process.terminate()
     process.wait(timeout=30)
@@ -43,8 +44,9 @@ def test_idle_sandbox_stops_and_the_next_api_call_starts_it(idle_server: Server)
         idle_server.request("DELETE", box)
 
 
-def test_a_long_silent_cell_is_not_stopped_and_an_idle_notebook_wakes(idle_server: Server,
-                                                                       docker_backend: DockerBackend) -> None:
+def test_a_long_silent_cell_is_not_stopped_and_an_idle_notebook_wakes(
+    idle_server: Server, docker_backend: DockerBackend
+) -> None:
     status, kernel = idle_server.request("POST", "/api/kernels", {"name": "sandbox-python"})
     kernel_id = kernel["id"]
 
@@ -71,8 +73,11 @@ def test_a_preview_visit_wakes_an_idle_sandbox(idle_server: Server) -> None:
         assert wait_until(lambda: state(idle_server, sandbox_id) == "exited", timeout=IDLE + 15)
         token = idle_server.request("POST", f"{box}/previews", {"port": 3000})[1]["token"]
         connection = http.client.HTTPConnection("127.0.0.1", idle_server.port, timeout=60)
-        connection.request("GET", "/", headers={"Host": f"3000-{sandbox_id}.localhost:{idle_server.port}",
-                                                "X-Sandbox-Preview-Token": token})
+        connection.request(
+            "GET",
+            "/",
+            headers={"Host": f"3000-{sandbox_id}.localhost:{idle_server.port}", "X-Sandbox-Preview-Token": token},
+        )
         response = connection.getresponse()
         assert response.status == 502 and b"Nothing is listening on port 3000" in response.read()  # awake, no app
         assert state(idle_server, sandbox_id) == "running"
@@ -94,8 +99,11 @@ def test_a_preview_in_use_keeps_its_sandbox_awake(idle_server: Server) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", idle_server.port, timeout=60)
         until = time.monotonic() + IDLE * 2 + 3
         while time.monotonic() < until:
-            connection.request("GET", "/echo", headers={"Host": f"3000-{sandbox_id}.localhost:{idle_server.port}",
-                                                        "X-Sandbox-Preview-Token": token})
+            connection.request(
+                "GET",
+                "/echo",
+                headers={"Host": f"3000-{sandbox_id}.localhost:{idle_server.port}", "X-Sandbox-Preview-Token": token},
+            )
             response = connection.getresponse()
             assert response.status == 200 and b'"path": "/echo"' in response.read()
             time.sleep(0.5)

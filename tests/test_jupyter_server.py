@@ -17,13 +17,18 @@ def test_server_lists_the_sandbox_kernelspec(jupyter_server: Server) -> None:
     assert spec["interrupt_mode"] == "message"
 
 
-def test_a_cell_runs_in_the_sandbox_through_jupyter_server(jupyter_server: Server, docker_backend: DockerBackend) -> None:
+def test_a_cell_runs_in_the_sandbox_through_jupyter_server(
+    jupyter_server: Server, docker_backend: DockerBackend
+) -> None:
     status, kernel = jupyter_server.request("POST", "/api/kernels", {"name": "sandbox-python"})
     assert status == 201
     kernel_id = kernel["id"]
     try:
-        seen = asyncio.run(execute_over_websocket(
-            jupyter_server, kernel_id, "import socket; print('hello from', socket.gethostname())"))
+        seen = asyncio.run(
+            execute_over_websocket(
+                jupyter_server, kernel_id, "import socket; print('hello from', socket.gethostname())"
+            )
+        )
         text = "".join(m["content"]["text"] for m in seen if m["msg_type"] == "stream")
         assert "hello from jupyter-sandbox-" in text
         replies = [m for m in seen if m["msg_type"] == "execute_reply"]

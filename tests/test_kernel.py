@@ -63,10 +63,12 @@ print('pid1', open('/proc/1/cmdline').read().split('\0')[0])
 
 def test_matplotlib_png_arrives(shared_kernel: SandboxKernel) -> None:
     run = shared_kernel.run(
-        "%matplotlib inline\nimport matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9])\nplt.show()")
+        "%matplotlib inline\nimport matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9])\nplt.show()"
+    )
     assert run.status == "ok", run.error
-    images = [o["content"]["data"]["image/png"] for o in run.of_type("display_data")
-              if "image/png" in o["content"]["data"]]
+    images = [
+        o["content"]["data"]["image/png"] for o in run.of_type("display_data") if "image/png" in o["content"]["data"]
+    ]
     assert images
     assert base64.b64decode(images[0]).startswith(b"\x89PNG")
 
@@ -76,7 +78,8 @@ def test_rich_display_and_update(shared_kernel: SandboxKernel) -> None:
         "from IPython.display import display, HTML\n"
         "h = display(HTML('<b>one</b>'), display_id=True)\n"
         "h.update(HTML('<b>two</b>'))\n"
-        "import pandas as pd\npd.DataFrame({'a': [1, 2]})")
+        "import pandas as pd\npd.DataFrame({'a': [1, 2]})"
+    )
     assert run.status == "ok", run.error
     assert run.of_type("display_data")[0]["content"]["data"]["text/html"] == "<b>one</b>"
     assert run.of_type("update_display_data")[0]["content"]["data"]["text/html"] == "<b>two</b>"
@@ -124,13 +127,17 @@ def test_widget_comm_opens(shared_kernel: SandboxKernel) -> None:
     assert run.status == "ok", run.error
     opens = run.of_type("comm_open")
     assert any(o["content"]["target_name"] == "jupyter.widget" for o in opens)
-    views = [o for o in run.of_type("execute_result") + run.of_type("display_data")
-             if "application/vnd.jupyter.widget-view+json" in o["content"]["data"]]
+    views = [
+        o
+        for o in run.of_type("execute_result") + run.of_type("display_data")
+        if "application/vnd.jupyter.widget-view+json" in o["content"]["data"]
+    ]
     assert views
     # A comm message from the front end reaches the widget in the sandbox.
     model_id = views[0]["content"]["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
     msg = shared_kernel.client.session.msg(
-        "comm_msg", {"comm_id": model_id, "data": {"method": "update", "state": {"value": 9}, "buffer_paths": []}})
+        "comm_msg", {"comm_id": model_id, "data": {"method": "update", "state": {"value": 9}, "buffer_paths": []}}
+    )
     shared_kernel.client.shell_channel.send(msg)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -149,8 +156,8 @@ def test_input_and_getpass_round_trip(shared_kernel: SandboxKernel) -> None:
         shared_kernel.client.input("secret-value" if msg["content"]["password"] else "Ada")
 
     run = shared_kernel.run(
-        "import getpass\nname = input('name? ')\npw = getpass.getpass('pw? ')\nprint(name, len(pw))",
-        stdin_hook=answer)
+        "import getpass\nname = input('name? ')\npw = getpass.getpass('pw? ')\nprint(name, len(pw))", stdin_hook=answer
+    )
     assert run.status == "ok", run.error
     assert run.stdout.strip().endswith("Ada 12")
     assert prompts == [("name? ", False), ("pw? ", True)]
@@ -172,10 +179,21 @@ def test_many_lines_of_output(shared_kernel: SandboxKernel) -> None:
 
 def test_debugger_requests_reach_the_sandbox_kernel(shared_kernel: SandboxKernel) -> None:
     client = shared_kernel.client
-    msg = client.session.msg("debug_request", {
-        "type": "request", "seq": 1, "command": "initialize",
-        "arguments": {"clientID": "test", "adapterID": "python", "pathFormat": "path",
-                      "linesStartAt1": True, "columnsStartAt1": True}})
+    msg = client.session.msg(
+        "debug_request",
+        {
+            "type": "request",
+            "seq": 1,
+            "command": "initialize",
+            "arguments": {
+                "clientID": "test",
+                "adapterID": "python",
+                "pathFormat": "path",
+                "linesStartAt1": True,
+                "columnsStartAt1": True,
+            },
+        },
+    )
     client.control_channel.send(msg)
     reply = client.get_control_msg(timeout=30)
     while reply["parent_header"].get("msg_id") != msg["header"]["msg_id"]:
@@ -201,7 +219,8 @@ def test_start_up_sends_no_status_spam(sandbox_image: str) -> None:
                 statuses.append(message)
         parentless = [m["content"]["execution_state"] for m in statuses if not m["parent_header"]]
         assert parentless in ([], ["starting"]), parentless
-        assert all(m["parent_header"].get("session") == kernel.client.session.session
-                   for m in statuses if m["parent_header"])
+        assert all(
+            m["parent_header"].get("session") == kernel.client.session.session for m in statuses if m["parent_header"]
+        )
     finally:
         kernel.shutdown()

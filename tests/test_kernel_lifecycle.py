@@ -22,7 +22,9 @@ def _sandbox_of(backend: DockerBackend, kernel: SandboxKernel) -> dict:
     return found[0]
 
 
-def test_restart_keeps_files_and_forgets_variables(sandbox_kernel: SandboxKernel, docker_backend: DockerBackend) -> None:
+def test_restart_keeps_files_and_forgets_variables(
+    sandbox_kernel: SandboxKernel, docker_backend: DockerBackend
+) -> None:
     run = sandbox_kernel.run("x = 5\nopen('/home/sandbox/kept.txt', 'w').write('still here')")
     assert run.status == "ok"
     before = _sandbox_of(docker_backend, sandbox_kernel)["Id"]
@@ -44,7 +46,8 @@ def test_shutdown_leaves_no_container_volume_or_network(sandbox_image: str, dock
 
 
 def test_killed_container_is_reported_within_seconds_and_recovers(
-        sandbox_kernel: SandboxKernel, docker_backend: DockerBackend) -> None:
+    sandbox_kernel: SandboxKernel, docker_backend: DockerBackend
+) -> None:
     sandbox_kernel.run("open('/home/sandbox/before-kill.txt', 'w').write('safe')")
     container = _sandbox_of(docker_backend, sandbox_kernel)["Id"]
     client = sandbox_kernel.client
@@ -109,7 +112,9 @@ def test_fifty_megabytes_of_output_neither_crashes_nor_hangs(sandbox_kernel: San
     received = []
     run = sandbox_kernel.run(
         "import sys\nchunk = 'x' * 1023 + '\\n'\nfor _ in range(50 * 1024):\n    sys.stdout.write(chunk)",
-        timeout=300, output_hook=lambda msg: received.append(msg["content"].get("text", "")))
+        timeout=300,
+        output_hook=lambda msg: received.append(msg["content"].get("text", "")),
+    )
     assert run.status == "ok"
     # The default output limit (10 MB per cell) cut it short, and said so once.
     shown = sum(len(text) for text in received)
@@ -119,8 +124,9 @@ def test_fifty_megabytes_of_output_neither_crashes_nor_hangs(sandbox_kernel: San
 
 
 def test_missing_image_is_reported_in_the_notebook(sandbox_image: str, tmp_path: Path) -> None:
-    kernel = start_sandbox_kernel(extra_argv=["--SandboxManager.image=jupyter-sandbox/does-not-exist:1"],
-                                  tmp_path=tmp_path)
+    kernel = start_sandbox_kernel(
+        extra_argv=["--SandboxManager.image=jupyter-sandbox/does-not-exist:1"], tmp_path=tmp_path
+    )
     try:
         run = kernel.run("print(1)", timeout=60)
         assert run.status == "error"
@@ -156,7 +162,8 @@ def test_unreachable_docker_is_reported_in_the_notebook(sandbox_image: str, dock
 
 
 def test_missing_default_image_is_built_with_progress_in_the_notebook(
-        sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path) -> None:
+    sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path
+) -> None:
     tag = "jupyter-sandbox/python:autobuild-test"
 
     def remove_its_tags() -> None:
@@ -168,8 +175,10 @@ def test_missing_default_image_is_built_with_progress_in_the_notebook(
 
     remove_its_tags()
     kernel = start_sandbox_kernel(
-        extra_argv=[f"--SandboxManager.image={tag}", "--SandboxManager.bootstrap_base=True"], tmp_path=tmp_path,
-        ready=False)  # the cell is sent at once, so it waits on the build
+        extra_argv=[f"--SandboxManager.image={tag}", "--SandboxManager.bootstrap_base=True"],
+        tmp_path=tmp_path,
+        ready=False,
+    )  # the cell is sent at once, so it waits on the build
     try:
         run = kernel.run("print('built and running')", timeout=600)
         assert run.status == "ok", run.error
@@ -186,15 +195,22 @@ def test_sigint_to_the_proxy_interrupts_the_cell(sandbox_kernel: SandboxKernel) 
     import os
     import signal
 
-    reply = sandbox_kernel.interrupted("import time\nwhile True:\n    time.sleep(0.01)",
-                                       lambda: os.kill(sandbox_kernel.km.provisioner.process.pid, signal.SIGINT))
+    reply = sandbox_kernel.interrupted(
+        "import time\nwhile True:\n    time.sleep(0.01)",
+        lambda: os.kill(sandbox_kernel.km.provisioner.process.pid, signal.SIGINT),
+    )
     assert reply["content"]["ename"] == "KeyboardInterrupt"
     assert sandbox_kernel.run("print('alive')").stdout == "alive\n"
 
 
 def test_demo_notebook_runs_headless(sandbox_image: str) -> None:
-    result = subprocess.run([sys.executable, "examples/run_demo.py", "examples/demo.ipynb"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "examples/run_demo.py", "examples/demo.ipynb"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "user id: 1000" in result.stdout
     assert "effective capabilities: 0000000000000000" in result.stdout

@@ -32,7 +32,10 @@ class SandboxKernelBehaviour:
     invalid_code_samples = ["import = 7q"]
     code_page_something = "zip?"
     code_generate_error = "raise"
-    code_execute_result = [{"code": "1+2+3", "result": "6"}, {"code": "[n*n for n in range(1, 4)]", "result": "[1, 4, 9]"}]
+    code_execute_result = [
+        {"code": "1+2+3", "result": "6"},
+        {"code": "[n*n for n in range(1, 4)]", "result": "[1, 4, 9]"},
+    ]
     code_display_data = [
         {"code": "from IPython.display import HTML, display; display(HTML('<b>test</b>'))", "mime": "text/html"},
         {"code": "from IPython.display import Math, display; display(Math('\\frac{1}{2}'))", "mime": "text/latex"},
@@ -53,11 +56,13 @@ class SandboxKernelBehaviour:
         _, start = history[0][0:2]
         reply = self.history_helper(codes, output=True, raw=True, hist_access_type="tail", n=len(codes))
         self.assertEqual(len(reply["content"]["history"][0][2]), 2)
-        reply = self.history_helper(codes, output=False, raw=True, hist_access_type="range", session=0,
-                                    start=start, stop=start + 1)
+        reply = self.history_helper(
+            codes, output=False, raw=True, hist_access_type="range", session=0, start=start, stop=start + 1
+        )
         self.assertEqual([entry[1:] for entry in reply["content"]["history"]], [[start, codes[0]]])
-        reply = self.history_helper(codes, output=False, raw=True, hist_access_type="search",
-                                    pattern=self.code_history_pattern, unique=True)
+        reply = self.history_helper(
+            codes, output=False, raw=True, hist_access_type="search", pattern=self.code_history_pattern, unique=True
+        )
         self.assertEqual(len(reply["content"]["history"]), 1)
 
 

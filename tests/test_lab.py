@@ -8,8 +8,8 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from conftest import ROOT, Server, git_http_server, start_jupyter_server
@@ -39,7 +39,7 @@ CELLS = [
     # 5
     "from IPython.display import HTML, Javascript, display\n"
     "display(HTML('<b>bold survives</b><script>window.__sandboxPwned = 1</script>'\n"
-    "             '<img src=\"x\" onerror=\"window.__sandboxPwned2 = 1\">'))\n"
+    '             \'<img src="x" onerror="window.__sandboxPwned2 = 1">\'))\n'
     "display(Javascript('window.__sandboxPwned3 = 1'))",
     # 6
     "print(open('/home/sandbox/from-terminal.txt').read())",
@@ -53,10 +53,22 @@ CELLS = [
 
 def notebook(cells: list[str]) -> dict:
     return {
-        "cells": [{"cell_type": "code", "execution_count": None, "id": f"cell-{i}", "metadata": {}, "outputs": [],
-                   "source": source} for i, source in enumerate(cells)],
-        "metadata": {"kernelspec": {"name": "sandbox-python", "display_name": "Python 3 (sandbox)", "language": "python"}},
-        "nbformat": 4, "nbformat_minor": 5,
+        "cells": [
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "id": f"cell-{i}",
+                "metadata": {},
+                "outputs": [],
+                "source": source,
+            }
+            for i, source in enumerate(cells)
+        ],
+        "metadata": {
+            "kernelspec": {"name": "sandbox-python", "display_name": "Python 3 (sandbox)", "language": "python"}
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
     }
 
 
@@ -72,9 +84,14 @@ def lab(git_repo: str, docker_backend: DockerBackend, tmp_path_factory: pytest.T
     the test's network (so they can reach the git server by name)."""
     root = tmp_path_factory.mktemp("lab-root")
     config = tmp_path_factory.mktemp("lab-config")
-    (config / "jupyter_sandbox_config.json").write_text(json.dumps({
-        # The git server is reached by its name, and DNS in allow mode is the operator's choice.
-        "SandboxManager": {"network_name": NETWORK, "warm_pool_size": 0, "dns_in_allow_mode": True}}))
+    (config / "jupyter_sandbox_config.json").write_text(
+        json.dumps(
+            {
+                # The git server is reached by its name, and DNS in allow mode is the operator's choice.
+                "SandboxManager": {"network_name": NETWORK, "warm_pool_size": 0, "dns_in_allow_mode": True}
+            }
+        )
+    )
     subnet = docker_backend.client.networks.get(NETWORK).attrs["IPAM"]["Config"][0]["Subnet"]
     (root / "work").mkdir()
     cells = [CELLS[0].format(subnet=subnet), *CELLS[1:]]
@@ -83,11 +100,16 @@ def lab(git_repo: str, docker_backend: DockerBackend, tmp_path_factory: pytest.T
     quiet = settings / "@jupyterlab" / "apputils-extension"
     quiet.mkdir(parents=True)
     # No question about fetching news in the middle of the pictures (and no request to the internet).
-    (quiet / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    (quiet / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
     server, process = start_jupyter_server(
-        root, [f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp_path_factory.mktemp('lab-ws')}"],
-        log=tmp_path_factory.mktemp("lab-log") / "lab.log", module="jupyterlab",
-        env={"NO_PROXY": "127.0.0.1,localhost", "JUPYTER_CONFIG_DIR": str(config)})
+        root,
+        [f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp_path_factory.mktemp('lab-ws')}"],
+        log=tmp_path_factory.mktemp("lab-log") / "lab.log",
+        module="jupyterlab",
+        env={"NO_PROXY": "127.0.0.1,localhost", "JUPYTER_CONFIG_DIR": str(config)},
+    )
     yield server
     process.terminate()
     process.wait(timeout=60)
@@ -97,7 +119,6 @@ def lab(git_repo: str, docker_backend: DockerBackend, tmp_path_factory: pytest.T
             manager.remove(sandbox)
 
 
-
 @pytest.fixture(scope="module")
 def page(browser: Browser, lab: Server) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1400, "height": 900})
@@ -105,8 +126,9 @@ def page(browser: Browser, lab: Server) -> Iterator[Page]:
     opened.goto(f"{lab.base}/lab/tree/work/sidebar.ipynb?token={lab.token}")
     opened.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
     # As a user does: run cells once the status bar shows the notebook's kernel connected and idle.
-    expect(opened.locator(".jp-StatusBar-Widget").filter(has_text=re.compile(r"Python 3 \(sandbox\) \| Idle"))
-           ).to_be_visible(timeout=120_000)
+    expect(
+        opened.locator(".jp-StatusBar-Widget").filter(has_text=re.compile(r"Python 3 \(sandbox\) \| Idle"))
+    ).to_be_visible(timeout=120_000)
     opened.locator('.lm-TabBar-tab[data-id="jupyter-sandbox-sidebar"]').click()
     expect(opened.locator(".jp-SandboxSidebar-header")).to_be_visible()
     yield opened
@@ -127,18 +149,20 @@ def run_cell(page: Page, index: int, expected: str, timeout: float = 120_000) ->
 
 def show_notebook(page: Page) -> None:
     if not page.locator(".jp-Notebook").first.is_visible():
-        page.locator('.jp-MainAreaWidget ~ * .lm-TabBar-tab, .lm-DockPanel-tabBar .lm-TabBar-tab').filter(
-            has_text="sidebar.ipynb").first.click()
+        page.locator(".jp-MainAreaWidget ~ * .lm-TabBar-tab, .lm-DockPanel-tabBar .lm-TabBar-tab").filter(
+            has_text="sidebar.ipynb"
+        ).first.click()
         expect(page.locator(".jp-Notebook").first).to_be_visible()
 
 
-def sidebar_file(page: Page, name: str):  # noqa: ANN201
+def sidebar_file(page: Page, name: str):
     return page.locator(f'.jp-SandboxSidebar-file[data-name="{name}"]')
 
 
 def test_lab_lists_the_extension_as_enabled() -> None:
-    listing = subprocess.run([sys.executable, "-m", "jupyterlab.labextensions", "list"], capture_output=True, text=True,
-                             check=True)
+    listing = subprocess.run(
+        [sys.executable, "-m", "jupyterlab.labextensions", "list"], capture_output=True, text=True, check=True
+    )
     line = next(line for line in (listing.stdout + listing.stderr).splitlines() if "jupyter-sandbox" in line)
     assert "enabled" in line and "OK" in line
 
@@ -161,10 +185,12 @@ def test_a_file_written_by_a_cell_appears_and_opens_in_an_editor(page: Page, lab
 
 
 def test_upload_with_progress_then_read_from_a_cell(page: Page) -> None:
-    page.set_input_files('input[aria-label="Upload files"]', files=[
-        {"name": "uploaded.txt", "mimeType": "text/plain", "buffer": b"uploaded from the browser"}])
-    expect(page.locator('.jp-SandboxSidebar-uploads')).to_contain_text("uploaded.txt")
-    expect(page.locator('.jp-SandboxSidebar-uploads')).to_contain_text("done", timeout=30_000)
+    page.set_input_files(
+        'input[aria-label="Upload files"]',
+        files=[{"name": "uploaded.txt", "mimeType": "text/plain", "buffer": b"uploaded from the browser"}],
+    )
+    expect(page.locator(".jp-SandboxSidebar-uploads")).to_contain_text("uploaded.txt")
+    expect(page.locator(".jp-SandboxSidebar-uploads")).to_contain_text("done", timeout=30_000)
     expect(sidebar_file(page, "uploaded.txt")).to_be_visible(timeout=30_000)
     run_cell(page, 2, "uploaded from the browser")
     # Files dropped on the list are uploaded too.
@@ -202,7 +228,8 @@ def test_clone_and_commit_from_the_sidebar(page: Page, git_repo: str) -> None:
     page.get_by_label("Commit message").fill("Notes from the sidebar")
     page.get_by_role("button", name="Commit").click()
     expect(page.locator(".jp-Notification-Toast-success, .Toastify__toast").filter(has_text="Committed")).to_be_visible(
-        timeout=30_000)
+        timeout=30_000
+    )
     assert "Notes from the sidebar" in run_cell(page, 7, "Notes from the sidebar")
     # Push, with the credentials asked for again (nothing was kept), then the server has the commit.
     page.get_by_role("button", name="Push…").click()
@@ -272,7 +299,8 @@ def test_search_rename_permissions_download_and_delete(page: Page) -> None:
     dialog.get_by_label("Mode (octal)").fill("600")
     dialog.get_by_role("button", name="Change").click()
     expect(sidebar_file(page, "renamed.txt").locator(".jp-SandboxSidebar-link")).to_have_attribute(
-        "title", re.compile(r"rw-------"), timeout=15_000)
+        "title", re.compile(r"rw-------"), timeout=15_000
+    )
 
     with page.expect_download() as download:
         page.get_by_label("Download renamed.txt").click()
@@ -311,7 +339,11 @@ def test_terminal_runs_the_sandbox_shell(page: Page) -> None:
 def test_scripts_in_output_leave_no_trace(page: Page) -> None:
     run_cell(page, 5, "bold survives")
     page.wait_for_timeout(1000)
-    assert page.evaluate("[window.__sandboxPwned, window.__sandboxPwned2, window.__sandboxPwned3]") == [None, None, None]
+    assert page.evaluate("[window.__sandboxPwned, window.__sandboxPwned2, window.__sandboxPwned3]") == [
+        None,
+        None,
+        None,
+    ]
     assert page.locator(".jp-OutputArea script").count() == 0
 
 
@@ -320,9 +352,12 @@ def test_screenshots_light_and_dark(page: Page, lab: Server) -> None:
     sidebar = page.locator("#jupyter-sandbox-sidebar")
     page.locator('.jp-SandboxSidebar-section[data-section="git"] > summary').click()  # folded for the picture
     sidebar.screenshot(path=str(SCREENSHOTS / "sidebar-light.png"))
-    status, _ = lab.request("PUT", "/lab/api/settings/@jupyterlab/apputils-extension:themes",
-                            {"raw": json.dumps({"theme": "JupyterLab Dark"})},
-                            headers={"Content-Type": "application/json"})
+    status, _ = lab.request(
+        "PUT",
+        "/lab/api/settings/@jupyterlab/apputils-extension:themes",
+        {"raw": json.dumps({"theme": "JupyterLab Dark"})},
+        headers={"Content-Type": "application/json"},
+    )
     assert status == 204
     page.reload()
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
@@ -332,8 +367,7 @@ def test_screenshots_light_and_dark(page: Page, lab: Server) -> None:
     expect(page.locator('.jp-SandboxSidebar [data-field="state"]')).to_contain_text("running", timeout=30_000)
     page.wait_for_timeout(1000)
     page.locator("#jupyter-sandbox-sidebar").screenshot(path=str(SCREENSHOTS / "sidebar-dark.png"))
-    background = page.evaluate(
-        "getComputedStyle(document.querySelector('#jupyter-sandbox-sidebar')).backgroundColor")
+    background = page.evaluate("getComputedStyle(document.querySelector('#jupyter-sandbox-sidebar')).backgroundColor")
     assert background != "rgb(255, 255, 255)"
     assert (SCREENSHOTS / "sidebar-light.png").stat().st_size > 0
 

@@ -30,22 +30,26 @@ from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.manager import SandboxManager
 
 # What every script vector would run: mark the page, then act as the user on the host.
-ATTACK = ("window.__sandboxPwned=(window.__sandboxPwned||0)+1;"
-          "var t=(document.cookie.match(/_xsrf=([^;]*)/)||[])[1]||'';"
-          "fetch('/api/terminals',{method:'POST',headers:{'X-XSRFToken':t}});"
-          "fetch('/api/contents/pwned.txt',{method:'PUT',headers:{'X-XSRFToken':t,'Content-Type':'application/json'},"
-          "body:JSON.stringify({type:'file',format:'text',content:'pwned'})});")
+ATTACK = (
+    "window.__sandboxPwned=(window.__sandboxPwned||0)+1;"
+    "var t=(document.cookie.match(/_xsrf=([^;]*)/)||[])[1]||'';"
+    "fetch('/api/terminals',{method:'POST',headers:{'X-XSRFToken':t}});"
+    "fetch('/api/contents/pwned.txt',{method:'PUT',headers:{'X-XSRFToken':t,'Content-Type':'application/json'},"
+    "body:JSON.stringify({type:'file',format:'text',content:'pwned'})});"
+)
 RUN = f"eval(atob('{base64.b64encode(ATTACK.encode()).decode()}'))"
 LINK = "javascript://%0Awindow.__sandboxPwned=1"
 PLANTED = "%sandbox network allow 0.0.0.0/1 128.0.0.0/1"
-FILE_NAMES = ["<img src=x onerror=window.__sandboxPwned=1>.txt", "<svg onload=window.__sandboxPwned=1>",
-              '"><iframe srcdoc=x onload=window.__sandboxPwned=1>']
+FILE_NAMES = [
+    "<img src=x onerror=window.__sandboxPwned=1>.txt",
+    "<svg onload=window.__sandboxPwned=1>",
+    '"><iframe srcdoc=x onload=window.__sandboxPwned=1>',
+]
 
 PRELUDE = f"R = {RUN!r}\nLINK = {LINK!r}\n"
 CELLS = [
     # 0: iopub outputs, every renderer
-    PRELUDE +
-    "from IPython.display import HTML, SVG, Markdown, Latex, Javascript, IFrame, display\n"
+    PRELUDE + "from IPython.display import HTML, SVG, Markdown, Latex, Javascript, IFrame, display\n"
     "vectors = [\n"
     "    '<script>' + R + '</script>', '<img src=x onerror=\"' + R + '\">', '<svg onload=\"' + R + '\"></svg>',\n"
     "    '<a href=\"javascript:' + R + '\">html-link</a>', '<iframe src=\"javascript:' + R + '\"></iframe>',\n"
@@ -54,7 +58,7 @@ CELLS = [
     "    '<math><mtext><table><mglyph><style><img src=x onerror=\"' + R + '\"></style></mglyph></table></mtext></math>',\n"
     "    '<form><math><mtext></form><form><mglyph><svg><mtext><style><path id=\"</style><img onerror=' + R + ' src>\">',\n"
     "    '<object data=\"javascript:' + R + '\"></object>', '<meta http-equiv=\"refresh\" content=\"0;url=javascript:' + R + '\">',\n"
-    "    '<div class=\"jp-Dialog\" style=\"position:fixed;top:0\">fake-dialog</div>',\n"
+    '    \'<div class="jp-Dialog" style="position:fixed;top:0">fake-dialog</div>\',\n'
     "]\n"
     "for v in vectors:\n    display(HTML(v))\n"
     "display(SVG('<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"' + R + '\"><script>' + R + '</script>'\n"
@@ -68,8 +72,7 @@ CELLS = [
     "handle.update(HTML('<img src=x onerror=\"' + R + '\">after-update'))\n"
     "print('outputs-done')",
     # 1: widgets
-    PRELUDE +
-    "import ipywidgets as w\nfrom IPython.display import HTML, Javascript, display\n"
+    PRELUDE + "import ipywidgets as w\nfrom IPython.display import HTML, Javascript, display\n"
     "html = w.HTML(value='<img src=x onerror=\"' + R + '\">html-widget')\n"
     "math = w.HTMLMath(value='<svg onload=\"' + R + '\"></svg>math-widget $\\\\href{javascript:window.__sandboxPwned=1}{m}$')\n"
     "slider = w.IntSlider(description='<img src=x onerror=\"' + R + '\">', description_allow_html=True)\n"
@@ -84,22 +87,19 @@ CELLS = [
     "html.value = '<script>' + R + '</script><img src=x onerror=\"' + R + '\">html-updated'\n"
     "print('widgets-done')",
     # 2: text that JupyterLab auto-links, ANSI, a traceback
-    PRELUDE +
-    "print('text-link ' + LINK)\n"
+    PRELUDE + "print('text-link ' + LINK)\n"
     "print('\\x1b[31mjava\\x1b[0mscript://%0Awindow.__sandboxPwned=1 ansi-link')\n"
     "print('\\x1b]8;;' + LINK + '\\x1b\\\\osc-link\\x1b]8;;\\x1b\\\\')\n"
     "raise ValueError('traceback-link ' + LINK)",
     # 3: reply payloads: the pager, and a %sandbox line for the next cell
-    PRELUDE +
-    "from IPython.core import page\n"
+    PRELUDE + "from IPython.core import page\n"
     "page.page({'text/html': '<img src=x onerror=\"' + R + '\">paged-html', 'text/plain': 'paged ' + LINK})\n"
     f"get_ipython().set_next_input({PLANTED!r})\n"
     "print('payloads-done')",
     # 4: an input prompt
     PRELUDE + "answer = input('<img src=x onerror=\"' + R + '\">prompt: ')\nprint('answered', answer)",
     # 5: the kernel answers inspect, complete and kernel_info itself, and names files for the sidebar
-    PRELUDE +
-    "k = get_ipython().kernel\n"
+    PRELUDE + "k = get_ipython().kernel\n"
     "def answer(msg_type, content):\n"
     "    def handler(stream, ident, parent):\n        k.session.send(stream, msg_type, content, parent, ident)\n"
     "    return handler\n"
@@ -120,24 +120,32 @@ CELLS = [
 
 
 @pytest.fixture(scope="module")
-def lab(docker_backend: DockerBackend, sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def lab(
+    docker_backend: DockerBackend, sandbox_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("escapes-root")
     (root / "escapes.ipynb").write_text(json.dumps(notebook(CELLS)))
     settings = tmp_path_factory.mktemp("escapes-settings")
-    for plugin, values in (("apputils-extension/notification", {"fetchNews": "false", "checkForUpdates": False}),
-                           # No save: any write under /api/contents is then the attacker's.
-                           ("docmanager-extension/plugin", {"autosave": False})):
+    for plugin, values in (
+        ("apputils-extension/notification", {"fetchNews": "false", "checkForUpdates": False}),
+        # No save: any write under /api/contents is then the attacker's.
+        ("docmanager-extension/plugin", {"autosave": False}),
+    ):
         folder, name = plugin.split("/")
         (settings / "@jupyterlab" / folder).mkdir(parents=True, exist_ok=True)
         (settings / "@jupyterlab" / folder / f"{name}.jupyterlab-settings").write_text(json.dumps(values))
     # The kernel reads its own config: its sandbox goes with it, and no warm pool is kept.
     config = tmp_path_factory.mktemp("escapes-config")
-    (config / "jupyter_sandbox_config.json").write_text(json.dumps({
-        "SandboxKernelApp": {"keep_notebook_sandboxes": False}, "SandboxManager": {"warm_pool_size": 0}}))
+    (config / "jupyter_sandbox_config.json").write_text(
+        json.dumps({"SandboxKernelApp": {"keep_notebook_sandboxes": False}, "SandboxManager": {"warm_pool_size": 0}})
+    )
     server, process = start_jupyter_server(
-        root, [f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp_path_factory.mktemp('escapes-ws')}"],
-        log=tmp_path_factory.mktemp("escapes-log") / "lab.log", module="jupyterlab",
-        env={"NO_PROXY": "127.0.0.1,localhost", "JUPYTER_CONFIG_DIR": str(config)})
+        root,
+        [f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp_path_factory.mktemp('escapes-ws')}"],
+        log=tmp_path_factory.mktemp("escapes-log") / "lab.log",
+        module="jupyterlab",
+        env={"NO_PROXY": "127.0.0.1,localhost", "JUPYTER_CONFIG_DIR": str(config)},
+    )
     server.root = root  # type: ignore[attr-defined]
     yield server
     process.terminate()
@@ -148,7 +156,6 @@ def lab(docker_backend: DockerBackend, sandbox_image: str, tmp_path_factory: pyt
     for sandbox in manager.list(owner=manager.owner):
         if sandbox.workspace == workspace:
             manager.remove(sandbox)
-
 
 
 def runs_on_host(source: str) -> bool:
@@ -193,8 +200,9 @@ def test_nothing_the_sandbox_sends_runs_as_the_jupyter_user(lab: Server, browser
     page.on("dialog", on_dialog)
     page.goto(f"{lab.base}/lab/tree/escapes.ipynb?token={lab.token}")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
-    expect(page.locator(".jp-StatusBar-Widget").filter(has_text=re.compile(r"Python 3 \(sandbox\) \| Idle"))
-           ).to_be_visible(timeout=180_000)
+    expect(
+        page.locator(".jp-StatusBar-Widget").filter(has_text=re.compile(r"Python 3 \(sandbox\) \| Idle"))
+    ).to_be_visible(timeout=180_000)
 
     run(page, 0, "outputs-done")
     outputs = cell(page, 0).locator(".jp-Cell-outputArea")
@@ -257,8 +265,9 @@ def test_nothing_the_sandbox_sends_runs_as_the_jupyter_user(lab: Server, browser
     # A reload: JupyterLab asks the (now hostile) kernel for its info and help links again.
     page.reload()
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
-    expect(page.locator(".jp-StatusBar-Widget").filter(has_text=re.compile(r"Python 3 \(sandbox\) \| Idle"))
-           ).to_be_visible(timeout=60_000)
+    expect(
+        page.locator(".jp-StatusBar-Widget").filter(has_text=re.compile(r"Python 3 \(sandbox\) \| Idle"))
+    ).to_be_visible(timeout=60_000)
     page.locator(".lm-MenuBar-item").filter(has_text="Help").click()
     menu = page.locator(".lm-Menu").last
     expect(menu).to_contain_text("Python Reference", timeout=30_000)

@@ -33,15 +33,21 @@ def lab(sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path) -> It
     settings = tmp_path / "settings"
     quiet = settings / "@jupyterlab" / "apputils-extension"
     quiet.mkdir(parents=True)
-    (quiet / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    (quiet / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
     # Every cell rendered at once, so the test sees a reopened notebook's cells as they are.
     notebook_settings = settings / "@jupyterlab" / "notebook-extension"
     notebook_settings.mkdir(parents=True)
     (notebook_settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     (tmp_path / "ws").mkdir()
     lab = RestartableServer(
-        root, [f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp_path / 'ws'}"],
-        log=tmp_path / "lab.log", module="jupyterlab", env={"NO_PROXY": "127.0.0.1,localhost"})
+        root,
+        [f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp_path / 'ws'}"],
+        log=tmp_path / "lab.log",
+        module="jupyterlab",
+        env={"NO_PROXY": "127.0.0.1,localhost"},
+    )
     lab.start()
     yield lab
     lab.stop()
@@ -52,7 +58,6 @@ def lab(sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path) -> It
             for sandbox in manager.list(workspace=workspace):
                 manager.remove(sandbox)
             binding.forget_notebook(workspace)
-
 
 
 def open_lab(browser: Browser, server: Server, path: str = "", root: Path | None = None) -> Page:
@@ -110,12 +115,13 @@ def run_code(page: Page, code: str) -> str:
 def markers(page: Page) -> tuple[list[str], str]:
     text = run_code(page, LIST_HOME)
     listed = next(line for line in text.splitlines() if line.startswith("markers: "))
-    return json.loads(listed[len("markers: "):]), sandbox_id_of(text)
+    return json.loads(listed[len("markers: ") :]), sandbox_id_of(text)
 
 
 def listing_item(page: Page, name: str):
     return page.locator(".jp-DirListing-item").filter(
-        has=page.locator(".jp-DirListing-itemText", has_text=re.compile(rf"^{re.escape(name)}$")))
+        has=page.locator(".jp-DirListing-itemText", has_text=re.compile(rf"^{re.escape(name)}$"))
+    )
 
 
 def context_menu(page: Page, name: str, command: str) -> None:
@@ -159,7 +165,8 @@ def close_page(page: Page) -> None:
 # Five JupyterLab starts and a dozen notebooks opened in a browser: longer than one test usually takes.
 @pytest.mark.timeout(1200)
 def test_the_sandbox_follows_its_notebook_through_jupyterlab(
-        lab: RestartableServer, browser: Browser, docker_backend: DockerBackend) -> None:
+    lab: RestartableServer, browser: Browser, docker_backend: DockerBackend
+) -> None:
     manager = SandboxManager(backend=docker_backend)
     root = lab.root
 
@@ -245,6 +252,7 @@ def key(path: Path) -> str:
 def new_launcher(page: Page) -> None:
     """A new Launcher tab, as the file browser's "+" button opens it."""
     dismiss_lab_notices(page)
-    page.locator('.jp-FileBrowser [data-command="launcher:create"], .jp-ToolbarButtonComponent[title="New Launcher"]'
-                 ).first.click()
+    page.locator(
+        '.jp-FileBrowser [data-command="launcher:create"], .jp-ToolbarButtonComponent[title="New Launcher"]'
+    ).first.click()
     expect(page.locator(".jp-Launcher:visible")).to_be_visible(timeout=30_000)

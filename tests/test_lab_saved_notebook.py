@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import nbformat
 import pytest
@@ -15,8 +15,13 @@ from conftest import Server, start_jupyter_server
 from playwright.sync_api import Page, expect, sync_playwright
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu"]
-CELLS = ["%sandbox config --memory 2g", "%sandbox bogus", "%sandbox status", "import sys\nprint(sys.version.split()[0])",
-         "x = 2\n%sandbox help\nx"]
+CELLS = [
+    "%sandbox config --memory 2g",
+    "%sandbox bogus",
+    "%sandbox status",
+    "import sys\nprint(sys.version.split()[0])",
+    "x = 2\n%sandbox help\nx",
+]
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +33,16 @@ def lab(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     settings = tmp_path_factory.mktemp("lab-settings")
     quiet = settings / "@jupyterlab" / "apputils-extension"
     quiet.mkdir(parents=True)
-    (quiet / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    (quiet / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
     server, process = start_jupyter_server(
-        root, [f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp_path_factory.mktemp('ws')}"],
-        log=tmp_path_factory.mktemp("lab-log") / "lab.log", module="jupyterlab",
-        env={"NO_PROXY": "127.0.0.1,localhost"})
+        root,
+        [f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp_path_factory.mktemp('ws')}"],
+        log=tmp_path_factory.mktemp("lab-log") / "lab.log",
+        module="jupyterlab",
+        env={"NO_PROXY": "127.0.0.1,localhost"},
+    )
     yield server, root
     process.terminate()
     process.wait(timeout=60)
@@ -53,8 +63,9 @@ def test_a_notebook_saved_in_lab_is_valid_and_counted_as_ipykernel_counts(lab: t
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(f"{server.base}/lab/tree/saved.ipynb?token={server.token}")
-            expect(page.locator(".jp-StatusBar-Widget").filter(has_text=re.compile(r"Python 3 \(sandbox\) \| Idle"))
-                   ).to_be_visible(timeout=120_000)
+            expect(
+                page.locator(".jp-StatusBar-Widget").filter(has_text=re.compile(r"Python 3 \(sandbox\) \| Idle"))
+            ).to_be_visible(timeout=120_000)
             for index in range(len(CELLS)):
                 run_cell(page, index)
             page.locator(".jp-Notebook").first.click()

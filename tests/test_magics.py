@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from conftest import SandboxKernel, sandbox_containers, start_sandbox_kernel
@@ -28,10 +28,13 @@ def host_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def magic_kernel(sandbox_image: str, host_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxKernel]:
+def magic_kernel(
+    sandbox_image: str, host_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SandboxKernel]:
     kernel = start_sandbox_kernel(
         extra_argv=[f"--SandboxKernel.host_root={host_root}", "--SandboxKernel.max_transfer_size=200k"],
-        tmp_path=tmp_path_factory.mktemp("spec"))
+        tmp_path=tmp_path_factory.mktemp("spec"),
+    )
     yield kernel
     kernel.shutdown()
 
@@ -42,13 +45,24 @@ def error_of(run) -> str:
 
 
 def test_status_shows_limits_usage_and_ports(magic_kernel: SandboxKernel) -> None:
-    magic_kernel.run("import subprocess, sys\n"
-                     "server = subprocess.Popen([sys.executable, '-m', 'http.server', '8123'],"
-                     " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\nimport time; time.sleep(1)")
+    magic_kernel.run(
+        "import subprocess, sys\n"
+        "server = subprocess.Popen([sys.executable, '-m', 'http.server', '8123'],"
+        " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\nimport time; time.sleep(1)"
+    )
     run = magic_kernel.run("%sandbox")
     assert run.status == "ok", run.error
-    for word in ("sandbox ", "running", "image     jupyter-sandbox/python", "cpu 1 vCPU", "memory 1 GiB", "pids 512",
-                 "usage", "network", "8123"):
+    for word in (
+        "sandbox ",
+        "running",
+        "image     jupyter-sandbox/python",
+        "cpu 1 vCPU",
+        "memory 1 GiB",
+        "pids 512",
+        "usage",
+        "network",
+        "8123",
+    ):
         assert word in run.stdout, word
     info = json.loads(magic_kernel.run("%sandbox status --json").stdout)
     assert info["state"] == "running" and info["limits"]["memory"] == 1024**3
@@ -64,32 +78,36 @@ def test_help_and_per_subcommand_help(magic_kernel: SandboxKernel) -> None:
     assert run.status == "ok" and "--memory" in run.stdout and "usage: %sandbox config" in run.stdout
 
 
-@pytest.mark.parametrize("line, message", [
-    ("%sandbox explode", "unknown subcommand 'explode'"),
-    ("%sandbox config --cpu -1", "must be a positive number"),
-    ("%sandbox config --cpu lots", "expected a number"),
-    ("%sandbox config --memory 12 bananas", "unrecognized arguments"),
-    ("%sandbox config --memory lots", "expected a size"),
-    ("%sandbox config --memory 0", "more than zero"),
-    ("%sandbox config --memory 100g", "above the operator's maximum of 8 GiB"),
-    ("%sandbox config --cpu 64", "above the operator's maximum of 4 vCPUs"),
-    ("%sandbox config --pids 100000", "above the operator's maximum"),
-    ("%sandbox config --disk 1t", "above the operator's maximum"),
-    ("%sandbox config --image evil/image:latest", "not allowed here"),
-    ("%sandbox config --env 1=2", "not a valid variable name"),
-    ("%sandbox config --env NOEQUALS", "expected KEY=VALUE"),
-    ("%sandbox config --cell-timeout -5", "must be 0"),
-    ("%sandbox config --colour red", "unrecognized arguments: --colour"),
-    ("%sandbox status --verbose", "unrecognized arguments"),
-    ("%sandbox exec", "give a command to run"),
-    ("%sandbox exec --timeout nope true", "expected a number"),
-    ("%sandbox restart --soft", "unrecognized arguments"),
-    ("%sandbox ls a b", "unrecognized arguments"),
-    ("%sandbox upload", "the following arguments are required"),
-    ("%sandbox status 'unclosed", "cannot parse the line"),
-])
-def test_bad_input_is_refused_and_changes_nothing(magic_kernel: SandboxKernel, docker_backend: DockerBackend,
-                                                  line: str, message: str) -> None:
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("%sandbox explode", "unknown subcommand 'explode'"),
+        ("%sandbox config --cpu -1", "must be a positive number"),
+        ("%sandbox config --cpu lots", "expected a number"),
+        ("%sandbox config --memory 12 bananas", "unrecognized arguments"),
+        ("%sandbox config --memory lots", "expected a size"),
+        ("%sandbox config --memory 0", "more than zero"),
+        ("%sandbox config --memory 100g", "above the operator's maximum of 8 GiB"),
+        ("%sandbox config --cpu 64", "above the operator's maximum of 4 vCPUs"),
+        ("%sandbox config --pids 100000", "above the operator's maximum"),
+        ("%sandbox config --disk 1t", "above the operator's maximum"),
+        ("%sandbox config --image evil/image:latest", "not allowed here"),
+        ("%sandbox config --env 1=2", "not a valid variable name"),
+        ("%sandbox config --env NOEQUALS", "expected KEY=VALUE"),
+        ("%sandbox config --cell-timeout -5", "must be 0"),
+        ("%sandbox config --colour red", "unrecognized arguments: --colour"),
+        ("%sandbox status --verbose", "unrecognized arguments"),
+        ("%sandbox exec", "give a command to run"),
+        ("%sandbox exec --timeout nope true", "expected a number"),
+        ("%sandbox restart --soft", "unrecognized arguments"),
+        ("%sandbox ls a b", "unrecognized arguments"),
+        ("%sandbox upload", "the following arguments are required"),
+        ("%sandbox status 'unclosed", "cannot parse the line"),
+    ],
+)
+def test_bad_input_is_refused_and_changes_nothing(
+    magic_kernel: SandboxKernel, docker_backend: DockerBackend, line: str, message: str
+) -> None:
     before = sandbox_containers(docker_backend, **{LABEL_KERNEL_ID: magic_kernel.kernel_id})[0]["Id"]
     magic_kernel.run("canary = 'alive'")
     assert message in error_of(magic_kernel.run(line))
@@ -100,9 +118,12 @@ def test_bad_input_is_refused_and_changes_nothing(magic_kernel: SandboxKernel, d
 
 def test_exec_streams_output_and_reports_the_exit_code(magic_kernel: SandboxKernel) -> None:
     seen: list[tuple[float, str]] = []
-    run = magic_kernel.run("%sandbox exec for i in 1 2 3; do echo line $i; sleep 0.4; done; id -u",
-                           output_hook=lambda m: seen.append((time.monotonic(), m["content"].get("text", "")))
-                           if m["msg_type"] == "stream" else None)
+    run = magic_kernel.run(
+        "%sandbox exec for i in 1 2 3; do echo line $i; sleep 0.4; done; id -u",
+        output_hook=lambda m: (
+            seen.append((time.monotonic(), m["content"].get("text", ""))) if m["msg_type"] == "stream" else None
+        ),
+    )
     assert run.status == "ok", run.error
     assert run.stdout == "line 1\nline 2\nline 3\n1000\n"
     assert seen[-1][0] - seen[0][0] > 0.5  # it arrived as it came, not at the end
@@ -138,14 +159,18 @@ def test_magic_lines_and_code_run_in_order(magic_kernel: SandboxKernel) -> None:
 
 
 def test_input_works_in_a_mixed_cell(magic_kernel: SandboxKernel) -> None:
-    run = magic_kernel.run("%sandbox exec true\nname = input('who? ')\nprint('hi', name)",
-                           stdin_hook=lambda msg: magic_kernel.client.input("Grace"))
+    run = magic_kernel.run(
+        "%sandbox exec true\nname = input('who? ')\nprint('hi', name)",
+        stdin_hook=lambda msg: magic_kernel.client.input("Grace"),
+    )
     assert run.status == "ok", run.error
     assert run.stdout.endswith("hi Grace\n")
 
 
 def test_ls(magic_kernel: SandboxKernel) -> None:
-    magic_kernel.run("import os; os.makedirs('/home/sandbox/folder', exist_ok=True); open('/home/sandbox/folder/f.txt','w').write('12345')")
+    magic_kernel.run(
+        "import os; os.makedirs('/home/sandbox/folder', exist_ok=True); open('/home/sandbox/folder/f.txt','w').write('12345')"
+    )
     run = magic_kernel.run("%sandbox ls folder")
     assert "/home/sandbox/folder:" in run.stdout and "f.txt" in run.stdout and "5" in run.stdout
     assert "does not exist" in error_of(magic_kernel.run("%sandbox ls /nope"))
@@ -165,19 +190,22 @@ def test_upload_and_download_round_trip(magic_kernel: SandboxKernel, host_root: 
     assert not (host_root / "out.txt").exists()
 
 
-@pytest.mark.parametrize("line, message", [
-    ("%sandbox upload ../../etc/passwd", "'..' is not allowed"),
-    ("%sandbox upload /etc/passwd", "outside the notebook's folder"),
-    ("%sandbox upload escape/passwd", "leads outside"),
-    ("%sandbox upload passwd-link", "leads outside"),
-    ("%sandbox upload .secret", "hidden files"),
-    ("%sandbox upload missing.txt", "does not exist"),
-    ("%sandbox upload big.bin", "above the limit"),
-    ("%sandbox download /etc/hostname ../stolen", "'..' is not allowed"),
-    ("%sandbox download /etc/hostname /tmp/stolen", "is absolute"),
-    ("%sandbox download /etc/hostname .bashrc", "hidden files"),
-    ("%sandbox download /nope/missing.txt", "does not exist"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("%sandbox upload ../../etc/passwd", "'..' is not allowed"),
+        ("%sandbox upload /etc/passwd", "outside the notebook's folder"),
+        ("%sandbox upload escape/passwd", "leads outside"),
+        ("%sandbox upload passwd-link", "leads outside"),
+        ("%sandbox upload .secret", "hidden files"),
+        ("%sandbox upload missing.txt", "does not exist"),
+        ("%sandbox upload big.bin", "above the limit"),
+        ("%sandbox download /etc/hostname ../stolen", "'..' is not allowed"),
+        ("%sandbox download /etc/hostname /tmp/stolen", "is absolute"),
+        ("%sandbox download /etc/hostname .bashrc", "hidden files"),
+        ("%sandbox download /nope/missing.txt", "does not exist"),
+    ],
+)
 def test_host_paths_are_confined(magic_kernel: SandboxKernel, host_root: Path, line: str, message: str) -> None:
     before = sorted(p.name for p in host_root.iterdir())
     assert message in error_of(magic_kernel.run(line))
@@ -213,8 +241,10 @@ def test_config_live_and_by_restart(sandbox_kernel: SandboxKernel, docker_backen
     run = kernel.run("%sandbox config --cpu 2 --memory 2g")
     assert run.status == "ok", run.error
     assert "changed live" in run.stdout
-    limits = kernel.run("print(open('/sys/fs/cgroup/memory.max').read() if __import__('os').path.exists("
-                        "'/sys/fs/cgroup/memory.max') else open('/sys/fs/cgroup/memory/memory.limit_in_bytes').read())")
+    limits = kernel.run(
+        "print(open('/sys/fs/cgroup/memory.max').read() if __import__('os').path.exists("
+        "'/sys/fs/cgroup/memory.max') else open('/sys/fs/cgroup/memory/memory.limit_in_bytes').read())"
+    )
     assert limits.stdout.strip() == str(2 * 1024**3)
     assert kernel.run("print(kept)").stdout == "variable\n"  # live: nothing restarted
 
@@ -223,9 +253,11 @@ def test_config_live_and_by_restart(sandbox_kernel: SandboxKernel, docker_backen
     assert "restarting the sandbox" in run.stdout
     after = sandbox_containers(docker_backend, **{LABEL_KERNEL_ID: kernel.kernel_id})[0]["Id"]
     assert after != before
-    run = kernel.run("import os\nprint(os.environ['GREETING'], open('/home/sandbox/kept.txt').read(), 'kept' in globals())\n"
-                     "print(open('/sys/fs/cgroup/pids.max' if os.path.exists('/sys/fs/cgroup/pids.max') else "
-                     "'/sys/fs/cgroup/pids/pids.max').read().strip())")
+    run = kernel.run(
+        "import os\nprint(os.environ['GREETING'], open('/home/sandbox/kept.txt').read(), 'kept' in globals())\n"
+        "print(open('/sys/fs/cgroup/pids.max' if os.path.exists('/sys/fs/cgroup/pids.max') else "
+        "'/sys/fs/cgroup/pids/pids.max').read().strip())"
+    )
     assert run.stdout == "hello file False\n256\n"
     info = json.loads(kernel.run("%sandbox status --json").stdout)
     assert info["limits"]["cpu"] == 2 and info["limits"]["memory"] == 2 * 1024**3 and info["limits"]["pids"] == 256
@@ -268,7 +300,9 @@ def test_restart_hard_restart_and_stop(sandbox_kernel: SandboxKernel, docker_bac
 def test_output_limit_is_configurable(sandbox_image: str, tmp_path: Path) -> None:
     kernel = start_sandbox_kernel(extra_argv=["--SandboxKernel.output_limit=2k"], tmp_path=tmp_path)
     try:
-        run = kernel.run("import sys, time\nfor i in range(50):\n    print('x' * 99)\n    sys.stdout.flush(); time.sleep(0.01)")
+        run = kernel.run(
+            "import sys, time\nfor i in range(50):\n    print('x' * 99)\n    sys.stdout.flush(); time.sleep(0.01)"
+        )
         assert run.status == "ok"
         assert len(run.stdout) <= 2048 + 100
         assert run.stderr.count("passed the limit of 2 KiB") == 1
@@ -279,8 +313,10 @@ def test_output_limit_is_configurable(sandbox_image: str, tmp_path: Path) -> Non
 
 def test_transfer_can_be_turned_off(sandbox_image: str, tmp_path: Path) -> None:
     (tmp_path / "f.txt").write_text("x")
-    kernel = start_sandbox_kernel(extra_argv=["--SandboxKernel.allow_file_transfer=False",
-                                              f"--SandboxKernel.host_root={tmp_path}"], tmp_path=tmp_path)
+    kernel = start_sandbox_kernel(
+        extra_argv=["--SandboxKernel.allow_file_transfer=False", f"--SandboxKernel.host_root={tmp_path}"],
+        tmp_path=tmp_path,
+    )
     try:
         assert "turned off by the operator" in error_of(kernel.run("%sandbox upload f.txt"))
     finally:

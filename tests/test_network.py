@@ -6,12 +6,12 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 import pytest
-
 from conftest import Server, wait_until
+
 from jupyter_sandbox.sandbox.manager import Sandbox, SandboxManager
 
 TARGETS = {"inside": ("jsbx-t1", "10.231.5"), "outside": ("jsbx-t2", "10.231.6")}
@@ -36,12 +36,31 @@ def targets() -> Iterator[dict[str, str]]:
             ip("link", "set", f"jsbx-n{index}", "netns", name)
             ip("addr", "add", f"{prefix}.1/24", "dev", f"jsbx-h{index}")
             ip("link", "set", f"jsbx-h{index}", "up")
-            for args in (["addr", "add", f"{prefix}.2/24", "dev", f"jsbx-n{index}"], ["link", "set", f"jsbx-n{index}", "up"],
-                         ["link", "set", "lo", "up"], ["route", "add", "default", "via", f"{prefix}.1"]):
+            for args in (
+                ["addr", "add", f"{prefix}.2/24", "dev", f"jsbx-n{index}"],
+                ["link", "set", f"jsbx-n{index}", "up"],
+                ["link", "set", "lo", "up"],
+                ["route", "add", "default", "via", f"{prefix}.1"],
+            ):
                 ip("netns", "exec", name, "ip", *args)
-            servers.append(subprocess.Popen(
-                ["ip", "netns", "exec", name, sys.executable, "-m", "http.server", str(TARGET_PORT), "--bind", f"{prefix}.2"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            servers.append(
+                subprocess.Popen(
+                    [
+                        "ip",
+                        "netns",
+                        "exec",
+                        name,
+                        sys.executable,
+                        "-m",
+                        "http.server",
+                        str(TARGET_PORT),
+                        "--bind",
+                        f"{prefix}.2",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         addresses = {key: f"{prefix}.2" for key, (_, prefix) in TARGETS.items()}
 
         def serving() -> bool:
@@ -66,6 +85,7 @@ def targets() -> Iterator[dict[str, str]]:
 @pytest.fixture(scope="module")
 def host_listener() -> Iterator[int]:
     """A server on every host address, standing for the Jupyter server and anything else on the host."""
+
     class Host(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             self.send_response(200)
@@ -83,13 +103,15 @@ def host_listener() -> Iterator[int]:
 def reaches(manager: SandboxManager, sandbox: Sandbox, host: str, port: int) -> bool:
     code = f"import socket; socket.create_connection(({host!r}, {port}), timeout=3).close()"
     result = manager.agent(manager.get(sandbox.id)).request(
-        "POST", "/process/exec", {"command": ["python3", "-c", code], "timeout": 10}, timeout=30)
+        "POST", "/process/exec", {"command": ["python3", "-c", code], "timeout": 10}, timeout=30
+    )
     return result["exit_code"] == 0
 
 
 def resolves(manager: SandboxManager, sandbox: Sandbox, name: str) -> bool:
     result = manager.agent(manager.get(sandbox.id)).request(
-        "POST", "/process/exec", {"command": ["getent", "hosts", name], "timeout": 10}, timeout=30)
+        "POST", "/process/exec", {"command": ["getent", "hosts", name], "timeout": 10}, timeout=30
+    )
     return result["exit_code"] == 0
 
 
@@ -104,8 +126,9 @@ def test_the_targets_are_reachable_without_a_policy(targets: dict[str, str]) -> 
             pass
 
 
-def test_modes_switch_live_and_survive_a_restart(manager: SandboxManager, sandbox: Sandbox,
-                                                 targets: dict[str, str], host_listener: int) -> None:
+def test_modes_switch_live_and_survive_a_restart(
+    manager: SandboxManager, sandbox: Sandbox, targets: dict[str, str], host_listener: int
+) -> None:
     peer = manager.create(kernel_id="network-peer")
     try:
         # internet (the default): private targets and the host are blocked, DNS works
@@ -137,35 +160,48 @@ def test_modes_switch_live_and_survive_a_restart(manager: SandboxManager, sandbo
 
 def test_the_sandbox_cannot_undo_its_policy(manager: SandboxManager, sandbox: Sandbox) -> None:
     manager.set_egress(sandbox, manager.network_policy("none"))
-    result = manager.agent(sandbox).request("POST", "/process/exec", {"command": (
-        "python3 -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)\""),
-        "timeout": 10})
+    result = manager.agent(sandbox).request(
+        "POST",
+        "/process/exec",
+        {
+            "command": (
+                'python3 -c "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)"'
+            ),
+            "timeout": 10,
+        },
+    )
     assert result["exit_code"] != 0 and "Operation not permitted" in result["stderr"]
 
 
-@pytest.mark.parametrize("value, message", [
-    ({"mode": "allow", "cidrs": ["10.0.0.0/33"]}, "not a CIDR block"),
-    ({"mode": "allow", "cidrs": ["not-an-address"]}, "not a CIDR block"),
-    ({"mode": "allow", "cidrs": [f"10.0.{i}.0/24" for i in range(11)]}, "at most 10"),
-    ({"mode": "allow", "cidrs": ["0.0.0.0/0"]}, "would allow everything"),
-    ({"mode": "allow", "cidrs": []}, "at least one"),
-    ({"mode": "everything"}, "must be one of"),
-    ({"mode": "internet", "cidrs": ["10.0.0.0/8"]}, "only go with mode allow"),
-    (42, "network must be"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ({"mode": "allow", "cidrs": ["10.0.0.0/33"]}, "not a CIDR block"),
+        ({"mode": "allow", "cidrs": ["not-an-address"]}, "not a CIDR block"),
+        ({"mode": "allow", "cidrs": [f"10.0.{i}.0/24" for i in range(11)]}, "at most 10"),
+        ({"mode": "allow", "cidrs": ["0.0.0.0/0"]}, "would allow everything"),
+        ({"mode": "allow", "cidrs": []}, "at least one"),
+        ({"mode": "everything"}, "must be one of"),
+        ({"mode": "internet", "cidrs": ["10.0.0.0/8"]}, "only go with mode allow"),
+        (42, "network must be"),
+    ],
+)
 def test_bad_policies_are_refused(manager: SandboxManager, value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         manager.network_policy(value)
 
 
 def test_five_cidrs_as_in_the_article(manager: SandboxManager) -> None:
-    policy = manager.network_policy({"mode": "allow", "cidrs": [f"203.0.{i}.0/24" for i in range(5)] + ["2001:db8::/48"]})
+    policy = manager.network_policy(
+        {"mode": "allow", "cidrs": [f"203.0.{i}.0/24" for i in range(5)] + ["2001:db8::/48"]}
+    )
     assert len(policy.cidrs) == 6
 
 
 def test_policy_through_the_api_and_the_magic(jupyter_server: Server, targets: dict[str, str]) -> None:
-    from conftest import execute_over_websocket
     import asyncio
+
+    from conftest import execute_over_websocket
 
     status, created = jupyter_server.request("POST", "/sandbox/api/sandboxes", {"network": "none"})
     assert status == 201, created
@@ -174,12 +210,21 @@ def test_policy_through_the_api_and_the_magic(jupyter_server: Server, targets: d
         assert jupyter_server.request("GET", box)[1]["network"] == {"mode": "none", "cidrs": []}
         status, info = jupyter_server.request("PATCH", box, {"network": {"mode": "allow", "cidrs": ["10.231.5.0/24"]}})
         assert status == 200 and info["network"]["cidrs"] == ["10.231.5.0/24"]
-        status, result = jupyter_server.request("POST", f"{box}/process/exec", {"command": (
-            f"python3 -c \"import socket; socket.create_connection(('{targets['inside']}', {TARGET_PORT}), timeout=3)\"")})
+        status, result = jupyter_server.request(
+            "POST",
+            f"{box}/process/exec",
+            {
+                "command": (
+                    f"python3 -c \"import socket; socket.create_connection(('{targets['inside']}', {TARGET_PORT}), timeout=3)\""
+                )
+            },
+        )
         assert result["exit_code"] == 0
-        for body, message in (({"network": {"mode": "allow", "cidrs": ["0.0.0.0/0"]}}, "everything"),
-                              ({"network": "bogus"}, "must be one of"),
-                              ({"cpu": 2}, "unknown fields: cpu; this route takes: network")):
+        for body, message in (
+            ({"network": {"mode": "allow", "cidrs": ["0.0.0.0/0"]}}, "everything"),
+            ({"network": "bogus"}, "must be one of"),
+            ({"cpu": 2}, "unknown fields: cpu; this route takes: network"),
+        ):
             status, error = jupyter_server.request("PATCH", box, body)
             assert status == 400 and message in error["message"]
     finally:
@@ -195,7 +240,9 @@ def test_policy_through_the_api_and_the_magic(jupyter_server: Server, targets: d
         errors = [m["content"]["evalue"] for m in seen if m["msg_type"] == "error"]
         assert errors and "not a CIDR block" in errors[0]
         # Two halves are everything, too.
-        seen = asyncio.run(execute_over_websocket(jupyter_server, kernel["id"], "%sandbox network allow 0.0.0.0/1 128.0.0.0/1"))
+        seen = asyncio.run(
+            execute_over_websocket(jupyter_server, kernel["id"], "%sandbox network allow 0.0.0.0/1 128.0.0.0/1")
+        )
         errors = [m["content"]["evalue"] for m in seen if m["msg_type"] == "error"]
         assert errors and "more than one /8 block" in errors[0]
     finally:

@@ -26,8 +26,10 @@ from jupyter_sandbox.sandbox.manager import SandboxManager
 from jupyter_sandbox.sandbox.spec import LABEL_ID
 
 EMPTY_NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
-LIST_HOME = ("import os, json; print('markers:', json.dumps(sorted(n for n in os.listdir('/home/sandbox') "
-             f"if n.startswith('marker-')))); {HOSTNAME}")
+LIST_HOME = (
+    "import os, json; print('markers:', json.dumps(sorted(n for n in os.listdir('/home/sandbox') "
+    f"if n.startswith('marker-')))); {HOSTNAME}"
+)
 
 
 @pytest.fixture
@@ -53,7 +55,7 @@ def run(server: Server, kernel_id: str, code: str) -> str:
 def markers(server: Server, kernel_id: str) -> tuple[list[str], str]:
     text = run(server, kernel_id, LIST_HOME)
     listed = next(line for line in text.splitlines() if line.startswith("markers: "))
-    return json.loads(listed[len("markers: "):]), sandbox_id_of(text)
+    return json.loads(listed[len("markers: ") :]), sandbox_id_of(text)
 
 
 def close(server: Server, session: dict) -> None:
@@ -66,8 +68,9 @@ def rename(server: Server, session: dict | None, old: str, new: str) -> None:
     status, answer = server.request("PATCH", f"/api/contents/{old}", {"path": new})
     assert status == 200, answer
     if session is not None:
-        status, answer = server.request("PATCH", f"/api/sessions/{session['id']}",
-                                        {"path": new, "name": new.rsplit("/", 1)[-1]})
+        status, answer = server.request(
+            "PATCH", f"/api/sessions/{session['id']}", {"path": new, "name": new.rsplit("/", 1)[-1]}
+        )
         assert status == 200, answer
 
 
@@ -76,7 +79,8 @@ def workspace_of(root: Path, api_path: str) -> str:
 
 
 def test_the_sandbox_follows_its_notebook_and_no_later_file_of_that_name_gets_it(
-        lab: RestartableServer, docker_backend: DockerBackend) -> None:
+    lab: RestartableServer, docker_backend: DockerBackend
+) -> None:
     manager = SandboxManager(backend=docker_backend)
     root = lab.root
     server = lab.start()
@@ -152,7 +156,8 @@ def test_the_sandbox_follows_its_notebook_and_no_later_file_of_that_name_gets_it
 
 
 def test_a_notebook_deleted_outside_jupyter_leaves_nothing_to_a_file_made_later_under_its_name(
-        lab: RestartableServer, docker_backend: DockerBackend) -> None:
+    lab: RestartableServer, docker_backend: DockerBackend
+) -> None:
     manager = SandboxManager(backend=docker_backend)
     root = lab.root
     (root / "notes.ipynb").write_text(json.dumps(EMPTY_NOTEBOOK))

@@ -34,7 +34,7 @@ HOSTNAME = "import socket; print(socket.gethostname())"
 def sandbox_id_of(text: str) -> str:
     """The sandbox id from a cell that printed the sandbox's host name (jupyter-sandbox-<id>)."""
     line = next(line for line in text.splitlines() if line.startswith(binding.NAME_PREFIX))
-    return line[len(binding.NAME_PREFIX):].strip()
+    return line[len(binding.NAME_PREFIX) :].strip()
 
 
 def proxy_processes(kernel_id: str) -> list[int]:
@@ -49,14 +49,16 @@ def notebook_root(tmp_path: Path) -> Path:
 
 
 def test_a_notebook_gets_its_files_back_after_close_reopen_and_restart(
-        sandbox_image: str, docker_backend: DockerBackend, notebook_root: Path) -> None:
+    sandbox_image: str, docker_backend: DockerBackend, notebook_root: Path
+) -> None:
     server, process = start_jupyter_server(notebook_root)
     manager = SandboxManager(backend=docker_backend)
     sandbox_id = ""
     try:
         session = open_notebook(server, "work/analysis.ipynb")
-        status, text = run_over_websocket(server, session["kernel"]["id"],
-                                          f"open('/home/sandbox/results.csv', 'w').write('a,b\\n1,2\\n'); {HOSTNAME}")
+        status, text = run_over_websocket(
+            server, session["kernel"]["id"], f"open('/home/sandbox/results.csv', 'w').write('a,b\\n1,2\\n'); {HOSTNAME}"
+        )
         assert status == "ok", text
         sandbox_id = sandbox_id_of(text)
         assert manager.get(sandbox_id).workspace
@@ -68,8 +70,9 @@ def test_a_notebook_gets_its_files_back_after_close_reopen_and_restart(
 
         # Another notebook gets a sandbox of its own.
         other = open_notebook(server, "work/other.ipynb")
-        status, text = run_over_websocket(server, other["kernel"]["id"],
-                                          f"import os; print(os.path.exists('/home/sandbox/results.csv')); {HOSTNAME}")
+        status, text = run_over_websocket(
+            server, other["kernel"]["id"], f"import os; print(os.path.exists('/home/sandbox/results.csv')); {HOSTNAME}"
+        )
         assert status == "ok" and "False" in text, text
         other_id = sandbox_id_of(text)
         assert other_id != sandbox_id
@@ -77,7 +80,9 @@ def test_a_notebook_gets_its_files_back_after_close_reopen_and_restart(
         # Reopening the first notebook: a new kernel, the same workspace.
         session = open_notebook(server, "work/analysis.ipynb")
         kernel_id = session["kernel"]["id"]
-        status, text = run_over_websocket(server, kernel_id, f"print(open('/home/sandbox/results.csv').read()); {HOSTNAME}")
+        status, text = run_over_websocket(
+            server, kernel_id, f"print(open('/home/sandbox/results.csv').read()); {HOSTNAME}"
+        )
         assert status == "ok", text
         assert "1,2" in text and sandbox_id_of(text) == sandbox_id
         # The server's API finds it under the new kernel.
@@ -96,7 +101,9 @@ def test_a_notebook_gets_its_files_back_after_close_reopen_and_restart(
         assert status == "ok" and "deleted" in text, text
         assert not sandbox_containers(docker_backend, **{LABEL_ID: sandbox_id})
         assert f"jupyter-sandbox-{sandbox_id}-home" not in docker_backend.list_volumes([LABEL_ID])
-        status, text = run_over_websocket(server, kernel_id, f"import os; print(os.listdir('/home/sandbox')); {HOSTNAME}")
+        status, text = run_over_websocket(
+            server, kernel_id, f"import os; print(os.listdir('/home/sandbox')); {HOSTNAME}"
+        )
         assert status == "ok" and "results.csv" not in text, text
         sandbox_id = sandbox_id_of(text)
         for name in ("other", "analysis"):
@@ -113,7 +120,7 @@ def test_a_notebook_gets_its_files_back_after_close_reopen_and_restart(
                 manager.remove(sandbox)
 
 
-def test_delete_magic_bad_input(shared_kernel_for_delete) -> None:  # noqa: ANN001
+def test_delete_magic_bad_input(shared_kernel_for_delete) -> None:
     run = shared_kernel_for_delete.run("%sandbox delete --now")
     assert run.status == "error"
     assert "unrecognized arguments: --now" in run.reply["content"]["evalue"]
@@ -122,14 +129,14 @@ def test_delete_magic_bad_input(shared_kernel_for_delete) -> None:  # noqa: ANN0
 
 
 @pytest.fixture
-def shared_kernel_for_delete(sandbox_image: str):  # noqa: ANN201
+def shared_kernel_for_delete(sandbox_image: str):
     kernel = start_sandbox_kernel()
     kernel.run("1")
     yield kernel
     kernel.shutdown()
 
 
-def test_status_says_plainly_what_of_the_disk_limit_holds(shared_kernel_for_delete) -> None:  # noqa: ANN001
+def test_status_says_plainly_what_of_the_disk_limit_holds(shared_kernel_for_delete) -> None:
     run = shared_kernel_for_delete.run("%sandbox status")
     disk_line = next(line for line in run.stdout.splitlines() if line.startswith("disk"))
     assert "of 3 GiB used" in disk_line and "of 196608 inodes" in disk_line and "(enforced" in disk_line
@@ -138,15 +145,17 @@ def test_status_says_plainly_what_of_the_disk_limit_holds(shared_kernel_for_dele
 
 
 def test_a_jupyter_server_killed_with_sigkill_loses_nothing(
-        sandbox_image: str, docker_backend: DockerBackend, notebook_root: Path) -> None:
+    sandbox_image: str, docker_backend: DockerBackend, notebook_root: Path
+) -> None:
     manager = SandboxManager(backend=docker_backend)
     server, process = start_jupyter_server(notebook_root)
     server_again: subprocess.Popen | None = None
     try:
         session = open_notebook(server, "work/long-job.ipynb")
         kernel_id = session["kernel"]["id"]
-        status, text = run_over_websocket(server, kernel_id,
-                                          f"open('/home/sandbox/checkpoint.txt', 'w').write('epoch 7'); {HOSTNAME}")
+        status, text = run_over_websocket(
+            server, kernel_id, f"open('/home/sandbox/checkpoint.txt', 'w').write('epoch 7'); {HOSTNAME}"
+        )
         assert status == "ok", text
         sandbox_id = sandbox_id_of(text)
         assert proxy_processes(kernel_id)
@@ -159,8 +168,12 @@ def test_a_jupyter_server_killed_with_sigkill_loses_nothing(
 
         server2, server_again = start_jupyter_server(notebook_root)
         session = open_notebook(server2, "work/long-job.ipynb")
-        status, text = run_over_websocket(server2, session["kernel"]["id"],
-                                          f"print(open('/home/sandbox/checkpoint.txt').read()); {HOSTNAME}", timeout=30)
+        status, text = run_over_websocket(
+            server2,
+            session["kernel"]["id"],
+            f"print(open('/home/sandbox/checkpoint.txt').read()); {HOSTNAME}",
+            timeout=30,
+        )
         assert status == "ok" and "epoch 7" in text, text
         assert sandbox_id_of(text) == sandbox_id
         assert server2.request("DELETE", f"/sandbox/api/sandboxes/{sandbox_id}")[0] == 204
@@ -209,8 +222,9 @@ def test_warm_pool_claims_are_atomic(manager: SandboxManager) -> None:
 def test_warm_pool_behind_the_server(sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path) -> None:
     manager = SandboxManager(backend=docker_backend)
     log = tmp_path / "server.log"
-    server, process = start_jupyter_server(tmp_path, ["--SandboxManager.warm_pool_size=2",
-                                                      "--SandboxService.pool_interval=1"], log=log)
+    server, process = start_jupyter_server(
+        tmp_path, ["--SandboxManager.warm_pool_size=2", "--SandboxService.pool_interval=1"], log=log
+    )
     # This server's pool (each server has an id, on what it makes): other runs' pools are not its.
     assert wait_until(lambda: "(server " in log.read_text(), timeout=30)
     server_id = re.search(r"\(server ([0-9a-f]+)\)", log.read_text()).group(1)
@@ -237,11 +251,14 @@ def test_warm_pool_behind_the_server(sandbox_image: str, docker_backend: DockerB
         process.terminate()
         process.wait(timeout=60)
     # The pool goes with the server; the kernels' sandboxes went with the kernels.
-    assert wait_until(lambda: not [s for s in manager.list(owner=manager.owner)
-                                   if s.server == server_id or s.id in used], timeout=30)
+    assert wait_until(
+        lambda: not [s for s in manager.list(owner=manager.owner) if s.server == server_id or s.id in used], timeout=30
+    )
 
 
-def test_reconciliation_releases_sandboxes_of_dead_kernels(manager: SandboxManager, docker_backend: DockerBackend) -> None:
+def test_reconciliation_releases_sandboxes_of_dead_kernels(
+    manager: SandboxManager, docker_backend: DockerBackend
+) -> None:
     manager.orphan_grace = 0
     notebook = binding.workspace_key(manager.owner, "/somewhere/report.ipynb")
     lease = binding.KernelLease("reconcile-alive")
@@ -249,7 +266,9 @@ def test_reconciliation_releases_sandboxes_of_dead_kernels(manager: SandboxManag
     gone = manager.create(kernel_id="reconcile-gone")
     kept = manager.create(kernel_id="reconcile-gone-notebook", workspace=notebook)
     alive = manager.create(kernel_id="reconcile-alive")
-    docker_backend.create_volume(binding.volume_name("0bad0bad0bad"), {LABEL_ID: "0bad0bad0bad", LABEL_OWNER: manager.owner})
+    docker_backend.create_volume(
+        binding.volume_name("0bad0bad0bad"), {LABEL_ID: "0bad0bad0bad", LABEL_OWNER: manager.owner}
+    )
     # A home image whose volume was never made (its process ended in between) holds host space for nothing.
     stray = manager.disks.home("0bad0bad0bae")
     stray.create(64 * 1024**2, 1000)
@@ -299,8 +318,10 @@ def test_docker_engine_restart_with_sandboxes_running(sandbox_image: str, docker
         assert pids, "these tests start dockerd themselves (scripts/ensure-docker.sh)"
         for pid in pids:
             os.kill(int(pid), signal.SIGTERM)
-        assert wait_until(lambda: subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True,
-                                                 check=False).returncode != 0, timeout=60)
+        assert wait_until(
+            lambda: subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, check=False).returncode != 0,
+            timeout=60,
+        )
         subprocess.run(["bash", str(ROOT / "scripts" / "ensure-docker.sh")], check=True)
         # The notebook gets a message, never a hang, and works again with its files.
         messages = []
@@ -322,8 +343,9 @@ def test_docker_engine_restart_with_sandboxes_running(sandbox_image: str, docker
     manager.remove(kept)
 
 
-def test_two_kernels_of_one_notebook_at_once_make_one_notebook_sandbox(sandbox_image: str,
-                                                                      docker_backend: DockerBackend) -> None:
+def test_two_kernels_of_one_notebook_at_once_make_one_notebook_sandbox(
+    sandbox_image: str, docker_backend: DockerBackend
+) -> None:
     manager = SandboxManager(backend=docker_backend)
     env = {"JPY_SESSION_NAME": "twice-opened.ipynb"}
     with ThreadPoolExecutor(2) as pool:

@@ -9,13 +9,13 @@ import json
 import re
 import socket
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
+from conftest import Server, host_http_server, start_preview_app
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from conftest import Server, host_http_server, start_preview_app
 from jupyter_sandbox.sandbox import preview as tokens
 from jupyter_sandbox.server_extension.preview import confine
 from jupyter_sandbox.server_extension.preview.pages import PROXY_PAGE_CSP
@@ -47,8 +47,9 @@ def link(server: Server, sandbox_id: str, port: int = APP_PORT) -> dict:
     return answer
 
 
-def fetch(server: Server, host: str, path: str, headers: dict | None = None, method: str = "GET",
-          body: bytes | None = None) -> tuple[int, dict, bytes]:
+def fetch(
+    server: Server, host: str, path: str, headers: dict | None = None, method: str = "GET", body: bytes | None = None
+) -> tuple[int, dict, bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     connection.request(method, path, body=body, headers={"Host": host, **(headers or {})})
     response = connection.getresponse()
@@ -65,18 +66,33 @@ def test_ports_and_link(preview_server: Server, app_sandbox: str) -> None:
     answer = link(preview_server, app_sandbox)
     assert answer["url"] == f"http://{APP_PORT}-{app_sandbox}.localhost:{preview_server.port}/"
     assert answer["browser_url"] == answer["url"] + "?token=" + answer["token"]
-    for body, message in (({"port": 0}, "1 to 65535"), ({"port": 65536}, "1 to 65535"), ({"port": "3000"}, "whole number"),
-                          ({"port": 3000, "expires_in": 90000}, "24 hours"), ({"port": 3000, "expires_in": 0}, "from 1")):
+    for body, message in (
+        ({"port": 0}, "1 to 65535"),
+        ({"port": 65536}, "1 to 65535"),
+        ({"port": "3000"}, "whole number"),
+        ({"port": 3000, "expires_in": 90000}, "24 hours"),
+        ({"port": 3000, "expires_in": 0}, "from 1"),
+    ):
         status, error = preview_server.request("POST", f"{API}/sandboxes/{app_sandbox}/previews", body)
         assert status == 400 and message in error["message"], error
 
 
-def test_curl_with_header_or_query_token_and_nothing_of_jupyters_arrives(preview_server: Server, app_sandbox: str) -> None:
+def test_curl_with_header_or_query_token_and_nothing_of_jupyters_arrives(
+    preview_server: Server, app_sandbox: str
+) -> None:
     token = link(preview_server, app_sandbox)["token"]
     host = host_of(preview_server, app_sandbox)
-    status, _, body = fetch(preview_server, host, "/echo?x=1", {
-        "X-Sandbox-Preview-Token": token, "Authorization": f"token {preview_server.token}", "X-XSRFToken": "abc",
-        "Cookie": f"_xsrf=abc; username-127-0-0-1-{preview_server.port}=secret; app=mine; jupyter-sandbox-preview={token}"})
+    status, _, body = fetch(
+        preview_server,
+        host,
+        "/echo?x=1",
+        {
+            "X-Sandbox-Preview-Token": token,
+            "Authorization": f"token {preview_server.token}",
+            "X-XSRFToken": "abc",
+            "Cookie": f"_xsrf=abc; username-127-0-0-1-{preview_server.port}=secret; app=mine; jupyter-sandbox-preview={token}",
+        },
+    )
     assert status == 200
     seen = json.loads(body)
     headers = {k.lower(): v for k, v in seen["headers"].items()}
@@ -108,9 +124,16 @@ def test_a_kept_alive_connection_strips_every_request(preview_server: Server, ap
     host = host_of(preview_server, app_sandbox, port)
     connection = http.client.HTTPConnection("127.0.0.1", preview_server.port, timeout=30)
     for number in range(5):
-        connection.request("GET", f"/echo?n={number}&token={token}", headers={
-            "Host": host, "Authorization": f"token {preview_server.token}", "X-XSRFToken": "abc",
-            "Cookie": f"_xsrf=abc; username-x=secret; app=mine; jupyter-sandbox-preview={token}"})
+        connection.request(
+            "GET",
+            f"/echo?n={number}&token={token}",
+            headers={
+                "Host": host,
+                "Authorization": f"token {preview_server.token}",
+                "X-XSRFToken": "abc",
+                "Cookie": f"_xsrf=abc; username-x=secret; app=mine; jupyter-sandbox-preview={token}",
+            },
+        )
         response = connection.getresponse()
         seen = json.loads(response.read())
         assert response.status == 200 and seen["query"] == f"n={number}"
@@ -129,8 +152,10 @@ def test_another_host_on_a_preview_connection_is_refused(preview_server: Server,
     host = host_of(preview_server, app_sandbox)
     first = f"GET /echo HTTP/1.1\r\nHost: {host}\r\nX-Sandbox-Preview-Token: {token}\r\n\r\n"
     for other in (f"127.0.0.1:{preview_server.port}", host_of(preview_server, app_sandbox, WIDE_PORT)):
-        second = (f"GET /api/contents HTTP/1.1\r\nHost: {other}\r\nAuthorization: token {preview_server.token}"
-                  f"\r\nX-Sandbox-Preview-Token: {token}\r\n\r\n")
+        second = (
+            f"GET /api/contents HTTP/1.1\r\nHost: {other}\r\nAuthorization: token {preview_server.token}"
+            f"\r\nX-Sandbox-Preview-Token: {token}\r\n\r\n"
+        )
         answer = raw_exchange(preview_server, (first + second).encode())
         assert answer.startswith(b"HTTP/1.1 200 ") and b"HTTP/1.1 421 " in answer
         assert b'"content"' not in answer and answer.count(b'"headers"') == 1
@@ -140,11 +165,14 @@ def test_pipelined_and_http10_requests(preview_server: Server, app_sandbox: str)
     token = link(preview_server, app_sandbox)["token"]
     host = host_of(preview_server, app_sandbox)
     one = f"GET /echo?n=%d HTTP/1.1\r\nHost: {host}\r\nX-Sandbox-Preview-Token: {token}\r\n\r\n"
-    answer = raw_exchange(preview_server, ((one % 1) + (one % 2) + (one % 3).replace(
-        "\r\n\r\n", "\r\nConnection: close\r\n\r\n")).encode())
+    answer = raw_exchange(
+        preview_server,
+        ((one % 1) + (one % 2) + (one % 3).replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")).encode(),
+    )
     assert [int(n) for n in re.findall(rb'"query": "n=(\d)"', answer)] == [1, 2, 3]
-    answer = raw_exchange(preview_server, f"GET /echo HTTP/1.0\r\nHost: {host}\r\nX-Sandbox-Preview-Token: {token}"
-                                          "\r\n\r\n".encode())
+    answer = raw_exchange(
+        preview_server, f"GET /echo HTTP/1.0\r\nHost: {host}\r\nX-Sandbox-Preview-Token: {token}\r\n\r\n".encode()
+    )
     assert answer.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in answer
 
 
@@ -153,9 +181,11 @@ def test_ambiguous_requests_are_refused(preview_server: Server, app_sandbox: str
     token = link(preview_server, app_sandbox)["token"]
     host = host_of(preview_server, app_sandbox)
     start = f"POST /upload HTTP/1.1\r\nHost: {host}\r\nX-Sandbox-Preview-Token: {token}\r\n"
-    for shape in ("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-                  "Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
-                  "Transfer-Encoding: gzip\r\n\r\nhello"):
+    for shape in (
+        "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        "Transfer-Encoding: gzip\r\n\r\nhello",
+    ):
         # Second on a kept connection, where the proxy alone reads the head.
         first = f"GET /echo HTTP/1.1\r\nHost: {host}\r\nX-Sandbox-Preview-Token: {token}\r\n\r\n"
         answer = raw_exchange(preview_server, (first + start + shape).encode())
@@ -170,13 +200,24 @@ def test_chunked_upload_and_expect_continue(preview_server: Server, app_sandbox:
     host = host_of(preview_server, app_sandbox, WIDE_PORT)
     pieces = [bytes([n]) * (1000 * (n + 1)) for n in range(5)]
     body = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
-    answer = raw_exchange(preview_server, (f"POST /upload HTTP/1.1\r\nHost: {host}\r\nX-Sandbox-Preview-Token: {token}"
-                                           "\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode() + body)
+    answer = raw_exchange(
+        preview_server,
+        (
+            f"POST /upload HTTP/1.1\r\nHost: {host}\r\nX-Sandbox-Preview-Token: {token}"
+            "\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        ).encode()
+        + body,
+    )
     whole = b"".join(pieces)
-    assert json.loads(answer.split(b"\r\n\r\n", 1)[1]) == {"size": len(whole), "sha256": hashlib.sha256(whole).hexdigest()}
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1]) == {
+        "size": len(whole),
+        "sha256": hashlib.sha256(whole).hexdigest(),
+    }
     with socket.create_connection(("127.0.0.1", preview_server.port), timeout=10) as sock:
-        sock.sendall(f"PUT /echo HTTP/1.1\r\nHost: {host}\r\nX-Sandbox-Preview-Token: {token}\r\nContent-Length: 2"
-                     "\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n".encode())
+        sock.sendall(
+            f"PUT /echo HTTP/1.1\r\nHost: {host}\r\nX-Sandbox-Preview-Token: {token}\r\nContent-Length: 2"
+            "\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n".encode()
+        )
         assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
         sock.sendall(b"{}")
         rest = b""
@@ -266,16 +307,20 @@ def test_websockets(preview_server: Server, app_sandbox: str, port: int) -> None
     assert asyncio.run(without_token()) == 401
 
 
-@pytest.mark.parametrize("host_prefix, path, status", [
-    ("0-{id}.localhost", "/echo", 400),
-    ("65536-{id}.localhost", "/echo", 400),
-    ("99999-{id}.localhost", "/echo", 400),
-    ("3000@127.0.0.1", "/echo", 400),  # not a valid Host: refused by the server itself
-    ("3000.evil", "/echo", 403),  # not a local host name: Jupyter refuses it (DNS rebinding guard)
-    ("3000-{id}.localhost.evil", "/echo", 403),
-])
-def test_ssrf_shapes_never_reach_an_app(preview_server: Server, app_sandbox: str, host_prefix: str, path: str,
-                                        status: int) -> None:
+@pytest.mark.parametrize(
+    "host_prefix, path, status",
+    [
+        ("0-{id}.localhost", "/echo", 400),
+        ("65536-{id}.localhost", "/echo", 400),
+        ("99999-{id}.localhost", "/echo", 400),
+        ("3000@127.0.0.1", "/echo", 400),  # not a valid Host: refused by the server itself
+        ("3000.evil", "/echo", 403),  # not a local host name: Jupyter refuses it (DNS rebinding guard)
+        ("3000-{id}.localhost.evil", "/echo", 403),
+    ],
+)
+def test_ssrf_shapes_never_reach_an_app(
+    preview_server: Server, app_sandbox: str, host_prefix: str, path: str, status: int
+) -> None:
     token = link(preview_server, app_sandbox)["token"]
     host = host_prefix.format(id=app_sandbox) + f":{preview_server.port}"
     got, _, body = fetch(preview_server, host, path, {"X-Sandbox-Preview-Token": token})
@@ -285,8 +330,9 @@ def test_ssrf_shapes_never_reach_an_app(preview_server: Server, app_sandbox: str
 def test_a_port_of_the_host_is_not_reachable(preview_server: Server, app_sandbox: str) -> None:
     with host_http_server(b"THE HOST") as port:
         token = link(preview_server, app_sandbox, port)["token"]
-        status, _, body = fetch(preview_server, host_of(preview_server, app_sandbox, port), "/",
-                                {"X-Sandbox-Preview-Token": token})
+        status, _, body = fetch(
+            preview_server, host_of(preview_server, app_sandbox, port), "/", {"X-Sandbox-Preview-Token": token}
+        )
         assert status == 502 and b"THE HOST" not in body
         assert f"Nothing is listening on port {port}".encode() in body and str(APP_PORT).encode() in body
 
@@ -301,8 +347,10 @@ def test_script_in_a_malformed_request_is_escaped(preview_server: Server, app_sa
     token = link(preview_server, app_sandbox)["token"]
     host = host_of(preview_server, app_sandbox)
     first = f"GET /echo HTTP/1.1\r\nHost: {host}\r\nX-Sandbox-Preview-Token: {token}\r\n\r\n"
-    for bad in (f"GET /echo HTTP/1.1\r\nHost: {host}\r\n<script>alert(1)</script>\r\n\r\n",
-                "<script>alert(1)</script> / HTTP/1.1\r\n\r\n"):
+    for bad in (
+        f"GET /echo HTTP/1.1\r\nHost: {host}\r\n<script>alert(1)</script>\r\n\r\n",
+        "<script>alert(1)</script> / HTTP/1.1\r\n\r\n",
+    ):
         answer = raw_exchange(preview_server, (first + bad).encode())
         assert b"HTTP/1.1 400 " in answer and b"<script>" not in answer and b"&lt;script&gt;" in answer
 
@@ -310,19 +358,34 @@ def test_script_in_a_malformed_request_is_escaped(preview_server: Server, app_sa
 def test_path_form_is_locked_in_a_csp_sandbox(preview_server: Server, app_sandbox: str) -> None:
     token = link(preview_server, app_sandbox)["token"]
     path = f"/sandbox/preview/{app_sandbox}/{APP_PORT}/echo?y=1"
-    status, headers, body = fetch(preview_server, f"127.0.0.1:{preview_server.port}", path,
-                                  {"X-Sandbox-Preview-Token": token, "Cookie": "_xsrf=a; other-extension=b; _ga=c"})
+    status, headers, body = fetch(
+        preview_server,
+        f"127.0.0.1:{preview_server.port}",
+        path,
+        {"X-Sandbox-Preview-Token": token, "Cookie": "_xsrf=a; other-extension=b; _ga=c"},
+    )
     assert status == 200 and json.loads(body)["path"] == "/echo"
     # Every cookie sent to the Jupyter origin is someone else's there: the app gets none.
     assert json.loads(body)["cookies"] == {} and "cookie" not in {k.lower() for k in json.loads(body)["headers"]}
     assert json.loads(body)["headers"]["X-Forwarded-Prefix"] == f"/sandbox/preview/{app_sandbox}/{APP_PORT}"
-    assert headers["Content-Security-Policy"].startswith("sandbox") and "allow-same-origin" not in headers["Content-Security-Policy"]
+    assert (
+        headers["Content-Security-Policy"].startswith("sandbox")
+        and "allow-same-origin" not in headers["Content-Security-Policy"]
+    )
     for port in ("0", "65536"):
-        status, _, _ = fetch(preview_server, f"127.0.0.1:{preview_server.port}", f"/sandbox/preview/{app_sandbox}/{port}/",
-                             {"X-Sandbox-Preview-Token": token})
+        status, _, _ = fetch(
+            preview_server,
+            f"127.0.0.1:{preview_server.port}",
+            f"/sandbox/preview/{app_sandbox}/{port}/",
+            {"X-Sandbox-Preview-Token": token},
+        )
         assert status == 400
-    status, headers, _ = fetch(preview_server, f"127.0.0.1:{preview_server.port}",
-                               f"/sandbox/preview/{app_sandbox}/{APP_PORT}/?token={token}", {"Accept": "text/html"})
+    status, headers, _ = fetch(
+        preview_server,
+        f"127.0.0.1:{preview_server.port}",
+        f"/sandbox/preview/{app_sandbox}/{APP_PORT}/?token={token}",
+        {"Accept": "text/html"},
+    )
     assert status == 302 and f"Path=/sandbox/preview/{app_sandbox}/{APP_PORT}/" in headers["Set-Cookie"]
 
 
@@ -333,7 +396,9 @@ def test_stopped_sandbox_is_503(preview_server: Server) -> None:
         token = link(preview_server, sandbox_id)["token"]
         preview_server.request("POST", f"{API}/sandboxes/{sandbox_id}/stop")
         time.sleep(2.5)  # past the proxy's short cache of sandbox states
-        status, _, body = fetch(preview_server, host_of(preview_server, sandbox_id), "/", {"X-Sandbox-Preview-Token": token})
+        status, _, body = fetch(
+            preview_server, host_of(preview_server, sandbox_id), "/", {"X-Sandbox-Preview-Token": token}
+        )
         assert status == 503 and b"stopped" in body
     finally:
         preview_server.request("DELETE", f"{API}/sandboxes/{sandbox_id}")
@@ -345,14 +410,19 @@ def test_in_a_real_browser(preview_server: Server, app_sandbox: str) -> None:
     answer = link(preview_server, app_sandbox)
     jupyter = f"http://127.0.0.1:{preview_server.port}"
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=[
-            "--no-sandbox", "--disable-background-networking", "--disable-component-update"])
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-background-networking", "--disable-component-update"],
+        )
         try:
             page = browser.new_page()
             # Logged in to Jupyter first, as a JupyterLab user would be.
             page.goto(f"{jupyter}/api/status?token={preview_server.token}")
             page.goto(answer["browser_url"] + f"&jupyter={jupyter}")
-            assert page.url == answer["url"] + f"?jupyter={jupyter.replace(':', '%3A').replace('/', '%2F')}" or "token=" not in page.url
+            assert (
+                page.url == answer["url"] + f"?jupyter={jupyter.replace(':', '%3A').replace('/', '%2F')}"
+                or "token=" not in page.url
+            )
             assert page.text_content("#title") == "hello from the sandbox"
             page.wait_for_function("() => Object.keys(window.results).length === 3", timeout=20000)
             results = page.evaluate("() => window.results")
@@ -386,10 +456,12 @@ def test_walkthrough_from_a_notebook(preview_server: Server) -> None:
         return text, [m for m in seen if m["msg_type"] in ("error", "execute_reply")]
 
     try:
-        cell("import subprocess, time, pathlib\npathlib.Path('/tmp/site').mkdir(exist_ok=True)\n"
-             "pathlib.Path('/tmp/site/index.html').write_text('<h1 id=t>made in a notebook</h1>')\n"
-             "server = subprocess.Popen(['python3', '-m', 'http.server', '8000'], cwd='/tmp/site',"
-             " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\ntime.sleep(1)")
+        cell(
+            "import subprocess, time, pathlib\npathlib.Path('/tmp/site').mkdir(exist_ok=True)\n"
+            "pathlib.Path('/tmp/site/index.html').write_text('<h1 id=t>made in a notebook</h1>')\n"
+            "server = subprocess.Popen(['python3', '-m', 'http.server', '8000'], cwd='/tmp/site',"
+            " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\ntime.sleep(1)"
+        )
         text, _ = cell("%sandbox preview 8000 --expires 2h")
         browser_url = re.search(r"open in a browser:\s+(\S+)", text).group(1)
         curl_token = re.search(r"X-Sandbox-Preview-Token: (\S+)'", text).group(1)
@@ -401,8 +473,10 @@ def test_walkthrough_from_a_notebook(preview_server: Server) -> None:
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=[
-                "--no-sandbox", "--disable-background-networking", "--disable-component-update"])
+            browser = playwright.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                args=["--no-sandbox", "--disable-background-networking", "--disable-component-update"],
+            )
             try:
                 page = browser.new_page()
                 page.goto(browser_url)
@@ -410,10 +484,13 @@ def test_walkthrough_from_a_notebook(preview_server: Server) -> None:
             finally:
                 browser.close()
 
-        for line, message in (("%sandbox preview 0", "more than zero"), ("%sandbox preview 70000", "1 to 65535"),
-                              ("%sandbox preview 8000 --expires 48h", "24 hours"),
-                              ("%sandbox preview 8000 --expires soon", "duration"),
-                              ("%sandbox preview 8750", "jupyter-sandbox's own")):
+        for line, message in (
+            ("%sandbox preview 0", "more than zero"),
+            ("%sandbox preview 70000", "1 to 65535"),
+            ("%sandbox preview 8000 --expires 48h", "24 hours"),
+            ("%sandbox preview 8000 --expires soon", "duration"),
+            ("%sandbox preview 8750", "jupyter-sandbox's own"),
+        ):
             _, replies = cell(line)
             errors = [m["content"]["evalue"] for m in replies if m["msg_type"] == "error"]
             assert errors and message in errors[0], (line, errors)
@@ -446,7 +523,9 @@ def answer_query(status: int = 200, headers: list[str] = (), body: str = "", kin
     return urllib.parse.urlencode(items)
 
 
-def all_headers(server: Server, host: str, path: str, headers: dict | None = None) -> tuple[int, list[tuple[str, str]], bytes]:
+def all_headers(
+    server: Server, host: str, path: str, headers: dict | None = None
+) -> tuple[int, list[tuple[str, str]], bytes]:
     """(status, every header as sent, in order and repeated, body)."""
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     connection.request("GET", path, headers={"Host": host, **(headers or {})})
@@ -456,21 +535,56 @@ def all_headers(server: Server, host: str, path: str, headers: dict | None = Non
 
 # What no path-form response may carry: each is kept by a browser as state of the Jupyter origin, or
 # points it at Jupyter's own addresses.
-ORIGIN_STATE_HEADERS = {"set-cookie", "set-cookie2", "clear-site-data", "service-worker-allowed", "link",
-                        "alt-svc", "strict-transport-security", "nel", "report-to", "reporting-endpoints",
-                        "accept-ch", "critical-ch", "www-authenticate", "speculation-rules", "set-login",
-                        "vary", "content-location", "origin-agent-cluster", "expires", "surrogate-control"}
-HOSTILE_HEADERS = ["Set-Cookie: _xsrf=chosen; Path=/", "Set-Cookie: username-x=; Path=/; Max-Age=0",
-                   "Set-Cookie: planted=1; Domain=127.0.0.1; Path=/", "Set-Cookie2: old=1",
-                   'Clear-Site-Data: "*"', "Service-Worker-Allowed: /", "Link: </api/contents>; rel=preload",
-                   'Alt-Svc: h2=":8443"', "Strict-Transport-Security: max-age=0", 'NEL: {"report_to":"x","max_age":9}',
-                   'Report-To: {"group":"x","max_age":9,"endpoints":[{"url":"http://127.0.0.1:1/"}]}',
-                   'Reporting-Endpoints: x="http://127.0.0.1:1/"', "Accept-CH: Sec-CH-UA-Model", "Critical-CH: Sec-CH-UA-Model",
-                   'WWW-Authenticate: Basic realm="jupyter"', 'Speculation-Rules: "/rules.json"', "Set-Login: logged-out",
-                   "Vary: Cookie", "Content-Location: /api/contents", "Origin-Agent-Cluster: ?0",
-                   "Cache-Control: public, max-age=31536000, immutable", "Expires: Thu, 01 Jan 2099 00:00:00 GMT",
-                   "Surrogate-Control: max-age=999", "X-Frame-Options: ALLOWALL", "X-App-Note: kept",
-                   "Content-Security-Policy: sandbox allow-same-origin allow-scripts"]
+ORIGIN_STATE_HEADERS = {
+    "set-cookie",
+    "set-cookie2",
+    "clear-site-data",
+    "service-worker-allowed",
+    "link",
+    "alt-svc",
+    "strict-transport-security",
+    "nel",
+    "report-to",
+    "reporting-endpoints",
+    "accept-ch",
+    "critical-ch",
+    "www-authenticate",
+    "speculation-rules",
+    "set-login",
+    "vary",
+    "content-location",
+    "origin-agent-cluster",
+    "expires",
+    "surrogate-control",
+}
+HOSTILE_HEADERS = [
+    "Set-Cookie: _xsrf=chosen; Path=/",
+    "Set-Cookie: username-x=; Path=/; Max-Age=0",
+    "Set-Cookie: planted=1; Domain=127.0.0.1; Path=/",
+    "Set-Cookie2: old=1",
+    'Clear-Site-Data: "*"',
+    "Service-Worker-Allowed: /",
+    "Link: </api/contents>; rel=preload",
+    'Alt-Svc: h2=":8443"',
+    "Strict-Transport-Security: max-age=0",
+    'NEL: {"report_to":"x","max_age":9}',
+    'Report-To: {"group":"x","max_age":9,"endpoints":[{"url":"http://127.0.0.1:1/"}]}',
+    'Reporting-Endpoints: x="http://127.0.0.1:1/"',
+    "Accept-CH: Sec-CH-UA-Model",
+    "Critical-CH: Sec-CH-UA-Model",
+    'WWW-Authenticate: Basic realm="jupyter"',
+    'Speculation-Rules: "/rules.json"',
+    "Set-Login: logged-out",
+    "Vary: Cookie",
+    "Content-Location: /api/contents",
+    "Origin-Agent-Cluster: ?0",
+    "Cache-Control: public, max-age=31536000, immutable",
+    "Expires: Thu, 01 Jan 2099 00:00:00 GMT",
+    "Surrogate-Control: max-age=999",
+    "X-Frame-Options: ALLOWALL",
+    "X-App-Note: kept",
+    "Content-Security-Policy: sandbox allow-same-origin allow-scripts",
+]
 
 
 def assert_locked(headers: list[tuple[str, str]], own_cookie_path: str | None = None) -> None:
@@ -489,16 +603,32 @@ def assert_locked(headers: list[tuple[str, str]], own_cookie_path: str | None = 
     assert "x-frame-options" in names and dict((n.lower(), v) for n, v in headers)["x-frame-options"] == "SAMEORIGIN"
 
 
-@pytest.mark.parametrize("kind", ["text/html", "image/svg+xml", "application/xml", "application/xhtml+xml",
-                                  "text/xml", "application/json", "text/plain", "application/pdf", ""])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "text/html",
+        "image/svg+xml",
+        "application/xml",
+        "application/xhtml+xml",
+        "text/xml",
+        "application/json",
+        "text/plain",
+        "application/pdf",
+        "",
+    ],
+)
 @pytest.mark.parametrize("status", [200, 404, 500])
-def test_path_form_responses_carry_nothing_of_origin_state(preview_server: Server, app_sandbox: str, kind: str,
-                                                           status: int) -> None:
+def test_path_form_responses_carry_nothing_of_origin_state(
+    preview_server: Server, app_sandbox: str, kind: str, status: int
+) -> None:
     token = link(preview_server, app_sandbox)["token"]
     jupyter_host = f"127.0.0.1:{preview_server.port}"
-    query = answer_query(status, HOSTILE_HEADERS, "<svg xmlns='http://www.w3.org/2000/svg'><script>1</script></svg>", kind)
-    got, headers, _ = all_headers(preview_server, jupyter_host, f"{path_of(app_sandbox)}/answer?{query}",
-                                  {"X-Sandbox-Preview-Token": token})
+    query = answer_query(
+        status, HOSTILE_HEADERS, "<svg xmlns='http://www.w3.org/2000/svg'><script>1</script></svg>", kind
+    )
+    got, headers, _ = all_headers(
+        preview_server, jupyter_host, f"{path_of(app_sandbox)}/answer?{query}", {"X-Sandbox-Preview-Token": token}
+    )
     assert got == status
     assert_locked(headers)
     assert "allow-same-origin" not in confine.PATH_FORM_CSP and confine.PATH_FORM_CSP.startswith("sandbox ")
@@ -510,11 +640,16 @@ def test_path_form_proxy_answers_are_locked_too(preview_server: Server, app_sand
     token = link(preview_server, app_sandbox)["token"]
     jupyter_host = f"127.0.0.1:{preview_server.port}"
     prefix = path_of(app_sandbox)
-    for path, headers, status in ((f"{prefix}/echo", {}, 401),
-                                  (f"{prefix}/echo", {"X-Sandbox-Preview-Token": "garbage"}, 403),
-                                  (f"{path_of(app_sandbox, 59999)}/", {"X-Sandbox-Preview-Token": tokens.mint(app_sandbox, 59999)[0]}, 502),
-                                  (f"{prefix}/answer?" + answer_query(302, ["Location: //elsewhere.example/"]),
-                                   {"X-Sandbox-Preview-Token": token}, 502)):
+    for path, headers, status in (
+        (f"{prefix}/echo", {}, 401),
+        (f"{prefix}/echo", {"X-Sandbox-Preview-Token": "garbage"}, 403),
+        (f"{path_of(app_sandbox, 59999)}/", {"X-Sandbox-Preview-Token": tokens.mint(app_sandbox, 59999)[0]}, 502),
+        (
+            f"{prefix}/answer?" + answer_query(302, ["Location: //elsewhere.example/"]),
+            {"X-Sandbox-Preview-Token": token},
+            502,
+        ),
+    ):
         got, answer, body = all_headers(preview_server, jupyter_host, path, headers)
         assert got == status, (path, got, body[:300])
         assert_locked(answer)
@@ -523,36 +658,42 @@ def test_path_form_proxy_answers_are_locked_too(preview_server: Server, app_sand
     assert_locked(answer, own_cookie_path=prefix + "/")
 
 
-@pytest.mark.parametrize("location, expected", [
-    ("/echo?from=redirect", "{prefix}/echo?from=redirect"),  # the app's own root is the preview's
-    ("/api/contents", "{prefix}/api/contents"),
-    ("/logout", "{prefix}/logout"),
-    ("{prefix}/echo", "{prefix}/echo"),  # an app that knows its prefix (X-Forwarded-Prefix)
-    ("echo?x=1", "{prefix}/echo?x=1"),
-    ("http://localhost:3000/login", "{prefix}/login"),  # the Host the app was sent
-    ("http://{jupyter}/lab", "{prefix}/lab"),  # the Host the browser used
-    ("../../../logout", None),
-    ("/..%2F../logout", "{prefix}/..%2F../logout"),  # not a dot segment: still in the preview
-    ("/%2e%2e/%2E%2e/%2e%2e/logout", None),
-    ("{prefix}/../../x", None),
-    ("//elsewhere.example/", None),
-    ("/\\elsewhere.example/", None),
-    ("\\\\elsewhere.example/", None),
-    ("http://elsewhere.example/", None),
-    ("http://{jupyter}@elsewhere.example/", None),
-    ("https://localhost:{port}/logout", None),  # Jupyter under another of its names
-    ("javascript:alert(document.domain)", None),
-    ("data:text/html,<script>alert(1)</script>", None),
-    ("  /x\t/y", "{prefix}/x/y"),
-])
-def test_path_form_redirects_stay_in_the_preview(preview_server: Server, app_sandbox: str, location: str,
-                                                 expected: str | None) -> None:
+@pytest.mark.parametrize(
+    "location, expected",
+    [
+        ("/echo?from=redirect", "{prefix}/echo?from=redirect"),  # the app's own root is the preview's
+        ("/api/contents", "{prefix}/api/contents"),
+        ("/logout", "{prefix}/logout"),
+        ("{prefix}/echo", "{prefix}/echo"),  # an app that knows its prefix (X-Forwarded-Prefix)
+        ("echo?x=1", "{prefix}/echo?x=1"),
+        ("http://localhost:3000/login", "{prefix}/login"),  # the Host the app was sent
+        ("http://{jupyter}/lab", "{prefix}/lab"),  # the Host the browser used
+        ("../../../logout", None),
+        ("/..%2F../logout", "{prefix}/..%2F../logout"),  # not a dot segment: still in the preview
+        ("/%2e%2e/%2E%2e/%2e%2e/logout", None),
+        ("{prefix}/../../x", None),
+        ("//elsewhere.example/", None),
+        ("/\\elsewhere.example/", None),
+        ("\\\\elsewhere.example/", None),
+        ("http://elsewhere.example/", None),
+        ("http://{jupyter}@elsewhere.example/", None),
+        ("https://localhost:{port}/logout", None),  # Jupyter under another of its names
+        ("javascript:alert(document.domain)", None),
+        ("data:text/html,<script>alert(1)</script>", None),
+        ("  /x\t/y", "{prefix}/x/y"),
+    ],
+)
+def test_path_form_redirects_stay_in_the_preview(
+    preview_server: Server, app_sandbox: str, location: str, expected: str | None
+) -> None:
     token = link(preview_server, app_sandbox)["token"]
     jupyter = f"127.0.0.1:{preview_server.port}"
     prefix = path_of(app_sandbox)
     fill = {"prefix": prefix, "jupyter": jupyter, "port": preview_server.port}
     query = answer_query(302, [f"Location: {location.format(**fill)}", f"Refresh: 0; url={location.format(**fill)}"])
-    status, headers, body = all_headers(preview_server, jupyter, f"{prefix}/answer?{query}", {"X-Sandbox-Preview-Token": token})
+    status, headers, body = all_headers(
+        preview_server, jupyter, f"{prefix}/answer?{query}", {"X-Sandbox-Preview-Token": token}
+    )
     locations = [v for n, v in headers if n.lower() == "location"]
     refreshes = [v for n, v in headers if n.lower() == "refresh"]
     if expected is None:
@@ -561,8 +702,12 @@ def test_path_form_redirects_stay_in_the_preview(preview_server: Server, app_san
         assert status == 302 and locations == [expected.format(**fill)], headers
         assert refreshes == [f"0; url={expected.format(**fill)}"]
     for refresh in ("0; url=/logout", "5;URL='http://elsewhere.example/'", "0, //elsewhere.example", "1"):
-        status, headers, _ = all_headers(preview_server, jupyter, f"{prefix}/answer?" + answer_query(200, [f"Refresh: {refresh}"]),
-                                         {"X-Sandbox-Preview-Token": token})
+        status, headers, _ = all_headers(
+            preview_server,
+            jupyter,
+            f"{prefix}/answer?" + answer_query(200, [f"Refresh: {refresh}"]),
+            {"X-Sandbox-Preview-Token": token},
+        )
         refreshes = [v for n, v in headers if n.lower() == "refresh"]
         assert status == 200 and all(r == "1" or f"url={prefix}/" in r for r in refreshes), refreshes
 
@@ -570,8 +715,13 @@ def test_path_form_redirects_stay_in_the_preview(preview_server: Server, app_san
 def test_a_clients_dotted_path_gets_a_confined_login_redirect(preview_server: Server, app_sandbox: str) -> None:
     token = link(preview_server, app_sandbox)["token"]
     prefix = path_of(app_sandbox)
-    answer = raw_exchange(preview_server, (f"GET {prefix}/a/../../../../logout?token={token} HTTP/1.1\r\n"
-                                           f"Host: 127.0.0.1:{preview_server.port}\r\nAccept: text/html\r\n\r\n").encode())
+    answer = raw_exchange(
+        preview_server,
+        (
+            f"GET {prefix}/a/../../../../logout?token={token} HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{preview_server.port}\r\nAccept: text/html\r\n\r\n"
+        ).encode(),
+    )
     location = re.search(rb"\r\nLocation: (\S+)\r\n", answer).group(1).decode()
     assert answer.startswith(b"HTTP/1.1 302 ") and location.startswith(prefix + "/") and ".." not in location
 
@@ -581,42 +731,69 @@ def test_own_origin_cookies_stay_on_the_preview_origin(preview_server: Server, a
     previews, or a hub on the same parent domain), never the proxy's token cookie; no Clear-Site-Data;
     nothing a shared cache would keep for others."""
     token = link(preview_server, app_sandbox)["token"]
-    status, headers, _ = all_headers(preview_server, host_of(preview_server, app_sandbox), "/answer?" + answer_query(200, [
-        "Set-Cookie: app=1; Domain=localhost; Path=/; HttpOnly", "Set-Cookie: other=2; path=/; domain=.localhost",
-        "Set-Cookie: jupyter-sandbox-preview=replaced; Path=/", 'Clear-Site-Data: "cookies"',
-        "Cache-Control: public, s-maxage=600, max-age=60", "Surrogate-Control: max-age=600"]), {"X-Sandbox-Preview-Token": token})
+    status, headers, _ = all_headers(
+        preview_server,
+        host_of(preview_server, app_sandbox),
+        "/answer?"
+        + answer_query(
+            200,
+            [
+                "Set-Cookie: app=1; Domain=localhost; Path=/; HttpOnly",
+                "Set-Cookie: other=2; path=/; domain=.localhost",
+                "Set-Cookie: jupyter-sandbox-preview=replaced; Path=/",
+                'Clear-Site-Data: "cookies"',
+                "Cache-Control: public, s-maxage=600, max-age=60",
+                "Surrogate-Control: max-age=600",
+            ],
+        ),
+        {"X-Sandbox-Preview-Token": token},
+    )
     cookies = [v for n, v in headers if n.lower() == "set-cookie"]
     assert status == 200 and cookies == ["app=1; Path=/; HttpOnly", "other=2; path=/"]
     names = {n.lower() for n, _ in headers}
     assert "clear-site-data" not in names and "surrogate-control" not in names
-    assert [v for n, v in headers if n.lower() == "cache-control"] == ["max-age=60, private"] or \
-        [v for n, v in headers if n.lower() == "cache-control"] == ["private, max-age=60"]
-    status, headers, _ = all_headers(preview_server, host_of(preview_server, app_sandbox), "/echo",
-                                     {"X-Sandbox-Preview-Token": token})
+    assert [v for n, v in headers if n.lower() == "cache-control"] == ["max-age=60, private"] or [
+        v for n, v in headers if n.lower() == "cache-control"
+    ] == ["private, max-age=60"]
+    status, headers, _ = all_headers(
+        preview_server, host_of(preview_server, app_sandbox), "/echo", {"X-Sandbox-Preview-Token": token}
+    )
     assert [v for n, v in headers if n.lower() == "cache-control"] == ["private"]
 
 
 def test_service_workers_are_not_served_on_the_path_form(preview_server: Server, app_sandbox: str) -> None:
     token = link(preview_server, app_sandbox)["token"]
     jupyter = f"127.0.0.1:{preview_server.port}"
-    status, headers, body = all_headers(preview_server, jupyter, f"{path_of(app_sandbox)}/sw.js",
-                                        {"X-Sandbox-Preview-Token": token, "Service-Worker": "script"})
+    status, headers, body = all_headers(
+        preview_server,
+        jupyter,
+        f"{path_of(app_sandbox)}/sw.js",
+        {"X-Sandbox-Preview-Token": token, "Service-Worker": "script"},
+    )
     assert status == 403 and b"owned by the sandbox" not in body and b"service worker" in body
     assert_locked(headers)
-    status, _, body = all_headers(preview_server, jupyter, f"{path_of(app_sandbox)}/sw.js",
-                                  {"X-Sandbox-Preview-Token": token, "Sec-Fetch-Dest": "serviceworker"})
+    status, _, body = all_headers(
+        preview_server,
+        jupyter,
+        f"{path_of(app_sandbox)}/sw.js",
+        {"X-Sandbox-Preview-Token": token, "Sec-Fetch-Dest": "serviceworker"},
+    )
     assert status == 403 and b"owned by the sandbox" not in body
     # On its own origin the app is a site of its own: its service worker is its business.
-    status, _, body = all_headers(preview_server, host_of(preview_server, app_sandbox), "/sw.js",
-                                  {"X-Sandbox-Preview-Token": token, "Service-Worker": "script"})
+    status, _, body = all_headers(
+        preview_server,
+        host_of(preview_server, app_sandbox),
+        "/sw.js",
+        {"X-Sandbox-Preview-Token": token, "Service-Worker": "script"},
+    )
     assert status == 200 and b"owned by the sandbox" in body
 
 
-def browser(playwright):  # noqa: ANN001, ANN201 - Playwright's own types
+def browser(playwright):
     return playwright.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS)
 
 
-def log_in(page, server: Server, jupyter: str) -> dict[str, str]:  # noqa: ANN001
+def log_in(page, server: Server, jupyter: str) -> dict[str, str]:
     """Log in to Jupyter in this browser as a user does (token once, then cookies); Jupyter's cookies."""
     page.goto(f"{jupyter}/login")  # renders a form: Jupyter sets its _xsrf cookie
     page.goto(f"{jupyter}/api/status?token={server.token}")  # the token logs the browser in (a cookie)
@@ -626,7 +803,7 @@ def log_in(page, server: Server, jupyter: str) -> dict[str, str]:  # noqa: ANN00
     return cookies
 
 
-def logged_in(page, jupyter: str) -> bool:  # noqa: ANN001
+def logged_in(page, jupyter: str) -> bool:
     """Whether the browser's cookies still act as the user (no token in this request)."""
     other = page.context.new_page()
     try:
@@ -660,7 +837,9 @@ def test_in_chromium_a_path_form_page_cannot_change_jupyters_state(preview_serve
             assert logged_in(page, jupyter)
             # The page's script lives in an opaque origin: no cookie, no storage, no service worker,
             # and Jupyter's API answers it nothing.
-            assert results["cookie_write"].startswith("refused") and results["cookie_read"].startswith("refused"), results
+            assert results["cookie_write"].startswith("refused") and results["cookie_read"].startswith("refused"), (
+                results
+            )
             assert results["storage"].startswith("refused") and results["service_worker"].startswith("refused"), results
             assert not results["contents"].startswith("200"), results
             # What the README says the path form cannot do: from an opaque origin the browser sends the
@@ -670,13 +849,19 @@ def test_in_chromium_a_path_form_page_cannot_change_jupyters_state(preview_serve
             # Even a page of the Jupyter origin cannot get a service worker out of a path-form preview.
             page.goto(f"{jupyter}/api/status")
             for scope in (f"{prefix}/", "/"):
-                outcome = page.evaluate("""async ([script, scope]) => {
+                outcome = page.evaluate(
+                    """async ([script, scope]) => {
                     try { await navigator.serviceWorker.register(script, {scope}); return 'registered'; }
-                    catch (e) { return 'refused: ' + e.name; } }""", [f"{prefix}/sw.js", scope])
+                    catch (e) { return 'refused: ' + e.name; } }""",
+                    [f"{prefix}/sw.js", scope],
+                )
                 assert outcome.startswith("refused"), (scope, outcome)
             assert page.evaluate("async () => (await navigator.serviceWorker.getRegistrations()).length") == 0
             # A refresh or redirect the app sends cannot take the browser to Jupyter's /logout.
-            page.goto(f"{jupyter}{prefix}/answer?" + answer_query(200, ["Refresh: 0; url=/logout"], "<p id=t>refresh</p>", "text/html"))
+            page.goto(
+                f"{jupyter}{prefix}/answer?"
+                + answer_query(200, ["Refresh: 0; url=/logout"], "<p id=t>refresh</p>", "text/html")
+            )
             page.wait_for_timeout(1000)
             page.goto(f"{jupyter}{prefix}/answer?" + answer_query(302, [f"Location: {jupyter}/logout"]))
             assert "/logout" not in page.url or page.url.startswith(f"{jupyter}{prefix}/")
@@ -693,9 +878,14 @@ def hub_server(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> 
     browser maps *.jupyter.test to this machine's loopback), so an app could name the parent domain."""
     from conftest import start_jupyter_server
 
-    server, process = start_jupyter_server(tmp_path_factory.mktemp("hub-root"), [
-        "--ServerApp.allow_remote_access=True", "--SandboxService.path_form_previews=False",
-        "--SandboxService.preview_url_template=http://{port}-{sandbox_id}.preview.jupyter.test:{server_port}/"])
+    server, process = start_jupyter_server(
+        tmp_path_factory.mktemp("hub-root"),
+        [
+            "--ServerApp.allow_remote_access=True",
+            "--SandboxService.path_form_previews=False",
+            "--SandboxService.preview_url_template=http://{port}-{sandbox_id}.preview.jupyter.test:{server_port}/",
+        ],
+    )
     yield server
     process.terminate()
     process.wait(timeout=30)
@@ -711,16 +901,20 @@ def test_in_chromium_an_own_origin_app_cannot_reach_jupyters_cookies(hub_server:
     assert status == 201 and ".preview.jupyter.test:" in answer["url"], answer
     jupyter = f"http://hub.jupyter.test:{hub_server.port}"
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=[
-            *BROWSER_ARGS, "--host-resolver-rules=MAP *.jupyter.test 127.0.0.1"])
+        chromium = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=[*BROWSER_ARGS, "--host-resolver-rules=MAP *.jupyter.test 127.0.0.1"],
+        )
         try:
             page = chromium.new_context().new_page()
             before = log_in(page, hub_server, jupyter)
             login = next(name for name in before if name.startswith("username-"))
             # Without Clear-Site-Data this time: it would clear the tossed cookie along with the app's.
-            attack = (f"attack?login={login}&sw=sw.js&scope=/&clear=no&"
-                      f"extra=_xsrf%3Dtossed%3B%20Domain%3Djupyter.test%3B%20Path%3D%2F&"
-                      f"extra={login}%3D%3B%20Domain%3D.jupyter.test%3B%20Path%3D%2F%3B%20Max-Age%3D0&")
+            attack = (
+                f"attack?login={login}&sw=sw.js&scope=/&clear=no&"
+                f"extra=_xsrf%3Dtossed%3B%20Domain%3Djupyter.test%3B%20Path%3D%2F&"
+                f"extra={login}%3D%3B%20Domain%3D.jupyter.test%3B%20Path%3D%2F%3B%20Max-Age%3D0&"
+            )
             page.goto(answer["browser_url"].replace("?", "?" + attack.split("?", 1)[1]).replace("/?", "/attack?"))
             page.wait_for_function("() => window.finished === true", timeout=20000)
             results = page.evaluate("() => window.results")
@@ -743,8 +937,9 @@ def test_in_chromium_an_own_origin_app_cannot_reach_jupyters_cookies(hub_server:
 def ws_status(server: Server, host: str, path: str, headers: dict) -> int:
     async def attempt() -> int:
         try:
-            connection = await websocket_connect(HTTPRequest(f"ws://127.0.0.1:{server.port}{path}",
-                                                             headers={"Host": host, **headers}))
+            connection = await websocket_connect(
+                HTTPRequest(f"ws://127.0.0.1:{server.port}{path}", headers={"Host": host, **headers})
+            )
         except HTTPClientError as exc:
             return exc.code
         await connection.write_message("ping")
@@ -764,10 +959,18 @@ def test_websockets_open_only_from_the_previews_own_pages(preview_server: Server
     assert ws_status(preview_server, host, "/ws-any", {**auth, "Origin": f"HTTP://{host.upper()}"}) == 101
     # The scheme is not compared (a TLS-terminating proxy may stand in front); host and port are.
     assert ws_status(preview_server, host, "/ws-any", {**auth, "Origin": f"https://{host}"}) == 101
-    for foreign in (f"http://127.0.0.1:{preview_server.port}", f"http://localhost:{preview_server.port}",
-                    f"http://{host_of(preview_server, app_sandbox, WIDE_PORT)}", f"http://{APP_PORT}-{app_sandbox}.localhost:1",
-                    "null", "http://elsewhere.example", f"http://{host}.elsewhere.example", f"file://{host}",
-                    f"http://{host}@elsewhere.example", f"http://{host.split(':')[0]}"):
+    for foreign in (
+        f"http://127.0.0.1:{preview_server.port}",
+        f"http://localhost:{preview_server.port}",
+        f"http://{host_of(preview_server, app_sandbox, WIDE_PORT)}",
+        f"http://{APP_PORT}-{app_sandbox}.localhost:1",
+        "null",
+        "http://elsewhere.example",
+        f"http://{host}.elsewhere.example",
+        f"file://{host}",
+        f"http://{host}@elsewhere.example",
+        f"http://{host.split(':')[0]}",
+    ):
         assert ws_status(preview_server, host, "/ws-any", {**auth, "Origin": foreign}) == 403, foreign
     jupyter = f"127.0.0.1:{preview_server.port}"
     path = f"{path_of(app_sandbox)}/ws-any"
@@ -777,8 +980,9 @@ def test_websockets_open_only_from_the_previews_own_pages(preview_server: Server
         assert ws_status(preview_server, jupyter, path, {**auth, "Origin": foreign}) == 403, foreign
 
 
-def test_in_chromium_a_page_on_another_port_cannot_hijack_the_previews_websocket(preview_server: Server,
-                                                                               app_sandbox: str) -> None:
+def test_in_chromium_a_page_on_another_port_cannot_hijack_the_previews_websocket(
+    preview_server: Server, app_sandbox: str
+) -> None:
     """Cookies ignore ports: a page at 3000-ID.localhost:OTHER (any other server on this machine) is
     same-site with the preview and its websocket carries the preview cookie. The Origin check stops it."""
     from playwright.sync_api import sync_playwright
@@ -786,18 +990,23 @@ def test_in_chromium_a_page_on_another_port_cannot_hijack_the_previews_websocket
     answer = link(preview_server, app_sandbox)
     preview_host = f"{APP_PORT}-{app_sandbox}.localhost"
     target = f"ws://{preview_host}:{preview_server.port}/ws-any"
-    probe = ("<!doctype html><script>window.outcome = new Promise(done => { const ws = new WebSocket(%s);"
-             " ws.onopen = () => { ws.send('stolen'); }; ws.onmessage = e => done('open: ' + e.data);"
-             " ws.onerror = () => done('refused'); });</script>" % json.dumps(target)).encode()
+    probe = (
+        "<!doctype html><script>window.outcome = new Promise(done => { const ws = new WebSocket(%s);"
+        " ws.onopen = () => { ws.send('stolen'); }; ws.onmessage = e => done('open: ' + e.data);"
+        " ws.onerror = () => done('refused'); });</script>" % json.dumps(target)
+    ).encode()
     with host_http_server(probe) as other_port, sync_playwright() as playwright:
         chromium = browser(playwright)
         try:
             page = chromium.new_context().new_page()
             page.goto(answer["browser_url"] + "")  # the user opens the preview: its cookie is set
             page.goto(f"{answer['url']}answer?" + answer_query(200, [], "<p id=own>own page</p>", "text/html"))
-            own = page.evaluate("""(url) => new Promise(done => { const ws = new WebSocket(url);
+            own = page.evaluate(
+                """(url) => new Promise(done => { const ws = new WebSocket(url);
                 ws.onopen = () => ws.send('mine'); ws.onmessage = e => done('open: ' + e.data);
-                ws.onerror = () => done('refused'); })""", target)
+                ws.onerror = () => done('refused'); })""",
+                target,
+            )
             assert own == "open: mine"  # the preview's own page
             page.goto(f"http://{preview_host}:{other_port}/")
             assert page.evaluate("() => window.outcome") == "refused"
@@ -807,9 +1016,14 @@ def test_in_chromium_a_page_on_another_port_cannot_hijack_the_previews_websocket
 
 def test_a_server_with_host_routing_can_turn_the_path_form_off(hub_server: Server, app_sandbox: str) -> None:
     token = tokens.mint(app_sandbox, APP_PORT)[0]
-    status, headers, body = all_headers(hub_server, f"127.0.0.1:{hub_server.port}", f"{path_of(app_sandbox)}/echo",
-                                        {"X-Sandbox-Preview-Token": token})
+    status, headers, body = all_headers(
+        hub_server, f"127.0.0.1:{hub_server.port}", f"{path_of(app_sandbox)}/echo", {"X-Sandbox-Preview-Token": token}
+    )
     assert status == 404 and b"own origins only" in body and b'"headers"' not in body
-    status, _, body = all_headers(hub_server, f"{APP_PORT}-{app_sandbox}.preview.jupyter.test:{hub_server.port}", "/echo",
-                                  {"X-Sandbox-Preview-Token": token})
+    status, _, body = all_headers(
+        hub_server,
+        f"{APP_PORT}-{app_sandbox}.preview.jupyter.test:{hub_server.port}",
+        "/echo",
+        {"X-Sandbox-Preview-Token": token},
+    )
     assert status == 200 and b'"headers"' in body

@@ -10,8 +10,9 @@ import queue
 import re
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import nbformat
 import pexpect
@@ -53,8 +54,7 @@ def execute(client: Any, code: str, **options: Any) -> tuple[dict, list[dict]]:
 
 def inner_count(kernel: SandboxKernel) -> int:
     """The inner kernel's next execution count, asked without taking one (a silent cell)."""
-    reply, _ = execute(kernel.client, "", silent=True,
-                       user_expressions={"n": "get_ipython().execution_count"})
+    reply, _ = execute(kernel.client, "", silent=True, user_expressions={"n": "get_ipython().execution_count"})
     return int(reply["content"]["user_expressions"]["n"]["data"]["text/plain"])
 
 
@@ -65,6 +65,7 @@ def notebook(*sources: str) -> nbformat.NotebookNode:
 
 
 # -- execution counts -------------------------------------------------------------------------
+
 
 def test_counts_are_one_per_cell_that_stores_history(kernel: SandboxKernel) -> None:
     client = kernel.client
@@ -123,8 +124,10 @@ def test_counts_go_on_across_sandbox_restarts(kernel: SandboxKernel) -> None:
         reply, _ = execute(client, code)
         assert reply["content"]["status"] == "ok", reply["content"]
         after, _ = execute(client, "'after'")
-        assert (reply["content"]["execution_count"], after["content"]["execution_count"]) == \
-            (before["content"]["execution_count"] + 1, before["content"]["execution_count"] + 2), code
+        assert (reply["content"]["execution_count"], after["content"]["execution_count"]) == (
+            before["content"]["execution_count"] + 1,
+            before["content"]["execution_count"] + 2,
+        ), code
         assert inner_count(kernel) == after["content"]["execution_count"] + 1
 
 
@@ -137,6 +140,7 @@ def test_restart_and_run_all_counts_one_to_n(kernel: SandboxKernel) -> None:
 
 # -- stop_on_error ----------------------------------------------------------------------------
 
+
 def queued_statuses(client: Any, codes: list[str], stop_on_error: bool = True) -> list[tuple[str, str]]:
     """Send all cells at once (queued as in Run All), then (status, stdout) of each."""
     ids = [client.execute(code, stop_on_error=stop_on_error) for code in codes]
@@ -145,23 +149,30 @@ def queued_statuses(client: Any, codes: list[str], stop_on_error: bool = True) -
         reply, messages = collect(client, msg_id)
         if reply["content"]["status"] == "aborted":  # as ipykernel: busy, idle, nothing between
             assert [m["msg_type"] for m in messages] == ["status", "status"]
-        results.append((reply["content"]["status"],
-                        "".join(m["content"].get("text", "") for m in messages if m["msg_type"] == "stream")))
+        results.append(
+            (
+                reply["content"]["status"],
+                "".join(m["content"].get("text", "") for m in messages if m["msg_type"] == "stream"),
+            )
+        )
     return results
 
 
 # Each queue as the sandbox kernel runs it, and the same shape of queue for a local ipykernel.
 QUEUES = [
-    (["%sandbox bogus", "print('a')", "%sandbox help --nope", "print('b')"],
-     ["raise ValueError", "print('a')", "pass", "print('b')"]),
+    (
+        ["%sandbox bogus", "print('a')", "%sandbox help --nope", "print('b')"],
+        ["raise ValueError", "print('a')", "pass", "print('b')"],
+    ),
     (["1/0", "%sandbox status", "print('c')"], ["1/0", "pass", "print('c')"]),
     (["print('d')\n%sandbox exec false", "print('e')"], ["print('d')\nraise SystemError", "print('e')"]),
 ]
 
 
 @pytest.mark.parametrize("codes,local_codes", QUEUES)
-def test_a_failing_cell_aborts_the_queued_cells_as_ipykernel_does(kernel: SandboxKernel, codes: list[str],
-                                                                   local_codes: list[str]) -> None:
+def test_a_failing_cell_aborts_the_queued_cells_as_ipykernel_does(
+    kernel: SandboxKernel, codes: list[str], local_codes: list[str]
+) -> None:
     local_km, local = start_new_kernel(kernel_name="python3")
     try:
         expected = queued_statuses(local, local_codes)
@@ -180,6 +191,7 @@ def test_without_stop_on_error_the_queue_runs_on(kernel: SandboxKernel) -> None:
 
 
 # -- completion and rich output ---------------------------------------------------------------
+
 
 def test_sandbox_is_offered_where_a_magic_starts(kernel: SandboxKernel) -> None:
     client = kernel.client
@@ -206,9 +218,15 @@ def test_sizes_read_as_people_read_them(kernel: SandboxKernel) -> None:
 
 # -- notebooks under nbclient and papermill ---------------------------------------------------
 
-FIRST_CELLS = ("%sandbox config --memory 2g", "%sandbox status", "%sandbox network none",
-               "import os\nprint(next(open(p).read().strip() for p in ('/sys/fs/cgroup/memory.max',\n"
-               "'/sys/fs/cgroup/memory/memory.limit_in_bytes') if os.path.exists(p)))", "%sandbox exec false", "print('never runs')")
+FIRST_CELLS = (
+    "%sandbox config --memory 2g",
+    "%sandbox status",
+    "%sandbox network none",
+    "import os\nprint(next(open(p).read().strip() for p in ('/sys/fs/cgroup/memory.max',\n"
+    "'/sys/fs/cgroup/memory/memory.limit_in_bytes') if os.path.exists(p)))",
+    "%sandbox exec false",
+    "print('never runs')",
+)
 
 
 def check_saved(nb: nbformat.NotebookNode) -> None:
@@ -237,14 +255,14 @@ def test_notebook_starting_with_sandbox_lines_under_papermill(sandbox_image: str
     source, output = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
     nbformat.write(notebook(*FIRST_CELLS), source)
     with pytest.raises(papermill.PapermillExecutionError, match="exited with code 1"):
-        papermill.execute_notebook(str(source), str(output), kernel_name=KERNEL, start_timeout=300,
-                                   progress_bar=False)
+        papermill.execute_notebook(str(source), str(output), kernel_name=KERNEL, start_timeout=300, progress_bar=False)
     saved = nbformat.read(output, as_version=4)
     saved.cells = [cell for cell in saved.cells if cell.cell_type == "code"]  # papermill adds an error banner
     check_saved(saved)
 
 
 # -- a cold start, request by request ----------------------------------------------------------
+
 
 def check_message(message: dict) -> None:
     """The message spec's schema, and the exact fields of what a notebook stores."""
@@ -256,8 +274,12 @@ def check_message(message: dict) -> None:
         assert content == {"status": "aborted"} and message["metadata"]["status"] == "aborted"
         return
     validate_message(message)
-    fields = {"error": {"ename", "evalue", "traceback"}, "stream": {"name", "text"},
-              "execute_input": {"code", "execution_count"}, "status": {"execution_state"}}
+    fields = {
+        "error": {"ename", "evalue", "traceback"},
+        "stream": {"name", "text"},
+        "execute_input": {"code", "execution_count"},
+        "status": {"execution_state"},
+    }
     if msg_type in fields:
         assert set(content) == fields[msg_type], message
     if msg_type == "execute_reply":
@@ -284,10 +306,17 @@ def test_a_cold_start_answers_in_order_and_every_message_is_valid(sandbox_image:
     seen: list[dict] = []
     try:
         # What jupyter console sends at once while the sandbox comes up.
-        ids = [client.kernel_info(), client.history(hist_access_type="tail", n=10), client.is_complete("for x in y:"),
-               client.execute("%sandbox status\nprint('first')"), client.is_complete("x = 1"),
-               client.execute("%sandbox bogus"), client.execute("print('aborted')"),
-               client.complete("%sandbox sta", 12), client.execute("%sandbox help", silent=True)]
+        ids = [
+            client.kernel_info(),
+            client.history(hist_access_type="tail", n=10),
+            client.is_complete("for x in y:"),
+            client.execute("%sandbox status\nprint('first')"),
+            client.is_complete("x = 1"),
+            client.execute("%sandbox bogus"),
+            client.execute("print('aborted')"),
+            client.complete("%sandbox sta", 12),
+            client.execute("%sandbox help", silent=True),
+        ]
         replies = []
         while len(replies) < len(ids):
             message = client.get_shell_msg(timeout=300)
@@ -316,8 +345,11 @@ def test_a_cold_start_answers_in_order_and_every_message_is_valid(sandbox_image:
         drain(client, seen)
         for message in seen:
             check_message(message)
-        outputs = [nbformat.v4.output_from_msg(m) for m in seen
-                   if m["msg_type"] in ("stream", "error", "execute_result", "display_data")]
+        outputs = [
+            nbformat.v4.output_from_msg(m)
+            for m in seen
+            if m["msg_type"] in ("stream", "error", "execute_result", "display_data")
+        ]
         assert any(o.output_type == "error" for o in outputs)
         nb = notebook("x")
         nb.cells[0].outputs = outputs
@@ -340,8 +372,15 @@ def prompt(kind: str, number: int) -> str:
 
 def test_jupyter_console_through_a_cold_start(sandbox_image: str, tmp_path: Path) -> None:
     env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm", "HOME": str(tmp_path)}
-    console = pexpect.spawn(sys.executable, ["-m", "jupyter_console", f"--kernel={KERNEL}"], env=env,
-                            encoding="utf-8", timeout=300, dimensions=(50, 200), cwd=str(tmp_path))
+    console = pexpect.spawn(
+        sys.executable,
+        ["-m", "jupyter_console", f"--kernel={KERNEL}"],
+        env=env,
+        encoding="utf-8",
+        timeout=300,
+        dimensions=(50, 200),
+        cwd=str(tmp_path),
+    )
     log = open(tmp_path / "console.log", "w")
     console.logfile_read = log
     try:

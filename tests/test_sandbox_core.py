@@ -84,7 +84,8 @@ def test_agent_health_restart_interrupt_and_bad_input(sandbox: Sandbox, manager:
 def test_agent_files_are_not_writable_by_the_sandbox_user(sandbox: Sandbox, docker_backend: DockerBackend) -> None:
     result = docker_backend.client.containers.get(sandbox.container_id).exec_run(
         ["sh", "-c", "touch /opt/jupyter-sandbox/jupyter_sandbox_agent/server.py; stat -c '%u %a' /home/sandbox"],
-        user="1000")
+        user="1000",
+    )
     assert b"Permission denied" in result.output
     assert "1000 755" in result.output.decode().splitlines()
 
@@ -125,9 +126,14 @@ def test_unchanged_image_is_not_rebuilt(docker_backend: DockerBackend, sandbox_i
 
 
 def test_image_contents(docker_backend: DockerBackend, sandbox_image: str) -> None:
-    output = docker_backend.run_once(sandbox_image, [
-        "sh", "-c",
-        "getent passwd 1000 | cut -d: -f1,6; git --version >/dev/null && echo git; ps --version >/dev/null && echo ps; "
-        "test -s /etc/ssl/certs/ca-certificates.crt && echo certs; "
-        "python3 -c 'import ipykernel, numpy, pandas, matplotlib; print(\"python ok\")'"])
+    output = docker_backend.run_once(
+        sandbox_image,
+        [
+            "sh",
+            "-c",
+            "getent passwd 1000 | cut -d: -f1,6; git --version >/dev/null && echo git; ps --version >/dev/null && echo ps; "
+            "test -s /etc/ssl/certs/ca-certificates.crt && echo certs; "
+            "python3 -c 'import ipykernel, numpy, pandas, matplotlib; print(\"python ok\")'",
+        ],
+    )
     assert output.split() == ["sandbox:/home/sandbox", "git", "ps", "certs", "python", "ok"]

@@ -34,7 +34,8 @@ def own_network_manager(docker_backend: DockerBackend, sandbox_image: str) -> It
 
 
 def test_a_kept_sandbox_starts_again_after_its_network_was_removed(
-        own_network_manager: SandboxManager, docker_backend: DockerBackend) -> None:
+    own_network_manager: SandboxManager, docker_backend: DockerBackend
+) -> None:
     manager = own_network_manager
     kept = manager.create(workspace="feed" + secrets.token_hex(10))
     manager.wait_for_agent(kept)
@@ -50,14 +51,18 @@ def test_a_kept_sandbox_starts_again_after_its_network_was_removed(
         network.remove()
     started = manager.start(manager.get(kept.id))
     manager.wait_for_agent(started)
-    output = docker_backend.client.containers.get(kept.container_id).exec_run(
-        ["cat", "/home/sandbox/kept.txt"], user="1000").output
+    output = (
+        docker_backend.client.containers.get(kept.container_id)
+        .exec_run(["cat", "/home/sandbox/kept.txt"], user="1000")
+        .output
+    )
     assert b"still here" in output
     assert manager.get(kept.id).running
 
 
 def test_a_kernel_never_claims_a_pool_sandbox_before_its_agent_answered(
-        manager: SandboxManager, docker_backend: DockerBackend) -> None:
+    manager: SandboxManager, docker_backend: DockerBackend
+) -> None:
     manager.warm_pool_size = 1
     # A server of its own: other pools on the engine (other runs) are not this test's to claim.
     manager.server_id = binding.new_server_id()
@@ -87,14 +92,17 @@ def _server_id(log: Path) -> str:
 
 @pytest.mark.timeout(600)
 def test_two_servers_of_one_user_keep_to_their_own(
-        sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path) -> None:
+    sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path
+) -> None:
     manager = SandboxManager(backend=docker_backend)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     housekeeping = ["--SandboxManager.warm_pool_size=1", "--SandboxService.pool_interval=1"]
-    server_a, process_a = start_jupyter_server(tmp_path / "a", [*housekeeping, "--SandboxManager.idle_timeout=3",
-                                                                "--SandboxService.reap_interval=1"],
-                                               log=tmp_path / "a.log")
+    server_a, process_a = start_jupyter_server(
+        tmp_path / "a",
+        [*housekeeping, "--SandboxManager.idle_timeout=3", "--SandboxService.reap_interval=1"],
+        log=tmp_path / "a.log",
+    )
     processes = [process_a]
     made: list[str] = []
     try:
@@ -144,11 +152,13 @@ def test_two_servers_of_one_user_keep_to_their_own(
 
 @pytest.mark.timeout(600)
 def test_stopping_a_server_with_a_dozen_kernels_is_bounded_and_cleans_up(
-        sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path) -> None:
+    sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path
+) -> None:
     manager = SandboxManager(backend=docker_backend)
     log = tmp_path / "server.log"
-    server, process = start_jupyter_server(tmp_path, ["--SandboxManager.warm_pool_size=1",
-                                                      "--SandboxService.pool_interval=1"], log=log)
+    server, process = start_jupyter_server(
+        tmp_path, ["--SandboxManager.warm_pool_size=1", "--SandboxService.pool_interval=1"], log=log
+    )
     kernels: list[str] = []
     try:
         for _ in range(12):

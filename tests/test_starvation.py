@@ -14,20 +14,21 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
-
 from conftest import ROOT, Server, run_over_websocket, start_jupyter_server, start_preview_app, wait_until
+
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.manager import SandboxManager
 
 NETWORK = "jupyter-sandbox-starvation"
 API = "/sandbox/api"
-IDLE = 4          # SandboxService.agent_idle_timeout and agent_timeout for this server
-PLACES = 6        # SandboxService.max_calls_per_sandbox
-UPLOADS = 4       # uploads one user may have under way (upload_buffer_per_user / upload_window)
+IDLE = 4  # SandboxService.agent_idle_timeout and agent_timeout for this server
+PLACES = 6  # SandboxService.max_calls_per_sandbox
+UPLOADS = 4  # uploads one user may have under way (upload_buffer_per_user / upload_window)
 # The agent's pid, from a command it runs: its supervisor's parent.
 AGENT_PID = "$(cut -d' ' -f4 /proc/$PPID/stat)"
 
@@ -43,11 +44,19 @@ def q(**params: str) -> str:
 @pytest.fixture(scope="module")
 def server(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("log") / "server.log"
-    server, process = start_jupyter_server(tmp_path_factory.mktemp("root"), [
-        f"--SandboxManager.network_name={NETWORK}", f"--SandboxService.agent_idle_timeout={IDLE}",
-        f"--SandboxService.agent_timeout={IDLE}",
-        "--SandboxService.busy_wait=1", f"--SandboxService.max_calls_per_sandbox={PLACES}",
-        f"--SandboxService.upload_buffer_per_user={UPLOADS}m", "--SandboxService.upload_window=1m"], log=log)
+    server, process = start_jupyter_server(
+        tmp_path_factory.mktemp("root"),
+        [
+            f"--SandboxManager.network_name={NETWORK}",
+            f"--SandboxService.agent_idle_timeout={IDLE}",
+            f"--SandboxService.agent_timeout={IDLE}",
+            "--SandboxService.busy_wait=1",
+            f"--SandboxService.max_calls_per_sandbox={PLACES}",
+            f"--SandboxService.upload_buffer_per_user={UPLOADS}m",
+            "--SandboxService.upload_window=1m",
+        ],
+        log=log,
+    )
     server.log = log
     yield server
     process.terminate()
@@ -82,15 +91,19 @@ def median_latency(call: Callable[[], Any], times: int = 9) -> float:
 
 
 def run(server: Server, sandbox_id: str, command: str, timeout: float = 30, http_timeout: float = 120) -> dict:
-    status, answer = server.request("POST", box(sandbox_id, "/process/exec"), {"command": command, "timeout": timeout},
-                                    timeout=http_timeout)
+    status, answer = server.request(
+        "POST", box(sandbox_id, "/process/exec"), {"command": command, "timeout": timeout}, timeout=http_timeout
+    )
     assert status == 200, answer
     return answer
 
 
 # -- one sandbox cannot hold what the others need ------------------------------------------------
 
-def test_frozen_slow_and_flooding_neighbours_do_not_delay_the_others(server: Server, sandboxes: Callable[[], str]) -> None:
+
+def test_frozen_slow_and_flooding_neighbours_do_not_delay_the_others(
+    server: Server, sandboxes: Callable[[], str]
+) -> None:
     healthy, frozen, slow, flooding = sandboxes(), sandboxes(), sandboxes(), sandboxes()
     start_preview_app(server, healthy, {3000: "127.0.0.1"})  # through the healthy sandbox's agent
     token = server.request("POST", box(healthy, "/previews"), {"port": 3000})[1]["token"]
@@ -104,8 +117,11 @@ def test_frozen_slow_and_flooding_neighbours_do_not_delay_the_others(server: Ser
 
     def preview() -> None:
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-        connection.request("GET", "/echo", headers={"Host": f"3000-{healthy}.localhost:{server.port}",
-                                                    "X-Sandbox-Preview-Token": token})
+        connection.request(
+            "GET",
+            "/echo",
+            headers={"Host": f"3000-{healthy}.localhost:{server.port}", "X-Sandbox-Preview-Token": token},
+        )
         response = connection.getresponse()
         assert response.status == 200 and b'"path": "/echo"' in response.read()
         connection.close()
@@ -118,13 +134,19 @@ def test_frozen_slow_and_flooding_neighbours_do_not_delay_the_others(server: Ser
     # The slow-loris: a command that writes a byte a second, its logs followed by as many clients
     # as the sandbox has places (and more).
     server.request("POST", box(slow, "/sessions"), {"id": "drip"})
-    status, command = server.request("POST", box(slow, "/sessions/drip/commands"), {
-        "command": "while true; do printf x; sleep 1; done", "run_async": True})
+    status, command = server.request(
+        "POST",
+        box(slow, "/sessions/drip/commands"),
+        {"command": "while true; do printf x; sleep 1; done", "run_async": True},
+    )
     assert status == 202, command
     logs = box(slow, f"/sessions/drip/commands/{command['id']}/logs") + q(follow="1")
     # The frozen one: its agent stopped from inside.
-    stopper = threading.Thread(target=lambda: server.request(
-        "POST", box(frozen, "/process/exec"), {"command": f"kill -STOP {AGENT_PID}", "timeout": 5}, timeout=60))
+    stopper = threading.Thread(
+        target=lambda: server.request(
+            "POST", box(frozen, "/process/exec"), {"command": f"kill -STOP {AGENT_PID}", "timeout": 5}, timeout=60
+        )
+    )
     stopper.start()
     time.sleep(1)
 
@@ -149,29 +171,40 @@ def test_frozen_slow_and_flooding_neighbours_do_not_delay_the_others(server: Ser
             trouble.append(pool.submit(follow))
         # The flood: far more calls than places, each a command that runs a while and floods output.
         for _ in range(3 * PLACES):
-            trouble.append(pool.submit(server.request, "POST", box(flooding, "/process/exec"),
-                                       {"command": "head -c 3000000 /dev/zero | tr '\\0' x; sleep 3", "timeout": 20},
-                                       None, True, None, 60))
+            trouble.append(
+                pool.submit(
+                    server.request,
+                    "POST",
+                    box(flooding, "/process/exec"),
+                    {"command": "head -c 3000000 /dev/zero | tr '\\0' x; sleep 3", "timeout": 20},
+                    None,
+                    True,
+                    None,
+                    60,
+                )
+            )
         time.sleep(1.5)
         during = {name: median_latency(check) for name, check in checks.items()}
         results = [future.result(timeout=90) for future in trouble]
     finally:
         pool.shutdown(wait=False)
-    print("\nlatency without / with the neighbours (median of 9): " +
-          ", ".join(f"{name} {baseline[name] * 1000:.1f} / {during[name] * 1000:.1f} ms" for name in checks))
+    print(
+        "\nlatency without / with the neighbours (median of 9): "
+        + ", ".join(f"{name} {baseline[name] * 1000:.1f} / {during[name] * 1000:.1f} ms" for name in checks)
+    )
     for name in checks:
         # Two cores serve the flood and the checks alike: some slowdown is the machine's; a wait on
         # a neighbour's agent would be its deadline, a thousand times the baseline.
         assert during[name] < 10 * baseline[name], (name, baseline, during)
 
-    frozen_answers = [r for r in results[0:2 * (PLACES + 4):2]]
+    frozen_answers = [r for r in results[0 : 2 * (PLACES + 4) : 2]]
     assert all(status in (503, 504) for status, _ in frozen_answers), frozen_answers
     assert all(frozen in body["message"] for _, body in frozen_answers), frozen_answers
     assert any(status == 504 for status, _ in frozen_answers) and any(status == 503 for status, _ in frozen_answers)
-    follows = results[1:2 * (PLACES + 4):2]
+    follows = results[1 : 2 * (PLACES + 4) : 2]
     assert sum(status == 200 and body.startswith(b"{") for status, body in follows) >= 1, follows
     assert any(status == 503 and slow.encode() in body for status, body in follows), follows
-    floods = results[2 * (PLACES + 4):]
+    floods = results[2 * (PLACES + 4) :]
     assert sum(status == 200 for status, _ in floods) >= PLACES, [s for s, _ in floods]
     busy = [body for status, body in floods if status == 503]
     assert busy and all(flooding in b["message"] and "busy" in b["message"] for b in busy)
@@ -181,8 +214,11 @@ def test_frozen_slow_and_flooding_neighbours_do_not_delay_the_others(server: Ser
 
 def test_a_frozen_agent_is_a_504_not_a_hang(server: Server, sandboxes: Callable[[], str]) -> None:
     frozen = sandboxes()
-    stopper = threading.Thread(target=lambda: server.request(
-        "POST", box(frozen, "/process/exec"), {"command": f"kill -STOP {AGENT_PID}", "timeout": 1}, timeout=60))
+    stopper = threading.Thread(
+        target=lambda: server.request(
+            "POST", box(frozen, "/process/exec"), {"command": f"kill -STOP {AGENT_PID}", "timeout": 1}, timeout=60
+        )
+    )
     stopper.start()
     time.sleep(1)
     # Cut at its deadline (a hang would be this client's own timeout, an exception).
@@ -196,6 +232,7 @@ def test_a_frozen_agent_is_a_504_not_a_hang(server: Server, sandboxes: Callable[
 
 # -- memory --------------------------------------------------------------------------------------
 
+
 def rss(server: Server) -> int:
     for line in Path(f"/proc/{server.process.pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -205,21 +242,26 @@ def rss(server: Server) -> int:
 
 def multipart_upload(server: Server, sandbox_id: str, name: str, size: int) -> tuple[int, Any]:
     boundary = "----starvation" + name
-    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="path"\r\n\r\nuploads\r\n'
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="path"\r\n\r\nuploads\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
     tail = f"\r\n--{boundary}--\r\n".encode()
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=300)
     connection.putrequest("POST", box(sandbox_id, "/files/upload"))
-    for key, value in {"Authorization": f"token {server.token}", "Content-Length": str(len(head) + size + len(tail)),
-                       "Content-Type": f"multipart/form-data; boundary={boundary}"}.items():
+    for key, value in {
+        "Authorization": f"token {server.token}",
+        "Content-Length": str(len(head) + size + len(tail)),
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+    }.items():
         connection.putheader(key, value)
     connection.endheaders()
     connection.send(head)
     chunk = bytes(range(256)) * 4096
     sent = 0
     while sent < size:
-        piece = chunk[:size - sent]
+        piece = chunk[: size - sent]
         connection.send(piece)
         sent += len(piece)
     connection.send(tail)
@@ -244,12 +286,16 @@ def test_concurrent_multipart_uploads_do_not_grow_the_server(server: Server, san
     sampler.start()
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=UPLOADS) as pool:
-            results = list(pool.map(lambda i: multipart_upload(server, sandbox_id, f"big{i}.bin", size), range(UPLOADS)))
+            results = list(
+                pool.map(lambda i: multipart_upload(server, sandbox_id, f"big{i}.bin", size), range(UPLOADS))
+            )
     finally:
         done.set()
         sampler.join()
     grown = highest[0] - before
-    print(f"\n{UPLOADS} concurrent multipart uploads of 90 MiB: the server's RSS rose by at most {grown / 1024**2:.1f} MiB")
+    print(
+        f"\n{UPLOADS} concurrent multipart uploads of 90 MiB: the server's RSS rose by at most {grown / 1024**2:.1f} MiB"
+    )
     for status, answer in results:
         assert status == 201 and answer["files"][0]["size"] == size, answer
     listing = server.request("GET", box(sandbox_id, "/files") + q(path="uploads"))[1]
@@ -277,14 +323,18 @@ def test_one_user_holds_a_bounded_number_of_uploads(server: Server, sandboxes: C
     finally:
         for connection in open_uploads:
             connection.close()
-    assert wait_until(lambda: server.request("PUT", box(sandbox_id, "/files/content" + q(path="later.bin")),
-                                             raw=b"x")[0] == 200, timeout=20)
+    assert wait_until(
+        lambda: server.request("PUT", box(sandbox_id, "/files/content" + q(path="later.bin")), raw=b"x")[0] == 200,
+        timeout=20,
+    )
 
 
 # -- the most sandboxes per owner ---------------------------------------------------------------
 
-def test_the_most_sandboxes_per_owner_holds_on_every_path(sandbox_image: str, docker_backend: DockerBackend,
-                                                          tmp_path: Path) -> None:
+
+def test_the_most_sandboxes_per_owner_holds_on_every_path(
+    sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path
+) -> None:
     owner = f"limit-test-{time.monotonic_ns()}"
     settings = {"owner": owner, "max_sandboxes_per_owner": 2, "network_name": NETWORK, "warm_pool_size": 1}
     # One operator file for the server, its kernels and the command line alike.
@@ -292,8 +342,9 @@ def test_the_most_sandboxes_per_owner_holds_on_every_path(sandbox_image: str, do
     (tmp_path / "config" / "jupyter_sandbox_config.json").write_text(json.dumps({"SandboxManager": settings}))
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config")}
     (tmp_path / "root").mkdir()
-    limited, process = start_jupyter_server(tmp_path / "root", ["--SandboxService.pool_interval=0.5",
-                                                                 "--SandboxManager.warm_pool_size=1"], env=env)
+    limited, process = start_jupyter_server(
+        tmp_path / "root", ["--SandboxService.pool_interval=0.5", "--SandboxManager.warm_pool_size=1"], env=env
+    )
     mine = lambda: SandboxManager(backend=docker_backend, owner=owner).list(owner=owner)  # noqa: E731
     try:
         # The warm pool's sandbox is there and counts against nobody.
@@ -303,10 +354,19 @@ def test_the_most_sandboxes_per_owner_holds_on_every_path(sandbox_image: str, do
         status, second = limited.request("POST", f"{API}/sandboxes", {})
         assert status == 201, second
         status, refused = limited.request("POST", f"{API}/sandboxes", {})
-        assert status == 409 and "already has 2 sandboxes" in refused["message"] \
-            and "max_sandboxes_per_owner" in refused["message"], refused
-        cli = subprocess.run([sys.executable, "-m", "jupyter_sandbox.cli", "create"], capture_output=True, text=True,
-                             timeout=120, env=env, cwd=ROOT)
+        assert (
+            status == 409
+            and "already has 2 sandboxes" in refused["message"]
+            and "max_sandboxes_per_owner" in refused["message"]
+        ), refused
+        cli = subprocess.run(
+            [sys.executable, "-m", "jupyter_sandbox.cli", "create"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            cwd=ROOT,
+        )
         assert cli.returncode != 0 and "already has 2 sandboxes" in cli.stderr + cli.stdout, cli
         # A kernel may not claim the pool's sandbox either: the user sees why in the notebook.
         status, kernel = limited.request("POST", "/api/kernels", {"name": "sandbox-python"})
@@ -328,18 +388,21 @@ def test_the_most_sandboxes_per_owner_holds_on_every_path(sandbox_image: str, do
 # -- a timeout ends everything the command started ----------------------------------------------
 
 LIVE = "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -c '^sleep 10[0-9][0-9]' || true"
-DETACHING = ("setsid sleep 1001 & (sleep 1002 &); nohup sleep 1003 >/dev/null 2>&1 & "
-             "sh -c 'setsid sh -c \"sleep 1004 & sleep 1005 &\"'; "
-             "python3 -c 'import os; os.fork() == 0 and (os.setsid(), os.fork() == 0 and "
-             "os.execlp(\"sleep\", \"sleep\", \"1006\"))'; ")
+DETACHING = (
+    "setsid sleep 1001 & (sleep 1002 &); nohup sleep 1003 >/dev/null 2>&1 & "
+    "sh -c 'setsid sh -c \"sleep 1004 & sleep 1005 &\"'; "
+    "python3 -c 'import os; os.fork() == 0 and (os.setsid(), os.fork() == 0 and "
+    'os.execlp("sleep", "sleep", "1006"))\'; '
+)
 
 
 def test_an_exec_timeout_ends_what_the_command_detached(server: Server, sandboxes: Callable[[], str]) -> None:
     sandbox_id = sandboxes()
     answer = run(server, sandbox_id, DETACHING + "sleep 60", timeout=3)
     assert answer["timed_out"], answer
-    assert wait_until(lambda: run(server, sandbox_id, LIVE)["stdout"].strip() == "0", timeout=5), \
-        run(server, sandbox_id, LIVE)
+    assert wait_until(lambda: run(server, sandbox_id, LIVE)["stdout"].strip() == "0", timeout=5), run(
+        server, sandbox_id, LIVE
+    )
     # Also when the command ends by itself: nothing it detached outlives it.
     answer = run(server, sandbox_id, DETACHING + "echo done")
     assert answer["stdout"] == "done\n" and not answer["timed_out"], answer
@@ -353,8 +416,9 @@ def test_killing_its_supervisor_frees_nothing(server: Server, sandboxes: Callabl
     assert answer["timed_out"], answer
     assert wait_until(lambda: run(server, sandbox_id, LIVE)["stdout"].strip() == "0", timeout=5)
     answer = run(server, sandbox_id, DETACHING + "kill -9 $PPID", timeout=10)
-    assert wait_until(lambda: run(server, sandbox_id, LIVE)["stdout"].strip() == "0", timeout=5), \
-        run(server, sandbox_id, LIVE)
+    assert wait_until(lambda: run(server, sandbox_id, LIVE)["stdout"].strip() == "0", timeout=5), run(
+        server, sandbox_id, LIVE
+    )
     # The kernel's own background processes are not the command's: they stay.
     run(server, sandbox_id, "true")
     assert run(server, sandbox_id, f"kill -0 {AGENT_PID} && echo agent alive")["stdout"] == "agent alive\n"
@@ -363,18 +427,22 @@ def test_killing_its_supervisor_frees_nothing(server: Server, sandboxes: Callabl
 def test_a_session_kill_ends_what_the_command_detached(server: Server, sandboxes: Callable[[], str]) -> None:
     sandbox_id = sandboxes()
     server.request("POST", box(sandbox_id, "/sessions"), {"id": "bg"})
-    status, command = server.request("POST", box(sandbox_id, "/sessions/bg/commands"),
-                                     {"command": DETACHING + "sleep 1000", "run_async": True})
+    status, command = server.request(
+        "POST", box(sandbox_id, "/sessions/bg/commands"), {"command": DETACHING + "sleep 1000", "run_async": True}
+    )
     assert status == 202, command
-    assert wait_until(lambda: run(server, sandbox_id, LIVE)["stdout"].strip() == "7", timeout=10), \
-        run(server, sandbox_id, LIVE)
+    assert wait_until(lambda: run(server, sandbox_id, LIVE)["stdout"].strip() == "7", timeout=10), run(
+        server, sandbox_id, LIVE
+    )
     status, killed = server.request("POST", box(sandbox_id, f"/sessions/bg/commands/{command['id']}/kill"))
     assert status == 200, killed
-    assert wait_until(lambda: run(server, sandbox_id, LIVE)["stdout"].strip() == "0", timeout=5), \
-        run(server, sandbox_id, LIVE)
+    assert wait_until(lambda: run(server, sandbox_id, LIVE)["stdout"].strip() == "0", timeout=5), run(
+        server, sandbox_id, LIVE
+    )
 
 
 # -- what the host accepts from an agent ---------------------------------------------------------
+
 
 class StandInManager:
     """The service's view of one running sandbox whose agent is a stand-in on the host's loopback."""
@@ -460,10 +528,15 @@ def flood_body(conn: Any) -> None:
         conn.sendall(chunk)
 
 
-@pytest.mark.parametrize("behaviour, status, words", [
-    (trickle, 504, "did not finish"), (endless_head, 502, "agent"), (ambiguous, 502, "ambiguous framing"),
-    (flood_body, 502, "more than"),
-])
+@pytest.mark.parametrize(
+    "behaviour, status, words",
+    [
+        (trickle, 504, "did not finish"),
+        (endless_head, 502, "agent"),
+        (ambiguous, 502, "ambiguous framing"),
+        (flood_body, 502, "more than"),
+    ],
+)
 def test_a_misbehaving_agent_costs_its_own_call_a_bounded_time(behaviour: Callable, status: int, words: str) -> None:
     import asyncio
 
@@ -494,8 +567,13 @@ def test_multipart_parsing_is_the_same_whatever_the_chunking(piece: int) -> None
     body = b"preamble\r\n"
     body += b'--XyZ\r\nContent-Disposition: form-data; name="path"\r\n\r\nsub/dir\r\n'
     for name, data in files.items():
-        body += (b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="' + name.encode() +
-                 b'"\r\nContent-Type: application/octet-stream\r\n\r\n' + data + b"\r\n")
+        body += (
+            b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="'
+            + name.encode()
+            + b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
+            + data
+            + b"\r\n"
+        )
     body += b"--XyZ--\r\nepilogue"
     seen: dict[str, bytes] = {}
 
@@ -511,7 +589,7 @@ def test_multipart_parsing_is_the_same_whatever_the_chunking(piece: int) -> None
     async def parse() -> None:
         parser = MultipartParser(boundary, 4096, on_part, on_data, on_end)
         for start in range(0, len(body), piece):
-            await parser.feed(body[start:start + piece])
+            await parser.feed(body[start : start + piece])
         parser.finish()
 
     asyncio.run(parse())

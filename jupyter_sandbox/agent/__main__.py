@@ -24,8 +24,10 @@ def wait_at_gate() -> None:
     """Block until the host says the policy holds; end the container if it never will."""
     line = sys.stdin.buffer.readline()
     if line != GATE_LINE:
-        sys.stderr.write("agent: the start gate was not opened (the host did not confirm the sandbox's "
-                         "egress policy); not starting\n")
+        sys.stderr.write(
+            "agent: the start gate was not opened (the host did not confirm the sandbox's "
+            "egress policy); not starting\n"
+        )
         sys.exit(3)
     # Nothing else may ever speak on this stdin.
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -35,8 +37,7 @@ def wait_at_gate() -> None:
 
 def main() -> None:
     wait_at_gate()
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s agent %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s agent %(levelname)s %(message)s")
     with open(CONFIG_PATH) as handle:
         config = json.load(handle)
 

@@ -48,8 +48,13 @@ def check_url(url: Any) -> str:
 
 
 def check_ref(name: Any, what: str = "branch name") -> str:
-    if (not isinstance(name, str) or not name or name.startswith("-") or len(name) > 255
-            or re.search(r"[\x00-\x20~^:?*\[\\]|\.\.|@\{|//|/$|\.lock$|^/|\.$", name)):
+    if (
+        not isinstance(name, str)
+        or not name
+        or name.startswith("-")
+        or len(name) > 255
+        or re.search(r"[\x00-\x20~^:?*\[\\]|\.\.|@\{|//|/$|\.lock$|^/|\.$", name)
+    ):
         raise GitError(400, f"{name!r} is not an acceptable {what}")
     return name
 
@@ -69,8 +74,13 @@ def environment(extra: list[tuple[str, str]] = ()) -> dict[str, str]:
         "GIT_CONFIG_NOSYSTEM": "1",
         "LC_ALL": "C",
     }
-    settings = [("credential.helper", ""), ("core.askPass", "/bin/false"), ("protocol.ext.allow", "never"),
-                ("protocol.file.allow", "never"), *extra]
+    settings = [
+        ("credential.helper", ""),
+        ("core.askPass", "/bin/false"),
+        ("protocol.ext.allow", "never"),
+        ("protocol.file.allow", "never"),
+        *extra,
+    ]
     for count, (key, value) in enumerate(settings):
         env[f"GIT_CONFIG_KEY_{count}"] = key
         env[f"GIT_CONFIG_VALUE_{count}"] = value
@@ -94,8 +104,7 @@ class Git:
         self._run = run
         self.relays = relays or Relays()
 
-    async def git(self, args: list[str], cwd: str, check: bool = True,
-                  settings: list[tuple[str, str]] = ()) -> dict:
+    async def git(self, args: list[str], cwd: str, check: bool = True, settings: list[tuple[str, str]] = ()) -> dict:
         output: dict[str, list[str]] = {"stdout": [], "stderr": []}
 
         async def emit(chunk: dict) -> None:
@@ -115,8 +124,9 @@ class Git:
         if check and result["exit_code"] != 0:
             lines = stderr.strip().splitlines()
             # git's own verdict, not a hint after it (at a mount point "Stopping at filesystem boundary" follows).
-            message = next((line for line in lines if line.startswith("fatal:")), lines[-1] if lines else
-                           f"git {args[0]} failed")
+            message = next(
+                (line for line in lines if line.startswith("fatal:")), lines[-1] if lines else f"git {args[0]} failed"
+            )
             raise GitError(400 if "not a git repository" not in stderr else 404, message)
         return {"stdout": stdout, "stderr": stderr, "exit_code": result["exit_code"]}
 
@@ -135,8 +145,12 @@ class Git:
         url, ca = spec.get("url"), spec.get("ca")
         if not isinstance(url, str) or not re.match(r"^https?://[^\s/@?#]+/[^\s?#]*$", url):
             raise GitError(400, "relay.url must be an http(s) repository URL")
-        if ca is not None and (not isinstance(ca, str) or not ca.startswith("-----BEGIN CERTIFICATE-----")
-                               or len(ca) > 16384 or "PRIVATE" in ca):
+        if ca is not None and (
+            not isinstance(ca, str)
+            or not ca.startswith("-----BEGIN CERTIFICATE-----")
+            or len(ca) > 16384
+            or "PRIVATE" in ca
+        ):
             raise GitError(400, "relay.ca must be one PEM certificate")
         try:
             relay = await self.relays.open(spec["id"])
@@ -147,8 +161,12 @@ class Git:
             proxy = f"http://127.0.0.1:{relay.port}"
             # Keyed on the exact URL git is given: command-line settings for it beat any http.* of
             # the repository's own config, and the identity rewrite beats any shorter url.insteadOf.
-            settings = [("http.proxy", proxy), (f"http.{url}.proxy", proxy), (f"http.{url}.version", "HTTP/1.1"),
-                        (f"url.{url}.insteadOf", url)]
+            settings = [
+                ("http.proxy", proxy),
+                (f"http.{url}.proxy", proxy),
+                (f"http.{url}.version", "HTTP/1.1"),
+                (f"url.{url}.insteadOf", url),
+            ]
             if ca is not None:
                 # The call's CA certificate (public): git verifies the host's TLS answers with it.
                 fd, ca_path = tempfile.mkstemp(prefix="git-call-", suffix=".pem")
@@ -202,8 +220,15 @@ class Git:
             if len(item) < 4:
                 continue
             index, worktree, name = item[0], item[1], item[3:]
-            files.append({"path": name, "index": index, "worktree": worktree,
-                          "staged": index not in (" ", "?"), "untracked": index == "?"})
+            files.append(
+                {
+                    "path": name,
+                    "index": index,
+                    "worktree": worktree,
+                    "staged": index not in (" ", "?"),
+                    "untracked": index == "?",
+                }
+            )
             skip = index in ("R", "C")
         branch = branch.removeprefix("No commits yet on ")
         return {"branch": branch, "ahead": ahead, "behind": behind, "files": files}
@@ -269,8 +294,9 @@ class Git:
             # To the URL of this call, not to the remote named in the repository's config (which
             # sandbox code may have pointed anywhere); the remote-tracking branch follows.
             _, upstream, remote = await self._tracking(repo)
-            result = await self.git(["push", "--porcelain", "--", url, f"HEAD:refs/heads/{upstream}"], repo,
-                                    settings=settings)
+            result = await self.git(
+                ["push", "--porcelain", "--", url, f"HEAD:refs/heads/{upstream}"], repo, settings=settings
+            )
         await self.git(["update-ref", f"refs/remotes/{remote}/{upstream}", "HEAD"], repo, check=False)
         return {"output": result["stdout"]}
 
@@ -282,7 +308,10 @@ class Git:
                 return {"output": result["stdout"]}
             _, upstream, remote = await self._tracking(repo)
             tracking = f"refs/remotes/{remote}/{upstream}"
-            await self.git(["fetch", "--no-write-fetch-head", "--", url, f"+refs/heads/{upstream}:{tracking}"], repo,
-                           settings=settings)
+            await self.git(
+                ["fetch", "--no-write-fetch-head", "--", url, f"+refs/heads/{upstream}:{tracking}"],
+                repo,
+                settings=settings,
+            )
         result = await self.git(["merge", "--ff-only", tracking], repo)
         return {"output": result["stdout"]}

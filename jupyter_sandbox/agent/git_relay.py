@@ -138,7 +138,9 @@ class RelayHandler(web.RequestHandler):
         relay.joined.add(local)
         remote: socket.socket | None = None
         try:
-            await host.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: sandbox-relay\r\nConnection: Upgrade\r\n\r\n")
+            await host.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: sandbox-relay\r\nConnection: Upgrade\r\n\r\n"
+            )
             early = buffered(host)
             remote = take_socket(host)
             relay.joined.add(remote)

@@ -47,8 +47,9 @@ def oom_kill_count() -> int | None:
 class KernelRunner:
     """One ipykernel process at a time, on fixed ports, with a log and a death record."""
 
-    def __init__(self, key: str, ports: dict[str, int], cwd: str, runtime_dir: str,
-                 on_event: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(
+        self, key: str, ports: dict[str, int], cwd: str, runtime_dir: str, on_event: Callable[[dict[str, Any]], None]
+    ) -> None:
         self.key = key
         self.ports = ports
         self.cwd = cwd

@@ -14,8 +14,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Callable
 
 from . import environment
 
@@ -74,7 +75,7 @@ def _table() -> dict[int, tuple[int, int]]:
                 stat = handle.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(b")") + 2:].split()
+        fields = stat[stat.rfind(b")") + 2 :].split()
         if len(fields) > 3 and fields[0] not in (b"Z", b"X"):
             table[int(name)] = (int(fields[1]), int(fields[3]))
     return table
@@ -128,8 +129,9 @@ def sweep() -> int:
     killed = 0
     for _ in range(50):
         table = _table()
-        strays = {pid for pid, (parent, session) in table.items()
-                  if parent == me and pid not in OWN and session not in OWN}
+        strays = {
+            pid for pid, (parent, session) in table.items() if parent == me and pid not in OWN and session not in OWN
+        }
         if not strays:
             break
         targets = strays | _below(table, strays)
@@ -238,8 +240,15 @@ def kill_group(process: asyncio.subprocess.Process, sig: int = signal.SIGKILL) -
         pass
 
 
-async def run_command(command: str | list[str], cwd: str, env: dict[str, str], timeout: float | None,
-                      emit: Emit, stdin_data: bytes | None = None, own: bool = False) -> dict:
+async def run_command(
+    command: str | list[str],
+    cwd: str,
+    env: dict[str, str],
+    timeout: float | None,
+    emit: Emit,
+    stdin_data: bytes | None = None,
+    own: bool = False,
+) -> dict:
     """Run a shell command string or an argv list; emit output chunks; return the exit record.
 
     A command of the sandbox's gets the sandbox's environment (environment.user()); one the agent
@@ -248,9 +257,14 @@ async def run_command(command: str | list[str], cwd: str, env: dict[str, str], t
     not; so does the command's own end (what it left running goes with it).
     """
     variables = {**(dict(os.environ) if own else environment.user()), **env}
-    kwargs = dict(cwd=cwd, env=variables, stdin=asyncio.subprocess.PIPE if stdin_data is not None
-                  else asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                  stderr=asyncio.subprocess.PIPE, start_new_session=True)
+    kwargs = dict(
+        cwd=cwd,
+        env=variables,
+        stdin=asyncio.subprocess.PIPE if stdin_data is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
     argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
     process = await asyncio.create_subprocess_exec(*supervised(argv, "end"), preexec_fn=supervisor_preexec, **kwargs)
     OWN.add(process.pid)
@@ -271,7 +285,8 @@ async def run_command(command: str | list[str], cwd: str, env: dict[str, str], t
     try:
         await asyncio.wait_for(
             asyncio.gather(pump(process.stdout, "stdout"), pump(process.stderr, "stderr"), asyncio.shield(waited)),
-            timeout=timeout)
+            timeout=timeout,
+        )
     except asyncio.TimeoutError:
         timed_out = True
         kill_tree(process.pid)

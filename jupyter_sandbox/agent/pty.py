@@ -49,8 +49,16 @@ class PtyHandler(websocket.WebSocketHandler):
         shell = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
         env = {**environment.user(), "TERM": "xterm-256color"}
         self.process = await asyncio.create_subprocess_exec(
-            shell, "-i", stdin=slave, stdout=slave, stderr=slave, cwd=os.path.expanduser("~"), env=env,
-            start_new_session=True, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+            shell,
+            "-i",
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            cwd=os.path.expanduser("~"),
+            env=env,
+            start_new_session=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        )
         processes.OWN.add(self.process.pid)  # its orphans keep its session: the agent leaves them be
         os.close(slave)
         self.master = master

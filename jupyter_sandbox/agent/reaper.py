@@ -35,7 +35,7 @@ def children_of(parent: int) -> list[int]:
                 stat = handle.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(b")") + 2:].split()
+        fields = stat[stat.rfind(b")") + 2 :].split()
         if len(fields) > 1:
             parents.setdefault(int(fields[1]), []).append(int(name))
     found, queue = [], [parent]

@@ -33,8 +33,10 @@ MAX_SYNC_OUTPUT = 1024 * 1024
 # Uploads stream to disk, so the only bound is the sandbox's own disk and file-size limit.
 MAX_BODY_SIZE = 64 * 1024**3
 # No "%" in it: tornado logs an HTTPError's message as a format string.
-NO_SPACE = ("no space left in the sandbox's home: it holds as many bytes or files as its disk limit allows; "
-            "delete files, or give the sandbox a larger disk limit")
+NO_SPACE = (
+    "no space left in the sandbox's home: it holds as many bytes or files as its disk limit allows; "
+    "delete files, or give the sandbox a larger disk limit"
+)
 
 
 class EventLog:
@@ -101,13 +103,15 @@ class AgentHandler(web.RequestHandler):
 
 class HealthHandler(AgentHandler):
     def get(self) -> None:
-        self.write_json({
-            "status": "ok",
-            "uptime": time.time() - self.started,
-            "kernel": self.runner.status(),
-            "last_event": self.event_log.seq,
-            "last_activity": usage.ACTIVITY["last"],
-        })
+        self.write_json(
+            {
+                "status": "ok",
+                "uptime": time.time() - self.started,
+                "kernel": self.runner.status(),
+                "last_event": self.event_log.seq,
+                "last_activity": usage.ACTIVITY["last"],
+            }
+        )
 
 
 class ActivityHandler(AgentHandler):
@@ -173,7 +177,8 @@ class ExecHandler(AgentHandler):
         body = json_body(self)
         command = body.get("command")
         if not (isinstance(command, str) and command.strip()) and not (
-                isinstance(command, list) and command and all(isinstance(a, str) for a in command)):
+            isinstance(command, list) and command and all(isinstance(a, str) for a in command)
+        ):
             raise web.HTTPError(400, "command must be a non-empty string or a list of strings")
         cwd = str(files.resolve(body.get("cwd")))
         env = body.get("env") or {}
@@ -235,7 +240,9 @@ class FilesHandler(AgentHandler):
 
     def delete(self) -> None:
         with file_errors():
-            files.delete(self.get_query_argument("path", ""), self.get_query_argument("recursive", "0") in ("1", "true"))
+            files.delete(
+                self.get_query_argument("path", ""), self.get_query_argument("recursive", "0") in ("1", "true")
+            )
         self.set_status(204)
         self.finish()
 
@@ -303,8 +310,13 @@ class FileOperationHandler(AgentHandler):
             *lines, buffer["text"] = buffer["text"].split("\n")
             matches.extend(json.loads(line) for line in lines if line)
 
-        result = await run_command([sys.executable, "-I", "-c", files.FIND_SCRIPT, str(root), pattern, "10000"],
-                                   files.HOME, {}, FIND_SECONDS, emit)
+        result = await run_command(
+            [sys.executable, "-I", "-c", files.FIND_SCRIPT, str(root), pattern, "10000"],
+            files.HOME,
+            {},
+            FIND_SECONDS,
+            emit,
+        )
         return {"matches": matches, "timed_out": result["timed_out"], "truncated": len(matches) >= 10000}
 
 
@@ -399,7 +411,6 @@ class FileContentHandler(AgentHandler):
                     return
         self.finish()
 
-
     async def _archive(self, folder: Any, kind: str) -> None:
         """A folder, streamed as a tar (or zip) archive made as it is sent."""
         if kind == "tar":
@@ -410,8 +421,9 @@ class FileContentHandler(AgentHandler):
             self.set_header("Content-Type", "application/zip")
         else:
             raise web.HTTPError(400, "format must be tar or zip")
-        process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
-                                                       stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+        process = await asyncio.create_subprocess_exec(
+            *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, start_new_session=True
+        )
         processes.OWN.add(process.pid)
         try:
             while True:
@@ -468,7 +480,9 @@ class SessionListHandler(SessionsHandler):
     def post(self) -> None:
         body = json_body(self)
         session_id = body.get("id")
-        if session_id is not None and (not isinstance(session_id, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", session_id)):
+        if session_id is not None and (
+            not isinstance(session_id, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", session_id)
+        ):
             raise web.HTTPError(400, "id may hold letters, digits, '-' and '_' (at most 64)")
         env = body.get("env") or {}
         if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
@@ -535,9 +549,13 @@ class LogsHandler(SessionsHandler):
         with session_errors():
             record = self.sessions.command(session_id, command_id)
         if self.get_query_argument("follow", "0") not in ("1", "true"):
-            self.write_json({**record.describe(),
-                             "stdout": record.stdout_path.read_text(errors="replace"),
-                             "stderr": record.stderr_path.read_text(errors="replace")})
+            self.write_json(
+                {
+                    **record.describe(),
+                    "stdout": record.stdout_path.read_text(errors="replace"),
+                    "stderr": record.stderr_path.read_text(errors="replace"),
+                }
+            )
             return
         self.set_header("Content-Type", "application/x-ndjson")
         offsets = {"stdout": 0, "stderr": 0}
@@ -601,8 +619,9 @@ class GitHandler(AgentHandler):
         if operation != "branches":
             raise web.HTTPError(404, f"unknown git operation {operation!r}")
         try:
-            self.write_json(await self.git.delete_branch(self.get_query_argument("path", ""),
-                                                         self.get_query_argument("name", "")))
+            self.write_json(
+                await self.git.delete_branch(self.get_query_argument("path", ""), self.get_query_argument("name", ""))
+            )
         except GitError as exc:
             raise web.HTTPError(exc.status, str(exc)) from None
 
@@ -611,26 +630,28 @@ def make_app(token: str, runner: KernelRunner, events: EventLog) -> web.Applicat
     args = {"token": token, "runner": runner, "events": events, "started": time.time()}
     session_args = {**args, "sessions": Sessions()}
     relays = Relays()
-    return web.Application([
-        (r"/health", HealthHandler, args),
-        (r"/kernel/(\w+)", KernelActionHandler, args),
-        (r"/events", EventsHandler, args),
-        (r"/usage", UsageHandler, args),
-        (r"/activity", ActivityHandler, args),
-        (r"/process/exec", ExecHandler, args),
-        (r"/files", FilesHandler, args),
-        (r"/files/info", FileInfoHandler, args),
-        (r"/files/content", FileContentHandler, args),
-        (r"/files/(folder|move|permissions|replace|search|find)", FileOperationHandler, args),
-        (r"/sessions", SessionListHandler, session_args),
-        (r"/sessions/([A-Za-z0-9_-]+)", SessionHandler, session_args),
-        (r"/sessions/([A-Za-z0-9_-]+)/commands", CommandsHandler, session_args),
-        (r"/sessions/([A-Za-z0-9_-]+)/commands/([0-9a-f]+)", CommandHandler, session_args),
-        (r"/sessions/([A-Za-z0-9_-]+)/commands/([0-9a-f]+)/logs", LogsHandler, session_args),
-        (r"/sessions/([A-Za-z0-9_-]+)/commands/([0-9a-f]+)/(input|kill)", CommandHandler, session_args),
-        # git is the agent's own call: the agent's environment and PATH, not the sandbox's.
-        (r"/git/relay/([0-9a-f]+)", RelayHandler, {"token": token, "relays": relays}),
-        (r"/git/(\w+)", GitHandler, {**args, "git": Git(functools.partial(run_command, own=True), relays)}),
-        (r"/pty", PtyHandler, {"token": token}),
-        (r"/tunnel/(\d{1,5})", TunnelHandler, {"token": token}),
-    ])
+    return web.Application(
+        [
+            (r"/health", HealthHandler, args),
+            (r"/kernel/(\w+)", KernelActionHandler, args),
+            (r"/events", EventsHandler, args),
+            (r"/usage", UsageHandler, args),
+            (r"/activity", ActivityHandler, args),
+            (r"/process/exec", ExecHandler, args),
+            (r"/files", FilesHandler, args),
+            (r"/files/info", FileInfoHandler, args),
+            (r"/files/content", FileContentHandler, args),
+            (r"/files/(folder|move|permissions|replace|search|find)", FileOperationHandler, args),
+            (r"/sessions", SessionListHandler, session_args),
+            (r"/sessions/([A-Za-z0-9_-]+)", SessionHandler, session_args),
+            (r"/sessions/([A-Za-z0-9_-]+)/commands", CommandsHandler, session_args),
+            (r"/sessions/([A-Za-z0-9_-]+)/commands/([0-9a-f]+)", CommandHandler, session_args),
+            (r"/sessions/([A-Za-z0-9_-]+)/commands/([0-9a-f]+)/logs", LogsHandler, session_args),
+            (r"/sessions/([A-Za-z0-9_-]+)/commands/([0-9a-f]+)/(input|kill)", CommandHandler, session_args),
+            # git is the agent's own call: the agent's environment and PATH, not the sandbox's.
+            (r"/git/relay/([0-9a-f]+)", RelayHandler, {"token": token, "relays": relays}),
+            (r"/git/(\w+)", GitHandler, {**args, "git": Git(functools.partial(run_command, own=True), relays)}),
+            (r"/pty", PtyHandler, {"token": token}),
+            (r"/tunnel/(\d{1,5})", TunnelHandler, {"token": token}),
+        ]
+    )

@@ -28,8 +28,13 @@ class Command:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def describe(self) -> dict[str, Any]:
-        return {"id": self.id, "command": self.command, "exit_code": self.exit_code, "started": self.started,
-                "running": self.exit_code is None}
+        return {
+            "id": self.id,
+            "command": self.command,
+            "exit_code": self.exit_code,
+            "started": self.started,
+            "running": self.exit_code is None,
+        }
 
 
 @dataclass
@@ -41,8 +46,12 @@ class Session:
     created: float = field(default_factory=time.time)
 
     def describe(self) -> dict[str, Any]:
-        return {"id": self.id, "cwd": self.cwd, "created": self.created,
-                "commands": [c.describe() for c in self.commands.values()]}
+        return {
+            "id": self.id,
+            "cwd": self.cwd,
+            "created": self.created,
+            "commands": [c.describe() for c in self.commands.values()],
+        }
 
 
 class SessionError(Exception):
@@ -89,9 +98,15 @@ class Sessions:
             # Under a supervisor that keeps what the command leaves running (it is a background
             # session) but holds on to it, so a kill ends it all.
             process = await asyncio.create_subprocess_exec(
-                *processes.supervised(["/bin/sh", "-c", command], "keep"), cwd=session.cwd,
-                env={**environment.user(), **session.env}, stdin=asyncio.subprocess.PIPE, stdout=out, stderr=err,
-                start_new_session=True, preexec_fn=processes.supervisor_preexec)
+                *processes.supervised(["/bin/sh", "-c", command], "keep"),
+                cwd=session.cwd,
+                env={**environment.user(), **session.env},
+                stdin=asyncio.subprocess.PIPE,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+                preexec_fn=processes.supervisor_preexec,
+            )
         processes.OWN.add(process.pid)
         record = Command(command_id, command, process, stdout_path, stderr_path)
         session.commands[command_id] = record

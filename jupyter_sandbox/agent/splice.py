@@ -10,7 +10,8 @@ import asyncio
 import fcntl
 import os
 import socket
-from typing import Any, Awaitable
+from collections.abc import Awaitable
+from typing import Any
 
 CHUNK = 1024 * 1024
 WAKE_BYTES = 1024 * 1024

@@ -37,7 +37,9 @@ class TunnelHandler(web.RequestHandler):
         except (OSError, asyncio.TimeoutError, iostream.StreamClosedError):
             raise web.HTTPError(502, f"nothing is listening on port {number} in the sandbox") from None
         client = self.request.connection.detach()
-        await client.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: sandbox-tunnel\r\nConnection: Upgrade\r\n\r\n")
+        await client.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: sandbox-tunnel\r\nConnection: Upgrade\r\n\r\n"
+        )
         ACTIVITY["last"] = time.time()
         await join(client, upstream)
         # The connection was detached and is closed: there is no response left for tornado to finish.

@@ -36,19 +36,35 @@ class SandboxKernelApp(JupyterApp):
     aliases = {"f": "SandboxKernelApp.connection_file", "log-level": "Application.log_level"}
 
     connection_file = Unicode("", config=True, help="The connection file Jupyter wrote for this kernel.")
-    kernel_id = Unicode("", config=True, help=(
-        "Kernel id used to find this kernel's sandbox again after a restart. "
-        "Default: taken from the connection file's name (kernel-<id>.json)."))
-    handshake_timeout = Float(60.0, config=True, help=(
-        "Seconds to wait for the kernel inside a started sandbox to answer before giving up."))
-    notebook_path = Unicode("", config=True, help=(
-        "The notebook this kernel runs for. Default: from JPY_SESSION_NAME, which the Jupyter server "
-        "sets, resolved against the kernel's working folder (the notebook's folder)."))
-    keep_notebook_sandboxes = Bool(True, config=True, help=(
-        "Give each notebook a sandbox of its own that outlives its kernels: shutting the kernel down "
-        "stops the sandbox and keeps its files, and the notebook's next kernel (reopened, restarted, "
-        "after a server restart) gets it back. `%sandbox delete` removes it. False: a kernel's sandbox "
-        "is removed with the kernel."))
+    kernel_id = Unicode(
+        "",
+        config=True,
+        help=(
+            "Kernel id used to find this kernel's sandbox again after a restart. "
+            "Default: taken from the connection file's name (kernel-<id>.json)."
+        ),
+    )
+    handshake_timeout = Float(
+        60.0, config=True, help=("Seconds to wait for the kernel inside a started sandbox to answer before giving up.")
+    )
+    notebook_path = Unicode(
+        "",
+        config=True,
+        help=(
+            "The notebook this kernel runs for. Default: from JPY_SESSION_NAME, which the Jupyter server "
+            "sets, resolved against the kernel's working folder (the notebook's folder)."
+        ),
+    )
+    keep_notebook_sandboxes = Bool(
+        True,
+        config=True,
+        help=(
+            "Give each notebook a sandbox of its own that outlives its kernels: shutting the kernel down "
+            "stops the sandbox and keeps its files, and the notebook's next kernel (reopened, restarted, "
+            "after a server restart) gets it back. `%sandbox delete` removes it. False: a kernel's sandbox "
+            "is removed with the kernel."
+        ),
+    )
 
     _server_id = ""
 
@@ -57,8 +73,9 @@ class SandboxKernelApp(JupyterApp):
 
     def initialize(self, argv: Any = None) -> None:
         super().initialize(argv)
-        logging.basicConfig(level=self.log_level, stream=sys.stderr,
-                            format="[SandboxKernel %(asctime)s %(levelname)s] %(message)s")
+        logging.basicConfig(
+            level=self.log_level, stream=sys.stderr, format="[SandboxKernel %(asctime)s %(levelname)s] %(message)s"
+        )
         if not self.connection_file:
             self.log.critical("a connection file is required: -f /path/to/kernel-ID.json")
             self.exit(2)
@@ -127,8 +144,12 @@ class SandboxKernelApp(JupyterApp):
         # interrupt_mode "signal" sends SIGINT to this process; pass it on to the sandbox.
         signal.signal(signal.SIGINT, lambda *_: relay.post("interrupt"))
         signal.signal(signal.SIGTERM, lambda *_: relay.post("terminate"))
-        self.log.info("sandbox kernel %s starting (kernel id %s, notebook %s)", __version__, self.kernel_id,
-                      self.notebook_path or "-")
+        self.log.info(
+            "sandbox kernel %s starting (kernel id %s, notebook %s)",
+            __version__,
+            self.kernel_id,
+            self.notebook_path or "-",
+        )
         threading.Thread(target=self._watch_parent, args=(relay, lease), daemon=True, name="parent-watch").start()
         try:
             relay.run()

@@ -27,7 +27,7 @@ def split_cell(code: str) -> list[Segment]:
     lines = code.split("\n")
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is not None and CELL_MAGIC_RE.match(lines[first]):
-        return [Segment("cell", lines[first][len("%%sandbox"):].strip(), "\n".join(lines[first + 1:]))]
+        return [Segment("cell", lines[first][len("%%sandbox") :].strip(), "\n".join(lines[first + 1 :]))]
     segments: list[Segment] = []
     pending: list[str] = []
     for line in lines:
@@ -35,7 +35,7 @@ def split_cell(code: str) -> list[Segment]:
             if any(p.strip() for p in pending):
                 segments.append(Segment("code", "\n".join(pending)))
             pending = []
-            segments.append(Segment("line", line[len("%sandbox"):].strip()))
+            segments.append(Segment("line", line[len("%sandbox") :].strip()))
         else:
             pending.append(line)
     if any(p.strip() for p in pending):

@@ -67,8 +67,10 @@ def check_folder(folder: str) -> list[str]:
     for part in parts:
         check_part(part, folder)
     if parts[0].isidentifier():
-        raise SpecError(f"downloads_folder {folder!r}: {parts[0]!r} is a name Python could import from the "
-                        "notebook's folder; use one with a dash, such as 'sandbox-downloads'")
+        raise SpecError(
+            f"downloads_folder {folder!r}: {parts[0]!r} is a name Python could import from the "
+            "notebook's folder; use one with a dash, such as 'sandbox-downloads'"
+        )
     return parts
 
 
@@ -78,8 +80,10 @@ def name_parts(host_path: str | None, sandbox_path: str, allow_hidden: bool) -> 
     if not raw or "\0" in raw:
         raise SpecError("a host path is needed" if not raw else "host path: NUL is not allowed")
     if raw.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:", raw):
-        raise SpecError(f"host path {raw!r} is absolute: a download goes into the notebook's "
-                        f"{DEFAULT_FOLDER}/<sandbox id>/ folder; give a name (or a relative path) inside it")
+        raise SpecError(
+            f"host path {raw!r} is absolute: a download goes into the notebook's "
+            f"{DEFAULT_FOLDER}/<sandbox id>/ folder; give a name (or a relative path) inside it"
+        )
     parts = raw.split("/")
     if len(parts) > MAX_DEPTH:
         raise SpecError(f"host path {raw!r}: at most {MAX_DEPTH} folders deep")
@@ -103,8 +107,9 @@ def _open_folder(parent: int, name: str, shown: Path) -> int:
         raise
 
 
-def write(root: str, folder: list[str], sandbox_id: str, parts: list[str], force: bool,
-          fill: Callable[[IO[bytes]], int]) -> tuple[Path, int]:
+def write(
+    root: str, folder: list[str], sandbox_id: str, parts: list[str], force: bool, fill: Callable[[IO[bytes]], int]
+) -> tuple[Path, int]:
     """Write a download to root/folder/sandbox_id/parts with `fill` (which writes the file's bytes into the
     handle and returns how many); (where it landed, bytes)."""
     shown = Path(os.path.realpath(root))

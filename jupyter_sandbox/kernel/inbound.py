@@ -59,8 +59,9 @@ EXECUTION_STATES = frozenset({"busy", "idle", "starting"})
 REPLY_STATUSES = frozenset({"ok", "error", "aborted"})
 BUFFER_MESSAGES = frozenset({"comm_open", "comm_msg"})
 # How jupyter_client's packer (json.dumps, default separators) and compact packers write a stream.
-STREAM_PREFIXES = tuple(f'{{"name":{sep}"{name}",{sep}"text":{sep}"'.encode()
-                        for name in ("stdout", "stderr") for sep in (" ", ""))
+STREAM_PREFIXES = tuple(
+    f'{{"name":{sep}"{name}",{sep}"text":{sep}"'.encode() for name in ("stdout", "stderr") for sep in (" ", "")
+)
 
 
 class Drop(Exception):
@@ -68,6 +69,7 @@ class Drop(Exception):
 
 
 # -- plain values ---------------------------------------------------------------------------
+
 
 def _str(value: Any, limit: int | None = None, default: str | None = None) -> str:
     if not isinstance(value, str):
@@ -135,7 +137,7 @@ def _plain_stream(frame: bytes) -> bool:
         return False
     if not frame.endswith(b'"}'):
         return False
-    text = frame[len(prefix):-2]
+    text = frame[len(prefix) : -2]
     # A quote anywhere, or a backslash at the end, might be more than one string.
     if b'"' in text or text.endswith(b"\\"):
         return False
@@ -195,8 +197,11 @@ class InboundFilter:
             if len(content_frame) > MAX_CONTENT_BYTES:
                 raise Drop
             if msg_type == "stream" and _plain_stream(content_frame):
-                return body if metadata_frame is body[3] and len(body) == 5 else \
-                    [body[0], body[1], body[2], metadata_frame, content_frame]
+                return (
+                    body
+                    if metadata_frame is body[3] and len(body) == 5
+                    else [body[0], body[1], body[2], metadata_frame, content_frame]
+                )
             content = _load(content_frame)
             if not isinstance(content, dict):
                 raise Drop
@@ -212,9 +217,12 @@ class InboundFilter:
             return None
         except Exception:  # hostile input must never take the relay down
             # Said once with its traceback (it is a gap in this table); the sandbox could repeat it at will.
-            log.log(logging.DEBUG if self._warned else logging.WARNING,
-                    "dropping a message on %s from the sandbox that could not be checked", channel,
-                    exc_info=not self._warned)
+            log.log(
+                logging.DEBUG if self._warned else logging.WARNING,
+                "dropping a message on %s from the sandbox that could not be checked",
+                channel,
+                exc_info=not self._warned,
+            )
             self._warned = True
             return None
 
@@ -250,8 +258,10 @@ class InboundFilter:
 
     def display(self, content: dict[str, Any]) -> dict[str, Any]:
         metadata = content.get("metadata")
-        out: dict[str, Any] = {"data": self.policy.filter_bundle(inert(content.get("data"))),
-                               "metadata": inert(metadata) if isinstance(metadata, dict) else {}}
+        out: dict[str, Any] = {
+            "data": self.policy.filter_bundle(inert(content.get("data"))),
+            "metadata": inert(metadata) if isinstance(metadata, dict) else {},
+        }
         transient = content.get("transient")
         if isinstance(transient, dict) and isinstance(transient.get("display_id"), str):
             out["transient"] = {"display_id": transient["display_id"][:MAX_SHORT]}
@@ -274,8 +284,10 @@ class InboundFilter:
     def execute_input(self, content: dict[str, Any]) -> dict[str, Any]:
         if len(content) == 2 and isinstance(content.get("code"), str) and type(content.get("execution_count")) is int:
             return content
-        return {"code": _str(content.get("code"), default=""),
-                "execution_count": _int(content.get("execution_count"), default=0)}
+        return {
+            "code": _str(content.get("code"), default=""),
+            "execution_count": _int(content.get("execution_count"), default=0),
+        }
 
     def error(self, content: dict[str, Any]) -> dict[str, Any]:
         return self.policy.filter_error(content)
@@ -311,7 +323,10 @@ class InboundFilter:
     # -- stdin --------------------------------------------------------------------------------
 
     def input_request(self, content: dict[str, Any]) -> dict[str, Any]:
-        return {"prompt": _str(content.get("prompt"), MAX_SHORT, default=""), "password": _bool(content.get("password"))}
+        return {
+            "prompt": _str(content.get("prompt"), MAX_SHORT, default=""),
+            "password": _bool(content.get("password")),
+        }
 
     # -- shell and control replies ------------------------------------------------------------
 
@@ -322,8 +337,16 @@ class InboundFilter:
         return {"status": status, **fields}
 
     def execute_reply(self, content: dict[str, Any]) -> dict[str, Any]:
-        if content == {"status": "ok", "execution_count": content.get("execution_count"), "user_expressions": {},
-                       "payload": []} and type(content["execution_count"]) is int:
+        if (
+            content
+            == {
+                "status": "ok",
+                "execution_count": content.get("execution_count"),
+                "user_expressions": {},
+                "payload": [],
+            }
+            and type(content["execution_count"]) is int
+        ):
             return content  # a plain cell's reply, as it is (the common case; no re-encoding)
         count = _int(content.get("execution_count"), default=0)
         if _status(content) == "error":
@@ -334,16 +357,24 @@ class InboundFilter:
         payload = content.get("payload")
         kept = [p for p in (self._payload(p) for p in payload) if p is not None] if isinstance(payload, list) else []
         expressions = content.get("user_expressions")
-        return {"status": "ok", "execution_count": count, "payload": kept,
-                "user_expressions": {str(k): self._expression(v) for k, v in expressions.items()}
-                if isinstance(expressions, dict) else {}}
+        return {
+            "status": "ok",
+            "execution_count": count,
+            "payload": kept,
+            "user_expressions": {str(k): self._expression(v) for k, v in expressions.items()}
+            if isinstance(expressions, dict)
+            else {},
+        }
 
     def _expression(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict) or value.get("status") != "ok":
             return {"status": "error", **self.policy.filter_error(value if isinstance(value, dict) else {})}
         metadata = value.get("metadata")
-        return {"status": "ok", "data": self.policy.filter_bundle(inert(value.get("data"))),
-                "metadata": inert(metadata) if isinstance(metadata, dict) else {}}
+        return {
+            "status": "ok",
+            "data": self.policy.filter_bundle(inert(value.get("data"))),
+            "metadata": inert(metadata) if isinstance(metadata, dict) else {},
+        }
 
     def _payload(self, payload: Any) -> dict[str, Any] | None:
         if not isinstance(payload, dict):
@@ -351,13 +382,18 @@ class InboundFilter:
         source = payload.get("source")
         if source == "page":
             # JupyterLab adds the page to the cell's outputs, as trusted output.
-            return {"source": "page", "data": self.policy.filter_bundle(inert(payload.get("data"))),
-                    "start": _int(payload.get("start"), default=0)}
+            return {
+                "source": "page",
+                "data": self.policy.filter_bundle(inert(payload.get("data"))),
+                "start": _int(payload.get("start"), default=0),
+            }
         if source == "set_next_input":
             text = payload.get("text")
             if not isinstance(text, str) or len(text) > MAX_CONTENT_BYTES // 64 or _has_magic(text):
-                log.info("dropped a set_next_input payload from the sandbox%s",
-                         " that carried a %sandbox line" if isinstance(text, str) and _has_magic(text) else "")
+                log.info(
+                    "dropped a set_next_input payload from the sandbox%s",
+                    " that carried a %sandbox line" if isinstance(text, str) and _has_magic(text) else "",
+                )
                 return None
             return {"source": "set_next_input", "text": text, "replace": _bool(payload.get("replace"))}
         if source == "ask_exit":
@@ -367,10 +403,12 @@ class InboundFilter:
 
     def inspect_reply(self, content: dict[str, Any]) -> dict[str, Any]:
         metadata = content.get("metadata")
-        return self._reply(content, found=_bool(content.get("found")),
-                           data=self.policy.filter_bundle(inert(content.get("data") or {}))
-                           if content.get("found") else {},
-                           metadata=inert(metadata) if isinstance(metadata, dict) else {})
+        return self._reply(
+            content,
+            found=_bool(content.get("found")),
+            data=self.policy.filter_bundle(inert(content.get("data") or {})) if content.get("found") else {},
+            metadata=inert(metadata) if isinstance(metadata, dict) else {},
+        )
 
     def complete_reply(self, content: dict[str, Any]) -> dict[str, Any]:
         matches = content.get("matches")
@@ -388,10 +426,13 @@ class InboundFilter:
                     continue
                 kept_types.append(entry)
             kept_matches.append(match)
-        return self._reply(content, matches=kept_matches,
-                           cursor_start=_int(content.get("cursor_start"), default=0),
-                           cursor_end=_int(content.get("cursor_end"), default=0),
-                           metadata={"_jupyter_types_experimental": kept_types} if paired else {})
+        return self._reply(
+            content,
+            matches=kept_matches,
+            cursor_start=_int(content.get("cursor_start"), default=0),
+            cursor_end=_int(content.get("cursor_end"), default=0),
+            metadata={"_jupyter_types_experimental": kept_types} if paired else {},
+        )
 
     @staticmethod
     def _completion_type(entry: Any) -> dict[str, Any] | None:
@@ -401,8 +442,11 @@ class InboundFilter:
         text = entry.get("text")
         if not isinstance(text, str) or len(text) > MAX_SHORT or _has_magic(text):
             return None
-        out: dict[str, Any] = {"text": text, "start": _int(entry.get("start"), default=0),
-                               "end": _int(entry.get("end"), default=0)}
+        out: dict[str, Any] = {
+            "text": text,
+            "start": _int(entry.get("start"), default=0),
+            "end": _int(entry.get("end"), default=0),
+        }
         for key in ("type", "signature"):
             if isinstance(entry.get(key), str):
                 out[key] = entry[key][:MAX_SHORT]
@@ -441,7 +485,7 @@ class InboundFilter:
         comms = content.get("comms")
         kept = {}
         if isinstance(comms, dict):
-            for comm_id, info in list(comms.items())[:MAX_MATCHES * 10]:
+            for comm_id, info in list(comms.items())[: MAX_MATCHES * 10]:
                 target = info.get("target_name") if isinstance(info, dict) else None
                 if isinstance(target, str) and self.widgets.known_target(target):
                     kept[str(comm_id)[:MAX_SHORT]] = {"target_name": target}
@@ -459,7 +503,9 @@ class InboundFilter:
         out["debugger"] = _bool(content.get("debugger"))
         features = content.get("supported_features")
         if isinstance(features, list):
-            out["supported_features"] = [f for f in features if isinstance(f, str) and NAME_RE.match(f.replace(" ", "_"))]
+            out["supported_features"] = [
+                f for f in features if isinstance(f, str) and NAME_RE.match(f.replace(" ", "_"))
+            ]
         return out
 
     def interrupt_reply(self, content: dict[str, Any]) -> dict[str, Any]:
@@ -480,17 +526,23 @@ class InboundFilter:
 
     def list_subshell_reply(self, content: dict[str, Any]) -> dict[str, Any]:
         ids = content.get("subshell_id")
-        return self._reply(content, subshell_id=[i[:MAX_SHORT] for i in ids if isinstance(i, str)]
-                           if isinstance(ids, list) else [])
+        return self._reply(
+            content, subshell_id=[i[:MAX_SHORT] for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
+        )
 
 
 def _language_info(info: Any) -> dict[str, Any]:
     if not isinstance(info, dict):
         return {"name": "python"}
     out: dict[str, Any] = {}
-    for key, pattern in (("name", NAME_RE), ("version", VERSION_RE), ("mimetype", MIMETYPE_RE),
-                         ("file_extension", EXTENSION_RE), ("pygments_lexer", NAME_RE),
-                         ("nbconvert_exporter", EXPORTER_RE)):
+    for key, pattern in (
+        ("name", NAME_RE),
+        ("version", VERSION_RE),
+        ("mimetype", MIMETYPE_RE),
+        ("file_extension", EXTENSION_RE),
+        ("pygments_lexer", NAME_RE),
+        ("nbconvert_exporter", EXPORTER_RE),
+    ):
         value = info.get(key)
         if isinstance(value, str) and pattern.match(value):
             out[key] = value
@@ -498,8 +550,10 @@ def _language_info(info: Any) -> dict[str, Any]:
     if isinstance(mode, str) and NAME_RE.match(mode):
         out["codemirror_mode"] = mode
     elif isinstance(mode, dict) and isinstance(mode.get("name"), str) and NAME_RE.match(mode["name"]):
-        out["codemirror_mode"] = {"name": mode["name"], **(
-            {"version": mode["version"]} if isinstance(mode.get("version"), int) else {})}
+        out["codemirror_mode"] = {
+            "name": mode["name"],
+            **({"version": mode["version"]} if isinstance(mode.get("version"), int) else {}),
+        }
     out.setdefault("name", "python")
     return out
 

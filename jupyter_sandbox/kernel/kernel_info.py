@@ -54,8 +54,9 @@ def sanitize(content: Any) -> dict[str, Any] | None:
         "protocol_version": protocol,
         "implementation": implementation,
         "implementation_version": _short(content.get("implementation_version"), VERSION_RE) or "",
-        "language_info": {key: language[key] for key in LANGUAGE_FIELDS
-                          if _short(language.get(key), NAME_RE) is not None},
+        "language_info": {
+            key: language[key] for key in LANGUAGE_FIELDS if _short(language.get(key), NAME_RE) is not None
+        },
         "banner": content["banner"][:MAX_BANNER] if isinstance(content.get("banner"), str) else "",
         "help_links": [],
     }
@@ -63,13 +64,22 @@ def sanitize(content: Any) -> dict[str, Any] | None:
     if isinstance(mode, str) and NAME_RE.match(mode):
         info["language_info"]["codemirror_mode"] = mode
     elif isinstance(mode, dict) and _short(mode.get("name"), NAME_RE):
-        info["language_info"]["codemirror_mode"] = {"name": mode["name"], **(
-            {"version": mode["version"]} if isinstance(mode.get("version"), int) and not isinstance(
-                mode.get("version"), bool) else {})}
+        info["language_info"]["codemirror_mode"] = {
+            "name": mode["name"],
+            **(
+                {"version": mode["version"]}
+                if isinstance(mode.get("version"), int) and not isinstance(mode.get("version"), bool)
+                else {}
+            ),
+        }
     links = content.get("help_links")
     for link in links[:MAX_LINKS] if isinstance(links, list) else []:
-        if (isinstance(link, dict) and isinstance(link.get("text"), str) and isinstance(link.get("url"), str)
-                and re.match(r"^https?://[^\s\"'<>\\]{1,500}$", link["url"])):
+        if (
+            isinstance(link, dict)
+            and isinstance(link.get("text"), str)
+            and isinstance(link.get("url"), str)
+            and re.match(r"^https?://[^\s\"'<>\\]{1,500}$", link["url"])
+        ):
             info["help_links"].append({"text": link["text"][:100], "url": link["url"]})
     features = content.get("supported_features")
     if isinstance(features, list):

@@ -76,13 +76,16 @@ class SandboxLifecycle:
                 sandbox, how = manager.claim(self.kernel_id, self.workspace, spec)
                 workspace = self.workspace
                 if how.startswith("busy"):
-                    self._progress(f"this notebook's sandbox is in use by another kernel ({how.split()[1]}); "
-                                   "this kernel gets a sandbox of its own, removed when the kernel shuts down")
+                    self._progress(
+                        f"this notebook's sandbox is in use by another kernel ({how.split()[1]}); "
+                        "this kernel gets a sandbox of its own, removed when the kernel shuts down"
+                    )
                     workspace = None
                 created = sandbox is None
                 if created:
-                    sandbox = manager.create(spec, kernel_id=self.kernel_id, progress=self._progress,
-                                             workspace=workspace)
+                    sandbox = manager.create(
+                        spec, kernel_id=self.kernel_id, progress=self._progress, workspace=workspace
+                    )
                     # A rename seen while it was being made moves it now.
                     sandbox = manager.follow_kernel_workspace(sandbox, self.kernel_id)
             if created:
@@ -112,10 +115,12 @@ class SandboxLifecycle:
     def _start_watchers(self, sandbox: Sandbox, last_event: int) -> None:
         stop = threading.Event()
         self._watch_stop = stop
-        threading.Thread(target=self._watch_container, args=(sandbox, stop), daemon=True,
-                         name="sandbox-container-watch").start()
-        threading.Thread(target=self._watch_agent, args=(sandbox, stop, last_event), daemon=True,
-                         name="sandbox-agent-watch").start()
+        threading.Thread(
+            target=self._watch_container, args=(sandbox, stop), daemon=True, name="sandbox-container-watch"
+        ).start()
+        threading.Thread(
+            target=self._watch_agent, args=(sandbox, stop, last_event), daemon=True, name="sandbox-agent-watch"
+        ).start()
 
     def stop_watching(self) -> None:
         self._watch_stop.set()

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..sandbox import preview as preview_tokens
-from ..sandbox.disk import describe as describe_disk
 from ..sandbox.client import AgentError, Cancelled
+from ..sandbox.disk import describe as describe_disk
 from ..sandbox.docker_backend import SandboxError
 from ..sandbox.manager import Sandbox, SandboxManager
 from ..sandbox.spec import SandboxSpec, SpecError, limit_size, parse_size, readable_size
@@ -30,8 +30,20 @@ Write = Callable[[str, str], None]
 # Set by the server extension in the Jupyter server's environment, which kernels inherit.
 PREVIEW_TEMPLATE_ENV = "JUPYTER_SANDBOX_PREVIEW_TEMPLATE"
 
-SUBCOMMANDS = ("status", "config", "network", "exec", "ls", "upload", "download", "preview", "restart", "stop",
-               "delete", "help")
+SUBCOMMANDS = (
+    "status",
+    "config",
+    "network",
+    "exec",
+    "ls",
+    "upload",
+    "download",
+    "preview",
+    "restart",
+    "stop",
+    "delete",
+    "help",
+)
 OPTIONS = {
     "status": ["--json", "--help"],
     "config": ["--cpu", "--memory", "--pids", "--disk", "--cell-timeout", "--env", "--image", "--help"],
@@ -134,8 +146,9 @@ def _positive_float(text: str) -> float:
 
 
 def _non_negative_float(text: str) -> float:
-    return _number(text, float, "a number of seconds", "must be 0 (no limit) or a positive number of seconds",
-                   zero_allowed=True)
+    return _number(
+        text, float, "a number of seconds", "must be 0 (no limit) or a positive number of seconds", zero_allowed=True
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -175,11 +188,14 @@ class SandboxMagics:
         if command in ("-h", "--help"):
             command = "help"
         if command not in SUBCOMMANDS:
-            return MagicResult(error=f"%sandbox: unknown subcommand {command!r}; "
-                                     f"choose from {', '.join(SUBCOMMANDS)} (see %sandbox help)")
+            return MagicResult(
+                error=f"%sandbox: unknown subcommand {command!r}; "
+                f"choose from {', '.join(SUBCOMMANDS)} (see %sandbox help)"
+            )
         if body is not None and command != "exec":
-            return MagicResult(error="%%sandbox only takes `exec` (the cell is a shell script); "
-                                     "use %sandbox lines for the rest")
+            return MagicResult(
+                error="%%sandbox only takes `exec` (the cell is a shell script); use %sandbox lines for the rest"
+            )
         try:
             if command == "exec":
                 rest = text.split(None, 1)[1] if len(text.split(None, 1)) > 1 else ""
@@ -214,25 +230,43 @@ class SandboxMagics:
         limits, use, disk = info["limits"], info["usage"], info["disk"]
         lines = [
             f"sandbox   {info['id']}  ({info['state']}, up {_duration(info['uptime_seconds'])})"
-            if info.get("uptime_seconds") is not None else f"sandbox   {info['id']}  ({info['state']})",
+            if info.get("uptime_seconds") is not None
+            else f"sandbox   {info['id']}  ({info['state']})",
             f"image     {info['image']}",
-            "limits    " + " · ".join([
-                f"cpu {limits['cpu']:g} vCPU", f"memory {limit_size(limits['memory'])}", f"pids {limits['pids']}",
-                f"disk {limit_size(limits['disk'])}" + (" (home)" if disk.get("enforced") == "total" else " per file"),
-                f"cell timeout {limits['cell_timeout']:g} s" if limits["cell_timeout"] else "cell timeout none"]),
+            "limits    "
+            + " · ".join(
+                [
+                    f"cpu {limits['cpu']:g} vCPU",
+                    f"memory {limit_size(limits['memory'])}",
+                    f"pids {limits['pids']}",
+                    f"disk {limit_size(limits['disk'])}"
+                    + (" (home)" if disk.get("enforced") == "total" else " per file"),
+                    f"cell timeout {limits['cell_timeout']:g} s" if limits["cell_timeout"] else "cell timeout none",
+                ]
+            ),
         ]
         if use:
-            parts = [f"cpu {use['cpu_seconds']:.1f} s", f"memory {readable_size(use['memory_bytes'])}",
-                     f"pids {use['pids']}"]
+            parts = [
+                f"cpu {use['cpu_seconds']:.1f} s",
+                f"memory {readable_size(use['memory_bytes'])}",
+                f"pids {use['pids']}",
+            ]
             if disk.get("used_bytes") is not None:
                 parts.append(f"disk {describe_disk(disk)} in /home/sandbox")
             elif use.get("disk_bytes") is not None:
-                parts.append(f"disk {readable_size(use['disk_bytes'])}{'+' if use.get('disk_partial') else ''} "
-                             "in /home/sandbox")
+                parts.append(
+                    f"disk {readable_size(use['disk_bytes'])}{'+' if use.get('disk_partial') else ''} in /home/sandbox"
+                )
             lines.append("usage     " + " · ".join(parts))
         lines.append(f"disk      {disk['note']}")
-        lines.append("workspace " + ("kept for this notebook when the kernel shuts down (`%sandbox delete` removes it)"
-                                     if info.get("workspace") else "removed when the kernel shuts down"))
+        lines.append(
+            "workspace "
+            + (
+                "kept for this notebook when the kernel shuts down (`%sandbox delete` removes it)"
+                if info.get("workspace")
+                else "removed when the kernel shuts down"
+            )
+        )
         lines.append(f"network   {info['network']['egress']} (sandboxes cannot reach each other)")
         lines.append("ports     " + (", ".join(map(str, info["ports"])) or "none listening"))
         ctx.write("stdout", "\n".join(lines) + "\n")
@@ -253,8 +287,12 @@ class SandboxMagics:
             "limits": {**limits, "cell_timeout": ctx.cell_timeout},
             "disk": ctx.manager.disk_enforcement(sandbox),
             "usage": {},
-            "network": {"name": ctx.manager.network_name, "inter_sandbox": False,
-                        "egress": ctx.manager.egress(sandbox).describe(), **ctx.manager.egress(sandbox).to_dict()},
+            "network": {
+                "name": ctx.manager.network_name,
+                "inter_sandbox": False,
+                "egress": ctx.manager.egress(sandbox).describe(),
+                **ctx.manager.egress(sandbox).to_dict(),
+            },
             "ports": [],
             "uptime_seconds": None,
         }
@@ -270,26 +308,47 @@ class SandboxMagics:
         return info
 
     def config(self, args: list[str], ctx: MagicContext) -> MagicResult:
-        parser = _Parser(ctx.write, prog="%sandbox config",
-                         description="Change the sandbox's limits. CPU and memory change live; pids, disk, "
-                                     "env and image need a clean restart (files are kept, variables are not).")
+        parser = _Parser(
+            ctx.write,
+            prog="%sandbox config",
+            description="Change the sandbox's limits. CPU and memory change live; pids, disk, "
+            "env and image need a clean restart (files are kept, variables are not).",
+        )
         parser.add_argument("--cpu", type=_positive_float, help="vCPUs, e.g. 2 or 0.5")
         parser.add_argument("--memory", type=_size, help="memory, e.g. 2g")
         parser.add_argument("--pids", type=_positive_int, help="most processes and threads")
-        parser.add_argument("--disk", type=_size, help="size of the home (files kept; not below what they take), e.g. 5g")
+        parser.add_argument(
+            "--disk", type=_size, help="size of the home (files kept; not below what they take), e.g. 5g"
+        )
         parser.add_argument("--cell-timeout", type=_non_negative_float, help="seconds per cell, 0 for none")
-        parser.add_argument("--env", type=_env_pair, action="append", default=[], metavar="KEY=VALUE",
-                            help="set an environment variable (repeatable)")
+        parser.add_argument(
+            "--env",
+            type=_env_pair,
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="set an environment variable (repeatable)",
+        )
         parser.add_argument("--image", help="switch to another allowed image")
         options = parser.parse_args(args)
         result = MagicResult()
         if options.cell_timeout is not None:
             maximum = ctx.settings.max_cell_timeout
             if maximum and (options.cell_timeout == 0 or options.cell_timeout > maximum):
-                raise SpecError(f"cell-timeout: {options.cell_timeout:g} s is above the operator's maximum "
-                                f"of {maximum:g} s")
-        changes = {k: v for k, v in (("cpu", options.cpu), ("memory", options.memory), ("pids", options.pids),
-                                    ("disk", options.disk), ("image", options.image)) if v is not None}
+                raise SpecError(
+                    f"cell-timeout: {options.cell_timeout:g} s is above the operator's maximum of {maximum:g} s"
+                )
+        changes = {
+            k: v
+            for k, v in (
+                ("cpu", options.cpu),
+                ("memory", options.memory),
+                ("pids", options.pids),
+                ("disk", options.disk),
+                ("image", options.image),
+            )
+            if v is not None
+        }
         if options.env:
             changes["env"] = dict(options.env)
         if not changes and options.cell_timeout is None:
@@ -303,25 +362,39 @@ class SandboxMagics:
             ctx.manager.check_allowed(spec)  # refuses before anything changes
             needs_restart = any(key in changes for key in ("pids", "disk", "image", "env"))
             if needs_restart:
-                ctx.write("stdout", f"restarting the sandbox to apply {', '.join(sorted(changes))} "
-                                    "(files in /home/sandbox are kept, variables are not)...\n")
+                ctx.write(
+                    "stdout",
+                    f"restarting the sandbox to apply {', '.join(sorted(changes))} "
+                    "(files in /home/sandbox are kept, variables are not)...\n",
+                )
                 ctx.stop_watching()
                 result.reconnect = ctx.manager.recreate(sandbox, spec, progress=lambda m: ctx.write("stdout", m + "\n"))
             else:
                 ctx.manager.update_live(sandbox, cpu=changes.get("cpu"), memory=changes.get("memory"))
-                ctx.write("stdout", "changed live: " + ", ".join(
-                    f"cpu {spec.cpu:g} vCPU" if k == "cpu" else f"memory {limit_size(spec.memory)}"
-                    for k in sorted(changes)) + "\n")
+                ctx.write(
+                    "stdout",
+                    "changed live: "
+                    + ", ".join(
+                        f"cpu {spec.cpu:g} vCPU" if k == "cpu" else f"memory {limit_size(spec.memory)}"
+                        for k in sorted(changes)
+                    )
+                    + "\n",
+                )
         if options.cell_timeout is not None:
             result.cell_timeout = options.cell_timeout
-            ctx.write("stdout", f"cell timeout: {options.cell_timeout:g} s\n" if options.cell_timeout
-                      else "cell timeout: none\n")
+            ctx.write(
+                "stdout",
+                f"cell timeout: {options.cell_timeout:g} s\n" if options.cell_timeout else "cell timeout: none\n",
+            )
         return result
 
     def network(self, args: list[str], ctx: MagicContext) -> MagicResult:
-        parser = _Parser(ctx.write, prog="%sandbox network",
-                         description="Show or change the sandbox's egress policy, live: 'internet' (public "
-                                     "addresses only), 'none' (nothing, not even DNS), or 'allow CIDR...'.")
+        parser = _Parser(
+            ctx.write,
+            prog="%sandbox network",
+            description="Show or change the sandbox's egress policy, live: 'internet' (public "
+            "addresses only), 'none' (nothing, not even DNS), or 'allow CIDR...'.",
+        )
         parser.add_argument("mode", nargs="?", choices=["internet", "none", "allow"])
         parser.add_argument("cidrs", nargs="*", metavar="CIDR")
         options = parser.parse_args(args)
@@ -336,9 +409,12 @@ class SandboxMagics:
         return MagicResult()
 
     def exec(self, rest: str, body: str | None, ctx: MagicContext) -> MagicResult:
-        parser = _Parser(ctx.write, prog="%sandbox exec",
-                         description="Run a shell command in the sandbox. As a cell magic (%%sandbox exec) "
-                                     "the cell's body is the script. A non-zero exit code fails the cell.")
+        parser = _Parser(
+            ctx.write,
+            prog="%sandbox exec",
+            description="Run a shell command in the sandbox. As a cell magic (%%sandbox exec) "
+            "the cell's body is the script. A non-zero exit code fails the cell.",
+        )
         parser.add_argument("--timeout", type=_positive_float, help="kill the command after this many seconds")
         parser.add_argument("command", nargs=argparse.REMAINDER, help="the shell command")
         words = rest.split()
@@ -356,8 +432,8 @@ class SandboxMagics:
         sandbox = self._require(ctx)
         try:
             record = ctx.manager.agent(sandbox).exec_stream(
-                script, on_output=lambda name, text: ctx.write(name, text), cancel=ctx.cancel,
-                timeout=options.timeout)
+                script, on_output=lambda name, text: ctx.write(name, text), cancel=ctx.cancel, timeout=options.timeout
+            )
         except Cancelled:
             return MagicResult(error="interrupted: the command was stopped")
         if record.get("timed_out"):
@@ -409,12 +485,17 @@ class SandboxMagics:
         if not _is_within(resolved, root):
             raise SpecError(f"host path {raw!r} leads outside the notebook's folder (through a symlink)")
         if must_exist and not resolved.is_file():
-            raise SpecError(f"host path {raw!r} is not a file" if resolved.exists() else f"host path {raw!r} does not exist")
+            raise SpecError(
+                f"host path {raw!r} is not a file" if resolved.exists() else f"host path {raw!r} does not exist"
+            )
         return resolved
 
     def upload(self, args: list[str], ctx: MagicContext) -> MagicResult:
-        parser = _Parser(ctx.write, prog="%sandbox upload",
-                         description="Copy a file from the notebook's folder on the host into the sandbox.")
+        parser = _Parser(
+            ctx.write,
+            prog="%sandbox upload",
+            description="Copy a file from the notebook's folder on the host into the sandbox.",
+        )
         parser.add_argument("host_path")
         parser.add_argument("sandbox_path", nargs="?", help="default: /home/sandbox/<file name>")
         options = parser.parse_args(args)
@@ -433,12 +514,16 @@ class SandboxMagics:
 
     def download(self, args: list[str], ctx: MagicContext) -> MagicResult:
         settings = ctx.settings
-        parser = _Parser(ctx.write, prog="%sandbox download",
-                         description="Copy a file from the sandbox into the notebook's folder on the host, under "
-                                     f"{settings.downloads_folder}/<sandbox id>/ (where no kernel imports it).")
+        parser = _Parser(
+            ctx.write,
+            prog="%sandbox download",
+            description="Copy a file from the sandbox into the notebook's folder on the host, under "
+            f"{settings.downloads_folder}/<sandbox id>/ (where no kernel imports it).",
+        )
         parser.add_argument("sandbox_path")
-        parser.add_argument("host_path", nargs="?",
-                            help="a name (or relative path) inside that folder; default: the file's own name")
+        parser.add_argument(
+            "host_path", nargs="?", help="a name (or relative path) inside that folder; default: the file's own name"
+        )
         parser.add_argument("--force", action="store_true", help="replace a file of the same name")
         options = parser.parse_args(args)
         if not settings.allow_file_transfer:
@@ -448,23 +533,33 @@ class SandboxMagics:
         limit = parse_size(settings.max_transfer_size, "max_transfer_size")
         sandbox = self._require(ctx)
         destination, size = downloads.write(
-            settings.host_root, folder, sandbox.id, parts, options.force,
-            lambda handle: ctx.manager.agent(sandbox).download(options.sandbox_path, handle, limit, ctx.cancel))
+            settings.host_root,
+            folder,
+            sandbox.id,
+            parts,
+            options.force,
+            lambda handle: ctx.manager.agent(sandbox).download(options.sandbox_path, handle, limit, ctx.cancel),
+        )
         ctx.write("stdout", f"downloaded {options.sandbox_path} ({size:,} bytes) to {destination}\n")
         return MagicResult()
 
     def preview(self, args: list[str], ctx: MagicContext) -> MagicResult:
-        parser = _Parser(ctx.write, prog="%sandbox preview",
-                         description="A link to a web server listening on PORT inside the sandbox, on its own "
-                                     "origin. The link logs the browser in once; curl sends the token as a header.")
+        parser = _Parser(
+            ctx.write,
+            prog="%sandbox preview",
+            description="A link to a web server listening on PORT inside the sandbox, on its own "
+            "origin. The link logs the browser in once; curl sends the token as a header.",
+        )
         parser.add_argument("port", type=_positive_int, help="the port the server listens on in the sandbox")
         parser.add_argument("--expires", default="1h", help="how long the link works, e.g. 30m or 2h (at most 24h)")
         options = parser.parse_args(args)
         sandbox = self._require(ctx)
         template = os.environ.get(PREVIEW_TEMPLATE_ENV)
         if not template:
-            raise SandboxError("previews are served by the jupyter-sandbox server extension; start this kernel "
-                               "from a Jupyter server that has it enabled (e.g. JupyterLab after pip install)")
+            raise SandboxError(
+                "previews are served by the jupyter-sandbox server extension; start this kernel "
+                "from a Jupyter server that has it enabled (e.g. JupyterLab after pip install)"
+            )
         try:
             expires_in = preview_tokens.parse_duration(options.expires)
             token, expires = preview_tokens.mint(sandbox.id, options.port, expires_in)
@@ -473,21 +568,28 @@ class SandboxMagics:
         url = template.format(port=options.port, sandbox_id=sandbox.id)
         listening = ctx.manager.agent(sandbox).usage()["ports"]
         until = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(expires))
-        lines = [f"preview of port {options.port} in sandbox {sandbox.id}, valid until {until}",
-                 f"  open in a browser:  {url}?token={token}",
-                 f"  with curl:          curl -H 'X-Sandbox-Preview-Token: {token}' {url}"]
+        lines = [
+            f"preview of port {options.port} in sandbox {sandbox.id}, valid until {until}",
+            f"  open in a browser:  {url}?token={token}",
+            f"  with curl:          curl -H 'X-Sandbox-Preview-Token: {token}' {url}",
+        ]
         if options.port not in listening:
-            lines.append(f"  note: nothing listens on port {options.port} yet "
-                         f"(listening: {', '.join(map(str, listening)) or 'none'})")
+            lines.append(
+                f"  note: nothing listens on port {options.port} yet "
+                f"(listening: {', '.join(map(str, listening)) or 'none'})"
+            )
         ctx.write("stdout", "\n".join(lines) + "\n")
         return MagicResult()
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def restart(self, args: list[str], ctx: MagicContext) -> MagicResult:
-        parser = _Parser(ctx.write, prog="%sandbox restart",
-                         description="Restart the Python process in the sandbox (files are kept). "
-                                     "--hard: a fresh container on the same workspace volume.")
+        parser = _Parser(
+            ctx.write,
+            prog="%sandbox restart",
+            description="Restart the Python process in the sandbox (files are kept). "
+            "--hard: a fresh container on the same workspace volume.",
+        )
         parser.add_argument("--hard", action="store_true", help="recreate the container")
         options = parser.parse_args(args)
         sandbox = self._require(ctx)
@@ -502,8 +604,11 @@ class SandboxMagics:
         return MagicResult(reconnect=ctx.manager.get(sandbox.id))
 
     def stop(self, args: list[str], ctx: MagicContext) -> MagicResult:
-        parser = _Parser(ctx.write, prog="%sandbox stop",
-                         description="Stop the sandbox container. Files are kept; the next cell starts it again.")
+        parser = _Parser(
+            ctx.write,
+            prog="%sandbox stop",
+            description="Stop the sandbox container. Files are kept; the next cell starts it again.",
+        )
         parser.parse_args(args)
         sandbox = self._require(ctx)
         ctx.stop_watching()
@@ -512,17 +617,23 @@ class SandboxMagics:
         return MagicResult(stopped=True)
 
     def delete(self, args: list[str], ctx: MagicContext) -> MagicResult:
-        parser = _Parser(ctx.write, prog="%sandbox delete",
-                         description="Delete the sandbox: its container and every file in /home/sandbox. "
-                                     "The next cell starts a fresh sandbox.")
+        parser = _Parser(
+            ctx.write,
+            prog="%sandbox delete",
+            description="Delete the sandbox: its container and every file in /home/sandbox. "
+            "The next cell starts a fresh sandbox.",
+        )
         parser.add_argument("--yes", action="store_true", help="confirm; without it nothing is deleted")
         options = parser.parse_args(args)
         sandbox = ctx.sandbox
         if sandbox is None:
             raise SandboxError("this kernel has no sandbox to delete")
         if not options.yes:
-            ctx.write("stdout", f"this deletes sandbox {sandbox.id} and all its files in /home/sandbox; "
-                                "run `%sandbox delete --yes` to go ahead\n")
+            ctx.write(
+                "stdout",
+                f"this deletes sandbox {sandbox.id} and all its files in /home/sandbox; "
+                "run `%sandbox delete --yes` to go ahead\n",
+            )
             return MagicResult()
         ctx.delete()
         ctx.write("stdout", f"sandbox {sandbox.id} and its files were deleted; the next cell starts a fresh one\n")

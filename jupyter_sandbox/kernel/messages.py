@@ -47,7 +47,7 @@ class Signer:
 def split(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
     """(identities, [signature, header, parent, metadata, content, *buffers])."""
     index = frames.index(DELIM)
-    return frames[:index], frames[index + 1:]
+    return frames[:index], frames[index + 1 :]
 
 
 def dumps(value: Any) -> bytes:
@@ -65,8 +65,14 @@ def new_header(msg_type: str, session: str, username: str = "jupyter-sandbox") -
     }
 
 
-def build(signer: Signer, msg_type: str, content: dict[str, Any], parent: dict[str, Any] | None,
-          session: str, metadata: dict[str, Any] | None = None) -> list[bytes]:
+def build(
+    signer: Signer,
+    msg_type: str,
+    content: dict[str, Any],
+    parent: dict[str, Any] | None,
+    session: str,
+    metadata: dict[str, Any] | None = None,
+) -> list[bytes]:
     """[DELIM, signature, header, parent, metadata, content] of a new message."""
     header = dumps(new_header(msg_type, session))
     parent_bytes = dumps(parent or {})

@@ -34,8 +34,24 @@ POLICIES = ("safe", "text", "trusted")
 # Passed under `safe` after a type check: data, not code.
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"})
 JSON_TYPES = frozenset({"application/json", "application/vnd.jupyter.widget-view+json"})
-HTML_TAGS = frozenset(nh3.ALLOWED_TAGS) | {"span", "div", "img", "figure", "figcaption", "caption", "details",
-                                           "summary", "mark", "small", "sub", "sup", "hr", "br", "pre", "code"}
+HTML_TAGS = frozenset(nh3.ALLOWED_TAGS) | {
+    "span",
+    "div",
+    "img",
+    "figure",
+    "figcaption",
+    "caption",
+    "details",
+    "summary",
+    "mark",
+    "small",
+    "sub",
+    "sup",
+    "hr",
+    "br",
+    "pre",
+    "code",
+}
 HTML_ATTRIBUTES = {
     **{tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()},
     "*": {"class", "style", "title", "lang", "dir", "align", "colspan", "rowspan"},
@@ -43,27 +59,131 @@ HTML_ATTRIBUTES = {
     "a": {"href", "title"},
 }
 STYLE_PROPERTIES = {
-    "color", "background-color", "text-align", "vertical-align", "font-weight", "font-style", "font-size",
-    "font-family", "text-decoration", "white-space", "border", "border-top", "border-bottom", "border-left",
-    "border-right", "border-collapse", "border-color", "border-width", "border-style", "padding",
-    "padding-top", "padding-bottom", "padding-left", "padding-right", "margin", "margin-top", "margin-bottom",
-    "margin-left", "margin-right", "width", "height", "max-width", "max-height", "min-width", "display",
+    "color",
+    "background-color",
+    "text-align",
+    "vertical-align",
+    "font-weight",
+    "font-style",
+    "font-size",
+    "font-family",
+    "text-decoration",
+    "white-space",
+    "border",
+    "border-top",
+    "border-bottom",
+    "border-left",
+    "border-right",
+    "border-collapse",
+    "border-color",
+    "border-width",
+    "border-style",
+    "padding",
+    "padding-top",
+    "padding-bottom",
+    "padding-left",
+    "padding-right",
+    "margin",
+    "margin-top",
+    "margin-bottom",
+    "margin-left",
+    "margin-right",
+    "width",
+    "height",
+    "max-width",
+    "max-height",
+    "min-width",
+    "display",
 }
 URL_SCHEMES = {"http", "https", "mailto", "data"}
 SVG_TAGS = {
-    "svg", "g", "path", "rect", "circle", "ellipse", "line", "polyline", "polygon", "text", "tspan",
-    "textPath", "defs", "clipPath", "mask", "pattern", "linearGradient", "radialGradient", "stop", "use",
-    "symbol", "marker", "title", "desc", "image",
+    "svg",
+    "g",
+    "path",
+    "rect",
+    "circle",
+    "ellipse",
+    "line",
+    "polyline",
+    "polygon",
+    "text",
+    "tspan",
+    "textPath",
+    "defs",
+    "clipPath",
+    "mask",
+    "pattern",
+    "linearGradient",
+    "radialGradient",
+    "stop",
+    "use",
+    "symbol",
+    "marker",
+    "title",
+    "desc",
+    "image",
 }
-SVG_ATTRIBUTES = {"*": {
-    "id", "class", "style", "transform", "d", "x", "y", "x1", "x2", "y1", "y2", "cx", "cy", "r", "rx", "ry",
-    "width", "height", "viewBox", "points", "fill", "fill-opacity", "fill-rule", "stroke", "stroke-width",
-    "stroke-opacity", "stroke-linecap", "stroke-linejoin", "stroke-dasharray", "stroke-miterlimit", "opacity",
-    "clip-path", "clip-rule", "mask", "offset", "stop-color", "stop-opacity", "gradientUnits",
-    "gradientTransform", "patternUnits", "markerWidth", "markerHeight", "refX", "refY", "orient",
-    "preserveAspectRatio", "font-family", "font-size", "font-weight", "text-anchor", "dominant-baseline",
-    "dx", "dy", "xmlns", "xlink", "version", "href",
-}}
+SVG_ATTRIBUTES = {
+    "*": {
+        "id",
+        "class",
+        "style",
+        "transform",
+        "d",
+        "x",
+        "y",
+        "x1",
+        "x2",
+        "y1",
+        "y2",
+        "cx",
+        "cy",
+        "r",
+        "rx",
+        "ry",
+        "width",
+        "height",
+        "viewBox",
+        "points",
+        "fill",
+        "fill-opacity",
+        "fill-rule",
+        "stroke",
+        "stroke-width",
+        "stroke-opacity",
+        "stroke-linecap",
+        "stroke-linejoin",
+        "stroke-dasharray",
+        "stroke-miterlimit",
+        "opacity",
+        "clip-path",
+        "clip-rule",
+        "mask",
+        "offset",
+        "stop-color",
+        "stop-opacity",
+        "gradientUnits",
+        "gradientTransform",
+        "patternUnits",
+        "markerWidth",
+        "markerHeight",
+        "refX",
+        "refY",
+        "orient",
+        "preserveAspectRatio",
+        "font-family",
+        "font-size",
+        "font-weight",
+        "text-anchor",
+        "dominant-baseline",
+        "dx",
+        "dy",
+        "xmlns",
+        "xlink",
+        "version",
+        "href",
+    }
+}
 SVG_SCHEMES = {"data"}  # only embedded images and #fragments; nothing is fetched from elsewhere
 DROPPED_CONTENT = {"script", "style", "foreignObject", "iframe", "object", "embed", "template", "noscript"}
 URL_ATTRIBUTES = frozenset({"href", "src", "xlink:href"})
@@ -82,8 +202,10 @@ ANSI_CSI_RE = re.compile(r"\x1b\[(.*?)([@-~])")
 # MathJax (TeX input with all packages) typesets text/latex, HTML, Markdown and widget labels. Its
 # safe extension filters most of what follows, but a front end may lack it: these commands lose
 # their backslash (U+29F5 looks the same and is inert) before any front end sees them.
-TEX_COMMAND_RE = re.compile(r"\\(href|url|class|cssId|style|data|require|unicode|html|mmlToken|toggle|"
-                            r"texttip|mathtip|fbox|bbox|attr)(?![A-Za-z])")
+TEX_COMMAND_RE = re.compile(
+    r"\\(href|url|class|cssId|style|data|require|unicode|html|mmlToken|toggle|"
+    r"texttip|mathtip|fbox|bbox|attr)(?![A-Za-z])"
+)
 TEX_BACKSLASH = "\u29f5"
 
 
@@ -151,14 +273,28 @@ def _svg_attribute(tag: str, attribute: str, value: str) -> str | None:
 
 
 def sanitize_html(html: str) -> str:
-    return nh3.clean(neutralise_tex(html), tags=set(HTML_TAGS), attributes=HTML_ATTRIBUTES, url_schemes=URL_SCHEMES,
-                     clean_content_tags=DROPPED_CONTENT - {"template"}, filter_style_properties=STYLE_PROPERTIES,
-                     link_rel="noopener noreferrer nofollow", attribute_filter=_html_attribute)
+    return nh3.clean(
+        neutralise_tex(html),
+        tags=set(HTML_TAGS),
+        attributes=HTML_ATTRIBUTES,
+        url_schemes=URL_SCHEMES,
+        clean_content_tags=DROPPED_CONTENT - {"template"},
+        filter_style_properties=STYLE_PROPERTIES,
+        link_rel="noopener noreferrer nofollow",
+        attribute_filter=_html_attribute,
+    )
 
 
 def sanitize_svg(svg: str) -> str:
-    return nh3.clean(svg, tags=SVG_TAGS, attributes=SVG_ATTRIBUTES, url_schemes=SVG_SCHEMES,
-                     clean_content_tags=DROPPED_CONTENT - {"template"}, link_rel=None, attribute_filter=_svg_attribute)
+    return nh3.clean(
+        svg,
+        tags=SVG_TAGS,
+        attributes=SVG_ATTRIBUTES,
+        url_schemes=SVG_SCHEMES,
+        clean_content_tags=DROPPED_CONTENT - {"template"},
+        link_rel=None,
+        attribute_filter=_svg_attribute,
+    )
 
 
 def as_text(value: Any) -> str | None:
@@ -218,8 +354,11 @@ class OutputPolicy:
             return {"output_type": kind, "name": output["name"], "text": neutralise_links(text)}
         if kind in ("display_data", "execute_result"):
             metadata = output.get("metadata")
-            out = {"output_type": kind, "data": self.filter_bundle(output.get("data")),
-                   "metadata": metadata if isinstance(metadata, dict) else {}}
+            out = {
+                "output_type": kind,
+                "data": self.filter_bundle(output.get("data")),
+                "metadata": metadata if isinstance(metadata, dict) else {},
+            }
             if kind == "execute_result":
                 count = output.get("execution_count")
                 out["execution_count"] = count if isinstance(count, int) and not isinstance(count, bool) else None
@@ -233,9 +372,11 @@ class OutputPolicy:
         traceback = content.get("traceback")
         lines = [line for line in traceback if isinstance(line, str)] if isinstance(traceback, list) else []
         ename, evalue = content.get("ename"), content.get("evalue")
-        return {"ename": self.text(ename) if isinstance(ename, str) else "Error",
-                "evalue": self.text(evalue) if isinstance(evalue, str) else "",
-                "traceback": [self.text(line) for line in lines]}
+        return {
+            "ename": self.text(ename) if isinstance(ename, str) else "Error",
+            "evalue": self.text(evalue) if isinstance(evalue, str) else "",
+            "traceback": [self.text(line) for line in lines],
+        }
 
     def _filter_value(self, mime: str, value: Any) -> Any:
         if mime == "text/plain":
@@ -253,8 +394,11 @@ class OutputPolicy:
             if mime == "application/vnd.jupyter.widget-view+json":
                 if not (isinstance(value, dict) and isinstance(value.get("model_id"), str)):
                     return None
-                return {k: v for k, v in value.items()
-                        if k == "model_id" or (k in ("version_major", "version_minor") and isinstance(v, int))}
+                return {
+                    k: v
+                    for k, v in value.items()
+                    if k == "model_id" or (k in ("version_major", "version_minor") and isinstance(v, int))
+                }
             return value  # rendered as a tree of text; inbound.py has already bounded it
         text = as_text(value)
         if text is None:

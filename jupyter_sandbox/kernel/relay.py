@@ -53,26 +53,40 @@ KERNEL_INFO_WAIT_SECONDS = 10.0
 ACTIVITY_SECONDS = 1.0
 DRAIN_BATCH = 256
 # Shell requests an ipykernel answers with a reply (protocol 5.x, kernel subshells included).
-ANSWERED_REQUESTS = frozenset({
-    "execute_request", "inspect_request", "complete_request", "history_request", "is_complete_request",
-    "comm_info_request", "kernel_info_request", "shutdown_request", "interrupt_request", "debug_request",
-    "usage_request", "create_subshell_request", "delete_subshell_request", "list_subshell_request",
-    "connect_request",
-})
+ANSWERED_REQUESTS = frozenset(
+    {
+        "execute_request",
+        "inspect_request",
+        "complete_request",
+        "history_request",
+        "is_complete_request",
+        "comm_info_request",
+        "kernel_info_request",
+        "shutdown_request",
+        "interrupt_request",
+        "debug_request",
+        "usage_request",
+        "create_subshell_request",
+        "delete_subshell_request",
+        "list_subshell_request",
+        "connect_request",
+    }
+)
 OUTPUT_MESSAGES = frozenset({"stream", "display_data", "update_display_data", "execute_result"})
 
 
 class State(enum.Enum):
-    STARTING = "starting"      # the sandbox is being created or started
+    STARTING = "starting"  # the sandbox is being created or started
     CONNECTING = "connecting"  # sockets connected, waiting for the inner kernel to answer
     READY = "ready"
-    FAILED = "failed"          # the sandbox could not be brought up; the reason is kept
-    DEAD = "dead"              # the container stopped; the next request starts it again
+    FAILED = "failed"  # the sandbox could not be brought up; the reason is kept
+    DEAD = "dead"  # the container stopped; the next request starts it again
 
 
 @dataclass
 class Pending:
     """A request passed to the inner kernel whose reply goes back to `idents`."""
+
     channel: str
     idents: list[bytes]
     header: dict[str, Any]
@@ -84,6 +98,7 @@ class Pending:
 @dataclass
 class Held:
     """A request that waits: for the sandbox, or (on shell) for the requests before it."""
+
     channel: str
     idents: list[bytes]
     frames: list[bytes]  # [signature, header, parent, metadata, content, *buffers]
@@ -94,6 +109,7 @@ class Held:
 @dataclass
 class Cell:
     """An execute request from the front end, while it runs: for time and output limits."""
+
     header: dict[str, Any]
     idents: list[bytes]
     started: float | None = None
@@ -112,6 +128,7 @@ class HostCell:
     history, so the inner kernel counts the cell once. A cell with no code there is counted by a
     final request of comments only (no `%sandbox` text enters the sandbox), which also evaluates the
     cell's user_expressions."""
+
     cell: Cell
     header_bytes: bytes
     segments: list[Segment]
@@ -137,8 +154,13 @@ class HostCell:
 
 
 class Relay:
-    def __init__(self, connection: dict[str, Any], lifecycle_factory: Callable[["Relay"], Any],
-                 handshake_timeout: float = 60.0, settings: SandboxKernel | None = None) -> None:
+    def __init__(
+        self,
+        connection: dict[str, Any],
+        lifecycle_factory: Callable[[Relay], Any],
+        handshake_timeout: float = 60.0,
+        settings: SandboxKernel | None = None,
+    ) -> None:
         self.connection = connection
         self.front_signer = Signer(connection.get("key", ""), connection.get("signature_scheme", "hmac-sha256"))
         self.session = uuid.uuid4().hex
@@ -179,7 +201,7 @@ class Relay:
         self.running = True
         self.restarting = False
         self._last_touch = 0.0
-        self.events: "queue.SimpleQueue[tuple[str, Any]]" = queue.SimpleQueue()
+        self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         self._bind_front()
@@ -192,8 +214,13 @@ class Relay:
         url = f"{c.get('transport', 'tcp')}://{c['ip']}"
         self.front: dict[str, zmq.Socket] = {}
         # iopub is XPUB, as in ipykernel 7: each new subscription is greeted with iopub_welcome.
-        for name, kind in (("shell", zmq.ROUTER), ("control", zmq.ROUTER), ("stdin", zmq.ROUTER),
-                           ("iopub", zmq.XPUB), ("hb", zmq.REP)):
+        for name, kind in (
+            ("shell", zmq.ROUTER),
+            ("control", zmq.ROUTER),
+            ("stdin", zmq.ROUTER),
+            ("iopub", zmq.XPUB),
+            ("hb", zmq.REP),
+        ):
             sock = self.context.socket(kind)
             sock.setsockopt(zmq.LINGER, 1000)
             if kind == zmq.ROUTER:
@@ -297,8 +324,10 @@ class Relay:
         else:
             why = f"it exited with code {event.get('returncode')}"
         if event.get("restarted"):
-            self._on_kernel_restarted(f"The Python process in the sandbox died: {why}. A new one was started; "
-                                      "variables are gone, files in /home/sandbox are kept.")
+            self._on_kernel_restarted(
+                f"The Python process in the sandbox died: {why}. A new one was started; "
+                "variables are gone, files in /home/sandbox are kept."
+            )
         else:
             tail = self.policy.text((event.get("log_tail") or "")[-1500:])  # the sandbox's own output
             message = f"The Python process in the sandbox keeps dying: {why}. Its last output:\n{tail}"
@@ -342,8 +371,14 @@ class Relay:
                     self._publish("error", _error_output(error["evalue"], error["ename"]), host.cell.header)
                 self._finish_host_cell(error)
             return
-        index = next((i for i, item in enumerate(self.queue)
-                      if item.header.get("msg_type") == "execute_request" and not item.abort), None)
+        index = next(
+            (
+                i
+                for i, item in enumerate(self.queue)
+                if item.header.get("msg_type") == "execute_request" and not item.abort
+            ),
+            None,
+        )
         if index is None:
             return
         item = self.queue.pop(index)
@@ -361,9 +396,14 @@ class Relay:
         error = _error_reply("interrupted while the sandbox was starting", "KeyboardInterrupt")
         if not silent:
             self._publish("error", _error_output(error["evalue"], error["ename"]), item.header)
-        frames = build(self.front_signer, "execute_reply", {
-            **error, "execution_count": self.execution_count, "user_expressions": {}, "payload": []},
-            item.header, self.session, metadata=self._reply_metadata("error"))
+        frames = build(
+            self.front_signer,
+            "execute_reply",
+            {**error, "execution_count": self.execution_count, "user_expressions": {}, "payload": []},
+            item.header,
+            self.session,
+            metadata=self._reply_metadata("error"),
+        )
         self.front["shell"].send_multipart([*item.idents, *frames])
         self._publish("status", {"execution_state": "idle"}, item.header)
         if request.get("stop_on_error", True) and not silent:
@@ -416,8 +456,12 @@ class Relay:
         return bool(self.kernel_info) or self._kernel_info_overdue or self.state in (State.FAILED, State.DEAD)
 
     def _check_kernel_info_wait(self) -> None:
-        if (self.kernel_info is None and not self._kernel_info_overdue and self.state is not State.READY
-                and time.monotonic() > self._kernel_info_deadline):
+        if (
+            self.kernel_info is None
+            and not self._kernel_info_overdue
+            and self.state is not State.READY
+            and time.monotonic() > self._kernel_info_deadline
+        ):
             self._kernel_info_overdue = True
             self._release_held()
             self._pump()
@@ -441,9 +485,17 @@ class Relay:
         was restarted or started again): the inner kernel goes on from where the front end is."""
         if self.execution_count <= 0:
             return
-        self._send_internal("execute_request", {
-            "code": f"get_ipython().execution_count = {int(self.execution_count) + 1}", "silent": True,
-            "store_history": False, "user_expressions": {}, "allow_stdin": False, "stop_on_error": False})
+        self._send_internal(
+            "execute_request",
+            {
+                "code": f"get_ipython().execution_count = {int(self.execution_count) + 1}",
+                "silent": True,
+                "store_history": False,
+                "user_expressions": {},
+                "allow_stdin": False,
+                "stop_on_error": False,
+            },
+        )
 
     def _send_internal(self, msg_type: str, content: dict[str, Any]) -> None:
         """A request of the proxy's own: its reply and everything the kernel says about it are dropped."""
@@ -537,8 +589,9 @@ class Relay:
             return True
         if msg_type == "is_complete_request":
             code = _content(body).get("code")
-            self._reply("shell", idents, header, "is_complete_reply",
-                        offline.is_complete(code if isinstance(code, str) else ""))
+            self._reply(
+                "shell", idents, header, "is_complete_reply", offline.is_complete(code if isinstance(code, str) else "")
+            )
             return True
         if msg_type != "kernel_info_request":
             self._wake_sandbox()
@@ -546,8 +599,12 @@ class Relay:
 
     def _enqueue(self, item: Held) -> None:
         self.queue.append(item)
-        if (self.state is not State.READY and item.header.get("msg_type") == "execute_request"
-                and self.progress_target is None and not _content(item.frames).get("silent")):
+        if (
+            self.state is not State.READY
+            and item.header.get("msg_type") == "execute_request"
+            and self.progress_target is None
+            and not _content(item.frames).get("silent")
+        ):
             # The cell the start-up progress is shown in: it is busy from now on, as a kernel would
             # say once it starts the cell; the inner kernel's own busy for it is dropped.
             self._publish("status", {"execution_state": "busy"}, item.header)
@@ -610,8 +667,8 @@ class Relay:
             return False
         line_start = code.rfind("\n", 0, cursor) + 1
         line_end = code.find("\n", cursor)
-        line = code[line_start: len(code) if line_end < 0 else line_end]
-        typed = line[:cursor - line_start]
+        line = code[line_start : len(code) if line_end < 0 else line_end]
+        typed = line[: cursor - line_start]
         prefix = [name for name in ("%sandbox", "%%sandbox") if typed and name.startswith(typed) and typed != name]
         if prefix and self.state is State.READY:
             self._forward("shell", idents, body, header)
@@ -627,9 +684,19 @@ class Relay:
             matches, start = found
         else:
             return False
-        self._reply("shell", idents, header, "complete_reply", {
-            "status": "ok", "matches": matches, "cursor_start": line_start + start, "cursor_end": cursor,
-            "metadata": {}})
+        self._reply(
+            "shell",
+            idents,
+            header,
+            "complete_reply",
+            {
+                "status": "ok",
+                "matches": matches,
+                "cursor_start": line_start + start,
+                "cursor_end": cursor,
+                "metadata": {},
+            },
+        )
         return True
 
     def _with_sandbox_matches(self, body: list[bytes], pending: Pending) -> list[bytes]:
@@ -637,11 +704,15 @@ class Relay:
         reply = _content(body)
         matches, start, end = reply.get("matches"), reply.get("cursor_start"), reply.get("cursor_end")
         line_start, typed = pending.extra_typed
-        if (reply.get("status") != "ok" or not isinstance(matches, list) or not isinstance(start, int)
-                or not line_start <= start <= line_start + len(typed)):
+        if (
+            reply.get("status") != "ok"
+            or not isinstance(matches, list)
+            or not isinstance(start, int)
+            or not line_start <= start <= line_start + len(typed)
+        ):
             return body
         # A match that replaces from further right is the same match written from the line's start.
-        lead = typed[:start - line_start]
+        lead = typed[: start - line_start]
         theirs = [lead + m for m in matches if isinstance(m, str)]
         added = [m for m in pending.extra_matches if m not in theirs]
         reply["matches"] = added + theirs
@@ -650,31 +721,45 @@ class Relay:
         types = metadata.get("_jupyter_types_experimental") if isinstance(metadata, dict) else None
         if isinstance(types, list):
             metadata["_jupyter_types_experimental"] = [
-                {"start": line_start, "end": end, "text": m, "type": "magic", "signature": ""} for m in added] + [
-                {**t, "start": line_start, "text": lead + t["text"]} for t in types
-                if isinstance(t, dict) and isinstance(t.get("text"), str)]
+                {"start": line_start, "end": end, "text": m, "type": "magic", "signature": ""} for m in added
+            ] + [
+                {**t, "start": line_start, "text": lead + t["text"]}
+                for t in types
+                if isinstance(t, dict) and isinstance(t.get("text"), str)
+            ]
         return [*body[:4], dumps(reply), *body[5:]]
 
     # -- cells with %sandbox lines ----------------------------------------------------------
 
-    def _start_host_cell(self, idents: list[bytes], body: list[bytes], header: dict[str, Any],
-                         segments: list[Segment]) -> None:
+    def _start_host_cell(
+        self, idents: list[bytes], body: list[bytes], header: dict[str, Any], segments: list[Segment]
+    ) -> None:
         content = _content(body)
         silent = bool(content.get("silent"))
         # ipykernel: a cell is counted when it stores history, and silent cells never do.
         counted = bool(content.get("store_history", not silent)) and not silent
         expressions = content.get("user_expressions")
         cell = Cell(header, idents, started=time.monotonic())
-        host = HostCell(cell, body[1], segments, bool(content.get("allow_stdin")),
-                        self.execution_count + 1 if counted else self.execution_count,
-                        silent=silent, counted=counted, stop_on_error=bool(content.get("stop_on_error", True)),
-                        user_expressions=expressions if isinstance(expressions, dict) else {})
+        host = HostCell(
+            cell,
+            body[1],
+            segments,
+            bool(content.get("allow_stdin")),
+            self.execution_count + 1 if counted else self.execution_count,
+            silent=silent,
+            counted=counted,
+            stop_on_error=bool(content.get("stop_on_error", True)),
+            user_expressions=expressions if isinstance(expressions, dict) else {},
+        )
         self.host_cell = host
         self.cells[header["msg_id"]] = cell
         self._publish("status", {"execution_state": "busy"}, header)
         if not silent:
-            self._publish("execute_input", {"code": str(content.get("code", "")),
-                                            "execution_count": self.execution_count + 1}, header)
+            self._publish(
+                "execute_input",
+                {"code": str(content.get("code", "")), "execution_count": self.execution_count + 1},
+                header,
+            )
         self._advance_host_cell()
 
     def _advance_host_cell(self) -> None:
@@ -687,7 +772,8 @@ class Relay:
         segment = host.segments[host.index]
         waits = "start" if segment.kind == "code" else magic_waits(segment)
         if self.state is not State.READY and (
-                waits == "start" or (waits == "up" and self.state in (State.STARTING, State.CONNECTING))):
+            waits == "start" or (waits == "up" and self.state in (State.STARTING, State.CONNECTING))
+        ):
             # `%sandbox` lines wait for the sandbox as code does; continued by _handshake_progress.
             if not host.silent:
                 self._show_progress_in(host.cell.header)
@@ -721,10 +807,17 @@ class Relay:
     def _send_code_segment(self, host: HostCell, code: str) -> None:
         # Only the cell's last code segment stores history: the inner kernel counts the cell once.
         last = host.index == host.last_code_index()
-        self._send_sub_request(host, {
-            "code": code, "silent": host.silent, "store_history": host.counted and last,
-            "user_expressions": host.user_expressions if last else {},
-            "allow_stdin": host.allow_stdin, "stop_on_error": False})
+        self._send_sub_request(
+            host,
+            {
+                "code": code,
+                "silent": host.silent,
+                "store_history": host.counted and last,
+                "user_expressions": host.user_expressions if last else {},
+                "allow_stdin": host.allow_stdin,
+                "stop_on_error": False,
+            },
+        )
 
     def _send_sub_request(self, host: HostCell, content: dict[str, Any]) -> None:
         frames = build(self.inner_signer, "execute_request", content, None, self.session)
@@ -750,8 +843,11 @@ class Relay:
             self.cell_timeout = result.cell_timeout
         if result.stopped or result.deleted:
             self.state = State.DEAD
-            self.failure = ("The sandbox was deleted (%sandbox delete)." if result.deleted
-                            else "The sandbox was stopped (%sandbox stop).")
+            self.failure = (
+                "The sandbox was deleted (%sandbox delete)."
+                if result.deleted
+                else "The sandbox was stopped (%sandbox stop)."
+            )
             self._close_inner()
         if result.reconnect is not None:
             self.lifecycle.adopt(result.reconnect)
@@ -782,8 +878,9 @@ class Relay:
             self._end_host_cell(host.finishing or None)
             return
         if status != "ok":
-            self._finish_host_cell(_error_reply(reply.get("evalue", ""), reply.get("ename", "Error"),
-                                                reply.get("traceback", [])))
+            self._finish_host_cell(
+                _error_reply(reply.get("evalue", ""), reply.get("ename", "Error"), reply.get("traceback", []))
+            )
             return
         host.index += 1
         self._advance_host_cell()
@@ -798,11 +895,17 @@ class Relay:
         needs_expressions = error is None and bool(host.user_expressions) and host.evaluated is None
         if (needs_count or needs_expressions) and self.state is State.READY:
             host.finishing = error or {}
-            self._send_sub_request(host, {
-                "code": _count_only_code(host.segments) if needs_count else "",
-                "silent": not needs_count, "store_history": needs_count,
-                "user_expressions": host.user_expressions if needs_expressions else {},
-                "allow_stdin": False, "stop_on_error": False})
+            self._send_sub_request(
+                host,
+                {
+                    "code": _count_only_code(host.segments) if needs_count else "",
+                    "silent": not needs_count,
+                    "store_history": needs_count,
+                    "user_expressions": host.user_expressions if needs_expressions else {},
+                    "allow_stdin": False,
+                    "stop_on_error": False,
+                },
+            )
             return
         # Not up (stopped, deleted, failed): the inner kernel is set to the count when it next starts.
         self._end_host_cell(error)
@@ -819,10 +922,20 @@ class Relay:
         if error:
             content = {**error, "execution_count": host.execution_count, "user_expressions": {}, "payload": []}
         else:
-            content = {"status": "ok", "execution_count": host.execution_count,
-                       "user_expressions": self._safe_expressions(host.evaluated or {}), "payload": []}
-        frames = build(self.front_signer, "execute_reply", content, header, self.session,
-                       metadata=self._reply_metadata(content["status"]))
+            content = {
+                "status": "ok",
+                "execution_count": host.execution_count,
+                "user_expressions": self._safe_expressions(host.evaluated or {}),
+                "payload": [],
+            }
+        frames = build(
+            self.front_signer,
+            "execute_reply",
+            content,
+            header,
+            self.session,
+            metadata=self._reply_metadata(content["status"]),
+        )
         self.front["shell"].send_multipart([*host.cell.idents, *frames])
         self._publish("status", {"execution_state": "idle"}, header)
         if error and host.stop_on_error and not host.silent:
@@ -837,11 +950,15 @@ class Relay:
                 continue
             if value.get("status") == "ok" and isinstance(value.get("data"), dict):
                 metadata = value.get("metadata")
-                safe[str(name)] = {"status": "ok", "data": self.policy.filter_bundle(value["data"]),
-                                   "metadata": metadata if isinstance(metadata, dict) else {}}
+                safe[str(name)] = {
+                    "status": "ok",
+                    "data": self.policy.filter_bundle(value["data"]),
+                    "metadata": metadata if isinstance(metadata, dict) else {},
+                }
             else:
-                safe[str(name)] = _error_reply(value.get("evalue", ""), value.get("ename", "Error"),
-                                               value.get("traceback", []))
+                safe[str(name)] = _error_reply(
+                    value.get("evalue", ""), value.get("ename", "Error"), value.get("traceback", [])
+                )
         return safe
 
     # -- the order of cells -----------------------------------------------------------------
@@ -873,14 +990,24 @@ class Relay:
             self.busy_announced.discard(msg_id)
         else:
             self._publish("status", {"execution_state": "busy"}, item.header)
-        frames = build(self.front_signer, "execute_reply", {"status": "aborted"}, item.header, self.session,
-                       metadata=self._reply_metadata("aborted"))
+        frames = build(
+            self.front_signer,
+            "execute_reply",
+            {"status": "aborted"},
+            item.header,
+            self.session,
+            metadata=self._reply_metadata("aborted"),
+        )
         self.front[item.channel].send_multipart([*item.idents, *frames])
         self._publish("status", {"execution_state": "idle"}, item.header)
 
     def _reply_metadata(self, status: str) -> dict[str, Any]:
-        return {"started": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
-                "dependencies_met": True, "engine": self.session, "status": status}
+        return {
+            "started": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+            "dependencies_met": True,
+            "engine": self.session,
+            "status": status,
+        }
 
     # -- sandbox → front end ----------------------------------------------------------------
 
@@ -1010,8 +1137,12 @@ class Relay:
             return True
         if not cell.capped:
             cell.capped = True
-            self._stream(cell.header, f"\n[sandbox] this cell's output passed the limit of "
-                                      f"{format_size(self.output_limit)}; the rest of it is not shown\n", "stderr")
+            self._stream(
+                cell.header,
+                f"\n[sandbox] this cell's output passed the limit of "
+                f"{format_size(self.output_limit)}; the rest of it is not shown\n",
+                "stderr",
+            )
         return False
 
     def _send_front(self, channel: str, idents: list[bytes], body: list[bytes]) -> None:
@@ -1036,15 +1167,19 @@ class Relay:
                 continue
             if cell.interrupted_at is None and now - cell.started > self.cell_timeout:
                 cell.interrupted_at = now
-                self._stream(cell.header, f"\n[sandbox] the cell ran longer than its limit of "
-                                          f"{self.cell_timeout:g} s and was interrupted\n", "stderr")
+                self._stream(
+                    cell.header,
+                    f"\n[sandbox] the cell ran longer than its limit of {self.cell_timeout:g} s and was interrupted\n",
+                    "stderr",
+                )
                 self._on_interrupt(None)
             elif cell.interrupted_at is not None and now - cell.interrupted_at > self.settings.interrupt_grace:
                 cell.restarted = True
                 self.lifecycle.restart_kernel(
                     f"The cell ran longer than its limit of {self.cell_timeout:g} s and did not stop within "
                     f"{self.settings.interrupt_grace:g} s of the interrupt, so the Python process in the sandbox "
-                    "was restarted: variables are gone, files in /home/sandbox are kept.")
+                    "was restarted: variables are gone, files in /home/sandbox are kept."
+                )
 
     # -- messages the proxy makes itself ----------------------------------------------------
 
@@ -1056,8 +1191,9 @@ class Relay:
         # The proxy's own streams carry sandbox text too (%%sandbox output, progress, logs).
         self._publish("stream", {"name": name, "text": self.policy.text(text)}, parent)
 
-    def _reply(self, channel: str, idents: list[bytes], parent: dict[str, Any], msg_type: str,
-               content: dict[str, Any]) -> None:
+    def _reply(
+        self, channel: str, idents: list[bytes], parent: dict[str, Any], msg_type: str, content: dict[str, Any]
+    ) -> None:
         self._publish("status", {"execution_state": "busy"}, parent)
         frames = build(self.front_signer, msg_type, content, parent, self.session)
         self.front[channel].send_multipart([*idents, *frames])
@@ -1073,8 +1209,12 @@ class Relay:
             "implementation": "jupyter-sandbox",
             "implementation_version": __version__,
             "language_info": {
-                "name": "python", "version": "3", "mimetype": "text/x-python", "file_extension": ".py",
-                "pygments_lexer": "ipython3", "codemirror_mode": {"name": "ipython", "version": 3},
+                "name": "python",
+                "version": "3",
+                "mimetype": "text/x-python",
+                "file_extension": ".py",
+                "pygments_lexer": "ipython3",
+                "codemirror_mode": {"name": "ipython", "version": 3},
                 "nbconvert_exporter": "python",
             },
             "banner": "Python 3 in a jupyter-sandbox container (the sandbox could not be started)",
@@ -1085,8 +1225,9 @@ class Relay:
         """Answer every request that waits on the sandbox with an error that says why. `keep_held`:
         the inner kernel was restarted; requests not sent to it yet go to the new one."""
         host = self.host_cell
-        waiting = [(p.channel, p.idents, p.header) for sub_id, p in self.pending.items()
-                   if sub_id not in self.sub_requests]
+        waiting = [
+            (p.channel, p.idents, p.header) for sub_id, p in self.pending.items() if sub_id not in self.sub_requests
+        ]
         if not keep_held:
             waiting += [(h.channel, h.idents, h.header) for h in self.held + self.queue]
             self.held, self.queue = [], []
@@ -1111,15 +1252,27 @@ class Relay:
                     self._publish("status", {"execution_state": "busy"}, header)
                 self._publish("error", _error_output(message), header)
                 self.execution_count += 1
-                content = {**_error_reply(message), "execution_count": self.execution_count,
-                           "user_expressions": {}, "payload": []}
-                frames = build(self.front_signer, "execute_reply", content, header, self.session,
-                               metadata=self._reply_metadata("error"))
+                content = {
+                    **_error_reply(message),
+                    "execution_count": self.execution_count,
+                    "user_expressions": {},
+                    "payload": [],
+                }
+                frames = build(
+                    self.front_signer,
+                    "execute_reply",
+                    content,
+                    header,
+                    self.session,
+                    metadata=self._reply_metadata("error"),
+                )
                 self.front[channel].send_multipart([*idents, *frames])
                 self._publish("status", {"execution_state": "idle"}, header)
             elif msg_type == "kernel_info_request":
                 # A client must learn the protocol version even of a kernel whose sandbox failed.
-                self._reply(channel, idents, header, "kernel_info_reply", self.kernel_info or self._unknown_kernel_info())
+                self._reply(
+                    channel, idents, header, "kernel_info_reply", self.kernel_info or self._unknown_kernel_info()
+                )
             elif reply_type(msg_type):
                 self._reply(channel, idents, header, reply_type(msg_type), _error_reply(message))
 
@@ -1229,8 +1382,11 @@ def _host_segments(body: list[bytes]) -> list[Segment] | None:
 
 def _error_output(message: str, ename: str = "SandboxError", traceback: list[str] | None = None) -> dict[str, Any]:
     """An `error` output: exactly nbformat's fields (a "status" here makes a saved notebook invalid)."""
-    return {"ename": ename, "evalue": message,
-            "traceback": traceback if traceback is not None else [f"\x1b[0;31m{ename}\x1b[0m: {message}"]}
+    return {
+        "ename": ename,
+        "evalue": message,
+        "traceback": traceback if traceback is not None else [f"\x1b[0;31m{ename}\x1b[0m: {message}"],
+    }
 
 
 def _error_reply(message: Any, ename: Any = "SandboxError", traceback: Any = None) -> dict[str, Any]:

@@ -25,13 +25,20 @@ CONFIG_ENV = "JUPYTER_SANDBOX_RELEASE_CONFIG"
 
 def spawn(manager: SandboxManager, kernel_id: str) -> subprocess.Popen:
     """Start the release of `kernel_id`'s sandbox with the manager's configuration; do not wait."""
-    settings = {key: value for key, value in manager.config.get("SandboxManager", {}).items()
-                if isinstance(value, (str, int, float, bool, list))}
+    settings = {
+        key: value
+        for key, value in manager.config.get("SandboxManager", {}).items()
+        if isinstance(value, (str, int, float, bool, list))
+    }
     settings.setdefault("owner", manager.owner)
     return subprocess.Popen(
         [sys.executable, "-m", "jupyter_sandbox.kernel.release", binding.check_kernel_id(kernel_id)],
         env={**os.environ, CONFIG_ENV: json.dumps({"SandboxManager": settings})},
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )
 
 
 def main(argv: list[str]) -> int:

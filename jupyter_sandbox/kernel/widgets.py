@@ -41,8 +41,14 @@ HTML_VALUE_MODELS = frozenset({"HTMLModel", "HTMLMathModel"})
 TYPESET_VALUE_MODELS = frozenset({"LabelModel"})
 MEDIA_MODELS = frozenset({"ImageModel", "VideoModel", "AudioModel"})
 LINK_MODELS = frozenset({"LinkModel", "DirectionalLinkModel"})
-CLASS_KEYS = ("_model_name", "_model_module", "_model_module_version", "_view_name", "_view_module",
-              "_view_module_version")
+CLASS_KEYS = (
+    "_model_name",
+    "_model_module",
+    "_model_module_version",
+    "_view_name",
+    "_view_module",
+    "_view_module_version",
+)
 MEDIA_FORMAT_RE = re.compile(r"^[A-Za-z0-9]{1,16}$")
 ICON_RE = re.compile(r"^[A-Za-z0-9-]{0,64}$")
 UNSAFE_MEDIA_FORMATS = frozenset({"svg", "html", "htm", "xhtml", "xml"})
@@ -143,20 +149,28 @@ class WidgetFilter:
                 if not isinstance(entry, dict) or not isinstance(entry.get("state"), dict):
                     continue
                 state = entry["state"]
-                model = self._model_name({"_model_name": entry.get("model_name"),
-                                          "_model_module": entry.get("model_module"),
-                                          "_view_module": state.get("_view_module")})
+                model = self._model_name(
+                    {
+                        "_model_name": entry.get("model_name"),
+                        "_model_module": entry.get("model_module"),
+                        "_view_module": state.get("_view_module"),
+                    }
+                )
                 if model is None or (model_id not in self.models and len(self.models) >= MAX_MODELS):
                     continue
-                filtered = self._filter_state(model, {**state, "_model_name": model,
-                                                      "_model_module": entry["model_module"]}, opening=True)
+                filtered = self._filter_state(
+                    model, {**state, "_model_name": model, "_model_module": entry["model_module"]}, opening=True
+                )
                 if filtered is None:
                     continue
                 self.models[model_id] = model
                 kept[model_id] = {**entry, "model_name": model, "state": filtered}
         paths = data.get("buffer_paths")
-        return {"method": "update_states", "states": kept,
-                "buffer_paths": {k: v for k, v in paths.items() if k in kept} if isinstance(paths, dict) else {}}
+        return {
+            "method": "update_states",
+            "states": kept,
+            "buffer_paths": {k: v for k, v in paths.items() if k in kept} if isinstance(paths, dict) else {},
+        }
 
     def _filter_state(self, model: str, state: dict[str, Any], opening: bool) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
@@ -183,8 +197,15 @@ class WidgetFilter:
         # CSS classes on the widget's element: never JupyterLab's own (a fixed full-window "dialog").
         if "_dom_classes" in out:
             classes = out["_dom_classes"]
-            out["_dom_classes"] = [c for c in classes if isinstance(c, str) and not APP_CLASS_RE.match(c)
-                                   and c.strip() == c and " " not in c] if isinstance(classes, list) else []
+            out["_dom_classes"] = (
+                [
+                    c
+                    for c in classes
+                    if isinstance(c, str) and not APP_CLASS_RE.match(c) and c.strip() == c and " " not in c
+                ]
+                if isinstance(classes, list)
+                else []
+            )
         # Icons become the class `fa-<icon>`: a name, not a list of classes.
         if "icon" in out and not (isinstance(out["icon"], str) and ICON_RE.match(out["icon"])):
             out["icon"] = ""
@@ -192,12 +213,18 @@ class WidgetFilter:
             out["icons"] = [i if isinstance(i, str) and ICON_RE.match(i) else "" for i in out["icons"]]
         if "outputs" in out:
             outputs = out["outputs"]
-            out["outputs"] = [o for o in (self.policy.filter_output(o) for o in outputs) if o is not None] \
-                if isinstance(outputs, list) else []
+            out["outputs"] = (
+                [o for o in (self.policy.filter_output(o) for o in outputs) if o is not None]
+                if isinstance(outputs, list)
+                else []
+            )
         if model in MEDIA_MODELS and "format" in out:
             fmt = out["format"]
-            if not (isinstance(fmt, str) and MEDIA_FORMAT_RE.match(fmt)
-                    and not any(bad in fmt.lower() for bad in UNSAFE_MEDIA_FORMATS)):
+            if not (
+                isinstance(fmt, str)
+                and MEDIA_FORMAT_RE.match(fmt)
+                and not any(bad in fmt.lower() for bad in UNSAFE_MEDIA_FORMATS)
+            ):
                 out["format"] = "png" if model == "ImageModel" else "mp4" if model == "VideoModel" else "mp3"
         if model in LINK_MODELS:
             for end in ("source", "target"):
@@ -209,7 +236,7 @@ class WidgetFilter:
         if not (isinstance(end, list) and len(end) == 2 and isinstance(end[0], str) and isinstance(end[1], str)):
             return False
         reference, attribute = end
-        model = self.models.get(reference[len("IPY_MODEL_"):]) if reference.startswith("IPY_MODEL_") else None
+        model = self.models.get(reference[len("IPY_MODEL_") :]) if reference.startswith("IPY_MODEL_") else None
         if model is None or attribute.startswith("_") or attribute in UNLINKABLE:
             return False
         return not (attribute == "value" and model in HTML_VALUE_MODELS | TYPESET_VALUE_MODELS)

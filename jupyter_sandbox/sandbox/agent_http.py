@@ -28,8 +28,15 @@ class AgentTimeout(AgentError):
 class AgentResponse:
     """An agent's answer whose body is read as it comes; every read has an idle deadline."""
 
-    def __init__(self, agent: "AsyncAgent", reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 status: int, headers: dict[str, str], deadline: float | None) -> None:
+    def __init__(
+        self,
+        agent: AsyncAgent,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        status: int,
+        headers: dict[str, str],
+        deadline: float | None,
+    ) -> None:
         self.agent, self.reader, self.writer = agent, reader, writer
         self.status, self.headers = status, headers
         self.deadline = deadline  # monotonic; None for streams, which only have the idle deadline
@@ -63,10 +70,13 @@ class AgentResponse:
             return await asyncio.wait_for(awaitable, timeout)
         except asyncio.TimeoutError:
             if self.deadline is not None:
-                raise AgentTimeout(f"sandbox {self.agent.sandbox_id}'s agent did not finish {what} in time "
-                                   "(it may be stopped or overloaded)") from None
-            raise AgentTimeout(f"sandbox {self.agent.sandbox_id}'s agent sent nothing for {timeout:.0f} s "
-                               f"while {what}") from None
+                raise AgentTimeout(
+                    f"sandbox {self.agent.sandbox_id}'s agent did not finish {what} in time "
+                    "(it may be stopped or overloaded)"
+                ) from None
+            raise AgentTimeout(
+                f"sandbox {self.agent.sandbox_id}'s agent sent nothing for {timeout:.0f} s while {what}"
+            ) from None
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
             raise AgentError(f"lost the connection to sandbox {self.agent.sandbox_id}'s agent: {exc}") from None
 
@@ -78,7 +88,11 @@ class AgentResponse:
             if self._left == 0:
                 line = await self._io(self.reader.readuntil(b"\r\n"), "sending a chunk")
                 size_text = line[:-2].split(b";", 1)[0].strip()
-                if not size_text or len(line) > MAX_CHUNK_LINE or not all(c in b"0123456789abcdefABCDEF" for c in size_text):
+                if (
+                    not size_text
+                    or len(line) > MAX_CHUNK_LINE
+                    or not all(c in b"0123456789abcdefABCDEF" for c in size_text)
+                ):
                     raise AgentError(f"sandbox {self.agent.sandbox_id}'s agent sent malformed chunked framing")
                 self._left = int(size_text, 16)
                 if self._left == 0:
@@ -159,13 +173,27 @@ class AgentResponse:
 class AsyncAgent:
     """One sandbox's agent, reached over loopback with its token. One connection per call."""
 
-    def __init__(self, sandbox_id: str, host: str, port: int, token: str, connect_timeout: float = 5.0,
-                 idle_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        sandbox_id: str,
+        host: str,
+        port: int,
+        token: str,
+        connect_timeout: float = 5.0,
+        idle_timeout: float = 30.0,
+    ) -> None:
         self.sandbox_id, self.host, self.port, self.token = sandbox_id, host, int(port), token
         self.connect_timeout, self.idle_timeout = connect_timeout, idle_timeout
 
-    async def open(self, method: str, path: str, body: bytes | None = None, content_type: str = "application/json",
-                   timeout: float | None = None, stream_body: int | None | bool = False) -> AgentResponse:
+    async def open(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+        timeout: float | None = None,
+        stream_body: int | bool | None = False,
+    ) -> AgentResponse:
         """Send a request and read the answer's head. `timeout` bounds the whole call (head and body);
         None leaves only the idle deadline, for streams. With `stream_body` (a length, or None for
         chunked) the body is written afterwards with `AgentResponse.write` and the head is read by
@@ -174,14 +202,20 @@ class AsyncAgent:
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port, limit=MAX_HEAD),
-                self.connect_timeout if deadline is None else min(self.connect_timeout, timeout))
+                self.connect_timeout if deadline is None else min(self.connect_timeout, timeout),
+            )
         except asyncio.TimeoutError:
-            raise AgentTimeout(f"sandbox {self.sandbox_id}'s agent did not accept a connection within "
-                               f"{self.connect_timeout:.0f} s") from None
+            raise AgentTimeout(
+                f"sandbox {self.sandbox_id}'s agent did not accept a connection within {self.connect_timeout:.0f} s"
+            ) from None
         except OSError as exc:
             raise AgentError(f"sandbox {self.sandbox_id}'s agent is not reachable: {exc}") from None
-        head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Authorization: token {self.token}",
-                "Connection: close"]
+        head = [
+            f"{method} {path} HTTP/1.1",
+            f"Host: {self.host}:{self.port}",
+            f"Authorization: token {self.token}",
+            "Connection: close",
+        ]
         if stream_body is not False:
             head.append(f"Content-Type: {content_type}")
             head.append("Transfer-Encoding: chunked" if stream_body is None else f"Content-Length: {int(stream_body)}")

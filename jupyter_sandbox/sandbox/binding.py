@@ -105,6 +105,7 @@ def check_workspace(workspace: str) -> str:
 
 # -- host-side locks ---------------------------------------------------------------------------
 
+
 def _state_dir(kind: str) -> Path:
     path = sandbox_secrets.state_dir(kind)
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -249,6 +250,7 @@ def forget_lease(kernel_id: str) -> None:
 
 # -- the warm pool: which pool sandboxes have been seen answering -----------------------------
 
+
 def _ready_path(sandbox_id: str) -> Path:
     if not re.match(r"^[0-9a-f]{1,64}$", sandbox_id):
         raise ValueError(f"sandbox id {sandbox_id!r}")
@@ -275,6 +277,7 @@ def forget_pool_ready(sandbox_id: str) -> None:
 
 # -- notebooks: where a workspace's notebook is now, and which workspace a kernel has now -------
 # Callers that change these hold claim_lock(), as they rename containers in the same step.
+
 
 def _record_path(workspace: str) -> Path:
     return _state_dir("workspaces") / f"{check_workspace(workspace)}.json"

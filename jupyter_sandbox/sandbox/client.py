@@ -136,19 +136,28 @@ class StreamingAgentClient(AgentClient):
     @staticmethod
     def _raise_for(response: http.client.HTTPResponse) -> None:
         if response.status >= 400:
-            raise AgentError(f"agent answered {response.status}: {_message(response.read(MAX_RESPONSE_BYTES))}",
-                             status=response.status)
+            raise AgentError(
+                f"agent answered {response.status}: {_message(response.read(MAX_RESPONSE_BYTES))}",
+                status=response.status,
+            )
 
-    def exec_stream(self, command: str | list[str], on_output: Callable[[str, str], None],
-                    cancel: threading.Event | None = None, cwd: str | None = None,
-                    env: dict[str, str] | None = None, timeout: float | None = None) -> dict[str, Any]:
+    def exec_stream(
+        self,
+        command: str | list[str],
+        on_output: Callable[[str, str], None],
+        cancel: threading.Event | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
         """Run a command, calling on_output(stream, text) as output comes; return the exit record."""
         body = json.dumps({"command": command, "cwd": cwd, "env": env or {}, "timeout": timeout, "stream": True})
         connection = self._connection(timeout=None)
         done = _watch_cancel(connection, cancel)
         try:
-            connection.request("POST", "/process/exec", body=body,
-                               headers=self._headers({"Content-Type": "application/json"}))
+            connection.request(
+                "POST", "/process/exec", body=body, headers=self._headers({"Content-Type": "application/json"})
+            )
             response = connection.getresponse()
             self._raise_for(response)
             while True:
@@ -188,19 +197,23 @@ class StreamingAgentClient(AgentClient):
             raise AgentError("agent sent a malformed listing")
         clean = []
         for item in entries:
-            if (isinstance(item, dict) and isinstance(item.get("name"), str) and item.get("type") in
-                    ("file", "directory", "symlink", "other") and isinstance(item.get("size"), int)):
+            if (
+                isinstance(item, dict)
+                and isinstance(item.get("name"), str)
+                and item.get("type") in ("file", "directory", "symlink", "other")
+                and isinstance(item.get("size"), int)
+            ):
                 clean.append(item)
         return {"path": answer["path"], "entries": clean, "truncated": bool(answer.get("truncated"))}
 
-    def download(self, path: str, destination: IO[bytes], max_bytes: int,
-                 cancel: threading.Event | None = None) -> int:
+    def download(self, path: str, destination: IO[bytes], max_bytes: int, cancel: threading.Event | None = None) -> int:
         """Copy a sandbox file into `destination`; never more than max_bytes."""
         connection = self._connection(timeout=60)
         done = _watch_cancel(connection, cancel)
         try:
-            connection.request("GET", "/files/content?" + urllib.parse.urlencode({"path": path}),
-                               headers=self._headers())
+            connection.request(
+                "GET", "/files/content?" + urllib.parse.urlencode({"path": path}), headers=self._headers()
+            )
             response = connection.getresponse()
             self._raise_for(response)
             announced = response.getheader("Content-Length")
@@ -227,8 +240,9 @@ class StreamingAgentClient(AgentClient):
         connection = self._connection(timeout=60)
         try:
             connection.putrequest("PUT", "/files/content?" + urllib.parse.urlencode({"path": path}))
-            for key, value in self._headers({"Content-Type": "application/octet-stream",
-                                             "Content-Length": str(size)}).items():
+            for key, value in self._headers(
+                {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+            ).items():
                 connection.putheader(key, value)
             connection.endheaders()
             while True:

@@ -54,15 +54,20 @@ class DiskError(SandboxError):
 class DiskUsage:
     """What a home filesystem holds, read on the host."""
 
-    size: int          # the limit: the image's size in bytes
+    size: int  # the limit: the image's size in bytes
     used_bytes: int
-    free_bytes: int    # what the sandbox can still write
-    inodes: int        # the inode limit
+    free_bytes: int  # what the sandbox can still write
+    inodes: int  # the inode limit
     used_inodes: int
 
     def to_dict(self) -> dict[str, int]:
-        return {"limit_bytes": self.size, "used_bytes": self.used_bytes, "free_bytes": self.free_bytes,
-                "limit_inodes": self.inodes, "used_inodes": self.used_inodes}
+        return {
+            "limit_bytes": self.size,
+            "used_bytes": self.used_bytes,
+            "free_bytes": self.free_bytes,
+            "limit_inodes": self.inodes,
+            "used_inodes": self.used_inodes,
+        }
 
 
 def unavailable_reason(local_engine: bool) -> str | None:
@@ -104,8 +109,7 @@ def journal_mib(size: int) -> int:
 class HomeDisk:
     """One sandbox's home filesystem: its image file and the link its volume names as device."""
 
-    def __init__(self, sandbox_id: str, image: Path, bytes_per_inode: int = 16384,
-                 link_dir: Path = LINK_DIR) -> None:
+    def __init__(self, sandbox_id: str, image: Path, bytes_per_inode: int = 16384, link_dir: Path = LINK_DIR) -> None:
         self.sandbox_id = sandbox_id
         self.image = Path(image)
         self.bytes_per_inode = bytes_per_inode
@@ -128,8 +132,13 @@ class HomeDisk:
         if free < size:
             # Sparse images promise more than the host holds: once the host is full, writes in the
             # sandboxes fail with I/O errors instead of ENOSPC at their own limits.
-            log.warning("sandbox %s: the host has %d bytes free in %s, less than the %d of this home",
-                        self.sandbox_id, free, self.image.parent, size)
+            log.warning(
+                "sandbox %s: the host has %d bytes free in %s, less than the %d of this home",
+                self.sandbox_id,
+                free,
+                self.image.parent,
+                size,
+            )
         temporary = self.image.with_name(f".{self.image.name}.{os.getpid()}")
         try:
             with open(temporary, "wb") as handle:
@@ -137,10 +146,28 @@ class HomeDisk:
                 handle.truncate(size)
             # -m 0: no blocks held back for root (nothing in a sandbox is root). The journal and inode
             # tables of a fresh sparse file read as zeros, so they need not be written out (lazy_*).
-            _run(["mkfs.ext4", "-q", "-F", "-b", str(BLOCK_SIZE), "-m", "0",
-                  "-N", str(inode_count(size, self.bytes_per_inode)), "-J", f"size={journal_mib(size)}",
-                  "-E", f"root_owner={owner}:{owner},lazy_itable_init=1,lazy_journal_init=1,nodiscard",
-                  "-L", f"sandbox-{self.sandbox_id}"[:16], "--", str(temporary)], "formatting the home filesystem")
+            _run(
+                [
+                    "mkfs.ext4",
+                    "-q",
+                    "-F",
+                    "-b",
+                    str(BLOCK_SIZE),
+                    "-m",
+                    "0",
+                    "-N",
+                    str(inode_count(size, self.bytes_per_inode)),
+                    "-J",
+                    f"size={journal_mib(size)}",
+                    "-E",
+                    f"root_owner={owner}:{owner},lazy_itable_init=1,lazy_journal_init=1,nodiscard",
+                    "-L",
+                    f"sandbox-{self.sandbox_id}"[:16],
+                    "--",
+                    str(temporary),
+                ],
+                "formatting the home filesystem",
+            )
             # An empty root lets Docker copy the image's /home/sandbox (dot files) in at the first mount,
             # and the user sees no root-owned lost+found in the home.
             _run(["debugfs", "-w", "-R", "rmdir lost+found", "--", str(temporary)], "preparing the home filesystem")
@@ -160,8 +187,10 @@ class HomeDisk:
         else:
             # --nooverlap: a second attach of the same file (another process, the same moment) gets the
             # device already there instead of a second one, which would mount the filesystem twice.
-            device = _run(["losetup", "--find", "--show", "--nooverlap", "--direct-io=on", "--", str(self.image)],
-                          "attaching the home filesystem").strip()
+            device = _run(
+                ["losetup", "--find", "--show", "--nooverlap", "--direct-io=on", "--", str(self.image)],
+                "attaching the home filesystem",
+            ).strip()
             if not device.startswith("/dev/loop"):
                 raise DiskError(f"attaching the home filesystem: losetup answered {device!r}")
         self.link.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -179,8 +208,11 @@ class HomeDisk:
             stat = self.image.stat()
         except FileNotFoundError:
             return []
-        listing = _run(["losetup", "--json", "--list", "--output", "NAME,BACK-INO,BACK-MAJ:MIN"],
-                       "listing loop devices", timeout=30)
+        listing = _run(
+            ["losetup", "--json", "--list", "--output", "NAME,BACK-INO,BACK-MAJ:MIN"],
+            "listing loop devices",
+            timeout=30,
+        )
         try:
             entries = json.loads(listing or "{}").get("loopdevices") or []
         except ValueError:
@@ -189,8 +221,10 @@ class HomeDisk:
         for entry in entries:
             major, _, minor = str(entry.get("back-maj:min") or "").strip().partition(":")
             try:
-                same = (int(entry.get("back-ino") or -1) == stat.st_ino
-                        and os.makedev(int(major), int(minor)) == stat.st_dev)
+                same = (
+                    int(entry.get("back-ino") or -1) == stat.st_ino
+                    and os.makedev(int(major), int(minor)) == stat.st_dev
+                )
             except ValueError:
                 continue
             if same:
@@ -216,7 +250,7 @@ class HomeDisk:
     def size(self) -> int:
         return self.image.stat().st_size
 
-    def minimum_size(self, usage: "DiskUsage") -> int:
+    def minimum_size(self, usage: DiskUsage) -> int:
         """The smallest size that still holds what is there now, with room for the filesystem's own
         needs (journal, inode tables) and a margin: a shrink below it is refused."""
         overhead = max(0, usage.size - (usage.used_bytes + usage.free_bytes))
@@ -260,7 +294,7 @@ class HomeDisk:
 
     # -- usage ------------------------------------------------------------------------------
 
-    def usage(self, mountpoint: str | None = None) -> "DiskUsage | None":
+    def usage(self, mountpoint: str | None = None) -> DiskUsage | None:
         """Bytes and inodes used and allowed, read on the host: with statvfs where Docker has the
         filesystem mounted (checked to be this image's device), else from the superblock."""
         if not self.exists():
@@ -273,14 +307,18 @@ class HomeDisk:
                 # _data directory would report the host's own filesystem instead.
                 if os.stat(mountpoint).st_dev == os.stat(devices[0]).st_rdev:
                     fs = os.statvfs(mountpoint)
-                    return DiskUsage(size=size, used_bytes=(fs.f_blocks - fs.f_bfree) * fs.f_frsize,
-                                     free_bytes=fs.f_bavail * fs.f_frsize, inodes=fs.f_files,
-                                     used_inodes=fs.f_files - fs.f_ffree)
+                    return DiskUsage(
+                        size=size,
+                        used_bytes=(fs.f_blocks - fs.f_bfree) * fs.f_frsize,
+                        free_bytes=fs.f_bavail * fs.f_frsize,
+                        inodes=fs.f_files,
+                        used_inodes=fs.f_files - fs.f_ffree,
+                    )
             except OSError:
                 pass
         return self._superblock_usage(size, devices[0] if devices else str(self.image))
 
-    def _superblock_usage(self, size: int, target: str) -> "DiskUsage":
+    def _superblock_usage(self, size: int, target: str) -> DiskUsage:
         what = f"reading the home filesystem of sandbox {self.sandbox_id}"
         text = _run(["dumpe2fs", "-h", "--", target], what, timeout=30)
         fields: dict[str, int] = {}
@@ -296,9 +334,15 @@ class HomeDisk:
         # Count as statvfs does: the filesystem's own blocks (journal, inode tables, bitmaps) are not
         # "used"; mke2fs records how many there are, or they are reckoned from the layout.
         own = fields.get("Overhead clusters") or (
-            fields.get("Inode blocks per group", 0) * _groups(fields) + fields.get("Total journal blocks", 0))
-        return DiskUsage(size=size, used_bytes=max(0, blocks - own - free) * block, free_bytes=free * block,
-                         inodes=inodes, used_inodes=inodes - free_inodes)
+            fields.get("Inode blocks per group", 0) * _groups(fields) + fields.get("Total journal blocks", 0)
+        )
+        return DiskUsage(
+            size=size,
+            used_bytes=max(0, blocks - own - free) * block,
+            free_bytes=free * block,
+            inodes=inodes,
+            used_inodes=inodes - free_inodes,
+        )
 
 
 @dataclass
@@ -311,13 +355,20 @@ class DiskStore:
 
     def home(self, sandbox_id: str, image: str | Path | None = None) -> HomeDisk:
         """The home filesystem of a sandbox: at `image` (as its volume records) or a new one here."""
-        return HomeDisk(sandbox_id, Path(image) if image else Path(self.directory) / f"{sandbox_id}.ext4",
-                        self.bytes_per_inode, self.link_dir)
+        return HomeDisk(
+            sandbox_id,
+            Path(image) if image else Path(self.directory) / f"{sandbox_id}.ext4",
+            self.bytes_per_inode,
+            self.link_dir,
+        )
 
     def is_home_volume(self, sandbox_id: str, options: dict[str, str] | None) -> bool:
         """Whether a volume with these driver options mounts this sandbox's limited filesystem."""
-        return bool(options) and options.get("type") == FS_TYPE and options.get("device") == str(
-            Path(self.link_dir) / sandbox_id)
+        return (
+            bool(options)
+            and options.get("type") == FS_TYPE
+            and options.get("device") == str(Path(self.link_dir) / sandbox_id)
+        )
 
 
 def _groups(fields: dict[str, int]) -> int:
@@ -347,5 +398,7 @@ def round_size(size: int) -> int:
 
 def describe(usage: dict[str, Any]) -> str:
     """'11.8 MiB of 1 GiB used · 40 of 65536 inodes' for a usage dict (DiskUsage.to_dict)."""
-    return (f"{readable_size(usage['used_bytes'])} of {limit_size(usage['limit_bytes'])} used · "
-            f"{usage['used_inodes']} of {usage['limit_inodes']} inodes")
+    return (
+        f"{readable_size(usage['used_bytes'])} of {limit_size(usage['limit_bytes'])} used · "
+        f"{usage['used_inodes']} of {usage['limit_inodes']} inodes"
+    )

@@ -12,8 +12,9 @@ import logging
 import os
 import re
 import tarfile
+from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable
 
 import docker.errors
 from docker.types import LogConfig, Ulimit
@@ -171,7 +172,10 @@ class DockerBackend:
                 # The start gate (manager.py) waits on stdin, which only the Docker API can write to.
                 stdin_open=stdin_open,
                 networking_config=self.api.create_networking_config(
-                    {network: self.api.create_endpoint_config(aliases=[alias])}) if alias else None,
+                    {network: self.api.create_endpoint_config(aliases=[alias])}
+                )
+                if alias
+                else None,
             )
         except docker.errors.APIError as exc:
             raise SandboxError(f"Docker refused to create the sandbox: {exc.explanation or exc}") from None
@@ -186,8 +190,12 @@ class DockerBackend:
         first header of the engine's archive of it; None when it does not exist. Only that header is
         read: the rest of the stream (a directory's whole tree) is dropped unread."""
         try:
-            response = self.api._get(self.api._url("/containers/{0}/archive", container_id), params={"path": path},
-                                     stream=True, headers={"Accept-Encoding": "identity"})
+            response = self.api._get(
+                self.api._url("/containers/{0}/archive", container_id),
+                params={"path": path},
+                stream=True,
+                headers={"Accept-Encoding": "identity"},
+            )
             self.api._raise_for_status(response)
         except docker.errors.NotFound:
             return None
@@ -203,23 +211,37 @@ class DockerBackend:
             try:
                 entry = tarfile.TarInfo.frombuf(head, "utf-8", "surrogateescape")
             except tarfile.TarError:
-                raise SandboxError(f"could not look at {path} in the sandbox: the engine's answer is no archive") from None
+                raise SandboxError(
+                    f"could not look at {path} in the sandbox: the engine's answer is no archive"
+                ) from None
         finally:
             response.close()
         kinds = {tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "symlink", tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file"}
-        return {"uid": entry.uid, "gid": entry.gid, "mode": entry.mode & 0o7777,
-                "type": kinds.get(entry.type, "other"), "link": entry.linkname}
+        return {
+            "uid": entry.uid,
+            "gid": entry.gid,
+            "mode": entry.mode & 0o7777,
+            "type": kinds.get(entry.type, "other"),
+            "link": entry.linkname,
+        }
 
     def probe(self, image: str, labels: dict[str, str]) -> str:
         """A container of `image` that is never started (no network), only looked at; the caller
         removes it."""
         try:
-            return self.api.create_container(image=image, command=["/"], labels=labels, network_disabled=True,
-                                             host_config=self.api.create_host_config(network_mode="none"))["Id"]
+            return self.api.create_container(
+                image=image,
+                command=["/"],
+                labels=labels,
+                network_disabled=True,
+                host_config=self.api.create_host_config(network_mode="none"),
+            )["Id"]
         except docker.errors.ImageNotFound:
             raise ImageNotFound(f"the image {image!r} is not on this Docker engine") from None
         except docker.errors.APIError as exc:
-            raise SandboxError(f"Docker refused to create a container to look at {image}: {exc.explanation or exc}") from None
+            raise SandboxError(
+                f"Docker refused to create a container to look at {image}: {exc.explanation or exc}"
+            ) from None
 
     def open_gate(self, container_id: str, line: bytes) -> None:
         """Write one line to the container's stdin (what its start gate waits for)."""
@@ -250,7 +272,9 @@ class DockerBackend:
         try:
             self.api.connect_container_to_network(container_id, network, aliases=[alias] if alias else None)
         except docker.errors.APIError as exc:
-            raise SandboxError(f"could not join the sandbox to the network {network}: {exc.explanation or exc}") from None
+            raise SandboxError(
+                f"could not join the sandbox to the network {network}: {exc.explanation or exc}"
+            ) from None
 
     def stop(self, container_id: str, timeout: int = 5) -> None:
         try:
@@ -303,8 +327,9 @@ class DockerBackend:
         except docker.errors.NotFound:
             return None
 
-    def list_containers(self, labels: dict[str, str] | None = None, label_keys: Iterable[str] = (),
-                        name: str | None = None) -> list[dict[str, Any]]:
+    def list_containers(
+        self, labels: dict[str, str] | None = None, label_keys: Iterable[str] = (), name: str | None = None
+    ) -> list[dict[str, Any]]:
         """Containers with these labels; `name` is a regular expression Docker matches against names."""
         filters: dict[str, Any] = {"label": [f"{k}={v}" for k, v in (labels or {}).items()] + list(label_keys)}
         if name:
@@ -403,7 +428,7 @@ class DockerBackend:
             attrs = self.api.inspect_image(image)
         except docker.errors.ImageNotFound:
             return {}
-        pairs = ((attrs.get("Config") or {}).get("Env") or [])
+        pairs = (attrs.get("Config") or {}).get("Env") or []
         return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
 
     def image_id(self, image: str) -> str | None:
@@ -425,8 +450,14 @@ class DockerBackend:
     def tag(self, image: str, repository: str, tag: str) -> None:
         self.api.tag(image, repository, tag=tag)
 
-    def build(self, context: bytes, tag: str, buildargs: dict[str, str], labels: dict[str, str],
-              progress: Callable[[str], None]) -> None:
+    def build(
+        self,
+        context: bytes,
+        tag: str,
+        buildargs: dict[str, str],
+        labels: dict[str, str],
+        progress: Callable[[str], None],
+    ) -> None:
         stream = self.api.build(
             fileobj=io.BytesIO(context),
             custom_context=True,
@@ -500,8 +531,11 @@ def cgroup_usage(pid: int) -> dict[str, Any] | None:
     return {"cpu_seconds": cpu_seconds, "memory_bytes": max(0, memory - inactive), "pids": pids}
 
 
-def tar_bytes(files: dict[str, tuple[bytes, int]], dirs: dict[str, tuple[int, int, int]] | None = None,
-              owners: dict[str, int | tuple[int, int]] | None = None) -> bytes:
+def tar_bytes(
+    files: dict[str, tuple[bytes, int]],
+    dirs: dict[str, tuple[int, int, int]] | None = None,
+    owners: dict[str, int | tuple[int, int]] | None = None,
+) -> bytes:
     """A plain (uncompressed) tar: files as {path: (data, mode)}, dirs as {path: (mode, uid, gid)}.
 
     Files belong to root unless `owners` names another uid (and the same gid), or a (uid, gid), for them.

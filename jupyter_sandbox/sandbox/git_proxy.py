@@ -41,12 +41,33 @@ CHUNK = 256 * 1024
 MAX_PROBLEMS = 20
 # The headers of git's requests that go on to the remote; everything else (Authorization, Cookie,
 # Proxy-*, Host, framing) is dropped or set by the proxy.
-REQUEST_HEADERS = {"accept", "accept-encoding", "accept-language", "content-type", "content-encoding",
-                   "git-protocol", "pragma", "cache-control", "user-agent"}
+REQUEST_HEADERS = {
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "content-type",
+    "content-encoding",
+    "git-protocol",
+    "pragma",
+    "cache-control",
+    "user-agent",
+}
 # The headers of the remote's answers that go back to git. No Set-Cookie: a session cookie is as good
 # as the credential it was issued for.
-RESPONSE_HEADERS = {"content-type", "content-encoding", "cache-control", "expires", "pragma", "date", "etag",
-                    "last-modified", "location", "www-authenticate", "vary", "retry-after"}
+RESPONSE_HEADERS = {
+    "content-type",
+    "content-encoding",
+    "cache-control",
+    "expires",
+    "pragma",
+    "date",
+    "etag",
+    "last-modified",
+    "location",
+    "www-authenticate",
+    "vary",
+    "retry-after",
+}
 TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 REQUEST_LINE = re.compile(r"^([A-Z]{1,16}) ([\x21-\x7e]{1,8192}) HTTP/1\.([01])$")
 
@@ -65,16 +86,31 @@ class Refused(Exception):
 class GitCredentialProxy(LoggingConfigurable):
     """Operator knobs of the credential proxy, and the factory of one call's session."""
 
-    ca_bundle = Unicode("", config=True, help=(
-        "PEM file of the CA certificates that verify git remotes reached with credentials (the host's "
-        "connection, not the sandbox's). Empty: the system's trust store."))
+    ca_bundle = Unicode(
+        "",
+        config=True,
+        help=(
+            "PEM file of the CA certificates that verify git remotes reached with credentials (the host's "
+            "connection, not the sandbox's). Empty: the system's trust store."
+        ),
+    )
     connect_timeout = Float(15.0, config=True, help="Seconds to connect (TCP and TLS) to a git remote.")
-    read_timeout = Float(60.0, config=True, help=(
-        "Seconds a connection of the credential proxy (to the remote or from git) may stay silent."))
-    max_transfer = Union([Int(), Unicode()], default_value="4g", config=True, help=(
-        "Most bytes one git call with credentials may move each way through the proxy, e.g. '4g'."))
-    max_connections = Int(4, config=True, help=(
-        "Most connections git (or anything in the sandbox) may have open through one call's proxy."))
+    read_timeout = Float(
+        60.0,
+        config=True,
+        help=("Seconds a connection of the credential proxy (to the remote or from git) may stay silent."),
+    )
+    max_transfer = Union(
+        [Int(), Unicode()],
+        default_value="4g",
+        config=True,
+        help=("Most bytes one git call with credentials may move each way through the proxy, e.g. '4g'."),
+    )
+    max_connections = Int(
+        4,
+        config=True,
+        help=("Most connections git (or anything in the sandbox) may have open through one call's proxy."),
+    )
 
     def upstream_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=self.ca_bundle or None)
@@ -88,8 +124,9 @@ class GitCredentialProxy(LoggingConfigurable):
 class ProxySession:
     """The proxy of one call: serves connections relayed from the sandbox, in threads of its own."""
 
-    def __init__(self, proxy: GitCredentialProxy, remote: Remote, credential: Credential,
-                 services: tuple[str, ...]) -> None:
+    def __init__(
+        self, proxy: GitCredentialProxy, remote: Remote, credential: Credential, services: tuple[str, ...]
+    ) -> None:
         self.proxy, self.remote, self.log = proxy, remote, proxy.log
         self._credential: Credential | None = credential
         self.services = services
@@ -167,8 +204,9 @@ class ProxySession:
             self.received += received
             over = self.sent > self.limit or self.received > self.limit
         if over:
-            raise Refused(413, f"the git call moved more than the limit of {self.limit:,} bytes "
-                               "(GitCredentialProxy.max_transfer)")
+            raise Refused(
+                413, f"the git call moved more than the limit of {self.limit:,} bytes (GitCredentialProxy.max_transfer)"
+            )
 
     # -- one relayed connection -------------------------------------------------------------
 
@@ -207,8 +245,11 @@ class ProxySession:
 
     def _check_connect(self, target: str) -> None:
         if self.remote.scheme != "https" or target.lower() not in (self.remote.authority.lower(), f"{self.alias}:443"):
-            raise Refused(400, f"git asked to connect to {target[:200]}, but the credentials of this call are only "
-                               f"for {self.remote.url}; check the repository's remote URL")
+            raise Refused(
+                400,
+                f"git asked to connect to {target[:200]}, but the credentials of this call are only "
+                f"for {self.remote.url}; check the repository's remote URL",
+            )
 
     def _path(self, target: str, origin_form: bool) -> str:
         if origin_form:
@@ -218,9 +259,12 @@ class ProxySession:
         for netloc in (self.remote.netloc, self.alias):
             prefix = f"http://{netloc}/"
             if self.remote.scheme == "http" and target.lower().startswith(prefix.lower()):
-                return target[len(prefix) - 1:]
-        raise Refused(400, f"git asked for {target.split('?')[0][:200]}, but the credentials of this call are "
-                           f"only for {self.remote.url}; check the repository's remote URL")
+                return target[len(prefix) - 1 :]
+        raise Refused(
+            400,
+            f"git asked for {target.split('?')[0][:200]}, but the credentials of this call are "
+            f"only for {self.remote.url}; check the repository's remote URL",
+        )
 
     def _check_request(self, method: str, path: str) -> None:
         route, _, query = path.partition("?")
@@ -230,8 +274,11 @@ class ProxySession:
                 return
             if method == "POST" and route == f"{repo}/{service}" and not query:
                 return
-        raise Refused(403, f"{method} {route[:200]} is not a git request of this call for {self.remote.url} "
-                           f"(only {', '.join(self.services)} on that repository)")
+        raise Refused(
+            403,
+            f"{method} {route[:200]} is not a git request of this call for {self.remote.url} "
+            f"(only {', '.join(self.services)} on that repository)",
+        )
 
     def _requests(self, stream: Stream, origin_form: bool, first: tuple | None = None) -> None:
         upstream: http.client.HTTPConnection | None = None
@@ -264,14 +311,16 @@ class ProxySession:
         remote, timeout = self.remote, self.proxy.connect_timeout
         if remote.scheme == "https":
             connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-                remote.host, remote.port, timeout=timeout, context=self.upstream_context)
+                remote.host, remote.port, timeout=timeout, context=self.upstream_context
+            )
         else:
             connection = http.client.HTTPConnection(remote.host, remote.port, timeout=timeout)
         try:
             connection.connect()
         except ssl.SSLCertVerificationError as exc:
-            raise Refused(502, f"the TLS certificate of {remote.authority} could not be verified: "
-                               f"{exc.verify_message or exc}") from None
+            raise Refused(
+                502, f"the TLS certificate of {remote.authority} could not be verified: {exc.verify_message or exc}"
+            ) from None
         except (OSError, ssl.SSLError) as exc:
             raise Refused(502, f"could not reach the git remote {remote.authority}: {exc}") from None
         connection.sock.settimeout(self.proxy.read_timeout)
@@ -279,8 +328,14 @@ class ProxySession:
             self._upstreams.add(connection)
         return connection
 
-    def _forward(self, stream: Stream, method: str, path: str, headers: list[tuple[str, str]],
-                 upstream: http.client.HTTPConnection | None) -> tuple[http.client.HTTPConnection | None, bool]:
+    def _forward(
+        self,
+        stream: Stream,
+        method: str,
+        path: str,
+        headers: list[tuple[str, str]],
+        upstream: http.client.HTTPConnection | None,
+    ) -> tuple[http.client.HTTPConnection | None, bool]:
         """One request to the remote, its answer back to git; (the connection to reuse, keep-alive?)."""
         fields: dict[str, list[str]] = {}
         for name, value in headers:
@@ -344,8 +399,10 @@ class ProxySession:
             response = upstream.getresponse()
         except ssl.SSLCertVerificationError as exc:
             upstream.close()
-            raise Refused(502, f"the TLS certificate of {self.remote.authority} could not be verified: "
-                               f"{exc.verify_message or exc}") from None
+            raise Refused(
+                502,
+                f"the TLS certificate of {self.remote.authority} could not be verified: {exc.verify_message or exc}",
+            ) from None
         except (OSError, http.client.HTTPException) as exc:
             upstream.close()
             raise Refused(502, f"the git remote {self.remote.authority} failed: {exc}") from None
@@ -373,8 +430,9 @@ class ProxySession:
                 lines.append(f"{name}: {value}")
         echo = self._echo_check
         if echo.found_in("\r\n".join(lines).encode("latin-1")):
-            raise Refused(502, f"the git remote {self.remote.authority} sent the credential back; its answer was "
-                               "not passed on")
+            raise Refused(
+                502, f"the git remote {self.remote.authority} sent the credential back; its answer was not passed on"
+            )
         bodiless = method == "HEAD" or response.status in (204, 304) or response.status < 200
         announced = response.getheader("Content-Length")
         fixed = not response.chunked and announced is not None and announced.isdigit() and len(announced) < 19
@@ -391,10 +449,11 @@ class ProxySession:
                     break
                 self._count(received=len(data))
                 if echo.found_in(tail + data):
-                    self._note(502, f"the git remote {self.remote.authority} sent the credential back; "
-                                    "the answer was cut off")
+                    self._note(
+                        502, f"the git remote {self.remote.authority} sent the credential back; the answer was cut off"
+                    )
                     return False
-                tail = data[-echo.longest:]
+                tail = data[-echo.longest :]
                 stream.send(data if fixed else b"%x\r\n%s\r\n" % (len(data), data))
         except (OSError, http.client.HTTPException) as exc:
             self._note(502, f"the answer of the git remote {self.remote.authority} broke off: {exc}")
@@ -424,8 +483,10 @@ def refusal(refused: Refused) -> bytes:
     status = refused.status if refused.status in (400, 403, 410, 413, 502) else 403
     reason = {400: "Bad Request", 403: "Forbidden", 410: "Gone", 413: "Payload Too Large", 502: "Bad Gateway"}[status]
     body = f"jupyter-sandbox credential proxy: {refused.problem}\n".encode("utf-8", "replace")
-    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+    return (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
 
 
 def parse_head(raw: bytes) -> tuple[str, str, list[tuple[str, str]], str]:
@@ -474,7 +535,7 @@ class Stream:
             end = self.buffer.find(b"\r\n\r\n")
             if end >= 0:
                 head = bytes(self.buffer[:end])
-                del self.buffer[:end + 4]
+                del self.buffer[: end + 4]
                 return head
             if len(self.buffer) > MAX_HEAD:
                 raise Refused(400, "git sent an over-long request head")
@@ -495,7 +556,7 @@ class Stream:
             end = self.buffer.find(b"\r\n")
             if end >= 0:
                 line = bytes(self.buffer[:end])
-                del self.buffer[:end + 2]
+                del self.buffer[: end + 2]
                 return line
             if len(self.buffer) > limit:
                 raise Refused(400, "git sent an over-long chunk line")
@@ -543,8 +604,16 @@ class AgentRelay:
     `max_connections` are in use at once; `stop` ends them all.
     """
 
-    def __init__(self, host: str, port: int, token: str, call_id: str, session: ProxySession,
-                 max_connections: int, deadline: float) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        token: str,
+        call_id: str,
+        session: ProxySession,
+        max_connections: int,
+        deadline: float,
+    ) -> None:
         self.host, self.port, self.token, self.call_id = host, port, token, call_id
         self.session, self.max_connections, self.deadline = session, max(1, max_connections), deadline
         self._stop = threading.Event()
@@ -590,8 +659,9 @@ class AgentRelay:
             sock, early = paired
             with self._lock:
                 self._in_use += 1
-            worker = threading.Thread(target=self._serve, args=(sock, early), daemon=True,
-                                      name=f"git-proxy-{self.call_id[:8]}")
+            worker = threading.Thread(
+                target=self._serve, args=(sock, early), daemon=True, name=f"git-proxy-{self.call_id[:8]}"
+            )
             self._threads.append(worker)
             worker.start()
 
@@ -615,9 +685,13 @@ class AgentRelay:
             self._open.add(sock)
         keep = False
         try:
-            sock.sendall((f"GET /git/relay/{self.call_id} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-                          f"Authorization: token {self.token}\r\nUpgrade: sandbox-relay\r\n"
-                          "Connection: Upgrade\r\n\r\n").encode())
+            sock.sendall(
+                (
+                    f"GET /git/relay/{self.call_id} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                    f"Authorization: token {self.token}\r\nUpgrade: sandbox-relay\r\n"
+                    "Connection: Upgrade\r\n\r\n"
+                ).encode()
+            )
             # Waits until something in the sandbox connects, or stop() shuts the socket.
             sock.settimeout(max(1.0, self.deadline - time.monotonic()))
             buffer = b""
@@ -651,8 +725,15 @@ class GitProxyError(Exception):
         self.message = message
 
 
-def run_call(proxy: GitCredentialProxy, client: Any, operation: str, request: dict[str, Any], remote: Remote,
-             credential: Credential, timeout: float) -> dict[str, Any]:
+def run_call(
+    proxy: GitCredentialProxy,
+    client: Any,
+    operation: str,
+    request: dict[str, Any],
+    remote: Remote,
+    credential: Credential,
+    timeout: float,
+) -> dict[str, Any]:
     """Run one clone, pull or push in the sandbox with the credential added on the host (blocking).
 
     The proxy exists from just before the agent is asked until its answer: no request made after
@@ -661,20 +742,27 @@ def run_call(proxy: GitCredentialProxy, client: Any, operation: str, request: di
 
     session = proxy.session(remote, credential, operation)
     call_id = secrets.token_hex(16)
-    relay = AgentRelay(client.host, client.port, client.token, call_id, session, proxy.max_connections,
-                       time.monotonic() + timeout + 10)
+    relay = AgentRelay(
+        client.host, client.port, client.token, call_id, session, proxy.max_connections, time.monotonic() + timeout + 10
+    )
     relay.start()
     try:
         # A clone names the real URL (it becomes the new repository's origin, and no config of the
         # sandbox is read by it); pull and push use the call's own name for the remote.
         url = remote.url if operation == "clone" else session.alias_url
-        return client.request("POST", f"/git/{operation}",
-                              {**request, "relay": {"id": call_id, "ca": session.ca_pem, "url": url}}, timeout=timeout)
+        return client.request(
+            "POST",
+            f"/git/{operation}",
+            {**request, "relay": {"id": call_id, "ca": session.ca_pem, "url": url}},
+            timeout=timeout,
+        )
     except AgentError as exc:
         problem = session.problem()
         if problem:
             said = str(exc).split(": ", 1)[-1]
-            raise GitProxyError(problem[0], f"{credential.redact(said)} (the host's credential proxy: {problem[1]})") from None
+            raise GitProxyError(
+                problem[0], f"{credential.redact(said)} (the host's credential proxy: {problem[1]})"
+            ) from None
         raise
     finally:
         session.close()

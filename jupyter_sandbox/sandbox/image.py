@@ -89,8 +89,14 @@ def bootstrap_base(backend: DockerBackend, progress: Progress) -> str:
             "no base image could be pulled and mmdebstrap is not installed to bootstrap one; "
             "install it (apt-get install mmdebstrap) or pass --base with a local image"
         )
-    command = ["mmdebstrap", "--variant=minbase", f"--include={','.join(BOOTSTRAP_PACKAGES)}",
-               "--format=tar", suite, "-"]
+    command = [
+        "mmdebstrap",
+        "--variant=minbase",
+        f"--include={','.join(BOOTSTRAP_PACKAGES)}",
+        "--format=tar",
+        suite,
+        "-",
+    ]
     sources = _apt_sources_file()
     if sources:
         command.append(sources)
@@ -120,8 +126,10 @@ def resolve_base(backend: DockerBackend, base: str, progress: Progress, bootstra
 
 
 def _python_target(backend: DockerBackend, base: str) -> dict[str, str]:
-    probe = ("import json, platform, sys; print(json.dumps({'version': '%d%d' % sys.version_info[:2], "
-             "'machine': platform.machine()}))")
+    probe = (
+        "import json, platform, sys; print(json.dumps({'version': '%d%d' % sys.version_info[:2], "
+        "'machine': platform.machine()}))"
+    )
     output = backend.run_once(base, ["python3", "-c", probe]).strip().splitlines()[-1]
     target = json.loads(output)
     if not str(target.get("version", "")).isdigit():
@@ -135,10 +143,28 @@ def download_wheels(requirements: Path, target: dict[str, str], progress: Progre
     destination.mkdir(parents=True, exist_ok=True)
     platforms = [f"manylinux_2_{minor}_{machine}" for minor in (36, 35, 34, 31, 28, 27, 24, 17, 12, 5)]
     platforms += [f"manylinux2014_{machine}", f"manylinux2010_{machine}", f"manylinux1_{machine}", f"linux_{machine}"]
-    command = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
-               "--python-version", version, "--implementation", "cp",
-               "--abi", f"cp{version}", "--abi", "abi3", "--abi", "none",
-               "--dest", str(destination), "-r", str(requirements)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--only-binary=:all:",
+        "--python-version",
+        version,
+        "--implementation",
+        "cp",
+        "--abi",
+        f"cp{version}",
+        "--abi",
+        "abi3",
+        "--abi",
+        "none",
+        "--dest",
+        str(destination),
+        "-r",
+        str(requirements),
+    ]
     for tag in platforms:
         command += ["--platform", tag]
     progress(f"downloading Python wheels for cp{version} {machine} on the host...")

@@ -157,13 +157,17 @@ def judge(stat: Stat, candidates: Iterable[str], home_of_agent: str | None = Non
             verdict.python = candidate
             break
         verdict.refused[candidate] = problem
-    verdict.path = [folder for folder in SYSTEM_PATH if judge_.stat(folder) is not None and judge_.folder(folder) is None]
+    verdict.path = [
+        folder for folder in SYSTEM_PATH if judge_.stat(folder) is not None and judge_.folder(folder) is None
+    ]
     return verdict
 
 
 def explain(verdict: Verdict, image: str) -> str:
     """Why no interpreter of `image` may run the agent, for a person."""
     reasons = "; ".join(f"{path}: {why}" for path, why in verdict.refused.items()) or "no candidates configured"
-    return (f"the image {image} has no Python interpreter that the sandbox user cannot change, so the "
-            f"sandbox's agent cannot be started safely ({reasons}). Use an image whose Python and its "
-            "folders belong to root and are not writable by others, or name one in SandboxManager.agent_python.")
+    return (
+        f"the image {image} has no Python interpreter that the sandbox user cannot change, so the "
+        f"sandbox's agent cannot be started safely ({reasons}). Use an image whose Python and its "
+        "folders belong to root and are not writable by others, or name one in SandboxManager.agent_python."
+    )

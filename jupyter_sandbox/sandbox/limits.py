@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from typing import Any, Callable
 
 
 class Busy(Exception):
@@ -38,8 +39,11 @@ class SandboxGates:
             await asyncio.wait_for(entry[0].acquire(), self.wait)
         except asyncio.TimeoutError:
             self._leave(sandbox_id, entry)
-            raise Busy(503, f"sandbox {sandbox_id} is busy: {self.limit} calls to it are already under way "
-                            "(its agent may be slow or stopped); try again later") from None
+            raise Busy(
+                503,
+                f"sandbox {sandbox_id} is busy: {self.limit} calls to it are already under way "
+                "(its agent may be slow or stopped); try again later",
+            ) from None
         except BaseException:
             self._leave(sandbox_id, entry)
             raise
@@ -75,8 +79,9 @@ class DockerCalls:
 
     def __init__(self, threads: int, timeout: float) -> None:
         self.timeout = timeout
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, threads),
-                                                               thread_name_prefix="sandbox-docker")
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, threads), thread_name_prefix="sandbox-docker"
+        )
 
     async def run(self, function: Callable, *args: Any, timeout: float | None = None) -> Any:
         future = asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
@@ -98,11 +103,14 @@ class UploadBudget:
     def held(self, user: str) -> int:
         return self._held.get(user, 0)
 
-    def reserve(self, user: str) -> "Reservation":
+    def reserve(self, user: str) -> Reservation:
         if self.held(user) + self.window > self.per_user:
-            raise Busy(429, f"{user} already has {self.held(user) // self.window} uploads under way, the most "
-                            f"the server holds for one user at once ({self.per_user:,} bytes of buffers); "
-                            "try again when one has finished")
+            raise Busy(
+                429,
+                f"{user} already has {self.held(user) // self.window} uploads under way, the most "
+                f"the server holds for one user at once ({self.per_user:,} bytes of buffers); "
+                "try again when one has finished",
+            )
         self._held[user] = self.held(user) + self.window
         return Reservation(self, user)
 

@@ -31,7 +31,6 @@ from .docker_backend import DockerBackend, SandboxError, tar_bytes
 from .image import DEFAULT_BASE, DEFAULT_IMAGE, DEFAULT_REPOSITORY, build_image
 from .network import EgressPolicy
 from .spec import (
-    readable_size,
     AGENT_PORT,
     KERNEL_PORTS,
     LABEL_CREATED_BY,
@@ -48,6 +47,7 @@ from .spec import (
     SpecError,
     format_size,
     parse_size,
+    readable_size,
 )
 
 Progress = Callable[[str], None]
@@ -77,7 +77,9 @@ def agent_command(python: str) -> list[str]:
     absolute path judged by interpreter.py), with -I (no user site, no PYTHON* variables, no current
     folder on sys.path). The agent's first act is to wait at its start gate."""
     return [
-        python, "-I", "-c",
+        python,
+        "-I",
+        "-c",
         f"import sys, runpy; sys.path.insert(0, {AGENT_DIR!r}); "
         f"runpy.run_module({AGENT_PACKAGE!r}, run_name='__main__', alter_sys=True)",
     ]
@@ -108,7 +110,7 @@ def _tmpfs_size(options: str) -> int:
     return 0
 
 
-def _created_seconds(sandbox: "Sandbox") -> float:
+def _created_seconds(sandbox: Sandbox) -> float:
     return float(sandbox.created) if sandbox.created.isdigit() else 0.0
 
 
@@ -228,7 +230,9 @@ class Sandbox:
             "workspace": self.workspace,
             "pool": self.pool,
             "owner": self.owner,
-            "created": datetime.fromtimestamp(int(self.created), timezone.utc).isoformat() if self.created.isdigit() else self.created,
+            "created": datetime.fromtimestamp(int(self.created), timezone.utc).isoformat()
+            if self.created.isdigit()
+            else self.created,
             "volume": self.volume,
             "spec": self.spec,
         }
@@ -237,113 +241,248 @@ class Sandbox:
 class SandboxManager(LoggingConfigurable):
     """Creates and tracks sandboxes on the local Docker engine."""
 
-    image = Unicode(DEFAULT_IMAGE, config=True, help=(
-        "Image for new sandboxes. Any image with Python 3 and ipykernel works; the default is "
-        "built on demand by `jupyter sandbox image build`."))
-    base_image = Unicode(DEFAULT_BASE, config=True, help=(
-        "Base image the default sandbox image is built on when it is missing. When it cannot be "
-        "pulled, a Debian base is bootstrapped with mmdebstrap instead."))
-    bootstrap_base = Bool(False, config=True, help=(
-        "Do not try to pull base_image: bootstrap a Debian base with mmdebstrap right away. "
-        "For machines that reach no image registry."))
-    build_missing_image = Bool(True, config=True, help=(
-        f"Build an image of the {DEFAULT_REPOSITORY} repository (docker/Dockerfile) when a sandbox "
-        "needs it and it is missing. Other images are never built or pulled implicitly."))
+    image = Unicode(
+        DEFAULT_IMAGE,
+        config=True,
+        help=(
+            "Image for new sandboxes. Any image with Python 3 and ipykernel works; the default is "
+            "built on demand by `jupyter sandbox image build`."
+        ),
+    )
+    base_image = Unicode(
+        DEFAULT_BASE,
+        config=True,
+        help=(
+            "Base image the default sandbox image is built on when it is missing. When it cannot be "
+            "pulled, a Debian base is bootstrapped with mmdebstrap instead."
+        ),
+    )
+    bootstrap_base = Bool(
+        False,
+        config=True,
+        help=(
+            "Do not try to pull base_image: bootstrap a Debian base with mmdebstrap right away. "
+            "For machines that reach no image registry."
+        ),
+    )
+    build_missing_image = Bool(
+        True,
+        config=True,
+        help=(
+            f"Build an image of the {DEFAULT_REPOSITORY} repository (docker/Dockerfile) when a sandbox "
+            "needs it and it is missing. Other images are never built or pulled implicitly."
+        ),
+    )
     cpu = Float(1.0, config=True, help="vCPUs for each sandbox (a CPU quota, may be fractional).")
-    memory = Union([Int(), Unicode()], default_value="1g", config=True, help=(
-        "Memory for each sandbox, e.g. '1g'. Swap is not allowed on top of it: a process that "
-        "needs more is killed by the kernel's OOM killer inside the sandbox."))
-    disk = Union([Int(), Unicode()], default_value="3g", config=True, help=(
-        "Size of each sandbox's home, e.g. '3g': a filesystem of its own, so the total of the bytes "
-        "(and, one per disk_bytes_per_inode, the files) a sandbox writes is limited. The rest of the "
-        "container is read-only apart from /tmp and /var/tmp (tmp_size each)."))
-    enforce_disk = Enum(["required", "if-possible", "off"], default_value="required", config=True, help=(
-        "'required': a sandbox whose home cannot be a filesystem of its own (this process is not root, "
-        "no loop devices, a remote Docker engine) is not created, and the error says why. "
-        "'if-possible': it is created with a home of unlimited total size (only the per-file limit "
-        "holds), and `%sandbox status` and the API say that the disk limit is NOT enforced. "
-        "'off': every new home is a plain Docker volume of unlimited total size (said so likewise)."))
-    disk_dir = Unicode("", config=True, help=(
-        "Folder of the sandboxes' home filesystem images (sparse files, one per sandbox). "
-        "Default: jupyter_sandbox/disks in the Jupyter data directory. The host needs free space "
-        "for the sum of the sizes of the sandboxes' homes."))
-    disk_bytes_per_inode = Int(16384, config=True, help=(
-        "Bytes of home size per inode: a 3 GiB home holds at most 196608 files and folders."))
-    tmp_size = Union([Int(), Unicode()], default_value="256m", config=True, help=(
-        "Size of the in-memory /tmp and of /var/tmp of each sandbox, e.g. '256m' (counts toward its memory)."))
+    memory = Union(
+        [Int(), Unicode()],
+        default_value="1g",
+        config=True,
+        help=(
+            "Memory for each sandbox, e.g. '1g'. Swap is not allowed on top of it: a process that "
+            "needs more is killed by the kernel's OOM killer inside the sandbox."
+        ),
+    )
+    disk = Union(
+        [Int(), Unicode()],
+        default_value="3g",
+        config=True,
+        help=(
+            "Size of each sandbox's home, e.g. '3g': a filesystem of its own, so the total of the bytes "
+            "(and, one per disk_bytes_per_inode, the files) a sandbox writes is limited. The rest of the "
+            "container is read-only apart from /tmp and /var/tmp (tmp_size each)."
+        ),
+    )
+    enforce_disk = Enum(
+        ["required", "if-possible", "off"],
+        default_value="required",
+        config=True,
+        help=(
+            "'required': a sandbox whose home cannot be a filesystem of its own (this process is not root, "
+            "no loop devices, a remote Docker engine) is not created, and the error says why. "
+            "'if-possible': it is created with a home of unlimited total size (only the per-file limit "
+            "holds), and `%sandbox status` and the API say that the disk limit is NOT enforced. "
+            "'off': every new home is a plain Docker volume of unlimited total size (said so likewise)."
+        ),
+    )
+    disk_dir = Unicode(
+        "",
+        config=True,
+        help=(
+            "Folder of the sandboxes' home filesystem images (sparse files, one per sandbox). "
+            "Default: jupyter_sandbox/disks in the Jupyter data directory. The host needs free space "
+            "for the sum of the sizes of the sandboxes' homes."
+        ),
+    )
+    disk_bytes_per_inode = Int(
+        16384, config=True, help=("Bytes of home size per inode: a 3 GiB home holds at most 196608 files and folders.")
+    )
+    tmp_size = Union(
+        [Int(), Unicode()],
+        default_value="256m",
+        config=True,
+        help=("Size of the in-memory /tmp and of /var/tmp of each sandbox, e.g. '256m' (counts toward its memory)."),
+    )
     pids = Int(512, config=True, help="Most processes and threads a sandbox may run at once.")
     nofile = Int(4096, config=True, help="Most open files per sandbox process.")
-    network_name = Unicode("jupyter-sandbox", config=True, help=(
-        "Docker bridge network the sandboxes join. It is created with inter-container traffic "
-        "disabled, so sandboxes cannot reach each other."))
-    runtime = Unicode("", config=True, help=(
-        "Docker runtime for sandboxes, e.g. 'runsc' for gVisor. Empty: the engine's default (runc)."))
+    network_name = Unicode(
+        "jupyter-sandbox",
+        config=True,
+        help=(
+            "Docker bridge network the sandboxes join. It is created with inter-container traffic "
+            "disabled, so sandboxes cannot reach each other."
+        ),
+    )
+    runtime = Unicode(
+        "",
+        config=True,
+        help=("Docker runtime for sandboxes, e.g. 'runsc' for gVisor. Empty: the engine's default (runc)."),
+    )
     owner = Unicode(config=True, help="Owner label of sandboxes made by this process. Default: the OS user.")
     max_cpu = Float(4.0, config=True, help="Most vCPUs a notebook may ask for (`%sandbox config --cpu`).")
-    max_memory = Union([Int(), Unicode()], default_value="8g", config=True,
-                       help="Most memory a notebook may ask for, e.g. '8g'.")
+    max_memory = Union(
+        [Int(), Unicode()], default_value="8g", config=True, help="Most memory a notebook may ask for, e.g. '8g'."
+    )
     max_pids = Int(4096, config=True, help="Most processes a notebook may ask for.")
-    max_disk = Union([Int(), Unicode()], default_value="20g", config=True,
-                     help="Largest home a notebook may ask for (`%sandbox config --disk`), e.g. '20g'.")
-    default_network = Unicode("internet", config=True, help=(
-        "Egress policy of new sandboxes: 'internet' (public addresses only), 'none', or 'allow' with "
-        "default_network_cidrs. Enforced with iptables in the sandbox's network namespace (needs root)."))
-    default_network_cidrs = List(Unicode(), default_value=[], config=True,
-                                 help="CIDR blocks for default_network = 'allow'.")
+    max_disk = Union(
+        [Int(), Unicode()],
+        default_value="20g",
+        config=True,
+        help="Largest home a notebook may ask for (`%sandbox config --disk`), e.g. '20g'.",
+    )
+    default_network = Unicode(
+        "internet",
+        config=True,
+        help=(
+            "Egress policy of new sandboxes: 'internet' (public addresses only), 'none', or 'allow' with "
+            "default_network_cidrs. Enforced with iptables in the sandbox's network namespace (needs root)."
+        ),
+    )
+    default_network_cidrs = List(
+        Unicode(), default_value=[], config=True, help="CIDR blocks for default_network = 'allow'."
+    )
     max_egress_cidrs = Int(10, config=True, help="Most CIDR blocks an allow-list egress policy may hold.")
-    allow_any_cidr = Bool(False, config=True, help=(
-        "Allow allow-list egress policies of any size, 0.0.0.0/0 and ::/0 included. Off: an allow list "
-        "is judged by the address space its blocks cover together (see max_egress_allow_v4_prefix)."))
-    max_egress_allow_v4_prefix = Int(8, config=True, help=(
-        "An allow list may cover, all its IPv4 blocks together, at most as many addresses as one block "
-        "of this prefix length (8: a /8, 1/256 of the IPv4 space). 0.0.0.0/1 plus 128.0.0.0/1 is refused."))
-    max_egress_allow_v6_prefix = Int(32, config=True, help=(
-        "The same for IPv6: an allow list covers at most as many addresses as one block of this length."))
-    enforce_egress = Bool(True, config=True, help=(
-        "Put each sandbox's egress policy in force before its first process runs (iptables rules in its "
-        "network namespace; needs root, nsenter and iptables-restore on the Docker host). When that "
-        "fails the sandbox does not start, and says why. False: no enforcement at all (every sandbox "
-        "reaches whatever the host reaches, whatever its policy says); only for hosts where that is "
-        "acceptable, e.g. a rootless engine on a machine without secrets."))
+    allow_any_cidr = Bool(
+        False,
+        config=True,
+        help=(
+            "Allow allow-list egress policies of any size, 0.0.0.0/0 and ::/0 included. Off: an allow list "
+            "is judged by the address space its blocks cover together (see max_egress_allow_v4_prefix)."
+        ),
+    )
+    max_egress_allow_v4_prefix = Int(
+        8,
+        config=True,
+        help=(
+            "An allow list may cover, all its IPv4 blocks together, at most as many addresses as one block "
+            "of this prefix length (8: a /8, 1/256 of the IPv4 space). 0.0.0.0/1 plus 128.0.0.0/1 is refused."
+        ),
+    )
+    max_egress_allow_v6_prefix = Int(
+        32,
+        config=True,
+        help=("The same for IPv6: an allow list covers at most as many addresses as one block of this length."),
+    )
+    enforce_egress = Bool(
+        True,
+        config=True,
+        help=(
+            "Put each sandbox's egress policy in force before its first process runs (iptables rules in its "
+            "network namespace; needs root, nsenter and iptables-restore on the Docker host). When that "
+            "fails the sandbox does not start, and says why. False: no enforcement at all (every sandbox "
+            "reaches whatever the host reaches, whatever its policy says); only for hosts where that is "
+            "acceptable, e.g. a rootless engine on a machine without secrets."
+        ),
+    )
     nsenter_command = Unicode("nsenter", config=True, help="nsenter on the host (a name on PATH or a path).")
-    iptables_restore_command = Unicode("iptables-restore", config=True,
-                                       help="iptables-restore on the host (a name on PATH or a path).")
-    ip6tables_restore_command = Unicode("ip6tables-restore", config=True, help=(
-        "ip6tables-restore on the host. When it is missing, sandboxes start only if their network "
-        "namespace has no IPv6 address."))
-    dns_in_allow_mode = Bool(False, config=True, help=(
-        "Let sandboxes with an allow-list policy use Docker's embedded DNS resolver. Off by default: it "
-        "forwards queries to the host's resolver, a channel out even to names that resolve to nothing "
-        "allowed. Mode 'internet' always has DNS; mode 'none' never."))
-    agent_python = List(Unicode(), default_value=list(interpreter.DEFAULT_CANDIDATES), config=True, help=(
-        "Interpreters in the image that may run the sandbox's agent, in order of preference (absolute "
-        "paths). The first one that, with every folder leading to it and its library folders, belongs to "
-        "root and is not writable by group or others is used; an image with none is refused."))
-    idle_timeout = Float(900.0, config=True, help=(
-        "Seconds without use (no running cell, API call, preview request or terminal input) after "
-        "which a sandbox is stopped; its files are kept and the next use starts it again. 0: never."))
-    auto_delete_after = Float(0.0, config=True, help=(
-        "Seconds a sandbox may stay stopped before it is deleted with its files. 0: never (default)."))
-    warm_pool_size = Int(1, config=True, help=(
-        "Sandboxes of the default spec kept started and waiting, so that a new kernel claims one "
-        "instead of creating one (a start in a fraction of a second). Refilled in the background by "
-        "the Jupyter server extension. Each costs the memory of an idle sandbox. 0: no pool."))
-    orphan_grace = Float(60.0, config=True, help=(
-        "Seconds a sandbox's kernel may be gone (its process ended without releasing the sandbox, "
-        "e.g. killed) before the server reconciles it: a notebook's sandbox is stopped and kept, "
-        "one of a kernel without a notebook is removed."))
-    max_sandboxes_per_owner = Int(50, config=True, help=(
-        "Most sandboxes one owner (the `owner` label) may have at once, running or stopped, kept "
-        "notebook sandboxes included; the warm pool's sandboxes do not count until a kernel claims "
-        "one. Creating one more (REST API, kernel start, `jupyter sandbox create`) fails with an "
-        "error that says so. 0: no limit."))
-    allowed_images = List(Unicode(), default_value=[f"{DEFAULT_REPOSITORY}:*"], config=True, help=(
-        "Glob patterns of the images a notebook may switch to with `%sandbox config --image`. "
-        "The configured default image is always allowed."))
+    iptables_restore_command = Unicode(
+        "iptables-restore", config=True, help="iptables-restore on the host (a name on PATH or a path)."
+    )
+    ip6tables_restore_command = Unicode(
+        "ip6tables-restore",
+        config=True,
+        help=(
+            "ip6tables-restore on the host. When it is missing, sandboxes start only if their network "
+            "namespace has no IPv6 address."
+        ),
+    )
+    dns_in_allow_mode = Bool(
+        False,
+        config=True,
+        help=(
+            "Let sandboxes with an allow-list policy use Docker's embedded DNS resolver. Off by default: it "
+            "forwards queries to the host's resolver, a channel out even to names that resolve to nothing "
+            "allowed. Mode 'internet' always has DNS; mode 'none' never."
+        ),
+    )
+    agent_python = List(
+        Unicode(),
+        default_value=list(interpreter.DEFAULT_CANDIDATES),
+        config=True,
+        help=(
+            "Interpreters in the image that may run the sandbox's agent, in order of preference (absolute "
+            "paths). The first one that, with every folder leading to it and its library folders, belongs to "
+            "root and is not writable by group or others is used; an image with none is refused."
+        ),
+    )
+    idle_timeout = Float(
+        900.0,
+        config=True,
+        help=(
+            "Seconds without use (no running cell, API call, preview request or terminal input) after "
+            "which a sandbox is stopped; its files are kept and the next use starts it again. 0: never."
+        ),
+    )
+    auto_delete_after = Float(
+        0.0,
+        config=True,
+        help=("Seconds a sandbox may stay stopped before it is deleted with its files. 0: never (default)."),
+    )
+    warm_pool_size = Int(
+        1,
+        config=True,
+        help=(
+            "Sandboxes of the default spec kept started and waiting, so that a new kernel claims one "
+            "instead of creating one (a start in a fraction of a second). Refilled in the background by "
+            "the Jupyter server extension. Each costs the memory of an idle sandbox. 0: no pool."
+        ),
+    )
+    orphan_grace = Float(
+        60.0,
+        config=True,
+        help=(
+            "Seconds a sandbox's kernel may be gone (its process ended without releasing the sandbox, "
+            "e.g. killed) before the server reconciles it: a notebook's sandbox is stopped and kept, "
+            "one of a kernel without a notebook is removed."
+        ),
+    )
+    max_sandboxes_per_owner = Int(
+        50,
+        config=True,
+        help=(
+            "Most sandboxes one owner (the `owner` label) may have at once, running or stopped, kept "
+            "notebook sandboxes included; the warm pool's sandboxes do not count until a kernel claims "
+            "one. Creating one more (REST API, kernel start, `jupyter sandbox create`) fails with an "
+            "error that says so. 0: no limit."
+        ),
+    )
+    allowed_images = List(
+        Unicode(),
+        default_value=[f"{DEFAULT_REPOSITORY}:*"],
+        config=True,
+        help=(
+            "Glob patterns of the images a notebook may switch to with `%sandbox config --image`. "
+            "The configured default image is always allowed."
+        ),
+    )
 
-    server_id = Unicode(config=False, help=(
-        "The Jupyter server this process belongs to (binding.ServerLease): set by the server "
-        "extension, inherited by its kernels. Its housekeeping touches only what is its own."))
+    server_id = Unicode(
+        config=False,
+        help=(
+            "The Jupyter server this process belongs to (binding.ServerLease): set by the server "
+            "extension, inherited by its kernels. Its housekeeping touches only what is its own."
+        ),
+    )
 
     def _owner_default(self) -> str:
         return getpass.getuser()
@@ -355,7 +494,7 @@ class SandboxManager(LoggingConfigurable):
     def __init__(self, backend: DockerBackend | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._backend = backend
-        self._disk_unavailable: str | None | bool = False  # False: not checked yet
+        self._disk_unavailable: str | bool | None = False  # False: not checked yet
         # Seconds since the epoch of the last use seen on the host side, by sandbox id.
         self._host_activity: dict[str, float] = {}
         # Per image id: which interpreter may run the agent (judging an image costs round trips).
@@ -403,8 +542,9 @@ class SandboxManager(LoggingConfigurable):
             if value > maximum:
                 raise SpecError(f"{name}: {show(value)} is above the operator's maximum of {show(maximum)}")
         if spec.image != self.image and not any(fnmatch.fnmatchcase(spec.image, p) for p in self.allowed_images):
-            raise SpecError(f"image: {spec.image!r} is not allowed here; allowed: "
-                            f"{', '.join([self.image, *self.allowed_images])}")
+            raise SpecError(
+                f"image: {spec.image!r} is not allowed here; allowed: {', '.join([self.image, *self.allowed_images])}"
+            )
         return spec
 
     # -- images -----------------------------------------------------------------------------
@@ -416,16 +556,24 @@ class SandboxManager(LoggingConfigurable):
         if repository != DEFAULT_REPOSITORY or not self.build_missing_image:
             raise SandboxError(
                 f"the image {image!r} is not on this Docker engine; build it "
-                "(`jupyter sandbox image build` for the default one) or choose another image")
+                "(`jupyter sandbox image build` for the default one) or choose another image"
+            )
         progress(f"the sandbox image {image} is missing; building it (first use only)...")
         build_image(self.backend, progress, tag=image, base=self.base_image, bootstrap=self.bootstrap_base)
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def create(self, spec: SandboxSpec | None = None, kernel_id: str | None = None,
-               progress: Progress = _quiet, start: bool = True, sandbox_id: str | None = None,
-               network_policy: EgressPolicy | None = None, workspace: str | None = None,
-               pool: bool = False) -> Sandbox:
+    def create(
+        self,
+        spec: SandboxSpec | None = None,
+        kernel_id: str | None = None,
+        progress: Progress = _quiet,
+        start: bool = True,
+        sandbox_id: str | None = None,
+        network_policy: EgressPolicy | None = None,
+        workspace: str | None = None,
+        pool: bool = False,
+    ) -> Sandbox:
         """Create a sandbox; with `sandbox_id`, a new container for an existing sandbox's volume.
 
         `kernel_id` and `workspace` bind it to a kernel and a notebook (binding.py); `pool` marks it
@@ -467,8 +615,12 @@ class SandboxManager(LoggingConfigurable):
         env = {"HOME": SANDBOX_HOME, "USER": "sandbox", **{k: target for k, (_, target) in moved.items()}}
         try:
             self._create_container(spec, name, volume, labels, env, binding.base_name(sandbox_id), python)
-            if new_sandbox and not pool and self.max_sandboxes_per_owner > 0 \
-                    and self.owned_count() > self.max_sandboxes_per_owner:
+            if (
+                new_sandbox
+                and not pool
+                and self.max_sandboxes_per_owner > 0
+                and self.owned_count() > self.max_sandboxes_per_owner
+            ):
                 # Another create took the last place meanwhile (another process, too): this one goes.
                 self.check_owner_limit()
         except Exception:
@@ -479,9 +631,15 @@ class SandboxManager(LoggingConfigurable):
                 backend.remove_container(name)
             raise
         if not network.policy_path(sandbox_id).exists():
-            network.save(sandbox_id, network_policy or self.network_policy(
-                {"mode": self.default_network, "cidrs": self.default_network_cidrs} if self.default_network == "allow"
-                else self.default_network))
+            network.save(
+                sandbox_id,
+                network_policy
+                or self.network_policy(
+                    {"mode": self.default_network, "cidrs": self.default_network_cidrs}
+                    if self.default_network == "allow"
+                    else self.default_network
+                ),
+            )
         sandbox = self.get(sandbox_id)
         if start:
             try:
@@ -490,9 +648,15 @@ class SandboxManager(LoggingConfigurable):
                 if new:  # nothing of the user's in it yet; a sandbox that cannot start is no use
                     self.remove(sandbox)
                 raise
-        self.log.info("created sandbox %s (%s) for kernel %s; home: %s", sandbox_id, spec.image, kernel_id,
-                      f"{format_size(spec.disk)}, a filesystem of its own" if limited_home
-                      else f"total size NOT limited ({self._disk_unavailable_reason() or 'a plain volume'})")
+        self.log.info(
+            "created sandbox %s (%s) for kernel %s; home: %s",
+            sandbox_id,
+            spec.image,
+            kernel_id,
+            f"{format_size(spec.disk)}, a filesystem of its own"
+            if limited_home
+            else f"total size NOT limited ({self._disk_unavailable_reason() or 'a plain volume'})",
+        )
         return sandbox
 
     def owned_count(self) -> int:
@@ -507,7 +671,8 @@ class SandboxManager(LoggingConfigurable):
             raise OwnerLimit(
                 f"{self.owner} already has {count} sandboxes, the most one owner may have "
                 f"(SandboxManager.max_sandboxes_per_owner = {self.max_sandboxes_per_owner}); delete one "
-                "(`jupyter sandbox rm ID`, or DELETE /sandbox/api/sandboxes/ID) before making another")
+                "(`jupyter sandbox rm ID`, or DELETE /sandbox/api/sandboxes/ID) before making another"
+            )
 
     # -- the home and what else a sandbox may write ---------------------------------------------
 
@@ -532,7 +697,8 @@ class SandboxManager(LoggingConfigurable):
                 raise SandboxError(
                     f"the sandbox's disk limit cannot be enforced here: {reason}. Run Jupyter as root on the "
                     "machine of the Docker engine, or set c.SandboxManager.enforce_disk = 'if-possible' to run "
-                    "sandboxes whose home has no total size limit")
+                    "sandboxes whose home has no total size limit"
+                )
             self.log.warning("sandbox %s: its home has NO total size limit: %s", sandbox_id, reason)
             self.backend.create_volume(volume, labels)
             return True
@@ -542,8 +708,7 @@ class SandboxManager(LoggingConfigurable):
                 if not home.exists():
                     home.create(size, SANDBOX_USER_UID)
                 home.attach()
-                self.backend.create_volume(volume, {**labels, LABEL_HOME_IMAGE: str(home.image)},
-                                           home.volume_options())
+                self.backend.create_volume(volume, {**labels, LABEL_HOME_IMAGE: str(home.image)}, home.volume_options())
             except Exception:
                 home.destroy()
                 raise
@@ -567,30 +732,57 @@ class SandboxManager(LoggingConfigurable):
     def _moved_to_home(self, spec: SandboxSpec) -> dict[str, tuple[str, str]]:
         """{variable: (folder in the image, folder in the home)} for the image's writable folders."""
         image_env = self.backend.image_env(spec.image)
-        return {name: (image_env[name], target) for name, target in MOVED_TO_HOME.items()
-                if image_env.get(name, "").startswith("/") and not image_env[name].startswith(SANDBOX_HOME + "/")
-                and name not in spec.env}
+        return {
+            name: (image_env[name], target)
+            for name, target in MOVED_TO_HOME.items()
+            if image_env.get(name, "").startswith("/")
+            and not image_env[name].startswith(SANDBOX_HOME + "/")
+            and name not in spec.env
+        }
 
     def _tmpfs(self) -> dict[str, str]:
         size = parse_size(self.tmp_size, "tmp_size")
         # exec: pip builds packages in /tmp and runs what it built there; the home allows it anyway.
-        mounts = {path: f"rw,exec,nosuid,nodev,mode=1777,size={size},nr_inodes={max(1024, size // 16384)}"
-                  for path in TMPFS_MOUNTS}
+        mounts = {
+            path: f"rw,exec,nosuid,nodev,mode=1777,size={size},nr_inodes={max(1024, size // 16384)}"
+            for path in TMPFS_MOUNTS
+        }
         mounts["/run"] = f"rw,noexec,nosuid,nodev,mode=755,size={RUN_TMPFS_SIZE},nr_inodes=1024"
         return mounts
 
-    def _create_container(self, spec: SandboxSpec, name: str, volume: str, labels: dict[str, str],
-                          env: dict[str, str], hostname: str, python: str | None = None) -> str:
+    def _create_container(
+        self,
+        spec: SandboxSpec,
+        name: str,
+        volume: str,
+        labels: dict[str, str],
+        env: dict[str, str],
+        hostname: str,
+        python: str | None = None,
+    ) -> str:
         backend = self.backend
         arguments = dict(
-            name=name, image=spec.image, command=agent_command(python or self.agent_runtime(spec.image).python),
-            labels=labels, env=env, stdin_open=True,
-            volume=volume, mount_point=SANDBOX_HOME, network=self.network_name,
-            ports=[AGENT_PORT, *KERNEL_PORTS.values()], cpu=spec.cpu, memory=spec.memory,
-            pids=spec.pids, file_size=spec.disk, nofile=self.nofile,
-            user=f"{SANDBOX_USER_UID}:{SANDBOX_USER_UID}", hostname=hostname, runtime=spec.runtime,
+            name=name,
+            image=spec.image,
+            command=agent_command(python or self.agent_runtime(spec.image).python),
+            labels=labels,
+            env=env,
+            stdin_open=True,
+            volume=volume,
+            mount_point=SANDBOX_HOME,
+            network=self.network_name,
+            ports=[AGENT_PORT, *KERNEL_PORTS.values()],
+            cpu=spec.cpu,
+            memory=spec.memory,
+            pids=spec.pids,
+            file_size=spec.disk,
+            nofile=self.nofile,
+            user=f"{SANDBOX_USER_UID}:{SANDBOX_USER_UID}",
+            hostname=hostname,
+            runtime=spec.runtime,
             alias=hostname,  # the name changes hands (binding.py); this one stays
-            tmpfs=self._tmpfs(), private_dirs=[AGENT_DIR],
+            tmpfs=self._tmpfs(),
+            private_dirs=[AGENT_DIR],
         )
         try:
             return backend.create_container(**arguments)
@@ -626,7 +818,9 @@ class SandboxManager(LoggingConfigurable):
             except (OSError, ValueError, AttributeError):
                 probe = self.backend.probe(image, {LABEL_PROBE: "1", LABEL_OWNER: self.owner})
                 try:
-                    verdict = interpreter.judge(lambda p: self.backend.path_stat(probe, p), self.agent_python, AGENT_DIR)
+                    verdict = interpreter.judge(
+                        lambda p: self.backend.path_stat(probe, p), self.agent_python, AGENT_DIR
+                    )
                 finally:
                     self.backend.remove_container(probe)
                 sandbox_secrets.write_state(path, json.dumps(verdict.to_dict()).encode())
@@ -650,8 +844,7 @@ class SandboxManager(LoggingConfigurable):
             "runtime_dir": "/tmp/.jupyter-sandbox",
             # The agent's own environment, whole; the sandbox's processes get the container's
             # environment plus the spec's variables.
-            "agent_env": {"PATH": ":".join(runtime.path), "HOME": SANDBOX_HOME, "USER": "sandbox",
-                          "LANG": "C.UTF-8"},
+            "agent_env": {"PATH": ":".join(runtime.path), "HOME": SANDBOX_HOME, "USER": "sandbox", "LANG": "C.UTF-8"},
             "user_env": recorded_env if isinstance(recorded_env, dict) else {},
             "seed": [list(pair) for pair in seeds],
         }
@@ -681,8 +874,9 @@ class SandboxManager(LoggingConfigurable):
                 self.log.warning("sandbox %s: %s", sandbox.id, exc)
                 progress(f"the home keeps its size of {readable_size(home.size())}: {exc}")
                 spec = replace(spec, disk=home.size())
-        return self.create(spec, kernel_id=sandbox.kernel_id, progress=progress, sandbox_id=sandbox.id,
-                           workspace=sandbox.workspace)
+        return self.create(
+            spec, kernel_id=sandbox.kernel_id, progress=progress, sandbox_id=sandbox.id, workspace=sandbox.workspace
+        )
 
     def check_disk_size(self, sandbox: Sandbox, size: int) -> None:
         """Refuse to shrink a home below what its files take (with room for the filesystem's needs)."""
@@ -697,15 +891,22 @@ class SandboxManager(LoggingConfigurable):
             raise SpecError(
                 f"disk: {readable_size(size)} cannot hold the files in {SANDBOX_HOME} "
                 f"({readable_size(usage.used_bytes)} in {usage.used_inodes} files and folders); "
-                f"choose at least {readable_size(minimum)} or delete files first")
+                f"choose at least {readable_size(minimum)} or delete files first"
+            )
 
     def _home_mountpoint(self, sandbox_id: str) -> str | None:
         return (self.backend.volume(binding.volume_name(sandbox_id)) or {}).get("Mountpoint")
 
     def network_policy(self, value: Any) -> EgressPolicy:
-        return network.parse_policy(value, network.Limits(
-            max_cidrs=self.max_egress_cidrs, allow_any=self.allow_any_cidr,
-            max_v4_prefix=self.max_egress_allow_v4_prefix, max_v6_prefix=self.max_egress_allow_v6_prefix))
+        return network.parse_policy(
+            value,
+            network.Limits(
+                max_cidrs=self.max_egress_cidrs,
+                allow_any=self.allow_any_cidr,
+                max_v4_prefix=self.max_egress_allow_v4_prefix,
+                max_v6_prefix=self.max_egress_allow_v6_prefix,
+            ),
+        )
 
     def egress(self, sandbox: Sandbox) -> EgressPolicy:
         return network.load(sandbox.id)
@@ -723,25 +924,35 @@ class SandboxManager(LoggingConfigurable):
 
     @property
     def enforcer(self) -> network.Enforcer:
-        return network.Enforcer(nsenter=self.nsenter_command, iptables_restore=self.iptables_restore_command,
-                                ip6tables_restore=self.ip6tables_restore_command,
-                                dns_in_allow_mode=self.dns_in_allow_mode)
+        return network.Enforcer(
+            nsenter=self.nsenter_command,
+            iptables_restore=self.iptables_restore_command,
+            ip6tables_restore=self.ip6tables_restore_command,
+            dns_in_allow_mode=self.dns_in_allow_mode,
+        )
 
     def _enforce(self, sandbox: Sandbox) -> bool:
         """Put the sandbox's policy in force now; False when the operator turned enforcement off.
         Anything else that keeps it from holding is a SandboxError: callers fail closed."""
         policy = network.load(sandbox.id)
         if not self.enforce_egress:
-            self.log.warning("sandbox %s: egress policy %s NOT enforced (SandboxManager.enforce_egress is off)",
-                             sandbox.id, policy.mode)
+            self.log.warning(
+                "sandbox %s: egress policy %s NOT enforced (SandboxManager.enforce_egress is off)",
+                sandbox.id,
+                policy.mode,
+            )
             return False
         info = self.backend.inspect(sandbox.container_id) or {}
         pid = (info.get("State") or {}).get("Pid")
         if not pid:
             raise SandboxError(f"sandbox {sandbox.id} has no running process to put its egress policy on")
         # The host's own addresses on the sandbox network are closed in every mode.
-        hosts = [address for net in ((info.get("NetworkSettings") or {}).get("Networks") or {}).values()
-                 for address in (net.get("Gateway"), net.get("IPv6Gateway")) if address]
+        hosts = [
+            address
+            for net in ((info.get("NetworkSettings") or {}).get("Networks") or {}).values()
+            for address in (net.get("Gateway"), net.get("IPv6Gateway"))
+            if address
+        ]
         try:
             self.last_egress_seconds = self.enforcer.apply(pid, policy, hosts)
         except network.EgressError as exc:
@@ -749,9 +960,11 @@ class SandboxManager(LoggingConfigurable):
                 f"the egress policy of sandbox {sandbox.id} ({policy.describe()}) could not be put in force: "
                 f"{exc}. The sandbox is not running unrestricted instead: fix the host (root, nsenter and "
                 "iptables-restore are needed), or turn enforcement off with SandboxManager.enforce_egress = False "
-                "where that is acceptable") from None
-        self.log.debug("sandbox %s: egress policy %s in force after %.3f s", sandbox.id, policy.mode,
-                       self.last_egress_seconds)
+                "where that is acceptable"
+            ) from None
+        self.log.debug(
+            "sandbox %s: egress policy %s in force after %.3f s", sandbox.id, policy.mode, self.last_egress_seconds
+        )
         return True
 
     def update_live(self, sandbox: Sandbox, cpu: float | None = None, memory: int | None = None) -> Sandbox:
@@ -785,9 +998,16 @@ class SandboxManager(LoggingConfigurable):
         per_file = next((u.get("Hard") for u in host.get("Ulimits") or [] if u.get("Name") == "fsize"), 0) or 0
         tmpfs = {path: _tmpfs_size(options) for path, options in (host.get("Tmpfs") or {}).items()}
         writable = ", ".join(f"{path} {readable_size(size)}" for path, size in sorted(tmpfs.items()) if size)
-        rest = ("the rest of the container is read-only" if host.get("ReadonlyRootfs")
-                else "the container's own layer is NOT limited")
-        result: dict[str, Any] = {"per_file": per_file, "tmpfs": tmpfs, "read_only_root": bool(host.get("ReadonlyRootfs"))}
+        rest = (
+            "the rest of the container is read-only"
+            if host.get("ReadonlyRootfs")
+            else "the container's own layer is NOT limited"
+        )
+        result: dict[str, Any] = {
+            "per_file": per_file,
+            "tmpfs": tmpfs,
+            "read_only_root": bool(host.get("ReadonlyRootfs")),
+        }
         home = self._home(sandbox.id)
         usage = None
         if home is not None:
@@ -798,14 +1018,27 @@ class SandboxManager(LoggingConfigurable):
         if home is not None and usage is not None:
             figures = usage.to_dict()
             result.update(enforced="total", **figures)
-            result["note"] = (f"home {disk.describe(figures)} (enforced: a filesystem of its own); "
-                              f"in memory: {writable or 'nothing'}; {rest}")
+            result["note"] = (
+                f"home {disk.describe(figures)} (enforced: a filesystem of its own); "
+                f"in memory: {writable or 'nothing'}; {rest}"
+            )
         else:
-            reason = self._disk_unavailable_reason() or "its home is a plain Docker volume, made before homes had their own filesystem"
-            result.update(enforced="per-file", limit_bytes=None, used_bytes=None, limit_inodes=None, used_inodes=None,
-                          reason=reason)
-            result["note"] = (f"{format_size(per_file)} per file (enforced); total size of the home NOT limited: "
-                              f"{reason}; in memory: {writable or 'nothing'}; {rest}")
+            reason = (
+                self._disk_unavailable_reason()
+                or "its home is a plain Docker volume, made before homes had their own filesystem"
+            )
+            result.update(
+                enforced="per-file",
+                limit_bytes=None,
+                used_bytes=None,
+                limit_inodes=None,
+                used_inodes=None,
+                reason=reason,
+            )
+            result["note"] = (
+                f"{format_size(per_file)} per file (enforced); total size of the home NOT limited: "
+                f"{reason}; in memory: {writable or 'nothing'}; {rest}"
+            )
         return result
 
     def current_spec(self, sandbox: Sandbox) -> SandboxSpec:
@@ -813,8 +1046,15 @@ class SandboxManager(LoggingConfigurable):
         recorded = sandbox.spec
         limits = self.limits(sandbox)
         env = recorded.get("env") if isinstance(recorded.get("env"), dict) else {}
-        return SandboxSpec(image=sandbox.image, cpu=limits["cpu"], memory=limits["memory"], disk=limits["disk"],
-                           pids=limits["pids"], env=env, runtime=recorded.get("runtime") or None)
+        return SandboxSpec(
+            image=sandbox.image,
+            cpu=limits["cpu"],
+            memory=limits["memory"],
+            disk=limits["disk"],
+            pids=limits["pids"],
+            env=env,
+            runtime=recorded.get("runtime") or None,
+        )
 
     def uptime(self, sandbox: Sandbox) -> float | None:
         info = self.backend.inspect(sandbox.container_id) or {}
@@ -839,8 +1079,12 @@ class SandboxManager(LoggingConfigurable):
         if not self._gated(sandbox, runtime.python):
             # Made by a version whose start had no gate, or for an interpreter no longer judged fit:
             # a new container on the same files.
-            self.log.info("sandbox %s: its container's command is not the gated agent from %s; recreating "
-                          "the container (files are kept)", sandbox.id, runtime.python)
+            self.log.info(
+                "sandbox %s: its container's command is not the gated agent from %s; recreating "
+                "the container (files are kept)",
+                sandbox.id,
+                runtime.python,
+            )
             return self.recreate(sandbox, self.current_spec(sandbox))
         # The home's image on its loop device before the start (the mount needs it).
         self._attach_home(sandbox.id)
@@ -932,12 +1176,18 @@ class SandboxManager(LoggingConfigurable):
             host_ports=ports,
             created=str(summary.get("Created", "")),
             image_id=str(summary.get("ImageID") or ""),
-            ip_address=next((n.get("IPAddress") or "" for n in ((summary.get("NetworkSettings") or {})
-                                                               .get("Networks") or {}).values()), ""),
+            ip_address=next(
+                (
+                    n.get("IPAddress") or ""
+                    for n in ((summary.get("NetworkSettings") or {}).get("Networks") or {}).values()
+                ),
+                "",
+            ),
         )
 
-    def list(self, owner: str | None = None, kernel_id: str | None = None,
-             workspace: str | None = None) -> list[Sandbox]:
+    def list(
+        self, owner: str | None = None, kernel_id: str | None = None, workspace: str | None = None
+    ) -> list[Sandbox]:
         labels = {LABEL_OWNER: owner} if owner else {}
         pattern = None
         if kernel_id:
@@ -981,8 +1231,9 @@ class SandboxManager(LoggingConfigurable):
             raise SandboxError(f"sandbox {sandbox.id} changed hands meanwhile")
         return self.get(sandbox.id)
 
-    def claim(self, kernel_id: str, workspace: str | None = None,
-              spec: SandboxSpec | None = None) -> tuple[Sandbox | None, str]:
+    def claim(
+        self, kernel_id: str, workspace: str | None = None, spec: SandboxSpec | None = None
+    ) -> tuple[Sandbox | None, str]:
         """Find the sandbox a starting kernel should use, without creating one.
 
         In order: the kernel's own (a restart), its notebook's (reopened, or after a server restart),
@@ -1001,8 +1252,12 @@ class SandboxManager(LoggingConfigurable):
                     if kept.kernel_id and binding.kernel_alive(kept.kernel_id):
                         return None, f"busy {kept.kernel_id}"
                     return self.bind(kept, workspace, kernel_id), "workspace"
-            if spec is not None and self.warm_pool_size > 0 and spec == self.default_spec() and (
-                    self.max_sandboxes_per_owner <= 0 or self.owned_count() < self.max_sandboxes_per_owner):
+            if (
+                spec is not None
+                and self.warm_pool_size > 0
+                and spec == self.default_spec()
+                and (self.max_sandboxes_per_owner <= 0 or self.owned_count() < self.max_sandboxes_per_owner)
+            ):
                 # A pool sandbox counts once claimed: over the limit, none is claimed, and the create
                 # that follows says why. Only this server's pool, and only a sandbox the pool saw
                 # answering: one whose agent still starts would give the kernel's first calls a 502.
@@ -1042,8 +1297,9 @@ class SandboxManager(LoggingConfigurable):
             # notebook's next kernel may have taken it over already (then it is not ours to release).
             sandbox = self.get(sandbox.id)
             if sandbox.kernel_id != kernel_id:
-                self.log.info("sandbox %s changed hands before its release; left to kernel %s", sandbox.id,
-                              sandbox.kernel_id)
+                self.log.info(
+                    "sandbox %s changed hands before its release; left to kernel %s", sandbox.id, sandbox.kernel_id
+                )
                 return
             if sandbox.workspace:
                 sandbox = self.bind(sandbox, sandbox.workspace, None)
@@ -1070,8 +1326,9 @@ class SandboxManager(LoggingConfigurable):
             return self._server_is_mine(binding.kernel_server(sandbox.kernel_id))
         return self._server_is_mine(sandbox.server)
 
-    def pool_sandboxes(self, spec: SandboxSpec | None = None, among: list[Sandbox] | None = None,
-                       server: str | None = None) -> list[Sandbox]:
+    def pool_sandboxes(
+        self, spec: SandboxSpec | None = None, among: list[Sandbox] | None = None, server: str | None = None
+    ) -> list[Sandbox]:
         """Free, running warm-pool sandboxes of this owner that match `spec` (default: the default),
         found `among` the given ones (default: this owner's now), of the Jupyter server `server`
         ('' for none; default: of any)."""
@@ -1082,16 +1339,23 @@ class SandboxManager(LoggingConfigurable):
         # A pool sandbox with another kind of home (made by an older version, or before the operator
         # changed enforce_disk) is not handed out: its disk limit is not the one in force now.
         home = "volume" if self._disk_unavailable_reason() else "ext4"
-        return [s for s in among if s.pool and s.running and s.labels.get(LABEL_HOME) == home
-                and (server is None or s.server == server)
-                and s.labels.get(LABEL_SPEC) == wanted and s.image_id == image_id]
+        return [
+            s
+            for s in among
+            if s.pool
+            and s.running
+            and s.labels.get(LABEL_HOME) == home
+            and (server is None or s.server == server)
+            and s.labels.get(LABEL_SPEC) == wanted
+            and s.image_id == image_id
+        ]
 
     def fill_pool(self, progress: Progress = _quiet) -> dict[str, list[str]]:
         """Bring the warm pool to `warm_pool_size` free sandboxes; drop stale, stopped or extra ones."""
         done: dict[str, list[str]] = {"created": [], "removed": []}
         spec = self.default_spec()
         mine = self.list(owner=self.owner)
-        keep = {s.id for s in self.pool_sandboxes(spec, among=mine, server=self.server_id)[:self.warm_pool_size]}
+        keep = {s.id for s in self.pool_sandboxes(spec, among=mine, server=self.server_id)[: self.warm_pool_size]}
         for sandbox in mine:
             # Another running server's pool is its own; a gone server's is stale.
             if not sandbox.pool or sandbox.id in keep or not self.housekeeps(sandbox):
@@ -1172,7 +1436,7 @@ class SandboxManager(LoggingConfigurable):
         with_volume = {labels.get(LABEL_ID) for _, labels, _ in self.backend.volumes_with_labels([LABEL_ID])}
         removed = []
         for image in sorted(Path(store.directory).glob("*.ext4")):
-            sandbox_id = image.name[:-len(".ext4")]
+            sandbox_id = image.name[: -len(".ext4")]
             try:
                 if sandbox_id in with_volume or now - image.stat().st_mtime < self.orphan_grace:
                     continue
@@ -1225,10 +1489,13 @@ class SandboxManager(LoggingConfigurable):
                     self.stop(sandbox)
                     done["stopped"].append(sandbox.id)
             elif not sandbox.running and self.auto_delete_after > 0:
-                finished = _docker_time(((self.backend.inspect(sandbox.container_id) or {}).get("State") or {})
-                                        .get("FinishedAt") or "")
+                finished = _docker_time(
+                    ((self.backend.inspect(sandbox.container_id) or {}).get("State") or {}).get("FinishedAt") or ""
+                )
                 if finished and (datetime.now(timezone.utc) - finished).total_seconds() > self.auto_delete_after:
-                    self.log.info("sandbox %s stopped longer than %.0f s: deleting it", sandbox.id, self.auto_delete_after)
+                    self.log.info(
+                        "sandbox %s stopped longer than %.0f s: deleting it", sandbox.id, self.auto_delete_after
+                    )
                     self.remove(sandbox)
                     done["deleted"].append(sandbox.id)
         return done

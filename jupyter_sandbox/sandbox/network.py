@@ -42,11 +42,33 @@ CHAIN = "JUPYTER-SANDBOX-EGRESS"
 REFUSE = "JUPYTER-SANDBOX-REFUSE"
 # Docker's embedded DNS server, on the sandbox's loopback (its nat rules move port 53 elsewhere).
 EMBEDDED_DNS = "127.0.0.11"
-BLOCKED_V4 = ["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-              "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24",
-              "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4"]
-BLOCKED_V6 = ["::/128", "::1/128", "::ffff:0:0/96", "64:ff9b::/96", "100::/64", "2001:db8::/32", "fc00::/7",
-              "fe80::/10", "ff00::/8"]
+BLOCKED_V4 = [
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+]
+BLOCKED_V6 = [
+    "::/128",
+    "::1/128",
+    "::ffff:0:0/96",
+    "64:ff9b::/96",
+    "100::/64",
+    "2001:db8::/32",
+    "fc00::/7",
+    "fe80::/10",
+    "ff00::/8",
+]
 # Never reachable, whatever an allow list says: link-local (cloud metadata services live there),
 # multicast, broadcast and "this network". A block inside one of them is refused; a wider block
 # keeps them as holes.
@@ -147,21 +169,26 @@ def parse_policy(value: Any, max_cidrs: int | Limits, allow_any: bool = False) -
                 raise PolicyError(
                     f"the allow list covers {_share(total, bits)} of the IPv{version} address space, more than "
                     f"one /{prefix} block ({_share(most, bits)}), the most the operator permits; "
-                    "name the hosts or networks you need")
+                    "name the hosts or networks you need"
+                )
     for text, network in zip(cidrs, networks):
         if any(network.subnet_of(lo) for lo in LOOPBACK if lo.version == network.version):
-            raise PolicyError(f"{text!r} is the sandbox's own loopback, which is always reachable inside the "
-                              "sandbox and never leads to the host; leave it out")
+            raise PolicyError(
+                f"{text!r} is the sandbox's own loopback, which is always reachable inside the "
+                "sandbox and never leads to the host; leave it out"
+            )
         never = _inside(network, NEVER_V4 if network.version == 4 else NEVER_V6)
         if never:
-            raise PolicyError(f"{text!r} lies in {never} (link-local/metadata, multicast or broadcast "
-                              "addresses), which a sandbox can never reach")
+            raise PolicyError(
+                f"{text!r} lies in {never} (link-local/metadata, multicast or broadcast "
+                "addresses), which a sandbox can never reach"
+            )
     normalised = [str(n) for n in networks]
     return EgressPolicy("allow", list(dict.fromkeys(normalised)))
 
 
 def _share(count: int, bits: int) -> str:
-    fraction = count / 2 ** bits
+    fraction = count / 2**bits
     return f"{fraction:.4%}" if fraction >= 0.0001 else f"{count} addresses"
 
 
@@ -188,8 +215,9 @@ def forget(sandbox_id: str) -> None:
         pass
 
 
-def _rules(policy: EgressPolicy, version: int, host_addresses: Sequence[str] = (),
-           dns_in_allow_mode: bool = False) -> list[list[str]]:
+def _rules(
+    policy: EgressPolicy, version: int, host_addresses: Sequence[str] = (), dns_in_allow_mode: bool = False
+) -> list[list[str]]:
     """iptables argument lists that fill CHAIN for one IP version, in order."""
     rules: list[list[str]] = []
     dns = policy.mode == "internet" or (policy.mode == "allow" and dns_in_allow_mode)
@@ -212,10 +240,10 @@ def _rules(policy: EgressPolicy, version: int, host_addresses: Sequence[str] = (
     for address in host_addresses:
         if ipaddress.ip_address(address).version == version:
             rules.append(["-d", address, "-j", REFUSE])
-    for block in (NEVER_V4 if version == 4 else NEVER_V6):
+    for block in NEVER_V4 if version == 4 else NEVER_V6:
         rules.append(["-d", block, "-j", REFUSE])
     if policy.mode == "internet":
-        for block in (BLOCKED_V4 if version == 4 else BLOCKED_V6):
+        for block in BLOCKED_V4 if version == 4 else BLOCKED_V6:
             rules.append(["-d", block, "-j", REFUSE])
         rules.append(["-j", "ACCEPT"])
     elif policy.mode == "allow":
@@ -233,9 +261,17 @@ def restore_input(rules: list[list[str]]) -> str:
 
     The namespace's filter table is ours alone (Docker keeps its rules for the embedded resolver in
     the nat table, which this leaves untouched)."""
-    lines = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD DROP [0:0]", ":OUTPUT DROP [0:0]",
-             f":{CHAIN} - [0:0]", f":{REFUSE} - [0:0]", f"-A OUTPUT -j {CHAIN}",
-             f"-A {REFUSE} -p tcp -j REJECT --reject-with tcp-reset", f"-A {REFUSE} -j REJECT"]
+    lines = [
+        "*filter",
+        ":INPUT ACCEPT [0:0]",
+        ":FORWARD DROP [0:0]",
+        ":OUTPUT DROP [0:0]",
+        f":{CHAIN} - [0:0]",
+        f":{REFUSE} - [0:0]",
+        f"-A OUTPUT -j {CHAIN}",
+        f"-A {REFUSE} -p tcp -j REJECT --reject-with tcp-reset",
+        f"-A {REFUSE} -j REJECT",
+    ]
     lines += [" ".join([f"-A {CHAIN}", *rule]) for rule in rules]
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"
@@ -269,8 +305,10 @@ class Enforcer:
     def check(self) -> None:
         """Refuse early when this host cannot enforce any policy."""
         if os.geteuid() != 0:
-            raise EgressError("the process starting sandboxes is not root, so it cannot put rules into "
-                              "the sandbox's network namespace")
+            raise EgressError(
+                "the process starting sandboxes is not root, so it cannot put rules into "
+                "the sandbox's network namespace"
+            )
         self._tool(self.nsenter)
         self._tool(self.iptables_restore)
 
@@ -288,8 +326,14 @@ class Enforcer:
                     continue  # no IPv6 in this namespace: nothing can leave over it
                 raise EgressError(f"{tool!r} is not installed on the host (or not on its PATH)")
             try:
-                result = subprocess.run([nsenter, "-t", str(int(pid)), "-n", "--", found, "-w"], input=rules, check=False,
-                                        capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+                result = subprocess.run(
+                    [nsenter, "-t", str(int(pid)), "-n", "--", found, "-w"],
+                    input=rules,
+                    check=False,
+                    capture_output=True,
+                    text=True,
+                    timeout=COMMAND_TIMEOUT,
+                )
             except subprocess.TimeoutExpired:
                 raise EgressError(f"{tool} did not finish within {COMMAND_TIMEOUT} s") from None
             except OSError as exc:
@@ -298,8 +342,7 @@ class Enforcer:
                 if version == 6 and not _has_ipv6(pid):
                     continue
                 detail = (result.stderr or result.stdout).strip().splitlines()
-                raise EgressError(f"{tool} failed (exit {result.returncode}): "
-                                  f"{detail[-1] if detail else 'no message'}")
+                raise EgressError(f"{tool} failed (exit {result.returncode}): {detail[-1] if detail else 'no message'}")
         return time.monotonic() - started
 
 

@@ -60,8 +60,11 @@ class NotebookSandboxes:
     def _under(self, folder: str) -> list[tuple[str, str]]:
         """Remembered (workspace, path) of the notebooks at or below `folder`."""
         prefix = folder.rstrip("/") + "/"
-        return [(ws, str(record["path"])) for ws, record in binding.notebooks().items()
-                if not record.get("detached") and (record["path"] == folder or str(record["path"]).startswith(prefix))]
+        return [
+            (ws, str(record["path"]))
+            for ws, record in binding.notebooks().items()
+            if not record.get("detached") and (record["path"] == folder or str(record["path"]).startswith(prefix))
+        ]
 
     # -- what the server saw ------------------------------------------------------------------
 
@@ -70,7 +73,7 @@ class NotebookSandboxes:
         old, new = self.absolute(old_api), self.absolute(new_api)
         moves = {self.key(old): new}
         for workspace, path in self._under(old):
-            moves[workspace] = new + path[len(old):]
+            moves[workspace] = new + path[len(old) :]
         moved = []
         with binding.claim_lock():
             for workspace, path in moves.items():

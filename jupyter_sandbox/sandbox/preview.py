@@ -31,8 +31,10 @@ def check_port(port: object) -> int:
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise PreviewError(f"port must be a whole number from 1 to 65535, got {port!r}")
     if port in RESERVED_PORTS:
-        raise PreviewError(f"port {port} is jupyter-sandbox's own (its agent and kernel use "
-                           f"{min(RESERVED_PORTS)} to {max(RESERVED_PORTS)}); preview your app's port")
+        raise PreviewError(
+            f"port {port} is jupyter-sandbox's own (its agent and kernel use "
+            f"{min(RESERVED_PORTS)} to {max(RESERVED_PORTS)}); preview your app's port"
+        )
     return port
 
 
@@ -82,8 +84,9 @@ def forget(sandbox_id: str) -> None:
 
 
 def _signature(sandbox_id: str, port: int, expires: int) -> str:
-    key = hmac.new(sandbox_secrets.host_secret(), b"preview:" + sandbox_id.encode() + b":" + _nonce(sandbox_id),
-                   hashlib.sha256).digest()
+    key = hmac.new(
+        sandbox_secrets.host_secret(), b"preview:" + sandbox_id.encode() + b":" + _nonce(sandbox_id), hashlib.sha256
+    ).digest()
     return hmac.new(key, f"{sandbox_id}.{port}.{expires}".encode(), hashlib.sha256).hexdigest()
 
 

@@ -16,8 +16,9 @@ import contextlib
 import json
 import time
 import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, Callable
 
 from traitlets import Bool, Float, Int, Unicode, Union
 from traitlets.config import LoggingConfigurable
@@ -73,58 +74,129 @@ def _passed_status(status: int) -> int:
 
 
 class SandboxService(LoggingConfigurable):
-    max_upload_size = Union([Int(), Unicode()], default_value="10g", config=True, help=(
-        "Largest file accepted by PUT .../files/content, e.g. '10g'; larger uploads get 413 before "
-        "their body is read."))
-    max_multipart_size = Union([Int(), Unicode()], default_value="10g", config=True, help=(
-        "Largest multipart body of POST .../files/upload. It is parsed as it arrives and each file "
-        "is streamed to the sandbox, so this bounds the transfer, not the server's memory."))
-    upload_buffer_per_user = Union([Int(), Unicode()], default_value="64m", config=True, help=(
-        "Upload buffers one user may hold in the server at once, e.g. '64m'. Each upload under way "
-        "(PUT .../files/content or POST .../files/upload) reserves `upload_window` of it; a user "
-        "over it gets 429 until an upload finishes."))
-    upload_window = Union([Int(), Unicode()], default_value="1m", config=True, help=(
-        "Buffer one upload may hold in the server while the sandbox takes its bytes (a multipart "
-        "part header longer than this is refused)."))
-    max_calls_per_sandbox = Int(8, config=True, help=(
-        "Calls to one sandbox (its agent and its Docker container) under way at once, streams "
-        "included. More wait `busy_wait` seconds for a place, then get 503: a frozen or slow "
-        "sandbox holds its own places and nothing the other sandboxes need."))
-    busy_wait = Float(2.0, config=True, help=(
-        "Seconds a call waits for a place among its sandbox's `max_calls_per_sandbox` before 503."))
-    agent_connect_timeout = Float(5.0, config=True, help=(
-        "Seconds to connect to a sandbox's agent before the call fails with 504."))
-    agent_timeout = Float(60.0, config=True, help=(
-        "Seconds a call to a sandbox's agent may take in all, for calls that have no deadline of "
-        "their own (an exec has its command's timeout plus 30 s), before 504."))
-    agent_idle_timeout = Float(30.0, config=True, help=(
-        "Longest silence of a sandbox's agent in the middle of a call or a stream (download, "
-        "followed logs, upload) before it is cut with 504."))
-    docker_threads = Int(16, config=True, help=(
-        "Threads for Docker Engine calls, apart from the server's shared executor. One sandbox can "
-        "use at most `max_calls_per_sandbox` of them."))
-    docker_timeout = Float(120.0, config=True, help=(
-        "Seconds a Docker Engine call may take before the API call fails with 504 (creating a "
-        "sandbox, which may build the image, has `create_timeout`)."))
-    create_timeout = Float(900.0, config=True, help=(
-        "Seconds creating a sandbox may take, image build (first use) included, before 504."))
-    start_stopped = Bool(False, config=True, help=(
-        "Start a stopped sandbox when an API call needs it, instead of answering 409."))
-    preview_url_template = Unicode("http://{port}-{sandbox_id}.localhost:{server_port}/", config=True, help=(
-        "Address of a preview. The default works on one machine (browsers resolve *.localhost to "
-        "loopback); a hub with a wildcard domain sets e.g. 'https://{port}-{sandbox_id}.preview.example.org/'. "
-        "The host part is how the server recognises preview requests."))
-    path_form_previews = Bool(True, config=True, help=(
-        "Also serve previews at /sandbox/preview/{sandbox_id}/{port}/ on the Jupyter server's own address, "
-        "for deployments where preview host names cannot be routed. Links always use "
-        "preview_url_template; the path form is a fallback that shares the Jupyter origin (see the README's "
-        "security model for what it cannot protect). False: that address answers 404."))
-    reap_interval = Float(30.0, config=True, help=(
-        "Seconds between checks for idle sandboxes (SandboxManager.idle_timeout) and long-stopped ones "
-        "(SandboxManager.auto_delete_after), and for sandboxes whose kernel died without releasing "
-        "them (SandboxManager.orphan_grace). 0: none of these checks."))
-    pool_interval = Float(5.0, config=True, help=(
-        "Seconds between checks that the warm pool (SandboxManager.warm_pool_size) is full."))
+    max_upload_size = Union(
+        [Int(), Unicode()],
+        default_value="10g",
+        config=True,
+        help=(
+            "Largest file accepted by PUT .../files/content, e.g. '10g'; larger uploads get 413 before "
+            "their body is read."
+        ),
+    )
+    max_multipart_size = Union(
+        [Int(), Unicode()],
+        default_value="10g",
+        config=True,
+        help=(
+            "Largest multipart body of POST .../files/upload. It is parsed as it arrives and each file "
+            "is streamed to the sandbox, so this bounds the transfer, not the server's memory."
+        ),
+    )
+    upload_buffer_per_user = Union(
+        [Int(), Unicode()],
+        default_value="64m",
+        config=True,
+        help=(
+            "Upload buffers one user may hold in the server at once, e.g. '64m'. Each upload under way "
+            "(PUT .../files/content or POST .../files/upload) reserves `upload_window` of it; a user "
+            "over it gets 429 until an upload finishes."
+        ),
+    )
+    upload_window = Union(
+        [Int(), Unicode()],
+        default_value="1m",
+        config=True,
+        help=(
+            "Buffer one upload may hold in the server while the sandbox takes its bytes (a multipart "
+            "part header longer than this is refused)."
+        ),
+    )
+    max_calls_per_sandbox = Int(
+        8,
+        config=True,
+        help=(
+            "Calls to one sandbox (its agent and its Docker container) under way at once, streams "
+            "included. More wait `busy_wait` seconds for a place, then get 503: a frozen or slow "
+            "sandbox holds its own places and nothing the other sandboxes need."
+        ),
+    )
+    busy_wait = Float(
+        2.0,
+        config=True,
+        help=("Seconds a call waits for a place among its sandbox's `max_calls_per_sandbox` before 503."),
+    )
+    agent_connect_timeout = Float(
+        5.0, config=True, help=("Seconds to connect to a sandbox's agent before the call fails with 504.")
+    )
+    agent_timeout = Float(
+        60.0,
+        config=True,
+        help=(
+            "Seconds a call to a sandbox's agent may take in all, for calls that have no deadline of "
+            "their own (an exec has its command's timeout plus 30 s), before 504."
+        ),
+    )
+    agent_idle_timeout = Float(
+        30.0,
+        config=True,
+        help=(
+            "Longest silence of a sandbox's agent in the middle of a call or a stream (download, "
+            "followed logs, upload) before it is cut with 504."
+        ),
+    )
+    docker_threads = Int(
+        16,
+        config=True,
+        help=(
+            "Threads for Docker Engine calls, apart from the server's shared executor. One sandbox can "
+            "use at most `max_calls_per_sandbox` of them."
+        ),
+    )
+    docker_timeout = Float(
+        120.0,
+        config=True,
+        help=(
+            "Seconds a Docker Engine call may take before the API call fails with 504 (creating a "
+            "sandbox, which may build the image, has `create_timeout`)."
+        ),
+    )
+    create_timeout = Float(
+        900.0, config=True, help=("Seconds creating a sandbox may take, image build (first use) included, before 504.")
+    )
+    start_stopped = Bool(
+        False, config=True, help=("Start a stopped sandbox when an API call needs it, instead of answering 409.")
+    )
+    preview_url_template = Unicode(
+        "http://{port}-{sandbox_id}.localhost:{server_port}/",
+        config=True,
+        help=(
+            "Address of a preview. The default works on one machine (browsers resolve *.localhost to "
+            "loopback); a hub with a wildcard domain sets e.g. 'https://{port}-{sandbox_id}.preview.example.org/'. "
+            "The host part is how the server recognises preview requests."
+        ),
+    )
+    path_form_previews = Bool(
+        True,
+        config=True,
+        help=(
+            "Also serve previews at /sandbox/preview/{sandbox_id}/{port}/ on the Jupyter server's own address, "
+            "for deployments where preview host names cannot be routed. Links always use "
+            "preview_url_template; the path form is a fallback that shares the Jupyter origin (see the README's "
+            "security model for what it cannot protect). False: that address answers 404."
+        ),
+    )
+    reap_interval = Float(
+        30.0,
+        config=True,
+        help=(
+            "Seconds between checks for idle sandboxes (SandboxManager.idle_timeout) and long-stopped ones "
+            "(SandboxManager.auto_delete_after), and for sandboxes whose kernel died without releasing "
+            "them (SandboxManager.orphan_grace). 0: none of these checks."
+        ),
+    )
+    pool_interval = Float(
+        5.0, config=True, help=("Seconds between checks that the warm pool (SandboxManager.warm_pool_size) is full.")
+    )
     server_port = 0
     _busy: set[str]
 
@@ -134,10 +206,14 @@ class SandboxService(LoggingConfigurable):
         self._busy = set()
         self.gates = SandboxGates(self.max_calls_per_sandbox, self.busy_wait)
         self.docker = DockerCalls(self.docker_threads, self.docker_timeout)
-        self.uploads = UploadBudget(parse_size(self.upload_buffer_per_user, "upload_buffer_per_user"),
-                                    parse_size(self.upload_window, "upload_window"))
+        self.uploads = UploadBudget(
+            parse_size(self.upload_buffer_per_user, "upload_buffer_per_user"),
+            parse_size(self.upload_window, "upload_window"),
+        )
         # Housekeeping (reaper, pool) has its own threads: it never waits behind API calls, nor they behind it.
-        self._housekeeping = concurrent.futures.ThreadPoolExecutor(max_workers=3, thread_name_prefix="sandbox-housekeeping")
+        self._housekeeping = concurrent.futures.ThreadPoolExecutor(
+            max_workers=3, thread_name_prefix="sandbox-housekeeping"
+        )
         self.git_proxy = GitCredentialProxy(parent=self, log=self.log)
         self._git_calls = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="sandbox-git")
 
@@ -190,8 +266,11 @@ class SandboxService(LoggingConfigurable):
             raise ApiError(404, f"there is no sandbox {sandbox_id!r}")
         if running and not sandbox.running:
             if not self.start_stopped and not self.manager.was_idle_stopped(sandbox):
-                raise ApiError(409, f"sandbox {sandbox_id} is {sandbox.state}; start it first "
-                                    f"(POST /sandbox/api/sandboxes/{sandbox_id}/start)")
+                raise ApiError(
+                    409,
+                    f"sandbox {sandbox_id} is {sandbox.state}; start it first "
+                    f"(POST /sandbox/api/sandboxes/{sandbox_id}/start)",
+                )
             sandbox = await self.blocking(self.manager.start, sandbox)
             await self.wait_for_agent(sandbox)
         return sandbox
@@ -199,8 +278,14 @@ class SandboxService(LoggingConfigurable):
     def agent_for(self, sandbox: Sandbox) -> AsyncAgent:
         with self.errors():
             client = self.manager.agent(sandbox)
-        return AsyncAgent(sandbox.id, client.host, client.port, client.token,
-                          connect_timeout=self.agent_connect_timeout, idle_timeout=self.agent_idle_timeout)
+        return AsyncAgent(
+            sandbox.id,
+            client.host,
+            client.port,
+            client.token,
+            connect_timeout=self.agent_connect_timeout,
+            idle_timeout=self.agent_idle_timeout,
+        )
 
     async def agent(self, sandbox_id: str) -> AsyncAgent:
         return self.agent_for(await self.sandbox(sandbox_id))
@@ -215,19 +300,29 @@ class SandboxService(LoggingConfigurable):
             except AgentError as exc:
                 if time.monotonic() > deadline:
                     with self.errors():
-                        raise AgentTimeout(f"sandbox {sandbox.id}'s agent did not come up within {timeout:.0f} s: "
-                                           f"{exc}") from None
+                        raise AgentTimeout(
+                            f"sandbox {sandbox.id}'s agent did not come up within {timeout:.0f} s: {exc}"
+                        ) from None
                 await asyncio.sleep(0.05)
 
-    async def call(self, sandbox_id: str, method: str, path: str, query: dict[str, Any] | None = None,
-                   body: dict[str, Any] | None = None, timeout: float | None = None, shape: str | None = None) -> Any:
+    async def call(
+        self,
+        sandbox_id: str,
+        method: str,
+        path: str,
+        query: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        shape: str | None = None,
+    ) -> Any:
         """Call the agent; with `shape` (a key of shapes.AGENT_SHAPES) the answer is reduced to it."""
         if query:
             path += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
         async with self.gate(sandbox_id):
             agent = await self.agent(sandbox_id)
-            answer = await self.awaited(agent.request(method, path, body,
-                                                      timeout=self.agent_timeout if timeout is None else timeout))
+            answer = await self.awaited(
+                agent.request(method, path, body, timeout=self.agent_timeout if timeout is None else timeout)
+            )
         if shape is None:
             return answer
         try:
@@ -256,7 +351,9 @@ class SandboxService(LoggingConfigurable):
         for key in ("image", "cpu", "pids"):
             if key in body:
                 overrides[key] = body[key]
-        if "cpu" in overrides and (isinstance(overrides["cpu"], bool) or not isinstance(overrides["cpu"], (int, float))):
+        if "cpu" in overrides and (
+            isinstance(overrides["cpu"], bool) or not isinstance(overrides["cpu"], (int, float))
+        ):
             raise ApiError(400, "cpu must be a number")
         if "pids" in overrides and (isinstance(overrides["pids"], bool) or not isinstance(overrides["pids"], int)):
             raise ApiError(400, "pids must be a whole number")
@@ -268,7 +365,9 @@ class SandboxService(LoggingConfigurable):
                     raise ApiError(400, str(exc)) from None
         for key in ("env", "labels"):
             value = body.get(key, {})
-            if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            ):
                 raise ApiError(400, f"{key} must map strings to strings")
             overrides[key] = value
         if any(k.startswith(LABEL_PREFIX) for k in overrides.get("labels", {})):
@@ -283,7 +382,7 @@ class SandboxService(LoggingConfigurable):
         await self.wait_for_agent(sandbox)
         return self.describe(sandbox)
 
-    def _policy(self, value: Any) -> "network.EgressPolicy":
+    def _policy(self, value: Any) -> network.EgressPolicy:
         try:
             return self.manager.network_policy(value)
         except network.PolicyError as exc:
@@ -292,7 +391,7 @@ class SandboxService(LoggingConfigurable):
     async def update(self, sandbox_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """PATCH: for now the egress policy, changed live."""
         if "network" not in body:
-            raise ApiError(400, "only network can be changed here, e.g. {\"network\": {\"mode\": \"none\"}}")
+            raise ApiError(400, 'only network can be changed here, e.g. {"network": {"mode": "none"}}')
         policy = self._policy(body["network"])
         async with self.gate(sandbox_id):
             sandbox = await self.sandbox(sandbox_id, running=False)
@@ -401,11 +500,17 @@ class SandboxService(LoggingConfigurable):
             request.pop("url", None)
             if credential is not None:
                 # Scoped to what the user named, never to the remote in the sandbox's .git/config.
-                remote = (self._remote(body["url"]) if body.get("url")
-                          else git_credentials.recall(sandbox_id, body.get("path") or "."))
+                remote = (
+                    self._remote(body["url"])
+                    if body.get("url")
+                    else git_credentials.recall(sandbox_id, body.get("path") or ".")
+                )
                 if remote is None:
-                    raise ApiError(400, "say which repository these credentials are for: give url (its https:// "
-                                        "address); the host only knows the remotes of repositories cloned through this API")
+                    raise ApiError(
+                        400,
+                        "say which repository these credentials are for: give url (its https:// "
+                        "address); the host only knows the remotes of repositories cloned through this API",
+                    )
         key = request.get("path") or "."
         if credential is None:
             answer = await self.call(sandbox_id, "POST", f"/git/{operation}", body=request, timeout=180)
@@ -419,8 +524,17 @@ class SandboxService(LoggingConfigurable):
                     # not the Docker calls' (git calls are bounded per sandbox by the gate).
                     loop = asyncio.get_running_loop()
                     with self.errors():
-                        answer = await loop.run_in_executor(self._git_calls, run_call, self.git_proxy, client,
-                                                            operation, request, remote, credential, 180)
+                        answer = await loop.run_in_executor(
+                            self._git_calls,
+                            run_call,
+                            self.git_proxy,
+                            client,
+                            operation,
+                            request,
+                            remote,
+                            credential,
+                            180,
+                        )
             except GitProxyError as exc:
                 raise ApiError(exc.status, exc.message) from None
             except ApiError as exc:
@@ -451,8 +565,13 @@ class SandboxService(LoggingConfigurable):
         except preview.PreviewError as exc:
             raise ApiError(400, str(exc)) from None
         url = self.preview_url_template.format(port=port, sandbox_id=sandbox_id, server_port=self.server_port)
-        return {"url": url, "token": token, "expires_at": datetime.fromtimestamp(expires, timezone.utc).isoformat(),
-                "browser_url": f"{url}?token={token}", "header": "X-Sandbox-Preview-Token"}
+        return {
+            "url": url,
+            "token": token,
+            "expires_at": datetime.fromtimestamp(expires, timezone.utc).isoformat(),
+            "browser_url": f"{url}?token={token}",
+            "header": "X-Sandbox-Preview-Token",
+        }
 
     async def rotate_previews(self, sandbox_id: str) -> None:
         async with self.gate(sandbox_id):
@@ -465,8 +584,14 @@ class SandboxService(LoggingConfigurable):
 
     # -- streaming --------------------------------------------------------------------------
 
-    async def download(self, sandbox_id: str, path: str, archive: str | None,
-                       on_head: Callable[[AgentResponse], None], on_chunk: Callable[[bytes], Awaitable[None]]) -> None:
+    async def download(
+        self,
+        sandbox_id: str,
+        path: str,
+        archive: str | None,
+        on_head: Callable[[AgentResponse], None],
+        on_chunk: Callable[[bytes], Awaitable[None]],
+    ) -> None:
         """Stream a file (a folder as an archive) from the agent: `on_head` with the agent's answer
         once it is known good, then `on_chunk` for each piece, the next read only once it is sent."""
         query = {"path": path, **({"format": archive} if archive else {})}
@@ -487,7 +612,9 @@ class SandboxService(LoggingConfigurable):
             finally:
                 response.close()
 
-    async def follow_logs(self, sandbox_id: str, path: str, on_line: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+    async def follow_logs(
+        self, sandbox_id: str, path: str, on_line: Callable[[dict[str, Any]], Awaitable[None]]
+    ) -> None:
         """A session command's followed logs: newline-delimited JSON objects, relayed one by one."""
         async with self.gate(sandbox_id):
             agent = await self.agent(sandbox_id)
@@ -509,7 +636,7 @@ class SandboxService(LoggingConfigurable):
             finally:
                 response.close()
 
-    async def open_upload(self, sandbox_id: str, user: str) -> "UploadSlot":
+    async def open_upload(self, sandbox_id: str, user: str) -> UploadSlot:
         """Room for one upload: a place in the sandbox's gate and a window in the user's budget,
         taken before any of the body is read. Release it with `UploadSlot.close`."""
         with self.errors():
@@ -542,9 +669,14 @@ class UploadSlot:
     async def start_file(self, path: str, size: int | None) -> None:
         assert self.agent is not None and self.file is None
         self._chunked = size is None
-        self.file = await self.service.awaited(self.agent.open(
-            "PUT", "/files/content?" + urllib.parse.urlencode({"path": path}),
-            content_type="application/octet-stream", stream_body=size))
+        self.file = await self.service.awaited(
+            self.agent.open(
+                "PUT",
+                "/files/content?" + urllib.parse.urlencode({"path": path}),
+                content_type="application/octet-stream",
+                stream_body=size,
+            )
+        )
 
     async def send(self, chunk: bytes) -> None:
         if self.file is None or not chunk:
@@ -565,8 +697,7 @@ class UploadSlot:
             raise ApiError(502, "the sandbox's agent answered the upload with something that is not JSON") from None
         if answer.status >= 400:
             message = parsed.get("message", "") if isinstance(parsed, dict) else ""
-            raise ApiError(_passed_status(answer.status),
-                           str(message)[:500] or f"the agent answered {answer.status}")
+            raise ApiError(_passed_status(answer.status), str(message)[:500] or f"the agent answered {answer.status}")
         if not isinstance(parsed, dict) or not isinstance(parsed.get("size"), int) or isinstance(parsed["size"], bool):
             raise ApiError(502, "the sandbox's agent answered the upload with an unexpected shape")
         return {"path": str(parsed.get("path", "")), "size": parsed["size"]}
@@ -578,19 +709,33 @@ class UploadSlot:
         placed = []
         for source, destination in staged:
             try:
-                await self.service.awaited(self.agent.request(
-                    "DELETE", "/files?" + urllib.parse.urlencode({"path": destination, "recursive": "0"}),
-                    timeout=self.service.agent_timeout))
+                await self.service.awaited(
+                    self.agent.request(
+                        "DELETE",
+                        "/files?" + urllib.parse.urlencode({"path": destination, "recursive": "0"}),
+                        timeout=self.service.agent_timeout,
+                    )
+                )
             except ApiError as exc:
                 if exc.status != 404:
                     raise
-            answer = await self.service.awaited(self.agent.request(
-                "POST", "/files/move", {"source": source, "destination": destination}, timeout=self.service.agent_timeout))
+            answer = await self.service.awaited(
+                self.agent.request(
+                    "POST",
+                    "/files/move",
+                    {"source": source, "destination": destination},
+                    timeout=self.service.agent_timeout,
+                )
+            )
             size = answer.get("size")
             placed.append({"path": str(answer.get("path", "")), "size": size if isinstance(size, int) else None})
-        await self.service.awaited(self.agent.request(
-            "DELETE", "/files?" + urllib.parse.urlencode({"path": staging, "recursive": "1"}),
-            timeout=self.service.agent_timeout))
+        await self.service.awaited(
+            self.agent.request(
+                "DELETE",
+                "/files?" + urllib.parse.urlencode({"path": staging, "recursive": "1"}),
+                timeout=self.service.agent_timeout,
+            )
+        )
         return placed
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ def user_ports(ports: list[int]) -> list[int]:
     """Listening ports without the agent's and the inner kernel's own."""
     return [p for p in ports if p not in RESERVED_PORTS]
 
+
 SANDBOX_USER_UID = 1000
 SANDBOX_HOME = "/home/sandbox"
 
@@ -99,7 +100,7 @@ class SandboxSpec:
     labels: dict[str, str] = field(default_factory=dict)
     runtime: str | None = None
 
-    def validate(self) -> "SandboxSpec":
+    def validate(self) -> SandboxSpec:
         if not isinstance(self.image, str) or not self.image.strip():
             raise SpecError("image: a sandbox needs an image name, e.g. jupyter-sandbox/python:0.1.0")
         if any(ch.isspace() for ch in self.image):

@@ -31,10 +31,15 @@ class SandboxExtension(ExtensionApp):
     description = "Sandboxes for notebook code: REST API, previews, warm pool, idle reaper."
     load_other_extensions = True
 
-    shutdown_timeout = Float(20.0, config=True, help=(
-        "Most seconds the server's shutdown waits for this extension's cleanup (removing the warm "
-        "pool's sandboxes, waiting for housekeeping under way). What is left then is left to the next "
-        "server's reconciliation."))
+    shutdown_timeout = Float(
+        20.0,
+        config=True,
+        help=(
+            "Most seconds the server's shutdown waits for this extension's cleanup (removing the warm "
+            "pool's sandboxes, waiting for housekeeping under way). What is left then is left to the next "
+            "server's reconciliation."
+        ),
+    )
 
     manager: SandboxManager
     service: SandboxService
@@ -64,15 +69,25 @@ class SandboxExtension(ExtensionApp):
         base_url = serverapp.web_app.settings["base_url"]
         serverapp.web_app.add_handlers(".*$", api_routes(base_url, service))
         # Preview origins first, before any Jupyter handler: none of Jupyter's pages exist there.
-        preview.install(serverapp.web_app, self.manager, serverapp.log, service.preview_url_template, base_url,
-                        path_form=service.path_form_previews)
+        preview.install(
+            serverapp.web_app,
+            self.manager,
+            serverapp.log,
+            service.preview_url_template,
+            base_url,
+            path_form=service.path_form_previews,
+        )
         service.server_port = serverapp.port
         # Kernels started by this server inherit its environment: %sandbox preview builds links with it.
         os.environ[PREVIEW_TEMPLATE_ENV] = service.preview_url_template.replace("{server_port}", str(serverapp.port))
         self.notebook_events.install()
         self._start_housekeeping()
-        serverapp.log.info("jupyter-sandbox: REST API at %ssandbox/api; previews at %s (server %s)", base_url,
-                           service.preview_url_template, self.server_id)
+        serverapp.log.info(
+            "jupyter-sandbox: REST API at %ssandbox/api; previews at %s (server %s)",
+            base_url,
+            service.preview_url_template,
+            self.server_id,
+        )
 
     def _spawn(self, job: Callable[[], Any]) -> None:
         if self.manager.stopping:
@@ -126,8 +141,10 @@ class SandboxExtension(ExtensionApp):
             if removed:
                 manager.log.info("jupyter-sandbox: removed the warm pool's sandboxes %s", removed)
         except asyncio.TimeoutError:
-            manager.log.warning("jupyter-sandbox: cleanup did not finish in %.0f s; the next server's "
-                                "reconciliation will finish it", self.shutdown_timeout)
+            manager.log.warning(
+                "jupyter-sandbox: cleanup did not finish in %.0f s; the next server's reconciliation will finish it",
+                self.shutdown_timeout,
+            )
         for task in list(self._tasks):
             task.cancel()
         self.server_lease.release(forget=True)

@@ -250,9 +250,12 @@ class FileContentHandler(SandboxAPIHandler):
 
         def head(response: Any) -> None:
             kind = response.header("Content-Type") or "application/octet-stream"
-            self.set_header("Content-Type", kind if kind in ("application/x-tar", "application/zip") else
-                            "application/octet-stream")
-            name = (path.rstrip("/").rsplit("/", 1)[-1] or "download") + (f".{archive or 'tar'}" if "x-tar" in kind or "zip" in kind else "")
+            self.set_header(
+                "Content-Type", kind if kind in ("application/x-tar", "application/zip") else "application/octet-stream"
+            )
+            name = (path.rstrip("/").rsplit("/", 1)[-1] or "download") + (
+                f".{archive or 'tar'}" if "x-tar" in kind or "zip" in kind else ""
+            )
             self.set_header("Content-Disposition", f"attachment; filename*=UTF-8''{url_quote(name)}")
             length = response.header("Content-Length")
             if length and length.isdigit():
@@ -287,8 +290,10 @@ class MultipartUploadHandler(SandboxAPIHandler):
         self._received = 0
         length = self.request.headers.get("Content-Length")
         if length is not None and (not length.isdigit() or int(length) > self._limit):
-            raise web.HTTPError(413, f"a multipart upload may be at most {self._limit:,} bytes; "
-                                     "use PUT .../files/content for large files")
+            raise web.HTTPError(
+                413,
+                f"a multipart upload may be at most {self._limit:,} bytes; use PUT .../files/content for large files",
+            )
         self.request.connection.set_max_body_size(self._limit + 1)
         try:
             boundary = boundary_of(self.request.headers.get("Content-Type", ""))
@@ -374,7 +379,8 @@ class MultipartUploadHandler(SandboxAPIHandler):
             assert self._slot is not None
             folder = (self._folder or "").rstrip("/")
             self._results += await self._slot.move_into_place(
-                [(staged, f"{folder}/{name}" if folder else name) for staged, name in self._staged], self._staging)
+                [(staged, f"{folder}/{name}" if folder else name) for staged, name in self._staged], self._staging
+            )
         if not self._results:
             raise web.HTTPError(400, "no files in the multipart body")
         self.reply({"files": self._results}, status=201)
@@ -400,19 +406,28 @@ class FileOperationHandler(SandboxAPIHandler):
             request = {"path": check_path(body.get("path")), "mode": body.get("mode", "755")}
             self.reply(checked_entry(await self.service.call(sandbox_id, "POST", "/files/folder", body=request)), 201)
         elif operation == "move":
-            request = {"source": check_path(body.get("source"), "source"),
-                       "destination": check_path(body.get("destination"), "destination")}
+            request = {
+                "source": check_path(body.get("source"), "source"),
+                "destination": check_path(body.get("destination"), "destination"),
+            }
             self.reply(checked_entry(await self.service.call(sandbox_id, "POST", "/files/move", body=request)))
         elif operation == "permissions":
-            request = {"path": check_path(body.get("path")), "mode": body.get("mode"),
-                       "owner": body.get("owner"), "group": body.get("group")}
+            request = {
+                "path": check_path(body.get("path")),
+                "mode": body.get("mode"),
+                "owner": body.get("owner"),
+                "group": body.get("group"),
+            }
             self.reply(checked_entry(await self.service.call(sandbox_id, "POST", "/files/permissions", body=request)))
         elif operation == "replace":
             files = body.get("files")
             if not isinstance(files, list) or not files or len(files) > 10_000:
                 raise web.HTTPError(400, "files must be a list of 1 to 10000 paths")
-            request = {"files": [check_path(f, "file") for f in files], "pattern": body.get("pattern"),
-                       "new_value": body.get("new_value")}
+            request = {
+                "files": [check_path(f, "file") for f in files],
+                "pattern": body.get("pattern"),
+                "new_value": body.get("new_value"),
+            }
             answer = await self.service.call(sandbox_id, "POST", "/files/replace", body=request, timeout=300)
             self.reply({"results": checked_list(answer.get("results"), "results")})
 
@@ -423,17 +438,32 @@ class FileOperationHandler(SandboxAPIHandler):
         pattern = self.query("pattern", required=True)
         if len(pattern) > 1000:
             raise web.HTTPError(400, "pattern is too long (at most 1000 characters)")
-        answer = await self.service.call(sandbox_id, "GET", f"/files/{operation}", {"path": path, "pattern": pattern},
-                                         timeout=120)
+        answer = await self.service.call(
+            sandbox_id, "GET", f"/files/{operation}", {"path": path, "pattern": pattern}, timeout=120
+        )
         if operation == "search":
-            self.reply({"files": [f for f in checked_list(answer.get("files"), "files") if isinstance(f, str)],
-                        "truncated": bool(answer.get("truncated"))})
+            self.reply(
+                {
+                    "files": [f for f in checked_list(answer.get("files"), "files") if isinstance(f, str)],
+                    "truncated": bool(answer.get("truncated")),
+                }
+            )
         else:
-            matches = [m for m in checked_list(answer.get("matches"), "matches")
-                       if isinstance(m, dict) and isinstance(m.get("file"), str) and isinstance(m.get("line"), int)
-                       and isinstance(m.get("content"), str)]
-            self.reply({"matches": matches, "timed_out": bool(answer.get("timed_out")),
-                        "truncated": bool(answer.get("truncated"))})
+            matches = [
+                m
+                for m in checked_list(answer.get("matches"), "matches")
+                if isinstance(m, dict)
+                and isinstance(m.get("file"), str)
+                and isinstance(m.get("line"), int)
+                and isinstance(m.get("content"), str)
+            ]
+            self.reply(
+                {
+                    "matches": matches,
+                    "timed_out": bool(answer.get("timed_out")),
+                    "truncated": bool(answer.get("truncated")),
+                }
+            )
 
 
 class ExecHandler(SandboxAPIHandler):
@@ -450,13 +480,23 @@ class ExecHandler(SandboxAPIHandler):
         env = body.get("env") or {}
         if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
             raise web.HTTPError(400, "env must map names to strings")
-        answer = await self.service.call(sandbox_id, "POST", "/process/exec",
-                                         body={"command": command, "cwd": cwd, "env": env, "timeout": timeout},
-                                         timeout=timeout + 30)
+        answer = await self.service.call(
+            sandbox_id,
+            "POST",
+            "/process/exec",
+            body={"command": command, "cwd": cwd, "env": env, "timeout": timeout},
+            timeout=timeout + 30,
+        )
         if not isinstance(answer.get("exit_code"), int):
             raise ApiError(502, "the sandbox's agent sent a malformed result")
-        self.reply({"exit_code": answer["exit_code"], "timed_out": bool(answer.get("timed_out")),
-                    "stdout": str(answer.get("stdout", "")), "stderr": str(answer.get("stderr", ""))})
+        self.reply(
+            {
+                "exit_code": answer["exit_code"],
+                "timed_out": bool(answer.get("timed_out")),
+                "stdout": str(answer.get("stdout", "")),
+                "stderr": str(answer.get("stderr", "")),
+            }
+        )
 
 
 SESSION_ID = r"(?P<session_id>[A-Za-z0-9_-]{1,64})"
@@ -473,8 +513,11 @@ class SessionsHandler(SandboxAPIHandler):
     @authorized
     async def post(self, sandbox_id: str) -> None:
         body = self.json_body()
-        request = {"id": body.get("id"), "cwd": check_path(body.get("cwd"), "cwd", required=False) or None,
-                   "env": body.get("env") or {}}
+        request = {
+            "id": body.get("id"),
+            "cwd": check_path(body.get("cwd"), "cwd", required=False) or None,
+            "env": body.get("env") or {},
+        }
         self.reply(await self.service.call(sandbox_id, "POST", "/sessions", body=request, shape="session"), status=201)
 
 
@@ -497,8 +540,14 @@ class CommandsHandler(SandboxAPIHandler):
     async def post(self, sandbox_id: str, session_id: str) -> None:
         body = self.json_body()
         request = {"command": body.get("command"), "run_async": bool(body.get("run_async"))}
-        answer = await self.service.call(sandbox_id, "POST", f"/sessions/{session_id}/commands", body=request,
-                                         timeout=3600, shape="command" if request["run_async"] else "command_run")
+        answer = await self.service.call(
+            sandbox_id,
+            "POST",
+            f"/sessions/{session_id}/commands",
+            body=request,
+            timeout=3600,
+            shape="command" if request["run_async"] else "command_run",
+        )
         self.reply(answer, status=202 if request["run_async"] else 200)
 
 
@@ -507,8 +556,15 @@ class CommandActionHandler(SandboxAPIHandler):
     @authorized
     async def post(self, sandbox_id: str, session_id: str, command_id: str, action: str) -> None:
         body = self.json_body() if action == "input" else None
-        self.reply(await self.service.call(sandbox_id, "POST", f"/sessions/{session_id}/commands/{command_id}/{action}",
-                                           body=body, shape="input" if action == "input" else "command"))
+        self.reply(
+            await self.service.call(
+                sandbox_id,
+                "POST",
+                f"/sessions/{session_id}/commands/{command_id}/{action}",
+                body=body,
+                shape="input" if action == "input" else "command",
+            )
+        )
 
 
 class LogsHandler(SandboxAPIHandler):
@@ -518,8 +574,13 @@ class LogsHandler(SandboxAPIHandler):
         path = f"/sessions/{session_id}/commands/{command_id}/logs"
         if self.query("follow") not in ("1", "true"):
             answer = await self.service.call(sandbox_id, "GET", path)
-            self.reply({"exit_code": answer.get("exit_code"), "stdout": str(answer.get("stdout", "")),
-                        "stderr": str(answer.get("stderr", ""))})
+            self.reply(
+                {
+                    "exit_code": answer.get("exit_code"),
+                    "stdout": str(answer.get("stdout", "")),
+                    "stderr": str(answer.get("stderr", "")),
+                }
+            )
             return
         # Followed logs: newline-delimited JSON, relayed line by line as the agent sends it.
         self.set_header("Content-Type", "application/x-ndjson")
@@ -542,8 +603,15 @@ class GitHandler(SandboxAPIHandler):
         if operation not in ("status", "branches"):
             raise web.HTTPError(405)
         path = check_path(self.query("path"), required=False)
-        self.reply(await self.service.call(sandbox_id, "GET", f"/git/{operation}", {"path": path},
-                                           shape="git_status" if operation == "status" else "git_branches"))
+        self.reply(
+            await self.service.call(
+                sandbox_id,
+                "GET",
+                f"/git/{operation}",
+                {"path": path},
+                shape="git_status" if operation == "status" else "git_branches",
+            )
+        )
 
     @web.authenticated
     @authorized
@@ -553,8 +621,13 @@ class GitHandler(SandboxAPIHandler):
         body = self.json_body()
         if "path" in body or operation != "clone":
             body["path"] = check_path(body.get("path"), required=False)
-        shape = {"clone": "git_clone", "commit": "git_commit", "push": "git_output", "pull": "git_output",
-                 "add": "git_status"}.get(operation, "git_branches")
+        shape = {
+            "clone": "git_clone",
+            "commit": "git_commit",
+            "push": "git_output",
+            "pull": "git_output",
+            "add": "git_status",
+        }.get(operation, "git_branches")
         self.reply(await self.service.git(sandbox_id, operation, body, shape))
 
     @web.authenticated
@@ -564,8 +637,11 @@ class GitHandler(SandboxAPIHandler):
             raise web.HTTPError(405)
         path = check_path(self.query("path"), required=False)
         name = self.query("name", required=True)
-        self.reply(await self.service.call(sandbox_id, "DELETE", "/git/branches", {"path": path, "name": name},
-                                           shape="git_branches"))
+        self.reply(
+            await self.service.call(
+                sandbox_id, "DELETE", "/git/branches", {"path": path, "name": name}, shape="git_branches"
+            )
+        )
 
 
 class PtyHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHandler):
@@ -587,7 +663,8 @@ class PtyHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHandler):
     @authorized
     async def get(self, sandbox_id: str) -> None:
         operation = validation.operation_for(
-            validation.route_of(self.request.path, self.base_url, self.path_kwargs), "GET")
+            validation.route_of(self.request.path, self.base_url, self.path_kwargs), "GET"
+        )
         if operation is not None:
             try:
                 validation.check_query(operation, self.request.query_arguments)
@@ -602,8 +679,11 @@ class PtyHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHandler):
             raise web.HTTPError(exc.status, exc.message) from None
         from tornado.httpclient import HTTPRequest
 
-        request = HTTPRequest(f"ws://{client.host}:{client.port}/pty?cols={cols}&rows={rows}",
-                              headers={"Authorization": f"token {client.token}"}, connect_timeout=10)
+        request = HTTPRequest(
+            f"ws://{client.host}:{client.port}/pty?cols={cols}&rows={rows}",
+            headers={"Authorization": f"token {client.token}"},
+            connect_timeout=10,
+        )
         try:
             self.upstream = await websocket.websocket_connect(request, on_message_callback=self._from_sandbox)
         except Exception as exc:
@@ -663,8 +743,17 @@ def checked_entry(entry: Any) -> dict[str, Any]:
     """A file entry from the agent, reduced to fields of the expected types."""
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not isinstance(entry.get("path"), str):
         raise ApiError(502, "the sandbox's agent sent a malformed file entry")
-    kinds = {"name": str, "path": str, "type": str, "size": int, "mode": int, "mtime": (int, float), "uid": int,
-             "gid": int, "target": str}
+    kinds = {
+        "name": str,
+        "path": str,
+        "type": str,
+        "size": int,
+        "mode": int,
+        "mtime": (int, float),
+        "uid": int,
+        "gid": int,
+        "target": str,
+    }
     clean = {k: v for k, v in entry.items() if k in kinds and isinstance(v, kinds[k]) and not isinstance(v, bool)}
     if "mode" in clean:
         clean["mode"] = format(clean["mode"], "o")
@@ -678,9 +767,11 @@ def checked_list(value: Any, what: str) -> list[Any]:
 
 
 def checked_listing(answer: dict[str, Any]) -> dict[str, Any]:
-    return {"path": str(answer.get("path", "")),
-            "entries": [checked_entry(e) for e in checked_list(answer.get("entries"), "entries")],
-            "truncated": bool(answer.get("truncated"))}
+    return {
+        "path": str(answer.get("path", "")),
+        "entries": [checked_entry(e) for e in checked_list(answer.get("entries"), "entries")],
+        "truncated": bool(answer.get("truncated")),
+    }
 
 
 def url_quote(text: str) -> str:

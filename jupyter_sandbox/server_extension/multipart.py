@@ -6,7 +6,8 @@ headers (bounded): memory stays flat whatever the size of the files.
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from collections.abc import Awaitable
+from typing import Callable
 
 from tornado import httputil
 
@@ -36,8 +37,14 @@ class MultipartParser:
     """Feed body bytes in; `on_part(part)` opens each part, `on_data(part, bytes)` gets its body,
     `on_end(part)` closes it. Each callback is awaited before more is parsed (backpressure)."""
 
-    def __init__(self, boundary: bytes, max_head: int, on_part: Callable[[Part], Awaitable[None]],
-                 on_data: Callable[[Part, bytes], Awaitable[None]], on_end: Callable[[Part], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        boundary: bytes,
+        max_head: int,
+        on_part: Callable[[Part], Awaitable[None]],
+        on_data: Callable[[Part, bytes], Awaitable[None]],
+        on_end: Callable[[Part], Awaitable[None]],
+    ) -> None:
         self.delimiter = b"--" + boundary
         self.max_head = max_head
         self.on_part, self.on_data, self.on_end = on_part, on_data, on_end
@@ -52,9 +59,9 @@ class MultipartParser:
                 at = self.buffer.find(self.delimiter)
                 if at < 0:
                     # Keep only what could still be the start of the first delimiter.
-                    self.buffer = self.buffer[-len(self.delimiter):]
+                    self.buffer = self.buffer[-len(self.delimiter) :]
                     return
-                self.buffer = self.buffer[at + len(self.delimiter):]
+                self.buffer = self.buffer[at + len(self.delimiter) :]
                 self.state = "after-delimiter"
             elif self.state == "after-delimiter":
                 if len(self.buffer) < 2:
@@ -73,7 +80,7 @@ class MultipartParser:
                         raise MultipartError(f"a part's headers are longer than {self.max_head:,} bytes")
                     return
                 self.part = self._part(self.buffer[:end])
-                self.buffer = self.buffer[end + 4:]
+                self.buffer = self.buffer[end + 4 :]
                 self.state = "body"
                 await self.on_part(self.part)
             elif self.state == "body":
@@ -86,7 +93,7 @@ class MultipartParser:
                         piece, self.buffer = self.buffer[:-keep], self.buffer[-keep:]
                         await self.on_data(self.part, piece)
                     return
-                piece, self.buffer = self.buffer[:at], self.buffer[at + len(marker):]
+                piece, self.buffer = self.buffer[:at], self.buffer[at + len(marker) :]
                 if piece:
                     await self.on_data(self.part, piece)
                 part, self.part = self.part, None

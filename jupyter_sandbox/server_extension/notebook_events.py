@@ -36,8 +36,10 @@ class NotebookEvents:
         if logger is not None:
             logger.add_listener(schema_id=CONTENTS_SCHEMA, listener=self._on_contents)
         else:
-            self.log.warning("jupyter-sandbox: this server has no event bus; notebook sandboxes do not "
-                             "follow renames made through it")
+            self.log.warning(
+                "jupyter-sandbox: this server has no event bus; notebook sandboxes do not "
+                "follow renames made through it"
+            )
         sessions = getattr(self.serverapp, "session_manager", None)
         if sessions is not None and hasattr(sessions, "update_session"):
             # jupyter_server announces no session change; wrapping this one instance's method is the

@@ -6,8 +6,14 @@ from typing import Any
 
 from .. import __version__
 
-ERROR = {"description": "an error a person can read", "content": {"application/json": {"schema": {
-    "type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]}}}}
+ERROR = {
+    "description": "an error a person can read",
+    "content": {
+        "application/json": {
+            "schema": {"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]}
+        }
+    },
+}
 OBJECT = {"type": "object", "additionalProperties": True}
 STRING = {"type": "string"}
 
@@ -21,15 +27,42 @@ SESSION_ID = _param("session_id", "path", schema={"type": "string", "pattern": "
 COMMAND_ID = _param("command_id", "path", schema={"type": "string", "pattern": "^[0-9a-f]{1,32}$"})
 
 
-def _op(summary: str, params: list[dict] | None = None, body: dict | None = None, ok: str = "200",
-        content: str = "application/json") -> dict[str, Any]:
+def _op(
+    summary: str,
+    params: list[dict] | None = None,
+    body: dict | None = None,
+    ok: str = "200",
+    content: str = "application/json",
+) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": summary,
         "parameters": params or [],
-        "responses": {ok: {"description": "done", **({"content": {content: {"schema": OBJECT if content ==
-                                                                   "application/json" else {"type": "string", "format": "binary"}}}} if ok != "204" else {})},
-                      "400": ERROR, "403": ERROR, "404": ERROR, "409": ERROR, "429": ERROR, "502": ERROR,
-                      "503": ERROR, "504": ERROR},
+        "responses": {
+            ok: {
+                "description": "done",
+                **(
+                    {
+                        "content": {
+                            content: {
+                                "schema": OBJECT
+                                if content == "application/json"
+                                else {"type": "string", "format": "binary"}
+                            }
+                        }
+                    }
+                    if ok != "204"
+                    else {}
+                ),
+            },
+            "400": ERROR,
+            "403": ERROR,
+            "404": ERROR,
+            "409": ERROR,
+            "429": ERROR,
+            "502": ERROR,
+            "503": ERROR,
+            "504": ERROR,
+        },
     }
     if body is not None:
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
@@ -44,8 +77,13 @@ def _obj(required: list[str] | None = None, **props: Any) -> dict[str, Any]:
 
 
 PATH_Q = _param("path")
-NETWORK = {"type": "object", "properties": {"mode": {"type": "string", "enum": ["internet", "none", "allow"]},
-                                            "cidrs": {"type": "array", "items": STRING, "maxItems": 10}}}
+NETWORK = {
+    "type": "object",
+    "properties": {
+        "mode": {"type": "string", "enum": ["internet", "none", "allow"]},
+        "cidrs": {"type": "array", "items": STRING, "maxItems": 10},
+    },
+}
 CREDENTIALS = {"username": STRING, "password": STRING, "token": STRING}
 
 
@@ -54,91 +92,224 @@ def openapi_document() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/sandbox/api/sandboxes": {
             "get": _op("list your sandboxes", [_param("kernel_id")]),
-            "post": _op("create a sandbox", body=_obj(image=STRING, cpu={"type": "number"},
-                                                      memory=STRING, disk=STRING, pids={"type": "integer"},
-                                                      env={"type": "object", "additionalProperties": STRING},
-                                                      labels={"type": "object", "additionalProperties": STRING},
-                                                      network=NETWORK),
-                        ok="201"),
+            "post": _op(
+                "create a sandbox",
+                body=_obj(
+                    image=STRING,
+                    cpu={"type": "number"},
+                    memory=STRING,
+                    disk=STRING,
+                    pids={"type": "integer"},
+                    env={"type": "object", "additionalProperties": STRING},
+                    labels={"type": "object", "additionalProperties": STRING},
+                    network=NETWORK,
+                ),
+                ok="201",
+            ),
         },
-        box: {"get": _op("a sandbox's state, spec, limits (disk: the home's bytes and inodes used and allowed) "
-                         "and egress policy", [SANDBOX_ID]),
-              "patch": _op("change the egress policy live", [SANDBOX_ID], _obj(["network"], network=NETWORK)),
-              "delete": _op("delete a sandbox with its workspace", [SANDBOX_ID], ok="204")},
+        box: {
+            "get": _op(
+                "a sandbox's state, spec, limits (disk: the home's bytes and inodes used and allowed) "
+                "and egress policy",
+                [SANDBOX_ID],
+            ),
+            "patch": _op("change the egress policy live", [SANDBOX_ID], _obj(["network"], network=NETWORK)),
+            "delete": _op("delete a sandbox with its workspace", [SANDBOX_ID], ok="204"),
+        },
         f"{box}/start": {"post": _op("start a stopped sandbox", [SANDBOX_ID])},
         f"{box}/stop": {"post": _op("stop a sandbox (files are kept)", [SANDBOX_ID])},
         f"{box}/files": {
-            "get": _op("list a folder", [SANDBOX_ID, PATH_Q, _param("recursive", schema={"type": "string", "enum": ["0", "1", "true", "false"]})]),
-            "delete": _op("delete a file or folder", [SANDBOX_ID, _param("path", required=True),
-                                                     _param("recursive", schema={"type": "string", "enum": ["0", "1", "true", "false"]})], ok="204"),
+            "get": _op(
+                "list a folder",
+                [
+                    SANDBOX_ID,
+                    PATH_Q,
+                    _param("recursive", schema={"type": "string", "enum": ["0", "1", "true", "false"]}),
+                ],
+            ),
+            "delete": _op(
+                "delete a file or folder",
+                [
+                    SANDBOX_ID,
+                    _param("path", required=True),
+                    _param("recursive", schema={"type": "string", "enum": ["0", "1", "true", "false"]}),
+                ],
+                ok="204",
+            ),
         },
         f"{box}/files/info": {"get": _op("one entry", [SANDBOX_ID, _param("path", required=True)])},
         f"{box}/files/content": {
-            "get": _op("download a file, or a folder as tar/zip", [SANDBOX_ID, _param("path", required=True),
-                                                                    _param("format", schema={"type": "string", "enum": ["tar", "zip"]})],
-                       content="application/octet-stream"),
-            "put": {**_op("upload a file (streamed body)", [SANDBOX_ID, _param("path", required=True)]),
-                    "requestBody": {"required": True, "content": {"application/octet-stream": {
-                        "schema": {"type": "string", "format": "binary"}}}}},
+            "get": _op(
+                "download a file, or a folder as tar/zip",
+                [
+                    SANDBOX_ID,
+                    _param("path", required=True),
+                    _param("format", schema={"type": "string", "enum": ["tar", "zip"]}),
+                ],
+                content="application/octet-stream",
+            ),
+            "put": {
+                **_op("upload a file (streamed body)", [SANDBOX_ID, _param("path", required=True)]),
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                },
+            },
         },
-        f"{box}/files/upload": {"post": {**_op("upload several files (multipart, streamed; the path field, the folder, "
-                                               "comes before the files)", [SANDBOX_ID], ok="201"),
-                                          "requestBody": {"required": True, "content": {"multipart/form-data": {
-                                              "schema": _obj(path=STRING, file={"type": "string", "format": "binary"})}}}}},
-        f"{box}/files/folder": {"post": _op("create a folder", [SANDBOX_ID], _obj(["path"], path=STRING, mode=STRING), ok="201")},
-        f"{box}/files/move": {"post": _op("move or rename", [SANDBOX_ID], _obj(["source", "destination"], source=STRING,
-                                                                                destination=STRING))},
-        f"{box}/files/permissions": {"post": _op("change mode, owner, group", [SANDBOX_ID],
-                                                  _obj(["path"], path=STRING, mode=STRING, owner=STRING, group=STRING))},
-        f"{box}/files/search": {"get": _op("names matching a glob", [SANDBOX_ID, PATH_Q, _param("pattern", required=True)])},
-        f"{box}/files/find": {"get": _op("lines matching a regular expression", [SANDBOX_ID, PATH_Q,
-                                                                                 _param("pattern", required=True)])},
-        f"{box}/files/replace": {"post": _op("replace text in files", [SANDBOX_ID],
-                                             _obj(["files", "pattern", "new_value"], files={"type": "array", "items": STRING},
-                                                  pattern=STRING, new_value=STRING))},
-        f"{box}/process/exec": {"post": _op("run a command", [SANDBOX_ID],
-                                            _obj(["command"], command=STRING, cwd=STRING, timeout={"type": "number"},
-                                                 env={"type": "object", "additionalProperties": STRING}))},
-        f"{box}/sessions": {"get": _op("background sessions", [SANDBOX_ID]),
-                            "post": _op("create a session", [SANDBOX_ID], _obj(id=STRING, cwd=STRING,
-                                                                          env={"type": "object", "additionalProperties": STRING}),
-                                        ok="201")},
-        f"{box}/sessions/{{session_id}}": {"get": _op("a session and its commands", [SANDBOX_ID, SESSION_ID]),
-                                           "delete": _op("delete a session, killing its commands", [SANDBOX_ID, SESSION_ID], ok="204")},
-        f"{box}/sessions/{{session_id}}/commands": {"post": _op("run a command in a session", [SANDBOX_ID, SESSION_ID],
-                                                                _obj(["command"], command=STRING, run_async={"type": "boolean"}))},
+        f"{box}/files/upload": {
+            "post": {
+                **_op(
+                    "upload several files (multipart, streamed; the path field, the folder, comes before the files)",
+                    [SANDBOX_ID],
+                    ok="201",
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": _obj(path=STRING, file={"type": "string", "format": "binary"})
+                        }
+                    },
+                },
+            }
+        },
+        f"{box}/files/folder": {
+            "post": _op("create a folder", [SANDBOX_ID], _obj(["path"], path=STRING, mode=STRING), ok="201")
+        },
+        f"{box}/files/move": {
+            "post": _op(
+                "move or rename", [SANDBOX_ID], _obj(["source", "destination"], source=STRING, destination=STRING)
+            )
+        },
+        f"{box}/files/permissions": {
+            "post": _op(
+                "change mode, owner, group",
+                [SANDBOX_ID],
+                _obj(["path"], path=STRING, mode=STRING, owner=STRING, group=STRING),
+            )
+        },
+        f"{box}/files/search": {
+            "get": _op("names matching a glob", [SANDBOX_ID, PATH_Q, _param("pattern", required=True)])
+        },
+        f"{box}/files/find": {
+            "get": _op("lines matching a regular expression", [SANDBOX_ID, PATH_Q, _param("pattern", required=True)])
+        },
+        f"{box}/files/replace": {
+            "post": _op(
+                "replace text in files",
+                [SANDBOX_ID],
+                _obj(
+                    ["files", "pattern", "new_value"],
+                    files={"type": "array", "items": STRING},
+                    pattern=STRING,
+                    new_value=STRING,
+                ),
+            )
+        },
+        f"{box}/process/exec": {
+            "post": _op(
+                "run a command",
+                [SANDBOX_ID],
+                _obj(
+                    ["command"],
+                    command=STRING,
+                    cwd=STRING,
+                    timeout={"type": "number"},
+                    env={"type": "object", "additionalProperties": STRING},
+                ),
+            )
+        },
+        f"{box}/sessions": {
+            "get": _op("background sessions", [SANDBOX_ID]),
+            "post": _op(
+                "create a session",
+                [SANDBOX_ID],
+                _obj(id=STRING, cwd=STRING, env={"type": "object", "additionalProperties": STRING}),
+                ok="201",
+            ),
+        },
+        f"{box}/sessions/{{session_id}}": {
+            "get": _op("a session and its commands", [SANDBOX_ID, SESSION_ID]),
+            "delete": _op("delete a session, killing its commands", [SANDBOX_ID, SESSION_ID], ok="204"),
+        },
+        f"{box}/sessions/{{session_id}}/commands": {
+            "post": _op(
+                "run a command in a session",
+                [SANDBOX_ID, SESSION_ID],
+                _obj(["command"], command=STRING, run_async={"type": "boolean"}),
+            )
+        },
         f"{box}/sessions/{{session_id}}/commands/{{command_id}}/logs": {
-            "get": _op("a command's output; follow=1 streams it", [SANDBOX_ID, SESSION_ID, COMMAND_ID,
-                                                                   _param("follow", schema={"type": "string", "enum": ["0", "1", "true", "false"]})])},
+            "get": _op(
+                "a command's output; follow=1 streams it",
+                [
+                    SANDBOX_ID,
+                    SESSION_ID,
+                    COMMAND_ID,
+                    _param("follow", schema={"type": "string", "enum": ["0", "1", "true", "false"]}),
+                ],
+            )
+        },
         f"{box}/sessions/{{session_id}}/commands/{{command_id}}/input": {
-            "post": _op("send input to a command", [SANDBOX_ID, SESSION_ID, COMMAND_ID], _obj(["data"], data=STRING))},
+            "post": _op("send input to a command", [SANDBOX_ID, SESSION_ID, COMMAND_ID], _obj(["data"], data=STRING))
+        },
         f"{box}/sessions/{{session_id}}/commands/{{command_id}}/kill": {
-            "post": _op("kill a command", [SANDBOX_ID, SESSION_ID, COMMAND_ID])},
+            "post": _op("kill a command", [SANDBOX_ID, SESSION_ID, COMMAND_ID])
+        },
         f"{box}/pty": {"get": _op("a terminal (websocket upgrade)", [SANDBOX_ID, _param("cols"), _param("rows")])},
-        f"{box}/git/clone": {"post": _op("clone", [SANDBOX_ID], _obj(["url"], url=STRING, path=STRING, branch=STRING,
-                                                                     commit=STRING, **CREDENTIALS))},
+        f"{box}/git/clone": {
+            "post": _op(
+                "clone",
+                [SANDBOX_ID],
+                _obj(["url"], url=STRING, path=STRING, branch=STRING, commit=STRING, **CREDENTIALS),
+            )
+        },
         f"{box}/git/status": {"get": _op("branch, ahead/behind and file states", [SANDBOX_ID, PATH_Q])},
-        f"{box}/git/branches": {"get": _op("branches", [SANDBOX_ID, PATH_Q]),
-                                "post": _op("create a branch", [SANDBOX_ID], _obj(["name"], path=STRING, name=STRING)),
-                                "delete": _op("delete a branch", [SANDBOX_ID, PATH_Q, _param("name", required=True)])},
-        f"{box}/git/checkout": {"post": _op("check out a branch", [SANDBOX_ID], _obj(["name"], path=STRING, name=STRING))},
-        f"{box}/git/add": {"post": _op("stage files", [SANDBOX_ID], _obj(["files"], path=STRING,
-                                                                          files={"type": "array", "items": STRING}))},
-        f"{box}/git/commit": {"post": _op("commit", [SANDBOX_ID], _obj(["message", "author", "email"], path=STRING,
-                                                                        message=STRING, author=STRING, email=STRING))},
+        f"{box}/git/branches": {
+            "get": _op("branches", [SANDBOX_ID, PATH_Q]),
+            "post": _op("create a branch", [SANDBOX_ID], _obj(["name"], path=STRING, name=STRING)),
+            "delete": _op("delete a branch", [SANDBOX_ID, PATH_Q, _param("name", required=True)]),
+        },
+        f"{box}/git/checkout": {
+            "post": _op("check out a branch", [SANDBOX_ID], _obj(["name"], path=STRING, name=STRING))
+        },
+        f"{box}/git/add": {
+            "post": _op(
+                "stage files", [SANDBOX_ID], _obj(["files"], path=STRING, files={"type": "array", "items": STRING})
+            )
+        },
+        f"{box}/git/commit": {
+            "post": _op(
+                "commit",
+                [SANDBOX_ID],
+                _obj(["message", "author", "email"], path=STRING, message=STRING, author=STRING, email=STRING),
+            )
+        },
         f"{box}/git/push": {"post": _op("push", [SANDBOX_ID], _obj(path=STRING, url=STRING, **CREDENTIALS))},
         f"{box}/git/pull": {"post": _op("pull", [SANDBOX_ID], _obj(path=STRING, url=STRING, **CREDENTIALS))},
-        f"{box}/previews": {"post": _op("a preview link and token for a port", [SANDBOX_ID],
-                                         _obj(["port"], port={"type": "integer", "minimum": 1, "maximum": 65535},
-                                              expires_in={"type": "integer", "minimum": 1, "maximum": 86400}), ok="201"),
-                            "delete": _op("rotate the preview secret: every earlier token stops working", [SANDBOX_ID], ok="204")},
+        f"{box}/previews": {
+            "post": _op(
+                "a preview link and token for a port",
+                [SANDBOX_ID],
+                _obj(
+                    ["port"],
+                    port={"type": "integer", "minimum": 1, "maximum": 65535},
+                    expires_in={"type": "integer", "minimum": 1, "maximum": 86400},
+                ),
+                ok="201",
+            ),
+            "delete": _op("rotate the preview secret: every earlier token stops working", [SANDBOX_ID], ok="204"),
+        },
         f"{box}/ports": {"get": _op("TCP ports listening inside the sandbox", [SANDBOX_ID])},
         "/sandbox/api/openapi.json": {"get": _op("this document")},
     }
     return {
         "openapi": "3.0.3",
-        "info": {"title": "jupyter-sandbox", "version": __version__,
-                 "description": "Sandboxes, their files, processes, terminals and git, in the Jupyter server."},
+        "info": {
+            "title": "jupyter-sandbox",
+            "version": __version__,
+            "description": "Sandboxes, their files, processes, terminals and git, in the Jupyter server.",
+        },
         "components": {"securitySchemes": {"token": {"type": "apiKey", "in": "header", "name": "Authorization"}}},
         "security": [{"token": []}],
         "paths": paths,

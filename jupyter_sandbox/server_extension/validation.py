@@ -40,14 +40,17 @@ class Operation:
 
 @functools.lru_cache(maxsize=1)
 def operations() -> dict[tuple[str, str], Operation]:
-    return {(path, method.upper()): Operation(spec)
-            for path, methods in openapi_document()["paths"].items() for method, spec in methods.items()}
+    return {
+        (path, method.upper()): Operation(spec)
+        for path, methods in openapi_document()["paths"].items()
+        for method, spec in methods.items()
+    }
 
 
 def route_of(request_path: str, base_url: str, path_kwargs: dict[str, str]) -> str:
     """The route's template as openapi.py names it: the request's path below the base URL, with the
     sandbox, session and command ids put back as `{sandbox_id}` and so on."""
-    path = "/" + request_path[len(base_url):] if request_path.startswith(base_url) else request_path
+    path = "/" + request_path[len(base_url) :] if request_path.startswith(base_url) else request_path
     parts = path.split("/")
     for index in range(1, len(parts)):
         name = PATH_PARAMETERS.get(parts[index - 1])
@@ -74,8 +77,9 @@ def check_query(operation: Operation, arguments: dict[str, list[bytes]]) -> None
     names = {name for name, values in arguments.items() if not _cache_buster(name, values)}
     unknown = names - operation.query - SERVER_QUERY
     if unknown:
-        raise RequestError(f"unknown query parameters: {_listing(unknown)}; "
-                           f"this route takes: {_listing(operation.query)}")
+        raise RequestError(
+            f"unknown query parameters: {_listing(unknown)}; this route takes: {_listing(operation.query)}"
+        )
 
 
 def unknown_fields(schema: dict[str, Any] | None, value: Any, where: str = "") -> list[str]:
@@ -113,14 +117,12 @@ def check_json_body(operation: Operation, raw: bytes) -> None:
         raise RequestError("the request body must be a JSON object")
     if operation.json_schema is None:
         if body:
-            raise RequestError(f"unknown fields: {_listing(set(body))}; "
-                               "this route takes no body")
+            raise RequestError(f"unknown fields: {_listing(set(body))}; this route takes no body")
         return
     unknown = unknown_fields(operation.json_schema, body)
     if unknown:
         allowed = set(operation.json_schema.get("properties", {}))
-        raise RequestError(f"unknown fields: {', '.join(unknown)}; "
-                           f"this route takes: {_listing(allowed)}")
+        raise RequestError(f"unknown fields: {', '.join(unknown)}; this route takes: {_listing(allowed)}")
 
 
 def check_form_field(operation: Operation, name: str) -> None:

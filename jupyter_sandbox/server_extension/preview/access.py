@@ -18,11 +18,31 @@ from .http1 import Head
 
 TOKEN_HEADER = "X-Sandbox-Preview-Token"
 COOKIE = "jupyter-sandbox-preview"
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-              "transfer-encoding", "upgrade", "proxy-connection"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-connection",
+}
 # Credentials meant for Jupyter (or for the proxy itself) never reach the app.
-STRIPPED_REQUEST_HEADERS = {"authorization", "x-xsrftoken", "x-csrftoken", TOKEN_HEADER.lower(), "host", "expect",
-                            "x-forwarded-host", "x-forwarded-proto", "x-forwarded-for", "x-forwarded-prefix", "forwarded"}
+STRIPPED_REQUEST_HEADERS = {
+    "authorization",
+    "x-xsrftoken",
+    "x-csrftoken",
+    TOKEN_HEADER.lower(),
+    "host",
+    "expect",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-for",
+    "x-forwarded-prefix",
+    "forwarded",
+}
 JUPYTER_COOKIE = re.compile(r"^(_xsrf|username-.*|jupyterhub-.*|" + re.escape(COOKIE) + r")$")
 
 
@@ -109,12 +129,17 @@ def websocket_origin_refused(head: Head, own_host: str | None) -> str | None:
             accepted = origin == "null"
         else:
             scheme, separator, host = origin.partition("://")
-            accepted = bool(separator) and scheme in ("http", "https") and _without_default_port(host) == \
-                _without_default_port(own_host.lower())
+            accepted = (
+                bool(separator)
+                and scheme in ("http", "https")
+                and _without_default_port(host) == _without_default_port(own_host.lower())
+            )
         if not accepted:
             expected = "null" if own_host is None else own_host
-            return (f"A websocket of this preview opens only from the preview's own pages "
-                    f"({expected}); this one came from {origin[:200]}.")
+            return (
+                f"A websocket of this preview opens only from the preview's own pages "
+                f"({expected}); this one came from {origin[:200]}."
+            )
     return None
 
 
@@ -125,8 +150,17 @@ def _without_default_port(host: str) -> str:
     return host
 
 
-def upstream_request(head: Head, path: str, query: list[tuple[str, str]], port: int, public_host: str,
-                     scheme: str, keep_alive: bool, websocket: bool, path_prefix: str = "") -> Head:
+def upstream_request(
+    head: Head,
+    path: str,
+    query: list[tuple[str, str]],
+    port: int,
+    public_host: str,
+    scheme: str,
+    keep_alive: bool,
+    websocket: bool,
+    path_prefix: str = "",
+) -> Head:
     """The request as the app sees it: addressed to localhost:PORT, with nothing of Jupyter's in it."""
     headers: list[tuple[str, str]] = []
     for name, value in head.headers:
@@ -134,8 +168,11 @@ def upstream_request(head: Head, path: str, query: list[tuple[str, str]], port: 
         if lowered in STRIPPED_REQUEST_HEADERS:
             continue
         # The body is relayed as it is framed, so Transfer-Encoding goes along with it.
-        if lowered in HOP_BY_HOP and lowered != "transfer-encoding" and not (
-                websocket and lowered in ("upgrade", "connection")):
+        if (
+            lowered in HOP_BY_HOP
+            and lowered != "transfer-encoding"
+            and not (websocket and lowered in ("upgrade", "connection"))
+        ):
             continue
         if lowered == "cookie":
             if path_prefix:
@@ -158,15 +195,18 @@ def upstream_request(head: Head, path: str, query: list[tuple[str, str]], port: 
     return Head((head.first[0], target, "HTTP/1.1"), headers)
 
 
-def client_response(head: Head, app_headers: list[tuple[str, str]], keep_alive: bool,
-                    extra: list[tuple[str, str]]) -> Head:
+def client_response(
+    head: Head, app_headers: list[tuple[str, str]], keep_alive: bool, extra: list[tuple[str, str]]
+) -> Head:
     """The app's response head as the browser gets it: `app_headers` (the app's headers as confine.py
     let them through), without their hop-by-hop headers, which are replaced by ours."""
-    headers = [(name, value) for name, value in app_headers
-               if name.lower() not in HOP_BY_HOP or name.lower() == "transfer-encoding"]
+    headers = [
+        (name, value)
+        for name, value in app_headers
+        if name.lower() not in HOP_BY_HOP or name.lower() == "transfer-encoding"
+    ]
     if int(head.first[1]) == 101:
         headers += [(name, value) for name, value in head.headers if name.lower() in ("upgrade", "connection")]
     else:
         headers.append(("Connection", "keep-alive" if keep_alive else "close"))
     return Head(("HTTP/1.1", head.first[1], head.first[2]), headers + extra)
-

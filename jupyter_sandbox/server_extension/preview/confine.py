@@ -30,22 +30,53 @@ from .pages import PreviewFailure
 # Our sandbox directive keeps a path-form page in an opaque origin: its script cannot read or write
 # Jupyter's cookies or storage, and its requests to Jupyter are cross-origin. frame-ancestors: only
 # Jupyter's own pages may frame it (no other site can put it under the user's clicks).
-PATH_FORM_CSP = ("sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads; "
-                 "frame-ancestors 'self'")
+PATH_FORM_CSP = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads; frame-ancestors 'self'"
 
 # Path form: the response headers that pass. Each concerns only this response (its body, its
 # framing, how it may be embedded or read); none is kept by a browser as state of the origin.
-PATH_FORM_HEADERS = frozenset({
-    "content-type", "content-length", "content-encoding", "content-language", "content-disposition",
-    "content-range", "accept-ranges", "transfer-encoding", "date", "last-modified", "etag", "server", "allow",
-    "retry-after", "server-timing", "timing-allow-origin", "referrer-policy", "permissions-policy",
-    "content-security-policy", "content-security-policy-report-only", "cross-origin-resource-policy",
-    "cross-origin-embedder-policy", "cross-origin-opener-policy", "access-control-allow-origin",
-    "access-control-allow-methods", "access-control-allow-headers", "access-control-expose-headers",
-    "access-control-max-age", "access-control-allow-credentials", "sec-websocket-accept",
-    "sec-websocket-protocol", "sec-websocket-extensions", "upgrade", "connection", "keep-alive",
-    "digest", "repr-digest", "content-digest", "trailer",
-})
+PATH_FORM_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "content-language",
+        "content-disposition",
+        "content-range",
+        "accept-ranges",
+        "transfer-encoding",
+        "date",
+        "last-modified",
+        "etag",
+        "server",
+        "allow",
+        "retry-after",
+        "server-timing",
+        "timing-allow-origin",
+        "referrer-policy",
+        "permissions-policy",
+        "content-security-policy",
+        "content-security-policy-report-only",
+        "cross-origin-resource-policy",
+        "cross-origin-embedder-policy",
+        "cross-origin-opener-policy",
+        "access-control-allow-origin",
+        "access-control-allow-methods",
+        "access-control-allow-headers",
+        "access-control-expose-headers",
+        "access-control-max-age",
+        "access-control-allow-credentials",
+        "sec-websocket-accept",
+        "sec-websocket-protocol",
+        "sec-websocket-extensions",
+        "upgrade",
+        "connection",
+        "keep-alive",
+        "digest",
+        "repr-digest",
+        "content-digest",
+        "trailer",
+    }
+)
 # Own-origin form: what leaves every response. Shared-cache directives are rewritten, not listed.
 OWN_ORIGIN_DROPPED = frozenset({"clear-site-data", "surrogate-control", "cdn-cache-control", "set-cookie2"})
 SHARED_CACHE_DIRECTIVES = ("public", "s-maxage", "proxy-revalidate")
@@ -92,7 +123,7 @@ def confine_url(value: str, prefix: str, request_path: str, own_hosts: set[str])
         return None
     parts = urllib.parse.urlsplit(text)
     if parts.scheme:
-        if parts.scheme.lower() not in ("http", "https") or not text[len(parts.scheme) + 1:].startswith("//"):
+        if parts.scheme.lower() not in ("http", "https") or not text[len(parts.scheme) + 1 :].startswith("//"):
             return None
     if parts.scheme or text.startswith("//"):
         if parts.netloc.lower() not in own_hosts:
@@ -134,8 +165,9 @@ def _cookie_without_domain(value: str, reserved: str) -> str | None:
         return None
     if "domain" not in value.lower():
         return value  # host-only already (the common case: left as the app wrote it)
-    kept = [name_value.strip()] + [a.strip() for a in attributes
-                                   if a.strip() and a.split("=", 1)[0].strip().lower() != "domain"]
+    kept = [name_value.strip()] + [
+        a.strip() for a in attributes if a.strip() and a.split("=", 1)[0].strip().lower() != "domain"
+    ]
     return "; ".join(kept)
 
 
@@ -175,10 +207,12 @@ def path_form_headers(head: Head, prefix: str, request_path: str, own_hosts: set
             confined = confine_url(value, prefix, request_path, own_hosts)
             if confined is None:
                 raise PreviewFailure(
-                    502, "The app redirected outside its preview",
+                    502,
+                    "The app redirected outside its preview",
                     "On the path form a preview shares the Jupyter server's address, so its redirects stay "
                     "inside <code>" + html.escape(prefix) + "/</code>. Open the preview on its own origin "
-                    "(the link from JupyterLab or <code>%sandbox preview PORT</code>) to follow it.")
+                    "(the link from JupyterLab or <code>%sandbox preview PORT</code>) to follow it.",
+                )
             headers.append(("Location", confined))
         elif lowered == "refresh":
             refresh = _confined_refresh(value, prefix, request_path, own_hosts)
@@ -193,4 +227,3 @@ def path_form_headers(head: Head, prefix: str, request_path: str, own_hosts: set
 def path_form_extra() -> list[tuple[str, str]]:
     """What the proxy adds to every path-form response, its own pages included."""
     return [("Content-Security-Policy", PATH_FORM_CSP), ("X-Frame-Options", "SAMEORIGIN")]
-

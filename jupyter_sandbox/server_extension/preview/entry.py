@@ -34,22 +34,28 @@ from .upstream import Upstreams
 def host_pattern(template: str) -> str:
     """The Host regex (named groups port, sandbox_id) of a preview URL template."""
     host = urllib.parse.urlsplit(template.replace("{server_port}", "0")).hostname or ""
-    pattern = re.escape(host).replace(r"\{port\}", r"(?P<port>\d{1,5})").replace(
-        r"\{sandbox_id\}", r"(?P<sandbox_id>[0-9a-f]{12})")
+    pattern = (
+        re.escape(host)
+        .replace(r"\{port\}", r"(?P<port>\d{1,5})")
+        .replace(r"\{sandbox_id\}", r"(?P<sandbox_id>[0-9a-f]{12})")
+    )
     return f"^{pattern}$"
 
 
 class PreviewGateway:
     """The state previews share: the upstream connections and the sessions being served."""
 
-    def __init__(self, manager: SandboxManager, log: logging.Logger, host_regex: str, base_url: str,
-                 path_form: bool = True) -> None:
+    def __init__(
+        self, manager: SandboxManager, log: logging.Logger, host_regex: str, base_url: str, path_form: bool = True
+    ) -> None:
         self.upstreams = Upstreams(manager)
         self.path_form = path_form
         self.log = log
         self.host_regex = re.compile(host_regex)
         self.path_regex = re.compile(
-            re.escape(base_url.rstrip("/") + "/sandbox/preview/") + r"(?P<sandbox_id>[0-9a-f]{12})/(?P<port>\d{1,6})(?P<rest>/.*)")
+            re.escape(base_url.rstrip("/") + "/sandbox/preview/")
+            + r"(?P<sandbox_id>[0-9a-f]{12})/(?P<port>\d{1,6})(?P<rest>/.*)"
+        )
         self._sessions: set[asyncio.Task] = set()
 
     def host_target(self, head: Head, scheme: str) -> Target:
@@ -61,19 +67,29 @@ class PreviewGateway:
 
     def path_target(self, head: Head, scheme: str) -> Target:
         if not self.path_form:
-            raise PreviewFailure(404, "Previews are not served at this address",
-                                 "This server serves previews on their own origins only: open the link from "
-                                 "JupyterLab or <code>%sandbox preview PORT</code>.")
+            raise PreviewFailure(
+                404,
+                "Previews are not served at this address",
+                "This server serves previews on their own origins only: open the link from "
+                "JupyterLab or <code>%sandbox preview PORT</code>.",
+            )
         path, _, query = head.first[1].partition("?")
         match = self.path_regex.fullmatch(path)
         if not match:
             raise PreviewFailure(404, "Not a preview address")
         prefix = path[: match.start("rest")]
-        return Target(match["sandbox_id"], int(match["port"]), match["rest"] + ("?" + query if query else ""),
-                      head.get("Host"), path_prefix=prefix, scheme=scheme)
+        return Target(
+            match["sandbox_id"],
+            int(match["port"]),
+            match["rest"] + ("?" + query if query else ""),
+            head.get("Host"),
+            path_prefix=prefix,
+            scheme=scheme,
+        )
 
-    def take_over(self, request_conn: Any, start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders,
-                  path_form: bool) -> None:
+    def take_over(
+        self, request_conn: Any, start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders, path_form: bool
+    ) -> None:
         scheme = getattr(request_conn.context, "protocol", "http")
         stream = request_conn.detach()
         early = buffered(stream)
@@ -97,8 +113,11 @@ class PreviewGateway:
 
         def next_target(later: Head) -> Target:
             if later.get("Host").lower() != first_host:
-                raise PreviewFailure(421, "This connection belongs to another address",
-                                     "Send requests for another host on a connection of their own.")
+                raise PreviewFailure(
+                    421,
+                    "This connection belongs to another address",
+                    "Send requests for another host on a connection of their own.",
+                )
             # The same Host names the same preview: only the path and the Host's spelling change.
             return dataclasses.replace(target, path=later.first[1], public_host=later.get("Host"))
 
@@ -136,8 +155,9 @@ class PreviewEntrance(httputil.HTTPServerConnectionDelegate):
         return _TakeOver(self.gateway, request_conn, self.path_form)
 
 
-def install(web_app: Any, manager: SandboxManager, log: logging.Logger, template: str, base_url: str,
-            path_form: bool = True) -> PreviewGateway:
+def install(
+    web_app: Any, manager: SandboxManager, log: logging.Logger, template: str, base_url: str, path_form: bool = True
+) -> PreviewGateway:
     """Route preview origins (ahead of every Jupyter handler) and the path form to the gateway (which
     answers 404 there when `path_form` is off: the address stays the proxy's, never Jupyter's)."""
     gateway = PreviewGateway(manager, log, host_pattern(template), base_url, path_form)

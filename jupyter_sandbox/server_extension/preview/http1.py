@@ -14,8 +14,9 @@ import asyncio
 import re
 import socket
 import ssl
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Awaitable, TypeVar
+from typing import TypeVar
 
 from ...agent.splice import copy as splice_copy
 from ...agent.splice import until_either_ends, wait_ready
@@ -209,13 +210,13 @@ class Channel:
         del self.buffer[:limit]
         return data
 
-    async def copy_to(self, sink: "Channel", size: int, preface: bytes = b"") -> None:
+    async def copy_to(self, sink: Channel, size: int, preface: bytes = b"") -> None:
         """Move exactly `size` body bytes to `sink` (after `preface`, in the same send when the body is
         here already); ProtocolError if the stream ends first."""
         early = preface + self.take_buffered(size)
         if early:
             await sink.send(early)
-        early = early[len(preface):]
+        early = early[len(preface) :]
         remaining = size - len(early)
         if remaining > SPLICE_THRESHOLD and self.plain and sink.plain:
             moved = await splice_copy(self.sock, sink.sock, remaining)
@@ -229,7 +230,7 @@ class Channel:
             await sink.send(data)
             remaining -= len(data)
 
-    async def copy_chunked_to(self, sink: "Channel", preface: bytes = b"") -> None:
+    async def copy_chunked_to(self, sink: Channel, preface: bytes = b"") -> None:
         """Relay a chunked body as it is, chunk by chunk, with its trailers."""
         if preface:
             await sink.send(preface)
@@ -251,7 +252,7 @@ class Channel:
                 raise ProtocolError("a chunk did not end where its size said")
             await sink.send(b"\r\n")
 
-    async def copy_until_close(self, sink: "Channel", preface: bytes = b"") -> None:
+    async def copy_until_close(self, sink: Channel, preface: bytes = b"") -> None:
         early = preface + self.take_buffered(len(self.buffer))
         if early:
             await sink.send(early)
@@ -261,7 +262,7 @@ class Channel:
         while data := await self._recv(READ_SIZE):
             await sink.send(data)
 
-    async def copy_body(self, sink: "Channel", length: int, preface: bytes = b"") -> None:
+    async def copy_body(self, sink: Channel, length: int, preface: bytes = b"") -> None:
         """Relay a body framed as `length` says, after `preface` (a head, sent with the body's start)."""
         if length == CHUNKED:
             await self.copy_chunked_to(sink, preface)

@@ -24,21 +24,39 @@ class PreviewFailure(Exception):
 def error_response(failure: PreviewFailure, address: str, extra: list[tuple[str, str]]) -> tuple[Head, bytes]:
     """(head, body) of the page for a failure; `address` is what was asked for, shown escaped."""
     title = html.escape(failure.title)
-    body = (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
-            f"<body><h1>{title}</h1><p>{failure.detail}</p>"
-            f"<p>Address: <code>{html.escape(address)}</code></p></body></html>").encode()
+    body = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
+        f"<body><h1>{title}</h1><p>{failure.detail}</p>"
+        f"<p>Address: <code>{html.escape(address)}</code></p></body></html>"
+    ).encode()
     try:
         reason = HTTPStatus(failure.status).phrase
     except ValueError:
         reason = "Error"
-    head = Head(("HTTP/1.1", str(failure.status), reason), [
-        ("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))),
-        ("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store"), ("Connection", "close"),
-        ("Content-Security-Policy", PROXY_PAGE_CSP), *extra])
+    head = Head(
+        ("HTTP/1.1", str(failure.status), reason),
+        [
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Cache-Control", "no-store"),
+            ("Connection", "close"),
+            ("Content-Security-Policy", PROXY_PAGE_CSP),
+            *extra,
+        ],
+    )
     return head, body
 
 
 def redirect_response(location: str, cookie: str, extra: list[tuple[str, str]], keep_alive: bool) -> Head:
-    return Head(("HTTP/1.1", "302", "Found"), [
-        ("Location", location), ("Set-Cookie", cookie), ("Content-Length", "0"), ("Cache-Control", "no-store"),
-        ("Connection", "keep-alive" if keep_alive else "close"), *extra])
+    return Head(
+        ("HTTP/1.1", "302", "Found"),
+        [
+            ("Location", location),
+            ("Set-Cookie", cookie),
+            ("Content-Length", "0"),
+            ("Cache-Control", "no-store"),
+            ("Connection", "keep-alive" if keep_alive else "close"),
+            *extra,
+        ],
+    )

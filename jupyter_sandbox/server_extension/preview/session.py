@@ -18,8 +18,17 @@ from typing import Callable
 
 from ...sandbox import preview as tokens
 from . import access, confine
-from .http1 import (UNTIL_CLOSE, Channel, Head, ProtocolError, body_length, parse_request, parse_response, pipe_both_ways,
-                    within)
+from .http1 import (
+    UNTIL_CLOSE,
+    Channel,
+    Head,
+    ProtocolError,
+    body_length,
+    parse_request,
+    parse_response,
+    pipe_both_ways,
+    within,
+)
 from .pages import PreviewFailure, error_response, redirect_response
 from .upstream import Upstreams
 
@@ -60,8 +69,9 @@ class PreviewSession:
         self.log = log
         self.responding = False  # a response head went out: a failure now can only close the connection
 
-    async def run(self, head: Head, target: Target, read_more: bool,
-                  next_target: Callable[[Head], Target] | None = None) -> None:
+    async def run(
+        self, head: Head, target: Target, read_more: bool, next_target: Callable[[Head], Target] | None = None
+    ) -> None:
         """Serve `head` (already read), then, if `read_more`, later requests on the same connection.
         `next_target` says where a later request goes (PreviewFailure if it may not be served here)."""
         try:
@@ -125,21 +135,25 @@ class PreviewSession:
         path, query = access.split_target(target.path)
         token, from_query = access.given_token(head, query)
         if not tokens.verify(token, target.sandbox_id, target.port):
-            raise PreviewFailure(401 if not token else 403,
-                                 "A preview token is needed" if not token else "This preview token is not valid here",
-                                 "Open this preview from JupyterLab or <code>%sandbox preview PORT</code>, or send "
-                                 f"the token in the <code>{access.TOKEN_HEADER}</code> header.")
+            raise PreviewFailure(
+                401 if not token else 403,
+                "A preview token is needed" if not token else "This preview token is not valid here",
+                "Open this preview from JupyterLab or <code>%sandbox preview PORT</code>, or send "
+                f"the token in the <code>{access.TOKEN_HEADER}</code> header.",
+            )
         websocket = "websocket" in head.tokens("Upgrade")
         if websocket:
-            refused = access.websocket_origin_refused(
-                head, None if target.path_form else target.public_host)
+            refused = access.websocket_origin_refused(head, None if target.path_form else target.public_host)
             if refused:
                 raise PreviewFailure(403, "This websocket comes from another origin", html.escape(refused))
         if target.path_form and (head.get("Service-Worker") or head.get("Sec-Fetch-Dest").lower() == "serviceworker"):
             # A service worker registered from here would control Jupyter's own pages (scope '/').
-            raise PreviewFailure(403, "No service workers on the path form",
-                                 "A preview served on the Jupyter server's address cannot install a service "
-                                 "worker. Open the preview on its own origin.")
+            raise PreviewFailure(
+                403,
+                "No service workers on the path form",
+                "A preview served on the Jupyter server's address cannot install a service "
+                "worker. Open the preview on its own origin.",
+            )
         request_length = body_length(head)
         client_keeps = read_more and head.first[2] == "HTTP/1.1" and "close" not in head.tokens("Connection")
         if access.wants_cookie(head, from_query):
@@ -153,9 +167,17 @@ class PreviewSession:
         reused = upstream is not None
         if upstream is None:
             upstream = await self.upstreams.connect(sandbox, target.port)
-        outgoing = access.upstream_request(head, path, query, target.port, target.public_host, target.scheme,
-                                           keep_alive=replayable, websocket=websocket,
-                                           path_prefix=target.path_prefix).encode()
+        outgoing = access.upstream_request(
+            head,
+            path,
+            query,
+            target.port,
+            target.public_host,
+            target.scheme,
+            keep_alive=replayable,
+            websocket=websocket,
+            path_prefix=target.path_prefix,
+        ).encode()
         try:
             if "100-continue" in head.tokens("Expect"):
                 await self.client.send(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -174,11 +196,17 @@ class PreviewSession:
                 await pipe_both_ways(self.client, upstream)
                 return False
             length = body_length(response, head.first[0])
-            upstream_keeps = (replayable and length != UNTIL_CLOSE and response.first[0] == "HTTP/1.1"
-                              and "close" not in response.tokens("Connection"))
+            upstream_keeps = (
+                replayable
+                and length != UNTIL_CLOSE
+                and response.first[0] == "HTTP/1.1"
+                and "close" not in response.tokens("Connection")
+            )
             keeps = client_keeps and length != UNTIL_CLOSE
             self.responding = True
-            await upstream.copy_body(self.client, length, access.client_response(response, app_headers, keeps, extra).encode())
+            await upstream.copy_body(
+                self.client, length, access.client_response(response, app_headers, keeps, extra).encode()
+            )
         except BaseException:
             upstream.close()
             raise
@@ -196,8 +224,15 @@ class PreviewSession:
         own_hosts = {target.public_host.lower(), f"localhost:{target.port}"}
         return confine.path_form_headers(response, target.path_prefix, target.path_prefix + path, own_hosts)
 
-    async def _redirect_with_cookie(self, token: str, target: Target, path: str, query: list[tuple[str, str]],
-                                    extra: list[tuple[str, str]], keeps: bool) -> None:
+    async def _redirect_with_cookie(
+        self,
+        token: str,
+        target: Target,
+        path: str,
+        query: list[tuple[str, str]],
+        extra: list[tuple[str, str]],
+        keeps: bool,
+    ) -> None:
         """A browser's first visit: the token goes into a cookie of this preview only, out of the address."""
         cookie_path = target.path_prefix + "/" if target.path_form else "/"
         location = target.path_prefix + access.join_target(path, [(k, v) for k, v in query if k != "token"])

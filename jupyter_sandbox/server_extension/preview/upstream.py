@@ -63,8 +63,11 @@ class Upstreams:
             sandbox = await loop.run_in_executor(None, self._wake, sandbox)
             self._sandboxes[sandbox_id] = (time.monotonic(), sandbox)
         if not sandbox.running or AGENT_PORT not in sandbox.host_ports:
-            raise PreviewFailure(503, "The sandbox is stopped",
-                                 f"Sandbox {html.escape(sandbox.id)} is {html.escape(sandbox.state)}; start it and reload.")
+            raise PreviewFailure(
+                503,
+                "The sandbox is stopped",
+                f"Sandbox {html.escape(sandbox.id)} is {html.escape(sandbox.state)}; start it and reload.",
+            )
         self.manager.note_activity(sandbox.id)
         return sandbox
 
@@ -119,8 +122,12 @@ class Upstreams:
         try:
             channel = await _connect(*sandbox.agent_endpoint())
             token = sandbox_secrets.agent_token(sandbox.id)
-            await channel.send((f"GET /tunnel/{port} HTTP/1.1\r\nHost: agent\r\nAuthorization: token {token}\r\n"
-                                "Upgrade: sandbox-tunnel\r\nConnection: Upgrade\r\n\r\n").encode())
+            await channel.send(
+                (
+                    f"GET /tunnel/{port} HTTP/1.1\r\nHost: agent\r\nAuthorization: token {token}\r\n"
+                    "Upgrade: sandbox-tunnel\r\nConnection: Upgrade\r\n\r\n"
+                ).encode()
+            )
             raw = await asyncio.wait_for(channel.read_head(), CONNECT_TIMEOUT)
             status = int(parse_response(raw).first[1]) if raw else 0
         except (OSError, SandboxError, asyncio.TimeoutError, ProtocolError):
