@@ -1,5 +1,6 @@
 # `make lab`: set everything up and start JupyterLab with the sandbox kernel.
 # `make test`: set everything up and run the tests.
+# `make lint`: ruff (lint and format), mypy, and the front end's linters. `make unit`: the Docker-free tests.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,7 +9,7 @@ LAB_PORT ?= 8888
 # Jupyter refuses to run as root unless told; root is how a fresh machine is usually set up.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup host host-test image test-image lab test demo bench clean
+.PHONY: setup host host-test image test-image lab test unit lint demo bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +30,7 @@ $(LABEXT): $(LABEXT_SOURCES) | $(LAB_TOOLS)
 	touch $(LABEXT)
 
 $(STAMP): pyproject.toml | $(LABEXT) $(PY)
-	SKIP_JUPYTER_BUILDER=1 $(PY) -m pip install --quiet -e ".[test,lab]"
+	SKIP_JUPYTER_BUILDER=1 $(PY) -m pip install --quiet -e ".[test,lab,lint]"
 	$(VENV)/bin/jupyter-builder develop --overwrite .
 	touch $(STAMP)
 
@@ -56,6 +57,23 @@ lab: setup
 test: test-image
 	cd labextension && ../$(VENV)/bin/jlpm test
 	$(PY) -m pytest
+
+# The layer that needs no Docker engine (pure logic, local processes): seconds, not minutes.
+# The API fuzzer's and hypothesis's pytest plugins serve only the end-to-end suite; unloaded, they save
+# a quarter of the layer's time.
+unit: $(STAMP)
+	$(PY) -m pytest -p no:schemathesis -p no:hypothesispytest tests/unit
+
+# Fails on any finding. The front end's check runs once labextension/package.json has its lint:check script.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	@if grep -q '"lint:check"' labextension/package.json; then \
+		cd labextension && $(abspath $(VENV))/bin/jlpm lint:check; \
+	else \
+		echo "labextension/package.json has no lint:check script: front-end lint skipped"; \
+	fi
 
 demo: setup
 	$(PY) examples/run_demo.py examples/demo.ipynb

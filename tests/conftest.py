@@ -340,7 +340,7 @@ def start_jupyter_server(
     """A real Jupyter Server in its own process, as `jupyter lab` runs it, with token auth. `module`
     "jupyterlab" starts JupyterLab itself; `env` adds to the process's environment."""
     port, token = free_port(), secrets.token_hex(16)
-    output = open(log, "wb") if log else subprocess.DEVNULL
+    output = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed once the server has its copy
     process = subprocess.Popen(
         [
             sys.executable,
@@ -360,6 +360,8 @@ def start_jupyter_server(
         stderr=subprocess.STDOUT,
         env={**os.environ, "NO_PROXY": "127.0.0.1", **(env or {})},
     )
+    if not isinstance(output, int):
+        output.close()  # the server writes to its own copy of the descriptor
     server = Server(port, token)
     server.process = process
 

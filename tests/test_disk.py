@@ -289,7 +289,7 @@ def test_files_are_kept_across_restarts_and_a_vanished_loop_device(
         link.unlink()
         assert not loop_devices(image)
         # Docker alone cannot start it: the volume's device is missing, so no other filesystem is mounted.
-        with pytest.raises(Exception, match="(?i)no such file|mount"):
+        with pytest.raises(Exception, match=r"(?i)no such file|mount"):
             docker_backend.start(sandbox.container_id)
         sandbox = manager.start(manager.get(sandbox.id))
         manager.wait_for_agent(sandbox)
@@ -326,7 +326,7 @@ def test_where_no_filesystem_can_be_made_the_operator_chooses(
     # A machine without e2fsprogs/util-linux tools (as without root or loop devices): nothing to enforce with.
     monkeypatch.setenv("PATH", str(tmp_path))
     required = SandboxManager(backend=docker_backend)
-    with pytest.raises(SandboxError, match="disk limit cannot be enforced here: the tools .* are missing"):
+    with pytest.raises(SandboxError, match=r"disk limit cannot be enforced here: the tools .* are missing"):
         required.create(required.default_spec(), start=False)
     lenient = SandboxManager(backend=docker_backend, enforce_disk="if-possible")
     sandbox = lenient.create(lenient.default_spec(), start=False)

@@ -153,7 +153,7 @@ def test_allow_lists_are_judged_by_the_space_they_cover(cidrs: list[str], messag
 
 
 def test_256_slash_8s_are_everything_too() -> None:
-    with pytest.raises(network.PolicyError, match="covers 100.0000% of the IPv4 address space"):
+    with pytest.raises(network.PolicyError, match=r"covers 100\.0000% of the IPv4 address space"):
         network.parse_policy(
             {"mode": "allow", "cidrs": [f"{i}.0.0.0/8" for i in range(256)]}, network.Limits(max_cidrs=300)
         )

@@ -48,6 +48,7 @@ def test_a_long_silent_cell_is_not_stopped_and_an_idle_notebook_wakes(
     idle_server: Server, docker_backend: DockerBackend
 ) -> None:
     status, kernel = idle_server.request("POST", "/api/kernels", {"name": "sandbox-python"})
+    assert status == 201, kernel
     kernel_id = kernel["id"]
 
     def cell(code: str) -> str:
@@ -67,6 +68,7 @@ def test_a_long_silent_cell_is_not_stopped_and_an_idle_notebook_wakes(
 
 def test_a_preview_visit_wakes_an_idle_sandbox(idle_server: Server) -> None:
     status, created = idle_server.request("POST", "/sandbox/api/sandboxes", {})
+    assert status == 201, created
     sandbox_id = created["id"]
     box = f"/sandbox/api/sandboxes/{sandbox_id}"
     try:
@@ -91,6 +93,7 @@ def test_a_preview_in_use_keeps_its_sandbox_awake(idle_server: Server) -> None:
     import time
 
     status, created = idle_server.request("POST", "/sandbox/api/sandboxes", {})
+    assert status == 201, created
     sandbox_id = created["id"]
     box = f"/sandbox/api/sandboxes/{sandbox_id}"
     try:

@@ -103,7 +103,7 @@ def test_widget_views_still_arrive_and_widget_html_is_sanitised(shared_kernel: S
     assert run.status == "ok", run.error
     assert any("application/vnd.jupyter.widget-view+json" in d for d in bundles(run))
     opens = [o["content"] for o in run.of_type("comm_open")]
-    html_state = [c["data"]["state"] for c in opens if c["data"]["state"].get("_model_name") == "HTMLModel"][0]
+    html_state = next(c["data"]["state"] for c in opens if c["data"]["state"].get("_model_name") == "HTMLModel")
     assert "<b>hi</b>" in html_state["value"]
     assert_no_script(html_state["value"])
     updates = [

@@ -991,9 +991,10 @@ def test_in_chromium_a_page_on_another_port_cannot_hijack_the_previews_websocket
     preview_host = f"{APP_PORT}-{app_sandbox}.localhost"
     target = f"ws://{preview_host}:{preview_server.port}/ws-any"
     probe = (
-        "<!doctype html><script>window.outcome = new Promise(done => { const ws = new WebSocket(%s);"
-        " ws.onopen = () => { ws.send('stolen'); }; ws.onmessage = e => done('open: ' + e.data);"
-        " ws.onerror = () => done('refused'); });</script>" % json.dumps(target)
+        "<!doctype html><script>window.outcome = new Promise(done => { const ws = new WebSocket("
+        + json.dumps(target)
+        + "); ws.onopen = () => { ws.send('stolen'); }; ws.onmessage = e => done('open: ' + e.data);"
+        " ws.onerror = () => done('refused'); });</script>"
     ).encode()
     with host_http_server(probe) as other_port, sync_playwright() as playwright:
         chromium = browser(playwright)
@@ -1016,7 +1017,7 @@ def test_in_chromium_a_page_on_another_port_cannot_hijack_the_previews_websocket
 
 def test_a_server_with_host_routing_can_turn_the_path_form_off(hub_server: Server, app_sandbox: str) -> None:
     token = tokens.mint(app_sandbox, APP_PORT)[0]
-    status, headers, body = all_headers(
+    status, _headers, body = all_headers(
         hub_server, f"127.0.0.1:{hub_server.port}", f"{path_of(app_sandbox)}/echo", {"X-Sandbox-Preview-Token": token}
     )
     assert status == 404 and b"own origins only" in body and b'"headers"' not in body

@@ -381,7 +381,7 @@ def test_jupyter_console_through_a_cold_start(sandbox_image: str, tmp_path: Path
         dimensions=(50, 200),
         cwd=str(tmp_path),
     )
-    log = open(tmp_path / "console.log", "w")
+    log = open(tmp_path / "console.log", "w")  # noqa: SIM115 - closed in the finally below, after the console
     console.logfile_read = log
     try:
         console.expect(prompt("In", 1))
@@ -424,7 +424,7 @@ def test_an_interrupt_stops_a_cell_waiting_for_the_sandbox(sandbox_image: str) -
         second = client.execute("print('queued')")
         time.sleep(0.5)  # both requests have reached the kernel
         kernel.km.interrupt_kernel()
-        reply, messages = collect(client, first)
+        reply, _messages = collect(client, first)
         assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
         assert collect(client, second)[0]["content"]["status"] == "aborted"
         assert kernel.run("print('goes on')").stdout.endswith("goes on\n")

@@ -389,7 +389,8 @@ def test_file_operations(api_server: Server, sandbox: str) -> None:
         api_server.request("GET", box(sandbox, "/files/content" + q(path="work/sub/moved.txt")))[1] == b"hello\nthere\n"
     )
     status, archive = api_server.request("GET", box(sandbox, "/files/content" + q(path="work")))
-    assert "work/sub/moved.txt" in tarfile.open(fileobj=io.BytesIO(archive)).getnames()
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        assert "work/sub/moved.txt" in tar.getnames()
     status, archive = api_server.request("GET", box(sandbox, "/files/content" + q(path="work", format="zip")))
     assert zipfile.ZipFile(io.BytesIO(archive)).read("work/sub/moved.txt") == b"hello\nthere\n"
     status, body = api_server.request("DELETE", box(sandbox, "/files" + q(path="work")))
@@ -469,7 +470,7 @@ def test_operations_stay_inside_the_container(api_server: Server, sandbox: str) 
     assert hostname.decode().startswith("jupyter-sandbox-")
     status, listing = api_server.request("GET", box(sandbox, "/files" + q(path="/")))
     assert "opt" in [e["name"] for e in listing["entries"]]
-    status, body = api_server.request("GET", box(sandbox, "/files/content" + q(path="/etc/shadow")))
+    status, _body = api_server.request("GET", box(sandbox, "/files/content" + q(path="/etc/shadow")))
     assert status == 403
 
 
@@ -551,6 +552,7 @@ def test_exec(api_server: Server, sandbox: str) -> None:
     assert result["timed_out"] is True and "never" not in result["stdout"]
     assert time.monotonic() - started < 20
     status, result = api_server.request("POST", box(sandbox, "/process/exec"), {"command": "ps -eo cmd"})
+    assert status == 200, result
     assert "sleep 100" not in result["stdout"]  # the whole process group went
     for bad in (
         {"command": ""},
@@ -563,7 +565,7 @@ def test_exec(api_server: Server, sandbox: str) -> None:
 
 
 def test_sessions_commands_logs_input_kill(api_server: Server, sandbox: str) -> None:
-    status, session = api_server.request("POST", box(sandbox, "/sessions"), {"id": "build"})
+    status, _session = api_server.request("POST", box(sandbox, "/sessions"), {"id": "build"})
     assert status == 201
     status, command = api_server.request(
         "POST",

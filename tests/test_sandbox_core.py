@@ -114,7 +114,7 @@ def test_bad_spec_is_refused_before_anything_is_made(manager: SandboxManager, do
 
 def test_unreachable_docker_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")
-    with pytest.raises(DockerUnavailable, match="Docker is not reachable .*DOCKER_HOST=tcp://127.0.0.1:9"):
+    with pytest.raises(DockerUnavailable, match=r"Docker is not reachable .*DOCKER_HOST=tcp://127\.0\.0\.1:9"):
         DockerBackend(timeout=5)
 
 

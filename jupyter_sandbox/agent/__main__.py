@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+from typing import Any
 
 CONFIG_PATH = "/opt/jupyter-sandbox/agent.json"
 GATE_LINE = b"open\n"
@@ -77,11 +78,16 @@ def main() -> None:
     async def serve() -> None:
         loop = asyncio.get_running_loop()
         events = EventLog()
-        runner.on_event = lambda event: loop.call_soon_threadsafe(events.add, event)
+
+        def on_event(event: dict[str, Any]) -> None:
+            loop.call_soon_threadsafe(events.add, event)
+
+        runner.on_event = on_event
         for event in pending_events:
             events.add(event)
-        asyncio.ensure_future(processes.housekeeping())
         app = make_app(config["token"], runner, events)
+        # Held by the app, so that the task lives as long as the agent serves.
+        app.settings["housekeeping"] = asyncio.ensure_future(processes.housekeeping())
         app.listen(int(config["port"]), address="0.0.0.0", max_body_size=MAX_BODY_SIZE)
         logging.getLogger("jupyter_sandbox_agent").info("agent listening on port %s", config["port"])
         await asyncio.Event().wait()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 HOME = os.path.expanduser("~")
 
@@ -65,7 +65,7 @@ def list_directory(path: str | None, limit: int = 10_000) -> dict[str, Any]:
         raise FileError(403, f"{folder}: permission denied") from None
     if not stat.S_ISDIR(os.stat(folder).st_mode):
         return {"path": str(folder), "entries": [entry(folder, st)], "truncated": False}
-    entries = []
+    entries: list[dict[str, Any]] = []
     try:
         with os.scandir(folder) as iterator:
             for item in iterator:
@@ -93,7 +93,7 @@ def open_for_reading(path: str | None):
         raise FileError(403, f"{target}: permission denied") from None
 
 
-def open_for_writing(path: str | None):
+def open_for_writing(path: str | None) -> tuple[Path, Path, IO[bytes]]:
     """A temporary file beside the target; `finish_write` renames it into place."""
     target = resolve(path)
     if not path:

@@ -12,7 +12,7 @@ import contextlib
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any, Callable
 
 from .files import resolve
@@ -65,7 +65,7 @@ def check_paths(files: Any) -> list[str]:
     return files
 
 
-def environment(extra: list[tuple[str, str]] = ()) -> dict[str, str]:
+def environment(extra: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
     env = {
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_ASKPASS": "/bin/false",
@@ -104,7 +104,9 @@ class Git:
         self._run = run
         self.relays = relays or Relays()
 
-    async def git(self, args: list[str], cwd: str, check: bool = True, settings: list[tuple[str, str]] = ()) -> dict:
+    async def git(
+        self, args: list[str], cwd: str, check: bool = True, settings: Sequence[tuple[str, str]] = ()
+    ) -> dict:
         output: dict[str, list[str]] = {"stdout": [], "stderr": []}
 
         async def emit(chunk: dict) -> None:

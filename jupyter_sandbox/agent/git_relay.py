@@ -18,7 +18,7 @@ from typing import Any
 
 from tornado import web
 
-from .splice import buffered, copy, take_socket, until_either_ends
+from .splice import buffered, copy, detach, take_socket, until_either_ends
 
 REGISTRATION_WAIT = 30.0
 MAX_WAITING = 8
@@ -134,7 +134,7 @@ class RelayHandler(web.RequestHandler):
         local = await relay.take()
         if local is None:
             raise web.HTTPError(410, "the git call is over")
-        host = self.request.connection.detach()
+        host = detach(self.request)
         relay.joined.add(local)
         remote: socket.socket | None = None
         try:

@@ -257,7 +257,10 @@ async def run_command(
     not; so does the command's own end (what it left running goes with it).
     """
     variables = {**(dict(os.environ) if own else environment.user()), **env}
-    kwargs = dict(
+    argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+    process = await asyncio.create_subprocess_exec(
+        *supervised(argv, "end"),
+        preexec_fn=supervisor_preexec,
         cwd=cwd,
         env=variables,
         stdin=asyncio.subprocess.PIPE if stdin_data is not None else asyncio.subprocess.DEVNULL,
@@ -265,8 +268,8 @@ async def run_command(
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
     )
-    argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
-    process = await asyncio.create_subprocess_exec(*supervised(argv, "end"), preexec_fn=supervisor_preexec, **kwargs)
+    # Both were asked for as pipes above.
+    assert process.stdout is not None and process.stderr is not None
     OWN.add(process.pid)
     waited = asyncio.ensure_future(supervise(process))
     started = time.monotonic()

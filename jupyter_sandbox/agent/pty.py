@@ -48,7 +48,7 @@ class PtyHandler(websocket.WebSocketHandler):
         set_size(master, max(1, min(cols, 1000)), max(1, min(rows, 1000)))
         shell = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
         env = {**environment.user(), "TERM": "xterm-256color"}
-        self.process = await asyncio.create_subprocess_exec(
+        self.process = process = await asyncio.create_subprocess_exec(
             shell,
             "-i",
             stdin=slave,
@@ -59,31 +59,32 @@ class PtyHandler(websocket.WebSocketHandler):
             start_new_session=True,
             preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
         )
-        processes.OWN.add(self.process.pid)  # its orphans keep its session: the agent leaves them be
+        processes.OWN.add(process.pid)  # its orphans keep its session: the agent leaves them be
         os.close(slave)
         self.master = master
         os.set_blocking(master, False)
-        asyncio.get_running_loop().add_reader(master, self._readable)
-        asyncio.ensure_future(self._wait())
+        asyncio.get_running_loop().add_reader(master, self._readable, master)
+        # Held so that the task is not collected while the terminal runs.
+        self._waiter = asyncio.ensure_future(self._wait(process))
 
-    def _readable(self) -> None:
+    def _readable(self, master: int) -> None:
         try:
-            data = os.read(self.master, 65536)
+            data = os.read(master, 65536)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             data = b""
         if not data:
-            asyncio.get_running_loop().remove_reader(self.master)
+            asyncio.get_running_loop().remove_reader(master)
             return
         try:
             self.write_message(data, binary=True)
         except websocket.WebSocketClosedError:
             self._kill()
 
-    async def _wait(self) -> None:
-        code = await self.process.wait()
-        processes.OWN.discard(self.process.pid)
+    async def _wait(self, process: asyncio.subprocess.Process) -> None:
+        code = await process.wait()
+        processes.OWN.discard(process.pid)
         await asyncio.sleep(0.05)  # let the last output through
         try:
             self.write_message(json.dumps({"type": "exit", "code": code}))

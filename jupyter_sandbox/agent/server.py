@@ -12,7 +12,8 @@ import os
 import re
 import sys
 import time
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from tornado import iostream, web
 from tornado.locks import Condition
@@ -78,7 +79,10 @@ class AgentHandler(web.RequestHandler):
     def _handle_request_exception(self, e: BaseException) -> None:
         # Text that cannot be encoded (lone surrogates in a path, say) is bad input, not a crash.
         if isinstance(e, UnicodeError):
-            e = web.HTTPError(400, f"text in the request cannot be used: {e.reason}")
+            reason = (
+                e.reason if isinstance(e, (UnicodeEncodeError, UnicodeDecodeError, UnicodeTranslateError)) else str(e)
+            )
+            e = web.HTTPError(400, f"text in the request cannot be used: {reason}")
         # A full home is the sandbox's limit at work, not a fault of the agent.
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
             e = web.HTTPError(507, NO_SPACE)
@@ -326,10 +330,9 @@ class file_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: Any, value: Any, traceback: Any) -> bool:
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
         if isinstance(value, files.FileError):
             raise web.HTTPError(value.status, str(value)) from None
-        return False
 
 
 def _string(body: dict, key: str) -> str:
@@ -342,6 +345,8 @@ def _string(body: dict, key: str) -> str:
 @web.stream_request_body
 class FileContentHandler(AgentHandler):
     """GET streams a file out; PUT streams the request body into a file (replaced atomically)."""
+
+    _upload: tuple[Path, Path, IO[bytes]] | None = None
 
     def prepare(self) -> None:
         super().prepare()
@@ -363,6 +368,7 @@ class FileContentHandler(AgentHandler):
                 self._write_error = exc
 
     def put(self) -> None:
+        assert self._upload is not None  # prepare() opened it for every PUT, or refused the request
         target, temporary, handle = self._upload
         if self._write_error is not None:
             raise self._write_error
@@ -378,7 +384,7 @@ class FileContentHandler(AgentHandler):
         self._discard_upload()
 
     def _discard_upload(self) -> None:
-        if getattr(self, "_upload", None) is not None:
+        if self._upload is not None:
             _, temporary, handle = self._upload
             with contextlib.suppress(OSError):  # what is still buffered may not fit any more
                 handle.close()
@@ -425,6 +431,7 @@ class FileContentHandler(AgentHandler):
             *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, start_new_session=True
         )
         processes.OWN.add(process.pid)
+        assert process.stdout is not None  # a pipe, asked for above
         try:
             while True:
                 chunk = await process.stdout.read(256 * 1024)
@@ -458,7 +465,8 @@ with zipfile.ZipFile(sys.stdout.buffer, 'w', zipfile.ZIP_DEFLATED) as archive:
 
 
 class SessionsHandler(AgentHandler):
-    def initialize(self, sessions: Sessions, **kwargs: Any) -> None:
+    # Tornado hands each handler its own route's keyword arguments: initialize() differs by design.
+    def initialize(self, sessions: Sessions, **kwargs: Any) -> None:  # type: ignore[override]
         super().initialize(**kwargs)
         self.sessions = sessions
 
@@ -467,10 +475,9 @@ class session_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: Any, value: Any, traceback: Any) -> bool:
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
         if isinstance(value, SessionError):
             raise web.HTTPError(value.status, str(value)) from None
-        return False
 
 
 class SessionListHandler(SessionsHandler):
@@ -580,7 +587,8 @@ class LogsHandler(SessionsHandler):
 
 
 class GitHandler(AgentHandler):
-    def initialize(self, git: Git, **kwargs: Any) -> None:
+    # Tornado hands each handler its own route's keyword arguments: initialize() differs by design.
+    def initialize(self, git: Git, **kwargs: Any) -> None:  # type: ignore[override]
         super().initialize(**kwargs)
         self.git = git
 

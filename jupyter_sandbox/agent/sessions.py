@@ -26,6 +26,8 @@ class Command:
     started: float = field(default_factory=time.time)
     exit_code: int | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    # The task that waits for the command's end, held here so that it is not collected before.
+    reaper: asyncio.Future | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -115,7 +117,7 @@ class Sessions:
             record.exit_code = await processes.supervise(process)
             record.done.set()
 
-        asyncio.ensure_future(reap())
+        record.reaper = asyncio.ensure_future(reap())
         return record
 
     def kill(self, session_id: str, command_id: str) -> None:

@@ -13,6 +13,9 @@ import socket
 from collections.abc import Awaitable
 from typing import Any
 
+from tornado import httputil, iostream
+from tornado.http1connection import HTTP1Connection
+
 CHUNK = 1024 * 1024
 WAKE_BYTES = 1024 * 1024
 
@@ -90,6 +93,15 @@ async def _copy_plain(source: socket.socket, sink: socket.socket, limit: int | N
         total += len(data)
         await loop.sock_sendall(sink, data)
     return total
+
+
+def detach(request: httputil.HTTPServerRequest) -> iostream.IOStream:
+    """The request's connection, taken from tornado (which then reads and writes nothing more on it).
+    Tornado serves these endpoints over HTTP/1 only; anything else would be a programming error."""
+    connection = request.connection
+    if not isinstance(connection, HTTP1Connection):
+        raise TypeError(f"only an HTTP/1 connection can be taken over, not {type(connection).__name__}")
+    return connection.detach()
 
 
 def take_socket(stream) -> socket.socket:

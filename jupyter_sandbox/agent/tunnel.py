@@ -15,7 +15,7 @@ from typing import Any
 from tornado import iostream, web
 from tornado.tcpclient import TCPClient
 
-from .splice import join
+from .splice import detach, join
 from .usage import ACTIVITY
 
 
@@ -36,7 +36,7 @@ class TunnelHandler(web.RequestHandler):
             upstream = await asyncio.wait_for(TCPClient().connect("127.0.0.1", number), timeout=5)
         except (OSError, asyncio.TimeoutError, iostream.StreamClosedError):
             raise web.HTTPError(502, f"nothing is listening on port {number} in the sandbox") from None
-        client = self.request.connection.detach()
+        client = detach(self.request)
         await client.write(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: sandbox-tunnel\r\nConnection: Upgrade\r\n\r\n"
         )

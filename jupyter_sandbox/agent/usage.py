@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Set as AbstractSet
 
 LISTEN = "0A"
 # When someone last used the sandbox through the agent (files, commands, terminals, git).
@@ -47,7 +48,7 @@ def socket_inodes(pid: int) -> set[str]:
     return inodes
 
 
-def listening_ports(hidden: set[int] = frozenset()) -> list[int]:
+def listening_ports(hidden: AbstractSet[int] = frozenset()) -> list[int]:
     """Ports the user's programs listen on: not Docker's DNS, not the `hidden` ones."""
     return sorted({port for address, port, _ in listening_sockets() if address != DOCKER_DNS and port not in hidden})
 

@@ -75,7 +75,7 @@ def unavailable_reason(local_engine: bool) -> str | None:
     if not local_engine:
         return "the Docker engine is not on this machine (DOCKER_HOST), so it cannot mount a loop device made here"
     if os.geteuid() != 0:
-        return "attaching loop devices needs root, and this process runs as uid %d" % os.geteuid()
+        return f"attaching loop devices needs root, and this process runs as uid {os.geteuid()}"
     if not Path("/dev/loop-control").exists():
         return "this machine has no loop devices (/dev/loop-control is missing)"
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
@@ -364,11 +364,9 @@ class DiskStore:
 
     def is_home_volume(self, sandbox_id: str, options: dict[str, str] | None) -> bool:
         """Whether a volume with these driver options mounts this sandbox's limited filesystem."""
-        return (
-            bool(options)
-            and options.get("type") == FS_TYPE
-            and options.get("device") == str(Path(self.link_dir) / sandbox_id)
-        )
+        if not options:
+            return False
+        return options.get("type") == FS_TYPE and options.get("device") == str(Path(self.link_dir) / sandbox_id)
 
 
 def _groups(fields: dict[str, int]) -> int:

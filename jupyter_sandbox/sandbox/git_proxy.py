@@ -27,7 +27,7 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any
+from typing import Any, Literal
 
 from traitlets import Float, Int, Unicode, Union
 from traitlets.config import LoggingConfigurable
@@ -222,12 +222,12 @@ class ProxySession:
             if method != "CONNECT":
                 self._requests(stream, origin_form=False, first=(method, target, headers, version))
                 return
-            self._check_connect(target)
+            certificates = self._check_connect(target)
             if stream.pending():
                 raise Refused(400, "git sent data before the tunnel was set up")
             stream.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
             try:
-                tls = self.certificates.server_context.wrap_socket(sock, server_side=True)
+                tls = certificates.server_context.wrap_socket(sock, server_side=True)
             except (ssl.SSLError, OSError) as exc:
                 # git refused the call's certificate (or something else connected): nothing was sent.
                 self.log.debug("git credential proxy: TLS from the sandbox failed: %s", exc)
@@ -243,13 +243,16 @@ class ProxySession:
             except OSError:
                 pass
 
-    def _check_connect(self, target: str) -> None:
-        if self.remote.scheme != "https" or target.lower() not in (self.remote.authority.lower(), f"{self.alias}:443"):
+    def _check_connect(self, target: str) -> CallCertificates:
+        """The certificates to answer a CONNECT with (an https remote always has them)."""
+        allowed = (self.remote.authority.lower(), f"{self.alias}:443")
+        if self.remote.scheme != "https" or self.certificates is None or target.lower() not in allowed:
             raise Refused(
                 400,
                 f"git asked to connect to {target[:200]}, but the credentials of this call are only "
                 f"for {self.remote.url}; check the repository's remote URL",
             )
+        return self.certificates
 
     def _path(self, target: str, origin_form: bool) -> str:
         if origin_form:
@@ -435,9 +438,10 @@ class ProxySession:
             )
         bodiless = method == "HEAD" or response.status in (204, 304) or response.status < 200
         announced = response.getheader("Content-Length")
-        fixed = not response.chunked and announced is not None and announced.isdigit() and len(announced) < 19
+        length = int(announced) if announced is not None and announced.isdigit() and len(announced) < 19 else None
+        fixed = not response.chunked and length is not None
         if not bodiless:
-            lines.append(f"Content-Length: {int(announced)}" if fixed else "Transfer-Encoding: chunked")
+            lines.append(f"Content-Length: {length}" if fixed else "Transfer-Encoding: chunked")
         stream.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         if bodiless:
             return True
@@ -674,7 +678,7 @@ class AgentRelay:
                 self._open.discard(sock)
                 self._lock.notify_all()
 
-    def _wait_for_git(self) -> tuple[socket.socket, bytes] | bool | None:
+    def _wait_for_git(self) -> tuple[socket.socket, bytes] | Literal[False] | None:
         """A relay connection paired with a connection from the sandbox; False when the call is over,
         None when the agent could not be asked."""
         try:

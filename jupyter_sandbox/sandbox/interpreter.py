@@ -115,7 +115,7 @@ class Judge:
         if self.stat(posixpath.join(venv, "pyvenv.cfg")) is not None:
             prefixes.insert(0, venv)
         folders = []
-        for prefix in dict.fromkeys(prefixes + ["/usr/local"]):
+        for prefix in dict.fromkeys([*prefixes, "/usr/local"]):
             for tail in (name, f"{name}/site-packages", f"{name}/dist-packages", "python3/dist-packages"):
                 folders.append(posixpath.join(prefix, "lib", tail))
         return [f for f in folders if self.stat(f) is not None]

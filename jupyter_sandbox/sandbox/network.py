@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, Union
 
 from . import secrets as sandbox_secrets
 
@@ -78,6 +78,8 @@ NEVER_V6 = ["::/128", "fe80::/10", "ff00::/8"]
 # in an allow list means nothing, and is refused so that nobody believes it opens the host.
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
 COMMAND_TIMEOUT = 20
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+_N = TypeVar("_N", ipaddress.IPv4Network, ipaddress.IPv6Network)
 
 
 class PolicyError(ValueError):
@@ -115,19 +117,33 @@ class Limits:
     max_v6_prefix: int = 32
 
 
-def _inside(network: ipaddress._BaseNetwork, blocks: Iterable[str]) -> str | None:
+def _subnet(network: Network, other: Network) -> bool:
+    """`network` lies wholly in `other` (never when their IP versions differ)."""
+    if isinstance(network, ipaddress.IPv4Network) and isinstance(other, ipaddress.IPv4Network):
+        return network.subnet_of(other)
+    if isinstance(network, ipaddress.IPv6Network) and isinstance(other, ipaddress.IPv6Network):
+        return network.subnet_of(other)
+    return False
+
+
+def _inside(network: Network, blocks: Iterable[str]) -> str | None:
     """The block of `blocks` that holds all of `network`, if any. (A wider network that only
     overlaps one keeps it as a hole: those rules come before the allow list's.)"""
     for block in blocks:
-        other = ipaddress.ip_network(block)
-        if other.version == network.version and network.subnet_of(other):
+        if _subnet(network, ipaddress.ip_network(block)):
             return block
     return None
 
 
-def covered(networks: Sequence[ipaddress._BaseNetwork], version: int) -> int:
+def covered(networks: Sequence[Network], version: int) -> int:
     """How many addresses of one IP version the networks cover together (overlaps counted once)."""
-    return sum(n.num_addresses for n in ipaddress.collapse_addresses(n for n in networks if n.version == version))
+    if version == 4:
+        return sum(n.num_addresses for n in ipaddress.collapse_addresses(_of_type(networks, ipaddress.IPv4Network)))
+    return sum(n.num_addresses for n in ipaddress.collapse_addresses(_of_type(networks, ipaddress.IPv6Network)))
+
+
+def _of_type(networks: Sequence[Network], kind: type[_N]) -> list[_N]:
+    return [n for n in networks if isinstance(n, kind)]
 
 
 def parse_policy(value: Any, max_cidrs: int | Limits, allow_any: bool = False) -> EgressPolicy:
@@ -151,7 +167,7 @@ def parse_policy(value: Any, max_cidrs: int | Limits, allow_any: bool = False) -
         raise PolicyError("mode allow needs at least one CIDR block")
     if len(cidrs) > limits.max_cidrs:
         raise PolicyError(f"at most {limits.max_cidrs} CIDR blocks are allowed, got {len(cidrs)}")
-    networks = []
+    networks: list[Network] = []
     for text in cidrs:
         try:
             network = ipaddress.ip_network(text.strip(), strict=False)
@@ -172,7 +188,7 @@ def parse_policy(value: Any, max_cidrs: int | Limits, allow_any: bool = False) -
                     "name the hosts or networks you need"
                 )
     for text, network in zip(cidrs, networks):
-        if any(network.subnet_of(lo) for lo in LOOPBACK if lo.version == network.version):
+        if any(_subnet(network, lo) for lo in LOOPBACK):
             raise PolicyError(
                 f"{text!r} is the sandbox's own loopback, which is always reachable inside the "
                 "sandbox and never leads to the host; leave it out"

@@ -122,9 +122,10 @@ def confine_url(value: str, prefix: str, request_path: str, own_hosts: set[str])
     if not text:
         return None
     parts = urllib.parse.urlsplit(text)
-    if parts.scheme:
-        if parts.scheme.lower() not in ("http", "https") or not text[len(parts.scheme) + 1 :].startswith("//"):
-            return None
+    # Only absolute http(s) URLs with an authority: not javascript:, data:, nor 'http:evil'.
+    scheme_ok = parts.scheme.lower() in ("http", "https") and text[len(parts.scheme) + 1 :].startswith("//")
+    if parts.scheme and not scheme_ok:
+        return None
     if parts.scheme or text.startswith("//"):
         if parts.netloc.lower() not in own_hosts:
             return None

@@ -134,7 +134,7 @@ class PreviewSession:
             raise PreviewFailure(400, "Not a port", f"{target.port} is not a TCP port (1 to 65535).")
         path, query = access.split_target(target.path)
         token, from_query = access.given_token(head, query)
-        if not tokens.verify(token, target.sandbox_id, target.port):
+        if not token or not tokens.verify(token, target.sandbox_id, target.port):
             raise PreviewFailure(
                 401 if not token else 403,
                 "A preview token is needed" if not token else "This preview token is not valid here",
