@@ -8,6 +8,7 @@ is what a front end sees on shell and iopub: replies, their order, outputs and s
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -89,7 +90,8 @@ class Proxy:
     """A relay running on its own thread in front of the local ipykernel, and a client of it."""
 
     def __init__(self, kernel: KernelManager, tmp: Path, hold: bool = False, **settings: Any) -> None:
-        path, info = write_connection_file(str(tmp / "front.json"), ip="127.0.0.1", key=os.urandom(16).hex().encode())
+        _, written = write_connection_file(str(tmp / "front.json"), ip="127.0.0.1", key=os.urandom(16).hex().encode())
+        info: dict[str, Any] = dict(written)
         holder: list[LocalLifecycle] = []
 
         def lifecycle(relay: Relay) -> LocalLifecycle:
@@ -101,7 +103,7 @@ class Proxy:
         self.thread = threading.Thread(target=self.relay.run, daemon=True)
         self.thread.start()
         self.client = BlockingKernelClient()
-        self.client.load_connection_info(info)
+        self.client.load_connection_info(written)
         self.client.start_channels()
 
     def close(self) -> None:
@@ -245,7 +247,7 @@ def test_requests_before_the_inner_kernel_is_up_are_held_then_answered_in_order(
         info = proxy.client.kernel_info()
         cells = [proxy.client.execute(f"print('cell {n}')") for n in range(3)]
         # Nothing can answer yet: the inner kernel is not connected and its kernel_info is not known.
-        with pytest.raises(Exception):  # queue.Empty
+        with pytest.raises(queue.Empty):
             proxy.client.get_shell_msg(timeout=0.5)
         proxy.lifecycle.gate.set()
         assert proxy.reply(info)["content"]["implementation"] == "ipython"
@@ -330,5 +332,17 @@ def test_shutdown_answers_and_ends_the_relay(local_kernel: KernelManager, tmp_pa
         assert not proxy.thread.is_alive()
         assert proxy.lifecycle.released  # a shutdown without restart releases the sandbox
         assert not proxy.relay.restarting
+    finally:
+        proxy.close()
+
+
+def test_a_cell_past_its_time_limit_is_interrupted(local_kernel: KernelManager, tmp_path: Path) -> None:
+    proxy = Proxy(local_kernel, tmp_path, cell_timeout=0.5)
+    try:
+        proxy.client.wait_for_ready(timeout=TIMEOUT)
+        reply, outputs = proxy.run("import time; time.sleep(60)")
+        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+        assert "ran longer than its limit of 0.5 s" in stdout(outputs, "stderr")
+        assert proxy.lifecycle.interrupts == 1
     finally:
         proxy.close()
