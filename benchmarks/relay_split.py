@@ -29,7 +29,7 @@ from jupyter_sandbox.kernel.relay import Relay
 from jupyter_sandbox.kernel.settings import SandboxKernel
 
 
-class LocalKernel(dict):  # type: ignore[type-arg]
+class LocalKernel(dict):
     """A local ipykernel's connection info; also answers as the Sandbox an older relay was given."""
 
     memory_limit = ""
@@ -93,7 +93,7 @@ def measure(count: int) -> tuple[list[float], list[float]]:
             str(Path(tmp, "front.json")), ip="127.0.0.1", key=os.urandom(16).hex().encode()
         )
         kernel = LocalKernel(inner.get_connection_info())
-        relay = Relay(dict(front), lambda r: LocalLifecycle(r, kernel), settings=SandboxKernel())  # type: ignore[arg-type, return-value]
+        relay = Relay(dict(front), lambda r: LocalLifecycle(r, kernel), settings=SandboxKernel())
         thread = threading.Thread(target=relay.run, daemon=True)
         thread.start()
         proxied = BlockingKernelClient()
