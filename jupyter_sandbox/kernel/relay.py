@@ -27,18 +27,17 @@ import queue
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 import zmq
 
+from . import completion, offline
 from . import kernel_info as kernel_info_cache
-from . import offline
-from .cells import may_have_magic
 from .host_cells import HostCell, HostCells, host_segments, with_count
 from .inbound import InboundFilter
 from .limits import OUTPUT_MESSAGES, Cell, OutputLimit, TimeLimit, output_limit_bytes
-from .magics import MagicContext, complete
+from .magics import MagicContext
 from .messages import dumps, reply_type
 from .output_policy import OutputPolicy
 from .replies import error_output, error_reply, failed_execute_reply, reply_metadata
@@ -106,8 +105,7 @@ class Pending:
     idents: list[bytes]
     header: dict[str, Any]
     stop_on_error: bool = False  # an execute request whose error aborts the queued cells
-    extra_matches: list[str] = field(default_factory=list)  # `%sandbox` added to a completion
-    extra_typed: tuple[int, str] = (0, "")  # where the line starts, and what was typed on it
+    added_matches: completion.Completion | None = None  # `%sandbox` to add to a completion reply
 
 
 FrontHandler = Callable[[str, list[bytes], Body, dict[str, Any]], None]
@@ -597,74 +595,21 @@ class Relay:
     def _complete_here(self, item: Held) -> bool | None:
         """`%sandbox` lines are completed here; a line that starts to spell `%sandbox` gets it offered
         beside the inner kernel's matches (added to its reply), or alone while the sandbox is not up."""
-        request = content(item.frames)
-        code, cursor = request.get("code"), request.get("cursor_pos")
-        if not isinstance(code, str) or not isinstance(cursor, int) or not 0 <= cursor <= len(code):
+        planned = completion.plan(content(item.frames), self.gate.ready)
+        if planned is None:
             return None
-        line_start = code.rfind("\n", 0, cursor) + 1
-        line_end = code.find("\n", cursor)
-        line = code[line_start : len(code) if line_end < 0 else line_end]
-        typed = line[: cursor - line_start]
-        prefix = [name for name in ("%sandbox", "%%sandbox") if typed and name.startswith(typed) and typed != name]
-        if prefix and self.gate.ready:
-            self._forward(item)
-            pending = self.pending[item.header["msg_id"]]
-            pending.extra_matches = prefix
-            pending.extra_typed = (line_start, typed)
+        if planned.reply is not None:
+            self._reply("shell", item.idents, item.header, "complete_reply", planned.reply)
             return True
-        if prefix:
-            matches, start = prefix, 0
-        elif may_have_magic(code.encode()):
-            found = complete(line, cursor - line_start)
-            if found is None:
-                return None
-            matches, start = found
-        else:
-            return None
-        reply = {
-            "status": "ok",
-            "matches": matches,
-            "cursor_start": line_start + start,
-            "cursor_end": cursor,
-            "metadata": {},
-        }
-        self._reply("shell", item.idents, item.header, "complete_reply", reply)
+        self._forward(item)
+        self.pending[item.header["msg_id"]].added_matches = planned
         return True
 
     def _complete_replied(self, msg_id: str, pending: Pending, body: Body) -> None:
-        if pending.extra_matches:
-            body = self._with_sandbox_matches(body, pending)
+        merged = completion.merge(content(body), pending.added_matches) if pending.added_matches else None
+        if merged is not None:
+            body = [*body[:4], dumps(merged), *body[5:]]
         self.front.send(pending.channel, pending.idents, body)
-
-    def _with_sandbox_matches(self, body: Body, pending: Pending) -> Body:
-        """The inner kernel's matches with `%sandbox` first, all replacing from the line's start."""
-        reply = content(body)
-        matches, start, end = reply.get("matches"), reply.get("cursor_start"), reply.get("cursor_end")
-        line_start, typed = pending.extra_typed
-        if (
-            reply.get("status") != "ok"
-            or not isinstance(matches, list)
-            or not isinstance(start, int)
-            or not line_start <= start <= line_start + len(typed)
-        ):
-            return body
-        # A match that replaces from further right is the same match written from the line's start.
-        lead = typed[: start - line_start]
-        theirs = [lead + m for m in matches if isinstance(m, str)]
-        added = [m for m in pending.extra_matches if m not in theirs]
-        reply["matches"] = added + theirs
-        reply["cursor_start"] = line_start
-        metadata = reply.get("metadata")
-        types = metadata.get("_jupyter_types_experimental") if isinstance(metadata, dict) else None
-        if isinstance(metadata, dict) and isinstance(types, list):
-            metadata["_jupyter_types_experimental"] = [
-                {"start": line_start, "end": end, "text": m, "type": "magic", "signature": ""} for m in added
-            ] + [
-                {**t, "start": line_start, "text": lead + t["text"]}
-                for t in types
-                if isinstance(t, dict) and isinstance(t.get("text"), str)
-            ]
-        return [*body[:4], dumps(reply), *body[5:]]
 
     # -- the order of cells -----------------------------------------------------------------
 

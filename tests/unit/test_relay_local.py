@@ -145,7 +145,9 @@ def stdout(messages: list[dict[str, Any]], name: str = "stdout") -> str:
 def local_kernel() -> Iterator[KernelManager]:
     """One ipykernel on 127.0.0.1 for the module (each test gets a relay of its own in front of it)."""
     manager = KernelManager(kernel_name="python3", ip="127.0.0.1", transport="tcp")
-    manager.start_kernel()
+    # No history database: the relay sets the shared kernel's count back for each new relay, which
+    # IPython's history would report as a clash (a sandbox's kernel is fresh for each relay).
+    manager.start_kernel(extra_arguments=["--HistoryManager.enabled=False"])
     client = manager.client()
     client.start_channels()
     client.wait_for_ready(timeout=60)
