@@ -348,3 +348,31 @@ def test_a_cell_past_its_time_limit_is_interrupted(local_kernel: KernelManager, 
         assert proxy.lifecycle.interrupts == 1
     finally:
         proxy.close()
+
+
+def test_completion_offers_sandbox_beside_the_kernels_matches(proxy: Proxy) -> None:
+    msg_id = proxy.client.complete("%sand", 5)
+    reply = proxy.reply(msg_id)["content"]
+    assert reply["status"] == "ok"
+    assert reply["matches"][0] == "%sandbox"
+    assert reply["cursor_start"] == 0 and reply["cursor_end"] == 5
+    # A %sandbox line is completed on the host (the inner kernel does not know the magic).
+    msg_id = proxy.client.complete("%sandbox sta", 12)
+    reply = proxy.reply(msg_id)["content"]
+    assert "status" in reply["matches"] and reply["cursor_start"] == len("%sandbox ")
+
+
+def test_input_request_reaches_the_front_end_that_asked(proxy: Proxy) -> None:
+    asked: list[str] = []
+
+    def answer(message: dict[str, Any]) -> None:
+        asked.append(message["content"]["prompt"])
+        proxy.client.input("forty-two")
+
+    outputs: list[dict[str, Any]] = []
+    reply = proxy.client.execute_interactive(
+        "print(input('name? '))", timeout=TIMEOUT, allow_stdin=True, stdin_hook=answer, output_hook=outputs.append
+    )
+    assert reply["content"]["status"] == "ok"
+    assert asked == ["name? "]
+    assert stdout(outputs) == "forty-two\n"
