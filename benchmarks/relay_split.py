@@ -5,7 +5,8 @@ Which relay is measured is whichever `jupyter_sandbox` is importable: run it wit
 each checkout to compare two versions of the relay; `--also DIR` does that in the same run, measuring
 the checkout at DIR in a child process right after this one.
 
-Target: relay / direct <= 1.10, and the same within noise for two versions.
+Also printed lines through the relay vs direct. Target: relay / direct <= 1.10 for the round trip,
+>= 0.9 of direct throughput, and the same within noise for two versions.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from common import ms, round_trips
 from jupyter_client import BlockingKernelClient, KernelManager
 from jupyter_client.connect import write_connection_file
+from throughput import timed
 
 import jupyter_sandbox
 from jupyter_sandbox.kernel.relay import Relay
@@ -82,7 +84,7 @@ class LocalLifecycle:
         pass
 
 
-def measure(count: int) -> tuple[list[float], list[float]]:
+def measure(count: int, lines: int) -> tuple[list[float], list[float], list[float], list[float]]:
     inner = KernelManager(kernel_name="python3", ip="127.0.0.1", transport="tcp")
     inner.start_kernel()
     direct = inner.client()
@@ -104,34 +106,45 @@ def measure(count: int) -> tuple[list[float], list[float]]:
             # Interleaved, so that both see the same machine load.
             direct_times: list[float] = []
             relay_times: list[float] = []
+            direct_printing: list[float] = []
+            relay_printing: list[float] = []
             for _ in range(4):
                 direct_times += round_trips(direct, count // 4)
                 relay_times += round_trips(proxied, count // 4)
+                direct_printing.append(timed(direct, lines))
+                relay_printing.append(timed(proxied, lines))
         finally:
             relay.post("terminate")
             thread.join(10)
             proxied.stop_channels()
             direct.stop_channels()
             inner.shutdown_kernel(now=True)
-    return direct_times, relay_times
+    return direct_times, relay_times, direct_printing, relay_printing
 
 
 def main() -> dict[str, float]:
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=200)
+    parser.add_argument("--lines", type=int, default=20_000, help="printed lines for the throughput figure")
     parser.add_argument("--also", default="", help="a checkout whose relay to measure next, in a child process")
     args = parser.parse_args()
-    direct_times, relay_times = measure(args.n)
+    direct_times, relay_times, direct_printing, relay_printing = measure(args.n, args.lines)
     ratio = statistics.median(relay_times) / statistics.median(direct_times)
+    throughput = statistics.median(direct_printing) / statistics.median(relay_printing)
     where = Path(jupyter_sandbox.__file__).resolve().parents[1]
     print(f"trivial cell round trip, {args.n} cells each, relay from {where}")
     print(f"  local ipykernel, direct        {ms(direct_times)}")
     print(f"  local ipykernel, through relay {ms(relay_times)}")
     print(f"  relay / direct = {ratio:.3f}   (target <= 1.10)")
+    print(f"{args.lines} printed lines, 4 times each")
+    print(f"  local ipykernel, direct        median {statistics.median(direct_printing) * 1000:7.1f} ms")
+    print(f"  local ipykernel, through relay median {statistics.median(relay_printing) * 1000:7.1f} ms")
+    print(f"  relay / direct throughput = {throughput:.3f}   (target >= 0.9)")
     if args.also:
         env = {**os.environ, "PYTHONPATH": args.also}
-        subprocess.run([sys.executable, __file__, "-n", str(args.n)], env=env, check=True, timeout=600)
-    return {"relay_split_ratio": ratio}
+        command = [sys.executable, __file__, "-n", str(args.n), "--lines", str(args.lines)]
+        subprocess.run(command, env=env, check=True, timeout=600)
+    return {"relay_split_ratio": ratio, "relay_split_throughput": throughput}
 
 
 if __name__ == "__main__":
