@@ -31,8 +31,11 @@ class LocalLifecycle:
 
     memory_limit = ""
 
-    def __init__(self, relay: Relay, kernel: KernelManager, hold: bool = False) -> None:
+    def __init__(
+        self, relay: Relay, kernel: KernelManager, hold: bool = False, recorded: dict[str, Any] | None = None
+    ) -> None:
         self.relay = relay
+        self.recorded = recorded
         self.kernel = kernel
         self.gate = threading.Event()
         if not hold:
@@ -54,7 +57,7 @@ class LocalLifecycle:
         return self._info() if self.gate.is_set() else None
 
     def recorded_kernel_info(self) -> dict[str, Any] | None:
-        return None  # as for an image whose kernel never answered on this host
+        return self.recorded  # None: as for an image whose kernel never answered on this host
 
     def remember_kernel_info(self, info: dict[str, Any]) -> None:
         pass
@@ -89,13 +92,20 @@ class LocalLifecycle:
 class Proxy:
     """A relay running on its own thread in front of the local ipykernel, and a client of it."""
 
-    def __init__(self, kernel: KernelManager, tmp: Path, hold: bool = False, **settings: Any) -> None:
+    def __init__(
+        self,
+        kernel: KernelManager,
+        tmp: Path,
+        hold: bool = False,
+        recorded: dict[str, Any] | None = None,
+        **settings: Any,
+    ) -> None:
         _, written = write_connection_file(str(tmp / "front.json"), ip="127.0.0.1", key=os.urandom(16).hex().encode())
         info: dict[str, Any] = dict(written)
         holder: list[LocalLifecycle] = []
 
         def lifecycle(relay: Relay) -> LocalLifecycle:
-            holder.append(LocalLifecycle(relay, kernel, hold=hold))
+            holder.append(LocalLifecycle(relay, kernel, hold=hold, recorded=recorded))
             return holder[0]
 
         self.relay = Relay(info, lifecycle, handshake_timeout=TIMEOUT, settings=SandboxKernel(**settings))
@@ -376,3 +386,28 @@ def test_input_request_reaches_the_front_end_that_asked(proxy: Proxy) -> None:
     assert reply["content"]["status"] == "ok"
     assert asked == ["name? "]
     assert stdout(outputs) == "forty-two\n"
+
+
+def test_kernel_info_is_answered_at_once_from_the_record_while_the_kernel_starts(
+    local_kernel: KernelManager, tmp_path: Path
+) -> None:
+    recorded = {
+        "status": "ok",
+        "protocol_version": "5.3",
+        "implementation": "recorded-ipython",
+        "implementation_version": "1",
+        "language_info": {"name": "python", "version": "3.11", "mimetype": "text/x-python"},
+        "banner": "",
+        "help_links": [],
+    }
+    proxy = Proxy(local_kernel, tmp_path, hold=True, recorded=recorded)
+    try:
+        msg_id = proxy.client.kernel_info()
+        assert proxy.reply(msg_id)["content"]["implementation"] == "recorded-ipython"
+        cell = proxy.client.execute("print('later')")
+        with pytest.raises(queue.Empty):
+            proxy.client.get_shell_msg(timeout=0.5)
+        proxy.lifecycle.gate.set()
+        assert proxy.reply(cell)["content"]["status"] == "ok"
+    finally:
+        proxy.close()
