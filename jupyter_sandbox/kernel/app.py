@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from jupyter_core.application import JupyterApp
 from traitlets import Bool, Float, Unicode
@@ -74,7 +74,9 @@ class SandboxKernelApp(JupyterApp):
     def initialize(self, argv: Any = None) -> None:
         super().initialize(argv)
         logging.basicConfig(
-            level=self.log_level, stream=sys.stderr, format="[SandboxKernel %(asctime)s %(levelname)s] %(message)s"
+            level=cast("int | str", self.log_level),
+            stream=sys.stderr,
+            format="[SandboxKernel %(asctime)s %(levelname)s] %(message)s",
         )
         if not self.connection_file:
             self.log.critical("a connection file is required: -f /path/to/kernel-ID.json")

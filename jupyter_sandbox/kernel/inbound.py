@@ -420,7 +420,7 @@ class InboundFilter:
         for index, match in enumerate(matches):
             if not isinstance(match, str) or len(match) > MAX_SHORT or _has_magic(match):
                 continue
-            if paired:
+            if paired and isinstance(types, list):
                 entry = self._completion_type(types[index])
                 if entry is None:
                     continue

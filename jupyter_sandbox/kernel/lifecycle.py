@@ -1,7 +1,9 @@
 """Bringing a kernel's sandbox up, and watching it die, in background threads.
 
 Docker calls block, so they never run on the relay's loop. Each thread reports back by posting
-`(kind, payload)` events, which the relay handles on its own thread.
+`(kind, payload)` events, which the relay handles on its own thread. This is where a `Sandbox`
+becomes what the relay works with: the connection info of the ipykernel inside it ("ready" carries
+it), so the relay itself knows nothing of Docker (relay.Lifecycle is the seam).
 """
 
 from __future__ import annotations
@@ -9,13 +11,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from ..sandbox import binding
 from ..sandbox.client import AgentError
 from ..sandbox.docker_backend import SandboxError
 from ..sandbox.manager import Sandbox, SandboxManager
+from . import kernel_info as kernel_info_cache
 from . import release
+from .magics import MagicContext
+from .settings import SandboxKernel
 
 Post = Callable[[str, Any], None]
 log = logging.getLogger(__name__)
@@ -42,6 +47,7 @@ class SandboxLifecycle:
         self.workspace = workspace
         self.post = post
         self.sandbox: Sandbox | None = None
+        self._connection: dict[str, Any] | None = None
         self._watch_stop = threading.Event()
         self._bring_up_thread: threading.Thread | None = None
         self._touching: threading.Thread | None = None
@@ -82,7 +88,7 @@ class SandboxLifecycle:
                     )
                     workspace = None
                 created = sandbox is None
-                if created:
+                if sandbox is None:
                     sandbox = manager.create(
                         spec, kernel_id=self.kernel_id, progress=self._progress, workspace=workspace
                     )
@@ -101,9 +107,10 @@ class SandboxLifecycle:
                 # files stay.
                 health = manager.wait_for_agent(sandbox)
                 manager.agent(sandbox).kernel_action("restart")
-            self.sandbox = sandbox
+            connection = sandbox.kernel_connection()
+            self.sandbox, self._connection = sandbox, connection
             self._start_watchers(sandbox, int(health.get("last_event") or 0))
-            self.post("ready", sandbox)
+            self.post("ready", connection)
         except (SandboxError, AgentError) as exc:
             self.post("failed", str(exc))
         except Exception as exc:  # never leave the notebook waiting on a crashed thread
@@ -145,7 +152,8 @@ class SandboxLifecycle:
         """Docker's die event arrives within milliseconds; polling covers a broken event stream."""
         try:
             events = self.manager.backend.events(sandbox.container_id)
-            closer = threading.Thread(target=lambda: (stop.wait(), events.close()), daemon=True)
+            # docker-py's event stream is a generator with close(); closing it ends the loop below.
+            closer = threading.Thread(target=lambda: (stop.wait(), cast(Any, events).close()), daemon=True)
             closer.start()
             for event in events:
                 if stop.is_set():
@@ -182,17 +190,56 @@ class SandboxLifecycle:
                 if event.get("type") == "kernel_died":
                     self.post("kernel_died", event)
 
+    # -- what the relay asks ----------------------------------------------------------------
+
+    @property
+    def memory_limit(self) -> str:
+        return self.sandbox.memory_limit if self.sandbox is not None else ""
+
+    def connection(self) -> dict[str, Any] | None:
+        """The inner kernel's connection info, once the sandbox is up."""
+        return self._connection if self.sandbox is not None else None
+
+    def recorded_kernel_info(self) -> dict[str, Any] | None:
+        """What the image's kernel said the last time (a Docker call: not on the relay's loop)."""
+        image_id = self.manager.backend.image_id(self.manager.default_spec().image)
+        return kernel_info_cache.load(image_id or "")
+
+    def remember_kernel_info(self, info: dict[str, Any]) -> None:
+        sandbox = self.sandbox
+        if sandbox is not None and sandbox.image_id:
+            kernel_info_cache.store(sandbox.image_id, info)
+
+    def magic_context(
+        self,
+        settings: SandboxKernel,
+        cell_timeout: float,
+        write: Callable[[str, str], None],
+        cancel: threading.Event,
+    ) -> MagicContext:
+        return MagicContext(
+            manager=self.manager,
+            settings=settings,
+            sandbox=self.sandbox,
+            cell_timeout=cell_timeout,
+            write=write,
+            cancel=cancel,
+            stop_watching=self.stop_watching,
+            delete=self.delete,
+        )
+
     # -- actions from the relay -------------------------------------------------------------
 
-    def adopt(self, sandbox: Sandbox) -> None:
-        """Watch a sandbox that a %sandbox command restarted or recreated."""
+    def adopt(self, sandbox: Sandbox) -> dict[str, Any]:
+        """Watch a sandbox that a %sandbox command restarted or recreated; its kernel's connection."""
         self.stop_watching()
-        self.sandbox = sandbox
+        self.sandbox, self._connection = sandbox, sandbox.kernel_connection()
         try:
             last_event = int(self.manager.wait_for_agent(sandbox, timeout=10).get("last_event") or 0)
         except AgentError:
             last_event = 0
         self._start_watchers(sandbox, last_event)
+        return self._connection
 
     def restart_kernel(self, message: str) -> None:
         """Restart the Python process in the sandbox, then tell the relay with `message`."""
@@ -251,6 +298,6 @@ class SandboxLifecycle:
     def delete(self) -> None:
         """Remove this kernel's sandbox with its files now; the next cell gets a fresh one."""
         self.stop_watching()
-        sandbox, self.sandbox = self.sandbox, None
+        sandbox, self.sandbox, self._connection = self.sandbox, None, None
         if sandbox is not None:
             self.manager.remove(sandbox)

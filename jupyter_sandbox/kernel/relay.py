@@ -1,11 +1,16 @@
 """The proxy kernel's relay: the front end's ZMQ sockets on one side, the sandbox's ipykernel on the other.
 
-Messages are verified with one key and re-signed with the other. Requests from the front end are
-passed on without re-encoding; what comes back on iopub is decoded only as far as the output policy,
-the per-cell limits and the `%sandbox` cells need. Until the sandbox is ready, requests are held, and
-the few a front end gives only a moment (kernel_info, history, is_complete) are answered here as the
-inner kernel would answer them; when the sandbox dies, every request still waiting gets an error reply
+Messages are verified with one key and re-signed with the other (wire.py). Requests from the front end
+are passed on without re-encoding; what comes back is made inert by the inbound filter and decoded
+only as far as the per-cell limits (limits.py) and the `%sandbox` cells (host_cells.py) need. Until the
+inner kernel is reachable, requests wait at the start-up gate (startup.py), and the few a front end
+gives only a moment (kernel_info, history, is_complete) are answered here as the inner kernel would
+answer them; when the sandbox dies, every request still waiting gets an error reply (replies.py)
 instead of hanging.
+
+The relay knows nothing of Docker: it is given an inner-kernel connection (a connection file's fields)
+by its lifecycle, which brings the sandbox up and reports by posting events. Requests and events are
+routed by dispatch tables keyed by (channel, msg_type) and by event kind.
 
 The front end must not be able to tell this kernel from a local ipykernel: the relay keeps ipykernel's
 execution counts (one per cell that stores history, `%sandbox` cells included; the inner kernel is
@@ -15,7 +20,6 @@ aborting of queued cells after an error.
 
 from __future__ import annotations
 
-import enum
 import json
 import logging
 import os
@@ -23,32 +27,26 @@ import queue
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
 
 import zmq
 
-from .. import __version__
-from ..sandbox.manager import Sandbox
-from ..sandbox.spec import format_size, parse_size
+from . import completion, offline
 from . import kernel_info as kernel_info_cache
-from . import offline
-from .cells import Segment, has_magic, magic_waits, may_have_magic, split_cell
+from .host_cells import HostCell, HostCells, host_segments, with_count
 from .inbound import InboundFilter
-from .magics import MagicContext, MagicResult, SandboxMagics, complete
-from .messages import DELIM, Signer, build, dumps, reply_type, split
+from .limits import OUTPUT_MESSAGES, Cell, OutputLimit, TimeLimit, output_limit_bytes
+from .magics import MagicContext
+from .messages import dumps, reply_type
 from .output_policy import OutputPolicy
+from .replies import error_output, error_reply, failed_execute_reply, reply_metadata
 from .settings import SandboxKernel
+from .startup import Held, StartupGate, State
+from .wire import Body, Connection, FrontSockets, InnerSockets, content, loads
 
 log = logging.getLogger(__name__)
 
-HANDSHAKE_RESEND_SECONDS = 0.5
-# When the image's kernel info is not recorded yet (the image's first start on this host), a
-# kernel_info request waits for the sandbox's own answer this long at most: front ends wait for it
-# before sending anything (JupyterLab, nbclient and Jupyter Server give up after 60 s), and a first
-# start may include building the image. Then it gets a minimal answer and the cells show progress.
-KERNEL_INFO_WAIT_SECONDS = 10.0
 # While cells run, the sandbox is marked in use this often (an idle reaper must not stop it).
 ACTIVITY_SECONDS = 1.0
 DRAIN_BATCH = 256
@@ -72,15 +70,33 @@ ANSWERED_REQUESTS = frozenset(
         "connect_request",
     }
 )
-OUTPUT_MESSAGES = frozenset({"stream", "display_data", "update_display_data", "execute_result"})
 
 
-class State(enum.Enum):
-    STARTING = "starting"  # the sandbox is being created or started
-    CONNECTING = "connecting"  # sockets connected, waiting for the inner kernel to answer
-    READY = "ready"
-    FAILED = "failed"  # the sandbox could not be brought up; the reason is kept
-    DEAD = "dead"  # the container stopped; the next request starts it again
+class Lifecycle(Protocol):
+    """What the relay needs of whatever brings its inner kernel up (lifecycle.py for a sandbox).
+
+    Its threads report by `relay.post(kind, payload)`: ("ready", connection), ("failed", message),
+    ("progress", message), ("container_died", reason), ("kernel_died", event),
+    ("kernel_restarted", message)."""
+
+    @property
+    def memory_limit(self) -> str: ...
+
+    def bring_up(self) -> None: ...  # in the background; "ready" or "failed" follows
+    def connection(self) -> Connection | None: ...  # the current inner kernel's, once it is up
+    def recorded_kernel_info(self) -> dict[str, Any] | None: ...  # may block: called off the loop
+    def remember_kernel_info(self, info: dict[str, Any]) -> None: ...
+    def magic_context(
+        self, settings: SandboxKernel, cell_timeout: float, write: Callable[[str, str], None], cancel: threading.Event
+    ) -> MagicContext: ...
+    # A sandbox a `%sandbox` command restarted or recreated (MagicResult.reconnect): watch it, and
+    # return its kernel's connection.
+    def adopt(self, sandbox: Any) -> Connection: ...
+    def stop_watching(self) -> None: ...
+    def restart_kernel(self, message: str) -> None: ...
+    def touch(self) -> None: ...
+    def interrupt(self) -> None: ...
+    def release(self) -> None: ...
 
 
 @dataclass
@@ -91,93 +107,38 @@ class Pending:
     idents: list[bytes]
     header: dict[str, Any]
     stop_on_error: bool = False  # an execute request whose error aborts the queued cells
-    extra_matches: list[str] = field(default_factory=list)  # `%sandbox` added to a completion
-    extra_typed: tuple[int, str] = (0, "")  # where the line starts, and what was typed on it
+    added_matches: completion.Completion | None = None  # `%sandbox` to add to a completion reply
 
 
-@dataclass
-class Held:
-    """A request that waits: for the sandbox, or (on shell) for the requests before it."""
-
-    channel: str
-    idents: list[bytes]
-    frames: list[bytes]  # [signature, header, parent, metadata, content, *buffers]
-    header: dict[str, Any]
-    abort: bool = False  # an execute request queued behind a cell that failed with stop_on_error
-
-
-@dataclass
-class Cell:
-    """An execute request from the front end, while it runs: for time and output limits."""
-
-    header: dict[str, Any]
-    idents: list[bytes]
-    started: float | None = None
-    output_bytes: int = 0
-    capped: bool = False
-    interrupted_at: float | None = None
-    restarted: bool = False
-    busy_sent: bool = False  # the proxy said busy while it waited for the sandbox
-
-
-@dataclass
-class HostCell:
-    """A cell with `%sandbox` lines: the proxy runs it segment by segment.
-
-    Its code segments run in the sandbox as execute requests of their own; the last of them stores
-    history, so the inner kernel counts the cell once. A cell with no code there is counted by a
-    final request of comments only (no `%sandbox` text enters the sandbox), which also evaluates the
-    cell's user_expressions."""
-
-    cell: Cell
-    header_bytes: bytes
-    segments: list[Segment]
-    allow_stdin: bool
-    execution_count: int
-    silent: bool = False
-    counted: bool = True
-    stop_on_error: bool = True
-    user_expressions: dict[str, Any] = field(default_factory=dict)
-    index: int = 0
-    magic_running: bool = False
-    sub_id: str | None = None
-    sub_reply: dict[str, Any] | None = None
-    sub_idle: bool = False
-    sub_counts: bool = False
-    committed: bool = False  # the inner kernel has counted this cell
-    evaluated: dict[str, Any] | None = None  # user_expressions, as the inner kernel evaluated them
-    finishing: dict[str, Any] | None = None  # the final request runs; then the cell ends with this
-    cancel: threading.Event = field(default_factory=threading.Event)
-
-    def last_code_index(self) -> int:
-        return max((i for i, s in enumerate(self.segments) if s.kind == "code"), default=-1)
+FrontHandler = Callable[[str, list[bytes], Body, dict[str, Any]], None]
+ShellHandler = Callable[[Held], bool]
+# True: handled here; False: it must wait where it is; None: not for this handler, routed on.
+ShellIntercept = Callable[[Held], "bool | None"]
 
 
 class Relay:
+    """One proxy kernel's messages, on one thread (`run`); other threads talk to it by `post`."""
+
     def __init__(
         self,
-        connection: dict[str, Any],
-        lifecycle_factory: Callable[[Relay], Any],
+        connection: Connection,
+        lifecycle_factory: Callable[[Relay], Lifecycle],
         handshake_timeout: float = 60.0,
         settings: SandboxKernel | None = None,
     ) -> None:
         self.connection = connection
-        self.front_signer = Signer(connection.get("key", ""), connection.get("signature_scheme", "hmac-sha256"))
         self.session = uuid.uuid4().hex
-        self.context = zmq.Context.instance()
+        self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self.handshake_timeout = handshake_timeout
         self.settings = settings or SandboxKernel()
         self.policy = OutputPolicy(self.settings.output_policy)
         self.inbound = InboundFilter(self.policy, self.settings.widget_modules)
-        limit = self.settings.output_limit
-        self.output_limit = 0 if str(limit).strip() in ("", "0") else parse_size(limit, "output_limit")
-        self.cell_timeout = float(self.settings.cell_timeout)
-        self.magics = SandboxMagics()
-        self.state = State.STARTING
-        self.failure = ""
+        self.output_limit = OutputLimit(output_limit_bytes(self.settings.output_limit))
+        self.time_limit = TimeLimit(float(self.settings.cell_timeout), float(self.settings.interrupt_grace))
+        self.gate = StartupGate()
+        self.hosts = HostCells(self)
         # The count of the last cell that stored history, as the front end saw it.
         self.execution_count = 0
-        self.kernel_info: dict[str, Any] | None = None
         self.pending: dict[str, Pending] = {}
         # Shell requests are answered in the order they came, as one kernel's shell answers them:
         # those that cannot go on yet wait in `queue` (behind a %sandbox cell, for the sandbox, or a
@@ -185,85 +146,72 @@ class Relay:
         self.queue: list[Held] = []
         self.inflight: dict[str, int] = {}  # msg_id: how many of (reply, idle status) are still due
         self._pump_due = False
-        self._kernel_info_deadline = time.monotonic() + KERNEL_INFO_WAIT_SECONDS
-        self._kernel_info_overdue = False
         self.busy_announced: set[str] = set()  # held cells the proxy already said busy for
-        self.held: list[Held] = []  # control requests that wait for the sandbox
         self.cells: dict[str, Cell] = {}
-        self.host_cell: HostCell | None = None
-        self.sub_requests: dict[str, HostCell] = {}
         self.progress_lines: list[str] = []
         self.progress_target: dict[str, Any] | None = None
         self.internal: set[str] = set()
-        self.inner: dict[str, zmq.Socket] = {}
-        self.inner_signer: Signer | None = None
-        self.memory_limit = ""
+        self.inner: InnerSockets | None = None
         self.running = True
         self.restarting = False
         self._last_touch = 0.0
         self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
-        self._bind_front()
+        self.front = FrontSockets(self.context, connection, self.session)
+        # Routing, as ipykernel's kernelbase does with its handler maps.
+        self._event_handlers: dict[str, Callable[[Any], None]] = {
+            "progress": self._on_progress,
+            "ready": self.on_ready,
+            "failed": self._on_failed,
+            "kernel_died": self._on_kernel_died,
+            "kernel_restarted": self._on_kernel_restarted,
+            "container_died": self._on_container_died,
+            "interrupt": self._on_interrupt,
+            "terminate": self._on_terminate,
+            "kernel_info_known": self._on_kernel_info_known,
+            "host_output": self.hosts.on_output,
+            "host_step": self.hosts.on_step,
+        }
+        # Requests from the front end the proxy handles itself, before routing.
+        self._front_handlers: dict[tuple[str, str], FrontHandler] = {
+            ("control", "shutdown_request"): self._front_shutdown,
+            ("control", "interrupt_request"): self._front_interrupt,
+        }
+        # Shell requests looked at before they are passed on.
+        self._shell_intercepts: dict[str, ShellIntercept] = {
+            "execute_request": self._intercept_execute,
+            "complete_request": self._complete_here,
+        }
+        # Shell requests answered while the inner kernel is not reachable, as a fresh ipykernel would.
+        self._offline_shell: dict[str, ShellHandler] = {
+            "kernel_info_request": self._offline_kernel_info,
+            # Asked with a short timeout by front ends (jupyter console).
+            "history_request": self._offline_history,
+            "is_complete_request": self._offline_is_complete,
+        }
+        # Control and stdin requests while the inner kernel is not reachable: True if answered.
+        self._offline_other: dict[tuple[str, str], ShellHandler] = {
+            ("control", "kernel_info_request"): self._offline_kernel_info,
+            ("control", "interrupt_request"): self._offline_interrupt,
+        }
+        # What the inner kernel's replies to the front end's requests go through.
+        self._reply_handlers: dict[str, Callable[[str, Pending, Body], None]] = {
+            "execute_request": self._execute_replied,
+            "complete_request": self._complete_replied,
+        }
+        # How a request that waits is answered when the sandbox cannot answer it.
+        self._failure_replies: dict[str, Callable[[str, list[bytes], dict[str, Any], str], None]] = {
+            "execute_request": self._fail_execute,
+            "kernel_info_request": self._fail_kernel_info,
+        }
         self.lifecycle = lifecycle_factory(self)
 
-    # -- sockets ----------------------------------------------------------------------------
+    # -- state shown to the app -------------------------------------------------------------
 
-    def _bind_front(self) -> None:
-        c = self.connection
-        url = f"{c.get('transport', 'tcp')}://{c['ip']}"
-        self.front: dict[str, zmq.Socket] = {}
-        # iopub is XPUB, as in ipykernel 7: each new subscription is greeted with iopub_welcome.
-        for name, kind in (
-            ("shell", zmq.ROUTER),
-            ("control", zmq.ROUTER),
-            ("stdin", zmq.ROUTER),
-            ("iopub", zmq.XPUB),
-            ("hb", zmq.REP),
-        ):
-            sock = self.context.socket(kind)
-            sock.setsockopt(zmq.LINGER, 1000)
-            if kind == zmq.ROUTER:
-                sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
-            sock.bind(f"{url}:{c[f'{name}_port']}")
-            self.front[name] = sock
-
-    def _connect_inner(self, sandbox: Sandbox) -> None:
-        self._close_inner()
-        info = sandbox.kernel_connection()
-        self.inner_signer = Signer(info["key"], info["signature_scheme"])
-        identity = uuid.uuid4().hex.encode()
-        url = f"tcp://{info['ip']}"
-        for name, kind in (("shell", zmq.DEALER), ("control", zmq.DEALER), ("stdin", zmq.DEALER), ("iopub", zmq.SUB)):
-            sock = self.context.socket(kind)
-            sock.setsockopt(zmq.LINGER, 0)
-            if kind == zmq.DEALER:
-                # The kernel sends input_request to the identity that sent the execute request,
-                # so shell and stdin must share one.
-                sock.setsockopt(zmq.IDENTITY, identity)
-            else:
-                sock.setsockopt(zmq.SUBSCRIBE, b"")
-            sock.connect(f"{url}:{info[f'{name}_port']}")
-            self.inner[name] = sock
-
-    def _close_inner(self) -> None:
-        for sock in self.inner.values():
-            sock.close(linger=0)
-        self.inner = {}
-        # Requests the proxy sent the old kernel: whatever it still says about them is dropped.
-        self.internal.clear()
-
-    def _welcome(self, frames: list[bytes]) -> None:
-        """Subscription events on the front end's XPUB: greet each new subscriber, as ipykernel 7 does."""
-        for frame in frames:
-            if not frame or frame[0] != 1:
-                continue
-            try:
-                topic = frame[1:].decode()
-            except UnicodeDecodeError:
-                continue
-            message = build(self.front_signer, "iopub_welcome", {"subscription": topic}, None, self.session)
-            self.front["iopub"].send_multipart([topic.encode(), *message] if topic else message)
+    @property
+    def state(self) -> State:
+        return self.gate.state
 
     # -- events from other threads ----------------------------------------------------------
 
@@ -285,7 +233,7 @@ class Relay:
                 kind, payload = self.events.get_nowait()
             except queue.Empty:
                 return
-            handler = getattr(self, f"_on_{kind}", None)
+            handler = self._event_handlers.get(kind)
             if handler is None:
                 log.warning("unknown relay event %s", kind)
             else:
@@ -295,30 +243,27 @@ class Relay:
         log.info("sandbox: %s", message)
         self.progress_lines.append(message)
         if self.progress_target is not None:
-            self._stream(self.progress_target, f"[sandbox] {message}\n")
+            self.stream(self.progress_target, f"[sandbox] {message}\n")
 
-    def _on_ready(self, sandbox: Sandbox) -> None:
-        self.memory_limit = sandbox.memory_limit
-        self._connect_inner(sandbox)
-        self.state = State.CONNECTING
-        self._handshake_started = time.monotonic()
-        self._handshake_sent = 0.0
-        self._handshake_shell = False
-        self._handshake_iopub = False
+    def on_ready(self, connection: Connection) -> None:
+        """The inner kernel can be reached at `connection`: connect and start the handshake."""
+        self.close_inner()
+        self.inner = InnerSockets(self.context, connection, self.session)
+        self.gate.connecting(self.handshake_timeout)
         self._handshake_tick()
 
     def _on_failed(self, message: str) -> None:
-        self.state = State.FAILED
-        self.failure = message
+        self.gate.fail(State.FAILED, message)
         log.error("sandbox failed: %s", message)
         self._fail_waiting(f"The sandbox could not be started: {message}")
 
     def _on_kernel_died(self, event: dict[str, Any]) -> None:
-        if self.state not in (State.READY, State.CONNECTING):
+        if not (self.gate.ready or self.gate.state is State.CONNECTING):
             return
         signal_number = event.get("signal")
+        memory = self.lifecycle.memory_limit
         if event.get("oom_killed"):
-            why = f"it ran out of memory{f' (limit {self.memory_limit})' if self.memory_limit else ''}"
+            why = f"it ran out of memory{f' (limit {memory})' if memory else ''}"
         elif signal_number:
             why = f"it was killed by signal {signal_number}"
         else:
@@ -331,45 +276,38 @@ class Relay:
         else:
             tail = self.policy.text((event.get("log_tail") or "")[-1500:])  # the sandbox's own output
             message = f"The Python process in the sandbox keeps dying: {why}. Its last output:\n{tail}"
-            self.state = State.FAILED
-            self.failure = message
-            self._close_inner()
+            self.gate.fail(State.FAILED, message)
+            self.close_inner()
             self._fail_waiting(message)
 
     def _on_kernel_restarted(self, message: str) -> None:
         # Not READY while the old kernel's requests are failed: nothing waiting goes to it now.
-        self.state = State.STARTING
+        self.gate.state = State.STARTING
         self._fail_waiting(message, keep_held=True)
-        sandbox = self.lifecycle.sandbox
-        if sandbox is not None:
-            self._on_ready(sandbox)
+        connection = self.lifecycle.connection()
+        if connection is not None:
+            self.on_ready(connection)
 
     def _on_container_died(self, reason: str) -> None:
-        if self.state not in (State.READY, State.CONNECTING):
+        if not (self.gate.ready or self.gate.state is State.CONNECTING):
             return
-        self.state = State.DEAD
-        self._close_inner()
-        self.failure = f"The sandbox container stopped: {reason}."
-        self._fail_waiting(self.failure + " Run a cell to start it again; files in /home/sandbox are kept.")
+        self.gate.fail(State.DEAD, f"The sandbox container stopped: {reason}.")
+        self.close_inner()
+        self._fail_waiting(self.gate.failure + " Run a cell to start it again; files in /home/sandbox are kept.")
 
     def _on_interrupt(self, _: Any) -> None:
-        if self.host_cell is not None:
-            self.host_cell.cancel.set()
+        if self.hosts.current is not None:
+            self.hosts.current.cancel.set()
         self._interrupt_waiting()
         self.lifecycle.interrupt()
 
     def _interrupt_waiting(self) -> None:
         """An interrupt while the sandbox starts stops the cell that waits for it (the one the front end
         shows busy), as it would stop a running cell; the sandbox goes on starting."""
-        if self.state is State.READY:
+        if self.gate.ready:
             return
-        host = self.host_cell
-        if host is not None:
-            if not host.magic_running and host.sub_id is None and host.finishing is None:
-                error = _error_reply("interrupted while the sandbox was starting", "KeyboardInterrupt")
-                if not host.silent:
-                    self._publish("error", _error_output(error["evalue"], error["ename"]), host.cell.header)
-                self._finish_host_cell(error)
+        if self.hosts.current is not None:
+            self.hosts.interrupt_waiting()
             return
         index = next(
             (
@@ -382,50 +320,50 @@ class Relay:
         if index is None:
             return
         item = self.queue.pop(index)
+        self._say_busy(item)
+        request = content(item.frames)
+        silent = bool(request.get("silent"))
+        if request.get("store_history", not silent) and not silent:
+            self.execution_count += 1  # a cell stopped by an interrupt counts, as in ipykernel
+        error = error_reply("interrupted while the sandbox was starting", "KeyboardInterrupt")
+        if not silent:
+            self.front.publish("error", error_output(error["evalue"], error["ename"]), item.header)
+        self.front.send_new(
+            "shell",
+            item.idents,
+            "execute_reply",
+            failed_execute_reply(error, self.execution_count),
+            item.header,
+            metadata=reply_metadata(self.session, "error"),
+        )
+        self.front.publish("status", {"execution_state": "idle"}, item.header)
+        if request.get("stop_on_error", True) and not silent:
+            self.abort_queued()
+        self.pump()
+
+    def _say_busy(self, item: Held) -> None:
+        """busy for a held cell the proxy answers itself, unless it said so while the cell waited."""
         msg_id = item.header.get("msg_id", "")
         if self.progress_target is not None and self.progress_target.get("msg_id") == msg_id:
             self.progress_target = None
         if msg_id in self.busy_announced:
             self.busy_announced.discard(msg_id)
         else:
-            self._publish("status", {"execution_state": "busy"}, item.header)
-        request = _content(item.frames)
-        silent = bool(request.get("silent"))
-        if request.get("store_history", not silent) and not silent:
-            self.execution_count += 1  # a cell stopped by an interrupt counts, as in ipykernel
-        error = _error_reply("interrupted while the sandbox was starting", "KeyboardInterrupt")
-        if not silent:
-            self._publish("error", _error_output(error["evalue"], error["ename"]), item.header)
-        frames = build(
-            self.front_signer,
-            "execute_reply",
-            {**error, "execution_count": self.execution_count, "user_expressions": {}, "payload": []},
-            item.header,
-            self.session,
-            metadata=self._reply_metadata("error"),
-        )
-        self.front["shell"].send_multipart([*item.idents, *frames])
-        self._publish("status", {"execution_state": "idle"}, item.header)
-        if request.get("stop_on_error", True) and not silent:
-            self._abort_queued()
-        self._pump()
+            self.front.publish("status", {"execution_state": "busy"}, item.header)
 
     def _on_terminate(self, _: Any) -> None:
         self._shutdown(restart=False)
 
     def _on_kernel_info_known(self, info: dict[str, Any] | None) -> None:
-        if info is not None and self.kernel_info is None:
-            self.kernel_info = info
+        if self.gate.learn(info):
             self._release_held()
-            self._pump()
+            self.pump()
 
     def _look_up_kernel_info(self) -> None:
-        """In the background (a Docker call): what the image's kernel said the last time."""
+        """In the background (it may ask Docker): what the image's kernel said the last time."""
         info = None
         try:
-            manager = self.lifecycle.manager
-            image_id = manager.backend.image_id(manager.default_spec().image)
-            info = kernel_info_cache.load(image_id or "")
+            info = self.lifecycle.recorded_kernel_info()
         except Exception:  # no engine, a bad image setting: the handshake will tell
             log.debug("no recorded kernel info for the sandbox image", exc_info=True)
         self.post("kernel_info_known", info)
@@ -433,52 +371,43 @@ class Relay:
     # -- the inner kernel's handshake -------------------------------------------------------
 
     def _handshake_tick(self) -> None:
-        now = time.monotonic()
-        if now - self._handshake_started > self.handshake_timeout:
-            self._on_failed(f"the kernel in the sandbox did not answer within {self.handshake_timeout:g} s")
-            self._close_inner()
+        handshake = self.gate.handshake
+        if handshake is None:
             return
-        if now - self._handshake_sent >= HANDSHAKE_RESEND_SECONDS:
-            self._handshake_sent = now
+        due = handshake.tick()
+        if due == "timeout":
+            self._on_failed(f"the kernel in the sandbox did not answer within {self.handshake_timeout:g} s")
+            self.close_inner()
+        elif due == "send":
             self._send_internal("kernel_info_request", {})
 
     def _handshake_progress(self) -> None:
-        if self._handshake_shell and self._handshake_iopub:
-            self.state = State.READY
+        handshake = self.gate.handshake
+        if handshake is not None and handshake.done:
+            self.gate.state = State.READY
+            self.gate.handshake = None
             self.progress_lines = []
             self.progress_target = None
             self._sync_inner_count()
             self._release_held()
-            self._advance_host_cell()
-            self._pump()
-
-    def _kernel_info_answerable(self) -> bool:
-        return bool(self.kernel_info) or self._kernel_info_overdue or self.state in (State.FAILED, State.DEAD)
+            self.hosts.advance()
+            self.pump()
 
     def _check_kernel_info_wait(self) -> None:
-        if (
-            self.kernel_info is None
-            and not self._kernel_info_overdue
-            and self.state is not State.READY
-            and time.monotonic() > self._kernel_info_deadline
-        ):
-            self._kernel_info_overdue = True
+        if self.gate.kernel_info_overdue():
             self._release_held()
-            self._pump()
+            self.pump()
 
     def _release_held(self) -> None:
-        held, self.held = self.held, []
-        for item in held:
+        for item in self.gate.release():
             self._route(item.channel, item.idents, item.frames, item.header)
 
-    def _learn_kernel_info(self, content: bytes) -> None:
-        info = kernel_info_cache.sanitize(_loads(content))
+    def _learn_kernel_info(self, data: bytes) -> None:
+        info = kernel_info_cache.sanitize(loads(data))
         if info is None:
             return
-        self.kernel_info = info
-        sandbox = self.lifecycle.sandbox
-        if sandbox is not None and sandbox.image_id:
-            kernel_info_cache.store(sandbox.image_id, info)
+        self.gate.kernel_info = info
+        self.lifecycle.remember_kernel_info(info)
 
     def _sync_inner_count(self) -> None:
         """A new inner kernel counts from 1; this kernel's front end has seen more cells (the sandbox
@@ -497,153 +426,162 @@ class Relay:
             },
         )
 
-    def _send_internal(self, msg_type: str, content: dict[str, Any]) -> None:
+    def _send_internal(self, msg_type: str, request: dict[str, Any]) -> None:
         """A request of the proxy's own: its reply and everything the kernel says about it are dropped."""
-        frames = build(self.inner_signer, msg_type, content, None, self.session)
-        self.internal.add(json.loads(frames[2])["msg_id"])
-        self.inner["shell"].send_multipart(frames)
+        if self.inner is not None:
+            self.internal.add(self.inner.send_new(msg_type, request)["msg_id"])
+
+    def close_inner(self) -> None:
+        if self.inner is not None:
+            self.inner.close()
+        self.inner = None
+        # Requests the proxy sent the old kernel: whatever it still says about them is dropped.
+        self.internal.clear()
 
     # -- front end → sandbox ----------------------------------------------------------------
 
     def _from_front(self, channel: str, frames: list[bytes]) -> None:
-        try:
-            idents, body = split(frames)
-            signature, header_bytes, parent, metadata, content = body[:5]
-        except ValueError:
-            log.warning("dropping a malformed message on %s", channel)
+        parsed = self.front.parse(channel, frames)
+        if parsed is None:
             return
-        if not self.front_signer.verify(signature, header_bytes, parent, metadata, content):
-            log.warning("dropping a message with a bad signature on %s", channel)
-            return
-        try:
-            header = json.loads(header_bytes)
-            if not isinstance(header, dict) or not isinstance(header.get("msg_id", ""), str):
-                raise ValueError
-        except ValueError:
-            log.warning("dropping a message with a malformed header on %s", channel)
-            return
-        msg_type = header.get("msg_type", "")
-        if channel == "control" and msg_type == "shutdown_request":
-            restart = bool(_content(body).get("restart"))
-            self._reply(channel, idents, header, "shutdown_reply", {"status": "ok", "restart": restart})
-            self._shutdown(restart=restart, parent=header)
-            return
-        if channel == "control" and msg_type == "interrupt_request":
-            if self.host_cell is not None:
-                self.host_cell.cancel.set()
-            self._interrupt_waiting()
+        idents, body, header = parsed
+        handler = self._front_handlers.get((channel, header.get("msg_type", "")), self._route)
+        handler(channel, idents, body, header)
+
+    def _front_shutdown(self, channel: str, idents: list[bytes], body: Body, header: dict[str, Any]) -> None:
+        restart = bool(content(body).get("restart"))
+        self._reply(channel, idents, header, "shutdown_reply", {"status": "ok", "restart": restart})
+        self._shutdown(restart=restart, parent=header)
+
+    def _front_interrupt(self, channel: str, idents: list[bytes], body: Body, header: dict[str, Any]) -> None:
+        if self.hosts.current is not None:
+            self.hosts.current.cancel.set()
+        self._interrupt_waiting()
         self._route(channel, idents, body, header)
 
-    def _route(self, channel: str, idents: list[bytes], body: list[bytes], header: dict[str, Any]) -> None:
+    def _route(self, channel: str, idents: list[bytes], body: Body, header: dict[str, Any]) -> None:
         """Send a request on, run it here, or let it wait, depending on what it is and on the sandbox."""
-        msg_type = header.get("msg_type", "")
+        item = Held(channel, idents, body, header)
         if channel == "shell":
-            item = Held(channel, idents, body, header)
-            if self.queue or self.host_cell is not None or not self._try_run(item):
+            if self.queue or self.hosts.current is not None or not self._try_run(item):
                 self._enqueue(item)
             return
-        if self.state is State.READY:
-            self._forward(channel, idents, body, header)
+        if self.gate.ready:
+            self._forward(item)
             return
         if channel == "stdin":
             return  # no input was asked for by a kernel that is not running
-        if msg_type == "kernel_info_request" and self._kernel_info_answerable():
-            self._reply(channel, idents, header, "kernel_info_reply", self.kernel_info or self._unknown_kernel_info())
+        msg_type = header.get("msg_type", "")
+        answer = self._offline_other.get((channel, msg_type))
+        if answer is not None and answer(item):
             return
-        if msg_type == "interrupt_request":
-            self._reply(channel, idents, header, "interrupt_reply", {"status": "ok"})
-            return
-        self.held.append(Held(channel, idents, body, header))
+        self.gate.hold(item)
         if msg_type != "kernel_info_request":
-            self._wake_sandbox()
+            self.wake_sandbox()
 
     def _try_run(self, item: Held) -> bool:
         """Run a shell request now if it can go; False if it must wait (at the head of the queue)."""
-        idents, body, header = item.idents, item.frames, item.header
-        msg_type = header.get("msg_type", "")
-        if msg_type == "execute_request":
-            if item.abort:
-                if self.inflight:
-                    return False  # its reply comes after those of the requests before it
-                self._send_aborted(item)
-                return True
-            segments = _host_segments(body)
-            if segments is not None:
-                if self.inflight:
-                    return False  # a %sandbox cell runs after the cells sent before it have finished
-                self._start_host_cell(idents, body, header, segments)
-                return True
-        if msg_type == "complete_request" and self._complete_here(idents, body, header):
+        msg_type = item.header.get("msg_type", "")
+        intercept = self._shell_intercepts.get(msg_type)
+        decided = intercept(item) if intercept is not None else None
+        if decided is not None:
+            return decided
+        if self.gate.ready:
+            self._forward(item)
             return True
-        if self.state is State.READY:
-            self._forward("shell", idents, body, header)
-            return True
-        if msg_type == "kernel_info_request" and self._kernel_info_answerable():
-            # What the image's kernel says; while that is not known, the request waits for the handshake.
-            self._reply("shell", idents, header, "kernel_info_reply", self.kernel_info or self._unknown_kernel_info())
-            return True
-        # Asked with a short timeout by front ends (jupyter console): answered now, as a fresh
-        # ipykernel would answer them.
-        if msg_type == "history_request":
-            self._reply("shell", idents, header, "history_reply", offline.history_reply())
-            return True
-        if msg_type == "is_complete_request":
-            code = _content(body).get("code")
-            self._reply(
-                "shell", idents, header, "is_complete_reply", offline.is_complete(code if isinstance(code, str) else "")
-            )
+        answer = self._offline_shell.get(msg_type)
+        if answer is not None and answer(item):
             return True
         if msg_type != "kernel_info_request":
-            self._wake_sandbox()
+            self.wake_sandbox()
         return False
+
+    def _intercept_execute(self, item: Held) -> bool | None:
+        if item.abort:
+            if self.inflight:
+                return False  # its reply comes after those of the requests before it
+            self._send_aborted(item)
+            return True
+        segments = host_segments(item.frames)
+        if segments is None:
+            return None
+        if self.inflight:
+            return False  # a %sandbox cell runs after the cells sent before it have finished
+        self.hosts.start(item.idents, item.frames, item.header, segments)
+        return True
+
+    def _offline_kernel_info(self, item: Held) -> bool:
+        # What the image's kernel says; while that is not known, the request waits for the handshake.
+        if not self.gate.kernel_info_answerable():
+            return False
+        self._reply(item.channel, item.idents, item.header, "kernel_info_reply", self.gate.kernel_info_reply())
+        return True
+
+    def _offline_history(self, item: Held) -> bool:
+        self._reply(item.channel, item.idents, item.header, "history_reply", offline.history_reply())
+        return True
+
+    def _offline_is_complete(self, item: Held) -> bool:
+        code = content(item.frames).get("code")
+        reply = offline.is_complete(code if isinstance(code, str) else "")
+        self._reply(item.channel, item.idents, item.header, "is_complete_reply", reply)
+        return True
+
+    def _offline_interrupt(self, item: Held) -> bool:
+        self._reply(item.channel, item.idents, item.header, "interrupt_reply", {"status": "ok"})
+        return True
 
     def _enqueue(self, item: Held) -> None:
         self.queue.append(item)
         if (
-            self.state is not State.READY
+            not self.gate.ready
             and item.header.get("msg_type") == "execute_request"
             and self.progress_target is None
-            and not _content(item.frames).get("silent")
+            and not content(item.frames).get("silent")
         ):
             # The cell the start-up progress is shown in: it is busy from now on, as a kernel would
             # say once it starts the cell; the inner kernel's own busy for it is dropped.
-            self._publish("status", {"execution_state": "busy"}, item.header)
+            self.front.publish("status", {"execution_state": "busy"}, item.header)
             self.busy_announced.add(item.header.get("msg_id", ""))
-            self._show_progress_in(item.header)
+            self.show_progress_in(item.header)
 
-    def _pump(self) -> None:
+    def pump(self) -> None:
         """Shell requests that waited go on, in order, as far as they can."""
-        while self.queue and self.host_cell is None and self.running:
+        while self.queue and self.hosts.current is None and self.running:
             item = self.queue.pop(0)
             if not self._try_run(item):
                 self.queue.insert(0, item)
                 return
 
-    def _show_progress_in(self, header: dict[str, Any]) -> None:
+    def show_progress_in(self, header: dict[str, Any]) -> None:
         if self.progress_target is not None:
             return
         self.progress_target = header
-        if self.state is State.DEAD:
-            self.progress_lines = [f"{self.failure} Starting it again..."]
+        if self.gate.state is State.DEAD:
+            self.progress_lines = [f"{self.gate.failure} Starting it again..."]
         for line in self.progress_lines:
-            self._stream(header, f"[sandbox] {line}\n")
+            self.stream(header, f"[sandbox] {line}\n")
 
-    def _wake_sandbox(self) -> None:
-        if self.state in (State.FAILED, State.DEAD):
+    def wake_sandbox(self) -> None:
+        if self.gate.down:
             # The cell that wakes a stopped sandbox says first why it had stopped.
-            was_dead = self.state is State.DEAD
-            self.state = State.STARTING
+            was_dead = self.gate.state is State.DEAD
+            self.gate.state = State.STARTING
             if self.progress_target is None:
-                self.progress_lines = [f"{self.failure} Starting it again..."] if was_dead else []
+                self.progress_lines = [f"{self.gate.failure} Starting it again..."] if was_dead else []
             self.lifecycle.bring_up()
 
-    def _forward(self, channel: str, idents: list[bytes], body: list[bytes], header: dict[str, Any]) -> None:
-        signature, header_bytes, parent, metadata, content = body[:5]
+    def track(self, msg_id: str, channel: str, idents: list[bytes], header: dict[str, Any]) -> Pending:
+        """A request sent to the inner kernel whose reply goes to `idents`."""
+        pending = self.pending[msg_id] = Pending(channel, idents, header)
+        return pending
+
+    def _forward(self, item: Held) -> None:
+        channel, body, header = item.channel, item.frames, item.header
         msg_type = header.get("msg_type", "")
         if channel != "stdin" and reply_type(msg_type):
             msg_id = header["msg_id"]
-            pending = Pending(channel, idents, header)
-            self.pending[msg_id] = pending
+            pending = self.track(msg_id, channel, item.idents, header)
             if channel == "shell":
                 # ipykernel answers a request type it does not know with busy and idle but no reply:
                 # waiting for that reply would hold every later request.
@@ -651,315 +589,31 @@ class Relay:
                 if msg_type not in ANSWERED_REQUESTS:
                     del self.pending[msg_id]
             if msg_type == "execute_request":
-                request = _content(body)
+                request = content(body)
                 pending.stop_on_error = bool(request.get("stop_on_error", True)) and not request.get("silent")
-                self.cells[msg_id] = Cell(header, idents, busy_sent=msg_id in self.busy_announced)
+                self.cells[msg_id] = Cell(header, item.idents, busy_sent=msg_id in self.busy_announced)
                 self.busy_announced.discard(msg_id)
-        new_signature = self.inner_signer.sign(header_bytes, parent, metadata, content)
-        self.inner[channel].send_multipart([DELIM, new_signature, *body[1:]], copy=False)
+        assert self.inner is not None  # forwarded only while the gate is ready
+        self.inner.forward(channel, body)
 
-    def _complete_here(self, idents: list[bytes], body: list[bytes], header: dict[str, Any]) -> bool:
+    def _complete_here(self, item: Held) -> bool | None:
         """`%sandbox` lines are completed here; a line that starts to spell `%sandbox` gets it offered
         beside the inner kernel's matches (added to its reply), or alone while the sandbox is not up."""
-        content = _content(body)
-        code, cursor = content.get("code"), content.get("cursor_pos")
-        if not isinstance(code, str) or not isinstance(cursor, int) or not 0 <= cursor <= len(code):
-            return False
-        line_start = code.rfind("\n", 0, cursor) + 1
-        line_end = code.find("\n", cursor)
-        line = code[line_start : len(code) if line_end < 0 else line_end]
-        typed = line[: cursor - line_start]
-        prefix = [name for name in ("%sandbox", "%%sandbox") if typed and name.startswith(typed) and typed != name]
-        if prefix and self.state is State.READY:
-            self._forward("shell", idents, body, header)
-            self.pending[header["msg_id"]].extra_matches = prefix
-            self.pending[header["msg_id"]].extra_typed = (line_start, typed)
+        planned = completion.plan(content(item.frames), self.gate.ready)
+        if planned is None:
+            return None
+        if planned.reply is not None:
+            self._reply("shell", item.idents, item.header, "complete_reply", planned.reply)
             return True
-        if prefix:
-            matches, start = prefix, 0
-        elif may_have_magic(code.encode()):
-            found = complete(line, cursor - line_start)
-            if found is None:
-                return False
-            matches, start = found
-        else:
-            return False
-        self._reply(
-            "shell",
-            idents,
-            header,
-            "complete_reply",
-            {
-                "status": "ok",
-                "matches": matches,
-                "cursor_start": line_start + start,
-                "cursor_end": cursor,
-                "metadata": {},
-            },
-        )
+        self._forward(item)
+        self.pending[item.header["msg_id"]].added_matches = planned
         return True
 
-    def _with_sandbox_matches(self, body: list[bytes], pending: Pending) -> list[bytes]:
-        """The inner kernel's matches with `%sandbox` first, all replacing from the line's start."""
-        reply = _content(body)
-        matches, start, end = reply.get("matches"), reply.get("cursor_start"), reply.get("cursor_end")
-        line_start, typed = pending.extra_typed
-        if (
-            reply.get("status") != "ok"
-            or not isinstance(matches, list)
-            or not isinstance(start, int)
-            or not line_start <= start <= line_start + len(typed)
-        ):
-            return body
-        # A match that replaces from further right is the same match written from the line's start.
-        lead = typed[: start - line_start]
-        theirs = [lead + m for m in matches if isinstance(m, str)]
-        added = [m for m in pending.extra_matches if m not in theirs]
-        reply["matches"] = added + theirs
-        reply["cursor_start"] = line_start
-        metadata = reply.get("metadata")
-        types = metadata.get("_jupyter_types_experimental") if isinstance(metadata, dict) else None
-        if isinstance(types, list):
-            metadata["_jupyter_types_experimental"] = [
-                {"start": line_start, "end": end, "text": m, "type": "magic", "signature": ""} for m in added
-            ] + [
-                {**t, "start": line_start, "text": lead + t["text"]}
-                for t in types
-                if isinstance(t, dict) and isinstance(t.get("text"), str)
-            ]
-        return [*body[:4], dumps(reply), *body[5:]]
-
-    # -- cells with %sandbox lines ----------------------------------------------------------
-
-    def _start_host_cell(
-        self, idents: list[bytes], body: list[bytes], header: dict[str, Any], segments: list[Segment]
-    ) -> None:
-        content = _content(body)
-        silent = bool(content.get("silent"))
-        # ipykernel: a cell is counted when it stores history, and silent cells never do.
-        counted = bool(content.get("store_history", not silent)) and not silent
-        expressions = content.get("user_expressions")
-        cell = Cell(header, idents, started=time.monotonic())
-        host = HostCell(
-            cell,
-            body[1],
-            segments,
-            bool(content.get("allow_stdin")),
-            self.execution_count + 1 if counted else self.execution_count,
-            silent=silent,
-            counted=counted,
-            stop_on_error=bool(content.get("stop_on_error", True)),
-            user_expressions=expressions if isinstance(expressions, dict) else {},
-        )
-        self.host_cell = host
-        self.cells[header["msg_id"]] = cell
-        self._publish("status", {"execution_state": "busy"}, header)
-        if not silent:
-            self._publish(
-                "execute_input",
-                {"code": str(content.get("code", "")), "execution_count": self.execution_count + 1},
-                header,
-            )
-        self._advance_host_cell()
-
-    def _advance_host_cell(self) -> None:
-        host = self.host_cell
-        if host is None or host.magic_running or host.sub_id is not None or host.finishing is not None:
-            return
-        if host.index >= len(host.segments):
-            self._finish_host_cell(None)
-            return
-        segment = host.segments[host.index]
-        waits = "start" if segment.kind == "code" else magic_waits(segment)
-        if self.state is not State.READY and (
-            waits == "start" or (waits == "up" and self.state in (State.STARTING, State.CONNECTING))
-        ):
-            # `%sandbox` lines wait for the sandbox as code does; continued by _handshake_progress.
-            if not host.silent:
-                self._show_progress_in(host.cell.header)
-            self._wake_sandbox()
-            return
-        if segment.kind == "code":
-            self._send_code_segment(host, segment.text)
-            return
-        host.magic_running = True
-        context = MagicContext(
-            manager=self.lifecycle.manager,
-            settings=self.settings,
-            sandbox=self.lifecycle.sandbox,
-            cell_timeout=self.cell_timeout,
-            write=lambda name, text: self.post("host_output", (host, name, text)),
-            cancel=host.cancel,
-            stop_watching=self.lifecycle.stop_watching,
-            delete=self.lifecycle.delete,
-        )
-
-        def run() -> None:
-            try:
-                result = self.magics.run(segment.text, segment.body if segment.kind == "cell" else None, context)
-            except Exception as exc:  # a bug must not leave the cell busy forever
-                log.exception("%%sandbox failed")
-                result = MagicResult(error=f"%sandbox failed unexpectedly: {exc!r}")
-            self.post("host_step", (host, result))
-
-        threading.Thread(target=run, name="sandbox-magic", daemon=True).start()
-
-    def _send_code_segment(self, host: HostCell, code: str) -> None:
-        # Only the cell's last code segment stores history: the inner kernel counts the cell once.
-        last = host.index == host.last_code_index()
-        self._send_sub_request(
-            host,
-            {
-                "code": code,
-                "silent": host.silent,
-                "store_history": host.counted and last,
-                "user_expressions": host.user_expressions if last else {},
-                "allow_stdin": host.allow_stdin,
-                "stop_on_error": False,
-            },
-        )
-
-    def _send_sub_request(self, host: HostCell, content: dict[str, Any]) -> None:
-        frames = build(self.inner_signer, "execute_request", content, None, self.session)
-        header = json.loads(frames[2])
-        host.sub_id, host.sub_reply, host.sub_idle = header["msg_id"], None, False
-        host.sub_counts = bool(content["store_history"])
-        self.sub_requests[host.sub_id] = host
-        self.cells[host.sub_id] = host.cell
-        self.pending[host.sub_id] = Pending("shell", host.cell.idents, host.cell.header)
-        self.inner["shell"].send_multipart(frames)
-
-    def _on_host_output(self, payload: tuple[HostCell, str, str]) -> None:
-        host, name, text = payload
-        if host is self.host_cell and not host.silent and self._within_output_limit(host.cell, len(text)):
-            self._stream(host.cell.header, text, name)
-
-    def _on_host_step(self, payload: tuple[HostCell, MagicResult]) -> None:
-        host, result = payload
-        if host is not self.host_cell:
-            return
-        host.magic_running = False
-        if result.cell_timeout is not None:
-            self.cell_timeout = result.cell_timeout
-        if result.stopped or result.deleted:
-            self.state = State.DEAD
-            self.failure = (
-                "The sandbox was deleted (%sandbox delete)."
-                if result.deleted
-                else "The sandbox was stopped (%sandbox stop)."
-            )
-            self._close_inner()
-        if result.reconnect is not None:
-            self.lifecycle.adopt(result.reconnect)
-            self._on_ready(result.reconnect)
-        if result.error:
-            message = self.policy.text(result.error)  # it may quote the sandbox
-            if not host.silent:
-                self._publish("error", _error_output(message), host.cell.header)
-            self._finish_host_cell(_error_reply(message))
-            return
-        host.index += 1
-        self._advance_host_cell()
-
-    def _host_sub_progress(self, host: HostCell) -> None:
-        """A request of the cell is done when both its reply and its idle status have arrived."""
-        if host.sub_reply is None or not host.sub_idle:
-            return
-        reply, sub_id = host.sub_reply, host.sub_id
-        host.sub_id = None
-        self.sub_requests.pop(sub_id, None)
-        self.cells.pop(sub_id, None)
-        status = reply.get("status")
-        if host.sub_counts and status in ("ok", "error"):
-            host.committed = True
-        if status == "ok" and host.user_expressions and isinstance(reply.get("user_expressions"), dict):
-            host.evaluated = reply["user_expressions"]
-        if host.finishing is not None:
-            self._end_host_cell(host.finishing or None)
-            return
-        if status != "ok":
-            self._finish_host_cell(
-                _error_reply(reply.get("evalue", ""), reply.get("ename", "Error"), reply.get("traceback", []))
-            )
-            return
-        host.index += 1
-        self._advance_host_cell()
-
-    def _finish_host_cell(self, error: dict[str, Any] | None) -> None:
-        """The cell's segments are done (or one failed). If the inner kernel has not counted the cell
-        yet, or its user_expressions are still to be evaluated, one last request does it first."""
-        host = self.host_cell
-        if host is None:
-            return
-        needs_count = host.counted and not host.committed
-        needs_expressions = error is None and bool(host.user_expressions) and host.evaluated is None
-        if (needs_count or needs_expressions) and self.state is State.READY:
-            host.finishing = error or {}
-            self._send_sub_request(
-                host,
-                {
-                    "code": _count_only_code(host.segments) if needs_count else "",
-                    "silent": not needs_count,
-                    "store_history": needs_count,
-                    "user_expressions": host.user_expressions if needs_expressions else {},
-                    "allow_stdin": False,
-                    "stop_on_error": False,
-                },
-            )
-            return
-        # Not up (stopped, deleted, failed): the inner kernel is set to the count when it next starts.
-        self._end_host_cell(error)
-
-    def _end_host_cell(self, error: dict[str, Any] | None) -> None:
-        host = self.host_cell
-        if host is None:
-            return
-        self.host_cell = None
-        header = host.cell.header
-        self.cells.pop(header["msg_id"], None)
-        if host.counted:
-            self.execution_count = host.execution_count
-        if error:
-            content = {**error, "execution_count": host.execution_count, "user_expressions": {}, "payload": []}
-        else:
-            content = {
-                "status": "ok",
-                "execution_count": host.execution_count,
-                "user_expressions": self._safe_expressions(host.evaluated or {}),
-                "payload": [],
-            }
-        frames = build(
-            self.front_signer,
-            "execute_reply",
-            content,
-            header,
-            self.session,
-            metadata=self._reply_metadata(content["status"]),
-        )
-        self.front["shell"].send_multipart([*host.cell.idents, *frames])
-        self._publish("status", {"execution_state": "idle"}, header)
-        if error and host.stop_on_error and not host.silent:
-            self._abort_queued()
-        self._pump()
-
-    def _safe_expressions(self, evaluated: dict[str, Any]) -> dict[str, Any]:
-        """user_expressions come from the sandbox: bundles through the output policy, errors as text."""
-        safe: dict[str, Any] = {}
-        for name, value in list(evaluated.items())[:100]:
-            if not isinstance(value, dict):
-                continue
-            if value.get("status") == "ok" and isinstance(value.get("data"), dict):
-                metadata = value.get("metadata")
-                safe[str(name)] = {
-                    "status": "ok",
-                    "data": self.policy.filter_bundle(value["data"]),
-                    "metadata": metadata if isinstance(metadata, dict) else {},
-                }
-            else:
-                safe[str(name)] = _error_reply(
-                    value.get("evalue", ""), value.get("ename", "Error"), value.get("traceback", [])
-                )
-        return safe
+    def _complete_replied(self, msg_id: str, pending: Pending, body: Body) -> None:
+        merged = completion.merge(content(body), pending.added_matches) if pending.added_matches else None
+        if merged is not None:
+            body = [*body[:4], dumps(merged), *body[5:]]
+        self.front.send(pending.channel, pending.idents, body)
 
     # -- the order of cells -----------------------------------------------------------------
 
@@ -975,7 +629,7 @@ class Relay:
             del self.inflight[msg_id]
             self._pump_due = True
 
-    def _abort_queued(self) -> None:
+    def abort_queued(self) -> None:
         """A cell failed with stop_on_error: as ipykernel does, every execute request queued behind it
         is answered "aborted", in its turn, without running."""
         for item in self.queue:
@@ -983,53 +637,24 @@ class Relay:
                 item.abort = True
 
     def _send_aborted(self, item: Held) -> None:
-        msg_id = item.header.get("msg_id", "")
-        if self.progress_target is not None and self.progress_target.get("msg_id") == msg_id:
-            self.progress_target = None
-        if msg_id in self.busy_announced:
-            self.busy_announced.discard(msg_id)
-        else:
-            self._publish("status", {"execution_state": "busy"}, item.header)
-        frames = build(
-            self.front_signer,
+        self._say_busy(item)
+        self.front.send_new(
+            item.channel,
+            item.idents,
             "execute_reply",
             {"status": "aborted"},
             item.header,
-            self.session,
-            metadata=self._reply_metadata("aborted"),
+            metadata=reply_metadata(self.session, "aborted"),
         )
-        self.front[item.channel].send_multipart([*item.idents, *frames])
-        self._publish("status", {"execution_state": "idle"}, item.header)
-
-    def _reply_metadata(self, status: str) -> dict[str, Any]:
-        return {
-            "started": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
-            "dependencies_met": True,
-            "engine": self.session,
-            "status": status,
-        }
+        self.front.publish("status", {"execution_state": "idle"}, item.header)
 
     # -- sandbox → front end ----------------------------------------------------------------
 
-    def _verified_inner(self, frames: list[bytes]) -> tuple[list[bytes], list[bytes]] | None:
-        try:
-            prefix, body = split(frames)
-            if len(body) < 5:
-                raise ValueError
-        except ValueError:
-            log.warning("dropping a malformed message from the sandbox")
-            return None
-        if not self.inner_signer.verify(*body[:5]):
-            log.warning("dropping a message from the sandbox with a bad signature")
-            return None
-        return prefix, body
-
     def _from_inner(self, channel: str, frames: list[bytes]) -> None:
-        checked = self._verified_inner(frames)
+        checked = self.inner.verified(frames) if self.inner is not None else None
         if checked is None:
             return
-        _, body = checked
-        body = self.inbound.frames(channel, body)
+        body = self.inbound.frames(channel, checked[1])
         if body is None:
             return
         try:
@@ -1039,115 +664,113 @@ class Relay:
         if not isinstance(parent_id, str):
             return
         if channel == "stdin":
-            pending = self.pending.get(parent_id)
-            if pending is not None:
-                host = self.sub_requests.get(parent_id)
-                if host is not None:
-                    body = [*body[:2], host.header_bytes, *body[3:]]
-                self._send_front("stdin", pending.idents, body)
+            self._input_request(parent_id, body)
             return
         if parent_id in self.internal:
-            if self.state is State.CONNECTING and _loads(body[1]).get("msg_type") == "kernel_info_reply":
+            if self.gate.state is State.CONNECTING and loads(body[1]).get("msg_type") == "kernel_info_reply":
                 self._learn_kernel_info(body[4])
-                self._handshake_shell = True
+                if self.gate.handshake is not None:
+                    self.gate.handshake.shell = True
                 self._handshake_progress()
             return
         pending = self.pending.pop(parent_id, None)
         if pending is None:
             return
         self._settled(parent_id)
-        host = self.sub_requests.get(parent_id)
+        host = self.hosts.sub_requests.get(parent_id)
         if host is not None:
-            host.sub_reply = _content(body) or {"status": "error"}
-            self._host_sub_progress(host)
+            self.hosts.on_reply(host, content(body))
             return
-        if pending.header.get("msg_type") == "execute_request":
-            self._execute_replied(parent_id, pending, body)
-            return
-        if pending.extra_matches:
-            body = self._with_sandbox_matches(body, pending)
-        self._send_front(pending.channel, pending.idents, body)
+        handler = self._reply_handlers.get(pending.header.get("msg_type", ""))
+        if handler is not None:
+            handler(parent_id, pending, body)
+        else:
+            self.front.send(pending.channel, pending.idents, body)
 
-    def _execute_replied(self, msg_id: str, pending: Pending, body: list[bytes]) -> None:
+    def _input_request(self, parent_id: str, body: Body) -> None:
+        pending = self.pending.get(parent_id)
+        if pending is None:
+            return
+        host = self.hosts.sub_requests.get(parent_id)
+        if host is not None:
+            body = [*body[:2], host.header_bytes, *body[3:]]
+        self.front.send("stdin", pending.idents, body)
+
+    def _execute_replied(self, msg_id: str, pending: Pending, body: Body) -> None:
         """The inner kernel's count is the front end's (they are kept equal); an error aborts the
         cells this proxy queued behind the cell, as the inner kernel aborts those it queued."""
-        reply = _content(body)
+        reply = content(body)
         status, count = reply.get("status"), reply.get("execution_count")
         if status in ("ok", "error") and isinstance(count, int) and not isinstance(count, bool):
             self.execution_count = count
-        self._send_front(pending.channel, pending.idents, body)
+        self.front.send(pending.channel, pending.idents, body)
         if status == "error" and pending.stop_on_error:
-            self._abort_queued()
+            self.abort_queued()
 
     def _from_inner_iopub(self, frames: list[bytes]) -> None:
-        checked = self._verified_inner(frames)
+        checked = self.inner.verified(frames) if self.inner is not None else None
         if checked is None:
             return
         topic, body = checked
-        body = self.inbound.frames("iopub", body)
-        if body is None:
+        filtered = self.inbound.frames("iopub", body)
+        if filtered is None:
             return
+        body = filtered
         try:
             msg_type = json.loads(body[1]).get("msg_type")
             parent_id = json.loads(body[2]).get("msg_id")
         except (ValueError, AttributeError):
             return
         parent_id = parent_id if isinstance(parent_id, str) else ""
-        if self.state is State.CONNECTING:
-            self._handshake_iopub = True
+        if self.gate.state is State.CONNECTING:
+            if self.gate.handshake is not None:
+                self.gate.handshake.iopub = True
             self._handshake_progress()
-            if self.state is not State.READY:
+            if not self.gate.ready:
                 return
         if parent_id in self.internal or msg_type == "iopub_welcome" or (msg_type == "status" and not parent_id):
             return  # about the proxy's own requests and subscription, or the inner kernel's start
         cell = self.cells.get(parent_id)
-        host = self.sub_requests.get(parent_id)
-        if msg_type == "status" and parent_id in self.inflight and _content(body).get("execution_state") == "idle":
-            self._settled(parent_id)
-        if msg_type == "status" and cell is not None:
-            state = _content(body).get("execution_state")
-            if state == "busy" and cell.started is None:
-                cell.started = time.monotonic()
-            elif state == "idle":
-                if host is not None:
-                    host.sub_idle = True
-                    self._host_sub_progress(host)
-                else:
-                    self.cells.pop(parent_id, None)
-            if state == "busy" and cell.busy_sent:
-                cell.busy_sent = False
-                return  # said already, while the cell waited for the sandbox
+        host = self.hosts.sub_requests.get(parent_id)
+        if msg_type == "status":
+            state = content(body).get("execution_state")
+            if parent_id in self.inflight and state == "idle":
+                self._settled(parent_id)
+            if cell is not None and self._cell_status(parent_id, cell, host, state):
+                return
         if host is not None:
             if msg_type in ("status", "execute_input") or host.finishing is not None:
                 return  # the proxy speaks for the whole cell
             body = [*body[:2], host.header_bytes, *body[3:]]
             if msg_type == "execute_result":
-                body = _with_count(body, host.execution_count)
-        if cell is not None and msg_type in OUTPUT_MESSAGES:
-            if not self._within_output_limit(cell, len(body[4]) + sum(len(b) for b in body[5:])):
-                return
-        signature = self.front_signer.sign(*body[1:5])
-        self.front["iopub"].send_multipart([*topic, DELIM, signature, *body[1:]], copy=False)
+                body = with_count(body, host.execution_count)
+        if (
+            cell is not None
+            and msg_type in OUTPUT_MESSAGES
+            and not self.admit_output(cell, len(body[4]) + sum(len(b) for b in body[5:]))
+        ):
+            return
+        self.front.send("iopub", topic, body)
 
-    def _within_output_limit(self, cell: Cell, size: int) -> bool:
-        if not self.output_limit:
-            return True
-        cell.output_bytes += size
-        if cell.output_bytes <= self.output_limit:
-            return True
-        if not cell.capped:
-            cell.capped = True
-            self._stream(
-                cell.header,
-                f"\n[sandbox] this cell's output passed the limit of "
-                f"{format_size(self.output_limit)}; the rest of it is not shown\n",
-                "stderr",
-            )
+    def _cell_status(self, parent_id: str, cell: Cell, host: HostCell | None, state: Any) -> bool:
+        """A running cell's busy or idle; True if it is not passed on (said already)."""
+        if state == "busy" and cell.started is None:
+            cell.started = time.monotonic()
+        elif state == "idle":
+            if host is not None:
+                self.hosts.on_idle(host)
+            else:
+                self.cells.pop(parent_id, None)
+        if state == "busy" and cell.busy_sent:
+            cell.busy_sent = False
+            return True  # said already, while the cell waited for the sandbox
         return False
 
-    def _send_front(self, channel: str, idents: list[bytes], body: list[bytes]) -> None:
-        signature = self.front_signer.sign(*body[1:5])
-        self.front[channel].send_multipart([*idents, DELIM, signature, *body[1:]], copy=False)
+    def admit_output(self, cell: Cell, size: int) -> bool:
+        shown, notice = self.output_limit.admit(cell, size)
+        if notice:
+            self.stream(cell.header, notice, "stderr")
+        return shown
 
     # -- per-cell time limit ----------------------------------------------------------------
 
@@ -1159,131 +782,83 @@ class Relay:
 
     def _check_time_limits(self) -> None:
         self._mark_activity()
-        if not self.cell_timeout or not self.cells:
+        if not self.cells:
             return
-        now = time.monotonic()
-        for cell in list(self.cells.values()):
-            if cell.started is None or cell.restarted:
-                continue
-            if cell.interrupted_at is None and now - cell.started > self.cell_timeout:
-                cell.interrupted_at = now
-                self._stream(
-                    cell.header,
-                    f"\n[sandbox] the cell ran longer than its limit of {self.cell_timeout:g} s and was interrupted\n",
-                    "stderr",
-                )
+        for action, cell in self.time_limit.due(list(self.cells.values())):
+            if action == "interrupt":
+                self.stream(cell.header, self.time_limit.interrupt_notice(), "stderr")
                 self._on_interrupt(None)
-            elif cell.interrupted_at is not None and now - cell.interrupted_at > self.settings.interrupt_grace:
-                cell.restarted = True
-                self.lifecycle.restart_kernel(
-                    f"The cell ran longer than its limit of {self.cell_timeout:g} s and did not stop within "
-                    f"{self.settings.interrupt_grace:g} s of the interrupt, so the Python process in the sandbox "
-                    "was restarted: variables are gone, files in /home/sandbox are kept."
-                )
+            else:
+                self.lifecycle.restart_kernel(self.time_limit.restart_message())
 
     # -- messages the proxy makes itself ----------------------------------------------------
 
-    def _publish(self, msg_type: str, content: dict[str, Any], parent: dict[str, Any] | None) -> None:
-        frames = build(self.front_signer, msg_type, content, parent, self.session)
-        self.front["iopub"].send_multipart([f"kernel.sandbox.{msg_type}".encode(), *frames])
-
-    def _stream(self, parent: dict[str, Any], text: str, name: str = "stdout") -> None:
+    def stream(self, parent: dict[str, Any], text: str, name: str = "stdout") -> None:
         # The proxy's own streams carry sandbox text too (%%sandbox output, progress, logs).
-        self._publish("stream", {"name": name, "text": self.policy.text(text)}, parent)
+        self.front.publish("stream", {"name": name, "text": self.policy.text(text)}, parent)
 
     def _reply(
-        self, channel: str, idents: list[bytes], parent: dict[str, Any], msg_type: str, content: dict[str, Any]
+        self, channel: str, idents: list[bytes], parent: dict[str, Any], msg_type: str, reply: dict[str, Any]
     ) -> None:
-        self._publish("status", {"execution_state": "busy"}, parent)
-        frames = build(self.front_signer, msg_type, content, parent, self.session)
-        self.front[channel].send_multipart([*idents, *frames])
-        self._publish("status", {"execution_state": "idle"}, parent)
-
-    @staticmethod
-    def _unknown_kernel_info() -> dict[str, Any]:
-        """Only when no sandbox could be started and none ever answered for this image: the front end
-        still gets a reply (and the cells the reason)."""
-        return {
-            "status": "ok",
-            "protocol_version": "5.3",
-            "implementation": "jupyter-sandbox",
-            "implementation_version": __version__,
-            "language_info": {
-                "name": "python",
-                "version": "3",
-                "mimetype": "text/x-python",
-                "file_extension": ".py",
-                "pygments_lexer": "ipython3",
-                "codemirror_mode": {"name": "ipython", "version": 3},
-                "nbconvert_exporter": "python",
-            },
-            "banner": "Python 3 in a jupyter-sandbox container (the sandbox could not be started)",
-            "help_links": [],
-        }
+        self.front.publish("status", {"execution_state": "busy"}, parent)
+        self.front.send_new(channel, idents, msg_type, reply, parent)
+        self.front.publish("status", {"execution_state": "idle"}, parent)
 
     def _fail_waiting(self, message: str, keep_held: bool = False) -> None:
         """Answer every request that waits on the sandbox with an error that says why. `keep_held`:
         the inner kernel was restarted; requests not sent to it yet go to the new one."""
-        host = self.host_cell
         waiting = [
-            (p.channel, p.idents, p.header) for sub_id, p in self.pending.items() if sub_id not in self.sub_requests
+            (p.channel, p.idents, p.header)
+            for sub_id, p in self.pending.items()
+            if sub_id not in self.hosts.sub_requests
         ]
         if not keep_held:
-            waiting += [(h.channel, h.idents, h.header) for h in self.held + self.queue]
-            self.held, self.queue = [], []
+            waiting += [(h.channel, h.idents, h.header) for h in self.gate.release() + self.queue]
+            self.queue = []
             self.progress_target = None
         self.pending = {}
         self.cells = {}
-        self.sub_requests = {}
+        self.hosts.sub_requests = {}
         self.inflight = {}
-        if host is not None:
-            host.cancel.set()
-            host.finishing = None
-            if not host.silent:
-                self._publish("error", _error_output(message), host.cell.header)
-            self._end_host_cell(_error_reply(message))
+        self.hosts.fail(message)
         for channel, idents, header in waiting:
             msg_type = header.get("msg_type", "")
-            if msg_type == "execute_request":
-                msg_id = header.get("msg_id", "")
-                if msg_id in self.busy_announced:
-                    self.busy_announced.discard(msg_id)
-                else:
-                    self._publish("status", {"execution_state": "busy"}, header)
-                self._publish("error", _error_output(message), header)
-                self.execution_count += 1
-                content = {
-                    **_error_reply(message),
-                    "execution_count": self.execution_count,
-                    "user_expressions": {},
-                    "payload": [],
-                }
-                frames = build(
-                    self.front_signer,
-                    "execute_reply",
-                    content,
-                    header,
-                    self.session,
-                    metadata=self._reply_metadata("error"),
-                )
-                self.front[channel].send_multipart([*idents, *frames])
-                self._publish("status", {"execution_state": "idle"}, header)
-            elif msg_type == "kernel_info_request":
-                # A client must learn the protocol version even of a kernel whose sandbox failed.
-                self._reply(
-                    channel, idents, header, "kernel_info_reply", self.kernel_info or self._unknown_kernel_info()
-                )
+            answer = self._failure_replies.get(msg_type)
+            if answer is not None:
+                answer(channel, idents, header, message)
             elif reply_type(msg_type):
-                self._reply(channel, idents, header, reply_type(msg_type), _error_reply(message))
+                self._reply(channel, idents, header, reply_type(msg_type) or "", error_reply(message))
+
+    def _fail_execute(self, channel: str, idents: list[bytes], header: dict[str, Any], message: str) -> None:
+        msg_id = header.get("msg_id", "")
+        if msg_id in self.busy_announced:
+            self.busy_announced.discard(msg_id)
+        else:
+            self.front.publish("status", {"execution_state": "busy"}, header)
+        self.front.publish("error", error_output(message), header)
+        self.execution_count += 1
+        self.front.send_new(
+            channel,
+            idents,
+            "execute_reply",
+            failed_execute_reply(error_reply(message), self.execution_count),
+            header,
+            metadata=reply_metadata(self.session, "error"),
+        )
+        self.front.publish("status", {"execution_state": "idle"}, header)
+
+    def _fail_kernel_info(self, channel: str, idents: list[bytes], header: dict[str, Any], message: str) -> None:
+        # A client must learn the protocol version even of a kernel whose sandbox failed.
+        self._reply(channel, idents, header, "kernel_info_reply", self.gate.kernel_info_reply())
 
     # -- shutdown ---------------------------------------------------------------------------
 
     def _shutdown(self, restart: bool, parent: dict[str, Any] | None = None) -> None:
         if parent is not None:
             # ipykernel tells every front end on iopub too, as a reply to the request.
-            self._publish("shutdown_reply", {"status": "ok", "restart": restart}, parent)
-        if self.host_cell is not None:
-            self.host_cell.cancel.set()
+            self.front.publish("shutdown_reply", {"status": "ok", "restart": restart}, parent)
+        if self.hosts.current is not None:
+            self.hosts.current.cancel.set()
         self.lifecycle.stop_watching()
         self.restarting = restart
         if not restart:
@@ -1299,46 +874,50 @@ class Relay:
         for name in ("shell", "control", "stdin", "hb", "iopub"):
             poller.register(self.front[name], zmq.POLLIN)
         poller.register(self._wake_read, zmq.POLLIN)
-        registered: dict[str, zmq.Socket] = {}
+        registered: InnerSockets | None = None
         while self.running:
-            if registered != self.inner:
-                for sock in registered.values():
+            if registered is not self.inner:
+                for sock in registered.sockets.values() if registered else ():
                     try:
                         poller.unregister(sock)
                     except KeyError:
                         pass
-                for sock in self.inner.values():
+                for sock in self.inner.sockets.values() if self.inner else ():
                     poller.register(sock, zmq.POLLIN)
-                registered = dict(self.inner)
-            timed = self.state in (State.STARTING, State.CONNECTING) or bool(self.cells)
+                registered = self.inner
+            timed = self.gate.coming_up or bool(self.cells)
             ready = dict(poller.poll(100 if timed else 1000))
             if self._wake_read in ready:
                 self._handle_events()
             if ready.get(self.front["iopub"]):
-                self._drain(self.front["iopub"], self._welcome)
+                self._drain(self.front["iopub"], self.front.welcome)
             for name in ("control", "shell", "stdin"):
-                sock = self.front[name]
-                if ready.get(sock):
-                    self._drain(sock, lambda frames, n=name: self._from_front(n, frames))
+                if ready.get(self.front[name]):
+                    self._drain(self.front[name], self._front_reader(name))
             if ready.get(self.front["hb"]):
-                hb = self.front["hb"]
-                hb.send_multipart(hb.recv_multipart())
+                self.front.echo_heartbeat()
             inner = self.inner
-            for name in ("control", "shell", "stdin"):
-                sock = inner.get(name)
-                if sock is not None and ready.get(sock) and self.inner is inner:
-                    self._drain(sock, lambda frames, n=name: self._from_inner(n, frames))
-            sock = inner.get("iopub")
-            if sock is not None and ready.get(sock) and self.inner is inner:
-                self._drain(sock, self._from_inner_iopub)
+            if inner is not None:
+                for name in ("control", "shell", "stdin", "iopub"):
+                    inner_sock = inner.sockets.get(name)
+                    if inner_sock is not None and ready.get(inner_sock) and self.inner is inner:
+                        self._drain(inner_sock, self._inner_reader(name))
             if self._pump_due:
                 self._pump_due = False
-                self._pump()
-            if self.state is State.CONNECTING:
+                self.pump()
+            if self.gate.state is State.CONNECTING:
                 self._handshake_tick()
             self._check_kernel_info_wait()
             self._check_time_limits()
         self.close()
+
+    def _front_reader(self, channel: str) -> Callable[[list[bytes]], None]:
+        return lambda frames: self._from_front(channel, frames)
+
+    def _inner_reader(self, channel: str) -> Callable[[list[bytes]], None]:
+        if channel == "iopub":
+            return self._from_inner_iopub
+        return lambda frames: self._from_inner(channel, frames)
 
     def _drain(self, sock: zmq.Socket, handle: Callable[[list[bytes]], None]) -> None:
         for _ in range(DRAIN_BATCH):
@@ -1351,64 +930,10 @@ class Relay:
             handle(frames)
 
     def close(self) -> None:
-        self._close_inner()
-        for sock in self.front.values():
-            sock.close(linger=1000)
+        self.close_inner()
+        self.front.close()
         os.close(self._wake_read)
         os.close(self._wake_write)
 
 
-def _loads(data: bytes) -> dict[str, Any]:
-    """A JSON object from a frame, or {} (hostile or malformed frames must not stop the relay)."""
-    try:
-        value = json.loads(data)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _content(body: list[bytes]) -> dict[str, Any]:
-    return _loads(body[4])
-
-
-def _host_segments(body: list[bytes]) -> list[Segment] | None:
-    """The segments of an execute request with `%sandbox` lines; None for a cell of plain code."""
-    if not may_have_magic(body[4]):
-        return None
-    code = _content(body).get("code")
-    segments = split_cell(code) if isinstance(code, str) else []
-    return segments if has_magic(segments) else None
-
-
-def _error_output(message: str, ename: str = "SandboxError", traceback: list[str] | None = None) -> dict[str, Any]:
-    """An `error` output: exactly nbformat's fields (a "status" here makes a saved notebook invalid)."""
-    return {
-        "ename": ename,
-        "evalue": message,
-        "traceback": traceback if traceback is not None else [f"\x1b[0;31m{ename}\x1b[0m: {message}"],
-    }
-
-
-def _error_reply(message: Any, ename: Any = "SandboxError", traceback: Any = None) -> dict[str, Any]:
-    """The error part of a reply; fields that came from the sandbox are forced to strings."""
-    lines = [str(line) for line in traceback[:1000]] if isinstance(traceback, list) else None
-    return {"status": "error", **_error_output(str(message), str(ename), lines)}
-
-
-def _count_only_code(segments: list[Segment]) -> str:
-    """What the inner kernel runs to count a cell it has no code of: comments only. The `%sandbox`
-    lines themselves stay on the host (they may name host paths or values the sandbox must not see)."""
-    lines: list[str] = []
-    for segment in segments:
-        if segment.kind == "code":
-            lines += [f"# {line}" for line in segment.text.split("\n")]
-        else:
-            lines.append("# %%sandbox" if segment.kind == "cell" else "# %sandbox")
-    return "\n".join(lines)
-
-
-def _with_count(body: list[bytes], count: int) -> list[bytes]:
-    content = _content(body)
-    if not content or content.get("execution_count") == count:
-        return body
-    return [*body[:4], dumps({**content, "execution_count": count}), *body[5:]]
+__all__ = ["Lifecycle", "Pending", "Relay", "State"]

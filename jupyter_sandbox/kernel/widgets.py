@@ -76,7 +76,7 @@ class WidgetFilter:
             return None
         data = content.get("data")
         state = data.get("state") if isinstance(data, dict) else None
-        if not isinstance(state, dict):
+        if not isinstance(data, dict) or not isinstance(state, dict):
             return None
         model = self._model_name(state)
         if model is None or (comm_id not in self.models and len(self.models) >= MAX_MODELS):
