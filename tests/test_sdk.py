@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -219,24 +222,20 @@ def test_terminal_driven_to_exit(sb: Sandbox) -> None:
 
 
 def test_preview_link_a_script_can_fetch(server: Server, sb: Sandbox) -> None:
-    import httpx
-
     session = sb.process.create_session("web")
     session.start("python3 -m http.server 8123")
     assert wait_until(lambda: 8123 in sb.ports(), timeout=30)
     sb.fs.upload("index.html", "<p>from the sandbox</p>")
     preview = sb.preview(8123, expires_in=600)
     assert preview.token and preview.url.startswith("http")
-    # The preview's host name routes it; a script reaches the server by its own address with that Host.
-    host = httpx.URL(preview.url).host
-    response = httpx.get(
-        f"{server.base}/index.html?token={preview.token}", headers={"Host": f"{host}:{server.port}"}, trust_env=False
-    )
+    # A script fetches it through the SDK (the *.localhost name is sent as Host to the server's address).
+    response = preview.fetch("/index.html")
     assert response.status_code == 200 and "from the sandbox" in response.text
+    # curl takes *.localhost to loopback itself: the link with its token is fetched as is.
+    curl = ["curl", "-s", "--noproxy", "*", "--max-time", "30", preview.fetch_url.replace("/?", "/index.html?")]
+    assert "from the sandbox" in subprocess.run(curl, capture_output=True, text=True, timeout=60).stdout
     sb.rotate_previews()
-    refused = httpx.get(
-        f"{server.base}/index.html", headers={"Host": f"{host}:{server.port}", **preview.headers}, trust_env=False
-    )
+    refused = preview.fetch("/index.html")
     assert refused.status_code in (401, 403)
     with pytest.raises(InvalidRequest):
         sb.preview(70000)
@@ -287,3 +286,17 @@ def test_async_api(server: Server, sb: Sandbox) -> None:
         await box.close()
 
     asyncio.run(main())
+
+
+def test_walkthrough_example(server: Server) -> None:
+    env = {**os.environ, "JUPYTER_SANDBOX_URL": server.base, "JUPYTER_SANDBOX_TOKEN": server.token}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "walkthrough_sdk.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "build: 0" in done.stdout and "the app says: Hello from the sandbox!" in done.stdout
+    assert "terminal exit code: 0" in done.stdout

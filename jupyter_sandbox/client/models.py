@@ -179,14 +179,37 @@ class Preview:
     token: str
     expires_at: str
     header: str = "X-Sandbox-Preview-Token"
+    server_url: str = ""
 
     @property
     def fetch_url(self) -> str:
+        """The link with its token in the query: for a browser (logged in once) or curl."""
         return f"{self.url}{'&' if '?' in self.url else '?'}token={self.token}"
 
     @property
     def headers(self) -> dict[str, str]:
         return {self.header: self.token}
+
+    def target(self, path: str = "/") -> tuple[str, dict[str, str]]:
+        """Where a script connects for `path` of the preview, and the headers to send. A name under
+        .localhost (which browsers and curl take to loopback, Python's resolver does not) is reached
+        at the Jupyter server's own address with the preview's name as Host."""
+        from urllib.parse import urlsplit
+
+        link, server = urlsplit(self.url), urlsplit(self.server_url)
+        path = "/" + path.lstrip("/")
+        headers = dict(self.headers)
+        if (link.hostname or "").endswith(".localhost") and server.netloc:
+            headers["Host"] = link.netloc
+            return f"{server.scheme}://{server.netloc}{path}", headers
+        return f"{link.scheme}://{link.netloc}{path}", headers
+
+    def fetch(self, path: str = "/", method: str = "GET", **kwargs: Any) -> Any:
+        """One HTTP request to the app in the sandbox (an httpx.Response); kwargs go to httpx."""
+        import httpx
+
+        url, headers = self.target(path)
+        return httpx.request(method, url, headers={**headers, **kwargs.pop("headers", {})}, trust_env=False, **kwargs)
 
 
 @dataclass

@@ -610,6 +610,7 @@ class AsyncSandbox:
             str(answer["token"]),
             str(answer.get("expires_at", "")),
             str(answer.get("header", "X-Sandbox-Preview-Token")),
+            self.transport.address.url,
         )
 
     async def rotate_previews(self) -> None:
