@@ -173,3 +173,38 @@ def test_approval_is_required_for_chosen_tools(server: Server, tmp_path: Path) -
         assert outcomes == ["needs_approval", "needs_approval", "ok", "needs_approval"]
     finally:
         box.delete()
+
+
+def test_audit_summarises_long_text_and_names_files_only_by_sandbox_id(tmp_path: Path) -> None:
+    from jupyter_sandbox.mcp_server.audit import AuditLog
+
+    log = AuditLog(tmp_path)
+    log.record("write_file", "../../etc", {"content": "s" * 5000}, "ok")
+    log.record("write_file", "0123456789ab", {"content": "short"}, "ok")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0123456789ab.jsonl", "_server.jsonl"]
+    entry = json.loads((tmp_path / "_server.jsonl").read_text())
+    assert entry["arguments"]["content"]["length"] == 5000 and "sha256" in entry["arguments"]["content"]
+
+
+def test_an_approval_is_for_one_call_with_the_same_arguments(tmp_path: Path) -> None:
+    from jupyter_sandbox.mcp_server.audit import Approvals
+
+    approvals = Approvals(tmp_path)
+    request_id = approvals.request("run_command", {"sandbox_id": "0123456789ab", "command": "ls"})
+    assert not approvals.consume(request_id, "run_command", {"sandbox_id": "0123456789ab", "command": "ls"})
+    approvals.approve(request_id)
+    assert not approvals.consume(request_id, "run_command", {"sandbox_id": "0123456789ab", "command": "rm -rf ~"})
+    assert not approvals.consume(request_id, "run_code", {"sandbox_id": "0123456789ab", "command": "ls"})
+    assert approvals.consume(request_id, "run_command", {"sandbox_id": "0123456789ab", "command": "ls"})
+    assert not approvals.consume(request_id, "run_command", {"sandbox_id": "0123456789ab", "command": "ls"})
+    with pytest.raises(ValueError):
+        approvals.approve("../../x")
+    assert not approvals.consume("../../x", "run_command", {})
+
+
+def test_unknown_tools_in_require_approval_are_refused() -> None:
+    from jupyter_sandbox.client.connection import ServerAddress
+    from jupyter_sandbox.mcp_server.server import SandboxMCP, build_server
+
+    with pytest.raises(ValueError, match="run_everything"):
+        build_server(SandboxMCP(require_approval=["run_everything"]), ServerAddress("http://127.0.0.1:9/", "x"))

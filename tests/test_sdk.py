@@ -300,3 +300,16 @@ def test_walkthrough_example(server: Server) -> None:
     assert done.returncode == 0, done.stderr
     assert "build: 0" in done.stdout and "the app says: Hello from the sandbox!" in done.stdout
     assert "terminal exit code: 0" in done.stdout
+
+
+def test_argv_is_quoted_and_errors_are_typed_by_status() -> None:
+    from jupyter_sandbox.client.errors import Conflict, LimitExceeded, SandboxUnavailable, error_for
+    from jupyter_sandbox.client.sandbox import command_line
+
+    assert command_line(["echo", "a b", "$(x)", "'"]) == "echo 'a b' '$(x)' ''\"'\"''"
+    with pytest.raises(InvalidRequest):
+        command_line([])
+    assert isinstance(error_for(404, "there is no sandbox 'x'"), SandboxNotFound)
+    assert type(error_for(404, "no such file")) is NotFound
+    assert isinstance(error_for(409, "m"), Conflict) and isinstance(error_for(429, "m"), LimitExceeded)
+    assert isinstance(error_for(503, "m"), SandboxUnavailable) and error_for(503, "m").message == "m"
