@@ -24,7 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def server(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server, process = start_jupyter_server(tmp_path_factory.mktemp("root"))
+    # The streamable HTTP endpoint is enabled as its own server extension (mcp_http.py).
+    extension = '--ServerApp.jpserver_extensions={"jupyter_sandbox.server_extension.mcp_http": True}'
+    state = tmp_path_factory.mktemp("http-state")
+    server, process = start_jupyter_server(
+        tmp_path_factory.mktemp("root"),
+        [extension, f"--SandboxMCP.audit_dir={state / 'audit'}", f"--SandboxMCP.approvals_dir={state / 'approvals'}"],
+    )
+    server.state = state  # type: ignore[attr-defined]
     yield server
     for box in Sandbox.list(url=server.base, token=server.token):
         try:
@@ -208,3 +215,33 @@ def test_unknown_tools_in_require_approval_are_refused() -> None:
 
     with pytest.raises(ValueError, match="run_everything"):
         build_server(SandboxMCP(require_approval=["run_everything"]), ServerAddress("http://127.0.0.1:9/", "x"))
+
+
+def test_streamable_http_on_the_jupyter_server_behind_its_auth(server: Server) -> None:
+    import httpx2
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    endpoint = f"{server.base}/sandbox/mcp"
+
+    async def calls(token: str) -> Any:
+        client = httpx2.AsyncClient(headers={"Authorization": f"token {token}"}, trust_env=False, timeout=300)
+        async with (
+            client,
+            streamable_http_client(endpoint, http_client=client) as (read, write, *_),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            created = _text(await session.call_tool("create_sandbox", {"with_kernel": False}))
+            sandbox_id = created.split()[2]
+            ran = _text(await session.call_tool("run_command", {"sandbox_id": sandbox_id, "command": "echo over http"}))
+            await session.call_tool("delete_sandbox", {"sandbox_id": sandbox_id})
+            return sandbox_id, ran
+
+    sandbox_id, ran = asyncio.run(calls(server.token))
+    assert "over http" in ran
+    audit = (server.state / "audit" / f"{sandbox_id}.jsonl").read_text()  # type: ignore[attr-defined]
+    assert '"tool": "run_command"' in audit
+    # Without the server's token the endpoint is Jupyter's 403, before any MCP.
+    status, _ = server.request("POST", "/sandbox/mcp", {"jsonrpc": "2.0", "id": 1, "method": "ping"}, auth=False)
+    assert status == 403
