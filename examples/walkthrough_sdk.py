@@ -13,8 +13,9 @@ APP = """import http.server, sys
 class Hello(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.send_response(200); self.end_headers(); self.wfile.write(b"Hello from the sandbox!")
+server = http.server.HTTPServer(("0.0.0.0", int(sys.argv[1])), Hello)
 print("listening on", sys.argv[1], flush=True)
-http.server.HTTPServer(("0.0.0.0", int(sys.argv[1])), Hello).serve_forever()
+server.serve_forever()
 """
 
 with Sandbox.create() as sb:  # deleted when the block ends
