@@ -107,6 +107,7 @@ class KernelConnection:
         timeout: float = 600,
         on_stdout: StreamCallback | None = None,
         on_stderr: StreamCallback | None = None,
+        silent: bool = False,
     ) -> Execution:
         if not isinstance(code, str):
             raise InvalidRequest("code must be a string")
@@ -115,8 +116,8 @@ class KernelConnection:
                 "execute_request",
                 {
                     "code": code,
-                    "silent": False,
-                    "store_history": True,
+                    "silent": silent,
+                    "store_history": not silent,
                     "user_expressions": {},
                     "allow_stdin": False,
                     "stop_on_error": True,

@@ -519,8 +519,10 @@ class AsyncSandbox:
         kernel_id = str(kernel.get("id", ""))
         try:
             connection = KernelConnection(transport, kernel_id, language)
-            # The kernel claims or makes its sandbox as it starts; kernel_info is answered once it is up.
+            # The kernel answers kernel_info at once; a first (silent) cell waits for its sandbox
+            # to be claimed or made, started, and its inner kernel (hence its agent) to answer.
             await connection.wait_ready(timeout)
+            await connection.run("pass", timeout=timeout, silent=True)
             deadline = time.monotonic() + 30
             while True:
                 found = await transport.request("GET", "/sandboxes", params={"kernel_id": kernel_id})
