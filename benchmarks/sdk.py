@@ -121,7 +121,9 @@ async def raw_cell(url: str, token: str, kernel_id: str, code: str, n: int) -> l
         )
         replied = idle = False
         while not (replied and idle):
-            msg = json.loads(await connection.read_message())
+            raw = await connection.read_message()
+            assert raw is not None, "the kernel websocket closed"
+            msg = json.loads(raw)
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
             replied = replied or msg["msg_type"] == "execute_reply"
