@@ -50,10 +50,16 @@ def _parser() -> argparse.ArgumentParser:
     remove.add_argument("--all", action="store_true", help="remove all of your sandboxes")
 
     commands.add_parser("prune", help="remove stopped sandboxes, orphaned volumes and the unused network")
+    commands.add_parser("mcp", help="an MCP server (stdio) for agents; `jupyter sandbox mcp --help`", add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["mcp"]:  # its own options and no Docker: jupyter_sandbox/mcp_server/cli.py
+        from .mcp_server.cli import main as mcp_main
+
+        return mcp_main(given[1:])
     args = _parser().parse_args(argv)
     manager = SandboxManager(config=load_config())
     try:

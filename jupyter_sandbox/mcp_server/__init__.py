@@ -1,0 +1,1 @@
+"""`jupyter sandbox mcp`: an MCP server (stdio) whose tools drive sandboxes through the SDK."""
