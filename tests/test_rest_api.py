@@ -811,8 +811,10 @@ def test_agent_garbage_or_silence_is_502_not_a_hang() -> None:
 
     from jupyter_sandbox.sandbox.client import StreamingAgentClient
     from jupyter_sandbox.sandbox.manager import AGENT_PORT, Sandbox
-    from jupyter_sandbox.sandbox.service import ApiError, SandboxService
+    from jupyter_sandbox.sandbox.errors import SandboxOperationError
+    from jupyter_sandbox.sandbox.operations import SandboxOperations
     from jupyter_sandbox.sandbox.spec import LABEL_OWNER
+    from jupyter_sandbox.server_extension.handlers import status_of
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -832,9 +834,9 @@ def test_agent_garbage_or_silence_is_502_not_a_hang() -> None:
 
     with host_http_server(b"\x00\xffnot json at all") as garbage_port:
         for port, message in ((garbage_port, "not JSON"), (closed_port, "not reachable")):
-            service = SandboxService(StandInManager(port))
+            operations = SandboxOperations(StandInManager(port))
             started = time.monotonic()
-            with pytest.raises(ApiError) as caught:
-                asyncio.run(service.call("0123456789ab", "GET", "/files", {"path": "x"}))
-            assert caught.value.status == 502 and message in caught.value.message
+            with pytest.raises(SandboxOperationError) as caught:
+                asyncio.run(operations.list_files("0123456789ab", "x"))
+            assert status_of(caught.value) == 502 and message in caught.value.message
             assert time.monotonic() - started < 10
