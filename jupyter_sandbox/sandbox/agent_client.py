@@ -20,8 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, TypeVar
 
 from . import errors, shapes
-from .agent_http import AgentResponse, AgentTimeout, AsyncAgent, error_message
-from .client import AgentError
+from .agent_http import AgentError, AgentResponse, AgentTimeout, AsyncAgent, error_message
 
 T = TypeVar("T")
 
@@ -116,6 +115,14 @@ def checked_usage(answer: dict[str, Any]) -> dict[str, Any]:
         "disk_partial": bool(disk.get("partial")),
         "ports": sorted({p for p in ports if isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536})[:1000],
     }
+
+
+def checked_events(answer: dict[str, Any]) -> tuple[int, list[dict[str, Any]]] | None:
+    """(seq, events) from the agent's /events answer, or None when it is malformed."""
+    seq, events = answer.get("seq"), answer.get("events")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(events, list):
+        return None
+    return seq, [event for event in events if isinstance(event, dict)]
 
 
 def _query(path: str, query: dict[str, Any] | None) -> str:
@@ -403,10 +410,10 @@ class AgentClient:
 
     async def events(self, after: int, wait: float) -> tuple[int, list[dict[str, Any]]]:
         answer = await self.call("GET", "/events", {"after": int(after), "timeout": wait}, timeout=wait + 10)
-        seq, events = answer.get("seq"), answer.get("events")
-        if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(events, list):
+        checked = checked_events(answer)
+        if checked is None:
             raise malformed("malformed events")
-        return seq, [event for event in events if isinstance(event, dict)]
+        return checked
 
     async def wait_until_up(self, timeout: float = 30, poll: float = 0.05) -> dict[str, Any]:
         """Poll /health until the agent answers (a started sandbox), without holding a thread."""

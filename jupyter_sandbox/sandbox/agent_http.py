@@ -14,11 +14,19 @@ import json
 import time
 from typing import Any
 
-from .client import MAX_RESPONSE_BYTES, AgentError
-
+# JSON answers are parsed whole on the host; a listing of 10,000 entries is about 2 MB.
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 MAX_HEAD = 64 * 1024
 MAX_CHUNK_LINE = 1024
 READ_SIZE = 256 * 1024
+
+
+class AgentError(RuntimeError):
+    """The agent could not be reached or answered with an error (`status`: the agent's HTTP status)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class AgentTimeout(AgentError):
@@ -62,10 +70,8 @@ class AgentResponse:
     async def _io(self, awaitable: Any, what: str) -> Any:
         # A call with a deadline (a JSON call: the agent says nothing until it is done, an exec for
         # as long as its command runs) has that deadline; a stream has the idle deadline per read.
-        if self.deadline is not None:
-            timeout = max(0.0, self.deadline - time.monotonic())
-        else:
-            timeout = self.agent.idle_timeout
+        deadline = self.deadline
+        timeout = self.agent.idle_timeout if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             return await asyncio.wait_for(awaitable, timeout)
         except asyncio.TimeoutError:

@@ -1,4 +1,7 @@
-"""The host-side client of the in-sandbox agent.
+"""The blocking client of the in-sandbox agent, for callers in a thread of their own (kernel, manager).
+
+Its answer checks are agent_client.py's (the one place for them); its streamed calls (exec output,
+file transfers) watch a threading.Event for cancellation.
 
 The agent runs inside the sandbox, so its answers are treated as hostile: sizes are capped, JSON is
 checked for the types the caller needs, and nothing it says is used as a path or a key on the host.
@@ -15,18 +18,13 @@ import urllib.parse
 import urllib.request
 from typing import IO, Any, Callable
 
-# JSON answers are parsed whole on the host; a listing of 10,000 entries is about 2 MB.
-MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+from .agent_client import checked_events, checked_usage
+from .agent_http import MAX_RESPONSE_BYTES, AgentError
+
+__all__ = ["MAX_RESPONSE_BYTES", "AgentClient", "AgentError", "Cancelled", "StreamingAgentClient"]
+
 MAX_STREAM_LINE = 1024 * 1024
 TRANSFER_CHUNK = 256 * 1024
-
-
-class AgentError(RuntimeError):
-    """The agent could not be reached or answered with an error."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class AgentClient:
@@ -72,21 +70,14 @@ class AgentClient:
 
     def usage(self) -> dict[str, Any]:
         """Disk used in the home folder and listening ports, as the sandbox reports them."""
-        answer = self.request("GET", "/usage", timeout=10)
-        disk = answer.get("disk") if isinstance(answer.get("disk"), dict) else {}
-        ports = answer.get("ports") if isinstance(answer.get("ports"), list) else []
-        return {
-            "disk_bytes": disk.get("bytes") if isinstance(disk.get("bytes"), int) else None,
-            "disk_partial": bool(disk.get("partial")),
-            "ports": sorted({p for p in ports if isinstance(p, int) and 0 < p < 65536})[:1000],
-        }
+        return checked_usage(self.request("GET", "/usage", timeout=10))
 
     def events(self, after: int, wait: float) -> tuple[int, list[dict[str, Any]]]:
         answer = self.request("GET", f"/events?after={int(after)}&timeout={wait}", timeout=wait + 10)
-        seq, events = answer.get("seq"), answer.get("events")
-        if not isinstance(seq, int) or not isinstance(events, list):
+        checked = checked_events(answer)
+        if checked is None:
             raise AgentError("agent sent malformed events")
-        return seq, [event for event in events if isinstance(event, dict)]
+        return checked
 
 
 def _message(raw: bytes) -> str:

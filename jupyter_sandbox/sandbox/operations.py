@@ -26,8 +26,7 @@ from traitlets.config import LoggingConfigurable
 
 from . import binding, errors, git_credentials, network, preview
 from .agent_client import AgentClient, domain_error, reduced
-from .agent_http import AgentResponse
-from .client import AgentError
+from .agent_http import AgentError, AgentResponse
 from .docker_backend import DockerUnavailable, ImageNotFound, SandboxError
 from .git_credentials import Credential, CredentialError, Remote
 from .git_proxy import GitCredentialProxy, GitProxyError, run_call
@@ -390,17 +389,21 @@ class SandboxOperations(SandboxService):
 
     # -- sandboxes --------------------------------------------------------------------------
 
-    async def list(self, kernel_id: str | None = None) -> list[dict[str, Any]]:
+    async def list(self, kernel_id: str | None = None, every_owner: bool = False) -> list[Sandbox]:
+        """The caller's sandboxes (with `every_owner`, the CLI's --all-owners, everyone's and the
+        warm pool's too)."""
         if kernel_id is not None:
             try:
                 binding.check_kernel_id(kernel_id)
             except ValueError as exc:
                 raise errors.InvalidInput(str(exc)) from None
-        found = await self.blocking(lambda: self.manager.list(owner=self.manager.owner, kernel_id=kernel_id))
+        owner = None if every_owner else self.manager.owner
+        found = await self.blocking(lambda: self.manager.list(owner=owner, kernel_id=kernel_id))
         # The warm pool's sandboxes belong to nobody yet.
-        return [s.to_dict() for s in found if not s.pool]
+        return [s for s in found if every_owner or not s.pool]
 
-    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, body: dict[str, Any], progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Create a sandbox and wait for its agent; `progress` hears about an image build."""
         # Unknown fields were refused already, against the route's schema (server_extension/validation.py).
         overrides: dict[str, Any] = {}
         for key in ("image", "cpu", "pids"):
@@ -429,7 +432,7 @@ class SandboxOperations(SandboxService):
 
         def make() -> Sandbox:
             spec = self.manager.check_allowed(self.manager.default_spec(**overrides))
-            return self.manager.create(spec, network_policy=policy)
+            return self.manager.create(spec, network_policy=policy, **({"progress": progress} if progress else {}))
 
         sandbox = await self.blocking(make, timeout=self.create_timeout)
         await self.agent_for(sandbox).wait_until_up()
@@ -478,10 +481,14 @@ class SandboxOperations(SandboxService):
                 pass  # a sandbox whose agent does not answer still has a state to show
         return status
 
-    async def delete(self, sandbox_id: str) -> None:
-        """Delete a sandbox and every piece of host state kept for it (manager.remove forgets them all)."""
+    async def delete(self, sandbox_id: str, every_owner: bool = False) -> None:
+        """Delete a sandbox and every piece of host state kept for it (manager.remove forgets them all).
+        `every_owner`: the CLI, run by the machine's user, may remove anyone's."""
         # No gate: deleting a sandbox whose calls are all stuck is how its owner ends them.
-        sandbox = await self.sandbox(sandbox_id, running=False)
+        if every_owner:
+            sandbox = await self.blocking(self.manager.get, sandbox_id)
+        else:
+            sandbox = await self.sandbox(sandbox_id, running=False)
         await self.blocking(self.manager.remove, sandbox)
 
     async def start(self, sandbox_id: str) -> dict[str, Any]:

@@ -17,7 +17,8 @@ class SandboxesHandler(SandboxAPIHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.reply({"sandboxes": await self.service.list(self.query("kernel_id"))})
+        found = await self.service.list(self.query("kernel_id"))
+        self.reply({"sandboxes": [sandbox.to_dict() for sandbox in found]})
 
     @web.authenticated
     @authorized
