@@ -13,6 +13,7 @@ the agent becomes a domain error (errors.py) whose message a person can read.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Coroutine
@@ -108,8 +109,8 @@ def checked_listing(answer: dict[str, Any]) -> dict[str, Any]:
 
 def checked_usage(answer: dict[str, Any]) -> dict[str, Any]:
     """Disk used in the home folder and listening ports, as the sandbox reports them (checked)."""
-    disk = answer.get("disk") if isinstance(answer.get("disk"), dict) else {}
-    ports = answer.get("ports") if isinstance(answer.get("ports"), list) else []
+    disk: dict[str, Any] = answer["disk"] if isinstance(answer.get("disk"), dict) else {}
+    ports: list[Any] = answer["ports"] if isinstance(answer.get("ports"), list) else []
     return {
         "disk_bytes": disk.get("bytes") if isinstance(disk.get("bytes"), int) else None,
         "disk_partial": bool(disk.get("partial")),
@@ -164,7 +165,7 @@ class Files(_Namespace):
         body = {"path": path, "mode": mode, "owner": owner, "group": group}
         return checked_entry(await self.client.call("POST", "/files/permissions", body=body))
 
-    async def replace(self, files: list[str], pattern: Any, new_value: Any) -> dict[str, Any]:
+    async def replace(self, files: builtins.list[str], pattern: Any, new_value: Any) -> dict[str, Any]:
         body = {"files": files, "pattern": pattern, "new_value": new_value}
         answer = await self.client.call("POST", "/files/replace", body=body, timeout=300)
         return {"results": checked_list(answer.get("results"), "results")}

@@ -14,6 +14,7 @@ holds its own gate and nothing the others need.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import concurrent.futures
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Iterator
@@ -432,7 +433,9 @@ class SandboxOperations(SandboxService):
 
         def make() -> Sandbox:
             spec = self.manager.check_allowed(self.manager.default_spec(**overrides))
-            return self.manager.create(spec, network_policy=policy, **({"progress": progress} if progress else {}))
+            if progress is None:
+                return self.manager.create(spec, network_policy=policy)
+            return self.manager.create(spec, network_policy=policy, progress=progress)
 
         sandbox = await self.blocking(make, timeout=self.create_timeout)
         await self.agent_for(sandbox).wait_until_up()
@@ -518,7 +521,7 @@ class SandboxOperations(SandboxService):
 
     # -- housekeeping -----------------------------------------------------------------------
 
-    async def _in_background(self, name: str, function: Callable[[], dict[str, list[str]]]) -> None:
+    async def _in_background(self, name: str, function: Callable[[], dict[str, builtins.list[str]]]) -> None:
         """Run one housekeeping task in a thread, never two of the same kind at once."""
         if name in self._busy:
             return

@@ -42,7 +42,7 @@ STATUS_OF: dict[type[errors.SandboxOperationError], int] = {
 def status_of(exc: errors.SandboxOperationError) -> int:
     for kind in type(exc).__mro__:
         if kind in STATUS_OF:
-            return STATUS_OF[kind]  # type: ignore[index]
+            return STATUS_OF[kind]
     return 500
 
 
@@ -65,7 +65,7 @@ class SandboxAPIHandler(APIHandler):
     def operations(self) -> SandboxOperations:
         return self.service
 
-    async def prepare(self) -> None:
+    async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()
         # Unauthenticated requests get their 403 from @web.authenticated, not a lesson in the API.
         if self.current_user:

@@ -4,7 +4,7 @@ streamed transfers (GET/PUT .../files/content, multipart POST .../files/upload).
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, cast
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
@@ -52,6 +52,10 @@ class _StreamedUpload(SandboxAPIHandler):
         if not self.authorizer.is_authorized(self, self.current_user, "write", AUTH_RESOURCE):
             raise web.HTTPError(403)
 
+    def _allow_body(self, limit: int) -> None:
+        # The HTTP/1 connection's own cap (Jupyter's default is far lower than an upload's).
+        cast(Any, self.request.connection).set_max_body_size(limit)
+
     def _close_slot(self) -> None:
         if self._slot is not None:
             self._slot.close()
@@ -68,7 +72,7 @@ class _StreamedUpload(SandboxAPIHandler):
 class FileContentHandler(_StreamedUpload):
     """GET streams a file (a folder as tar, or zip with format=zip); PUT streams the body into a file."""
 
-    async def prepare(self) -> None:
+    async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()
         if self.request.method != "PUT":
             return
@@ -78,7 +82,7 @@ class FileContentHandler(_StreamedUpload):
         length = self.request.headers.get("Content-Length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             raise web.HTTPError(413, f"the upload is larger than the limit of {limit:,} bytes")
-        self.request.connection.set_max_body_size(limit)
+        self._allow_body(limit)
         path = check_path(self.query("path", required=True))
         self._limit, self._received = limit, 0
         self._slot = await self.service.open_upload(self.path_kwargs["sandbox_id"], self.user_name())
@@ -126,7 +130,7 @@ class MultipartUploadHandler(_StreamedUpload):
     that come before the `path` field (the folder) are written to staging names in the sandbox and
     moved into the folder at the end."""
 
-    async def prepare(self) -> None:
+    async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()
         self._authorize_before_body()
         self._limit = parse_size(self.service.max_multipart_size, "max_multipart_size")
@@ -137,7 +141,7 @@ class MultipartUploadHandler(_StreamedUpload):
                 413,
                 f"a multipart upload may be at most {self._limit:,} bytes; use PUT .../files/content for large files",
             )
-        self.request.connection.set_max_body_size(self._limit + 1)
+        self._allow_body(self._limit + 1)
         try:
             boundary = boundary_of(self.request.headers.get("Content-Type", ""))
         except MultipartError as exc:

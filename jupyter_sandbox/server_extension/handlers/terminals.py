@@ -33,7 +33,7 @@ class PtyHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHandler):
 
     @web.authenticated
     @authorized
-    async def get(self, sandbox_id: str) -> None:
+    async def get(self, sandbox_id: str) -> None:  # type: ignore[override]
         operation = validation.operation_for(
             validation.route_of(self.request.path, self.base_url, self.path_kwargs), "GET"
         )
