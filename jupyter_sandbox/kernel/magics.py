@@ -99,7 +99,7 @@ def operations_for(manager: SandboxManager) -> SandboxOperations:
     """The kernel's operations layer over its manager (one per manager, made on first use)."""
     ops = _operations.get(id(manager))
     if ops is None or ops.manager is not manager:
-        ops = _operations[id(manager)] = SandboxOperations(manager, log=manager.log)
+        ops = _operations[id(manager)] = SandboxOperations(manager, config=manager.config, log=manager.log)
     return ops
 
 

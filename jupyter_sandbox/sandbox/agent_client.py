@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import concurrent.futures
 import json
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Coroutine
@@ -340,24 +341,22 @@ class Kernel(_Namespace):
 class AgentClient:
     """One sandbox's agent. Every method is a coroutine; failures are domain errors."""
 
-    def __init__(
-        self,
-        sandbox_id: str,
-        host: str,
-        port: int,
-        token: str,
-        connect_timeout: float = 5.0,
-        idle_timeout: float = 30.0,
-        call_timeout: float = DEFAULT_TIMEOUT,
-    ) -> None:
-        self.sandbox_id = sandbox_id
-        self.transport = AsyncAgent(sandbox_id, host, port, token, connect_timeout, idle_timeout)
+    def __init__(self, transport: AsyncAgent, call_timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.sandbox_id = transport.sandbox_id
+        self.transport = transport
         self.call_timeout = call_timeout
         self.files = Files(self)
         self.git = Git(self)
         self.processes = Processes(self)
         self.sessions = Sessions(self)
         self.kernel = Kernel(self)
+
+    @classmethod
+    def to(cls, sandbox_id: str, where: Any, **timeouts: float) -> AgentClient:
+        """The client of the agent at `where` (anything with host, port and token, such as what
+        SandboxManager.agent returns); `timeouts`: connect_timeout, idle_timeout, call_timeout."""
+        call_timeout = timeouts.pop("call_timeout", DEFAULT_TIMEOUT)
+        return cls(AsyncAgent(sandbox_id, where.host, where.port, where.token, **timeouts), call_timeout)
 
     @property
     def host(self) -> str:
@@ -423,7 +422,7 @@ class AgentClient:
         while True:
             try:
                 return await self.call("GET", "/health", timeout=2)
-            except (errors.AgentUnavailable, errors.TimedOut) as exc:
+            except errors.SandboxOperationError as exc:  # not up yet, whatever it answered
                 if loop.time() > deadline:
                     raise errors.TimedOut(
                         f"sandbox {self.sandbox_id}'s agent did not come up within {timeout:.0f} s: {exc}"
@@ -431,26 +430,13 @@ class AgentClient:
                 await asyncio.sleep(poll)
 
 
-class SyncAgentClient:
-    """The same client for a caller in a thread of its own: each call runs the async method on a
-    private event loop (no second implementation of any call)."""
-
-    def __init__(self, client: AgentClient) -> None:
-        self.client = client
-
-    @staticmethod
-    def run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+def run_blocking(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run one of the async calls to its end from blocking code (kernel threads, the manager, the
+    CLI): on a private loop in this thread, or, when this thread already runs a loop, in a short-lived
+    thread of its own. The same coroutines as the async callers', not a second implementation."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
         return asyncio.run(make())
-
-    def health(self, timeout: float = 5) -> dict[str, Any]:
-        return self.run(lambda: self.client.health(timeout))
-
-    def usage(self) -> dict[str, Any]:
-        return self.run(self.client.usage)
-
-    def wait_until_up(self, timeout: float = 30) -> dict[str, Any]:
-        return self.run(lambda: self.client.wait_until_up(timeout))
-
-    def kernel_action(self, action: str, timeout: float = 30) -> dict[str, Any]:
-        kernel = self.client.kernel
-        return self.run(lambda: kernel.restart(timeout) if action == "restart" else kernel.interrupt(timeout))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-call") as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()

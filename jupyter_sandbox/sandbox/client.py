@@ -13,13 +13,11 @@ import http.client
 import json
 import socket
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import IO, Any, Callable
 
-from .agent_client import checked_events, checked_usage
-from .agent_http import MAX_RESPONSE_BYTES, AgentError
+from .agent_client import checked_events, checked_usage, run_blocking
+from .agent_http import MAX_RESPONSE_BYTES, AgentError, AsyncAgent, error_message
 
 __all__ = ["MAX_RESPONSE_BYTES", "AgentClient", "AgentError", "Cancelled", "StreamingAgentClient"]
 
@@ -28,39 +26,19 @@ TRANSFER_CHUNK = 256 * 1024
 
 
 class AgentClient:
-    def __init__(self, host_port: int, token: str, host: str = "127.0.0.1") -> None:
+    """The agent's JSON calls for blocking callers: the async transport (agent_http.py, strict framing,
+    size caps, deadlines) run to its end by agent_client.run_blocking."""
+
+    def __init__(self, host_port: int, token: str, host: str = "127.0.0.1", sandbox_id: str = "") -> None:
         self.host = host
         self.port = int(host_port)
         self.base_url = f"http://{host}:{int(host_port)}"
         self.token = token
-        # Never use a proxy for loopback, whatever the environment says.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._transport = AsyncAgent(sandbox_id, host, self.port, token, connect_timeout=10.0, idle_timeout=30.0)
 
     def request(self, method: str, path: str, body: dict | None = None, timeout: float = 30) -> dict[str, Any]:
-        data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
-        req = urllib.request.Request(self.base_url + path, data=data, method=method)
-        req.add_header("Authorization", f"token {self.token}")
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with self._opener.open(req, timeout=timeout) as response:
-                raw = response.read(MAX_RESPONSE_BYTES + 1)
-                if response.status == 204:
-                    return {}
-        except urllib.error.HTTPError as exc:
-            raw = exc.read(MAX_RESPONSE_BYTES)
-            raise AgentError(f"agent answered {exc.code}: {_message(raw)}", status=exc.code) from None
-        except (OSError, urllib.error.URLError) as exc:
-            raise AgentError(f"agent not reachable: {exc}") from None
-        if len(raw) > MAX_RESPONSE_BYTES:
-            raise AgentError("agent answer too large")
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            raise AgentError("agent answered with something that is not JSON") from None
-        if not isinstance(parsed, dict):
-            raise AgentError("agent answered with an unexpected shape")
-        return parsed
+        transport = self._transport
+        return run_blocking(lambda: transport.request(method, path, body, timeout=timeout))
 
     def health(self, timeout: float = 5) -> dict[str, Any]:
         return self.request("GET", "/health", timeout=timeout)
@@ -78,16 +56,6 @@ class AgentClient:
         if checked is None:
             raise AgentError("agent sent malformed events")
         return checked
-
-
-def _message(raw: bytes) -> str:
-    try:
-        message = json.loads(raw).get("message")
-        if isinstance(message, str):
-            return message[:500]
-    except (ValueError, AttributeError):
-        pass
-    return raw[:200].decode("utf-8", "replace")
 
 
 class Cancelled(Exception):
@@ -128,7 +96,7 @@ class StreamingAgentClient(AgentClient):
     def _raise_for(response: http.client.HTTPResponse) -> None:
         if response.status >= 400:
             raise AgentError(
-                f"agent answered {response.status}: {_message(response.read(MAX_RESPONSE_BYTES))}",
+                f"agent answered {response.status}: {error_message(response.read(MAX_RESPONSE_BYTES))}",
                 status=response.status,
             )
 

@@ -1464,15 +1464,14 @@ class SandboxManager(LoggingConfigurable):
         return StreamingAgentClient(sandbox.host_ports[AGENT_PORT], sandbox_secrets.agent_token(sandbox.id))
 
     def wait_for_agent(self, sandbox: Sandbox, timeout: float = 30) -> dict[str, Any]:
-        client = self.agent(sandbox)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return client.health(timeout=2)
-            except AgentError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        # The one wait for an agent (agent_client.AgentClient.wait_until_up), run from blocking code.
+        from .agent_client import AgentClient, run_blocking
+
+        agent = AgentClient.to(sandbox.id, self.agent(sandbox))
+        try:
+            return run_blocking(lambda: agent.wait_until_up(timeout))
+        except errors.SandboxOperationError as exc:
+            raise AgentError(exc.message) from None
 
     def reap(self) -> dict[str, list[str]]:
         """Stop this owner's idle sandboxes and delete long-stopped ones, as configured."""

@@ -366,11 +366,9 @@ class SandboxOperations(SandboxService):
     def agent_for(self, sandbox: Sandbox) -> AgentClient:
         with domain_errors():
             where = self.manager.agent(sandbox)  # address and token; the calls are this layer's
-        return AgentClient(
+        return AgentClient.to(
             sandbox.id,
-            where.host,
-            where.port,
-            where.token,
+            where,
             connect_timeout=self.agent_connect_timeout,
             idle_timeout=self.agent_idle_timeout,
             call_timeout=self.agent_timeout,

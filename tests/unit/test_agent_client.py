@@ -15,6 +15,7 @@ import pytest
 
 from jupyter_sandbox.sandbox import errors
 from jupyter_sandbox.sandbox.agent_client import AgentClient
+from jupyter_sandbox.sandbox.agent_http import AsyncAgent
 from jupyter_sandbox.sandbox.client import MAX_RESPONSE_BYTES
 
 Answer = Callable[[str], "tuple[int, bytes] | None"]
@@ -40,7 +41,8 @@ async def fake_agent(answer: Answer, call_timeout: float = 5.0) -> AsyncIterator
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    client = AgentClient("0123456789ab", "127.0.0.1", port, "token", idle_timeout=2, call_timeout=call_timeout)
+    transport = AsyncAgent("0123456789ab", "127.0.0.1", port, "token", idle_timeout=2)
+    client = AgentClient(transport, call_timeout=call_timeout)
     client.seen = seen  # type: ignore[attr-defined]
     try:
         yield client
@@ -119,7 +121,7 @@ def test_a_closed_port_is_agent_unavailable() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    agent = AgentClient("0123456789ab", "127.0.0.1", port, "token")
+    agent = AgentClient(AsyncAgent("0123456789ab", "127.0.0.1", port, "token"))
     with pytest.raises(errors.AgentUnavailable) as caught:
         run(agent.health())
     assert "not reachable" in caught.value.message
@@ -174,3 +176,51 @@ def test_an_exec_result_without_a_whole_exit_code_is_refused() -> None:
 
     with pytest.raises(errors.AgentUnavailable, match="malformed result"):
         run(go())
+
+
+def test_the_blocking_client_runs_the_same_calls_inside_or_outside_a_loop() -> None:
+    """client.AgentClient (kernel threads, the manager) over the same transport: its answers and
+    refusals, from plain code and from code already running an event loop."""
+    import socket
+    import threading
+
+    from jupyter_sandbox.sandbox.client import AgentClient as BlockingAgentClient
+    from jupyter_sandbox.sandbox.client import AgentError
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += conn.recv(4096)
+                wanted = head.split(b" ", 2)[1]
+                status, body = (200, b'{"status": "ok"}') if wanted == b"/health" else (404, b'{"message": "no such"}')
+                conn.sendall(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        client = BlockingAgentClient(listener.getsockname()[1], "token")
+        assert client.health() == {"status": "ok"}
+        with pytest.raises(AgentError) as caught:
+            client.kernel_action("explode")
+        assert caught.value.status == 404 and "no such" in str(caught.value)
+
+        async def inside_a_loop() -> dict[str, Any]:
+            return client.health()
+
+        assert asyncio.run(inside_a_loop()) == {"status": "ok"}
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()

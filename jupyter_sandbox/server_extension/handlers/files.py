@@ -52,6 +52,11 @@ class _StreamedUpload(SandboxAPIHandler):
         if not self.authorizer.is_authorized(self, self.current_user, "write", AUTH_RESOURCE):
             raise web.HTTPError(403)
 
+    def _fail(self, exc: Exception) -> None:
+        # Answered once the body is in (an error raised while it arrives would only drop the connection).
+        self._failed = exc
+        self._close_slot()
+
     def _allow_body(self, limit: int) -> None:
         # The HTTP/1 connection's own cap (Jupyter's default is far lower than an upload's).
         cast(Any, self.request.connection).set_max_body_size(limit)
@@ -97,9 +102,7 @@ class FileContentHandler(_StreamedUpload):
                 raise web.HTTPError(413, f"the upload is larger than the limit of {self._limit:,} bytes")
             await self._slot.send(chunk)
         except (web.HTTPError, errors.SandboxOperationError) as exc:
-            # Answered once the body is in (an error raised here would only drop the connection).
-            self._failed = exc
-            self._close_slot()
+            self._fail(exc)
 
     @web.authenticated
     @authorized
@@ -209,9 +212,7 @@ class MultipartUploadHandler(_StreamedUpload):
             except MultipartError as exc:
                 raise web.HTTPError(400, f"the multipart body cannot be read: {exc}") from None
         except (web.HTTPError, errors.SandboxOperationError) as exc:
-            # Answered once the body is in (an error raised here would only drop the connection).
-            self._failed = exc
-            self._close_slot()
+            self._fail(exc)
 
     @web.authenticated
     @authorized

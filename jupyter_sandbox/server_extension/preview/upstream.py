@@ -146,8 +146,7 @@ class Upstreams:
     async def listening(self, sandbox: Sandbox) -> str:
         """A sentence (HTML) naming the ports listening in the sandbox, for the 502 page."""
         try:
-            where = self.manager.agent(sandbox)
-            agent = AgentClient(sandbox.id, where.host, where.port, where.token)
+            agent = AgentClient.to(sandbox.id, self.manager.agent(sandbox))
             usage: dict[str, Any] = await agent.usage()  # async: no thread is held by a slow agent
         except (SandboxError, SandboxOperationError):
             return "The ports listening in the sandbox could not be read."
