@@ -1,17 +1,20 @@
-"""`jupyter sandbox ...`: build the image, create, list and remove sandboxes."""
+"""`jupyter sandbox ...`: build the image, create, list and remove sandboxes (through the operations layer)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import Sequence
 
 from .config import load_config
 from .sandbox.docker_backend import SandboxError
+from .sandbox.errors import SandboxOperationError
 from .sandbox.image import DEFAULT_BASE, DEFAULT_IMAGE, build_image
 from .sandbox.manager import SandboxManager
-from .sandbox.spec import SpecError, parse_size
+from .sandbox.operations import SandboxOperations
+from .sandbox.spec import SpecError
 
 
 def _progress(message: str) -> None:
@@ -61,7 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return mcp_main(given[1:])
     args = _parser().parse_args(argv)
-    manager = SandboxManager(config=load_config())
+    config = load_config()
+    manager = SandboxManager(config=config)
+    # The same operations as the REST API and the magics (no server: no preview links here).
+    operations = SandboxOperations(manager, config=config)
     try:
         if args.command == "image":
             result = build_image(
@@ -74,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(result.image)
         elif args.command == "list":
-            sandboxes = manager.list(owner=None if args.all_owners else manager.owner)
+            sandboxes = asyncio.run(operations.list(every_owner=args.all_owners))
             if args.json:
                 print(json.dumps([s.to_dict() for s in sandboxes], indent=2))
             elif not sandboxes:
@@ -93,23 +99,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                     print(f"{s.id:<14}{s.state:<10}{s.owner:<12}{user:<44}{s.image}")
         elif args.command == "create":
-            overrides = {k: v for k, v in (("image", args.image), ("cpu", args.cpu)) if v is not None}
-            if args.memory is not None:
-                overrides["memory"] = parse_size(args.memory, "memory")
-            sandbox = manager.create(manager.check_allowed(manager.default_spec(**overrides)), progress=_progress)
-            print(sandbox.id)
+            body = {
+                k: v for k, v in (("image", args.image), ("cpu", args.cpu), ("memory", args.memory)) if v is not None
+            }
+            print(asyncio.run(operations.create(body, progress=_progress))["id"])
         elif args.command == "rm":
             if not args.ids and not args.all:
                 print("jupyter sandbox rm: name at least one sandbox ID, or --all", file=sys.stderr)
                 return 2
-            ids = [s.id for s in manager.list(owner=manager.owner)] if args.all else args.ids
+            ids = [s.id for s in asyncio.run(operations.list())] if args.all else args.ids
             for sandbox_id in ids:
-                manager.remove(manager.get(sandbox_id))
+                asyncio.run(operations.delete(sandbox_id, every_owner=True))
                 print(f"removed {sandbox_id}")
         elif args.command == "prune":
             removed = manager.prune()
             print(f"removed {len(removed['sandboxes'])} stopped sandboxes and {len(removed['volumes'])} volumes")
-    except (SandboxError, SpecError) as exc:
+    except (SandboxError, SpecError, SandboxOperationError) as exc:
         print(f"jupyter sandbox: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -812,9 +812,11 @@ def test_agent_garbage_or_silence_is_502_not_a_hang() -> None:
     import socket
 
     from jupyter_sandbox.sandbox.client import StreamingAgentClient
+    from jupyter_sandbox.sandbox.errors import SandboxOperationError
     from jupyter_sandbox.sandbox.manager import AGENT_PORT, Sandbox
-    from jupyter_sandbox.sandbox.service import ApiError, SandboxService
+    from jupyter_sandbox.sandbox.operations import SandboxOperations
     from jupyter_sandbox.sandbox.spec import LABEL_OWNER
+    from jupyter_sandbox.server_extension.handlers import status_of
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -834,9 +836,53 @@ def test_agent_garbage_or_silence_is_502_not_a_hang() -> None:
 
     with host_http_server(b"\x00\xffnot json at all") as garbage_port:
         for port, message in ((garbage_port, "not JSON"), (closed_port, "not reachable")):
-            service = SandboxService(StandInManager(port))
+            operations = SandboxOperations(StandInManager(port))
             started = time.monotonic()
-            with pytest.raises(ApiError) as caught:
-                asyncio.run(service.call("0123456789ab", "GET", "/files", {"path": "x"}))
-            assert caught.value.status == 502 and message in caught.value.message
+            with pytest.raises(SandboxOperationError) as caught:
+                asyncio.run(operations.list_files("0123456789ab", "x"))
+            assert status_of(caught.value) == 502 and message in caught.value.message
             assert time.monotonic() - started < 10
+
+
+def test_every_201_says_where_the_new_thing_is(api_server: Server, sandbox: str) -> None:
+    """Location on each 201: the new folder's info, session, preview link and uploaded folder; the
+    addresses answer."""
+    import urllib.request
+
+    def created(path: str, body: object = None, raw: bytes | None = None, kind: str = "application/json") -> str:
+        data = raw if raw is not None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            api_server.base + path,
+            data=data,
+            method="POST",
+            headers={"Authorization": f"token {api_server.token}", "Content-Type": kind},
+        )
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=60) as response:
+            assert response.status == 201
+            location = response.headers.get("Location")
+        assert location, f"POST {path} answered 201 without a Location"
+        return location
+
+    folder = created(box(sandbox, "/files/folder"), {"path": "located/inner"})
+    assert folder.startswith(box(sandbox, "/files/info?path=")) and folder.endswith("located%2Finner")
+    status, entry = api_server.request("GET", folder)
+    assert status == 200 and entry["type"] == "directory"
+
+    session = created(box(sandbox, "/sessions"), {"id": "located"})
+    assert session == box(sandbox, "/sessions/located")
+    assert api_server.request("GET", session)[0] == 200
+    api_server.request("DELETE", session)
+
+    link = created(box(sandbox, "/previews"), {"port": 8000})
+    assert link.startswith("http://8000-" + sandbox + ".localhost:")
+
+    boundary = "locatedboundary"
+    form = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="path"\r\n\r\nlocated\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n'
+        f"Content-Type: text/plain\r\n\r\nhello\r\n--{boundary}--\r\n"
+    ).encode()
+    listing = created(box(sandbox, "/files/upload"), raw=form, kind=f"multipart/form-data; boundary={boundary}")
+    assert listing == box(sandbox, "/files?path=located")
+    status, answer = api_server.request("GET", listing)
+    assert status == 200 and "a.txt" in {e["name"] for e in answer["entries"]}

@@ -540,15 +540,17 @@ def flood_body(conn: Any) -> None:
 def test_a_misbehaving_agent_costs_its_own_call_a_bounded_time(behaviour: Callable, status: int, words: str) -> None:
     import asyncio
 
-    from jupyter_sandbox.sandbox.service import ApiError, SandboxService
+    from jupyter_sandbox.sandbox.errors import SandboxOperationError
+    from jupyter_sandbox.sandbox.operations import SandboxOperations
+    from jupyter_sandbox.server_extension.handlers import status_of
 
     port, close = stand_in_agent(behaviour)
     try:
         # A deadline of 3 s: the trickle (which would end well after 40 s) is cut by it, with a 504.
-        service = SandboxService(StandInManager(port), agent_timeout=3)
-        with pytest.raises(ApiError) as caught:
-            asyncio.run(service.call("0123456789ab", "GET", "/files", {"path": "x"}))
-        assert caught.value.status == status and words in caught.value.message, caught.value.message
+        operations = SandboxOperations(StandInManager(port), agent_timeout=3)
+        with pytest.raises(SandboxOperationError) as caught:
+            asyncio.run(operations.list_files("0123456789ab", "x"))
+        assert status_of(caught.value) == status and words in caught.value.message, caught.value.message
         assert "0123456789ab" in caught.value.message
     finally:
         close()

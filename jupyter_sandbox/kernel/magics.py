@@ -7,25 +7,30 @@ operator's limits, and a refused request says why and changes nothing.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shlex
 import stat
 import threading
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from ..sandbox import preview as preview_tokens
 from ..sandbox.client import AgentError, Cancelled
 from ..sandbox.disk import describe as describe_disk
 from ..sandbox.docker_backend import SandboxError
+from ..sandbox.errors import SandboxOperationError
 from ..sandbox.manager import Sandbox, SandboxManager
+from ..sandbox.operations import SandboxOperations, preview_link
 from ..sandbox.spec import SandboxSpec, SpecError, limit_size, parse_size, readable_size
 from . import downloads
 from .settings import SandboxKernel
 
+T = TypeVar("T")
 Write = Callable[[str, str], None]
 # Set by the server extension in the Jupyter server's environment, which kernels inherit.
 PREVIEW_TEMPLATE_ENV = "JUPYTER_SANDBOX_PREVIEW_TEMPLATE"
@@ -85,6 +90,26 @@ HELP = """%sandbox: control this notebook's sandbox (handled on the host, never 
 
 class MagicUsageError(Exception):
     """Bad arguments: the message includes the usage line."""
+
+
+_operations: dict[int, SandboxOperations] = {}
+
+
+def operations_for(manager: SandboxManager) -> SandboxOperations:
+    """The kernel's operations layer over its manager (one per manager, made on first use)."""
+    ops = _operations.get(id(manager))
+    if ops is None or ops.manager is not manager:
+        ops = _operations[id(manager)] = SandboxOperations(manager, config=manager.config, log=manager.log)
+    return ops
+
+
+def _run(awaitable: Awaitable[T]) -> T:
+    """Run one operation to its end from the magic's thread (which has no event loop of its own)."""
+
+    async def run() -> T:
+        return await awaitable
+
+    return asyncio.run(run())
 
 
 class MagicExit(Exception):
@@ -205,7 +230,7 @@ class SandboxMagics:
             return MagicResult()
         except MagicUsageError as exc:
             return MagicResult(error=str(exc).strip())
-        except (SpecError, SandboxError, AgentError) as exc:
+        except (SpecError, SandboxError, AgentError, SandboxOperationError) as exc:
             return MagicResult(error=f"%sandbox {command}: {exc}")
 
     # -- subcommands ------------------------------------------------------------------------
@@ -276,36 +301,8 @@ class SandboxMagics:
         if ctx.sandbox is None:
             raise SandboxError("this kernel has no sandbox yet; run a cell to start one")
         sandbox = ctx.manager.get(ctx.sandbox.id)
-        limits = ctx.manager.limits(sandbox)
-        info: dict[str, Any] = {
-            "id": sandbox.id,
-            "container": sandbox.name,
-            "state": sandbox.state,
-            "image": sandbox.image,
-            "kernel_id": sandbox.kernel_id,
-            "workspace": sandbox.workspace,
-            "limits": {**limits, "cell_timeout": ctx.cell_timeout},
-            "disk": ctx.manager.disk_enforcement(sandbox),
-            "usage": {},
-            "network": {
-                "name": ctx.manager.network_name,
-                "inter_sandbox": False,
-                "egress": ctx.manager.egress(sandbox).describe(),
-                **ctx.manager.egress(sandbox).to_dict(),
-            },
-            "ports": [],
-            "uptime_seconds": None,
-        }
-        if sandbox.running:
-            info["uptime_seconds"] = ctx.manager.uptime(sandbox)
-            info["usage"] = ctx.manager.usage(sandbox)
-            try:
-                inside = ctx.manager.agent(sandbox).usage()
-                info["usage"].update(disk_bytes=inside["disk_bytes"], disk_partial=inside["disk_partial"])
-                info["ports"] = inside["ports"]
-            except AgentError:
-                pass
-        return info
+        status = _run(operations_for(ctx.manager).status_of(sandbox))
+        return status.to_magic(ctx.cell_timeout)
 
     def config(self, args: list[str], ctx: MagicContext) -> MagicResult:
         parser = _Parser(
@@ -562,16 +559,15 @@ class SandboxMagics:
             )
         try:
             expires_in = preview_tokens.parse_duration(options.expires)
-            token, expires = preview_tokens.mint(sandbox.id, options.port, expires_in)
         except preview_tokens.PreviewError as exc:
             raise SpecError(str(exc)) from None
-        url = template.format(port=options.port, sandbox_id=sandbox.id)
+        link = preview_link(template, sandbox.id, options.port, expires_in)
         listening = ctx.manager.agent(sandbox).usage()["ports"]
-        until = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(expires))
+        until = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(link.expires))
         lines = [
             f"preview of port {options.port} in sandbox {sandbox.id}, valid until {until}",
-            f"  open in a browser:  {url}?token={token}",
-            f"  with curl:          curl -H 'X-Sandbox-Preview-Token: {token}' {url}",
+            f"  open in a browser:  {link.browser_url}",
+            f"  with curl:          curl -H '{link.header}: {link.token}' {link.url}",
         ]
         if options.port not in listening:
             lines.append(
@@ -594,14 +590,12 @@ class SandboxMagics:
         options = parser.parse_args(args)
         sandbox = self._require(ctx)
         ctx.stop_watching()
+        after = _run(operations_for(ctx.manager).restart_sandbox(sandbox, hard=options.hard))
         if options.hard:
-            spec = ctx.manager.current_spec(sandbox)
-            fresh = ctx.manager.recreate(sandbox, spec)
             ctx.write("stdout", f"sandbox {sandbox.id}: a fresh container; files in /home/sandbox are kept\n")
-            return MagicResult(reconnect=fresh)
-        ctx.manager.agent(sandbox).kernel_action("restart")
-        ctx.write("stdout", "the Python process in the sandbox was restarted; files are kept\n")
-        return MagicResult(reconnect=ctx.manager.get(sandbox.id))
+        else:
+            ctx.write("stdout", "the Python process in the sandbox was restarted; files are kept\n")
+        return MagicResult(reconnect=after)
 
     def stop(self, args: list[str], ctx: MagicContext) -> MagicResult:
         parser = _Parser(

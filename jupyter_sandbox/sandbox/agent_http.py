@@ -14,11 +14,19 @@ import json
 import time
 from typing import Any
 
-from .client import MAX_RESPONSE_BYTES, AgentError
-
+# JSON answers are parsed whole on the host; a listing of 10,000 entries is about 2 MB.
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 MAX_HEAD = 64 * 1024
 MAX_CHUNK_LINE = 1024
 READ_SIZE = 256 * 1024
+
+
+class AgentError(RuntimeError):
+    """The agent could not be reached or answered with an error (`status`: the agent's HTTP status)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class AgentTimeout(AgentError):
@@ -62,23 +70,18 @@ class AgentResponse:
     async def _io(self, awaitable: Any, what: str) -> Any:
         # A call with a deadline (a JSON call: the agent says nothing until it is done, an exec for
         # as long as its command runs) has that deadline; a stream has the idle deadline per read.
-        if self.deadline is not None:
-            timeout = max(0.0, self.deadline - time.monotonic())
-        else:
-            timeout = self.agent.idle_timeout
+        deadline = self.deadline
+        timeout = self.agent.idle_timeout if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             return await asyncio.wait_for(awaitable, timeout)
         except asyncio.TimeoutError:
             if self.deadline is not None:
                 raise AgentTimeout(
-                    f"sandbox {self.agent.sandbox_id}'s agent did not finish {what} in time "
-                    "(it may be stopped or overloaded)"
+                    f"{self.agent.who} did not finish {what} in time (it may be stopped or overloaded)"
                 ) from None
-            raise AgentTimeout(
-                f"sandbox {self.agent.sandbox_id}'s agent sent nothing for {timeout:.0f} s while {what}"
-            ) from None
+            raise AgentTimeout(f"{self.agent.who} sent nothing for {timeout:.0f} s while {what}") from None
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
-            raise AgentError(f"lost the connection to sandbox {self.agent.sandbox_id}'s agent: {exc}") from None
+            raise AgentError(f"lost the connection to {self.agent.who}: {exc}") from None
 
     async def _raw(self, size: int) -> bytes:
         """Up to `size` body bytes, b'' at the end, with the framing removed."""
@@ -93,7 +96,7 @@ class AgentResponse:
                     or len(line) > MAX_CHUNK_LINE
                     or not all(c in b"0123456789abcdefABCDEF" for c in size_text)
                 ):
-                    raise AgentError(f"sandbox {self.agent.sandbox_id}'s agent sent malformed chunked framing")
+                    raise AgentError(f"{self.agent.who} sent malformed chunked framing")
                 self._left = int(size_text, 16)
                 if self._left == 0:
                     # Trailers, then the end; bounded like the head.
@@ -105,12 +108,12 @@ class AgentResponse:
                     return b""
             data = await self._io(self.reader.read(min(size, self._left)), "sending its answer")
             if not data:
-                raise AgentError(f"sandbox {self.agent.sandbox_id}'s agent closed the connection mid-chunk")
+                raise AgentError(f"{self.agent.who} closed the connection mid-chunk")
             self._left -= len(data)
             if self._left == 0:
                 end = await self._io(self.reader.readexactly(2), "sending its answer")
                 if end != b"\r\n":
-                    raise AgentError(f"sandbox {self.agent.sandbox_id}'s agent sent malformed chunked framing")
+                    raise AgentError(f"{self.agent.who} sent malformed chunked framing")
             return data
         if self._left is not None:
             if self._left == 0:
@@ -118,7 +121,7 @@ class AgentResponse:
                 return b""
             data = await self._io(self.reader.read(min(size, self._left)), "sending its answer")
             if not data:
-                raise AgentError(f"sandbox {self.agent.sandbox_id}'s agent closed the connection early")
+                raise AgentError(f"{self.agent.who} closed the connection early")
             self._left -= len(data)
             return data
         data = await self._io(self.reader.read(size), "sending its answer")
@@ -144,7 +147,7 @@ class AgentResponse:
             self._buffer += data
         line, sep, rest = self._buffer.partition(b"\n")
         if len(line) + 1 > limit:
-            raise AgentError(f"sandbox {self.agent.sandbox_id}'s agent sent an over-long line")
+            raise AgentError(f"{self.agent.who} sent an over-long line")
         self._buffer = rest
         return line + sep
 
@@ -156,7 +159,7 @@ class AgentResponse:
                 return b"".join(parts)
             total += len(data)
             if total > limit:
-                raise AgentError(f"sandbox {self.agent.sandbox_id}'s agent sent more than {limit:,} bytes")
+                raise AgentError(f"{self.agent.who} sent more than {limit:,} bytes")
             parts.append(data)
 
     async def write(self, data: bytes, chunked: bool = False) -> None:
@@ -184,6 +187,8 @@ class AsyncAgent:
     ) -> None:
         self.sandbox_id, self.host, self.port, self.token = sandbox_id, host, int(port), token
         self.connect_timeout, self.idle_timeout = connect_timeout, idle_timeout
+        # How messages name the agent (a caller that knows only an address passes no sandbox id).
+        self.who = f"sandbox {sandbox_id}'s agent" if sandbox_id else "the sandbox's agent"
 
     async def open(
         self,
@@ -205,11 +210,9 @@ class AsyncAgent:
                 self.connect_timeout if deadline is None else min(self.connect_timeout, timeout),
             )
         except asyncio.TimeoutError:
-            raise AgentTimeout(
-                f"sandbox {self.sandbox_id}'s agent did not accept a connection within {self.connect_timeout:.0f} s"
-            ) from None
+            raise AgentTimeout(f"{self.who} did not accept a connection within {self.connect_timeout:.0f} s") from None
         except OSError as exc:
-            raise AgentError(f"sandbox {self.sandbox_id}'s agent is not reachable: {exc}") from None
+            raise AgentError(f"{self.who} is not reachable: {exc}") from None
         head = [
             f"{method} {path} HTTP/1.1",
             f"Host: {self.host}:{self.port}",
@@ -243,20 +246,20 @@ class AsyncAgent:
         lines = raw.decode("latin-1").split("\r\n")
         parts = lines[0].split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit() or len(parts[1]) != 3:
-            raise AgentError(f"sandbox {self.sandbox_id}'s agent answered with something that is not HTTP")
+            raise AgentError(f"{self.who} answered with something that is not HTTP")
         headers: dict[str, str] = {}
         for line in lines[1:]:
             if not line:
                 continue
             name, sep, value = line.partition(":")
             if not sep or not name or name != name.strip():
-                raise AgentError(f"sandbox {self.sandbox_id}'s agent sent a malformed header")
+                raise AgentError(f"{self.who} sent a malformed header")
             key = name.lower()
             if key in ("content-length", "transfer-encoding") and key in headers:
-                raise AgentError(f"sandbox {self.sandbox_id}'s agent sent ambiguous framing")
+                raise AgentError(f"{self.who} sent ambiguous framing")
             headers[key] = value.strip()
         if "content-length" in headers and "transfer-encoding" in headers:
-            raise AgentError(f"sandbox {self.sandbox_id}'s agent sent ambiguous framing")
+            raise AgentError(f"{self.who} sent ambiguous framing")
         answered = AgentResponse(self, response.reader, response.writer, int(parts[1]), headers, response.deadline)
         return answered
 
@@ -275,9 +278,9 @@ class AsyncAgent:
         try:
             parsed = json.loads(raw)
         except ValueError:
-            raise AgentError(f"sandbox {self.sandbox_id}'s agent answered with something that is not JSON") from None
+            raise AgentError(f"{self.who} answered with something that is not JSON") from None
         if not isinstance(parsed, dict):
-            raise AgentError(f"sandbox {self.sandbox_id}'s agent answered with an unexpected shape")
+            raise AgentError(f"{self.who} answered with an unexpected shape")
         return parsed
 
 

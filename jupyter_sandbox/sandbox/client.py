@@ -1,4 +1,7 @@
-"""The host-side client of the in-sandbox agent.
+"""The blocking client of the in-sandbox agent, for callers in a thread of their own (kernel, manager).
+
+Its answer checks are agent_client.py's (the one place for them); its streamed calls (exec output,
+file transfers) watch a threading.Event for cancellation.
 
 The agent runs inside the sandbox, so its answers are treated as hostile: sizes are capped, JSON is
 checked for the types the caller needs, and nothing it says is used as a path or a key on the host.
@@ -10,59 +13,32 @@ import http.client
 import json
 import socket
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import IO, Any, Callable
 
-# JSON answers are parsed whole on the host; a listing of 10,000 entries is about 2 MB.
-MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+from .agent_client import checked_events, checked_usage, run_blocking
+from .agent_http import MAX_RESPONSE_BYTES, AgentError, AsyncAgent, error_message
+
+__all__ = ["MAX_RESPONSE_BYTES", "AgentClient", "AgentError", "Cancelled", "StreamingAgentClient"]
+
 MAX_STREAM_LINE = 1024 * 1024
 TRANSFER_CHUNK = 256 * 1024
 
 
-class AgentError(RuntimeError):
-    """The agent could not be reached or answered with an error."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 class AgentClient:
-    def __init__(self, host_port: int, token: str, host: str = "127.0.0.1") -> None:
+    """The agent's JSON calls for blocking callers: the async transport (agent_http.py, strict framing,
+    size caps, deadlines) run to its end by agent_client.run_blocking."""
+
+    def __init__(self, host_port: int, token: str, host: str = "127.0.0.1", sandbox_id: str = "") -> None:
         self.host = host
         self.port = int(host_port)
         self.base_url = f"http://{host}:{int(host_port)}"
         self.token = token
-        # Never use a proxy for loopback, whatever the environment says.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._transport = AsyncAgent(sandbox_id, host, self.port, token, connect_timeout=10.0, idle_timeout=30.0)
 
     def request(self, method: str, path: str, body: dict | None = None, timeout: float = 30) -> dict[str, Any]:
-        data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
-        req = urllib.request.Request(self.base_url + path, data=data, method=method)
-        req.add_header("Authorization", f"token {self.token}")
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with self._opener.open(req, timeout=timeout) as response:
-                raw = response.read(MAX_RESPONSE_BYTES + 1)
-                if response.status == 204:
-                    return {}
-        except urllib.error.HTTPError as exc:
-            raw = exc.read(MAX_RESPONSE_BYTES)
-            raise AgentError(f"agent answered {exc.code}: {_message(raw)}", status=exc.code) from None
-        except (OSError, urllib.error.URLError) as exc:
-            raise AgentError(f"agent not reachable: {exc}") from None
-        if len(raw) > MAX_RESPONSE_BYTES:
-            raise AgentError("agent answer too large")
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            raise AgentError("agent answered with something that is not JSON") from None
-        if not isinstance(parsed, dict):
-            raise AgentError("agent answered with an unexpected shape")
-        return parsed
+        transport = self._transport
+        return run_blocking(lambda: transport.request(method, path, body, timeout=timeout))
 
     def health(self, timeout: float = 5) -> dict[str, Any]:
         return self.request("GET", "/health", timeout=timeout)
@@ -72,31 +48,14 @@ class AgentClient:
 
     def usage(self) -> dict[str, Any]:
         """Disk used in the home folder and listening ports, as the sandbox reports them."""
-        answer = self.request("GET", "/usage", timeout=10)
-        disk = answer.get("disk") if isinstance(answer.get("disk"), dict) else {}
-        ports = answer.get("ports") if isinstance(answer.get("ports"), list) else []
-        return {
-            "disk_bytes": disk.get("bytes") if isinstance(disk.get("bytes"), int) else None,
-            "disk_partial": bool(disk.get("partial")),
-            "ports": sorted({p for p in ports if isinstance(p, int) and 0 < p < 65536})[:1000],
-        }
+        return checked_usage(self.request("GET", "/usage", timeout=10))
 
     def events(self, after: int, wait: float) -> tuple[int, list[dict[str, Any]]]:
         answer = self.request("GET", f"/events?after={int(after)}&timeout={wait}", timeout=wait + 10)
-        seq, events = answer.get("seq"), answer.get("events")
-        if not isinstance(seq, int) or not isinstance(events, list):
+        checked = checked_events(answer)
+        if checked is None:
             raise AgentError("agent sent malformed events")
-        return seq, [event for event in events if isinstance(event, dict)]
-
-
-def _message(raw: bytes) -> str:
-    try:
-        message = json.loads(raw).get("message")
-        if isinstance(message, str):
-            return message[:500]
-    except (ValueError, AttributeError):
-        pass
-    return raw[:200].decode("utf-8", "replace")
+        return checked
 
 
 class Cancelled(Exception):
@@ -137,7 +96,7 @@ class StreamingAgentClient(AgentClient):
     def _raise_for(response: http.client.HTTPResponse) -> None:
         if response.status >= 400:
             raise AgentError(
-                f"agent answered {response.status}: {_message(response.read(MAX_RESPONSE_BYTES))}",
+                f"agent answered {response.status}: {error_message(response.read(MAX_RESPONSE_BYTES))}",
                 status=response.status,
             )
 

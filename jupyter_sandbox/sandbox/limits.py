@@ -14,13 +14,11 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, Callable
 
+from . import errors
 
-class Busy(Exception):
-    """A sandbox's gate, or a user's budget, is full (answered as 503 or 429)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
+# A sandbox's gate full is errors.Busy, a user's upload budget full errors.LimitReached, a Docker
+# call past its deadline errors.TimedOut: the front doors decide what each looks like.
+Busy = errors.Busy
 
 
 class SandboxGates:
@@ -39,8 +37,7 @@ class SandboxGates:
             await asyncio.wait_for(entry[0].acquire(), self.wait)
         except asyncio.TimeoutError:
             self._leave(sandbox_id, entry)
-            raise Busy(
-                503,
+            raise errors.Busy(
                 f"sandbox {sandbox_id} is busy: {self.limit} calls to it are already under way "
                 "(its agent may be slow or stopped); try again later",
             ) from None
@@ -89,7 +86,7 @@ class DockerCalls:
         try:
             return await asyncio.wait_for(future, limit)
         except asyncio.TimeoutError:
-            raise Busy(504, f"the Docker engine did not answer within {limit:.0f} s") from None
+            raise errors.TimedOut(f"the Docker engine did not answer within {limit:.0f} s") from None
 
 
 class UploadBudget:
@@ -105,8 +102,7 @@ class UploadBudget:
 
     def reserve(self, user: str) -> Reservation:
         if self.held(user) + self.window > self.per_user:
-            raise Busy(
-                429,
+            raise errors.LimitReached(
                 f"{user} already has {self.held(user) // self.window} uploads under way, the most "
                 f"the server holds for one user at once ({self.per_user:,} bytes of buffers); "
                 "try again when one has finished",

@@ -24,7 +24,7 @@ from traitlets import Bool, Enum, Float, Int, List, Unicode, Union
 from traitlets.config import LoggingConfigurable
 
 from .. import __version__
-from . import binding, disk, idle, interpreter, network
+from . import binding, disk, errors, git_credentials, idle, interpreter, network, preview
 from . import secrets as sandbox_secrets
 from .client import AgentError, StreamingAgentClient
 from .docker_backend import DockerBackend, SandboxError, tar_bytes
@@ -120,6 +120,10 @@ def _docker_time(value: str) -> datetime | None:
     if not match or value.startswith("0001-"):
         return None
     return datetime.fromisoformat(match.group(1) + (match.group(2) or ".0")[:7]).replace(tzinfo=timezone.utc)
+
+
+class NoSuchSandbox(SandboxError, errors.SandboxNotFound):
+    """No sandbox has that id (a SandboxError for the manager's callers, SandboxNotFound for the operations')."""
 
 
 class OwnerLimit(SandboxError):
@@ -1131,9 +1135,13 @@ class SandboxManager(LoggingConfigurable):
             self.backend.remove_container(summary["Id"])
         self._remove_parts(binding.base_name(sandbox_id), sandbox_id)
         self._drop_network_if_unused()
+        # Every way a sandbox goes (REST, magic, kernel shutdown, reaper) ends here, so the host state
+        # kept for it goes here too: egress rules, idle marks, preview nonce, remembered git remotes.
         network.forget(sandbox_id)
         idle.clear(sandbox_id)
         binding.forget_pool_ready(sandbox_id)
+        preview.forget(sandbox_id)
+        git_credentials.forget(sandbox_id)
         self.log.info("removed sandbox %s", sandbox_id)
 
     def _remove_parts(self, container: str, sandbox_id: str) -> None:
@@ -1205,7 +1213,7 @@ class SandboxManager(LoggingConfigurable):
     def get(self, sandbox_id: str) -> Sandbox:
         found = self.backend.list_containers({LABEL_ID: sandbox_id})
         if not found:
-            raise SandboxError(f"there is no sandbox {sandbox_id!r}")
+            raise NoSuchSandbox(f"there is no sandbox {sandbox_id!r}")
         sandbox = self._from_summary(found[0])
         if not sandbox.running:
             details = self.backend.inspect(sandbox.container_id) or {}
@@ -1456,15 +1464,14 @@ class SandboxManager(LoggingConfigurable):
         return StreamingAgentClient(sandbox.host_ports[AGENT_PORT], sandbox_secrets.agent_token(sandbox.id))
 
     def wait_for_agent(self, sandbox: Sandbox, timeout: float = 30) -> dict[str, Any]:
-        client = self.agent(sandbox)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return client.health(timeout=2)
-            except AgentError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        # The one wait for an agent (agent_client.AgentClient.wait_until_up), run from blocking code.
+        from .agent_client import AgentClient, run_blocking
+
+        agent = AgentClient.to(sandbox.id, self.agent(sandbox))
+        try:
+            return run_blocking(lambda: agent.wait_until_up(timeout))
+        except errors.SandboxOperationError as exc:
+            raise AgentError(exc.message) from None
 
     def reap(self) -> dict[str, list[str]]:
         """Stop this owner's idle sandboxes and delete long-stopped ones, as configured."""

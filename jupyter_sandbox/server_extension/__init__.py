@@ -20,7 +20,7 @@ from ..config import CONFIG_FILE_NAME, load_config
 from ..kernel.magics import PREVIEW_TEMPLATE_ENV
 from ..sandbox import binding
 from ..sandbox.manager import SERVER_ID_ENV, SandboxManager
-from ..sandbox.service import SandboxService
+from ..sandbox.operations import SandboxOperations
 from . import preview
 from .handlers import api_routes
 from .notebook_events import NotebookEvents
@@ -42,7 +42,7 @@ class SandboxExtension(ExtensionApp):
     )
 
     manager: SandboxManager
-    service: SandboxService
+    service: SandboxOperations
 
     def _config_file_name_default(self) -> str:
         return CONFIG_FILE_NAME
@@ -59,7 +59,7 @@ class SandboxExtension(ExtensionApp):
         os.environ[SERVER_ID_ENV] = self.server_id
         self.manager = SandboxManager(config=config, log=serverapp.log)
         self.manager.server_id = self.server_id
-        self.service = SandboxService(self.manager, config=config, log=serverapp.log)
+        self.service = SandboxOperations(self.manager, config=config, log=serverapp.log)
         self.notebook_events = NotebookEvents(serverapp, self.manager, self.service)
         self._timers: list[PeriodicCallback] = []
         self._tasks: set[asyncio.Future] = set()
@@ -81,7 +81,8 @@ class SandboxExtension(ExtensionApp):
         # Kernels started by this server inherit its environment: %sandbox preview builds links with it.
         os.environ[PREVIEW_TEMPLATE_ENV] = service.preview_url_template.replace("{server_port}", str(serverapp.port))
         self.notebook_events.install()
-        self._start_housekeeping()
+        # Timers start once the server's loop runs, not while the server is still being set up.
+        IOLoop.current().add_callback(self._start_housekeeping)
         serverapp.log.info(
             "jupyter-sandbox: REST API at %ssandbox/api; previews at %s (server %s)",
             base_url,
@@ -98,6 +99,8 @@ class SandboxExtension(ExtensionApp):
 
     def _start_housekeeping(self) -> None:
         service, manager = self.service, self.manager
+        if manager.stopping:
+            return  # the server stopped before its loop got this far
         loop = IOLoop.current()
         if service.reap_interval > 0:
             # At start too: sandboxes of kernels that died with a previous server are reconciled.

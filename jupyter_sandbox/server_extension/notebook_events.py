@@ -15,13 +15,13 @@ from typing import Any, Callable
 from ..sandbox import binding
 from ..sandbox.manager import SandboxManager
 from ..sandbox.notebooks import NotebookSandboxes
-from ..sandbox.service import SandboxService
+from ..sandbox.operations import SandboxOperations
 
 CONTENTS_SCHEMA = "https://events.jupyter.org/jupyter_server/contents_service/v1"
 
 
 class NotebookEvents:
-    def __init__(self, serverapp: Any, manager: SandboxManager, service: SandboxService) -> None:
+    def __init__(self, serverapp: Any, manager: SandboxManager, service: SandboxOperations) -> None:
         self.serverapp = serverapp
         self.service = service
         self.log: logging.Logger = serverapp.log

@@ -21,8 +21,9 @@ import time
 from typing import Any
 
 from ...sandbox import secrets as sandbox_secrets
-from ...sandbox.client import AgentError
+from ...sandbox.agent_client import AgentClient
 from ...sandbox.docker_backend import SandboxError
+from ...sandbox.errors import SandboxOperationError
 from ...sandbox.manager import Sandbox, SandboxManager
 from ...sandbox.spec import AGENT_PORT, user_ports
 from .http1 import Channel, ProtocolError, parse_response
@@ -144,10 +145,10 @@ class Upstreams:
 
     async def listening(self, sandbox: Sandbox) -> str:
         """A sentence (HTML) naming the ports listening in the sandbox, for the 502 page."""
-        loop = asyncio.get_running_loop()
         try:
-            usage: dict[str, Any] = await loop.run_in_executor(None, lambda: self.manager.agent(sandbox).usage())
-        except (AgentError, SandboxError):
+            agent = AgentClient.to(sandbox.id, self.manager.agent(sandbox))
+            usage: dict[str, Any] = await agent.usage()  # async: no thread is held by a slow agent
+        except (SandboxError, SandboxOperationError):
             return "The ports listening in the sandbox could not be read."
         ports = user_ports(usage.get("ports", []))
         if not ports:

@@ -1,0 +1,892 @@
+"""The operations layer: one coroutine per thing a user can do with a sandbox, whatever door they came by.
+
+The REST handlers, the `%sandbox` magics, the CLI, the preview proxy and the sidebar (through REST) all
+end in a method of `SandboxOperations`. It finds the caller's sandbox, talks to its agent through the
+one agent client (agent_client.py) and to Docker through the manager, and raises domain errors
+(errors.py) with a message a person reads; what those look like on the wire is the front door's
+business (server_extension/handlers/base.py holds the only map to HTTP statuses).
+
+Agents are called with async I/O, each call through its sandbox's gate and with deadlines; Docker
+calls run on an executor of their own (limits.py). So one sandbox that freezes, trickles or floods
+holds its own gate and nothing the others need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import concurrent.futures
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from traitlets import Bool, Float, Int, Unicode, Union
+from traitlets.config import LoggingConfigurable
+
+from . import binding, errors, git_credentials, network, preview
+from .agent_client import AgentClient, domain_error, reduced
+from .agent_http import AgentError, AgentResponse
+from .docker_backend import DockerUnavailable, ImageNotFound, SandboxError
+from .git_credentials import Credential, CredentialError, Remote
+from .git_proxy import GitCredentialProxy, GitProxyError, run_call
+from .limits import DockerCalls, SandboxGates, UploadBudget
+from .manager import OwnerLimit, Sandbox, SandboxManager
+from .spec import LABEL_PREFIX, SpecError, parse_size, user_ports
+
+MAX_PATH = 4096
+MAX_NAME = 255
+PREVIEW_HEADER = "X-Sandbox-Preview-Token"
+GIT_OPERATIONS = ("clone", "status", "branches", "checkout", "add", "commit", "push", "pull")
+GIT_SHAPES = {
+    "clone": "git_clone",
+    "commit": "git_commit",
+    "push": "git_output",
+    "pull": "git_output",
+    "add": "git_status",
+    "checkout": "git_branches",
+    "branches": "git_branches",
+}
+
+
+def check_path(value: Any, what: str = "path", required: bool = True) -> str:
+    """A sandbox path as the operations take it: relative to /home/sandbox, or absolute inside the sandbox."""
+    if value is None or value == "":
+        if required:
+            raise errors.InvalidInput(f"{what} is required")
+        return ""
+    if not isinstance(value, str):
+        raise errors.InvalidInput(f"{what} must be a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise errors.InvalidInput(f"{what} is not valid Unicode text") from None
+    if len(value) > MAX_PATH or any(len(part) > MAX_NAME for part in value.split("/")):
+        raise errors.InvalidInput(f"{what} is too long (at most {MAX_PATH} characters, {MAX_NAME} per name)")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise errors.InvalidInput(f"{what} may not contain control characters (NUL, newline, ...)")
+    if any(part == ".." for part in value.split("/")):
+        raise errors.InvalidInput(f"{what} may not contain '..'; give the path from /home/sandbox or an absolute one")
+    if any(part.startswith("-") for part in value.split("/")):
+        raise errors.InvalidInput(f"{what} may not have a name starting with '-'")
+    return value
+
+
+@contextlib.contextmanager
+def domain_errors() -> Iterator[None]:
+    """Failures of the layers below (Docker, specs, the agent) as the domain error a person should see."""
+    try:
+        yield
+    except errors.SandboxOperationError:
+        raise
+    except DockerUnavailable as exc:
+        raise errors.EngineUnavailable(str(exc)) from None
+    except (SpecError, ImageNotFound) as exc:
+        raise errors.InvalidInput(str(exc)) from None
+    except OwnerLimit as exc:
+        raise errors.Conflict(str(exc)) from None
+    except SandboxError as exc:
+        raise errors.Internal(str(exc)) from None
+    except AgentError as exc:
+        raise domain_error(exc) from None
+
+
+@dataclass
+class PreviewLink:
+    """A signed link to a port of a sandbox: the one builder behind REST's POST .../previews and
+    `%sandbox preview`."""
+
+    url: str
+    token: str
+    expires: int
+    header: str = PREVIEW_HEADER
+
+    @property
+    def browser_url(self) -> str:
+        return f"{self.url}?token={self.token}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "token": self.token,
+            "expires_at": datetime.fromtimestamp(self.expires, timezone.utc).isoformat(),
+            "browser_url": self.browser_url,
+            "header": self.header,
+        }
+
+
+def preview_link(template: str, sandbox_id: str, port: Any, expires_in: Any, server_port: int = 0) -> PreviewLink:
+    """Mint a preview token and its link (`template` is SandboxOperations.preview_url_template)."""
+    try:
+        token, expires = preview.mint(sandbox_id, port, expires_in)
+    except preview.PreviewError as exc:
+        raise errors.InvalidInput(str(exc)) from None
+    return PreviewLink(template.format(port=port, sandbox_id=sandbox_id, server_port=server_port), token, expires)
+
+
+@dataclass
+class SandboxStatus:
+    """Everything known about one sandbox at one moment: the one status builder's record, which
+    REST (`to_rest`) and `%sandbox status` (`to_magic`) present, each in its documented shape."""
+
+    sandbox: Sandbox
+    description: dict[str, Any]
+    limits: dict[str, Any]
+    disk: dict[str, Any]
+    egress: network.EgressPolicy
+    network_name: str
+    usage: dict[str, Any] = field(default_factory=dict)
+    uptime_seconds: float | None = None
+    inside: dict[str, Any] | None = None  # the agent's view (disk in home, ports), None when it did not answer
+    last_activity: str | None = None
+
+    def to_rest(self) -> dict[str, Any]:
+        info = dict(self.description)
+        info["network"] = self.egress.to_dict()
+        info["limits"] = self.limits
+        info["disk"] = self.disk
+        info["last_activity"] = self.last_activity
+        info["usage"] = dict(self.usage)
+        info["uptime_seconds"] = self.uptime_seconds
+        info["ports"] = []
+        if self.inside is not None:
+            info["usage"]["disk_bytes"] = self.inside["disk_bytes"]
+            info["ports"] = user_ports(self.inside["ports"])
+        return info
+
+    def to_magic(self, cell_timeout: float) -> dict[str, Any]:
+        sandbox = self.sandbox
+        usage = dict(self.usage)
+        if self.inside is not None:
+            usage.update(disk_bytes=self.inside["disk_bytes"], disk_partial=self.inside["disk_partial"])
+        return {
+            "id": sandbox.id,
+            "container": sandbox.name,
+            "state": sandbox.state,
+            "image": sandbox.image,
+            "kernel_id": sandbox.kernel_id,
+            "workspace": sandbox.workspace,
+            "limits": {**self.limits, "cell_timeout": cell_timeout},
+            "disk": self.disk,
+            "usage": usage,
+            "network": {
+                "name": self.network_name,
+                "inter_sandbox": False,
+                "egress": self.egress.describe(),
+                **self.egress.to_dict(),
+            },
+            "ports": self.inside["ports"] if self.inside is not None else [],
+            "uptime_seconds": self.uptime_seconds,
+        }
+
+
+class SandboxService(LoggingConfigurable):
+    """The operator's knobs of the operations layer, under the config section name they have always had
+    (`c.SandboxService.agent_timeout = ...`); `c.SandboxOperations....` works as well."""
+
+    max_upload_size = Union(
+        [Int(), Unicode()],
+        default_value="10g",
+        config=True,
+        help=(
+            "Largest file accepted by PUT .../files/content, e.g. '10g'; larger uploads get 413 before "
+            "their body is read."
+        ),
+    )
+    max_multipart_size = Union(
+        [Int(), Unicode()],
+        default_value="10g",
+        config=True,
+        help=(
+            "Largest multipart body of POST .../files/upload. It is parsed as it arrives and each file "
+            "is streamed to the sandbox, so this bounds the transfer, not the server's memory."
+        ),
+    )
+    upload_buffer_per_user = Union(
+        [Int(), Unicode()],
+        default_value="64m",
+        config=True,
+        help=(
+            "Upload buffers one user may hold in the server at once, e.g. '64m'. Each upload under way "
+            "(PUT .../files/content or POST .../files/upload) reserves `upload_window` of it; a user "
+            "over it gets 429 until an upload finishes."
+        ),
+    )
+    upload_window = Union(
+        [Int(), Unicode()],
+        default_value="1m",
+        config=True,
+        help=(
+            "Buffer one upload may hold in the server while the sandbox takes its bytes (a multipart "
+            "part header longer than this is refused)."
+        ),
+    )
+    max_calls_per_sandbox = Int(
+        8,
+        config=True,
+        help=(
+            "Calls to one sandbox (its agent and its Docker container) under way at once, streams "
+            "included. More wait `busy_wait` seconds for a place, then get 503: a frozen or slow "
+            "sandbox holds its own places and nothing the other sandboxes need."
+        ),
+    )
+    busy_wait = Float(
+        2.0,
+        config=True,
+        help=("Seconds a call waits for a place among its sandbox's `max_calls_per_sandbox` before 503."),
+    )
+    agent_connect_timeout = Float(
+        5.0, config=True, help=("Seconds to connect to a sandbox's agent before the call fails with 504.")
+    )
+    agent_timeout = Float(
+        60.0,
+        config=True,
+        help=(
+            "Seconds a call to a sandbox's agent may take in all, for calls that have no deadline of "
+            "their own (an exec has its command's timeout plus 30 s), before 504."
+        ),
+    )
+    agent_idle_timeout = Float(
+        30.0,
+        config=True,
+        help=(
+            "Longest silence of a sandbox's agent in the middle of a call or a stream (download, "
+            "followed logs, upload) before it is cut with 504."
+        ),
+    )
+    docker_threads = Int(
+        16,
+        config=True,
+        help=(
+            "Threads for Docker Engine calls, apart from the server's shared executor. One sandbox can "
+            "use at most `max_calls_per_sandbox` of them."
+        ),
+    )
+    docker_timeout = Float(
+        120.0,
+        config=True,
+        help=(
+            "Seconds a Docker Engine call may take before the API call fails with 504 (creating a "
+            "sandbox, which may build the image, has `create_timeout`)."
+        ),
+    )
+    create_timeout = Float(
+        900.0, config=True, help=("Seconds creating a sandbox may take, image build (first use) included, before 504.")
+    )
+    start_stopped = Bool(
+        False, config=True, help=("Start a stopped sandbox when an API call needs it, instead of answering 409.")
+    )
+    preview_url_template = Unicode(
+        "http://{port}-{sandbox_id}.localhost:{server_port}/",
+        config=True,
+        help=(
+            "Address of a preview. The default works on one machine (browsers resolve *.localhost to "
+            "loopback); a hub with a wildcard domain sets e.g. 'https://{port}-{sandbox_id}.preview.example.org/'. "
+            "The host part is how the server recognises preview requests."
+        ),
+    )
+    path_form_previews = Bool(
+        True,
+        config=True,
+        help=(
+            "Also serve previews at /sandbox/preview/{sandbox_id}/{port}/ on the Jupyter server's own address, "
+            "for deployments where preview host names cannot be routed. Links always use "
+            "preview_url_template; the path form is a fallback that shares the Jupyter origin (see the README's "
+            "security model for what it cannot protect). False: that address answers 404."
+        ),
+    )
+    reap_interval = Float(
+        30.0,
+        config=True,
+        help=(
+            "Seconds between checks for idle sandboxes (SandboxManager.idle_timeout) and long-stopped ones "
+            "(SandboxManager.auto_delete_after), and for sandboxes whose kernel died without releasing "
+            "them (SandboxManager.orphan_grace). 0: none of these checks."
+        ),
+    )
+    pool_interval = Float(
+        5.0, config=True, help=("Seconds between checks that the warm pool (SandboxManager.warm_pool_size) is full.")
+    )
+
+
+class SandboxOperations(SandboxService):
+    """One method per user-visible operation. Every method is a coroutine and raises only domain errors."""
+
+    server_port = 0
+    _busy: set[str]
+
+    def __init__(self, manager: SandboxManager, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.manager = manager
+        self._busy = set()
+        self.gates = SandboxGates(self.max_calls_per_sandbox, self.busy_wait)
+        self.docker = DockerCalls(self.docker_threads, self.docker_timeout)
+        self.uploads = UploadBudget(
+            parse_size(self.upload_buffer_per_user, "upload_buffer_per_user"),
+            parse_size(self.upload_window, "upload_window"),
+        )
+        # Housekeeping (reaper, pool) has its own threads: it never waits behind API calls, nor they behind it.
+        self._housekeeping = concurrent.futures.ThreadPoolExecutor(
+            max_workers=3, thread_name_prefix="sandbox-housekeeping"
+        )
+        self.git_proxy = GitCredentialProxy(parent=self, log=self.log)
+        self._git_calls = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="sandbox-git")
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def blocking(self, function: Callable[..., Any], *args: Any, timeout: float | None = None) -> Any:
+        """A blocking call (Docker, mostly) on the Docker executor, with its deadline."""
+        with domain_errors():
+            return await self.docker.run(function, *args, timeout=timeout)
+
+    @contextlib.asynccontextmanager
+    async def gate(self, sandbox_id: str) -> AsyncIterator[None]:
+        """A place among the sandbox's `max_calls_per_sandbox`, for the whole of one operation."""
+        release = await self.gates.acquire(sandbox_id)
+        try:
+            yield
+        finally:
+            release()
+
+    async def sandbox(self, sandbox_id: str, running: bool = True) -> Sandbox:
+        """The caller's sandbox; with `running`, started first when the configuration says so."""
+        sandbox = await self.blocking(self.manager.get, sandbox_id)
+        if sandbox.owner != self.manager.owner:
+            raise errors.SandboxNotFound(f"there is no sandbox {sandbox_id!r}")
+        if running and not sandbox.running:
+            if not self.start_stopped and not self.manager.was_idle_stopped(sandbox):
+                raise errors.SandboxStopped(
+                    f"sandbox {sandbox_id} is {sandbox.state}; start it first "
+                    f"(POST /sandbox/api/sandboxes/{sandbox_id}/start)"
+                )
+            return await self._start_and_wait(sandbox)
+        return sandbox
+
+    def agent_for(self, sandbox: Sandbox) -> AgentClient:
+        with domain_errors():
+            where = self.manager.agent(sandbox)  # address and token; the calls are this layer's
+        return AgentClient.to(
+            sandbox.id,
+            where,
+            connect_timeout=self.agent_connect_timeout,
+            idle_timeout=self.agent_idle_timeout,
+            call_timeout=self.agent_timeout,
+        )
+
+    @contextlib.asynccontextmanager
+    async def agent(self, sandbox_id: str) -> AsyncIterator[AgentClient]:
+        """The running sandbox's agent, inside its gate for the whole of the operation."""
+        async with self.gate(sandbox_id):
+            yield self.agent_for(await self.sandbox(sandbox_id))
+
+    async def _start_and_wait(self, sandbox: Sandbox) -> Sandbox:
+        """Start a sandbox and wait until its agent answers: the one start-and-wait."""
+        started = await self.blocking(self.manager.start, sandbox)
+        await self.agent_for(started).wait_until_up()
+        return started
+
+    # -- sandboxes --------------------------------------------------------------------------
+
+    async def list(self, kernel_id: str | None = None, every_owner: bool = False) -> list[Sandbox]:
+        """The caller's sandboxes (with `every_owner`, the CLI's --all-owners, everyone's and the
+        warm pool's too)."""
+        if kernel_id is not None:
+            try:
+                binding.check_kernel_id(kernel_id)
+            except ValueError as exc:
+                raise errors.InvalidInput(str(exc)) from None
+        owner = None if every_owner else self.manager.owner
+        found = await self.blocking(lambda: self.manager.list(owner=owner, kernel_id=kernel_id))
+        # The warm pool's sandboxes belong to nobody yet.
+        return [s for s in found if every_owner or not s.pool]
+
+    async def create(self, body: dict[str, Any], progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Create a sandbox and wait for its agent; `progress` hears about an image build."""
+        # Unknown fields were refused already, against the route's schema (server_extension/validation.py).
+        overrides: dict[str, Any] = {}
+        for key in ("image", "cpu", "pids"):
+            if key in body:
+                overrides[key] = body[key]
+        if "cpu" in overrides and (
+            isinstance(overrides["cpu"], bool) or not isinstance(overrides["cpu"], (int, float))
+        ):
+            raise errors.InvalidInput("cpu must be a number")
+        if "pids" in overrides and (isinstance(overrides["pids"], bool) or not isinstance(overrides["pids"], int)):
+            raise errors.InvalidInput("pids must be a whole number")
+        for key in ("memory", "disk"):
+            if key in body:
+                with domain_errors():
+                    overrides[key] = parse_size(body[key], key)
+        for key in ("env", "labels"):
+            value = body.get(key, {})
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            ):
+                raise errors.InvalidInput(f"{key} must map strings to strings")
+            overrides[key] = value
+        if any(k.startswith(LABEL_PREFIX) for k in overrides.get("labels", {})):
+            raise errors.InvalidInput(f"labels starting with {LABEL_PREFIX} are reserved")
+        policy = self._policy(body["network"]) if "network" in body else None
+
+        def make() -> Sandbox:
+            spec = self.manager.check_allowed(self.manager.default_spec(**overrides))
+            if progress is None:
+                return self.manager.create(spec, network_policy=policy)
+            return self.manager.create(spec, network_policy=policy, progress=progress)
+
+        sandbox = await self.blocking(make, timeout=self.create_timeout)
+        await self.agent_for(sandbox).wait_until_up()
+        return sandbox.to_dict()
+
+    def _policy(self, value: Any) -> network.EgressPolicy:
+        try:
+            return self.manager.network_policy(value)
+        except network.PolicyError as exc:
+            raise errors.InvalidInput(str(exc)) from None
+
+    async def update(self, sandbox_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A change of configuration; for now the egress policy, changed live."""
+        if "network" not in body:
+            raise errors.InvalidInput('only network can be changed here, e.g. {"network": {"mode": "none"}}')
+        policy = self._policy(body["network"])
+        async with self.gate(sandbox_id):
+            sandbox = await self.sandbox(sandbox_id, running=False)
+            await self.blocking(self.manager.set_egress, sandbox, policy)
+            return (await self.status_of(await self.sandbox(sandbox_id, running=False))).to_rest()
+
+    async def get(self, sandbox_id: str) -> dict[str, Any]:
+        """GET /sandboxes/{id}: the status, as REST shows it."""
+        async with self.gate(sandbox_id):
+            return (await self.status_of(await self.sandbox(sandbox_id, running=False))).to_rest()
+
+    async def status_of(self, sandbox: Sandbox) -> SandboxStatus:
+        """The one status builder (REST and `%sandbox status`)."""
+        status = SandboxStatus(
+            sandbox=sandbox,
+            description=sandbox.to_dict(),
+            limits=await self.blocking(self.manager.limits, sandbox),
+            disk=await self.blocking(self.manager.disk_enforcement, sandbox),
+            egress=self.manager.egress(sandbox),
+            network_name=self.manager.network_name,
+        )
+        if sandbox.running:
+            status.usage = await self.blocking(self.manager.usage, sandbox)
+            status.uptime_seconds = await self.blocking(self.manager.uptime, sandbox)
+            try:
+                # Passive calls: looking at a sandbox does not count as using it.
+                agent = self.agent_for(sandbox)
+                status.last_activity = (await agent.health(timeout=5))["last_activity_at"]
+                status.inside = await agent.usage(timeout=10)
+            except errors.SandboxOperationError:
+                pass  # a sandbox whose agent does not answer still has a state to show
+        return status
+
+    async def delete(self, sandbox_id: str, every_owner: bool = False) -> None:
+        """Delete a sandbox and every piece of host state kept for it (manager.remove forgets them all).
+        `every_owner`: the CLI, run by the machine's user, may remove anyone's."""
+        # No gate: deleting a sandbox whose calls are all stuck is how its owner ends them.
+        if every_owner:
+            sandbox = await self.blocking(self.manager.get, sandbox_id)
+        else:
+            sandbox = await self.sandbox(sandbox_id, running=False)
+        await self.blocking(self.manager.remove, sandbox)
+
+    async def start(self, sandbox_id: str) -> dict[str, Any]:
+        async with self.gate(sandbox_id):
+            sandbox = await self.sandbox(sandbox_id, running=False)
+            return (await self._start_and_wait(sandbox)).to_dict()
+
+    async def stop(self, sandbox_id: str) -> dict[str, Any]:
+        # No gate, like delete: stopping is the way out for a sandbox that holds all its places.
+        sandbox = await self.sandbox(sandbox_id, running=False)
+        return (await self.blocking(self.manager.stop, sandbox)).to_dict()
+
+    async def restart(self, sandbox_id: str, hard: bool = False) -> Sandbox:
+        """The two documented restarts (README, `%sandbox restart [--hard]`): a fresh Python process
+        in the sandbox (files and container kept), or with `hard` a fresh container on the same home
+        volume. Returns the sandbox as it is afterwards."""
+        async with self.gate(sandbox_id):
+            return await self.restart_sandbox(await self.sandbox(sandbox_id), hard)
+
+    async def restart_sandbox(self, sandbox: Sandbox, hard: bool = False) -> Sandbox:
+        """`restart` for a sandbox already in hand (the kernel's own, for `%sandbox restart`)."""
+        if hard:
+            spec = await self.blocking(self.manager.current_spec, sandbox)
+            return await self.blocking(self.manager.recreate, sandbox, spec)
+        await self.agent_for(sandbox).kernel.restart()
+        return await self.blocking(self.manager.get, sandbox.id)
+
+    # -- housekeeping -----------------------------------------------------------------------
+
+    async def _in_background(self, name: str, function: Callable[[], dict[str, builtins.list[str]]]) -> None:
+        """Run one housekeeping task in a thread, never two of the same kind at once."""
+        if name in self._busy:
+            return
+        self._busy.add(name)
+        try:
+            done = await asyncio.get_running_loop().run_in_executor(self._housekeeping, function)
+        except (SandboxError, AgentError, SpecError, errors.SandboxOperationError) as exc:
+            self.log.warning("jupyter-sandbox %s failed: %s", name, exc)
+            return
+        except Exception:
+            self.log.exception("jupyter-sandbox %s failed", name)
+            return
+        finally:
+            self._busy.discard(name)
+        if any(done.values()):
+            self.log.info("jupyter-sandbox %s: %s", name, {k: v for k, v in done.items() if v})
+
+    async def reap(self) -> None:
+        """Reconcile sandboxes of dead kernels, then stop idle and delete long-stopped ones."""
+        await self._in_background("reconcile", self.manager.reconcile)
+        await self._in_background("idle check", self.manager.reap)
+
+    async def fill_pool(self) -> None:
+        if self.manager.warm_pool_size > 0:
+            await self._in_background("warm pool", self.manager.fill_pool)
+
+    # -- files ------------------------------------------------------------------------------
+
+    async def list_files(self, sandbox_id: str, path: Any, recursive: bool = False) -> dict[str, Any]:
+        path = check_path(path, required=False)
+        async with self.agent(sandbox_id) as agent:
+            return await agent.files.list(path, recursive)
+
+    async def file_info(self, sandbox_id: str, path: Any) -> dict[str, Any]:
+        path = check_path(path)
+        async with self.agent(sandbox_id) as agent:
+            return await agent.files.stat(path)
+
+    async def delete_file(self, sandbox_id: str, path: Any, recursive: bool = False) -> None:
+        path = check_path(path)
+        async with self.agent(sandbox_id) as agent:
+            await agent.files.delete(path, recursive)
+
+    async def make_folder(self, sandbox_id: str, path: Any, mode: Any = "755") -> dict[str, Any]:
+        path = check_path(path)
+        async with self.agent(sandbox_id) as agent:
+            return await agent.files.mkdir(path, mode)
+
+    async def move_file(self, sandbox_id: str, source: Any, destination: Any) -> dict[str, Any]:
+        source, destination = check_path(source, "source"), check_path(destination, "destination")
+        async with self.agent(sandbox_id) as agent:
+            return await agent.files.move(source, destination)
+
+    async def set_permissions(self, sandbox_id: str, path: Any, mode: Any, owner: Any, group: Any) -> dict[str, Any]:
+        path = check_path(path)
+        async with self.agent(sandbox_id) as agent:
+            return await agent.files.set_permissions(path, mode, owner, group)
+
+    async def replace_in_files(self, sandbox_id: str, files: Any, pattern: Any, new_value: Any) -> dict[str, Any]:
+        if not isinstance(files, list) or not files or len(files) > 10_000:
+            raise errors.InvalidInput("files must be a list of 1 to 10000 paths")
+        checked = [check_path(f, "file") for f in files]
+        async with self.agent(sandbox_id) as agent:
+            return await agent.files.replace(checked, pattern, new_value)
+
+    async def search_files(self, sandbox_id: str, operation: str, path: Any, pattern: str) -> dict[str, Any]:
+        """`search` (file names matching) or `find` (lines matching) under `path`."""
+        path = check_path(path, required=False)
+        if len(pattern) > 1000:
+            raise errors.InvalidInput("pattern is too long (at most 1000 characters)")
+        async with self.agent(sandbox_id) as agent:
+            if operation == "search":
+                return await agent.files.search(path, pattern)
+            return await agent.files.find(path, pattern)
+
+    @contextlib.asynccontextmanager
+    async def download(self, sandbox_id: str, path: Any, archive: str | None = None) -> AsyncIterator[Download]:
+        """A file (a folder as an archive) streamed from the sandbox: read its chunks inside the block."""
+        path = check_path(path)
+        if archive not in (None, "tar", "zip"):
+            raise errors.InvalidInput("format must be tar or zip")
+        async with self.agent(sandbox_id) as agent:
+            response = await agent.files.download(path, archive)
+            try:
+                yield Download(agent, response, path, archive)
+            finally:
+                response.close()
+
+    async def open_upload(self, sandbox_id: str, user: str) -> UploadSlot:
+        """Room for one upload: a place in the sandbox's gate and a window in the user's budget,
+        taken before any of the body is read. Release it with `UploadSlot.close`."""
+        reservation = self.uploads.reserve(user)
+        try:
+            release = await self.gates.acquire(sandbox_id)
+        except BaseException:
+            reservation.release()
+            raise
+        slot = UploadSlot(reservation, release)
+        try:
+            slot.agent = self.agent_for(await self.sandbox(sandbox_id))
+        except BaseException:
+            slot.close()
+            raise
+        return slot
+
+    # -- processes, sessions, commands -------------------------------------------------------
+
+    async def exec(self, sandbox_id: str, command: Any, cwd: Any, env: Any, timeout: Any) -> dict[str, Any]:
+        if not isinstance(command, str) or not command.strip():
+            raise errors.InvalidInput("command must be a non-empty string")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 3600:
+            raise errors.InvalidInput("timeout must be between 0 and 3600 seconds")
+        cwd = check_path(cwd, "cwd", required=False) or None
+        env = env or {}
+        if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+            raise errors.InvalidInput("env must map names to strings")
+        async with self.agent(sandbox_id) as agent:
+            return await agent.processes.exec(command, cwd, env, timeout)
+
+    async def list_sessions(self, sandbox_id: str) -> dict[str, Any]:
+        async with self.agent(sandbox_id) as agent:
+            return await agent.sessions.list()
+
+    async def create_session(self, sandbox_id: str, session_id: Any, cwd: Any, env: Any) -> dict[str, Any]:
+        cwd = check_path(cwd, "cwd", required=False) or None
+        async with self.agent(sandbox_id) as agent:
+            return await agent.sessions.create(session_id, cwd, env or {})
+
+    async def get_session(self, sandbox_id: str, session_id: str) -> dict[str, Any]:
+        async with self.agent(sandbox_id) as agent:
+            return await agent.sessions.get(session_id)
+
+    async def delete_session(self, sandbox_id: str, session_id: str) -> None:
+        async with self.agent(sandbox_id) as agent:
+            await agent.sessions.delete(session_id)
+
+    async def run_command(self, sandbox_id: str, session_id: str, command: Any, run_async: bool) -> dict[str, Any]:
+        async with self.agent(sandbox_id) as agent:
+            return await agent.sessions.run(session_id, command, run_async)
+
+    async def send_input(self, sandbox_id: str, session_id: str, command_id: str, body: dict[str, Any]) -> Any:
+        async with self.agent(sandbox_id) as agent:
+            return await agent.sessions.send_input(session_id, command_id, body)
+
+    async def kill_command(self, sandbox_id: str, session_id: str, command_id: str) -> dict[str, Any]:
+        async with self.agent(sandbox_id) as agent:
+            return await agent.sessions.kill(session_id, command_id)
+
+    async def command_logs(self, sandbox_id: str, session_id: str, command_id: str) -> dict[str, Any]:
+        async with self.agent(sandbox_id) as agent:
+            return await agent.sessions.logs(session_id, command_id)
+
+    async def follow_logs(
+        self, sandbox_id: str, session_id: str, command_id: str, on_line: Callable[[dict[str, Any]], Awaitable[None]]
+    ) -> None:
+        """A session command's followed logs, relayed object by object (the next read once it is sent)."""
+        async with self.agent(sandbox_id) as agent:
+            async for chunk in agent.sessions.follow_logs(session_id, command_id):
+                await on_line(chunk)
+
+    async def terminal(self, sandbox_id: str) -> AgentClient:
+        """Where a terminal in the sandbox is opened (the agent's /pty websocket). No gate: the
+        terminal is a long-lived relay, not a call."""
+        return self.agent_for(await self.sandbox(sandbox_id))
+
+    # -- git --------------------------------------------------------------------------------
+
+    async def git_status(self, sandbox_id: str, repo: Any) -> dict[str, Any]:
+        repo = check_path(repo, required=False)
+        async with self.agent(sandbox_id) as agent:
+            return await agent.git.status(repo)
+
+    async def git_branches(self, sandbox_id: str, repo: Any) -> dict[str, Any]:
+        repo = check_path(repo, required=False)
+        async with self.agent(sandbox_id) as agent:
+            return await agent.git.branches(repo)
+
+    async def git_delete_branch(self, sandbox_id: str, repo: Any, name: str) -> dict[str, Any]:
+        repo = check_path(repo, required=False)
+        async with self.agent(sandbox_id) as agent:
+            return await agent.git.delete_branch(repo, name)
+
+    async def git(self, sandbox_id: str, operation: str, body: dict[str, Any]) -> Any:
+        """A POST git operation. clone, pull and push may carry credentials (username + password for
+        Basic, or token for Bearer): those never go to the sandbox, the host's proxy adds them to
+        requests for the named repository while the call runs."""
+        if "path" in body or operation != "clone":
+            body = {**body, "path": check_path(body.get("path"), required=False)}
+        shape = GIT_SHAPES[operation]
+        fields = git_credentials.CREDENTIAL_FIELDS
+        try:
+            credential = Credential.from_body(body)
+        except CredentialError as exc:
+            raise errors.InvalidInput(str(exc)) from None
+        request = {k: v for k, v in body.items() if k not in (*fields, "relay")}
+        if operation not in ("clone", "pull", "push"):
+            if credential is not None:
+                raise errors.InvalidInput(f"git {operation} takes no credentials (only clone, pull and push do)")
+            async with self.agent(sandbox_id) as agent:
+                return reduced(await agent.git.run(operation, request), shape)
+        remote: Remote | None = None
+        if operation == "clone":
+            if not isinstance(body.get("url"), str):
+                raise errors.InvalidInput("url is required")
+            if credential is not None:
+                remote = self._remote(body["url"])
+            request["path"] = body.get("path") or git_credentials.clone_target(body["url"])
+            check_path(request["path"])
+        else:
+            request.pop("url", None)
+            if credential is not None:
+                # Scoped to what the user named, never to the remote in the sandbox's .git/config.
+                remote = (
+                    self._remote(body["url"])
+                    if body.get("url")
+                    else git_credentials.recall(sandbox_id, body.get("path") or ".")
+                )
+                if remote is None:
+                    raise errors.InvalidInput(
+                        "say which repository these credentials are for: give url (its https:// "
+                        "address); the host only knows the remotes of repositories cloned through this API"
+                    )
+        key = request.get("path") or "."
+        if credential is None or remote is None:
+            async with self.agent(sandbox_id) as agent:
+                answer = await agent.git.run(operation, request)
+        else:
+            answer = await self._git_with_credential(sandbox_id, operation, request, remote, credential)
+        if operation == "clone":
+            git_credentials.remember(sandbox_id, key, body["url"])
+        return reduced(answer, shape)
+
+    async def _git_with_credential(
+        self, sandbox_id: str, operation: str, request: dict[str, Any], remote: Remote, credential: Credential
+    ) -> dict[str, Any]:
+        try:
+            async with self.gate(sandbox_id):
+                sandbox = await self.sandbox(sandbox_id)
+                with domain_errors():
+                    client = self.manager.agent(sandbox)
+                # The call relays git's connections for as long as git runs: on threads of its own,
+                # not the Docker calls' (git calls are bounded per sandbox by the gate).
+                loop = asyncio.get_running_loop()
+                with domain_errors():
+                    answer = await loop.run_in_executor(
+                        self._git_calls, run_call, self.git_proxy, client, operation, request, remote, credential, 180
+                    )
+        except GitProxyError as exc:
+            raise _proxy_error(exc) from None
+        except errors.SandboxOperationError as exc:
+            raise type(exc)(credential.redact(exc.message)) from None
+        return credential.redact(answer)
+
+    @staticmethod
+    def _remote(url: Any) -> Remote:
+        try:
+            return Remote.parse(url)
+        except CredentialError as exc:
+            raise errors.InvalidInput(str(exc)) from None
+
+    # -- previews and ports -----------------------------------------------------------------
+
+    def preview_link(self, sandbox_id: str, port: Any, expires_in: Any = preview.DEFAULT_EXPIRY) -> PreviewLink:
+        return preview_link(self.preview_url_template, sandbox_id, port, expires_in, self.server_port)
+
+    async def create_preview(
+        self, sandbox_id: str, port: Any, expires_in: Any = preview.DEFAULT_EXPIRY
+    ) -> dict[str, Any]:
+        async with self.gate(sandbox_id):
+            await self.sandbox(sandbox_id, running=False)
+        return self.preview_link(sandbox_id, port, expires_in).to_dict()
+
+    async def rotate_previews(self, sandbox_id: str) -> None:
+        async with self.gate(sandbox_id):
+            await self.sandbox(sandbox_id, running=False)
+        preview.rotate(sandbox_id)
+
+    async def ports(self, sandbox_id: str) -> dict[str, Any]:
+        async with self.agent(sandbox_id) as agent:
+            usage = await agent.usage(timeout=10)
+        return {"ports": user_ports(usage["ports"])}
+
+
+def _proxy_error(exc: GitProxyError) -> errors.SandboxOperationError:
+    """The credential proxy's refusal (git_proxy.py speaks in the statuses its caller answered with)."""
+    if exc.status == 413:
+        return errors.PayloadTooLarge(exc.message)
+    if exc.status == 502:
+        return errors.AgentUnavailable(exc.message)
+    return errors.InvalidInput(exc.message)
+
+
+class Download:
+    """A download under way: its kind, name and length as the agent announced them, then its chunks."""
+
+    def __init__(self, agent: AgentClient, response: AgentResponse, path: str, archive: str | None) -> None:
+        self.agent, self.response, self.path, self.archive = agent, response, path, archive
+
+    @property
+    def content_type(self) -> str:
+        kind = self.response.header("Content-Type") or "application/octet-stream"
+        return kind if kind in ("application/x-tar", "application/zip") else "application/octet-stream"
+
+    @property
+    def filename(self) -> str:
+        kind = self.response.header("Content-Type") or ""
+        return (self.path.rstrip("/").rsplit("/", 1)[-1] or "download") + (
+            f".{self.archive or 'tar'}" if "x-tar" in kind or "zip" in kind else ""
+        )
+
+    @property
+    def length(self) -> int | None:
+        length = self.response.header("Content-Length")
+        return int(length) if length and length.isdigit() else None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while True:
+            chunk = await self.agent.guarded(self.response.read())
+            if not chunk:
+                return
+            yield chunk
+
+
+class UploadSlot:
+    """One upload under way: files written to the agent as their bytes arrive (PUT /files/content
+    per file), never more than a chunk of them held here."""
+
+    def __init__(self, reservation: Any, release: Callable[[], None]) -> None:
+        self.reservation, self.release = reservation, release
+        self.agent: AgentClient | None = None
+        self.file: AgentResponse | None = None
+        self._chunked = False
+
+    async def start_file(self, path: str, size: int | None) -> None:
+        assert self.agent is not None and self.file is None
+        self._chunked = size is None
+        self.file = await self.agent.files.open_upload(path, size)
+
+    async def send(self, chunk: bytes) -> None:
+        if self.file is None or not chunk:
+            return
+        assert self.agent is not None
+        await self.agent.files.send(self.file, chunk, self._chunked)
+
+    async def finish_file(self) -> dict[str, Any]:
+        assert self.agent is not None and self.file is not None
+        file, self.file = self.file, None
+        try:
+            return await self.agent.files.finish_upload(file, self._chunked)
+        finally:
+            file.close()
+
+    async def move_into_place(self, staged: list[tuple[str, str]], staging: str) -> list[dict[str, Any]]:
+        """Files written to staging names (they came before the folder they belong in was known)
+        moved to their places, replacing what was there, as an upload does."""
+        assert self.agent is not None
+        placed = []
+        for source, destination in staged:
+            with contextlib.suppress(errors.NotFound):
+                await self.agent.files.delete(destination, recursive=False)
+            placed.append(await self.agent.files.move_staged(source, destination))
+        await self.agent.files.delete(staging, recursive=True)
+        return placed
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        self.release()
+        self.reservation.release()

@@ -1,0 +1,63 @@
+"""REST handlers under /sandbox/api, one module per resource. Each is thin: it parses the request,
+calls one method of the operations layer (sandbox/operations.py), and answers JSON.
+
+Every handler is `@web.authenticated` and `@authorized`; POST, PUT, PATCH and DELETE go through
+Jupyter Server's XSRF check; the terminal websocket authenticates before it upgrades. Domain errors
+become HTTP statuses in base.py, and only there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyter_server.utils import url_path_join
+
+from ...sandbox.operations import SandboxOperations
+from .base import SANDBOX_ID, STATUS_OF, SandboxAPIHandler, status_of
+from .files import FileContentHandler, FileInfoHandler, FileOperationHandler, FilesHandler, MultipartUploadHandler
+from .git import GIT_OPERATION, GitHandler
+from .openapi import OpenAPIHandler
+from .previews import PreviewsHandler
+from .processes import (
+    COMMAND_ID,
+    SESSION_ID,
+    CommandActionHandler,
+    CommandsHandler,
+    ExecHandler,
+    LogsHandler,
+    SessionHandler,
+    SessionsHandler,
+)
+from .sandboxes import PortsHandler, SandboxActionHandler, SandboxesHandler, SandboxHandler
+from .terminals import PtyHandler
+
+__all__ = ["STATUS_OF", "SandboxAPIHandler", "api_routes", "status_of"]
+
+
+def api_routes(base_url: str, service: SandboxOperations) -> list[tuple[str, type, dict[str, Any]]]:
+    api = url_path_join(base_url, "sandbox", "api")
+    box = f"{api}/sandboxes/{SANDBOX_ID}"
+    args = {"service": service}
+    routes = [
+        (f"{api}/sandboxes", SandboxesHandler),
+        (box, SandboxHandler),
+        (f"{box}/(?P<action>start|stop)", SandboxActionHandler),
+        (f"{box}/files", FilesHandler),
+        (f"{box}/files/info", FileInfoHandler),
+        (f"{box}/files/content", FileContentHandler),
+        (f"{box}/files/upload", MultipartUploadHandler),
+        (f"{box}/files/(?P<operation>folder|move|permissions|replace)", FileOperationHandler),
+        (f"{box}/files/(?P<operation>search|find)", FileOperationHandler),
+        (f"{box}/process/exec", ExecHandler),
+        (f"{box}/sessions", SessionsHandler),
+        (f"{box}/sessions/{SESSION_ID}", SessionHandler),
+        (f"{box}/sessions/{SESSION_ID}/commands", CommandsHandler),
+        (f"{box}/sessions/{SESSION_ID}/commands/{COMMAND_ID}/logs", LogsHandler),
+        (f"{box}/sessions/{SESSION_ID}/commands/{COMMAND_ID}/(?P<action>input|kill)", CommandActionHandler),
+        (f"{box}/pty", PtyHandler),
+        (f"{box}/git/{GIT_OPERATION}", GitHandler),
+        (f"{box}/previews", PreviewsHandler),
+        (f"{box}/ports", PortsHandler),
+        (f"{api}/openapi.json", OpenAPIHandler),
+    ]
+    return [(pattern, handler, args) for pattern, handler in routes]

@@ -1,0 +1,155 @@
+"""What every REST handler shares: the one map from domain errors to HTTP statuses, and request parsing.
+
+A handler parses the request, calls one method of the operations layer (sandbox/operations.py) and
+answers; a domain error it lets through becomes the status below and a JSON `{"message": ...}`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+from jupyter_server.base.handlers import APIHandler
+from tornado import web
+
+from ...sandbox import errors
+from ...sandbox.operations import SandboxOperations
+from .. import validation
+
+AUTH_RESOURCE = "sandbox"
+SANDBOX_ID = r"(?P<sandbox_id>[0-9a-f]{12})"
+
+# The only place a domain error gets an HTTP status. Looked up along the error's class hierarchy,
+# so SandboxNotFound (a NotFound) is 404 and SandboxStopped (a Conflict) is 409.
+STATUS_OF: dict[type[errors.SandboxOperationError], int] = {
+    errors.InvalidInput: 400,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.Gone: 410,
+    errors.PayloadTooLarge: 413,
+    errors.LimitReached: 429,
+    errors.Internal: 500,
+    errors.AgentUnavailable: 502,
+    errors.Busy: 503,
+    errors.EngineUnavailable: 503,
+    errors.TimedOut: 504,
+    errors.InsufficientStorage: 507,
+}
+
+
+def status_of(exc: errors.SandboxOperationError) -> int:
+    for kind in type(exc).__mro__:
+        if kind in STATUS_OF:
+            return STATUS_OF[kind]
+    return 500
+
+
+def http_error(exc: errors.SandboxOperationError) -> web.HTTPError:
+    """A domain error as tornado's HTTPError (for code paths that must raise one, e.g. before an upgrade)."""
+    return web.HTTPError(status_of(exc), "%s", exc.message)
+
+
+def url_quote(text: str) -> str:
+    return quote(text, safe="")
+
+
+class SandboxAPIHandler(APIHandler):
+    auth_resource = AUTH_RESOURCE
+
+    def initialize(self, service: SandboxOperations) -> None:
+        self.service = service
+
+    @property
+    def operations(self) -> SandboxOperations:
+        return self.service
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        await super().prepare()
+        # Unauthenticated requests get their 403 from @web.authenticated, not a lesson in the API.
+        if self.current_user:
+            self.validate_request()
+
+    def operation(self) -> validation.Operation | None:
+        route = validation.route_of(self.request.path, self.base_url, self.path_kwargs)
+        return validation.operation_for(route, self.request.method or "GET")
+
+    def validate_request(self) -> None:
+        """Query parameters and (when it is read whole) the JSON body against the route's schema."""
+        operation = self.operation()
+        if operation is None:
+            return  # a method the route does not have: the handler answers 405
+        try:
+            validation.check_query(operation, self.request.query_arguments)
+            if not getattr(self, "_streams_body", False):
+                validation.check_json_body(operation, self.request.body or b"")
+        except validation.RequestError as exc:
+            raise web.HTTPError(400, exc.message) from None
+
+    def user_name(self) -> str:
+        """Whose budget an upload takes from: the server's user, the owner of its sandboxes. (A
+        Jupyter server serves one user; a client with the token is a new anonymous name on every
+        request, so the login name would bound nothing.)"""
+        return self.service.manager.owner
+
+    def json_body(self) -> dict[str, Any]:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "the request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "the request body must be a JSON object")
+        return body
+
+    def reply(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(data))
+
+    def created(self, data: Any, location: str) -> None:
+        """201 with the new resource's address in `Location`."""
+        self.set_header("Location", location)
+        self.reply(data, status=201)
+
+    def no_content(self) -> None:
+        self.set_status(204)
+        self.finish()
+
+    def query(self, name: str, required: bool = False) -> str | None:
+        # Raw bytes: tornado's own accessors quietly turn control characters into spaces.
+        values = self.request.query_arguments.get(name)
+        value = None
+        if values:
+            try:
+                value = values[-1].decode("utf-8")
+            except UnicodeDecodeError:
+                raise web.HTTPError(400, f"the query parameter {name!r} is not valid UTF-8") from None
+        if required and not value:
+            raise web.HTTPError(400, f"the query parameter {name!r} is required")
+        return value
+
+    def flag(self, name: str) -> bool:
+        return self.query(name) in ("1", "true")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, errors.SandboxOperationError):
+            message = exc.message
+        elif isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        else:
+            message = self._reason
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"message": message}))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, errors.SandboxOperationError):
+            self.log.warning("%s %s: %s %s", self.request.method, self.request.path, status_of(value), value.message)
+            return
+        super().log_exception(typ, value, tb)
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, errors.SandboxOperationError):
+            status_code = status_of(exc)
+        super().send_error(status_code, **kwargs)
