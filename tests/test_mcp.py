@@ -24,12 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def server(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    # The streamable HTTP endpoint is enabled as its own server extension (mcp_http.py).
-    extension = '--ServerApp.jpserver_extensions={"jupyter_sandbox.server_extension.mcp_http": True}'
+    # The streamable HTTP endpoint is on by default (SandboxExtension.mcp_http).
     state = tmp_path_factory.mktemp("http-state")
     server, process = start_jupyter_server(
         tmp_path_factory.mktemp("root"),
-        [extension, f"--SandboxMCP.audit_dir={state / 'audit'}", f"--SandboxMCP.approvals_dir={state / 'approvals'}"],
+        [f"--SandboxMCP.audit_dir={state / 'audit'}", f"--SandboxMCP.approvals_dir={state / 'approvals'}"],
     )
     server.state = state  # type: ignore[attr-defined]
     yield server

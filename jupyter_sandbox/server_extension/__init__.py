@@ -8,13 +8,14 @@ time, instead of an `atexit` hook that a hung or killed shutdown never reaches.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import threading
 from typing import Any, Callable
 
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import IOLoop, PeriodicCallback
-from traitlets import Float
+from traitlets import Bool, Float
 
 from ..config import CONFIG_FILE_NAME, load_config
 from ..kernel.magics import PREVIEW_TEMPLATE_ENV
@@ -41,8 +42,19 @@ class SandboxExtension(ExtensionApp):
         ),
     )
 
+    mcp_http = Bool(
+        True,
+        config=True,
+        help=(
+            "Serve the MCP server over streamable HTTP at {base_url}sandbox/mcp, behind the Jupyter "
+            "server's own authentication (its tools call this server's REST API with the server's "
+            "token). Needs the `mcp` package and a token-authenticated server; off: no such route."
+        ),
+    )
+
     manager: SandboxManager
     service: SandboxOperations
+    mcp_bridge: Any = None
 
     def _config_file_name_default(self) -> str:
         return CONFIG_FILE_NAME
@@ -80,6 +92,7 @@ class SandboxExtension(ExtensionApp):
         service.server_port = serverapp.port
         # Kernels started by this server inherit its environment: %sandbox preview builds links with it.
         os.environ[PREVIEW_TEMPLATE_ENV] = service.preview_url_template.replace("{server_port}", str(serverapp.port))
+        self._install_mcp(base_url)
         self.notebook_events.install()
         # Timers start once the server's loop runs, not while the server is still being set up.
         IOLoop.current().add_callback(self._start_housekeeping)
@@ -89,6 +102,18 @@ class SandboxExtension(ExtensionApp):
             service.preview_url_template,
             self.server_id,
         )
+
+    def _install_mcp(self, base_url: str) -> None:
+        serverapp = self.serverapp
+        if not self.mcp_http:
+            return
+        if importlib.util.find_spec("mcp") is None or not getattr(serverapp.identity_provider, "token", None):
+            serverapp.log.info("jupyter-sandbox: no MCP endpoint (it needs the `mcp` package and a server token)")
+            return
+        from .mcp_http import McpBridge, mcp_routes
+
+        self.mcp_bridge = McpBridge(serverapp)
+        serverapp.web_app.add_handlers(".*$", mcp_routes(base_url, self.mcp_bridge))
 
     def _spawn(self, job: Callable[[], Any]) -> None:
         if self.manager.stopping:
@@ -150,6 +175,8 @@ class SandboxExtension(ExtensionApp):
             )
         for task in list(self._tasks):
             task.cancel()
+        if self.mcp_bridge is not None:
+            await self.mcp_bridge.stop()
         self.server_lease.release(forget=True)
 
 

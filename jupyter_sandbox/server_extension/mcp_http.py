@@ -4,8 +4,7 @@ XSRF rules as for every Jupyter API), then hands it to the MCP SDK's ASGI app. I
 stdio server's (mcp_server/server.py): they call this server's REST API with the server's token, so
 the REST validation and operator maxima apply, and each call goes to the same audit log.
 
-Register the route with `mcp_routes(base_url, serverapp)`; or enable this module as a server
-extension of its own: `--ServerApp.jpserver_extensions='{"jupyter_sandbox.server_extension.mcp_http": True}'`."""
+The sandbox server extension registers the route (`SandboxExtension.mcp_http`, on by default)."""
 
 from __future__ import annotations
 
@@ -25,12 +24,22 @@ class McpBridge:
     """The MCP ASGI app with its lifespan kept running in the server's event loop."""
 
     def __init__(self, serverapp: Any) -> None:
+        # Built at the first request: the MCP SDK's import is not paid by servers nobody asks.
+        self.serverapp = serverapp
+        self.app: Any = None
+        self.tools: Any = None
+        self._started = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def _build(self) -> None:
         from mcp.server.transport_security import TransportSecuritySettings
 
         from ..client.connection import ServerAddress
         from ..config import load_config
         from ..mcp_server.server import SandboxMCP, build_server
 
+        serverapp = self.serverapp
         token = serverapp.identity_provider.token
         if not token:
             raise RuntimeError("the MCP endpoint needs the server's token (IdentityProvider.token) to call its API")
@@ -43,12 +52,10 @@ class McpBridge:
             streamable_http_path=MCP_PATH,
             transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         )
-        self._started = asyncio.Event()
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
         if self._task is None:
+            self._build()
             self._task = asyncio.ensure_future(self._lifespan())
         await self._started.wait()
 
@@ -73,7 +80,8 @@ class McpBridge:
         self._stop.set()
         if self._task is not None:
             await asyncio.wait([self._task], timeout=10)
-        await self.tools.close()
+        if self.tools is not None:
+            await self.tools.close()
 
 
 class McpHandler(APIHandler):
@@ -157,13 +165,3 @@ class McpHandler(APIHandler):
 
 def mcp_routes(base_url: str, bridge: McpBridge) -> list[tuple[str, type, dict[str, Any]]]:
     return [(url_path_join(base_url, "sandbox", "mcp"), McpHandler, {"bridge": bridge})]
-
-
-def _jupyter_server_extension_points() -> list[dict[str, str]]:
-    return [{"module": "jupyter_sandbox.server_extension.mcp_http"}]
-
-
-def _load_jupyter_server_extension(serverapp: Any) -> None:
-    bridge = McpBridge(serverapp)
-    serverapp.web_app.add_handlers(".*$", mcp_routes(serverapp.base_url, bridge))
-    serverapp.log.info("jupyter-sandbox: MCP (streamable HTTP) at %ssandbox/mcp", serverapp.base_url)

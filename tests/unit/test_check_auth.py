@@ -31,6 +31,7 @@ from tornado.routing import Router, Rule, RuleRouter
 import jupyter_sandbox.server_extension as server_extension
 from jupyter_sandbox.server_extension import preview
 from jupyter_sandbox.server_extension.handlers import api_routes
+from jupyter_sandbox.server_extension.mcp_http import mcp_routes
 from jupyter_sandbox.server_extension.preview.entry import PreviewEntrance
 
 BASE_URL = "/base/"
@@ -86,6 +87,7 @@ def registered_targets() -> tuple[web.Application, Untouchable, list[Any]]:
         untouchable=service,
     )
     app.add_handlers(".*$", api_routes(BASE_URL, service))  # type: ignore[arg-type]
+    app.add_handlers(".*$", mcp_routes(BASE_URL, service))  # type: ignore[arg-type]
     preview.install(app, manager=None, log=None, template=PREVIEW_TEMPLATE, base_url=BASE_URL, path_form=True)  # type: ignore[arg-type]
     targets = [rule.target for rule in walk_rules(app.default_router) if not isinstance(rule.target, Router)]
     return app, service, targets
@@ -214,7 +216,9 @@ def call(app: web.Application, cls: type[web.RequestHandler], verb: str, user: A
     service = app.settings["untouchable"]
     service.used.clear()
     app.settings["identity_provider"].user = user
-    handler = cls(app, request, service=service)
+    # Each handler's own initialize argument, given the object that fails the test when touched.
+    argument = next(iter(inspect.signature(cls.initialize).parameters.keys() - {"self"}), "service")
+    handler = cls(app, request, **{argument: service})
     method = getattr(handler, verb)
     parameters = [name for name in inspect.signature(inspect.unwrap(method)).parameters if name != "self"]
     kwargs = {name: "0123456789ab" for name in parameters}
