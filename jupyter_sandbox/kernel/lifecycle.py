@@ -150,7 +150,7 @@ class SandboxLifecycle:
             for event in events:
                 if stop.is_set():
                     return
-                if event.get("status") in ("die", "destroy", "stop"):
+                if event in ("die", "destroy", "stop"):
                     self._container_gone(sandbox, stop)
                     return
         except Exception:

@@ -356,7 +356,8 @@ class SandboxMagics:
             return result
         if changes:
             sandbox = self._require(ctx)
-            current = ctx.manager.current_spec(sandbox)
+            # Read anew: another process (the REST API) may have changed its limits since.
+            current = ctx.manager.current_spec(ctx.manager.get(sandbox.id))
             new_env = {**current.env, **changes.get("env", {})}
             spec = SandboxSpec(**{**current.to_dict(), **changes, "env": new_env})
             ctx.manager.check_allowed(spec)  # refuses before anything changes
@@ -595,7 +596,7 @@ class SandboxMagics:
         sandbox = self._require(ctx)
         ctx.stop_watching()
         if options.hard:
-            spec = ctx.manager.current_spec(sandbox)
+            spec = ctx.manager.current_spec(ctx.manager.get(sandbox.id))
             fresh = ctx.manager.recreate(sandbox, spec)
             ctx.write("stdout", f"sandbox {sandbox.id}: a fresh container; files in /home/sandbox are kept\n")
             return MagicResult(reconnect=fresh)
