@@ -517,6 +517,11 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The objects of a list (anything else in it is skipped)."""
+    return [item for item in _list(value) if isinstance(item, dict)]
+
+
 def _str_map(value: Any) -> MappingProxyType[str, str]:
     return MappingProxyType({str(k): str(v) for k, v in _dict(value).items()})
 
@@ -559,14 +564,14 @@ def _mounts(value: Any) -> tuple[MountRecord, ...]:
             source=str(m.get("Source") or ""),
             read_write=bool(m.get("RW", True)),
         )
-        for m in map(_dict, _list(value))
+        for m in _dicts(value)
     )
 
 
 def _container_summary(item: dict[str, Any]) -> ContainerRecord:
     """A container as GET /containers/json describes it."""
     ports = []
-    for entry in map(_dict, _list(item.get("Ports"))):
+    for entry in _dicts(item.get("Ports")):
         if entry.get("PublicPort") and entry.get("PrivatePort"):
             ports.append(
                 PortBinding(
@@ -601,7 +606,7 @@ def _host_config(host: dict[str, Any]) -> HostConfigRecord:
         memory_swap=_int(host.get("MemorySwap")),
         pids_limit=_int(host.get("PidsLimit")),
         ulimits=MappingProxyType(
-            {str(u.get("Name")): _int(u.get("Hard")) for u in map(_dict, _list(host.get("Ulimits")))}
+            {u["Name"]: _int(u.get("Hard")) for u in _dicts(host.get("Ulimits")) if isinstance(u.get("Name"), str)}
         ),
         tmpfs=_str_map(host.get("Tmpfs")),
         read_only_rootfs=bool(host.get("ReadonlyRootfs")),
@@ -625,7 +630,7 @@ def _container_inspect(info: dict[str, Any]) -> ContainerRecord:
     ports = []
     for key, bindings in _dict(_dict(info.get("NetworkSettings")).get("Ports")).items():
         port, _, protocol = str(key).partition("/")
-        for binding in map(_dict, _list(bindings)):
+        for binding in _dicts(bindings):
             if port.isdigit() and str(binding.get("HostPort") or "").isdigit():
                 ports.append(
                     PortBinding(
