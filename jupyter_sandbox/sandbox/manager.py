@@ -32,7 +32,7 @@ from .disk import DiskStore, HomeDisk
 from .docker_backend import DockerBackend, SandboxError, tar_bytes
 from .image import DEFAULT_BASE, DEFAULT_IMAGE, DEFAULT_REPOSITORY, build_image
 from .network import EgressPolicy
-from .records import ContainerRecord
+from .records import ContainerRecord, VolumeRecord
 from .spec import (
     AGENT_PORT,
     KERNEL_PORTS,
@@ -142,6 +142,9 @@ class Sandbox:
     # start() and stop(), a list summary for list(). The manager's readers (limits, uptime, ...) use
     # it rather than asking the engine again; None for a Sandbox made by hand.
     record: ContainerRecord | None = field(default=None, repr=False, compare=False)
+    # Its home volume as read once for this Sandbox (the volume outlives containers and its options,
+    # labels and mount point never change), so that readers of one operation ask for it once.
+    home_volume: VolumeRecord | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_record(cls, record: ContainerRecord) -> Sandbox:
@@ -746,9 +749,15 @@ class SandboxManager(LoggingConfigurable):
                 raise
         return True
 
-    def _home(self, sandbox_id: str) -> HomeDisk | None:
-        """The sandbox's own home filesystem, as its volume records it; None for a plain volume."""
-        volume = self.backend.volume(binding.volume_name(sandbox_id))
+    def _home_volume(self, sandbox: Sandbox) -> VolumeRecord | None:
+        if sandbox.home_volume is None:
+            sandbox.home_volume = self.backend.volume(binding.volume_name(sandbox.id))
+        return sandbox.home_volume
+
+    def _home(self, sandbox_id: str, volume: VolumeRecord | None = None) -> HomeDisk | None:
+        """The sandbox's own home filesystem, as its volume (`volume`, else read now) records it;
+        None for a plain volume."""
+        volume = volume or self.backend.volume(binding.volume_name(sandbox_id))
         if volume is None or not self.disks.is_home_volume(sandbox_id, dict(volume.options)):
             return None
         return self.disks.home(sandbox_id, volume.labels.get(LABEL_HOME_IMAGE))
@@ -1012,7 +1021,7 @@ class SandboxManager(LoggingConfigurable):
         """The limits in force when the sandbox was read (they change live with update_live, which
         returns the sandbox read anew)."""
         host = self._details(sandbox).host
-        home = self._home(sandbox.id)
+        home = self._home(sandbox.id, self._home_volume(sandbox))
         return {
             "cpu": host.cpu,
             "memory": host.memory,
@@ -1042,11 +1051,12 @@ class SandboxManager(LoggingConfigurable):
             "tmpfs": tmpfs,
             "read_only_root": host.read_only_rootfs,
         }
-        home = self._home(sandbox.id)
+        volume = self._home_volume(sandbox)
+        home = self._home(sandbox.id, volume)
         usage = None
         if home is not None:
             try:
-                usage = home.usage(self._home_mountpoint(sandbox.id))
+                usage = home.usage(volume.mountpoint or None if volume is not None else None)
             except disk.DiskError as exc:
                 self.log.warning("sandbox %s: %s", sandbox.id, exc)
         if home is not None and usage is not None:

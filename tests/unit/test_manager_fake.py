@@ -231,6 +231,7 @@ def test_each_operation_reads_the_container_once(manager: SandboxManager, fake: 
         assert manager.usage(sandbox)["pids"] == 4
 
     assert costs(status) == {"inspect": 1, "list": 1}
+    assert fake.calls["volume"] == 1  # the home volume, too, is read once
     assert costs(lambda: manager.get(made.id)) == {"inspect": 1, "list": 1}
     assert costs(manager.list) == {"inspect": 0, "list": 1}
     stopped: list[Sandbox] = []
