@@ -145,7 +145,12 @@ class SandboxLifecycle:
         """Docker's die event arrives within milliseconds; polling covers a broken event stream."""
         try:
             events = self.manager.backend.events(sandbox.container_id)
-            closer = threading.Thread(target=lambda: (stop.wait(), events.close()), daemon=True)
+
+            def close_when_stopped() -> None:
+                stop.wait()
+                events.close()
+
+            closer = threading.Thread(target=close_when_stopped, daemon=True)
             closer.start()
             for event in events:
                 if stop.is_set():
