@@ -62,7 +62,9 @@ def main() -> dict[str, float]:
             with_gate.append(timed_start(gated, sandbox.id))
             applies.append(gated.last_egress_seconds or 0.0)
             without.append(timed_start(open_, sandbox.id))
-        pid = gated.backend.inspect(sandbox.container_id)["State"]["Pid"]
+        record = gated.backend.inspect(sandbox.container_id)
+        assert record is not None and record.pid
+        pid = record.pid
         for _ in range(args.repeat):
             one_by_one.append(rule_by_rule(pid, policy))
     finally:

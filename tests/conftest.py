@@ -28,6 +28,7 @@ from jupyter_sandbox.sandbox import binding
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend, tar_bytes
 from jupyter_sandbox.sandbox.image import DEFAULT_IMAGE, build_image
 from jupyter_sandbox.sandbox.manager import Sandbox, SandboxManager
+from jupyter_sandbox.sandbox.records import ContainerRecord
 from jupyter_sandbox.sandbox.spec import LABEL_ID, LABEL_KERNEL_ID
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +74,7 @@ def sandbox_image(docker_backend: DockerBackend) -> str:
     return DEFAULT_IMAGE
 
 
-def sandbox_containers(docker_backend: DockerBackend, **labels: str) -> list[dict[str, Any]]:
+def sandbox_containers(docker_backend: DockerBackend, **labels: str) -> list[ContainerRecord]:
     return docker_backend.list_containers(labels or None, label_keys=[LABEL_ID])
 
 
@@ -92,7 +93,7 @@ def no_leftovers() -> Iterator[None]:
         return
     leftovers = sandbox_containers(backend)
     volumes = backend.list_volumes([LABEL_ID])
-    assert not leftovers, f"sandbox containers left behind: {[c['Names'] for c in leftovers]}"
+    assert not leftovers, f"sandbox containers left behind: {[c.name for c in leftovers]}"
     assert not volumes, f"sandbox volumes left behind: {volumes}"
 
 

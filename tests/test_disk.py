@@ -79,8 +79,9 @@ def sandbox_of(kernel: SandboxKernel) -> Sandbox:
 
 
 def home_image(docker_backend: DockerBackend, sandbox: Sandbox) -> Path:
-    volume = docker_backend.api.inspect_volume(binding.volume_name(sandbox.id))
-    return Path(volume["Labels"][LABEL_HOME_IMAGE])
+    volume = docker_backend.volume(binding.volume_name(sandbox.id))
+    assert volume is not None
+    return Path(volume.labels[LABEL_HOME_IMAGE])
 
 
 def loop_devices(image: Path) -> list[str]:

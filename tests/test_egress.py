@@ -25,6 +25,7 @@ from conftest import ROOT, start_jupyter_server, start_sandbox_kernel, wait_unti
 from jupyter_sandbox.sandbox import binding, interpreter, network
 from jupyter_sandbox.sandbox.docker_backend import SandboxError
 from jupyter_sandbox.sandbox.manager import Sandbox, SandboxManager
+from jupyter_sandbox.sandbox.records import PathStat
 
 NETNS, HOST_LINK, NS_LINK, PREFIX = "jsbx-e1", "jsbx-eh1", "jsbx-en1", "10.231.7"
 TARGET, PORT = f"{PREFIX}.2", 9100
@@ -239,7 +240,7 @@ def fake_image(**overrides: dict[str, Any] | None) -> interpreter.Stat:
     }
     for path, value in overrides.items():
         tree[path] = None if value is None else {**(tree.get(path) or entry("dir")), **value}
-    return lambda path: tree.get(path)
+    return lambda path: None if tree.get(path) is None else PathStat(**tree[path])  # type: ignore[arg-type]
 
 
 def test_the_agent_runs_from_an_interpreter_the_sandbox_cannot_change() -> None:

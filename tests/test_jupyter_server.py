@@ -36,11 +36,11 @@ def test_a_cell_runs_in_the_sandbox_through_jupyter_server(
         assert sandbox_containers(docker_backend, **{LABEL_KERNEL_ID: kernel_id})
 
         # Restart through the server keeps the sandbox (same kernel id, same container).
-        before = sandbox_containers(docker_backend, **{LABEL_KERNEL_ID: kernel_id})[0]["Id"]
+        before = sandbox_containers(docker_backend, **{LABEL_KERNEL_ID: kernel_id})[0].id
         assert jupyter_server.request("POST", f"/api/kernels/{kernel_id}/restart")[0] == 200
         seen = asyncio.run(execute_over_websocket(jupyter_server, kernel_id, "print('after restart')"))
         assert "after restart" in "".join(m["content"].get("text", "") for m in seen if m["msg_type"] == "stream")
-        assert sandbox_containers(docker_backend, **{LABEL_KERNEL_ID: kernel_id})[0]["Id"] == before
+        assert sandbox_containers(docker_backend, **{LABEL_KERNEL_ID: kernel_id})[0].id == before
     finally:
         assert jupyter_server.request("DELETE", f"/api/kernels/{kernel_id}")[0] == 204
     assert wait_until(lambda: not sandbox_containers(docker_backend, **{LABEL_KERNEL_ID: kernel_id}), timeout=30)

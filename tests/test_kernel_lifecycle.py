@@ -13,10 +13,11 @@ from conftest import ROOT, SandboxKernel, sandbox_containers, start_sandbox_kern
 
 from jupyter_sandbox.sandbox import binding
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
+from jupyter_sandbox.sandbox.records import ContainerRecord
 from jupyter_sandbox.sandbox.spec import LABEL_KERNEL_ID
 
 
-def _sandbox_of(backend: DockerBackend, kernel: SandboxKernel) -> dict:
+def _sandbox_of(backend: DockerBackend, kernel: SandboxKernel) -> ContainerRecord:
     found = sandbox_containers(backend, **{LABEL_KERNEL_ID: kernel.kernel_id})
     assert len(found) == 1
     return found[0]
@@ -27,17 +28,17 @@ def test_restart_keeps_files_and_forgets_variables(
 ) -> None:
     run = sandbox_kernel.run("x = 5\nopen('/home/sandbox/kept.txt', 'w').write('still here')")
     assert run.status == "ok"
-    before = _sandbox_of(docker_backend, sandbox_kernel)["Id"]
+    before = _sandbox_of(docker_backend, sandbox_kernel).id
     sandbox_kernel.restart()
     run = sandbox_kernel.run("print(open('/home/sandbox/kept.txt').read())\nprint('x' in globals())")
     assert run.stdout == "still here\nFalse\n"
-    assert _sandbox_of(docker_backend, sandbox_kernel)["Id"] == before
+    assert _sandbox_of(docker_backend, sandbox_kernel).id == before
 
 
 def test_shutdown_leaves_no_container_volume_or_network(sandbox_image: str, docker_backend: DockerBackend) -> None:
     kernel = start_sandbox_kernel()
     assert kernel.run("print(1)").stdout == "1\n"
-    volume = binding.volume_name(_sandbox_of(docker_backend, kernel)["Labels"]["io.jupyter-sandbox.id"])
+    volume = binding.volume_name(_sandbox_of(docker_backend, kernel).labels["io.jupyter-sandbox.id"])
     kernel.shutdown()
     assert not sandbox_containers(docker_backend, **{LABEL_KERNEL_ID: kernel.kernel_id})
     assert volume not in docker_backend.list_volumes(["io.jupyter-sandbox.id"])
@@ -49,7 +50,7 @@ def test_killed_container_is_reported_within_seconds_and_recovers(
     sandbox_kernel: SandboxKernel, docker_backend: DockerBackend
 ) -> None:
     sandbox_kernel.run("open('/home/sandbox/before-kill.txt', 'w').write('safe')")
-    container = _sandbox_of(docker_backend, sandbox_kernel)["Id"]
+    container = _sandbox_of(docker_backend, sandbox_kernel).id
     client = sandbox_kernel.client
     msg_id = client.execute("import time\ntime.sleep(600)")
     time.sleep(1.0)

@@ -108,12 +108,12 @@ def test_help_and_per_subcommand_help(magic_kernel: SandboxKernel) -> None:
 def test_bad_input_is_refused_and_changes_nothing(
     magic_kernel: SandboxKernel, docker_backend: DockerBackend, line: str, message: str
 ) -> None:
-    before = sandbox_containers(docker_backend, **{LABEL_KERNEL_ID: magic_kernel.kernel_id})[0]["Id"]
+    before = sandbox_containers(docker_backend, **{LABEL_KERNEL_ID: magic_kernel.kernel_id})[0].id
     magic_kernel.run("canary = 'alive'")
     assert message in error_of(magic_kernel.run(line))
     assert magic_kernel.run("print(canary)").stdout == "alive\n"
     after = sandbox_containers(docker_backend, **{LABEL_KERNEL_ID: magic_kernel.kernel_id})[0]
-    assert after["Id"] == before and after["State"] == "running"
+    assert after.id == before and after.state == "running"
 
 
 def test_exec_streams_output_and_reports_the_exit_code(magic_kernel: SandboxKernel) -> None:
@@ -237,7 +237,7 @@ def test_completion_of_subcommands_and_options(magic_kernel: SandboxKernel) -> N
 def test_config_live_and_by_restart(sandbox_kernel: SandboxKernel, docker_backend: DockerBackend) -> None:
     kernel = sandbox_kernel
     kernel.run("kept = 'variable'\nopen('/home/sandbox/kept.txt', 'w').write('file')")
-    before = sandbox_containers(docker_backend, **{LABEL_KERNEL_ID: kernel.kernel_id})[0]["Id"]
+    before = sandbox_containers(docker_backend, **{LABEL_KERNEL_ID: kernel.kernel_id})[0].id
     run = kernel.run("%sandbox config --cpu 2 --memory 2g")
     assert run.status == "ok", run.error
     assert "changed live" in run.stdout
@@ -251,7 +251,7 @@ def test_config_live_and_by_restart(sandbox_kernel: SandboxKernel, docker_backen
     run = kernel.run("%sandbox config --pids 256 --env GREETING=hello")
     assert run.status == "ok", run.error
     assert "restarting the sandbox" in run.stdout
-    after = sandbox_containers(docker_backend, **{LABEL_KERNEL_ID: kernel.kernel_id})[0]["Id"]
+    after = sandbox_containers(docker_backend, **{LABEL_KERNEL_ID: kernel.kernel_id})[0].id
     assert after != before
     run = kernel.run(
         "import os\nprint(os.environ['GREETING'], open('/home/sandbox/kept.txt').read(), 'kept' in globals())\n"
@@ -284,14 +284,14 @@ def test_restart_hard_restart_and_stop(sandbox_kernel: SandboxKernel, docker_bac
     run = kernel.run("%sandbox restart\nprint('v' in globals(), open('/home/sandbox/f.txt').read())")
     assert run.status == "ok", run.error
     assert run.stdout.endswith("False kept\n")
-    before = sandbox_containers(docker_backend, **{LABEL_KERNEL_ID: kernel.kernel_id})[0]["Id"]
+    before = sandbox_containers(docker_backend, **{LABEL_KERNEL_ID: kernel.kernel_id})[0].id
     run = kernel.run("%sandbox restart --hard")
     assert run.status == "ok", run.error
-    assert sandbox_containers(docker_backend, **{LABEL_KERNEL_ID: kernel.kernel_id})[0]["Id"] != before
+    assert sandbox_containers(docker_backend, **{LABEL_KERNEL_ID: kernel.kernel_id})[0].id != before
     assert kernel.run("print(open('/home/sandbox/f.txt').read())").stdout == "kept\n"
     run = kernel.run("%sandbox stop")
     assert run.status == "ok" and "stopped" in run.stdout
-    assert sandbox_containers(docker_backend, **{LABEL_KERNEL_ID: kernel.kernel_id})[0]["State"] == "exited"
+    assert sandbox_containers(docker_backend, **{LABEL_KERNEL_ID: kernel.kernel_id})[0].state == "exited"
     run = kernel.run("print(open('/home/sandbox/f.txt').read())", timeout=120)
     assert run.status == "ok", run.error
     assert run.stdout.endswith("kept\n")

@@ -117,7 +117,8 @@ def resolves(manager: SandboxManager, sandbox: Sandbox, name: str) -> bool:
 
 def gateway(manager: SandboxManager, sandbox: Sandbox) -> str:
     info = manager.backend.inspect(sandbox.container_id)
-    return next(iter(info["NetworkSettings"]["Networks"].values()))["Gateway"]
+    assert info is not None
+    return info.networks[0].gateway
 
 
 def test_the_targets_are_reachable_without_a_policy(targets: dict[str, str]) -> None:

@@ -13,39 +13,41 @@ from jupyter_sandbox.sandbox.client import AgentClient, AgentError
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend, DockerUnavailable, SandboxError
 from jupyter_sandbox.sandbox.image import build_image
 from jupyter_sandbox.sandbox.manager import AGENT_PORT, Sandbox, SandboxManager
-from jupyter_sandbox.sandbox.spec import LABEL_ID, LABEL_KERNEL_ID, LABEL_OWNER, SpecError
+from jupyter_sandbox.sandbox.spec import KERNEL_PORTS, LABEL_ID, LABEL_KERNEL_ID, LABEL_OWNER, SpecError
 
 
 def test_container_has_every_hardened_default(sandbox: Sandbox, docker_backend: DockerBackend) -> None:
     info = docker_backend.inspect(sandbox.container_id)
-    host = info["HostConfig"]
-    assert info["Config"]["User"] == "1000:1000"
-    assert host["CapDrop"] == ["ALL"]
-    assert "no-new-privileges" in host["SecurityOpt"]
-    assert host["Privileged"] is False
-    assert host["PidsLimit"] == 512
-    assert host["Memory"] == 1024**3 and host["MemorySwap"] == 1024**3
-    assert host["NanoCpus"] == 10**9
-    assert host["Init"] is True
-    assert {u["Name"]: u["Hard"] for u in host["Ulimits"]} == {"nofile": 4096, "fsize": 3 * 1024**3, "core": 0}
-    assert host["LogConfig"]["Config"]["max-size"] == "1m"
-    assert host["NetworkMode"] == "jupyter-sandbox"
-    assert not host.get("Binds") or all(not b.startswith("/") for b in host["Binds"])
+    assert info is not None and info.inspected
+    host = info.host
+    assert info.user == "1000:1000"
+    assert host.cap_drop == ("ALL",)
+    assert "no-new-privileges" in host.security_opt
+    assert host.privileged is False
+    assert host.pids_limit == 512
+    assert host.memory == 1024**3 and host.memory_swap == 1024**3
+    assert host.nano_cpus == 10**9
+    assert host.init is True
+    assert dict(host.ulimits) == {"nofile": 4096, "fsize": 3 * 1024**3, "core": 0}
+    assert host.log_options["max-size"] == "1m"
+    assert host.network_mode == "jupyter-sandbox"
+    assert all(not b.startswith("/") for b in host.binds)
     # The home (a filesystem of its own) and the agent's private volume; the root is read-only and
     # the only other writable places are size-limited tmpfs.
-    mounts = {m["Destination"]: m for m in info["Mounts"]}
+    mounts = {m.destination: m for m in info.mounts}
     assert set(mounts) == {"/home/sandbox", "/opt/jupyter-sandbox"}
-    assert all(m["Type"] == "volume" for m in mounts.values())
-    assert mounts["/home/sandbox"]["Name"] == f"jupyter-sandbox-{sandbox.id}-home"
-    assert host["ReadonlyRootfs"] is True
-    assert set(host["Tmpfs"]) == {"/tmp", "/var/tmp", "/run"}
-    assert all("size=" in options for options in host["Tmpfs"].values())
-    for bindings in info["NetworkSettings"]["Ports"].values():
-        assert bindings and all(b["HostIp"] == "127.0.0.1" for b in bindings)
-    labels = info["Config"]["Labels"]
+    assert all(m.type == "volume" for m in mounts.values())
+    assert mounts["/home/sandbox"].name == f"jupyter-sandbox-{sandbox.id}-home"
+    assert host.read_only_rootfs is True
+    assert set(host.tmpfs) == {"/tmp", "/var/tmp", "/run"}
+    assert all("size=" in options for options in host.tmpfs.values())
+    assert {p.container_port for p in info.ports} == {AGENT_PORT, *KERNEL_PORTS.values()}
+    assert all(p.host_ip == "127.0.0.1" for p in info.ports)
+    labels = info.labels
     assert labels[LABEL_ID] == sandbox.id and labels[LABEL_KERNEL_ID] == "test_sandbox_core" and labels[LABEL_OWNER]
-    # No secret is kept where `docker inspect` shows it.
-    assert sandbox_secrets.agent_token(sandbox.id) not in json.dumps(info)
+    # No secret is kept where `docker inspect` shows it (all of its answer, not only what is parsed).
+    raw = docker_backend.api.inspect_container(sandbox.container_id)
+    assert sandbox_secrets.agent_token(sandbox.id) not in json.dumps(raw)
 
 
 def test_network_keeps_sandboxes_apart(sandbox: Sandbox, docker_backend: DockerBackend) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from typing import Any, Callable, cast
+from typing import Any, Callable
 
 from ..sandbox import binding
 from ..sandbox.client import AgentError
@@ -152,13 +152,17 @@ class SandboxLifecycle:
         """Docker's die event arrives within milliseconds; polling covers a broken event stream."""
         try:
             events = self.manager.backend.events(sandbox.container_id)
-            # docker-py's event stream is a generator with close(); closing it ends the loop below.
-            closer = threading.Thread(target=lambda: (stop.wait(), cast(Any, events).close()), daemon=True)
+
+            def close_when_stopped() -> None:
+                stop.wait()
+                events.close()
+
+            closer = threading.Thread(target=close_when_stopped, daemon=True)
             closer.start()
             for event in events:
                 if stop.is_set():
                     return
-                if event.get("status") in ("die", "destroy", "stop"):
+                if event in ("die", "destroy", "stop"):
                     self._container_gone(sandbox, stop)
                     return
         except Exception:

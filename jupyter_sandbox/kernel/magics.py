@@ -353,7 +353,8 @@ class SandboxMagics:
             return result
         if changes:
             sandbox = self._require(ctx)
-            current = ctx.manager.current_spec(sandbox)
+            # Read anew: another process (the REST API) may have changed its limits since.
+            current = ctx.manager.current_spec(ctx.manager.get(sandbox.id))
             new_env = {**current.env, **changes.get("env", {})}
             spec = SandboxSpec(**{**current.to_dict(), **changes, "env": new_env})
             ctx.manager.check_allowed(spec)  # refuses before anything changes

@@ -1,8 +1,9 @@
 """Every call to the Docker Engine lives here.
 
 The rest of the code asks for what it wants (a hardened container, a labelled volume, an image
-built from a context) and gets plain data back, or a `DockerUnavailable` / `SandboxError` whose
-message a person can act on.
+built from a context) and gets typed records back (records.py), or a `DockerUnavailable` /
+`SandboxError` whose message a person can act on. This is the only module that reads the engine's
+JSON: the `_container_*`, `_volume` and `_image` functions below turn it into records.
 """
 
 from __future__ import annotations
@@ -13,13 +14,27 @@ import os
 import re
 import tarfile
 from collections.abc import Iterable, Iterator
-from datetime import datetime
-from typing import Any, Callable
+from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import IO, Any, Callable
 
 import docker.errors
 from docker.types import LogConfig, Ulimit
 
 import docker
+
+from .records import (
+    ContainerRecord,
+    EndpointRecord,
+    HostConfigRecord,
+    ImageRecord,
+    MountRecord,
+    NetworkRecord,
+    PathStat,
+    PortBinding,
+    UsageSample,
+    VolumeRecord,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +61,7 @@ class DockerBackend:
 
     def __init__(self, timeout: float = 60) -> None:
         try:
-            self.client = docker.from_env(timeout=timeout)
+            self.client = docker.from_env(timeout=int(timeout))
             self.client.ping()
         except Exception as exc:  # the SDK raises many kinds for an absent engine
             raise DockerUnavailable(
@@ -84,7 +99,9 @@ class DockerBackend:
         for network in self._networks(name):
             try:
                 network.reload()
-                if network.attrs.get("Containers") or self.api.containers(all=True, filters={"network": [network.id]}):
+                if _network(network.attrs).containers or self.api.containers(
+                    all=True, filters={"network": [network.id]}
+                ):
                     return False
                 network.remove()
             except docker.errors.NotFound:
@@ -172,31 +189,31 @@ class DockerBackend:
                 # The start gate (manager.py) waits on stdin, which only the Docker API can write to.
                 stdin_open=stdin_open,
                 networking_config=self.api.create_networking_config(
-                    {network: self.api.create_endpoint_config(aliases=[alias])}
+                    {network: self.api.create_endpoint_config(aliases=[alias])}  # type: ignore[arg-type]
                 )
                 if alias
                 else None,
             )
         except docker.errors.APIError as exc:
             raise SandboxError(f"Docker refused to create the sandbox: {exc.explanation or exc}") from None
-        return created["Id"]
+        return str(created["Id"])
 
     def put_archive(self, container_id: str, path: str, data: bytes) -> None:
         if not self.api.put_archive(container_id, path, data):
             raise SandboxError(f"could not copy files into the sandbox at {path}")
 
-    def path_stat(self, container_id: str, path: str) -> dict[str, Any] | None:
+    def path_stat(self, container_id: str, path: str) -> PathStat | None:
         """Owner, mode, type and link target of one path in a container (running or not), from the
         first header of the engine's archive of it; None when it does not exist. Only that header is
         read: the rest of the stream (a directory's whole tree) is dropped unread."""
         try:
-            response = self.api._get(
-                self.api._url("/containers/{0}/archive", container_id),
+            response = self.api._get(  # type: ignore[attr-defined]  # the SDK has no public call for it
+                self.api._url("/containers/{0}/archive", container_id),  # type: ignore[attr-defined]  # the SDK has no public call for it
                 params={"path": path},
                 stream=True,
                 headers={"Accept-Encoding": "identity"},
             )
-            self.api._raise_for_status(response)
+            self.api._raise_for_status(response)  # type: ignore[attr-defined]  # the SDK has no public call for it
         except docker.errors.NotFound:
             return None
         except docker.errors.APIError as exc:
@@ -217,13 +234,13 @@ class DockerBackend:
         finally:
             response.close()
         kinds = {tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "symlink", tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file"}
-        return {
-            "uid": entry.uid,
-            "gid": entry.gid,
-            "mode": entry.mode & 0o7777,
-            "type": kinds.get(entry.type, "other"),
-            "link": entry.linkname,
-        }
+        return PathStat(
+            uid=entry.uid,
+            gid=entry.gid,
+            mode=entry.mode & 0o7777,
+            type=kinds.get(entry.type, "other"),
+            link=entry.linkname,
+        )
 
     def probe(self, image: str, labels: dict[str, str]) -> str:
         """A container of `image` that is never started (no network), only looked at; the caller
@@ -292,49 +309,46 @@ class DockerBackend:
             return
         # The SDK's update_container() cannot set NanoCpus, which is how the limit was created.
         try:
-            response = self.api._post_json(self.api._url("/containers/{0}/update", container_id), data=body)
-            self.api._raise_for_status(response)
+            response = self.api._post_json(self.api._url("/containers/{0}/update", container_id), data=body)  # type: ignore[attr-defined]  # the SDK has no public call for it
+            self.api._raise_for_status(response)  # type: ignore[attr-defined]  # the SDK has no public call for it
         except docker.errors.APIError as exc:
             raise SandboxError(f"Docker could not change the limits: {exc.explanation or exc}") from None
 
-    def usage(self, container_id: str) -> dict[str, Any]:
-        """One sample of the container's CPU time, memory and pids.
+    def usage(self, container_id: str, pid: int | None = None) -> UsageSample | None:
+        """One sample of the container's CPU time, memory and pids (None when there is none).
 
-        Read from the container's cgroup on this host when it can be (instant); otherwise from
-        Docker's stats API, which waits for the daemon's next one-second sample.
+        Read from the container's cgroup on this host when it can be (instant; `pid`, its main
+        process, saves an inspect when the caller has one); otherwise from Docker's stats API,
+        which waits for the daemon's next one-second sample.
         """
-        info = self.inspect(container_id) or {}
-        pid = (info.get("State") or {}).get("Pid")
+        if pid is None:
+            record = self.inspect(container_id)
+            pid = record.pid if record is not None else None
         sample = cgroup_usage(pid) if pid else None
         if sample is not None:
             return sample
         try:
             stats = self.api.stats(container_id, stream=False, one_shot=True)
         except docker.errors.APIError:
-            return {}
-        memory = stats.get("memory_stats") or {}
-        details = memory.get("stats") or {}
-        cache = details.get("total_inactive_file") or details.get("inactive_file") or 0
-        return {
-            "cpu_seconds": ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage", 0) / 1e9,
-            "memory_bytes": max(0, int(memory.get("usage") or 0) - int(cache)),
-            "pids": (stats.get("pids_stats") or {}).get("current"),
-        }
+            return None
+        return _usage(stats)
 
-    def inspect(self, container_id: str) -> dict[str, Any] | None:
+    def inspect(self, container_id: str) -> ContainerRecord | None:
+        """Everything about one container (by id or name); None when there is none."""
         try:
-            return self.api.inspect_container(container_id)
+            return _container_inspect(self.api.inspect_container(container_id))
         except docker.errors.NotFound:
             return None
 
     def list_containers(
         self, labels: dict[str, str] | None = None, label_keys: Iterable[str] = (), name: str | None = None
-    ) -> list[dict[str, Any]]:
-        """Containers with these labels; `name` is a regular expression Docker matches against names."""
+    ) -> list[ContainerRecord]:
+        """Containers with these labels (as summaries: `inspected` is False); `name` is a regular
+        expression Docker matches against names."""
         filters: dict[str, Any] = {"label": [f"{k}={v}" for k, v in (labels or {}).items()] + list(label_keys)}
         if name:
             filters["name"] = [name]
-        return self.api.containers(all=True, filters=filters)
+        return [_container_summary(item) for item in self.api.containers(all=True, filters=filters)]
 
     def rename(self, current_name: str, new_name: str) -> bool:
         """Rename a container given by its current name; False when no container has that name now."""
@@ -355,11 +369,13 @@ class DockerBackend:
             if "already in progress" not in str(exc):
                 raise SandboxError(f"could not remove the sandbox container: {exc.explanation or exc}") from None
 
-    def events(self, container_id: str) -> Iterator[dict[str, Any]]:
-        """Die/oom/destroy events of one container, as they happen (blocking generator)."""
-        return self.client.events(
-            decode=True,
-            filters={"container": container_id, "type": "container", "event": ["die", "oom", "destroy", "stop"]},
+    def events(self, container_id: str) -> ContainerEvents:
+        """Die/oom/destroy/stop events of one container, as they happen (blocking; close() ends it)."""
+        return ContainerEvents(
+            self.client.events(
+                decode=True,
+                filters={"container": container_id, "type": "container", "event": ["die", "oom", "destroy", "stop"]},
+            )
         )
 
     # -- volumes ----------------------------------------------------------------------------
@@ -378,28 +394,19 @@ class DockerBackend:
             raise SandboxError(f"could not create the volume {name}: {exc.explanation or exc}") from None
         return True
 
-    def volume(self, name: str) -> dict[str, Any] | None:
-        """A volume's description (Options, Mountpoint, Labels), or None when there is none."""
+    def volume(self, name: str) -> VolumeRecord | None:
+        """A volume's description (options, mount point, labels), or None when there is none."""
         try:
-            return self.api.inspect_volume(name)
+            return _volume(self.api.inspect_volume(name))
         except docker.errors.NotFound:
             return None
 
     def list_volumes(self, label_keys: Iterable[str]) -> list[str]:
-        volumes = self.api.volumes(filters={"label": list(label_keys)}).get("Volumes") or []
-        return [volume["Name"] for volume in volumes]
+        return [volume.name for volume in self.volumes_with_labels(label_keys)]
 
-    def volumes_with_labels(self, label_keys: Iterable[str]) -> list[tuple[str, dict[str, str], float | None]]:
-        """(name, labels, creation time as a Unix timestamp or None) of volumes with these labels."""
-        found = []
-        for volume in self.api.volumes(filters={"label": list(label_keys)}).get("Volumes") or []:
-            created = None
-            stamp = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(Z|[+-]\d\d:\d\d)?", volume.get("CreatedAt") or "")
-            if stamp:
-                zone = stamp.group(2) or "Z"
-                created = datetime.fromisoformat(stamp.group(1) + ("+00:00" if zone == "Z" else zone)).timestamp()
-            found.append((volume["Name"], volume.get("Labels") or {}, created))
-        return found
+    def volumes_with_labels(self, label_keys: Iterable[str]) -> list[VolumeRecord]:
+        """The volumes with these labels."""
+        return [_volume(item) for item in self.api.volumes(filters={"label": list(label_keys)}).get("Volumes") or []]
 
     def remove_volume(self, name: str) -> None:
         try:
@@ -410,32 +417,30 @@ class DockerBackend:
             raise SandboxError(f"could not remove the volume {name}: {exc.explanation or exc}") from None
 
     def list_networks(self, label_keys: Iterable[str]) -> list[str]:
-        return [n["Name"] for n in self.api.networks(filters={"label": list(label_keys)})]
+        return [_network(item).name for item in self.api.networks(filters={"label": list(label_keys)})]
 
     # -- images -----------------------------------------------------------------------------
 
-    def image_labels(self, image: str) -> dict[str, str] | None:
-        """The labels of a local image, or None when it is not here."""
+    def image(self, image: str) -> ImageRecord | None:
+        """A local image (by name or id), or None when it is not here."""
         try:
-            attrs = self.api.inspect_image(image)
+            return _image(self.api.inspect_image(image))
         except docker.errors.ImageNotFound:
             return None
-        return (attrs.get("Config") or {}).get("Labels") or {}
+
+    def image_labels(self, image: str) -> dict[str, str] | None:
+        """The labels of a local image, or None when it is not here."""
+        record = self.image(image)
+        return None if record is None else dict(record.labels)
 
     def image_env(self, image: str) -> dict[str, str]:
         """The environment an image sets (its ENV lines); {} when it is not here."""
-        try:
-            attrs = self.api.inspect_image(image)
-        except docker.errors.ImageNotFound:
-            return {}
-        pairs = (attrs.get("Config") or {}).get("Env") or []
-        return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
+        record = self.image(image)
+        return {} if record is None else dict(record.env)
 
     def image_id(self, image: str) -> str | None:
-        try:
-            return self.api.inspect_image(image)["Id"]
-        except docker.errors.ImageNotFound:
-            return None
+        record = self.image(image)
+        return None if record is None else record.id
 
     def pull(self, image: str) -> None:
         repository, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "latest")
@@ -444,7 +449,7 @@ class DockerBackend:
         except docker.errors.APIError as exc:
             raise SandboxError(f"could not pull {image}: {exc.explanation or exc}") from None
 
-    def import_image(self, tar_stream: io.RawIOBase, repository: str, tag: str) -> None:
+    def import_image(self, tar_stream: IO[bytes], repository: str, tag: str) -> None:
         self.api.import_image_from_data(tar_stream.read(), repository=repository, tag=tag)
 
     def tag(self, image: str, repository: str, tag: str) -> None:
@@ -484,6 +489,227 @@ class DockerBackend:
         return output.decode("utf-8", "replace")
 
 
+class ContainerEvents:
+    """The actions ('die', 'oom', 'destroy', 'stop') of one container's events, as they happen."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[str]:
+        for event in self._stream:
+            if isinstance(event, dict):
+                yield str(event.get("status") or event.get("Action") or "")
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+# -- the engine's JSON, turned into records ---------------------------------------------------------
+# Everything below reads answers of the local engine defensively: a field missing or of another type
+# becomes the record's neutral default, never an exception in the middle of an operation.
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The objects of a list (anything else in it is skipped)."""
+    return [item for item in _list(value) if isinstance(item, dict)]
+
+
+def _str_map(value: Any) -> MappingProxyType[str, str]:
+    return MappingProxyType({str(k): str(v) for k, v in _dict(value).items()})
+
+
+def _int(value: Any, default: int = 0) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def docker_time(value: Any) -> datetime | None:
+    """Docker's RFC 3339 times (nanoseconds, which fromisoformat() does not take, and a zone);
+    None for the zero time it gives a container never started."""
+    match = re.match(
+        r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?", value if isinstance(value, str) else ""
+    )
+    if not match or value.startswith("0001-"):
+        return None
+    zone = match.group(3) or "Z"
+    stamp = datetime.fromisoformat(match.group(1) + (match.group(2) or ".0")[:7] + ("+00:00" if zone == "Z" else zone))
+    return stamp.astimezone(timezone.utc)
+
+
+def _endpoints(settings: Any) -> tuple[EndpointRecord, ...]:
+    return tuple(
+        EndpointRecord(
+            network=str(name),
+            ip_address=str(_dict(net).get("IPAddress") or ""),
+            gateway=str(_dict(net).get("Gateway") or ""),
+            ipv6_gateway=str(_dict(net).get("IPv6Gateway") or ""),
+        )
+        for name, net in _dict(_dict(settings).get("Networks")).items()
+    )
+
+
+def _mounts(value: Any) -> tuple[MountRecord, ...]:
+    return tuple(
+        MountRecord(
+            type=str(m.get("Type") or ""),
+            destination=str(m.get("Destination") or ""),
+            name=str(m.get("Name") or ""),
+            source=str(m.get("Source") or ""),
+            read_write=bool(m.get("RW", True)),
+        )
+        for m in _dicts(value)
+    )
+
+
+def _container_summary(item: dict[str, Any]) -> ContainerRecord:
+    """A container as GET /containers/json describes it."""
+    ports = []
+    for entry in _dicts(item.get("Ports")):
+        if entry.get("PublicPort") and entry.get("PrivatePort"):
+            ports.append(
+                PortBinding(
+                    container_port=int(entry["PrivatePort"]),
+                    host_ip=str(entry.get("IP") or ""),
+                    host_port=int(entry["PublicPort"]),
+                    protocol=str(entry.get("Type") or "tcp"),
+                )
+            )
+    names = _list(item.get("Names"))
+    created = item.get("Created")
+    return ContainerRecord(
+        id=str(item.get("Id") or ""),
+        name=str(names[0] if names else "/?").lstrip("/"),
+        labels=_str_map(item.get("Labels")),
+        state=str(item.get("State") or "unknown"),
+        image=str(item.get("Image") or ""),
+        image_id=str(item.get("ImageID") or ""),
+        created=float(created) if isinstance(created, (int, float)) else 0.0,
+        ports=tuple(ports),
+        networks=_endpoints(item.get("NetworkSettings")),
+        mounts=_mounts(item.get("Mounts")),
+        status=str(item.get("Status") or ""),
+    )
+
+
+def _host_config(host: dict[str, Any]) -> HostConfigRecord:
+    log_config = _dict(host.get("LogConfig"))
+    return HostConfigRecord(
+        nano_cpus=_int(host.get("NanoCpus")),
+        memory=_int(host.get("Memory")),
+        memory_swap=_int(host.get("MemorySwap")),
+        pids_limit=_int(host.get("PidsLimit")),
+        ulimits=MappingProxyType(
+            {u["Name"]: _int(u.get("Hard")) for u in _dicts(host.get("Ulimits")) if isinstance(u.get("Name"), str)}
+        ),
+        tmpfs=_str_map(host.get("Tmpfs")),
+        read_only_rootfs=bool(host.get("ReadonlyRootfs")),
+        cap_drop=tuple(map(str, _list(host.get("CapDrop")))),
+        security_opt=tuple(map(str, _list(host.get("SecurityOpt")))),
+        privileged=bool(host.get("Privileged")),
+        init=bool(host.get("Init")),
+        network_mode=str(host.get("NetworkMode") or ""),
+        binds=tuple(map(str, _list(host.get("Binds")))),
+        log_type=str(log_config.get("Type") or ""),
+        log_options=_str_map(log_config.get("Config")),
+        ipc_mode=str(host.get("IpcMode") or ""),
+        runtime=str(host.get("Runtime") or ""),
+    )
+
+
+def _container_inspect(info: dict[str, Any]) -> ContainerRecord:
+    """A container as GET /containers/{id}/json describes it."""
+    state = _dict(info.get("State"))
+    config = _dict(info.get("Config"))
+    ports = []
+    for key, bindings in _dict(_dict(info.get("NetworkSettings")).get("Ports")).items():
+        port, _, protocol = str(key).partition("/")
+        for binding in _dicts(bindings):
+            if port.isdigit() and str(binding.get("HostPort") or "").isdigit():
+                ports.append(
+                    PortBinding(
+                        container_port=int(port),
+                        host_ip=str(binding.get("HostIp") or ""),
+                        host_port=int(binding["HostPort"]),
+                        protocol=protocol or "tcp",
+                    )
+                )
+    created = docker_time(info.get("Created"))
+    pid = _int(state.get("Pid"))
+    exit_code = state.get("ExitCode")
+    return ContainerRecord(
+        id=str(info.get("Id") or ""),
+        name=str(info.get("Name") or "/?").lstrip("/"),
+        labels=_str_map(config.get("Labels")),
+        state=str(state.get("Status") or "unknown"),
+        image=str(config.get("Image") or ""),
+        image_id=str(info.get("Image") or ""),
+        created=created.timestamp() if created else 0.0,
+        ports=tuple(ports),
+        networks=_endpoints(info.get("NetworkSettings")),
+        mounts=_mounts(info.get("Mounts")),
+        inspected=True,
+        status=str(state.get("Status") or ""),
+        started_at=docker_time(state.get("StartedAt")),
+        finished_at=docker_time(state.get("FinishedAt")),
+        exit_code=exit_code if isinstance(exit_code, int) and not isinstance(exit_code, bool) else None,
+        oom_killed=bool(state.get("OOMKilled")),
+        pid=pid or None,
+        user=str(config.get("User") or ""),
+        command=tuple(map(str, _list(config.get("Cmd")))),
+        open_stdin=bool(config.get("OpenStdin")),
+        host=_host_config(_dict(info.get("HostConfig"))),
+    )
+
+
+def _volume(item: dict[str, Any]) -> VolumeRecord:
+    created = docker_time(item.get("CreatedAt"))
+    return VolumeRecord(
+        name=str(item.get("Name") or ""),
+        labels=_str_map(item.get("Labels")),
+        options=_str_map(item.get("Options")),
+        mountpoint=str(item.get("Mountpoint") or ""),
+        created=created.timestamp() if created else None,
+    )
+
+
+def _network(item: dict[str, Any]) -> NetworkRecord:
+    return NetworkRecord(
+        id=str(item.get("Id") or ""),
+        name=str(item.get("Name") or ""),
+        labels=_str_map(item.get("Labels")),
+        containers=tuple(_dict(item.get("Containers"))),
+    )
+
+
+def _image(item: dict[str, Any]) -> ImageRecord:
+    config = _dict(item.get("Config"))
+    pairs = [str(pair) for pair in _list(config.get("Env"))]
+    return ImageRecord(
+        id=str(item.get("Id") or ""),
+        labels=_str_map(config.get("Labels")),
+        env=MappingProxyType(dict(pair.split("=", 1) for pair in pairs if "=" in pair)),
+    )
+
+
+def _usage(stats: dict[str, Any]) -> UsageSample:
+    memory = _dict(stats.get("memory_stats"))
+    details = _dict(memory.get("stats"))
+    cache = _int(details.get("total_inactive_file")) or _int(details.get("inactive_file"))
+    pids = _dict(stats.get("pids_stats")).get("current")
+    return UsageSample(
+        cpu_seconds=_int(_dict(_dict(stats.get("cpu_stats")).get("cpu_usage")).get("total_usage")) / 1e9,
+        memory_bytes=max(0, _int(memory.get("usage")) - cache),
+        pids=pids if isinstance(pids, int) else None,
+    )
+
+
 def _read_number(path: str, key: str | None = None) -> int | None:
     try:
         with open(path) as handle:
@@ -498,14 +724,14 @@ def _read_number(path: str, key: str | None = None) -> int | None:
     return None
 
 
-def cgroup_usage(pid: int) -> dict[str, Any] | None:
+def cgroup_usage(pid: int) -> UsageSample | None:
     """CPU, memory and pids of the cgroup that `pid` belongs to (cgroup v1 or v2), or None."""
     try:
         with open(f"/proc/{int(pid)}/cgroup") as handle:
             lines = handle.read().splitlines()
     except OSError:
         return None
-    paths = {}
+    paths: dict[str, str] = {}
     for line in lines:
         _, controllers, path = line.split(":", 2)
         for controller in controllers.split(",") or [""]:
@@ -528,7 +754,7 @@ def cgroup_usage(pid: int) -> dict[str, Any] | None:
         return None
     if memory is None or pids is None or cpu_seconds is None:
         return None
-    return {"cpu_seconds": cpu_seconds, "memory_bytes": max(0, memory - inactive), "pids": pids}
+    return UsageSample(cpu_seconds=cpu_seconds, memory_bytes=max(0, memory - inactive), pids=pids)
 
 
 def tar_bytes(

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Callable
 
 from .. import __version__
-from .docker_backend import DockerBackend, SandboxError, tar_bytes
+from .backend import Backend
+from .docker_backend import SandboxError, tar_bytes
 from .spec import LABEL_IMAGE_INPUTS, LABEL_PREFIX
 
 Progress = Callable[[str], None]
@@ -77,7 +78,7 @@ def _apt_sources_file() -> str | None:
     return None
 
 
-def bootstrap_base(backend: DockerBackend, progress: Progress) -> str:
+def bootstrap_base(backend: Backend, progress: Progress) -> str:
     """A minimal Debian image with Python 3, made from Debian packages with mmdebstrap."""
     suite = _debian_suite()
     image = f"{BOOTSTRAP_REPOSITORY}:{suite}"
@@ -111,7 +112,7 @@ def bootstrap_base(backend: DockerBackend, progress: Progress) -> str:
     return image
 
 
-def resolve_base(backend: DockerBackend, base: str, progress: Progress, bootstrap: bool) -> str:
+def resolve_base(backend: Backend, base: str, progress: Progress, bootstrap: bool) -> str:
     if bootstrap:
         return bootstrap_base(backend, progress)
     if backend.image_id(base):
@@ -125,7 +126,7 @@ def resolve_base(backend: DockerBackend, base: str, progress: Progress, bootstra
     return bootstrap_base(backend, progress)
 
 
-def _python_target(backend: DockerBackend, base: str) -> dict[str, str]:
+def _python_target(backend: Backend, base: str) -> dict[str, str]:
     probe = (
         "import json, platform, sys; print(json.dumps({'version': '%d%d' % sys.version_info[:2], "
         "'machine': platform.machine()}))"
@@ -183,7 +184,7 @@ def inputs_hash(context: Path, base_id: str, target: dict[str, str]) -> str:
 
 
 def build_image(
-    backend: DockerBackend,
+    backend: Backend,
     progress: Progress,
     tag: str = DEFAULT_IMAGE,
     base: str = DEFAULT_BASE,

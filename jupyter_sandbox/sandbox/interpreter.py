@@ -14,9 +14,11 @@ import posixpath
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
-Stat = Callable[[str], "dict[str, Any] | None"]
+from .records import PathStat
+
+Stat = Callable[[str], Optional[PathStat]]
 
 # In order of preference: the default image's environment (it has ipykernel), then system Pythons.
 DEFAULT_CANDIDATES = ["/opt/sandbox-python/bin/python3", "/usr/local/bin/python3", "/usr/bin/python3"]
@@ -48,19 +50,19 @@ class Judge:
 
     def __init__(self, stat: Stat) -> None:
         self._stat = stat
-        self._seen: dict[str, dict[str, Any] | None] = {}
+        self._seen: dict[str, PathStat | None] = {}
 
-    def stat(self, path: str) -> dict[str, Any] | None:
+    def stat(self, path: str) -> PathStat | None:
         if path not in self._seen:
             self._seen[path] = self._stat(path)
         return self._seen[path]
 
-    def _owned(self, path: str, entry: dict[str, Any], what: str) -> str | None:
-        if entry["uid"] != 0:
-            return f"{what} {path} belongs to uid {entry['uid']}, not root"
+    def _owned(self, path: str, entry: PathStat, what: str) -> str | None:
+        if entry.uid != 0:
+            return f"{what} {path} belongs to uid {entry.uid}, not root"
         # A symlink's own mode means nothing; for everything else group or world write is a door.
-        if entry["type"] != "symlink" and entry["mode"] & 0o022:
-            return f"{what} {path} is writable by group or others (mode {entry['mode']:o})"
+        if entry.type != "symlink" and entry.mode & 0o022:
+            return f"{what} {path} is writable by group or others (mode {entry.mode:o})"
         return None
 
     def folder(self, path: str) -> str | None:
@@ -73,9 +75,9 @@ class Judge:
             entry = self.stat(step)
             if entry is None:
                 return f"{step} does not exist"
-            if entry["type"] == "symlink":
+            if entry.type == "symlink":
                 return f"{step} is a symbolic link"
-            if entry["type"] != "dir":
+            if entry.type != "dir":
                 return f"{step} is not a folder"
             problem = self._owned(step, entry, "folder")
             if problem:
@@ -96,10 +98,10 @@ class Judge:
             problem = self._owned(current, entry, "file")
             if problem:
                 return None, problem
-            if entry["type"] == "symlink":
-                current = posixpath.normpath(posixpath.join(posixpath.dirname(current), entry["link"]))
+            if entry.type == "symlink":
+                current = posixpath.normpath(posixpath.join(posixpath.dirname(current), entry.link))
                 continue
-            if entry["type"] != "file" or not entry["mode"] & 0o111:
+            if entry.type != "file" or not entry.mode & 0o111:
                 return None, f"{current} is not an executable file"
             return current, None
         return None, f"{path}: too many symbolic links"

@@ -7,12 +7,12 @@ so any process of the same user (kernel, server, command line) sees the same san
 
 from __future__ import annotations
 
+import builtins
 import fnmatch
 import getpass
 import hashlib
 import json
 import os
-import re
 import secrets
 import time
 from dataclasses import dataclass, field, replace
@@ -26,10 +26,13 @@ from traitlets.config import LoggingConfigurable
 from .. import __version__
 from . import binding, disk, errors, git_credentials, idle, interpreter, network, preview
 from . import secrets as sandbox_secrets
+from .backend import Backend
 from .client import AgentError, StreamingAgentClient
+from .disk import DiskStore, HomeDisk
 from .docker_backend import DockerBackend, SandboxError, tar_bytes
 from .image import DEFAULT_BASE, DEFAULT_IMAGE, DEFAULT_REPOSITORY, build_image
 from .network import EgressPolicy
+from .records import ContainerRecord, VolumeRecord
 from .spec import (
     AGENT_PORT,
     KERNEL_PORTS,
@@ -114,14 +117,6 @@ def _created_seconds(sandbox: Sandbox) -> float:
     return float(sandbox.created) if sandbox.created.isdigit() else 0.0
 
 
-def _docker_time(value: str) -> datetime | None:
-    """Docker's RFC 3339 times carry nanoseconds, which fromisoformat() does not take."""
-    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?", value)
-    if not match or value.startswith("0001-"):
-        return None
-    return datetime.fromisoformat(match.group(1) + (match.group(2) or ".0")[:7]).replace(tzinfo=timezone.utc)
-
-
 class NoSuchSandbox(SandboxError, errors.SandboxNotFound):
     """No sandbox has that id (a SandboxError for the manager's callers, SandboxNotFound for the operations')."""
 
@@ -147,6 +142,33 @@ class Sandbox:
     created: str = ""
     ip_address: str = ""
     image_id: str = ""
+    # What Docker said about the container when this was read: a full inspect for SandboxManager.get(),
+    # start() and stop(), a list summary for list(). The manager's readers (limits, uptime, ...) use
+    # it rather than asking the engine again; None for a Sandbox made by hand.
+    record: ContainerRecord | None = field(default=None, repr=False, compare=False)
+    # Its home volume as read once for this Sandbox (the volume outlives containers and its options,
+    # labels and mount point never change), so that readers of one operation ask for it once.
+    home_volume: VolumeRecord | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_record(cls, record: ContainerRecord) -> Sandbox:
+        sandbox_id = record.labels.get(LABEL_ID, "")
+        return cls(
+            id=sandbox_id,
+            container_id=record.id,
+            name=record.name,
+            volume=binding.volume_name(sandbox_id),
+            state=record.state,
+            image=record.image,
+            labels=dict(record.labels),
+            host_ports=record.loopback_ports(),
+            exit_code=None if record.running else record.exit_code,
+            oom_killed=not record.running and record.oom_killed,
+            created=str(int(record.created)) if record.created else "",
+            ip_address=record.ip_address,
+            image_id=record.image_id,
+            record=record,
+        )
 
     def direct_address(self) -> str | None:
         """The container's own address when the host can reach it: the engine is on this machine."""
@@ -495,7 +517,7 @@ class SandboxManager(LoggingConfigurable):
         value = os.environ.get(SERVER_ID_ENV, "")
         return value if binding.SERVER_ID_RE.match(value) else ""
 
-    def __init__(self, backend: DockerBackend | None = None, **kwargs: Any) -> None:
+    def __init__(self, backend: Backend | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._backend = backend
         self._disk_unavailable: str | bool | None = False  # False: not checked yet
@@ -509,15 +531,27 @@ class SandboxManager(LoggingConfigurable):
         self.stopping = False
 
     @property
-    def backend(self) -> DockerBackend:
+    def backend(self) -> Backend:
         if self._backend is None:
             self._backend = DockerBackend()
         return self._backend
 
+    def _details(self, sandbox: Sandbox) -> ContainerRecord:
+        """The full record of the sandbox's container: the one it was read with when that was an
+        inspect (one inspect per operation), else a fresh one."""
+        record = sandbox.record
+        if record is not None and record.inspected and record.id == sandbox.container_id:
+            return record
+        fresh = self.backend.inspect(sandbox.container_id)
+        if fresh is None:
+            raise SandboxError(f"there is no sandbox {sandbox.id!r}")
+        sandbox.record = fresh
+        return fresh
+
     @property
-    def disks(self) -> disk.DiskStore:
+    def disks(self) -> DiskStore:
         directory = Path(self.disk_dir) if self.disk_dir else sandbox_secrets.state_dir("disks")
-        return disk.DiskStore(directory, self.disk_bytes_per_inode)
+        return DiskStore(directory, self.disk_bytes_per_inode)
 
     # -- specs ------------------------------------------------------------------------------
 
@@ -536,7 +570,7 @@ class SandboxManager(LoggingConfigurable):
     def check_allowed(self, spec: SandboxSpec) -> SandboxSpec:
         """Refuse a spec beyond the operator's maxima or with an image not on the allow list."""
         spec.validate()
-        maxima = [
+        maxima: builtins.list[tuple[str, float, float, Callable[[Any], str]]] = [
             ("cpu", spec.cpu, self.max_cpu, lambda v: f"{v:g} vCPUs"),
             ("memory", spec.memory, parse_size(self.max_memory, "max_memory"), format_size),
             ("pids", spec.pids, self.max_pids, str),
@@ -686,7 +720,8 @@ class SandboxManager(LoggingConfigurable):
         if self._disk_unavailable is False:
             docker_host = os.environ.get("DOCKER_HOST", "")
             self._disk_unavailable = disk.unavailable_reason(not docker_host or docker_host.startswith("unix://"))
-        return self._disk_unavailable or None
+        reason = self._disk_unavailable
+        return reason if isinstance(reason, str) and reason else None
 
     def _make_home(self, sandbox_id: str, volume: str, size: int) -> bool:
         """The home volume: a filesystem of `size` bytes of its own (or, where that cannot be and the
@@ -718,12 +753,18 @@ class SandboxManager(LoggingConfigurable):
                 raise
         return True
 
-    def _home(self, sandbox_id: str) -> disk.HomeDisk | None:
-        """The sandbox's own home filesystem, as its volume records it; None for a plain volume."""
-        info = self.backend.volume(binding.volume_name(sandbox_id)) or {}
-        if not self.disks.is_home_volume(sandbox_id, info.get("Options")):
+    def _home_volume(self, sandbox: Sandbox) -> VolumeRecord | None:
+        if sandbox.home_volume is None:
+            sandbox.home_volume = self.backend.volume(binding.volume_name(sandbox.id))
+        return sandbox.home_volume
+
+    def _home(self, sandbox_id: str, volume: VolumeRecord | None = None) -> HomeDisk | None:
+        """The sandbox's own home filesystem, as its volume (`volume`, else read now) records it;
+        None for a plain volume."""
+        volume = volume or self.backend.volume(binding.volume_name(sandbox_id))
+        if volume is None or not self.disks.is_home_volume(sandbox_id, dict(volume.options)):
             return None
-        return self.disks.home(sandbox_id, (info.get("Labels") or {}).get(LABEL_HOME_IMAGE))
+        return self.disks.home(sandbox_id, volume.labels.get(LABEL_HOME_IMAGE))
 
     def _attach_home(self, sandbox_id: str) -> None:
         """Before a start: the home's image on a loop device, and its volume's link pointing there
@@ -765,37 +806,44 @@ class SandboxManager(LoggingConfigurable):
         python: str | None = None,
     ) -> str:
         backend = self.backend
-        arguments = dict(
-            name=name,
-            image=spec.image,
-            command=agent_command(python or self.agent_runtime(spec.image).python),
-            labels=labels,
-            env=env,
-            stdin_open=True,
-            volume=volume,
-            mount_point=SANDBOX_HOME,
-            network=self.network_name,
-            ports=[AGENT_PORT, *KERNEL_PORTS.values()],
-            cpu=spec.cpu,
-            memory=spec.memory,
-            pids=spec.pids,
-            file_size=spec.disk,
-            nofile=self.nofile,
-            user=f"{SANDBOX_USER_UID}:{SANDBOX_USER_UID}",
-            hostname=hostname,
-            runtime=spec.runtime,
-            alias=hostname,  # the name changes hands (binding.py); this one stays
-            tmpfs=self._tmpfs(),
-            private_dirs=[AGENT_DIR],
-        )
+        chosen = python or self.agent_runtime(spec.image).python
+        if not chosen:  # agent_runtime() refuses an image without one; this keeps it so
+            raise SandboxError(f"the image {spec.image!r} has no interpreter that may run the agent")
+        command = agent_command(chosen)
+
+        def create() -> str:
+            return backend.create_container(
+                name=name,
+                image=spec.image,
+                command=command,
+                labels=labels,
+                env=env,
+                stdin_open=True,
+                volume=volume,
+                mount_point=SANDBOX_HOME,
+                network=self.network_name,
+                ports=[AGENT_PORT, *KERNEL_PORTS.values()],
+                cpu=spec.cpu,
+                memory=spec.memory,
+                pids=spec.pids,
+                file_size=spec.disk,
+                nofile=self.nofile,
+                user=f"{SANDBOX_USER_UID}:{SANDBOX_USER_UID}",
+                hostname=hostname,
+                runtime=spec.runtime,
+                alias=hostname,  # the name changes hands (binding.py); this one stays
+                tmpfs=self._tmpfs(),
+                private_dirs=[AGENT_DIR],
+            )
+
         try:
-            return backend.create_container(**arguments)
+            return create()
         except SandboxError as exc:
             # The shared network may have been removed by another sandbox's shutdown meanwhile.
             if "network" not in str(exc).lower():
                 raise
             self._ensure_network()
-            return backend.create_container(**arguments)
+            return create()
 
     def _ensure_network(self) -> None:
         # Docker allows two networks of one name; sandboxes made at once must not make two.
@@ -899,7 +947,8 @@ class SandboxManager(LoggingConfigurable):
             )
 
     def _home_mountpoint(self, sandbox_id: str) -> str | None:
-        return (self.backend.volume(binding.volume_name(sandbox_id)) or {}).get("Mountpoint")
+        volume = self.backend.volume(binding.volume_name(sandbox_id))
+        return volume.mountpoint or None if volume is not None else None
 
     def network_policy(self, value: Any) -> EgressPolicy:
         return network.parse_policy(
@@ -935,9 +984,10 @@ class SandboxManager(LoggingConfigurable):
             dns_in_allow_mode=self.dns_in_allow_mode,
         )
 
-    def _enforce(self, sandbox: Sandbox) -> bool:
+    def _enforce(self, sandbox: Sandbox, record: ContainerRecord | None = None) -> bool:
         """Put the sandbox's policy in force now; False when the operator turned enforcement off.
-        Anything else that keeps it from holding is a SandboxError: callers fail closed."""
+        Anything else that keeps it from holding is a SandboxError: callers fail closed. `record`:
+        the container as inspected since its process started (else it is inspected now)."""
         policy = network.load(sandbox.id)
         if not self.enforce_egress:
             self.log.warning(
@@ -946,17 +996,12 @@ class SandboxManager(LoggingConfigurable):
                 policy.mode,
             )
             return False
-        info = self.backend.inspect(sandbox.container_id) or {}
-        pid = (info.get("State") or {}).get("Pid")
-        if not pid:
+        info = record or self.backend.inspect(sandbox.container_id)
+        pid = info.pid if info is not None else None
+        if info is None or not pid:
             raise SandboxError(f"sandbox {sandbox.id} has no running process to put its egress policy on")
         # The host's own addresses on the sandbox network are closed in every mode.
-        hosts = [
-            address
-            for net in ((info.get("NetworkSettings") or {}).get("Networks") or {}).values()
-            for address in (net.get("Gateway"), net.get("IPv6Gateway"))
-            if address
-        ]
+        hosts = [address for net in info.networks for address in (net.gateway, net.ipv6_gateway) if address]
         try:
             self.last_egress_seconds = self.enforcer.apply(pid, policy, hosts)
         except network.EgressError as exc:
@@ -977,17 +1022,16 @@ class SandboxManager(LoggingConfigurable):
         return self.get(sandbox.id)
 
     def limits(self, sandbox: Sandbox) -> dict[str, Any]:
-        """The limits in force now, read from Docker (they change live with update_live)."""
-        info = self.backend.inspect(sandbox.container_id) or {}
-        host = info.get("HostConfig") or {}
-        ulimits = {u.get("Name"): u.get("Hard") for u in host.get("Ulimits") or []}
-        home = self._home(sandbox.id)
+        """The limits in force when the sandbox was read (they change live with update_live, which
+        returns the sandbox read anew)."""
+        host = self._details(sandbox).host
+        home = self._home(sandbox.id, self._home_volume(sandbox))
         return {
-            "cpu": (host.get("NanoCpus") or 0) / 1e9,
-            "memory": host.get("Memory") or 0,
-            "pids": host.get("PidsLimit") or 0,
+            "cpu": host.cpu,
+            "memory": host.memory,
+            "pids": host.pids_limit,
             # The home's size where it is a filesystem of its own; else only the per-file limit holds.
-            "disk": home.size() if home is not None and home.exists() else ulimits.get("fsize") or 0,
+            "disk": home.size() if home is not None and home.exists() else host.ulimits.get("fsize") or 0,
         }
 
     def disk_enforcement(self, sandbox: Sandbox) -> dict[str, Any]:
@@ -997,26 +1041,26 @@ class SandboxManager(LoggingConfigurable):
         filesystem is read-only; /tmp, /var/tmp and /run are size-limited tmpfs. A sandbox whose home
         is a plain volume (enforce_disk = 'if-possible', or made before homes had their own
         filesystem) has only the per-file limit on it."""
-        info = self.backend.inspect(sandbox.container_id) or {}
-        host = info.get("HostConfig") or {}
-        per_file = next((u.get("Hard") for u in host.get("Ulimits") or [] if u.get("Name") == "fsize"), 0) or 0
-        tmpfs = {path: _tmpfs_size(options) for path, options in (host.get("Tmpfs") or {}).items()}
+        host = self._details(sandbox).host
+        per_file = host.ulimits.get("fsize") or 0
+        tmpfs = {path: _tmpfs_size(options) for path, options in host.tmpfs.items()}
         writable = ", ".join(f"{path} {readable_size(size)}" for path, size in sorted(tmpfs.items()) if size)
         rest = (
             "the rest of the container is read-only"
-            if host.get("ReadonlyRootfs")
+            if host.read_only_rootfs
             else "the container's own layer is NOT limited"
         )
         result: dict[str, Any] = {
             "per_file": per_file,
             "tmpfs": tmpfs,
-            "read_only_root": bool(host.get("ReadonlyRootfs")),
+            "read_only_root": host.read_only_rootfs,
         }
-        home = self._home(sandbox.id)
+        volume = self._home_volume(sandbox)
+        home = self._home(sandbox.id, volume)
         usage = None
         if home is not None:
             try:
-                usage = home.usage(self._home_mountpoint(sandbox.id))
+                usage = home.usage(volume.mountpoint or None if volume is not None else None)
             except disk.DiskError as exc:
                 self.log.warning("sandbox %s: %s", sandbox.id, exc)
         if home is not None and usage is not None:
@@ -1049,7 +1093,7 @@ class SandboxManager(LoggingConfigurable):
         """The sandbox's spec with the limits in force now."""
         recorded = sandbox.spec
         limits = self.limits(sandbox)
-        env = recorded.get("env") if isinstance(recorded.get("env"), dict) else {}
+        env: dict[str, str] = recorded["env"] if isinstance(recorded.get("env"), dict) else {}
         return SandboxSpec(
             image=sandbox.image,
             cpu=limits["cpu"],
@@ -1061,13 +1105,18 @@ class SandboxManager(LoggingConfigurable):
         )
 
     def uptime(self, sandbox: Sandbox) -> float | None:
-        info = self.backend.inspect(sandbox.container_id) or {}
-        started = _docker_time((info.get("State") or {}).get("StartedAt") or "")
-        return None if started is None else max(0.0, (datetime.now(timezone.utc) - started).total_seconds())
+        """Seconds since its container started (None when it is not running)."""
+        record = self._details(sandbox)
+        if record.started_at is None:
+            return None
+        return max(0.0, (datetime.now(timezone.utc) - record.started_at).total_seconds())
 
     def usage(self, sandbox: Sandbox) -> dict[str, Any]:
         """Live CPU time, memory and process count, from Docker (not from inside the sandbox)."""
-        return self.backend.usage(sandbox.container_id) if sandbox.running else {}
+        if not sandbox.running:
+            return {}
+        sample = self.backend.usage(sandbox.container_id, pid=self._details(sandbox).pid)
+        return sample.to_dict() if sample is not None else {}
 
     def start(self, sandbox: Sandbox) -> Sandbox:
         """Start a stopped sandbox with its egress policy in force before its first process runs.
@@ -1096,19 +1145,23 @@ class SandboxManager(LoggingConfigurable):
         self._start_container(sandbox)
         idle.clear(sandbox.id)
         try:
-            self._enforce(sandbox)
+            # One inspect after the start: its process (for the policy) and what start() returns.
+            started = self.backend.inspect(sandbox.container_id)
+            self._enforce(sandbox, started)
             self.backend.open_gate(sandbox.container_id, GATE_LINE)
         except SandboxError:
             self.backend.stop(sandbox.container_id, timeout=1)
             raise
-        return self.get(sandbox.id)
+        if started is None:  # removed meanwhile; _enforce said so unless enforcement is off
+            raise SandboxError(f"there is no sandbox {sandbox.id!r}")
+        return Sandbox.from_record(started)
 
     def _gated(self, sandbox: Sandbox, python: str | None = None) -> bool:
         """Whether the container's command is the agent behind its start gate (from `python`)."""
-        config = (self.backend.inspect(sandbox.container_id) or {}).get("Config") or {}
-        command = config.get("Cmd") or []
+        record = self._details(sandbox)
+        command = list(record.command)
         wanted = agent_command(python or command[0]) if command else []
-        return bool(config.get("OpenStdin")) and command == wanted and command[0].startswith("/")
+        return record.open_stdin and command == wanted and command[0].startswith("/")
 
     def _start_container(self, sandbox: Sandbox) -> None:
         """Start a kept container. Its network may have been removed meanwhile (another sandbox's
@@ -1127,12 +1180,14 @@ class SandboxManager(LoggingConfigurable):
 
     def stop(self, sandbox: Sandbox) -> Sandbox:
         self.backend.stop(sandbox.container_id)
-        return self.get(sandbox.id)
+        # The same container, read once: no list needed to find it.
+        record = self.backend.inspect(sandbox.container_id)
+        return Sandbox.from_record(record) if record is not None else self.get(sandbox.id)
 
     def remove(self, sandbox: Sandbox | str) -> None:
         sandbox_id = sandbox if isinstance(sandbox, str) else sandbox.id
         for summary in self.backend.list_containers({LABEL_ID: sandbox_id}):
-            self.backend.remove_container(summary["Id"])
+            self.backend.remove_container(summary.id)
         self._remove_parts(binding.base_name(sandbox_id), sandbox_id)
         self._drop_network_if_unused()
         # Every way a sandbox goes (REST, magic, kernel shutdown, reaper) ends here, so the host state
@@ -1166,43 +1221,16 @@ class SandboxManager(LoggingConfigurable):
 
     # -- lookups ----------------------------------------------------------------------------
 
-    def _from_summary(self, summary: dict[str, Any]) -> Sandbox:
-        labels = summary.get("Labels") or {}
-        ports: dict[int, int] = {}
-        for entry in summary.get("Ports") or []:
-            if entry.get("PublicPort") and entry.get("IP") in ("127.0.0.1", None):
-                ports[int(entry["PrivatePort"])] = int(entry["PublicPort"])
-        name = (summary.get("Names") or ["/?"])[0].lstrip("/")
-        return Sandbox(
-            id=labels.get(LABEL_ID, ""),
-            container_id=summary["Id"],
-            name=name,
-            volume=binding.volume_name(labels.get(LABEL_ID, "")),
-            state=summary.get("State", "unknown"),
-            image=summary.get("Image", ""),
-            labels=labels,
-            host_ports=ports,
-            created=str(summary.get("Created", "")),
-            image_id=str(summary.get("ImageID") or ""),
-            ip_address=next(
-                (
-                    n.get("IPAddress") or ""
-                    for n in ((summary.get("NetworkSettings") or {}).get("Networks") or {}).values()
-                ),
-                "",
-            ),
-        )
-
     def list(
         self, owner: str | None = None, kernel_id: str | None = None, workspace: str | None = None
-    ) -> list[Sandbox]:
+    ) -> builtins.list[Sandbox]:
         labels = {LABEL_OWNER: owner} if owner else {}
         pattern = None
         if kernel_id:
             pattern = binding.kernel_name_pattern(kernel_id)
         elif workspace:
             pattern = binding.workspace_name_pattern(workspace)
-        found = [self._from_summary(s) for s in self.backend.list_containers(labels, [LABEL_ID], name=pattern)]
+        found = [Sandbox.from_record(r) for r in self.backend.list_containers(labels, [LABEL_ID], name=pattern)]
         # Docker's name filter is a search; check the parsed binding exactly.
         if kernel_id:
             found = [s for s in found if s.kernel_id == kernel_id]
@@ -1211,16 +1239,15 @@ class SandboxManager(LoggingConfigurable):
         return found
 
     def get(self, sandbox_id: str) -> Sandbox:
+        """The sandbox as Docker describes it now: one list (to find its container by label, as
+        its name changes hands) and one inspect, whose record the readers below use."""
         found = self.backend.list_containers({LABEL_ID: sandbox_id})
         if not found:
             raise NoSuchSandbox(f"there is no sandbox {sandbox_id!r}")
-        sandbox = self._from_summary(found[0])
-        if not sandbox.running:
-            details = self.backend.inspect(sandbox.container_id) or {}
-            state = details.get("State") or {}
-            sandbox.exit_code = state.get("ExitCode")
-            sandbox.oom_killed = bool(state.get("OOMKilled"))
-        return sandbox
+        record = self.backend.inspect(found[0].id)
+        if record is None:  # removed between the two calls
+            raise NoSuchSandbox(f"there is no sandbox {sandbox_id!r}")
+        return Sandbox.from_record(record)
 
     def find_for_kernel(self, kernel_id: str) -> Sandbox | None:
         matches = self.list(kernel_id=kernel_id)
@@ -1335,8 +1362,8 @@ class SandboxManager(LoggingConfigurable):
         return self._server_is_mine(sandbox.server)
 
     def pool_sandboxes(
-        self, spec: SandboxSpec | None = None, among: list[Sandbox] | None = None, server: str | None = None
-    ) -> list[Sandbox]:
+        self, spec: SandboxSpec | None = None, among: builtins.list[Sandbox] | None = None, server: str | None = None
+    ) -> builtins.list[Sandbox]:
         """Free, running warm-pool sandboxes of this owner that match `spec` (default: the default),
         found `among` the given ones (default: this owner's now), of the Jupyter server `server`
         ('' for none; default: of any)."""
@@ -1358,9 +1385,9 @@ class SandboxManager(LoggingConfigurable):
             and s.image_id == image_id
         ]
 
-    def fill_pool(self, progress: Progress = _quiet) -> dict[str, list[str]]:
+    def fill_pool(self, progress: Progress = _quiet) -> dict[str, builtins.list[str]]:
         """Bring the warm pool to `warm_pool_size` free sandboxes; drop stale, stopped or extra ones."""
-        done: dict[str, list[str]] = {"created": [], "removed": []}
+        done: dict[str, builtins.list[str]] = {"created": [], "removed": []}
         spec = self.default_spec()
         mine = self.list(owner=self.owner)
         keep = {s.id for s in self.pool_sandboxes(spec, among=mine, server=self.server_id)[: self.warm_pool_size]}
@@ -1390,7 +1417,7 @@ class SandboxManager(LoggingConfigurable):
             done["created"].append(sandbox.id)
         return done
 
-    def drain_pool(self) -> list[str]:
+    def drain_pool(self) -> builtins.list[str]:
         """Remove the free warm-pool sandboxes (claimed ones are left to their kernels)."""
         removed = []
         with binding.claim_lock():
@@ -1400,13 +1427,13 @@ class SandboxManager(LoggingConfigurable):
                     removed.append(sandbox.id)
         return removed
 
-    def reconcile(self) -> dict[str, list[str]]:
+    def reconcile(self) -> dict[str, builtins.list[str]]:
         """Tidy up after processes that died without releasing their sandboxes.
 
         A sandbox bound to a kernel that has been gone longer than `orphan_grace` is released as its
         kernel would have (a notebook's stopped and kept, others removed); volumes without a sandbox
         are removed. Sandboxes of live kernels, of notebooks and the pool's are left alone."""
-        done: dict[str, list[str]] = {"released": [], "volumes": []}
+        done: dict[str, builtins.list[str]] = {"released": [], "volumes": []}
         now = time.time()
         everyone = self.list()
         for sandbox in everyone:
@@ -1425,23 +1452,23 @@ class SandboxManager(LoggingConfigurable):
             except SandboxError as exc:
                 self.log.warning("could not release sandbox %s: %s", sandbox.id, exc)
         all_ids = {s.id for s in everyone}
-        for volume, labels, created in self.backend.volumes_with_labels([LABEL_ID]):
-            if labels.get(LABEL_OWNER) != self.owner or labels.get(LABEL_ID) in all_ids:
+        for volume in self.backend.volumes_with_labels([LABEL_ID]):
+            if volume.labels.get(LABEL_OWNER) != self.owner or volume.labels.get(LABEL_ID) in all_ids:
                 continue
-            if created is not None and now - created < self.orphan_grace:
+            if volume.created is not None and now - volume.created < self.orphan_grace:
                 continue  # a sandbox being created makes its volume first
-            self._remove_home(labels[LABEL_ID])
-            done["volumes"].append(volume)
+            self._remove_home(volume.labels[LABEL_ID])
+            done["volumes"].append(volume.name)
         done["disks"] = self._remove_stray_disks(now)
         return done
 
-    def _remove_stray_disks(self, now: float) -> list[str]:
+    def _remove_stray_disks(self, now: float) -> builtins.list[str]:
         """Home images in disk_dir that no volume mounts (a process ended between making the image
         and its volume): removed after orphan_grace, so that they hold no host space for nothing."""
         store = self.disks
         if not Path(store.directory).is_dir():
             return []
-        with_volume = {labels.get(LABEL_ID) for _, labels, _ in self.backend.volumes_with_labels([LABEL_ID])}
+        with_volume = {volume.labels.get(LABEL_ID) for volume in self.backend.volumes_with_labels([LABEL_ID])}
         removed = []
         for image in sorted(Path(store.directory).glob("*.ext4")):
             sandbox_id = image.name[: -len(".ext4")]
@@ -1473,9 +1500,9 @@ class SandboxManager(LoggingConfigurable):
         except errors.SandboxOperationError as exc:
             raise AgentError(exc.message) from None
 
-    def reap(self) -> dict[str, list[str]]:
+    def reap(self) -> dict[str, builtins.list[str]]:
         """Stop this owner's idle sandboxes and delete long-stopped ones, as configured."""
-        done: dict[str, list[str]] = {"stopped": [], "deleted": []}
+        done: dict[str, builtins.list[str]] = {"stopped": [], "deleted": []}
         now = time.time()
         for sandbox in self.list(owner=self.owner):
             if self.stopping:
@@ -1496,9 +1523,11 @@ class SandboxManager(LoggingConfigurable):
                     self.stop(sandbox)
                     done["stopped"].append(sandbox.id)
             elif not sandbox.running and self.auto_delete_after > 0:
-                finished = _docker_time(
-                    ((self.backend.inspect(sandbox.container_id) or {}).get("State") or {}).get("FinishedAt") or ""
-                )
+                # A list summary has no end time: one inspect, of stopped sandboxes only.
+                try:
+                    finished = self._details(sandbox).finished_at
+                except SandboxError:
+                    continue
                 if finished and (datetime.now(timezone.utc) - finished).total_seconds() > self.auto_delete_after:
                     self.log.info(
                         "sandbox %s stopped longer than %.0f s: deleting it", sandbox.id, self.auto_delete_after
@@ -1514,9 +1543,9 @@ class SandboxManager(LoggingConfigurable):
     def was_idle_stopped(self, sandbox: Sandbox) -> bool:
         return idle.was_stopped(sandbox.id)
 
-    def prune(self) -> dict[str, list[str]]:
+    def prune(self) -> dict[str, builtins.list[str]]:
         """Remove stopped sandboxes, volumes without a sandbox and the network when unused."""
-        removed: dict[str, list[str]] = {"sandboxes": [], "volumes": []}
+        removed: dict[str, builtins.list[str]] = {"sandboxes": [], "volumes": []}
         live_volumes = set()
         for sandbox in self.list():
             if sandbox.running:
@@ -1524,9 +1553,9 @@ class SandboxManager(LoggingConfigurable):
                 continue
             self._remove_parts(sandbox.container_id, sandbox.id)
             removed["sandboxes"].append(sandbox.id)
-        for volume, labels, _ in self.backend.volumes_with_labels([LABEL_ID]):
-            if volume not in live_volumes:
-                self._remove_home(labels[LABEL_ID])
-                removed["volumes"].append(volume)
+        for volume in self.backend.volumes_with_labels([LABEL_ID]):
+            if volume.name not in live_volumes:
+                self._remove_home(volume.labels[LABEL_ID])
+                removed["volumes"].append(volume.name)
         self._drop_network_if_unused()
         return removed

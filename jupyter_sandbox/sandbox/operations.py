@@ -512,7 +512,10 @@ class SandboxOperations(SandboxService):
     async def restart_sandbox(self, sandbox: Sandbox, hard: bool = False) -> Sandbox:
         """`restart` for a sandbox already in hand (the kernel's own, for `%sandbox restart`)."""
         if hard:
-            spec = await self.blocking(self.manager.current_spec, sandbox)
+            # The spec as the container has it now (the REST API may have changed its limits since
+            # this Sandbox was read).
+            current = await self.blocking(self.manager.get, sandbox.id)
+            spec = await self.blocking(self.manager.current_spec, current)
             return await self.blocking(self.manager.recreate, sandbox, spec)
         await self.agent_for(sandbox).kernel.restart()
         return await self.blocking(self.manager.get, sandbox.id)
