@@ -28,8 +28,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from git_http_server import GitServer, make_ca, make_server_cert
-from rest_api import Api
+from git_http_server import GitServer, make_ca, make_server_cert  # noqa: E402 (tests/ on the path first)
+from rest_api import Api  # noqa: E402
 
 USER, PASSWORD = "bench", secrets.token_hex(12)
 

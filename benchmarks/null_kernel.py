@@ -20,7 +20,8 @@ import zmq
 
 def main(connection_file: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    config = json.load(open(connection_file))
+    with open(connection_file) as file:
+        config = json.load(file)
     key = config["key"].encode()
     context = zmq.Context()
 

@@ -68,11 +68,11 @@ def main() -> None:
     for name, head in HEADS.items():
         timed = best_per_call(
             {
-                "as sent": lambda: access.client_response(head, head.headers, True, []).encode(),
-                "own origin": lambda: access.client_response(
+                "as sent": lambda head=head: access.client_response(head, head.headers, True, []).encode(),
+                "own origin": lambda head=head: access.client_response(
                     head, confine.own_origin_headers(head, access.COOKIE), True, []
                 ).encode(),
-                "path form": lambda: access.client_response(
+                "path form": lambda head=head: access.client_response(
                     head, confine.path_form_headers(head, PREFIX, PREFIX + "/", HOSTS), True, extra
                 ).encode(),
             },

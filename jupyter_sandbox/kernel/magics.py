@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, NoReturn, TypeVar
 
 from ..sandbox import preview as preview_tokens
 from ..sandbox.client import AgentError, Cancelled
@@ -146,12 +146,12 @@ class _Parser(argparse.ArgumentParser):
         if message:
             self._write("stdout", message)
 
-    def exit(self, status: int = 0, message: str | None = None) -> None:
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         if message:
             raise MagicUsageError(message)
         raise MagicExit()
 
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         raise MagicUsageError(f"{self.format_usage()}{self.prog}: error: {message}")
 
 

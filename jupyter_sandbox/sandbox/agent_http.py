@@ -106,10 +106,11 @@ class AgentResponse:
                             break
                     self._eof = True
                     return b""
-            data = await self._io(self.reader.read(min(size, self._left)), "sending its answer")
+            left = self._left or 0  # chunked framing always counts the current chunk
+            data = await self._io(self.reader.read(min(size, left)), "sending its answer")
             if not data:
                 raise AgentError(f"{self.agent.who} closed the connection mid-chunk")
-            self._left -= len(data)
+            self._left = left - len(data)
             if self._left == 0:
                 end = await self._io(self.reader.readexactly(2), "sending its answer")
                 if end != b"\r\n":
@@ -152,7 +153,8 @@ class AgentResponse:
         return line + sep
 
     async def read_all(self, limit: int = MAX_RESPONSE_BYTES) -> bytes:
-        parts, total = [], 0
+        parts: list[bytes] = []
+        total = 0
         while True:
             data = await self.read()
             if not data:
@@ -207,7 +209,7 @@ class AsyncAgent:
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port, limit=MAX_HEAD),
-                self.connect_timeout if deadline is None else min(self.connect_timeout, timeout),
+                self.connect_timeout if timeout is None else min(self.connect_timeout, timeout),
             )
         except asyncio.TimeoutError:
             raise AgentTimeout(f"{self.who} did not accept a connection within {self.connect_timeout:.0f} s") from None

@@ -11,7 +11,7 @@ import asyncio
 import importlib.util
 import os
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import IOLoop, PeriodicCallback
@@ -25,6 +25,9 @@ from ..sandbox.operations import SandboxOperations
 from . import preview
 from .handlers import api_routes
 from .notebook_events import NotebookEvents
+
+if TYPE_CHECKING:
+    from jupyter_server.serverapp import ServerApp
 
 
 class SandboxExtension(ExtensionApp):
@@ -56,11 +59,18 @@ class SandboxExtension(ExtensionApp):
     service: SandboxOperations
     mcp_bridge: Any = None
 
+    @property
+    def server(self) -> ServerApp:
+        """The Jupyter server this extension is loaded into (set before any of the hooks below run)."""
+        if self.serverapp is None:
+            raise RuntimeError("the sandbox extension is not loaded into a Jupyter server")
+        return self.serverapp
+
     def _config_file_name_default(self) -> str:
         return CONFIG_FILE_NAME
 
     def initialize_settings(self) -> None:
-        serverapp = self.serverapp
+        serverapp = self.server
         config = load_config()
         config.merge(serverapp.config)
         # Who this server is: its housekeeping touches only what it (or a server now gone) made; the
@@ -77,7 +87,7 @@ class SandboxExtension(ExtensionApp):
         self._tasks: set[asyncio.Future] = set()
 
     def initialize_handlers(self) -> None:
-        serverapp, service = self.serverapp, self.service
+        serverapp, service = self.server, self.service
         base_url = serverapp.web_app.settings["base_url"]
         serverapp.web_app.add_handlers(".*$", api_routes(base_url, service))
         # Preview origins first, before any Jupyter handler: none of Jupyter's pages exist there.
@@ -104,7 +114,7 @@ class SandboxExtension(ExtensionApp):
         )
 
     def _install_mcp(self, base_url: str) -> None:
-        serverapp = self.serverapp
+        serverapp = self.server
         if not self.mcp_http:
             return
         if importlib.util.find_spec("mcp") is None or not getattr(serverapp.identity_provider, "token", None):
@@ -136,7 +146,7 @@ class SandboxExtension(ExtensionApp):
             self._timers.append(PeriodicCallback(lambda: self._spawn(service.fill_pool), service.pool_interval * 1000))
         for timer in self._timers:
             timer.start()
-        self.serverapp.web_app.settings["jupyter_sandbox_timers"] = self._timers
+        self.server.web_app.settings["jupyter_sandbox_timers"] = self._timers
 
     async def _reap(self) -> None:
         await self.service.reap()
@@ -152,6 +162,10 @@ class SandboxExtension(ExtensionApp):
         self.notebook_events.uninstall()
         done = asyncio.get_running_loop().create_future()
 
+        def settle(removed: list[str]) -> None:
+            if not done.done():
+                done.set_result(removed)
+
         def cleanup() -> None:
             # A thread of its own, not the loop's executor: one stuck in a Docker call must not keep
             # the process from exiting (the executor's threads are joined at exit).
@@ -161,7 +175,7 @@ class SandboxExtension(ExtensionApp):
             except Exception as exc:  # shutting down: say so, never raise
                 manager.log.warning("jupyter-sandbox: could not remove the warm pool's sandboxes: %s", exc)
             if not done.done():
-                done.get_loop().call_soon_threadsafe(lambda: done.done() or done.set_result(removed))
+                done.get_loop().call_soon_threadsafe(settle, removed)
 
         threading.Thread(target=cleanup, name="jupyter-sandbox-cleanup", daemon=True).start()
         try:

@@ -84,7 +84,7 @@ NETWORK = {
         "cidrs": {"type": "array", "items": STRING, "maxItems": 10},
     },
 }
-CREDENTIALS = {"username": STRING, "password": STRING, "token": STRING}
+CREDENTIALS: dict[str, Any] = {"username": STRING, "password": STRING, "token": STRING}
 
 
 def openapi_document() -> dict[str, Any]:
