@@ -22,6 +22,7 @@ from .git import Git, GitError
 from .git_relay import RelayHandler, Relays
 from .kernel_runner import KernelRunner
 from .processes import run_command
+from .channel import ChannelHandler
 from .pty import PtyHandler
 from .sessions import SessionError, Sessions
 from .tunnel import TunnelHandler
@@ -652,6 +653,7 @@ def make_app(token: str, runner: KernelRunner, events: EventLog) -> web.Applicat
             (r"/git/relay/([0-9a-f]+)", RelayHandler, {"token": token, "relays": relays}),
             (r"/git/(\w+)", GitHandler, {**args, "git": Git(functools.partial(run_command, own=True), relays)}),
             (r"/pty", PtyHandler, {"token": token}),
+            (r"/channel", ChannelHandler, {"token": token}),
             (r"/tunnel/(\d{1,5})", TunnelHandler, {"token": token}),
         ]
     )

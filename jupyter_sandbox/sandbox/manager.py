@@ -26,6 +26,7 @@ from traitlets.config import LoggingConfigurable
 from .. import __version__
 from . import binding, disk, idle, interpreter, network
 from . import secrets as sandbox_secrets
+from .ssh import tokens as ssh_tokens
 from .client import AgentError, StreamingAgentClient
 from .docker_backend import DockerBackend, SandboxError, tar_bytes
 from .image import DEFAULT_BASE, DEFAULT_IMAGE, DEFAULT_REPOSITORY, build_image
@@ -1142,6 +1143,7 @@ class SandboxManager(LoggingConfigurable):
 
     def _remove_home(self, sandbox_id: str) -> None:
         """Remove the home volume and, when it has one, its filesystem image and loop device."""
+        ssh_tokens.forget(sandbox_id)  # SSH tokens die with the sandbox
         home = self._home(sandbox_id)
         # The volume can stay busy for a moment after a forced removal.
         for attempt in range(20):

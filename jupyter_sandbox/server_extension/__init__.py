@@ -21,6 +21,7 @@ from ..kernel.magics import PREVIEW_TEMPLATE_ENV
 from ..sandbox import binding
 from ..sandbox.manager import SERVER_ID_ENV, SandboxManager
 from ..sandbox.service import SandboxService
+from ..sandbox.ssh.gateway import SSHGateway
 from . import preview
 from .handlers import api_routes
 from .notebook_events import NotebookEvents
@@ -82,6 +83,8 @@ class SandboxExtension(ExtensionApp):
         os.environ[PREVIEW_TEMPLATE_ENV] = service.preview_url_template.replace("{server_port}", str(serverapp.port))
         self.notebook_events.install()
         self._start_housekeeping()
+        self.ssh = serverapp.web_app.settings["jupyter_sandbox_ssh"] = SSHGateway(service, parent=service)
+        self.ssh.start_soon()
         serverapp.log.info(
             "jupyter-sandbox: REST API at %ssandbox/api; previews at %s (server %s)",
             base_url,
@@ -121,6 +124,7 @@ class SandboxExtension(ExtensionApp):
         manager.stopping = True
         for timer in self._timers:
             timer.stop()
+        await self.ssh.stop()
         self.notebook_events.uninstall()
         done = asyncio.get_running_loop().create_future()
 

@@ -781,6 +781,8 @@ def url_quote(text: str) -> str:
 
 
 def api_routes(base_url: str, service: SandboxService) -> list[tuple[str, type, dict[str, Any]]]:
+    from .ssh import SSHAccessHandler  # here: it builds on this module's base handler
+
     api = url_path_join(base_url, "sandbox", "api")
     box = f"{api}/sandboxes/{SANDBOX_ID}"
     args = {"service": service}
@@ -804,6 +806,7 @@ def api_routes(base_url: str, service: SandboxService) -> list[tuple[str, type, 
         (f"{box}/git/{GIT_OPERATIONS}", GitHandler),
         (f"{box}/previews", PreviewsHandler),
         (f"{box}/ports", PortsHandler),
+        (f"{box}/ssh", SSHAccessHandler),
         (f"{api}/openapi.json", OpenAPIHandler),
     ]
     return [(pattern, handler, args) for pattern, handler in routes]
