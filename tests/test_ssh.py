@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -14,8 +15,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
-
-from conftest import Server, free_port, host_http_server, start_jupyter_server, wait_until
+from conftest import Server, free_port, host_http_server, run_over_websocket, start_jupyter_server, wait_until
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -37,11 +37,15 @@ class Gateway:
         self.log = log
 
     def token(self, sandbox_id: str | None = None, **body: object) -> str:
-        status, answer = self.server.request("POST", f"/sandbox/api/sandboxes/{sandbox_id or self.sandbox_id}/ssh", body)
+        status, answer = self.server.request(
+            "POST", f"/sandbox/api/sandboxes/{sandbox_id or self.sandbox_id}/ssh", body
+        )
         assert status == 201, answer
         return answer["token"]
 
-    def ssh(self, user: str, *args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    def ssh(
+        self, user: str, *args: str, input: bytes | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
             ["ssh", *SSH_OPTIONS, "-p", str(self.port), f"{user}@127.0.0.1", *args],
             input=input,
@@ -56,7 +60,9 @@ def gateway(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     root = tmp_path_factory.mktemp("ssh-root")
     log = Path(os.environ.get("SSH_TEST_SERVER_LOG") or root / "server.log")
     server, process = start_jupyter_server(
-        root, [f"--SSHGateway.port={port}", "--SSHGateway.failure_delay=0.2", "--SSHGateway.recheck_interval=1"], log=log
+        root,
+        [f"--SSHGateway.port={port}", "--SSHGateway.failure_delay=0.2", "--SSHGateway.recheck_interval=1"],
+        log=log,
     )
     ids = []
     try:
@@ -123,22 +129,35 @@ def test_scp_both_ways_and_sftp(gateway: Gateway, tmp_path: Path) -> None:
     data = secrets.token_bytes(3 * 1024 * 1024 + 17)
     (tmp_path / "up.bin").write_bytes(data)
     scp = ["scp", *SSH_OPTIONS, "-P", str(gateway.port)]
-    done = subprocess.run([*scp, str(tmp_path / "up.bin"), f"{token}@127.0.0.1:up.bin"], capture_output=True, timeout=60)
+    done = subprocess.run(
+        [*scp, str(tmp_path / "up.bin"), f"{token}@127.0.0.1:up.bin"], capture_output=True, timeout=60
+    )
     assert done.returncode == 0, done
-    assert gateway.ssh(token, "sha256sum up.bin").stdout.split()[0].decode() == __import__("hashlib").sha256(data).hexdigest()
-    done = subprocess.run([*scp, f"{token}@127.0.0.1:up.bin", str(tmp_path / "down.bin")], capture_output=True, timeout=60)
+    assert (
+        gateway.ssh(token, "sha256sum up.bin").stdout.split()[0].decode()
+        == __import__("hashlib").sha256(data).hexdigest()
+    )
+    done = subprocess.run(
+        [*scp, f"{token}@127.0.0.1:up.bin", str(tmp_path / "down.bin")], capture_output=True, timeout=60
+    )
     assert done.returncode == 0, done
     assert (tmp_path / "down.bin").read_bytes() == data
     batch = tmp_path / "batch"
-    batch.write_text("mkdir made\ncd made\nput " + str(tmp_path / "up.bin") + " copy.bin\nls -l\nrename copy.bin moved.bin\nls\n")
+    batch.write_text(
+        "mkdir made\ncd made\nput " + str(tmp_path / "up.bin") + " copy.bin\nls -l\nrename copy.bin moved.bin\nls\n"
+    )
     done = subprocess.run(
-        ["sftp", *SSH_OPTIONS, "-P", str(gateway.port), "-b", str(batch), f"{token}@127.0.0.1"], capture_output=True, timeout=60
+        ["sftp", *SSH_OPTIONS, "-P", str(gateway.port), "-b", str(batch), f"{token}@127.0.0.1"],
+        capture_output=True,
+        timeout=60,
     )
     assert done.returncode == 0, done
     assert "moved.bin" in done.stdout.decode()
     assert gateway.ssh(token, "stat -c %s made/moved.bin").stdout.decode().strip() == str(len(data))
     # a path that is not there is a clear error, not a hang
-    done = subprocess.run([*scp, f"{token}@127.0.0.1:nothing-here", str(tmp_path / "x")], capture_output=True, timeout=60)
+    done = subprocess.run(
+        [*scp, f"{token}@127.0.0.1:nothing-here", str(tmp_path / "x")], capture_output=True, timeout=60
+    )
     assert done.returncode != 0 and b"No such file" in done.stderr
 
 
@@ -156,7 +175,7 @@ def _forward(gateway: Gateway, token: str, target: str, command: str = "sleep 20
 def _fetch(port: int) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
         sock.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             try:
                 chunk = sock.recv(65536)
@@ -199,7 +218,13 @@ def test_forwarding_reaches_only_the_sandboxes_own_ports(gateway: Gateway) -> No
             assert b"the host's own server" not in _fetch(local)
         finally:
             process.kill()
-        for target in (f"127.0.0.2:{host_port}", f"host.docker.internal:{host_port}", "169.254.169.254:80", "10.0.0.1:22", "example.com:80"):
+        for target in (
+            f"127.0.0.2:{host_port}",
+            f"host.docker.internal:{host_port}",
+            "169.254.169.254:80",
+            "10.0.0.1:22",
+            "example.com:80",
+        ):
             process, local = _forward(gateway, token, target)
             try:
                 assert _fetch(local) == b""
@@ -298,11 +323,63 @@ def test_rest_issues_tokens_and_refuses_bad_input(gateway: Gateway) -> None:
     assert status == 201 and answer["expires_in"] == 1800
     assert answer["command"] == f"ssh -p {gateway.port} {answer['token']}@localhost"
     assert answer["host_key_fingerprint"].startswith("SHA256:")
+    bad: object
     for bad in ("soon", -5, 0, True, "99999d", [], "1h; rm -rf /"):
         status, answer = gateway.server.request("POST", box, {"expires_in": bad})
         assert status == 400 and "expires_in" in answer["message"], (bad, answer)
     for method in ("POST", "DELETE"):
-        status, answer = gateway.server.request(method, "/sandbox/api/sandboxes/0123456789ab/ssh", {} if method == "POST" else None)
+        status, answer = gateway.server.request(
+            method, "/sandbox/api/sandboxes/0123456789ab/ssh", {} if method == "POST" else None
+        )
         assert status == 404 and "no sandbox" in answer["message"]
     status, _ = gateway.server.request("POST", box, {}, auth=False)
     assert status == 403
+
+
+# -- the magic and the sandbox's life ----------------------------------------------------------
+
+
+def test_the_magic_hands_out_a_working_token_and_revokes_it(gateway: Gateway) -> None:
+    status, kernel = gateway.server.request("POST", "/api/kernels", {"name": "sandbox-python"})
+    assert status == 201, kernel
+    try:
+        state, text = run_over_websocket(gateway.server, kernel["id"], "%sandbox ssh --expires 10m")
+        assert state == "ok", text
+        match = re.search(r"ssh -p (\d+) ([0-9a-f]{52})@localhost", text)
+        assert match and int(match.group(1)) == gateway.port, text
+        assert "SHA256:" in text and "valid until" in text
+        token = match.group(2)
+        done = gateway.ssh(token, "echo in-the-notebooks-sandbox")
+        assert done.returncode == 0 and done.stdout.strip() == b"in-the-notebooks-sandbox"
+        for bad, says in (
+            ("%sandbox ssh --expires soon", "--expires must be"),
+            ("%sandbox ssh --expires 99999d", "--expires must be from"),
+            ("%sandbox ssh --colour red", "unrecognized arguments"),
+            ("%sandbox ssh --revoke --expires 1h", "--revoke takes no --expires"),
+        ):
+            state, text = run_over_websocket(gateway.server, kernel["id"], bad)
+            assert says in text, (bad, text)
+        state, text = run_over_websocket(gateway.server, kernel["id"], "%sandbox ssh --revoke")
+        assert state == "ok" and "revoked 1 SSH token" in text, text
+        _refused(gateway.ssh(token, "true"))
+    finally:
+        gateway.server.request("DELETE", f"/api/kernels/{kernel['id']}")
+
+
+def test_connecting_starts_a_stopped_sandbox_and_deleting_it_ends_its_tokens(gateway: Gateway) -> None:
+    status, answer = gateway.server.request("POST", "/sandbox/api/sandboxes", {})
+    assert status == 201, answer
+    sandbox_id = answer["id"]
+    try:
+        token = gateway.token(sandbox_id)
+        status, answer = gateway.server.request("POST", f"/sandbox/api/sandboxes/{sandbox_id}/stop")
+        assert status == 200 and answer["state"] != "running", answer
+        done = gateway.ssh(token, "echo woke-up", timeout=120)
+        assert done.returncode == 0 and done.stdout.strip() == b"woke-up", done
+        assert gateway.server.request("GET", f"/sandbox/api/sandboxes/{sandbox_id}")[1]["state"] == "running"
+    finally:
+        assert gateway.server.request("DELETE", f"/sandbox/api/sandboxes/{sandbox_id}")[0] == 204
+    _refused(gateway.ssh(token, "true"))
+    from jupyter_sandbox.sandbox.ssh import tokens
+
+    assert not tokens._file(sandbox_id).exists()  # no hash of it is left on the host

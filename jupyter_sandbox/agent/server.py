@@ -18,11 +18,11 @@ from tornado import iostream, web
 from tornado.locks import Condition
 
 from . import files, processes, usage
+from .channel import ChannelHandler
 from .git import Git, GitError
 from .git_relay import RelayHandler, Relays
 from .kernel_runner import KernelRunner
 from .processes import run_command
-from .channel import ChannelHandler
 from .pty import PtyHandler
 from .sessions import SessionError, Sessions
 from .tunnel import TunnelHandler

@@ -26,7 +26,6 @@ from traitlets.config import LoggingConfigurable
 from .. import __version__
 from . import binding, disk, idle, interpreter, network
 from . import secrets as sandbox_secrets
-from .ssh import tokens as ssh_tokens
 from .client import AgentError, StreamingAgentClient
 from .docker_backend import DockerBackend, SandboxError, tar_bytes
 from .image import DEFAULT_BASE, DEFAULT_IMAGE, DEFAULT_REPOSITORY, build_image
@@ -50,6 +49,7 @@ from .spec import (
     parse_size,
     readable_size,
 )
+from .ssh import tokens as ssh_tokens
 
 Progress = Callable[[str], None]
 
