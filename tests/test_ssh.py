@@ -383,3 +383,19 @@ def test_connecting_starts_a_stopped_sandbox_and_deleting_it_ends_its_tokens(gat
     from jupyter_sandbox.sandbox.ssh import tokens
 
     assert not tokens._file(sandbox_id).exists()  # no hash of it is left on the host
+
+
+def test_an_upload_cut_short_leaves_the_old_file_in_place(gateway: Gateway, tmp_path: Path) -> None:
+    token = gateway.token()
+    assert gateway.ssh(token, "echo old > kept.txt").returncode == 0
+    (tmp_path / "big.bin").write_bytes(os.urandom(20 * 1024 * 1024))
+    upload = subprocess.Popen(
+        ["scp", *SSH_OPTIONS, "-l", "8000", "-P", str(gateway.port), str(tmp_path / "big.bin"), f"{token}@127.0.0.1:kept.txt"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(3)
+    assert upload.poll() is None, "the upload finished before it could be cut short"
+    upload.kill()
+    upload.wait()
+    time.sleep(1)
+    assert gateway.ssh(token, "cat kept.txt").stdout == b"old\n"

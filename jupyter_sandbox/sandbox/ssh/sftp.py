@@ -276,6 +276,12 @@ class AgentSFTPServer(asyncssh.SFTPServer):
         slot, file_obj.slot = file_obj.slot, None
         if slot is None:
             return
+        if self.channel.is_closing() or getattr(self.channel, "_recv_state", "open") != "open":
+            # Closed by the session's end (the client's input is over), not by a close request: an
+            # upload cut short is discarded (the agent removes its partial file), never put in place
+            # of the old one. asyncssh has no public word for "input ended", hence its state field.
+            slot.close()
+            return
         try:
             await slot.finish_file()
         except Exception as exc:
