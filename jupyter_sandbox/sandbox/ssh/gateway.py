@@ -186,6 +186,10 @@ class SSHGateway(LoggingConfigurable):
                         "SSH session into sandbox %s ended: its token expired or was revoked", login.sandbox_id
                     )
                     login.close()
+                elif login._access is not None:
+                    # An open SSH connection is use, even a quiet one (a shell left at its prompt):
+                    # the sandbox is not stopped under it. Its token's expiry bounds how long.
+                    login._access.touch()
 
     # -- tokens (REST) --------------------------------------------------------------------
 
