@@ -17,6 +17,9 @@ import pexpect
 import pytest
 from conftest import Server, free_port, host_http_server, run_over_websocket, start_jupyter_server, wait_until
 
+from jupyter_sandbox.sandbox import secrets as sandbox_secrets
+from jupyter_sandbox.sandbox.ssh import keys
+
 pytestmark = pytest.mark.timeout(600)
 
 SSH_OPTIONS = [
@@ -59,10 +62,15 @@ def gateway(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     port = free_port()
     root = tmp_path_factory.mktemp("ssh-root")
     log = Path(os.environ.get("SSH_TEST_SERVER_LOG") or root / "server.log")
+    # Host state of its own (host key, token hashes, registered keys), shared with this process.
+    state = {sandbox_secrets.SECRET_ENV: str(tmp_path_factory.mktemp("ssh-state") / "host.secret")}
+    saved = os.environ.get(sandbox_secrets.SECRET_ENV)
+    os.environ.update(state)
     server, process = start_jupyter_server(
         root,
         [f"--SSHGateway.port={port}", "--SSHGateway.failure_delay=0.2", "--SSHGateway.recheck_interval=1"],
         log=log,
+        env=state,
     )
     ids = []
     try:
@@ -77,6 +85,10 @@ def gateway(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
             server.request("DELETE", f"/sandbox/api/sandboxes/{sandbox_id}")
         process.terminate()
         process.wait(timeout=30)
+        if saved is None:
+            os.environ.pop(sandbox_secrets.SECRET_ENV, None)
+        else:
+            os.environ[sandbox_secrets.SECRET_ENV] = saved
 
 
 def _listening(port: int) -> bool:
@@ -399,3 +411,23 @@ def test_an_upload_cut_short_leaves_the_old_file_in_place(gateway: Gateway, tmp_
     upload.wait()
     time.sleep(1)
     assert gateway.ssh(token, "cat kept.txt").stdout == b"old\n"
+
+
+def test_a_registered_public_key_logs_in_as_the_sandbox_id(gateway: Gateway, tmp_path: Path) -> None:
+    for name in ("mine", "stranger"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / name)], check=True)
+    keys.register((tmp_path / "mine.pub").read_text())
+
+    def login(key: str, user: str) -> subprocess.CompletedProcess:
+        options = [o if o != "IdentityFile=/dev/null" else f"IdentityFile={tmp_path / key}" for o in SSH_OPTIONS]
+        return subprocess.run(
+            ["ssh", *options, "-p", str(gateway.port), f"{user}@127.0.0.1", "echo by-key"],
+            capture_output=True,
+            timeout=60,
+        )
+
+    done = login("mine", gateway.sandbox_id)
+    assert done.returncode == 0 and done.stdout.strip() == b"by-key", done
+    _refused(login("stranger", gateway.sandbox_id))
+    _refused(login("mine", "0123456789ab"))  # a sandbox that is not there
+    _refused(login("mine", "root"))

@@ -429,7 +429,7 @@ class _Login(asyncssh.SSHServer):
         if (
             tokens.SANDBOX_ID.fullmatch(username)
             and authorized is not None
-            and authorized.validate(key, "", "")
+            and authorized.validate(key, "", "") is not None
             and await self._owned(username)
         ):
             self.sandbox_id = username
