@@ -431,3 +431,13 @@ def test_a_registered_public_key_logs_in_as_the_sandbox_id(gateway: Gateway, tmp
     _refused(login("stranger", gateway.sandbox_id))
     _refused(login("mine", "0123456789ab"))  # a sandbox that is not there
     _refused(login("mine", "root"))
+
+
+def test_subsystems_other_than_sftp_are_refused(gateway: Gateway) -> None:
+    token = gateway.token()
+    done = subprocess.run(
+        ["ssh", *SSH_OPTIONS, "-p", str(gateway.port), "-s", f"{token}@127.0.0.1", "netconf"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 1 and b"no subsystem 'netconf'" in done.stderr, done

@@ -246,6 +246,10 @@ class SSHGateway(LoggingConfigurable):
 
     async def _process(self, process: asyncssh.SSHServerProcess) -> None:
         login = _login_of(process.channel)
+        if process.subsystem is not None:  # sftp has its own handler; there is no other subsystem
+            process.stderr.write(f"jupyter-sandbox: there is no subsystem {process.subsystem[:64]!r}\n".encode())
+            process.exit(1)
+            return
         try:
             access = await login.access()
             if process.command is None and process.get_terminal_type():
