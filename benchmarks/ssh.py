@@ -137,7 +137,11 @@ def main() -> None:
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as root:
         process, api, ssh_port = start(root)
-        sandbox_id = api.call("POST", "/sandbox/api/sandboxes", {})["id"]
+        created = api.call("POST", "/sandbox/api/sandboxes", {})
+        if "id" not in created:
+            process.terminate()
+            raise SystemExit(f"could not create a sandbox: {created.get('message')}")
+        sandbox_id = created["id"]
         try:
             token = api.call("POST", f"/sandbox/api/sandboxes/{sandbox_id}/ssh", {})["token"]
             ssh_prompt(ssh_port, token)  # warm: the first login also makes the host key's cache and so on
