@@ -28,6 +28,7 @@ from traitlets import Float, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..agent_http import AgentResponse, AsyncAgent
+from ..manager import Sandbox
 from ..service import ApiError, SandboxService, UploadSlot
 from ..spec import RESERVED_PORTS
 from . import keys, tokens
@@ -277,14 +278,17 @@ class Access:
     """One logged-in connection's way into its sandbox: through the operations layer's gate and
     error mapping, with the agent found once (and again when the sandbox was restarted)."""
 
-    def __init__(self, gateway: SSHGateway, sandbox_id: str) -> None:
+    def __init__(self, gateway: SSHGateway, sandbox_id: str, found: Sandbox | None = None) -> None:
         self.gateway, self.service, self.sandbox_id = gateway, gateway.service, sandbox_id
+        self._found = found  # as the login saw it a moment ago: one Docker lookup fewer per login
         self._agent: AsyncAgent | None = None
         self._touched = 0.0
 
     async def agent(self) -> AsyncAgent:
         if self._agent is None:
-            sandbox = await self.service.sandbox(self.sandbox_id, running=False)
+            sandbox, self._found = self._found, None
+            if sandbox is None:
+                sandbox = await self.service.sandbox(self.sandbox_id, running=False)
             if not sandbox.running:  # connecting to a stopped sandbox starts it
                 self.gateway.log.info("SSH login into stopped sandbox %s: starting it", self.sandbox_id)
                 sandbox = await self.service.blocking(self.service.manager.start, sandbox)
@@ -377,6 +381,7 @@ class _Login(asyncssh.SSHServer):
         self.sandbox_id: str | None = None
         self.token: str | None = None
         self._access: Access | None = None
+        self.found: Sandbox | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
@@ -418,7 +423,7 @@ class _Login(asyncssh.SSHServer):
 
     async def _owned(self, sandbox_id: str) -> bool:
         try:
-            await self.gateway.service.sandbox(sandbox_id, running=False)
+            self.found = await self.gateway.service.sandbox(sandbox_id, running=False)
         except ApiError:
             return False
         return True
@@ -458,7 +463,7 @@ class _Login(asyncssh.SSHServer):
     async def access(self) -> Access:
         if self._access is None:
             assert self.sandbox_id is not None
-            self._access = Access(self.gateway, self.sandbox_id)
+            self._access = Access(self.gateway, self.sandbox_id, self.found)
         await self._access.agent()
         return self._access
 
@@ -535,7 +540,7 @@ def _sftp(chan: asyncssh.SSHServerChannel) -> asyncssh.SFTPServer:
     login = _login_of(chan)
     assert login.sandbox_id is not None
     if login._access is None:
-        login._access = Access(login.gateway, login.sandbox_id)
+        login._access = Access(login.gateway, login.sandbox_id, login.found)
     return AgentSFTPServer(chan, login._access)
 
 
