@@ -19,6 +19,7 @@ from tornado import iostream, web
 from tornado.locks import Condition
 
 from . import files, processes, usage
+from .channel import ChannelHandler
 from .git import Git, GitError
 from .git_relay import RelayHandler, Relays
 from .kernel_runner import KernelRunner
@@ -660,6 +661,7 @@ def make_app(token: str, runner: KernelRunner, events: EventLog) -> web.Applicat
             (r"/git/relay/([0-9a-f]+)", RelayHandler, {"token": token, "relays": relays}),
             (r"/git/(\w+)", GitHandler, {**args, "git": Git(functools.partial(run_command, own=True), relays)}),
             (r"/pty", PtyHandler, {"token": token}),
+            (r"/channel", ChannelHandler, {"token": token}),
             (r"/tunnel/(\d{1,5})", TunnelHandler, {"token": token}),
         ]
     )

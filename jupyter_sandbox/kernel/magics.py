@@ -44,6 +44,7 @@ SUBCOMMANDS = (
     "upload",
     "download",
     "preview",
+    "ssh",
     "restart",
     "stop",
     "delete",
@@ -58,6 +59,7 @@ OPTIONS = {
     "upload": ["--help"],
     "download": ["--force", "--help"],
     "preview": ["--expires", "--help"],
+    "ssh": ["--expires", "--revoke", "--help"],
     "restart": ["--hard", "--help"],
     "stop": ["--help"],
     "delete": ["--yes", "--help"],
@@ -81,6 +83,8 @@ HELP = """%sandbox: control this notebook's sandbox (handled on the host, never 
                                  into its sandbox-downloads/<sandbox id>/ folder
   %sandbox preview PORT [--expires 2h]
                                  a link (and a curl line) to a web server listening on PORT in the sandbox
+  %sandbox ssh [--expires 1h] [--revoke]
+                                 a token and the `ssh` command line to log into the sandbox
   %sandbox restart [--hard]      restart the Python process (files kept); --hard: a fresh container
   %sandbox stop                  stop the sandbox; the next cell starts it again
   %sandbox delete --yes          delete the sandbox and its files; the next cell gets a fresh one
@@ -577,6 +581,11 @@ class SandboxMagics:
             )
         ctx.write("stdout", "\n".join(lines) + "\n")
         return MagicResult()
+
+    def ssh(self, args: list[str], ctx: MagicContext) -> MagicResult:
+        from .ssh_magic import ssh
+
+        return ssh(args, ctx)
 
     # -- lifecycle --------------------------------------------------------------------------
 

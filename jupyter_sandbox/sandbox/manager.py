@@ -52,6 +52,7 @@ from .spec import (
     parse_size,
     readable_size,
 )
+from .ssh import tokens as ssh_tokens
 
 Progress = Callable[[str], None]
 
@@ -1205,6 +1206,7 @@ class SandboxManager(LoggingConfigurable):
 
     def _remove_home(self, sandbox_id: str) -> None:
         """Remove the home volume and, when it has one, its filesystem image and loop device."""
+        ssh_tokens.forget(sandbox_id)  # SSH tokens die with the sandbox
         home = self._home(sandbox_id)
         # The volume can stay busy for a moment after a forced removal.
         for attempt in range(20):

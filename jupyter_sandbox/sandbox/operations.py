@@ -360,7 +360,7 @@ class SandboxOperations(SandboxService):
                     f"sandbox {sandbox_id} is {sandbox.state}; start it first "
                     f"(POST /sandbox/api/sandboxes/{sandbox_id}/start)"
                 )
-            return await self._start_and_wait(sandbox)
+            return await self.start_and_wait(sandbox)
         return sandbox
 
     def agent_for(self, sandbox: Sandbox) -> AgentClient:
@@ -380,7 +380,7 @@ class SandboxOperations(SandboxService):
         async with self.gate(sandbox_id):
             yield self.agent_for(await self.sandbox(sandbox_id))
 
-    async def _start_and_wait(self, sandbox: Sandbox) -> Sandbox:
+    async def start_and_wait(self, sandbox: Sandbox) -> Sandbox:
         """Start a sandbox and wait until its agent answers: the one start-and-wait."""
         started = await self.blocking(self.manager.start, sandbox)
         await self.agent_for(started).wait_until_up()
@@ -495,7 +495,7 @@ class SandboxOperations(SandboxService):
     async def start(self, sandbox_id: str) -> dict[str, Any]:
         async with self.gate(sandbox_id):
             sandbox = await self.sandbox(sandbox_id, running=False)
-            return (await self._start_and_wait(sandbox)).to_dict()
+            return (await self.start_and_wait(sandbox)).to_dict()
 
     async def stop(self, sandbox_id: str) -> dict[str, Any]:
         # No gate, like delete: stopping is the way out for a sandbox that holds all its places.

@@ -22,6 +22,7 @@ from ..kernel.magics import PREVIEW_TEMPLATE_ENV
 from ..sandbox import binding
 from ..sandbox.manager import SERVER_ID_ENV, SandboxManager
 from ..sandbox.operations import SandboxOperations
+from ..sandbox.ssh.gateway import SSHGateway
 from . import preview
 from .handlers import api_routes
 from .notebook_events import NotebookEvents
@@ -106,6 +107,8 @@ class SandboxExtension(ExtensionApp):
         self.notebook_events.install()
         # Timers start once the server's loop runs, not while the server is still being set up.
         IOLoop.current().add_callback(self._start_housekeeping)
+        self.ssh = serverapp.web_app.settings["jupyter_sandbox_ssh"] = SSHGateway(service, parent=service)
+        self.ssh.start_soon()
         serverapp.log.info(
             "jupyter-sandbox: REST API at %ssandbox/api; previews at %s (server %s)",
             base_url,
@@ -159,6 +162,7 @@ class SandboxExtension(ExtensionApp):
         manager.stopping = True
         for timer in self._timers:
             timer.stop()
+        await self.ssh.stop()
         self.notebook_events.uninstall()
         done = asyncio.get_running_loop().create_future()
 

@@ -301,6 +301,15 @@ def openapi_document() -> dict[str, Any]:
             "delete": _op("rotate the preview secret: every earlier token stops working", [SANDBOX_ID], ok="204"),
         },
         f"{box}/ports": {"get": _op("TCP ports listening inside the sandbox", [SANDBOX_ID])},
+        f"{box}/ssh": {
+            "post": _op(
+                "an SSH token (the user name of `ssh -p PORT TOKEN@host`) and its command line",
+                [SANDBOX_ID],
+                _obj(expires_in={"oneOf": [{"type": "number"}, STRING]}),
+                ok="201",
+            ),
+            "delete": _op("revoke the sandbox's SSH tokens (their sessions end)", [SANDBOX_ID], ok="204"),
+        },
         "/sandbox/api/openapi.json": {"get": _op("this document")},
     }
     return {

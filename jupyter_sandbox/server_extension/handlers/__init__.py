@@ -29,6 +29,7 @@ from .processes import (
     SessionsHandler,
 )
 from .sandboxes import PortsHandler, SandboxActionHandler, SandboxesHandler, SandboxHandler
+from .ssh import SSHAccessHandler
 from .terminals import PtyHandler
 
 __all__ = ["STATUS_OF", "SandboxAPIHandler", "api_routes", "status_of"]
@@ -58,6 +59,7 @@ def api_routes(base_url: str, service: SandboxOperations) -> list[tuple[str, typ
         (f"{box}/git/{GIT_OPERATION}", GitHandler),
         (f"{box}/previews", PreviewsHandler),
         (f"{box}/ports", PortsHandler),
+        (f"{box}/ssh", SSHAccessHandler),
         (f"{api}/openapi.json", OpenAPIHandler),
     ]
     return [(pattern, handler, args) for pattern, handler in routes]

@@ -1,0 +1,219 @@
+"""A command in the sandbox over a websocket, with stdin, stdout, stderr and its exit status apart.
+
+What an SSH `exec` (and a shell without a terminal) needs and neither the PTY socket (one merged
+stream, always an interactive shell) nor exec streaming (no stdin) gives. The command runs as the
+sandbox user with the sandbox's environment, in a session of its own, optionally on a terminal.
+
+Client → agent: a first text frame {"type": "start", "command": str | null, "pty": bool, "term",
+"cols", "rows"}; then binary frames of stdin, and text frames {"type": "eof"} | {"type": "resize",
+"cols", "rows"} | {"type": "signal", "name"}. Agent → client: binary frames whose first byte names the
+stream (1 stdout, 2 stderr); a last text frame {"type": "exit", "code"} (minus the signal number when
+a signal ended it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hmac
+import json
+import os
+import signal
+import termios
+import time
+from typing import Any
+
+from tornado import web, websocket
+
+from . import environment, processes
+from .pty import set_size
+from .usage import ACTIVITY
+
+READ_CHUNK = 64 * 1024
+SIGNALS = {"INT", "TERM", "HUP", "KILL", "QUIT", "USR1", "USR2", "ALRM", "PIPE"}
+MAX_COMMAND = 256 * 1024
+
+
+class ChannelHandler(websocket.WebSocketHandler):
+    def initialize(self, token: str, **_: Any) -> None:
+        self.token = token
+        self.process: asyncio.subprocess.Process | None = None
+        self.master: int | None = None
+        self.started = False
+
+    def prepare(self) -> None:
+        scheme, _, given = (self.request.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "token" or not hmac.compare_digest(given.encode(), self.token.encode()):
+            raise web.HTTPError(401, "a valid agent token is required")
+        ACTIVITY["last"] = time.time()
+
+    async def on_message(self, message: str | bytes) -> None:
+        ACTIVITY["last"] = time.time()
+        if isinstance(message, bytes):
+            await self._stdin(message)
+            return
+        try:
+            request = json.loads(message)
+        except ValueError:
+            return
+        if not isinstance(request, dict):
+            return
+        kind = request.get("type")
+        if kind == "start" and not self.started:
+            self.started = True
+            try:
+                await self._start(request)
+            except OSError as exc:
+                self._send(b"\x02" + f"cannot run the command: {exc}\n".encode())
+                self._exit(127)
+        elif kind == "eof":
+            self._eof()
+        elif kind == "resize" and self.master is not None:
+            cols, rows = request.get("cols"), request.get("rows")
+            if isinstance(cols, int) and isinstance(rows, int) and 0 < cols <= 1000 and 0 < rows <= 1000:
+                set_size(self.master, cols, rows)
+                self._signal(signal.SIGWINCH)
+        elif kind == "signal" and request.get("name") in SIGNALS:
+            self._signal(getattr(signal, "SIG" + request["name"]))
+
+    async def _start(self, request: dict[str, Any]) -> None:
+        command = request.get("command")
+        if command is not None and (not isinstance(command, str) or len(command) > MAX_COMMAND):
+            raise OSError("the command must be text of at most 256 KiB")
+        shell = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
+        terminal = bool(request.get("pty"))
+        argv = [shell, "-c", command] if command is not None else [shell, "-il"] if terminal else [shell]
+        env = environment.user()
+        term = request.get("term")
+        if terminal:
+            env["TERM"] = term if isinstance(term, str) and term.isprintable() and len(term) < 64 else "xterm-256color"
+        home = os.path.expanduser("~")
+        if terminal:
+            master, slave = os.openpty()
+            cols, rows = request.get("cols"), request.get("rows")
+            if isinstance(cols, int) and isinstance(rows, int) and 0 < cols <= 1000 and 0 < rows <= 1000:
+                set_size(master, cols, rows)
+            self.process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                cwd=home,
+                env=env,
+                start_new_session=True,
+                preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+            )
+            os.close(slave)
+            self.master = master
+            os.set_blocking(master, False)
+            asyncio.get_running_loop().add_reader(master, self._pty_readable)
+            readers: list[Any] = []
+        else:
+            self.process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=home,
+                env=env,
+                start_new_session=True,
+            )
+            readers = [self._pump(self.process.stdout, 1), self._pump(self.process.stderr, 2)]
+        # Kept among the agent's own for good: what the command leaves running in its session (a
+        # server an editor's setup script started, say) stays, as it would after an ssh command.
+        processes.OWN.add(self.process.pid)
+        self._waiter = asyncio.ensure_future(self._wait(readers))
+
+    async def _pump(self, stream: asyncio.StreamReader | None, number: int) -> None:
+        assert stream is not None
+        while True:
+            data = await stream.read(READ_CHUNK)
+            if not data:
+                return
+            try:
+                await self.write_message(bytes([number]) + data, binary=True)  # backpressure: one chunk at a time
+            except websocket.WebSocketClosedError:
+                self._kill()
+                return
+
+    def _pty_readable(self) -> None:
+        try:
+            data = os.read(self.master, READ_CHUNK) if self.master is not None else b""
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            if self.master is not None:
+                asyncio.get_running_loop().remove_reader(self.master)
+            return
+        self._send(b"\x01" + data)
+
+    def _send(self, frame: bytes) -> None:
+        try:
+            self.write_message(frame, binary=True)
+        except websocket.WebSocketClosedError:
+            self._kill()
+
+    async def _wait(self, readers: list[Any]) -> None:
+        assert self.process is not None
+        await asyncio.gather(*readers)
+        code = await self.process.wait()
+        if self.master is not None:
+            await asyncio.sleep(0.05)  # let the terminal's last output through
+        self._exit(code)
+
+    def _exit(self, code: int) -> None:
+        try:
+            self.write_message(json.dumps({"type": "exit", "code": code}))
+            self.close(1000, "command exited")
+        except websocket.WebSocketClosedError:
+            pass
+        self._cleanup()
+
+    async def _stdin(self, data: bytes) -> None:
+        if self.master is not None:
+            try:
+                os.write(self.master, data)
+            except OSError:
+                pass
+        elif self.process is not None and self.process.stdin is not None:
+            try:
+                self.process.stdin.write(data)
+                await self.process.stdin.drain()
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+    def _eof(self) -> None:
+        if self.master is not None:
+            try:
+                os.write(self.master, b"\x04")
+            except OSError:
+                pass
+        elif self.process is not None and self.process.stdin is not None:
+            self.process.stdin.close()
+
+    def _signal(self, number: int) -> None:
+        if self.process is not None and self.process.returncode is None:
+            try:
+                os.killpg(self.process.pid, number)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def _kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def on_close(self) -> None:
+        self._kill()
+
+    def _cleanup(self) -> None:
+        if self.master is not None:
+            try:
+                asyncio.get_running_loop().remove_reader(self.master)
+            except (ValueError, RuntimeError):
+                pass
+            try:
+                os.close(self.master)
+            except OSError:
+                pass
+            self.master = None
