@@ -661,11 +661,17 @@ def test_git_round_trip_with_credentials_never_stored(api_server: Server, sandbo
 
     status, body = git("POST", "clone", {"url": git_server, "path": "repo"})
     assert status == 400 and GIT_TOKEN not in json.dumps(body)
-    # A process in the sandbox watches the process list while the clone runs.
-    api_server.request(
+    # A process in the sandbox watches the process list while the clone runs: a session's command,
+    # which keeps running (what a one-off exec leaves behind ends with it).
+    api_server.request("POST", box(sandbox, "/sessions"), {"id": "ps-watch"})
+    status, _ = api_server.request(
         "POST",
-        box(sandbox, "/process/exec"),
-        {"command": ("(for i in $(seq 100); do ps -eo args; sleep 0.05; done > /tmp/ps.log 2>&1) >/dev/null 2>&1 &")},
+        box(sandbox, "/sessions/ps-watch/commands"),
+        {"command": "for i in $(seq 100); do ps -eo args; sleep 0.05; done > /tmp/ps.log 2>&1", "run_async": True},
+    )
+    assert status == 202
+    assert wait_until(
+        lambda: api_server.request("GET", box(sandbox, "/files/content" + q(path="/tmp/ps.log")))[0] == 200, 30
     )
     status, body = git(
         "POST", "clone", {"url": git_server, "path": "repo", "username": GIT_USER, "password": GIT_TOKEN}
@@ -700,6 +706,7 @@ def test_git_round_trip_with_credentials_never_stored(api_server: Server, sandbo
     for path in ("repo/.git/config", "repo2/.git/config", "/tmp/ps.log"):
         status, content = api_server.request("GET", box(sandbox, "/files/content" + q(path=path)))
         assert status == 200 and GIT_TOKEN.encode() not in content, path
+    api_server.request("DELETE", box(sandbox, "/sessions/ps-watch"))
     status, result = api_server.request(
         "POST",
         box(sandbox, "/process/exec"),
