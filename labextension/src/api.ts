@@ -5,16 +5,11 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
+import { SandboxApiError } from './errors';
 import { IGitFile } from './logic';
 
-export class SandboxApiError extends Error {
-  constructor(
-    message: string,
-    readonly status: number
-  ) {
-    super(message);
-  }
-}
+// Part of the client's public face: callers (the drive) import it from here.
+export { SandboxApiError };
 
 export interface ISandbox {
   id: string;
