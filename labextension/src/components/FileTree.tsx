@@ -38,7 +38,11 @@ async function openEntry(model: SandboxModel, commands: ISidebarCommands, entry:
 }
 
 async function rename(model: SandboxModel, entry: IFileEntry): Promise<void> {
-  const values = await askForm(`Rename ${entry.name}`, [{ name: 'name', label: 'New name', value: entry.name }], 'Rename');
+  const values = await askForm(
+    `Rename ${entry.name}`,
+    [{ name: 'name', label: 'New name', value: entry.name }],
+    'Rename'
+  );
   if (values) {
     await model.rename(entry, values.name);
   }
@@ -126,7 +130,11 @@ export function fileRows({ model, commands, entries, depth }: ITreeProps): JSX.E
         </button>
         <span className="jp-SandboxSidebar-size">{directory ? '' : formatSize(entry.size)}</span>
         <span className="jp-SandboxSidebar-actions">
-          <button aria-label={`Download ${entry.name}`} title="Download" onClick={() => void downloadEntry(model, entry)}>
+          <button
+            aria-label={`Download ${entry.name}`}
+            title="Download"
+            onClick={() => void downloadEntry(model, entry)}
+          >
             <downloadIcon.react tag="span" />
           </button>
           <button aria-label={`Rename ${entry.name}`} title="Rename" onClick={() => void rename(model, entry)}>

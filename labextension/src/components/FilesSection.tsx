@@ -68,7 +68,11 @@ function Uploads({ model }: { model: SandboxModel }): JSX.Element | null {
           <span>{upload.name}</span>
           <progress max={100} value={percent(upload.loaded, upload.total)} aria-label={`Upload of ${upload.name}`} />
           <span>
-            {upload.error ? 'failed' : upload.loaded >= upload.total ? 'done' : `${percent(upload.loaded, upload.total)} %`}
+            {upload.error
+              ? 'failed'
+              : upload.loaded >= upload.total
+                ? 'done'
+                : `${percent(upload.loaded, upload.total)} %`}
           </span>
         </li>
       ))}

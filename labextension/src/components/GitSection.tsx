@@ -42,7 +42,9 @@ async function newBranch(model: SandboxModel): Promise<void> {
 }
 
 async function deleteBranch(model: SandboxModel, name: string): Promise<void> {
-  if (await confirm(`Delete branch ${name}?`, `The branch ${name} will be deleted, also if it is not merged.`, 'Delete')) {
+  if (
+    await confirm(`Delete branch ${name}?`, `The branch ${name} will be deleted, also if it is not merged.`, 'Delete')
+  ) {
     await model.deleteBranch(name);
   }
 }
@@ -172,7 +174,11 @@ export function GitSection({ model }: { model: SandboxModel }): JSX.Element {
             }}
           />
           <div className="jp-SandboxSidebar-buttons">
-            <button className="jp-mod-styled jp-mod-accept" disabled={!groups.staged.length} onClick={() => void model.commit()}>
+            <button
+              className="jp-mod-styled jp-mod-accept"
+              disabled={!groups.staged.length}
+              onClick={() => void model.commit()}
+            >
               Commit
             </button>
             <button className="jp-mod-styled" onClick={() => void remote(model, 'pull')}>

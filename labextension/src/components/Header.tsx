@@ -11,7 +11,11 @@ import { useModel } from './useModel';
 export function Header({ model }: { model: SandboxModel }): JSX.Element {
   useModel(model, 'sandbox');
   const kernel = model.kernel;
-  const state = describeState(model.hasNotebook ? (kernel?.name ?? null) : null, model.sandbox, kernel?.status || 'unknown');
+  const state = describeState(
+    model.hasNotebook ? (kernel?.name ?? null) : null,
+    model.sandbox,
+    kernel?.status || 'unknown'
+  );
   return (
     <header className="jp-SandboxSidebar-header">
       <h2>Sandbox</h2>

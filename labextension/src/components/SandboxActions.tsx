@@ -8,7 +8,13 @@ import { confirm } from '../dialogs';
 import { SandboxModel } from '../model';
 import { ISidebarCommands } from './types';
 
-export function SandboxActions({ model, commands }: { model: SandboxModel; commands: ISidebarCommands }): JSX.Element | null {
+export function SandboxActions({
+  model,
+  commands
+}: {
+  model: SandboxModel;
+  commands: ISidebarCommands;
+}): JSX.Element | null {
   const sandbox = model.sandbox;
   if (!sandbox) {
     return null;

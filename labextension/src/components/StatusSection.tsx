@@ -10,7 +10,13 @@ import { SandboxActions } from './SandboxActions';
 import { ISidebarCommands } from './types';
 import { useModel } from './useModel';
 
-export function StatusSection({ model, commands }: { model: SandboxModel; commands: ISidebarCommands }): JSX.Element | null {
+export function StatusSection({
+  model,
+  commands
+}: {
+  model: SandboxModel;
+  commands: ISidebarCommands;
+}): JSX.Element | null {
   useModel(model, 'sandbox');
   const sandbox = model.sandbox;
   if (!sandbox) {
