@@ -148,6 +148,8 @@ export class SandboxModel {
     if (this.isDisposed) {
       return;
     }
+    // Disposing rejects the pending tick; nobody waits for it any more.
+    this._poll.tick.catch(() => undefined);
     this._poll.dispose();
     Signal.clearData(this);
   }
@@ -198,7 +200,8 @@ export class SandboxModel {
       return;
     }
     await this._poll.refresh();
-    await this._poll.tick;
+    // The tick rejects only when the model is disposed meanwhile: then there is nothing to wait for.
+    await this._poll.tick.catch(() => undefined);
   }
 
   /** One lookup; rejects on failure so that the poll backs off. A newer lookup makes it moot. */
