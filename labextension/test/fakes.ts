@@ -2,7 +2,7 @@
  * A stand-in for the REST client: answers as the server does, records every call, and can be told
  * to fail or to wait. Tests build a SandboxModel on it; nothing here needs JupyterLab.
  */
-import { vi } from 'vitest';
+import { Mock, vi } from 'vitest';
 
 import type { IFileEntry, IGitBranches, IGitStatus, IListing } from '../src/api';
 import { SandboxApiError } from '../src/errors';
@@ -53,7 +53,10 @@ export interface IFakeServer {
   failing: Error | null;
 }
 
-export function fakeServer(): { server: IFakeServer; api: ISandboxClient & Record<string, ReturnType<typeof vi.fn>> } {
+/** The client's methods, each a mock a test can inspect or tell to answer otherwise. */
+export type FakeApi = { [K in keyof ISandboxClient]: Mock<ISandboxClient[K]> };
+
+export function fakeServer(): { server: IFakeServer; api: FakeApi } {
   const server: IFakeServer = {
     sandbox: liveSandbox(),
     folders: { '': [file('notes.txt'), folder('data')], data: [file('data/table.csv')] },
@@ -119,7 +122,7 @@ export function fakeServer(): { server: IFakeServer; api: ISandboxClient & Recor
     gitDeleteBranch: vi.fn(async () => server.branches),
     gitRemote: vi.fn(async () => ({ output: '' }))
   };
-  return { server, api: api as unknown as ISandboxClient & Record<string, ReturnType<typeof vi.fn>> };
+  return { server, api: api as unknown as FakeApi };
 }
 
 export function fakeNotifier(): INotifier & { messages: string[] } {

@@ -4,6 +4,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
+import type { ISandbox } from '../src/api';
 import { SandboxApiError } from '../src/errors';
 import { fakeNotifier, fakeServer, file, folder, liveSandbox, modelOn } from './fakes';
 
@@ -122,7 +123,7 @@ describe('following notebooks', () => {
 
   it("drops an answer about the previous notebook's sandbox that comes after switching", async () => {
     const { api } = fakeServer();
-    let answer: (value: unknown) => void = () => undefined;
+    let answer: (value: ISandbox | null) => void = () => undefined;
     api.forKernel.mockImplementationOnce(() => new Promise(resolve => (answer = resolve)));
     const model = modelOn(api);
     await vi.advanceTimersByTimeAsync(0);
