@@ -107,7 +107,7 @@ export namespace SandboxModel {
      * Whether polling pauses now (the shell says: the panel or the browser tab is hidden). While it
      * is true no request is made on the timer; refreshes resume when it turns false.
      */
-    standby?: () => boolean | Poll.Standby;
+    standby?: () => boolean;
     /** Milliseconds between refreshes while the sidebar is shown (3 s). */
     interval?: number;
     /** The longest wait between refreshes after repeated failures (30 s). */
@@ -127,11 +127,12 @@ export class SandboxModel {
   constructor(options: SandboxModel.IOptions) {
     this._api = options.api;
     this._notify = options.notify;
+    this._standby = options.standby ?? (() => false);
     this._poll = new Poll({
-      factory: () => this._load(),
+      factory: () => this._lookup(),
       frequency: { interval: options.interval ?? 3000, backoff: true, max: options.maxInterval ?? 30000 },
       name: 'jupyter-sandbox:sidebar',
-      standby: options.standby ?? 'never'
+      standby: this._standby
     });
   }
 
@@ -192,16 +193,38 @@ export class SandboxModel {
 
   /**
    * Look the sandbox up now (a user action, the panel shown, a kernel event) rather than at the
-   * next tick; the timer starts again from here. Never rejects: a failure is tried again later,
-   * at a growing interval. Resolves once the lookup has finished (or at once in standby).
+   * next tick. Never rejects: the poll tries again later, at a growing interval after failures.
+   * Resolves once a lookup begun after this call has finished (at once in standby).
    */
   async refresh(): Promise<void> {
-    if (this.isDisposed) {
+    if (this.isDisposed || this._standby()) {
       return;
     }
-    await this._poll.refresh();
-    // The tick rejects only when the model is disposed meanwhile: then there is nothing to wait for.
-    await this._poll.tick.catch(() => undefined);
+    // Not through the poll's own refresh: that one is dropped while an earlier one runs, and the
+    // answer of a lookup begun before an action would be drawn as if it came after it.
+    await this._lookup().catch(() => undefined);
+  }
+
+  /**
+   * A lookup, never two at once: asked for while one runs (a burst of kernel status changes, an
+   * action right after a tick), one more follows it, so what is drawn is newer than the action.
+   */
+  private _lookup(): Promise<void> {
+    if (!this._running) {
+      this._running = this._load().finally(() => {
+        this._running = null;
+      });
+      return this._running;
+    }
+    if (!this._queued) {
+      this._queued = this._running
+        .catch(() => undefined)
+        .then(() => {
+          this._queued = null;
+          return this._lookup();
+        });
+    }
+    return this._queued;
   }
 
   /** One lookup; rejects on failure so that the poll backs off. A newer lookup makes it moot. */
@@ -677,12 +700,15 @@ export class SandboxModel {
   private readonly _api: ISandboxClient;
   private readonly _notify: INotifier;
   private readonly _poll: Poll;
+  private readonly _standby: () => boolean;
   private readonly _changed = new Signal<this, SandboxModel.Part>(this);
   private _kernel: (() => IKernelInfo | null) | null = null;
   /** Bumped when another notebook is followed: lookups begun before it are dropped. */
   private _generation = 0;
   /** Bumped per lookup: only the newest one writes its answer. */
   private _sequence = 0;
+  private _running: Promise<void> | null = null;
+  private _queued: Promise<void> | null = null;
   private _sandbox: ILive | null = null;
   private _folder = '';
   private _listing: IFileEntry[] = [];

@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
 import type { ISandbox } from '../src/api';
 import { SandboxApiError } from '../src/errors';
+import type { ILive } from '../src/model';
 import { fakeNotifier, fakeServer, file, folder, liveSandbox, modelOn } from './fakes';
 
 beforeEach(() => {
@@ -97,6 +98,37 @@ describe('polling', () => {
     const recovered = api.forKernel.mock.calls.length;
     await vi.advanceTimersByTimeAsync(30_000);
     expect(api.forKernel.mock.calls.length - recovered).toBeGreaterThanOrEqual(8);
+    model.dispose();
+  });
+
+  it('never runs two lookups at once, and what it draws after an action is newer than the action', async () => {
+    const { api, server } = fakeServer();
+    const model = modelOn(api);
+    await model.refresh();
+    let inFlight = 0;
+    let most = 0;
+    let asked: ILive | null = null;
+    api.forKernel.mockImplementation(async (kernelId: string) => {
+      inFlight += 1;
+      most = Math.max(most, inFlight);
+      // What the server says is what it had when asked, however late the answer comes.
+      const answer = server.sandbox && server.sandbox.kernel_id === kernelId ? { ...server.sandbox } : null;
+      asked = answer;
+      await new Promise(resolve => setTimeout(resolve, 200));
+      inFlight -= 1;
+      return answer;
+    });
+    api.get.mockImplementation(async () => asked!);
+    // Status changes every 50 ms while each lookup takes 200 ms.
+    for (let i = 0; i < 10; i++) {
+      model.kernelChanged();
+      await vi.advanceTimersByTimeAsync(50);
+    }
+    // Stop while a lookup that began before it is still out.
+    model.kernelChanged();
+    await model.stop();
+    expect(most).toBe(1);
+    expect(model.sandbox?.state).toBe('exited');
     model.dispose();
   });
 
