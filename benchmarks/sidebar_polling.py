@@ -18,7 +18,6 @@ import os
 import re
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from lab_first_result import CHROMIUM_ARGS, Lab, write_notebook
@@ -48,6 +47,7 @@ class Counter:
 
     def __init__(self, page: Page) -> None:
         self.count = 0
+        self.page = page
         page.on("request", self.seen)
 
     def seen(self, request: Request) -> None:
@@ -56,7 +56,8 @@ class Counter:
 
     def per_minute(self, seconds: float) -> float:
         before = self.count
-        time.sleep(seconds)
+        # Playwright's events arrive only while it runs: wait in it, not in time.sleep.
+        self.page.wait_for_timeout(seconds * 1000)
         return (self.count - before) * 60 / seconds
 
 
@@ -93,7 +94,7 @@ def measure(build: Path, seconds: float, manager: SandboxManager) -> dict[str, f
                 expect(cell.locator(".jp-OutputArea")).to_contain_text("42", timeout=180_000)
                 page.locator('.lm-TabBar-tab[data-id="jupyter-sandbox-sidebar"]').click()
                 expect(page.locator(".jp-SandboxSidebar-header")).to_contain_text("is running", timeout=60_000)
-                time.sleep(3)
+                page.wait_for_timeout(3000)
                 figures["shown"] = counter.per_minute(seconds)
                 page.locator('.lm-TabBar-tab[data-id="filebrowser"]').click()
                 expect(page.locator("#jupyter-sandbox-sidebar")).to_be_hidden()
@@ -103,7 +104,7 @@ def measure(build: Path, seconds: float, manager: SandboxManager) -> dict[str, f
                 page.evaluate(HIDE_TAB)
                 figures["tab hidden"] = counter.per_minute(seconds)
                 page.evaluate(SHOW_TAB)
-                time.sleep(3)
+                page.wait_for_timeout(3000)
                 # The server goes away with the sidebar shown: every lookup fails from here on.
                 lab.stop()
                 figures["server gone"] = counter.per_minute(2 * seconds)
