@@ -5,16 +5,11 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
+import { SandboxApiError } from './errors';
 import { IGitFile } from './logic';
 
-export class SandboxApiError extends Error {
-  constructor(
-    message: string,
-    readonly status: number
-  ) {
-    super(message);
-  }
-}
+// Part of the client's public face: callers (the drive) import it from here.
+export { SandboxApiError };
 
 export interface ISandbox {
   id: string;
@@ -85,7 +80,11 @@ export class SandboxAPI {
     return params.length ? `${base}?${params.join('&')}` : base;
   }
 
-  async request<T>(method: string, path: string, options: { query?: Record<string, string | undefined>; body?: unknown } = {}): Promise<T> {
+  async request<T>(
+    method: string,
+    path: string,
+    options: { query?: Record<string, string | undefined>; body?: unknown } = {}
+  ): Promise<T> {
     const init: RequestInit = { method };
     if (options.body !== undefined) {
       init.body = JSON.stringify(options.body);
@@ -123,7 +122,9 @@ export class SandboxAPI {
   // -- sandboxes -------------------------------------------------------------------------------
 
   async forKernel(kernelId: string): Promise<ISandbox | null> {
-    const answer = await this.request<{ sandboxes: ISandbox[] }>('GET', 'sandboxes', { query: { kernel_id: kernelId } });
+    const answer = await this.request<{ sandboxes: ISandbox[] }>('GET', 'sandboxes', {
+      query: { kernel_id: kernelId }
+    });
     return answer.sandboxes[0] || null;
   }
 
@@ -159,8 +160,11 @@ export class SandboxAPI {
 
   /** A file's bytes as they are (not JSON), in either direction; an error answer throws. */
   private async content(init: RequestInit, query: Record<string, string | undefined>, id: string): Promise<Response> {
-    const response = await ServerConnection.makeRequest(this.url(`sandboxes/${id}/files/content`, query), init,
-      this.settings);
+    const response = await ServerConnection.makeRequest(
+      this.url(`sandboxes/${id}/files/content`, query),
+      init,
+      this.settings
+    );
     if (!response.ok) {
       throw await SandboxAPI.errorOf(response);
     }
@@ -230,7 +234,11 @@ export class SandboxAPI {
     return this.request('GET', `sandboxes/${id}/files/search`, { query: { pattern, path } });
   }
 
-  find(id: string, pattern: string, path?: string): Promise<{ matches: { file: string; line: number; content: string }[]; truncated: boolean; timed_out: boolean }> {
+  find(
+    id: string,
+    pattern: string,
+    path?: string
+  ): Promise<{ matches: { file: string; line: number; content: string }[]; truncated: boolean; timed_out: boolean }> {
     return this.request('GET', `sandboxes/${id}/files/find`, { query: { pattern, path } });
   }
 
@@ -268,7 +276,12 @@ export class SandboxAPI {
     return this.request('DELETE', `sandboxes/${id}/git/branches`, { query: { path: repo, name } });
   }
 
-  gitRemote(id: string, repo: string, operation: 'push' | 'pull', credentials: ICredentials): Promise<{ output: string }> {
+  gitRemote(
+    id: string,
+    repo: string,
+    operation: 'push' | 'pull',
+    credentials: ICredentials
+  ): Promise<{ output: string }> {
     return this.request('POST', `sandboxes/${id}/git/${operation}`, { body: { path: repo, ...credentials } });
   }
 

@@ -51,7 +51,12 @@ class FormBody extends Widget implements Dialog.IBodyWidget<Record<string, strin
 }
 
 /** Ask for some values; null when the dialog was cancelled. */
-export async function askForm(title: string, fields: IField[], accept: string, note?: string): Promise<Record<string, string> | null> {
+export async function askForm(
+  title: string,
+  fields: IField[],
+  accept: string,
+  note?: string
+): Promise<Record<string, string> | null> {
   const result = await showDialog({
     title,
     body: new FormBody(fields, note),
@@ -70,7 +75,8 @@ export async function confirm(title: string, message: string, accept: string, da
   return result.button.accept;
 }
 
-export const CREDENTIAL_NOTE = 'Leave both empty for a public repository. They are used for this request only and not kept.';
+export const CREDENTIAL_NOTE =
+  'Leave both empty for a public repository. They are used for this request only and not kept.';
 
 export function credentialFields(): IField[] {
   return [

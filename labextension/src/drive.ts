@@ -40,7 +40,12 @@ export class SandboxDrive implements Contents.IDrive {
     Signal.clearData(this);
   }
 
-  private model(sandboxId: string, entry: IFileEntry, content: unknown = null, format: Contents.FileFormat = null): Contents.IModel {
+  private model(
+    sandboxId: string,
+    entry: IFileEntry,
+    content: unknown = null,
+    format: Contents.FileFormat = null
+  ): Contents.IModel {
     const directory = entry.type === 'directory';
     return {
       name: entry.name,
@@ -64,7 +69,12 @@ export class SandboxDrive implements Contents.IDrive {
         return this.model(sandboxId, entry);
       }
       const listing = await this.api.list(sandboxId, path);
-      return this.model(sandboxId, entry, listing.entries.map(e => this.model(sandboxId, e)), 'json');
+      return this.model(
+        sandboxId,
+        entry,
+        listing.entries.map(e => this.model(sandboxId, e)),
+        'json'
+      );
     }
     if (options?.content === false) {
       return this.model(sandboxId, entry);

@@ -37,8 +37,10 @@ export interface IDiskStatus {
  */
 export function describeDisk(disk: IDiskStatus | undefined, limit: number, walked?: number | null): string {
   if (disk?.enforced === 'total' && disk.used_bytes != null && disk.limit_bytes != null) {
-    const files = disk.used_inodes != null && disk.limit_inodes != null
-      ? ` · ${disk.used_inodes} of ${disk.limit_inodes} files` : '';
+    const files =
+      disk.used_inodes != null && disk.limit_inodes != null
+        ? ` · ${disk.used_inodes} of ${disk.limit_inodes} files`
+        : '';
     return `${formatSize(disk.used_bytes)} of ${formatSize(disk.limit_bytes)}${files}`;
   }
   const used = walked != null ? `${formatSize(walked)} used · ` : '';
@@ -148,9 +150,41 @@ export function modeLetters(mode: string | undefined): string {
 }
 
 const TEXT_EXTENSIONS = new Set([
-  'txt', 'md', 'py', 'ipynb', 'json', 'yaml', 'yml', 'toml', 'cfg', 'ini', 'csv', 'tsv', 'js', 'ts', 'tsx',
-  'jsx', 'html', 'css', 'sh', 'r', 'sql', 'xml', 'rst', 'log', 'c', 'h', 'cpp', 'rs', 'go', 'java', 'env',
-  'gitignore', 'dockerfile', 'makefile', 'lock'
+  'txt',
+  'md',
+  'py',
+  'ipynb',
+  'json',
+  'yaml',
+  'yml',
+  'toml',
+  'cfg',
+  'ini',
+  'csv',
+  'tsv',
+  'js',
+  'ts',
+  'tsx',
+  'jsx',
+  'html',
+  'css',
+  'sh',
+  'r',
+  'sql',
+  'xml',
+  'rst',
+  'log',
+  'c',
+  'h',
+  'cpp',
+  'rs',
+  'go',
+  'java',
+  'env',
+  'gitignore',
+  'dockerfile',
+  'makefile',
+  'lock'
 ]);
 
 /** Whether a file should open in a text editor tab (by its name and size). */

@@ -45,9 +45,14 @@ describe('sizes and durations', () => {
 });
 
 describe('disk', () => {
-  it('shows the home\'s use beside its limit, bytes and files, where the home is limited', () => {
-    const disk = { enforced: 'total' as const, used_bytes: 12 * 1024 ** 2, limit_bytes: 3 * 1024 ** 3,
-      used_inodes: 45, limit_inodes: 196608 };
+  it("shows the home's use beside its limit, bytes and files, where the home is limited", () => {
+    const disk = {
+      enforced: 'total' as const,
+      used_bytes: 12 * 1024 ** 2,
+      limit_bytes: 3 * 1024 ** 3,
+      used_inodes: 45,
+      limit_inodes: 196608
+    };
     expect(describeDisk(disk, 3 * 1024 ** 3, 999)).toBe('12 MiB of 3.0 GiB · 45 of 196608 files');
   });
   it('says the total is not limited where only the per-file limit holds', () => {
@@ -149,7 +154,9 @@ describe('state and links', () => {
   });
 
   it('puts the token in the preview link', () => {
-    expect(previewLink('http://3000-abc.localhost:8888/', 'a.b+c')).toBe('http://3000-abc.localhost:8888/?token=a.b%2Bc');
+    expect(previewLink('http://3000-abc.localhost:8888/', 'a.b+c')).toBe(
+      'http://3000-abc.localhost:8888/?token=a.b%2Bc'
+    );
     expect(previewLink('http://x/?q=1', 't')).toBe('http://x/?q=1&token=t');
     expect(percent(50, 200)).toBe(25);
     expect(percent(5, 0)).toBe(0);

@@ -1,0 +1,8 @@
+export { FilesSection } from './FilesSection';
+export { GitSection } from './GitSection';
+export { Header } from './Header';
+export { PreviewsSection } from './PreviewsSection';
+export { SandboxActions } from './SandboxActions';
+export { SandboxView } from './SandboxView';
+export { StatusSection } from './StatusSection';
+export type { ISidebarCommands } from './types';
