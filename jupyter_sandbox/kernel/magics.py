@@ -26,7 +26,7 @@ from ..sandbox.docker_backend import SandboxError
 from ..sandbox.errors import SandboxOperationError
 from ..sandbox.manager import Sandbox, SandboxManager
 from ..sandbox.operations import SandboxOperations, preview_link
-from ..sandbox.spec import SandboxSpec, SpecError, limit_size, parse_size, readable_size
+from ..sandbox.spec import SpecError, limit_size, parse_size, readable_size
 from . import downloads
 from .settings import SandboxKernel
 
@@ -357,28 +357,25 @@ class SandboxMagics:
             return result
         if changes:
             sandbox = self._require(ctx)
-            # Read anew: another process (the REST API) may have changed its limits since.
-            current = ctx.manager.current_spec(ctx.manager.get(sandbox.id))
-            new_env = {**current.env, **changes.get("env", {})}
-            spec = SandboxSpec(**{**current.to_dict(), **changes, "env": new_env})
-            ctx.manager.check_allowed(spec)  # refuses before anything changes
-            needs_restart = any(key in changes for key in ("pids", "disk", "image", "env"))
-            if needs_restart:
+            ops = operations_for(ctx.manager)
+            plan = _run(ops.plan_config(sandbox, changes))  # refuses before anything changes
+            if plan.restart:
                 ctx.write(
                     "stdout",
-                    f"restarting the sandbox to apply {', '.join(sorted(changes))} "
+                    f"restarting the sandbox to apply {', '.join(plan.changed)} "
                     "(files in /home/sandbox are kept, variables are not)...\n",
                 )
                 ctx.stop_watching()
-                result.reconnect = ctx.manager.recreate(sandbox, spec, progress=lambda m: ctx.write("stdout", m + "\n"))
+                result.reconnect = _run(ops.apply_config(sandbox, plan, lambda m: ctx.write("stdout", m + "\n")))
             else:
-                ctx.manager.update_live(sandbox, cpu=changes.get("cpu"), memory=changes.get("memory"))
+                _run(ops.apply_config(sandbox, plan))
+                spec = plan.spec
                 ctx.write(
                     "stdout",
                     "changed live: "
                     + ", ".join(
                         f"cpu {spec.cpu:g} vCPU" if k == "cpu" else f"memory {limit_size(spec.memory)}"
-                        for k in sorted(changes)
+                        for k in plan.changed
                     )
                     + "\n",
                 )
@@ -402,11 +399,7 @@ class SandboxMagics:
         options = parser.parse_args(args)
         sandbox = self._require(ctx)
         if options.mode is not None:
-            try:
-                policy = ctx.manager.network_policy({"mode": options.mode, "cidrs": options.cidrs})
-            except ValueError as exc:
-                raise SpecError(str(exc)) from None
-            ctx.manager.set_egress(sandbox, policy)
+            _run(operations_for(ctx.manager).set_network(sandbox, {"mode": options.mode, "cidrs": options.cidrs}))
         ctx.write("stdout", f"network: {ctx.manager.egress(sandbox).describe()}\n")
         return MagicResult()
 
@@ -616,7 +609,7 @@ class SandboxMagics:
         parser.parse_args(args)
         sandbox = self._require(ctx)
         ctx.stop_watching()
-        ctx.manager.stop(sandbox)
+        _run(operations_for(ctx.manager).stop_sandbox(sandbox))
         ctx.write("stdout", f"sandbox {sandbox.id} stopped; the next cell starts it again\n")
         return MagicResult(stopped=True)
 

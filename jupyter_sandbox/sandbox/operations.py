@@ -33,7 +33,7 @@ from .git_credentials import Credential, CredentialError, Remote
 from .git_proxy import GitCredentialProxy, GitProxyError, run_call
 from .limits import DockerCalls, SandboxGates, UploadBudget
 from .manager import OwnerLimit, Sandbox, SandboxManager
-from .spec import LABEL_PREFIX, SpecError, parse_size, user_ports
+from .spec import LABEL_PREFIX, SandboxSpec, SpecError, parse_size, user_ports
 
 MAX_PATH = 4096
 MAX_NAME = 255
@@ -123,6 +123,19 @@ def preview_link(template: str, sandbox_id: str, port: Any, expires_in: Any, ser
     except preview.PreviewError as exc:
         raise errors.InvalidInput(str(exc)) from None
     return PreviewLink(template.format(port=port, sandbox_id=sandbox_id, server_port=server_port), token, expires)
+
+
+@dataclass
+class ConfigPlan:
+    """A change of a sandbox's configuration, checked: the spec it makes and whether it needs a
+    fresh container (pids, disk, image and env do; cpu and memory change live)."""
+
+    spec: SandboxSpec
+    changed: list[str]
+    restart: bool
+
+
+RESTART_KEYS = {"pids", "disk", "image", "env"}
 
 
 @dataclass
@@ -446,14 +459,51 @@ class SandboxOperations(SandboxService):
             raise errors.InvalidInput(str(exc)) from None
 
     async def update(self, sandbox_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        """A change of configuration; for now the egress policy, changed live."""
+        """A change of configuration over REST; for now the egress policy, changed live."""
         if "network" not in body:
             raise errors.InvalidInput('only network can be changed here, e.g. {"network": {"mode": "none"}}')
-        policy = self._policy(body["network"])
         async with self.gate(sandbox_id):
             sandbox = await self.sandbox(sandbox_id, running=False)
-            await self.blocking(self.manager.set_egress, sandbox, policy)
+            await self.set_network(sandbox, body["network"])
             return (await self.status_of(await self.sandbox(sandbox_id, running=False))).to_rest()
+
+    async def set_network(self, sandbox: Sandbox, value: Any) -> network.EgressPolicy:
+        """The one way a sandbox's egress policy changes (REST PATCH and `%sandbox network`), live."""
+        policy = self._policy(value)
+        await self.blocking(self.manager.set_egress, sandbox, policy)
+        return policy
+
+    async def plan_config(self, sandbox: Sandbox, changes: dict[str, Any]) -> ConfigPlan:
+        """What a change of limits, env or image makes of the sandbox's spec, refused before anything
+        changes when the operator does not allow it. `changes`: cpu, memory, pids, disk, image, env."""
+        unknown = set(changes) - {"cpu", "memory", "pids", "disk", "image", "env"}
+        if unknown:
+            raise errors.InvalidInput(f"these cannot be changed: {', '.join(sorted(unknown))}")
+        # Read anew: another process (the REST API, another kernel's magic) may have changed it since.
+        current = await self.blocking(self.manager.current_spec, await self.blocking(self.manager.get, sandbox.id))
+        merged = {**current.to_dict(), **changes, "env": {**current.env, **changes.get("env", {})}}
+        with domain_errors():
+            spec = self.manager.check_allowed(SandboxSpec(**merged))
+        return ConfigPlan(spec=spec, changed=sorted(changes), restart=bool(set(changes) & RESTART_KEYS))
+
+    async def apply_config(
+        self, sandbox: Sandbox, plan: ConfigPlan, progress: Callable[[str], None] | None = None
+    ) -> Sandbox:
+        """Put a planned change in force: live for cpu and memory, else a fresh container on the same
+        home (files kept). The sandbox as it is afterwards."""
+        if plan.restart:
+            report = progress or (lambda _message: None)
+            return await self.blocking(self.manager.recreate, sandbox, plan.spec, report)
+        return await self.blocking(
+            self.manager.update_live,
+            sandbox,
+            plan.spec.cpu if "cpu" in plan.changed else None,
+            plan.spec.memory if "memory" in plan.changed else None,
+        )
+
+    async def stop_sandbox(self, sandbox: Sandbox) -> Sandbox:
+        """Stop a sandbox already in hand (files kept; the next use starts it)."""
+        return await self.blocking(self.manager.stop, sandbox)
 
     async def get(self, sandbox_id: str) -> dict[str, Any]:
         """GET /sandboxes/{id}: the status, as REST shows it."""
@@ -500,7 +550,7 @@ class SandboxOperations(SandboxService):
     async def stop(self, sandbox_id: str) -> dict[str, Any]:
         # No gate, like delete: stopping is the way out for a sandbox that holds all its places.
         sandbox = await self.sandbox(sandbox_id, running=False)
-        return (await self.blocking(self.manager.stop, sandbox)).to_dict()
+        return (await self.stop_sandbox(sandbox)).to_dict()
 
     async def restart(self, sandbox_id: str, hard: bool = False) -> Sandbox:
         """The two documented restarts (README, `%sandbox restart [--hard]`): a fresh Python process
