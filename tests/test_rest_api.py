@@ -811,7 +811,7 @@ def test_agent_garbage_or_silence_is_502_not_a_hang() -> None:
     """The service against stand-in agents on loopback: one answers garbage, one is not there."""
     import socket
 
-    from jupyter_sandbox.sandbox.client import StreamingAgentClient
+    from jupyter_sandbox.sandbox.agent_client import AgentClient
     from jupyter_sandbox.sandbox.errors import SandboxOperationError
     from jupyter_sandbox.sandbox.manager import AGENT_PORT, Sandbox
     from jupyter_sandbox.sandbox.operations import SandboxOperations
@@ -831,8 +831,8 @@ def test_agent_garbage_or_silence_is_502_not_a_hang() -> None:
         def get(self, sandbox_id: str) -> Sandbox:
             return Sandbox(sandbox_id, "c", "n", "v", "running", "img", {LABEL_OWNER: "me"}, {AGENT_PORT: self.port})
 
-        def agent(self, sandbox: Sandbox) -> StreamingAgentClient:
-            return StreamingAgentClient(self.port, "token")
+        def agent(self, sandbox: Sandbox) -> AgentClient:
+            return AgentClient.at("127.0.0.1", self.port, "token")
 
     with host_http_server(b"\x00\xffnot json at all") as garbage_port:
         for port, message in ((garbage_port, "not JSON"), (closed_port, "not reachable")):

@@ -9,13 +9,16 @@ it), so the relay itself knows nothing of Docker (relay.Lifecycle is the seam).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 from typing import Any, Callable
 
 from ..sandbox import binding
-from ..sandbox.client import AgentError
+from ..sandbox.agent_client import run_blocking
+from ..sandbox.agent_http import AgentError
 from ..sandbox.docker_backend import SandboxError
+from ..sandbox.errors import SandboxOperationError
 from ..sandbox.manager import Sandbox, SandboxManager
 from . import kernel_info as kernel_info_cache
 from . import release
@@ -106,12 +109,13 @@ class SandboxLifecycle:
                 # Reattaching (a kernel restart, a reopened notebook): the inner kernel starts afresh,
                 # files stay.
                 health = manager.wait_for_agent(sandbox)
-                manager.agent(sandbox).kernel_action("restart")
+                agent = manager.agent(sandbox)
+                run_blocking(lambda: agent.kernel.restart())
             connection = sandbox.kernel_connection()
             self.sandbox, self._connection = sandbox, connection
             self._start_watchers(sandbox, int(health.get("last_event") or 0))
             self.post("ready", connection)
-        except (SandboxError, AgentError) as exc:
+        except (SandboxError, AgentError, SandboxOperationError) as exc:
             self.post("failed", str(exc))
         except Exception as exc:  # never leave the notebook waiting on a crashed thread
             log.exception("bringing up the sandbox failed")
@@ -183,8 +187,8 @@ class SandboxLifecycle:
         seq = last_event
         while not stop.is_set():
             try:
-                seq, events = client.events(seq, AGENT_WAIT_SECONDS)
-            except AgentError:
+                seq, events = run_blocking(functools.partial(client.events, seq, AGENT_WAIT_SECONDS))
+            except SandboxOperationError:
                 if stop.wait(0.5):
                     return
                 continue
@@ -253,9 +257,10 @@ class SandboxLifecycle:
 
         def run() -> None:
             try:
-                self.manager.agent(sandbox).kernel_action("restart")
+                agent = self.manager.agent(sandbox)
+                run_blocking(lambda: agent.kernel.restart())
                 self.post("kernel_restarted", message)
-            except (AgentError, SandboxError) as exc:
+            except (SandboxOperationError, SandboxError) as exc:
                 self.post("failed", f"could not restart the Python process in the sandbox: {exc}")
 
         threading.Thread(target=run, daemon=True).start()
@@ -268,8 +273,9 @@ class SandboxLifecycle:
 
         def run() -> None:
             try:
-                self.manager.agent(sandbox).request("POST", "/activity", timeout=5)
-            except (AgentError, SandboxError):
+                agent = self.manager.agent(sandbox)
+                run_blocking(lambda: agent.kernel.activity(timeout=5))
+            except (SandboxOperationError, SandboxError):
                 pass
 
         self._touching = threading.Thread(target=run, daemon=True)
@@ -282,8 +288,9 @@ class SandboxLifecycle:
 
         def run() -> None:
             try:
-                self.manager.agent(sandbox).kernel_action("interrupt", timeout=5)
-            except AgentError as exc:
+                agent = self.manager.agent(sandbox)
+                run_blocking(lambda: agent.kernel.interrupt(timeout=5))
+            except (SandboxOperationError, SandboxError) as exc:
                 log.warning("interrupt through the agent failed: %s", exc)
 
         threading.Thread(target=run, daemon=True).start()

@@ -365,7 +365,7 @@ class SandboxOperations(SandboxService):
 
     def agent_for(self, sandbox: Sandbox) -> AgentClient:
         with domain_errors():
-            where = self.manager.agent(sandbox)  # address and token; the calls are this layer's
+            where = self.manager.agent(sandbox)  # its address and token, with this layer's deadlines
         return AgentClient.to(
             sandbox.id,
             where,
@@ -760,9 +760,7 @@ class SandboxOperations(SandboxService):
     ) -> dict[str, Any]:
         try:
             async with self.gate(sandbox_id):
-                sandbox = await self.sandbox(sandbox_id)
-                with domain_errors():
-                    client = self.manager.agent(sandbox)
+                client = self.agent_for(await self.sandbox(sandbox_id))
                 # The call relays git's connections for as long as git runs: on threads of its own,
                 # not the Docker calls' (git calls are bounded per sandbox by the gate).
                 loop = asyncio.get_running_loop()
