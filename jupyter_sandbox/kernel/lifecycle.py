@@ -29,6 +29,10 @@ Post = Callable[[str, Any], None]
 log = logging.getLogger(__name__)
 
 AGENT_WAIT_SECONDS = 25.0
+API_RESTART_MESSAGE = (
+    "The Python process in the sandbox was restarted through the sandbox API: variables are gone, "
+    "files in /home/sandbox are kept."
+)
 
 
 def describe_exit(exit_code: int | None, oom_killed: bool, memory: str = "") -> str:
@@ -197,6 +201,9 @@ class SandboxLifecycle:
             for event in events:
                 if event.get("type") == "kernel_died":
                     self.post("kernel_died", event)
+                elif event.get("type") == "kernel_restarted":
+                    # A restart asked for through the sandbox API, not by this notebook.
+                    self.post("kernel_restarted", API_RESTART_MESSAGE)
 
     # -- what the relay asks ----------------------------------------------------------------
 

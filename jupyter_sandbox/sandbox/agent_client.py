@@ -462,8 +462,10 @@ class Sessions(_Namespace):
 
 
 class Kernel(_Namespace):
-    async def restart(self, timeout: float = 30) -> dict[str, Any]:
-        return await self.client.call("POST", "/kernel/restart", timeout=timeout)
+    async def restart(self, timeout: float = 30, announce: bool = False) -> dict[str, Any]:
+        """A fresh Python process; with `announce`, an event tells an attached kernel of it."""
+        query = {"announce": "1"} if announce else None
+        return await self.client.call("POST", "/kernel/restart", query, timeout=timeout)
 
     async def interrupt(self, timeout: float = 30) -> dict[str, Any]:
         return await self.client.call("POST", "/kernel/interrupt", timeout=timeout)

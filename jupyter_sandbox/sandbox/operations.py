@@ -503,21 +503,34 @@ class SandboxOperations(SandboxService):
         return (await self.blocking(self.manager.stop, sandbox)).to_dict()
 
     async def restart(self, sandbox_id: str, hard: bool = False) -> Sandbox:
-        """The two documented restarts (README, `%sandbox restart [--hard]`): a fresh Python process
-        in the sandbox (files and container kept), or with `hard` a fresh container on the same home
-        volume. Returns the sandbox as it is afterwards."""
+        """The two documented restarts (README, `%sandbox restart [--hard]`), asked for from outside
+        the notebook (the REST API): a fresh Python process in the sandbox (files and container
+        kept), which an attached kernel is told of and follows; or with `hard` a fresh container on
+        the same home volume, refused while a kernel is attached (its relay is connected to the
+        old container, and only the kernel's own `%sandbox restart --hard` moves it). Returns the
+        sandbox as it is afterwards."""
+        if not isinstance(hard, bool):
+            raise errors.InvalidInput("hard must be true or false")
         async with self.gate(sandbox_id):
-            return await self.restart_sandbox(await self.sandbox(sandbox_id), hard)
+            sandbox = await self.sandbox(sandbox_id)
+            if hard and sandbox.kernel_id and await self.blocking(binding.kernel_alive, sandbox.kernel_id):
+                raise errors.Conflict(
+                    f"sandbox {sandbox_id} has a kernel attached: a hard restart gives it a new container, "
+                    "which the kernel must be told of; run %sandbox restart --hard in its notebook, or "
+                    'restart with {"hard": false} (a fresh Python process, files kept)'
+                )
+            return await self.restart_sandbox(sandbox, hard, announce=True)
 
-    async def restart_sandbox(self, sandbox: Sandbox, hard: bool = False) -> Sandbox:
-        """`restart` for a sandbox already in hand (the kernel's own, for `%sandbox restart`)."""
+    async def restart_sandbox(self, sandbox: Sandbox, hard: bool = False, announce: bool = False) -> Sandbox:
+        """`restart` for a sandbox already in hand (the kernel's own, for `%sandbox restart`);
+        `announce`: an attached kernel is told of a soft restart (it did not ask for it)."""
         if hard:
             # The spec as the container has it now (the REST API may have changed its limits since
             # this Sandbox was read).
             current = await self.blocking(self.manager.get, sandbox.id)
             spec = await self.blocking(self.manager.current_spec, current)
             return await self.blocking(self.manager.recreate, sandbox, spec)
-        await self.agent_for(sandbox).kernel.restart()
+        await self.agent_for(sandbox).kernel.restart(announce=announce)
         return await self.blocking(self.manager.get, sandbox.id)
 
     # -- housekeeping -----------------------------------------------------------------------
