@@ -12,10 +12,11 @@ import contextlib
 import functools
 import logging
 import threading
-from typing import Any, Callable
+from collections.abc import Coroutine
+from typing import Any, Callable, TypeVar
 
 from ..sandbox import binding
-from ..sandbox.agent_client import run_blocking
+from ..sandbox.agent_client import AgentClient, run_blocking
 from ..sandbox.agent_http import AgentError
 from ..sandbox.docker_backend import SandboxError
 from ..sandbox.errors import SandboxOperationError
@@ -24,6 +25,8 @@ from . import kernel_info as kernel_info_cache
 from . import release
 from .magics import MagicContext
 from .settings import SandboxKernel
+
+T = TypeVar("T")
 
 Post = Callable[[str, Any], None]
 log = logging.getLogger(__name__)
@@ -113,8 +116,7 @@ class SandboxLifecycle:
                 # Reattaching (a kernel restart, a reopened notebook): the inner kernel starts afresh,
                 # files stay.
                 health = manager.wait_for_agent(sandbox)
-                agent = manager.agent(sandbox)
-                run_blocking(lambda: agent.kernel.restart())
+                self.agent_call(sandbox, lambda agent: agent.kernel.restart())
             connection = sandbox.kernel_connection()
             self.sandbox, self._connection = sandbox, connection
             self._start_watchers(sandbox, int(health.get("last_event") or 0))
@@ -256,6 +258,11 @@ class SandboxLifecycle:
         self._start_watchers(sandbox, last_event)
         return self._connection
 
+    def agent_call(self, sandbox: Sandbox, call: Callable[[AgentClient], Coroutine[Any, Any, T]]) -> T:
+        """One call of the sandbox's typed agent client, run to its end from this blocking code."""
+        agent = self.manager.agent(sandbox)
+        return run_blocking(lambda: call(agent))
+
     def restart_kernel(self, message: str) -> None:
         """Restart the Python process in the sandbox, then tell the relay with `message`."""
         sandbox = self.sandbox
@@ -264,8 +271,7 @@ class SandboxLifecycle:
 
         def run() -> None:
             try:
-                agent = self.manager.agent(sandbox)
-                run_blocking(lambda: agent.kernel.restart())
+                self.agent_call(sandbox, lambda agent: agent.kernel.restart())
                 self.post("kernel_restarted", message)
             except (SandboxOperationError, SandboxError) as exc:
                 self.post("failed", f"could not restart the Python process in the sandbox: {exc}")
@@ -280,8 +286,7 @@ class SandboxLifecycle:
 
         def run() -> None:
             try:
-                agent = self.manager.agent(sandbox)
-                run_blocking(lambda: agent.kernel.activity(timeout=5))
+                self.agent_call(sandbox, lambda agent: agent.kernel.activity(timeout=5))
             except (SandboxOperationError, SandboxError):
                 pass
 
@@ -295,8 +300,7 @@ class SandboxLifecycle:
 
         def run() -> None:
             try:
-                agent = self.manager.agent(sandbox)
-                run_blocking(lambda: agent.kernel.interrupt(timeout=5))
+                self.agent_call(sandbox, lambda agent: agent.kernel.interrupt(timeout=5))
             except (SandboxOperationError, SandboxError) as exc:
                 log.warning("interrupt through the agent failed: %s", exc)
 

@@ -529,7 +529,10 @@ class SandboxOperations(SandboxService):
             # this Sandbox was read).
             current = await self.blocking(self.manager.get, sandbox.id)
             spec = await self.blocking(self.manager.current_spec, current)
-            return await self.blocking(self.manager.recreate, sandbox, spec)
+            recreated = await self.blocking(self.manager.recreate, sandbox, spec)
+            # Done when the new container's agent answers, as a start is: the next call can use it.
+            await self.agent_for(recreated).wait_until_up()
+            return recreated
         await self.agent_for(sandbox).kernel.restart(announce=announce)
         return await self.blocking(self.manager.get, sandbox.id)
 

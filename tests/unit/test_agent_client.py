@@ -181,33 +181,14 @@ def test_an_exec_result_without_a_whole_exit_code_is_refused() -> None:
 def test_the_blocking_callers_run_the_same_calls_inside_or_outside_a_loop() -> None:
     """run_blocking (kernel threads, the manager, the git relay) over the one client: its answers and
     refusals, from plain code and from code already running an event loop."""
-    import socket
-    import threading
 
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    listener.settimeout(0.2)
-    stop = threading.Event()
+    def handle(head: bytes, conn: Any) -> None:
+        wanted = head.split(b" ", 2)[1]
+        status, body = (200, b'{"status": "ok"}') if wanted == b"/health" else (404, b'{"message": "no such"}')
+        conn.sendall(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body))
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                continue
-            with conn:
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    head += conn.recv(4096)
-                wanted = head.split(b" ", 2)[1]
-                status, body = (200, b'{"status": "ok"}') if wanted == b"/health" else (404, b'{"message": "no such"}')
-                conn.sendall(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body))
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
+    client, close = streaming_agent(handle)
     try:
-        client = AgentClient.at("127.0.0.1", listener.getsockname()[1], "token")
         assert run_blocking(lambda: client.call("GET", "/health")) == {"status": "ok"}
         with pytest.raises(errors.NotFound) as caught:
             run_blocking(lambda: client.kernel.restart())
@@ -218,9 +199,7 @@ def test_the_blocking_callers_run_the_same_calls_inside_or_outside_a_loop() -> N
 
         assert asyncio.run(inside_a_loop()) == {"status": "ok"}
     finally:
-        stop.set()
-        thread.join(timeout=5)
-        listener.close()
+        close()
 
 
 def streaming_agent(handle: Callable[[bytes, Any], None]) -> tuple[AgentClient, Callable[[], None]]:
