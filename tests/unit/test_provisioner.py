@@ -96,3 +96,24 @@ def test_with_no_server_registered_nothing_is_added(spec_manager: KernelSpecMana
     env = launched_env(spec_manager, tmp_path)
     assert SERVER_ID_ENV not in env and PREVIEW_TEMPLATE_ENV not in env
     assert env.get("PATH") == os.environ.get("PATH")  # the rest of the environment as ever
+
+
+def test_the_server_warns_when_its_kernelspec_lacks_the_provisioner(
+    spec_manager: KernelSpecManager, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    log = logging.getLogger("provisioner-check")
+    folder = tmp_path / "kernels" / provisioner.KERNEL_NAME
+    folder.mkdir()
+    old = json.loads((ROOT / "share/jupyter/kernels/sandbox-python/kernel.json").read_text())
+    old["metadata"].pop("kernel_provisioner")  # a kernelspec installed before the provisioner
+    (folder / "kernel.json").write_text(json.dumps(old))
+    with caplog.at_level(logging.WARNING, logger="provisioner-check"):
+        assert provisioner.check_kernelspec(spec_manager, log) is False
+    assert "will not claim this server's warm pool" in caplog.text and "reinstall" in caplog.text
+    (folder / "kernel.json").write_text(
+        json.dumps({**old, "metadata": {"kernel_provisioner": {"provisioner_name": provisioner.PROVISIONER_NAME}}})
+    )
+    caplog.clear()
+    assert provisioner.check_kernelspec(spec_manager, log) is True and not caplog.text
