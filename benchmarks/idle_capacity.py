@@ -16,6 +16,7 @@ from pathlib import Path
 
 from jupyter_client.multikernelmanager import MultiKernelManager
 
+from jupyter_sandbox.sandbox.agent_client import run_blocking
 from jupyter_sandbox.sandbox.manager import Sandbox, SandboxManager
 
 
@@ -71,7 +72,9 @@ def main() -> dict[str, float]:
             list(pool.map(make, range(args.count)))
         took = time.perf_counter() - started
         time.sleep(args.settle)
-        answering = sum(1 for s in created if manager.agent(s).health(timeout=10).get("kernel"))
+        answering = sum(
+            1 for s in created if run_blocking(lambda s=s: manager.agent(s).health(timeout=10)).get("kernel")
+        )
         memory = [manager.usage(s)["memory_bytes"] for s in created]
         after = mem_available()
         cpu_before = cpu_seconds(manager, created)

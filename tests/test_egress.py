@@ -23,6 +23,7 @@ import pytest
 from conftest import ROOT, start_jupyter_server, start_sandbox_kernel, wait_until
 
 from jupyter_sandbox.sandbox import binding, interpreter, network
+from jupyter_sandbox.sandbox.agent_client import run_blocking
 from jupyter_sandbox.sandbox.docker_backend import SandboxError
 from jupyter_sandbox.sandbox.manager import Sandbox, SandboxManager
 from jupyter_sandbox.sandbox.records import PathStat
@@ -116,9 +117,8 @@ def listener(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listener]:
 
 
 def run(manager: SandboxManager, sandbox: Sandbox, command: list[str] | str, timeout: float = 20) -> dict[str, Any]:
-    return manager.agent(manager.get(sandbox.id)).request(
-        "POST", "/process/exec", {"command": command, "timeout": timeout}, timeout=timeout + 20
-    )
+    agent = manager.agent(manager.get(sandbox.id))
+    return run_blocking(lambda: agent.processes.exec(command, None, {}, timeout))
 
 
 def restart(manager: SandboxManager, sandbox: Sandbox) -> Sandbox:
@@ -318,13 +318,7 @@ print("planted")
 
 
 def plant(manager: SandboxManager, sandbox: Sandbox) -> None:
-    agent = manager.agent(manager.get(sandbox.id))
-    agent.request(
-        "POST",
-        "/process/exec",
-        {"command": ["/opt/sandbox-python/bin/python3", "-c", PLANT, TARGET, str(PORT)], "timeout": 20},
-        timeout=40,
-    )
+    run(manager, sandbox, ["/opt/sandbox-python/bin/python3", "-c", PLANT, TARGET, str(PORT)])
     # ~/.local/bin/python3 is the user's now: the sandbox's own commands find it first.
     assert "planted" in run(manager, sandbox, "python3 -c 'print(42)' && echo planted")["stdout"]
 
@@ -356,10 +350,14 @@ def test_planted_start_up_code_runs_only_once_the_policy_holds(
         assert wait_until(lambda box=sandbox: "ipython-startup ran" in planted_log(manager, box), timeout=30)
         # ... and the agent's own calls ran none of the fakes first on the user's PATH.
         run(manager, sandbox, ["/usr/bin/git", "init", "-q", "/home/sandbox/repo"])
-        status = manager.agent(manager.get(sandbox.id)).request("GET", "/git/status?path=/home/sandbox/repo")
+        agent = manager.agent(manager.get(sandbox.id))
+        status = run_blocking(lambda agent=agent: agent.git.status("/home/sandbox/repo"))
         assert "branch" in json.dumps(status)
         archive = io.BytesIO()  # a folder comes as a tar the agent makes with its own tar
-        assert manager.agent(manager.get(sandbox.id)).download("/home/sandbox/repo", archive, 10_000_000) > 0
+        copied = run_blocking(
+            lambda agent=agent, archive=archive: agent.files.download_to("/home/sandbox/repo", archive, 10_000_000)
+        )
+        assert copied > 0
     time.sleep(2)  # anything still on its way would arrive now
     assert listener.connections() == before, listener.entries()[-5:]
     log = planted_log(manager, sandbox)
@@ -447,12 +445,9 @@ def test_dns_per_mode(manager: SandboxManager, sandbox: Sandbox, listener: Liste
 
 def test_the_host_reaches_the_sandbox_in_every_mode(manager: SandboxManager, sandbox: Sandbox) -> None:
     agent = manager.agent(sandbox)
-    agent.request("POST", "/sessions", {"id": "inbound"})
-    agent.request(
-        "POST",
-        "/sessions/inbound/commands",
-        {"command": "/opt/sandbox-python/bin/python3 -m http.server 8765 --bind 0.0.0.0", "run_async": True},
-    )
+    run_blocking(lambda: agent.sessions.create("inbound", None, None))
+    server = "/opt/sandbox-python/bin/python3 -m http.server 8765 --bind 0.0.0.0"
+    run_blocking(lambda: agent.sessions.run("inbound", server, True))
     address = manager.get(sandbox.id).ip_address
 
     def served() -> bool:
@@ -466,7 +461,7 @@ def test_the_host_reaches_the_sandbox_in_every_mode(manager: SandboxManager, san
     for mode in ("none", ALLOW_TARGET, "internet"):
         manager.set_egress(sandbox, manager.network_policy(mode))
         assert wait_until(served, timeout=20), mode
-        assert manager.agent(sandbox).health()["status"] == "ok"
+        assert run_blocking(lambda: agent.health())["status"] == "ok"
 
 
 def test_the_agents_files_are_roots_and_put_at_every_start(manager: SandboxManager, sandbox: Sandbox) -> None:

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from conftest import Server, wait_until
 
+from jupyter_sandbox.sandbox.agent_client import run_blocking
 from jupyter_sandbox.sandbox.manager import Sandbox, SandboxManager
 
 TARGETS = {"inside": ("jsbx-t1", "10.231.5"), "outside": ("jsbx-t2", "10.231.6")}
@@ -102,16 +103,14 @@ def host_listener() -> Iterator[int]:
 
 def reaches(manager: SandboxManager, sandbox: Sandbox, host: str, port: int) -> bool:
     code = f"import socket; socket.create_connection(({host!r}, {port}), timeout=3).close()"
-    result = manager.agent(manager.get(sandbox.id)).request(
-        "POST", "/process/exec", {"command": ["python3", "-c", code], "timeout": 10}, timeout=30
-    )
+    agent = manager.agent(manager.get(sandbox.id))
+    result = run_blocking(lambda: agent.processes.exec(["python3", "-c", code], None, {}, 10))
     return result["exit_code"] == 0
 
 
 def resolves(manager: SandboxManager, sandbox: Sandbox, name: str) -> bool:
-    result = manager.agent(manager.get(sandbox.id)).request(
-        "POST", "/process/exec", {"command": ["getent", "hosts", name], "timeout": 10}, timeout=30
-    )
+    agent = manager.agent(manager.get(sandbox.id))
+    result = run_blocking(lambda: agent.processes.exec(["getent", "hosts", name], None, {}, 10))
     return result["exit_code"] == 0
 
 
@@ -161,16 +160,9 @@ def test_modes_switch_live_and_survive_a_restart(
 
 def test_the_sandbox_cannot_undo_its_policy(manager: SandboxManager, sandbox: Sandbox) -> None:
     manager.set_egress(sandbox, manager.network_policy("none"))
-    result = manager.agent(sandbox).request(
-        "POST",
-        "/process/exec",
-        {
-            "command": (
-                'python3 -c "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)"'
-            ),
-            "timeout": 10,
-        },
-    )
+    agent = manager.agent(sandbox)
+    command = 'python3 -c "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)"'
+    result = run_blocking(lambda: agent.processes.exec(command, None, {}, 10))
     assert result["exit_code"] != 0 and "Operation not permitted" in result["stderr"]
 
 

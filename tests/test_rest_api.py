@@ -18,7 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import Server, git_http_server, host_http_server, start_jupyter_server, wait_until
+from conftest import SandboxKernel, Server, git_http_server, host_http_server, start_jupyter_server, wait_until
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -818,7 +818,7 @@ def test_agent_garbage_or_silence_is_502_not_a_hang() -> None:
     """The service against stand-in agents on loopback: one answers garbage, one is not there."""
     import socket
 
-    from jupyter_sandbox.sandbox.client import StreamingAgentClient
+    from jupyter_sandbox.sandbox.agent_client import AgentClient
     from jupyter_sandbox.sandbox.errors import SandboxOperationError
     from jupyter_sandbox.sandbox.manager import AGENT_PORT, Sandbox
     from jupyter_sandbox.sandbox.operations import SandboxOperations
@@ -838,8 +838,8 @@ def test_agent_garbage_or_silence_is_502_not_a_hang() -> None:
         def get(self, sandbox_id: str) -> Sandbox:
             return Sandbox(sandbox_id, "c", "n", "v", "running", "img", {LABEL_OWNER: "me"}, {AGENT_PORT: self.port})
 
-        def agent(self, sandbox: Sandbox) -> StreamingAgentClient:
-            return StreamingAgentClient(self.port, "token")
+        def agent(self, sandbox: Sandbox) -> AgentClient:
+            return AgentClient.at("127.0.0.1", self.port, "token")
 
     with host_http_server(b"\x00\xffnot json at all") as garbage_port:
         for port, message in ((garbage_port, "not JSON"), (closed_port, "not reachable")):
@@ -893,3 +893,98 @@ def test_every_201_says_where_the_new_thing_is(api_server: Server, sandbox: str)
     assert listing == box(sandbox, "/files?path=located")
     status, answer = api_server.request("GET", listing)
     assert status == 200 and "a.txt" in {e["name"] for e in answer["entries"]}
+
+
+# -- restart ---------------------------------------------------------------------------------
+
+
+def kernel_pid(server: Server, sandbox_id: str) -> str:
+    """The Python process's pid in the sandbox, as a user of the API finds it."""
+    status, result = server.request(
+        "POST", box(sandbox_id, "/process/exec"), {"command": "pgrep -f ipykernel_launcher", "timeout": 10}
+    )
+    return result["stdout"].strip() if status == 200 and result["exit_code"] == 0 else ""
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"hard": "yes"}, "hard must be true or false"),
+        ({"hard": 1}, "hard must be true or false"),
+        ({"hard": None}, "hard must be true or false"),
+        ({"hard": False, "force": True}, "unknown fields: force"),
+        ([True], "JSON object"),
+    ],
+)
+def test_restart_bad_input_is_400(api_server: Server, sandbox: str, body: object, message: str) -> None:
+    status, answer = api_server.request("POST", box(sandbox, "/restart"), body)
+    assert status == 400 and message in answer["message"], answer
+
+
+def test_restart_of_an_unknown_sandbox_is_404(api_server: Server) -> None:
+    for body in ({}, {"hard": False}, {"hard": True}):
+        status, answer = api_server.request("POST", box("0123456789ab", "/restart"), body)
+        assert status == 404 and "no sandbox" in answer["message"], answer
+
+
+def test_restart_soft_keeps_the_container_hard_gives_a_new_one_on_the_same_files(api_server: Server) -> None:
+    status, created = api_server.request("POST", f"{API}/sandboxes", {"memory": "1g"})
+    assert status == 201, created
+    sandbox_id = created["id"]
+    try:
+        status, _ = api_server.request(
+            "POST", box(sandbox_id, "/process/exec"), {"command": "echo kept > /home/sandbox/kept.txt"}
+        )
+        assert status == 200
+        status, _ = api_server.request("POST", box(sandbox_id, "/sessions"), {"id": "bg"})
+        assert status in (200, 201)
+        status, _ = api_server.request(
+            "POST", box(sandbox_id, "/sessions/bg/commands"), {"command": "sleep 1000", "run_async": True}
+        )
+        assert status == 202
+        before = kernel_pid(api_server, sandbox_id)
+        # No body at all is the soft restart too.
+        status, after = api_server.request("POST", box(sandbox_id, "/restart"), raw=b"")
+        assert status == 200 and after["id"] == sandbox_id and after["state"] == "running", after
+        assert wait_until(lambda: kernel_pid(api_server, sandbox_id) not in ("", before), timeout=30)
+        exec_status, result = api_server.request(
+            "POST", box(sandbox_id, "/process/exec"), {"command": "pgrep -x sleep; cat /home/sandbox/kept.txt"}
+        )
+        # The same container: the session's command still runs, beside the file.
+        assert exec_status == 200 and result["stdout"].split()[1:] == ["kept"], result
+
+        status, hard = api_server.request("POST", box(sandbox_id, "/restart"), {"hard": True})
+        assert status == 200 and hard["id"] == sandbox_id and hard["state"] == "running", hard
+        assert hard["created"] != after["created"]  # a fresh container ...
+        exec_status, result = api_server.request(
+            "POST", box(sandbox_id, "/process/exec"), {"command": "pgrep -x sleep; cat /home/sandbox/kept.txt"}
+        )
+        assert exec_status == 200 and result["stdout"].strip() == "kept", result  # ... on the same files
+    finally:
+        api_server.request("DELETE", box(sandbox_id))
+
+
+def test_restart_with_a_notebook_attached(api_server: Server, sandbox_kernel: SandboxKernel) -> None:
+    """A soft restart through the API: the notebook's running cell is told its kernel restarted and
+    the notebook keeps working; a hard one is refused while the kernel is attached."""
+    kernel = sandbox_kernel
+    assert kernel.run("x = 1\nopen('/home/sandbox/kept.txt', 'w').write('kept')").status == "ok"
+    sandbox_id = json.loads(kernel.run("%sandbox status --json").stdout)["id"]
+    status, answer = api_server.request("POST", box(sandbox_id, "/restart"), {"hard": True})
+    assert status == 409 and "kernel attached" in answer["message"] and "--hard" in answer["message"], answer
+
+    msg_id = kernel.client.execute("import time\nprint('started', flush=True)\ntime.sleep(120)")
+    while True:  # the cell is running in the sandbox once its first output comes
+        message = kernel.client.get_iopub_msg(timeout=60)
+        if message["parent_header"].get("msg_id") == msg_id and message["msg_type"] == "stream":
+            break
+    status, answer = api_server.request("POST", box(sandbox_id, "/restart"), {"hard": False})
+    assert status == 200 and answer["id"] == sandbox_id, answer
+    while True:
+        reply = kernel.client.get_shell_msg(timeout=60)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            break
+    assert reply["content"]["status"] == "error"
+    assert "restarted through the sandbox API" in reply["content"]["evalue"], reply["content"]
+    run = kernel.run("print('x' in globals(), open('/home/sandbox/kept.txt').read())", timeout=120)
+    assert run.stdout == "False kept\n", (run.stdout, run.stderr)

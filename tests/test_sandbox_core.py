@@ -8,8 +8,9 @@ import urllib.request
 
 import pytest
 
+from jupyter_sandbox.sandbox import errors
 from jupyter_sandbox.sandbox import secrets as sandbox_secrets
-from jupyter_sandbox.sandbox.client import AgentClient, AgentError
+from jupyter_sandbox.sandbox.agent_client import AgentClient, run_blocking
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend, DockerUnavailable, SandboxError
 from jupyter_sandbox.sandbox.image import build_image
 from jupyter_sandbox.sandbox.manager import AGENT_PORT, Sandbox, SandboxManager
@@ -63,24 +64,23 @@ def test_agent_requires_the_token(sandbox: Sandbox) -> None:
             urllib.request.urlopen(request, timeout=5)
         assert caught.value.code == 401
         assert "token" in json.loads(caught.value.read())["message"]
-    with pytest.raises(AgentError) as caught:
-        AgentClient(port, "not-the-token").health()
-    assert caught.value.status == 401
+    with pytest.raises(errors.AgentUnavailable) as caught:
+        run_blocking(lambda: AgentClient.at("127.0.0.1", port, "not-the-token").health())
+    assert "401" in caught.value.message
 
 
 def test_agent_health_restart_interrupt_and_bad_input(sandbox: Sandbox, manager: SandboxManager) -> None:
     client = manager.agent(sandbox)
-    health = client.health()
+    health = run_blocking(lambda: client.health())
     assert health["status"] == "ok" and health["kernel"]["running"] is True
     generation = health["kernel"]["generation"]
-    assert client.kernel_action("restart")["generation"] == generation + 1
-    assert client.kernel_action("interrupt")["kernel"]["running"] is True
-    with pytest.raises(AgentError) as caught:
-        client.kernel_action("explode")
-    assert caught.value.status == 404 and "unknown kernel action" in str(caught.value)
-    with pytest.raises(AgentError) as caught:
-        client.request("GET", "/events?after=soon")
-    assert caught.value.status == 400
+    assert run_blocking(lambda: client.kernel.restart())["generation"] == generation + 1
+    assert run_blocking(lambda: client.kernel.interrupt())["kernel"]["running"] is True
+    with pytest.raises(errors.NotFound) as caught:
+        run_blocking(lambda: client.call("POST", "/kernel/explode"))
+    assert "unknown kernel action" in caught.value.message
+    with pytest.raises(errors.InvalidInput):
+        run_blocking(lambda: client.call("GET", "/events?after=soon"))
 
 
 def test_agent_files_are_not_writable_by_the_sandbox_user(sandbox: Sandbox, docker_backend: DockerBackend) -> None:

@@ -14,6 +14,7 @@ from conftest import run_over_websocket, start_jupyter_server, wait_until
 from test_persistence import HOSTNAME, sandbox_id_of
 
 from jupyter_sandbox.sandbox import binding
+from jupyter_sandbox.sandbox.agent_client import run_blocking
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.manager import SandboxManager
 
@@ -76,7 +77,8 @@ def test_a_kernel_never_claims_a_pool_sandbox_before_its_agent_answered(
         assert manager.fill_pool()["created"] == []
         sandbox, how = manager.claim("pool-early-claim", spec=manager.default_spec())
         assert how == "pool" and sandbox is not None and sandbox.id == pooled.id
-        assert manager.agent(sandbox).health(timeout=5)
+        agent = manager.agent(sandbox)
+        assert run_blocking(lambda: agent.health(timeout=5))
     finally:
         for sandbox in manager.list(owner=manager.owner):
             if (sandbox.pool and sandbox.server == manager.server_id) or sandbox.kernel_id == "pool-early-claim":

@@ -459,9 +459,9 @@ class StandInManager:
         return Sandbox(sandbox_id, "c", "n", "v", "running", "img", {LABEL_OWNER: "me"}, {AGENT_PORT: self.port})
 
     def agent(self, sandbox: Any) -> Any:
-        from jupyter_sandbox.sandbox.client import StreamingAgentClient
+        from jupyter_sandbox.sandbox.agent_client import AgentClient
 
-        return StreamingAgentClient(self.port, "token")
+        return AgentClient.at("127.0.0.1", self.port, "token")
 
 
 def stand_in_agent(answer: Callable[[Any], None]) -> tuple[int, Callable[[], None]]:

@@ -140,6 +140,10 @@ class KernelActionHandler(AgentHandler):
             generation = await loop.run_in_executor(None, self.runner.start)
         elif action == "restart":
             generation = await loop.run_in_executor(None, self.runner.restart)
+            if self.get_query_argument("announce", "0") == "1":
+                # Asked for from outside the notebook (the sandbox API): an attached kernel learns of
+                # it from this event. Its own restarts (%sandbox restart) it knows of already.
+                self.event_log.add({"type": "kernel_restarted", "generation": generation})
         elif action == "interrupt":
             if not self.runner.interrupt():
                 raise web.HTTPError(409, "the kernel is not running")

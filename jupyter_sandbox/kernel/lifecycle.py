@@ -9,23 +9,33 @@ it), so the relay itself knows nothing of Docker (relay.Lifecycle is the seam).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
-from typing import Any, Callable
+from collections.abc import Coroutine
+from typing import Any, Callable, TypeVar
 
 from ..sandbox import binding
-from ..sandbox.client import AgentError
+from ..sandbox.agent_client import AgentClient, run_blocking
+from ..sandbox.agent_http import AgentError
 from ..sandbox.docker_backend import SandboxError
+from ..sandbox.errors import SandboxOperationError
 from ..sandbox.manager import Sandbox, SandboxManager
 from . import kernel_info as kernel_info_cache
 from . import release
 from .magics import MagicContext
 from .settings import SandboxKernel
 
+T = TypeVar("T")
+
 Post = Callable[[str, Any], None]
 log = logging.getLogger(__name__)
 
 AGENT_WAIT_SECONDS = 25.0
+API_RESTART_MESSAGE = (
+    "The Python process in the sandbox was restarted through the sandbox API: variables are gone, "
+    "files in /home/sandbox are kept."
+)
 
 
 def describe_exit(exit_code: int | None, oom_killed: bool, memory: str = "") -> str:
@@ -106,12 +116,12 @@ class SandboxLifecycle:
                 # Reattaching (a kernel restart, a reopened notebook): the inner kernel starts afresh,
                 # files stay.
                 health = manager.wait_for_agent(sandbox)
-                manager.agent(sandbox).kernel_action("restart")
+                self.agent_call(sandbox, lambda agent: agent.kernel.restart())
             connection = sandbox.kernel_connection()
             self.sandbox, self._connection = sandbox, connection
             self._start_watchers(sandbox, int(health.get("last_event") or 0))
             self.post("ready", connection)
-        except (SandboxError, AgentError) as exc:
+        except (SandboxError, AgentError, SandboxOperationError) as exc:
             self.post("failed", str(exc))
         except Exception as exc:  # never leave the notebook waiting on a crashed thread
             log.exception("bringing up the sandbox failed")
@@ -183,8 +193,8 @@ class SandboxLifecycle:
         seq = last_event
         while not stop.is_set():
             try:
-                seq, events = client.events(seq, AGENT_WAIT_SECONDS)
-            except AgentError:
+                seq, events = run_blocking(functools.partial(client.events, seq, AGENT_WAIT_SECONDS))
+            except SandboxOperationError:
                 if stop.wait(0.5):
                     return
                 continue
@@ -193,6 +203,9 @@ class SandboxLifecycle:
             for event in events:
                 if event.get("type") == "kernel_died":
                     self.post("kernel_died", event)
+                elif event.get("type") == "kernel_restarted":
+                    # A restart asked for through the sandbox API, not by this notebook.
+                    self.post("kernel_restarted", API_RESTART_MESSAGE)
 
     # -- what the relay asks ----------------------------------------------------------------
 
@@ -245,6 +258,11 @@ class SandboxLifecycle:
         self._start_watchers(sandbox, last_event)
         return self._connection
 
+    def agent_call(self, sandbox: Sandbox, call: Callable[[AgentClient], Coroutine[Any, Any, T]]) -> T:
+        """One call of the sandbox's typed agent client, run to its end from this blocking code."""
+        agent = self.manager.agent(sandbox)
+        return run_blocking(lambda: call(agent))
+
     def restart_kernel(self, message: str) -> None:
         """Restart the Python process in the sandbox, then tell the relay with `message`."""
         sandbox = self.sandbox
@@ -253,9 +271,9 @@ class SandboxLifecycle:
 
         def run() -> None:
             try:
-                self.manager.agent(sandbox).kernel_action("restart")
+                self.agent_call(sandbox, lambda agent: agent.kernel.restart())
                 self.post("kernel_restarted", message)
-            except (AgentError, SandboxError) as exc:
+            except (SandboxOperationError, SandboxError) as exc:
                 self.post("failed", f"could not restart the Python process in the sandbox: {exc}")
 
         threading.Thread(target=run, daemon=True).start()
@@ -268,8 +286,8 @@ class SandboxLifecycle:
 
         def run() -> None:
             try:
-                self.manager.agent(sandbox).request("POST", "/activity", timeout=5)
-            except (AgentError, SandboxError):
+                self.agent_call(sandbox, lambda agent: agent.kernel.activity(timeout=5))
+            except (SandboxOperationError, SandboxError):
                 pass
 
         self._touching = threading.Thread(target=run, daemon=True)
@@ -282,8 +300,8 @@ class SandboxLifecycle:
 
         def run() -> None:
             try:
-                self.manager.agent(sandbox).kernel_action("interrupt", timeout=5)
-            except AgentError as exc:
+                self.agent_call(sandbox, lambda agent: agent.kernel.interrupt(timeout=5))
+            except (SandboxOperationError, SandboxError) as exc:
                 log.warning("interrupt through the agent failed: %s", exc)
 
         threading.Thread(target=run, daemon=True).start()

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn, TypeVar
 
 from ..sandbox import preview as preview_tokens
-from ..sandbox.client import AgentError, Cancelled
+from ..sandbox.agent_client import Cancelled, run_blocking
+from ..sandbox.agent_http import AgentError
 from ..sandbox.disk import describe as describe_disk
 from ..sandbox.docker_backend import SandboxError
 from ..sandbox.errors import SandboxOperationError
@@ -426,8 +427,11 @@ class SandboxMagics:
             raise MagicUsageError(f"{parser.format_usage()}%sandbox exec: error: give a command to run")
         sandbox = self._require(ctx)
         try:
-            record = ctx.manager.agent(sandbox).exec_stream(
-                script, on_output=lambda name, text: ctx.write(name, text), cancel=ctx.cancel, timeout=options.timeout
+            agent = ctx.manager.agent(sandbox)
+            record = run_blocking(
+                lambda: agent.processes.exec_stream(
+                    script, on_output=ctx.write, cancel=ctx.cancel, timeout=options.timeout
+                )
             )
         except Cancelled:
             return MagicResult(error="interrupted: the command was stopped")
@@ -441,10 +445,15 @@ class SandboxMagics:
         parser = _Parser(ctx.write, prog="%sandbox ls", description="List a folder in the sandbox.")
         parser.add_argument("path", nargs="?", default="", help="folder (default: /home/sandbox)")
         options = parser.parse_args(args)
-        listing = ctx.manager.agent(self._require(ctx)).list_files(options.path)
+        agent = ctx.manager.agent(self._require(ctx))
+        listing = run_blocking(lambda: agent.files.list(options.path))
         lines = [f"{listing['path']}:"]
         for item in listing["entries"]:
-            mode = item.get("mode") if isinstance(item.get("mode"), int) else 0
+            if item.get("type") not in ("file", "directory", "symlink", "other") or not isinstance(
+                item.get("size"), int
+            ):
+                continue  # an entry the sandbox sent without the fields a listing shows
+            mode = int(item["mode"], 8) if isinstance(item.get("mode"), str) else 0  # checked: octal text
             kind = {"directory": "d", "symlink": "l"}.get(item["type"], "-")
             name = item["name"] + ("/" if item["type"] == "directory" else "")
             if item["type"] == "symlink" and isinstance(item.get("target"), str):
@@ -503,7 +512,8 @@ class SandboxMagics:
             if size > limit:
                 raise SpecError(f"{options.host_path} is {readable_size(size)}, above the limit of {limit_size(limit)}")
             target = options.sandbox_path or source.name
-            answer = ctx.manager.agent(self._require(ctx)).upload(target, handle, size)
+            agent = ctx.manager.agent(self._require(ctx))
+            answer = run_blocking(lambda: agent.files.upload_from(target, handle, size))
         ctx.write("stdout", f"uploaded {options.host_path} ({size:,} bytes) to {answer.get('path', target)}\n")
         return MagicResult()
 
@@ -526,14 +536,16 @@ class SandboxMagics:
         folder = downloads.check_folder(settings.downloads_folder)
         parts = downloads.name_parts(options.host_path, options.sandbox_path, settings.allow_hidden_files)
         limit = parse_size(settings.max_transfer_size, "max_transfer_size")
-        sandbox = self._require(ctx)
+        agent = ctx.manager.agent(self._require(ctx))
         destination, size = downloads.write(
             settings.host_root,
             folder,
-            sandbox.id,
+            agent.sandbox_id,
             parts,
             options.force,
-            lambda handle: ctx.manager.agent(sandbox).download(options.sandbox_path, handle, limit, ctx.cancel),
+            lambda handle: run_blocking(
+                lambda: agent.files.download_to(options.sandbox_path, handle, limit, ctx.cancel)
+            ),
         )
         ctx.write("stdout", f"downloaded {options.sandbox_path} ({size:,} bytes) to {destination}\n")
         return MagicResult()
@@ -560,7 +572,8 @@ class SandboxMagics:
         except preview_tokens.PreviewError as exc:
             raise SpecError(str(exc)) from None
         link = preview_link(template, sandbox.id, options.port, expires_in)
-        listening = ctx.manager.agent(sandbox).usage()["ports"]
+        agent = ctx.manager.agent(sandbox)
+        listening = run_blocking(lambda: agent.usage())["ports"]
         until = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(link.expires))
         lines = [
             f"preview of port {options.port} in sandbox {sandbox.id}, valid until {until}",

@@ -2,8 +2,9 @@
 
 Everything the host asks an agent goes through `AgentClient` (async, over the transport in
 agent_http.py: every connect, read and call has a deadline and no thread is held while an agent is
-slow) or `SyncAgentClient`, which runs the SAME coroutines on a private loop for callers that live in
-a thread of their own (kernel magics, CLI, the manager's wait for the agent).
+slow). Callers that live in a thread of their own (kernel magics and lifecycle, the manager, the git
+credential relay) run the SAME coroutines to their end with `run_blocking`; the streamed ones (exec
+output, file transfers) also watch a `threading.Event` that the kernel sets on an interrupt.
 
 The agent runs inside the sandbox, so its answers are hostile: each method reduces the answer to the
 fields and types its caller may use (`shapes.reduce`, the `checked_*` helpers), and every failure of
@@ -15,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import builtins
 import concurrent.futures
+import contextlib
 import json
+import threading
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Coroutine
 from datetime import datetime, timezone
-from typing import Any, Callable, TypeVar
+from typing import IO, Any, Callable, TypeVar
 
 from . import errors, shapes
 from .agent_http import AgentError, AgentResponse, AgentTimeout, AsyncAgent, error_message
@@ -29,6 +32,39 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = 60.0
 SMALL_ANSWER = 65536
 MAX_LOG_LINE = 1024 * 1024
+MAX_STREAM_LINE = 1024 * 1024
+TRANSFER_CHUNK = 256 * 1024
+# A streamed command with no limit of its own says nothing while it computes: its call has this
+# deadline instead of the idle one (the user's way out is an interrupt, which sets `cancel`).
+UNLIMITED_COMMAND = 30 * 86400.0
+CANCEL_POLL = 0.1
+
+
+class Cancelled(Exception):
+    """A streamed operation was cancelled by its caller (the `cancel` event was set)."""
+
+
+async def cancellable(awaitable: Awaitable[T], cancel: threading.Event | None) -> T:
+    """Await `awaitable` unless `cancel` (set from another thread) is set first: then its task is
+    cancelled, which closes its connection to the agent, and Cancelled is raised."""
+    if cancel is None:
+        return await awaitable
+    task = asyncio.ensure_future(awaitable)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=CANCEL_POLL)
+            if done:
+                if cancel.is_set() and task.exception() is not None:
+                    raise Cancelled()  # the failure was the cancelled command going away
+                return task.result()
+            if cancel.is_set():
+                raise Cancelled()
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
 
 # The agent speaks HTTP; what its refusals mean, as domain errors. A status not listed is the
 # caller's error (400) when 4xx, the agent's failure otherwise.
@@ -237,6 +273,47 @@ class Files(_Namespace):
             raise malformed("an answer to the upload with an unexpected shape")
         return {"path": str(parsed.get("path", "")), "size": parsed["size"]}
 
+    async def download_to(
+        self, path: str, destination: IO[bytes], max_bytes: int, cancel: threading.Event | None = None
+    ) -> int:
+        """Copy a sandbox file into `destination`, never more than `max_bytes`; the bytes copied."""
+        return await cancellable(self._download_to(path, destination, max_bytes), cancel)
+
+    async def _download_to(self, path: str, destination: IO[bytes], max_bytes: int) -> int:
+        response = await self.download(path)
+        try:
+            announced = response.header("Content-Length")
+            if announced is not None and announced.isdigit() and int(announced) > max_bytes:
+                raise errors.PayloadTooLarge(
+                    f"{path} is {int(announced):,} bytes, more than the limit of {max_bytes:,}"
+                )
+            copied = 0
+            while True:
+                chunk = await self.client.guarded(response.read(TRANSFER_CHUNK))
+                if not chunk:
+                    return copied
+                copied += len(chunk)
+                if copied > max_bytes:
+                    raise errors.PayloadTooLarge(f"{path} is larger than the limit of {max_bytes:,} bytes")
+                destination.write(chunk)
+        finally:
+            response.close()
+
+    async def upload_from(self, path: str, source: IO[bytes], size: int) -> dict[str, Any]:
+        """Send `size` bytes read from `source` to a sandbox file: {path, size} as the agent answers."""
+        upload = await self.open_upload(path, size)
+        try:
+            sent = 0
+            while sent < size:
+                chunk = source.read(min(TRANSFER_CHUNK, size - sent))
+                if not chunk:
+                    raise errors.InvalidInput(f"the file to upload ended after {sent:,} of {size:,} bytes")
+                await self.send(upload, chunk, chunked=False)
+                sent += len(chunk)
+            return await self.finish_upload(upload, chunked=False)
+        finally:
+            upload.close()
+
 
 class Git(_Namespace):
     async def status(self, repo: str) -> dict[str, Any]:
@@ -256,7 +333,9 @@ class Git(_Namespace):
 
 
 class Processes(_Namespace):
-    async def exec(self, command: str, cwd: str | None, env: dict[str, str], timeout: float) -> dict[str, Any]:
+    async def exec(
+        self, command: str | builtins.list[str], cwd: str | None, env: dict[str, str], timeout: float
+    ) -> dict[str, Any]:
         answer = await self.client.call(
             "POST",
             "/process/exec",
@@ -271,6 +350,58 @@ class Processes(_Namespace):
             "stdout": str(answer.get("stdout", "")),
             "stderr": str(answer.get("stderr", "")),
         }
+
+    async def exec_stream(
+        self,
+        command: str | builtins.list[str],
+        on_output: Callable[[str, str], None],
+        cancel: threading.Event | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Run a command, calling on_output(stream, text) as its output comes; the exit record
+        ({exit_code, timed_out}). Cancelled when `cancel` is set (the agent kills the command when
+        its connection goes)."""
+        return await cancellable(self._exec_stream(command, on_output, cwd, env, timeout), cancel)
+
+    async def _exec_stream(
+        self,
+        command: str | builtins.list[str],
+        on_output: Callable[[str, str], None],
+        cwd: str | None,
+        env: dict[str, str] | None,
+        timeout: float | None,
+    ) -> dict[str, Any]:
+        body = json.dumps({"command": command, "cwd": cwd, "env": env or {}, "timeout": timeout, "stream": True})
+        deadline = timeout + 30 if timeout else UNLIMITED_COMMAND
+        response = await self.client.open("POST", "/process/exec", body.encode(), timeout=deadline)
+        try:
+            if response.status >= 400:
+                raw = await self.client.guarded(response.read_all(SMALL_ANSWER))
+                raise domain_error(
+                    AgentError(f"agent answered {response.status}: {error_message(raw)}", response.status)
+                )
+            while True:
+                line = await self.client.guarded(response.readline(MAX_STREAM_LINE + 1))
+                if not line:
+                    raise malformed("output that ended without an exit code")
+                try:
+                    chunk = json.loads(line)
+                except ValueError:
+                    raise malformed("malformed output") from None
+                if not isinstance(chunk, dict):
+                    raise malformed("malformed output")
+                if "exit_code" in chunk:
+                    code = chunk["exit_code"]
+                    if not isinstance(code, int) or isinstance(code, bool):
+                        raise malformed("a malformed exit record")
+                    return {"exit_code": code, "timed_out": bool(chunk.get("timed_out"))}
+                stream, text = chunk.get("stream"), chunk.get("text")
+                if stream in ("stdout", "stderr") and isinstance(text, str):
+                    on_output(stream, text)
+        finally:
+            response.close()
 
 
 class Sessions(_Namespace):
@@ -331,11 +462,17 @@ class Sessions(_Namespace):
 
 
 class Kernel(_Namespace):
-    async def restart(self, timeout: float = 30) -> dict[str, Any]:
-        return await self.client.call("POST", "/kernel/restart", timeout=timeout)
+    async def restart(self, timeout: float = 30, announce: bool = False) -> dict[str, Any]:
+        """A fresh Python process; with `announce`, an event tells an attached kernel of it."""
+        query = {"announce": "1"} if announce else None
+        return await self.client.call("POST", "/kernel/restart", query, timeout=timeout)
 
     async def interrupt(self, timeout: float = 30) -> dict[str, Any]:
         return await self.client.call("POST", "/kernel/interrupt", timeout=timeout)
+
+    async def activity(self, timeout: float = 5) -> dict[str, Any]:
+        """Tell the agent the sandbox is in use (a host-side cell ran), for its idle clock."""
+        return await self.client.call("POST", "/activity", timeout=timeout)
 
 
 class AgentClient:
@@ -357,6 +494,12 @@ class AgentClient:
         SandboxManager.agent returns); `timeouts`: connect_timeout, idle_timeout, call_timeout."""
         call_timeout = timeouts.pop("call_timeout", DEFAULT_TIMEOUT)
         return cls(AsyncAgent(sandbox_id, where.host, where.port, where.token, **timeouts), call_timeout)
+
+    @classmethod
+    def at(cls, host: str, port: int, token: str, sandbox_id: str = "", **timeouts: float) -> AgentClient:
+        """The client of the agent listening at host:port (tests and tools that know only an address)."""
+        call_timeout = timeouts.pop("call_timeout", DEFAULT_TIMEOUT)
+        return cls(AsyncAgent(sandbox_id, host, port, token, **timeouts), call_timeout)
 
     @property
     def host(self) -> str:
@@ -390,9 +533,11 @@ class AgentClient:
             self.transport.request(method, _query(path, query), body, timeout=timeout or self.call_timeout)
         )
 
-    async def open(self, method: str, path: str) -> AgentResponse:
-        """A streamed answer (no overall deadline, the idle one per read)."""
-        return await self.guarded(self.transport.open(method, path))
+    async def open(
+        self, method: str, path: str, body: bytes | None = None, timeout: float | None = None
+    ) -> AgentResponse:
+        """A streamed answer (with no `timeout`: no overall deadline, the idle one per read)."""
+        return await self.guarded(self.transport.open(method, path, body, timeout=timeout))
 
     async def health(self, timeout: float = 5) -> dict[str, Any]:
         answer = await self.call("GET", "/health", timeout=timeout)

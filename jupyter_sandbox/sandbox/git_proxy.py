@@ -32,6 +32,8 @@ from typing import Any, Literal
 from traitlets import Float, Int, Unicode, Union
 from traitlets.config import LoggingConfigurable
 
+from . import errors
+from .agent_client import AgentClient, run_blocking
 from .git_credentials import CallCertificates, Credential, Remote
 from .spec import parse_size
 
@@ -731,7 +733,7 @@ class GitProxyError(Exception):
 
 def run_call(
     proxy: GitCredentialProxy,
-    client: Any,
+    client: AgentClient,
     operation: str,
     request: dict[str, Any],
     remote: Remote,
@@ -742,8 +744,6 @@ def run_call(
 
     The proxy exists from just before the agent is asked until its answer: no request made after
     that gets the credential."""
-    from .client import AgentError
-
     session = proxy.session(remote, credential, operation)
     call_id = secrets.token_hex(16)
     relay = AgentRelay(
@@ -754,18 +754,13 @@ def run_call(
         # A clone names the real URL (it becomes the new repository's origin, and no config of the
         # sandbox is read by it); pull and push use the call's own name for the remote.
         url = remote.url if operation == "clone" else session.alias_url
-        return client.request(
-            "POST",
-            f"/git/{operation}",
-            {**request, "relay": {"id": call_id, "ca": session.ca_pem, "url": url}},
-            timeout=timeout,
-        )
-    except AgentError as exc:
+        body = {**request, "relay": {"id": call_id, "ca": session.ca_pem, "url": url}}
+        return run_blocking(lambda: client.git.run(operation, body, timeout=timeout))
+    except errors.SandboxOperationError as exc:
         problem = session.problem()
         if problem:
-            said = str(exc).split(": ", 1)[-1]
             raise GitProxyError(
-                problem[0], f"{credential.redact(said)} (the host's credential proxy: {problem[1]})"
+                problem[0], f"{credential.redact(exc.message)} (the host's credential proxy: {problem[1]})"
             ) from None
         raise
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import fnmatch
+import functools
 import getpass
 import hashlib
 import json
@@ -26,8 +27,9 @@ from traitlets.config import LoggingConfigurable
 from .. import __version__
 from . import binding, disk, errors, git_credentials, idle, interpreter, network, preview
 from . import secrets as sandbox_secrets
+from .agent_client import AgentClient, run_blocking
+from .agent_http import AgentError
 from .backend import Backend
-from .client import AgentError, StreamingAgentClient
 from .disk import DiskStore, HomeDisk
 from .docker_backend import DockerBackend, SandboxError, tar_bytes
 from .image import DEFAULT_BASE, DEFAULT_IMAGE, DEFAULT_REPOSITORY, build_image
@@ -1487,16 +1489,23 @@ class SandboxManager(LoggingConfigurable):
             removed.append(sandbox_id)
         return removed
 
-    def agent(self, sandbox: Sandbox) -> StreamingAgentClient:
+    def agent(self, sandbox: Sandbox) -> AgentClient:
+        """The typed client of a running sandbox's agent (async; blocking callers use run_blocking)."""
         if AGENT_PORT not in sandbox.host_ports:
             raise SandboxError(f"sandbox {sandbox.id} is not running")
-        return StreamingAgentClient(sandbox.host_ports[AGENT_PORT], sandbox_secrets.agent_token(sandbox.id))
+        return AgentClient.at(
+            "127.0.0.1",
+            sandbox.host_ports[AGENT_PORT],
+            sandbox_secrets.agent_token(sandbox.id),
+            sandbox.id,
+            connect_timeout=10.0,
+            idle_timeout=30.0,
+            call_timeout=30.0,
+        )
 
     def wait_for_agent(self, sandbox: Sandbox, timeout: float = 30) -> dict[str, Any]:
         # The one wait for an agent (agent_client.AgentClient.wait_until_up), run from blocking code.
-        from .agent_client import AgentClient, run_blocking
-
-        agent = AgentClient.to(sandbox.id, self.agent(sandbox))
+        agent = self.agent(sandbox)
         try:
             return run_blocking(lambda: agent.wait_until_up(timeout))
         except errors.SandboxOperationError as exc:
@@ -1513,8 +1522,9 @@ class SandboxManager(LoggingConfigurable):
                 continue  # waiting to be claimed is the pool's job; another server's is its own
             if sandbox.running and self.idle_timeout > 0:
                 try:
-                    last = self.agent(sandbox).health(timeout=5).get("last_activity")
-                except (AgentError, SandboxError):
+                    agent = self.agent(sandbox)
+                    last = run_blocking(functools.partial(agent.health, timeout=5)).get("last_activity")
+                except (errors.SandboxOperationError, SandboxError):
                     continue
                 if not isinstance(last, (int, float)):
                     continue

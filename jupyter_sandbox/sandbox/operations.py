@@ -378,7 +378,7 @@ class SandboxOperations(SandboxService):
 
     def agent_for(self, sandbox: Sandbox) -> AgentClient:
         with domain_errors():
-            where = self.manager.agent(sandbox)  # address and token; the calls are this layer's
+            where = self.manager.agent(sandbox)  # its address and token, with this layer's deadlines
         return AgentClient.to(
             sandbox.id,
             where,
@@ -553,21 +553,37 @@ class SandboxOperations(SandboxService):
         return (await self.stop_sandbox(sandbox)).to_dict()
 
     async def restart(self, sandbox_id: str, hard: bool = False) -> Sandbox:
-        """The two documented restarts (README, `%sandbox restart [--hard]`): a fresh Python process
-        in the sandbox (files and container kept), or with `hard` a fresh container on the same home
-        volume. Returns the sandbox as it is afterwards."""
+        """The two documented restarts (README, `%sandbox restart [--hard]`), asked for from outside
+        the notebook (the REST API): a fresh Python process in the sandbox (files and container
+        kept), which an attached kernel is told of and follows; or with `hard` a fresh container on
+        the same home volume, refused while a kernel is attached (its relay is connected to the
+        old container, and only the kernel's own `%sandbox restart --hard` moves it). Returns the
+        sandbox as it is afterwards."""
+        if not isinstance(hard, bool):
+            raise errors.InvalidInput("hard must be true or false")
         async with self.gate(sandbox_id):
-            return await self.restart_sandbox(await self.sandbox(sandbox_id), hard)
+            sandbox = await self.sandbox(sandbox_id)
+            if hard and sandbox.kernel_id and await self.blocking(binding.kernel_alive, sandbox.kernel_id):
+                raise errors.Conflict(
+                    f"sandbox {sandbox_id} has a kernel attached: a hard restart gives it a new container, "
+                    "which the kernel must be told of; run %sandbox restart --hard in its notebook, or "
+                    'restart with {"hard": false} (a fresh Python process, files kept)'
+                )
+            return await self.restart_sandbox(sandbox, hard, announce=True)
 
-    async def restart_sandbox(self, sandbox: Sandbox, hard: bool = False) -> Sandbox:
-        """`restart` for a sandbox already in hand (the kernel's own, for `%sandbox restart`)."""
+    async def restart_sandbox(self, sandbox: Sandbox, hard: bool = False, announce: bool = False) -> Sandbox:
+        """`restart` for a sandbox already in hand (the kernel's own, for `%sandbox restart`);
+        `announce`: an attached kernel is told of a soft restart (it did not ask for it)."""
         if hard:
             # The spec as the container has it now (the REST API may have changed its limits since
             # this Sandbox was read).
             current = await self.blocking(self.manager.get, sandbox.id)
             spec = await self.blocking(self.manager.current_spec, current)
-            return await self.blocking(self.manager.recreate, sandbox, spec)
-        await self.agent_for(sandbox).kernel.restart()
+            recreated = await self.blocking(self.manager.recreate, sandbox, spec)
+            # Done when the new container's agent answers, as a start is: the next call can use it.
+            await self.agent_for(recreated).wait_until_up()
+            return recreated
+        await self.agent_for(sandbox).kernel.restart(announce=announce)
         return await self.blocking(self.manager.get, sandbox.id)
 
     # -- housekeeping -----------------------------------------------------------------------
@@ -810,9 +826,7 @@ class SandboxOperations(SandboxService):
     ) -> dict[str, Any]:
         try:
             async with self.gate(sandbox_id):
-                sandbox = await self.sandbox(sandbox_id)
-                with domain_errors():
-                    client = self.manager.agent(sandbox)
+                client = self.agent_for(await self.sandbox(sandbox_id))
                 # The call relays git's connections for as long as git runs: on threads of its own,
                 # not the Docker calls' (git calls are bounded per sandbox by the gate).
                 loop = asyncio.get_running_loop()

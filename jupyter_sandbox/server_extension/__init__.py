@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import os
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -18,9 +17,9 @@ from tornado.ioloop import IOLoop, PeriodicCallback
 from traitlets import Bool, Float
 
 from ..config import CONFIG_FILE_NAME, load_config
-from ..kernel.magics import PREVIEW_TEMPLATE_ENV
+from ..kernel import provisioner
 from ..sandbox import binding
-from ..sandbox.manager import SERVER_ID_ENV, SandboxManager
+from ..sandbox.manager import SandboxManager
 from ..sandbox.operations import SandboxOperations
 from ..sandbox.ssh.gateway import SSHGateway
 from . import preview
@@ -75,11 +74,11 @@ class SandboxExtension(ExtensionApp):
         config = load_config()
         config.merge(serverapp.config)
         # Who this server is: its housekeeping touches only what it (or a server now gone) made; the
-        # kernels it starts inherit the id and claim only its pool.
+        # kernels it starts are told the id by their provisioner and claim only its pool.
         self.server_id = binding.new_server_id()
         self.server_lease = binding.ServerLease(self.server_id)
         self.server_lease.acquire()
-        os.environ[SERVER_ID_ENV] = self.server_id
+        provisioner.register_server(self.server_id)
         self.manager = SandboxManager(config=config, log=serverapp.log)
         self.manager.server_id = self.server_id
         self.service = SandboxOperations(self.manager, config=config, log=serverapp.log)
@@ -101,8 +100,12 @@ class SandboxExtension(ExtensionApp):
             path_form=service.path_form_previews,
         )
         service.server_port = serverapp.port
-        # Kernels started by this server inherit its environment: %sandbox preview builds links with it.
-        os.environ[PREVIEW_TEMPLATE_ENV] = service.preview_url_template.replace("{server_port}", str(serverapp.port))
+        # The kernels this server starts are told the template by their provisioner (not through this
+        # process's environment): %sandbox preview builds links with it.
+        provisioner.register_preview_template(
+            service.preview_url_template.replace("{server_port}", str(serverapp.port))
+        )
+        provisioner.check_kernelspec(serverapp.kernel_spec_manager, serverapp.log)
         self._install_mcp(base_url)
         self.notebook_events.install()
         # Timers start once the server's loop runs, not while the server is still being set up.
@@ -196,6 +199,7 @@ class SandboxExtension(ExtensionApp):
         if self.mcp_bridge is not None:
             await self.mcp_bridge.stop()
         self.server_lease.release(forget=True)
+        provisioner.unregister()
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:

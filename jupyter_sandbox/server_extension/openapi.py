@@ -118,6 +118,19 @@ def openapi_document() -> dict[str, Any]:
         },
         f"{box}/start": {"post": _op("start a stopped sandbox", [SANDBOX_ID])},
         f"{box}/stop": {"post": _op("stop a sandbox (files are kept)", [SANDBOX_ID])},
+        f"{box}/restart": {
+            "post": {
+                **_op(
+                    "restart: a fresh Python process (files and container kept; an attached notebook is "
+                    "told), or with hard a fresh container on the same files (409 while a kernel is attached)",
+                    [SANDBOX_ID],
+                ),
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": _obj(hard={"type": "boolean", "default": False})}},
+                },
+            }
+        },
         f"{box}/files": {
             "get": _op(
                 "list a folder",

@@ -5,6 +5,7 @@ the fields and types callers may use. No Docker engine."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 from collections.abc import AsyncIterator
@@ -14,9 +15,8 @@ from typing import Any, Callable
 import pytest
 
 from jupyter_sandbox.sandbox import errors
-from jupyter_sandbox.sandbox.agent_client import AgentClient
-from jupyter_sandbox.sandbox.agent_http import AsyncAgent
-from jupyter_sandbox.sandbox.client import MAX_RESPONSE_BYTES
+from jupyter_sandbox.sandbox.agent_client import AgentClient, Cancelled, run_blocking
+from jupyter_sandbox.sandbox.agent_http import MAX_RESPONSE_BYTES, AsyncAgent
 
 Answer = Callable[[str], "tuple[int, bytes] | None"]
 
@@ -178,14 +178,34 @@ def test_an_exec_result_without_a_whole_exit_code_is_refused() -> None:
         run(go())
 
 
-def test_the_blocking_client_runs_the_same_calls_inside_or_outside_a_loop() -> None:
-    """client.AgentClient (kernel threads, the manager) over the same transport: its answers and
+def test_the_blocking_callers_run_the_same_calls_inside_or_outside_a_loop() -> None:
+    """run_blocking (kernel threads, the manager, the git relay) over the one client: its answers and
     refusals, from plain code and from code already running an event loop."""
+
+    def handle(head: bytes, conn: Any) -> None:
+        wanted = head.split(b" ", 2)[1]
+        status, body = (200, b'{"status": "ok"}') if wanted == b"/health" else (404, b'{"message": "no such"}')
+        conn.sendall(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body))
+
+    client, close = streaming_agent(handle)
+    try:
+        assert run_blocking(lambda: client.call("GET", "/health")) == {"status": "ok"}
+        with pytest.raises(errors.NotFound) as caught:
+            run_blocking(lambda: client.kernel.restart())
+        assert "no such" in caught.value.message
+
+        async def inside_a_loop() -> dict[str, Any]:
+            return run_blocking(lambda: client.call("GET", "/health"))
+
+        assert asyncio.run(inside_a_loop()) == {"status": "ok"}
+    finally:
+        close()
+
+
+def streaming_agent(handle: Callable[[bytes, Any], None]) -> tuple[AgentClient, Callable[[], None]]:
+    """A threaded stand-in agent on loopback: `handle(head, conn)` answers each request as it likes."""
     import socket
     import threading
-
-    from jupyter_sandbox.sandbox.client import AgentClient as BlockingAgentClient
-    from jupyter_sandbox.sandbox.client import AgentError
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -202,25 +222,108 @@ def test_the_blocking_client_runs_the_same_calls_inside_or_outside_a_loop() -> N
             with conn:
                 head = b""
                 while b"\r\n\r\n" not in head:
-                    head += conn.recv(4096)
-                wanted = head.split(b" ", 2)[1]
-                status, body = (200, b'{"status": "ok"}') if wanted == b"/health" else (404, b'{"message": "no such"}')
-                conn.sendall(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body))
+                    data = conn.recv(65536)
+                    if not data:
+                        break
+                    head += data
+                try:
+                    handle(head, conn)
+                except OSError:
+                    pass
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    try:
-        client = BlockingAgentClient(listener.getsockname()[1], "token")
-        assert client.health() == {"status": "ok"}
-        with pytest.raises(AgentError) as caught:
-            client.kernel_action("explode")
-        assert caught.value.status == 404 and "no such" in str(caught.value)
 
-        async def inside_a_loop() -> dict[str, Any]:
-            return client.health()
-
-        assert asyncio.run(inside_a_loop()) == {"status": "ok"}
-    finally:
+    def close() -> None:
         stop.set()
         thread.join(timeout=5)
         listener.close()
+
+    return AgentClient.at("127.0.0.1", listener.getsockname()[1], "token", idle_timeout=5), close
+
+
+def test_a_streamed_command_reports_output_as_it_comes_and_its_exit_record() -> None:
+    lines = [{"stream": "stdout", "text": "hello\n"}, {"stream": "evil", "text": "x"}, {"exit_code": 3, "extra": 1}]
+    body = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+
+    def handle(head: bytes, conn: Any) -> None:
+        assert head.startswith(b"POST /process/exec ")
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    client, close = streaming_agent(handle)
+    try:
+        seen: list[tuple[str, str]] = []
+        record = run_blocking(lambda: client.processes.exec_stream("echo hello", lambda n, t: seen.append((n, t))))
+        assert seen == [("stdout", "hello\n")]
+        assert record == {"exit_code": 3, "timed_out": False}
+    finally:
+        close()
+
+
+def test_a_cancelled_stream_ends_at_once_with_cancelled() -> None:
+    import threading
+
+    def handle(head: bytes, conn: Any) -> None:
+        conn.sendall(b'HTTP/1.1 200 OK\r\n\r\n{"stream": "stdout", "text": "working"}\n')
+        conn.recv(1)  # says nothing more until the client goes away
+
+    client, close = streaming_agent(handle)
+    try:
+        cancel = threading.Event()
+        seen: list[str] = []
+
+        def on_output(name: str, text: str) -> None:
+            seen.append(text)
+            cancel.set()
+
+        started = time.monotonic()
+        with pytest.raises(Cancelled):
+            run_blocking(lambda: client.processes.exec_stream("sleep 100", on_output, cancel=cancel))
+        assert seen == ["working"] and time.monotonic() - started < 3
+        with pytest.raises(Cancelled):
+            run_blocking(lambda: client.files.download_to("big", io.BytesIO(), 10, cancel=cancel))
+    finally:
+        close()
+
+
+def test_a_download_over_its_limit_is_refused_whatever_the_agent_announces() -> None:
+    def handle(head: bytes, conn: Any) -> None:
+        if b"announced" in head:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 100)
+        else:
+            conn.sendall(b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 100)  # no length: read to the close
+
+    client, close = streaming_agent(handle)
+    try:
+        for name in ("announced", "unannounced"):
+            sink = io.BytesIO()
+            with pytest.raises(errors.PayloadTooLarge) as caught:
+                run_blocking(lambda name=name, sink=sink: client.files.download_to(name, sink, 50))
+            assert "limit" in caught.value.message and len(sink.getvalue()) <= 50
+        sink = io.BytesIO()
+        assert run_blocking(lambda: client.files.download_to("x", sink, 100)) == 100
+    finally:
+        close()
+
+
+def test_an_upload_sends_its_bytes_and_returns_the_checked_answer() -> None:
+    received: list[bytes] = []
+
+    def handle(head: bytes, conn: Any) -> None:
+        header, _, body = head.partition(b"\r\n\r\n")
+        length = int(
+            next(v for k, _, v in (h.partition(b":") for h in header.split(b"\r\n")) if k == b"Content-Length")
+        )
+        while len(body) < length:
+            body += conn.recv(65536)
+        received.append(body)
+        answer = json.dumps({"path": "/home/sandbox/f", "size": len(body), "evil": 1}).encode()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer))
+
+    client, close = streaming_agent(handle)
+    try:
+        data = b"y" * (600 * 1024)
+        answer = run_blocking(lambda: client.files.upload_from("f", io.BytesIO(data), len(data)))
+        assert answer == {"path": "/home/sandbox/f", "size": len(data)} and received == [data]
+    finally:
+        close()

@@ -178,7 +178,7 @@ def test_reap_stops_idle_sandboxes_and_deletes_long_stopped_ones(
         def __init__(self, sandbox: Sandbox) -> None:
             self.sandbox = sandbox
 
-        def health(self, timeout: float = 5) -> dict[str, Any]:
+        async def health(self, timeout: float = 5) -> dict[str, Any]:
             last = time.time() - (600 if self.sandbox.id == idle.id else 1)
             return {"status": "ok", "last_activity": last}
 

@@ -42,7 +42,7 @@ def api_routes(base_url: str, service: SandboxOperations) -> list[tuple[str, typ
     routes = [
         (f"{api}/sandboxes", SandboxesHandler),
         (box, SandboxHandler),
-        (f"{box}/(?P<action>start|stop)", SandboxActionHandler),
+        (f"{box}/(?P<action>start|stop|restart)", SandboxActionHandler),
         (f"{box}/files", FilesHandler),
         (f"{box}/files/info", FileInfoHandler),
         (f"{box}/files/content", FileContentHandler),

@@ -51,6 +51,9 @@ class SandboxActionHandler(SandboxAPIHandler):
     async def post(self, sandbox_id: str, action: str) -> None:
         if action == "start":
             self.reply(await self.service.start(sandbox_id))
+        elif action == "restart":
+            hard = self.json_body().get("hard", False)
+            self.reply((await self.service.restart(sandbox_id, hard)).to_dict())
         else:
             self.reply(await self.service.stop(sandbox_id))
 

@@ -21,7 +21,6 @@ import time
 from typing import Any
 
 from ...sandbox import secrets as sandbox_secrets
-from ...sandbox.agent_client import AgentClient
 from ...sandbox.docker_backend import SandboxError
 from ...sandbox.errors import SandboxOperationError
 from ...sandbox.manager import Sandbox, SandboxManager
@@ -146,7 +145,7 @@ class Upstreams:
     async def listening(self, sandbox: Sandbox) -> str:
         """A sentence (HTML) naming the ports listening in the sandbox, for the 502 page."""
         try:
-            agent = AgentClient.to(sandbox.id, self.manager.agent(sandbox))
+            agent = self.manager.agent(sandbox)
             usage: dict[str, Any] = await agent.usage()  # async: no thread is held by a slow agent
         except (SandboxError, SandboxOperationError):
             return "The ports listening in the sandbox could not be read."
