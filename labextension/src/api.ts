@@ -136,6 +136,11 @@ export class SandboxAPI {
     return this.request('POST', `sandboxes/${id}/${action}`);
   }
 
+  /** A fresh Python process in the sandbox (`hard`: a fresh container on the same home). */
+  restart(id: string, hard = false): Promise<ISandbox> {
+    return this.request('POST', `sandboxes/${id}/restart`, { body: { hard } });
+  }
+
   remove(id: string): Promise<void> {
     return this.request('DELETE', `sandboxes/${id}`);
   }

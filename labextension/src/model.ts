@@ -74,6 +74,7 @@ export type ISandboxClient = Pick<
   | 'forKernel'
   | 'get'
   | 'action'
+  | 'restart'
   | 'remove'
   | 'preview'
   | 'list'
@@ -282,12 +283,9 @@ export class SandboxModel {
     await this._lifecycle('Stop', id => this._api.action(id, 'stop'));
   }
 
-  /** The sidebar's Restart: the container stops and starts again; the home and its files stay. */
+  /** The sidebar's Restart, as `%sandbox restart`: a fresh Python process; files stay. */
   async restart(): Promise<void> {
-    await this._lifecycle('Restart', async id => {
-      await this._api.action(id, 'stop');
-      await this._api.action(id, 'start');
-    });
+    await this._lifecycle('Restart', id => this._api.restart(id));
   }
 
   /** Delete the sandbox and its home (the caller has asked the person first). */

@@ -92,6 +92,10 @@ export function fakeServer(): { server: IFakeServer; api: FakeApi } {
       server.sandbox = liveSandbox({ ...server.sandbox, state: action === 'start' ? 'running' : 'exited' });
       return server.sandbox;
     }),
+    restart: vi.fn(async () => {
+      server.sandbox = liveSandbox({ ...server.sandbox, state: 'running' });
+      return server.sandbox;
+    }),
     remove: vi.fn(async () => {
       server.sandbox = null;
     }),

@@ -59,6 +59,18 @@ describe('polling', () => {
     model.dispose();
   });
 
+  it('restarts as %sandbox restart does: one restart call, no stop and start', async () => {
+    const { api } = fakeServer();
+    const model = modelOn(api);
+    await model.refresh();
+
+    await model.restart();
+    expect(api.restart).toHaveBeenCalledWith('sbx1');
+    expect(api.action).not.toHaveBeenCalled();
+    expect(model.running).toBe(true);
+    model.dispose();
+  });
+
   it('refreshes at once after an action, without waiting for the next tick', async () => {
     const { api } = fakeServer();
     const model = modelOn(api);

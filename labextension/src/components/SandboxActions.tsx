@@ -1,5 +1,5 @@
 /**
- * The sandbox's buttons: stop or start, restart (the container; the home stays), delete (asks
+ * The sandbox's buttons: stop or start, restart (a fresh Python process; the files stay), delete (asks
  * first), and a terminal.
  */
 import * as React from 'react';
