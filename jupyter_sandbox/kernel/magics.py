@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn, TypeVar
 
 from ..sandbox import preview as preview_tokens
-from ..sandbox.agent_client import Cancelled, run_blocking
+from ..sandbox.agent_client import Cancelled
 from ..sandbox.agent_http import AgentError
 from ..sandbox.disk import describe as describe_disk
 from ..sandbox.docker_backend import SandboxError
@@ -427,10 +427,9 @@ class SandboxMagics:
             raise MagicUsageError(f"{parser.format_usage()}%sandbox exec: error: give a command to run")
         sandbox = self._require(ctx)
         try:
-            agent = ctx.manager.agent(sandbox)
-            record = run_blocking(
-                lambda: agent.processes.exec_stream(
-                    script, on_output=ctx.write, cancel=ctx.cancel, timeout=options.timeout
+            record = _run(
+                operations_for(ctx.manager).exec_streaming(
+                    sandbox, script, on_output=ctx.write, cancel=ctx.cancel, timeout=options.timeout
                 )
             )
         except Cancelled:
@@ -445,8 +444,7 @@ class SandboxMagics:
         parser = _Parser(ctx.write, prog="%sandbox ls", description="List a folder in the sandbox.")
         parser.add_argument("path", nargs="?", default="", help="folder (default: /home/sandbox)")
         options = parser.parse_args(args)
-        agent = ctx.manager.agent(self._require(ctx))
-        listing = run_blocking(lambda: agent.files.list(options.path))
+        listing = _run(operations_for(ctx.manager).list_folder(self._require(ctx), options.path))
         lines = [f"{listing['path']}:"]
         for item in listing["entries"]:
             if item.get("type") not in ("file", "directory", "symlink", "other") or not isinstance(
@@ -512,8 +510,7 @@ class SandboxMagics:
             if size > limit:
                 raise SpecError(f"{options.host_path} is {readable_size(size)}, above the limit of {limit_size(limit)}")
             target = options.sandbox_path or source.name
-            agent = ctx.manager.agent(self._require(ctx))
-            answer = run_blocking(lambda: agent.files.upload_from(target, handle, size))
+            answer = _run(operations_for(ctx.manager).upload_from(self._require(ctx), target, handle, size))
         ctx.write("stdout", f"uploaded {options.host_path} ({size:,} bytes) to {answer.get('path', target)}\n")
         return MagicResult()
 
@@ -536,15 +533,15 @@ class SandboxMagics:
         folder = downloads.check_folder(settings.downloads_folder)
         parts = downloads.name_parts(options.host_path, options.sandbox_path, settings.allow_hidden_files)
         limit = parse_size(settings.max_transfer_size, "max_transfer_size")
-        agent = ctx.manager.agent(self._require(ctx))
+        sandbox = self._require(ctx)
         destination, size = downloads.write(
             settings.host_root,
             folder,
-            agent.sandbox_id,
+            sandbox.id,
             parts,
             options.force,
-            lambda handle: run_blocking(
-                lambda: agent.files.download_to(options.sandbox_path, handle, limit, ctx.cancel)
+            lambda handle: _run(
+                operations_for(ctx.manager).download_to(sandbox, options.sandbox_path, handle, limit, ctx.cancel)
             ),
         )
         ctx.write("stdout", f"downloaded {options.sandbox_path} ({size:,} bytes) to {destination}\n")
@@ -572,8 +569,7 @@ class SandboxMagics:
         except preview_tokens.PreviewError as exc:
             raise SpecError(str(exc)) from None
         link = preview_link(template, sandbox.id, options.port, expires_in)
-        agent = ctx.manager.agent(sandbox)
-        listening = run_blocking(lambda: agent.usage())["ports"]
+        listening = _run(operations_for(ctx.manager).listening_ports(sandbox))
         until = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(link.expires))
         lines = [
             f"preview of port {options.port} in sandbox {sandbox.id}, valid until {until}",

@@ -17,10 +17,11 @@ import asyncio
 import builtins
 import concurrent.futures
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 from traitlets import Bool, Float, Int, Unicode, Union
 from traitlets.config import LoggingConfigurable
@@ -868,6 +869,43 @@ class SandboxOperations(SandboxService):
         async with self.agent(sandbox_id) as agent:
             usage = await agent.usage(timeout=10)
         return {"ports": user_ports(usage["ports"])}
+
+    # -- a sandbox already in hand (the kernel's own, for the magics) -------------------------
+    # The same calls as above, for a caller that holds its Sandbox and streams to or from the host:
+    # inside the sandbox's gate, with this layer's timeouts and domain errors.
+
+    async def exec_streaming(
+        self,
+        sandbox: Sandbox,
+        command: str,
+        on_output: Callable[[str, str], None],
+        cancel: threading.Event | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Run a command, its output handed to `on_output` as it comes: {exit_code, timed_out}."""
+        async with self.gate(sandbox.id):
+            agent = self.agent_for(sandbox)
+            return await agent.processes.exec_stream(command, on_output=on_output, cancel=cancel, timeout=timeout)
+
+    async def list_folder(self, sandbox: Sandbox, path: str) -> dict[str, Any]:
+        async with self.gate(sandbox.id):
+            return await self.agent_for(sandbox).files.list(path)
+
+    async def upload_from(self, sandbox: Sandbox, path: str, source: IO[bytes], size: int) -> dict[str, Any]:
+        async with self.gate(sandbox.id):
+            return await self.agent_for(sandbox).files.upload_from(path, source, size)
+
+    async def download_to(
+        self, sandbox: Sandbox, path: str, destination: IO[bytes], max_bytes: int, cancel: threading.Event | None
+    ) -> int:
+        async with self.gate(sandbox.id):
+            return await self.agent_for(sandbox).files.download_to(path, destination, max_bytes, cancel)
+
+    async def listening_ports(self, sandbox: Sandbox) -> builtins.list[int]:
+        """Ports something in the sandbox listens on, the sandbox's own machinery left out."""
+        async with self.gate(sandbox.id):
+            usage = await self.agent_for(sandbox).usage(timeout=10)
+        return user_ports(usage["ports"])
 
 
 def _proxy_error(exc: GitProxyError) -> errors.SandboxOperationError:
