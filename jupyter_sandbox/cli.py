@@ -52,6 +52,15 @@ def _parser() -> argparse.ArgumentParser:
     remove.add_argument("ids", nargs="*", metavar="ID", help="sandbox ids, as `list` shows them")
     remove.add_argument("--all", action="store_true", help="remove all of your sandboxes")
 
+    ssh_key = commands.add_parser(
+        "ssh-key", help="register an SSH public key for the SSH gateway (it logs in as any of your sandbox ids)"
+    )
+    ssh_key_commands = ssh_key.add_subparsers(dest="ssh_key_command", metavar="ACTION")
+    ssh_key_commands.required = True
+    add_key = ssh_key_commands.add_parser("add", help="register the public key in FILE (e.g. ~/.ssh/id_ed25519.pub)")
+    add_key.add_argument("file", help="an OpenSSH public key file, or - for standard input")
+    ssh_key_commands.add_parser("list", help="the registered keys' fingerprints")
+
     commands.add_parser("prune", help="remove stopped sandboxes, orphaned volumes and the unused network")
     commands.add_parser("mcp", help="an MCP server (stdio) for agents; `jupyter sandbox mcp --help`", add_help=False)
     return parser
@@ -111,12 +120,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             for sandbox_id in ids:
                 asyncio.run(operations.delete(sandbox_id, every_owner=True))
                 print(f"removed {sandbox_id}")
+        elif args.command == "ssh-key":
+            return _ssh_key(args)
         elif args.command == "prune":
             removed = manager.prune()
             print(f"removed {len(removed['sandboxes'])} stopped sandboxes and {len(removed['volumes'])} volumes")
     except (SandboxError, SpecError, SandboxOperationError) as exc:
         print(f"jupyter sandbox: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _ssh_key(args: argparse.Namespace) -> int:
+    """Registering keys is the machine user's act, never a notebook's: a magic or an API call a
+    sandbox's code could make would hand it a way back in."""
+    from .sandbox.ssh import keys
+
+    if args.ssh_key_command == "list":
+        for fingerprint in keys.registered_fingerprints():
+            print(fingerprint)
+        return 0
+    try:
+        text = sys.stdin.read() if args.file == "-" else open(args.file).read()  # noqa: SIM115
+    except OSError as exc:
+        print(f"jupyter sandbox ssh-key add: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    if "PRIVATE KEY" in text:
+        print("jupyter sandbox ssh-key add: that is a private key; give the .pub file", file=sys.stderr)
+        return 2
+    try:
+        print(f"registered {keys.register(text)}")
+    except Exception as exc:  # asyncssh's key import errors: one line, no traceback
+        print(f"jupyter sandbox ssh-key add: not an OpenSSH public key: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

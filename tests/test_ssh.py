@@ -9,6 +9,7 @@ import re
 import secrets
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,6 @@ import pytest
 from conftest import Server, free_port, host_http_server, run_over_websocket, start_jupyter_server, wait_until
 
 from jupyter_sandbox.sandbox import secrets as sandbox_secrets
-from jupyter_sandbox.sandbox.ssh import keys
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -416,7 +416,21 @@ def test_an_upload_cut_short_leaves_the_old_file_in_place(gateway: Gateway, tmp_
 def test_a_registered_public_key_logs_in_as_the_sandbox_id(gateway: Gateway, tmp_path: Path) -> None:
     for name in ("mine", "stranger"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / name)], check=True)
-    keys.register((tmp_path / "mine.pub").read_text())
+    # Registered by the machine's user, with the CLI (no notebook or API can add a key).
+    cli = [sys.executable, "-m", "jupyter_sandbox.cli", "ssh-key"]
+    added = subprocess.run([*cli, "add", str(tmp_path / "mine.pub")], capture_output=True, text=True, timeout=60)
+    assert added.returncode == 0 and added.stdout.startswith("registered SHA256:"), added
+    listed = subprocess.run([*cli, "list"], capture_output=True, text=True, timeout=60)
+    assert added.stdout.split()[-1] in listed.stdout.split(), listed
+    for bad, says in (
+        (tmp_path / "mine", "that is a private key"),
+        (tmp_path / "nothing-here.pub", "cannot read"),
+        (tmp_path / "mine.pub.garbled", "not an OpenSSH public key"),
+    ):
+        if bad.name.endswith("garbled"):
+            bad.write_text("ssh-ed25519 not-base64!!\n")
+        refused = subprocess.run([*cli, "add", str(bad)], capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2 and says in refused.stderr, refused
 
     def login(key: str, user: str) -> subprocess.CompletedProcess:
         options = [o if o != "IdentityFile=/dev/null" else f"IdentityFile={tmp_path / key}" for o in SSH_OPTIONS]

@@ -54,6 +54,20 @@ def register(public_key: str) -> str:
     return key.get_fingerprint("sha256")
 
 
+def registered_fingerprints() -> list[str]:
+    """The registered keys' SHA-256 fingerprints, one a line of the file (lines that are no key left out)."""
+    path = authorized_keys_path()
+    if not path.exists():
+        return []
+    found = []
+    for line in path.read_text().splitlines():
+        try:
+            found.append(asyncssh.import_public_key(line.strip()).get_fingerprint("sha256"))
+        except (ValueError, asyncssh.KeyImportError):
+            continue
+    return found
+
+
 def registered() -> asyncssh.SSHAuthorizedKeys | None:
     """The registered keys, read afresh (a key added while the server runs counts at once)."""
     path = authorized_keys_path()
