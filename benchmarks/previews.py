@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rest_api import Api, start_server
+from common import Api, start_server
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
