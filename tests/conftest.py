@@ -376,6 +376,20 @@ def start_jupyter_server(
     return server, process
 
 
+def lab_args(folder: Path, plugins: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """JupyterLab's command line for a test: user settings and workspaces under `folder`. The
+    settings ask no question about fetching news and check for no update (no dialog in the middle of
+    a page, no request to the internet), plus `plugins`, {"notebook-extension/tracker": {...}, ...}."""
+    settings, workspaces = folder / "settings", folder / "workspaces"
+    workspaces.mkdir(parents=True, exist_ok=True)
+    every = {"apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False}, **(plugins or {})}
+    for plugin, values in every.items():
+        extension, name = plugin.split("/")
+        (settings / "@jupyterlab" / extension).mkdir(parents=True, exist_ok=True)
+        (settings / "@jupyterlab" / extension / f"{name}.jupyterlab-settings").write_text(json.dumps(values))
+    return [f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={workspaces}"]
+
+
 @pytest.fixture(scope="module")
 def jupyter_server(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server, process = start_jupyter_server(tmp_path_factory.mktemp("server-root"))
