@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
 import os
 import secrets
@@ -510,6 +511,24 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
             return True
         time.sleep(interval)
     return predicate()
+
+
+def preview_host(server: Server, sandbox_id: str, port: int) -> str:
+    """The Host a browser sends for a sandbox's port through the subdomain-form preview."""
+    return f"{port}-{sandbox_id}.localhost:{server.port}"
+
+
+def fetch(
+    server: Server, host: str, path: str, headers: dict | None = None, method: str = "GET", body: bytes | None = None
+) -> tuple[int, dict, bytes]:
+    """One request to the Jupyter server with this Host (a preview's, say): (status, headers, body)."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        connection.request(method, path, body=body, headers={"Host": host, **(headers or {})})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
 
 
 def start_preview_app(server: Server, sandbox_id: str, apps: dict[int, str]) -> None:

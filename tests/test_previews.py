@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import Server, host_http_server, start_preview_app
+from conftest import Server, fetch, host_http_server, preview_host, start_preview_app
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -47,17 +47,8 @@ def link(server: Server, sandbox_id: str, port: int = APP_PORT) -> dict:
     return answer
 
 
-def fetch(
-    server: Server, host: str, path: str, headers: dict | None = None, method: str = "GET", body: bytes | None = None
-) -> tuple[int, dict, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-    connection.request(method, path, body=body, headers={"Host": host, **(headers or {})})
-    response = connection.getresponse()
-    return response.status, dict(response.getheaders()), response.read()
-
-
 def host_of(server: Server, sandbox_id: str, port: int = APP_PORT) -> str:
-    return f"{port}-{sandbox_id}.localhost:{server.port}"
+    return preview_host(server, sandbox_id, port)
 
 
 def test_ports_and_link(preview_server: Server, app_sandbox: str) -> None:

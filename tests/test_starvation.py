@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import ROOT, Server, run_over_websocket, start_jupyter_server, start_preview_app, wait_until
+from conftest import (
+    ROOT,
+    Server,
+    fetch,
+    preview_host,
+    run_over_websocket,
+    start_jupyter_server,
+    start_preview_app,
+    wait_until,
+)
 
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.manager import SandboxManager
@@ -116,15 +125,10 @@ def test_frozen_slow_and_flooding_neighbours_do_not_delay_the_others(
         assert run(server, healthy, "echo ok")["stdout"] == "ok\n"
 
     def preview() -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-        connection.request(
-            "GET",
-            "/echo",
-            headers={"Host": f"3000-{healthy}.localhost:{server.port}", "X-Sandbox-Preview-Token": token},
+        status, _, body = fetch(
+            server, preview_host(server, healthy, 3000), "/echo", {"X-Sandbox-Preview-Token": token}
         )
-        response = connection.getresponse()
-        assert response.status == 200 and b'"path": "/echo"' in response.read()
-        connection.close()
+        assert status == 200 and b'"path": "/echo"' in body
 
     checks = {"listing": listing, "exec": execute, "preview": preview}
     for check in checks.values():
