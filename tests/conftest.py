@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -330,6 +331,32 @@ class Server:
         if "json" in kind and payload:
             return status, json.loads(payload)
         return status, payload
+
+
+API = "/sandbox/api"
+
+
+def box(sandbox_id: str, rest: str = "") -> str:
+    """The REST path of a sandbox, or of `rest` below it."""
+    return f"{API}/sandboxes/{sandbox_id}{rest}"
+
+
+def q(**params: str) -> str:
+    return "?" + urllib.parse.urlencode(params)
+
+
+def exec_command(server: Server, sandbox_id: str, command: str, timeout: float = 60, http_timeout: float = 120) -> dict:
+    """POST .../process/exec, which must answer 200: {exit_code, stdout, stderr, timed_out}."""
+    status, answer = server.request(
+        "POST", box(sandbox_id, "/process/exec"), {"command": command, "timeout": timeout}, timeout=http_timeout
+    )
+    assert status == 200, answer
+    return answer
+
+
+def network_subnet(backend: DockerBackend, name: str) -> str:
+    """The subnet of a Docker network a test made (for an egress allow list that reaches it)."""
+    return backend.client.networks.get(name).attrs["IPAM"]["Config"][0]["Subnet"]
 
 
 def start_jupyter_server(

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Server, git_http_server, lab_args, start_jupyter_server
+from conftest import ROOT, Server, git_http_server, lab_args, network_subnet, start_jupyter_server
 from playwright.sync_api import Browser, Page, expect
 
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
@@ -92,7 +92,7 @@ def lab(git_repo: str, docker_backend: DockerBackend, tmp_path_factory: pytest.T
             }
         )
     )
-    subnet = docker_backend.client.networks.get(NETWORK).attrs["IPAM"]["Config"][0]["Subnet"]
+    subnet = network_subnet(docker_backend, NETWORK)
     (root / "work").mkdir()
     cells = [CELLS[0].format(subnet=subnet), *CELLS[1:]]
     (root / "work" / "sidebar.ipynb").write_text(json.dumps(notebook(cells)))
