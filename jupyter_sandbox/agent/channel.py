@@ -14,7 +14,6 @@ a signal ended it).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import time
@@ -23,7 +22,7 @@ from typing import Any
 from tornado import websocket
 
 from . import environment, processes
-from .pty import ProcessSocket, requested_size, set_size, spawn
+from .pty import ProcessSocket, control_message, requested_size, set_size, spawn
 from .usage import ACTIVITY
 
 READ_CHUNK = 64 * 1024
@@ -41,11 +40,8 @@ class ChannelHandler(ProcessSocket):
         if isinstance(message, bytes):
             await self._stdin(message)
             return
-        try:
-            request = json.loads(message)
-        except ValueError:
-            return
-        if not isinstance(request, dict):
+        request = control_message(message)
+        if request is None:
             return
         kind = request.get("type")
         if kind == "start" and not self.started:

@@ -23,6 +23,15 @@ def set_size(fd: int, cols: int, rows: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
+def control_message(message: str) -> dict[str, Any] | None:
+    """A client's text frame as the JSON object it must be; None for anything else (ignored)."""
+    try:
+        request = json.loads(message)
+    except ValueError:
+        return None
+    return request if isinstance(request, dict) else None
+
+
 def requested_size(request: dict[str, Any]) -> tuple[int, int] | None:
     """The (cols, rows) a client's message asks for, when it is a size the agent will set."""
     cols, rows = request.get("cols"), request.get("rows")
@@ -154,11 +163,8 @@ class PtyHandler(ProcessSocket):
         if isinstance(message, bytes):
             os.write(self.master, message)
             return
-        try:
-            request = json.loads(message)
-        except ValueError:
-            return
-        if not isinstance(request, dict):
+        request = control_message(message)
+        if request is None:
             return
         kind = request.get("type")
         if kind == "input" and isinstance(request.get("data"), str):
