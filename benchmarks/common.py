@@ -16,13 +16,19 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar, cast
 
 from jupyter_client import BlockingKernelClient
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.multikernelmanager import MultiKernelManager
 
 from jupyter_sandbox.sandbox.manager import SandboxManager
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from jupyter_wire import server_argv
+
+if TYPE_CHECKING:
+    from jupyter_client.connect import KernelConnectionInfo
 
 T = TypeVar("T")
 
@@ -107,7 +113,7 @@ def direct_client(kernel_id: str) -> Iterator[BlockingKernelClient]:
     sandbox = SandboxManager().find_for_kernel(kernel_id)
     assert sandbox is not None, "no sandbox for that kernel"
     client = BlockingKernelClient()
-    client.load_connection_info(sandbox.kernel_connection())
+    client.load_connection_info(cast("KernelConnectionInfo", sandbox.kernel_connection()))
     client.start_channels()
     try:
         client.wait_for_ready(timeout=60)
@@ -165,18 +171,7 @@ def start_server(
     port = port or free_port()
     token = secrets.token_hex(16)
     process = subprocess.Popen(
-        [
-            python,
-            "-m",
-            module,
-            "--no-browser",
-            "--allow-root",
-            f"--port={port}",
-            "--ip=127.0.0.1",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}",
-            *extra,
-        ],
+        server_argv(root, port, token, extra, module=module, python=python),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "NO_PROXY": "127.0.0.1"},

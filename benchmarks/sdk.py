@@ -19,6 +19,7 @@ import uuid
 
 import httpx
 from common import start_server
+from jupyter_wire import execute_request
 from tornado.websocket import websocket_connect
 
 from jupyter_sandbox.client import Sandbox
@@ -56,31 +57,7 @@ async def raw_cell(url: str, token: str, kernel_id: str, code: str, n: int) -> l
     for _ in range(n):
         msg_id = uuid.uuid4().hex
         started = time.perf_counter()
-        await connection.write_message(
-            json.dumps(
-                {
-                    "header": {
-                        "msg_id": msg_id,
-                        "msg_type": "execute_request",
-                        "username": "b",
-                        "session": session,
-                        "date": "",
-                        "version": "5.3",
-                    },
-                    "parent_header": {},
-                    "metadata": {},
-                    "channel": "shell",
-                    "content": {
-                        "code": code,
-                        "silent": False,
-                        "store_history": True,
-                        "user_expressions": {},
-                        "allow_stdin": False,
-                        "stop_on_error": True,
-                    },
-                }
-            )
-        )
+        await connection.write_message(execute_request(code, msg_id, session, username="b"))
         replied = idle = False
         while not (replied and idle):
             raw = await connection.read_message()

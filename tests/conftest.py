@@ -24,6 +24,7 @@ import pytest
 from jupyter_client import BlockingKernelClient
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.multikernelmanager import MultiKernelManager
+from jupyter_wire import execute_request, server_argv
 from tornado.websocket import websocket_connect
 
 from jupyter_sandbox.sandbox import binding
@@ -370,21 +371,10 @@ def start_jupyter_server(
     "jupyterlab" starts JupyterLab itself; `env` adds to the process's environment."""
     port, token = free_port(), secrets.token_hex(16)
     output = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed once the server has its copy
+    # No warm pool unless a test asks for one: its sandboxes would outlive the test's.
+    pool = [] if any("warm_pool_size" in a for a in extra_args) else ["--SandboxManager.warm_pool_size=0"]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            module,
-            "--no-browser",
-            "--allow-root",
-            f"--port={port}",
-            "--ip=127.0.0.1",
-            # No warm pool unless a test asks for one: its sandboxes would outlive the test's.
-            *([] if any("warm_pool_size" in a for a in extra_args) else ["--SandboxManager.warm_pool_size=0"]),
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}",
-            *extra_args,
-        ],
+        server_argv(root, port, token, [*pool, *extra_args], module=module),
         stdout=output,
         stderr=subprocess.STDOUT,
         env={**os.environ, "NO_PROXY": "127.0.0.1", **(env or {})},
@@ -432,31 +422,7 @@ async def execute_over_websocket(server: Server, kernel_id: str, code: str, time
     connection = await websocket_connect(url)
     session = uuid.uuid4().hex
     msg_id = uuid.uuid4().hex
-    await connection.write_message(
-        json.dumps(
-            {
-                "header": {
-                    "msg_id": msg_id,
-                    "msg_type": "execute_request",
-                    "username": "test",
-                    "session": session,
-                    "date": "",
-                    "version": "5.3",
-                },
-                "parent_header": {},
-                "metadata": {},
-                "channel": "shell",
-                "content": {
-                    "code": code,
-                    "silent": False,
-                    "store_history": True,
-                    "user_expressions": {},
-                    "allow_stdin": False,
-                    "stop_on_error": True,
-                },
-            }
-        )
-    )
+    await connection.write_message(execute_request(code, msg_id, session))
     seen: list[dict] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
