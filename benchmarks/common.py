@@ -25,7 +25,7 @@ from jupyter_client.multikernelmanager import MultiKernelManager
 from jupyter_sandbox.sandbox.manager import SandboxManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from jupyter_wire import server_argv
+from harness import server_argv
 
 if TYPE_CHECKING:
     from jupyter_client.connect import KernelConnectionInfo

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from common import Api, start_server
+from harness import layered_venv
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -111,19 +112,10 @@ def published_port_app(image: str) -> tuple[str, int]:
 def jupyter_server_proxy(container_ip: str) -> tuple[subprocess.Popen, int, str, Path] | None:
     """jupyter-server-proxy in a side environment, in front of the same app; None where it will not install."""
     import os
-    import sys
 
     side = Path(tempfile.mkdtemp(prefix="jsp-"))
     try:
-        subprocess.run([sys.executable, "-m", "venv", str(side / "venv")], check=True, capture_output=True)
-        python = side / "venv" / "bin" / "python"
-        site = subprocess.run(
-            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        Path(site, "outer.pth").write_text("\n".join(p for p in sys.path if p.endswith("site-packages")) + "\n")
+        python = layered_venv(side / "venv")
         subprocess.run(
             [str(python), "-m", "pip", "install", "--quiet", "jupyter-server-proxy"],
             check=True,

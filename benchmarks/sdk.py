@@ -19,7 +19,7 @@ import uuid
 
 import httpx
 from common import start_server
-from jupyter_wire import execute_request
+from harness import execute_request
 from tornado.websocket import websocket_connect
 
 from jupyter_sandbox.client import Sandbox

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from harness import execute_request, server_argv
 from jupyter_client import BlockingKernelClient
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.multikernelmanager import MultiKernelManager
-from jupyter_wire import execute_request, server_argv
 from tornado.websocket import websocket_connect
 
 from jupyter_sandbox.sandbox import binding

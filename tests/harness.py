@@ -1,10 +1,11 @@
-"""What the tests and the benchmarks both send to a Jupyter server: the command line that starts
-one, and a cell's execute_request as JupyterLab writes it on the kernel websocket. No pytest here,
-so that benchmarks/ can import it too."""
+"""What the tests and the benchmarks both use: the command line that starts a Jupyter server, a
+cell's execute_request as JupyterLab writes it on the kernel websocket, and a fresh virtual
+environment on top of this one. No pytest here, so that benchmarks/ can import it too."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,3 +54,21 @@ def execute_request(code: str, msg_id: str, session: str, username: str = "test"
             },
         }
     )
+
+
+def layered_venv(folder: Path) -> Path:
+    """A new virtual environment in `folder` that also sees this environment's site-packages (a .pth
+    file in its own), so that a package installed into it needs no download of its dependencies.
+    Returns its python."""
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, capture_output=True, timeout=300)
+    python = folder / "bin" / "python"
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    outer = [p for p in sys.path if p.endswith("site-packages")]
+    Path(site, "outer.pth").write_text("\n".join(outer) + "\n")
+    return python
