@@ -10,10 +10,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import Server, lab_args, start_jupyter_server
+from conftest import Server, lab_args, launch_chromium, start_jupyter_server
 from playwright.sync_api import Page, expect, sync_playwright
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu"]
 CELLS = [
     "%sandbox config --memory 2g",
     "%sandbox bogus",
@@ -52,7 +51,7 @@ def run_cell(page: Page, index: int) -> None:
 def test_a_notebook_saved_in_lab_is_valid_and_counted_as_ipykernel_counts(lab: tuple[Server, Path]) -> None:
     server, root = lab
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(f"{server.base}/lab/tree/saved.ipynb?token={server.token}")
