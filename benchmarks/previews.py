@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from common import Api, start_server
-from harness import layered_venv
+from harness import drain, layered_venv
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -52,14 +52,7 @@ def download(host: str, address: tuple[str, int], headers: dict, megabytes: int)
     connection = http.client.HTTPConnection(*address, timeout=300)
     started = time.perf_counter()
     connection.request("GET", f"/big?mb={megabytes}", headers={"Host": host, **headers})
-    response = connection.getresponse()
-    received = 0
-    while True:
-        data = response.read(1024 * 1024)
-        if not data:
-            break
-        received += len(data)
-    assert received == megabytes * 1024 * 1024
+    assert drain(connection.getresponse()) == megabytes * 1024 * 1024
     return time.perf_counter() - started
 
 

@@ -14,6 +14,7 @@ import time
 import urllib.parse
 
 from common import Api, start_server
+from harness import drain
 
 CHUNK = 1024 * 1024
 
@@ -39,8 +40,7 @@ def download(api: Api, box: str, path: str) -> float:
     started = time.perf_counter()
     connection.request("GET", f"{box}/files/content?" + urllib.parse.urlencode({"path": path}), headers=api.headers)
     response = connection.getresponse()
-    while response.read(CHUNK):
-        pass
+    drain(response, chunk=CHUNK)
     return time.perf_counter() - started
 
 

@@ -19,6 +19,7 @@ import time
 
 import pexpect
 from common import Api, free_port, start_server
+from harness import drain
 from tornado.websocket import websocket_connect
 
 SSH_OPTIONS = [
@@ -91,8 +92,7 @@ def get(api: Api, sandbox_id: str, path: str, destination: str) -> float:
     connection.request("GET", f"/sandbox/api/sandboxes/{sandbox_id}/files/content?path={path}", headers=api.headers)
     response = connection.getresponse()
     with open(destination, "wb") as handle:
-        while chunk := response.read(1024 * 1024):
-            handle.write(chunk)
+        drain(response, handle.write)
     assert response.status == 200, response.status
     return time.perf_counter() - began
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Callable
 
 
 def server_argv(
@@ -72,3 +73,14 @@ def layered_venv(folder: Path) -> Path:
     outer = [p for p in sys.path if p.endswith("site-packages")]
     Path(site, "outer.pth").write_text("\n".join(outer) + "\n")
     return python
+
+
+def drain(response: Any, each: Callable[[bytes], object] | None = None, chunk: int = 1024 * 1024) -> int:
+    """Read an HTTP response's body to its end, `chunk` bytes at a time (never all of it in memory),
+    handing each piece to `each`; how many bytes there were."""
+    received = 0
+    while data := response.read(chunk):
+        received += len(data)
+        if each is not None:
+            each(data)
+    return received

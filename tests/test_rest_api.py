@@ -29,6 +29,7 @@ from conftest import (
     start_jupyter_server,
     wait_until,
 )
+from harness import drain
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -524,13 +525,7 @@ def test_a_gigabyte_streams_through_with_flat_memory(api_server: Server, sandbox
     )
     response = connection.getresponse()
     back = hashlib.sha256()
-    received = 0
-    while True:
-        data = response.read(1024 * 1024)
-        if not data:
-            break
-        received += len(data)
-        back.update(data)
+    received = drain(response, back.update)
     assert received == size and back.hexdigest() == digest.hexdigest()
     assert server_peak_rss(api_server) - before < 150 * 1024**2
     api_server.request("DELETE", box(sandbox, "/files" + q(path="big.bin")))
