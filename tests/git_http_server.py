@@ -21,8 +21,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from jupyter_sandbox.sandbox import certificates
-
 
 class GitHandler(BaseHTTPRequestHandler):
     server_version = "test-git"
@@ -153,6 +151,9 @@ class GitServer:
 
 def make_ca(name: str) -> tuple[Any, Any]:
     """A CA as the host's credential proxy makes one, valid for a day around now."""
+    # Imported here: the server itself also runs as a script in a container without the package.
+    from jupyter_sandbox.sandbox import certificates
+
     now = datetime.datetime.now(datetime.timezone.utc)
     return certificates.make_ca(name, now - datetime.timedelta(hours=1), now + datetime.timedelta(days=1))
 
@@ -160,6 +161,8 @@ def make_ca(name: str) -> tuple[Any, Any]:
 def make_server_cert(ca: tuple[Any, Any], folder: Path, name: str, address: str = "127.0.0.1") -> tuple[str, str]:
     """A certificate for `address` signed by `ca`: (certfile, keyfile)."""
     from cryptography.hazmat.primitives import serialization
+
+    from jupyter_sandbox.sandbox import certificates
 
     now = datetime.datetime.now(datetime.timezone.utc)
     cert, key = certificates.make_server_cert(
