@@ -10,17 +10,11 @@ import argparse
 import statistics
 import time
 
-from jupyter_client.multikernelmanager import MultiKernelManager
+from common import timed_kernel
 
 
 def first_result(kernel_name: str) -> float:
-    mkm = MultiKernelManager()
-    started = time.perf_counter()
-    kernel_id = mkm.start_kernel(kernel_name=kernel_name)
-    client = mkm.get_kernel(kernel_id).client()
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=300)
+    with timed_kernel(kernel_name) as (client, started):
         outputs = []
         client.execute_interactive(
             "print(6 * 7)", timeout=300, output_hook=lambda msg: outputs.append(msg["content"].get("text"))
@@ -28,9 +22,6 @@ def first_result(kernel_name: str) -> float:
         elapsed = time.perf_counter() - started
         assert "42\n" in outputs
         return elapsed
-    finally:
-        client.stop_channels()
-        mkm.shutdown_kernel(kernel_id, now=False)
 
 
 def main() -> dict[str, float]:

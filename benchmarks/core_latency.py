@@ -14,8 +14,7 @@ import statistics
 import tempfile
 import time
 
-from common import kernel, ms, round_trips
-from rest_api import Api, start_server
+from common import Api, kernel, ms, round_trips, start_server
 
 
 def timed(api: Api, path: str, count: int) -> list[float]:

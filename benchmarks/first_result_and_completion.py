@@ -14,7 +14,7 @@ import argparse
 import statistics
 import time
 
-from jupyter_client.multikernelmanager import MultiKernelManager
+from common import pool_rounds, timed_kernel
 
 from jupyter_sandbox.sandbox.manager import SandboxManager
 
@@ -24,13 +24,7 @@ COMPLETE = ("os.path.jo", len("os.path.jo"))
 
 def first_moments(kernel_name: str) -> tuple[float, float, float]:
     """(start → first result, start → first completion, the completion's own latency) in seconds."""
-    mkm = MultiKernelManager()
-    started = time.perf_counter()
-    kernel_id = mkm.start_kernel(kernel_name=kernel_name)
-    client = mkm.get_kernel(kernel_id).client()
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=300)
+    with timed_kernel(kernel_name) as (client, started):
         outputs: list[str] = []
         client.execute_interactive(
             CELL, timeout=300, output_hook=lambda msg: outputs.append(msg["content"].get("text", ""))
@@ -42,9 +36,6 @@ def first_moments(kernel_name: str) -> tuple[float, float, float]:
         done = time.perf_counter()
         assert "os.path.join" in reply["content"]["matches"] or "join" in reply["content"]["matches"], reply["content"]
         return result, done - started, done - asked
-    finally:
-        client.stop_channels()
-        mkm.shutdown_kernel(kernel_id, now=False)
 
 
 def row(label: str, values: list[tuple[float, float, float]]) -> str:
@@ -56,19 +47,9 @@ def main() -> dict[str, float]:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    manager = SandboxManager(warm_pool_size=1)
-    manager.drain_pool()
+    SandboxManager(warm_pool_size=1).drain_pool()
     first_moments("sandbox-python")  # image, page cache and the recorded kernel info are warm after this
-    local, cold, warm = [], [], []
-    try:
-        for _ in range(args.repeat):
-            manager.drain_pool()
-            local.append(first_moments("python3"))
-            cold.append(first_moments("sandbox-python"))
-            manager.fill_pool()
-            warm.append(first_moments("sandbox-python"))
-    finally:
-        manager.drain_pool()
+    (local,), cold, warm = pool_rounds(first_moments, args.repeat, ["python3"])
     print(f"kernel start to first result and to first completion ({COMPLETE[0]!r}), median of {args.repeat}")
     print(row("local ipykernel", local))
     print(row("sandbox, cold", cold))

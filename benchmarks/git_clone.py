@@ -28,8 +28,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
+from common import Api, start_server  # noqa: E402
 from git_http_server import GitServer, make_ca, make_server_cert  # noqa: E402 (tests/ on the path first)
-from rest_api import Api  # noqa: E402
 
 USER, PASSWORD = "bench", secrets.token_hex(12)
 
@@ -67,40 +67,6 @@ def make_repo(root: Path, megabytes: int) -> None:
     git("repack", "-adq", cwd=root / "repo.git")
 
 
-def start_server(root: str, extra: list[str]) -> tuple[subprocess.Popen, Api]:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    token = secrets.token_hex(16)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter_server",
-            "--no-browser",
-            "--allow-root",
-            f"--port={port}",
-            "--ip=127.0.0.1",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}",
-            "--SandboxManager.warm_pool_size=0",
-            *extra,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    api = Api(port, token)
-    for _ in range(300):
-        try:
-            api.json("GET", "/api/status")
-            return process, api
-        except (OSError, RuntimeError):
-            time.sleep(0.1)
-    raise RuntimeError("the Jupyter server did not start")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megabytes", type=int, default=50)
@@ -127,9 +93,15 @@ def main() -> None:
             cert, key = make_server_cert(ca, root, "server", gateway)
             httpd = GitServer(str(root), basic=(USER, PASSWORD), tls=(cert, key), host=gateway).start()
             url = f"https://{gateway}:{httpd.port}/repo.git"
-            process, api = start_server(
-                folder, [f"--GitCredentialProxy.ca_bundle={root / 'ca.pem'}", f"--SandboxManager.network_name={name}"]
+            process, port, token = start_server(
+                folder,
+                [
+                    "--SandboxManager.warm_pool_size=0",
+                    f"--GitCredentialProxy.ca_bundle={root / 'ca.pem'}",
+                    f"--SandboxManager.network_name={name}",
+                ],
             )
+            api = Api(port, token)
             created = api.json(
                 "POST",
                 "/sandbox/api/sandboxes",

@@ -10,30 +10,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
+from common import start_server
 from playwright.sync_api import Page, expect, sync_playwright
 
 from jupyter_sandbox.sandbox.manager import SandboxManager
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu"]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_notebook(path: Path, kernel: str) -> None:
@@ -62,38 +53,19 @@ def write_notebook(path: Path, kernel: str) -> None:
 class Lab:
     def __init__(self, root: Path, pool: int) -> None:
         self.root = root
-        self.port, self.token = free_port(), os.urandom(16).hex()
         settings = Path(tempfile.mkdtemp()) / "@jupyterlab" / "apputils-extension"
         settings.mkdir(parents=True)
         (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
-        self.process = subprocess.Popen(
+        self.process, self.port, self.token = start_server(
+            root,
             [
-                sys.executable,
-                "-m",
-                "jupyterlab",
-                "--no-browser",
-                "--allow-root",
-                f"--port={self.port}",
-                "--ip=127.0.0.1",
-                f"--IdentityProvider.token={self.token}",
-                f"--ServerApp.root_dir={root}",
                 f"--LabApp.user_settings_dir={settings.parent.parent}",
                 f"--SandboxManager.warm_pool_size={pool}",
                 "--SandboxService.pool_interval=1",
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "NO_PROXY": "127.0.0.1"},
+            module="jupyterlab",
+            timeout=90,
         )
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/status?token={self.token}", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
 
     def close_all_sessions(self) -> None:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from rest_api import Api, start_server
+from common import Api, start_server
+from harness import drain, layered_venv
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -51,14 +52,7 @@ def download(host: str, address: tuple[str, int], headers: dict, megabytes: int)
     connection = http.client.HTTPConnection(*address, timeout=300)
     started = time.perf_counter()
     connection.request("GET", f"/big?mb={megabytes}", headers={"Host": host, **headers})
-    response = connection.getresponse()
-    received = 0
-    while True:
-        data = response.read(1024 * 1024)
-        if not data:
-            break
-        received += len(data)
-    assert received == megabytes * 1024 * 1024
+    assert drain(connection.getresponse()) == megabytes * 1024 * 1024
     return time.perf_counter() - started
 
 
@@ -111,19 +105,10 @@ def published_port_app(image: str) -> tuple[str, int]:
 def jupyter_server_proxy(container_ip: str) -> tuple[subprocess.Popen, int, str, Path] | None:
     """jupyter-server-proxy in a side environment, in front of the same app; None where it will not install."""
     import os
-    import sys
 
     side = Path(tempfile.mkdtemp(prefix="jsp-"))
     try:
-        subprocess.run([sys.executable, "-m", "venv", str(side / "venv")], check=True, capture_output=True)
-        python = side / "venv" / "bin" / "python"
-        site = subprocess.run(
-            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        Path(site, "outer.pth").write_text("\n".join(p for p in sys.path if p.endswith("site-packages")) + "\n")
+        python = layered_venv(side / "venv")
         subprocess.run(
             [str(python), "-m", "pip", "install", "--quiet", "jupyter-server-proxy"],
             check=True,

@@ -6,68 +6,17 @@ Targets: 200 MB upload and download through the API at >= 0.7 of `docker cp` thr
 from __future__ import annotations
 
 import argparse
-import http.client
-import json
 import os
-import secrets
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.parse
 
+from common import Api, start_server
+from harness import drain
+
 CHUNK = 1024 * 1024
-
-
-def start_server(root: str, python: str = sys.executable) -> tuple[subprocess.Popen, int, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    token = secrets.token_hex(16)
-    process = subprocess.Popen(
-        [
-            python,
-            "-m",
-            "jupyter_server",
-            "--no-browser",
-            "--allow-root",
-            f"--port={port}",
-            "--ip=127.0.0.1",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(200):
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/api/status", headers={"Authorization": f"token {token}"})
-            if connection.getresponse().status == 200:
-                return process, port, token
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("the Jupyter server did not start")
-
-
-class Api:
-    def __init__(self, port: int, token: str) -> None:
-        self.port, self.headers = port, {"Authorization": f"token {token}"}
-
-    def connection(self) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
-
-    def json(self, method: str, path: str, body: dict | None = None) -> dict:
-        connection = self.connection()
-        connection.request(method, path, body=json.dumps(body) if body is not None else None, headers=self.headers)
-        response = connection.getresponse()
-        data = response.read()
-        if response.status >= 300:
-            raise RuntimeError(f"{method} {path}: {response.status} {data[:300]!r}")
-        return json.loads(data) if data else {}
 
 
 def upload(api: Api, box: str, path: str, size: int) -> float:
@@ -91,8 +40,7 @@ def download(api: Api, box: str, path: str) -> float:
     started = time.perf_counter()
     connection.request("GET", f"{box}/files/content?" + urllib.parse.urlencode({"path": path}), headers=api.headers)
     response = connection.getresponse()
-    while response.read(CHUNK):
-        pass
+    drain(response, chunk=CHUNK)
     return time.perf_counter() - started
 
 

@@ -12,56 +12,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import secrets
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 
 import httpx
+from common import start_server
+from harness import execute_request
 from tornado.websocket import websocket_connect
 
 from jupyter_sandbox.client import Sandbox
 from jupyter_sandbox.sandbox import binding
 from jupyter_sandbox.sandbox.manager import SandboxManager
-
-
-def start_server(root: str, pool: int) -> tuple[subprocess.Popen, str, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    token = secrets.token_hex(16)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter_server",
-            "--no-browser",
-            "--allow-root",
-            f"--port={port}",
-            "--ip=127.0.0.1",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}",
-            f"--SandboxManager.warm_pool_size={pool}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if (
-                httpx.get(f"{url}/api/status", headers={"Authorization": f"token {token}"}, trust_env=False).status_code
-                == 200
-            ):
-                return process, url, token
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("the Jupyter server did not start")
 
 
 def other_pools() -> set[str]:
@@ -94,31 +57,7 @@ async def raw_cell(url: str, token: str, kernel_id: str, code: str, n: int) -> l
     for _ in range(n):
         msg_id = uuid.uuid4().hex
         started = time.perf_counter()
-        await connection.write_message(
-            json.dumps(
-                {
-                    "header": {
-                        "msg_id": msg_id,
-                        "msg_type": "execute_request",
-                        "username": "b",
-                        "session": session,
-                        "date": "",
-                        "version": "5.3",
-                    },
-                    "parent_header": {},
-                    "metadata": {},
-                    "channel": "shell",
-                    "content": {
-                        "code": code,
-                        "silent": False,
-                        "store_history": True,
-                        "user_expressions": {},
-                        "allow_stdin": False,
-                        "stop_on_error": True,
-                    },
-                }
-            )
-        )
+        await connection.write_message(execute_request(code, msg_id, session, username="b"))
         replied = idle = False
         while not (replied and idle):
             raw = await connection.read_message()
@@ -140,7 +79,8 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=2)
     args = parser.parse_args()
     others = other_pools()
-    process, url, token = start_server(tempfile.mkdtemp(), args.pool)
+    process, port, token = start_server(tempfile.mkdtemp(), [f"--SandboxManager.warm_pool_size={args.pool}"])
+    url = f"http://127.0.0.1:{port}"
     try:
         pool_ready(args.pool, others)
         # 1. code.run round trip vs the raw kernel websocket, on one kernel.

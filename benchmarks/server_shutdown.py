@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import Api, start_server
 from jupyter_client import BlockingKernelClient
 from jupyter_core.paths import jupyter_runtime_dir
-from rest_api import Api, start_server
 
 from jupyter_sandbox.sandbox import binding
 from jupyter_sandbox.sandbox.manager import SandboxManager

@@ -10,17 +10,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
-import json
 import os
-import secrets
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
 import pexpect
+from common import Api, free_port, start_server
+from harness import drain
 from tornado.websocket import websocket_connect
 
 SSH_OPTIONS = [
@@ -29,41 +28,16 @@ SSH_OPTIONS = [
 ]  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Api:
-    def __init__(self, port: int, token: str) -> None:
-        self.port, self.headers = port, {"Authorization": f"token {token}"}
-
-    def call(self, method: str, path: str, body: object = None) -> dict:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
-        connection.request(method, path, None if body is None else json.dumps(body), self.headers)
-        response = connection.getresponse()
-        data = response.read()
-        return json.loads(data) if data else {}
-
-
 def start(root: str) -> tuple[subprocess.Popen, Api, int]:
-    port, ssh_port, token = free_port(), free_port(), secrets.token_hex(16)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--SandboxManager.warm_pool_size=0",
-         f"--SSHGateway.port={ssh_port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    api = Api(port, token)
+    ssh_port = free_port()
+    process, port, token = start_server(root, ["--SandboxManager.warm_pool_size=0", f"--SSHGateway.port={ssh_port}"])
     for _ in range(300):
         try:
-            api.call("GET", "/api/status")
             with socket.create_connection(("127.0.0.1", ssh_port), timeout=1):
-                return process, api, ssh_port
+                return process, Api(port, token), ssh_port
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError("the Jupyter server (with its SSH gateway) did not start")
+    raise RuntimeError("the Jupyter server's SSH gateway did not start")
 
 
 def ssh_prompt(ssh_port: int, token: str) -> float:
@@ -118,8 +92,7 @@ def get(api: Api, sandbox_id: str, path: str, destination: str) -> float:
     connection.request("GET", f"/sandbox/api/sandboxes/{sandbox_id}/files/content?path={path}", headers=api.headers)
     response = connection.getresponse()
     with open(destination, "wb") as handle:
-        while chunk := response.read(1024 * 1024):
-            handle.write(chunk)
+        drain(response, handle.write)
     assert response.status == 200, response.status
     return time.perf_counter() - began
 
@@ -137,13 +110,13 @@ def main() -> None:
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as root:
         process, api, ssh_port = start(root)
-        created = api.call("POST", "/sandbox/api/sandboxes", {})
+        created = api.json("POST", "/sandbox/api/sandboxes", {})
         if "id" not in created:
             process.terminate()
             raise SystemExit(f"could not create a sandbox: {created.get('message')}")
         sandbox_id = created["id"]
         try:
-            token = api.call("POST", f"/sandbox/api/sandboxes/{sandbox_id}/ssh", {})["token"]
+            token = api.json("POST", f"/sandbox/api/sandboxes/{sandbox_id}/ssh", {})["token"]
             ssh_prompt(ssh_port, token)  # warm: the first login also makes the host key's cache and so on
             asyncio.run(websocket_prompt(api, sandbox_id))
             ssh_times, ws_times = [], []
@@ -172,7 +145,7 @@ def main() -> None:
                 f"ratio {down_api / down_scp:.2f}"
             )
         finally:
-            api.call("DELETE", f"/sandbox/api/sandboxes/{sandbox_id}")
+            api.json("DELETE", f"/sandbox/api/sandboxes/{sandbox_id}")
             process.terminate()
             process.wait(timeout=30)
 

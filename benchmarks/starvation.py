@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 
-from rest_api import Api, start_server
+from common import Api, start_server
 
 AGENT_PID = "$(cut -d' ' -f4 /proc/$PPID/stat)"
 

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from cold_start import first_result
+from common import pool_rounds
 
 from jupyter_sandbox.sandbox.manager import SandboxManager
 
@@ -43,21 +44,10 @@ def main() -> dict[str, float]:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     install_null_kernel()
-    manager = SandboxManager(warm_pool_size=1)
-    manager.drain_pool()
+    SandboxManager(warm_pool_size=1).drain_pool()
     first_result("sandbox-python")  # image and page cache warm
     first_result("null")
-    floor, local, cold, warm = [], [], [], []
-    try:
-        for _ in range(args.repeat):
-            manager.drain_pool()
-            floor.append(first_result("null"))
-            local.append(first_result("python3"))
-            cold.append(first_result("sandbox-python"))
-            manager.fill_pool()
-            warm.append(first_result("sandbox-python"))
-    finally:
-        manager.drain_pool()
+    (floor, local), cold, warm = pool_rounds(first_result, args.repeat, ["null", "python3"])
     print(f"kernel start to first cell result, median of {args.repeat}")
     print(
         f"  null kernel (only zmq)   {statistics.median(floor):6.2f} s  (min {min(floor):.2f})   "

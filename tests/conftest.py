@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
 import os
 import secrets
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from harness import execute_request, server_argv
 from jupyter_client import BlockingKernelClient
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.multikernelmanager import MultiKernelManager
@@ -331,6 +334,32 @@ class Server:
         return status, payload
 
 
+API = "/sandbox/api"
+
+
+def box(sandbox_id: str, rest: str = "") -> str:
+    """The REST path of a sandbox, or of `rest` below it."""
+    return f"{API}/sandboxes/{sandbox_id}{rest}"
+
+
+def q(**params: str) -> str:
+    return "?" + urllib.parse.urlencode(params)
+
+
+def exec_command(server: Server, sandbox_id: str, command: str, timeout: float = 60, http_timeout: float = 120) -> dict:
+    """POST .../process/exec, which must answer 200: {exit_code, stdout, stderr, timed_out}."""
+    status, answer = server.request(
+        "POST", box(sandbox_id, "/process/exec"), {"command": command, "timeout": timeout}, timeout=http_timeout
+    )
+    assert status == 200, answer
+    return answer
+
+
+def network_subnet(backend: DockerBackend, name: str) -> str:
+    """The subnet of a Docker network a test made (for an egress allow list that reaches it)."""
+    return backend.client.networks.get(name).attrs["IPAM"]["Config"][0]["Subnet"]
+
+
 def start_jupyter_server(
     root: Path,
     extra_args: list[str] = (),
@@ -342,21 +371,10 @@ def start_jupyter_server(
     "jupyterlab" starts JupyterLab itself; `env` adds to the process's environment."""
     port, token = free_port(), secrets.token_hex(16)
     output = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed once the server has its copy
+    # No warm pool unless a test asks for one: its sandboxes would outlive the test's.
+    pool = [] if any("warm_pool_size" in a for a in extra_args) else ["--SandboxManager.warm_pool_size=0"]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            module,
-            "--no-browser",
-            "--allow-root",
-            f"--port={port}",
-            "--ip=127.0.0.1",
-            # No warm pool unless a test asks for one: its sandboxes would outlive the test's.
-            *([] if any("warm_pool_size" in a for a in extra_args) else ["--SandboxManager.warm_pool_size=0"]),
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}",
-            *extra_args,
-        ],
+        server_argv(root, port, token, [*pool, *extra_args], module=module),
         stdout=output,
         stderr=subprocess.STDOUT,
         env={**os.environ, "NO_PROXY": "127.0.0.1", **(env or {})},
@@ -376,6 +394,20 @@ def start_jupyter_server(
     return server, process
 
 
+def lab_args(folder: Path, plugins: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """JupyterLab's command line for a test: user settings and workspaces under `folder`. The
+    settings ask no question about fetching news and check for no update (no dialog in the middle of
+    a page, no request to the internet), plus `plugins`, {"notebook-extension/tracker": {...}, ...}."""
+    settings, workspaces = folder / "settings", folder / "workspaces"
+    workspaces.mkdir(parents=True, exist_ok=True)
+    every = {"apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False}, **(plugins or {})}
+    for plugin, values in every.items():
+        extension, name = plugin.split("/")
+        (settings / "@jupyterlab" / extension).mkdir(parents=True, exist_ok=True)
+        (settings / "@jupyterlab" / extension / f"{name}.jupyterlab-settings").write_text(json.dumps(values))
+    return [f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={workspaces}"]
+
+
 @pytest.fixture(scope="module")
 def jupyter_server(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server, process = start_jupyter_server(tmp_path_factory.mktemp("server-root"))
@@ -390,31 +422,7 @@ async def execute_over_websocket(server: Server, kernel_id: str, code: str, time
     connection = await websocket_connect(url)
     session = uuid.uuid4().hex
     msg_id = uuid.uuid4().hex
-    await connection.write_message(
-        json.dumps(
-            {
-                "header": {
-                    "msg_id": msg_id,
-                    "msg_type": "execute_request",
-                    "username": "test",
-                    "session": session,
-                    "date": "",
-                    "version": "5.3",
-                },
-                "parent_header": {},
-                "metadata": {},
-                "channel": "shell",
-                "content": {
-                    "code": code,
-                    "silent": False,
-                    "store_history": True,
-                    "user_expressions": {},
-                    "allow_stdin": False,
-                    "stop_on_error": True,
-                },
-            }
-        )
-    )
+    await connection.write_message(execute_request(code, msg_id, session))
     seen: list[dict] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -496,6 +504,24 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
             return True
         time.sleep(interval)
     return predicate()
+
+
+def preview_host(server: Server, sandbox_id: str, port: int) -> str:
+    """The Host a browser sends for a sandbox's port through the subdomain-form preview."""
+    return f"{port}-{sandbox_id}.localhost:{server.port}"
+
+
+def fetch(
+    server: Server, host: str, path: str, headers: dict | None = None, method: str = "GET", body: bytes | None = None
+) -> tuple[int, dict, bytes]:
+    """One request to the Jupyter server with this Host (a preview's, say): (status, headers, body)."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        connection.request(method, path, body=body, headers={"Host": host, **(headers or {})})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
 
 
 def start_preview_app(server: Server, sandbox_id: str, apps: dict[int, str]) -> None:

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import base64
 import datetime
-import ipaddress
 import os
 import ssl
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 
 class GitHandler(BaseHTTPRequestHandler):
@@ -115,7 +116,7 @@ class GitServer:
         tls: tuple[str, str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
-        extra_headers: list[tuple[str, str]] = (),
+        extra_headers: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.root = root
         self.accepted = set()
@@ -148,66 +149,24 @@ class GitServer:
 # -- certificates for a test CA (cryptography is a dependency of the project) ------------------
 
 
-def make_ca(name: str) -> tuple[object, object]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+def make_ca(name: str) -> tuple[Any, Any]:
+    """A CA as the host's credential proxy makes one, valid for a day around now."""
+    # Imported here: the server itself also runs as a script in a container without the package.
+    from jupyter_sandbox.sandbox import certificates
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
+    return certificates.make_ca(name, now - datetime.timedelta(hours=1), now + datetime.timedelta(days=1))
 
 
-def make_server_cert(ca: tuple[object, object], folder: Path, name: str, address: str = "127.0.0.1") -> tuple[str, str]:
+def make_server_cert(ca: tuple[Any, Any], folder: Path, name: str, address: str = "127.0.0.1") -> tuple[str, str]:
     """A certificate for `address` signed by `ca`: (certfile, keyfile)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from cryptography.hazmat.primitives import serialization
 
-    ca_cert, ca_key = ca
-    key = ec.generate_private_key(ec.SECP256R1())
+    from jupyter_sandbox.sandbox import certificates
+
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
+    cert, key = certificates.make_server_cert(
+        ca, [address], now - datetime.timedelta(hours=1), now + datetime.timedelta(days=1)
     )
     certfile, keyfile = folder / f"{name}.pem", folder / f"{name}.key"
     certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

@@ -25,13 +25,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import Server, start_jupyter_server, wait_until
+from conftest import API, Server, box, exec_command, start_jupyter_server, wait_until
 from git_http_server import GitServer, make_ca, make_server_cert
 
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.manager import SandboxManager
 
-API = "/sandbox/api"
 USER, PASSWORD = "carol", "pw-9f8e7d6c5b4a392817060504"
 TOKEN = "tok-0a1b2c3d4e5f60718293a4b5c6d7"
 BASIC = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
@@ -116,16 +115,6 @@ def sandbox(api_server: Server, docker_backend: DockerBackend) -> Iterator[str]:
         SandboxManager(backend=docker_backend).remove(created["id"])
 
 
-def box(sandbox_id: str, rest: str = "") -> str:
-    return f"{API}/sandboxes/{sandbox_id}{rest}"
-
-
-def run(server: Server, sandbox_id: str, command: str, timeout: float = 60) -> dict:
-    status, result = server.request("POST", box(sandbox_id, "/process/exec"), {"command": command, "timeout": timeout})
-    assert status == 200, result
-    return result
-
-
 def put(server: Server, sandbox_id: str, path: str, data: bytes) -> None:
     status, body = server.request(
         "PUT", box(sandbox_id, "/files/content?" + urllib.parse.urlencode({"path": path})), raw=data
@@ -165,7 +154,7 @@ def test_credentials_stay_on_the_host_whatever_the_sandbox_tries(
     put(api_server, sandbox, "hunt.py", HUNTER.read_bytes())
     # The sandbox's own traps, set before any call: its ~/.gitconfig, a git first on PATH, hooks
     # for any repository made from its template, and a listener that records what reaches it.
-    run(api_server, sandbox, f"python3 hunt.py plant {EVIL_PORT} {url}")
+    exec_command(api_server, sandbox, f"python3 hunt.py plant {EVIL_PORT} {url}")
     status, _ = api_server.request("POST", box(sandbox, "/sessions"), {"id": "hunter"})
     assert status == 201
     status, command = api_server.request(
@@ -176,7 +165,7 @@ def test_credentials_stay_on_the_host_whatever_the_sandbox_tries(
     assert status == 202
     logs = box(sandbox, f"/sessions/hunter/commands/{command['id']}/logs")
     assert wait_until(
-        lambda: "scanning" in run(api_server, sandbox, "cat loot/state 2>/dev/null")["stdout"], timeout=30
+        lambda: "scanning" in exec_command(api_server, sandbox, "cat loot/state 2>/dev/null")["stdout"], timeout=30
     ), api_server.request("GET", logs)
 
     # The remote is slow to answer: the clone runs long enough for the scanner to find it.
@@ -186,11 +175,11 @@ def test_credentials_stay_on_the_host_whatever_the_sandbox_tries(
     )
     server.delay = 0
     assert status == 200, body
-    assert run(api_server, sandbox, "cat repo/README")["stdout"] == "seed\n"
+    assert exec_command(api_server, sandbox, "cat repo/README")["stdout"] == "seed\n"
 
     # Now the repository's own config and hooks are the sandbox's too.
-    run(api_server, sandbox, f"python3 hunt.py poison repo {EVIL_PORT} {url}")
-    run(
+    exec_command(api_server, sandbox, f"python3 hunt.py poison repo {EVIL_PORT} {url}")
+    exec_command(
         api_server,
         sandbox,
         "cd repo && echo two >> README && git -c user.name=A -c user.email=a@example.org commit -qam two",
@@ -210,13 +199,13 @@ def test_credentials_stay_on_the_host_whatever_the_sandbox_tries(
         "POST", box(sandbox, "/git/pull"), {"path": "repo", "username": USER, "password": PASSWORD}
     )
     assert status == 200, body
-    assert run(api_server, sandbox, "cat repo/THIRD")["stdout"] == "three\n"
+    assert exec_command(api_server, sandbox, "cat repo/THIRD")["stdout"] == "three\n"
     status, state = api_server.request("GET", box(sandbox, "/git/status?path=repo"))
     assert state["ahead"] == 0 and state["behind"] == 0, state
 
-    run(api_server, sandbox, "touch loot/stop")
-    assert wait_until(lambda: "stopped" in run(api_server, sandbox, "cat loot/state")["stdout"], timeout=30)
-    report = json.loads(run(api_server, sandbox, "cat loot/report.json")["stdout"])
+    exec_command(api_server, sandbox, "touch loot/stop")
+    assert wait_until(lambda: "stopped" in exec_command(api_server, sandbox, "cat loot/state")["stdout"], timeout=30)
+    report = json.loads(exec_command(api_server, sandbox, "cat loot/report.json")["stdout"])
 
     # The attacks were real: the scanner saw git's process and reached the call's proxy port; the hooks
     # ran during the push and the pull's fetch with git's environment; the traps were in place.
@@ -272,7 +261,7 @@ def test_credentials_go_only_where_the_call_named(
     assert status == 400 and "wrong-pass-7777" not in json.dumps(answer), answer
 
     # A push with credentials for a repository the host did not clone: the remote must be named.
-    run(api_server, sandbox, f"git init -q own && cd own && git remote add origin {url}")
+    exec_command(api_server, sandbox, f"git init -q own && cd own && git remote add origin {url}")
     status, answer = api_server.request("POST", box(sandbox, "/git/push"), {"path": "own", "token": TOKEN})
     assert status == 400 and "give url" in answer["message"], answer
 
@@ -332,7 +321,7 @@ def test_credentials_go_only_where_the_call_named(
 def test_git_without_credentials_works_as_before(api_server: Server, sandbox: str) -> None:
     # No credential, no proxy: git in the sandbox goes out on its own, under the sandbox's egress
     # policy. Here to a server of the sandbox's own, on its loopback.
-    run(
+    exec_command(
         api_server,
         sandbox,
         "rm -f ~/.gitconfig ~/.config/git/config && mkdir -p srv && cd srv && "
@@ -351,7 +340,7 @@ def test_git_without_credentials_works_as_before(api_server: Server, sandbox: st
         "POST", box(sandbox, "/git/clone"), {"url": "http://127.0.0.1:8123/b.git", "path": "plain"}
     )
     assert status == 200, answer
-    assert run(api_server, sandbox, "cat plain/HI")["stdout"] == "hi\n"
+    assert exec_command(api_server, sandbox, "cat plain/HI")["stdout"] == "hi\n"
     status, answer = api_server.request("POST", box(sandbox, "/git/pull"), {"path": "plain"})
     assert status == 200, answer
     # Local operations take no credentials at all.
@@ -389,13 +378,13 @@ def test_a_large_push_and_clone_pass_whole(
     server, url, root = remote
     status, body = api_server.request("POST", box(sandbox, "/git/clone"), {"url": url, "path": "big", "token": TOKEN})
     assert status == 200, body
-    run(
+    exec_command(
         api_server,
         sandbox,
         "cd big && head -c 3000000 /dev/urandom > blob.bin && git add blob.bin && "
         "git -c user.name=A -c user.email=a@example.org commit -qm big",
     )
-    expected = run(api_server, sandbox, "sha256sum big/blob.bin")["stdout"].split()[0]
+    expected = exec_command(api_server, sandbox, "sha256sum big/blob.bin")["stdout"].split()[0]
     status, body = api_server.request("POST", box(sandbox, "/git/push"), {"path": "big", "token": TOKEN})
     assert status == 200, body
     assert any(
@@ -405,7 +394,7 @@ def test_a_large_push_and_clone_pass_whole(
         "POST", box(sandbox, "/git/clone"), {"url": url, "path": "big2", "username": USER, "password": PASSWORD}
     )
     assert status == 200, body
-    assert run(api_server, sandbox, "sha256sum big2/blob.bin")["stdout"].split()[0] == expected
+    assert exec_command(api_server, sandbox, "sha256sum big2/blob.bin")["stdout"].split()[0] == expected
     assert (
         expected
         in subprocess.run(

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-import http.client
 from collections.abc import Iterator
 
 import pytest
-from conftest import Server, run_over_websocket, start_jupyter_server, start_preview_app, wait_until
+from conftest import (
+    Server,
+    fetch,
+    preview_host,
+    run_over_websocket,
+    start_jupyter_server,
+    start_preview_app,
+    wait_until,
+)
 
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.manager import SandboxManager
@@ -74,14 +81,10 @@ def test_a_preview_visit_wakes_an_idle_sandbox(idle_server: Server) -> None:
     try:
         assert wait_until(lambda: state(idle_server, sandbox_id) == "exited", timeout=IDLE + 15)
         token = idle_server.request("POST", f"{box}/previews", {"port": 3000})[1]["token"]
-        connection = http.client.HTTPConnection("127.0.0.1", idle_server.port, timeout=60)
-        connection.request(
-            "GET",
-            "/",
-            headers={"Host": f"3000-{sandbox_id}.localhost:{idle_server.port}", "X-Sandbox-Preview-Token": token},
+        status, _, body = fetch(
+            idle_server, preview_host(idle_server, sandbox_id, 3000), "/", {"X-Sandbox-Preview-Token": token}
         )
-        response = connection.getresponse()
-        assert response.status == 502 and b"Nothing is listening on port 3000" in response.read()  # awake, no app
+        assert status == 502 and b"Nothing is listening on port 3000" in body  # awake, no app
         assert state(idle_server, sandbox_id) == "running"
     finally:
         idle_server.request("DELETE", box)
@@ -99,16 +102,11 @@ def test_a_preview_in_use_keeps_its_sandbox_awake(idle_server: Server) -> None:
     try:
         start_preview_app(idle_server, sandbox_id, {3000: "0.0.0.0"})
         token = idle_server.request("POST", f"{box}/previews", {"port": 3000})[1]["token"]
-        connection = http.client.HTTPConnection("127.0.0.1", idle_server.port, timeout=60)
+        host = preview_host(idle_server, sandbox_id, 3000)
         until = time.monotonic() + IDLE * 2 + 3
         while time.monotonic() < until:
-            connection.request(
-                "GET",
-                "/echo",
-                headers={"Host": f"3000-{sandbox_id}.localhost:{idle_server.port}", "X-Sandbox-Preview-Token": token},
-            )
-            response = connection.getresponse()
-            assert response.status == 200 and b'"path": "/echo"' in response.read()
+            status, _, body = fetch(idle_server, host, "/echo", {"X-Sandbox-Preview-Token": token})
+            assert status == 200 and b'"path": "/echo"' in body
             time.sleep(0.5)
         assert state(idle_server, sandbox_id) == "running"
     finally:

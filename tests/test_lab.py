@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Server, git_http_server, start_jupyter_server
+from conftest import ROOT, Server, git_http_server, lab_args, network_subnet, start_jupyter_server
 from playwright.sync_api import Browser, Page, expect
 
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
@@ -92,20 +92,13 @@ def lab(git_repo: str, docker_backend: DockerBackend, tmp_path_factory: pytest.T
             }
         )
     )
-    subnet = docker_backend.client.networks.get(NETWORK).attrs["IPAM"]["Config"][0]["Subnet"]
+    subnet = network_subnet(docker_backend, NETWORK)
     (root / "work").mkdir()
     cells = [CELLS[0].format(subnet=subnet), *CELLS[1:]]
     (root / "work" / "sidebar.ipynb").write_text(json.dumps(notebook(cells)))
-    settings = tmp_path_factory.mktemp("lab-settings")
-    quiet = settings / "@jupyterlab" / "apputils-extension"
-    quiet.mkdir(parents=True)
-    # No question about fetching news in the middle of the pictures (and no request to the internet).
-    (quiet / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False})
-    )
     server, process = start_jupyter_server(
         root,
-        [f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp_path_factory.mktemp('lab-ws')}"],
+        lab_args(tmp_path_factory.mktemp("lab")),
         log=tmp_path_factory.mktemp("lab-log") / "lab.log",
         module="jupyterlab",
         env={"NO_PROXY": "127.0.0.1,localhost", "JUPYTER_CONFIG_DIR": str(config)},

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Server, start_jupyter_server
+from conftest import Server, lab_args, start_jupyter_server
 from playwright.sync_api import Browser, Page, Request, expect
 from test_lab import notebook
 
@@ -125,15 +125,6 @@ def lab(
 ) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("escapes-root")
     (root / "escapes.ipynb").write_text(json.dumps(notebook(CELLS)))
-    settings = tmp_path_factory.mktemp("escapes-settings")
-    for plugin, values in (
-        ("apputils-extension/notification", {"fetchNews": "false", "checkForUpdates": False}),
-        # No save: any write under /api/contents is then the attacker's.
-        ("docmanager-extension/plugin", {"autosave": False}),
-    ):
-        folder, name = plugin.split("/")
-        (settings / "@jupyterlab" / folder).mkdir(parents=True, exist_ok=True)
-        (settings / "@jupyterlab" / folder / f"{name}.jupyterlab-settings").write_text(json.dumps(values))
     # The kernel reads its own config: its sandbox goes with it, and no warm pool is kept.
     config = tmp_path_factory.mktemp("escapes-config")
     (config / "jupyter_sandbox_config.json").write_text(
@@ -141,7 +132,8 @@ def lab(
     )
     server, process = start_jupyter_server(
         root,
-        [f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp_path_factory.mktemp('escapes-ws')}"],
+        # No save: any write under /api/contents is then the attacker's.
+        lab_args(tmp_path_factory.mktemp("escapes-lab"), {"docmanager-extension/plugin": {"autosave": False}}),
         log=tmp_path_factory.mktemp("escapes-log") / "lab.log",
         module="jupyterlab",
         env={"NO_PROXY": "127.0.0.1,localhost", "JUPYTER_CONFIG_DIR": str(config)},

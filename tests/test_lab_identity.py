@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import RestartableServer, Server, wait_until
+from conftest import RestartableServer, Server, lab_args, wait_until
 from playwright.sync_api import Browser, Page, expect
 from test_notebook_identity import LIST_HOME
 from test_persistence import sandbox_id_of
@@ -30,20 +30,10 @@ IDLE = re.compile(r"Python 3 \(sandbox\) \| Idle")
 def lab(sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path) -> Iterator[RestartableServer]:
     root = tmp_path / "root"
     (root / "reports").mkdir(parents=True)
-    settings = tmp_path / "settings"
-    quiet = settings / "@jupyterlab" / "apputils-extension"
-    quiet.mkdir(parents=True)
-    (quiet / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False})
-    )
-    # Every cell rendered at once, so the test sees a reopened notebook's cells as they are.
-    notebook_settings = settings / "@jupyterlab" / "notebook-extension"
-    notebook_settings.mkdir(parents=True)
-    (notebook_settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
-    (tmp_path / "ws").mkdir()
     lab = RestartableServer(
         root,
-        [f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp_path / 'ws'}"],
+        # Every cell rendered at once, so the test sees a reopened notebook's cells as they are.
+        lab_args(tmp_path / "lab", {"notebook-extension/tracker": {"windowingMode": "none"}}),
         log=tmp_path / "lab.log",
         module="jupyterlab",
         env={"NO_PROXY": "127.0.0.1,localhost"},

@@ -4,17 +4,15 @@ local ipykernel would have saved: valid nbformat (a refused %sandbox line's erro
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import Server, start_jupyter_server
+from conftest import Server, lab_args, launch_chromium, start_jupyter_server
 from playwright.sync_api import Page, expect, sync_playwright
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu"]
 CELLS = [
     "%sandbox config --memory 2g",
     "%sandbox bogus",
@@ -30,15 +28,9 @@ def lab(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in CELLS])
     nb.metadata["kernelspec"] = {"name": "sandbox-python", "display_name": "Python 3 (sandbox)", "language": "python"}
     nbformat.write(nb, root / "saved.ipynb")
-    settings = tmp_path_factory.mktemp("lab-settings")
-    quiet = settings / "@jupyterlab" / "apputils-extension"
-    quiet.mkdir(parents=True)
-    (quiet / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False})
-    )
     server, process = start_jupyter_server(
         root,
-        [f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp_path_factory.mktemp('ws')}"],
+        lab_args(tmp_path_factory.mktemp("lab")),
         log=tmp_path_factory.mktemp("lab-log") / "lab.log",
         module="jupyterlab",
         env={"NO_PROXY": "127.0.0.1,localhost"},
@@ -59,7 +51,7 @@ def run_cell(page: Page, index: int) -> None:
 def test_a_notebook_saved_in_lab_is_valid_and_counted_as_ipykernel_counts(lab: tuple[Server, Path]) -> None:
     server, root = lab
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(f"{server.base}/lab/tree/saved.ipynb?token={server.token}")

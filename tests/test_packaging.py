@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from harness import layered_venv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,17 +48,8 @@ def test_wheel_contents(wheel: Path) -> None:
 
 def test_pip_install_makes_the_kernel_appear(wheel: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
     # The dependencies come from this test run's environment; the wheel itself is installed fresh.
-    site = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    outer = [p for p in sys.path if p.endswith("site-packages")]
-    Path(site, "outer-deps.pth").write_text("\n".join(outer) + "\n")
+    python = layered_venv(venv)
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)], check=True, timeout=300)
     listing = subprocess.run(
         [str(python), "-m", "jupyter_client.kernelspecapp", "list", "--json"],

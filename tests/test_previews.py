@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import Server, host_http_server, start_preview_app
+from conftest import Server, fetch, host_http_server, launch_chromium, preview_host, start_preview_app
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -47,17 +47,8 @@ def link(server: Server, sandbox_id: str, port: int = APP_PORT) -> dict:
     return answer
 
 
-def fetch(
-    server: Server, host: str, path: str, headers: dict | None = None, method: str = "GET", body: bytes | None = None
-) -> tuple[int, dict, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-    connection.request(method, path, body=body, headers={"Host": host, **(headers or {})})
-    response = connection.getresponse()
-    return response.status, dict(response.getheaders()), response.read()
-
-
 def host_of(server: Server, sandbox_id: str, port: int = APP_PORT) -> str:
-    return f"{port}-{sandbox_id}.localhost:{server.port}"
+    return preview_host(server, sandbox_id, port)
 
 
 def test_ports_and_link(preview_server: Server, app_sandbox: str) -> None:
@@ -410,10 +401,7 @@ def test_in_a_real_browser(preview_server: Server, app_sandbox: str) -> None:
     answer = link(preview_server, app_sandbox)
     jupyter = f"http://127.0.0.1:{preview_server.port}"
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-background-networking", "--disable-component-update"],
-        )
+        browser = launch_chromium(playwright)
         try:
             page = browser.new_page()
             # Logged in to Jupyter first, as a JupyterLab user would be.
@@ -473,10 +461,7 @@ def test_walkthrough_from_a_notebook(preview_server: Server) -> None:
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path="/usr/bin/chromium",
-                args=["--no-sandbox", "--disable-background-networking", "--disable-component-update"],
-            )
+            browser = launch_chromium(playwright)
             try:
                 page = browser.new_page()
                 page.goto(browser_url)
@@ -505,8 +490,6 @@ def urllib_host(url: str) -> str:
 
 
 # -- nothing a preview sends touches the Jupyter origin ------------------------------------------------
-
-BROWSER_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update"]
 
 
 def path_of(sandbox_id: str, port: int = APP_PORT) -> str:
@@ -790,7 +773,7 @@ def test_service_workers_are_not_served_on_the_path_form(preview_server: Server,
 
 
 def browser(playwright):
-    return playwright.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS)
+    return launch_chromium(playwright)
 
 
 def log_in(page, server: Server, jupyter: str) -> dict[str, str]:
@@ -901,10 +884,7 @@ def test_in_chromium_an_own_origin_app_cannot_reach_jupyters_cookies(hub_server:
     assert status == 201 and ".preview.jupyter.test:" in answer["url"], answer
     jupyter = f"http://hub.jupyter.test:{hub_server.port}"
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=[*BROWSER_ARGS, "--host-resolver-rules=MAP *.jupyter.test 127.0.0.1"],
-        )
+        chromium = launch_chromium(playwright, ["--host-resolver-rules=MAP *.jupyter.test 127.0.0.1"])
         try:
             page = chromium.new_context().new_page()
             before = log_in(page, hub_server, jupyter)

@@ -18,7 +18,19 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import SandboxKernel, Server, git_http_server, host_http_server, start_jupyter_server, wait_until
+from conftest import (
+    API,
+    SandboxKernel,
+    Server,
+    box,
+    git_http_server,
+    host_http_server,
+    network_subnet,
+    q,
+    start_jupyter_server,
+    wait_until,
+)
+from harness import drain
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -29,7 +41,6 @@ from jupyter_sandbox.server_extension.openapi import openapi_document
 
 NETWORK = "jupyter-sandbox-apitest"
 GIT_USER, GIT_TOKEN = "alice", "s3cr3t-token-0123456789"
-API = "/sandbox/api"
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +72,7 @@ def api_server(git_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 @pytest.fixture(scope="module")
 def sandbox(api_server: Server, docker_backend: DockerBackend, git_server: str) -> Iterator[str]:
     # The git server sits on a private address, which the default egress policy blocks: allow its subnet.
-    subnet = docker_backend.client.networks.get(NETWORK).attrs["IPAM"]["Config"][0]["Subnet"]
+    subnet = network_subnet(docker_backend, NETWORK)
     status, created = api_server.request(
         "POST",
         f"{API}/sandboxes",
@@ -71,14 +82,6 @@ def sandbox(api_server: Server, docker_backend: DockerBackend, git_server: str) 
     yield created["id"]
     if api_server.request("DELETE", f"{API}/sandboxes/{created['id']}")[0] != 204:
         SandboxManager(backend=docker_backend).remove(created["id"])
-
-
-def box(sandbox_id: str, rest: str = "") -> str:
-    return f"{API}/sandboxes/{sandbox_id}{rest}"
-
-
-def q(**params: str) -> str:
-    return "?" + urllib.parse.urlencode(params)
 
 
 # -- auth ------------------------------------------------------------------------------------
@@ -523,13 +526,7 @@ def test_a_gigabyte_streams_through_with_flat_memory(api_server: Server, sandbox
     )
     response = connection.getresponse()
     back = hashlib.sha256()
-    received = 0
-    while True:
-        data = response.read(1024 * 1024)
-        if not data:
-            break
-        received += len(data)
-        back.update(data)
+    received = drain(response, back.update)
     assert received == size and back.hexdigest() == digest.hexdigest()
     assert server_peak_rss(api_server) - before < 150 * 1024**2
     api_server.request("DELETE", box(sandbox, "/files" + q(path="big.bin")))

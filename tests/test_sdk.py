@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Server, git_http_server, start_jupyter_server, wait_until
+from conftest import Server, git_http_server, network_subnet, start_jupyter_server, wait_until
 
 from jupyter_sandbox.client import (
     AsyncSandbox,
@@ -52,7 +52,7 @@ def server(git_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 @pytest.fixture(scope="module")
 def sb(server: Server, docker_backend: DockerBackend, git_server: str) -> Iterator[Sandbox]:
-    subnet = docker_backend.client.networks.get(NETWORK).attrs["IPAM"]["Config"][0]["Subnet"]
+    subnet = network_subnet(docker_backend, NETWORK)
     sandbox = Sandbox.create(
         url=server.base,
         token=server.token,

@@ -13,32 +13,35 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import ROOT, Server, run_over_websocket, start_jupyter_server, start_preview_app, wait_until
+from conftest import (
+    API,
+    ROOT,
+    Server,
+    box,
+    exec_command,
+    fetch,
+    preview_host,
+    q,
+    run_over_websocket,
+    start_jupyter_server,
+    start_preview_app,
+    wait_until,
+)
 
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.manager import SandboxManager
 
 NETWORK = "jupyter-sandbox-starvation"
-API = "/sandbox/api"
 IDLE = 4  # SandboxService.agent_idle_timeout and agent_timeout for this server
 PLACES = 6  # SandboxService.max_calls_per_sandbox
 UPLOADS = 4  # uploads one user may have under way (upload_buffer_per_user / upload_window)
 # The agent's pid, from a command it runs: its supervisor's parent.
 AGENT_PID = "$(cut -d' ' -f4 /proc/$PPID/stat)"
-
-
-def box(sandbox_id: str, rest: str = "") -> str:
-    return f"{API}/sandboxes/{sandbox_id}{rest}"
-
-
-def q(**params: str) -> str:
-    return "?" + urllib.parse.urlencode(params)
 
 
 @pytest.fixture(scope="module")
@@ -90,14 +93,6 @@ def median_latency(call: Callable[[], Any], times: int = 9) -> float:
     return statistics.median(timed(call) for _ in range(times))
 
 
-def run(server: Server, sandbox_id: str, command: str, timeout: float = 30, http_timeout: float = 120) -> dict:
-    status, answer = server.request(
-        "POST", box(sandbox_id, "/process/exec"), {"command": command, "timeout": timeout}, timeout=http_timeout
-    )
-    assert status == 200, answer
-    return answer
-
-
 # -- one sandbox cannot hold what the others need ------------------------------------------------
 
 
@@ -113,18 +108,13 @@ def test_frozen_slow_and_flooding_neighbours_do_not_delay_the_others(
         assert status == 200 and any(e["name"] == "preview_app.py" for e in answer["entries"]), answer
 
     def execute() -> None:
-        assert run(server, healthy, "echo ok")["stdout"] == "ok\n"
+        assert exec_command(server, healthy, "echo ok")["stdout"] == "ok\n"
 
     def preview() -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-        connection.request(
-            "GET",
-            "/echo",
-            headers={"Host": f"3000-{healthy}.localhost:{server.port}", "X-Sandbox-Preview-Token": token},
+        status, _, body = fetch(
+            server, preview_host(server, healthy, 3000), "/echo", {"X-Sandbox-Preview-Token": token}
         )
-        response = connection.getresponse()
-        assert response.status == 200 and b'"path": "/echo"' in response.read()
-        connection.close()
+        assert status == 200 and b'"path": "/echo"' in body
 
     checks = {"listing": listing, "exec": execute, "preview": preview}
     for check in checks.values():
@@ -398,30 +388,30 @@ DETACHING = (
 
 def test_an_exec_timeout_ends_what_the_command_detached(server: Server, sandboxes: Callable[[], str]) -> None:
     sandbox_id = sandboxes()
-    answer = run(server, sandbox_id, DETACHING + "sleep 60", timeout=3)
+    answer = exec_command(server, sandbox_id, DETACHING + "sleep 60", timeout=3)
     assert answer["timed_out"], answer
-    assert wait_until(lambda: run(server, sandbox_id, LIVE)["stdout"].strip() == "0", timeout=5), run(
+    assert wait_until(lambda: exec_command(server, sandbox_id, LIVE)["stdout"].strip() == "0", timeout=5), exec_command(
         server, sandbox_id, LIVE
     )
     # Also when the command ends by itself: nothing it detached outlives it.
-    answer = run(server, sandbox_id, DETACHING + "echo done")
+    answer = exec_command(server, sandbox_id, DETACHING + "echo done")
     assert answer["stdout"] == "done\n" and not answer["timed_out"], answer
-    assert wait_until(lambda: run(server, sandbox_id, LIVE)["stdout"].strip() == "0", timeout=5)
+    assert wait_until(lambda: exec_command(server, sandbox_id, LIVE)["stdout"].strip() == "0", timeout=5)
 
 
 def test_killing_its_supervisor_frees_nothing(server: Server, sandboxes: Callable[[], str]) -> None:
     sandbox_id = sandboxes()
     # The supervisor stopped, then killed, from inside: what the command detached goes all the same.
-    answer = run(server, sandbox_id, DETACHING + "kill -STOP $PPID; sleep 60", timeout=3)
+    answer = exec_command(server, sandbox_id, DETACHING + "kill -STOP $PPID; sleep 60", timeout=3)
     assert answer["timed_out"], answer
-    assert wait_until(lambda: run(server, sandbox_id, LIVE)["stdout"].strip() == "0", timeout=5)
-    answer = run(server, sandbox_id, DETACHING + "kill -9 $PPID", timeout=10)
-    assert wait_until(lambda: run(server, sandbox_id, LIVE)["stdout"].strip() == "0", timeout=5), run(
+    assert wait_until(lambda: exec_command(server, sandbox_id, LIVE)["stdout"].strip() == "0", timeout=5)
+    answer = exec_command(server, sandbox_id, DETACHING + "kill -9 $PPID", timeout=10)
+    assert wait_until(lambda: exec_command(server, sandbox_id, LIVE)["stdout"].strip() == "0", timeout=5), exec_command(
         server, sandbox_id, LIVE
     )
     # The kernel's own background processes are not the command's: they stay.
-    run(server, sandbox_id, "true")
-    assert run(server, sandbox_id, f"kill -0 {AGENT_PID} && echo agent alive")["stdout"] == "agent alive\n"
+    exec_command(server, sandbox_id, "true")
+    assert exec_command(server, sandbox_id, f"kill -0 {AGENT_PID} && echo agent alive")["stdout"] == "agent alive\n"
 
 
 def test_a_session_kill_ends_what_the_command_detached(server: Server, sandboxes: Callable[[], str]) -> None:
@@ -431,12 +421,12 @@ def test_a_session_kill_ends_what_the_command_detached(server: Server, sandboxes
         "POST", box(sandbox_id, "/sessions/bg/commands"), {"command": DETACHING + "sleep 1000", "run_async": True}
     )
     assert status == 202, command
-    assert wait_until(lambda: run(server, sandbox_id, LIVE)["stdout"].strip() == "7", timeout=10), run(
-        server, sandbox_id, LIVE
+    assert wait_until(lambda: exec_command(server, sandbox_id, LIVE)["stdout"].strip() == "7", timeout=10), (
+        exec_command(server, sandbox_id, LIVE)
     )
     status, killed = server.request("POST", box(sandbox_id, f"/sessions/bg/commands/{command['id']}/kill"))
     assert status == 200, killed
-    assert wait_until(lambda: run(server, sandbox_id, LIVE)["stdout"].strip() == "0", timeout=5), run(
+    assert wait_until(lambda: exec_command(server, sandbox_id, LIVE)["stdout"].strip() == "0", timeout=5), exec_command(
         server, sandbox_id, LIVE
     )
 

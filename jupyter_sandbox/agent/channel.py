@@ -14,19 +14,15 @@ a signal ended it).
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import hmac
-import json
 import os
 import signal
-import termios
 import time
 from typing import Any
 
-from tornado import web, websocket
+from tornado import websocket
 
 from . import environment, processes
-from .pty import set_size
+from .pty import ProcessSocket, control_message, requested_size, set_size, spawn
 from .usage import ACTIVITY
 
 READ_CHUNK = 64 * 1024
@@ -34,29 +30,18 @@ SIGNALS = {"INT", "TERM", "HUP", "KILL", "QUIT", "USR1", "USR2", "ALRM", "PIPE"}
 MAX_COMMAND = 256 * 1024
 
 
-class ChannelHandler(websocket.WebSocketHandler):
+class ChannelHandler(ProcessSocket):
     def initialize(self, token: str, **_: Any) -> None:
-        self.token = token
-        self.process: asyncio.subprocess.Process | None = None
-        self.master: int | None = None
+        super().initialize(token)
         self.started = False
-
-    def prepare(self) -> None:
-        scheme, _, given = (self.request.headers.get("Authorization") or "").partition(" ")
-        if scheme.lower() != "token" or not hmac.compare_digest(given.encode(), self.token.encode()):
-            raise web.HTTPError(401, "a valid agent token is required")
-        ACTIVITY["last"] = time.time()
 
     async def on_message(self, message: str | bytes) -> None:
         ACTIVITY["last"] = time.time()
         if isinstance(message, bytes):
             await self._stdin(message)
             return
-        try:
-            request = json.loads(message)
-        except ValueError:
-            return
-        if not isinstance(request, dict):
+        request = control_message(message)
+        if request is None:
             return
         kind = request.get("type")
         if kind == "start" and not self.started:
@@ -69,9 +54,9 @@ class ChannelHandler(websocket.WebSocketHandler):
         elif kind == "eof":
             self._eof()
         elif kind == "resize" and self.master is not None:
-            cols, rows = request.get("cols"), request.get("rows")
-            if isinstance(cols, int) and isinstance(rows, int) and 0 < cols <= 1000 and 0 < rows <= 1000:
-                set_size(self.master, cols, rows)
+            size = requested_size(request)
+            if size is not None:
+                set_size(self.master, *size)
                 self._signal(signal.SIGWINCH)
         elif kind == "signal" and request.get("name") in SIGNALS:
             self._signal(getattr(signal, "SIG" + request["name"]))
@@ -87,25 +72,8 @@ class ChannelHandler(websocket.WebSocketHandler):
         term = request.get("term")
         if terminal:
             env["TERM"] = term if isinstance(term, str) and term.isprintable() and len(term) < 64 else "xterm-256color"
-        home = os.path.expanduser("~")
-        if terminal:
-            master, slave = os.openpty()
-            cols, rows = request.get("cols"), request.get("rows")
-            if isinstance(cols, int) and isinstance(rows, int) and 0 < cols <= 1000 and 0 < rows <= 1000:
-                set_size(master, cols, rows)
-            self.process = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=slave,
-                stdout=slave,
-                stderr=slave,
-                cwd=home,
-                env=env,
-                start_new_session=True,
-                preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
-            )
-            os.close(slave)
+            self.process, master = await spawn(argv, env, requested_size(request))
             self.master = master
-            os.set_blocking(master, False)
             asyncio.get_running_loop().add_reader(master, self._pty_readable)
             readers: list[Any] = []
         else:
@@ -114,7 +82,7 @@ class ChannelHandler(websocket.WebSocketHandler):
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                cwd=home,
+                cwd=os.path.expanduser("~"),
                 env=env,
                 start_new_session=True,
             )
@@ -149,12 +117,6 @@ class ChannelHandler(websocket.WebSocketHandler):
             return
         self._send(b"\x01" + data)
 
-    def _send(self, frame: bytes) -> None:
-        try:
-            self.write_message(frame, binary=True)
-        except websocket.WebSocketClosedError:
-            self._kill()
-
     async def _wait(self, readers: list[Any]) -> None:
         assert self.process is not None
         await asyncio.gather(*readers)
@@ -162,14 +124,6 @@ class ChannelHandler(websocket.WebSocketHandler):
         if self.master is not None:
             await asyncio.sleep(0.05)  # let the terminal's last output through
         self._exit(code)
-
-    def _exit(self, code: int) -> None:
-        try:
-            self.write_message(json.dumps({"type": "exit", "code": code}))
-            self.close(1000, "command exited")
-        except websocket.WebSocketClosedError:
-            pass
-        self._cleanup()
 
     async def _stdin(self, data: bytes) -> None:
         if self.master is not None:
@@ -192,28 +146,3 @@ class ChannelHandler(websocket.WebSocketHandler):
                 pass
         elif self.process is not None and self.process.stdin is not None:
             self.process.stdin.close()
-
-    def _signal(self, number: int) -> None:
-        if self.process is not None and self.process.returncode is None:
-            try:
-                os.killpg(self.process.pid, number)
-            except (ProcessLookupError, PermissionError):
-                pass
-
-    def _kill(self) -> None:
-        self._signal(signal.SIGKILL)
-
-    def on_close(self) -> None:
-        self._kill()
-
-    def _cleanup(self) -> None:
-        if self.master is not None:
-            try:
-                asyncio.get_running_loop().remove_reader(self.master)
-            except (ValueError, RuntimeError):
-                pass
-            try:
-                os.close(self.master)
-            except OSError:
-                pass
-            self.master = None

@@ -11,13 +11,13 @@ while the call runs; the host decides what such a connection may do.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import re
 import socket
 from typing import Any
 
 from tornado import web
 
+from .auth import require_token
 from .splice import buffered, copy, detach, take_socket, until_either_ends
 
 REGISTRATION_WAIT = 30.0
@@ -121,9 +121,7 @@ class RelayHandler(web.RequestHandler):
         self.relays = relays
 
     async def get(self, call_id: str) -> None:
-        scheme, _, given = (self.request.headers.get("Authorization") or "").partition(" ")
-        if scheme.lower() != "token" or not hmac.compare_digest(given.encode(), self.token.encode()):
-            raise web.HTTPError(401, "a valid agent token is required")
+        require_token(self, self.token)
         if not CALL_ID.match(call_id):
             raise web.HTTPError(400, "not a call id")
         if self.request.headers.get("Upgrade", "").lower() != "sandbox-relay":

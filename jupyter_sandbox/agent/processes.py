@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import environment
+from .reaper import proc_stats
 
 Emit = Callable[[dict], Awaitable[None]]
 READ_CHUNK = 64 * 1024
@@ -67,17 +68,9 @@ def supervisor_preexec() -> None:
 def _table() -> dict[int, tuple[int, int]]:
     """pid -> (parent pid, session id) of every process that has not exited, from /proc."""
     table: dict[int, tuple[int, int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
+    for pid, fields in proc_stats():
         if len(fields) > 3 and fields[0] not in (b"Z", b"X"):
-            table[int(name)] = (int(fields[1]), int(fields[3]))
+            table[pid] = (int(fields[1]), int(fields[3]))
     return table
 
 
@@ -151,16 +144,9 @@ def reap_strays(force: bool = False) -> None:
     global _zombies_seen
     me = os.getpid()
     zombies = set()
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) in OWN:
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 1 and fields[0] == b"Z" and int(fields[1]) == me:
-            zombies.add(int(name))
+    for pid, fields in proc_stats():
+        if pid not in OWN and len(fields) > 1 and fields[0] == b"Z" and int(fields[1]) == me:
+            zombies.add(pid)
     for pid in zombies if force else zombies & _zombies_seen:
         try:
             os.waitpid(pid, os.WNOHANG)

@@ -21,12 +21,17 @@ import os
 import signal
 import sys
 
+# Imported for the type checker only: the supervisor starts with as little as it can.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
-def children_of(parent: int) -> list[int]:
-    """Every process below `parent`, from /proc (a snapshot; callers repeat until it is empty)."""
-    parents: dict[int, list[int]] = {}
+def proc_stats() -> Iterator[tuple[int, list[bytes]]]:
+    """(pid, fields of /proc/PID/stat after the command name: state, parent pid, group, session, ...)
+    of every process still listed. The name is cut at the last ")": a process may put any text in it."""
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -35,9 +40,15 @@ def children_of(parent: int) -> list[int]:
                 stat = handle.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
+        yield int(name), stat[stat.rfind(b")") + 2 :].split()
+
+
+def children_of(parent: int) -> list[int]:
+    """Every process below `parent`, from /proc (a snapshot; callers repeat until it is empty)."""
+    parents: dict[int, list[int]] = {}
+    for pid, fields in proc_stats():
         if len(fields) > 1:
-            parents.setdefault(int(fields[1]), []).append(int(name))
+            parents.setdefault(int(fields[1]), []).append(pid)
     found, queue = [], [parent]
     while queue:
         for child in parents.get(queue.pop(), []):

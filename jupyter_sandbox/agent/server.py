@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import errno
 import functools
-import hmac
 import json
 import os
 import re
@@ -19,6 +18,7 @@ from tornado import iostream, web
 from tornado.locks import Condition
 
 from . import files, processes, usage
+from .auth import require_token
 from .channel import ChannelHandler
 from .git import Git, GitError
 from .git_relay import RelayHandler, Relays
@@ -71,9 +71,7 @@ class AgentHandler(web.RequestHandler):
         self.started = started
 
     def prepare(self) -> None:
-        scheme, _, given = (self.request.headers.get("Authorization") or "").partition(" ")
-        if scheme.lower() != "token" or not hmac.compare_digest(given.encode(), self.token.encode()):
-            raise web.HTTPError(401, "a valid agent token is required")
+        require_token(self, self.token)
         if self.request.path not in PASSIVE_PATHS:
             usage.ACTIVITY["last"] = time.time()
 

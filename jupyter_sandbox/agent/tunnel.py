@@ -8,13 +8,13 @@ chunked bodies, server-sent events and websockets pass untouched; the host speak
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 from typing import Any
 
 from tornado import iostream, web
 from tornado.tcpclient import TCPClient
 
+from .auth import require_token
 from .splice import detach, join
 from .usage import ACTIVITY
 
@@ -24,9 +24,7 @@ class TunnelHandler(web.RequestHandler):
         self.token = token
 
     async def get(self, port: str) -> None:
-        scheme, _, given = (self.request.headers.get("Authorization") or "").partition(" ")
-        if scheme.lower() != "token" or not hmac.compare_digest(given.encode(), self.token.encode()):
-            raise web.HTTPError(401, "a valid agent token is required")
+        require_token(self, self.token)
         number = int(port)
         if not 1 <= number <= 65535:
             raise web.HTTPError(400, "port must be from 1 to 65535")

@@ -15,6 +15,14 @@ def _str(value: Any, default: str = "") -> str:
     return value if isinstance(value, str) else default
 
 
+def _optional_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _optional_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 @dataclass
 class SandboxInfo:
     """A sandbox as GET /sandbox/api/sandboxes/{id} describes it. `raw` keeps the whole answer
@@ -81,7 +89,7 @@ class FileEntry:
             size=_int(data.get("size")),
             mode=_str(data.get("mode")),
             mtime=float(mtime) if isinstance(mtime, (int, float)) and not isinstance(mtime, bool) else 0.0,
-            target=data.get("target") if isinstance(data.get("target"), str) else None,
+            target=_optional_str(data.get("target")),
         )
 
     @property
@@ -111,14 +119,13 @@ class Command:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Command:
-        code = data.get("exit_code")
         return cls(
             id=_str(data.get("id")),
             command=_str(data.get("command")),
-            exit_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+            exit_code=_optional_int(data.get("exit_code")),
             running=bool(data.get("running")),
-            stdout=data.get("stdout") if isinstance(data.get("stdout"), str) else None,
-            stderr=data.get("stderr") if isinstance(data.get("stderr"), str) else None,
+            stdout=_optional_str(data.get("stdout")),
+            stderr=_optional_str(data.get("stderr")),
         )
 
 

@@ -374,12 +374,7 @@ class Git(_Part):
         password: str | None = None,
         token: str | None = None,
     ) -> str:
-        body: dict[str, Any] = {
-            "path": path,
-            **({"url": url} if url else {}),
-            **self._credentials(username, password, token),
-        }
-        return str((await self._call("POST", "/git/push", json=body, timeout=None)).get("output", ""))
+        return await self._remote("/git/push", path, url, username, password, token)
 
     async def pull(
         self,
@@ -389,12 +384,18 @@ class Git(_Part):
         password: str | None = None,
         token: str | None = None,
     ) -> str:
+        return await self._remote("/git/pull", path, url, username, password, token)
+
+    async def _remote(
+        self, call: str, path: str, url: str | None, username: str | None, password: str | None, token: str | None
+    ) -> str:
+        """A push or pull (to `url`, else the repository's remote) with this call's credentials; git's output."""
         body: dict[str, Any] = {
             "path": path,
             **({"url": url} if url else {}),
             **self._credentials(username, password, token),
         }
-        return str((await self._call("POST", "/git/pull", json=body, timeout=None)).get("output", ""))
+        return str((await self._call("POST", call, json=body, timeout=None)).get("output", ""))
 
     async def branches(self, path: str = "") -> GitBranches:
         answer = await self._call("GET", "/git/branches", params={"path": path})
