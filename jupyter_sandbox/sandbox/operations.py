@@ -26,7 +26,7 @@ from typing import IO, Any, Callable
 from traitlets import Bool, Float, Int, Unicode, Union
 from traitlets.config import LoggingConfigurable
 
-from . import binding, errors, git_credentials, network, preview
+from . import binding, errors, git_credentials, network, preview, ptys
 from .agent_client import AgentClient, domain_error, reduced
 from .agent_http import AgentError, AgentResponse
 from .docker_backend import DockerUnavailable, ImageNotFound, SandboxError
@@ -754,6 +754,41 @@ class SandboxOperations(SandboxService):
         """Where a terminal in the sandbox is opened (the agent's /pty websocket). No gate: the
         terminal is a long-lived relay, not a call."""
         return self.agent_for(await self.sandbox(sandbox_id))
+
+    # -- PTYs -------------------------------------------------------------------------------
+
+    async def list_ptys(self, sandbox_id: str) -> dict[str, Any]:
+        async with self.agent(sandbox_id) as agent:
+            return {"ptys": await agent.ptys.list()}
+
+    async def create_pty(self, sandbox_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        request = ptys.checked_request(body)
+        async with self.agent(sandbox_id) as agent:
+            return await agent.ptys.create(request)
+
+    async def get_pty(self, sandbox_id: str, pty_id: str) -> dict[str, Any]:
+        ptys.check_id(pty_id)
+        async with self.agent(sandbox_id) as agent:
+            return await agent.ptys.get(pty_id)
+
+    async def kill_pty(self, sandbox_id: str, pty_id: str) -> dict[str, Any]:
+        ptys.check_id(pty_id)
+        async with self.agent(sandbox_id) as agent:
+            return await agent.ptys.kill(pty_id)
+
+    async def resize_pty(self, sandbox_id: str, pty_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        ptys.check_id(pty_id)
+        cols, rows = ptys.checked_size(body.get("cols"), body.get("rows"))
+        async with self.agent(sandbox_id) as agent:
+            return await agent.ptys.resize(pty_id, cols, rows)
+
+    async def pty_endpoint(self, sandbox_id: str, pty_id: str) -> tuple[AgentClient, dict[str, Any]]:
+        """Where a client connects to a PTY (the agent's /ptys/{id}/connect websocket), once the PTY
+        is known to exist (an unknown id is a 404 before any upgrade). No gate for the relay itself."""
+        ptys.check_id(pty_id)
+        async with self.gate(sandbox_id):
+            agent = self.agent_for(await self.sandbox(sandbox_id))
+            return agent, await agent.ptys.get(pty_id)
 
     # -- git --------------------------------------------------------------------------------
 
