@@ -63,7 +63,7 @@ async def read_until(connection: WebSocketClientConnection, text: str, timeout: 
 
 async def read_to_close(connection: WebSocketClientConnection, timeout: float = 20) -> tuple[str, list[str]]:
     """Everything up to the close: (output, text frames)."""
-    output, texts = "", []
+    output, texts = "", []  # type: tuple[str, list[str]]
     while True:
         message = await asyncio.wait_for(connection.read_message(), timeout=timeout)
         if message is None:
@@ -208,12 +208,12 @@ def test_bad_input_is_refused_with_a_clear_message(server: Server, sandbox: str)
     for body, message in bad:
         status, answer = create(server, sandbox, **body)
         assert status == 400 and message in answer["message"], (body, status, answer)
-    for method, path, body in (
+    for method, path, payload in (
         ("GET", "/ptys/nope", None),
         ("DELETE", "/ptys/nope", None),
         ("POST", "/ptys/nope/resize", {"cols": 10, "rows": 10}),
     ):
-        status, answer = server.request(method, box(sandbox, path), body)
+        status, answer = server.request(method, box(sandbox, path), payload)
         assert status == 404 and "nope" in answer["message"], (method, path, answer)
     status, answer = server.request("POST", box(sandbox, "/ptys/taken/resize"), {"cols": 0, "rows": 10})
     assert status == 400 and "cols and rows" in answer["message"]
