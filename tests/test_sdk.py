@@ -228,7 +228,7 @@ def test_terminal_driven_to_exit(sb: Sandbox) -> None:
         sb.pty(cols=0)
     with pytest.raises(Conflict, match="sdk-term"):
         sb.pty(id="sdk-term")
-    with pytest.raises(InvalidRequest, match="inside the sandbox.s home"):
+    with pytest.raises(InvalidRequest, match="inside the sandbox"):
         sb.pty(cwd="/etc")
     with pytest.raises(NotFound, match="nope"):
         sb.ptys.connect("nope")
