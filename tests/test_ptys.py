@@ -316,3 +316,34 @@ def test_only_a_well_formed_exit_frame_is_relayed() -> None:
     assert checks.client_frame('{"type": "resize", "cols": 0, "rows": 5}') is None
     assert checks.client_frame('{"type": "spawn"}') is None
     assert checks.client_frame(b"raw") == b"raw"
+
+
+# -- %sandbox pty, in a notebook's kernel -------------------------------------------------------
+
+
+def test_the_pty_magics(shared_kernel: Any) -> None:
+    kernel = shared_kernel
+    assert kernel.run("print('ready')").stdout == "ready\n"
+    made = kernel.run("%sandbox pty create --id nb --cols 100 --rows 30 --env COLOUR=teal")
+    assert made.error is None and "PTY nb running in /home/sandbox (100x30)" in made.stdout, made.outputs
+    sent = kernel.run("%sandbox pty send nb 'echo colour=$COLOUR; stty size\\n'")
+    assert "sent" in sent.stdout, sent.outputs
+    waited = kernel.run("%sandbox pty wait nb --for '30 100' --timeout 20")
+    assert "colour=teal" in waited.stdout and waited.error is None, waited.outputs
+    listed = kernel.run("%sandbox pty list")
+    assert "nb" in listed.stdout and "100x30" in listed.stdout and "running" in listed.stdout
+    kernel.run("%sandbox pty send nb 'exit 5\\n'")
+    ended = kernel.run("%sandbox pty wait nb --timeout 20")
+    assert "PTY nb exited with code 5" in ended.stdout, ended.outputs
+    again = kernel.run("%sandbox pty send nb 'ls\\n'")
+    assert again.error is not None and "exited" in again.error["evalue"], again.outputs
+    missing = kernel.run("%sandbox pty kill nope")
+    assert missing.error is not None and "nope" in missing.error["evalue"], missing.outputs
+    wrong = kernel.run("%sandbox pty create --cols 0")
+    assert wrong.error is not None and "cols and rows" in wrong.error["evalue"], wrong.outputs
+    long_one = kernel.run("%sandbox pty create --id sleeper -- sleep 600")
+    assert long_one.error is None, long_one.outputs
+    timed = kernel.run("%sandbox pty wait sleeper --timeout 1")
+    assert timed.error is not None and "did not exit within 1 seconds" in timed.error["evalue"], timed.outputs
+    killed = kernel.run("%sandbox pty kill sleeper")
+    assert "exit code -9" in killed.stdout, killed.outputs

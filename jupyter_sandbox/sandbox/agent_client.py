@@ -500,6 +500,27 @@ class Ptys(_Namespace):
     async def resize(self, pty_id: str, cols: int, rows: int) -> dict[str, Any]:
         return checked_pty(await self.client.call("POST", f"/ptys/{pty_id}/resize", body={"cols": cols, "rows": rows}))
 
+    async def connect(self, pty_id: str, on_message: Callable[[Any], None] | None = None) -> Any:
+        """The agent's /ptys/{id}/connect websocket (tornado's client connection): its recent output,
+        then live. What it sends is the sandbox's: read it with ptys.exit_code_of and as opaque bytes."""
+        from tornado import httpclient, websocket
+
+        request = httpclient.HTTPRequest(
+            f"ws://{self.client.host}:{self.client.port}/ptys/{pty_id}/connect",
+            headers={"Authorization": f"token {self.client.token}"},
+            connect_timeout=10,
+        )
+        try:
+            return await websocket.websocket_connect(
+                request, on_message_callback=on_message, max_message_size=MAX_STREAM_LINE
+            )
+        except httpclient.HTTPClientError as exc:
+            if exc.code == 404:
+                raise errors.NotFound(f"there is no PTY {pty_id!r}") from None
+            raise errors.AgentUnavailable(f"the sandbox's agent refused the PTY connection: {exc}") from None
+        except OSError as exc:
+            raise errors.AgentUnavailable(f"could not reach the sandbox's agent: {exc}") from None
+
 
 class Kernel(_Namespace):
     async def restart(self, timeout: float = 30, announce: bool = False) -> dict[str, Any]:
