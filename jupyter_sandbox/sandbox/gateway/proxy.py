@@ -63,7 +63,7 @@ class Refused(Exception):
         self.reason = reason
 
 
-@dataclass
+@dataclass(eq=False)  # each one is itself: kept in a set while open
 class Connection:
     sandbox_id: str
     host: str
@@ -148,12 +148,15 @@ def _blocked_address(address: str, cidrs: Sequence[str]) -> bool:
 
 def _response(status: int, reason: str, body: str) -> bytes:
     data = (body + "\n").encode()
-    phrase = {400: "Bad Request", 403: "Forbidden", 421: "Misdirected Request", 431: "Headers Too Large"}.get(
-        status, "Bad Gateway" if status == 502 else "Error"
+    phrase = {400: "Bad Request", 421: "Misdirected Request", 431: "Headers Too Large", 502: "Bad Gateway"}.get(
+        status, "Error"
     )
+    if status == 403:
+        # Clients show a refused CONNECT by its status line only (no body): the line says why.
+        phrase = "Blocked by the sandbox network policy: " + _printable_phrase(reason)
     return (
         f"HTTP/1.1 {status} {phrase}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-        f"Content-Length: {len(data)}\r\nX-Sandbox-Gateway: {reason[:200]}\r\nConnection: close\r\n\r\n"
+        f"Content-Length: {len(data)}\r\nX-Sandbox-Gateway: {_printable_phrase(reason)}\r\nConnection: close\r\n\r\n"
     ).encode("latin-1", "replace") + data
 
 
@@ -253,7 +256,7 @@ class Gateway:
                     break
                 raise
             self.last_used = time.monotonic()
-            threading.Thread(target=self._handle, args=(client, peer[0]), daemon=True).start()
+            threading.Thread(target=self._handle_safely, args=(client, peer[0]), daemon=True).start()
         listener.close()
 
     def stop(self) -> None:
@@ -273,6 +276,13 @@ class Gateway:
             elif time.monotonic() - self.last_used > self.settings.idle_exit_seconds and not state.registered():
                 log.info("gateway: no sandbox has used it for %.0f s; exiting", self.settings.idle_exit_seconds)
                 self.stop()
+
+    def _handle_safely(self, client: socket.socket, peer: str) -> None:
+        try:
+            self._handle(client, peer)
+        except Exception:  # a bug in one connection must not go unseen, nor stop the others
+            log.exception("gateway: a connection from %s failed", peer)
+            client.close()
 
     def _handle(self, client: socket.socket, peer: str) -> None:
         sandbox_id = state.sandbox_at(peer)
@@ -653,6 +663,10 @@ def _authority(target: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not host or not 0 < int(port) < 65536:
         raise Refused(400, "CONNECT names host:port")
     return host, int(port)
+
+
+def _printable_phrase(text: str) -> str:
+    return "".join(c if 0x20 <= ord(c) < 0x7F else "?" for c in text)[:300]
 
 
 def _printable(text: str) -> str:
