@@ -55,8 +55,9 @@ def resolve(name: str) -> None:
         out(resolved=None, error=f"{type(exc).__name__}: {exc}")
 
 
-def udp(address: str, port: str) -> None:
-    query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04pypi\x04test\x00\x00\x01\x00\x01"
+def udp(address: str, port: str, name: str = "pypi.test") -> None:
+    labels = b"".join(bytes([len(part)]) + part.encode() for part in name.split("."))
+    query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + labels + b"\x00\x00\x01\x00\x01"
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.settimeout(2)
     try:

@@ -169,7 +169,7 @@ def test_domains_are_normalised_and_bad_ones_refused_unit() -> None:
     ],
 )
 def test_bad_domain_lists_are_refused_with_the_reason(
-    server: Server, sandbox: str, entries: list[str], message: str
+    server: Server, sandbox: str, reset: None, entries: list[str], message: str
 ) -> None:
     status, answer = set_policy(server, sandbox, {"mode": "allow", "domains": entries})
     assert status == 400, answer
@@ -245,8 +245,8 @@ def test_no_dns_and_no_direct_connection_in_domain_mode(
     server: Server, sandbox: str, sites: Upstream, reset: None
 ) -> None:
     # Docker's embedded resolver would answer the sandbox's own alias without asking anyone else.
-    alias = binding.base_name(sandbox)
-    assert run(server, sandbox, "resolve", alias)["resolved"] is None
+    answer = run(server, sandbox, "udp", network.EMBEDDED_DNS, "53", binding.base_name(sandbox))
+    assert "answered" not in answer, answer
     before = sites.dns_queries()
     answer = run(server, sandbox, "udp", sites.address, "53")
     assert "answered" not in answer, answer
@@ -344,12 +344,13 @@ def test_a_secret_reaches_its_host_and_only_its_host(
         assert placeholder in listener["stdout"] and SECRET_VALUE not in listener["stdout"]
 
         # Nowhere in the sandbox: environment, its files, any process's /proc.
+        # (A pattern that does not match its own command line: one letter in brackets.)
+        pattern = shlex.quote(f"{SECRET_VALUE[:-1]}[{SECRET_VALUE[-1]}]")
         search = exec_command(
             server,
             sandbox_id,
-            f"grep -rlsF -- {shlex.quote(SECRET_VALUE)} /proc/[0-9]*/environ /proc/[0-9]*/cmdline "
-            "/opt/jupyter-sandbox /home/sandbox /tmp /etc 2>/dev/null; env | grep -cF -- "
-            f"{shlex.quote(SECRET_VALUE)}; true",
+            f"grep -rls -- {pattern} /proc/[0-9]*/environ /proc/[0-9]*/cmdline "
+            f"/opt/jupyter-sandbox /home/sandbox /tmp /etc 2>/dev/null; env | grep -c -- {pattern}; true",
         )
         assert search["stdout"].strip() == "0", search
         # Never logged: not in the connection log, not in the server's log.
@@ -376,9 +377,15 @@ def test_a_secret_reaches_its_host_and_only_its_host(
 def test_a_live_change_applies_to_new_connections_and_cuts_forbidden_ones(
     server: Server, sandbox: str, reset: None
 ) -> None:
-    exec_command(
-        server, sandbox, "rm -f stream.out; (python3 gwc.py stream https://other.test/slow 50 > stream.out 2>&1 &)"
+    exec_command(server, sandbox, "rm -f stream.out")
+    session = f"stream{RUN}"
+    assert server.request("POST", box(sandbox, "/sessions"), {"id": session})[0] in (200, 201)
+    status, answer = server.request(
+        "POST",
+        box(sandbox, f"/sessions/{session}/commands"),
+        {"command": "python3 gwc.py stream https://other.test/slow 50 > stream.out 2>&1", "run_async": True},
     )
+    assert status in (200, 201, 202), answer
     assert wait_until(lambda: "first" in exec_command(server, sandbox, "cat stream.out")["stdout"], 30)
     # pypi.test stays; other.test goes.
     assert set_policy(server, sandbox, {"mode": "allow", "domains": ["pypi.test"]})[0] == 200
@@ -423,7 +430,8 @@ def test_a_live_switch_from_internet_into_domain_mode_closes_everything_else(ser
     try:
         assert set_policy(server, sandbox_id, {"mode": "allow", "domains": ["pypi.test"]})[0] == 200
         assert run(server, sandbox_id, "direct", sites.address, "443")["connected"] is False
-        assert run(server, sandbox_id, "resolve", binding.base_name(sandbox_id))["resolved"] is None
+        answer = run(server, sandbox_id, "udp", network.EMBEDDED_DNS, "53", binding.base_name(sandbox_id))
+        assert "answered" not in answer, answer
         status, info = server.request("GET", box(sandbox_id, "/network"))
         assert status == 200 and info["gateway"] is True and info["domains"] == ["pypi.test"]
     finally:

@@ -68,13 +68,15 @@ def normalise(text: str, *, wildcard: bool = True) -> str:
     if not isinstance(text, str):
         raise DomainError("a domain must be a string")
     original = text
-    name = text.strip().lower()
+    # Checked before anything is stripped: a name that carries a line break or a space was meant
+    # to be something else.
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in text):
+        raise DomainError(f"{original!r} has spaces or control characters")
+    name = text.lower()
     if name.endswith("."):
         name = name[:-1]
     if not name:
         raise DomainError("an empty domain name")
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in name):
-        raise DomainError(f"{original!r} has spaces or control characters")
     if name == "*" or name == "*.":
         raise DomainError("'*' alone would allow every domain; name the domains (or '*.example.org')")
     prefix = ""
@@ -133,7 +135,6 @@ def is_address(text: str) -> bool:
 def host_of(text: str) -> str:
     """A host as a client named it (a CONNECT target, a URL's host, an SNI): an address in its
     canonical form, or a normalised name (no wildcard). DomainError when it is neither."""
-    text = text.strip()
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
     try:
