@@ -9,17 +9,22 @@ tests/gateway_client.py, as a program there would.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import shlex
 import stat
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, Server, box, exec_command, start_jupyter_server, wait_until
+from conftest import KERNEL_NAME, ROOT, Server, box, exec_command, start_jupyter_server, wait_until
 from gateway_support import NAMES, Upstream, upstream_sites
+from harness import execute_request
+from tornado.websocket import websocket_connect
 
 from jupyter_sandbox.sandbox import binding, network
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
@@ -447,3 +452,98 @@ def test_policy_rules_accept_only_the_gateway_on_the_host_unit() -> None:
     assert text[0] == f"-d {network.EMBEDDED_DNS} -j JUPYTER-SANDBOX-REFUSE"  # no DNS, whatever dns_in_allow_mode says
     assert text[-1] == "-j JUPYTER-SANDBOX-REFUSE"
     assert not any("--dport 53" in line for line in text)
+
+
+# -- the magics, in a notebook's kernel -------------------------------------------------------------
+
+
+async def _cell(
+    server: Server, kernel_id: str, code: str, answer: str | None = None, timeout: float = 300
+) -> list[dict]:
+    """A cell run as JupyterLab runs it, with input allowed: a password request is answered with
+    `answer`. Every message of the cell, the front end's input_reply excluded."""
+    url = f"ws://127.0.0.1:{server.port}/api/kernels/{kernel_id}/channels?token={server.token}"
+    connection = await websocket_connect(url)
+    session, msg_id = uuid.uuid4().hex, uuid.uuid4().hex
+    request = json.loads(execute_request(code, msg_id, session))
+    request["content"]["allow_stdin"] = True
+    await connection.write_message(json.dumps(request))
+    seen: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        raw = await asyncio.wait_for(connection.read_message(), timeout=timeout)
+        assert raw is not None, "the websocket closed"
+        msg = json.loads(raw)
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        seen.append(msg)
+        if msg["msg_type"] == "input_request":
+            assert msg["content"]["password"] is True
+            reply = {
+                "header": {
+                    "msg_id": uuid.uuid4().hex,
+                    "msg_type": "input_reply",
+                    "username": "test",
+                    "session": session,
+                    "date": "",
+                    "version": "5.3",
+                },
+                "parent_header": msg["header"],
+                "metadata": {},
+                "channel": "stdin",
+                "content": {"value": answer or ""},
+            }
+            await connection.write_message(json.dumps(reply))
+        idle = any(m["msg_type"] == "status" and m["content"]["execution_state"] == "idle" for m in seen)
+        if idle and any(m["msg_type"] == "execute_reply" for m in seen):
+            break
+    connection.close()
+    return seen
+
+
+def cell(server: Server, kernel_id: str, code: str, answer: str | None = None) -> tuple[str, list[dict]]:
+    seen = asyncio.run(_cell(server, kernel_id, code, answer))
+    text = "".join(m["content"].get("text", "") for m in seen if m["msg_type"] == "stream")
+    text += "".join(m["content"].get("evalue", "") for m in seen if m["msg_type"] == "error")
+    return text, seen
+
+
+def test_the_magics_set_the_policy_show_the_log_and_take_a_secret_unseen(server: Server) -> None:
+    status, kernel = server.request("POST", "/api/kernels", {"name": KERNEL_NAME})
+    assert status == 201, kernel
+    kernel_id = kernel["id"]
+    try:
+        text, _ = cell(server, kernel_id, "%sandbox network allow pypi.test '*.pypi.test' secret.test 10.99.0.0/16")
+        assert "through the egress gateway" in text and "*.pypi.test" in text and "10.99.0.0/16" in text, text
+        assert "%sandbox restart" in text  # the proxy settings come with the next start
+        text, _ = cell(server, kernel_id, "%sandbox network allow 'p\u0430ypal.com'")
+        assert "mixes scripts" in text, text
+        value = "magic-" + secrets.token_hex(12)
+        text, seen = cell(server, kernel_id, "%sandbox secret set SITE_KEY --host secret.test", answer=value)
+        assert "kept SITE_KEY" in text, text
+        assert any(m["msg_type"] == "input_request" for m in seen)
+        text, _ = cell(server, kernel_id, "%sandbox restart --hard")
+        code = (
+            "import os, json, urllib.request\n"
+            "r = urllib.request.Request('https://secret.test/echo', headers={'X-Api-Key': os.environ['SITE_KEY']})\n"
+            "seen = json.load(urllib.request.urlopen(r, timeout=30))['headers']['x-api-key']\n"
+            "print('placeholder' if os.environ['SITE_KEY'].startswith('jsbx-secret-') else 'VALUE IN ENV')\n"
+            f"print('injected' if seen == {value!r} else 'not injected')\n"
+            "try:\n    urllib.request.urlopen('https://big.test/echo', timeout=30)\n"
+            "except Exception as exc:\n    print('refused:', exc)\n"
+        )
+        text, seen = cell(server, kernel_id, code)
+        assert "placeholder" in text and "injected" in text and "not injected" not in text, text
+        assert "not on the sandbox's network allow list" in text, text
+        text, _ = cell(server, kernel_id, "%sandbox network log")
+        assert "BLOCKED" in text and "big.test:443" in text and "secret.test:443" in text, text
+        text, _ = cell(server, kernel_id, "%sandbox secret list")
+        assert "SITE_KEY  for secret.test" in text
+        # The value was typed once, into the password field; no output of any cell holds it.
+        for code in ("%sandbox secret list", "%sandbox network", "%sandbox status --json"):
+            text, seen = cell(server, kernel_id, code)
+            assert value not in json.dumps(seen)
+        text, _ = cell(server, kernel_id, "%sandbox secret delete SITE_KEY")
+        assert "deleted" in text
+    finally:
+        server.request("DELETE", f"/api/kernels/{kernel_id}", timeout=120)
