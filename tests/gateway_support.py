@@ -8,6 +8,10 @@ import contextlib
 import datetime
 import hashlib
 import io
+import socket
+import subprocess
+import sys
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -104,3 +108,58 @@ def upstream_sites(backend: DockerBackend, image: str, name: str, folder: Path) 
         if container is not None:
             container.remove(force=True)
         net.remove()
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=20)
+
+
+@contextlib.contextmanager
+def upstream_in_namespace(tag: str, prefix: str, folder: Path) -> Iterator[Upstream]:
+    """The same sites in a network namespace of the caller's, routed through the host (unlike another
+    Docker network, a sandbox may reach it directly when its allow list names `prefix`.0/24).
+    `tag`: a short unique name part; `prefix`: three octets of a private /24 nobody else uses."""
+    ca_pem, server_pem = test_ca(NAMES)
+    site = folder / "site"
+    site.mkdir()
+    (site / "server.pem").write_bytes(server_pem)
+    wheel_name, wheel_data = wheel()
+    (site / wheel_name).write_bytes(wheel_data)
+    ca_file = folder / "test-ca.pem"
+    ca_file.write_bytes(ca_pem)
+    namespace, host_link, ns_link = f"jsbx-g{tag}", f"jsbx-gh{tag}", f"jsbx-gn{tag}"
+    process = None
+    try:
+        _ip("netns", "add", namespace)
+        _ip("link", "add", host_link, "type", "veth", "peer", "name", ns_link)
+        _ip("link", "set", ns_link, "netns", namespace)
+        _ip("addr", "add", f"{prefix}.1/24", "dev", host_link)
+        _ip("link", "set", host_link, "up")
+        for args in (
+            ["addr", "add", f"{prefix}.2/24", "dev", ns_link],
+            ["link", "set", ns_link, "up"],
+            ["link", "set", "lo", "up"],
+            ["route", "add", "default", "via", f"{prefix}.1"],
+        ):
+            _ip("netns", "exec", namespace, "ip", *args)
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", namespace, sys.executable, str(ROOT / "tests" / "gateway_upstream.py"), str(site)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection((f"{prefix}.2", 443), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the sites did not start") from None
+                time.sleep(0.1)
+        yield Upstream(f"{prefix}.2", ca_file, None)
+    finally:
+        if process is not None:
+            process.kill()
+            process.wait()
+        subprocess.run(["ip", "link", "del", host_link], capture_output=True, check=False, timeout=20)
+        subprocess.run(["ip", "netns", "del", namespace], capture_output=True, check=False, timeout=20)

@@ -35,6 +35,12 @@ def ensure_running(settings: Settings) -> tuple[str, int]:
             if record.get("digest") == settings.digest:
                 return str(record["address"]), int(record["port"])
             _stop(int(record["pid"]))
+        # A gateway of a network that is gone may hold the same address (Docker hands a removed
+        # network's subnet to the next one): it serves nobody any more.
+        for other in state.records():
+            same_place = other.get("address") == settings.address and other.get("port") == settings.port
+            if same_place and other.get("network_name") != settings.network_name and state.alive(other.get("pid", 0)):
+                _stop(int(other["pid"]))
         return _start(settings)
 
 
@@ -96,4 +102,10 @@ def stop(network_name: str) -> None:
         record = state.read_record(network_name)
         if record and state.alive(record.get("pid", 0)):
             _stop(int(record["pid"]))
-        state.record_path(network_name).unlink(missing_ok=True)
+        folder = sandbox_secrets.state_dir("gateway-run")
+        for path in (
+            state.record_path(network_name),
+            folder / f"{network_name}.settings.json",
+            folder / f"{network_name}.log",
+        ):
+            path.unlink(missing_ok=True)

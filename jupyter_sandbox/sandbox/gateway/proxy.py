@@ -20,9 +20,11 @@ Trust boundary: every byte a connection brings is the sandbox's, and hostile. Th
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import ipaddress
 import logging
-import select
+import os
 import socket
 import ssl
 import threading
@@ -40,6 +42,8 @@ log = logging.getLogger("jupyter_sandbox.gateway")
 MAX_HEAD = 64 * 1024
 MAX_HEADERS = 100
 CHUNK = 256 * 1024
+F_SETPIPE_SZ = 1031  # Linux's fcntl for a pipe's capacity
+PIPE_SIZE = 1024 * 1024
 HEAD_TIMEOUT = 30.0
 HOP_BY_HOP = {
     "connection",
@@ -73,6 +77,7 @@ class Connection:
     received: int = 0
     cut: str = ""
     intercepted: bool = False
+    last: float = field(default_factory=time.monotonic)  # the last byte either way, for idle_timeout
 
     def close(self, why: str) -> None:
         self.cut = why
@@ -267,15 +272,32 @@ class Gateway:
         while not self.stopping.wait(0.5):
             with self.lock:
                 current = list(self.open)
+            now = time.monotonic()
             for conn in current:
-                why = self.still_allowed(conn)
+                why = self.still_allowed(conn) if conn.host else None
                 if why:
                     conn.close(f"cut: the policy changed ({why})")
+                elif conn.host and not conn.intercepted and now - conn.last > self.settings.idle_timeout:
+                    conn.close(f"closed: silent for {self.settings.idle_timeout:.0f} s")
+            if not self._address_exists():
+                log.info("gateway: %s is gone (its network was removed); exiting", self.settings.address)
+                self.stop()
+                return
             if current:
                 self.last_used = time.monotonic()
             elif time.monotonic() - self.last_used > self.settings.idle_exit_seconds and not state.registered():
                 log.info("gateway: no sandbox has used it for %.0f s; exiting", self.settings.idle_exit_seconds)
                 self.stop()
+
+    def _address_exists(self) -> bool:
+        """Whether the host still has the address the gateway listens on (the bridge exists)."""
+        family = socket.AF_INET6 if ":" in self.settings.address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind((self.settings.address, 0))
+            except OSError as exc:
+                return exc.errno != errno.EADDRNOTAVAIL
+        return True
 
     def _handle_safely(self, client: socket.socket, peer: str) -> None:
         try:
@@ -463,25 +485,61 @@ class Gateway:
             raise _Quiet(f"blocked: the TLS server name {sni} is not the CONNECT host {decision.host}")
 
     def _splice(self, conn: Connection, client: socket.socket, upstream: socket.socket) -> None:
-        client.setblocking(True)
-        upstream.setblocking(True)
-        sockets = [client, upstream]
-        idle = self.settings.idle_timeout
-        while True:
-            readable, _, _ = select.select(sockets, [], [], idle)
-            if not readable:
-                conn.cut = conn.cut or "closed: idle"
-                return
-            for sock in readable:
-                data = sock.recv(CHUNK)
-                if not data:
-                    return
-                if sock is client:
-                    upstream.sendall(data)
-                    conn.sent += len(data)
-                else:
-                    client.sendall(data)
-                    conn.received += len(data)
+        """Carry bytes both ways until either side ends: one direction on a thread of its own, each
+        moved by the kernel (splice through a pipe) where it can, so a tunnel costs little more than
+        a direct connection. Silence is ended by the watcher (idle_timeout)."""
+        client.settimeout(None)
+        upstream.settimeout(None)
+        other = threading.Thread(target=self._pump, args=(conn, upstream, client, False), daemon=True)
+        other.start()
+        self._pump(conn, client, upstream, True)
+        other.join()
+
+    def _pump(self, conn: Connection, source: socket.socket, target: socket.socket, outbound: bool) -> None:
+        splice = getattr(os, "splice", None)
+        try:
+            if splice is not None:
+                read_end, write_end = os.pipe()
+                try:
+                    try:
+                        fcntl.fcntl(write_end, F_SETPIPE_SZ, PIPE_SIZE)  # fewer, larger moves
+                    except OSError:
+                        pass
+                    while True:
+                        moved = splice(source.fileno(), write_end, PIPE_SIZE)
+                        if moved == 0:
+                            break
+                        left = moved
+                        while left:
+                            left -= splice(read_end, target.fileno(), left)
+                        self._count(conn, moved, outbound)
+                finally:
+                    os.close(read_end)
+                    os.close(write_end)
+            else:
+                while True:
+                    data = source.recv(CHUNK)
+                    if not data:
+                        break
+                    target.sendall(data)
+                    self._count(conn, len(data), outbound)
+        except OSError:
+            pass
+        finally:
+            # The other direction ends too: a half-closed tunnel is closed.
+            for sock in (source, target):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    @staticmethod
+    def _count(conn: Connection, size: int, outbound: bool) -> None:
+        conn.last = time.monotonic()
+        if outbound:
+            conn.sent += size
+        else:
+            conn.received += size
 
     def _intercept(
         self,

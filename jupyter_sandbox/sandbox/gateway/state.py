@@ -87,6 +87,19 @@ def write_record(network_name: str, record: dict[str, Any]) -> None:
     sandbox_secrets.write_state(record_path(network_name), json.dumps(record).encode())
 
 
+def records() -> list[dict[str, Any]]:
+    """Every gateway's record on this machine (of this user)."""
+    folder = _dir("run")
+    found = []
+    for path in folder.glob("*.json") if folder.is_dir() else ():
+        if path.name.endswith(".settings.json"):
+            continue
+        record = read_record(path.stem)
+        if record:
+            found.append({**record, "network_name": path.stem})
+    return found
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(int(pid), 0)
