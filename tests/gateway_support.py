@@ -25,7 +25,7 @@ NAMES = ["pypi.test", "files.pypi.test", "secret.test", "other.test", "big.test"
 LABEL = {"io.jupyter-sandbox.test": "1"}
 
 
-def test_ca(names: list[str]) -> tuple[bytes, bytes]:
+def site_ca(names: list[str]) -> tuple[bytes, bytes]:
     """(CA certificate PEM, server key+certificate PEM for `names`)."""
     from cryptography.hazmat.primitives import serialization
 
@@ -74,7 +74,7 @@ class Upstream:
 @contextlib.contextmanager
 def upstream_sites(backend: DockerBackend, image: str, name: str, folder: Path) -> Iterator[Upstream]:
     """The sites in a container on a network of their own; yields its address and the CA file."""
-    ca_pem, server_pem = test_ca(NAMES)
+    ca_pem, server_pem = site_ca(NAMES)
     ca_file = folder / "test-ca.pem"
     ca_file.write_bytes(ca_pem)
     wheel_name, wheel_data = wheel()
@@ -119,7 +119,7 @@ def upstream_in_namespace(tag: str, prefix: str, folder: Path) -> Iterator[Upstr
     """The same sites in a network namespace of the caller's, routed through the host (unlike another
     Docker network, a sandbox may reach it directly when its allow list names `prefix`.0/24).
     `tag`: a short unique name part; `prefix`: three octets of a private /24 nobody else uses."""
-    ca_pem, server_pem = test_ca(NAMES)
+    ca_pem, server_pem = site_ca(NAMES)
     site = folder / "site"
     site.mkdir()
     (site / "server.pem").write_bytes(server_pem)
