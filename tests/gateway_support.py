@@ -8,6 +8,7 @@ import contextlib
 import datetime
 import hashlib
 import io
+import json
 import socket
 import subprocess
 import sys
@@ -64,6 +65,12 @@ class Upstream:
     address: str
     ca_file: Path
     container: object
+
+    def requests(self) -> list[dict]:
+        """The /echo requests the sites received, as they arrived (read from outside any sandbox)."""
+        result = self.container.exec_run(["cat", "/srv/site/requests.log"])  # type: ignore[attr-defined]
+        lines = result.output.decode().splitlines() if result.exit_code == 0 else []
+        return [json.loads(line) for line in lines if line.strip()]
 
     def dns_queries(self) -> int:
         """UDP queries the container's DNS listener received."""

@@ -4,7 +4,7 @@ the test uses, plus a DNS listener on UDP 53 that records queries (none may arri
 
   /simple/, /simple/gwdemo/   a package index (PEP 503) with one wheel
   /packages/NAME              the wheel
-  /echo                       the request as JSON: host, path and headers
+  /echo                       the request as JSON: host, path and headers (also kept in requests.log)
   /big?bytes=N                N bytes
   /slow                       a byte every 0.2 s for a minute (a long-lived flow)
 """
@@ -55,6 +55,9 @@ class Handler(BaseHTTPRequestHandler):
         scheme = "https" if isinstance(self.connection, ssl.SSLSocket) else "http"
         if url.path == "/echo":
             headers = {k.lower(): v for k, v in self.headers.items()}
+            # What arrived, for the test to read from outside the sandbox.
+            with (FOLDER / "requests.log").open("a") as log:
+                log.write(json.dumps({"host": host, "scheme": scheme, "headers": headers}) + "\n")
             self._send(json.dumps({"host": host, "scheme": scheme, "path": self.path, "headers": headers}).encode())
         elif url.path == "/simple/":
             self._send(b'<html><body><a href="/simple/gwdemo/">gwdemo</a></body></html>', "text/html")

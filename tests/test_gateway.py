@@ -293,9 +293,7 @@ def test_bad_secrets_are_refused(server: Server, sandbox: str, body: dict[str, A
         assert value not in json.dumps(answer)
 
 
-def test_a_secret_reaches_its_host_and_only_its_host(
-    server: Server, reset: None, docker_backend: DockerBackend
-) -> None:
+def test_a_secret_reaches_its_host_and_only_its_host(server: Server, sites: Upstream, reset: None) -> None:
     sandbox_id = create(server, {"mode": "allow", "domains": ALLOWED})
     try:
         status, answer = server.request(
@@ -319,9 +317,17 @@ def test_a_secret_reaches_its_host_and_only_its_host(
         headers = ["Authorization: Bearer $API_TOKEN", "X-Api-Key: $API_TOKEN", "X-Custom: k=$API_TOKEN;"]
         answer = run(server, sandbox_id, "fetch", "https://secret.test/echo", *headers)
         assert answer["status"] == 200, answer
-        seen = json.loads(answer["body"])["headers"]
+        # The site got the value in every header that held the placeholder...
+        arrived = sites.requests()[-1]
+        assert arrived["host"] == "secret.test" and arrived["scheme"] == "https"
+        seen = arrived["headers"]
         assert seen["authorization"] == f"Bearer {SECRET_VALUE}"
         assert seen["x-api-key"] == SECRET_VALUE and seen["x-custom"] == f"k={SECRET_VALUE};"
+        # ... and its echo of them reaches the sandbox masked: a host that reflects a header does
+        # not hand the sandbox the value.
+        echoed = json.loads(answer["body"])["headers"]
+        assert echoed["authorization"] == "Bearer " + "*" * len(SECRET_VALUE)
+        assert SECRET_VALUE not in answer["body"]
         entry = logged(server, sandbox_id, "secret.test", True)[-1]
         assert entry["intercepted"]
 
@@ -329,8 +335,8 @@ def test_a_secret_reaches_its_host_and_only_its_host(
         for url in ("https://other.test/echo", "http://secret.test/echo"):
             answer = run(server, sandbox_id, "fetch", url, *headers)
             assert answer["status"] == 200, answer
-            seen = json.loads(answer["body"])["headers"]
-            assert seen["authorization"] == f"Bearer {placeholder}" and SECRET_VALUE not in answer["body"]
+            seen = sites.requests()[-1]["headers"]
+            assert seen["authorization"] == f"Bearer {placeholder}" and SECRET_VALUE not in json.dumps(seen)
         # A listener of the sandbox's own (on its loopback, no proxy) hears the placeholder only.
         listener = exec_command(
             server,
@@ -508,7 +514,7 @@ def cell(server: Server, kernel_id: str, code: str, answer: str | None = None) -
     return text, seen
 
 
-def test_the_magics_set_the_policy_show_the_log_and_take_a_secret_unseen(server: Server) -> None:
+def test_the_magics_set_the_policy_show_the_log_and_take_a_secret_unseen(server: Server, sites: Upstream) -> None:
     status, kernel = server.request("POST", "/api/kernels", {"name": KERNEL_NAME})
     assert status == 201, kernel
     kernel_id = kernel["id"]
@@ -528,12 +534,13 @@ def test_the_magics_set_the_policy_show_the_log_and_take_a_secret_unseen(server:
             "r = urllib.request.Request('https://secret.test/echo', headers={'X-Api-Key': os.environ['SITE_KEY']})\n"
             "seen = json.load(urllib.request.urlopen(r, timeout=30))['headers']['x-api-key']\n"
             "print('placeholder' if os.environ['SITE_KEY'].startswith('jsbx-secret-') else 'VALUE IN ENV')\n"
-            f"print('injected' if seen == {value!r} else 'not injected')\n"
+            f"print('masked' if seen == {'*' * len(value)!r} else 'not masked')\n"
             "try:\n    urllib.request.urlopen('https://big.test/echo', timeout=30)\n"
             "except Exception as exc:\n    print('refused:', exc)\n"
         )
         text, seen = cell(server, kernel_id, code)
-        assert "placeholder" in text and "injected" in text and "not injected" not in text, text
+        assert "placeholder" in text and "masked" in text and "not masked" not in text, text
+        assert sites.requests()[-1]["headers"]["x-api-key"] == value  # the site got it
         assert "not on the sandbox's network allow list" in text, text
         text, _ = cell(server, kernel_id, "%sandbox network log")
         assert "BLOCKED" in text and "big.test:443" in text and "secret.test:443" in text, text

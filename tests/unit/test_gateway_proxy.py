@@ -52,6 +52,7 @@ class Origin:
         self.context.load_cert_chain(str(server_pem))
         self.sock = _listen()
         self.port = self.sock.getsockname()[1]
+        self.heads: list[bytes] = []
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -66,6 +67,7 @@ class Origin:
                 while b"\r\n\r\n" not in head:
                     head += tls_conn.recv(4096)
                 body = head.split(b"\r\n\r\n")[0]
+                self.heads.append(body)
                 tls_conn.sendall(
                     b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
                 )
@@ -135,7 +137,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict]:
     thread = threading.Thread(target=gateway.serve, daemon=True)
     thread.start()
     client_context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
-    yield {"port": listener.getsockname()[1], "company": company, "context": client_context, "ca": tmp_path / "ca.pem"}
+    yield {"port": listener.getsockname()[1], "company": company, "context": client_context, "origin": origin}
     gateway.stop()
     thread.join(timeout=5)
 
@@ -179,7 +181,9 @@ def test_a_secret_is_swapped_in_upstream_and_the_leaf_comes_from_the_sandboxes_c
 
     sandbox_context = ssl.create_default_context(cadata=authority.ca_certificate(SANDBOX).decode())
     echoed = _get(sock, sandbox_context, "corp.test", f"Authorization: Bearer {secret.placeholder}\r\n")
-    assert "Authorization: Bearer s3cret-value-123" in echoed
+    assert world["origin"].heads[-1].count(b"Authorization: Bearer s3cret-value-123") == 1
+    # The origin's echo comes back masked.
+    assert "Authorization: Bearer " + "*" * 16 in echoed and "s3cret" not in echoed
     assert "s3cret-value-123" not in json_log()
 
 

@@ -592,7 +592,16 @@ class Gateway:
                         value = value.replace(secret.placeholder, secret.value)
                 headers.append((key, value))
             keep = self._exchange(
-                conn, tls_client, client_reader, upstream, upstream_reader, parts[0], parts[1], head, headers
+                conn,
+                tls_client,
+                client_reader,
+                upstream,
+                upstream_reader,
+                parts[0],
+                parts[1],
+                head,
+                headers,
+                [secret.value for secret in secrets],
             )
             if not keep:
                 return
@@ -608,8 +617,12 @@ class Gateway:
         target: str,
         head: Head,
         headers: list[tuple[str, str]],
+        mask: Sequence[str] = (),
     ) -> bool:
-        """One request and its answer; whether the connection may carry another."""
+        """One request and its answer; whether the connection may carry another. `mask`: secret
+        values that must not come back to the sandbox (a host that echoes a header would hand it
+        the value): masked, same length, in the answer's headers and body, which is asked for
+        without compression so that it can be read."""
         chunked = "chunked" in (head.get("transfer-encoding") or "").lower()
         length = head.get("content-length")
         if head.get("transfer-encoding") and not chunked:
@@ -617,7 +630,8 @@ class Gateway:
         if length is not None and (not length.isdigit() or chunked):
             raise Refused(400, "a bad Content-Length")
         expect = (head.get("expect") or "").lower() == "100-continue"
-        out = [(k, v) for k, v in headers if k.lower() not in ("expect", "transfer-encoding", "content-length")]
+        dropped = {"expect", "transfer-encoding", "content-length", *(("accept-encoding", "te") if mask else ())}
+        out = [(k, v) for k, v in headers if k.lower() not in dropped]
         if chunked:
             out.append(("Transfer-Encoding", "chunked"))
         elif length is not None:
@@ -645,7 +659,8 @@ class Gateway:
         answer_length = answer.get("content-length")
         close = (answer.get("connection") or "").lower() == "close" or (head.get("connection") or "").lower() == "close"
         bodiless = method == "HEAD" or status in ("204", "304")
-        back = answer.without(HOP_BY_HOP | {"content-length"})
+        back = [(k, _masked_text(v, mask)) for k, v in answer.without(HOP_BY_HOP | {"content-length"})]
+        sink: Any = _Masker(client, mask) if mask else client
         if bodiless:
             if answer_length is not None:
                 back.append(("Content-Length", answer_length))
@@ -662,22 +677,94 @@ class Gateway:
         conn.received += len(text)
         if bodiless:
             pass
+        elif answer_chunked and mask:
+            conn.received += _rechunk(upstream_reader, client, mask)
         elif answer_chunked:
             conn.received += _copy_chunked(upstream_reader, client)
         elif answer_length is not None and answer_length.isdigit():
-            conn.received += _copy_exact(upstream_reader, client, int(answer_length))
+            conn.received += _copy_exact(upstream_reader, sink, int(answer_length))
         else:
             while True:
                 block = upstream_reader.read1(CHUNK)
                 if not block:
                     break
-                client.sendall(block)
+                sink.sendall(block)
                 conn.received += len(block)
+        if mask:
+            sink.flush()
         return not close
 
 
 class _Quiet(Exception):
     """The tunnel is open already: close it, with this reason in the log, and send nothing more."""
+
+
+def _masked_text(text: str, values: Sequence[str]) -> str:
+    for value in values:
+        text = text.replace(value, "*" * len(value))
+    return text
+
+
+class _Masker:
+    """A writer that masks secret values (same length) in what passes through it, also where a
+    value is split between two writes: the last len(longest)-1 bytes wait for the next write."""
+
+    def __init__(self, target: Any, values: Sequence[str]) -> None:
+        self.target = target
+        self.values = [v.encode("latin-1") for v in values if v]
+        self.keep = max((len(v) for v in self.values), default=1) - 1
+        self.pending = b""
+
+    def _masked(self, data: bytes) -> bytes:
+        for value in self.values:
+            data = data.replace(value, b"*" * len(value))
+        return data
+
+    def sendall(self, data: bytes) -> None:
+        data = self._masked(self.pending + data)
+        cut = max(0, len(data) - self.keep)
+        out, self.pending = data[:cut], data[cut:]
+        if out:
+            self.target.sendall(out)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.target.sendall(self._masked(self.pending))
+            self.pending = b""
+
+
+def _rechunk(reader: Any, writer: Any, values: Sequence[str]) -> int:
+    """A chunked body, its data masked across chunk boundaries, sent on as chunks of its own."""
+
+    class _Chunks:
+        def sendall(self, data: bytes) -> None:
+            writer.sendall(b"%x\r\n%s\r\n" % (len(data), data))
+
+    masker = _Masker(_Chunks(), values)
+    total = 0
+    while True:
+        line = reader.readline(1024)
+        if not line.endswith(b"\n"):
+            raise OSError("a malformed chunk from the server")
+        try:
+            size = int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise OSError("a malformed chunk size from the server") from None
+        if size == 0:
+            while reader.readline(MAX_HEAD) not in (b"\r\n", b"\n", b""):
+                pass  # trailers are dropped: they could carry the value unmasked
+            masker.flush()
+            writer.sendall(b"0\r\n\r\n")
+            return total
+        left = size
+        while left:
+            block = reader.read1(min(CHUNK, left))
+            if not block:
+                raise OSError("the body ended early")
+            masker.sendall(block)
+            left -= len(block)
+            total += len(block)
+        reader.readline(16)  # the CRLF after the chunk's data
 
 
 def _copy_exact(reader: Any, writer: Any, length: int) -> int:
