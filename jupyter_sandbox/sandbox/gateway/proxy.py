@@ -181,7 +181,9 @@ class Gateway:
 
     # -- the policy ---------------------------------------------------------------------------
 
-    def judge(self, sandbox_id: str, raw_host: str, port: int) -> Decision:
+    def judge(self, sandbox_id: str, raw_host: str, port: int, resolve: bool = True) -> Decision:
+        """Whether the sandbox's policy (now) lets it reach `raw_host`:`port`, and where that is;
+        without `resolve` the policy alone is judged (no DNS: the watcher asks this often)."""
         policy = network.load(sandbox_id)
         try:
             host = domains.host_of(raw_host)
@@ -212,6 +214,8 @@ class Gateway:
                 f"add it with %sandbox network allow ... {host}",
             )
         override = self.settings.resolve_overrides.get(host)
+        if not resolve:
+            return Decision(host, port, [], rule, bool(override))
         if override:
             return Decision(host, port, [override], rule, True)
         if self.settings.upstream_proxy:
@@ -229,7 +233,7 @@ class Gateway:
     def still_allowed(self, conn: Connection) -> str | None:
         """Why an open connection is no longer allowed, or None."""
         try:
-            self.judge(conn.sandbox_id, conn.host, conn.port)
+            self.judge(conn.sandbox_id, conn.host, conn.port, resolve=False)
         except Refused as exc:
             if exc.status == 502:
                 return None
