@@ -340,6 +340,13 @@ def openapi_document() -> dict[str, Any]:
                 ok="201",
             ),
         },
+        f"{box}/secrets/{{name}}": {
+            "delete": _op(
+                "forget a secret (the sandbox keeps its placeholder, which no longer means anything)",
+                [SANDBOX_ID, _param("name", "path")],
+                ok="204",
+            )
+        },
         "/sandbox/api/openapi.json": {"get": _op("this document")},
     }
     return {

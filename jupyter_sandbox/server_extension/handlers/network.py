@@ -9,7 +9,8 @@ from tornado import web
 
 from .base import SandboxAPIHandler
 
-SECRET_NAME = r"(?P<name>[A-Za-z_][A-Za-z0-9_]{0,63})"
+# Any segment: the operations layer says which names are secrets (and answers 404 for the rest).
+SECRET_NAME = r"(?P<name>[^/]+)"
 
 
 class NetworkHandler(SandboxAPIHandler):
