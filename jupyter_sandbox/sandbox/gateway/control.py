@@ -8,6 +8,7 @@ was made anew, other operator settings) is replaced on the same port.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from . import state
 from .settings import Settings
 
 START_TIMEOUT = 15.0
+log = logging.getLogger("jupyter_sandbox.gateway")
 
 
 class GatewayError(RuntimeError):
@@ -34,6 +36,15 @@ def ensure_running(settings: Settings) -> tuple[str, int]:
         if record and state.alive(record.get("pid", 0)):
             if record.get("digest") == settings.digest:
                 return str(record["address"]), int(record["port"])
+            # Every process that starts sandboxes must see the same settings (they belong in
+            # jupyter_sandbox_config.py, which the server and the kernels read alike); else each
+            # start would replace the gateway, cutting the others' connections.
+            log.warning(
+                "egress gateway of %s: replacing one with other settings (pid %s); keep c.EgressGateway.* in "
+                "jupyter_sandbox_config.py so that the server and the kernels agree",
+                settings.network_name,
+                record.get("pid"),
+            )
             _stop(int(record["pid"]))
         # A gateway of a network that is gone may hold the same address (Docker hands a removed
         # network's subnet to the next one): it serves nobody any more.
