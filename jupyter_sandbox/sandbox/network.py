@@ -29,6 +29,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -166,8 +167,13 @@ def _of_type(networks: Sequence[Network], kind: type[_N]) -> list[_N]:
 
 def split_entries(entries: Sequence[str]) -> dict[str, list[str]]:
     """A mixed allow list (`pypi.org 203.0.113.0/24 '*.npmjs.org'`) as {"cidrs": [...], "domains": [...]}."""
-    cidrs = [e for e in entries if domain_names.is_address(e)]
+    # What is written like an address (digits and dots, or has a colon) is one, well formed or not,
+    # so that a bad block is refused as a bad block, not as a bad name.
+    cidrs = [e for e in entries if domain_names.is_address(e) or _ADDRESS_LIKE.fullmatch(e.strip())]
     return {"cidrs": cidrs, "domains": [e for e in entries if e not in cidrs]}
+
+
+_ADDRESS_LIKE = re.compile(r"[\d.]+(/\d*)?|[0-9a-fA-F]*:[0-9a-fA-F:.]*(/\d*)?")
 
 
 def parse_policy(value: Any, max_cidrs: int | Limits, allow_any: bool = False) -> EgressPolicy:
