@@ -40,6 +40,7 @@ SUBCOMMANDS = (
     "status",
     "config",
     "network",
+    "secret",
     "exec",
     "ls",
     "upload",
@@ -56,6 +57,7 @@ OPTIONS = {
     "status": ["--json", "--help"],
     "config": ["--cpu", "--memory", "--pids", "--disk", "--cell-timeout", "--env", "--image", "--help"],
     "network": ["--help"],
+    "secret": ["--host", "--help"],
     "exec": ["--timeout", "--help"],
     "ls": ["--help"],
     "upload": ["--help"],
@@ -88,8 +90,10 @@ HELP = """%sandbox: control this notebook's sandbox (handled on the host, never 
   %sandbox config [--cpu N] [--memory SIZE] [--pids N] [--disk SIZE] [--cell-timeout SECONDS]
                   [--env KEY=VALUE ...] [--image IMAGE]
                                  change limits: CPU and memory live, the rest by a clean restart
-  %sandbox network [internet | none | allow CIDR...]
-                                 show or change (live) what the sandbox may reach
+  %sandbox network [internet | none | allow DOMAIN|CIDR... | log]
+                                 show or change (live) what the sandbox may reach; where it went
+  %sandbox secret set NAME --host HOST | list | delete NAME
+                                 a secret the gateway adds for HOST; the sandbox sees a placeholder
   %sandbox exec COMMAND          run a shell command in the sandbox, output streamed into the cell
   %%sandbox exec                 the rest of the cell is a shell script run in the sandbox
   %sandbox ls [PATH]             list a folder in the sandbox (default: /home/sandbox)
@@ -158,6 +162,8 @@ class MagicContext:
     cancel: threading.Event = field(default_factory=threading.Event)
     stop_watching: Callable[[], None] = lambda: None
     delete: Callable[[], None] = lambda: None
+    # Asks the front end for a value in a password field (None: it cannot, or no answer came).
+    ask_secret: Callable[[str], str | None] = lambda prompt: None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -407,20 +413,14 @@ class SandboxMagics:
         return result
 
     def network(self, args: list[str], ctx: MagicContext) -> MagicResult:
-        parser = _Parser(
-            ctx.write,
-            prog="%sandbox network",
-            description="Show or change the sandbox's egress policy, live: 'internet' (public "
-            "addresses only), 'none' (nothing, not even DNS), or 'allow CIDR...'.",
-        )
-        parser.add_argument("mode", nargs="?", choices=["internet", "none", "allow"])
-        parser.add_argument("cidrs", nargs="*", metavar="CIDR")
-        options = parser.parse_args(args)
-        sandbox = self._require(ctx)
-        if options.mode is not None:
-            _run(operations_for(ctx.manager).set_network(sandbox, {"mode": options.mode, "cidrs": options.cidrs}))
-        ctx.write("stdout", f"network: {ctx.manager.egress(sandbox).describe()}\n")
-        return MagicResult()
+        from .network_magic import network_magic
+
+        return network_magic(args, ctx)
+
+    def secret(self, args: list[str], ctx: MagicContext) -> MagicResult:
+        from .network_magic import secret_magic
+
+        return secret_magic(args, ctx)
 
     def exec(self, rest: str, body: str | None, ctx: MagicContext) -> MagicResult:
         parser = _Parser(

@@ -31,6 +31,8 @@ from . import binding, errors, git_credentials, network, preview, ptys
 from .agent_client import AgentClient, Cancelled, domain_error, reduced
 from .agent_http import AgentError, AgentResponse
 from .docker_backend import DockerUnavailable, ImageNotFound, SandboxError
+from .gateway import state as gateway_state
+from .gateway import vault as gateway_vault
 from .git_credentials import Credential, CredentialError, Remote
 from .git_proxy import GitCredentialProxy, GitProxyError, run_call
 from .limits import DockerCalls, SandboxGates, UploadBudget
@@ -474,6 +476,58 @@ class SandboxOperations(SandboxService):
         policy = self._policy(value)
         await self.blocking(self.manager.set_egress, sandbox, policy)
         return policy
+
+    # -- network: the policy, the gateway's log and the secrets it adds ---------------------------
+
+    async def network_policy(self, sandbox_id: str) -> dict[str, Any]:
+        """The sandbox's egress policy as REST and the magics show it."""
+        async with self.gate(sandbox_id):
+            sandbox = await self.sandbox(sandbox_id, running=False)
+        return self.describe_network(sandbox)
+
+    def describe_network(self, sandbox: Sandbox) -> dict[str, Any]:
+        policy = self.manager.egress(sandbox)
+        return {**policy.to_dict(), "description": policy.describe(), "gateway": policy.uses_gateway}
+
+    async def network_log(self, sandbox_id: str, limit: Any = 200) -> dict[str, Any]:
+        """The newest connection attempts through the gateway, newest last."""
+        if isinstance(limit, str) and limit.isdigit():
+            limit = int(limit)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10000:
+            raise errors.InvalidInput("limit must be a whole number from 1 to 10000")
+        async with self.gate(sandbox_id):
+            await self.sandbox(sandbox_id, running=False)
+        entries = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: gateway_state.read_log(sandbox_id, limit=limit)
+        )
+        return {"entries": entries, "blocked": sum(1 for e in entries if not e.get("allowed"))}
+
+    async def set_secret(self, sandbox_id: str, body: Any) -> dict[str, Any]:
+        """Keep a secret on the host for the gateway to add to requests to its hosts. The sandbox sees
+        the placeholder (in its environment from its next start), never the value."""
+        if not isinstance(body, dict):
+            raise errors.InvalidInput('a secret is {"name": ..., "value": ..., "hosts": [...]}')
+        unknown = set(body) - {"name", "value", "hosts"}
+        if unknown:
+            raise errors.InvalidInput(f"unknown field(s) {', '.join(sorted(map(str, unknown)))} (name, value, hosts)")
+        async with self.gate(sandbox_id):
+            await self.sandbox(sandbox_id, running=False)
+            try:
+                secret = gateway_vault.put(sandbox_id, body.get("name"), body.get("value"), body.get("hosts"))
+            except gateway_vault.SecretError as exc:
+                raise errors.InvalidInput(str(exc)) from None
+        return {**secret.public(), "note": "the sandbox's processes see the placeholder from its next (re)start"}
+
+    async def list_secrets(self, sandbox_id: str) -> dict[str, Any]:
+        async with self.gate(sandbox_id):
+            await self.sandbox(sandbox_id, running=False)
+        return {"secrets": [s.public() for s in gateway_vault.load(sandbox_id).values()]}
+
+    async def delete_secret(self, sandbox_id: str, name: str) -> None:
+        async with self.gate(sandbox_id):
+            await self.sandbox(sandbox_id, running=False)
+            if not gateway_vault.delete(sandbox_id, name):
+                raise errors.NotFound(f"sandbox {sandbox_id} has no secret {name!r}")
 
     async def plan_config(self, sandbox: Sandbox, changes: dict[str, Any]) -> ConfigPlan:
         """What a change of limits, env or image makes of the sandbox's spec, refused before anything

@@ -20,7 +20,7 @@ export interface ISandbox {
   workspace: string | null;
   created: string;
   spec: Record<string, unknown>;
-  network?: { mode: string; cidrs?: string[] };
+  network?: { mode: string; cidrs?: string[]; domains?: string[] };
   limits?: { cpu: number; memory: number; pids: number; disk: number };
   last_activity?: string | null;
 }

@@ -16,6 +16,7 @@ from ...sandbox.operations import SandboxOperations
 from .base import SANDBOX_ID, STATUS_OF, SandboxAPIHandler, status_of
 from .files import FileContentHandler, FileInfoHandler, FileOperationHandler, FilesHandler, MultipartUploadHandler
 from .git import GIT_OPERATION, GitHandler
+from .network import SECRET_NAME, NetworkHandler, NetworkLogHandler, SecretHandler, SecretsHandler
 from .openapi import OpenAPIHandler
 from .previews import PreviewsHandler
 from .processes import (
@@ -65,6 +66,10 @@ def api_routes(base_url: str, service: SandboxOperations) -> list[tuple[str, typ
         (f"{box}/previews", PreviewsHandler),
         (f"{box}/ports", PortsHandler),
         (f"{box}/ssh", SSHAccessHandler),
+        (f"{box}/network", NetworkHandler),
+        (f"{box}/network/log", NetworkLogHandler),
+        (f"{box}/secrets", SecretsHandler),
+        (f"{box}/secrets/{SECRET_NAME}", SecretHandler),
         (f"{api}/openapi.json", OpenAPIHandler),
     ]
     return [(pattern, handler, args) for pattern, handler in routes]
