@@ -11,8 +11,10 @@ import datetime
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -163,12 +165,23 @@ def _get(sock: socket.socket, context: ssl.SSLContext, name: str, headers: str =
     return data.decode()
 
 
+def _logged(predicate: Callable[[list[dict]], bool], timeout: float = 10) -> list[dict]:
+    """The sandbox's connection log once it satisfies `predicate`: a tunnel's entry is written when
+    both of its directions have ended, a moment after the client saw the end of its answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = state.read_log(SANDBOX)
+        if predicate(entries) or time.monotonic() > deadline:
+            return entries
+        time.sleep(0.05)
+
+
 def test_tunnels_go_through_the_upstream_proxy_by_name(world: dict) -> None:
     sock, status = _connect(world["port"], "corp.test")
     assert " 200 " in status
     assert "GET /x" in _get(sock, world["context"], "corp.test")
     assert world["company"].asked == ["CONNECT corp.test:443 HTTP/1.1"]
-    entry = state.read_log(SANDBOX)[-1]
+    entry = _logged(bool)[-1]
     assert entry["host"] == "corp.test" and entry["allowed"] and entry["bytes_received"] > 0
 
 
@@ -206,7 +219,8 @@ def test_sni_must_match_and_only_tls_passes(world: dict) -> None:
         assert sock.recv(100) == b""  # closed, nothing carried
     except ConnectionResetError:
         pass
-    reasons = [e["reason"] for e in state.read_log(SANDBOX) if not e["allowed"]]
+    entries = _logged(lambda log: sum(not e["allowed"] for e in log) >= 2)
+    reasons = [e["reason"] for e in entries if not e["allowed"]]
     assert any("TLS server name other.test is not the CONNECT host corp.test" in r for r in reasons)
     assert any("only TLS" in r for r in reasons)
 
