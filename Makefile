@@ -9,7 +9,7 @@ LAB_PORT ?= 8888
 # Jupyter refuses to run as root unless told; root is how a fresh machine is usually set up.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup host host-test image test-image lab test unit lint demo bench clean
+.PHONY: setup host host-test image test-image lab test unit lint demo bench clean dist
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	cd labextension && $(abspath $(VENV))/bin/jlpm lint:check
+
+# The sdist, then the wheel built from that sdist (as pip builds it from PyPI): only Python and Node are
+# needed, the build's own requirements (pyproject.toml [build-system]) bring jlpm.
+dist: | $(PY)
+	rm -rf dist
+	$(PY) -m pip install --quiet build
+	$(PY) -m build --outdir dist .
 
 demo: setup
 	$(PY) examples/run_demo.py examples/demo.ipynb
