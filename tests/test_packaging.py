@@ -15,6 +15,8 @@ import pytest
 from harness import layered_venv
 
 ROOT = Path(__file__).resolve().parents[1]
+# The installed copy is under test, never a source tree that PYTHONPATH names.
+INSTALLED_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +83,7 @@ def test_pip_install_makes_the_kernel_appear(wheel: Path, tmp_path: Path) -> Non
         text=True,
         check=True,
         cwd=tmp_path,
+        env=INSTALLED_ENV,
     )
     assert found.stdout.strip().startswith(str(venv))
 
@@ -102,7 +105,7 @@ def _clean_clone(destination: Path) -> Path:
 
 def _bare_env(venv: Path) -> dict[str, str]:
     """Only the fresh venv, Node and the system's tools on PATH: no JupyterLab, no jlpm."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "JUPYTER"))}
+    env = {k: v for k, v in INSTALLED_ENV.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "JUPYTER"))}
     env["PATH"] = f"{venv / 'bin'}:/usr/bin:/bin"
     return env
 
@@ -164,7 +167,13 @@ def test_sdist_builds_the_wheel_with_only_python_and_node(wheel: Path, tmp_path:
 
     def run(*module: str) -> str:
         done = subprocess.run(
-            [str(python), "-m", *module], capture_output=True, text=True, check=True, cwd=tmp_path, timeout=120
+            [str(python), "-m", *module],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=tmp_path,
+            timeout=120,
+            env=INSTALLED_ENV,
         )
         return done.stdout + done.stderr
 

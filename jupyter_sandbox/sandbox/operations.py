@@ -881,11 +881,16 @@ class SandboxOperations(SandboxService):
         on_output: Callable[[str, str], None],
         cancel: threading.Event | None = None,
         timeout: float | None = None,
+        cwd: Any = None,
     ) -> dict[str, Any]:
-        """Run a command, its output handed to `on_output` as it comes: {exit_code, timed_out}."""
+        """Run a command (in `cwd`, a sandbox path, when given), its output handed to `on_output` as it
+        comes: {exit_code, timed_out}."""
+        folder = check_path(cwd, "cwd", required=False) or None
         async with self.gate(sandbox.id):
             agent = self.agent_for(sandbox)
-            return await agent.processes.exec_stream(command, on_output=on_output, cancel=cancel, timeout=timeout)
+            return await agent.processes.exec_stream(
+                command, on_output=on_output, cancel=cancel, timeout=timeout, cwd=folder
+            )
 
     async def list_folder(self, sandbox: Sandbox, path: str) -> dict[str, Any]:
         async with self.gate(sandbox.id):
