@@ -6,6 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LAB_PORT ?= 8888
+LAB_SSH_PORT ?= 2222
 # Jupyter refuses to run as root unless told; root is how a fresh machine is usually set up.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
@@ -51,8 +52,10 @@ host-test:
 
 setup: image
 
-lab: setup
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --no-browser $(ALLOW_ROOT) --ServerApp.root_dir=$(CURDIR)/examples --SSHGateway.port=2222
+# One line per step (the same targets as `make image`, run only when out of date), the tools' output in
+# .lab.log (printed when a step fails), the URL last: scripts/lab.py.
+lab:
+	@$(PYTHON) scripts/lab.py --venv $(VENV) --python $(PYTHON) --port $(LAB_PORT) $(ALLOW_ROOT) --root-dir $(CURDIR)/examples --ssh-port $(LAB_SSH_PORT)
 
 test: test-image
 	cd labextension && ../$(VENV)/bin/jlpm test
