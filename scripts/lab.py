@@ -45,12 +45,23 @@ class Steps:
         self.log = log
         self.tty = sys.stdout.isatty()
         self.lines = 0
+        self._lock = threading.Lock()
 
     def say(self, text: str) -> None:
-        print(text, flush=True)
-        self.lines += 1
+        with self._lock:
+            # Over a spinner's line, if one is drawn: the step's line replaces it.
+            print(("\r\033[K" if self.tty else "") + text, flush=True)
+            self.lines += 1
 
-    def run(self, title: str, argv: Sequence[str], done: str = "done", env: dict[str, str] | None = None) -> None:
+    def run(
+        self,
+        title: str,
+        argv: Sequence[str],
+        done: str = "done",
+        env: dict[str, str] | None = None,
+        quiet: bool = False,
+    ) -> None:
+        """Run one step, its output into the log; `quiet`: no spinner (a step beside another one)."""
         started = time.monotonic()
         with open(self.log, "ab") as log:
             log.write(f"\n==> {title}: {' '.join(argv)}\n".encode())
@@ -60,7 +71,8 @@ class Steps:
             )
             stop = threading.Event()
             spinner = threading.Thread(target=self._spin, args=(title, started, stop), daemon=True)
-            spinner.start()
+            if not quiet:
+                spinner.start()
             try:
                 code = process.wait(timeout=STEP_TIMEOUT)
             except subprocess.TimeoutExpired:
@@ -71,7 +83,8 @@ class Steps:
                 raise
             finally:
                 stop.set()
-                spinner.join()
+                if not quiet:
+                    spinner.join()
         if code != 0:
             self.line("FAIL", title, f"exit {code}", started)
             raise StepFailed(title)
@@ -103,6 +116,16 @@ def _last_line(log: Path) -> str:
     except OSError:
         return ""
     return next((line.strip() for line in reversed(tail) if line.strip()), "")
+
+
+_image_failed: list[bool] = []
+
+
+def _image_step(steps: Steps, build: list[str]) -> None:
+    try:
+        steps.run("sandbox image", build, "up to date or built", quiet=True)
+    except StepFailed:
+        _image_failed.append(True)
 
 
 def _make_current(target: str, env: dict[str, str]) -> bool:
@@ -202,11 +225,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             steps.run("Docker engine", ["bash", "scripts/ensure-host.sh"], "started")
 
         # The build's own up-to-date check, told to use the bootstrapped base when that is the one
-        # this engine has: then no registry is contacted to find the default base missing.
+        # this engine has: then no registry is contacted to find the default base missing. It runs
+        # while JupyterLab starts (no sandbox is made before the first cell); the URL waits for both.
         build = [str(bin_dir / "jupyter"), "sandbox", "image", "build"]
         if not _image_present(DEFAULT_BASE) and _bootstrapped_base():
             build.append("--bootstrap")
-        steps.run("sandbox image", build, "up to date or built")
+        image_step = threading.Thread(target=_image_step, args=(steps, build), daemon=True)
+        image_step.start()
 
         token = secrets.token_hex(24)
         lab_argv = [
@@ -226,12 +251,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.write(f"\n==> JupyterLab: {' '.join(lab_argv[:-1])} ...\n".encode())
             log.flush()
             lab = subprocess.Popen(lab_argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        if not _wait_for_lab(args.port, token, lab):
+        stop = threading.Event()
+        spinner = threading.Thread(target=steps._spin, args=("JupyterLab", started, stop), daemon=True)
+        spinner.start()
+        try:
+            lab_up = _wait_for_lab(args.port, token, lab)
+            image_step.join()
+        finally:
+            stop.set()
+            spinner.join()
+        if not lab_up:
             if lab.poll() is None:
                 lab.terminate()
             steps.line("FAIL", "JupyterLab", f"did not answer on port {args.port}", started)
             raise StepFailed("JupyterLab")
         steps.line("ok", "JupyterLab", f"on port {args.port}", started)
+        if _image_failed:
+            lab.terminate()
+            raise StepFailed("sandbox image")
     except StepFailed as failed:
         print(f"make lab: the step '{failed}' failed; its output is in {LOG}:", file=sys.stderr)
         print(_tail(LOG), file=sys.stderr)
