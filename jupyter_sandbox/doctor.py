@@ -20,8 +20,9 @@ from .sandbox.docker_backend import DockerBackend, SandboxError, _describe_engin
 from .sandbox.manager import SandboxManager
 from .sandbox.network import EgressError, Enforcer
 
-# What @jupyter/builder and the front end's tools need to build the sidebar from source.
-NODE_MINIMUM = 18
+# What the sidebar's bundler (rspack, through @jupyter/builder) needs to build it from source.
+NODE_MINIMUM = (20, 19)
+NODE_SHOWN = "20.19"
 LABEXTENSION = "jupyter-sandbox"
 SERVER_EXTENSION = "jupyter_sandbox"
 KERNEL_NAME = "sandbox-python"
@@ -125,19 +126,19 @@ def _node() -> Check:
             "Node.js",
             "warn",
             "not installed: only a source build of the sidebar needs it (a wheel carries it built)",
-            f"install Node.js {NODE_MINIMUM} or later to `pip install .` from a clone",
+            f"install Node.js {NODE_SHOWN} or later to `pip install .` from a clone",
         )
     try:
         text = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return Check("Node.js", "warn", f"{node} does not run: {exc}", f"reinstall Node.js {NODE_MINIMUM}+")
-    match = re.match(r"v(\d+)", text)
-    if not match or int(match.group(1)) < NODE_MINIMUM:
+        return Check("Node.js", "warn", f"{node} does not run: {exc}", f"reinstall Node.js {NODE_SHOWN}+")
+    match = re.match(r"v(\d+)\.(\d+)", text)
+    if not match or (int(match.group(1)), int(match.group(2))) < NODE_MINIMUM:
         return Check(
             "Node.js",
             "warn",
             f"{text or 'unknown version'} is too old to build the sidebar",
-            f"install {NODE_MINIMUM}+",
+            f"install Node.js {NODE_SHOWN} or later",
         )
     return Check("Node.js", "ok", f"{text} (for a source build)")
 
