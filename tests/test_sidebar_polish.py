@@ -200,7 +200,7 @@ def test_the_port_list_shows_only_what_the_user_started(page: Page) -> None:
 def test_upload_rows_clear_themselves_and_stay_with_their_sandbox(page: Page, tmp_path: Path) -> None:
     upload = tmp_path / "greeting.txt"
     upload.write_text("hello")
-    page.get_by_label("Upload files").set_input_files(str(upload))
+    page.locator(".jp-SandboxSidebar input[type=file]").set_input_files(str(upload))
     rows = page.locator('.jp-SandboxSidebar ul[aria-label="Uploads"] li')
     expect(rows.filter(has_text="greeting.txt")).to_have_attribute("data-state", "done", timeout=30_000)
     # A finished row makes room by itself.
@@ -209,7 +209,7 @@ def test_upload_rows_clear_themselves_and_stay_with_their_sandbox(page: Page, tm
     run_code(page, "import os; os.makedirs('/home/sandbox/clash', exist_ok=True); print('made')", "made")
     clash = tmp_path / "clash"
     clash.write_text("x")
-    page.get_by_label("Upload files").set_input_files(str(clash))
+    page.locator(".jp-SandboxSidebar input[type=file]").set_input_files(str(clash))
     expect(rows.filter(has_text="clash")).to_have_attribute("data-state", "failed", timeout=30_000)
     page.wait_for_timeout(3500)
     expect(rows).to_have_count(1)
