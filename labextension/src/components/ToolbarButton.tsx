@@ -34,7 +34,12 @@ export function ToolbarButton({
       onClick={onClick}
     >
       <icon.react tag="span" className="jp-ToolbarButtonComponent-icon" />
-      {label && <span className="jp-ToolbarButtonComponent-label">{label}</span>}
+      {label ? (
+        <span className="jp-ToolbarButtonComponent-label">{label}</span>
+      ) : (
+        // An icon alone still has its words in the page (for text readers and keyboard users).
+        <span className="jp-SandboxSidebar-hiddenText">{name}</span>
+      )}
     </button>
   );
 }
