@@ -105,6 +105,9 @@ class PreviewLink:
     token: str
     expires: int
     header: str = PREVIEW_HEADER
+    # The path form on the Jupyter server's own address: a name every resolver knows (Python's does
+    # not resolve *.localhost), for scripts that send the token header. '' when the path form is off.
+    script_url: str = ""
 
     @property
     def browser_url(self) -> str:
@@ -117,16 +120,26 @@ class PreviewLink:
             "expires_at": datetime.fromtimestamp(self.expires, timezone.utc).isoformat(),
             "browser_url": self.browser_url,
             "header": self.header,
+            **({"script_url": self.script_url} if self.script_url else {}),
         }
 
 
-def preview_link(template: str, sandbox_id: str, port: Any, expires_in: Any, server_port: int = 0) -> PreviewLink:
-    """Mint a preview token and its link (`template` is SandboxOperations.preview_url_template)."""
+def preview_link(
+    template: str, sandbox_id: str, port: Any, expires_in: Any, server_port: int = 0, script_template: str = ""
+) -> PreviewLink:
+    """Mint a preview token and its link (`template` is SandboxOperations.preview_url_template;
+    `script_template`, when the path form is served, SandboxOperations.script_url_template)."""
     try:
         token, expires = preview.mint(sandbox_id, port, expires_in)
     except preview.PreviewError as exc:
         raise errors.InvalidInput(str(exc)) from None
-    return PreviewLink(template.format(port=port, sandbox_id=sandbox_id, server_port=server_port), token, expires)
+    fields = {"port": port, "sandbox_id": sandbox_id, "server_port": server_port}
+    return PreviewLink(
+        template.format(**fields),
+        token,
+        expires,
+        script_url=script_template.format(**fields) if script_template else "",
+    )
 
 
 @dataclass
@@ -331,6 +344,8 @@ class SandboxOperations(SandboxService):
     """One method per user-visible operation. Every method is a coroutine and raises only domain errors."""
 
     server_port = 0
+    # Set by the server extension when it serves the path form: its address on the server's own URL.
+    script_url_template = ""
     _busy: set[str]
 
     def __init__(self, manager: SandboxManager, **kwargs: Any) -> None:
@@ -1002,7 +1017,9 @@ class SandboxOperations(SandboxService):
     # -- previews and ports -----------------------------------------------------------------
 
     def preview_link(self, sandbox_id: str, port: Any, expires_in: Any = preview.DEFAULT_EXPIRY) -> PreviewLink:
-        return preview_link(self.preview_url_template, sandbox_id, port, expires_in, self.server_port)
+        return preview_link(
+            self.preview_url_template, sandbox_id, port, expires_in, self.server_port, self.script_url_template
+        )
 
     async def create_preview(
         self, sandbox_id: str, port: Any, expires_in: Any = preview.DEFAULT_EXPIRY
@@ -1032,11 +1049,16 @@ class SandboxOperations(SandboxService):
         on_output: Callable[[str, str], None],
         cancel: threading.Event | None = None,
         timeout: float | None = None,
+        cwd: Any = None,
     ) -> dict[str, Any]:
-        """Run a command, its output handed to `on_output` as it comes: {exit_code, timed_out}."""
+        """Run a command (in `cwd`, a sandbox path, when given), its output handed to `on_output` as it
+        comes: {exit_code, timed_out}."""
+        folder = check_path(cwd, "cwd", required=False) or None
         async with self.gate(sandbox.id):
             agent = self.agent_for(sandbox)
-            return await agent.processes.exec_stream(command, on_output=on_output, cancel=cancel, timeout=timeout)
+            return await agent.processes.exec_stream(
+                command, on_output=on_output, cancel=cancel, timeout=timeout, cwd=folder
+            )
 
     async def list_folder(self, sandbox: Sandbox, path: str) -> dict[str, Any]:
         async with self.gate(sandbox.id):

@@ -247,6 +247,16 @@ export class SandboxAPI {
     return this.request('GET', `sandboxes/${id}/files/find`, { query: { pattern, path } });
   }
 
+  /** Run a command in the sandbox (in `cwd`, relative to the home) and wait for its end. */
+  exec(
+    id: string,
+    command: string,
+    cwd: string,
+    timeout = 60
+  ): Promise<{ exit_code: number; stdout: string; stderr: string; timed_out: boolean }> {
+    return this.request('POST', `sandboxes/${id}/process/exec`, { body: { command, cwd: cwd || undefined, timeout } });
+  }
+
   // -- git -------------------------------------------------------------------------------------
 
   gitStatus(id: string, repo: string): Promise<IGitStatus> {

@@ -14,6 +14,7 @@ from jupyter_server.utils import url_path_join
 
 from ...sandbox.operations import SandboxOperations
 from .base import SANDBOX_ID, STATUS_OF, SandboxAPIHandler, status_of
+from .fallback import NotFoundHandler
 from .files import FileContentHandler, FileInfoHandler, FileOperationHandler, FilesHandler, MultipartUploadHandler
 from .git import GIT_OPERATION, GitHandler
 from .network import SECRET_NAME, NetworkHandler, NetworkLogHandler, SecretHandler, SecretsHandler
@@ -72,4 +73,6 @@ def api_routes(base_url: str, service: SandboxOperations) -> list[tuple[str, typ
         (f"{box}/secrets/{SECRET_NAME}", SecretHandler),
         (f"{api}/openapi.json", OpenAPIHandler),
     ]
+    # Last: whatever path under the API no route above takes gets a JSON 404.
+    routes.append((f"{api}/(?P<rest>.*)", NotFoundHandler))
     return [(pattern, handler, args) for pattern, handler in routes]
