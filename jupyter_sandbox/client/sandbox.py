@@ -563,14 +563,15 @@ class AsyncSandbox:
         token: str | None = None,
         transport: Transport | None = None,
         kernel_id: str | None = None,
+        labels: dict[str, str] | None = None,
     ) -> builtins.list[SandboxInfo]:
-        """Your sandboxes (optionally those of one kernel)."""
+        """Your sandboxes (optionally those of one kernel, or those with all of `labels`)."""
         owns = transport is None
         transport = transport or Transport(ServerAddress.resolve(url, token))
+        params: builtins.list[tuple[str, str]] = [("kernel_id", kernel_id)] if kernel_id else []
+        params += [("label", f"{key}={value}") for key, value in (labels or {}).items()]
         try:
-            answer = await transport.request(
-                "GET", "/sandboxes", params={"kernel_id": kernel_id} if kernel_id else None
-            )
+            answer = await transport.request("GET", "/sandboxes", params=params or None)
         finally:
             if owns:
                 await transport.close()

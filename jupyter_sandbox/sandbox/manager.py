@@ -68,6 +68,8 @@ MOVED_TO_HOME = {"MPLCONFIGDIR": f"{SANDBOX_HOME}/.config/matplotlib", "XDG_CACH
 LABEL_HOME_IMAGE = f"{LABEL_PREFIX}.home-image"
 # On a container: what its home is, "ext4" (a filesystem of its own, size-limited) or "volume" (plain).
 LABEL_HOME = f"{LABEL_PREFIX}.home"
+# The names of the labels its creator gave it (a container also carries its image's labels).
+LABEL_USER_LABELS = f"{LABEL_PREFIX}.user-labels"
 
 # Set by the server extension for the kernels it starts: whose warm pool they may claim from.
 SERVER_ID_ENV = "JUPYTER_SANDBOX_SERVER_ID"
@@ -207,7 +209,16 @@ class Sandbox:
     @property
     def pool(self) -> bool:
         """Made for the warm pool and not claimed yet."""
-        return self.labels.get(LABEL_POOL) == "1" and not self.kernel_id and not self.workspace
+        return self.labels.get(LABEL_POOL) == "1" and not self.kernel_id and not self.workspace and not self.binding.api
+
+    @property
+    def user_labels(self) -> dict[str, str]:
+        """The labels its creator gave it (not the project's own, nor its image's)."""
+        try:
+            names = json.loads(self.labels.get(LABEL_USER_LABELS, "[]"))
+        except ValueError:
+            names = []
+        return {k: self.labels[k] for k in names if isinstance(k, str) and k in self.labels}
 
     @property
     def owner(self) -> str:
@@ -258,6 +269,7 @@ class Sandbox:
             "kernel_id": self.kernel_id,
             "workspace": self.workspace,
             "pool": self.pool,
+            "labels": self.user_labels,
             "owner": self.owner,
             "created": datetime.fromtimestamp(int(self.created), timezone.utc).isoformat()
             if self.created.isdigit()
@@ -635,6 +647,7 @@ class SandboxManager(LoggingConfigurable):
             LABEL_OWNER: self.owner,
             LABEL_CREATED_BY: f"jupyter-sandbox {__version__}",
             LABEL_SPEC: _spec_label(spec),
+            LABEL_USER_LABELS: json.dumps(sorted(spec.labels)),
         }
         if kernel_id:
             labels[LABEL_KERNEL_ID] = kernel_id  # the kernel it was made for; who has it now is in its name
@@ -1308,6 +1321,23 @@ class SandboxManager(LoggingConfigurable):
                     except SandboxError:
                         continue
         return None, ""
+
+    def claim_for_api(self, spec: SandboxSpec) -> Sandbox | None:
+        """A free, answering warm-pool sandbox of this server for POST /sandboxes when `spec` is the
+        pool's (the default): renamed as the API's (binding.py), so no kernel claims it too. None
+        when there is none (the caller creates one)."""
+        if self.warm_pool_size <= 0 or spec != self.default_spec():
+            return None
+        with binding.claim_lock():
+            if self.max_sandboxes_per_owner > 0 and self.owned_count() >= self.max_sandboxes_per_owner:
+                return None  # the create that follows says why
+            for candidate in self.pool_sandboxes(spec, server=self.server_id):
+                if not binding.pool_ready(candidate.id):
+                    continue
+                wanted = binding.Binding(candidate.id, api=True).name
+                if self.backend.rename(candidate.name, wanted):
+                    return self.get(candidate.id)
+        return None
 
     def follow_kernel_workspace(self, sandbox: Sandbox, kernel_id: str) -> Sandbox:
         """After a kernel made its sandbox: if its notebook moved meanwhile, the sandbox goes with it."""

@@ -403,9 +403,11 @@ class SandboxOperations(SandboxService):
 
     # -- sandboxes --------------------------------------------------------------------------
 
-    async def list(self, kernel_id: str | None = None, every_owner: bool = False) -> list[Sandbox]:
+    async def list(
+        self, kernel_id: str | None = None, every_owner: bool = False, labels: dict[str, str] | None = None
+    ) -> list[Sandbox]:
         """The caller's sandboxes (with `every_owner`, the CLI's --all-owners, everyone's and the
-        warm pool's too)."""
+        warm pool's too); with `labels`, only those that carry every one of them."""
         if kernel_id is not None:
             try:
                 binding.check_kernel_id(kernel_id)
@@ -413,8 +415,20 @@ class SandboxOperations(SandboxService):
                 raise errors.InvalidInput(str(exc)) from None
         owner = None if every_owner else self.manager.owner
         found = await self.blocking(lambda: self.manager.list(owner=owner, kernel_id=kernel_id))
+        wanted = (labels or {}).items()
         # The warm pool's sandboxes belong to nobody yet.
-        return [s for s in found if every_owner or not s.pool]
+        return [s for s in found if (every_owner or not s.pool) and wanted <= s.user_labels.items()]
+
+    @staticmethod
+    def label_filter(values: builtins.list[str]) -> dict[str, str]:
+        """`label=KEY=VALUE` query values as the labels a listing must match."""
+        wanted: dict[str, str] = {}
+        for value in values:
+            key, equals, text = value.partition("=")
+            if not key or not equals:
+                raise errors.InvalidInput(f"label must be KEY=VALUE, got {value!r}")
+            wanted[key] = text
+        return wanted
 
     async def create(self, body: dict[str, Any], progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Create a sandbox and wait for its agent; `progress` hears about an image build."""
@@ -444,14 +458,26 @@ class SandboxOperations(SandboxService):
             raise errors.InvalidInput(f"labels starting with {LABEL_PREFIX} are reserved")
         policy = self._policy(body["network"]) if "network" in body else None
 
-        def make() -> Sandbox:
+        def make() -> tuple[Sandbox, bool]:
             spec = self.manager.check_allowed(self.manager.default_spec(**overrides))
+            if not overrides.get("labels") and not overrides.get("env"):
+                # The warm pool's spec: one of its sandboxes, started and answering already. (Labels
+                # and variables are fixed when a container is made: those need a new one.)
+                claimed = self.manager.claim_for_api(spec)
+                if claimed is not None:
+                    if policy is not None:
+                        self.manager.set_egress(claimed, policy)
+                    return claimed, True
             if progress is None:
-                return self.manager.create(spec, network_policy=policy)
-            return self.manager.create(spec, network_policy=policy, progress=progress)
+                return self.manager.create(spec, network_policy=policy), False
+            return self.manager.create(spec, network_policy=policy, progress=progress), False
 
-        sandbox = await self.blocking(make, timeout=self.create_timeout)
-        await self.agent_for(sandbox).wait_until_up()
+        sandbox, claimed = await self.blocking(make, timeout=self.create_timeout)
+        agent = self.agent_for(sandbox)
+        await agent.wait_until_up()
+        if claimed:
+            # Its idle clock starts now, not when the pool made it.
+            await agent.kernel.activity()
         return sandbox.to_dict()
 
     def _policy(self, value: Any) -> network.EgressPolicy:

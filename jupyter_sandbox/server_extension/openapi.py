@@ -92,7 +92,10 @@ def openapi_document() -> dict[str, Any]:
     box = "/sandbox/api/sandboxes/{sandbox_id}"
     paths: dict[str, Any] = {
         "/sandbox/api/sandboxes": {
-            "get": _op("list your sandboxes", [_param("kernel_id")]),
+            "get": _op(
+                "list your sandboxes (label=KEY=VALUE, repeated: only those with all these labels)",
+                [_param("kernel_id"), _param("label", schema={"type": "array", "items": STRING})],
+            ),
             "post": _op(
                 "create a sandbox",
                 body=_obj(

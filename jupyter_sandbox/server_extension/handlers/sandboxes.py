@@ -17,7 +17,10 @@ class SandboxesHandler(SandboxAPIHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        found = await self.service.list(self.query("kernel_id"))
+        labels = self.service.label_filter(
+            [v.decode("utf-8", "replace") for v in self.request.query_arguments.get("label", [])]
+        )
+        found = await self.service.list(self.query("kernel_id"), labels=labels)
         self.reply({"sandboxes": [sandbox.to_dict() for sandbox in found]})
 
     @web.authenticated
