@@ -83,7 +83,7 @@ def kernel_sb(server: Server) -> Iterator[Sandbox]:
 def test_create_get_list_and_labels(server: Server, sb: Sandbox, docker_backend: DockerBackend) -> None:
     assert sb.info.running and sb.info.raw["spec"]["memory"] == 1024**3
     assert sb.info.labels == {"team": "sdk"}  # its creator's labels only, not the image's or the project's
-    [container] = [c for c in docker_backend.client.containers.list() if sb.id in c.name]
+    [container] = [c for c in docker_backend.client.containers.list() if c.name and sb.id in c.name]
     assert container.labels.get("team") == "sdk"
     again = Sandbox.get(sb.id, url=server.base, token=server.token)
     assert again.id == sb.id and again.info.raw["limits"] and again.info.labels == {"team": "sdk"}
