@@ -15,18 +15,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from deepagents.backends.protocol import ExecuteResponse, FileDownloadResponse, FileUploadResponse
+from deepagents.backends.protocol import ExecuteResponse, FileDownloadResponse, FileOperationError, FileUploadResponse
 from deepagents.backends.sandbox import BaseSandbox
 
 from ..client import Sandbox
-from ..client.errors import AuthenticationFailed, InvalidRequest, NotFound, SandboxError
+from ..client.errors import AuthenticationFailed, NotFound, SandboxError
 
 DEFAULT_TIMEOUT = 300
 MAX_TIMEOUT = 3600
 
 
-def _error_code(exc: SandboxError) -> str:
-    """A failure of one file as the protocol's error codes (the server's message otherwise)."""
+def _error_code(exc: SandboxError) -> FileOperationError:
+    """A failure of one file as one of the protocol's error codes (it has no other kind)."""
     message = exc.message.lower()
     if "is a directory" in message or "is a folder" in message or "not a file" in message:
         return "is_directory"
@@ -34,9 +34,9 @@ def _error_code(exc: SandboxError) -> str:
         return "permission_denied"
     if isinstance(exc, NotFound):
         return "file_not_found"
-    if isinstance(exc, InvalidRequest):
-        return "invalid_path"
-    return exc.message
+    # A bad path, or a failure the protocol has no code for (a full disk, an agent that did not
+    # answer): the agent is told the path cannot be used as it is.
+    return "invalid_path"
 
 
 class JupyterSandboxBackend(BaseSandbox):
