@@ -19,7 +19,6 @@ from conftest import Server, git_http_server, network_subnet, start_jupyter_serv
 from jupyter_sandbox.client import (
     AsyncSandbox,
     AuthenticationFailed,
-    CodeUnavailable,
     Conflict,
     ConnectionFailed,
     InvalidRequest,
@@ -285,9 +284,28 @@ def test_code_runs_statefully_with_rich_results(kernel_sb: Sandbox) -> None:
     assert kernel_sb.process.exec("cat from_code.txt").stdout == "c"
 
 
-def test_code_needs_a_kernel(sb: Sandbox) -> None:
-    with pytest.raises(CodeUnavailable):
-        sb.code.run("1+1")
+def test_code_runs_in_a_sandbox_made_over_rest(server: Server, sb: Sandbox) -> None:
+    """A kernel is attached on the first run; it sees the sandbox's files; at its end the sandbox
+    stays (running, the API's), and a second SDK object gets a kernel of its own."""
+    sb.fs.upload("from-rest.txt", "made over REST")
+    first = sb.code.run("open('/home/sandbox/from-rest.txt').read()")
+    assert first.text == "'made over REST'", first
+    assert sb.code.run("x = 41").error is None and sb.code.run("x + 1").text == "42"
+    kernel_id = sb.code.kernel_id
+    assert kernel_id and Sandbox.get(sb.id, url=server.base, token=server.token).info.kernel_id == kernel_id
+    # Found again while the kernel runs: the same kernel; a second kernel is refused.
+    assert Sandbox.get(sb.id, url=server.base, token=server.token).code.run("x").text == "41"
+    status, answer = server.request("POST", f"/sandbox/api/sandboxes/{sb.id}/kernel", {})
+    assert status == 409 and "in use by kernel" in answer["message"]
+    sb.code.detach()
+    assert wait_until(lambda: Sandbox.get(sb.id, url=server.base, token=server.token).info.kernel_id is None, 60)
+    assert sb.refresh().running and sb.process.exec("cat from-rest.txt").stdout == "made over REST"
+    other = Sandbox.get(sb.id, url=server.base, token=server.token)
+    assert other.code.run("'x' in dir()").text == "False"  # a fresh kernel, the same files
+    other.close()
+    assert wait_until(lambda: Sandbox.get(sb.id, url=server.base, token=server.token).info.kernel_id is None, 60)
+    with pytest.raises(InvalidRequest):
+        sb.code.run("1", language="cobol")
 
 
 def test_stop_start_and_context_manager_deletes(server: Server, sb: Sandbox) -> None:

@@ -1339,6 +1339,22 @@ class SandboxManager(LoggingConfigurable):
                     return self.get(candidate.id)
         return None
 
+    def lend_to_kernel(self, sandbox: Sandbox, kernel_id: str | None) -> Sandbox:
+        """Bind a sandbox of the API to a kernel (or take it back: None) that only borrows it: at
+        the kernel's end it goes back to the API, running, instead of being removed (release)."""
+        wanted = binding.Binding(
+            sandbox.id, kernel_id=binding.check_kernel_id(kernel_id) if kernel_id else None, api=True
+        )
+        with binding.claim_lock():
+            current = self.get(sandbox.id)
+            if kernel_id and current.kernel_id and binding.kernel_alive(current.kernel_id):
+                raise OwnerLimit(f"sandbox {sandbox.id} is in use by kernel {current.kernel_id}")
+            if current.workspace:
+                raise OwnerLimit(f"sandbox {sandbox.id} is a notebook's; open the notebook to run code in it")
+            if wanted.name != current.name and not self.backend.rename(current.name, wanted.name):
+                raise SandboxError(f"sandbox {sandbox.id} changed hands meanwhile")
+            return self.get(sandbox.id)
+
     def follow_kernel_workspace(self, sandbox: Sandbox, kernel_id: str) -> Sandbox:
         """After a kernel made its sandbox: if its notebook moved meanwhile, the sandbox goes with it."""
         with binding.claim_lock():
@@ -1354,7 +1370,15 @@ class SandboxManager(LoggingConfigurable):
 
     def release(self, sandbox: Sandbox) -> None:
         """A kernel is done with its sandbox: a notebook's is stopped and kept for the notebook's
-        next kernel; any other is removed with its files, as nothing could find it again."""
+        next kernel; one the API lent to the kernel goes back to the API; any other is removed
+        with its files, as nothing could find it again."""
+        if sandbox.binding.api:
+            if sandbox.kernel_id:
+                try:
+                    self.lend_to_kernel(sandbox, None)
+                except (OwnerLimit, SandboxError, NoSuchSandbox) as exc:
+                    self.log.info("sandbox %s was not given back to the API: %s", sandbox.id, exc)
+            return
         if not sandbox.workspace:
             # A kernel's own sandbox: nothing else can take it (no notebook, not in the pool), so no
             # lock, which twenty kernels shutting down at once would queue on.

@@ -19,6 +19,7 @@ import concurrent.futures
 import contextlib
 import json
 import threading
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -479,6 +480,25 @@ class SandboxOperations(SandboxService):
             # Its idle clock starts now, not when the pool made it.
             await agent.kernel.activity()
         return sandbox.to_dict()
+
+    async def attach_kernel(
+        self, sandbox_id: str, language: Any, start: Callable[[str, str], Awaitable[Any]]
+    ) -> dict[str, Any]:
+        """A new Jupyter kernel that runs its code in this existing sandbox (the sandbox stays the
+        API's: at the kernel's end it is handed back, running). `start(kernel_name, kernel_id)` is
+        the Jupyter server's kernel start."""
+        if language not in (None, "python"):
+            raise errors.InvalidInput(f"language must be 'python', got {language!r}")
+        async with self.gate(sandbox_id):
+            sandbox = await self.sandbox(sandbox_id)
+            kernel_id = str(uuid.uuid4())
+            await self.blocking(self.manager.lend_to_kernel, sandbox, kernel_id)
+        try:
+            await start("sandbox-python", kernel_id)
+        except Exception as exc:
+            await self.blocking(self.manager.lend_to_kernel, sandbox, None)
+            raise errors.Internal(f"the kernel did not start: {exc}") from None
+        return {"kernel_id": kernel_id, "sandbox_id": sandbox_id}
 
     def _policy(self, value: Any) -> network.EgressPolicy:
         try:
