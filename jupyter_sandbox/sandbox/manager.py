@@ -73,6 +73,8 @@ MOVED_TO_HOME = {"MPLCONFIGDIR": f"{SANDBOX_HOME}/.config/matplotlib", "XDG_CACH
 LABEL_HOME_IMAGE = f"{LABEL_PREFIX}.home-image"
 # On a container: what its home is, "ext4" (a filesystem of its own, size-limited) or "volume" (plain).
 LABEL_HOME = f"{LABEL_PREFIX}.home"
+# The names of the labels its creator gave it (a container also carries its image's labels).
+LABEL_USER_LABELS = f"{LABEL_PREFIX}.user-labels"
 
 # Set by the server extension for the kernels it starts: whose warm pool they may claim from.
 SERVER_ID_ENV = "JUPYTER_SANDBOX_SERVER_ID"
@@ -237,7 +239,16 @@ class Sandbox:
     @property
     def pool(self) -> bool:
         """Made for the warm pool and not claimed yet."""
-        return self.labels.get(LABEL_POOL) == "1" and not self.kernel_id and not self.workspace
+        return self.labels.get(LABEL_POOL) == "1" and not self.kernel_id and not self.workspace and not self.binding.api
+
+    @property
+    def user_labels(self) -> dict[str, str]:
+        """The labels its creator gave it (not the project's own, nor its image's)."""
+        try:
+            names = json.loads(self.labels.get(LABEL_USER_LABELS, "[]"))
+        except ValueError:
+            names = []
+        return {k: self.labels[k] for k in names if isinstance(k, str) and k in self.labels}
 
     @property
     def owner(self) -> str:
@@ -288,6 +299,7 @@ class Sandbox:
             "kernel_id": self.kernel_id,
             "workspace": self.workspace,
             "pool": self.pool,
+            "labels": self.user_labels,
             "owner": self.owner,
             "created": datetime.fromtimestamp(int(self.created), timezone.utc).isoformat()
             if self.created.isdigit()
@@ -705,6 +717,7 @@ class SandboxManager(LoggingConfigurable):
             LABEL_OWNER: self.owner,
             LABEL_CREATED_BY: f"jupyter-sandbox {__version__}",
             LABEL_SPEC: _spec_label(spec),
+            LABEL_USER_LABELS: json.dumps(sorted(spec.labels)),
         }
         if kernel_id:
             labels[LABEL_KERNEL_ID] = kernel_id  # the kernel it was made for; who has it now is in its name
@@ -1452,6 +1465,39 @@ class SandboxManager(LoggingConfigurable):
                         continue
         return None, ""
 
+    def claim_for_api(self, spec: SandboxSpec) -> Sandbox | None:
+        """A free, answering warm-pool sandbox of this server for POST /sandboxes when `spec` is the
+        pool's (the default): renamed as the API's (binding.py), so no kernel claims it too. None
+        when there is none (the caller creates one)."""
+        if self.warm_pool_size <= 0 or spec != self.default_spec():
+            return None
+        with binding.claim_lock():
+            if self.max_sandboxes_per_owner > 0 and self.owned_count() >= self.max_sandboxes_per_owner:
+                return None  # the create that follows says why
+            for candidate in self.pool_sandboxes(spec, server=self.server_id):
+                if not binding.pool_ready(candidate.id):
+                    continue
+                wanted = binding.Binding(candidate.id, api=True).name
+                if self.backend.rename(candidate.name, wanted):
+                    return self.get(candidate.id)
+        return None
+
+    def lend_to_kernel(self, sandbox: Sandbox, kernel_id: str | None) -> Sandbox:
+        """Bind a sandbox of the API to a kernel (or take it back: None) that only borrows it: at
+        the kernel's end it goes back to the API, running, instead of being removed (release)."""
+        wanted = binding.Binding(
+            sandbox.id, kernel_id=binding.check_kernel_id(kernel_id) if kernel_id else None, api=True
+        )
+        with binding.claim_lock():
+            current = self.get(sandbox.id)
+            if kernel_id and current.kernel_id and binding.kernel_alive(current.kernel_id):
+                raise OwnerLimit(f"sandbox {sandbox.id} is in use by kernel {current.kernel_id}")
+            if current.workspace:
+                raise OwnerLimit(f"sandbox {sandbox.id} is a notebook's; open the notebook to run code in it")
+            if wanted.name != current.name and not self.backend.rename(current.name, wanted.name):
+                raise SandboxError(f"sandbox {sandbox.id} changed hands meanwhile")
+            return self.get(sandbox.id)
+
     def follow_kernel_workspace(self, sandbox: Sandbox, kernel_id: str) -> Sandbox:
         """After a kernel made its sandbox: if its notebook moved meanwhile, the sandbox goes with it."""
         with binding.claim_lock():
@@ -1467,7 +1513,15 @@ class SandboxManager(LoggingConfigurable):
 
     def release(self, sandbox: Sandbox) -> None:
         """A kernel is done with its sandbox: a notebook's is stopped and kept for the notebook's
-        next kernel; any other is removed with its files, as nothing could find it again."""
+        next kernel; one the API lent to the kernel goes back to the API; any other is removed
+        with its files, as nothing could find it again."""
+        if sandbox.binding.api:
+            if sandbox.kernel_id:
+                try:
+                    self.lend_to_kernel(sandbox, None)
+                except (OwnerLimit, SandboxError, NoSuchSandbox) as exc:
+                    self.log.info("sandbox %s was not given back to the API: %s", sandbox.id, exc)
+            return
         if not sandbox.workspace:
             # A kernel's own sandbox: nothing else can take it (no notebook, not in the pool), so no
             # lock, which twenty kernels shutting down at once would queue on.

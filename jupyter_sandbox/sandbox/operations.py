@@ -19,6 +19,7 @@ import concurrent.futures
 import contextlib
 import json
 import threading
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -420,9 +421,11 @@ class SandboxOperations(SandboxService):
 
     # -- sandboxes --------------------------------------------------------------------------
 
-    async def list(self, kernel_id: str | None = None, every_owner: bool = False) -> list[Sandbox]:
+    async def list(
+        self, kernel_id: str | None = None, every_owner: bool = False, labels: dict[str, str] | None = None
+    ) -> list[Sandbox]:
         """The caller's sandboxes (with `every_owner`, the CLI's --all-owners, everyone's and the
-        warm pool's too)."""
+        warm pool's too); with `labels`, only those that carry every one of them."""
         if kernel_id is not None:
             try:
                 binding.check_kernel_id(kernel_id)
@@ -430,8 +433,20 @@ class SandboxOperations(SandboxService):
                 raise errors.InvalidInput(str(exc)) from None
         owner = None if every_owner else self.manager.owner
         found = await self.blocking(lambda: self.manager.list(owner=owner, kernel_id=kernel_id))
+        wanted = (labels or {}).items()
         # The warm pool's sandboxes belong to nobody yet.
-        return [s for s in found if every_owner or not s.pool]
+        return [s for s in found if (every_owner or not s.pool) and wanted <= s.user_labels.items()]
+
+    @staticmethod
+    def label_filter(values: builtins.list[str]) -> dict[str, str]:
+        """`label=KEY=VALUE` query values as the labels a listing must match."""
+        wanted: dict[str, str] = {}
+        for value in values:
+            key, equals, text = value.partition("=")
+            if not key or not equals:
+                raise errors.InvalidInput(f"label must be KEY=VALUE, got {value!r}")
+            wanted[key] = text
+        return wanted
 
     async def create(self, body: dict[str, Any], progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Create a sandbox and wait for its agent; `progress` hears about an image build."""
@@ -461,15 +476,46 @@ class SandboxOperations(SandboxService):
             raise errors.InvalidInput(f"labels starting with {LABEL_PREFIX} are reserved")
         policy = self._policy(body["network"]) if "network" in body else None
 
-        def make() -> Sandbox:
+        def make() -> tuple[Sandbox, bool]:
             spec = self.manager.check_allowed(self.manager.default_spec(**overrides))
+            if not overrides.get("labels") and not overrides.get("env"):
+                # The warm pool's spec: one of its sandboxes, started and answering already. (Labels
+                # and variables are fixed when a container is made: those need a new one.)
+                claimed = self.manager.claim_for_api(spec)
+                if claimed is not None:
+                    if policy is not None:
+                        self.manager.set_egress(claimed, policy)
+                    return claimed, True
             if progress is None:
-                return self.manager.create(spec, network_policy=policy)
-            return self.manager.create(spec, network_policy=policy, progress=progress)
+                return self.manager.create(spec, network_policy=policy), False
+            return self.manager.create(spec, network_policy=policy, progress=progress), False
 
-        sandbox = await self.blocking(make, timeout=self.create_timeout)
-        await self.agent_for(sandbox).wait_until_up()
+        sandbox, claimed = await self.blocking(make, timeout=self.create_timeout)
+        agent = self.agent_for(sandbox)
+        await agent.wait_until_up()
+        if claimed:
+            # Its idle clock starts now, not when the pool made it.
+            await agent.kernel.activity()
         return sandbox.to_dict()
+
+    async def attach_kernel(
+        self, sandbox_id: str, language: Any, start: Callable[[str, str], Awaitable[Any]]
+    ) -> dict[str, Any]:
+        """A new Jupyter kernel that runs its code in this existing sandbox (the sandbox stays the
+        API's: at the kernel's end it is handed back, running). `start(kernel_name, kernel_id)` is
+        the Jupyter server's kernel start."""
+        if language not in (None, "python"):
+            raise errors.InvalidInput(f"language must be 'python', got {language!r}")
+        async with self.gate(sandbox_id):
+            sandbox = await self.sandbox(sandbox_id)
+            kernel_id = str(uuid.uuid4())
+            await self.blocking(self.manager.lend_to_kernel, sandbox, kernel_id)
+        try:
+            await start("sandbox-python", kernel_id)
+        except Exception as exc:
+            await self.blocking(self.manager.lend_to_kernel, sandbox, None)
+            raise errors.Internal(f"the kernel did not start: {exc}") from None
+        return {"kernel_id": kernel_id, "sandbox_id": sandbox_id}
 
     def _policy(self, value: Any) -> network.EgressPolicy:
         try:

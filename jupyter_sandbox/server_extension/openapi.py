@@ -93,7 +93,10 @@ def openapi_document() -> dict[str, Any]:
     box = "/sandbox/api/sandboxes/{sandbox_id}"
     paths: dict[str, Any] = {
         "/sandbox/api/sandboxes": {
-            "get": _op("list your sandboxes", [_param("kernel_id")]),
+            "get": _op(
+                "list your sandboxes (label=KEY=VALUE, repeated: only those with all these labels)",
+                [_param("kernel_id"), _param("label", schema={"type": "array", "items": STRING})],
+            ),
             "post": _op(
                 "create a sandbox",
                 body=_obj(
@@ -119,6 +122,14 @@ def openapi_document() -> dict[str, Any]:
             "delete": _op("delete a sandbox with its workspace", [SANDBOX_ID], ok="204"),
         },
         f"{box}/start": {"post": _op("start a stopped sandbox", [SANDBOX_ID])},
+        f"{box}/kernel": {
+            "post": _op(
+                "start a Jupyter kernel that runs code in this sandbox (it stays the API's)",
+                [SANDBOX_ID],
+                _obj(language={"type": "string", "enum": ["python"]}),
+                ok="201",
+            )
+        },
         f"{box}/stop": {"post": _op("stop a sandbox (files are kept)", [SANDBOX_ID])},
         f"{box}/restart": {
             "post": {

@@ -31,7 +31,7 @@ from .processes import (
     SessionsHandler,
 )
 from .ptys import PTY_ID, PtyConnectHandler, PtyItemHandler, PtyResizeHandler, PtysHandler
-from .sandboxes import PortsHandler, SandboxActionHandler, SandboxesHandler, SandboxHandler
+from .sandboxes import PortsHandler, SandboxActionHandler, SandboxesHandler, SandboxHandler, SandboxKernelHandler
 from .ssh import SSHAccessHandler
 from .terminals import PtyHandler
 
@@ -46,6 +46,7 @@ def api_routes(base_url: str, service: SandboxOperations) -> list[tuple[str, typ
         (f"{api}/sandboxes", SandboxesHandler),
         (box, SandboxHandler),
         (f"{box}/(?P<action>start|stop|restart)", SandboxActionHandler),
+        (f"{box}/kernel", SandboxKernelHandler),
         (f"{box}/files", FilesHandler),
         (f"{box}/files/info", FileInfoHandler),
         (f"{box}/files/content", FileContentHandler),
