@@ -91,6 +91,8 @@ def test_list_start_stop_exec_and_shell(docker_backend: DockerBackend, sandbox_i
     binding.remember_notebook(workspace, str(notebook), seen=True)
     sandbox = manager.create(workspace=workspace)
     try:
+        # The library's create returns with the container made; its agent answers a moment later.
+        manager.wait_for_agent(sandbox)
         table = sandbox_cli("list").stdout.splitlines()
         header, row = table[0], next(line for line in table if line.startswith(sandbox.id))
         assert header.split() == ["ID", "STATE", "NOTEBOOK", "KERNEL", "IMAGE"]
