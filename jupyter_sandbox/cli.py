@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from .config import load_config
 from .sandbox.docker_backend import SandboxError
 from .sandbox.errors import SandboxOperationError
+from .sandbox.desktop_image import build_desktop_image
 from .sandbox.image import DEFAULT_BASE, DEFAULT_IMAGE, build_image
 from .sandbox.manager import SandboxManager
 from .sandbox.operations import SandboxOperations
@@ -38,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
         "--bootstrap", action="store_true", help="bootstrap a Debian base with mmdebstrap instead of pulling --base"
     )
     build.add_argument("--force", action="store_true", help="build even when the inputs have not changed")
+    build.add_argument(
+        "--desktop", action="store_true", help="also build the desktop variant (X11 desktop, VNC) on the result"
+    )
 
     listing = commands.add_parser("list", help="list sandboxes")
     listing.add_argument("--all-owners", action="store_true", help="include other users' sandboxes")
@@ -88,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 force=args.force,
             )
             print(result.image)
+            if args.desktop:
+                print(build_desktop_image(manager.backend, _progress, base=result.image, force=args.force))
         elif args.command == "list":
             sandboxes = asyncio.run(operations.list(every_owner=args.all_owners))
             if args.json:

@@ -641,6 +641,8 @@ def make_app(token: str, runner: KernelRunner, events: EventLog) -> web.Applicat
     args = {"token": token, "runner": runner, "events": events, "started": time.time()}
     session_args = {**args, "sessions": Sessions()}
     relays = Relays()
+    from .desktop_api import desktop_routes  # it builds on this module's AgentHandler
+
     return web.Application(
         [
             (r"/health", HealthHandler, args),
@@ -665,5 +667,6 @@ def make_app(token: str, runner: KernelRunner, events: EventLog) -> web.Applicat
             (r"/pty", PtyHandler, {"token": token}),
             (r"/channel", ChannelHandler, {"token": token}),
             (r"/tunnel/(\d{1,5})", TunnelHandler, {"token": token}),
+            *desktop_routes(args),
         ]
     )
