@@ -9,9 +9,9 @@ import sys
 from collections.abc import Sequence
 
 from .config import load_config
+from .sandbox.desktop_image import build_desktop_image
 from .sandbox.docker_backend import SandboxError
 from .sandbox.errors import SandboxOperationError
-from .sandbox.desktop_image import build_desktop_image
 from .sandbox.image import DEFAULT_BASE, DEFAULT_IMAGE, build_image
 from .sandbox.manager import SandboxManager
 from .sandbox.operations import SandboxOperations

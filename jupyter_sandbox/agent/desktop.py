@@ -154,7 +154,7 @@ def combination(keys: Any) -> str:
         parts = keys.split("+") if keys != "+" else ["+"]
         # "ctrl++" means ctrl and the plus key.
         if keys.endswith("++"):
-            parts = keys[:-2].split("+") + ["+"]
+            parts = [*keys[:-2].split("+"), "+"]
     elif isinstance(keys, list):
         parts = keys
     else:
@@ -304,8 +304,22 @@ class Desktop:
                 vnc = self._spawn(
                     "x11vnc",
                     # No TCP port at all: the unix socket is websockify's target, and nothing else's.
-                    ["x11vnc", "-display", DISPLAY, "-rfbport", "0", "-unixsock", socket_path, "-nopw"]
-                    + ["-forever", "-shared", "-quiet", "-noxdamage", "-nossl", "-norc"],
+                    [
+                        "x11vnc",
+                        "-display",
+                        DISPLAY,
+                        "-rfbport",
+                        "0",
+                        "-unixsock",
+                        socket_path,
+                        "-nopw",
+                        "-forever",
+                        "-shared",
+                        "-quiet",
+                        "-noxdamage",
+                        "-nossl",
+                        "-norc",
+                    ],
                     self._own_env(),
                 )
                 self._wait_for("x11vnc", lambda: os.path.exists(socket_path), vnc)

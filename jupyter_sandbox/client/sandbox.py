@@ -442,6 +442,10 @@ class AsyncSandbox:
         self.git = Git(self)
         self.network = Network(self)
         self.code = CodeInterpreter(transport, info.kernel_id, language)
+        from .computer_use import ComputerUse  # it builds on this module's _Part
+
+        self.computer_use = ComputerUse(self)
+        self.desktop = self.computer_use
 
     @property
     def id(self) -> str:

@@ -101,6 +101,8 @@ class Sandbox:
         self.git: Any = _Proxy(target.git)
         self.network: Any = _Proxy(target.network)
         self.code: Any = _Proxy(target.code)
+        self.computer_use: Any = _Proxy(target.computer_use)
+        self.desktop = self.computer_use
 
     @classmethod
     def create(cls, **kwargs: Any) -> Sandbox:

@@ -46,6 +46,7 @@ SUBCOMMANDS = (
     "download",
     "preview",
     "ssh",
+    "desktop",
     "restart",
     "stop",
     "delete",
@@ -61,6 +62,7 @@ OPTIONS = {
     "download": ["--force", "--help"],
     "preview": ["--expires", "--help"],
     "ssh": ["--expires", "--revoke", "--help"],
+    "desktop": ["--size", "--help"],
     "restart": ["--hard", "--help"],
     "stop": ["--help"],
     "delete": ["--yes", "--help"],
@@ -86,6 +88,8 @@ HELP = """%sandbox: control this notebook's sandbox (handled on the host, never 
                                  a link (and a curl line) to a web server listening on PORT in the sandbox
   %sandbox ssh [--expires 1h] [--revoke]
                                  a token and the `ssh` command line to log into the sandbox
+  %sandbox desktop [start | stop | status] [--size 1280x800]
+                                 the virtual desktop (desktop image) and a link to its live view
   %sandbox restart [--hard]      restart the Python process (files kept); --hard: a fresh container
   %sandbox stop                  stop the sandbox; the next cell starts it again
   %sandbox delete --yes          delete the sandbox and its files; the next cell gets a fresh one
@@ -588,6 +592,11 @@ class SandboxMagics:
         from .ssh_magic import ssh
 
         return ssh(args, ctx)
+
+    def desktop(self, args: list[str], ctx: MagicContext) -> MagicResult:
+        from .desktop_magic import desktop
+
+        return desktop(args, ctx)
 
     # -- lifecycle --------------------------------------------------------------------------
 

@@ -74,7 +74,9 @@ def download_debs(backend: Backend, base: str, wanted: list[str], digest: str, p
     command = ["apt-get", *_apt_options(status, archives), "install", "-y", "--download-only", "--", *wanted]
     result = subprocess.run(command, capture_output=True, text=True, timeout=APT_TIMEOUT)
     if result.returncode != 0:
-        raise SandboxError(f"apt-get could not download the desktop packages: {(result.stderr or result.stdout)[-2000:]}")
+        raise SandboxError(
+            f"apt-get could not download the desktop packages: {(result.stderr or result.stdout)[-2000:]}"
+        )
     if not any(novnc.glob("novnc_*.deb")):
         # Only noVNC's web client files are used (websockify serves them): its package is fetched
         # alone, without the launcher's dependencies.
@@ -128,4 +130,3 @@ def build_desktop_image(
     backend.tag(tag, repository, f"{version}-{digest[:12]}")
     progress(f"built {tag}")
     return tag
-

@@ -14,6 +14,7 @@ from jupyter_server.utils import url_path_join
 
 from ...sandbox.operations import SandboxOperations
 from .base import SANDBOX_ID, STATUS_OF, SandboxAPIHandler, status_of
+from .desktop import desktop_routes
 from .files import FileContentHandler, FileInfoHandler, FileOperationHandler, FilesHandler, MultipartUploadHandler
 from .git import GIT_OPERATION, GitHandler
 from .openapi import OpenAPIHandler
@@ -60,6 +61,7 @@ def api_routes(base_url: str, service: SandboxOperations) -> list[tuple[str, typ
         (f"{box}/previews", PreviewsHandler),
         (f"{box}/ports", PortsHandler),
         (f"{box}/ssh", SSHAccessHandler),
+        *desktop_routes(box),
         (f"{api}/openapi.json", OpenAPIHandler),
     ]
     return [(pattern, handler, args) for pattern, handler in routes]
