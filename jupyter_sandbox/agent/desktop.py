@@ -1,8 +1,8 @@
 """The sandbox's virtual desktop: a display, a window manager, a VNC view and input, for computer use.
 
 Everything here runs as the sandbox user, inside the container, from the desktop image's Debian
-packages: Xvfb (the display, no TCP listener), openbox (windows), x11vnc (the display as VNC, on a
-unix socket only, so no VNC port exists at all), websockify (noVNC's web client and the websocket
+packages: Xvfb (the display, no TCP listener), openbox (windows), x11vnc (the display as VNC, on the
+sandbox's loopback only), websockify (noVNC's web client and the websocket
 bridge to that socket, on the sandbox's loopback: the host reaches it through the preview proxy, with
 a preview token, on the preview's own origin) and xdotool (mouse and keyboard). Screenshots are read
 from the display with Pillow (the image's own root-owned environment), cropped, scaled and encoded
@@ -33,6 +33,7 @@ DEFAULT_WIDTH, DEFAULT_HEIGHT, DEPTH = 1280, 800, 24
 MIN_SIZE, MAX_WIDTH, MAX_HEIGHT = 200, 3840, 2160
 # websockify's port on the sandbox's loopback: the noVNC page and its websocket, seen through a preview.
 NOVNC_PORT = 6080
+VNC_PORT = 5900
 NOVNC_DIR = "/usr/share/novnc"
 RUNTIME = "/tmp/.jupyter-sandbox/desktop"
 START_TIMEOUT = 15.0
@@ -288,9 +289,6 @@ class Desktop:
                 return self.status()
             self._stop_all()
             os.makedirs(RUNTIME, mode=0o700, exist_ok=True)
-            socket_path = os.path.join(RUNTIME, "vnc.sock")
-            if os.path.exists(socket_path):
-                os.unlink(socket_path)
             self.geometry = Geometry(width, height)
             try:
                 xvfb = self._spawn(
@@ -303,15 +301,15 @@ class Desktop:
                 self._wait_for("openbox", self._wm_ready, wm)
                 vnc = self._spawn(
                     "x11vnc",
-                    # No TCP port at all: the unix socket is websockify's target, and nothing else's.
+                    # The sandbox's loopback only (no IPv6, no other address): websockify is its client.
                     [
                         "x11vnc",
                         "-display",
                         DISPLAY,
                         "-rfbport",
-                        "0",
-                        "-unixsock",
-                        socket_path,
+                        str(VNC_PORT),
+                        "-localhost",
+                        "-noipv6",
                         "-nopw",
                         "-forever",
                         "-shared",
@@ -322,10 +320,10 @@ class Desktop:
                     ],
                     self._own_env(),
                 )
-                self._wait_for("x11vnc", lambda: os.path.exists(socket_path), vnc)
+                self._wait_for("x11vnc", lambda: _listening(VNC_PORT), vnc)
                 bridge = self._spawn(
                     "websockify",
-                    ["websockify", "--web", NOVNC_DIR, "--unix-target", socket_path, f"127.0.0.1:{NOVNC_PORT}"],
+                    ["websockify", "--web", NOVNC_DIR, f"127.0.0.1:{NOVNC_PORT}", f"127.0.0.1:{VNC_PORT}"],
                     self._own_env(),
                 )
                 self._wait_for("websockify", lambda: _listening(NOVNC_PORT), bridge)
@@ -583,10 +581,11 @@ class Desktop:
 
 
 def _listening(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:port."""
     try:
         with open("/proc/net/tcp") as handle:
             return any(
-                line.split()[1].endswith(f":{port:04X}") and line.split()[3] == "0A" for line in handle.readlines()[1:]
+                line.split()[1] == f"0100007F:{port:04X}" and line.split()[3] == "0A" for line in handle.readlines()[1:]
             )
     except OSError:
         return False

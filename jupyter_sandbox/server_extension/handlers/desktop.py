@@ -44,7 +44,11 @@ class ScreenshotHandler(SandboxAPIHandler):
         data, content_type = await self.service.desktop_screenshot(sandbox_id, options)
         self.set_header("Content-Type", content_type)
         self.set_header("Cache-Control", "no-store")
-        self.finish(data)
+        self.set_header("X-Content-Type-Options", "nosniff")
+        # Written and flushed first: APIHandler.finish() sets a JSON type on headers not yet sent.
+        self.write(data)
+        await self.flush()
+        self.finish()
 
 
 def _action(body: dict[str, Any]) -> Any:
