@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import API, Server, wait_until
+from conftest import API, Server, fetch, wait_until
 from PIL import Image, ImageChops
 
 from jupyter_sandbox.sandbox.desktop_image import DESKTOP_IMAGE, build_desktop_image
@@ -147,3 +147,93 @@ def test_typing_in_a_terminal_writes_a_file_and_shows_where_it_went(
     # The change is inside the terminal's window, where the typing went.
     assert window["x"] - 10 <= left and right <= window["x"] + window["width"] + 10, (box, window)
     assert window["y"] - 30 <= top and bottom <= window["y"] + window["height"] + 10, (box, window)
+
+
+# -- the live view: noVNC through the preview proxy, in Chromium -----------------------------------------
+
+
+def mean_difference(one: Image.Image, other: Image.Image) -> float:
+    """The mean absolute difference of two images' pixels (0-255), once `other` has `one`'s size."""
+    other = other.convert("RGB").resize(one.size, Image.Resampling.BILINEAR)
+    histogram = ImageChops.difference(one.convert("RGB"), other).convert("L").histogram()
+    return sum(value * count for value, count in enumerate(histogram)) / (one.width * one.height)
+
+
+def test_the_novnc_page_through_a_preview_shows_the_desktop_and_takes_input(
+    jupyter_server: Server, desktop_sandbox: str, browser: Any
+) -> None:
+    # Two terminals in different folders: the one the browser clicks gets the keys, the other not.
+    exec_in(jupyter_server, desktop_sandbox, "mkdir -p /tmp/target /tmp/decoy")
+    launch(
+        jupyter_server,
+        desktop_sandbox,
+        "cd /tmp/target && xterm -T target -xrm 'XTerm*allowTitleOps: false' -geometry 60x10+700+420",
+    )
+    decoy = open_terminal(jupyter_server, desktop_sandbox, "decoy")
+    assert wait_until(lambda: any(w["title"] == "target" for w in windows(jupyter_server, desktop_sandbox)), 30)
+    target = next(w for w in windows(jupyter_server, desktop_sandbox) if w["title"] == "target")
+    post(jupyter_server, desktop_sandbox, "/windows/focus", {"id": decoy["id"]})
+
+    status, answer = jupyter_server.request("GET", desk(desktop_sandbox))
+    novnc = answer["vnc"]["novnc_url"]
+    page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
+    try:
+        page.goto(novnc)
+        # Its own origin, and the token out of the address (it is in an HttpOnly cookie now).
+        assert page.url.startswith(f"http://6080-{desktop_sandbox}.localhost:") and "token=" not in page.url
+        page.wait_for_selector("html.noVNC_connected", timeout=30000)
+        canvas = page.locator("#noVNC_container canvas")
+        canvas.wait_for(timeout=30000)
+        time.sleep(1.5)  # the first full frame
+        seen = Image.open(io.BytesIO(canvas.screenshot()))
+        shot = screenshot(jupyter_server, desktop_sandbox)
+        same = mean_difference(seen, shot)
+        # A desktop it is not (everything moved a quarter of the screen) differs far more.
+        shifted = ImageChops.offset(shot, WIDTH // 4, HEIGHT // 4)
+        assert same < 8 and same * 3 < mean_difference(seen, shifted), (same, mean_difference(seen, shifted))
+
+        # A click on the target terminal (in the canvas's scale), then keys typed in the browser.
+        box = canvas.bounding_box()
+        scale = box["width"] / WIDTH
+        page.mouse.click(
+            box["x"] + (target["x"] + target["width"] / 2) * scale,
+            box["y"] + (target["y"] + target["height"] / 2) * scale,
+        )
+        assert wait_until(
+            lambda: any(w["active"] for w in windows(jupyter_server, desktop_sandbox) if w["title"] == "target"), 10
+        )
+        page.keyboard.type("pwd > ~/from-browser.txt")
+        page.keyboard.press("Enter")
+        assert wait_until(
+            lambda: exec_in(jupyter_server, desktop_sandbox, "cat ~/from-browser.txt")["stdout"] == "/tmp/target\n",
+            timeout=20,
+        )
+    finally:
+        page.close()
+
+
+def test_a_wrong_token_gets_nothing_of_the_desktop(jupyter_server: Server, desktop_sandbox: str) -> None:
+    host = f"6080-{desktop_sandbox}.localhost:{jupyter_server.port}"
+    good = jupyter_server.request("GET", desk(desktop_sandbox))[1]["vnc"]["token"]
+    status, _, body = fetch(jupyter_server, host, "/vnc.html", {"X-Sandbox-Preview-Token": good})
+    assert status == 200 and b"noVNC" in body
+    websocket = {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Origin": f"http://{host}",
+    }
+    for headers in ({}, {"X-Sandbox-Preview-Token": good[:-2] + "xx"}, {"X-Sandbox-Preview-Token": "nonsense"}):
+        for path in ("/vnc.html", "/core/rfb.js", "/websockify"):
+            extra = websocket if path == "/websockify" else {}
+            status, _, body = fetch(jupyter_server, host, path, {**headers, **extra})
+            assert status in (401, 403) and b"noVNC" not in body and b"RFB" not in body, (headers, path, status)
+    # Another sandbox's token does not open this one's desktop either.
+    other = jupyter_server.request("POST", f"{API}/sandboxes", {})[1]["id"]
+    try:
+        foreign = jupyter_server.request("POST", f"{API}/sandboxes/{other}/previews", {"port": 6080})[1]["token"]
+        status, _, body = fetch(jupyter_server, host, "/vnc.html", {"X-Sandbox-Preview-Token": foreign})
+        assert status in (401, 403) and b"noVNC" not in body
+    finally:
+        jupyter_server.request("DELETE", f"{API}/sandboxes/{other}")
