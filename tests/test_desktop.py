@@ -175,6 +175,7 @@ def test_the_novnc_page_through_a_preview_shows_the_desktop_and_takes_input(
     post(jupyter_server, desktop_sandbox, "/windows/focus", {"id": decoy["id"]})
 
     status, answer = jupyter_server.request("GET", desk(desktop_sandbox))
+    assert status == 200, answer
     novnc = answer["vnc"]["novnc_url"]
     page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
     try:
@@ -237,3 +238,133 @@ def test_a_wrong_token_gets_nothing_of_the_desktop(jupyter_server: Server, deskt
         assert status in (401, 403) and b"noVNC" not in body
     finally:
         jupyter_server.request("DELETE", f"{API}/sandboxes/{other}")
+
+
+# -- the API's other operations ---------------------------------------------------------------------------
+
+
+def test_screenshot_region_scale_jpeg_and_cursor(jupyter_server: Server, desktop_sandbox: str) -> None:
+    full = screenshot(jupyter_server, desktop_sandbox)
+    region = screenshot(jupyter_server, desktop_sandbox, "x=100&y=50&width=300&height=200")
+    assert region.size == (300, 200)
+    assert mean_difference(region, full.crop((100, 50, 400, 250))) < 3
+    half = screenshot(jupyter_server, desktop_sandbox, "scale=0.5")
+    assert half.size == (WIDTH // 2, HEIGHT // 2)
+    small = screenshot(jupyter_server, desktop_sandbox, "format=jpeg&quality=10")
+    big = screenshot(jupyter_server, desktop_sandbox, "format=jpeg&quality=95")
+    assert small.format == big.format == "JPEG" and small.size == (WIDTH, HEIGHT)
+    sizes = [
+        len(jupyter_server.request("GET", desk(desktop_sandbox, f"/screenshot?format=jpeg&quality={q}"))[1])
+        for q in (10, 95)
+    ]
+    assert sizes[0] < sizes[1]
+    # The pointer, drawn where it is: moved over a plain part of the screen, it changes those pixels.
+    post(jupyter_server, desktop_sandbox, "/mouse/move", {"x": 1200, "y": 700})
+    bare = screenshot(jupyter_server, desktop_sandbox, "x=1180&y=680&width=60&height=60")
+    drawn = screenshot(jupyter_server, desktop_sandbox, "x=1180&y=680&width=60&height=60&cursor=1")
+    box = changed_box(bare, drawn)
+    assert box is not None and box[0] >= 18 and box[1] >= 18, box
+
+
+def test_mouse_and_keyboard_operations(jupyter_server: Server, desktop_sandbox: str) -> None:
+    assert post(jupyter_server, desktop_sandbox, "/mouse/move", {"x": 10, "y": 20}) == {"x": 10, "y": 20}
+    assert jupyter_server.request("GET", desk(desktop_sandbox, "/mouse")) == (200, {"x": 10, "y": 20})
+    # The same operation with its action in the body (POST .../mouse).
+    assert post(jupyter_server, desktop_sandbox, "/mouse", {"action": "move", "x": 30, "y": 40}) == {"x": 30, "y": 40}
+    dragged = post(
+        jupyter_server, desktop_sandbox, "/mouse/drag", {"start_x": 5, "start_y": 5, "end_x": 50, "end_y": 60}
+    )
+    assert dragged == {"x": 50, "y": 60}
+    assert post(jupyter_server, desktop_sandbox, "/mouse/scroll", {"x": 100, "y": 100, "direction": "down"})
+    assert post(jupyter_server, desktop_sandbox, "/mouse/click", {"x": 3, "y": 3, "button": "right", "count": 1})
+    post(jupyter_server, desktop_sandbox, "/keyboard/press", {"key": "Escape"})  # the root menu it opened
+    window = open_terminal(jupyter_server, desktop_sandbox, "keys-test")
+    time.sleep(0.5)
+    post(jupyter_server, desktop_sandbox, "/keyboard", {"action": "type", "text": "echo one-"})
+    post(jupyter_server, desktop_sandbox, "/keyboard/hotkey", {"keys": "shift+a"})  # a capital A
+    post(jupyter_server, desktop_sandbox, "/keyboard/press", {"key": "b", "modifiers": ["shift"]})
+    post(jupyter_server, desktop_sandbox, "/keyboard/type", {"text": " > ~/keys.txt\n"})
+    assert wait_until(
+        lambda: exec_in(jupyter_server, desktop_sandbox, "cat ~/keys.txt")["stdout"] == "one-AB\n", timeout=20
+    )
+    # ctrl+d ends the shell: the window goes.
+    post(jupyter_server, desktop_sandbox, "/windows/focus", {"id": window["id"]})
+    post(jupyter_server, desktop_sandbox, "/keyboard/hotkey", {"keys": "ctrl+d"})
+    assert wait_until(lambda: all(w["id"] != window["id"] for w in windows(jupyter_server, desktop_sandbox)), 15)
+
+
+BAD_REQUESTS = [
+    # (method, route, body or query, status, words of the message)
+    ("POST", "/mouse/move", {"x": 5000, "y": 10}, 400, "x must be from 0 to 1279"),
+    ("POST", "/mouse/move", {"x": -1, "y": 10}, 400, "x must be"),
+    ("POST", "/mouse/move", {"x": 10, "y": 800}, 400, "y must be from 0 to 799"),
+    ("POST", "/mouse/move", {"x": "10", "y": 10}, 400, "whole number"),
+    ("POST", "/mouse/move", {"x": 1.5, "y": 10}, 400, "whole number"),
+    ("POST", "/mouse/move", {"x": True, "y": 10}, 400, "whole number"),
+    ("POST", "/mouse/move", {}, 400, "x is required"),
+    ("POST", "/mouse/click", {"x": 10}, 400, "both x and y"),
+    ("POST", "/mouse/click", {"x": 10, "y": 10, "button": "fourth"}, 400, "button must be one of"),
+    ("POST", "/mouse/click", {"x": 10, "y": 10, "count": 0}, 400, "count must be from 1"),
+    ("POST", "/mouse/click", {"x": 10, "y": 10, "count": 1000}, 400, "count must be from 1"),
+    ("POST", "/mouse/drag", {"start_x": 1, "start_y": 1, "end_x": 99999, "end_y": 1}, 400, "end_x"),
+    ("POST", "/mouse/drag", {"start_x": 1, "start_y": 1}, 400, "end_x is required"),
+    ("POST", "/mouse/scroll", {"direction": "sideways"}, 400, "direction must be one of"),
+    ("POST", "/mouse/scroll", {"amount": 10**9}, 400, "amount must be from 1"),
+    ("POST", "/mouse", {"action": "teleport", "x": 1, "y": 1}, 400, "mouse action must be one of"),
+    ("POST", "/mouse", {"x": 1, "y": 1}, 400, "mouse action must be one of"),
+    ("POST", "/mouse/move", {"x": 1, "y": 1, "colour": "red"}, 400, "unknown fields: colour"),
+    ("POST", "/keyboard/press", {"key": "Hyperspace"}, 400, "unknown key 'Hyperspace'"),
+    ("POST", "/keyboard/press", {"key": ""}, 400, "non-empty"),
+    ("POST", "/keyboard/press", {"key": ["a"]}, 400, "a key must be"),
+    ("POST", "/keyboard/press", {"key": "a", "modifiers": ["enter"]}, 400, "modifiers may only be"),
+    ("POST", "/keyboard/press", {"key": "a", "modifiers": "ctrl"}, 400, "modifiers must be a list"),
+    ("POST", "/keyboard/hotkey", {"keys": "ctrl+nosuchkey"}, 400, "unknown key 'nosuchkey'"),
+    ("POST", "/keyboard/hotkey", {"keys": "a+b+c+d+e+f+g"}, 400, "one to six keys"),
+    ("POST", "/keyboard/hotkey", {"keys": 5}, 400, "keys must be"),
+    ("POST", "/keyboard/type", {"text": ""}, 400, "non-empty"),
+    ("POST", "/keyboard/type", {"text": "x" * 100_001}, 413, "at most 10,000"),
+    ("POST", "/keyboard/type", {"text": "rm -rf ~\x1b[A"}, 400, "control characters"),
+    ("POST", "/keyboard/type", {"text": "a", "delay": -5}, 400, "delay must be from 0"),
+    ("POST", "/keyboard", {"action": "sing", "text": "a"}, 400, "keyboard action must be one of"),
+    ("POST", "/windows/focus", {"id": 12345}, 404, "no window 12345"),
+    ("POST", "/windows/focus", {"id": "all"}, 400, "window id"),
+    ("POST", "/start", {"width": 10, "height": 10}, 400, "width must be from 200"),
+    ("POST", "/start", {"width": 100000, "height": 800}, 400, "width must be from 200"),
+    ("GET", "/screenshot", "format=gif", 400, "format must be png or jpeg"),
+    ("GET", "/screenshot", "quality=0&format=jpeg", 400, "quality must be from 1 to 100"),
+    ("GET", "/screenshot", "quality=high", 400, "quality must be a number"),
+    ("GET", "/screenshot", "scale=3", 400, "scale must be from 0.1 to 1"),
+    ("GET", "/screenshot", "scale=0", 400, "scale must be from 0.1 to 1"),
+    ("GET", "/screenshot", "scale=nan", 400, "scale must be"),
+    ("GET", "/screenshot", "x=10&y=10", 400, "needs all of x, y, width and height"),
+    ("GET", "/screenshot", "x=1200&y=0&width=200&height=10", 400, "width must be from 1 to 80"),
+    ("GET", "/screenshot", "x=0&y=0&width=0&height=10", 400, "width must be from 1"),
+    ("GET", "/screenshot", "x=-5&y=0&width=10&height=10", 400, "x must be"),
+    ("GET", "/screenshot", "cursor=maybe", 400, "cursor"),
+    ("GET", "/screenshot", "colour=red", 400, "unknown query parameters: colour"),
+]
+
+
+@pytest.mark.parametrize("method, route, given, status, words", BAD_REQUESTS, ids=lambda v: str(v)[:40])
+def test_bad_input_is_refused_with_a_clear_message(
+    jupyter_server: Server, desktop_sandbox: str, method: str, route: str, given: Any, status: int, words: str
+) -> None:
+    if method == "GET":
+        got, answer = jupyter_server.request("GET", desk(desktop_sandbox, f"{route}?{given}"))
+    else:
+        got, answer = jupyter_server.request(method, desk(desktop_sandbox, route), given)
+    assert got == status and isinstance(answer, dict) and words in answer["message"], (got, answer)
+
+
+def test_a_sandbox_without_the_desktop_image_says_how_to_get_one(jupyter_server: Server) -> None:
+    status, created = jupyter_server.request("POST", f"{API}/sandboxes", {})
+    assert status == 201, created
+    try:
+        status, answer = jupyter_server.request("POST", desk(created["id"], "/start"), {})
+        assert status == 409 and "image build --desktop" in answer["message"], answer
+        status, answer = jupyter_server.request("GET", desk(created["id"], "/screenshot"))
+        assert status == 409 and "not running" in answer["message"], answer
+        status, answer = jupyter_server.request("GET", desk(created["id"]))
+        assert status == 200 and answer["status"] == "inactive" and answer["available"] is False
+    finally:
+        jupyter_server.request("DELETE", f"{API}/sandboxes/{created['id']}")

@@ -40,8 +40,9 @@ def _coordinate(value: Any, name: str, required: bool = True) -> int | None:
         return None
     if value is None:
         raise errors.InvalidInput(f"{name} is required")
-    # The screen's size is the agent's to know; here only what no screen can hold is refused.
-    return _integer(value, name, 0, agent_desktop.MAX_WIDTH)
+    # The screen's size is the agent's to know (it names the bounds of this screen); here only what
+    # no screen can hold is refused.
+    return _integer(value, name, 0, 1_000_000)
 
 
 def check_start(body: dict[str, Any]) -> dict[str, Any]:
