@@ -368,3 +368,58 @@ def test_a_sandbox_without_the_desktop_image_says_how_to_get_one(jupyter_server:
         assert status == 200 and answer["status"] == "inactive" and answer["available"] is False
     finally:
         jupyter_server.request("DELETE", f"{API}/sandboxes/{created['id']}")
+
+
+# -- the SDK and the MCP server ---------------------------------------------------------------------------
+
+
+def test_the_sdk_computer_use(jupyter_server: Server, desktop_sandbox: str) -> None:
+    from jupyter_sandbox.client import Sandbox, SandboxError
+
+    sb = Sandbox.get(desktop_sandbox, url=jupyter_server.base, token=jupyter_server.token)
+    assert sb.computer_use.get_status()["status"] == "active"
+    assert sb.desktop.start()["status"] == "active"  # already running: the same desktop
+    shot = sb.computer_use.screenshot.take_full_screen()
+    assert shot.content_type == "image/png" and Image.open(io.BytesIO(shot.data)).size == (WIDTH, HEIGHT)
+    assert shot._repr_png_() == shot.data
+    region = sb.computer_use.screenshot.take_region({"x": 0, "y": 0, "width": 64, "height": 32})
+    assert Image.open(io.BytesIO(region.data)).size == (64, 32)
+    small = sb.computer_use.screenshot.take_compressed(format="jpeg", quality=50, scale=0.25)
+    assert small.content_type == "image/jpeg" and Image.open(io.BytesIO(small.data)).size == (320, 200)
+    assert sb.computer_use.mouse.move(123, 45) == {"x": 123, "y": 45}
+    assert sb.computer_use.mouse.get_position() == {"x": 123, "y": 45}
+    assert sb.computer_use.display.get_info()["width"] == WIDTH
+    assert isinstance(sb.computer_use.display.get_windows(), list)
+    assert sb.computer_use.vnc_url().startswith(f"http://6080-{desktop_sandbox}.localhost:")
+    with pytest.raises(SandboxError) as refused:
+        sb.computer_use.keyboard.press("NoSuchKey")
+    assert refused.value.status == 400 and "unknown key" in refused.value.message
+
+
+def test_the_mcp_screenshot_is_an_image(jupyter_server: Server, desktop_sandbox: str, tmp_path: Any) -> None:
+    import asyncio
+
+    from test_mcp import _session
+
+    async def calls(session: Any) -> Any:
+        names = {tool.name for tool in (await session.list_tools()).tools}
+        started = await session.call_tool("desktop_start", {"sandbox_id": desktop_sandbox})
+        moved = await session.call_tool(
+            "desktop_mouse", {"sandbox_id": desktop_sandbox, "action": "move", "x": 7, "y": 8}
+        )
+        shot = await session.call_tool("desktop_screenshot", {"sandbox_id": desktop_sandbox, "scale": 0.5})
+        bad = await session.call_tool(
+            "desktop_keyboard", {"sandbox_id": desktop_sandbox, "action": "press", "key": "NoSuchKey"}
+        )
+        return names, started, moved, shot, bad
+
+    names, started, moved, shot, bad = asyncio.run(_session(jupyter_server, tmp_path, [], calls))
+    assert {"desktop_start", "desktop_screenshot", "desktop_mouse", "desktop_keyboard", "desktop_windows"} <= names
+    assert "desktop active" in started.content[0].text and "noVNC" in started.content[0].text
+    assert moved.content[0].text == "pointer at 7,8"
+    (image,) = shot.content
+    assert image.type == "image" and image.mime_type == "image/png"
+    import base64
+
+    assert Image.open(io.BytesIO(base64.b64decode(image.data))).size == (WIDTH // 2, HEIGHT // 2)
+    assert bad.is_error and "unknown key" in bad.content[0].text
