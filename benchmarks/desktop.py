@@ -17,7 +17,6 @@ import argparse
 import json
 import shlex
 import statistics
-import sys
 import tempfile
 import time
 
@@ -184,4 +183,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

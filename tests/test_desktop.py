@@ -4,6 +4,7 @@ the SDK), seen through the preview proxy's noVNC page in Chromium."""
 from __future__ import annotations
 
 import io
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -423,3 +424,30 @@ def test_the_mcp_screenshot_is_an_image(jupyter_server: Server, desktop_sandbox:
 
     assert Image.open(io.BytesIO(base64.b64decode(image.data))).size == (WIDTH // 2, HEIGHT // 2)
     assert bad.is_error and "unknown key" in bad.content[0].text
+
+
+# -- %sandbox desktop ---------------------------------------------------------------------------------
+
+
+def test_the_desktop_magic(desktop_image: str, tmp_path: Any) -> None:
+    from conftest import start_sandbox_kernel
+
+    kernel = start_sandbox_kernel(
+        extra_env={"JUPYTER_SANDBOX_PREVIEW_TEMPLATE": "http://{port}-{sandbox_id}.localhost:8888/"},
+        extra_argv=[f"--SandboxManager.image={desktop_image}"],
+        tmp_path=tmp_path,
+    )
+    try:
+        started = kernel.run("%sandbox desktop")
+        assert "desktop of sandbox" in started.stdout and ": active (1280x800)" in started.stdout, started
+        link = re.search(r"live view \(noVNC[^)]*\): (\S+)", started.stdout)
+        assert link and re.match(r"http://6080-[0-9a-f]{12}\.localhost:8888/vnc\.html\?token=", link.group(1))
+        assert "active" in kernel.run("%sandbox desktop status").stdout
+        # Code in the notebook sees the display (the kernel restarted after the desktop started).
+        kernel.run("%sandbox restart")
+        assert kernel.run("import os; print(os.environ.get('DISPLAY'))").stdout.strip() == ":99"
+        bad = kernel.run("%sandbox desktop --size huge")
+        assert bad.status == "error" and "WIDTHxHEIGHT" in bad.reply["content"]["evalue"], bad.reply
+        assert "stopped" in kernel.run("%sandbox desktop stop").stdout
+    finally:
+        kernel.shutdown()
