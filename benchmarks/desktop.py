@@ -54,11 +54,11 @@ ROUND_LIMIT = 5.0  # seconds a typed key may take to show before the round count
 
 
 def p50(values: list[float]) -> float:
-    return statistics.median(values) * 1000
+    return statistics.median(values) * 1000 if values else float("nan")
 
 
 def p90(values: list[float]) -> float:
-    return sorted(values)[int(len(values) * 0.9) - 1] * 1000
+    return sorted(values)[max(0, int(len(values) * 0.9) - 1)] * 1000 if values else float("nan")
 
 
 class Desktop:

@@ -43,7 +43,7 @@ MAX_CLICKS = 10
 MAX_SCROLL = 50
 MAX_TYPE_DELAY_MS = 1000
 MAX_WINDOWS = 200
-PROGRAMS = ("Xvfb", "openbox", "x11vnc", "websockify", "xdotool", "xprop")
+PROGRAMS = ("Xvfb", "openbox", "x11vnc", "websockify", "xdotool", "xprop", "xwininfo")
 
 BUTTONS = {"left": 1, "middle": 2, "right": 3}
 SCROLL_BUTTONS = {"up": 4, "down": 5, "left": 6, "right": 7}
@@ -508,25 +508,39 @@ class Desktop:
         for window in ids:
             try:
                 name = self._xdotool("getwindowname", str(window)).rstrip("\n")
-                geometry = dict(
-                    line.split("=", 1)
-                    for line in self._xdotool("getwindowgeometry", "--shell", str(window)).splitlines()
-                    if "=" in line
-                )
+                geometry = self._geometry(window)
             except DesktopError:
                 continue  # gone between the list and the question
             listed.append(
                 {
                     "id": window,
                     "title": name[:1000],
-                    "x": int(geometry.get("X", 0)),
-                    "y": int(geometry.get("Y", 0)),
-                    "width": int(geometry.get("WIDTH", 0)),
-                    "height": int(geometry.get("HEIGHT", 0)),
+                    **geometry,
                     "active": window == active,
                 }
             )
         return {"windows": listed}
+
+    def _geometry(self, window: int) -> dict[str, int]:
+        """The window's place on the screen and size. (xdotool's own answer counts a reparenting
+        window manager's frame twice; xwininfo's absolute corner is where the pixels are.)"""
+        result = subprocess.run(
+            ["xwininfo", "-display", DISPLAY, "-id", str(window)],
+            capture_output=True,
+            env=self._own_env(),
+            timeout=COMMAND_TIMEOUT,
+        )
+        if result.returncode != 0:
+            raise DesktopError(404, f"there is no window {window} on the desktop")
+        text = result.stdout.decode("utf-8", "replace")
+        fields = {
+            "x": r"Absolute upper-left X:\s*(-?\d+)",
+            "y": r"Absolute upper-left Y:\s*(-?\d+)",
+            "width": r"\bWidth:\s*(\d+)",
+            "height": r"\bHeight:\s*(\d+)",
+        }
+        found = {name: re.search(pattern, text) for name, pattern in fields.items()}
+        return {name: int(match.group(1)) if match else 0 for name, match in found.items()}
 
     def focus(self, window: Any) -> dict[str, Any]:
         if isinstance(window, bool) or not isinstance(window, int):
