@@ -3,6 +3,7 @@ the SDK), seen through the preview proxy's noVNC page in Chromium."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import re
 import sys
@@ -181,11 +182,18 @@ def test_the_novnc_page_through_a_preview_shows_the_desktop_and_takes_input(
     assert status == 200, answer
     novnc = answer["vnc"]["novnc_url"]
     page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    page.on("requestfailed", lambda request: console.append(f"failed {request.url}"))
+    page.on("response", lambda response: console.append(f"{response.status} {response.url}"))
     try:
         page.goto(novnc)
         # Its own origin, and the token out of the address (it is in an HttpOnly cookie now).
         assert page.url.startswith(f"http://6080-{desktop_sandbox}.localhost:") and "token=" not in page.url
-        page.wait_for_selector("html.noVNC_connected", timeout=30000)
+        try:
+            page.wait_for_selector("html.noVNC_connected", state="attached", timeout=60000)
+        except Exception:
+            raise AssertionError(f"noVNC did not connect: {page.url} {console[-15:]}") from None
         canvas = page.locator("#noVNC_container canvas")
         canvas.wait_for(timeout=30000)
         time.sleep(1.5)  # the first full frame
@@ -416,7 +424,11 @@ def test_the_mcp_screenshot_is_an_image(jupyter_server: Server, desktop_sandbox:
         )
         return names, started, moved, shot, bad
 
-    names, started, moved, shot, bad = asyncio.run(_session(jupyter_server, tmp_path, [], calls))
+    # In a thread of its own: the module's browser keeps an event loop running in this one.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        names, started, moved, shot, bad = pool.submit(
+            asyncio.run, _session(jupyter_server, tmp_path, [], calls)
+        ).result()
     assert {"desktop_start", "desktop_screenshot", "desktop_mouse", "desktop_keyboard", "desktop_windows"} <= names
     assert "desktop active" in started.content[0].text and "noVNC" in started.content[0].text
     assert moved.content[0].text == "pointer at 7,8"
