@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from . import __version__, cli_lifecycle
 from .config import load_config
+from .sandbox.desktop_image import build_desktop_image
 from .sandbox.docker_backend import SandboxError
 from .sandbox.errors import SandboxOperationError
 from .sandbox.image import DEFAULT_BASE, DEFAULT_IMAGE, build_image
@@ -40,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
         "--bootstrap", action="store_true", help="bootstrap a Debian base with mmdebstrap instead of pulling --base"
     )
     build.add_argument("--force", action="store_true", help="build even when the inputs have not changed")
+    build.add_argument(
+        "--desktop", action="store_true", help="also build the desktop variant (X11 desktop, VNC) on the result"
+    )
 
     listing = commands.add_parser("list", help="list sandboxes")
     listing.add_argument("--all-owners", action="store_true", help="include other users' sandboxes")
@@ -93,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 force=args.force,
             )
             print(result.image)
+            if args.desktop:
+                print(build_desktop_image(manager.backend, _progress, base=result.image, force=args.force))
         elif args.command == "list":
             sandboxes = asyncio.run(operations.list(every_owner=args.all_owners))
             if args.json:

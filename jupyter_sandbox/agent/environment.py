@@ -37,3 +37,14 @@ def setup(config: dict[str, Any]) -> None:
 def user() -> dict[str, str]:
     """The environment for a process of the sandbox's (a copy; before setup(), the process's own)."""
     return dict(_user) if _user else {k: v for k, v in os.environ.items() if k not in PRIVATE}
+
+
+def set_user_variable(name: str, value: str | None) -> None:
+    """Set (or with None, remove) one variable of the sandbox processes' environment (the desktop's
+    DISPLAY, for what starts once the desktop runs)."""
+    if not _user:
+        _user.update({k: v for k, v in os.environ.items() if k not in PRIVATE})
+    if value is None:
+        _user.pop(name, None)
+    else:
+        _user[name] = value

@@ -686,6 +686,8 @@ def make_app(token: str, runner: KernelRunner, events: EventLog) -> web.Applicat
     session_args = {**args, "sessions": Sessions()}
     relays = Relays()
     pty_args = {**args, "ptys": Ptys()}
+    from .desktop_api import desktop_routes  # it builds on this module's AgentHandler
+
     return web.Application(
         [
             (r"/health", HealthHandler, args),
@@ -714,5 +716,6 @@ def make_app(token: str, runner: KernelRunner, events: EventLog) -> web.Applicat
             (r"/ptys/([A-Za-z0-9_-]{1,64})/connect", PtyConnectHandler, {"token": token, "ptys": pty_args["ptys"]}),
             (r"/channel", ChannelHandler, {"token": token}),
             (r"/tunnel/(\d{1,5})", TunnelHandler, {"token": token}),
+            *desktop_routes(args),
         ]
     )

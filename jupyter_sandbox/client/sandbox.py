@@ -443,6 +443,10 @@ class AsyncSandbox:
         self.network = Network(self)
         self.ptys = Ptys(self)
         self.code = CodeInterpreter(transport, info.kernel_id, language, info.id)
+        from .computer_use import ComputerUse  # it builds on this module's _Part
+
+        self.computer_use = ComputerUse(self)
+        self.desktop = self.computer_use
 
     @property
     def id(self) -> str:

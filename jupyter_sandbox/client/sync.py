@@ -102,6 +102,8 @@ class Sandbox:
         self.network: Any = _Proxy(target.network)
         self.code: Any = _Proxy(target.code)
         self.ptys: Any = _Proxy(target.ptys)
+        self.computer_use: Any = _Proxy(target.computer_use)
+        self.desktop = self.computer_use
 
     @classmethod
     def create(cls, **kwargs: Any) -> Sandbox:

@@ -51,6 +51,7 @@ SUBCOMMANDS = (
     "preview",
     "ssh",
     "pty",
+    "desktop",
     "restart",
     "stop",
     "delete",
@@ -81,6 +82,7 @@ OPTIONS = {
         "--for",
         "--timeout",
     ],
+    "desktop": ["--size", "--help"],
     "restart": ["--hard", "--help"],
     "stop": ["--help"],
     "delete": ["--yes", "--help"],
@@ -112,6 +114,8 @@ HELP = """%sandbox: control this notebook's sandbox (handled on the host, never 
   %sandbox pty create|list|send|wait|kill ...
                                  terminals in the sandbox that outlive their connection, by id
                                  (`%sandbox pty --help` for the details)
+  %sandbox desktop [start | stop | status] [--size 1280x800]
+                                 the virtual desktop (desktop image) and a link to its live view
   %sandbox restart [--hard]      restart the Python process (files kept); --hard: a fresh container
   %sandbox stop                  stop the sandbox; the next cell starts it again
   %sandbox delete --yes          delete the sandbox and its files; the next cell gets a fresh one
@@ -681,6 +685,11 @@ class SandboxMagics:
         from .pty_magic import pty
 
         return pty(args, ctx)
+
+    def desktop(self, args: list[str], ctx: MagicContext) -> MagicResult:
+        from .desktop_magic import desktop
+
+        return desktop(args, ctx)
 
     # -- lifecycle --------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from traitlets.config import Configurable
 from ..client import AsyncSandbox, Execution, SandboxError
 from ..client.connection import ServerAddress, Transport
 from .audit import Approvals, AuditLog, default_approvals_dir, default_audit_dir
+from .computer import COMPUTER_DESCRIPTIONS, COMPUTER_TOOL_NAMES, ComputerTools
 
 log = logging.getLogger("jupyter_sandbox.mcp")
 
@@ -34,6 +35,7 @@ TOOL_NAMES = (
     "search_files",
     "preview_link",
     "set_network",
+    *COMPUTER_TOOL_NAMES,
 )
 
 
@@ -99,7 +101,7 @@ def _strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
 
 
-class Tools:
+class Tools(ComputerTools):
     """The tool implementations, with the sandboxes they have opened."""
 
     def __init__(self, settings: SandboxMCP, address: ServerAddress) -> None:
@@ -214,6 +216,7 @@ DESCRIPTIONS = {
     "search_files": "Find files by name glob (content=false) or lines matching a regular expression (content=true).",
     "preview_link": "Make a link to a web server listening on a port inside a sandbox.",
     "set_network": "Change a sandbox's egress policy live: mode internet, none, or allow with cidrs.",
+    **COMPUTER_DESCRIPTIONS,
 }
 
 

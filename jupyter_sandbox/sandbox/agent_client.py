@@ -536,6 +536,32 @@ class Kernel(_Namespace):
         return await self.client.call("POST", "/activity", timeout=timeout)
 
 
+class Desktop(_Namespace):
+    """The sandbox's virtual desktop (agent/desktop.py); answers reduced by sandbox/desktop.py."""
+
+    async def action(self, what: str, body: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
+        return await self.client.call("POST", f"/desktop/{what}", body=body or {}, timeout=timeout)
+
+    async def get(self, what: str) -> dict[str, Any]:
+        return await self.client.call("GET", f"/desktop/{what}")
+
+    async def screenshot(self, query: dict[str, str], max_bytes: int) -> tuple[bytes, str | None]:
+        """The screenshot's bytes (never more than `max_bytes`) and the type the agent names."""
+        response = await self.client.open("GET", _query("/desktop/screenshot", query), timeout=self.client.call_timeout)
+        try:
+            if response.status >= 400:
+                raw = await self.client.guarded(response.read_all(SMALL_ANSWER))
+                raise domain_error(
+                    AgentError(f"agent answered {response.status}: {error_message(raw)}", response.status)
+                )
+            announced = response.header("Content-Length")
+            if announced is not None and announced.isdigit() and int(announced) > max_bytes:
+                raise malformed(f"a screenshot of {int(announced):,} bytes, more than {max_bytes:,}")
+            return await self.client.guarded(response.read_all(max_bytes)), response.header("Content-Type")
+        finally:
+            response.close()
+
+
 class AgentClient:
     """One sandbox's agent. Every method is a coroutine; failures are domain errors."""
 
@@ -549,6 +575,7 @@ class AgentClient:
         self.sessions = Sessions(self)
         self.ptys = Ptys(self)
         self.kernel = Kernel(self)
+        self.desktop = Desktop(self)
 
     @classmethod
     def to(cls, sandbox_id: str, where: Any, **timeouts: float) -> AgentClient:

@@ -30,6 +30,7 @@ from . import secrets as sandbox_secrets
 from .agent_client import AgentClient, run_blocking
 from .agent_http import AgentError
 from .backend import Backend
+from .desktop_image import DESKTOP_REPOSITORY
 from .disk import DiskStore, HomeDisk
 from .docker_backend import DockerBackend, SandboxError, tar_bytes
 from .gateway import authority as gateway_authority
@@ -578,11 +579,12 @@ class SandboxManager(LoggingConfigurable):
     )
     allowed_images = List(
         Unicode(),
-        default_value=[f"{DEFAULT_REPOSITORY}:*"],
+        default_value=[f"{DEFAULT_REPOSITORY}:*", f"{DESKTOP_REPOSITORY}:*"],
         config=True,
         help=(
             "Glob patterns of the images a notebook may switch to with `%sandbox config --image`. "
-            "The configured default image is always allowed."
+            "The configured default image is always allowed (and by default this project's own images: "
+            "the sandbox image and its desktop variant)."
         ),
     )
 

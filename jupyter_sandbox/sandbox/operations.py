@@ -29,6 +29,7 @@ from traitlets import Bool, Float, Int, Unicode, Union
 from traitlets.config import LoggingConfigurable
 
 from . import binding, errors, git_credentials, network, preview, ptys
+from . import desktop as desktop_checks
 from .agent_client import AgentClient, Cancelled, domain_error, reduced
 from .agent_http import AgentError, AgentResponse
 from .docker_backend import DockerUnavailable, ImageNotFound, SandboxError
@@ -1083,6 +1084,82 @@ class SandboxOperations(SandboxService):
         async with self.agent(sandbox_id) as agent:
             usage = await agent.usage(timeout=10)
         return {"ports": user_ports(usage["ports"])}
+
+    # -- computer use: the sandbox's virtual desktop ------------------------------------------
+    # Requests are checked here (desktop_checks), the agent's answers reduced there too; the desktop's
+    # VNC view is a preview link to the noVNC page (the preview proxy's token and own origin), never a
+    # published port.
+
+    def desktop_view(self, sandbox_id: str, expires_in: Any = preview.DEFAULT_EXPIRY) -> dict[str, Any]:
+        """The noVNC page of a sandbox's desktop, as a preview link (its address with the token)."""
+        link = self.preview_link(sandbox_id, desktop_checks.NOVNC_PORT, expires_in).to_dict()
+        return {**link, "novnc_url": desktop_checks.novnc_url(link["browser_url"])}
+
+    async def _desktop_status(self, sandbox_id: str, answer: dict[str, Any]) -> dict[str, Any]:
+        status = desktop_checks.checked_status(answer)
+        if status["status"] == "active":
+            status["vnc"] = self.desktop_view(sandbox_id)
+        return status
+
+    async def desktop_start(self, sandbox_id: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        size = desktop_checks.check_start(body or {})
+        async with self.agent(sandbox_id) as agent:
+            answer = await agent.desktop.action("start", {k: v for k, v in size.items() if v is not None}, timeout=60)
+        return await self._desktop_status(sandbox_id, answer)
+
+    async def desktop_stop(self, sandbox_id: str) -> dict[str, Any]:
+        async with self.agent(sandbox_id) as agent:
+            return desktop_checks.checked_status(await agent.desktop.action("stop", timeout=30))
+
+    async def desktop_status(self, sandbox_id: str) -> dict[str, Any]:
+        async with self.agent(sandbox_id) as agent:
+            answer = await agent.desktop.get("status")
+        return await self._desktop_status(sandbox_id, answer)
+
+    async def desktop_screenshot(self, sandbox_id: str, options: dict[str, Any]) -> tuple[bytes, str]:
+        """A screenshot (or a region of one, scaled, as PNG or JPEG, with the pointer drawn or not):
+        (its bytes, its content type)."""
+        query = desktop_checks.check_screenshot(options)
+        async with self.agent(sandbox_id) as agent:
+            data, content_type = await agent.desktop.screenshot(query, desktop_checks.MAX_SCREENSHOT_BYTES)
+        return data, desktop_checks.checked_image(data, content_type)
+
+    async def desktop_mouse(self, sandbox_id: str, action: Any, body: dict[str, Any]) -> dict[str, Any]:
+        """move, click (button, count), drag (start to end) or scroll (direction, amount): the pointer's place."""
+        clean = desktop_checks.check_mouse(action, body)
+        async with self.agent(sandbox_id) as agent:
+            return desktop_checks.checked_point(await agent.desktop.action(f"mouse/{action}", clean))
+
+    async def desktop_pointer(self, sandbox_id: str) -> dict[str, Any]:
+        async with self.agent(sandbox_id) as agent:
+            return desktop_checks.checked_point(await agent.desktop.get("mouse"))
+
+    async def desktop_keyboard(self, sandbox_id: str, action: Any, body: dict[str, Any]) -> dict[str, Any]:
+        """type (text), press (a key with modifiers) or hotkey ('ctrl+shift+t')."""
+        clean = desktop_checks.check_keyboard(action, body)
+        # Typing takes its time: each character's delay, within a deadline that allows for it.
+        timeout = 60 + len(clean.get("text", "")) * ((clean.get("delay") or 0) + 5) / 1000
+        async with self.agent(sandbox_id) as agent:
+            answer = await agent.desktop.action(f"keyboard/{action}", clean, timeout=timeout)
+        if action == "type":
+            typed = answer.get("typed")
+            return {"typed": typed if isinstance(typed, int) and not isinstance(typed, bool) else None}
+        keys = answer.get("keys")
+        return {"keys": keys[:200] if isinstance(keys, str) else None}
+
+    async def desktop_display(self, sandbox_id: str) -> dict[str, Any]:
+        async with self.agent(sandbox_id) as agent:
+            return desktop_checks.checked_display(await agent.desktop.get("display"))
+
+    async def desktop_windows(self, sandbox_id: str) -> dict[str, Any]:
+        async with self.agent(sandbox_id) as agent:
+            return desktop_checks.checked_windows(await agent.desktop.get("windows"))
+
+    async def desktop_focus(self, sandbox_id: str, window_id: Any) -> dict[str, Any]:
+        window = desktop_checks.check_window_id(window_id)
+        async with self.agent(sandbox_id) as agent:
+            await agent.desktop.action("windows/focus", {"id": window})
+        return {"id": window, "active": True}
 
     # -- a sandbox already in hand (the kernel's own, for the magics) -------------------------
     # The same calls as above, for a caller that holds its Sandbox and streams to or from the host:

@@ -398,6 +398,9 @@ def openapi_document() -> dict[str, Any]:
         },
         "/sandbox/api/openapi.json": {"get": _op("this document")},
     }
+    from .openapi_desktop import desktop_paths  # it builds on this module's helpers
+
+    paths.update(desktop_paths(box))
     return {
         "openapi": "3.0.3",
         "info": {

@@ -14,6 +14,7 @@ from jupyter_server.utils import url_path_join
 
 from ...sandbox.operations import SandboxOperations
 from .base import SANDBOX_ID, STATUS_OF, SandboxAPIHandler, status_of
+from .desktop import desktop_routes
 from .fallback import NotFoundHandler
 from .files import FileContentHandler, FileInfoHandler, FileOperationHandler, FilesHandler, MultipartUploadHandler
 from .git import GIT_OPERATION, GitHandler
@@ -72,6 +73,7 @@ def api_routes(base_url: str, service: SandboxOperations) -> list[tuple[str, typ
         (f"{box}/network/log", NetworkLogHandler),
         (f"{box}/secrets", SecretsHandler),
         (f"{box}/secrets/{SECRET_NAME}", SecretHandler),
+        *desktop_routes(box),
         (f"{api}/openapi.json", OpenAPIHandler),
     ]
     # Last: whatever path under the API no route above takes gets a JSON 404.

@@ -5,6 +5,7 @@
 import * as React from 'react';
 
 import { SandboxModel } from '../model';
+import { DesktopSection } from './DesktopSection';
 import { FilesSection } from './FilesSection';
 import { GitSection } from './GitSection';
 import { Header } from './Header';
@@ -26,6 +27,7 @@ export function SandboxView({ model, commands }: { model: SandboxModel; commands
       {running && <GitSection model={model} />}
       {running && <PreviewsSection model={model} />}
       {sandbox && <NetworkSection model={model} />}
+      {running && <DesktopSection model={model} />}
     </div>
   );
 }

@@ -1,3 +1,4 @@
+export { DesktopSection } from './DesktopSection';
 export { FilesSection } from './FilesSection';
 export { GitSection } from './GitSection';
 export { Header } from './Header';
