@@ -25,14 +25,23 @@ from traitlets import Bool, Enum, Float, Int, List, Unicode, Union
 from traitlets.config import LoggingConfigurable
 
 from .. import __version__
-from . import binding, disk, errors, git_credentials, idle, interpreter, network, preview
+from . import binding, disk, errors, git_credentials, idle, interpreter, languages, network, preview
 from . import secrets as sandbox_secrets
 from .agent_client import AgentClient, run_blocking
 from .agent_http import AgentError
 from .backend import Backend
 from .disk import DiskStore, HomeDisk
 from .docker_backend import DockerBackend, SandboxError, tar_bytes
-from .image import DEFAULT_BASE, DEFAULT_IMAGE, DEFAULT_REPOSITORY, build_image
+from .image import (
+    DEFAULT_BASE,
+    DEFAULT_IMAGE,
+    DEFAULT_REPOSITORY,
+    LANGUAGE_REPOSITORIES,
+    NODE_IMAGE,
+    NODE_REPOSITORY,
+    ImageRecipe,
+    build_image,
+)
 from .network import EgressPolicy
 from .records import ContainerRecord, VolumeRecord
 from .spec import (
@@ -46,6 +55,7 @@ from .spec import (
     LABEL_PREFIX,
     LABEL_SERVER,
     LABEL_SPEC,
+    LANGUAGES,
     SANDBOX_HOME,
     SANDBOX_USER_UID,
     SandboxSpec,
@@ -278,6 +288,24 @@ class SandboxManager(LoggingConfigurable):
             "built on demand by `jupyter sandbox image build`."
         ),
     )
+    typescript_image = Unicode(
+        NODE_IMAGE,
+        config=True,
+        help=(
+            "Image for new TypeScript sandboxes (the 'TypeScript (sandbox)' kernel, or "
+            '`POST /sandbox/api/sandboxes {"language": "typescript"}`): one with a TypeScript kernel, as '
+            "`jupyter sandbox image build --lang node` makes. Always allowed, like `image`."
+        ),
+    )
+    language = Enum(
+        list(LANGUAGES),
+        default_value="python",
+        config=True,
+        help=(
+            "Kernel language of the sandboxes this process creates when none is asked for; the "
+            "TypeScript kernelspec sets it to 'typescript'."
+        ),
+    )
     base_image = Unicode(
         DEFAULT_BASE,
         config=True,
@@ -298,8 +326,8 @@ class SandboxManager(LoggingConfigurable):
         True,
         config=True,
         help=(
-            f"Build an image of the {DEFAULT_REPOSITORY} repository (docker/Dockerfile) when a sandbox "
-            "needs it and it is missing. Other images are never built or pulled implicitly."
+            f"Build an image of the {DEFAULT_REPOSITORY} or {NODE_REPOSITORY} repository (docker/Dockerfile, "
+            "the python or node preset) when a sandbox needs it and it is missing. Other images are never built or pulled implicitly."
         ),
     )
     cpu = Float(1.0, config=True, help="vCPUs for each sandbox (a CPU quota, may be fractional).")
@@ -497,7 +525,7 @@ class SandboxManager(LoggingConfigurable):
     )
     allowed_images = List(
         Unicode(),
-        default_value=[f"{DEFAULT_REPOSITORY}:*"],
+        default_value=[f"{DEFAULT_REPOSITORY}:*", f"{NODE_REPOSITORY}:*"],
         config=True,
         help=(
             "Glob patterns of the images a notebook may switch to with `%sandbox config --image`. "
@@ -566,8 +594,11 @@ class SandboxManager(LoggingConfigurable):
             "disk": parse_size(self.disk, "disk"),
             "pids": self.pids,
             "runtime": self.runtime or None,
+            "language": self.language,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if values["language"] == "typescript" and overrides.get("image") is None:
+            values["image"] = self.typescript_image
         return SandboxSpec(**values).validate()
 
     def check_allowed(self, spec: SandboxSpec) -> SandboxSpec:
@@ -582,9 +613,10 @@ class SandboxManager(LoggingConfigurable):
         for name, value, maximum, show in maxima:
             if value > maximum:
                 raise SpecError(f"{name}: {show(value)} is above the operator's maximum of {show(maximum)}")
-        if spec.image != self.image and not any(fnmatch.fnmatchcase(spec.image, p) for p in self.allowed_images):
+        always = [self.image, self.typescript_image]
+        if spec.image not in always and not any(fnmatch.fnmatchcase(spec.image, p) for p in self.allowed_images):
             raise SpecError(
-                f"image: {spec.image!r} is not allowed here; allowed: {', '.join([self.image, *self.allowed_images])}"
+                f"image: {spec.image!r} is not allowed here; allowed: {', '.join([*always, *self.allowed_images])}"
             )
         return spec
 
@@ -594,13 +626,27 @@ class SandboxManager(LoggingConfigurable):
         if self.backend.image_id(image):
             return
         repository = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
-        if repository != DEFAULT_REPOSITORY or not self.build_missing_image:
+        presets = {repo: lang for lang, repo in LANGUAGE_REPOSITORIES.items()}
+        if repository not in presets or not self.build_missing_image:
             raise SandboxError(
                 f"the image {image!r} is not on this Docker engine; build it "
-                "(`jupyter sandbox image build` for the default one) or choose another image"
+                "(`jupyter sandbox image build` for the default one, `--lang node` for the TypeScript one) "
+                "or choose another image"
             )
         progress(f"the sandbox image {image} is missing; building it (first use only)...")
-        build_image(self.backend, progress, tag=image, base=self.base_image, bootstrap=self.bootstrap_base)
+        build_image(
+            self.backend,
+            progress,
+            tag=image,
+            base=self.base_image,
+            bootstrap=self.bootstrap_base,
+            recipe=ImageRecipe(lang=presets[repository]),
+        )
+
+    def kernel_argv(self, image: str, language: str) -> builtins.list[str] | None:
+        """How the agent starts the sandbox's kernel: None for ipykernel, else the image's argv for
+        `language` (SandboxError when the image has no such kernel)."""
+        return languages.kernel_argv(self.backend.image_labels(image), language, image)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -624,6 +670,7 @@ class SandboxManager(LoggingConfigurable):
         if new_sandbox and not pool:
             self.check_owner_limit()  # before an image build, too
         self.ensure_image(spec.image, progress)
+        self.kernel_argv(spec.image, spec.language)  # an image without the language's kernel is refused here
         python = self.agent_runtime(spec.image).python
         new = sandbox_id is None
         sandbox_id = sandbox_id or secrets.token_hex(6)
@@ -895,7 +942,14 @@ class SandboxManager(LoggingConfigurable):
         config = {
             "token": sandbox_secrets.agent_token(sandbox_id),
             "port": AGENT_PORT,
-            "kernel": {"key": sandbox_secrets.kernel_key(sandbox_id), "ports": KERNEL_PORTS, "cwd": SANDBOX_HOME},
+            "kernel": {
+                "key": sandbox_secrets.kernel_key(sandbox_id),
+                "ports": KERNEL_PORTS,
+                "cwd": SANDBOX_HOME,
+                "argv": self.kernel_argv(
+                    sandbox.image_id or sandbox.image, str(sandbox.spec.get("language") or "python")
+                ),
+            },
             "runtime_dir": "/tmp/.jupyter-sandbox",
             # The agent's own environment, whole; the sandbox's processes get the container's
             # environment plus the spec's variables.
@@ -1105,6 +1159,7 @@ class SandboxManager(LoggingConfigurable):
             pids=limits["pids"],
             env=env,
             runtime=recorded.get("runtime") or None,
+            language=str(recorded.get("language") or "python"),
         )
 
     def uptime(self, sandbox: Sandbox) -> float | None:

@@ -26,7 +26,7 @@ from typing import IO, Any, Callable
 from traitlets import Bool, Float, Int, Unicode, Union
 from traitlets.config import LoggingConfigurable
 
-from . import binding, errors, git_credentials, network, preview
+from . import binding, errors, git_credentials, languages, network, preview
 from .agent_client import AgentClient, domain_error, reduced
 from .agent_http import AgentError, AgentResponse
 from .docker_backend import DockerUnavailable, ImageNotFound, SandboxError
@@ -441,6 +441,10 @@ class SandboxOperations(SandboxService):
             overrides[key] = value
         if any(k.startswith(LABEL_PREFIX) for k in overrides.get("labels", {})):
             raise errors.InvalidInput(f"labels starting with {LABEL_PREFIX} are reserved")
+        if "language" in body:
+            # The kernel the sandbox runs; without an image, the language's configured image.
+            with domain_errors():
+                overrides["language"] = languages.check_language(body["language"])
         policy = self._policy(body["network"]) if "network" in body else None
 
         def make() -> Sandbox:
