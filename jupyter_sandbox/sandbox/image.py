@@ -294,6 +294,7 @@ def _node_files(context: Path, recipe: ImageRecipe, target: dict[str, str], prog
             deno_tgz = image_packages.npm_pack(_deno_package(target["machine"]), packs, progress)
             files["npm.tgz"], files["deno.tgz"] = npm_tgz.read_bytes(), deno_tgz.read_bytes()
             files["npmrc"] = NPMRC.encode()
+            files["npm.sh"] = (_node_dir(context) / "npm.sh").read_bytes()
         cache = work / "cache"
         global_specs = (NODE_GLOBAL_NPM if recipe.lang == "node" else []) + list(recipe.npm)
         if global_specs:
@@ -308,7 +309,7 @@ def _node_files(context: Path, recipe: ImageRecipe, target: dict[str, str], prog
             major, minor = str(version).split(".")[:2]
             # create-hono downloads the starter at tag v<major>.<minor> and, when that fails, extracts
             # this file from its cache: the template an offline site hands its users.
-            files[f"xdg-cache/bluwy-giget/github/honojs-starter/v{major}.{minor}.tar.gz"] = image_packages.tar_gz_tree(
+            files[f"xdg-cache/bluwy-giget/gh/honojs-starter/v{major}.{minor}.tar.gz"] = image_packages.tar_gz_tree(
                 template, "honojs-starter-offline/templates/nodejs"
             )
         for path in sorted(cache.rglob("*")) if cache.exists() else []:
@@ -351,6 +352,8 @@ def build_image(
         progress(f"{tag} is up to date")
         return ImageBuildResult(tag, False, base_image, digest)
 
+    if recipe.npm:
+        image_packages.check_npm_exist(recipe.npm, progress)
     wheels = download_wheels(context / "requirements.txt", target, progress)
     files = {
         "Dockerfile": ((context / "Dockerfile").read_bytes(), 0o644),

@@ -130,6 +130,16 @@ def _npm_error(result: subprocess.CompletedProcess, what: str) -> SandboxError:
     return SandboxError(f"npm failed for {what}: {text[-1500:]}")
 
 
+def check_npm_exist(specs: list[str], progress: Progress) -> None:
+    """Each spec names a package (and a version) the registry has: a missing one is reported before
+    any download, by name."""
+    for spec in specs:
+        progress(f"looking up {spec} in the npm registry...")
+        result = _npm(["view", "--json", "--", spec, "name"], Path(tempfile.gettempdir()), None)
+        if result.returncode != 0 or not result.stdout.strip():
+            raise _npm_error(result, spec) if result.returncode != 0 else SandboxError(f"no version of {spec} exists")
+
+
 def npm_pack(spec: str, destination: Path, progress: Progress) -> Path:
     """One package's tarball (from the host's npm cache when it has it)."""
     destination.mkdir(parents=True, exist_ok=True)

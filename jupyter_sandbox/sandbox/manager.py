@@ -643,6 +643,19 @@ class SandboxManager(LoggingConfigurable):
             recipe=ImageRecipe(lang=presets[repository]),
         )
 
+    def resolve_image(self, name: Any) -> Any:
+        """An image name as a person gives it: the presets by name ("python": `image`, "node" or
+        "typescript": `typescript_image`), anything else as it is."""
+        presets = {"python": self.image, "node": self.typescript_image, "typescript": self.typescript_image}
+        return presets.get(name, name) if isinstance(name, str) else name
+
+    def check_image_language(self, image: str, language: str) -> None:
+        """SpecError when `image`, here already, has no kernel for `language` (one still to be built
+        is judged when it is)."""
+        labels = self.backend.image_labels(image)
+        if labels is not None:
+            languages.kernel_argv(labels, language, image)
+
     def kernel_argv(self, image: str, language: str) -> builtins.list[str] | None:
         """How the agent starts the sandbox's kernel: None for ipykernel, else the image's argv for
         `language` (SandboxError when the image has no such kernel)."""
@@ -969,6 +982,7 @@ class SandboxManager(LoggingConfigurable):
         """A fresh container with a new spec on the same workspace volume (same sandbox id)."""
         spec = spec.validate()
         self.ensure_image(spec.image, progress)
+        self.kernel_argv(spec.image, spec.language)  # refused before the old container goes
         home = self._home(sandbox.id)
         if home is not None and disk.round_size(spec.disk) != home.size():
             self.check_disk_size(sandbox, spec.disk)  # refuses a shrink below what is there, before any change

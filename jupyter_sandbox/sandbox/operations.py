@@ -486,9 +486,14 @@ class SandboxOperations(SandboxService):
             raise errors.InvalidInput(f"these cannot be changed: {', '.join(sorted(unknown))}")
         # Read anew: another process (the REST API, another kernel's magic) may have changed it since.
         current = await self.blocking(self.manager.current_spec, await self.blocking(self.manager.get, sandbox.id))
+        if "image" in changes:
+            changes = {**changes, "image": self.manager.resolve_image(changes["image"])}
         merged = {**current.to_dict(), **changes, "env": {**current.env, **changes.get("env", {})}}
         with domain_errors():
             spec = self.manager.check_allowed(SandboxSpec(**merged))
+            if "image" in changes:
+                # A TypeScript sandbox needs an image with a TypeScript kernel: refused before any change.
+                await self.blocking(self.manager.check_image_language, spec.image, spec.language)
         return ConfigPlan(spec=spec, changed=sorted(changes), restart=bool(set(changes) & RESTART_KEYS))
 
     async def apply_config(
