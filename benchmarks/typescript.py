@@ -89,7 +89,7 @@ def walkthrough(port: int, token: str) -> float:
 BARE = (
     "set -e; cd ~ && npm create hono@latest ./my-app -- --template nodejs --install --pm npm >/dev/null 2>&1; "
     "cd my-app && npm run build >/dev/null; (npm run start >/dev/null 2>&1 &); "
-    'until node -e "fetch(\'http://127.0.0.1:3000/\').then(r=>r.text()).then(t=>process.exit(t?0:1),()=>process.exit(1))"'
+    "until node -e \"fetch('http://127.0.0.1:3000/').then(r=>r.text()).then(t=>process.exit(t?0:1),()=>process.exit(1))\""
     "; do sleep 0.2; done"
 )
 

@@ -49,10 +49,11 @@ CREATE_HONO = "create-hono@latest"
 TYPESCRIPT_KERNEL_ARGV = ["/usr/local/bin/deno", "jupyter", "--kernel", "--conn", "{connection_file}"]
 LABEL_IMAGE_RECIPE = f"{LABEL_PREFIX}.image-recipe"
 # npm's built-in config in the image: `npm install -g` lands in ~/.local (on the home volume, kept with
-# the files, its bin already on PATH); the cache is the one the build filled, preferred over the
-# registry, so the preset's packages install with no network.
+# the files, its bin already on PATH); the cache is the one the build filled (in XDG_CACHE_HOME, which a
+# sandbox has in its home, seeded from the image), preferred over the registry, so the preset's
+# packages install with no network.
 NPMRC = """prefix=/home/sandbox/.local
-cache=/opt/sandbox-cache/npm
+cache=${XDG_CACHE_HOME}/npm
 prefer-offline=true
 update-notifier=false
 fund=false
