@@ -10,6 +10,7 @@ every package and its dependencies there. Every name is checked before it reache
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -172,7 +173,11 @@ def npm_fill_cache(cache: Path, specs: list[str], package_json: dict | None, pro
 def tar_gz_tree(root: Path, prefix: str) -> bytes:
     """`root`'s files as a .tar.gz under `prefix/`, owned by root, with fixed times (reproducible)."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as archive:
+    # gzip's own header has a time too: fixed, so that the same tree always gives the same bytes.
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as compressed,
+        tarfile.open(fileobj=compressed, mode="w") as archive,
+    ):
         for path in sorted(root.rglob("*")):
             relative = path.relative_to(root).as_posix()
             # Stored without the dot, as dotfiles in a build context are easy to lose.
