@@ -54,9 +54,16 @@ setup: image
 lab: setup
 	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --no-browser $(ALLOW_ROOT) --ServerApp.root_dir=$(CURDIR)/examples --SSHGateway.port=2222
 
+# Most tests wait on containers, browsers and servers rather than on the CPU, so they run in parallel
+# workers (a test file stays on one worker, with its module's fixtures); the few that look at the
+# whole engine or measure fairness run alone afterwards, and that pass checks nothing was left behind.
+TEST_WORKERS ?= 3
 test: test-image
 	cd labextension && ../$(VENV)/bin/jlpm test
-	$(PY) -m pytest
+	status=0; \
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial and not disruptive" || status=$$?; \
+	$(PY) -m pytest -m "serial or disruptive" || status=$$?; \
+	exit $$status
 
 # The layer that needs no Docker engine (pure logic, local processes): seconds, not minutes.
 # The API fuzzer's and hypothesis's pytest plugins serve only the end-to-end suite; unloaded, they save

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import http.client
 import json
 import os
@@ -11,6 +12,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from filelock import FileLock
 from harness import execute_request, server_argv
 from jupyter_client import BlockingKernelClient
 from jupyter_client.kernelspec import KernelSpecManager
@@ -30,12 +33,18 @@ from tornado.websocket import websocket_connect
 from jupyter_sandbox.sandbox import binding
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend, tar_bytes
 from jupyter_sandbox.sandbox.image import DEFAULT_IMAGE, build_image
-from jupyter_sandbox.sandbox.manager import Sandbox, SandboxManager
+from jupyter_sandbox.sandbox.manager import OWNER_ENV, Sandbox, SandboxManager
 from jupyter_sandbox.sandbox.records import ContainerRecord
 from jupyter_sandbox.sandbox.spec import LABEL_ID, LABEL_KERNEL_ID
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNEL_NAME = "sandbox-python"
+
+# A parallel worker is an owner of its own (the variable reaches the kernels, servers and commands
+# its tests start): one worker's servers, with their idle stops, warm pools and reconciliation, then
+# leave the sandboxes of another worker's tests alone, as they leave another user's.
+if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get(OWNER_ENV):
+    os.environ[OWNER_ENV] = f"{getpass.getuser()}-tests-{os.environ['PYTEST_XDIST_WORKER']}"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -72,8 +81,10 @@ def docker_backend() -> DockerBackend:
 
 @pytest.fixture(scope="session")
 def sandbox_image(docker_backend: DockerBackend) -> str:
-    # Tests never try a registry: the base is bootstrapped from Debian packages (or reused).
-    build_image(docker_backend, lambda line: print(line, file=sys.stderr), tag=DEFAULT_IMAGE, bootstrap=True)
+    # Tests never try a registry: the base is bootstrapped from Debian packages (or reused). Parallel
+    # workers take turns, so that the first builds it and the others find it up to date.
+    with FileLock(str(Path(tempfile.gettempdir()) / "jupyter-sandbox-test-image.lock")):
+        build_image(docker_backend, lambda line: print(line, file=sys.stderr), tag=DEFAULT_IMAGE, bootstrap=True)
     return DEFAULT_IMAGE
 
 
@@ -86,9 +97,10 @@ def no_leftovers() -> Iterator[None]:
     """Every test cleans up what it made: at the end no sandbox container or volume remains.
 
     JUPYTER_SANDBOX_TESTS_SHARED_ENGINE=1 skips the check, for test runs of several checkouts at once on
-    one Docker engine (each would see the others' sandboxes)."""
+    one Docker engine (each would see the others' sandboxes). So do the workers of a parallel run: the
+    serial pass that follows it (`make test`) checks for all of them at its end."""
     yield
-    if os.environ.get("JUPYTER_SANDBOX_TESTS_SHARED_ENGINE"):
+    if os.environ.get("JUPYTER_SANDBOX_TESTS_SHARED_ENGINE") or os.environ.get("PYTEST_XDIST_WORKER"):
         return
     try:
         backend = DockerBackend()

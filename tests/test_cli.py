@@ -46,6 +46,7 @@ def test_bad_arguments_get_a_usage_message(args: tuple[str, ...], message: str) 
     assert message in result.stderr
 
 
+@pytest.mark.serial
 def test_list_rm_and_prune(docker_backend: DockerBackend, sandbox_image: str) -> None:
     manager = SandboxManager(backend=docker_backend)
     running = manager.create(kernel_id="cli-running")

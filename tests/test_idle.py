@@ -18,6 +18,10 @@ from conftest import (
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.manager import SandboxManager
 
+# Idle stops are judged in seconds: the module runs in the serial pass, where load from other tests
+# cannot stretch the busy signal of a running cell past the timeout.
+pytestmark = pytest.mark.serial
+
 IDLE = 4
 
 

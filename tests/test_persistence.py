@@ -219,6 +219,7 @@ def test_warm_pool_claims_are_atomic(manager: SandboxManager) -> None:
                 manager.remove(sandbox)
 
 
+@pytest.mark.serial
 def test_warm_pool_behind_the_server(sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path) -> None:
     manager = SandboxManager(backend=docker_backend)
     log = tmp_path / "server.log"
@@ -292,6 +293,7 @@ def test_reconciliation_releases_sandboxes_of_dead_kernels(
             manager.remove(sandbox)
 
 
+@pytest.mark.serial
 def test_twenty_kernels_started_and_shut_down_at_once(sandbox_image: str, docker_backend: DockerBackend) -> None:
     with ThreadPoolExecutor(20) as pool:
         kernels = list(pool.map(lambda _: start_sandbox_kernel(), range(20)))

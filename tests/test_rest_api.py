@@ -221,7 +221,10 @@ def test_unknown_fields_are_a_400_that_names_them_on_every_route(
     and form fields, on every route the API documents. (A sandbox that does not exist: the check
     comes before anything is looked up or done.)"""
     route = (
-        path.replace("{sandbox_id}", "0123456789ab").replace("{session_id}", "nosuch").replace("{command_id}", "abc")
+        path.replace("{sandbox_id}", "0123456789ab")
+        .replace("{session_id}", "nosuch")
+        .replace("{command_id}", "abc")
+        .replace("{pty_id}", "nosuch")
     )
     status, body = api_server.request(method, route + "?colour=red", raw=b"" if method != "GET" else None)
     message = body["message"] if isinstance(body, dict) else body.decode()  # the terminal's page is HTML
@@ -765,6 +768,7 @@ def test_schemathesis_finds_no_server_error(api_server: Server, sandbox: str, tm
         r"/commands",
         r"/git/(clone|push|pull)$",
         r"/pty$",
+        r"/ptys/[^/]+/connect$",
         r"^/sandbox/api/sandboxes/\{sandbox_id\}$",
         r"/(stop|start)$",
     ]

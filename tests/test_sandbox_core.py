@@ -105,6 +105,7 @@ def test_list_get_remove(manager: SandboxManager) -> None:
         manager.get(created.id)
 
 
+@pytest.mark.serial
 def test_bad_spec_is_refused_before_anything_is_made(manager: SandboxManager, docker_backend: DockerBackend) -> None:
     before = docker_backend.list_volumes([LABEL_ID])
     with pytest.raises(SpecError, match="memory"):

@@ -19,6 +19,7 @@ from jupyter_sandbox.client import (
     AsyncSandbox,
     AuthenticationFailed,
     CodeUnavailable,
+    Conflict,
     ConnectionFailed,
     InvalidRequest,
     NotFound,
@@ -203,22 +204,38 @@ def test_git(sb: Sandbox, git_server: str) -> None:
 
 def test_terminal_driven_to_exit(sb: Sandbox) -> None:
     seen: list[bytes] = []
-    term = sb.pty(cols=100, rows=30, cwd="work", on_data=seen.append)
-    term.send_input("stty size; pwd\n")
-    term.wait_for("30 100")
-    term.resize(120, 40)
+    sb.fs.mkdir("work")
+    term = sb.pty(cols=100, rows=30, cwd="work", env={"MOOD": "calm"}, id="sdk-term", on_data=seen.append)
+    assert term.id == "sdk-term" and term.info.running and term.info.cwd == "/home/sandbox/work"
+    term.send_input("stty size; pwd; echo mood=$MOOD\n")
+    term.wait_for("mood=calm")
+    assert b"30 100" in bytes(term.output)
+    assert term.resize(120, 40).cols == 120
     term.send_input("stty size\n")
     term.wait_for("40 120")
     assert b"/home/sandbox/work" in bytes(term.output)
-    term.send_input("exit 7\n")
-    assert term.wait(timeout=30) == 7
+    term.close()  # the PTY keeps running without a connection
+    assert sb.ptys.get("sdk-term").running and "sdk-term" in [p.id for p in sb.ptys.list()]
+    again = sb.ptys.connect("sdk-term")
+    again.wait_for("mood=calm")  # replayed
+    again.send_input("exit 7\n")
+    assert again.wait(timeout=30) == 7
     assert seen
+    assert sb.ptys.get("sdk-term").exit_code == 7
+    after = sb.ptys.connect("sdk-term")  # exited: the replay and the exit code
+    assert after.wait(timeout=30) == 7 and b"mood=calm" in bytes(after.output)
     with pytest.raises(InvalidRequest):
         sb.pty(cols=0)
+    with pytest.raises(Conflict, match="sdk-term"):
+        sb.pty(id="sdk-term")
+    with pytest.raises(InvalidRequest, match="inside the sandbox"):
+        sb.pty(cwd="/etc")
+    with pytest.raises(NotFound, match="nope"):
+        sb.ptys.connect("nope")
     killed = sb.pty()
     killed.send_input("sleep 100\n")
-    killed.kill()
-    killed.wait(timeout=30)
+    assert killed.kill().exit_code == -9
+    assert killed.wait(timeout=30) == -9
 
 
 def test_preview_link_a_script_can_fetch(server: Server, sb: Sandbox) -> None:

@@ -96,6 +96,7 @@ def median_latency(call: Callable[[], Any], times: int = 9) -> float:
 # -- one sandbox cannot hold what the others need ------------------------------------------------
 
 
+@pytest.mark.serial
 def test_frozen_slow_and_flooding_neighbours_do_not_delay_the_others(
     server: Server, sandboxes: Callable[[], str]
 ) -> None:

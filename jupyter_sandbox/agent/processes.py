@@ -114,6 +114,18 @@ def kill_tree(root: int, rounds: int = 200) -> None:
     _kill({root})
 
 
+def kill_session(leader: int) -> None:
+    """SIGKILL a session's leader, every process of its session (jobs of an interactive shell have
+    process groups of their own) and everything below them, round after round."""
+    for _ in range(50):
+        table = _table()
+        members = {pid for pid, (_, session) in table.items() if session == leader} | ({leader} & set(table))
+        targets = members | _below(table, members)
+        if not targets:
+            return
+        _kill(targets)
+
+
 def sweep() -> int:
     """Kill the orphans handed to the agent that belong to no one it started: what a command left
     when it killed its own supervisor. Orphans of the kernel or a terminal keep their session

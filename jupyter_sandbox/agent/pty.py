@@ -41,9 +41,9 @@ def requested_size(request: dict[str, Any]) -> tuple[int, int] | None:
 
 
 async def spawn(
-    argv: list[str], env: dict[str, str], size: tuple[int, int] | None = None
+    argv: list[str], env: dict[str, str], size: tuple[int, int] | None = None, cwd: str | None = None
 ) -> tuple[asyncio.subprocess.Process, int]:
-    """Start argv in the user's home on a new terminal it controls, in a session of its own (so
+    """Start argv in `cwd` (the user's home by default) on a new terminal it controls, in a session of its own (so
     that a kill of its group ends what it started); the terminal's master end, non-blocking."""
     master, slave = os.openpty()
     try:
@@ -54,7 +54,7 @@ async def spawn(
             stdin=slave,
             stdout=slave,
             stderr=slave,
-            cwd=os.path.expanduser("~"),
+            cwd=cwd or os.path.expanduser("~"),
             env=env,
             start_new_session=True,
             preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),

@@ -25,6 +25,7 @@ from .git_relay import RelayHandler, Relays
 from .kernel_runner import KernelRunner
 from .processes import run_command
 from .pty import PtyHandler
+from .ptys import PtyConnectHandler, PtyError, Ptys, checked_size
 from .sessions import SessionError, Sessions
 from .tunnel import TunnelHandler
 
@@ -589,6 +590,47 @@ class LogsHandler(SessionsHandler):
         self.finish(json.dumps({"exit_code": record.exit_code}) + "\n")
 
 
+class PtysHandler(AgentHandler):
+    """Named PTYs (ptys.py): POST /ptys creates, GET lists; /ptys/{id} GET, DELETE (kill); /resize."""
+
+    # Tornado hands each handler its own route's keyword arguments: initialize() differs by design.
+    def initialize(self, ptys: Ptys, **kwargs: Any) -> None:  # type: ignore[override]
+        super().initialize(**kwargs)
+        self.ptys = ptys
+
+    async def get(self, pty_id: str | None = None) -> None:
+        with pty_errors():
+            if pty_id is None:
+                self.write_json({"ptys": [p.describe() for p in self.ptys.all()]})
+            else:
+                self.write_json(self.ptys.get(pty_id).describe())
+
+    async def post(self, pty_id: str | None = None, action: str | None = None) -> None:
+        body = json_body(self)
+        with pty_errors():
+            if pty_id is None:
+                self.write_json((await self.ptys.create(body)).describe(), status=201)
+            elif action == "resize":
+                pty = self.ptys.get(pty_id)
+                pty.resize(*checked_size(body.get("cols"), body.get("rows")))
+                self.write_json(pty.describe())
+            else:
+                raise web.HTTPError(405)
+
+    async def delete(self, pty_id: str) -> None:
+        with pty_errors():
+            self.write_json((await self.ptys.kill(pty_id)).describe())
+
+
+class pty_errors:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> None:
+        if isinstance(value, PtyError):
+            raise web.HTTPError(value.status, str(value)) from None
+
+
 class GitHandler(AgentHandler):
     # Tornado hands each handler its own route's keyword arguments: initialize() differs by design.
     def initialize(self, git: Git, **kwargs: Any) -> None:  # type: ignore[override]
@@ -641,6 +683,7 @@ def make_app(token: str, runner: KernelRunner, events: EventLog) -> web.Applicat
     args = {"token": token, "runner": runner, "events": events, "started": time.time()}
     session_args = {**args, "sessions": Sessions()}
     relays = Relays()
+    pty_args = {**args, "ptys": Ptys()}
     return web.Application(
         [
             (r"/health", HealthHandler, args),
@@ -663,6 +706,10 @@ def make_app(token: str, runner: KernelRunner, events: EventLog) -> web.Applicat
             (r"/git/relay/([0-9a-f]+)", RelayHandler, {"token": token, "relays": relays}),
             (r"/git/(\w+)", GitHandler, {**args, "git": Git(functools.partial(run_command, own=True), relays)}),
             (r"/pty", PtyHandler, {"token": token}),
+            (r"/ptys", PtysHandler, pty_args),
+            (r"/ptys/([A-Za-z0-9_-]{1,64})", PtysHandler, pty_args),
+            (r"/ptys/([A-Za-z0-9_-]{1,64})/(resize)", PtysHandler, pty_args),
+            (r"/ptys/([A-Za-z0-9_-]{1,64})/connect", PtyConnectHandler, {"token": token, "ptys": pty_args["ptys"]}),
             (r"/channel", ChannelHandler, {"token": token}),
             (r"/tunnel/(\d{1,5})", TunnelHandler, {"token": token}),
         ]

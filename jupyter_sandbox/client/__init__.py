@@ -38,6 +38,7 @@ from .models import (
     Match,
     Output,
     Preview,
+    PtyInfo,
     SandboxInfo,
 )
 from .pty import AsyncPty
@@ -67,6 +68,7 @@ __all__ = [
     "Output",
     "PayloadTooLarge",
     "Preview",
+    "PtyInfo",
     "Sandbox",
     "SandboxError",
     "SandboxInfo",

@@ -130,6 +130,35 @@ class Command:
 
 
 @dataclass
+class PtyInfo:
+    """A PTY as the server describes it: status "running" or "exited" (then `exit_code` is set)."""
+
+    id: str
+    cols: int
+    rows: int
+    cwd: str
+    status: str
+    exit_code: int | None
+    created: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PtyInfo:
+        return cls(
+            id=_str(data.get("id")),
+            cols=_int(data.get("cols")),
+            rows=_int(data.get("rows")),
+            cwd=_str(data.get("cwd")),
+            status=_str(data.get("status")),
+            exit_code=_optional_int(data.get("exit_code")),
+            created=_str(data.get("created")),
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+
+@dataclass
 class LogChunk:
     """A piece of a followed command's output; the last chunk has `exit_code` set and no text."""
 

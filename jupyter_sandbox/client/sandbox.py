@@ -26,7 +26,7 @@ from .models import (
     Preview,
     SandboxInfo,
 )
-from .pty import AsyncPty, DataCallback
+from .pty import AsyncPty, DataCallback, Ptys
 
 UploadData = Union[bytes, str, os.PathLike, IO[bytes]]
 CHUNK = 1024 * 1024
@@ -441,6 +441,7 @@ class AsyncSandbox:
         self.fs = FileSystem(self)
         self.git = Git(self)
         self.network = Network(self)
+        self.ptys = Ptys(self)
         self.code = CodeInterpreter(transport, info.kernel_id, language)
 
     @property
@@ -625,10 +626,19 @@ class AsyncSandbox:
         return [int(p) for p in answer.get("ports") or []]
 
     async def pty(
-        self, cols: int = 80, rows: int = 24, cwd: str | None = None, on_data: DataCallback | None = None
+        self,
+        cols: int = 80,
+        rows: int = 24,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        id: str | None = None,
+        on_data: DataCallback | None = None,
+        command: str | builtins.list[str] | None = None,
     ) -> AsyncPty:
-        """An interactive shell; drive it with send_input/resize/wait_for, end it with kill()."""
-        return await AsyncPty.open(self.transport, self.id, cols, rows, cwd, on_data)
+        """A new PTY (an interactive shell, or `command`), connected: drive it with
+        send_input/resize/wait_for, wait() for its exit code, end it with kill(). It outlives the
+        connection: `sb.ptys.connect(id)` gets its recent output and the rest."""
+        return await self.ptys.create(cols, rows, cwd, env, id, command, on_data)
 
     async def close(self) -> None:
         """Let go of the connection (the sandbox stays)."""

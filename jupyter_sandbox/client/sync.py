@@ -14,7 +14,7 @@ from typing import Any
 from . import sandbox as aio
 from .code import CodeInterpreter
 from .models import Preview, SandboxInfo
-from .pty import AsyncPty, DataCallback
+from .pty import AsyncPty, DataCallback, Ptys
 
 
 class _Loop:
@@ -38,7 +38,7 @@ class _Loop:
 
 
 # The asynchronous classes whose objects the synchronous side hands out wrapped.
-_WRAPPED = (aio._Part, aio.Session, aio.BackgroundCommand, CodeInterpreter, AsyncPty)
+_WRAPPED = (aio._Part, aio.Session, aio.BackgroundCommand, CodeInterpreter, AsyncPty, Ptys)
 
 
 def _wrap(value: Any) -> Any:
@@ -101,6 +101,7 @@ class Sandbox:
         self.git: Any = _Proxy(target.git)
         self.network: Any = _Proxy(target.network)
         self.code: Any = _Proxy(target.code)
+        self.ptys: Any = _Proxy(target.ptys)
 
     @classmethod
     def create(cls, **kwargs: Any) -> Sandbox:
@@ -156,9 +157,19 @@ class Sandbox:
     def ports(self) -> builtins.list[int]:
         return _Loop.run(self._target.ports())
 
-    def pty(self, cols: int = 80, rows: int = 24, cwd: str | None = None, on_data: DataCallback | None = None) -> Any:
-        """An interactive shell: send_input(text), resize(cols, rows), wait_for(text), wait(), kill(), output."""
-        return _Proxy(_Loop.run(self._target.pty(cols, rows, cwd, on_data)))
+    def pty(
+        self,
+        cols: int = 80,
+        rows: int = 24,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        id: str | None = None,
+        on_data: DataCallback | None = None,
+        command: str | builtins.list[str] | None = None,
+    ) -> Any:
+        """A new PTY, connected: send_input(text), resize(cols, rows), wait_for(text), wait(), kill(),
+        close() (it keeps running), output. `sb.ptys.list()/get(id)/connect(id)` find it again."""
+        return _Proxy(_Loop.run(self._target.pty(cols, rows, cwd, env, id, on_data, command)))
 
     def __enter__(self) -> Sandbox:
         return self

@@ -46,6 +46,7 @@ SUBCOMMANDS = (
     "download",
     "preview",
     "ssh",
+    "pty",
     "restart",
     "stop",
     "delete",
@@ -61,6 +62,20 @@ OPTIONS = {
     "download": ["--force", "--help"],
     "preview": ["--expires", "--help"],
     "ssh": ["--expires", "--revoke", "--help"],
+    "pty": [
+        "create",
+        "list",
+        "send",
+        "wait",
+        "kill",
+        "--id",
+        "--cols",
+        "--rows",
+        "--cwd",
+        "--env",
+        "--for",
+        "--timeout",
+    ],
     "restart": ["--hard", "--help"],
     "stop": ["--help"],
     "delete": ["--yes", "--help"],
@@ -86,6 +101,9 @@ HELP = """%sandbox: control this notebook's sandbox (handled on the host, never 
                                  a link (and a curl line) to a web server listening on PORT in the sandbox
   %sandbox ssh [--expires 1h] [--revoke]
                                  a token and the `ssh` command line to log into the sandbox
+  %sandbox pty create|list|send|wait|kill ...
+                                 terminals in the sandbox that outlive their connection, by id
+                                 (`%sandbox pty --help` for the details)
   %sandbox restart [--hard]      restart the Python process (files kept); --hard: a fresh container
   %sandbox stop                  stop the sandbox; the next cell starts it again
   %sandbox delete --yes          delete the sandbox and its files; the next cell gets a fresh one
@@ -588,6 +606,11 @@ class SandboxMagics:
         from .ssh_magic import ssh
 
         return ssh(args, ctx)
+
+    def pty(self, args: list[str], ctx: MagicContext) -> MagicResult:
+        from .pty_magic import pty
+
+        return pty(args, ctx)
 
     # -- lifecycle --------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import builtins
 import concurrent.futures
 import contextlib
 import json
+import re
 import threading
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Coroutine
@@ -461,6 +462,66 @@ class Sessions(_Namespace):
             response.close()
 
 
+PTY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def checked_pty(answer: Any) -> dict[str, Any]:
+    """A PTY as the agent describes it, checked field by field (its `created` as ISO 8601, UTC)."""
+    pty = reduced(answer, "pty")
+    if not PTY_ID.fullmatch(pty["id"]) or pty["status"] not in ("running", "exited"):
+        raise malformed("a malformed PTY")
+    if not (0 < pty["cols"] <= 1000 and 0 < pty["rows"] <= 1000) or len(pty["cwd"]) > 4096:
+        raise malformed("a malformed PTY")
+    if (pty["status"] == "running") != (pty["exit_code"] is None):
+        raise malformed("a malformed PTY")
+    try:
+        pty["created"] = datetime.fromtimestamp(pty["created"], timezone.utc).isoformat()
+    except (OverflowError, OSError, ValueError):
+        raise malformed("a malformed PTY") from None
+    return pty
+
+
+class Ptys(_Namespace):
+    """Named PTYs (agent/ptys.py). Their output goes over the websocket, not through these calls."""
+
+    async def list(self) -> builtins.list[dict[str, Any]]:
+        answer = await self.client.call("GET", "/ptys")
+        return [checked_pty(p) for p in checked_list(answer.get("ptys"), "PTYs")]
+
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        return checked_pty(await self.client.call("POST", "/ptys", body=body))
+
+    async def get(self, pty_id: str) -> dict[str, Any]:
+        return checked_pty(await self.client.call("GET", f"/ptys/{pty_id}"))
+
+    async def kill(self, pty_id: str) -> dict[str, Any]:
+        return checked_pty(await self.client.call("DELETE", f"/ptys/{pty_id}", timeout=15))
+
+    async def resize(self, pty_id: str, cols: int, rows: int) -> dict[str, Any]:
+        return checked_pty(await self.client.call("POST", f"/ptys/{pty_id}/resize", body={"cols": cols, "rows": rows}))
+
+    async def connect(self, pty_id: str, on_message: Callable[[Any], None] | None = None) -> Any:
+        """The agent's /ptys/{id}/connect websocket (tornado's client connection): its recent output,
+        then live. What it sends is the sandbox's: read it with ptys.exit_code_of and as opaque bytes."""
+        from tornado import httpclient, websocket
+
+        request = httpclient.HTTPRequest(
+            f"ws://{self.client.host}:{self.client.port}/ptys/{pty_id}/connect",
+            headers={"Authorization": f"token {self.client.token}"},
+            connect_timeout=10,
+        )
+        try:
+            return await websocket.websocket_connect(
+                request, on_message_callback=on_message, max_message_size=MAX_STREAM_LINE
+            )
+        except httpclient.HTTPClientError as exc:
+            if exc.code == 404:
+                raise errors.NotFound(f"there is no PTY {pty_id!r}") from None
+            raise errors.AgentUnavailable(f"the sandbox's agent refused the PTY connection: {exc}") from None
+        except OSError as exc:
+            raise errors.AgentUnavailable(f"could not reach the sandbox's agent: {exc}") from None
+
+
 class Kernel(_Namespace):
     async def restart(self, timeout: float = 30, announce: bool = False) -> dict[str, Any]:
         """A fresh Python process; with `announce`, an event tells an attached kernel of it."""
@@ -486,6 +547,7 @@ class AgentClient:
         self.git = Git(self)
         self.processes = Processes(self)
         self.sessions = Sessions(self)
+        self.ptys = Ptys(self)
         self.kernel = Kernel(self)
 
     @classmethod

@@ -277,6 +277,11 @@ class Sandbox:
         }
 
 
+# Lets several independent users of one engine under one OS account (parallel test workers, CI jobs)
+# keep their housekeeping apart.
+OWNER_ENV = "JUPYTER_SANDBOX_OWNER"
+
+
 class SandboxManager(LoggingConfigurable):
     """Creates and tracks sandboxes on the local Docker engine."""
 
@@ -395,7 +400,13 @@ class SandboxManager(LoggingConfigurable):
         config=True,
         help=("Docker runtime for sandboxes, e.g. 'runsc' for gVisor. Empty: the engine's default (runc)."),
     )
-    owner = Unicode(config=True, help="Owner label of sandboxes made by this process. Default: the OS user.")
+    owner = Unicode(
+        config=True,
+        help=(
+            "Owner label of sandboxes made by this process; housekeeping (warm pool, idle stop, "
+            "reconciliation) touches only this owner's. Default: $JUPYTER_SANDBOX_OWNER, else the OS user."
+        ),
+    )
     max_cpu = Float(4.0, config=True, help="Most vCPUs a notebook may ask for (`%sandbox config --cpu`).")
     max_memory = Union(
         [Int(), Unicode()], default_value="8g", config=True, help="Most memory a notebook may ask for, e.g. '8g'."
@@ -542,7 +553,7 @@ class SandboxManager(LoggingConfigurable):
     )
 
     def _owner_default(self) -> str:
-        return getpass.getuser()
+        return os.environ.get(OWNER_ENV, "").strip() or getpass.getuser()
 
     def _server_id_default(self) -> str:
         value = os.environ.get(SERVER_ID_ENV, "")

@@ -17,6 +17,7 @@ import asyncio
 import builtins
 import concurrent.futures
 import contextlib
+import json
 import threading
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
@@ -26,8 +27,8 @@ from typing import IO, Any, Callable
 from traitlets import Bool, Float, Int, Unicode, Union
 from traitlets.config import LoggingConfigurable
 
-from . import binding, errors, git_credentials, languages, network, preview
-from .agent_client import AgentClient, domain_error, reduced
+from . import binding, errors, git_credentials, languages, network, preview, ptys
+from .agent_client import AgentClient, Cancelled, domain_error, reduced
 from .agent_http import AgentError, AgentResponse
 from .docker_backend import DockerUnavailable, ImageNotFound, SandboxError
 from .git_credentials import Credential, CredentialError, Remote
@@ -763,6 +764,102 @@ class SandboxOperations(SandboxService):
         """Where a terminal in the sandbox is opened (the agent's /pty websocket). No gate: the
         terminal is a long-lived relay, not a call."""
         return self.agent_for(await self.sandbox(sandbox_id))
+
+    # -- PTYs -------------------------------------------------------------------------------
+
+    async def list_ptys(self, sandbox_id: str) -> dict[str, Any]:
+        async with self.agent(sandbox_id) as agent:
+            return {"ptys": await agent.ptys.list()}
+
+    async def create_pty(self, sandbox_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        request = ptys.checked_request(body)
+        async with self.agent(sandbox_id) as agent:
+            return await agent.ptys.create(request)
+
+    async def get_pty(self, sandbox_id: str, pty_id: str) -> dict[str, Any]:
+        ptys.check_id(pty_id)
+        async with self.agent(sandbox_id) as agent:
+            return await agent.ptys.get(pty_id)
+
+    async def kill_pty(self, sandbox_id: str, pty_id: str) -> dict[str, Any]:
+        ptys.check_id(pty_id)
+        async with self.agent(sandbox_id) as agent:
+            return await agent.ptys.kill(pty_id)
+
+    async def resize_pty(self, sandbox_id: str, pty_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        ptys.check_id(pty_id)
+        cols, rows = ptys.checked_size(body.get("cols"), body.get("rows"))
+        async with self.agent(sandbox_id) as agent:
+            return await agent.ptys.resize(pty_id, cols, rows)
+
+    async def pty_endpoint(self, sandbox_id: str, pty_id: str) -> tuple[AgentClient, dict[str, Any]]:
+        """Where a client connects to a PTY (the agent's /ptys/{id}/connect websocket), once the PTY
+        is known to exist (an unknown id is a 404 before any upgrade). No gate for the relay itself."""
+        ptys.check_id(pty_id)
+        async with self.gate(sandbox_id):
+            agent = self.agent_for(await self.sandbox(sandbox_id))
+            return agent, await agent.ptys.get(pty_id)
+
+    async def pty_send(self, sandbox_id: str, pty_id: str, data: Any) -> int:
+        """Type `data` into a running PTY (for callers without a websocket: magics, MCP)."""
+        ptys.check_id(pty_id)
+        if not isinstance(data, str) or len(data) > ptys.MAX_COMMAND:
+            raise errors.InvalidInput("input must be text of at most 64 KiB")
+        agent, pty = await self.pty_endpoint(sandbox_id, pty_id)
+        if pty["status"] != "running":
+            raise errors.Conflict(f"PTY {pty_id!r} has exited (exit code {pty['exit_code']})")
+        connection = await agent.ptys.connect(pty_id)
+        try:
+            await connection.write_message(json.dumps({"type": "input", "data": data}))
+        finally:
+            connection.close()
+        return len(data)
+
+    async def pty_follow(
+        self,
+        sandbox_id: str,
+        pty_id: str,
+        on_output: Callable[[str], None],
+        until: str | None = None,
+        timeout: float = 60,
+        cancel: threading.Event | None = None,
+    ) -> int | None:
+        """A PTY's recent output and then what follows, handed to `on_output` as text, until its
+        process exits (its exit code) or `until` appears in the output (None). TimedOut after `timeout`."""
+        ptys.check_id(pty_id)
+        agent, _ = await self.pty_endpoint(sandbox_id, pty_id)
+        frames: asyncio.Queue[str | bytes | None] = asyncio.Queue()
+        connection = await agent.ptys.connect(pty_id, frames.put_nowait)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        seen = ""
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    awaited = f"did not print {until!r}" if until else "did not exit"
+                    raise errors.TimedOut(f"PTY {pty_id!r} {awaited} within {timeout:g} seconds")
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled()
+                try:
+                    message = await asyncio.wait_for(frames.get(), min(remaining, 0.2))
+                except asyncio.TimeoutError:
+                    continue
+                if message is None:
+                    return (await agent.ptys.get(pty_id))["exit_code"]
+                if isinstance(message, bytes):
+                    text = message.decode("utf-8", "replace")
+                    on_output(text)
+                    if until:
+                        seen = (seen + text)[-(len(until) + len(text)) :]
+                        if until in seen:
+                            return None
+                    continue
+                code = ptys.exit_code_of(message)
+                if code is not None:
+                    return code
+        finally:
+            connection.close()
 
     # -- git --------------------------------------------------------------------------------
 

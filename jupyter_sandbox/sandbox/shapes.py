@@ -39,7 +39,17 @@ def reduce(value: Any, shape: Any, where: str = "answer") -> Any:
 NUMBER = (int, float)
 COMMAND = {"id": str, "command": str, "exit_code": (int, None), "started": NUMBER, "running": bool}
 SESSION = {"id": str, "cwd": str, "created": NUMBER, "commands": [COMMAND]}
+PTY = {
+    "id": str,
+    "cols": int,
+    "rows": int,
+    "cwd": str,
+    "status": str,
+    "exit_code": (int, None),
+    "created": NUMBER,
+}
 AGENT_SHAPES: dict[str, Any] = {
+    "pty": PTY,
     "sessions": {"sessions": [SESSION]},
     "session": SESSION,
     "command": COMMAND,

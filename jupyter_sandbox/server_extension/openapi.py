@@ -24,6 +24,7 @@ def _param(name: str, where: str = "query", required: bool = False, schema: dict
 
 SANDBOX_ID = _param("sandbox_id", "path", schema={"type": "string", "pattern": "^[0-9a-f]{12}$"})
 SESSION_ID = _param("session_id", "path", schema={"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"})
+PTY_ID = _param("pty_id", "path", schema={"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"})
 COMMAND_ID = _param("command_id", "path", schema={"type": "string", "pattern": "^[0-9a-f]{1,32}$"})
 
 
@@ -271,6 +272,43 @@ def openapi_document() -> dict[str, Any]:
             "post": _op("kill a command", [SANDBOX_ID, SESSION_ID, COMMAND_ID])
         },
         f"{box}/pty": {"get": _op("a terminal (websocket upgrade)", [SANDBOX_ID, _param("cols"), _param("rows")])},
+        f"{box}/ptys": {
+            "get": _op("the sandbox's PTYs, running and recently exited", [SANDBOX_ID]),
+            "post": _op(
+                "create a PTY: a named terminal that outlives its websocket",
+                [SANDBOX_ID],
+                _obj(
+                    ["cols", "rows"],
+                    id=STRING,
+                    cols={"type": "integer", "minimum": 1, "maximum": 1000},
+                    rows={"type": "integer", "minimum": 1, "maximum": 1000},
+                    cwd=STRING,
+                    env={"type": "object", "additionalProperties": STRING},
+                    command={"oneOf": [STRING, {"type": "array", "items": STRING}]},
+                ),
+                ok="201",
+            ),
+        },
+        f"{box}/ptys/{{pty_id}}": {
+            "get": _op("a PTY: size, cwd, status and exit code", [SANDBOX_ID, PTY_ID]),
+            "delete": _op(
+                "kill a PTY's process and its session (the PTY is kept a while, exited)", [SANDBOX_ID, PTY_ID]
+            ),
+        },
+        f"{box}/ptys/{{pty_id}}/resize": {
+            "post": _op(
+                "resize a PTY",
+                [SANDBOX_ID, PTY_ID],
+                _obj(
+                    ["cols", "rows"],
+                    cols={"type": "integer", "minimum": 1, "maximum": 1000},
+                    rows={"type": "integer", "minimum": 1, "maximum": 1000},
+                ),
+            )
+        },
+        f"{box}/ptys/{{pty_id}}/connect": {
+            "get": _op("a PTY's recent output, then live output and input (websocket upgrade)", [SANDBOX_ID, PTY_ID])
+        },
         f"{box}/git/clone": {
             "post": _op(
                 "clone",

@@ -28,6 +28,7 @@ from .processes import (
     SessionHandler,
     SessionsHandler,
 )
+from .ptys import PTY_ID, PtyConnectHandler, PtyItemHandler, PtyResizeHandler, PtysHandler
 from .sandboxes import PortsHandler, SandboxActionHandler, SandboxesHandler, SandboxHandler
 from .ssh import SSHAccessHandler
 from .terminals import PtyHandler
@@ -56,6 +57,10 @@ def api_routes(base_url: str, service: SandboxOperations) -> list[tuple[str, typ
         (f"{box}/sessions/{SESSION_ID}/commands/{COMMAND_ID}/logs", LogsHandler),
         (f"{box}/sessions/{SESSION_ID}/commands/{COMMAND_ID}/(?P<action>input|kill)", CommandActionHandler),
         (f"{box}/pty", PtyHandler),
+        (f"{box}/ptys", PtysHandler),
+        (f"{box}/ptys/{PTY_ID}", PtyItemHandler),
+        (f"{box}/ptys/{PTY_ID}/resize", PtyResizeHandler),
+        (f"{box}/ptys/{PTY_ID}/connect", PtyConnectHandler),
         (f"{box}/git/{GIT_OPERATION}", GitHandler),
         (f"{box}/previews", PreviewsHandler),
         (f"{box}/ports", PortsHandler),
