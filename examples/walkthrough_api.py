@@ -1,5 +1,5 @@
 """The article's walkthrough over the REST API alone: a TypeScript sandbox, `npm create hono`, `npm run
-build`, an interactive terminal (300x100, in my-app) that runs `npm run start`, a preview link for port
+build`, an interactive PTY (id hono-dev, 300x100, in my-app) that runs `npm run start`, a preview link for port
 3000 opened as a browser or curl would, typing into the terminal, waiting for it to exit, and deleting
 the sandbox. Nothing but HTTP and one websocket: any language's HTTP client can do the same.
 
@@ -62,19 +62,17 @@ def fetch_preview(link: dict[str, Any]) -> bytes:
 
 
 class Terminal:
-    """The sandbox's interactive terminal: binary frames are output, JSON text frames are input and,
-    at the end, {"type": "exit"} with the exit code."""
+    """A connection to one of the sandbox's PTYs (POST .../ptys made it; it lives on without us):
+    binary frames are its output (first a replay of what it printed lately), JSON text frames are
+    input, and a last {"type": "exit", "exit_code": N} says how it ended."""
 
     def __init__(self, socket: websocket.WebSocketClientConnection) -> None:
         self.socket, self.output, self.exit_code = socket, bytearray(), None
 
     @classmethod
-    async def open(cls, sandbox_id: str, cols: int, rows: int, cwd: str) -> Terminal:
-        url = f"{API.replace('http', 'ws', 1)}/sandboxes/{sandbox_id}/pty?cols={cols}&rows={rows}"
-        socket = await websocket.websocket_connect(httpclient.HTTPRequest(url, headers=HEADERS))
-        terminal = cls(socket)
-        await terminal.type(f"cd {cwd}\n")
-        return terminal
+    async def connect(cls, sandbox_id: str, pty_id: str) -> Terminal:
+        url = f"{API.replace('http', 'ws', 1)}/sandboxes/{sandbox_id}/ptys/{pty_id}/connect"
+        return cls(await websocket.websocket_connect(httpclient.HTTPRequest(url, headers=HEADERS)))
 
     async def type(self, text: str) -> None:
         await self.socket.write_message(json.dumps({"type": "input", "data": text}))
@@ -93,14 +91,18 @@ class Terminal:
         else:
             frame = json.loads(message)
             if frame.get("type") == "exit":
-                self.exit_code = frame.get("exit_code", frame.get("code"))
+                self.exit_code = frame.get("exit_code")
 
     async def wait(self, timeout: float = 60) -> int | None:
-        while True:
+        while self.exit_code is None:
             message = await asyncio.wait_for(self.socket.read_message(), timeout)
             if message is None:
-                return self.exit_code
+                break
             self.receive(message)
+        return self.exit_code
+
+    def close(self) -> None:
+        self.socket.close()
 
 
 async def main() -> None:
@@ -120,9 +122,18 @@ async def main() -> None:
         print("build output:", built["stdout"].strip(), flush=True)
         assert built["exit_code"] == 0, built["stderr"]
 
-        terminal = await Terminal.open(sandbox_id, cols=300, rows=100, cwd="my-app")
+        pty = {"id": "hono-dev", "cols": 300, "rows": 100, "cwd": "my-app"}
+        status, made = call("POST", f"/sandboxes/{sandbox_id}/ptys", pty)
+        assert status == 201, made
+        print("pty:", made["id"], f"{made['cols']}x{made['rows']}", "in", made["cwd"], flush=True)
+        terminal = await Terminal.connect(sandbox_id, "hono-dev")
         await terminal.type("npm run start\n")
         await terminal.read_until(b"Server is running on http://localhost:3000")
+        # The PTY outlives its connection: a new one by id gets what it printed, then live output.
+        terminal.close()
+        terminal = await Terminal.connect(sandbox_id, "hono-dev")
+        await terminal.read_until(b"Server is running on http://localhost:3000")
+        print("reconnected, replayed:", True, flush=True)
 
         status, link = call("POST", f"/sandboxes/{sandbox_id}/previews", {"port": 3000})
         assert status == 201, link

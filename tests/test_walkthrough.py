@@ -51,6 +51,7 @@ def test_the_rest_walkthrough(server: Server) -> None:
     assert "npm create hono: exit code 0" in out and "Copied project files" in out
     assert "npm run build: exit code 0" in out and "> tsc" in out
     assert "the preview says: Hello Hono!" in out
+    assert "reconnected, replayed: True" in out
     assert "pty echo: typed-into-the-pty-42" in out and "pty exit code: 0" in out
     assert "deleted: 204" in out and "the sandbox is gone: True" in out
 
@@ -80,7 +81,7 @@ def test_the_typescript_notebook_walkthrough(server: Server) -> None:
         assert "> tsc" in built
         assert "Server is running on http://localhost:3000" in started
         assert inside.strip() == "Hello Hono!"
-        assert "pty echo: typed-into-the-pty-42" in typed and "pty exit code: 0" in typed
+        assert "typed-into-the-pty-42" in typed and "PTY hono-dev exited with code 0" in typed
         assert "deleted" in deleted.lower()
     finally:
         server.request("DELETE", f"/api/kernels/{kernel_id}")
