@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import ROOT, Server, start_jupyter_server
-from typescript_support import node_image, start_typescript_kernel  # noqa: F401 - fixtures
+from typescript_support import node_image, run_cell, start_typescript_kernel  # noqa: F401 - fixtures
 
 from jupyter_sandbox.sandbox.image import DEFAULT_IMAGE
 
@@ -31,41 +31,42 @@ def ts_kernel(node_image: str) -> Iterator:  # noqa: F811
 def test_typescript_runs_in_the_sandbox_as_its_user(ts_kernel) -> None:
     info = ts_kernel.client.kernel_info(reply=True)["content"]
     assert info["language_info"]["name"] == "typescript"
-    run = ts_kernel.run('const answer: number = 6 * 7;\nconsole.log(answer, Deno.env.get("HOME"), Deno.uid())')
+    run = run_cell(ts_kernel, 'const answer: number = 6 * 7;\nconsole.log(answer, Deno.env.get("HOME"), Deno.uid())')
     assert run.status == "ok", run.error
     assert run.stdout.strip() == "42 /home/sandbox 1000"
     # State is kept between cells, as in any kernel.
-    assert ts_kernel.run("console.log(answer + 1)").stdout.strip() == "43"
+    assert run_cell(ts_kernel, "console.log(answer + 1)").stdout.strip() == "43"
 
 
 def test_sandbox_lines_work_in_a_typescript_cell(ts_kernel) -> None:
-    run = ts_kernel.run('%sandbox exec echo from-the-shell\nconsole.log("from-typescript")')
+    run = run_cell(ts_kernel, '%sandbox exec echo from-the-shell\nconsole.log("from-typescript")')
     assert run.status == "ok", run.error
     assert "from-the-shell" in run.stdout and "from-typescript" in run.stdout
     assert run.stdout.index("from-the-shell") < run.stdout.index("from-typescript")
-    status = ts_kernel.run("%sandbox status")
+    status = run_cell(ts_kernel, "%sandbox status")
     assert "node" in status.stdout  # the image of a TypeScript sandbox
 
 
 def test_rich_output_passes_the_output_policy(ts_kernel) -> None:
-    run = ts_kernel.run(
-        'Deno.jupyter.html`<b id="x">bold</b><script>parent.stolen = 1</script><img src=x onerror=alert(1)>`'
+    run = run_cell(
+        ts_kernel, 'Deno.jupyter.html`<b id="x">bold</b><script>parent.stolen = 1</script><img src=x onerror=alert(1)>`'
     )
     assert run.status == "ok", run.error
     bundles = [o["content"]["data"] for o in run.outputs if o["msg_type"] in ("execute_result", "display_data")]
     html = "".join(b.get("text/html", "") for b in bundles)
     assert "<b" in html and "bold" in html
     assert "<script" not in html and "onerror" not in html
-    image = ts_kernel.run(
+    image = run_cell(
+        ts_kernel,
         'await Deno.jupyter.display({"image/svg+xml": \'<svg xmlns="http://www.w3.org/2000/svg" width="4" '
-        'height="4"><rect width="4" height="4"/></svg>\'}, {raw: true})'
+        'height="4"><rect width="4" height="4"/></svg>\'}, {raw: true})',
     )
     assert image.status == "ok", image.error
     assert any("image/svg+xml" in o["content"].get("data", {}) for o in image.outputs if "data" in o["content"])
 
 
 def test_an_error_is_a_typescript_error(ts_kernel) -> None:
-    run = ts_kernel.run("const n: number = 'text' as unknown as number; throw new Error('boom ' + n)")
+    run = run_cell(ts_kernel, "const n: number = 'text' as unknown as number; throw new Error('boom ' + n)")
     assert run.status == "error"
     assert "boom text" in (run.error or {}).get("evalue", "")
 
@@ -79,12 +80,12 @@ def test_npm_global_installs_land_in_the_home_and_survive_a_fresh_container(ts_k
         "npm pack --silent >/dev/null && npm install -g --silent ./hello-cli-1.0.0.tgz\n"
         "command -v hello-cli && hello-cli"
     )
-    run = ts_kernel.run(f"%%sandbox exec\n{script}", timeout=180)
+    run = run_cell(ts_kernel, f"%%sandbox exec\n{script}", timeout=180)
     assert "/home/sandbox/.local/bin/hello-cli" in run.stdout, run.stdout + run.stderr
     assert "hello from hello-cli" in run.stdout
-    changed = ts_kernel.run("%sandbox config --pids 300", timeout=300)
+    changed = run_cell(ts_kernel, "%sandbox config --pids 300", timeout=300)
     assert changed.status == "ok", changed.stdout + changed.stderr
-    again = ts_kernel.run("%sandbox exec hello-cli", timeout=120)
+    again = run_cell(ts_kernel, "%sandbox exec hello-cli", timeout=120)
     assert "hello from hello-cli" in again.stdout, again.stdout + again.stderr
 
 

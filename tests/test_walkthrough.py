@@ -10,16 +10,20 @@ most of it `npm create hono` installing the project from the image's npm cache.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import nbformat
 import pytest
-from conftest import ROOT, Server, execute_over_websocket, fetch, launch_chromium, start_jupyter_server
+from conftest import ROOT, Server, execute_request, fetch, launch_chromium, start_jupyter_server
+from tornado.websocket import websocket_connect
 from typescript_support import TYPESCRIPT_KERNEL, node_image  # noqa: F401 - fixture
 
 API = "/sandbox/api"
@@ -65,7 +69,7 @@ def test_the_typescript_notebook_walkthrough(server: Server) -> None:
     texts: list[str] = []
     try:
         for source in [cell.source for cell in notebook.cells if cell.cell_type == "code"]:
-            seen = asyncio.run(execute_over_websocket(server, kernel_id, source, timeout=600))
+            seen = asyncio.run(cell_over_websocket(server, kernel_id, source, timeout=600))
             replies = [m["content"] for m in seen if m["msg_type"] == "execute_reply"]
             errors = [m["content"] for m in seen if m["msg_type"] == "error"]
             text = "".join(m["content"].get("text", "") for m in seen if m["msg_type"] == "stream")
@@ -85,6 +89,35 @@ def test_the_typescript_notebook_walkthrough(server: Server) -> None:
         assert "deleted" in deleted.lower()
     finally:
         server.request("DELETE", f"/api/kernels/{kernel_id}")
+
+
+async def cell_over_websocket(server: Server, kernel_id: str, code: str, timeout: float) -> list[dict]:
+    """A cell run as JupyterLab runs it, over the server's websocket: every message of the cell,
+    including what arrives shortly after its idle status (Deno's kernel forwards what a cell prints
+    from a pipe of its own; JupyterLab shows it under the cell all the same)."""
+    url = f"ws://127.0.0.1:{server.port}/api/kernels/{kernel_id}/channels?token={server.token}"
+    connection = await websocket_connect(url)
+    msg_id = uuid.uuid4().hex
+    await connection.write_message(execute_request(code, msg_id, uuid.uuid4().hex))
+    seen: list[dict] = []
+    deadline, settled = time.monotonic() + timeout, None
+    try:
+        while time.monotonic() < (settled or deadline):
+            try:
+                raw = await asyncio.wait_for(connection.read_message(), timeout=0.2)
+            except asyncio.TimeoutError:
+                continue
+            assert raw is not None, "the websocket closed"
+            msg = json.loads(raw)
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            seen.append(msg)
+            idle = any(m["msg_type"] == "status" and m["content"]["execution_state"] == "idle" for m in seen)
+            if settled is None and idle and any(m["msg_type"] == "execute_reply" for m in seen):
+                settled = time.monotonic() + 1.0
+    finally:
+        connection.close()
+    return seen
 
 
 def open_the_preview(server: Server, text: str) -> None:

@@ -48,3 +48,43 @@ def start_typescript_kernel(env: dict[str, str] | None = None):
     mkm = MultiKernelManager(kernel_spec_manager=kernel_spec_manager())
     kernel_id = mkm.start_kernel(kernel_name=TYPESCRIPT_KERNEL, env={**os.environ, **(env or {})})
     return SandboxKernel(mkm, kernel_id)
+
+
+def run_cell(kernel, code: str, timeout: float = 120, settle: float = 1.0):
+    """A cell's reply and outputs as a front end shows them. Deno's kernel forwards what a cell prints
+    from a pipe of its own, so a line can arrive just after the cell's idle status; a front end still
+    shows it under the cell (it goes by the parent header), so this waits `settle` seconds for such."""
+    import queue
+    import time
+
+    from conftest import Run
+
+    client = kernel.client
+    msg_id = client.execute(code)
+    outputs: list[dict] = []
+    reply = None
+    idle_at = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if reply is None:
+            try:
+                shell = client.get_shell_msg(timeout=0.05)
+                if shell["parent_header"].get("msg_id") == msg_id:
+                    reply = shell
+            except queue.Empty:
+                pass
+        if idle_at is not None and reply is not None and time.monotonic() - idle_at > settle:
+            break
+        try:
+            message = client.get_iopub_msg(timeout=0.05)
+        except queue.Empty:
+            continue
+        if message["parent_header"].get("msg_id") != msg_id:
+            continue
+        if message["msg_type"] == "status":
+            if message["content"].get("execution_state") == "idle":
+                idle_at = time.monotonic()
+        elif message["msg_type"] != "execute_input":
+            outputs.append(message)
+    assert reply is not None, f"no reply to {code!r} within {timeout} s"
+    return Run(reply, outputs)
