@@ -36,6 +36,8 @@ BOOTSTRAP_REPOSITORY = "jupyter-sandbox/base"
 BOOTSTRAP_PACKAGES = ["python3", "python3-venv", "ca-certificates", "git", "procps", "passwd"]
 PIP_DOWNLOAD_TIMEOUT = 1800
 
+# The build context's own files (docker/), besides the downloaded packages.
+CONTEXT_FILES = ("Dockerfile", "requirements.txt", "sandbox_network_check.py")
 NODE_REPOSITORY = "jupyter-sandbox/node"
 NODE_IMAGE = f"{NODE_REPOSITORY}:{__version__}"
 LANGUAGE_REPOSITORIES = {"python": DEFAULT_REPOSITORY, "node": NODE_REPOSITORY}
@@ -254,7 +256,7 @@ def _node_dir(context: Path) -> Path:
 def inputs_hash(context: Path, base_id: str, target: dict[str, str], recipe: ImageRecipe | None = None) -> str:
     recipe = recipe or ImageRecipe()
     digest = hashlib.sha256()
-    for name in ("Dockerfile", "requirements.txt"):
+    for name in CONTEXT_FILES:
         digest.update(name.encode() + b"\0" + (context / name).read_bytes() + b"\0")
     digest.update(f"{base_id}\0{target['version']}\0{target['machine']}\0{__version__}".encode())
     if recipe.lang != "python" or recipe.apt or recipe.npm or recipe.requirements is not None:
@@ -356,13 +358,10 @@ def build_image(
     if recipe.npm:
         image_packages.check_npm_exist(recipe.npm, progress)
     wheels = download_wheels(context / "requirements.txt", target, progress)
-    files = {
-        "Dockerfile": ((context / "Dockerfile").read_bytes(), 0o644),
-        "requirements.txt": ((context / "requirements.txt").read_bytes(), 0o644),
-    }
+    files = {name: ((context / name).read_bytes(), 0o644) for name in CONTEXT_FILES}
     for wheel in sorted(wheels.glob("*.whl")):
         files[f"wheels/{wheel.name}"] = (wheel.read_bytes(), 0o644)
-    count = len(files) - 2
+    count = len(files) - len(CONTEXT_FILES)
     dirs = {name: (0o755, 0, 0) for name in ("wheels", "debs", "npm", "extra-wheels")}
     if recipe.requirements is not None:
         extra = download_wheels(recipe.requirements, target, progress)
