@@ -133,3 +133,31 @@ def test_image_build_refuses_a_missing_package_a_bad_name_and_a_base_that_is_not
     done = _build("--base", base)
     assert done.returncode != 0
     assert f"`docker pull {base}`" in done.stderr and "not on this Docker engine" in done.stderr
+
+
+def test_an_install_without_network_says_so_at_once_and_the_cache_still_installs(server: Server) -> None:
+    status, sandbox = server.request(
+        "POST", "/sandbox/api/sandboxes", {"language": "typescript", "network": {"mode": "none"}}
+    )
+    assert status == 201, sandbox
+    box = f"/sandbox/api/sandboxes/{sandbox['id']}"
+    try:
+
+        def run(command: str) -> dict:
+            status, result = server.request("POST", f"{box}/process/exec", {"command": command, "timeout": 300})
+            assert status == 200, result
+            return result
+
+        pip = run("pip install six")
+        assert pip["exit_code"] != 0
+        assert "cannot reach the package index pypi.org" in pip["stderr"], pip
+        assert "%sandbox network internet" in pip["stderr"] and "Retrying" not in pip["stderr"] + pip["stdout"]
+        npm = run("mkdir -p /tmp/p && cd /tmp/p && npm install jupyter-sandbox-not-in-the-cache")
+        assert npm["exit_code"] != 0
+        assert "cannot reach the npm registry registry.npmjs.org" in npm["stderr"], npm
+        cached = run(
+            "mkdir -p /tmp/q && cd /tmp/q && npm install hono && node -e \"import('hono').then(() => console.log('hono ok'))\""
+        )
+        assert cached["exit_code"] == 0 and "hono ok" in cached["stdout"], cached
+    finally:
+        server.request("DELETE", box)
