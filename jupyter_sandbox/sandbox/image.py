@@ -264,7 +264,7 @@ def inputs_hash(context: Path, base_id: str, target: dict[str, str], recipe: Ima
         digest.update(json.dumps(recipe.to_dict(), sort_keys=True).encode())
         if recipe.lang == "node":
             for path in sorted(_node_dir(context).rglob("*")):
-                if path.is_file():
+                if path.is_file() and path.suffix != ".md":  # what goes into the image, not its notes
                     digest.update(path.relative_to(context).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
