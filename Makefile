@@ -6,10 +6,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LAB_PORT ?= 8888
+LAB_SSH_PORT ?= 2222
 # Jupyter refuses to run as root unless told; root is how a fresh machine is usually set up.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup host host-test image test-image lab test unit lint demo bench clean
+.PHONY: setup host host-test image test-image lab test unit lint demo bench clean dist
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -51,8 +52,10 @@ host-test:
 
 setup: image
 
-lab: setup
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --no-browser $(ALLOW_ROOT) --ServerApp.root_dir=$(CURDIR)/examples --SSHGateway.port=2222
+# One line per step (the same targets as `make image`, run only when out of date), the tools' output in
+# .lab.log (printed when a step fails), the URL last: scripts/lab.py.
+lab:
+	@$(PYTHON) scripts/lab.py --venv $(VENV) --python $(PYTHON) --port $(LAB_PORT) $(ALLOW_ROOT) --root-dir $(CURDIR)/examples --ssh-port $(LAB_SSH_PORT)
 
 # Most tests wait on containers, browsers and servers rather than on the CPU, so they run in parallel
 # workers (a test file stays on one worker, with its module's fixtures); the few that look at the
@@ -77,6 +80,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	cd labextension && $(abspath $(VENV))/bin/jlpm lint:check
+
+# The sdist, then the wheel built from that sdist (as pip builds it from PyPI): only Python and Node are
+# needed, the build's own requirements (pyproject.toml [build-system]) bring jlpm.
+dist: | $(PY)
+	rm -rf dist
+	$(PY) -m pip install --quiet build
+	$(PY) -m build --outdir dist .
 
 demo: setup
 	$(PY) examples/run_demo.py examples/demo.ipynb

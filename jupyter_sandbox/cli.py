@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import __version__, cli_lifecycle
 from .config import load_config
 from .sandbox.docker_backend import SandboxError
 from .sandbox.errors import SandboxOperationError
@@ -26,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jupyter sandbox", description="Manage jupyter-sandbox containers and images."
     )
+    parser.add_argument("--version", action="version", version=f"jupyter-sandbox {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
@@ -81,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     ssh_key_commands.add_parser("list", help="the registered keys' fingerprints")
 
     commands.add_parser("prune", help="remove stopped sandboxes, orphaned volumes and the unused network")
+    cli_lifecycle.add_parsers(commands)
     commands.add_parser("mcp", help="an MCP server (stdio) for agents; `jupyter sandbox mcp --help`", add_help=False)
     return parser
 
@@ -91,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .mcp_server.cli import main as mcp_main
 
         return mcp_main(given[1:])
-    args = _parser().parse_args(argv)
+    given, trailing = cli_lifecycle.split_exec(given)
+    args = _parser().parse_args(given)
+    args.trailing = trailing
     config = load_config()
     manager = SandboxManager(config=config)
     # The same operations as the REST API and the magics (no server: no preview links here).
@@ -122,18 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             elif not sandboxes:
                 print("no sandboxes")
             else:
-                print(f"{'ID':<14}{'STATE':<10}{'OWNER':<12}{'USED BY':<44}IMAGE")
-                for s in sandboxes:
-                    user = (
-                        "warm pool"
-                        if s.pool
-                        else f"kernel {s.kernel_id}"
-                        if s.kernel_id
-                        else "a notebook (no kernel now)"
-                        if s.workspace
-                        else "-"
-                    )
-                    print(f"{s.id:<14}{s.state:<10}{s.owner:<12}{user:<44}{s.image}")
+                cli_lifecycle.print_table(sandboxes, every_owner=args.all_owners)
         elif args.command == "create":
             body = {
                 k: v for k, v in (("image", args.image), ("cpu", args.cpu), ("memory", args.memory)) if v is not None
@@ -149,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"removed {sandbox_id}")
         elif args.command == "ssh-key":
             return _ssh_key(args)
+        elif args.command in cli_lifecycle.LIFECYCLE:
+            return cli_lifecycle.lifecycle(args, operations)
         elif args.command == "prune":
             removed = manager.prune()
             print(f"removed {len(removed['sandboxes'])} stopped sandboxes and {len(removed['volumes'])} volumes")

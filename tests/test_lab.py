@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Server, git_http_server, lab_args, network_subnet, start_jupyter_server
+from conftest import Server, git_http_server, lab_args, network_subnet, start_jupyter_server
 from playwright.sync_api import Browser, Page, expect
 
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
@@ -20,7 +20,6 @@ from jupyter_sandbox.sandbox.manager import SandboxManager
 
 NETWORK = "jupyter-sandbox-labtest"
 GIT_USER, GIT_TOKEN = "bob", "lab-token-0123456789abcdef"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 CELLS = [
     # 0: the git server sits on a private network, which the default egress policy blocks
@@ -338,31 +337,6 @@ def test_scripts_in_output_leave_no_trace(page: Page) -> None:
         None,
     ]
     assert page.locator(".jp-OutputArea script").count() == 0
-
-
-def test_screenshots_light_and_dark(page: Page, lab: Server) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    sidebar = page.locator("#jupyter-sandbox-sidebar")
-    page.locator('.jp-SandboxSidebar-section[data-section="git"] > summary').click()  # folded for the picture
-    sidebar.screenshot(path=str(SCREENSHOTS / "sidebar-light.png"))
-    status, _ = lab.request(
-        "PUT",
-        "/lab/api/settings/@jupyterlab/apputils-extension:themes",
-        {"raw": json.dumps({"theme": "JupyterLab Dark"})},
-        headers={"Content-Type": "application/json"},
-    )
-    assert status == 204
-    page.reload()
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
-    expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false", timeout=30_000)
-    if not page.locator("#jupyter-sandbox-sidebar").is_visible():
-        page.locator('.lm-TabBar-tab[data-id="jupyter-sandbox-sidebar"]').click()
-    expect(page.locator('.jp-SandboxSidebar [data-field="state"]')).to_contain_text("running", timeout=30_000)
-    page.wait_for_timeout(1000)
-    page.locator("#jupyter-sandbox-sidebar").screenshot(path=str(SCREENSHOTS / "sidebar-dark.png"))
-    background = page.evaluate("getComputedStyle(document.querySelector('#jupyter-sandbox-sidebar')).backgroundColor")
-    assert background != "rgb(255, 255, 255)"
-    assert (SCREENSHOTS / "sidebar-light.png").stat().st_size > 0
 
 
 def test_the_sidebar_is_keyboard_reachable_and_labelled(page: Page) -> None:

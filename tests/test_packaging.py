@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -12,6 +16,8 @@ import pytest
 from harness import layered_venv
 
 ROOT = Path(__file__).resolve().parents[1]
+# The installed copy is under test, never a source tree that PYTHONPATH names.
+INSTALLED_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
 @pytest.fixture(scope="module")
@@ -78,5 +84,123 @@ def test_pip_install_makes_the_kernel_appear(wheel: Path, tmp_path: Path) -> Non
         text=True,
         check=True,
         cwd=tmp_path,
+        env=INSTALLED_ENV,
     )
     assert found.stdout.strip().startswith(str(venv))
+
+
+def _clean_clone(destination: Path) -> Path:
+    """The tracked files as they are now (what a fresh clone of this state holds): nothing built, no
+    node_modules, no venv."""
+    tracked = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-z"], capture_output=True, check=True, timeout=60
+    ).stdout.split(b"\0")
+    for name in filter(None, (n.decode() for n in tracked)):
+        source = ROOT / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return destination
+
+
+def _normalized(wheel: zipfile.ZipFile) -> list[str]:
+    return sorted(re.sub(r"\.[0-9a-f]{16}\.js$", ".js", name) for name in wheel.namelist())
+
+
+def _unhashed(content: bytes) -> bytes:
+    """The front end's package.json names its entry chunk by that content hash."""
+    return re.sub(rb"\.[0-9a-f]{16}\.js", b".js", content)
+
+
+def _bare_env(venv: Path) -> dict[str, str]:
+    """Only the fresh venv, Node and the system's tools on PATH: no JupyterLab, no jlpm."""
+    env = {k: v for k, v in INSTALLED_ENV.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "JUPYTER"))}
+    env["PATH"] = f"{venv / 'bin'}:/usr/bin:/bin"
+    return env
+
+
+def test_sdist_builds_the_wheel_with_only_python_and_node(tmp_path: Path) -> None:
+    """From a clean clone: the sdist builds in a venv that has only `build`, and the wheel built from that
+    sdist (its isolated build env brings hatchling, hatch-jupyter-builder and jupyter-builder's jlpm; the
+    yarn packages come from yarn's cache) installs into another venv with all three parts visible."""
+    source = _clean_clone(tmp_path / "clone")
+    builder = tmp_path / "builder"
+    subprocess.run([sys.executable, "-m", "venv", str(builder)], check=True, capture_output=True, timeout=300)
+    env = _bare_env(builder)
+    assert shutil.which("jlpm", path=env["PATH"]) is None and shutil.which("jupyter", path=env["PATH"]) is None
+    subprocess.run(
+        [str(builder / "bin" / "python"), "-m", "pip", "install", "--quiet", "build"], env=env, check=True, timeout=300
+    )
+    dist = tmp_path / "dist"
+    built = subprocess.run(
+        [str(builder / "bin" / "python"), "-m", "build", "--outdir", str(dist), str(source)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    sdist = next(dist.glob("jupyter_sandbox-*.tar.gz"))
+    with tarfile.open(sdist) as archive:
+        members = archive.getnames()
+    top = members[0].split("/")[0]
+    for required in (
+        "pyproject.toml",
+        "labextension/package.json",
+        "labextension/yarn.lock",
+        "labextension/.yarnrc.yml",
+        "labextension/tsconfig.json",
+        "labextension/src/index.ts",
+        "labextension/style/index.css",
+        "share/jupyter/kernels/sandbox-python/kernel.json",
+        "share/jupyter/kernels/sandbox-python/logo-64x64.png",
+        "docker/Dockerfile",
+    ):
+        assert f"{top}/{required}" in members, required
+    # Sources only: the built front end is the wheel's, never the sdist's.
+    assert not any(m.startswith(f"{top}/jupyter_sandbox/labextension/") for m in members)
+
+    from_sdist = next(dist.glob("jupyter_sandbox-*.whl"))
+    # The same wheel as one built straight from the clone: the same files, the same bytes (the bundle's
+    # chunk names carry a content hash of their own, which the build folder's path may change).
+    direct = tmp_path / "direct"
+    subprocess.run(
+        [str(builder / "bin" / "python"), "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(direct), str(source)],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    with zipfile.ZipFile(next(direct.glob("*.whl"))) as ours, zipfile.ZipFile(from_sdist) as theirs:
+        assert _normalized(ours) == _normalized(theirs)
+        for name in ours.namelist():
+            if not name.endswith("/RECORD") and "/static/" not in name:
+                assert _unhashed(ours.read(name)) == _unhashed(theirs.read(name)), name
+
+    venv = tmp_path / "venv"
+    python = layered_venv(venv)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(from_sdist)], check=True, timeout=300
+    )
+
+    def run(*module: str) -> str:
+        done = subprocess.run(
+            [str(python), "-m", *module],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=tmp_path,
+            timeout=120,
+            env=INSTALLED_ENV,
+        )
+        return done.stdout + done.stderr
+
+    line = next(line for line in run("jupyterlab.labextensions", "list").splitlines() if "jupyter-sandbox" in line)
+    assert "enabled" in line and "OK" in line, line
+    server = run("jupyter_server.extension.serverextension", "list")
+    line = next(line for line in server.splitlines() if line.strip().startswith("jupyter_sandbox"))
+    assert "enabled" in line, server
+    specs = json.loads(run("jupyter_client.kernelspecapp", "list", "--json"))["kernelspecs"]
+    assert specs["sandbox-python"]["resource_dir"].startswith(str(venv))
+    assert (Path(specs["sandbox-python"]["resource_dir"]) / "logo-64x64.png").is_file()

@@ -769,6 +769,7 @@ def test_schemathesis_finds_no_server_error(api_server: Server, sandbox: str, tm
         r"/git/(clone|push|pull)$",
         r"/pty$",
         r"/ptys/[^/]+/connect$",
+        r"/kernel$",  # starts Jupyter kernels: tested in test_sdk.py
         r"^/sandbox/api/sandboxes/\{sandbox_id\}$",
         r"/(stop|start)$",
     ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -18,7 +19,6 @@ from conftest import Server, git_http_server, network_subnet, start_jupyter_serv
 from jupyter_sandbox.client import (
     AsyncSandbox,
     AuthenticationFailed,
-    CodeUnavailable,
     Conflict,
     ConnectionFailed,
     InvalidRequest,
@@ -26,6 +26,7 @@ from jupyter_sandbox.client import (
     Sandbox,
     SandboxNotFound,
 )
+from jupyter_sandbox.sandbox import binding
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.manager import SandboxManager
 
@@ -80,12 +81,18 @@ def kernel_sb(server: Server) -> Iterator[Sandbox]:
 
 def test_create_get_list_and_labels(server: Server, sb: Sandbox, docker_backend: DockerBackend) -> None:
     assert sb.info.running and sb.info.raw["spec"]["memory"] == 1024**3
-    # The API does not return a sandbox's own labels; the engine shows they were set.
-    [container] = [c for c in docker_backend.client.containers.list() if sb.id in c.name]
+    assert sb.info.labels == {"team": "sdk"}  # its creator's labels only, not the image's or the project's
+    [container] = [c for c in docker_backend.client.containers.list() if c.name and sb.id in c.name]
     assert container.labels.get("team") == "sdk"
     again = Sandbox.get(sb.id, url=server.base, token=server.token)
-    assert again.id == sb.id and again.info.raw["limits"]
+    assert again.id == sb.id and again.info.raw["limits"] and again.info.labels == {"team": "sdk"}
     assert sb.id in [s.id for s in Sandbox.list(url=server.base, token=server.token)]
+    listed = Sandbox.list(url=server.base, token=server.token, labels={"team": "sdk"})
+    assert [s.id for s in listed] == [sb.id] and listed[0].labels == {"team": "sdk"}
+    assert Sandbox.list(url=server.base, token=server.token, labels={"team": "other"}) == []
+    assert Sandbox.list(url=server.base, token=server.token, labels={"team": "sdk", "x": "y"}) == []
+    with pytest.raises(InvalidRequest, match="KEY=VALUE"):
+        Sandbox.list(url=server.base, token=server.token, labels={"": "x"})
 
 
 def test_environment_gives_the_server(server: Server, sb: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -277,9 +284,28 @@ def test_code_runs_statefully_with_rich_results(kernel_sb: Sandbox) -> None:
     assert kernel_sb.process.exec("cat from_code.txt").stdout == "c"
 
 
-def test_code_needs_a_kernel(sb: Sandbox) -> None:
-    with pytest.raises(CodeUnavailable):
-        sb.code.run("1+1")
+def test_code_runs_in_a_sandbox_made_over_rest(server: Server, sb: Sandbox) -> None:
+    """A kernel is attached on the first run; it sees the sandbox's files; at its end the sandbox
+    stays (running, the API's), and a second SDK object gets a kernel of its own."""
+    sb.fs.upload("from-rest.txt", "made over REST")
+    first = sb.code.run("open('/home/sandbox/from-rest.txt').read()")
+    assert first.text == "'made over REST'", first
+    assert sb.code.run("x = 41").error is None and sb.code.run("x + 1").text == "42"
+    kernel_id = sb.code.kernel_id
+    assert kernel_id and Sandbox.get(sb.id, url=server.base, token=server.token).info.kernel_id == kernel_id
+    # Found again while the kernel runs: the same kernel; a second kernel is refused.
+    assert Sandbox.get(sb.id, url=server.base, token=server.token).code.run("x").text == "41"
+    status, answer = server.request("POST", f"/sandbox/api/sandboxes/{sb.id}/kernel", {})
+    assert status == 409 and "in use by kernel" in answer["message"]
+    sb.code.detach()
+    assert wait_until(lambda: Sandbox.get(sb.id, url=server.base, token=server.token).info.kernel_id is None, 60)
+    assert sb.refresh().running and sb.process.exec("cat from-rest.txt").stdout == "made over REST"
+    other = Sandbox.get(sb.id, url=server.base, token=server.token)
+    assert other.code.run("'x' in dir()").text == "False"  # a fresh kernel, the same files
+    other.close()
+    assert wait_until(lambda: Sandbox.get(sb.id, url=server.base, token=server.token).info.kernel_id is None, 60)
+    with pytest.raises(InvalidRequest):
+        sb.code.run("1", language="cobol")
 
 
 def test_stop_start_and_context_manager_deletes(server: Server, sb: Sandbox) -> None:
@@ -331,3 +357,45 @@ def test_argv_is_quoted_and_errors_are_typed_by_status() -> None:
     assert type(error_for(404, "no such file")) is NotFound
     assert isinstance(error_for(409, "m"), Conflict) and isinstance(error_for(429, "m"), LimitExceeded)
     assert isinstance(error_for(503, "m"), SandboxUnavailable) and error_for(503, "m").message == "m"
+
+
+@pytest.mark.timeout(600)
+def test_create_claims_from_the_warm_pool(docker_backend: DockerBackend, tmp_path: Path) -> None:
+    """POST /sandboxes with the pool's spec takes one of the server's warm sandboxes (started and
+    answering already), which no kernel can take after it; one with labels is made fresh."""
+    log = tmp_path / "server.log"
+    server, process = start_jupyter_server(
+        tmp_path, ["--SandboxManager.warm_pool_size=1", "--SandboxService.pool_interval=1"], log=log
+    )
+    manager = SandboxManager(backend=docker_backend)
+    made: list[str] = []
+    try:
+        assert wait_until(lambda: "(server " in log.read_text(), timeout=60)
+        server_id = re.search(r"\(server ([0-9a-f]+)\)", log.read_text()).group(1)  # type: ignore[union-attr]
+
+        def pool() -> list[str]:
+            """The server's warm sandboxes, once the pool has seen them answer."""
+            return [s.id for s in manager.pool_sandboxes(server=server_id) if binding.pool_ready(s.id)]
+
+        assert wait_until(lambda: bool(pool()), timeout=180)
+        warm = pool()[0]
+        with Sandbox.create(url=server.base, token=server.token) as sb:
+            made.append(sb.id)
+            assert sb.id == warm and not sb.info.raw["pool"]
+            assert sb.process.exec("echo warm").stdout == "warm\n"
+            assert warm not in pool() and warm in [s.id for s in Sandbox.list(url=server.base, token=server.token)]
+            labelled = Sandbox.create(url=server.base, token=server.token, labels={"kind": "fresh"})
+            made.append(labelled.id)
+            assert labelled.id != warm and labelled.info.labels == {"kind": "fresh"}
+            labelled.delete()
+            # The pool fills again; a kernel takes the new one, never the API's.
+            assert wait_until(lambda: bool(pool()) and warm not in pool(), timeout=180)
+        assert warm not in [s.id for s in manager.list(owner=manager.owner)]  # deleted with the block
+    finally:
+        process.terminate()
+        process.wait(timeout=120)
+        for sandbox_id in made:
+            try:
+                manager.remove(sandbox_id)
+            except Exception:
+                pass

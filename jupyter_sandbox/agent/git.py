@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any, Callable
 
-from .files import resolve
+from .files import HOME, resolve
 from .git_relay import CALL_ID, Relays
 
 ALLOWED_URL = re.compile(r"^(https?|git)://[^\s/@?#]+(/[^\s]*)?$")
@@ -129,7 +129,11 @@ class Git:
             message = next(
                 (line for line in lines if line.startswith("fatal:")), lines[-1] if lines else f"git {args[0]} failed"
             )
-            raise GitError(400 if "not a git repository" not in stderr else 404, message)
+            if "not a git repository" in stderr:
+                # git's words name .git and filesystem boundaries; a person wants to know what to do.
+                shown = "~" + cwd[len(HOME) :] if cwd == HOME or cwd.startswith(HOME + "/") else cwd
+                raise GitError(404, f"{shown} is not a git repository: initialise one there, or clone into it")
+            raise GitError(400, message)
         return {"stdout": stdout, "stderr": stderr, "exit_code": result["exit_code"]}
 
     @contextlib.asynccontextmanager

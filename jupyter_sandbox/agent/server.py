@@ -129,7 +129,9 @@ class UsageHandler(AgentHandler):
     async def get(self) -> None:
         loop = asyncio.get_running_loop()
         disk = await loop.run_in_executor(None, usage.disk_used, files.HOME)
-        self.write_json({"disk": disk, "ports": usage.listening_ports(self.runner.own_ports)})
+        process = self.runner.process
+        hidden = self.runner.own_ports | usage.machinery_ports(process.pid if process is not None else None)
+        self.write_json({"disk": disk, "ports": usage.listening_ports(hidden)})
 
 
 class KernelActionHandler(AgentHandler):

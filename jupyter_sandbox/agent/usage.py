@@ -48,6 +48,25 @@ def socket_inodes(pid: int) -> set[str]:
     return inodes
 
 
+def _ephemeral_range() -> range:
+    """The ports the kernel hands out to a bind to port 0 (no one types one of these into a URL)."""
+    try:
+        low, high = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())  # noqa: SIM115
+        return range(low, high + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)
+
+
+def machinery_ports(kernel_pid: int | None) -> set[int]:
+    """Ports the sandbox's own machinery listens on besides the fixed ones: any of the agent's process
+    (its tunnels and channels), and those the inner kernel's process got from the OS (port 0: the
+    debugger's, a comm's). A server the user starts in the kernel on a port of their choosing stays."""
+    mine = socket_inodes(os.getpid())
+    kernels = socket_inodes(kernel_pid) if kernel_pid else set()
+    ephemeral = _ephemeral_range()
+    return {port for _, port, inode in listening_sockets() if inode in mine or (inode in kernels and port in ephemeral)}
+
+
 def listening_ports(hidden: AbstractSet[int] = frozenset()) -> list[int]:
     """Ports the user's programs listen on: not Docker's DNS, not the `hidden` ones."""
     return sorted({port for address, port, _ in listening_sockets() if address != DOCKER_DNS and port not in hidden})

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from tornado import websocket
 
 from .connection import Transport, quoted
-from .errors import CodeUnavailable, CommandTimeout, ConnectionFailed, InvalidRequest
+from .errors import CodeUnavailable, CommandTimeout, ConnectionFailed, InvalidRequest, NotFound
 from .models import CodeError, Execution, Output
 
 LANGUAGES = {"python": "sandbox-python"}
@@ -202,10 +202,15 @@ class KernelConnection:
 class CodeInterpreter:
     """`sb.code`: run code statefully in the Jupyter kernel bound to the sandbox."""
 
-    def __init__(self, transport: Transport, kernel_id: str | None, language: str | None) -> None:
+    def __init__(
+        self, transport: Transport, kernel_id: str | None, language: str | None, sandbox_id: str | None = None
+    ) -> None:
         self.transport = transport
         self.kernel_id = kernel_id
         self.language = language or DEFAULT_LANGUAGE
+        self.sandbox_id = sandbox_id
+        # A kernel this SDK object attached to the sandbox itself (shut down with it).
+        self.attached = False
         self._connection: KernelConnection | None = None
 
     async def run(
@@ -223,13 +228,32 @@ class CodeInterpreter:
             kernel_name_for(language)  # a clear error for an unknown language
             raise InvalidRequest(f"this sandbox's kernel runs {self.language}, not {language}")
         if self.kernel_id is None:
-            raise CodeUnavailable(
-                "no Jupyter kernel is bound to this sandbox: create it with Sandbox.create(language='python') "
-                "to run code statefully (a kernel cannot yet be attached to a sandbox made over REST)"
-            )
+            await self._attach(timeout)
+        assert self.kernel_id is not None
         if self._connection is None:
             self._connection = KernelConnection(self.transport, self.kernel_id, self.language)
         return await self._connection.run(code, timeout, on_stdout, on_stderr)
+
+    async def _attach(self, timeout: float) -> None:
+        """A kernel for a sandbox made over REST, started on the first run (POST .../kernel)."""
+        if self.sandbox_id is None:
+            raise CodeUnavailable("no Jupyter kernel is bound to this sandbox")
+        answer = await self.transport.request(
+            "POST", f"/sandboxes/{quoted(self.sandbox_id)}/kernel", json={"language": self.language}
+        )
+        self.kernel_id, self.attached = str(answer["kernel_id"]), True
+        self._connection = KernelConnection(self.transport, self.kernel_id, self.language)
+        await self._connection.wait_ready(timeout)
+
+    async def detach(self) -> None:
+        """Shut down the kernel this object attached (the sandbox stays)."""
+        self.close()
+        if self.attached and self.kernel_id is not None:
+            kernel_id, self.kernel_id, self.attached = self.kernel_id, None, False
+            try:
+                await self.transport.json("DELETE", self.transport.address.url + f"api/kernels/{quoted(kernel_id)}")
+            except NotFound:
+                pass
 
     def close(self) -> None:
         if self._connection is not None:

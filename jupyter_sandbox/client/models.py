@@ -54,6 +54,11 @@ class SandboxInfo:
         value = self.raw.get("network")
         return value if isinstance(value, dict) else {}
 
+    @property
+    def labels(self) -> dict[str, str]:
+        value = self.raw.get("labels")
+        return {k: v for k, v in value.items() if isinstance(v, str)} if isinstance(value, dict) else {}
+
 
 @dataclass
 class ExecResult:

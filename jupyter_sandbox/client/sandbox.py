@@ -442,7 +442,7 @@ class AsyncSandbox:
         self.git = Git(self)
         self.network = Network(self)
         self.ptys = Ptys(self)
-        self.code = CodeInterpreter(transport, info.kernel_id, language)
+        self.code = CodeInterpreter(transport, info.kernel_id, language, info.id)
 
     @property
     def id(self) -> str:
@@ -563,14 +563,15 @@ class AsyncSandbox:
         token: str | None = None,
         transport: Transport | None = None,
         kernel_id: str | None = None,
+        labels: dict[str, str] | None = None,
     ) -> builtins.list[SandboxInfo]:
-        """Your sandboxes (optionally those of one kernel)."""
+        """Your sandboxes (optionally those of one kernel, or those with all of `labels`)."""
         owns = transport is None
         transport = transport or Transport(ServerAddress.resolve(url, token))
+        params: builtins.list[tuple[str, str]] = [("kernel_id", kernel_id)] if kernel_id else []
+        params += [("label", f"{key}={value}") for key, value in (labels or {}).items()]
         try:
-            answer = await transport.request(
-                "GET", "/sandboxes", params={"kernel_id": kernel_id} if kernel_id else None
-            )
+            answer = await transport.request("GET", "/sandboxes", params=params or None)
         finally:
             if owns:
                 await transport.close()
@@ -598,7 +599,7 @@ class AsyncSandbox:
 
     async def delete(self) -> None:
         """Delete it with its files (and shut its kernel down, if it has one)."""
-        self.code.close()
+        await self.code.detach()
         try:
             await self.transport.request("DELETE", f"/sandboxes/{quoted(self.id)}")
         finally:
@@ -641,8 +642,8 @@ class AsyncSandbox:
         return await self.ptys.create(cols, rows, cwd, env, id, command, on_data)
 
     async def close(self) -> None:
-        """Let go of the connection (the sandbox stays)."""
-        self.code.close()
+        """Let go of the connection (the sandbox stays; a kernel `code.run` attached to it ends)."""
+        await self.code.detach()
         if self._owns_transport:
             await self.transport.close()
 

@@ -114,9 +114,14 @@ class Sandbox:
 
     @classmethod
     def list(
-        cls, url: str | None = None, token: str | None = None, kernel_id: str | None = None
+        cls,
+        url: str | None = None,
+        token: str | None = None,
+        kernel_id: str | None = None,
+        labels: dict[str, str] | None = None,
     ) -> builtins.list[SandboxInfo]:
-        return list(_Loop.run(aio.AsyncSandbox.list(url=url, token=token, kernel_id=kernel_id)))
+        """Your sandboxes (optionally those of one kernel, or those with all of `labels`)."""
+        return list(_Loop.run(aio.AsyncSandbox.list(url=url, token=token, kernel_id=kernel_id, labels=labels)))
 
     @property
     def id(self) -> str:

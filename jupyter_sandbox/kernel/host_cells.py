@@ -32,6 +32,15 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class HostInput:
+    """A question a `%sandbox` line asks the front end (a password field), and its answer."""
+
+    prompt: str
+    value: str | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
 class HostCell:
     """A cell with `%sandbox` lines: the proxy runs it segment by segment.
 
@@ -110,6 +119,7 @@ class HostCells:
         self.magics = SandboxMagics()
         self.current: HostCell | None = None
         self.sub_requests: dict[str, HostCell] = {}  # msg_id of a request of its own: the cell
+        self.waiting_input: HostInput | None = None  # a `%sandbox` line's question to the front end
 
     def start(self, idents: list[bytes], body: Body, header: dict[str, Any], segments: list[Segment]) -> None:
         relay = self.relay
@@ -167,6 +177,7 @@ class HostCells:
             write=lambda name, text: relay.post("host_output", (host, name, text)),
             cancel=host.cancel,
         )
+        context.ask_secret = lambda prompt: self.ask_secret(host, prompt)
 
         def run() -> None:
             try:
@@ -202,6 +213,39 @@ class HostCells:
         self.sub_requests[host.sub_id] = host
         relay.cells[host.sub_id] = host.cell
         relay.track(host.sub_id, "shell", host.cell.idents, host.cell.header)
+
+    def ask_secret(self, host: HostCell, prompt: str, timeout: float = 600.0) -> str | None:
+        """A value typed in the front end's password field for this cell (never echoed, never in the
+        notebook): from the magic's thread, while the relay's loop sends the request and takes the
+        reply. None when the front end cannot answer input, or it was interrupted or timed out."""
+        if not host.allow_stdin:
+            return None
+        answer = HostInput(prompt)
+        self.relay.post("host_input", (host, answer))
+        deadline = time.monotonic() + timeout
+        while not answer.done.wait(0.2):
+            if host.cancel.is_set() or time.monotonic() > deadline:
+                return None
+        return answer.value
+
+    def on_input(self, payload: tuple[HostCell, HostInput]) -> None:
+        host, answer = payload
+        if host is not self.current:
+            answer.done.set()
+            return
+        self.waiting_input = answer
+        self.relay.front.send_new(
+            "stdin", host.cell.idents, "input_request", {"prompt": answer.prompt, "password": True}, host.cell.header
+        )
+
+    def on_input_reply(self, value: Any) -> bool:
+        """Whether an input_reply from the front end answered a question of a `%sandbox` line."""
+        answer, self.waiting_input = self.waiting_input, None
+        if answer is None:
+            return False
+        answer.value = value if isinstance(value, str) else None
+        answer.done.set()
+        return True
 
     def on_output(self, payload: tuple[HostCell, str, str]) -> None:
         host, name, text = payload

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import os
+import posixpath
 import shlex
 import stat
 import threading
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn, TypeVar
 
 from ..sandbox import preview as preview_tokens
-from ..sandbox.agent_client import Cancelled
+from ..sandbox.agent_client import Cancelled, domain_error
 from ..sandbox.agent_http import AgentError
 from ..sandbox.disk import describe as describe_disk
 from ..sandbox.docker_backend import SandboxError
@@ -35,11 +36,14 @@ T = TypeVar("T")
 Write = Callable[[str, str], None]
 # Set by the server extension in the Jupyter server's environment, which kernels inherit.
 PREVIEW_TEMPLATE_ENV = "JUPYTER_SANDBOX_PREVIEW_TEMPLATE"
+# The path form on the server's own address (set only when the server serves it): a URL for scripts.
+PREVIEW_SCRIPT_TEMPLATE_ENV = "JUPYTER_SANDBOX_PREVIEW_SCRIPT_TEMPLATE"
 
 SUBCOMMANDS = (
     "status",
     "config",
     "network",
+    "secret",
     "exec",
     "ls",
     "upload",
@@ -56,9 +60,10 @@ OPTIONS = {
     "status": ["--json", "--help"],
     "config": ["--cpu", "--memory", "--pids", "--disk", "--cell-timeout", "--env", "--image", "--help"],
     "network": ["--help"],
-    "exec": ["--timeout", "--help"],
+    "secret": ["--host", "--help"],
+    "exec": ["--timeout", "--cwd", "--help"],
     "ls": ["--help"],
-    "upload": ["--help"],
+    "upload": ["--to", "--help"],
     "download": ["--force", "--help"],
     "preview": ["--expires", "--help"],
     "ssh": ["--expires", "--revoke", "--help"],
@@ -88,12 +93,15 @@ HELP = """%sandbox: control this notebook's sandbox (handled on the host, never 
   %sandbox config [--cpu N] [--memory SIZE] [--pids N] [--disk SIZE] [--cell-timeout SECONDS]
                   [--env KEY=VALUE ...] [--image IMAGE]
                                  change limits: CPU and memory live, the rest by a clean restart
-  %sandbox network [internet | none | allow CIDR...]
-                                 show or change (live) what the sandbox may reach
-  %sandbox exec COMMAND          run a shell command in the sandbox, output streamed into the cell
+  %sandbox network [internet | none | allow DOMAIN|CIDR... | log]
+                                 show or change (live) what the sandbox may reach; where it went
+  %sandbox secret set NAME --host HOST | list | delete NAME
+                                 a secret the gateway adds for HOST; the sandbox sees a placeholder
+  %sandbox exec [--cwd DIR] COMMAND
+                                 run a shell command in the sandbox, output streamed into the cell
   %%sandbox exec                 the rest of the cell is a shell script run in the sandbox
   %sandbox ls [PATH]             list a folder in the sandbox (default: /home/sandbox)
-  %sandbox upload HOST_PATH [SANDBOX_PATH]
+  %sandbox upload HOST_PATH... [--to SANDBOX_FOLDER]   (or: upload FILE SANDBOX_PATH)
   %sandbox download SANDBOX_PATH [HOST_PATH] [--force]
                                  copy files; uploads come from the notebook's folder, downloads go
                                  into its sandbox-downloads/<sandbox id>/ folder
@@ -109,6 +117,10 @@ HELP = """%sandbox: control this notebook's sandbox (handled on the host, never 
   %sandbox delete --yes          delete the sandbox and its files; the next cell gets a fresh one
   %sandbox help                  this text; `%sandbox SUBCOMMAND --help` for details
 """
+
+
+# A folder upload goes file by file; past this many, an archive is the better way.
+MAX_UPLOAD_FILES = 10_000
 
 
 class MagicUsageError(Exception):
@@ -158,6 +170,8 @@ class MagicContext:
     cancel: threading.Event = field(default_factory=threading.Event)
     stop_watching: Callable[[], None] = lambda: None
     delete: Callable[[], None] = lambda: None
+    # Asks the front end for a value in a password field (None: it cannot, or no answer came).
+    ask_secret: Callable[[str], str | None] = lambda prompt: None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -253,7 +267,10 @@ class SandboxMagics:
             return MagicResult()
         except MagicUsageError as exc:
             return MagicResult(error=str(exc).strip())
-        except (SpecError, SandboxError, AgentError, SandboxOperationError) as exc:
+        except AgentError as exc:
+            # What the agent refused, as the domain error says it (never "agent answered 404").
+            return MagicResult(error=f"%sandbox {command}: {domain_error(exc).message}")
+        except (SpecError, SandboxError, SandboxOperationError) as exc:
             return MagicResult(error=f"%sandbox {command}: {exc}")
 
     # -- subcommands ------------------------------------------------------------------------
@@ -407,20 +424,14 @@ class SandboxMagics:
         return result
 
     def network(self, args: list[str], ctx: MagicContext) -> MagicResult:
-        parser = _Parser(
-            ctx.write,
-            prog="%sandbox network",
-            description="Show or change the sandbox's egress policy, live: 'internet' (public "
-            "addresses only), 'none' (nothing, not even DNS), or 'allow CIDR...'.",
-        )
-        parser.add_argument("mode", nargs="?", choices=["internet", "none", "allow"])
-        parser.add_argument("cidrs", nargs="*", metavar="CIDR")
-        options = parser.parse_args(args)
-        sandbox = self._require(ctx)
-        if options.mode is not None:
-            _run(operations_for(ctx.manager).set_network(sandbox, {"mode": options.mode, "cidrs": options.cidrs}))
-        ctx.write("stdout", f"network: {ctx.manager.egress(sandbox).describe()}\n")
-        return MagicResult()
+        from .network_magic import network_magic
+
+        return network_magic(args, ctx)
+
+    def secret(self, args: list[str], ctx: MagicContext) -> MagicResult:
+        from .network_magic import secret_magic
+
+        return secret_magic(args, ctx)
 
     def exec(self, rest: str, body: str | None, ctx: MagicContext) -> MagicResult:
         parser = _Parser(
@@ -430,6 +441,7 @@ class SandboxMagics:
             "the cell's body is the script. A non-zero exit code fails the cell.",
         )
         parser.add_argument("--timeout", type=_positive_float, help="kill the command after this many seconds")
+        parser.add_argument("--cwd", default=None, help="folder in the sandbox to run in (default: /home/sandbox)")
         parser.add_argument("command", nargs=argparse.REMAINDER, help="the shell command")
         words = rest.split()
         options_end = 0
@@ -437,8 +449,8 @@ class SandboxMagics:
             if words[options_end] == "--":
                 options_end += 1
                 break
-            options_end += 2 if words[options_end] == "--timeout" else 1
-        options = parser.parse_args(words[:options_end])
+            options_end += 2 if words[options_end] in ("--timeout", "--cwd") else 1
+        options = parser.parse_args([w for w in words[:options_end] if w != "--"])
         command = rest.split(None, options_end)[options_end] if len(rest.split(None, options_end)) > options_end else ""
         script = body if body is not None else command
         if not script.strip():
@@ -447,7 +459,7 @@ class SandboxMagics:
         try:
             record = _run(
                 operations_for(ctx.manager).exec_streaming(
-                    sandbox, script, on_output=ctx.write, cancel=ctx.cancel, timeout=options.timeout
+                    sandbox, script, on_output=ctx.write, cancel=ctx.cancel, timeout=options.timeout, cwd=options.cwd
                 )
             )
         except Cancelled:
@@ -463,7 +475,8 @@ class SandboxMagics:
         parser.add_argument("path", nargs="?", default="", help="folder (default: /home/sandbox)")
         options = parser.parse_args(args)
         listing = _run(operations_for(ctx.manager).list_folder(self._require(ctx), options.path))
-        lines = [f"{listing['path']}:"]
+        # The folder as a path reads: '/home/sandbox/../..' is '/'.
+        lines = [f"{posixpath.normpath(str(listing['path']) or '/')}:"]
         for item in listing["entries"]:
             if item.get("type") not in ("file", "directory", "symlink", "other") or not isinstance(
                 item.get("size"), int
@@ -510,26 +523,79 @@ class SandboxMagics:
             )
         return resolved
 
+    def _upload_sources(self, raw: str, ctx: MagicContext) -> list[tuple[Path, str]]:
+        """(host file, path relative to the upload's target) for a file, or every file of a folder:
+        each checked as a host path of its own (so no symlink, hidden file or '..' gets through)."""
+        folder = self._host_path(raw, ctx, must_exist=False)
+        if not folder.is_dir():
+            return [(self._host_path(raw, ctx, must_exist=True), folder.name)]
+        found: list[tuple[Path, str]] = []
+        for top, dirs, files in os.walk(folder, followlinks=False):
+            relative = Path(top).relative_to(folder)
+            if not ctx.settings.allow_hidden_files:
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                files = [f for f in files if not f.startswith(".")]
+            dirs.sort()
+            for name in sorted(files):
+                inside = Path(raw) / relative / name
+                if os.path.islink(Path(top) / name):
+                    continue  # a link is not copied (its target may be anywhere)
+                found.append((self._host_path(str(inside), ctx, must_exist=True), f"{folder.name}/{relative / name}"))
+                if len(found) > MAX_UPLOAD_FILES:
+                    raise SpecError(f"{raw} holds more than {MAX_UPLOAD_FILES:,} files; upload it as an archive")
+        return found
+
     def upload(self, args: list[str], ctx: MagicContext) -> MagicResult:
         parser = _Parser(
             ctx.write,
             prog="%sandbox upload",
-            description="Copy a file from the notebook's folder on the host into the sandbox.",
+            description="Copy files or folders from the notebook's folder on the host into the sandbox. "
+            "`%sandbox upload FILE SANDBOX_PATH` copies one file to that path.",
         )
-        parser.add_argument("host_path")
-        parser.add_argument("sandbox_path", nargs="?", help="default: /home/sandbox/<file name>")
+        parser.add_argument("host_paths", nargs="+", metavar="HOST_PATH", help="files or folders")
+        parser.add_argument("--to", default=None, help="sandbox folder to copy into (default: /home/sandbox)")
         options = parser.parse_args(args)
-        source = self._host_path(options.host_path, ctx, must_exist=True)
+        sources = options.host_paths
+        target: str | None = options.to
+        rename: str | None = None
+        if options.to is None and len(sources) == 2:
+            try:
+                second: Path | None = self._host_path(sources[1], ctx, must_exist=False)
+            except SpecError:
+                second = None  # not a host path at all, e.g. /home/sandbox/...: the sandbox side
+            if second is None or not second.exists():
+                rename = sources[1]  # FILE SANDBOX_PATH, the one-file form
+                sources = sources[:1]
+        files: list[tuple[str, Path, str]] = []
+        for raw in sources:
+            files.extend((raw, path, relative) for path, relative in self._upload_sources(raw, ctx))
+        if rename is not None and (len(files) != 1 or files[0][2] != Path(sources[0]).name):
+            raise SpecError(f"{sources[0]} is a folder: give its sandbox folder with --to")
         limit = parse_size(ctx.settings.max_transfer_size, "max_transfer_size")
-        # O_NOFOLLOW: the file checked above cannot be swapped for a symlink before it is opened.
-        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size > limit:
-                raise SpecError(f"{options.host_path} is {readable_size(size)}, above the limit of {limit_size(limit)}")
-            target = options.sandbox_path or source.name
-            answer = _run(operations_for(ctx.manager).upload_from(self._require(ctx), target, handle, size))
-        ctx.write("stdout", f"uploaded {options.host_path} ({size:,} bytes) to {answer.get('path', target)}\n")
+        sandbox = self._require(ctx)
+        ops = operations_for(ctx.manager)
+        total = 0
+        for raw, path, relative in files:
+            # O_NOFOLLOW: the file checked above cannot be swapped for a symlink before it is opened.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if size > limit or total + size > limit:
+                    shown = raw if len(files) == 1 else relative
+                    raise SpecError(
+                        f"{shown} is {readable_size(size)}, above the limit of {limit_size(limit)}"
+                        if size > limit
+                        else f"the upload would pass the limit of {limit_size(limit)} at {shown}; nothing after it was sent"
+                    )
+                total += size
+                # The agent makes the folders a file goes into.
+                destination = rename or posixpath.join(target or "", relative)
+                answer = _run(ops.upload_from(sandbox, destination, handle, size))
+            if len(files) == 1:
+                ctx.write("stdout", f"uploaded {raw} ({size:,} bytes) to {answer.get('path', destination)}\n")
+        if len(files) != 1:
+            where = posixpath.normpath(target) if target else "/home/sandbox"
+            ctx.write("stdout", f"uploaded {len(files)} files ({total:,} bytes) to {where}\n")
         return MagicResult()
 
     def download(self, args: list[str], ctx: MagicContext) -> MagicResult:
@@ -586,7 +652,8 @@ class SandboxMagics:
             expires_in = preview_tokens.parse_duration(options.expires)
         except preview_tokens.PreviewError as exc:
             raise SpecError(str(exc)) from None
-        link = preview_link(template, sandbox.id, options.port, expires_in)
+        script_template = os.environ.get(PREVIEW_SCRIPT_TEMPLATE_ENV, "")
+        link = preview_link(template, sandbox.id, options.port, expires_in, script_template=script_template)
         listening = _run(operations_for(ctx.manager).listening_ports(sandbox))
         until = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(link.expires))
         lines = [
@@ -594,6 +661,9 @@ class SandboxMagics:
             f"  open in a browser:  {link.browser_url}",
             f"  with curl:          curl -H '{link.header}: {link.token}' {link.url}",
         ]
+        if link.script_url:
+            # *.localhost resolves in browsers and curl, not in Python's resolver: scripts take this one.
+            lines.append(f"  from a script:      {link.script_url}  (send the {link.header} header)")
         if options.port not in listening:
             lines.append(
                 f"  note: nothing listens on port {options.port} yet "

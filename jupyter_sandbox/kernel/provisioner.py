@@ -20,7 +20,7 @@ from typing import Any
 from jupyter_client.provisioning import LocalProvisioner
 
 from ..sandbox.manager import SERVER_ID_ENV
-from .magics import PREVIEW_TEMPLATE_ENV
+from .magics import PREVIEW_SCRIPT_TEMPLATE_ENV, PREVIEW_TEMPLATE_ENV
 
 # The name the kernelspec's metadata uses (kernel_provisioner.provisioner_name) and pyproject
 # registers under the jupyter_client.kernel_provisioners entry point group.
@@ -37,10 +37,15 @@ def register_server(server_id: str) -> None:
         _registered[SERVER_ID_ENV] = server_id
 
 
-def register_preview_template(template: str) -> None:
-    """The preview link template (with the server's port filled in) for `%sandbox preview`."""
+def register_preview_template(template: str, script_template: str = "") -> None:
+    """The preview link template (with the server's port filled in) for `%sandbox preview`, and the
+    path form's on the server's own address ('' when the server does not serve it)."""
     with _lock:
         _registered[PREVIEW_TEMPLATE_ENV] = template
+        if script_template:
+            _registered[PREVIEW_SCRIPT_TEMPLATE_ENV] = script_template
+        else:
+            _registered.pop(PREVIEW_SCRIPT_TEMPLATE_ENV, None)
 
 
 def unregister() -> None:

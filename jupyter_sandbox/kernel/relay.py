@@ -176,11 +176,13 @@ class Relay:
             "kernel_info_known": self._on_kernel_info_known,
             "host_output": self.hosts.on_output,
             "host_step": self.hosts.on_step,
+            "host_input": self.hosts.on_input,
         }
         # Requests from the front end the proxy handles itself, before routing.
         self._front_handlers: dict[tuple[str, str], FrontHandler] = {
             ("control", "shutdown_request"): self._front_shutdown,
             ("control", "interrupt_request"): self._front_interrupt,
+            ("stdin", "input_reply"): self._front_input_reply,
         }
         # Shell requests looked at before they are passed on.
         self._shell_intercepts: dict[str, ShellIntercept] = {
@@ -452,6 +454,12 @@ class Relay:
         idents, body, header = parsed
         handler = self._front_handlers.get((channel, header.get("msg_type", "")), self._route)
         handler(channel, idents, body, header)
+
+    def _front_input_reply(self, channel: str, idents: list[bytes], body: Body, header: dict[str, Any]) -> None:
+        # A `%sandbox` line's question (a secret's value) is answered here, on the host: it never
+        # reaches the sandbox. Any other reply goes on to the inner kernel that asked.
+        if not self.hosts.on_input_reply(content(body).get("value")):
+            self._route(channel, idents, body, header)
 
     def _front_shutdown(self, channel: str, idents: list[bytes], body: Body, header: dict[str, Any]) -> None:
         restart = bool(content(body).get("restart"))

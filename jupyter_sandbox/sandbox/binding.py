@@ -5,6 +5,7 @@ sandbox is claimed by a kernel, a notebook's sandbox outlives its kernel and is 
 one. So the binding lives in the container's *name*, which Docker can change atomically:
 
     jupyter-sandbox-<id>                      unbound (warm pool, command line)
+    jupyter-sandbox-<id>.a                    a warm-pool sandbox claimed by the REST API (POST /sandboxes)
     jupyter-sandbox-<id>.w-<workspace>        a notebook's sandbox that no kernel uses now
     jupyter-sandbox-<id>.w-<workspace>.k-<kernel id>
     jupyter-sandbox-<id>.k-<kernel id>        a kernel without a notebook (removed with its kernel)
@@ -37,7 +38,9 @@ NAME_PREFIX = "jupyter-sandbox-"
 KERNEL_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,63}$")
 WORKSPACE_RE = re.compile(r"^[0-9a-f]{8,64}$")
 SERVER_ID_RE = re.compile(r"^[0-9a-f]{8,64}$")
-_NAME_RE = re.compile(r"^jupyter-sandbox-([0-9a-f]+)(?:\.w-([0-9a-f]{8,64}))?(?:\.k-([0-9A-Za-z][0-9A-Za-z_-]*))?$")
+_NAME_RE = re.compile(
+    r"^jupyter-sandbox-([0-9a-f]+)(\.a)?(?:\.w-([0-9a-f]{8,64}))?(?:\.k-([0-9A-Za-z][0-9A-Za-z_-]*))?$"
+)
 
 
 @dataclass(frozen=True)
@@ -45,10 +48,14 @@ class Binding:
     sandbox_id: str
     workspace: str | None = None
     kernel_id: str | None = None
+    # Claimed from the warm pool by the REST API: no longer the pool's, though its label says pool.
+    api: bool = False
 
     @property
     def name(self) -> str:
         name = NAME_PREFIX + self.sandbox_id
+        if self.api:
+            name += ".a"
         if self.workspace:
             name += f".w-{self.workspace}"
         if self.kernel_id:
@@ -68,7 +75,7 @@ def parse_name(name: str) -> Binding | None:
     match = _NAME_RE.match(name.lstrip("/"))
     if not match:
         return None
-    return Binding(match.group(1), match.group(2) or None, match.group(3) or None)
+    return Binding(match.group(1), match.group(3) or None, match.group(4) or None, bool(match.group(2)))
 
 
 def check_kernel_id(kernel_id: str) -> str:

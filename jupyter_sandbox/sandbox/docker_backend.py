@@ -93,6 +93,15 @@ class DockerBackend:
             if not self._networks(name):
                 raise SandboxError(f"could not create the sandbox network {name}: {exc}") from None
 
+    def network_gateway(self, name: str) -> str | None:
+        """The host's IPv4 address on a bridge network (where the egress gateway listens), if any."""
+        for network in self._networks(name):
+            for config in _list(_dict(network.attrs.get("IPAM")).get("Config")):
+                gateway = str(_dict(config).get("Gateway") or "")
+                if gateway and ":" not in gateway:
+                    return gateway
+        return None
+
     def remove_network_if_unused(self, name: str) -> bool:
         """Remove the network when no container is on it, stopped ones included: the network's own
         list names running containers only, and a kept sandbox stopped on it must start again."""

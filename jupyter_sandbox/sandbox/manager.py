@@ -32,6 +32,11 @@ from .agent_http import AgentError
 from .backend import Backend
 from .disk import DiskStore, HomeDisk
 from .docker_backend import DockerBackend, SandboxError, tar_bytes
+from .gateway import authority as gateway_authority
+from .gateway import control as gateway_control
+from .gateway import state as gateway_state
+from .gateway import vault as gateway_vault
+from .gateway.settings import EgressGateway
 from .image import (
     DEFAULT_BASE,
     DEFAULT_IMAGE,
@@ -78,11 +83,38 @@ MOVED_TO_HOME = {"MPLCONFIGDIR": f"{SANDBOX_HOME}/.config/matplotlib", "XDG_CACH
 LABEL_HOME_IMAGE = f"{LABEL_PREFIX}.home-image"
 # On a container: what its home is, "ext4" (a filesystem of its own, size-limited) or "volume" (plain).
 LABEL_HOME = f"{LABEL_PREFIX}.home"
+# The names of the labels its creator gave it (a container also carries its image's labels).
+LABEL_USER_LABELS = f"{LABEL_PREFIX}.user-labels"
 
 # Set by the server extension for the kernels it starts: whose warm pool they may claim from.
 SERVER_ID_ENV = "JUPYTER_SANDBOX_SERVER_ID"
 AGENT_DIR = "/opt/jupyter-sandbox"
 AGENT_PACKAGE = "jupyter_sandbox_agent"
+# The CA bundle a sandbox trusts when it has one of its own (see _trust_bundle), and the variables
+# that point the usual clients at it.
+TRUST_BUNDLE = "ca-bundle.pem"
+TRUST_VARIABLES = (
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "PIP_CERT",
+    "NODE_EXTRA_CA_CERTS",
+    "GIT_SSL_CAINFO",
+)
+
+
+def _host_ca_bundle() -> str:
+    """The host's bundle of public roots (the system's, else certifi's)."""
+    import ssl
+
+    for candidate in (ssl.get_default_verify_paths().cafile, "/etc/ssl/certs/ca-certificates.crt"):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    import certifi
+
+    return str(certifi.where())
+
+
 # What the host writes to the container's stdin once the egress policy is in force (see start()).
 GATE_LINE = b"open\n"
 LABEL_PROBE = f"{LABEL_PREFIX}probe"
@@ -217,7 +249,16 @@ class Sandbox:
     @property
     def pool(self) -> bool:
         """Made for the warm pool and not claimed yet."""
-        return self.labels.get(LABEL_POOL) == "1" and not self.kernel_id and not self.workspace
+        return self.labels.get(LABEL_POOL) == "1" and not self.kernel_id and not self.workspace and not self.binding.api
+
+    @property
+    def user_labels(self) -> dict[str, str]:
+        """The labels its creator gave it (not the project's own, nor its image's)."""
+        try:
+            names = json.loads(self.labels.get(LABEL_USER_LABELS, "[]"))
+        except ValueError:
+            names = []
+        return {k: self.labels[k] for k in names if isinstance(k, str) and k in self.labels}
 
     @property
     def owner(self) -> str:
@@ -268,6 +309,7 @@ class Sandbox:
             "kernel_id": self.kernel_id,
             "workspace": self.workspace,
             "pool": self.pool,
+            "labels": self.user_labels,
             "owner": self.owner,
             "created": datetime.fromtimestamp(int(self.created), timezone.utc).isoformat()
             if self.created.isdigit()
@@ -474,6 +516,34 @@ class SandboxManager(LoggingConfigurable):
             "namespace has no IPv6 address."
         ),
     )
+    default_network_domains = List(
+        Unicode(),
+        default_value=[],
+        config=True,
+        help=(
+            "Domains for default_network = 'allow' (e.g. ['pypi.org', 'files.pythonhosted.org']), reached "
+            "through the egress gateway; may be mixed with default_network_cidrs."
+        ),
+    )
+    max_network_domains = Int(50, config=True, help="Most domains an allow-list egress policy may name.")
+    network_deny_domains = List(
+        Unicode(),
+        default_value=[],
+        config=True,
+        help=(
+            "Domains (and '*.suffix' patterns) no sandbox may reach, whatever its allow list says: refused "
+            "when a list names them, and at every connection through the gateway."
+        ),
+    )
+    extra_ca_certs = Unicode(
+        "",
+        config=True,
+        help=(
+            "A PEM bundle of the operator's CAs (a company's TLS-intercepting proxy, say) that sandboxes "
+            "trust besides the public ones: it goes into the bundle that SSL_CERT_FILE, REQUESTS_CA_BUNDLE, "
+            "CURL_CA_BUNDLE, PIP_CERT, NODE_EXTRA_CA_CERTS and GIT_SSL_CAINFO name in the sandbox."
+        ),
+    )
     dns_in_allow_mode = Bool(
         False,
         config=True,
@@ -571,6 +641,7 @@ class SandboxManager(LoggingConfigurable):
         self.last_egress_seconds: float | None = None
         # Set when the server shuts down: housekeeping makes nothing new from then on.
         self.stopping = False
+        self.gateway = EgressGateway(parent=self)
 
     @property
     def backend(self) -> Backend:
@@ -706,6 +777,7 @@ class SandboxManager(LoggingConfigurable):
             LABEL_OWNER: self.owner,
             LABEL_CREATED_BY: f"jupyter-sandbox {__version__}",
             LABEL_SPEC: _spec_label(spec),
+            LABEL_USER_LABELS: json.dumps(sorted(spec.labels)),
         }
         if kernel_id:
             labels[LABEL_KERNEL_ID] = kernel_id  # the kernel it was made for; who has it now is in its name
@@ -743,15 +815,7 @@ class SandboxManager(LoggingConfigurable):
                 backend.remove_container(name)
             raise
         if not network.policy_path(sandbox_id).exists():
-            network.save(
-                sandbox_id,
-                network_policy
-                or self.network_policy(
-                    {"mode": self.default_network, "cidrs": self.default_network_cidrs}
-                    if self.default_network == "allow"
-                    else self.default_network
-                ),
-            )
+            network.save(sandbox_id, network_policy or self.default_policy())
         sandbox = self.get(sandbox_id)
         if start:
             try:
@@ -963,6 +1027,26 @@ class SandboxManager(LoggingConfigurable):
         runtime = self.agent_runtime(sandbox.image_id or sandbox.image)
         recorded_env = sandbox.spec.get("env")
         seeds = list(self._moved_to_home(self.current_spec(sandbox)).values())
+        user_env = dict(recorded_env) if isinstance(recorded_env, dict) else {}
+        agent_env = {"PATH": ":".join(runtime.path), "HOME": SANDBOX_HOME, "USER": "sandbox", "LANG": "C.UTF-8"}
+        files: dict[str, tuple[bytes, int]] = {}
+        policy = network.load(sandbox_id)
+        bundle = self._trust_bundle(sandbox_id, policy)
+        gateway_env: dict[str, str] = {}
+        if bundle is not None:
+            files[TRUST_BUNDLE] = (bundle, 0o444)
+            path = f"{AGENT_DIR}/{TRUST_BUNDLE}"
+            gateway_env.update({name: path for name in TRUST_VARIABLES})
+        if policy.uses_gateway:
+            address, port = self.ensure_gateway()
+            proxy = f"http://{address}:{port}"
+            for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+                gateway_env[name] = gateway_env[name.lower()] = proxy
+            gateway_env["NO_PROXY"] = gateway_env["no_proxy"] = "localhost,127.0.0.1,::1"
+        # The secrets' placeholders, never their values (the gateway puts those in at the edge).
+        user_env.update(gateway_vault.environment(sandbox_id))
+        user_env.update(gateway_env)
+        agent_env.update(gateway_env)
         config = {
             "token": sandbox_secrets.agent_token(sandbox_id),
             "port": AGENT_PORT,
@@ -977,12 +1061,12 @@ class SandboxManager(LoggingConfigurable):
             "runtime_dir": "/tmp/.jupyter-sandbox",
             # The agent's own environment, whole; the sandbox's processes get the container's
             # environment plus the spec's variables.
-            "agent_env": {"PATH": ":".join(runtime.path), "HOME": SANDBOX_HOME, "USER": "sandbox", "LANG": "C.UTF-8"},
-            "user_env": recorded_env if isinstance(recorded_env, dict) else {},
+            "agent_env": agent_env,
+            "user_env": user_env,
             "seed": [list(pair) for pair in seeds],
         }
         source = Path(__file__).resolve().parent.parent / "agent"
-        files = {f"{AGENT_PACKAGE}/{path.name}": (path.read_bytes(), 0o444) for path in sorted(source.glob("*.py"))}
+        files.update({f"{AGENT_PACKAGE}/{p.name}": (p.read_bytes(), 0o444) for p in sorted(source.glob("*.py"))})
         files["agent.json"] = (json.dumps(config).encode(), 0o440)
         dirs = {".": (0o755, 0, 0), AGENT_PACKAGE: (0o755, 0, 0)}
         # Everything belongs to root and is closed to writes; the config is readable by the sandbox
@@ -1040,8 +1124,55 @@ class SandboxManager(LoggingConfigurable):
                 allow_any=self.allow_any_cidr,
                 max_v4_prefix=self.max_egress_allow_v4_prefix,
                 max_v6_prefix=self.max_egress_allow_v6_prefix,
+                max_domains=self.max_network_domains,
+                deny_domains=tuple(self._deny_domains()),
             ),
         )
+
+    def _deny_domains(self) -> list[str]:
+        from .gateway import domains
+
+        try:
+            return domains.normalise_all(self.network_deny_domains)
+        except domains.DomainError as exc:
+            raise SandboxError(f"SandboxManager.network_deny_domains: {exc}") from None
+
+    def default_policy(self) -> EgressPolicy:
+        if self.default_network != "allow":
+            return self.network_policy(self.default_network)
+        return self.network_policy(
+            {"mode": "allow", "cidrs": self.default_network_cidrs, "domains": self.default_network_domains}
+        )
+
+    # -- the egress gateway -------------------------------------------------------------------
+
+    def ensure_gateway(self) -> tuple[str, int]:
+        """Where the egress gateway for this manager's network listens (started when it does not run)."""
+        address = self.backend.network_gateway(self.network_name)
+        if not address:
+            raise SandboxError(f"the sandbox network {self.network_name} has no IPv4 gateway address for the gateway")
+        settings = self.gateway.settings(
+            self.network_name, address, self._deny_domains(), str(sandbox_secrets.secret_path())
+        )
+        try:
+            return gateway_control.ensure_running(settings)
+        except (gateway_control.GatewayError, OSError) as exc:
+            raise SandboxError(f"the egress gateway could not be started: {exc}") from None
+
+    def _trust_bundle(self, sandbox_id: str, policy: EgressPolicy) -> bytes | None:
+        """The CA bundle a sandbox trusts: the host's public roots, the operator's extra CAs and, in
+        gateway mode, the sandbox's own CA (its key stays on the host). None: the image's own store."""
+        if not policy.uses_gateway and not self.extra_ca_certs:
+            return None
+        parts = [Path(_host_ca_bundle()).read_bytes()]
+        if self.extra_ca_certs:
+            try:
+                parts.append(Path(self.extra_ca_certs).read_bytes())
+            except OSError as exc:
+                raise SandboxError(f"SandboxManager.extra_ca_certs: cannot read {self.extra_ca_certs}: {exc}") from None
+        if policy.uses_gateway:
+            parts.append(gateway_authority.ca_certificate(sandbox_id))
+        return b"\n".join(part.rstrip(b"\n") for part in parts) + b"\n"
 
     def egress(self, sandbox: Sandbox) -> EgressPolicy:
         return network.load(sandbox.id)
@@ -1084,8 +1215,17 @@ class SandboxManager(LoggingConfigurable):
             raise SandboxError(f"sandbox {sandbox.id} has no running process to put its egress policy on")
         # The host's own addresses on the sandbox network are closed in every mode.
         hosts = [address for net in info.networks for address in (net.gateway, net.ipv6_gateway) if address]
+        gateway = None
+        if policy.uses_gateway:
+            gateway = self.ensure_gateway()
+            for net in info.networks:
+                if net.network == self.network_name and net.ip_address:
+                    # The gateway knows the sandbox by this address (the engine's to give).
+                    gateway_state.register(net.ip_address, sandbox.id)
+        else:
+            gateway_state.unregister(sandbox.id)
         try:
-            self.last_egress_seconds = self.enforcer.apply(pid, policy, hosts)
+            self.last_egress_seconds = self.enforcer.apply(pid, policy, hosts, gateway)
         except network.EgressError as exc:
             raise SandboxError(
                 f"the egress policy of sandbox {sandbox.id} ({policy.describe()}) could not be put in force: "
@@ -1263,6 +1403,7 @@ class SandboxManager(LoggingConfigurable):
 
     def stop(self, sandbox: Sandbox) -> Sandbox:
         self.backend.stop(sandbox.container_id)
+        gateway_state.unregister(sandbox.id)  # its address goes back to the engine
         # The same container, read once: no list needed to find it.
         record = self.backend.inspect(sandbox.container_id)
         return Sandbox.from_record(record) if record is not None else self.get(sandbox.id)
@@ -1276,6 +1417,10 @@ class SandboxManager(LoggingConfigurable):
         # Every way a sandbox goes (REST, magic, kernel shutdown, reaper) ends here, so the host state
         # kept for it goes here too: egress rules, idle marks, preview nonce, remembered git remotes.
         network.forget(sandbox_id)
+        # The gateway's part: its record of the sandbox's address, its log, its secrets and its CA.
+        gateway_state.forget(sandbox_id)
+        gateway_vault.forget(sandbox_id)
+        gateway_authority.forget(sandbox_id)
         idle.clear(sandbox_id)
         binding.forget_pool_ready(sandbox_id)
         preview.forget(sandbox_id)
@@ -1389,6 +1534,39 @@ class SandboxManager(LoggingConfigurable):
                         continue
         return None, ""
 
+    def claim_for_api(self, spec: SandboxSpec) -> Sandbox | None:
+        """A free, answering warm-pool sandbox of this server for POST /sandboxes when `spec` is the
+        pool's (the default): renamed as the API's (binding.py), so no kernel claims it too. None
+        when there is none (the caller creates one)."""
+        if self.warm_pool_size <= 0 or spec != self.default_spec():
+            return None
+        with binding.claim_lock():
+            if self.max_sandboxes_per_owner > 0 and self.owned_count() >= self.max_sandboxes_per_owner:
+                return None  # the create that follows says why
+            for candidate in self.pool_sandboxes(spec, server=self.server_id):
+                if not binding.pool_ready(candidate.id):
+                    continue
+                wanted = binding.Binding(candidate.id, api=True).name
+                if self.backend.rename(candidate.name, wanted):
+                    return self.get(candidate.id)
+        return None
+
+    def lend_to_kernel(self, sandbox: Sandbox, kernel_id: str | None) -> Sandbox:
+        """Bind a sandbox of the API to a kernel (or take it back: None) that only borrows it: at
+        the kernel's end it goes back to the API, running, instead of being removed (release)."""
+        wanted = binding.Binding(
+            sandbox.id, kernel_id=binding.check_kernel_id(kernel_id) if kernel_id else None, api=True
+        )
+        with binding.claim_lock():
+            current = self.get(sandbox.id)
+            if kernel_id and current.kernel_id and binding.kernel_alive(current.kernel_id):
+                raise OwnerLimit(f"sandbox {sandbox.id} is in use by kernel {current.kernel_id}")
+            if current.workspace:
+                raise OwnerLimit(f"sandbox {sandbox.id} is a notebook's; open the notebook to run code in it")
+            if wanted.name != current.name and not self.backend.rename(current.name, wanted.name):
+                raise SandboxError(f"sandbox {sandbox.id} changed hands meanwhile")
+            return self.get(sandbox.id)
+
     def follow_kernel_workspace(self, sandbox: Sandbox, kernel_id: str) -> Sandbox:
         """After a kernel made its sandbox: if its notebook moved meanwhile, the sandbox goes with it."""
         with binding.claim_lock():
@@ -1404,7 +1582,15 @@ class SandboxManager(LoggingConfigurable):
 
     def release(self, sandbox: Sandbox) -> None:
         """A kernel is done with its sandbox: a notebook's is stopped and kept for the notebook's
-        next kernel; any other is removed with its files, as nothing could find it again."""
+        next kernel; one the API lent to the kernel goes back to the API; any other is removed
+        with its files, as nothing could find it again."""
+        if sandbox.binding.api:
+            if sandbox.kernel_id:
+                try:
+                    self.lend_to_kernel(sandbox, None)
+                except (OwnerLimit, SandboxError, NoSuchSandbox) as exc:
+                    self.log.info("sandbox %s was not given back to the API: %s", sandbox.id, exc)
+            return
         if not sandbox.workspace:
             # A kernel's own sandbox: nothing else can take it (no notebook, not in the pool), so no
             # lock, which twenty kernels shutting down at once would queue on.

@@ -4,9 +4,13 @@ Three modes:
 - `internet` (the default): public addresses only; private ranges, CGNAT, loopback, link-local and
   metadata addresses, the host and other sandboxes are blocked. DNS through Docker's embedded
   resolver works.
-- `allow`: only the listed CIDR blocks. No DNS (Docker's embedded resolver forwards to the host's
+- `allow`: only the listed CIDR blocks and domains. No DNS (Docker's embedded resolver forwards to the host's
   resolver, a channel out even to names that resolve to nothing allowed) unless the operator turns
   `dns_in_allow_mode` on. A resolver at an allowed address is ordinary allowed traffic.
+  When the list names domains (`pypi.org`, `*.npmjs.org`), the sandbox reaches them only through
+  the host's egress gateway (sandbox/gateway/): its proxy variables point there, its rules accept the
+  gateway's one address and port besides the listed blocks, and DNS is closed whatever
+  `dns_in_allow_mode` says, so no name leaves the sandbox in a query.
 - `none`: nothing leaves, not even DNS.
 In every mode the sandbox's own loopback works, link-local/metadata addresses and the host's address
 on the sandbox network are unreachable, and connections made *to* the sandbox from outside (the host
@@ -25,6 +29,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -34,6 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar, Union
 
 from . import secrets as sandbox_secrets
+from .gateway import domains as domain_names
 
 MODES = ("internet", "none", "allow")
 CHAIN = "JUPYTER-SANDBOX-EGRESS"
@@ -94,15 +100,25 @@ class EgressError(RuntimeError):
 class EgressPolicy:
     mode: str = "internet"
     cidrs: list[str] = field(default_factory=list)
+    # Normalised names and `*.suffix` patterns (gateway/domains.py), reached through the gateway.
+    domains: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mode": self.mode, "cidrs": list(self.cidrs)}
+        if self.mode != "allow":
+            return {"mode": self.mode, "cidrs": []}
+        return {"mode": self.mode, "cidrs": list(self.cidrs), "domains": list(self.domains)}
+
+    @property
+    def uses_gateway(self) -> bool:
+        return self.mode == "allow" and bool(self.domains)
 
     def describe(self) -> str:
         if self.mode == "internet":
             return "internet (public addresses only; private, link-local and metadata addresses blocked)"
         if self.mode == "none":
             return "none (nothing leaves the sandbox, no DNS)"
+        if self.domains:
+            return "allow list (through the egress gateway, no DNS): " + ", ".join([*self.domains, *self.cidrs])
         return "allow list: " + ", ".join(self.cidrs)
 
 
@@ -112,6 +128,9 @@ class Limits:
 
     max_cidrs: int = 10
     allow_any: bool = False
+    # The most domains a list may name, and names no list may allow (they win over every list).
+    max_domains: int = 50
+    deny_domains: tuple[str, ...] = ()
     # The union of an allow list may cover at most as many addresses as one block of this prefix.
     max_v4_prefix: int = 8
     max_v6_prefix: int = 32
@@ -146,25 +165,46 @@ def _of_type(networks: Sequence[Network], kind: type[_N]) -> list[_N]:
     return [n for n in networks if isinstance(n, kind)]
 
 
+def split_entries(entries: Sequence[str]) -> dict[str, list[str]]:
+    """A mixed allow list (`pypi.org 203.0.113.0/24 '*.npmjs.org'`) as {"cidrs": [...], "domains": [...]}."""
+    # What is written like an address (digits and dots, or has a colon) is one, well formed or not,
+    # so that a bad block is refused as a bad block, not as a bad name.
+    cidrs = [e for e in entries if domain_names.is_address(e) or _ADDRESS_LIKE.fullmatch(e.strip())]
+    return {"cidrs": cidrs, "domains": [e for e in entries if e not in cidrs]}
+
+
+_ADDRESS_LIKE = re.compile(r"[\d.]+(/\d*)?|[0-9a-fA-F]*:[0-9a-fA-F:.]*(/\d*)?")
+
+
 def parse_policy(value: Any, max_cidrs: int | Limits, allow_any: bool = False) -> EgressPolicy:
-    """A policy from {"mode": ..., "cidrs": [...]} (or a bare mode string); refuses what is malformed
-    and allow lists that cover more address space than the operator permits."""
+    """A policy from {"mode": ..., "cidrs": [...], "domains": [...]} (or a bare mode string); refuses
+    what is malformed and allow lists that cover more than the operator permits."""
     limits = max_cidrs if isinstance(max_cidrs, Limits) else Limits(max_cidrs=max_cidrs, allow_any=allow_any)
     if isinstance(value, str):
         value = {"mode": value}
     if not isinstance(value, dict):
-        raise PolicyError("network must be a mode (internet, none, allow) or {mode, cidrs}")
-    mode, cidrs = value.get("mode", "allow" if value.get("cidrs") else "internet"), value.get("cidrs") or []
+        raise PolicyError("network must be a mode (internet, none, allow) or {mode, cidrs, domains}")
+    unknown = set(value) - {"mode", "cidrs", "domains"}
+    if unknown:
+        raise PolicyError(f"unknown network field(s): {', '.join(sorted(map(str, unknown)))} (mode, cidrs, domains)")
+    listed = value.get("cidrs") or value.get("domains")
+    mode = value.get("mode", "allow" if listed else "internet")
+    cidrs, names = value.get("cidrs") or [], value.get("domains") or []
     if mode not in MODES:
         raise PolicyError(f"network mode must be one of {', '.join(MODES)}, not {mode!r}")
     if not isinstance(cidrs, list) or not all(isinstance(c, str) for c in cidrs):
         raise PolicyError("cidrs must be a list of CIDR blocks such as 203.0.113.0/24")
+    if not isinstance(names, list) or not all(isinstance(d, str) for d in names):
+        raise PolicyError("domains must be a list of names such as pypi.org or '*.npmjs.org'")
     if mode != "allow":
-        if cidrs:
-            raise PolicyError(f"cidrs only go with mode allow, not {mode}")
+        if cidrs or names:
+            raise PolicyError(f"cidrs and domains only go with mode allow, not {mode}")
         return EgressPolicy(mode)
+    if not cidrs and not names:
+        raise PolicyError("mode allow needs at least one CIDR block or domain")
+    domains = _parse_domains(names, limits)
     if not cidrs:
-        raise PolicyError("mode allow needs at least one CIDR block")
+        return EgressPolicy("allow", [], domains)
     if len(cidrs) > limits.max_cidrs:
         raise PolicyError(f"at most {limits.max_cidrs} CIDR blocks are allowed, got {len(cidrs)}")
     networks: list[Network] = []
@@ -200,7 +240,25 @@ def parse_policy(value: Any, max_cidrs: int | Limits, allow_any: bool = False) -
                 "addresses), which a sandbox can never reach"
             )
     normalised = [str(n) for n in networks]
-    return EgressPolicy("allow", list(dict.fromkeys(normalised)))
+    return EgressPolicy("allow", list(dict.fromkeys(normalised)), domains)
+
+
+def _parse_domains(names: Sequence[str], limits: Limits) -> list[str]:
+    if len(names) > limits.max_domains:
+        raise PolicyError(f"at most {limits.max_domains} domains are allowed, got {len(names)}")
+    domains: list[str] = []
+    for text in names:
+        if domain_names.is_address(text):
+            raise PolicyError(f"{text!r} is an address; list it under cidrs")
+        try:
+            name = domain_names.normalise(text)
+        except domain_names.DomainError as exc:
+            raise PolicyError(str(exc)) from None
+        denied = domain_names.denied_by(name, limits.deny_domains)
+        if denied:
+            raise PolicyError(f"{text!r} is on the operator's deny list ({denied}); no sandbox may reach it")
+        domains.append(name)
+    return list(dict.fromkeys(domains))
 
 
 def _share(count: int, bits: int) -> str:
@@ -215,7 +273,7 @@ def policy_path(sandbox_id: str) -> Path:
 def load(sandbox_id: str) -> EgressPolicy:
     try:
         data = json.loads(policy_path(sandbox_id).read_text())
-        return EgressPolicy(data["mode"], list(data.get("cidrs") or []))
+        return EgressPolicy(data["mode"], list(data.get("cidrs") or []), list(data.get("domains") or []))
     except (OSError, ValueError, KeyError, TypeError):
         return EgressPolicy()
 
@@ -232,11 +290,16 @@ def forget(sandbox_id: str) -> None:
 
 
 def _rules(
-    policy: EgressPolicy, version: int, host_addresses: Sequence[str] = (), dns_in_allow_mode: bool = False
+    policy: EgressPolicy,
+    version: int,
+    host_addresses: Sequence[str] = (),
+    dns_in_allow_mode: bool = False,
+    gateway: tuple[str, int] | None = None,
 ) -> list[list[str]]:
-    """iptables argument lists that fill CHAIN for one IP version, in order."""
+    """iptables argument lists that fill CHAIN for one IP version, in order. `gateway`: the egress
+    gateway's address and port, the one place on the host a domain list may reach."""
     rules: list[list[str]] = []
-    dns = policy.mode == "internet" or (policy.mode == "allow" and dns_in_allow_mode)
+    dns = policy.mode == "internet" or (policy.mode == "allow" and dns_in_allow_mode and not policy.domains)
     if version == 4 and not dns:
         # Before the loopback accept: the embedded resolver sits on the sandbox's loopback.
         rules.append(["-d", EMBEDDED_DNS, "-j", REFUSE])
@@ -253,6 +316,13 @@ def _rules(
         # (uid 1000, no-new-privileges), so this passes the resolver's port-53 queries and nothing else.
         for protocol in ("udp", "tcp"):
             rules.append(["-p", protocol, "--dport", "53", "-m", "owner", "--uid-owner", "0", "-j", "ACCEPT"])
+    if policy.uses_gateway:
+        if gateway is None:
+            raise EgressError("the policy names domains, but no egress gateway is running for them")
+        address, port = gateway
+        if ipaddress.ip_address(address).version == version:
+            # Before the host's addresses are refused: this one port of the host is the way out.
+            rules.append(["-p", "tcp", "-d", address, "--dport", str(int(port)), "-j", "ACCEPT"])
     for address in host_addresses:
         if ipaddress.ip_address(address).version == version:
             rules.append(["-d", address, "-j", REFUSE])
@@ -328,14 +398,20 @@ class Enforcer:
         self._tool(self.nsenter)
         self._tool(self.iptables_restore)
 
-    def apply(self, pid: int, policy: EgressPolicy, host_addresses: Sequence[str] = ()) -> float:
+    def apply(
+        self,
+        pid: int,
+        policy: EgressPolicy,
+        host_addresses: Sequence[str] = (),
+        gateway: tuple[str, int] | None = None,
+    ) -> float:
         """Install the policy in the network namespace of process `pid` (the container's init);
-        returns the seconds it took."""
+        returns the seconds it took. `gateway`: where the egress gateway listens (domain lists)."""
         started = time.monotonic()
         self.check()
         nsenter = self._tool(self.nsenter)
         for version, tool in ((4, self.iptables_restore), (6, self.ip6tables_restore)):
-            rules = restore_input(_rules(policy, version, host_addresses, self.dns_in_allow_mode))
+            rules = restore_input(_rules(policy, version, host_addresses, self.dns_in_allow_mode, gateway))
             found = shutil.which(tool)
             if not found:
                 if version == 6 and not _has_ipv6(pid):

@@ -19,6 +19,7 @@ import concurrent.futures
 import contextlib
 import json
 import threading
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,6 +32,8 @@ from . import binding, errors, git_credentials, languages, network, preview, pty
 from .agent_client import AgentClient, Cancelled, domain_error, reduced
 from .agent_http import AgentError, AgentResponse
 from .docker_backend import DockerUnavailable, ImageNotFound, SandboxError
+from .gateway import state as gateway_state
+from .gateway import vault as gateway_vault
 from .git_credentials import Credential, CredentialError, Remote
 from .git_proxy import GitCredentialProxy, GitProxyError, run_call
 from .limits import DockerCalls, SandboxGates, UploadBudget
@@ -103,6 +106,9 @@ class PreviewLink:
     token: str
     expires: int
     header: str = PREVIEW_HEADER
+    # The path form on the Jupyter server's own address: a name every resolver knows (Python's does
+    # not resolve *.localhost), for scripts that send the token header. '' when the path form is off.
+    script_url: str = ""
 
     @property
     def browser_url(self) -> str:
@@ -115,16 +121,26 @@ class PreviewLink:
             "expires_at": datetime.fromtimestamp(self.expires, timezone.utc).isoformat(),
             "browser_url": self.browser_url,
             "header": self.header,
+            **({"script_url": self.script_url} if self.script_url else {}),
         }
 
 
-def preview_link(template: str, sandbox_id: str, port: Any, expires_in: Any, server_port: int = 0) -> PreviewLink:
-    """Mint a preview token and its link (`template` is SandboxOperations.preview_url_template)."""
+def preview_link(
+    template: str, sandbox_id: str, port: Any, expires_in: Any, server_port: int = 0, script_template: str = ""
+) -> PreviewLink:
+    """Mint a preview token and its link (`template` is SandboxOperations.preview_url_template;
+    `script_template`, when the path form is served, SandboxOperations.script_url_template)."""
     try:
         token, expires = preview.mint(sandbox_id, port, expires_in)
     except preview.PreviewError as exc:
         raise errors.InvalidInput(str(exc)) from None
-    return PreviewLink(template.format(port=port, sandbox_id=sandbox_id, server_port=server_port), token, expires)
+    fields = {"port": port, "sandbox_id": sandbox_id, "server_port": server_port}
+    return PreviewLink(
+        template.format(**fields),
+        token,
+        expires,
+        script_url=script_template.format(**fields) if script_template else "",
+    )
 
 
 @dataclass
@@ -329,6 +345,8 @@ class SandboxOperations(SandboxService):
     """One method per user-visible operation. Every method is a coroutine and raises only domain errors."""
 
     server_port = 0
+    # Set by the server extension when it serves the path form: its address on the server's own URL.
+    script_url_template = ""
     _busy: set[str]
 
     def __init__(self, manager: SandboxManager, **kwargs: Any) -> None:
@@ -403,9 +421,11 @@ class SandboxOperations(SandboxService):
 
     # -- sandboxes --------------------------------------------------------------------------
 
-    async def list(self, kernel_id: str | None = None, every_owner: bool = False) -> list[Sandbox]:
+    async def list(
+        self, kernel_id: str | None = None, every_owner: bool = False, labels: dict[str, str] | None = None
+    ) -> list[Sandbox]:
         """The caller's sandboxes (with `every_owner`, the CLI's --all-owners, everyone's and the
-        warm pool's too)."""
+        warm pool's too); with `labels`, only those that carry every one of them."""
         if kernel_id is not None:
             try:
                 binding.check_kernel_id(kernel_id)
@@ -413,8 +433,20 @@ class SandboxOperations(SandboxService):
                 raise errors.InvalidInput(str(exc)) from None
         owner = None if every_owner else self.manager.owner
         found = await self.blocking(lambda: self.manager.list(owner=owner, kernel_id=kernel_id))
+        wanted = (labels or {}).items()
         # The warm pool's sandboxes belong to nobody yet.
-        return [s for s in found if every_owner or not s.pool]
+        return [s for s in found if (every_owner or not s.pool) and wanted <= s.user_labels.items()]
+
+    @staticmethod
+    def label_filter(values: builtins.list[str]) -> dict[str, str]:
+        """`label=KEY=VALUE` query values as the labels a listing must match."""
+        wanted: dict[str, str] = {}
+        for value in values:
+            key, equals, text = value.partition("=")
+            if not key or not equals:
+                raise errors.InvalidInput(f"label must be KEY=VALUE, got {value!r}")
+            wanted[key] = text
+        return wanted
 
     async def create(self, body: dict[str, Any], progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Create a sandbox and wait for its agent; `progress` hears about an image build."""
@@ -448,15 +480,46 @@ class SandboxOperations(SandboxService):
                 overrides["language"] = languages.check_language(body["language"])
         policy = self._policy(body["network"]) if "network" in body else None
 
-        def make() -> Sandbox:
+        def make() -> tuple[Sandbox, bool]:
             spec = self.manager.check_allowed(self.manager.default_spec(**overrides))
+            if not overrides.get("labels") and not overrides.get("env"):
+                # The warm pool's spec: one of its sandboxes, started and answering already. (Labels
+                # and variables are fixed when a container is made: those need a new one.)
+                claimed = self.manager.claim_for_api(spec)
+                if claimed is not None:
+                    if policy is not None:
+                        self.manager.set_egress(claimed, policy)
+                    return claimed, True
             if progress is None:
-                return self.manager.create(spec, network_policy=policy)
-            return self.manager.create(spec, network_policy=policy, progress=progress)
+                return self.manager.create(spec, network_policy=policy), False
+            return self.manager.create(spec, network_policy=policy, progress=progress), False
 
-        sandbox = await self.blocking(make, timeout=self.create_timeout)
-        await self.agent_for(sandbox).wait_until_up()
+        sandbox, claimed = await self.blocking(make, timeout=self.create_timeout)
+        agent = self.agent_for(sandbox)
+        await agent.wait_until_up()
+        if claimed:
+            # Its idle clock starts now, not when the pool made it.
+            await agent.kernel.activity()
         return sandbox.to_dict()
+
+    async def attach_kernel(
+        self, sandbox_id: str, language: Any, start: Callable[[str, str], Awaitable[Any]]
+    ) -> dict[str, Any]:
+        """A new Jupyter kernel that runs its code in this existing sandbox (the sandbox stays the
+        API's: at the kernel's end it is handed back, running). `start(kernel_name, kernel_id)` is
+        the Jupyter server's kernel start."""
+        if language not in (None, "python"):
+            raise errors.InvalidInput(f"language must be 'python', got {language!r}")
+        async with self.gate(sandbox_id):
+            sandbox = await self.sandbox(sandbox_id)
+            kernel_id = str(uuid.uuid4())
+            await self.blocking(self.manager.lend_to_kernel, sandbox, kernel_id)
+        try:
+            await start("sandbox-python", kernel_id)
+        except Exception as exc:
+            await self.blocking(self.manager.lend_to_kernel, sandbox, None)
+            raise errors.Internal(f"the kernel did not start: {exc}") from None
+        return {"kernel_id": kernel_id, "sandbox_id": sandbox_id}
 
     def _policy(self, value: Any) -> network.EgressPolicy:
         try:
@@ -478,6 +541,58 @@ class SandboxOperations(SandboxService):
         policy = self._policy(value)
         await self.blocking(self.manager.set_egress, sandbox, policy)
         return policy
+
+    # -- network: the policy, the gateway's log and the secrets it adds ---------------------------
+
+    async def network_policy(self, sandbox_id: str) -> dict[str, Any]:
+        """The sandbox's egress policy as REST and the magics show it."""
+        async with self.gate(sandbox_id):
+            sandbox = await self.sandbox(sandbox_id, running=False)
+        return self.describe_network(sandbox)
+
+    def describe_network(self, sandbox: Sandbox) -> dict[str, Any]:
+        policy = self.manager.egress(sandbox)
+        return {**policy.to_dict(), "description": policy.describe(), "gateway": policy.uses_gateway}
+
+    async def network_log(self, sandbox_id: str, limit: Any = 200) -> dict[str, Any]:
+        """The newest connection attempts through the gateway, newest last."""
+        if isinstance(limit, str) and limit.isdigit():
+            limit = int(limit)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10000:
+            raise errors.InvalidInput("limit must be a whole number from 1 to 10000")
+        async with self.gate(sandbox_id):
+            await self.sandbox(sandbox_id, running=False)
+        entries = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: gateway_state.read_log(sandbox_id, limit=limit)
+        )
+        return {"entries": entries, "blocked": sum(1 for e in entries if not e.get("allowed"))}
+
+    async def set_secret(self, sandbox_id: str, body: Any) -> dict[str, Any]:
+        """Keep a secret on the host for the gateway to add to requests to its hosts. The sandbox sees
+        the placeholder (in its environment from its next start), never the value."""
+        if not isinstance(body, dict):
+            raise errors.InvalidInput('a secret is {"name": ..., "value": ..., "hosts": [...]}')
+        unknown = set(body) - {"name", "value", "hosts"}
+        if unknown:
+            raise errors.InvalidInput(f"unknown field(s) {', '.join(sorted(map(str, unknown)))} (name, value, hosts)")
+        async with self.gate(sandbox_id):
+            await self.sandbox(sandbox_id, running=False)
+            try:
+                secret = gateway_vault.put(sandbox_id, body.get("name"), body.get("value"), body.get("hosts"))
+            except gateway_vault.SecretError as exc:
+                raise errors.InvalidInput(str(exc)) from None
+        return {**secret.public(), "note": "the sandbox's processes see the placeholder from its next (re)start"}
+
+    async def list_secrets(self, sandbox_id: str) -> dict[str, Any]:
+        async with self.gate(sandbox_id):
+            await self.sandbox(sandbox_id, running=False)
+        return {"secrets": [s.public() for s in gateway_vault.load(sandbox_id).values()]}
+
+    async def delete_secret(self, sandbox_id: str, name: str) -> None:
+        async with self.gate(sandbox_id):
+            await self.sandbox(sandbox_id, running=False)
+            if not gateway_vault.delete(sandbox_id, name):
+                raise errors.NotFound(f"sandbox {sandbox_id} has no secret {name!r}")
 
     async def plan_config(self, sandbox: Sandbox, changes: dict[str, Any]) -> ConfigPlan:
         """What a change of limits, env or image makes of the sandbox's spec, refused before anything
@@ -957,7 +1072,9 @@ class SandboxOperations(SandboxService):
     # -- previews and ports -----------------------------------------------------------------
 
     def preview_link(self, sandbox_id: str, port: Any, expires_in: Any = preview.DEFAULT_EXPIRY) -> PreviewLink:
-        return preview_link(self.preview_url_template, sandbox_id, port, expires_in, self.server_port)
+        return preview_link(
+            self.preview_url_template, sandbox_id, port, expires_in, self.server_port, self.script_url_template
+        )
 
     async def create_preview(
         self, sandbox_id: str, port: Any, expires_in: Any = preview.DEFAULT_EXPIRY
@@ -987,11 +1104,16 @@ class SandboxOperations(SandboxService):
         on_output: Callable[[str, str], None],
         cancel: threading.Event | None = None,
         timeout: float | None = None,
+        cwd: Any = None,
     ) -> dict[str, Any]:
-        """Run a command, its output handed to `on_output` as it comes: {exit_code, timed_out}."""
+        """Run a command (in `cwd`, a sandbox path, when given), its output handed to `on_output` as it
+        comes: {exit_code, timed_out}."""
+        folder = check_path(cwd, "cwd", required=False) or None
         async with self.gate(sandbox.id):
             agent = self.agent_for(sandbox)
-            return await agent.processes.exec_stream(command, on_output=on_output, cancel=cancel, timeout=timeout)
+            return await agent.processes.exec_stream(
+                command, on_output=on_output, cancel=cancel, timeout=timeout, cwd=folder
+            )
 
     async def list_folder(self, sandbox: Sandbox, path: str) -> dict[str, Any]:
         async with self.gate(sandbox.id):

@@ -100,10 +100,17 @@ class SandboxExtension(ExtensionApp):
             path_form=service.path_form_previews,
         )
         service.server_port = serverapp.port
-        # The kernels this server starts are told the template by their provisioner (not through this
-        # process's environment): %sandbox preview builds links with it.
+        if service.path_form_previews:
+            # The server's connectable address (a wildcard ip becomes the host's name), then the path form.
+            service.script_url_template = (
+                serverapp.connection_url.replace("{", "{{").replace("}", "}}").rstrip("/")
+                + "/sandbox/preview/{sandbox_id}/{port}/"
+            )
+        # The kernels this server starts are told the templates by their provisioner (not through this
+        # process's environment): %sandbox preview builds links with them.
         provisioner.register_preview_template(
-            service.preview_url_template.replace("{server_port}", str(serverapp.port))
+            service.preview_url_template.replace("{server_port}", str(serverapp.port)),
+            service.script_url_template,
         )
         provisioner.check_kernelspec(serverapp.kernel_spec_manager, serverapp.log)
         self._install_mcp(base_url)

@@ -83,6 +83,7 @@ NETWORK = {
     "properties": {
         "mode": {"type": "string", "enum": ["internet", "none", "allow"]},
         "cidrs": {"type": "array", "items": STRING, "maxItems": 10},
+        "domains": {"type": "array", "items": STRING},
     },
 }
 CREDENTIALS: dict[str, Any] = {"username": STRING, "password": STRING, "token": STRING}
@@ -92,7 +93,10 @@ def openapi_document() -> dict[str, Any]:
     box = "/sandbox/api/sandboxes/{sandbox_id}"
     paths: dict[str, Any] = {
         "/sandbox/api/sandboxes": {
-            "get": _op("list your sandboxes", [_param("kernel_id")]),
+            "get": _op(
+                "list your sandboxes (label=KEY=VALUE, repeated: only those with all these labels)",
+                [_param("kernel_id"), _param("label", schema={"type": "array", "items": STRING})],
+            ),
             "post": _op(
                 "create a sandbox",
                 body=_obj(
@@ -119,6 +123,14 @@ def openapi_document() -> dict[str, Any]:
             "delete": _op("delete a sandbox with its workspace", [SANDBOX_ID], ok="204"),
         },
         f"{box}/start": {"post": _op("start a stopped sandbox", [SANDBOX_ID])},
+        f"{box}/kernel": {
+            "post": _op(
+                "start a Jupyter kernel that runs code in this sandbox (it stays the API's)",
+                [SANDBOX_ID],
+                _obj(language={"type": "string", "enum": ["python"]}),
+                ok="201",
+            )
+        },
         f"{box}/stop": {"post": _op("stop a sandbox (files are kept)", [SANDBOX_ID])},
         f"{box}/restart": {
             "post": {
@@ -361,6 +373,29 @@ def openapi_document() -> dict[str, Any]:
                 ok="201",
             ),
             "delete": _op("revoke the sandbox's SSH tokens (their sessions end)", [SANDBOX_ID], ok="204"),
+        },
+        f"{box}/network": {"get": _op("the egress policy (change it with PATCH on the sandbox)", [SANDBOX_ID])},
+        f"{box}/network/log": {
+            "get": _op(
+                "the egress gateway's newest connection attempts (time, host, port, allowed, bytes, reason)",
+                [SANDBOX_ID, _param("limit", schema={"type": "integer", "minimum": 1, "maximum": 10000})],
+            )
+        },
+        f"{box}/secrets": {
+            "get": _op("the secrets' names, hosts and placeholders (never their values)", [SANDBOX_ID]),
+            "post": _op(
+                "keep a secret on the host; the gateway adds it to HTTPS requests to its hosts",
+                [SANDBOX_ID],
+                _obj(["name", "value", "hosts"], name=STRING, value=STRING, hosts={"type": "array", "items": STRING}),
+                ok="201",
+            ),
+        },
+        f"{box}/secrets/{{name}}": {
+            "delete": _op(
+                "forget a secret (the sandbox keeps its placeholder, which no longer means anything)",
+                [SANDBOX_ID, _param("name", "path")],
+                ok="204",
+            )
         },
         "/sandbox/api/openapi.json": {"get": _op("this document")},
     }

@@ -17,7 +17,13 @@ from .openapi import openapi_document
 # Jupyter Server's own: its token and XSRF value may come in the query of any request.
 SERVER_QUERY = frozenset({"token", "_xsrf"})
 # The segment before each id in the routes: /sandboxes/{sandbox_id}/sessions/{session_id}/...
-PATH_PARAMETERS = {"sandboxes": "sandbox_id", "sessions": "session_id", "commands": "command_id", "ptys": "pty_id"}
+PATH_PARAMETERS = {
+    "sandboxes": "sandbox_id",
+    "sessions": "session_id",
+    "commands": "command_id",
+    "ptys": "pty_id",
+    "secrets": "name",
+}
 
 
 class RequestError(Exception):

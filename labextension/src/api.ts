@@ -20,7 +20,7 @@ export interface ISandbox {
   workspace: string | null;
   created: string;
   spec: Record<string, unknown>;
-  network?: { mode: string; cidrs?: string[] };
+  network?: { mode: string; cidrs?: string[]; domains?: string[] };
   limits?: { cpu: number; memory: number; pids: number; disk: number };
   last_activity?: string | null;
 }
@@ -245,6 +245,16 @@ export class SandboxAPI {
     path?: string
   ): Promise<{ matches: { file: string; line: number; content: string }[]; truncated: boolean; timed_out: boolean }> {
     return this.request('GET', `sandboxes/${id}/files/find`, { query: { pattern, path } });
+  }
+
+  /** Run a command in the sandbox (in `cwd`, relative to the home) and wait for its end. */
+  exec(
+    id: string,
+    command: string,
+    cwd: string,
+    timeout = 60
+  ): Promise<{ exit_code: number; stdout: string; stderr: string; timed_out: boolean }> {
+    return this.request('POST', `sandboxes/${id}/process/exec`, { body: { command, cwd: cwd || undefined, timeout } });
   }
 
   // -- git -------------------------------------------------------------------------------------

@@ -14,9 +14,10 @@ import { drivePath } from './logic';
 import { SandboxSidebar } from './panel';
 import { SandboxTerminal } from './terminal';
 
+// A closed box: the notebook's code runs inside one (not a terminal's prompt, which the terminal has).
 const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" width="16" height="16">
-  <g class="jp-icon3" fill="#616161"><path d="M3 5h18v2H3zM3 17h18v2H3zM3 7h2v10H3zM19 7h2v10h-2z"/>
-  <path d="M8 10l2 2-2 2 1 1 3-3-3-3zM13 14h4v1.5h-4z"/></g></svg>`;
+  <g class="jp-icon3" fill="#616161"><path d="M12 2 3 6.5v11L12 22l9-4.5v-11zm0 2.24 6.52 3.26L12 10.76 5.48 7.5zM5
+  9.12l6 3v7.64l-6-3zm8 10.64v-7.64l6-3v7.64z"/></g></svg>`;
 
 export const sandboxIcon = new LabIcon({ name: 'jupyter-sandbox:icon', svgstr: ICON_SVG });
 

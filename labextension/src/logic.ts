@@ -281,7 +281,8 @@ export interface ISandboxSummary {
 export function describeState(
   kernelName: string | null,
   sandbox: ISandboxSummary | null,
-  kernelStatus: string
+  kernelStatus: string,
+  deleted = ''
 ): { text: string; starting: boolean } {
   if (!kernelName) {
     return { text: 'Open a notebook to see its sandbox.', starting: false };
@@ -292,6 +293,10 @@ export function describeState(
   if (!sandbox) {
     if (kernelStatus === 'dead') {
       return { text: 'The kernel is not running.', starting: false };
+    }
+    if (deleted && kernelStatus !== 'busy') {
+      // Nothing starts until a cell runs: say so rather than spin.
+      return { text: `Sandbox ${deleted} was deleted. The next cell you run starts a fresh one.`, starting: false };
     }
     return { text: 'Starting the sandbox…', starting: true };
   }

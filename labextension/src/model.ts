@@ -46,6 +46,9 @@ export interface IUpload {
   loaded: number;
   total: number;
   error?: string;
+  /** The sandbox it goes to: rows are shown for that sandbox only. */
+  sandboxId?: string;
+  done?: boolean;
 }
 
 export interface ITextMatch {
@@ -59,6 +62,8 @@ export interface IKernelInfo {
   id: string | null;
   name: string | null;
   status: string;
+  /** The notebook's path in Jupyter's file browser (shown as its name). */
+  notebook?: string;
 }
 
 /** Where the model tells a person what happened; the shell routes it to JupyterLab's notifications. */
@@ -95,6 +100,7 @@ export type ISandboxClient = Pick<
   | 'gitCheckout'
   | 'gitDeleteBranch'
   | 'gitRemote'
+  | 'exec'
 >;
 
 export namespace SandboxModel {
@@ -121,8 +127,28 @@ export namespace SandboxModel {
   }
 }
 
-/** The author the sidebar's commits carry (the sandbox has no identity of the person). */
-const COMMIT_AUTHOR = { name: 'Sandbox User', email: 'sandbox@localhost' };
+/** How long a finished upload's row stays (ms). */
+export const UPLOAD_ROW_LINGER = 2500;
+
+/** Where the person's commit identity is kept: this browser, this Jupyter server (its origin). */
+const IDENTITY_KEY = 'jupyter-sandbox:git-identity';
+
+export interface IGitIdentity {
+  name: string;
+  email: string;
+}
+
+/** The page's storage, when there is one (not in a private window, not outside a browser). */
+function storage(): Storage | null {
+  try {
+    return typeof localStorage === 'undefined' ? null : localStorage;
+  } catch {
+    return null;
+  }
+}
+
+/** The identity for this page's life, when no storage keeps it. */
+const remembered: { identity: IGitIdentity | null } = { identity: null };
 
 export class SandboxModel {
   constructor(options: SandboxModel.IOptions) {
@@ -176,6 +202,10 @@ export class SandboxModel {
     this._kernel = kernel;
     this._generation += 1;
     this._sandbox = null;
+    this._deleted = '';
+    // Upload rows belong to the sandbox they went to: none follows the person to another notebook.
+    this._uploads = [];
+    this._emit('uploads');
     this._listing = [];
     this._listedFor = '';
     this._git = null;
@@ -244,6 +274,13 @@ export class SandboxModel {
       if (!current()) {
         return;
       }
+      if (sandbox && sandbox.id !== this._sandbox?.id) {
+        this._uploads = this._uploads.filter(u => u.sandboxId === sandbox.id);
+        this._emit('uploads');
+      }
+      if (sandbox) {
+        this._deleted = '';
+      }
       this._sandbox = sandbox;
       if (sandbox && sandbox.state === 'running') {
         if (this._listedFor !== sandbox.id) {
@@ -275,6 +312,11 @@ export class SandboxModel {
     return this._sandbox?.state === 'running';
   }
 
+  /** The id of the sandbox deleted from here, until the notebook has a sandbox again ('' otherwise). */
+  get deleted(): string {
+    return this._deleted;
+  }
+
   async start(): Promise<void> {
     await this._lifecycle('Start', id => this._api.action(id, 'start'));
   }
@@ -298,9 +340,11 @@ export class SandboxModel {
     if (done) {
       this._notify.info(`Sandbox ${sandbox.id} was deleted; the next cell starts a fresh one.`, 5000);
       this._sandbox = null;
+      this._deleted = sandbox.id;
       this._listedFor = '';
       this._listing = [];
-      this._emit('sandbox', 'files');
+      this._uploads = [];
+      this._emit('sandbox', 'files', 'uploads');
     }
     await this.refresh();
   }
@@ -452,7 +496,16 @@ export class SandboxModel {
   }
 
   get uploads(): readonly IUpload[] {
-    return this._uploads;
+    const id = this._sandbox?.id;
+    return this._uploads.filter(u => u.sandboxId === id);
+  }
+
+  /** Take an upload's row away (a finished one does so by itself). */
+  dismissUpload(upload: IUpload): void {
+    if (this._uploads.includes(upload)) {
+      this._uploads = this._uploads.filter(u => u !== upload);
+      this._emit('uploads');
+    }
   }
 
   /** Upload files into the shown folder (or `into`), one after another, with progress. */
@@ -461,7 +514,10 @@ export class SandboxModel {
     if (!sandbox) {
       return;
     }
-    const batch = files.map(file => ({ file, state: { name: file.name, loaded: 0, total: file.size } as IUpload }));
+    const batch = files.map(file => ({
+      file,
+      state: { name: file.name, loaded: 0, total: file.size, sandboxId: sandbox.id } as IUpload
+    }));
     // Finished and failed uploads of earlier batches make room for this one's.
     this._uploads = [...this._uploads.filter(u => u.loaded < u.total && !u.error), ...batch.map(b => b.state)];
     this._emit('uploads');
@@ -473,6 +529,9 @@ export class SandboxModel {
           this._emit('uploads');
         });
         state.loaded = state.total;
+        state.done = true;
+        // A finished row says so for a moment, then makes room; a failed one stays until dismissed.
+        setTimeout(() => this.dismissUpload(state), UPLOAD_ROW_LINGER);
       } catch (error) {
         state.error = error instanceof Error ? error.message : String(error);
         this._notify.error(`Upload of ${file.name}: ${state.error}`, 8000);
@@ -556,6 +615,7 @@ export class SandboxModel {
       return;
     }
     this._gitError = '';
+    this._gitMissing = false;
     try {
       this._git = await this._api.gitStatus(sandbox.id, this._repo);
       this._branches = await this._api.gitBranches(sandbox.id, this._repo);
@@ -563,6 +623,57 @@ export class SandboxModel {
       this._git = null;
       this._branches = null;
       this._gitError = error instanceof Error ? error.message : String(error);
+      this._gitMissing = /is not a git repository/.test(this._gitError);
+    }
+    this._emit('git');
+  }
+
+  /** The repository folder is a folder, but no repository: the section offers init and clone. */
+  get gitMissing(): boolean {
+    return this._gitMissing;
+  }
+
+  /** `git init` in the repository folder (the home when none is named). */
+  async initRepository(): Promise<void> {
+    const folder = this._repo;
+    const done = await this._gitTask('Initialising', async id => {
+      const result = await this._api.exec(id, 'git init --quiet', folder);
+      if (result.exit_code !== 0) {
+        throw new Error(result.stderr.trim() || `git init exited with code ${result.exit_code}`);
+      }
+      return result;
+    });
+    if (done) {
+      this._notify.success(`Initialised a git repository in ~/${folder}`, 4000);
+    }
+  }
+
+  /** The name and email commits carry, as the person gave them (null: not asked yet). */
+  get identity(): IGitIdentity | null {
+    const kept = storage();
+    if (!kept) {
+      return remembered.identity;
+    }
+    try {
+      const value = JSON.parse(kept.getItem(IDENTITY_KEY) ?? 'null');
+      return value && typeof value.name === 'string' && typeof value.email === 'string'
+        ? { name: value.name, email: value.email }
+        : null;
+    } catch {
+      return null;
+    }
+  }
+
+  set identity(value: IGitIdentity | null) {
+    remembered.identity = value ? { name: value.name, email: value.email } : null;
+    try {
+      if (value) {
+        storage()?.setItem(IDENTITY_KEY, JSON.stringify(remembered.identity));
+      } else {
+        storage()?.removeItem(IDENTITY_KEY);
+      }
+    } catch {
+      // Storage full or refused: kept for this page only.
     }
     this._emit('git');
   }
@@ -604,7 +715,8 @@ export class SandboxModel {
     }
   }
 
-  async commit(): Promise<void> {
+  /** Commit as `author` (the section asks the person for it once and keeps it, see `identity`). */
+  async commit(author: IGitIdentity | null = this.identity): Promise<void> {
     if (!this._sandbox) {
       return;
     }
@@ -612,9 +724,13 @@ export class SandboxModel {
       this._notify.error('Commit: write a commit message first', 5000);
       return;
     }
+    if (!author || !author.name.trim() || !author.email.trim()) {
+      this._notify.error('Commit: give your name and email first (Git identity)', 5000);
+      return;
+    }
     const message = this._commitMessage;
     const done = await this._gitTask('Committing', id =>
-      this._api.gitCommit(id, this._repo, message, COMMIT_AUTHOR.name, COMMIT_AUTHOR.email)
+      this._api.gitCommit(id, this._repo, message, author.name.trim(), author.email.trim())
     );
     if (done) {
       this._commitMessage = '';
@@ -714,6 +830,8 @@ export class SandboxModel {
   private readonly _expanded = new Map<string, IFileEntry[]>();
   private _listedFor = '';
   private _uploads: IUpload[] = [];
+  private _deleted = '';
+  private _gitMissing = false;
   private _searchResults: string[] | null = null;
   private _findResults: ITextMatch[] | null = null;
   private _repo = '';

@@ -87,5 +87,10 @@ export class SandboxSidebar extends ReactWidget {
 
 function kernelOf(notebook: NotebookPanel): IKernelInfo {
   const kernel = notebook.sessionContext.session?.kernel;
-  return { id: kernel?.id || null, name: kernel?.name || null, status: kernel?.status || 'unknown' };
+  return {
+    id: kernel?.id || null,
+    name: kernel?.name || null,
+    status: kernel?.status || 'unknown',
+    notebook: notebook.context.path
+  };
 }

@@ -20,11 +20,24 @@ function themeColors(): Record<string, string> {
   };
 }
 
+/**
+ * The font JupyterLab's own terminal uses by default. xterm measures its cells from a real font name
+ * and size: a CSS variable in fontFamily measures as the fallback font, and the rows come out
+ * shorter than the glyphs (descenders clipped, long lines drawn over each other).
+ */
+export const TERMINAL_FONT = {
+  fontFamily: 'Menlo, Consolas, "DejaVu Sans Mono", monospace',
+  fontSize: 13,
+  lineHeight: 1.0
+};
+
 export class SandboxTerminal extends Widget {
   readonly terminal: Terminal;
   private readonly fitAddon = new FitAddon();
   private socket: WebSocket | null = null;
   private opened = false;
+  // Every change of the tab's size (open, split, sidebar, window) fits the terminal to it.
+  private readonly observer = new ResizeObserver(() => this.fit());
 
   constructor(
     private readonly api: SandboxAPI,
@@ -36,15 +49,18 @@ export class SandboxTerminal extends Widget {
     this.title.caption = `A shell in sandbox ${sandboxId}`;
     this.title.closable = true;
     this.addClass('jp-SandboxTerminal');
-    this.terminal = new Terminal({
-      fontFamily: 'var(--jp-code-font-family), monospace',
-      fontSize: 13,
-      cursorBlink: true,
-      theme: themeColors()
-    });
+    this.terminal = new Terminal({ ...TERMINAL_FONT, cursorBlink: true, theme: themeColors() });
     this.terminal.loadAddon(this.fitAddon);
     this.terminal.onData(data => this.send({ type: 'input', data }));
     this.terminal.onResize(({ cols, rows }) => this.send({ type: 'resize', cols, rows }));
+  }
+
+  /** Fit the rows and columns to the tab, when it has a size (a hidden tab has none). */
+  fit(): void {
+    if (!this.opened || this.isDisposed || this.node.clientWidth === 0 || this.node.clientHeight === 0) {
+      return;
+    }
+    this.fitAddon.fit();
   }
 
   /** Follow a light/dark theme switch. */
@@ -88,16 +104,20 @@ export class SandboxTerminal extends Widget {
     if (!this.opened) {
       this.opened = true;
       this.terminal.open(this.node);
-      this.fitAddon.fit();
-      this.connect();
+      this.observer.observe(this.node);
+      // The shell starts at the tab's size: fit once the layout has given the tab one (and again
+      // when the font has loaded, which changes the cell size), then connect with those numbers.
+      requestAnimationFrame(() => {
+        this.fit();
+        this.connect();
+        void document.fonts?.ready.then(() => this.fit());
+      });
     }
   }
 
   protected onResize(msg: Widget.ResizeMessage): void {
     super.onResize(msg);
-    if (this.opened) {
-      this.fitAddon.fit();
-    }
+    this.fit();
   }
 
   protected onActivateRequest(msg: Message): void {
@@ -109,6 +129,7 @@ export class SandboxTerminal extends Widget {
     if (this.isDisposed) {
       return;
     }
+    this.observer.disconnect();
     this.send({ type: 'kill' });
     this.socket?.close();
     this.terminal.dispose();

@@ -124,7 +124,8 @@ export function fakeServer(): { server: IFakeServer; api: FakeApi } {
     gitCreateBranch: vi.fn(async () => server.branches),
     gitCheckout: vi.fn(async () => server.branches),
     gitDeleteBranch: vi.fn(async () => server.branches),
-    gitRemote: vi.fn(async () => ({ output: '' }))
+    gitRemote: vi.fn(async () => ({ output: '' })),
+    exec: vi.fn(async () => ({ exit_code: 0, stdout: '', stderr: '', timed_out: false }))
   };
   return { server, api: api as unknown as FakeApi };
 }

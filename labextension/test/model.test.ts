@@ -281,10 +281,22 @@ describe('actions', () => {
     await model.commit();
     expect(api.gitCommit).not.toHaveBeenCalled();
     model.commitMessage = 'First';
+    // No identity given yet: nothing is committed under a made-up name.
+    model.identity = null;
     await model.commit();
-    expect(api.gitCommit).toHaveBeenCalledWith('sbx1', 'repo', 'First', 'Sandbox User', 'sandbox@localhost');
+    expect(api.gitCommit).not.toHaveBeenCalled();
+    model.identity = { name: 'Ada Lovelace', email: 'ada@example.org' };
+    await model.commit();
+    expect(api.gitCommit).toHaveBeenCalledWith('sbx1', 'repo', 'First', 'Ada Lovelace', 'ada@example.org');
     expect(model.commitMessage).toBe('');
-    expect(notify.messages).toEqual(['error: Commit: write a commit message first', 'success: Committed 0123456789']);
+    expect(notify.messages).toEqual([
+      'error: Commit: write a commit message first',
+      'error: Commit: give your name and email first (Git identity)',
+      'success: Committed 0123456789'
+    ]);
+    // Remembered for the next commit, and for the next model (another notebook, a reload).
+    expect(modelOn(api).identity).toEqual({ name: 'Ada Lovelace', email: 'ada@example.org' });
+    model.identity = null;
     model.dispose();
   });
 

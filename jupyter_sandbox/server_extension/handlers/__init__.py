@@ -14,8 +14,10 @@ from jupyter_server.utils import url_path_join
 
 from ...sandbox.operations import SandboxOperations
 from .base import SANDBOX_ID, STATUS_OF, SandboxAPIHandler, status_of
+from .fallback import NotFoundHandler
 from .files import FileContentHandler, FileInfoHandler, FileOperationHandler, FilesHandler, MultipartUploadHandler
 from .git import GIT_OPERATION, GitHandler
+from .network import SECRET_NAME, NetworkHandler, NetworkLogHandler, SecretHandler, SecretsHandler
 from .openapi import OpenAPIHandler
 from .previews import PreviewsHandler
 from .processes import (
@@ -29,7 +31,7 @@ from .processes import (
     SessionsHandler,
 )
 from .ptys import PTY_ID, PtyConnectHandler, PtyItemHandler, PtyResizeHandler, PtysHandler
-from .sandboxes import PortsHandler, SandboxActionHandler, SandboxesHandler, SandboxHandler
+from .sandboxes import PortsHandler, SandboxActionHandler, SandboxesHandler, SandboxHandler, SandboxKernelHandler
 from .ssh import SSHAccessHandler
 from .terminals import PtyHandler
 
@@ -44,6 +46,7 @@ def api_routes(base_url: str, service: SandboxOperations) -> list[tuple[str, typ
         (f"{api}/sandboxes", SandboxesHandler),
         (box, SandboxHandler),
         (f"{box}/(?P<action>start|stop|restart)", SandboxActionHandler),
+        (f"{box}/kernel", SandboxKernelHandler),
         (f"{box}/files", FilesHandler),
         (f"{box}/files/info", FileInfoHandler),
         (f"{box}/files/content", FileContentHandler),
@@ -65,6 +68,12 @@ def api_routes(base_url: str, service: SandboxOperations) -> list[tuple[str, typ
         (f"{box}/previews", PreviewsHandler),
         (f"{box}/ports", PortsHandler),
         (f"{box}/ssh", SSHAccessHandler),
+        (f"{box}/network", NetworkHandler),
+        (f"{box}/network/log", NetworkLogHandler),
+        (f"{box}/secrets", SecretsHandler),
+        (f"{box}/secrets/{SECRET_NAME}", SecretHandler),
         (f"{api}/openapi.json", OpenAPIHandler),
     ]
+    # Last: whatever path under the API no route above takes gets a JSON 404.
+    routes.append((f"{api}/(?P<rest>.*)", NotFoundHandler))
     return [(pattern, handler, args) for pattern, handler in routes]

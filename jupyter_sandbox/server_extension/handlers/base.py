@@ -18,6 +18,11 @@ from ...sandbox.operations import SandboxOperations
 from .. import validation
 
 AUTH_RESOURCE = "sandbox"
+# What a request with no credentials is told (Jupyter's own words would be about a missing '_xsrf').
+NEEDS_TOKEN = (
+    "this API needs the Jupyter server's token: send the header 'Authorization: token <token>' "
+    "(the token is in the URL the server printed at start, and in `jupyter server list`)"
+)
 SANDBOX_ID = r"(?P<sandbox_id>[0-9a-f]{12})"
 
 # The only place a domain error gets an HTTP status. Looked up along the error's class hierarchy,
@@ -67,9 +72,17 @@ class SandboxAPIHandler(APIHandler):
 
     async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()
-        # Unauthenticated requests get their 403 from @web.authenticated, not a lesson in the API.
-        if self.current_user:
-            self.validate_request()
+        # Unauthenticated requests get a 403 that says what is missing, not a lesson in the API.
+        if not self.current_user:
+            raise web.HTTPError(403, NEEDS_TOKEN)
+        self.validate_request()
+
+    def check_xsrf_cookie(self) -> None:
+        # Jupyter checks XSRF while it looks for a user; with no user at all, the missing token is
+        # the problem to name (a logged-in browser without the XSRF cookie still gets Jupyter's check).
+        if hasattr(self, "_jupyter_current_user") and not self.current_user:
+            raise web.HTTPError(403, NEEDS_TOKEN)
+        super().check_xsrf_cookie()
 
     def operation(self) -> validation.Operation | None:
         route = validation.route_of(self.request.path, self.base_url, self.path_kwargs)

@@ -17,7 +17,10 @@ class SandboxesHandler(SandboxAPIHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        found = await self.service.list(self.query("kernel_id"))
+        labels = self.service.label_filter(
+            [v.decode("utf-8", "replace") for v in self.request.query_arguments.get("label", [])]
+        )
+        found = await self.service.list(self.query("kernel_id"), labels=labels)
         self.reply({"sandboxes": [sandbox.to_dict() for sandbox in found]})
 
     @web.authenticated
@@ -63,3 +66,16 @@ class PortsHandler(SandboxAPIHandler):
     @authorized
     async def get(self, sandbox_id: str) -> None:
         self.reply(await self.service.ports(sandbox_id))
+
+
+class SandboxKernelHandler(SandboxAPIHandler):
+    """POST .../kernel {"language"?}: a kernel that runs code in this sandbox (SDK: sb.code.run)."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, sandbox_id: str) -> None:
+        async def start(name: str, kernel_id: str) -> None:
+            await self.kernel_manager.start_kernel(kernel_name=name, kernel_id=kernel_id)
+
+        answer = await self.service.attach_kernel(sandbox_id, self.json_body().get("language"), start)
+        self.created(answer, url_path_join(self.base_url, "api", "kernels", answer["kernel_id"]))

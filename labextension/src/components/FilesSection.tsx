@@ -8,7 +8,8 @@ import { askForm } from '../dialogs';
 import { displayPath, percent } from '../logic';
 import { SandboxModel } from '../model';
 import { fileRows } from './FileTree';
-import { caretUpIcon, refreshIcon } from './icons';
+import { caretUpIcon, closeIcon, fileUploadIcon, newFolderIcon, refreshIcon } from './icons';
+import { ToolbarButton } from './ToolbarButton';
 import { ISidebarCommands } from './types';
 import { useModel } from './useModel';
 
@@ -64,7 +65,7 @@ function Uploads({ model }: { model: SandboxModel }): JSX.Element | null {
   return (
     <ul className="jp-SandboxSidebar-uploads" aria-label="Uploads">
       {uploads.map((upload, index) => (
-        <li key={`${upload.name}-${index}`}>
+        <li key={`${upload.name}-${index}`} data-state={upload.error ? 'failed' : upload.done ? 'done' : 'sending'}>
           <span>{upload.name}</span>
           <progress max={100} value={percent(upload.loaded, upload.total)} aria-label={`Upload of ${upload.name}`} />
           <span>
@@ -74,6 +75,14 @@ function Uploads({ model }: { model: SandboxModel }): JSX.Element | null {
                 ? 'done'
                 : `${percent(upload.loaded, upload.total)} %`}
           </span>
+          {upload.error && (
+            <ToolbarButton
+              icon={closeIcon}
+              name={`Dismiss the upload of ${upload.name}`}
+              tooltip={upload.error}
+              onClick={() => model.dismissUpload(upload)}
+            />
+          )}
         </li>
       ))}
     </ul>
@@ -93,25 +102,33 @@ export function FilesSection({ model, commands }: { model: SandboxModel; command
     <details open className="jp-SandboxSidebar-section" data-section="files">
       <summary>Files</summary>
       <div className="jp-SandboxSidebar-toolbar">
-        <button
-          className="jp-mod-styled"
-          aria-label="Up one folder"
+        <ToolbarButton
+          icon={caretUpIcon}
+          name="Up one folder"
+          tooltip="Up one folder"
           disabled={!folder}
           onClick={() => void model.goUp()}
-        >
-          <caretUpIcon.react tag="span" />
-        </button>
+        />
         <span className="jp-SandboxSidebar-path" title={folderLabel}>
           {folderLabel}
         </span>
-        <button className="jp-mod-styled" aria-label="Refresh files" onClick={() => void model.reloadFolder()}>
-          <refreshIcon.react tag="span" />
-        </button>
-        <button className="jp-mod-styled" onClick={() => void newFolder(model)}>
-          New folder
-        </button>
-        <label className="jp-mod-styled jp-SandboxSidebar-uploadButton">
-          Upload
+        <ToolbarButton
+          icon={refreshIcon}
+          name="Refresh files"
+          tooltip="Refresh the file list"
+          onClick={() => void model.reloadFolder()}
+        />
+        <ToolbarButton
+          icon={newFolderIcon}
+          name="New folder"
+          tooltip="New folder"
+          onClick={() => void newFolder(model)}
+        />
+        <label
+          className="jp-ToolbarButtonComponent jp-Button jp-mod-minimal jp-SandboxSidebar-toolButton jp-SandboxSidebar-uploadButton"
+          title="Upload files into this folder (or drop them on the list)"
+        >
+          <fileUploadIcon.react tag="span" className="jp-ToolbarButtonComponent-icon" />
           <input
             type="file"
             multiple

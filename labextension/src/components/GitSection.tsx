@@ -26,6 +26,31 @@ async function clone(model: SandboxModel): Promise<void> {
   }
 }
 
+/** Ask for the name and email commits carry; kept for the next commits (this browser, this server). */
+async function askIdentity(model: SandboxModel): Promise<boolean> {
+  const known = model.identity;
+  const values = await askForm(
+    'Your Git identity',
+    [
+      { name: 'name', label: 'Name', placeholder: 'Ada Lovelace', value: known?.name ?? '' },
+      { name: 'email', label: 'Email', placeholder: 'ada@example.org', value: known?.email ?? '' }
+    ],
+    'Save',
+    'Commits made from this sidebar carry this name and email. It is kept in this browser for this server.'
+  );
+  if (!values || !values.name.trim() || !values.email.trim()) {
+    return false;
+  }
+  model.identity = { name: values.name.trim(), email: values.email.trim() };
+  return true;
+}
+
+async function commit(model: SandboxModel): Promise<void> {
+  if (model.identity || (await askIdentity(model))) {
+    await model.commit();
+  }
+}
+
 async function remote(model: SandboxModel, operation: 'push' | 'pull'): Promise<void> {
   const label = operation === 'push' ? 'Push' : 'Pull';
   const values = await askForm(label, credentialFields(), label, CREDENTIAL_NOTE);
@@ -124,7 +149,23 @@ export function GitSection({ model }: { model: SandboxModel }): JSX.Element {
           {model.gitBusy}…
         </p>
       )}
-      {model.gitError && <p className="jp-SandboxSidebar-error">{model.gitError}</p>}
+      {model.gitMissing ? (
+        <div className="jp-SandboxSidebar-notice" data-field="not-a-repository">
+          <p>
+            <strong>~/{model.repo || ''}</strong> is not a git repository.
+          </p>
+          <div className="jp-SandboxSidebar-buttons">
+            <button className="jp-mod-styled" onClick={() => void model.initRepository()}>
+              Initialise a repository
+            </button>
+            <button className="jp-mod-styled" onClick={() => void clone(model)}>
+              Clone…
+            </button>
+          </div>
+        </div>
+      ) : (
+        model.gitError && <p className="jp-SandboxSidebar-error">{model.gitError}</p>
+      )}
       {git && groups && (
         <div className="jp-SandboxSidebar-git">
           <p data-field="branch">
@@ -177,7 +218,7 @@ export function GitSection({ model }: { model: SandboxModel }): JSX.Element {
             <button
               className="jp-mod-styled jp-mod-accept"
               disabled={!groups.staged.length}
-              onClick={() => void model.commit()}
+              onClick={() => void commit(model)}
             >
               Commit
             </button>
@@ -188,6 +229,12 @@ export function GitSection({ model }: { model: SandboxModel }): JSX.Element {
               Push…
             </button>
           </div>
+          <p className="jp-SandboxSidebar-identity" data-field="identity">
+            {model.identity ? `Commits as ${model.identity.name} <${model.identity.email}>` : 'No Git identity yet'}{' '}
+            <button className="jp-SandboxSidebar-link" onClick={() => void askIdentity(model)}>
+              {model.identity ? 'change' : 'set'}
+            </button>
+          </p>
           <Branches model={model} />
         </div>
       )}

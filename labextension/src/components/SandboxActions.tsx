@@ -6,6 +6,8 @@ import * as React from 'react';
 
 import { confirm } from '../dialogs';
 import { SandboxModel } from '../model';
+import { deleteIcon, refreshIcon, runIcon, stopIcon, terminalIcon } from './icons';
+import { ToolbarButton } from './ToolbarButton';
 import { ISidebarCommands } from './types';
 
 export function SandboxActions({
@@ -31,25 +33,38 @@ export function SandboxActions({
     }
   };
   return (
-    <div className="jp-SandboxSidebar-buttons">
+    <div className="jp-SandboxSidebar-buttons jp-Toolbar" role="toolbar" aria-label="Sandbox actions">
       {running ? (
-        <button className="jp-mod-styled" onClick={() => void model.stop()}>
-          Stop
-        </button>
+        <ToolbarButton
+          icon={stopIcon}
+          label="Stop"
+          tooltip="Stop the sandbox (its files are kept; the next cell starts it)"
+          onClick={() => void model.stop()}
+        />
       ) : (
-        <button className="jp-mod-styled" onClick={() => void model.start()}>
-          Start
-        </button>
+        <ToolbarButton icon={runIcon} label="Start" tooltip="Start the sandbox" onClick={() => void model.start()} />
       )}
-      <button className="jp-mod-styled" onClick={() => void model.restart()} disabled={!running}>
-        Restart
-      </button>
-      <button className="jp-mod-styled jp-mod-warn" onClick={() => void remove()}>
-        Delete…
-      </button>
-      <button className="jp-mod-styled" onClick={() => commands.openTerminal(sandbox.id)} disabled={!running}>
-        Terminal
-      </button>
+      <ToolbarButton
+        icon={refreshIcon}
+        label="Restart"
+        tooltip="A fresh Python process (files are kept, variables are not)"
+        disabled={!running}
+        onClick={() => void model.restart()}
+      />
+      <ToolbarButton
+        icon={terminalIcon}
+        label="Terminal"
+        tooltip="A shell in the sandbox, in a new tab"
+        disabled={!running}
+        onClick={() => commands.openTerminal(sandbox.id)}
+      />
+      <ToolbarButton
+        icon={deleteIcon}
+        label="Delete…"
+        tooltip="Delete the sandbox and every file in /home/sandbox (asks first)"
+        danger
+        onClick={() => void remove()}
+      />
     </div>
   );
 }

@@ -8,6 +8,7 @@ import { SandboxModel } from '../model';
 import { FilesSection } from './FilesSection';
 import { GitSection } from './GitSection';
 import { Header } from './Header';
+import { NetworkSection } from './NetworkSection';
 import { PreviewsSection } from './PreviewsSection';
 import { StatusSection } from './StatusSection';
 import { ISidebarCommands } from './types';
@@ -24,6 +25,7 @@ export function SandboxView({ model, commands }: { model: SandboxModel; commands
       {running && <FilesSection model={model} commands={commands} />}
       {running && <GitSection model={model} />}
       {running && <PreviewsSection model={model} />}
+      {sandbox && <NetworkSection model={model} />}
     </div>
   );
 }

@@ -37,7 +37,7 @@ export function StatusSection({
           {uptime}
         </dd>
         <dt>Image</dt>
-        <dd>{sandbox.image}</dd>
+        <dd title={sandbox.image}>{sandbox.image}</dd>
         {limits && (
           <>
             <dt>CPU</dt>

@@ -4,6 +4,7 @@
 export {
   caretRightIcon,
   caretUpIcon,
+  closeIcon,
   deleteIcon,
   downloadIcon,
   editIcon,
@@ -11,5 +12,12 @@ export {
   folderIcon,
   launchIcon,
   lockIcon,
-  refreshIcon
+  notebookIcon,
+  refreshIcon,
+  runIcon,
+  stopIcon,
+  terminalIcon,
+  newFolderIcon,
+  fileUploadIcon,
+  searchIcon
 } from '@jupyterlab/ui-components';
