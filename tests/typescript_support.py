@@ -5,9 +5,11 @@ checkout ships it."""
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from jupyter_client import MultiKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 
@@ -22,14 +24,17 @@ TYPESCRIPT_KERNEL = "sandbox-typescript"
 @pytest.fixture(scope="session")
 def node_image(docker_backend: DockerBackend) -> str:
     """The node preset's image (Node.js, npm, TypeScript, Deno's kernel, the Hono starter). Built
-    once, skipped when up to date (about 3 minutes the first time, most of it Deno and npm)."""
-    build_image(
-        docker_backend,
-        lambda line: print(line, file=sys.stderr),
-        tag=NODE_IMAGE,
-        bootstrap=True,
-        recipe=ImageRecipe(lang="node"),
-    )
+    once, skipped when up to date (about 3 minutes the first time, most of it Deno and npm). Under the
+    lock conftest's image build takes: parallel workers build each image once and never bootstrap
+    the base twice at the same time."""
+    with FileLock(str(Path(tempfile.gettempdir()) / "jupyter-sandbox-test-image.lock")):
+        build_image(
+            docker_backend,
+            lambda line: print(line, file=sys.stderr),
+            tag=NODE_IMAGE,
+            bootstrap=True,
+            recipe=ImageRecipe(lang="node"),
+        )
     return NODE_IMAGE
 
 
