@@ -7,13 +7,14 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__, cli_lifecycle
 from .config import load_config
 from .sandbox.desktop_image import build_desktop_image
 from .sandbox.docker_backend import SandboxError
 from .sandbox.errors import SandboxOperationError
-from .sandbox.image import DEFAULT_BASE, DEFAULT_IMAGE, build_image
+from .sandbox.image import DEFAULT_BASE, DEFAULT_IMAGE, LANGUAGE_REPOSITORIES, ImageRecipe, build_image
 from .sandbox.manager import SandboxManager
 from .sandbox.operations import SandboxOperations
 from .sandbox.spec import SpecError
@@ -35,8 +36,26 @@ def _parser() -> argparse.ArgumentParser:
     image_commands = image.add_subparsers(dest="image_command", metavar="ACTION")
     image_commands.required = True
     build = image_commands.add_parser("build", help="build the default sandbox image (skipped when up to date)")
-    build.add_argument("--base", default=None, help=f"base image with Python 3 (default: {DEFAULT_BASE})")
-    build.add_argument("--tag", default=DEFAULT_IMAGE, help=f"tag of the result (default: {DEFAULT_IMAGE})")
+    build.add_argument(
+        "--base", default=None, help=f"base image with Python 3, on this engine already (default: {DEFAULT_BASE})"
+    )
+    build.add_argument(
+        "--tag",
+        default=None,
+        help=f"tag of the result (default: {DEFAULT_IMAGE}, jupyter-sandbox/node:… with --lang node; "
+        "with extra packages, that tag plus a hash of the inputs)",
+    )
+    build.add_argument(
+        "--lang",
+        choices=sorted(LANGUAGE_REPOSITORIES),
+        default="python",
+        help="preset: python, or node (Node.js, npm, TypeScript and the TypeScript kernel on top of python)",
+    )
+    build.add_argument("--requirements", metavar="FILE", default=None, help="Python requirements to add (pip format)")
+    build.add_argument("--apt", nargs="+", metavar="PKG", default=[], help="Debian packages to add")
+    build.add_argument(
+        "--npm", nargs="+", metavar="PKG", default=[], help="npm packages to install globally (--lang node)"
+    )
     build.add_argument(
         "--bootstrap", action="store_true", help="bootstrap a Debian base with mmdebstrap instead of pulling --base"
     )
@@ -88,6 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     operations = SandboxOperations(manager, config=config)
     try:
         if args.command == "image":
+            recipe = ImageRecipe(
+                lang=args.lang,
+                requirements=Path(args.requirements) if args.requirements else None,
+                apt=list(args.apt),
+                npm=list(args.npm),
+            )
             result = build_image(
                 manager.backend,
                 _progress,
@@ -95,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 base=args.base or manager.base_image,
                 bootstrap=args.bootstrap or manager.bootstrap_base,
                 force=args.force,
+                recipe=recipe,
+                explicit_base=args.base is not None,
             )
             print(result.image)
             if args.desktop:

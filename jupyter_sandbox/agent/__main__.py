@@ -67,6 +67,7 @@ def main() -> None:
         cwd=config["kernel"].get("cwd") or os.path.expanduser("~"),
         runtime_dir=config.get("runtime_dir", "/tmp/.jupyter-sandbox"),
         on_event=pending_events.append,  # replaced once the event loop runs
+        argv=config["kernel"].get("argv") or None,
     )
     if config.get("autostart_kernel", True):
         runner.start()

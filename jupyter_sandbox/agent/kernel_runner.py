@@ -48,9 +48,18 @@ class KernelRunner:
     """One ipykernel process at a time, on fixed ports, with a log and a death record."""
 
     def __init__(
-        self, key: str, ports: dict[str, int], cwd: str, runtime_dir: str, on_event: Callable[[dict[str, Any]], None]
+        self,
+        key: str,
+        ports: dict[str, int],
+        cwd: str,
+        runtime_dir: str,
+        on_event: Callable[[dict[str, Any]], None],
+        argv: list[str] | None = None,
     ) -> None:
         self.key = key
+        # The image's kernel for another language (the host read it from the image's labels), or None
+        # for ipykernel on the agent's own interpreter.
+        self.argv = argv
         self.ports = ports
         self.cwd = cwd
         self.runtime_dir = Path(runtime_dir)
@@ -96,7 +105,7 @@ class KernelRunner:
             env = environment.user()
             with open(self.log_file, "ab") as log_handle:
                 self.process = subprocess.Popen(
-                    [sys.executable, "-m", "ipykernel_launcher", "-f", str(self.connection_file)],
+                    self.command(),
                     cwd=self.cwd,
                     env=env,
                     stdin=subprocess.DEVNULL,
@@ -114,6 +123,11 @@ class KernelRunner:
             threading.Thread(target=self._note_own_ports, args=(generation, process), daemon=True).start()
             log.info("kernel generation %s started as pid %s", generation, process.pid)
             return generation
+
+    def command(self) -> list[str]:
+        if self.argv:
+            return [str(self.connection_file) if arg == "{connection_file}" else arg for arg in self.argv]
+        return [sys.executable, "-m", "ipykernel_launcher", "-f", str(self.connection_file)]
 
     def _note_own_ports(self, generation: int, process: subprocess.Popen, settle: float = 3.0) -> None:
         """Ports the Python process opens for itself while starting (besides the five Jupyter ports)

@@ -142,6 +142,7 @@ class SandboxKernelApp(JupyterApp):
             lambda r: SandboxLifecycle(manager, self.kernel_id, r.post, workspace=workspace),
             handshake_timeout=self.handshake_timeout,
             settings=SandboxKernel(parent=self),
+            language=manager.language,
         )
         # interrupt_mode "signal" sends SIGINT to this process; pass it on to the sandbox.
         signal.signal(signal.SIGINT, lambda *_: relay.post("interrupt"))

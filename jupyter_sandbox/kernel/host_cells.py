@@ -87,15 +87,20 @@ def host_segments(body: Body) -> list[Segment] | None:
     return segments if has_magic(segments) else None
 
 
-def count_only_code(segments: list[Segment]) -> str:
+# How the inner kernel's language writes a line comment.
+COMMENT = {"python": "#", "typescript": "//"}
+
+
+def count_only_code(segments: list[Segment], language: str = "python") -> str:
     """What the inner kernel runs to count a cell it has no code of: comments only. The `%sandbox`
     lines themselves stay on the host (they may name host paths or values the sandbox must not see)."""
+    mark = COMMENT.get(language, "#")
     lines: list[str] = []
     for segment in segments:
         if segment.kind == "code":
-            lines += [f"# {line}" for line in segment.text.split("\n")]
+            lines += [f"{mark} {line}" for line in segment.text.split("\n")]
         else:
-            lines.append("# %%sandbox" if segment.kind == "cell" else "# %sandbox")
+            lines.append(f"{mark} %%sandbox" if segment.kind == "cell" else f"{mark} %sandbox")
     return "\n".join(lines)
 
 
@@ -327,7 +332,7 @@ class HostCells:
             self._send_sub_request(
                 host,
                 {
-                    "code": count_only_code(host.segments) if needs_count else "",
+                    "code": count_only_code(host.segments, self.relay.language) if needs_count else "",
                     "silent": not needs_count,
                     "store_history": needs_count,
                     "user_expressions": host.user_expressions if needs_expressions else {},

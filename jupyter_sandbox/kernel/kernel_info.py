@@ -89,15 +89,17 @@ def sanitize(content: Any) -> dict[str, Any] | None:
     return info
 
 
-def _path(image_id: str) -> Path | None:
-    if not IMAGE_ID_RE.match(image_id or ""):
+def _path(image_id: str, language: str = "python") -> Path | None:
+    if not IMAGE_ID_RE.match(image_id or "") or not re.fullmatch(r"[a-z]{1,20}", language):
         return None
-    # Under the version of the rules that made it: a record written by other rules is not read.
-    return secrets.state_dir("kernel-info") / f"{RECORD_VERSION}-{image_id.split(':', 1)[1]}.json"
+    # Under the version of the rules that made it: a record written by other rules is not read. One
+    # image may run kernels of several languages: each has its own record.
+    suffix = "" if language == "python" else f"-{language}"
+    return secrets.state_dir("kernel-info") / f"{RECORD_VERSION}-{image_id.split(':', 1)[1]}{suffix}.json"
 
 
-def load(image_id: str) -> dict[str, Any] | None:
-    path = _path(image_id)
+def load(image_id: str, language: str = "python") -> dict[str, Any] | None:
+    path = _path(image_id, language)
     if path is None:
         return None
     try:
@@ -106,9 +108,9 @@ def load(image_id: str) -> dict[str, Any] | None:
         return None
 
 
-def store(image_id: str, content: dict[str, Any]) -> None:
-    """Record the first kernel info seen for an image; an existing entry is kept."""
-    path = _path(image_id)
+def store(image_id: str, content: dict[str, Any], language: str = "python") -> None:
+    """Record the first kernel info seen for an image (and language); an existing entry is kept."""
+    path = _path(image_id, language)
     info = sanitize(content)
     if path is None or info is None or path.exists():
         return

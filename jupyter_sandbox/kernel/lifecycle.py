@@ -219,13 +219,13 @@ class SandboxLifecycle:
 
     def recorded_kernel_info(self) -> dict[str, Any] | None:
         """What the image's kernel said the last time (a Docker call: not on the relay's loop)."""
-        image_id = self.manager.backend.image_id(self.manager.default_spec().image)
-        return kernel_info_cache.load(image_id or "")
+        spec = self.manager.default_spec()
+        return kernel_info_cache.load(self.manager.backend.image_id(spec.image) or "", spec.language)
 
     def remember_kernel_info(self, info: dict[str, Any]) -> None:
         sandbox = self.sandbox
         if sandbox is not None and sandbox.image_id:
-            kernel_info_cache.store(sandbox.image_id, info)
+            kernel_info_cache.store(sandbox.image_id, info, str(sandbox.spec.get("language") or "python"))
 
     def magic_context(
         self,

@@ -125,8 +125,12 @@ class Relay:
         lifecycle_factory: Callable[[Relay], Lifecycle],
         handshake_timeout: float = 60.0,
         settings: SandboxKernel | None = None,
+        language: str = "python",
     ) -> None:
         self.connection = connection
+        # The inner kernel's language: what the proxy's own code for it is written in (comments that
+        # count a cell, the count kept across restarts) and what it says before the sandbox answers.
+        self.language = language
         self.session = uuid.uuid4().hex
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self.handshake_timeout = handshake_timeout
@@ -135,7 +139,7 @@ class Relay:
         self.inbound = InboundFilter(self.policy, self.settings.widget_modules)
         self.output_limit = OutputLimit(output_limit_bytes(self.settings.output_limit))
         self.time_limit = TimeLimit(float(self.settings.cell_timeout), float(self.settings.interrupt_grace))
-        self.gate = StartupGate()
+        self.gate = StartupGate(language=language)
         self.hosts = HostCells(self)
         # The count of the last cell that stored history, as the front end saw it.
         self.execution_count = 0
@@ -414,7 +418,8 @@ class Relay:
     def _sync_inner_count(self) -> None:
         """A new inner kernel counts from 1; this kernel's front end has seen more cells (the sandbox
         was restarted or started again): the inner kernel goes on from where the front end is."""
-        if self.execution_count <= 0:
+        if self.execution_count <= 0 or self.language != "python":
+            # Only ipykernel can be told where to count from; another kernel counts on from 1.
             return
         self._send_internal(
             "execute_request",

@@ -39,9 +39,30 @@ def reply_metadata(session: str, status: str) -> dict[str, Any]:
     }
 
 
-def unknown_kernel_info() -> dict[str, Any]:
+TYPESCRIPT_LANGUAGE_INFO = {
+    "name": "typescript",
+    "version": "5",
+    "mimetype": "text/x.typescript",
+    "file_extension": ".ts",
+    "pygments_lexer": "typescript",
+    "codemirror_mode": "typescript",
+    "nbconvert_exporter": "script",
+}
+
+
+def unknown_kernel_info(language: str = "python") -> dict[str, Any]:
     """Only when no sandbox could be started and none ever answered for this image: the front end
     still gets a reply (and the cells the reason)."""
+    if language == "typescript":
+        return {
+            "status": "ok",
+            "protocol_version": "5.3",
+            "implementation": "jupyter-sandbox",
+            "implementation_version": __version__,
+            "language_info": dict(TYPESCRIPT_LANGUAGE_INFO),
+            "banner": "TypeScript in a jupyter-sandbox container (the sandbox could not be started)",
+            "help_links": [],
+        }
     return {
         "status": "ok",
         "protocol_version": "5.3",

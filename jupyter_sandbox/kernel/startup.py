@@ -71,7 +71,8 @@ class Handshake:
 class StartupGate:
     """The relay's view of the inner kernel's availability, and the requests that wait for it."""
 
-    def __init__(self, wait_seconds: float = KERNEL_INFO_WAIT_SECONDS) -> None:
+    def __init__(self, wait_seconds: float = KERNEL_INFO_WAIT_SECONDS, language: str = "python") -> None:
+        self.language = language
         self.state = State.STARTING
         self.failure = ""
         self.kernel_info: dict[str, Any] | None = None
@@ -106,7 +107,7 @@ class StartupGate:
         return bool(self.kernel_info) or self._kernel_info_overdue or self.down
 
     def kernel_info_reply(self) -> dict[str, Any]:
-        return self.kernel_info or unknown_kernel_info()
+        return self.kernel_info or unknown_kernel_info(self.language)
 
     def learn(self, info: dict[str, Any] | None) -> bool:
         """A recorded kernel_info arrived; True if it was news."""

@@ -25,7 +25,7 @@ from traitlets import Bool, Enum, Float, Int, List, Unicode, Union
 from traitlets.config import LoggingConfigurable
 
 from .. import __version__
-from . import binding, disk, errors, git_credentials, idle, interpreter, network, preview
+from . import binding, disk, errors, git_credentials, idle, interpreter, languages, network, preview
 from . import secrets as sandbox_secrets
 from .agent_client import AgentClient, run_blocking
 from .agent_http import AgentError
@@ -38,7 +38,16 @@ from .gateway import control as gateway_control
 from .gateway import state as gateway_state
 from .gateway import vault as gateway_vault
 from .gateway.settings import EgressGateway
-from .image import DEFAULT_BASE, DEFAULT_IMAGE, DEFAULT_REPOSITORY, build_image
+from .image import (
+    DEFAULT_BASE,
+    DEFAULT_IMAGE,
+    DEFAULT_REPOSITORY,
+    LANGUAGE_REPOSITORIES,
+    NODE_IMAGE,
+    NODE_REPOSITORY,
+    ImageRecipe,
+    build_image,
+)
 from .network import EgressPolicy
 from .records import ContainerRecord, VolumeRecord
 from .spec import (
@@ -52,6 +61,7 @@ from .spec import (
     LABEL_PREFIX,
     LABEL_SERVER,
     LABEL_SPEC,
+    LANGUAGES,
     SANDBOX_HOME,
     SANDBOX_USER_UID,
     SandboxSpec,
@@ -326,6 +336,24 @@ class SandboxManager(LoggingConfigurable):
             "built on demand by `jupyter sandbox image build`."
         ),
     )
+    typescript_image = Unicode(
+        NODE_IMAGE,
+        config=True,
+        help=(
+            "Image for new TypeScript sandboxes (the 'TypeScript (sandbox)' kernel, or "
+            '`POST /sandbox/api/sandboxes {"language": "typescript"}`): one with a TypeScript kernel, as '
+            "`jupyter sandbox image build --lang node` makes. Always allowed, like `image`."
+        ),
+    )
+    language = Enum(
+        list(LANGUAGES),
+        default_value="python",
+        config=True,
+        help=(
+            "Kernel language of the sandboxes this process creates when none is asked for; the "
+            "TypeScript kernelspec sets it to 'typescript'."
+        ),
+    )
     base_image = Unicode(
         DEFAULT_BASE,
         config=True,
@@ -346,8 +374,8 @@ class SandboxManager(LoggingConfigurable):
         True,
         config=True,
         help=(
-            f"Build an image of the {DEFAULT_REPOSITORY} repository (docker/Dockerfile) when a sandbox "
-            "needs it and it is missing. Other images are never built or pulled implicitly."
+            f"Build an image of the {DEFAULT_REPOSITORY} or {NODE_REPOSITORY} repository (docker/Dockerfile, "
+            "the python or node preset) when a sandbox needs it and it is missing. Other images are never built or pulled implicitly."
         ),
     )
     cpu = Float(1.0, config=True, help="vCPUs for each sandbox (a CPU quota, may be fractional).")
@@ -579,12 +607,12 @@ class SandboxManager(LoggingConfigurable):
     )
     allowed_images = List(
         Unicode(),
-        default_value=[f"{DEFAULT_REPOSITORY}:*", f"{DESKTOP_REPOSITORY}:*"],
+        default_value=[f"{DEFAULT_REPOSITORY}:*", f"{DESKTOP_REPOSITORY}:*", f"{NODE_REPOSITORY}:*"],
         config=True,
         help=(
             "Glob patterns of the images a notebook may switch to with `%sandbox config --image`. "
             "The configured default image is always allowed (and by default this project's own images: "
-            "the sandbox image and its desktop variant)."
+            "the sandbox image, its desktop variant and the node image)."
         ),
     )
 
@@ -650,8 +678,11 @@ class SandboxManager(LoggingConfigurable):
             "disk": parse_size(self.disk, "disk"),
             "pids": self.pids,
             "runtime": self.runtime or None,
+            "language": self.language,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if values["language"] == "typescript" and overrides.get("image") is None:
+            values["image"] = self.typescript_image
         return SandboxSpec(**values).validate()
 
     def check_allowed(self, spec: SandboxSpec) -> SandboxSpec:
@@ -666,9 +697,10 @@ class SandboxManager(LoggingConfigurable):
         for name, value, maximum, show in maxima:
             if value > maximum:
                 raise SpecError(f"{name}: {show(value)} is above the operator's maximum of {show(maximum)}")
-        if spec.image != self.image and not any(fnmatch.fnmatchcase(spec.image, p) for p in self.allowed_images):
+        always = [self.image, self.typescript_image]
+        if spec.image not in always and not any(fnmatch.fnmatchcase(spec.image, p) for p in self.allowed_images):
             raise SpecError(
-                f"image: {spec.image!r} is not allowed here; allowed: {', '.join([self.image, *self.allowed_images])}"
+                f"image: {spec.image!r} is not allowed here; allowed: {', '.join([*always, *self.allowed_images])}"
             )
         return spec
 
@@ -678,13 +710,40 @@ class SandboxManager(LoggingConfigurable):
         if self.backend.image_id(image):
             return
         repository = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
-        if repository != DEFAULT_REPOSITORY or not self.build_missing_image:
+        presets = {repo: lang for lang, repo in LANGUAGE_REPOSITORIES.items()}
+        if repository not in presets or not self.build_missing_image:
             raise SandboxError(
                 f"the image {image!r} is not on this Docker engine; build it "
-                "(`jupyter sandbox image build` for the default one) or choose another image"
+                "(`jupyter sandbox image build` for the default one, `--lang node` for the TypeScript one) "
+                "or choose another image"
             )
         progress(f"the sandbox image {image} is missing; building it (first use only)...")
-        build_image(self.backend, progress, tag=image, base=self.base_image, bootstrap=self.bootstrap_base)
+        build_image(
+            self.backend,
+            progress,
+            tag=image,
+            base=self.base_image,
+            bootstrap=self.bootstrap_base,
+            recipe=ImageRecipe(lang=presets[repository]),
+        )
+
+    def resolve_image(self, name: Any) -> Any:
+        """An image name as a person gives it: the presets by name ("python": `image`, "node" or
+        "typescript": `typescript_image`), anything else as it is."""
+        presets = {"python": self.image, "node": self.typescript_image, "typescript": self.typescript_image}
+        return presets.get(name, name) if isinstance(name, str) else name
+
+    def check_image_language(self, image: str, language: str) -> None:
+        """SpecError when `image`, here already, has no kernel for `language` (one still to be built
+        is judged when it is)."""
+        labels = self.backend.image_labels(image)
+        if labels is not None:
+            languages.kernel_argv(labels, language, image)
+
+    def kernel_argv(self, image: str, language: str) -> builtins.list[str] | None:
+        """How the agent starts the sandbox's kernel: None for ipykernel, else the image's argv for
+        `language` (SandboxError when the image has no such kernel)."""
+        return languages.kernel_argv(self.backend.image_labels(image), language, image)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -708,6 +767,7 @@ class SandboxManager(LoggingConfigurable):
         if new_sandbox and not pool:
             self.check_owner_limit()  # before an image build, too
         self.ensure_image(spec.image, progress)
+        self.kernel_argv(spec.image, spec.language)  # an image without the language's kernel is refused here
         python = self.agent_runtime(spec.image).python
         new = sandbox_id is None
         sandbox_id = sandbox_id or secrets.token_hex(6)
@@ -992,7 +1052,14 @@ class SandboxManager(LoggingConfigurable):
         config = {
             "token": sandbox_secrets.agent_token(sandbox_id),
             "port": AGENT_PORT,
-            "kernel": {"key": sandbox_secrets.kernel_key(sandbox_id), "ports": KERNEL_PORTS, "cwd": SANDBOX_HOME},
+            "kernel": {
+                "key": sandbox_secrets.kernel_key(sandbox_id),
+                "ports": KERNEL_PORTS,
+                "cwd": SANDBOX_HOME,
+                "argv": self.kernel_argv(
+                    sandbox.image_id or sandbox.image, str(sandbox.spec.get("language") or "python")
+                ),
+            },
             "runtime_dir": "/tmp/.jupyter-sandbox",
             # The agent's own environment, whole; the sandbox's processes get the container's
             # environment plus the spec's variables.
@@ -1012,6 +1079,7 @@ class SandboxManager(LoggingConfigurable):
         """A fresh container with a new spec on the same workspace volume (same sandbox id)."""
         spec = spec.validate()
         self.ensure_image(spec.image, progress)
+        self.kernel_argv(spec.image, spec.language)  # refused before the old container goes
         home = self._home(sandbox.id)
         if home is not None and disk.round_size(spec.disk) != home.size():
             self.check_disk_size(sandbox, spec.disk)  # refuses a shrink below what is there, before any change
@@ -1258,6 +1326,7 @@ class SandboxManager(LoggingConfigurable):
             pids=limits["pids"],
             env=env,
             runtime=recorded.get("runtime") or None,
+            language=str(recorded.get("language") or "python"),
         )
 
     def uptime(self, sandbox: Sandbox) -> float | None:

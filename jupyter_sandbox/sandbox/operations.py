@@ -28,7 +28,7 @@ from typing import IO, Any, Callable
 from traitlets import Bool, Float, Int, Unicode, Union
 from traitlets.config import LoggingConfigurable
 
-from . import binding, errors, git_credentials, network, preview, ptys
+from . import binding, errors, git_credentials, languages, network, preview, ptys
 from . import desktop as desktop_checks
 from .agent_client import AgentClient, Cancelled, domain_error, reduced
 from .agent_http import AgentError, AgentResponse
@@ -475,6 +475,10 @@ class SandboxOperations(SandboxService):
             overrides[key] = value
         if any(k.startswith(LABEL_PREFIX) for k in overrides.get("labels", {})):
             raise errors.InvalidInput(f"labels starting with {LABEL_PREFIX} are reserved")
+        if "language" in body:
+            # The kernel the sandbox runs; without an image, the language's configured image.
+            with domain_errors():
+                overrides["language"] = languages.check_language(body["language"])
         policy = self._policy(body["network"]) if "network" in body else None
 
         def make() -> tuple[Sandbox, bool]:
@@ -599,9 +603,14 @@ class SandboxOperations(SandboxService):
             raise errors.InvalidInput(f"these cannot be changed: {', '.join(sorted(unknown))}")
         # Read anew: another process (the REST API, another kernel's magic) may have changed it since.
         current = await self.blocking(self.manager.current_spec, await self.blocking(self.manager.get, sandbox.id))
+        if "image" in changes:
+            changes = {**changes, "image": self.manager.resolve_image(changes["image"])}
         merged = {**current.to_dict(), **changes, "env": {**current.env, **changes.get("env", {})}}
         with domain_errors():
             spec = self.manager.check_allowed(SandboxSpec(**merged))
+            if "image" in changes:
+                # A TypeScript sandbox needs an image with a TypeScript kernel: refused before any change.
+                await self.blocking(self.manager.check_image_language, spec.image, spec.language)
         return ConfigPlan(spec=spec, changed=sorted(changes), restart=bool(set(changes) & RESTART_KEYS))
 
     async def apply_config(

@@ -17,6 +17,9 @@ LABEL_POOL = f"{LABEL_PREFIX}.pool"
 # The Jupyter server (binding.ServerLease) whose kernel, pool or API made the sandbox.
 LABEL_SERVER = f"{LABEL_PREFIX}.server"
 LABEL_IMAGE_INPUTS = f"{LABEL_PREFIX}.image-inputs"
+# Kernels an image offers besides ipykernel: {"typescript": [argv with {connection_file}]}.
+LABEL_KERNELS = f"{LABEL_PREFIX}.kernels"
+LANGUAGES = ("python", "typescript")
 
 # Ports the agent and the inner ipykernel listen on inside the container. Each is published on
 # 127.0.0.1 only, on a host port Docker picks.
@@ -99,8 +102,13 @@ class SandboxSpec:
     env: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     runtime: str | None = None
+    # The language of the sandbox's kernel: "python" (ipykernel) or "typescript" (the image's
+    # TypeScript kernel, named in its io.jupyter-sandbox.kernels label).
+    language: str = "python"
 
     def validate(self) -> SandboxSpec:
+        if self.language not in LANGUAGES:
+            raise SpecError(f"language: {self.language!r} is not one of {', '.join(LANGUAGES)}")
         if not isinstance(self.image, str) or not self.image.strip():
             raise SpecError("image: a sandbox needs an image name, e.g. jupyter-sandbox/python:0.1.0")
         if any(ch.isspace() for ch in self.image):

@@ -108,6 +108,7 @@ def openapi_document() -> dict[str, Any]:
                     env={"type": "object", "additionalProperties": STRING},
                     labels={"type": "object", "additionalProperties": STRING},
                     network=NETWORK,
+                    language={**STRING, "description": "python (default) or typescript: the sandbox's kernel"},
                 ),
                 ok="201",
             ),
