@@ -9,6 +9,7 @@ import sys
 _NO_NETWORK = """pip: this sandbox cannot reach the package index {host} (its network is off or limited, or the
 machine has none), so nothing can be downloaded. What you can do:
   - allow the network, if the operator lets you:   %sandbox network internet
+    (or only the index: %sandbox network allow pypi.org files.pythonhosted.org)
   - have the packages in the image:                 jupyter sandbox image build --requirements FILE
   - upload a wheel and install it from the file:    %sandbox upload FILE.whl, then pip install ./FILE.whl
 """
@@ -57,6 +58,21 @@ def _reachable(host, port, timeout=3.0):
     return bool(result and result[0])
 
 
+def _through_proxy(host, port):
+    """Where pip's connection goes first: the proxy its environment names for the index (a sandbox
+    whose network is a domain allow list reaches the outside only through the egress gateway, which
+    then judges the index's name), else the index itself."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    scheme = "https" if port == 443 else "http"
+    proxy = urllib.request.getproxies().get(scheme)
+    if not proxy or urllib.request.proxy_bypass(host):
+        return host, port
+    parts = urlsplit(proxy if "://" in proxy else "http://" + proxy)
+    return parts.hostname, parts.port or 80
+
+
 def _check():
     arguments = _pip_arguments()
     if not arguments or not any(a in ("install", "download", "wheel") for a in arguments[:3]):
@@ -71,6 +87,8 @@ def _check():
     if named and all(os.path.exists(a) for a in named) and "-r" not in arguments:
         return  # files and folders here: nothing to download
     host, port = _index_host(arguments)
+    if host and host not in ("localhost", "127.0.0.1", "::1"):
+        host, port = _through_proxy(host, port)
     if host and host not in ("localhost", "127.0.0.1", "::1") and not _reachable(host, port):
         sys.stderr.write(_NO_NETWORK.format(host=host))
         sys.stderr.flush()

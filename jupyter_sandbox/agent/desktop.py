@@ -409,7 +409,7 @@ class Desktop:
         self._require()
         geometry = self.geometry
         button_name = body.get("button", "left")
-        if action in ("click", "drag") and button_name not in BUTTONS:
+        if action in ("click", "drag") and (not isinstance(button_name, str) or button_name not in BUTTONS):
             raise DesktopError(400, f"button must be one of {', '.join(BUTTONS)}")
         if action == "move":
             x, y = geometry.point(body)
@@ -432,7 +432,7 @@ class Desktop:
             )  # fmt: skip
         elif action == "scroll":
             direction = body.get("direction", "down")
-            if direction not in SCROLL_BUTTONS:
+            if not isinstance(direction, str) or direction not in SCROLL_BUTTONS:
                 raise DesktopError(400, f"direction must be one of {', '.join(SCROLL_BUTTONS)}")
             amount = _integer(body.get("amount", 1), "amount", 1, MAX_SCROLL)
             args = []

@@ -58,7 +58,7 @@ def check_mouse(action: Any, body: dict[str, Any]) -> dict[str, Any]:
     clean: dict[str, Any] = {}
     if action in ("click", "drag"):
         button = body.get("button", "left")
-        if button not in agent_desktop.BUTTONS:
+        if not isinstance(button, str) or button not in agent_desktop.BUTTONS:
             raise errors.InvalidInput(f"button must be one of {', '.join(agent_desktop.BUTTONS)}")
         clean["button"] = button
     if action == "drag":
@@ -79,7 +79,7 @@ def check_mouse(action: Any, body: dict[str, Any]) -> dict[str, Any]:
         clean["count"] = count
     if action == "scroll":
         direction = body.get("direction", "down")
-        if direction not in agent_desktop.SCROLL_BUTTONS:
+        if not isinstance(direction, str) or direction not in agent_desktop.SCROLL_BUTTONS:
             raise errors.InvalidInput(f"direction must be one of {', '.join(agent_desktop.SCROLL_BUTTONS)}")
         clean["direction"] = direction
         clean["amount"] = _integer(body.get("amount"), "amount", 1, agent_desktop.MAX_SCROLL, 1)

@@ -26,6 +26,10 @@ def test_key_names_become_keysyms_and_unknown_ones_are_named() -> None:
         ("move", {"x": -1, "y": 0}, "x must be"),
         ("move", {"x": 0}, "y is required"),
         ("click", {"x": 1, "y": 1, "button": 4}, "button"),
+        # JSON objects and lists are not hashable: refused as wrong values, not a server error.
+        ("click", {"x": 0, "y": 0, "button": {}}, "button"),
+        ("drag", {"start_x": 0, "start_y": 0, "end_x": 0, "end_y": 0, "button": []}, "button"),
+        ("scroll", {"x": 0, "y": 0, "direction": {}}, "direction"),
         ("click", {"x": 1, "y": 1, "double": "yes"}, "double"),
         ("scroll", {"amount": 0}, "amount"),
         ("drag", {"start_x": 0, "start_y": 0, "end_x": 0}, "end_y is required"),
