@@ -26,7 +26,6 @@ export const FRAME_ALLOW = [
   'usb',
   'serial',
   'hid',
-  'bluetooth',
   'fullscreen',
   'screen-wake-lock',
   'publickey-credentials-get'
@@ -104,7 +103,9 @@ const BOOTSTRAP = `(function () {
   var last = -1, queued = false;
   function report() {
     queued = false;
-    var height = Math.ceil(document.documentElement.getBoundingClientRect().height);
+    // The box of <html>, or what overflows it when an output pins it to the frame (height: 100%).
+    var root = document.documentElement;
+    var height = Math.ceil(Math.max(root.getBoundingClientRect().height, root.scrollHeight));
     if (height !== last) {
       last = height;
       parent.postMessage({ type: '${SIZE_MESSAGE}', height: height }, '*');
@@ -114,7 +115,10 @@ const BOOTSTRAP = `(function () {
     if (!queued) { queued = true; requestAnimationFrame(report); }
   }
   new ResizeObserver(schedule).observe(document.documentElement);
+  new MutationObserver(schedule).observe(document, { childList: true, subtree: true, attributes: true });
   addEventListener('load', schedule);
+  // Content drawn in a shadow root or a canvas changes no box the observers see.
+  setInterval(schedule, 500);
   addEventListener('message', function (event) {
     var data = event.data;
     if (event.source !== parent || !data || data.type !== '${THEME_MESSAGE}') { return; }
