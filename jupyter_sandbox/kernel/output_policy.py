@@ -346,7 +346,15 @@ class OutputPolicy:
         if not kept:
             kept["text/plain"] = f"[output removed by the sandbox's output policy: {', '.join(sorted(removed))}]"
         if isolate and self.isolate:
-            original = isolated_bundle(data, neutralise_tex)
+            # An Output widget's outputs come back from the front end with the fallback in the usual
+            # types: the original is the one carried under ISOLATED_MIME (it is isolated all the same).
+            carried = data.get(ISOLATED_MIME)
+            source = (
+                {**data, **carried["data"]}
+                if isinstance(carried, dict) and isinstance(carried.get("data"), dict)
+                else data
+            )
+            original = isolated_bundle(source, neutralise_tex)
             if original is not None:
                 kept[ISOLATED_MIME] = original
         return kept

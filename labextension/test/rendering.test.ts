@@ -11,6 +11,7 @@ import {
   parseIsolated,
   requestedHeight
 } from '../src/rendering/frame';
+import { keepsUrl } from '../src/rendering/urls';
 
 describe('the frame', () => {
   it('gets scripts in an opaque origin and nothing else', () => {
@@ -109,6 +110,26 @@ describe('the isolated bundle', () => {
       { version: 1, data: { 'text/html': '' } }
     ]) {
       expect(parseIsolated(bad)).toBeNull();
+    }
+  });
+});
+
+describe('URLs in Markdown shown on the Jupyter origin', () => {
+  it('keep absolute http(s) links, data images and fragments only', () => {
+    expect(keepsUrl('href', 'https://example.org/x')).toBe(true);
+    expect(keepsUrl('src', 'data:image/png;base64,AAAA')).toBe(true);
+    expect(keepsUrl('href', '#section')).toBe(true);
+    for (const [attribute, value] of [
+      ['src', '/files/secret.png'],
+      ['src', 'files/secret.png'],
+      ['src', '../api/terminals'],
+      ['src', '//127.0.0.1:8888/api/contents'],
+      ['href', 'javascript:alert(1)'],
+      ['src', 'data:text/html,<script>x</script>'],
+      ['src', '#x'],
+      ['srcset', 'https://example.org/a.png 1x']
+    ]) {
+      expect(keepsUrl(attribute, value), value).toBe(false);
     }
   });
 });

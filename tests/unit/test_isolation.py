@@ -72,14 +72,25 @@ def test_plain_data_needs_no_frame() -> None:
         {"data": {"application/x-made-up": "x"}},
     ],
 )
-def test_the_sandbox_cannot_send_the_isolated_type_itself(forged: object) -> None:
-    # Sent as is it would pass wherever isolation is off (a pager, an inspector tooltip, the text policy).
-    for msg_type, flt in (("display_data", isolating()), ("display_data", isolating("text"))):
-        out = filtered("iopub", msg_type, {"data": {"text/plain": "p", ISOLATED_MIME: forged}, "metadata": {}}, flt=flt)
-        assert out is not None and ISOLATED_MIME not in out["data"]
+def test_the_sandbox_cannot_send_the_isolated_type_where_nothing_is_isolated(forged: object) -> None:
+    # Where nothing is isolated (the text policy, an inspector tooltip) it would pass as something to render.
+    out = filtered(
+        "iopub",
+        "display_data",
+        {"data": {"text/plain": "p", ISOLATED_MIME: forged}, "metadata": {}},
+        flt=isolating("text"),
+    )
+    assert out is not None and ISOLATED_MIME not in out["data"]
     reply = {"status": "ok", "found": True, "data": {"text/plain": "doc", ISOLATED_MIME: forged}, "metadata": {}}
     out = filtered("shell", "inspect_reply", reply, flt=isolating())
     assert out is not None and ISOLATED_MIME not in out["data"]
+    # Where outputs are isolated it is rebuilt from its known types only, and isolated like the rest.
+    out = filtered(
+        "iopub", "display_data", {"data": {"text/plain": "p", ISOLATED_MIME: forged}, "metadata": {}}, flt=isolating()
+    )
+    assert out is not None
+    carried = out["data"].get(ISOLATED_MIME)
+    assert carried is None or carried == {"version": 1, "data": {"text/html": "<script>x</script>"}}
 
 
 @pytest.mark.parametrize("value", [["<b>a", "</b>"], "<b>ab</b>"])
@@ -112,3 +123,13 @@ def test_a_pager_payload_and_an_inspector_tooltip_are_never_framed() -> None:
     reply = {"status": "ok", "found": True, "data": SCRIPTED, "metadata": {}}
     out = filtered("shell", "inspect_reply", reply, flt=flt)
     assert out is not None and ISOLATED_MIME not in out["data"]
+
+
+def test_an_output_widget_sent_back_by_the_front_end_keeps_its_original() -> None:
+    # ipywidgets 8 syncs an Output widget's outputs from the front end, which holds the fallback and the
+    # original; the echo must not make the fallback the new original.
+    policy = OutputPolicy("safe", isolate=True)
+    shown = policy.filter_bundle(SCRIPTED, isolate=True)
+    echoed = policy.filter_bundle(shown, isolate=True)
+    assert echoed[ISOLATED_MIME] == shown[ISOLATED_MIME]
+    assert "<script" not in echoed["text/html"]

@@ -19,6 +19,7 @@ import {
   readThemeVariables,
   requestedHeight
 } from './frame';
+import { withoutHostUrls } from './urls';
 
 export const ISOLATED_MIME = 'application/vnd.jupyter-sandbox.isolated+json';
 
@@ -28,8 +29,8 @@ export const ISOLATED_MIME = 'application/vnd.jupyter-sandbox.isolated+json';
  */
 const NO_HOST_URLS: IRenderMime.IResolver = {
   isLocal: () => true,
-  resolveUrl: () => Promise.reject(new Error('relative URLs of sandbox output are not resolved')),
-  getDownloadUrl: () => Promise.reject(new Error('relative URLs of sandbox output are not resolved'))
+  resolveUrl: () => Promise.resolve(''),
+  getDownloadUrl: () => Promise.resolve('data:,') // an empty document: nothing is fetched
 };
 
 function isLightTheme(): boolean {
@@ -155,7 +156,18 @@ export class IsolatedRenderer extends Widget implements IRenderMime.IRenderer {
       layout.addWidget(new IsolatedFrame(bundle));
       return;
     }
-    const markdown = new RenderedMarkdown({ ...this.options, mimeType: 'text/markdown', resolver: NO_HOST_URLS });
+    const base = this.options.sanitizer;
+    const sanitizer: IRenderMime.ISanitizer = {
+      sanitize: (dirty, options) => withoutHostUrls(base.sanitize(dirty, options)),
+      getAutolink: base.getAutolink ? () => base.getAutolink?.() ?? false : undefined,
+      allowNamedProperties: base.allowNamedProperties
+    };
+    const markdown = new RenderedMarkdown({
+      ...this.options,
+      mimeType: 'text/markdown',
+      sanitizer,
+      resolver: NO_HOST_URLS
+    });
     layout.addWidget(markdown);
     // Untrusted, whatever the output's own flag says: JupyterLab's sanitiser then cleans the HTML.
     await markdown.renderModel(
