@@ -259,7 +259,7 @@ class InboundFilter:
     def display(self, content: dict[str, Any]) -> dict[str, Any]:
         metadata = content.get("metadata")
         out: dict[str, Any] = {
-            "data": self.policy.filter_bundle(inert(content.get("data"))),
+            "data": self.policy.filter_bundle(inert(content.get("data")), isolate=True),
             "metadata": inert(metadata) if isinstance(metadata, dict) else {},
         }
         transient = content.get("transient")

@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 
 import nh3
 
+from .isolation import ISOLATED_MIME, isolated_bundle
+
 POLICIES = ("safe", "text", "trusted")
 
 # Passed under `safe` after a type check: data, not code.
@@ -309,10 +311,13 @@ def as_text(value: Any) -> str | None:
 class OutputPolicy:
     """Filters MIME bundles and the text the front end renders, for one policy."""
 
-    def __init__(self, policy: str = "safe") -> None:
+    def __init__(self, policy: str = "safe", isolate: bool = False) -> None:
         if policy not in POLICIES:
             raise ValueError(f"output policy must be one of {', '.join(POLICIES)}, not {policy!r}")
         self.policy = policy
+        # Under `safe`, outputs shown in a notebook also carry their original for the labextension's
+        # isolated frames (isolation.py); the sanitised fallback stays in the same bundle.
+        self.isolate = isolate and policy == "safe"
 
     @property
     def active(self) -> bool:
@@ -322,8 +327,10 @@ class OutputPolicy:
         """Plain text that JupyterLab renders (and auto-links): streams, text/plain, tracebacks."""
         return neutralise_links(value) if self.active else value
 
-    def filter_bundle(self, data: Any) -> dict[str, Any]:
-        """A MIME bundle with only what the policy allows; a note replaces what was removed."""
+    def filter_bundle(self, data: Any, isolate: bool = False) -> dict[str, Any]:
+        """A MIME bundle with only what the policy allows; a note replaces what was removed. With
+        `isolate` (an output in a notebook: display data, results, Output widgets), and when this
+        policy isolates, the original HTML, JavaScript and Markdown ride along under ISOLATED_MIME."""
         if not isinstance(data, dict):
             return {"text/plain": "[output removed: malformed]"}
         if not self.active:
@@ -338,6 +345,18 @@ class OutputPolicy:
                 kept.setdefault("text/html" if mime == "text/markdown" else mime, filtered)
         if not kept:
             kept["text/plain"] = f"[output removed by the sandbox's output policy: {', '.join(sorted(removed))}]"
+        if isolate and self.isolate:
+            # An Output widget's outputs come back from the front end with the fallback in the usual
+            # types: the original is the one carried under ISOLATED_MIME (it is isolated all the same).
+            carried = data.get(ISOLATED_MIME)
+            source = (
+                {**data, **carried["data"]}
+                if isinstance(carried, dict) and isinstance(carried.get("data"), dict)
+                else data
+            )
+            original = isolated_bundle(source, neutralise_tex)
+            if original is not None:
+                kept[ISOLATED_MIME] = original
         return kept
 
     def filter_output(self, output: Any) -> dict[str, Any] | None:
@@ -356,7 +375,7 @@ class OutputPolicy:
             metadata = output.get("metadata")
             out = {
                 "output_type": kind,
-                "data": self.filter_bundle(output.get("data")),
+                "data": self.filter_bundle(output.get("data"), isolate=True),
                 "metadata": metadata if isinstance(metadata, dict) else {},
             }
             if kind == "execute_result":

@@ -135,7 +135,7 @@ class Relay:
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self.handshake_timeout = handshake_timeout
         self.settings = settings or SandboxKernel()
-        self.policy = OutputPolicy(self.settings.output_policy)
+        self.policy = OutputPolicy(self.settings.output_policy, isolate=self.settings.isolate_rich_output)
         self.inbound = InboundFilter(self.policy, self.settings.widget_modules)
         self.output_limit = OutputLimit(output_limit_bytes(self.settings.output_limit))
         self.time_limit = TimeLimit(float(self.settings.cell_timeout), float(self.settings.interrupt_grace))

@@ -25,6 +25,16 @@ class SandboxKernel(Configurable):
             "still checks every message's shape and keeps %sandbox lines out of text bound for the editor."
         ),
     )
+    isolate_rich_output = Bool(
+        True,
+        config=True,
+        help=(
+            "Under the 'safe' policy, also send each output's original HTML, JavaScript and Markdown "
+            "(beside the sanitised fallback, under application/vnd.jupyter-sandbox.isolated+json) for "
+            "the labextension to render in an iframe with an opaque origin and no network, so charts "
+            "and scripts work without reaching the Jupyter origin. Off: only the sanitised fallback."
+        ),
+    )
     widget_modules = List(
         Unicode(),
         default_value=list(CORE_MODULES),

@@ -9,6 +9,7 @@ import { INotebookTracker } from '@jupyterlab/notebook';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import { SandboxAPI } from './api';
+import { renderingPlugin } from './rendering';
 import { DRIVE_NAME, SandboxDrive } from './drive';
 import { drivePath } from './logic';
 import { SandboxSidebar } from './panel';
@@ -89,4 +90,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+export default [plugin, renderingPlugin];
