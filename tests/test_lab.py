@@ -219,6 +219,12 @@ def test_clone_and_commit_from_the_sidebar(page: Page, git_repo: str) -> None:
     expect(page.get_by_role("button", name="Commit")).to_be_enabled(timeout=30_000)
     page.get_by_label("Commit message").fill("Notes from the sidebar")
     page.get_by_role("button", name="Commit").click()
+    # A first commit from this browser asks who is committing (remembered for the next ones).
+    identity = page.locator(".jp-Dialog")
+    expect(identity).to_contain_text("Your Git identity", timeout=30_000)
+    identity.get_by_label("Name").fill("Sidebar Tester")
+    identity.get_by_label("Email").fill("tester@example.org")
+    identity.get_by_role("button", name="Save").click()
     expect(page.locator(".jp-Notification-Toast-success, .Toastify__toast").filter(has_text="Committed")).to_be_visible(
         timeout=30_000
     )

@@ -49,6 +49,23 @@ log = logging.getLogger(__name__)
 
 # While cells run, the sandbox is marked in use this often (an idle reaper must not stop it).
 ACTIVITY_SECONDS = 1.0
+# Requests a front end sends by itself when it (re)connects to a kernel (JupyterLab's widget manager,
+# debugger and subshells): while the sandbox is down they wait for it without starting it, so that
+# a deleted or stopped sandbox comes back only when the person runs a cell (or asks the kernel for
+# something), as the sidebar and the messages promise.
+QUIET_REQUESTS = frozenset(
+    {
+        "kernel_info_request",
+        "comm_info_request",
+        "comm_open",
+        "comm_msg",
+        "comm_close",
+        "debug_request",
+        "create_subshell_request",
+        "list_subshell_request",
+        "delete_subshell_request",
+    }
+)
 DRAIN_BATCH = 256
 # Shell requests an ipykernel answers with a reply (protocol 5.x, kernel subshells included).
 ANSWERED_REQUESTS = frozenset(
@@ -478,6 +495,9 @@ class Relay:
         if channel == "shell":
             if self.queue or self.hosts.current is not None or not self._try_run(item):
                 self._enqueue(item)
+                # Behind quiet requests held for a down sandbox, a request of the person's wakes it.
+                if self.gate.down and header.get("msg_type", "") not in QUIET_REQUESTS:
+                    self.wake_sandbox()
             return
         if self.gate.ready:
             self._forward(item)
@@ -489,7 +509,7 @@ class Relay:
         if answer is not None and answer(item):
             return
         self.gate.hold(item)
-        if msg_type != "kernel_info_request":
+        if msg_type not in QUIET_REQUESTS:
             self.wake_sandbox()
 
     def _try_run(self, item: Held) -> bool:
@@ -505,7 +525,7 @@ class Relay:
         answer = self._offline_shell.get(msg_type)
         if answer is not None and answer(item):
             return True
-        if msg_type != "kernel_info_request":
+        if msg_type not in QUIET_REQUESTS:
             self.wake_sandbox()
         return False
 

@@ -42,11 +42,14 @@ class LocalLifecycle:
             self.gate.set()
         self.released = False
         self.interrupts = 0
+        self.bring_ups = 0
 
     def _info(self) -> dict[str, Any]:
         return dict(self.kernel.get_connection_info())
 
     def bring_up(self) -> None:
+        self.bring_ups += 1
+
         def ready() -> None:
             self.gate.wait()
             self.relay.post("ready", self._info())
@@ -303,6 +306,34 @@ def test_interrupt_while_waiting_for_the_kernel_stops_the_waiting_cell(
         proxy.lifecycle.gate.set()
         after, outputs = proxy.run("print('after')")
         assert after["content"]["status"] == "ok" and stdout(outputs) == "after\n"
+    finally:
+        proxy.close()
+
+
+def test_a_down_sandbox_is_started_by_the_persons_request_not_by_the_front_ends_own(
+    local_kernel: KernelManager, tmp_path: Path
+) -> None:
+    """JupyterLab asks comm_info and opens comms by itself when it reconnects; after a delete those must
+    not start a new sandbox. A cell does, and what was held is answered then."""
+    proxy = Proxy(local_kernel, tmp_path)
+    try:
+        assert proxy.run("1")[0]["content"]["status"] == "ok"
+        started = proxy.lifecycle.bring_ups
+        proxy.relay.post("container_died", "it was removed")
+        time.sleep(0.3)
+        asked = proxy.client.comm_info()
+        proxy.client.session.send(
+            proxy.client.shell_channel.socket,
+            proxy.client.session.msg("comm_open", {"comm_id": "c1", "target_name": "none", "data": {}}),
+        )
+        time.sleep(1.0)
+        assert proxy.lifecycle.bring_ups == started
+        cell = proxy.client.execute("print('fresh')")
+        # Held in order: the front end's own question is answered first, then the cell.
+        assert proxy.reply(asked)["content"]["status"] == "ok"
+        assert proxy.reply(cell)["content"]["status"] == "ok"
+        assert "fresh" in stdout(proxy.iopub_until_idle(cell))
+        assert proxy.lifecycle.bring_ups == started + 1
     finally:
         proxy.close()
 
