@@ -60,7 +60,7 @@ lab:
 # Most tests wait on containers, browsers and servers rather than on the CPU, so they run in parallel
 # workers (a test file stays on one worker, with its module's fixtures); the few that look at the
 # whole engine or measure fairness run alone afterwards, and that pass checks nothing was left behind.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 2
 test: test-image
 	cd labextension && ../$(VENV)/bin/jlpm test
 	status=0; \

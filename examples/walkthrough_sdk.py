@@ -26,7 +26,8 @@ with Sandbox.create() as sb:  # deleted when the block ends
     term.wait_for("listening on 3000")
     preview = sb.preview(3000)
     print("\nopen in a browser:", preview.fetch_url)
-    print("the app says:", preview.fetch("/").text)
+    body = preview.fetch("/").text
+    print(f"the app says: {body}")  # one write: the terminal's output, printed by another thread, stays apart
     term.send_input("\x03")  # Ctrl-C stops the app
     term.send_input("exit 0\n")
     print("terminal exit code:", term.wait())

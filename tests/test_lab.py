@@ -335,7 +335,15 @@ def test_terminal_runs_the_sandbox_shell(page: Page) -> None:
 
 
 def test_scripts_in_output_leave_no_trace(page: Page) -> None:
-    run_cell(page, 5, "bold survives")
+    show_notebook(page)
+    cell = page.locator(".jp-Notebook .jp-Cell").nth(5)
+    cell.locator(".jp-InputPrompt").click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("Shift+Enter")
+    # The HTML is drawn, script and all, in a frame whose origin is opaque, never on the page itself.
+    frame = cell.locator(".jp-OutputArea iframe").first
+    expect(frame).to_have_attribute("sandbox", "allow-scripts", timeout=120_000)
+    expect(frame.content_frame.locator("body")).to_contain_text("bold survives", timeout=60_000)
     page.wait_for_timeout(1000)
     assert page.evaluate("[window.__sandboxPwned, window.__sandboxPwned2, window.__sandboxPwned3]") == [
         None,

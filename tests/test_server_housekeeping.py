@@ -153,6 +153,8 @@ def test_two_servers_of_one_user_keep_to_their_own(
 
 
 @pytest.mark.timeout(600)
+# A dozen kernels at once: measured alone, so that other tests' load does not stretch its bound.
+@pytest.mark.serial
 def test_stopping_a_server_with_a_dozen_kernels_is_bounded_and_cleans_up(
     sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path
 ) -> None:
