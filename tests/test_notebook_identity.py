@@ -171,7 +171,7 @@ def test_a_notebook_deleted_outside_jupyter_leaves_nothing_to_a_file_made_later_
     # Gone outside Jupyter (a shell's rm): the server notices at its next check and restarts meanwhile.
     (root / "notes.ipynb").unlink()
     server = lab.restart()
-    assert wait_until(lambda: manager.get(notes).workspace != workspace_of(root, "notes.ipynb"), 60)
+    assert wait_until(lambda: manager.get(notes).workspace != workspace_of(root, "notes.ipynb"), 150)
     (root / "notes.ipynb").write_text(json.dumps(EMPTY_NOTEBOOK))
     session = open_notebook(server, "notes.ipynb")
     found, sandbox_id = markers(server, session["kernel"]["id"])
