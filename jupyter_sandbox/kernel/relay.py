@@ -167,6 +167,8 @@ class Relay:
         self.queue: list[Held] = []
         self.inflight: dict[str, int] = {}  # msg_id: how many of (reply, idle status) are still due
         self._pump_due = False
+        # True while abort_queued reads the requests already waiting on the shell socket: they queue.
+        self._flushing_shell = False
         self.busy_announced: set[str] = set()  # held cells the proxy already said busy for
         self.cells: dict[str, Cell] = {}
         self.progress_lines: list[str] = []
@@ -493,7 +495,7 @@ class Relay:
         """Send a request on, run it here, or let it wait, depending on what it is and on the sandbox."""
         item = Held(channel, idents, body, header)
         if channel == "shell":
-            if self.queue or self.hosts.current is not None or not self._try_run(item):
+            if self._flushing_shell or self.queue or self.hosts.current is not None or not self._try_run(item):
                 self._enqueue(item)
                 # Behind quiet requests held for a down sandbox, a request of the person's wakes it.
                 if self.gate.down and header.get("msg_type", "") not in QUIET_REQUESTS:
@@ -664,7 +666,14 @@ class Relay:
 
     def abort_queued(self) -> None:
         """A cell failed with stop_on_error: as ipykernel does, every execute request queued behind it
-        is answered "aborted", in its turn, without running."""
+        is answered "aborted", in its turn, without running. As ipykernel flushes its shell stream first,
+        the requests that have already arrived but that the loop has not read yet (it handles events,
+        such as a `%sandbox` line's end, before it reads the shell socket) are queued, and aborted too."""
+        self._flushing_shell = True
+        try:
+            self._drain(self.front["shell"], self._front_reader("shell"))
+        finally:
+            self._flushing_shell = False
         for item in self.queue:
             if item.header.get("msg_type") == "execute_request":
                 item.abort = True

@@ -264,6 +264,36 @@ def test_a_failed_host_cell_aborts_the_cells_the_relay_queued(proxy: Proxy) -> N
         assert "must not run" not in stdout(proxy.iopub_until_idle(msg_id))
 
 
+def test_cells_that_arrived_but_were_not_read_yet_are_aborted_too(local_kernel: KernelManager, tmp_path: Path) -> None:
+    """A `%sandbox` line that needs no sandbox fails while the sandbox is not up, and the cells queued behind it (a Run All
+    on a loaded machine) reach the relay's socket after the line started but before the loop reads
+    them (it handles the line's end first): they are aborted too, as ipykernel flushes its shell
+    stream before it aborts, not run once the sandbox is up."""
+    proxy = Proxy(local_kernel, tmp_path, hold=True)
+    reached, sent = threading.Event(), threading.Event()
+    on_step = proxy.relay._event_handlers["host_step"]
+
+    def held_step(payload: Any) -> None:
+        reached.set()
+        sent.wait(TIMEOUT)
+        time.sleep(0.2)  # the cells below reach the relay's socket while its loop is busy here
+        on_step(payload)
+
+    proxy.relay._event_handlers["host_step"] = held_step
+    try:
+        failing = proxy.client.execute("%sandbox no-such-subcommand --help")  # needs no sandbox: runs now
+        assert reached.wait(TIMEOUT)
+        queued = [proxy.client.execute("print('must not run')") for _ in range(2)]
+        sent.set()
+        assert proxy.reply(failing)["content"]["status"] == "error"
+        proxy.lifecycle.gate.set()
+        for msg_id in queued:
+            assert proxy.reply(msg_id)["content"]["status"] == "aborted"
+            assert "must not run" not in stdout(proxy.iopub_until_idle(msg_id))
+    finally:
+        proxy.close()
+
+
 def test_requests_before_the_inner_kernel_is_up_are_held_then_answered_in_order(
     local_kernel: KernelManager, tmp_path: Path
 ) -> None:
