@@ -34,7 +34,8 @@ LIST_HOME = (
 
 @pytest.fixture
 def lab(sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path) -> Iterator[RestartableServer]:
-    lab = RestartableServer(tmp_path)
+    # Each start logs to a file of its own: a failure shows the last server's log (server_log).
+    lab = RestartableServer(tmp_path, log=tmp_path / "server.log")
     yield lab
     lab.stop()
     manager = SandboxManager(backend=docker_backend)
@@ -44,6 +45,13 @@ def lab(sandbox_image: str, docker_backend: DockerBackend, tmp_path: Path) -> It
             for sandbox in manager.list(workspace=workspace):
                 manager.remove(sandbox)
             binding.forget_notebook(workspace)
+
+
+def server_log(lab: RestartableServer, tail: int = 6000) -> str:
+    """The end of the running server's log, for an assertion's message."""
+    assert lab.log is not None
+    path = lab.log.with_name(f"{lab.log.stem}-{lab.starts}.log")
+    return path.read_text(errors="replace")[-tail:] if path.exists() else "(no log)"
 
 
 def run(server: Server, kernel_id: str, code: str) -> str:
@@ -146,7 +154,8 @@ def test_the_sandbox_follows_its_notebook_and_no_later_file_of_that_name_gets_it
     close(server, reopened)
     assert server.request("DELETE", "/api/contents/q3/walkthrough.ipynb")[0] == 204
     # At once, or at the server's next check when the kernel's shutdown was still under way.
-    assert wait_until(lambda: not sandbox_containers(docker_backend, **{LABEL_ID: walkthrough}), 150)
+    gone = wait_until(lambda: not sandbox_containers(docker_backend, **{LABEL_ID: walkthrough}), 150)
+    assert gone, server_log(lab)
     assert wait_until(lambda: binding.volume_name(walkthrough) not in docker_backend.list_volumes([LABEL_ID]), 30)
     # Recreated under the same name, after a restart: empty.
     server = lab.restart()
@@ -171,7 +180,8 @@ def test_a_notebook_deleted_outside_jupyter_leaves_nothing_to_a_file_made_later_
     # Gone outside Jupyter (a shell's rm): the server notices at its next check and restarts meanwhile.
     (root / "notes.ipynb").unlink()
     server = lab.restart()
-    assert wait_until(lambda: manager.get(notes).workspace != workspace_of(root, "notes.ipynb"), 150)
+    noticed = wait_until(lambda: manager.get(notes).workspace != workspace_of(root, "notes.ipynb"), 150)
+    assert noticed, server_log(lab)
     (root / "notes.ipynb").write_text(json.dumps(EMPTY_NOTEBOOK))
     session = open_notebook(server, "notes.ipynb")
     found, sandbox_id = markers(server, session["kernel"]["id"])

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 from . import binding
 from .docker_backend import SandboxError
@@ -123,13 +124,28 @@ class NotebookSandboxes:
                     binding.set_kernel_workspace(kernel_id, None)
                     log.info("notebook %s deleted: its sandbox %s goes with kernel %s", path, sandbox.id, kernel_id)
                     continue
-                # Out of reach first (a notebook created at once under the name must not take it),
-                # then removed outside the lock, which claims need.
-                doomed.append(self.manager.bind(sandbox, binding.detached_workspace(), kernel_id))
+                # Out of reach first (a notebook created at once under the name must not take it), and
+                # out of its dead kernel's hands (that kernel's release, still under way in a process
+                # of its own, then leaves it alone instead of stopping it as a notebook's), then
+                # removed outside the lock, which claims need.
+                doomed.append(self.manager.bind(sandbox, binding.detached_workspace(), None))
         for sandbox in doomed:
             log.info("notebook %s deleted: removing its sandbox %s", path, sandbox.id)
-            self.manager.remove(sandbox)
+            self._remove(sandbox)
         return [s.id for s in doomed]
+
+    def _remove(self, sandbox: Sandbox, attempts: int = 3) -> None:
+        """Remove a deleted notebook's sandbox; the engine may refuse for a moment while the
+        container is still being stopped or renamed, and a sandbox left here would be nobody's."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self.manager.remove(sandbox)
+                return
+            except SandboxError as exc:
+                if attempt == attempts:
+                    raise
+                log.info("removing sandbox %s failed (%s); trying again", sandbox.id, exc)
+                time.sleep(0.5 * attempt)
 
     def tidy(self) -> list[str]:
         """Detach the sandboxes of notebooks that were seen and are gone (deleted or moved outside
