@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import tarfile
+import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from types import MappingProxyType
@@ -37,6 +38,10 @@ from .records import (
 )
 
 log = logging.getLogger(__name__)
+
+# A forced removal the engine may refuse for a moment and then accept (see remove_container).
+REMOVE_ATTEMPTS = 4
+TRANSIENT_REMOVAL = ("did not receive an exit event", "could not kill", "is restarting", "is paused")
 
 
 class SandboxError(RuntimeError):
@@ -370,13 +375,23 @@ class DockerBackend:
             raise SandboxError(f"could not rename the sandbox container: {exc.explanation or exc}") from None
 
     def remove_container(self, container_id: str) -> None:
-        try:
-            self.api.remove_container(container_id, force=True, v=True)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as exc:
-            if "already in progress" not in str(exc):
-                raise SandboxError(f"could not remove the sandbox container: {exc.explanation or exc}") from None
+        # A forced removal kills the container first; on a loaded machine the engine can give up
+        # waiting for the exit ("could not kill ... did not receive an exit event") or still be
+        # stopping it. Both pass within seconds, and a sandbox left behind here would be nobody's.
+        for attempt in range(1, REMOVE_ATTEMPTS + 1):
+            try:
+                self.api.remove_container(container_id, force=True, v=True)
+                return
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as exc:
+                text = str(exc)
+                if "already in progress" in text:
+                    return
+                if attempt == REMOVE_ATTEMPTS or not any(sign in text for sign in TRANSIENT_REMOVAL):
+                    raise SandboxError(f"could not remove the sandbox container: {exc.explanation or exc}") from None
+                log.info("removing container %s: %s; trying again", container_id[:12], exc.explanation or exc)
+                time.sleep(0.5 * attempt)
 
     def events(self, container_id: str) -> ContainerEvents:
         """Die/oom/destroy/stop events of one container, as they happen (blocking; close() ends it)."""

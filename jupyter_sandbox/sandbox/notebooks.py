@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 
 from . import binding
 from .docker_backend import SandboxError
@@ -131,21 +130,8 @@ class NotebookSandboxes:
                 doomed.append(self.manager.bind(sandbox, binding.detached_workspace(), None))
         for sandbox in doomed:
             log.info("notebook %s deleted: removing its sandbox %s", path, sandbox.id)
-            self._remove(sandbox)
+            self.manager.remove(sandbox)
         return [s.id for s in doomed]
-
-    def _remove(self, sandbox: Sandbox, attempts: int = 3) -> None:
-        """Remove a deleted notebook's sandbox; the engine may refuse for a moment while the
-        container is still being stopped or renamed, and a sandbox left here would be nobody's."""
-        for attempt in range(1, attempts + 1):
-            try:
-                self.manager.remove(sandbox)
-                return
-            except SandboxError as exc:
-                if attempt == attempts:
-                    raise
-                log.info("removing sandbox %s failed (%s); trying again", sandbox.id, exc)
-                time.sleep(0.5 * attempt)
 
     def tidy(self) -> list[str]:
         """Detach the sandboxes of notebooks that were seen and are gone (deleted or moved outside
