@@ -57,13 +57,24 @@ class NotebookSandboxes:
     def key(self, path: str) -> str:
         return binding.workspace_key(self.manager.owner, path)
 
+    def _mine(self) -> dict[str, dict[str, object]]:
+        """The remembered notebooks of this owner, not detached. The host's state folder holds every
+        owner's (several servers, a sandbox service's users): a record is this owner's when its
+        workspace is the key this owner gives its path, so another owner's gone notebook is never
+        forgotten, detached or moved here."""
+        return {
+            workspace: record
+            for workspace, record in binding.notebooks().items()
+            if not record.get("detached") and self.key(str(record["path"])) == workspace
+        }
+
     def _under(self, folder: str) -> list[tuple[str, str]]:
-        """Remembered (workspace, path) of the notebooks at or below `folder`."""
+        """Remembered (workspace, path) of this owner's notebooks at or below `folder`."""
         prefix = folder.rstrip("/") + "/"
         return [
             (ws, str(record["path"]))
-            for ws, record in binding.notebooks().items()
-            if not record.get("detached") and (record["path"] == folder or str(record["path"]).startswith(prefix))
+            for ws, record in self._mine().items()
+            if record["path"] == folder or str(record["path"]).startswith(prefix)
         ]
 
     # -- what the server saw ------------------------------------------------------------------
@@ -137,9 +148,9 @@ class NotebookSandboxes:
         """Detach the sandboxes of notebooks that were seen and are gone (deleted or moved outside
         Jupyter), unless a running kernel still uses them."""
         detached = []
-        for workspace, record in binding.notebooks().items():
+        for workspace, record in self._mine().items():
             path = str(record["path"])
-            if record.get("detached") or not record.get("seen") or os.path.exists(path):
+            if not record.get("seen") or os.path.exists(path):
                 continue
             with binding.claim_lock():
                 if binding.notebook_record(workspace) is None or os.path.exists(path):

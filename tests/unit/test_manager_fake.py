@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from fake_backend import FakeBackend, as_backend
 
-from jupyter_sandbox.sandbox import binding, network
+from jupyter_sandbox.sandbox import binding, network, notebooks
 from jupyter_sandbox.sandbox import secrets as sandbox_secrets
 from jupyter_sandbox.sandbox.docker_backend import SandboxError, _container_inspect, _container_summary, docker_time
 from jupyter_sandbox.sandbox.image import DEFAULT_IMAGE
@@ -297,3 +297,26 @@ def test_docker_times_with_nanoseconds_and_zones() -> None:
     assert stamp == datetime(2026, 12, 1, 12, 4, 12, 123456, tzinfo=timezone.utc)
     assert docker_time("2026-12-01T13:04:12Z") == datetime(2026, 12, 1, 13, 4, 12, tzinfo=timezone.utc)
     assert docker_time("0001-01-01T00:00:00Z") is None and docker_time(None) is None and docker_time("soon") is None
+
+
+def test_a_notebook_gone_is_its_owners_business_only(
+    manager: SandboxManager, fake: FakeBackend, tmp_path: Path
+) -> None:
+    """Every owner's notebook records share the host's state folder (several servers, a service's
+    users): another owner's check never forgets, detaches or moves them; the owner's own does."""
+    notebook = tmp_path / "work" / "notes.ipynb"
+    notebook.parent.mkdir()
+    notebook.write_text("{}")
+    path = str(notebook.resolve())
+    workspace = binding.workspace_key(manager.owner, path)
+    notebooks.remember_start(workspace, path)
+    sandbox = manager.create(workspace=workspace)
+    bob = SandboxManager(backend=as_backend(fake), owner="bob", enforce_disk="off", enforce_egress=False)
+    notebook.unlink()  # gone outside Jupyter
+
+    assert notebooks.NotebookSandboxes(bob, str(tmp_path)).tidy() == []
+    notebooks.NotebookSandboxes(bob, str(tmp_path)).moved("work", "elsewhere")
+    assert binding.notebook_record(workspace) is not None and manager.get(sandbox.id).workspace == workspace
+
+    assert notebooks.NotebookSandboxes(manager, str(tmp_path)).tidy() == [sandbox.id]
+    assert manager.get(sandbox.id).workspace != workspace and binding.notebook_record(workspace) is None
