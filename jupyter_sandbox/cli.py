@@ -86,7 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     add_key.add_argument("file", help="an OpenSSH public key file, or - for standard input")
     ssh_key_commands.add_parser("list", help="the registered keys' fingerprints")
 
-    commands.add_parser("prune", help="remove stopped sandboxes, orphaned volumes and the unused network")
+    prune = commands.add_parser(
+        "prune", help="remove your stopped sandboxes, your orphaned volumes and the unused network"
+    )
+    prune.add_argument(
+        "--all-owners", action="store_true", help="every user's stopped sandboxes and orphaned volumes (an admin's act)"
+    )
     cli_lifecycle.add_parsers(commands)
     commands.add_parser("mcp", help="an MCP server (stdio) for agents; `jupyter sandbox mcp --help`", add_help=False)
     return parser
@@ -152,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command in cli_lifecycle.LIFECYCLE:
             return cli_lifecycle.lifecycle(args, operations)
         elif args.command == "prune":
-            removed = manager.prune()
+            removed = manager.prune(every_owner=args.all_owners)
             print(f"removed {len(removed['sandboxes'])} stopped sandboxes and {len(removed['volumes'])} volumes")
     except (SandboxError, SpecError, SandboxOperationError) as exc:
         print(f"jupyter sandbox: {exc}", file=sys.stderr)

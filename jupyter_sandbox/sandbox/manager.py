@@ -1823,17 +1823,22 @@ class SandboxManager(LoggingConfigurable):
     def was_idle_stopped(self, sandbox: Sandbox) -> bool:
         return idle.was_stopped(sandbox.id)
 
-    def prune(self) -> dict[str, builtins.list[str]]:
-        """Remove stopped sandboxes, volumes without a sandbox and the network when unused."""
+    def prune(self, every_owner: bool = False) -> dict[str, builtins.list[str]]:
+        """Remove this owner's stopped sandboxes and volumes without a sandbox (every owner's with
+        `every_owner`, an administrator's act), and the network when unused. Another user's stopped
+        sandbox holds their files: one user's prune must not take them."""
         removed: dict[str, builtins.list[str]] = {"sandboxes": [], "volumes": []}
         live_volumes = set()
-        for sandbox in self.list():
-            if sandbox.running:
+        everyone = self.list()  # a running sandbox of anyone keeps its volume
+        for sandbox in everyone:
+            if sandbox.running or (not every_owner and sandbox.owner != self.owner):
                 live_volumes.add(sandbox.volume)
                 continue
             self._remove_parts(sandbox.container_id, sandbox.id)
             removed["sandboxes"].append(sandbox.id)
         for volume in self.backend.volumes_with_labels([LABEL_ID]):
+            if not every_owner and volume.labels.get(LABEL_OWNER) != self.owner:
+                continue
             if volume.name not in live_volumes:
                 self._remove_home(volume.labels[LABEL_ID])
                 removed["volumes"].append(volume.name)

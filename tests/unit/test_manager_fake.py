@@ -202,6 +202,17 @@ def test_prune_removes_stopped_sandboxes_and_stray_volumes(manager: SandboxManag
     assert [s.id for s in manager.list()] == [running.id] and set(fake.volumes) == {running.volume}
 
 
+def test_prune_takes_only_the_owners_unless_told_every_owner(manager: SandboxManager, fake: FakeBackend) -> None:
+    bob = SandboxManager(backend=as_backend(fake), owner="bob", enforce_disk="off", enforce_egress=False)
+    bobs = bob.stop(bob.create(kernel_id=kernel_id()))
+    fake.create_volume(binding.volume_name("0123456789cd"), {LABEL_ID: "0123456789cd", LABEL_OWNER: "bob"})
+    mine = manager.stop(manager.create(kernel_id=kernel_id()))
+    assert manager.prune()["sandboxes"] == [mine.id]
+    assert bob.get(bobs.id) and binding.volume_name("0123456789cd") in fake.volumes
+    removed = manager.prune(every_owner=True)
+    assert removed["sandboxes"] == [bobs.id] and binding.volume_name("0123456789cd") in removed["volumes"]
+
+
 def test_delete_removes_every_part(manager: SandboxManager, fake: FakeBackend) -> None:
     pooled = manager.get(manager.fill_pool()["created"][0])
     assert network.policy_path(pooled.id).exists() and binding.pool_ready(pooled.id)
