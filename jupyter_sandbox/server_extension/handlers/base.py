@@ -13,7 +13,7 @@ from urllib.parse import quote
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
-from ...sandbox import errors
+from ...sandbox import errors, quotas
 from ...sandbox.operations import SandboxOperations
 from .. import validation
 
@@ -32,6 +32,10 @@ STATUS_OF: dict[type[errors.SandboxOperationError], int] = {
     errors.Forbidden: 403,
     errors.NotFound: 404,
     errors.Conflict: 409,
+    # A quota (sandbox/quotas.py) is a conflict with what the user holds now, which they can resolve
+    # (stop or delete one, ask for less) and resend: 409, as RFC 9110 describes it. Not 429, which
+    # says "slow down": waiting frees nothing. Not 403: the same request succeeds once they free some.
+    quotas.QuotaExceeded: 409,
     errors.Gone: 410,
     errors.PayloadTooLarge: 413,
     errors.LimitReached: 429,
