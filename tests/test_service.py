@@ -29,6 +29,7 @@ from tornado.websocket import websocket_connect
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.spec import LABEL_ID
 from jupyter_sandbox.server_extension.handlers import api_routes
+from jupyter_sandbox.service import main as service_main
 
 UNKNOWN_ID = "0123456789ab"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -39,7 +40,7 @@ SAMPLES = {"session_id": "s1", "command_id": "c1", "pty_id": "p1", "name": "TOKE
 @pytest.fixture(scope="module")
 def service(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     folder = tmp_path_factory.mktemp("service")
-    config = {
+    config: dict[str, Any] = {
         "SandboxManager": {"warm_pool_size": 0},
         "SandboxQuota": {"overrides": {"placeholder": {}}},
     }
@@ -278,7 +279,7 @@ def test_a_restarted_service_finds_every_users_sandboxes(service: ServiceProcess
     assert bob.request("DELETE", box(bobs["id"]))[0] == 204
 
 
-def test_bad_command_lines_are_refused_with_what_to_fix(tmp_path: Path) -> None:
+def test_bad_command_lines_are_refused_with_what_to_fix(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     good = tmp_path / "good.json"
     write_tokens(good, {"alice": "a" * 32})
     shared = tmp_path / "shared.json"
@@ -295,31 +296,40 @@ def test_bad_command_lines_are_refused_with_what_to_fix(tmp_path: Path) -> None:
     busy.listen()
     cases = {
         "world-readable": ([f"--tokens-file={shared}"], "chmod 600"),
+        "port too big": ([f"--tokens-file={good}", "--port=70000"], "65535"),
+        "no users": ([], "knows no users"),
         "missing": ([f"--tokens-file={tmp_path / 'absent.json'}"], "does not exist"),
         "a folder": ([f"--tokens-file={tmp_path}"], "not a regular file"),
         "not JSON": ([f"--tokens-file={not_json}"], "not valid JSON"),
         "short token": ([f"--tokens-file={short}"], "shorter than 16"),
         "bad user name": ([f"--tokens-file={bad_name}"], "cannot own sandboxes"),
-        "no users": ([], "knows no users"),
-        "port too big": ([f"--tokens-file={good}", "--port=70000"], "65535"),
-        "port not a number": ([f"--tokens-file={good}", "--port=eighty"], "port"),
+        "port not a number": ([f"--tokens-file={good}", "--port=eighty"], "expected an int"),
         "port in use": ([f"--tokens-file={good}", f"--port={busy.getsockname()[1]}"], "cannot listen"),
         "unknown engine": ([f"--tokens-file={good}", "--backend=nomad"], "backend must be one of docker"),
     }
+    # The first few as `jupyter sandbox service` runs them (a process each, at once); the rest through
+    # the same entry point in this process (each process costs seconds of imports on a busy machine).
+    through_processes = ["world-readable", "port too big"]
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     runs = {
         name: subprocess.Popen(
-            service_argv(*args, "--ip=127.0.0.1"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+            service_argv(*cases[name][0], "--ip=127.0.0.1"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
         )
-        for name, (args, _) in cases.items()
+        for name in through_processes
     }
     try:
+        for name in cases:
+            if name in runs:
+                continue
+            code = service_main([*cases[name][0], "--ip=127.0.0.1"])
+            captured = capsys.readouterr()
+            text = captured.out + captured.err
+            assert code != 0 and cases[name][1] in text and "Traceback" not in text, (name, text)
         for name, process in runs.items():
-            output, _ = process.communicate(timeout=60)
+            output, _ = process.communicate(timeout=120)
             text = output.decode(errors="replace")
             assert process.returncode not in (0, None), (name, text)
-            assert cases[name][1] in text, (name, text)
-            assert "Traceback" not in text, (name, text)
+            assert cases[name][1] in text and "Traceback" not in text, (name, text)
     finally:
         busy.close()
         for process in runs.values():

@@ -789,7 +789,7 @@ class SandboxManager(LoggingConfigurable):
         network_policy: EgressPolicy | None,
         workspace: str | None,
         pool: bool,
-        python: str,
+        python: str | None,
     ) -> Sandbox:
         new_sandbox = new = sandbox_id is None
         sandbox_id = sandbox_id or secrets.token_hex(6)

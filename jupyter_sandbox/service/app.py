@@ -58,7 +58,9 @@ class OnlyTheAPI(web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(
             json.dumps(
-                {"message": "the sandbox service serves only /sandbox/api/... (GET /sandbox/api/openapi.json) and previews"}
+                {
+                    "message": "the sandbox service serves only /sandbox/api/... (GET /sandbox/api/openapi.json) and previews"
+                }
             )
         )
 
@@ -252,6 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TokensFileError, TraitError, ValueError) as exc:
         print(f"jupyter sandbox service: {exc}", file=sys.stderr)
         return 2
+    except SystemExit as exc:  # traitlets' own refusal of a command line (it said why), or --help
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         app.start()
     except TokensFileError as exc:

@@ -215,7 +215,7 @@ class ServiceIdentityProvider(IdentityProvider):
     def is_token_authenticated(self, handler: web.RequestHandler) -> bool:
         return True  # the only way in
 
-    async def get_user(self, handler: web.RequestHandler) -> User | None:  # type: ignore[override]
+    async def get_user(self, handler: web.RequestHandler) -> User | None:
         token = token_of(handler)
         handler._sandbox_refusal = NEEDS_USER_TOKEN if not token else BAD_TOKEN  # type: ignore[attr-defined]
         if not token:
