@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from conftest import Server, box, exec_command, fetch, preview_host, start_preview_app, wait_until
-from service_support import ServiceProcess, service_argv, write_tokens
+from service_support import HubProcess, ServiceProcess, service_argv, write_tokens
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -38,15 +38,25 @@ SAMPLES = {"session_id": "s1", "command_id": "c1", "pty_id": "p1", "name": "TOKE
 
 
 @pytest.fixture(scope="module")
-def service(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    """A real JupyterHub, started beside the service (it is waited for only where it is used)."""
+    process = HubProcess(tmp_path_factory.mktemp("hub"))
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def service(sandbox_image: str, hub: HubProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     folder = tmp_path_factory.mktemp("service")
     config: dict[str, Any] = {
         "SandboxManager": {"warm_pool_size": 0},
-        "SandboxQuota": {"overrides": {"placeholder": {}}},
+        # The hub's answers are kept a second: a revoked token stops working that soon.
+        "ServiceIdentityProvider": {"hub_cache_seconds": 1},
     }
-    process = ServiceProcess(folder, ["alice", "bob", "carol"], config)
+    # Users of the tokens file and, through the hub, the hub's users: both at once.
+    process = ServiceProcess(folder, ["alice", "bob", "carol"], config, env=hub.service_env())
     # Carol's quota, by her name on the service (the suffix is this run's).
-    config["SandboxQuota"]["overrides"] = {process.users["carol"]: {"max_running": 1, "max_sandboxes": 2}}
+    config["SandboxQuota"] = {"overrides": {process.users["carol"]: {"max_running": 1, "max_sandboxes": 2}}}
     process.config_file.write_text(json.dumps(config))
     process.start()
     yield process
@@ -348,3 +358,27 @@ def test_a_token_taken_out_of_the_tokens_file_stops_working(service: ServiceProc
     finally:
         write_tokens(service.tokens_file, service.tokens)
     assert wait_until(lambda: carol.request("GET", "/sandbox/api/sandboxes")[0] == 200, timeout=10)
+
+
+def test_a_jupyterhub_token_is_its_user_until_the_hub_revokes_it(service: ServiceProcess, hub: HubProcess) -> None:
+    hub.wait_until_up()
+    name = f"dana-{service.users['alice'].rsplit('-', 1)[1]}"
+    assert hub.request("POST", f"/users/{name}")[0] == 201
+    status, issued = hub.request("POST", f"/users/{name}/tokens", {"expires_in": 600, "note": "test_service"})
+    assert status == 201, issued
+    dana = Server(service.port, issued["token"])
+    status, made = dana.request("POST", "/sandbox/api/sandboxes", {})
+    assert status in (200, 201), made
+    try:
+        assert made["owner"] == f"hub-user:{name}"
+        status, listing = dana.request("GET", "/sandbox/api/sandboxes")
+        assert status == 200 and [s["id"] for s in listing["sandboxes"]] == [made["id"]]
+        # Users of the tokens file and of the hub are apart, as any two users are.
+        assert as_user(service, "alice").request("GET", box(made["id"]))[0] == 404
+        # A service's token is no user's: it owns no sandboxes.
+        assert Server(service.port, hub.service_token).request("GET", "/sandbox/api/sandboxes")[0] == 401
+    finally:
+        assert dana.request("DELETE", box(made["id"]))[0] == 204
+    assert hub.request("DELETE", f"/users/{name}/tokens/{issued['id']}")[0] == 204
+    assert wait_until(lambda: dana.request("GET", "/sandbox/api/sandboxes")[0] == 401, timeout=10)
+    hub.request("DELETE", f"/users/{name}")
