@@ -88,6 +88,10 @@ def test_alice_creates_a_sandbox_and_runs_a_command(service: ServiceProcess, ali
     assert answer["exit_code"] == 0 and answer["stdout"] == "hello from sandbox\n"
     status, listing = alice.request("GET", "/sandbox/api/sandboxes")
     assert status == 200 and [s["id"] for s in listing["sandboxes"]] == [alices]
+    # The operator's network is not hers to open: no allow list reaches a private range.
+    for block in ("10.1.2.0/24", "172.17.0.1/32", "192.168.0.0/16", "fd00::/64"):
+        status, refused = alice.request("PATCH", box(alices), {"network": {"mode": "allow", "cidrs": [block]}})
+        assert status == 400 and "does not let sandboxes reach" in refused["message"], (block, refused)
     # The engine's labels say whose it is.
     [record] = DockerBackend().list_containers({LABEL_ID: alices})
     assert record.labels["io.jupyter-sandbox.owner"] == service.owner("alice")

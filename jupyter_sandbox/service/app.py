@@ -33,12 +33,11 @@ from ..config import CONFIG_FILE_NAME
 from ..sandbox import binding
 from ..sandbox.backend import Backend
 from ..sandbox.docker_backend import DockerBackend
-from ..sandbox.manager import SandboxManager
 from ..sandbox.operations import SandboxService
 from ..server_extension import preview
 from ..server_extension.handlers import api_routes
 from .auth import SandboxOnlyAuthorizer, ServiceIdentityProvider, TokensFileError, refusal_of
-from .users import UserSandboxes
+from .users import OwnersManager, UserSandboxes
 
 # The engines the service can place sandboxes on: c.SandboxServiceApp.backend names one. Each factory
 # gets the app (for its configuration) and returns the Backend every user's manager shares.
@@ -194,7 +193,8 @@ class SandboxServiceApp(Application):
             "websocket_max_message_size": 16 * 1024 * 1024,
         }
         web_app = web.Application(api_routes("/", users), **settings)
-        previews = SandboxManager(backend=backend, config=self.config, log=self.log, owner=PREVIEW_OWNER)
+        previews = OwnersManager(backend=backend, config=self.config, log=self.log, owner=PREVIEW_OWNER)
+        previews.users = users
         preview.install(web_app, previews, self.log, knobs.preview_url_template, "/", path_form=self.path_form_previews)
         server = httpserver.HTTPServer(web_app, xheaders=False)
         server.add_sockets(sockets)
