@@ -161,8 +161,17 @@ class SandboxServiceApp(Application):
                 f"cannot listen on {self.ip}:{self.port}: {getattr(exc, 'strerror', None) or exc}"
             ) from None
 
+    def _route_tornado_logs(self) -> None:
+        """Tornado's request and error logs in this app's log (the handlers log through them)."""
+        for name in ("tornado.access", "tornado.application", "tornado.general"):
+            logger = logging.getLogger(name)
+            logger.handlers = list(self.log.handlers)
+            logger.propagate = False
+            logger.setLevel(self.log.getEffectiveLevel())
+
     async def serve(self) -> None:
         sockets = self._bind()
+        self._route_tornado_logs()
         port = sockets[0].getsockname()[1]
         backend = BACKENDS[self.backend](self)
         server_id = binding.new_server_id()
