@@ -305,6 +305,8 @@ def test_bad_command_lines_are_refused_with_what_to_fix(tmp_path: Path, capsys: 
     not_json.chmod(0o600)
     bad_name = tmp_path / "bad-name.json"
     write_tokens(bad_name, {"../root": "b" * 32})
+    broken = tmp_path / "broken_config.py"
+    broken.write_text("c.SandboxQuota.max_running = (\n")
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
@@ -319,11 +321,13 @@ def test_bad_command_lines_are_refused_with_what_to_fix(tmp_path: Path, capsys: 
         "bad user name": ([f"--tokens-file={bad_name}"], "cannot own sandboxes"),
         "port not a number": ([f"--tokens-file={good}", "--port=eighty"], "expected an int"),
         "port in use": ([f"--tokens-file={good}", f"--port={busy.getsockname()[1]}"], "cannot listen"),
+        "broken config": ([f"--tokens-file={good}", f"--config={broken}"], "cannot be read"),
+        "config not there": ([f"--tokens-file={good}", f"--config={tmp_path / 'nope.py'}"], "does not exist"),
         "unknown engine": ([f"--tokens-file={good}", "--backend=nomad"], "backend must be one of docker"),
     }
     # The first few as `jupyter sandbox service` runs them (a process each, at once); the rest through
     # the same entry point in this process (each process costs seconds of imports on a busy machine).
-    through_processes = ["world-readable", "port too big"]
+    through_processes = ["world-readable"]
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     runs = {
         name: subprocess.Popen(
