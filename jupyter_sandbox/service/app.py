@@ -210,8 +210,7 @@ class SandboxServiceApp(Application):
             "websocket_max_message_size": 16 * 1024 * 1024,
         }
         web_app = web.Application(api_routes("/", users), **settings)
-        previews = OwnersManager(backend=backend, config=self.config, log=self.log, owner=PREVIEW_OWNER)
-        previews.users = users
+        previews = OwnersManager(users, backend=backend, config=self.config, log=self.log, owner=PREVIEW_OWNER)
         preview.install(web_app, previews, self.log, knobs.preview_url_template, "/", path_form=self.path_form_previews)
         server = httpserver.HTTPServer(web_app, xheaders=False)
         server.add_sockets(sockets)
