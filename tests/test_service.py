@@ -246,7 +246,8 @@ def test_quotas_refuse_the_next_sandbox_and_the_next_start_and_say_how_to_free_o
     assert carol.request("POST", box(second["id"], "/stop"))[0] == 200
     status, refused = carol.request("POST", "/sandbox/api/sandboxes", {})
     assert status == 409
-    assert "max_sandboxes = 2" in refused["message"] and "delete one" in refused["message"]
+    assert "max_sandboxes = 2" in refused["message"] and "already has 2 sandboxes" in refused["message"]
+    assert "delete one" in refused["message"]
     # Other users' quotas are their own: Bob has none but the defaults.
     assert carol.request("POST", box(first["id"], "/start"))[0] == 200
     for made in (first, second):

@@ -65,6 +65,7 @@ def test_max_sandboxes_counts_stopped_ones_too(manager: SandboxManager) -> None:
     with pytest.raises(QuotaExceeded) as refused:
         manager.create(start=False)
     assert "SandboxQuota.max_sandboxes = 3" in refused.value.message and "delete one" in refused.value.message
+    assert "hub-user:alice already has 3 sandboxes" in refused.value.message
     assert isinstance(refused.value, errors.Conflict)
 
 
