@@ -4,6 +4,10 @@ calls one method of the operations layer (sandbox/operations.py), and answers JS
 Every handler is `@web.authenticated` and `@authorized`; POST, PUT, PATCH and DELETE go through
 Jupyter Server's XSRF check; the terminal websocket authenticates before it upgrades. Domain errors
 become HTTP statuses in base.py, and only there.
+
+The same routes and handlers serve the sandbox service (jupyter_sandbox/service/), where a handler
+finds the operations of the user its token names (base.ServedOperations) and no cookie is read, so
+there is no XSRF to check.
 """
 
 from __future__ import annotations
@@ -12,8 +16,7 @@ from typing import Any
 
 from jupyter_server.utils import url_path_join
 
-from ...sandbox.operations import SandboxOperations
-from .base import SANDBOX_ID, STATUS_OF, SandboxAPIHandler, status_of
+from .base import SANDBOX_ID, STATUS_OF, SandboxAPIHandler, Served, status_of
 from .desktop import desktop_routes
 from .fallback import NotFoundHandler
 from .files import FileContentHandler, FileInfoHandler, FileOperationHandler, FilesHandler, MultipartUploadHandler
@@ -39,7 +42,7 @@ from .terminals import PtyHandler
 __all__ = ["STATUS_OF", "SandboxAPIHandler", "api_routes", "status_of"]
 
 
-def api_routes(base_url: str, service: SandboxOperations) -> list[tuple[str, type, dict[str, Any]]]:
+def api_routes(base_url: str, service: Served) -> list[tuple[str, type, dict[str, Any]]]:
     api = url_path_join(base_url, "sandbox", "api")
     box = f"{api}/sandboxes/{SANDBOX_ID}"
     args = {"service": service}
