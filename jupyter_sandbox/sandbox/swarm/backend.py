@@ -37,7 +37,7 @@ from traitlets.config import Configurable
 
 import docker
 
-from .. import network
+from .. import errors, network
 from ..docker_backend import ContainerEvents, DockerBackend, SandboxError, _usage, tar_bytes
 from ..records import (
     ContainerRecord,
@@ -80,6 +80,11 @@ ENFORCE_SCRIPT = (
 )
 RUNNING_STATES = {"running"}
 STARTING_STATES = {"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"}
+
+
+class SandboxLost(SandboxError, errors.Conflict):
+    """The sandbox cannot run where its files are (its node is drained, down or gone): a 409 whose
+    message says which node and why."""
 
 
 class SwarmBackend(Configurable):
@@ -162,7 +167,10 @@ class SwarmBackend(Configurable):
                     raise SandboxError(
                         f"the swarm node {hostname!r} has no engine endpoint in SwarmBackend.node_engines; add it"
                     )
-                engine = DockerBackend(client=docker.DockerClient(base_url=url, timeout=60))
+                try:
+                    engine = DockerBackend(client=docker.DockerClient(base_url=url, timeout=60))
+                except Exception as exc:  # any failure to reach it: the node does not answer
+                    raise SandboxError(f"the engine of the swarm node {hostname} does not answer: {exc}") from None
                 self._nodes[hostname] = engine
             return engine
 
@@ -215,6 +223,8 @@ class SwarmBackend(Configurable):
             return "lost", f"its files were on the node {home}, which has left the swarm", home, None
         if home_node is not None and home_node["state"] != "ready":
             return "lost", f"its files are on the node {home}, which is {home_node['state']}", home, None
+        if home_node is not None and home_node["availability"] == "drain":
+            return "lost", f"its files are on the node {home}, which is drained", home, None
         if self._replicas(service) == 0:
             return "exited", "", home, None
         task = self._current_task(service)
@@ -224,15 +234,15 @@ class SwarmBackend(Configurable):
         hostname = node.get("hostname", "")
         if home and hostname and hostname != home:
             return "lost", f"its files are on the node {home}; the swarm placed it on {hostname} instead", home, task
-        if home_node is not None and home_node["availability"] == "drain":
-            return "lost", f"its files are on the node {home}, which is drained", home, task
         state = str((task.get("Status") or {}).get("State") or "")
         if state in RUNNING_STATES:
             released = labels.get(LABEL_RELEASED) == str(task.get("ID"))
             return ("running" if released else "created"), "", hostname, task
         if state in STARTING_STATES:
-            message = str((task.get("Status") or {}).get("Err") or (task.get("Status") or {}).get("Message") or "")
-            if state == "pending" and message:
+            message = ""
+            failure = str((task.get("Status") or {}).get("Err") or "")
+            if state == "pending" and failure:  # e.g. "no suitable node (...)"; a bare Message is routine
+                message = failure
                 return "lost", f"the swarm cannot place it: {message}", hostname or home, task
             return "created", "", hostname, task
         return "exited", str((task.get("Status") or {}).get("Err") or ""), hostname, task
@@ -260,25 +270,54 @@ class SwarmBackend(Configurable):
         service = self._service(ref)
         if service is None:
             raise SandboxError(f"there is no sandbox {ref!r}")
-        if self._replicas(service) == 0:
+        state, reason, _, _ = self._state(service, self._node_names())
+        if state == "lost":  # before a new task is asked for: it could only wait, unplaceable
+            raise SandboxLost(
+                f"sandbox {(service['Spec'].get('Labels') or {}).get(f'{LABEL_PREFIX}id', ref)} cannot run: "
+                f"{reason}. Its files stay on that node; make the node active again "
+                "(docker node update --availability active) to start it, or delete the sandbox"
+            )
+        if self._replicas(service) == 0 or self._current_task(service) is None:
             if not bring_up:
                 raise SandboxError(f"sandbox {ref} is not running")
-            self._update(service, lambda spec: spec["Mode"]["Replicated"].update(Replicas=1))
+            # A new task, on the home node: its old one ended (a stop, a drain, its process) and the
+            # swarm starts none by itself (restart condition none).
+            home = ((service.get("Spec") or {}).get("Labels") or {}).get(LABEL_HOME_NODE, "")
+
+            def bring(spec: dict[str, Any]) -> None:
+                spec["Mode"]["Replicated"]["Replicas"] = 1
+                _pin(spec, home)
+                template = spec["TaskTemplate"]
+                template["ForceUpdate"] = int(template.get("ForceUpdate") or 0) + 1
+
+            self._update(service, bring)
         deadline = time.monotonic() + self.start_timeout
         while True:
             service = self._service(ref) or service
             nodes = self._node_names()
             state, reason, _, task = self._state(service, nodes)
+            sandbox = ((service.get("Spec") or {}).get("Labels") or {}).get(f"{LABEL_PREFIX}id", ref)
             if state == "lost":
-                raise SandboxError(f"sandbox {ref} cannot run: {reason}")
+                raise SandboxLost(
+                    f"sandbox {sandbox} cannot run: {reason}. Its files stay on that node; make the node active "
+                    "again (docker node update --availability active) to start it, or delete the sandbox"
+                )
             if task is not None and (task.get("Status") or {}).get("State") in RUNNING_STATES:
                 where = self._task_container(task, nodes)
                 if where is not None:
-                    return service, where[0], where[1], self._node_engine(where[0])
+                    engine = self._node_engine(where[0])
+                    try:
+                        engine.client.ping()
+                    except Exception:  # unreachable in any way
+                        raise SandboxLost(
+                            f"sandbox {sandbox} cannot be reached: its node {where[0]} does not answer; its files "
+                            "are on that node"
+                        ) from None
+                    return service, where[0], where[1], engine
             if state == "exited" and task is None and self._replicas(service) > 0 and time.monotonic() > deadline:
-                raise SandboxError(f"sandbox {ref}: its task ended ({reason or 'no reason given'})")
+                raise SandboxError(f"sandbox {sandbox}: its task ended ({reason or 'no reason given'})")
             if time.monotonic() > deadline:
-                raise SandboxError(f"sandbox {ref} was not running on a node within {self.start_timeout:.0f} s")
+                raise SandboxError(f"sandbox {sandbox} was not running on a node within {self.start_timeout:.0f} s")
             time.sleep(0.2)
 
     # -- networks --------------------------------------------------------------------------
@@ -493,10 +532,7 @@ class SwarmBackend(Configurable):
 
         def change(spec: dict[str, Any]) -> None:
             spec["Mode"]["Replicated"]["Replicas"] = 0
-            if home:
-                placement = spec["TaskTemplate"].setdefault("Placement", {})
-                pins = [c for c in placement.get("Constraints") or [] if not c.startswith("node.hostname==")]
-                placement["Constraints"] = [*pins, f"node.hostname=={home}"]
+            _pin(spec, str(home or ""))
 
         self._retry_update(container_id, change)
         deadline = time.monotonic() + timeout + 20
@@ -532,8 +568,11 @@ class SwarmBackend(Configurable):
         if task is not None and state in ("running", "created"):
             where = self._task_container(task, nodes)
             if where is not None:
-                with contextlib.suppress(SandboxError, docker.errors.APIError):
+                try:
                     detail = self._node_engine(where[0]).inspect(where[1])
+                except Exception as exc:  # the node's engine, unreachable in any way
+                    # The swarm notices a dead node some seconds later; this engine's silence is news now.
+                    state, reason = "lost", f"its node {where[0]} does not answer ({exc.__class__.__name__})"
         return self._record(service, state, reason, hostname, detail, task)
 
     def _record(
@@ -638,7 +677,7 @@ class SwarmBackend(Configurable):
         # so that the home volume can go next.
         deadline = time.monotonic() + 20
         for hostname, container in containers:
-            with contextlib.suppress(SandboxError, docker.errors.APIError):
+            with contextlib.suppress(Exception):  # a node out of reach takes its container with it
                 engine = self._node_engine(hostname)
                 while time.monotonic() < deadline and engine.inspect(container) is not None:
                     time.sleep(0.2)
@@ -710,7 +749,17 @@ class SwarmBackend(Configurable):
     # -- volumes (on the nodes) ------------------------------------------------------------
 
     def _engines(self) -> list[DockerBackend]:
-        return [self._node_engine(hostname) for hostname in self.node_engines]
+        """The engines of the nodes that answer now (a lost node's volumes are out of reach)."""
+        engines = []
+        for hostname in self.node_engines:
+            try:
+                engine = self._node_engine(hostname)
+                engine.client.ping()
+            except Exception as exc:
+                log.warning("swarm node %s is out of reach: %s", hostname, exc)
+                continue
+            engines.append(engine)
+        return engines
 
     def create_volume(self, name: str, labels: dict[str, str], options: dict[str, str] | None = None) -> bool:
         """Homes are made on the node the swarm chooses, when its task starts there: remember the labels
@@ -792,6 +841,15 @@ class SwarmBackend(Configurable):
 
     def run_once(self, image: str, command: list[str]) -> str:
         return self.manager.run_once(image, command)
+
+
+def _pin(spec: dict[str, Any], home: str) -> None:
+    """Constrain a service's tasks to the node that holds its home (none before its first placement)."""
+    if not home:
+        return
+    placement = spec["TaskTemplate"].setdefault("Placement", {})
+    kept = [c for c in placement.get("Constraints") or [] if not c.startswith("node.hostname==")]
+    placement["Constraints"] = [*kept, f"node.hostname=={home}"]
 
 
 def _preference(text: str) -> dict[str, Any]:
