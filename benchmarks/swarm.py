@@ -68,7 +68,7 @@ def create_many(side: Side, count: int, parallel: int) -> tuple[float, list[floa
         try:
             made.append(side.run(side.ops.create(dict(SPEC))))
             times.append(time.monotonic() - started)
-        except Exception as exc:  # noqa: BLE001  # counted and shown, the run goes on
+        except Exception as exc:  # counted and shown, the run goes on
             failures.append(f"{type(exc).__name__}: {str(exc)[:160]}")
 
     started = time.monotonic()
@@ -98,7 +98,7 @@ def report(name: str, wall: float, times: list[float], failures: list[str], made
         f"each p50 {percentile(times, 0.5):.2f} s p95 {percentile(times, 0.95):.2f} s, {len(failures)} failures"
     )
     for failure, seen in collections.Counter(failures).most_common(3):
-        print(f"{'':>16}{seen} × {failure}")
+        print(f"{'':>16}{seen} x {failure}")
 
 
 def main() -> None:
@@ -111,10 +111,14 @@ def main() -> None:
     suffix = secrets.token_hex(3)
 
     local = Side(
-        SandboxManager(owner=f"bench-local-{suffix}", network_name=f"jsb-bench-local-{suffix}", enforce_disk="if-possible")
+        SandboxManager(
+            owner=f"bench-local-{suffix}", network_name=f"jsb-bench-local-{suffix}", enforce_disk="if-possible"
+        )
     )
     local.manager.ensure_image(DEFAULT_IMAGE)
-    print(f"{args.count} sandboxes ({SPEC['cpu']} CPU, {SPEC['memory']}), {args.parallel} at a time, each until its agent answers")
+    print(
+        f"{args.count} sandboxes ({SPEC['cpu']} CPU, {SPEC['memory']}), {args.parallel} at a time, each until its agent answers"
+    )
     wall, times, failures, made = create_many(local, args.count, args.parallel)
     report("local engine", wall, times, failures, made)
     local_rt = round_trips(local, made[0]["id"], args.rounds) if made else []
