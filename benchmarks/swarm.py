@@ -112,7 +112,10 @@ def main() -> None:
 
     local = Side(
         SandboxManager(
-            owner=f"bench-local-{suffix}", network_name=f"jsb-bench-local-{suffix}", enforce_disk="if-possible"
+            owner=f"bench-local-{suffix}",
+            network_name=f"jsb-bench-local-{suffix}",
+            enforce_disk="if-possible",
+            max_sandboxes_per_owner=0,
         )
     )
     local.manager.ensure_image(DEFAULT_IMAGE)
@@ -137,6 +140,7 @@ def main() -> None:
                 owner=f"bench-swarm-{suffix}",
                 network_name=f"jsb-bench-swarm-{suffix}",
                 enforce_disk="if-possible",
+                max_sandboxes_per_owner=0,
             )
         )
         try:
