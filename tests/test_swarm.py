@@ -149,6 +149,9 @@ def test_the_hardening_holds_inside_a_sandbox_on_a_worker_node(hub: Hub, swarm: 
     assert facts["nofile"] == str(hub.manager.nofile) and facts["core"] == "0"
     spec = hub.status(sandbox_id)["spec"]
     assert facts["pids"] == str(spec["pids"]) and facts["memory"] == str(spec["memory"])
+    # No swap beyond the memory limit (the engine's default for a service allows as much again).
+    record = hub.manager.get(sandbox_id).record
+    assert record is not None and record.host.memory_swap == record.host.memory == spec["memory"]
     # The egress policy is in force on the node: no node's engine is reachable from the sandbox.
     assert seen.count("engine=blocked") == len(others) and "engine=reached" not in seen
 

@@ -502,6 +502,11 @@ class SwarmBackend(Configurable):
         """Open the files gate of the sandbox's task (its files are in) and note its home node."""
         service, hostname, container, engine = self._running(container_id)
         task = self._current_task(service)
+        # Services cannot set the swap limit, and the engine's default lets a task swap as much again as
+        # its memory: memory + swap = memory, as for a local sandbox, before anything of its runs.
+        memory = (((service.get("Spec") or {}).get("TaskTemplate") or {}).get("Resources") or {}).get("Limits") or {}
+        if memory.get("MemoryBytes"):
+            engine.update_resources(container, None, int(memory["MemoryBytes"]))
         engine.open_gate(container, FILES_LINE)
         labels = dict((service.get("Spec") or {}).get("Labels") or {})
         labels[LABEL_RELEASED] = str((task or {}).get("ID") or "")
