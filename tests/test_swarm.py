@@ -113,8 +113,14 @@ def set_availability(swarm: Swarm, hostname: str, availability: str) -> None:
 def test_sandboxes_spread_over_the_three_nodes_and_run_commands_on_each(hub: Hub, placed: dict[str, str]) -> None:
     assert sorted(placed) == ["node0", "node1", "node2"]
     for node, sandbox_id in placed.items():
-        status = hub.status(sandbox_id)
+        # What GET /sandbox/api/sandboxes/{id} answers: where it runs, its limits and its use, read on its node.
+        status = hub.run(hub.ops.status_of(hub.manager.get(sandbox_id))).to_rest()
         assert status["node"] == node and status["state"] == "running"
+        assert (
+            status["limits"]["memory"] == status["spec"]["memory"]
+            and status["limits"]["pids"] == status["spec"]["pids"]
+        )
+        assert status["usage"]["memory_bytes"] > 0 and status["usage"]["pids"] > 0
         # A command on each node, and a file in each home, read back later.
         assert hub.sh(sandbox_id, f"echo {node}-{sandbox_id} > ~/mark && cat ~/mark").strip() == f"{node}-{sandbox_id}"
 
