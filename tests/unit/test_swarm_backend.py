@@ -117,3 +117,27 @@ def test_the_task_sets_no_new_privileges_and_waits_for_its_files_before_anything
     for wrong in (b"", b"open\n", b"files", b"x" * 64):
         refused = run_prelude(wrong)
         assert refused.returncode != 0 and "files gate was not opened" in refused.stderr and not refused.stdout
+
+
+class Services:
+    """The swarm's services API, as rename() uses it."""
+
+    def __init__(self, names: dict[str, str]) -> None:
+        self.names = names  # {service id: name label}
+        self.updates: list[str] = []
+
+    def services(self, filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+        wanted = filters["label"][0].split("=", 1)[1]
+        return [{"ID": sid} for sid, name in self.names.items() if name == wanted]
+
+
+def test_a_rename_takes_a_name_no_other_sandbox_has_and_may_take_back_its_own() -> None:
+    backend = SwarmBackend.__new__(SwarmBackend)
+    api = Services({"s1": "jupyter-sandbox-aaa-k-x", "s2": "jupyter-sandbox-bbb"})
+    backend.api = api  # type: ignore[assignment]
+    backend._service = lambda ref: {"ID": "s1"} if ref in ("jupyter-sandbox-aaa-k-x", "jupyter-sandbox-aaa") else None  # type: ignore[method-assign]
+    backend._update = lambda service, change: api.updates.append(service["ID"])  # type: ignore[method-assign]
+    assert backend.rename("jupyter-sandbox-aaa-k-x", "jupyter-sandbox-aaa")  # back to its plain name
+    assert not backend.rename("jupyter-sandbox-aaa-k-x", "jupyter-sandbox-bbb")  # another's
+    assert not backend.rename("jupyter-sandbox-zzz", "jupyter-sandbox-new")  # no such sandbox
+    assert api.updates == ["s1"]

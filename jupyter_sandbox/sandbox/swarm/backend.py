@@ -657,10 +657,13 @@ class SwarmBackend(Configurable):
     def rename(self, current_name: str, new_name: str) -> bool:
         """The sandbox's name is a label of its service (services cannot be renamed); the change is
         made at the version read, so of two renames at once one fails, as with container names."""
-        if self._service(new_name) is not None:
-            return False
         service = self._service(current_name)
         if service is None:
+            return False
+        # Names are the name labels (a service's own name is its sandbox's base name, which a sandbox
+        # may take back: that is not another one's).
+        taken = self.api.services(filters={"label": [f"{LABEL_NAME}={new_name}"]})
+        if any(other["ID"] != service["ID"] for other in taken):
             return False
         try:
             self._update(service, lambda spec: spec["Labels"].update({LABEL_NAME: new_name}))
