@@ -8,7 +8,7 @@ both must have. Every answer is a record (records.py), never the engine's JSON.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import IO, Callable, Protocol
+from typing import IO, Any, Callable, Protocol
 
 from .records import ContainerRecord, ImageRecord, PathStat, UsageSample, VolumeRecord
 
@@ -22,6 +22,22 @@ class EventStream(Protocol):
 
 
 class Backend(Protocol):
+    def on_this_machine(self) -> bool:
+        """Whether sandboxes run on this machine (host cgroups, loop-device homes, nsenter reach them)."""
+        ...
+
+    def apply_egress(
+        self,
+        record: ContainerRecord,
+        enforcer: Any,
+        policy: Any,
+        host_addresses: list[str],
+        gateway: tuple[str, int] | None,
+    ) -> float:
+        """Put an egress policy into the sandbox's network namespace, on the machine that runs it
+        (network.Enforcer and network.EgressPolicy; network.EgressError when it cannot)."""
+        ...
+
     # -- networks
     def ensure_network(self, name: str, labels: dict[str, str]) -> None: ...
 

@@ -64,9 +64,10 @@ def _describe_engine() -> str:
 class DockerBackend:
     """A thin, typed wrapper over the docker SDK."""
 
-    def __init__(self, timeout: float = 60) -> None:
+    def __init__(self, timeout: float = 60, client: docker.DockerClient | None = None) -> None:
         try:
-            self.client = docker.from_env(timeout=int(timeout))
+            # `client`: another engine than DOCKER_HOST's (a swarm node's, see sandbox/swarm/).
+            self.client = client or docker.from_env(timeout=int(timeout))
             self.client.ping()
         except Exception as exc:  # the SDK raises many kinds for an absent engine
             raise DockerUnavailable(
@@ -74,6 +75,26 @@ class DockerBackend:
                 "Start the Docker engine (or run scripts/ensure-docker.sh as root) and try again."
             ) from None
         self.api = self.client.api
+
+    def on_this_machine(self) -> bool:
+        """Whether the engine's containers run on this machine (host cgroups, loop devices, nsenter)."""
+        # The SDK names a unix socket (or a Windows pipe) http+docker://; a TCP engine http(s)://host.
+        return str(getattr(self.api, "base_url", "")).startswith("http+docker://")
+
+    def apply_egress(
+        self,
+        record: ContainerRecord,
+        enforcer: Any,
+        policy: Any,
+        host_addresses: list[str],
+        gateway: tuple[str, int] | None,
+    ) -> float:
+        """Put `policy` into the network namespace of the container's process, from this machine."""
+        if not record.pid:
+            from .network import EgressError
+
+            raise EgressError("the sandbox has no running process")
+        return float(enforcer.apply(record.pid, policy, host_addresses, gateway))
 
     # -- networks ---------------------------------------------------------------------------
 

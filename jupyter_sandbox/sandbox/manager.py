@@ -194,6 +194,11 @@ class Sandbox:
     # Its home volume as read once for this Sandbox (the volume outlives containers and its options,
     # labels and mount point never change), so that readers of one operation ask for it once.
     home_volume: VolumeRecord | None = field(default=None, repr=False, compare=False)
+    # On a backend of several machines: the node that runs it, the address its agent's published port
+    # is reached at from here ('' for 127.0.0.1), and why it is not running when the backend knows.
+    node: str = ""
+    reach_host: str = ""
+    reason: str = ""
 
     @classmethod
     def from_record(cls, record: ContainerRecord) -> Sandbox:
@@ -213,11 +218,16 @@ class Sandbox:
             ip_address=record.ip_address,
             image_id=record.image_id,
             record=record,
+            node=record.node,
+            reach_host=record.reach_host,
+            reason=record.reason,
         )
 
     def direct_address(self) -> str | None:
         """The container's own address when the host can reach it: the engine is on this machine."""
         docker_host = os.environ.get("DOCKER_HOST", "")
+        if self.reach_host:  # on another machine: its own address is that machine's
+            return None
         if self.ip_address and (not docker_host or docker_host.startswith("unix://")):
             return self.ip_address
         return None
@@ -230,7 +240,7 @@ class Sandbox:
             return address, AGENT_PORT
         if AGENT_PORT not in self.host_ports:
             raise SandboxError(f"sandbox {self.id} is not running")
-        return "127.0.0.1", self.host_ports[AGENT_PORT]
+        return self.reach_host or "127.0.0.1", self.host_ports[AGENT_PORT]
 
     @property
     def binding(self) -> binding.Binding:
@@ -316,6 +326,9 @@ class Sandbox:
             else self.created,
             "volume": self.volume,
             "spec": self.spec,
+            # Where it runs ('' on the local engine) and why it is not running, when that is known.
+            "node": self.node,
+            **({"reason": self.reason} if self.reason else {}),
         }
 
 
@@ -948,7 +961,8 @@ class SandboxManager(LoggingConfigurable):
             return "the operator turned it off (c.SandboxManager.enforce_disk = 'off')"
         if self._disk_unavailable is False:
             docker_host = os.environ.get("DOCKER_HOST", "")
-            self._disk_unavailable = disk.unavailable_reason(not docker_host or docker_host.startswith("unix://"))
+            local = (not docker_host or docker_host.startswith("unix://")) and self.backend.on_this_machine()
+            self._disk_unavailable = disk.unavailable_reason(local)
         reason = self._disk_unavailable
         return reason if isinstance(reason, str) and reason else None
 
@@ -1330,7 +1344,8 @@ class SandboxManager(LoggingConfigurable):
         else:
             gateway_state.unregister(sandbox.id)
         try:
-            self.last_egress_seconds = self.enforcer.apply(pid, policy, hosts, gateway)
+            # On the machine that runs it: nsenter here for the local engine, a swarm node's own.
+            self.last_egress_seconds = self.backend.apply_egress(info, self.enforcer, policy, hosts, gateway)
         except network.EgressError as exc:
             raise SandboxError(
                 f"the egress policy of sandbox {sandbox.id} ({policy.describe()}) could not be put in force: "
@@ -1873,7 +1888,7 @@ class SandboxManager(LoggingConfigurable):
         if AGENT_PORT not in sandbox.host_ports:
             raise SandboxError(f"sandbox {sandbox.id} is not running")
         return AgentClient.at(
-            "127.0.0.1",
+            sandbox.reach_host or "127.0.0.1",
             sandbox.host_ports[AGENT_PORT],
             sandbox_secrets.agent_token(sandbox.id),
             sandbox.id,

@@ -353,6 +353,17 @@ def _rules(
     return rules
 
 
+def rules(
+    policy: EgressPolicy,
+    version: int,
+    host_addresses: Sequence[str],
+    dns_in_allow_mode: bool,
+    gateway: tuple[str, int] | None,
+) -> list[list[str]]:
+    """The rules of `policy` for IPv`version` (for a backend that applies them on another machine)."""
+    return _rules(policy, version, host_addresses, dns_in_allow_mode, gateway)
+
+
 def restore_input(rules: list[list[str]]) -> str:
     """The filter table of the sandbox's namespace, whole: iptables-restore swaps it in at once.
 

@@ -105,6 +105,12 @@ class ContainerRecord:
     command: tuple[str, ...] = ()
     open_stdin: bool = False
     host: HostConfigRecord = field(default_factory=HostConfigRecord)
+    # Where it runs, for a backend of several machines (the swarm node's name; '' on the local engine),
+    # the address its published ports are reached at from this machine ('' for 127.0.0.1), and why it
+    # is not running when the backend knows (a lost node, say).
+    node: str = ""
+    reach_host: str = ""
+    reason: str = ""
 
     @property
     def running(self) -> bool:
@@ -116,8 +122,10 @@ class ContainerRecord:
         return next((n.ip_address for n in self.networks if n.ip_address), "")
 
     def loopback_ports(self) -> dict[int, int]:
-        """{container port: host port} of the ports published on the host's loopback only."""
-        return {p.container_port: p.host_port for p in self.ports if p.host_ip in ("127.0.0.1", "")}
+        """{container port: host port} of the ports published on the host's loopback only (or, on a
+        backend of several machines, on the node's address that `reach_host` names)."""
+        reachable = ("127.0.0.1", "", *((self.reach_host,) if self.reach_host else ()))
+        return {p.container_port: p.host_port for p in self.ports if p.host_ip in reachable}
 
     def uptime(self, now: datetime | None = None) -> float | None:
         if not self.running or self.started_at is None:

@@ -34,6 +34,7 @@ from ..sandbox import binding
 from ..sandbox.backend import Backend
 from ..sandbox.docker_backend import DockerBackend
 from ..sandbox.operations import SandboxService
+from ..sandbox.swarm import SwarmBackend
 from ..server_extension import preview
 from ..server_extension.handlers import api_routes
 from .auth import CannotStart, SandboxOnlyAuthorizer, ServiceIdentityProvider, refusal_of
@@ -43,6 +44,8 @@ from .users import OwnersManager, UserSandboxes
 # gets the app (for its configuration) and returns the Backend every user's manager shares.
 BACKENDS: dict[str, Callable[[SandboxServiceApp], Backend]] = {
     "docker": lambda app: DockerBackend(),
+    # A swarm's nodes (c.SwarmBackend.manager_url, .node_engines, .constraints, ...).
+    "swarm": lambda app: SwarmBackend(config=app.config),
 }
 # Who owns the preview gateway's lookups: it finds a sandbox by the id in a signed preview link,
 # whoever's it is (the link's token is the credential), and makes nothing.
@@ -88,7 +91,10 @@ class SandboxServiceApp(Application):
     backend = Unicode(
         "docker",
         config=True,
-        help="Where sandboxes run: 'docker' (this machine's engine, $DOCKER_HOST). The names are BACKENDS' keys.",
+        help=(
+            "Where sandboxes run: 'docker' (this machine's engine, $DOCKER_HOST) or 'swarm' (the nodes of a "
+            "Docker Swarm, configured with c.SwarmBackend.*). The names are BACKENDS' keys."
+        ),
     )
     config_file = Unicode(
         "", config=True, help="A config file (.py or .json) read after jupyter_sandbox_config from the Jupyter paths."

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import IO, Callable
+from typing import IO, Any, Callable
 
 from jupyter_sandbox.sandbox.backend import Backend
 from jupyter_sandbox.sandbox.docker_backend import ImageNotFound, SandboxError
@@ -67,6 +67,20 @@ class FakeBackend:
         self._pids = itertools.count(1000)
         for image in images:
             self.add_image(image)
+
+    def on_this_machine(self) -> bool:
+        return True
+
+    def apply_egress(
+        self,
+        record: ContainerRecord,
+        enforcer: Any,
+        policy: Any,
+        host_addresses: list[str],
+        gateway: tuple[str, int] | None,
+    ) -> float:
+        self.calls["apply_egress"] += 1
+        return float(enforcer.apply(record.pid or 0, policy, host_addresses, gateway))
 
     def add_image(self, name: str, env: dict[str, str] | None = None) -> ImageRecord:
         record = ImageRecord(id=f"sha256:{secrets.token_hex(32)}", env=MappingProxyType(dict(env or {})))
