@@ -70,7 +70,7 @@ class ForwardHandler(APIHandler):
         if self.exchange is not None and not self._finished:
             await self.exchange.feed(chunk)
 
-    async def _answer(self, *args: Any) -> None:
+    async def _answer(self) -> None:
         if self.exchange is None or self._finished:
             return
         try:
@@ -85,7 +85,37 @@ class ForwardHandler(APIHandler):
             return
         self.finish(set_content_type=content_type or "application/json")
 
-    get = post = put = patch = delete = head = _answer
+    # One decorated method per verb (checked again after prepare's check: @authorized decides the
+    # action from the method, and remembers it per decorated function).
+    @web.authenticated
+    @authorized
+    async def get(self, *args: Any) -> None:
+        await self._answer()
+
+    @web.authenticated
+    @authorized
+    async def head(self, *args: Any) -> None:
+        await self._answer()
+
+    @web.authenticated
+    @authorized
+    async def post(self, *args: Any) -> None:
+        await self._answer()
+
+    @web.authenticated
+    @authorized
+    async def put(self, *args: Any) -> None:
+        await self._answer()
+
+    @web.authenticated
+    @authorized
+    async def patch(self, *args: Any) -> None:
+        await self._answer()
+
+    @web.authenticated
+    @authorized
+    async def delete(self, *args: Any) -> None:
+        await self._answer()
 
     def on_connection_close(self) -> None:
         if self.exchange is not None:
