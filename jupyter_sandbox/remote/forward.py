@@ -321,7 +321,10 @@ class SandboxForwarder(LoggingConfigurable):
             follow_redirects=False,
             ca_certs=self.ca_certs or None,
         )
-        response = await self.client.fetch(request, raise_error=False)
+        try:
+            response = await self.client.fetch(request, raise_error=False)
+        except Exception as exc:
+            raise self.unreachable(exc) from None
         if response.code == 599:
             raise self.unreachable(response.error)
         if response.code == 401:
@@ -484,6 +487,11 @@ class Exchange:
             response = await self.done
         except asyncio.CancelledError:
             raise ForwardError(502, "the request to the sandbox service was abandoned") from None
+        except Exception as exc:
+            # Not every failure is an answer with code 599: a refused connection is raised as itself.
+            if self.began:
+                raise BrokenAnswer(_reason(exc)) from None
+            raise self.forwarder.unreachable(exc) from None
         if self.rejected:
             raise self.forwarder.refused()
         if not self.began:
