@@ -1,9 +1,9 @@
 """A user's Jupyter server in hub mode: /sandbox/api forwarded to the sandbox service, as this user.
 
 The user's server (JupyterLab) has no engine: its environment points DOCKER_HOST at a socket that does
-not exist, so any engine call it made would fail. The service is a stand-in (tests/forward_support.py):
-a Jupyter server with the sandbox extension in single-machine mode (the same API), behind a recording
-front that accepts only the service token and keeps every request head it was sent. Through the user's
+not exist, so any engine call it made would fail. The service is the real one (`jupyter sandbox
+service`, tests/service_support.py) with a tokens file, behind a recording front
+(tests/forward_support.py) that keeps every request head it was sent. Through the user's
 server: list, create, exec, a 50 MB upload and download, a followed log, a PTY websocket, notebook
 renames and deletes, the sidebar in Chromium; and what the service saw (the service token, never the
 browser's cookie or the user's server's own token); bad input and a service that is down or refuses.
@@ -17,7 +17,6 @@ import http.client
 import json
 import os
 import re
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ import pytest
 from conftest import API, Server, box, exec_command, lab_args, start_jupyter_server, wait_until
 from forward_support import RecordingFront
 from playwright.sync_api import Browser, expect
+from service_support import ServiceProcess
 from test_rest_api import login_cookie
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
@@ -46,6 +46,7 @@ class Hub:
         self.service, self.front, self.user, self.root, self.service_token = service, front, user, root, service_token
         # The browser's cookies and XSRF tokens the tests used, which the service must never see.
         self.browser_secrets: list[str] = []
+        self.owner = ""  # the service's owner of this user's sandboxes
 
 
 def fake_sandbox_kernelspec(folder: Path) -> Path:
@@ -69,15 +70,14 @@ def fake_sandbox_kernelspec(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def hub(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    # The stand-in's reconciliation is off: a sandbox lent to the user's server's kernel below is not
-    # one of the stand-in's own kernels, and must not be taken back.
-    service, service_process = start_jupyter_server(
-        tmp_path_factory.mktemp("service-root"),
-        ["--SandboxOperations.reap_interval=0"],
-        log=tmp_path_factory.mktemp("service-log") / "service.log",
-    )
-    service_token = secrets.token_hex(16)
-    front = RecordingFront(service.port, service.token, service_token)
+    # The service's housekeeping is off: a sandbox lent below to the user's server's kernel is not
+    # one of a kernel the service could see alive, and must not be taken back meanwhile.
+    config = {"SandboxManager": {"warm_pool_size": 0}, "SandboxService": {"reap_interval": 0}}
+    process = ServiceProcess(tmp_path_factory.mktemp("service"), ["alice"], config)
+    process.start()
+    service_token = process.token("alice")
+    service = Server(process.port, service_token)
+    front = RecordingFront(process.port)
     front.start()
     root = tmp_path_factory.mktemp("user-root")
     (root / "work").mkdir()
@@ -105,12 +105,17 @@ def hub(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             "JUPYTER_PATH": str(fake_sandbox_kernelspec(tmp_path_factory.mktemp("kernelspecs"))),
         },
     )
-    yield Hub(service, front, user, root, service_token)
+    hub = Hub(service, front, user, root, service_token)
+    hub.owner = process.owner("alice")
+    yield hub
     user_process.terminate()
     user_process.wait(timeout=60)
     front.shutdown()
-    service_process.terminate()
-    service_process.wait(timeout=60)
+    try:
+        for sandbox in service.request("GET", f"{API}/sandboxes")[1].get("sandboxes", []):
+            service.request("DELETE", box(sandbox["id"]))
+    finally:
+        process.stop()
     log = user_log.read_text(errors="replace")
     # The user's server never tried an engine (no Docker client was made there).
     assert "nonexistent/jupyter-sandbox-forward" not in log, log[-3000:]
@@ -274,7 +279,7 @@ def test_a_cookie_session_is_checked_here_and_its_cookie_stays_here(hub: Hub, sa
 def test_notebook_moves_reach_the_service(hub: Hub, docker_backend: DockerBackend) -> None:
     """A notebook renamed through the user's server: its sandbox (on the service) takes the new name's
     key; deleted: the sandbox goes with it (no kernel of the server uses it)."""
-    manager = SandboxManager(backend=docker_backend)
+    manager = SandboxManager(backend=docker_backend, owner=hub.owner)
     status, created = hub.user.request("POST", f"{API}/sandboxes", {"labels": {"test": "forward-notebook"}})
     assert status == 201, created
     old = str((hub.root / "work" / "moved.ipynb").resolve())
@@ -316,11 +321,11 @@ def test_bad_input_gets_the_apis_json_answers(hub: Hub) -> None:
 
 def test_a_service_that_is_down_or_refuses_is_a_502_that_says_so(hub: Hub) -> None:
     user, url = hub.user, f"http://127.0.0.1:{hub.front.port}"
-    hub.front.reject_all = True
+    hub.front.spoil = True
     try:
         status, answer = user.request("GET", f"{API}/sandboxes")
     finally:
-        hub.front.reject_all = False
+        hub.front.spoil = False
     assert status == 502 and "operator" in answer["message"] and url in answer["message"], answer
     assert hub.service_token not in json.dumps(answer)
     hub.front.stop()
@@ -350,7 +355,7 @@ def test_the_sidebar_shows_the_sandbox_and_opens_its_terminal(
         ).to_be_visible(timeout=90_000)
         kernel_id = user.request("GET", "/api/sessions")[1][0]["kernel"]["id"]
         # The notebook's kernel gets the sandbox (on the service's side, as its bring-up would).
-        manager = SandboxManager(backend=docker_backend)
+        manager = SandboxManager(backend=docker_backend, owner=hub.owner)
         manager.lend_to_kernel(manager.get(sandbox), kernel_id)
         page.locator('.lm-TabBar-tab[data-id="jupyter-sandbox-sidebar"]').click()
         expect(page.locator('.jp-SandboxSidebar [data-field="state"]')).to_contain_text("running", timeout=60_000)
@@ -367,7 +372,7 @@ def test_the_sidebar_shows_the_sandbox_and_opens_its_terminal(
         hub.browser_secrets.extend(cookies)
     finally:
         context.close()
-        manager = SandboxManager(backend=docker_backend)
+        manager = SandboxManager(backend=docker_backend, owner=hub.owner)
         manager.lend_to_kernel(manager.get(sandbox), None)
 
 
