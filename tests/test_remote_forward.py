@@ -33,7 +33,7 @@ from tornado.websocket import websocket_connect
 
 from jupyter_sandbox.sandbox import binding
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
-from jupyter_sandbox.sandbox.manager import SandboxManager
+from jupyter_sandbox.sandbox.manager import SandboxManager, default_owner
 
 BIG = 50 * 1024 * 1024
 NO_ENGINE = "unix:///nonexistent/jupyter-sandbox-forward/docker.sock"
@@ -278,23 +278,31 @@ def test_a_cookie_session_is_checked_here_and_its_cookie_stays_here(hub: Hub, sa
 
 def test_notebook_moves_reach_the_service(hub: Hub, docker_backend: DockerBackend) -> None:
     """A notebook renamed through the user's server: its sandbox (on the service) takes the new name's
-    key; deleted: the sandbox goes with it (no kernel of the server uses it)."""
+    key, worked out on the user's side as its kernels work it out; deleted: the sandbox goes with it
+    (no kernel of the server uses it)."""
     manager = SandboxManager(backend=docker_backend, owner=hub.owner)
     status, created = hub.user.request("POST", f"{API}/sandboxes", {"labels": {"test": "forward-notebook"}})
     assert status == 201, created
     old = str((hub.root / "work" / "moved.ipynb").resolve())
     new = str((hub.root / "work" / "renamed.ipynb").resolve())
+    # The user's server's kernels key a notebook by their own owner (not the service's) and its path.
+    user_owner = default_owner()
     try:
         (hub.root / "work" / "moved.ipynb").write_text((hub.root / "work" / "hub.ipynb").read_text())
-        manager.bind(manager.get(created["id"]), binding.workspace_key(manager.owner, old), None)
+        manager.bind(manager.get(created["id"]), binding.workspace_key(user_owner, old), None)
         status, _ = hub.user.request("PATCH", "/api/contents/work/moved.ipynb", {"path": "work/renamed.ipynb"})
         assert status == 200
-        key = binding.workspace_key(manager.owner, new)
+        key = binding.workspace_key(user_owner, new)
         assert wait_until(lambda: getattr(manager.find_for_workspace(key), "id", None) == created["id"], timeout=30)
         assert hub.user.request("DELETE", "/api/contents/work/renamed.ipynb")[0] == 204
         assert wait_until(lambda: hub.user.request("GET", box(created["id"]))[0] == 404, timeout=60)
     finally:
         hub.user.request("DELETE", box(created["id"]))
+    # Bad input to the route is the API's 400, with what is wrong.
+    status, answer = hub.user.request("POST", f"{API}/notebooks/events", {"action": "rename", "moves": [{"from": "x"}]})
+    assert (status == 400 and "moves" in answer["message"]) or "from" in answer["message"], answer
+    status, answer = hub.user.request("POST", f"{API}/notebooks/events", {"action": "delete", "workspaces": ["../x"]})
+    assert status == 400 and "workspace" in answer["message"], answer
 
 
 def test_bad_input_gets_the_apis_json_answers(hub: Hub) -> None:
@@ -363,6 +371,8 @@ def test_the_sidebar_shows_the_sandbox_and_opens_its_terminal(
         page.get_by_role("button", name="Terminal").click()
         terminal = page.locator(".jp-SandboxTerminal .xterm")
         expect(terminal).to_be_visible(timeout=30_000)
+        # Typed once the shell's prompt is there (keys before the socket is open would be lost).
+        expect(page.locator(".jp-SandboxTerminal .xterm-rows")).to_contain_text("$", timeout=30_000)
         terminal.click()
         page.keyboard.type("echo typed-in-the-$((1 + 1))-lab > ~/from-terminal.txt; echo done-$((3 * 3))\n")
         expect(page.locator(".jp-SandboxTerminal .xterm-rows")).to_contain_text("done-9", timeout=30_000)
