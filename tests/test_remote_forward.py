@@ -305,6 +305,26 @@ def test_notebook_moves_reach_the_service(hub: Hub, docker_backend: DockerBacken
     assert status == 400 and "workspace" in answer["message"], answer
 
 
+def test_a_kernel_for_a_sandbox_starts_here_and_borrows_the_services_sandbox(hub: Hub, sandbox: str) -> None:
+    """POST .../kernel (the SDK's sb.code.run): the kernel runs beside the user's server, the service
+    lends it the sandbox."""
+    user = hub.user
+    status, answer = user.request("POST", box(sandbox, "/kernel"), {})
+    assert status == 201, answer
+    kernel_id = answer["kernel_id"]
+    try:
+        assert kernel_id in [k["id"] for k in user.request("GET", "/api/kernels")[1]]
+        assert hub.service.request("GET", box(sandbox))[1]["kernel_id"] == kernel_id
+    finally:
+        user.request("DELETE", f"/api/kernels/{kernel_id}")
+        # The loan taken back through the same API (a sandbox kernel does so itself at its end).
+        status, answer = user.request("POST", box(sandbox, "/lend"), {"kernel_id": None})
+        assert status == 200, answer
+    assert hub.service.request("GET", box(sandbox))[1]["kernel_id"] is None
+    status, answer = user.request("POST", box(sandbox, "/kernel"), {"language": "cobol"})
+    assert status == 400 and "language" in answer["message"], answer
+
+
 def test_bad_input_gets_the_apis_json_answers(hub: Hub) -> None:
     user = hub.user
     status, answer = user.request("GET", f"{API}/no-such-thing")

@@ -107,6 +107,27 @@ def _bound(sandbox: Sandbox) -> dict[str, Any]:
     return {"id": sandbox.id, "workspace": sandbox.workspace, "kernel_id": sandbox.kernel_id}
 
 
+async def attach_kernel(
+    sandbox_id: str,
+    language: Any,
+    start: Callable[[str, str], Awaitable[Any]],
+    lend: Callable[[str, str | None], Awaitable[Any]],
+) -> dict[str, Any]:
+    """A new kernel for an existing sandbox: lent to a fresh kernel id, the kernel started, the loan
+    taken back if it does not start. `lend` is the operations' own, or, on a user's server in hub mode,
+    the sandbox service's (the kernel runs beside the user's server, the sandbox at the service)."""
+    if language not in (None, "python"):
+        raise errors.InvalidInput(f"language must be 'python', got {language!r}")
+    kernel_id = str(uuid.uuid4())
+    await lend(sandbox_id, kernel_id)
+    try:
+        await start("sandbox-python", kernel_id)
+    except Exception as exc:
+        await lend(sandbox_id, None)
+        raise errors.Internal(f"the kernel did not start: {exc}") from None
+    return {"kernel_id": kernel_id, "sandbox_id": sandbox_id}
+
+
 @contextlib.contextmanager
 def domain_errors() -> Iterator[None]:
     """Failures of the layers below (Docker, specs, the agent) as the domain error a person should see."""
@@ -535,18 +556,18 @@ class SandboxOperations(SandboxService):
         """A new Jupyter kernel that runs its code in this existing sandbox (the sandbox stays the
         API's: at the kernel's end it is handed back, running). `start(kernel_name, kernel_id)` is
         the Jupyter server's kernel start."""
-        if language not in (None, "python"):
-            raise errors.InvalidInput(f"language must be 'python', got {language!r}")
+        return await attach_kernel(sandbox_id, language, start, self.lend)
+
+    async def lend(self, sandbox_id: str, kernel_id: Any) -> dict[str, Any]:
+        """Lend this sandbox to the kernel `kernel_id` that only borrows it (at its end the sandbox goes
+        back to the API, running), or take it back (None). Hub mode: the user's Jupyter server, which
+        starts that kernel, asks the service for this (POST .../lend)."""
+        if kernel_id is not None:
+            kernel_id = _kernel_id(kernel_id)
         async with self.gate(sandbox_id):
-            sandbox = await self.sandbox(sandbox_id)
-            kernel_id = str(uuid.uuid4())
+            sandbox = await self.sandbox(sandbox_id, running=kernel_id is not None)
             await self.blocking(self.manager.lend_to_kernel, sandbox, kernel_id)
-        try:
-            await start("sandbox-python", kernel_id)
-        except Exception as exc:
-            await self.blocking(self.manager.lend_to_kernel, sandbox, None)
-            raise errors.Internal(f"the kernel did not start: {exc}") from None
-        return {"kernel_id": kernel_id, "sandbox_id": sandbox_id}
+        return {"sandbox_id": sandbox_id, "kernel_id": kernel_id}
 
     def _policy(self, value: Any) -> network.EgressPolicy:
         try:

@@ -397,6 +397,14 @@ def openapi_document() -> dict[str, Any]:
                 ok="204",
             )
         },
+        f"{box}/lend": {
+            "post": _op(
+                "hub mode: lend this sandbox to a kernel the caller's Jupyter server starts (kernel_id), "
+                "or take it back (null); POST .../kernel on the user's server does both halves",
+                [SANDBOX_ID],
+                _obj(["kernel_id"], kernel_id={"type": "string", "nullable": True}),
+            )
+        },
         "/sandbox/api/notebooks/events": {
             "post": _op(
                 "hub mode: a notebook on the user's server was renamed, copied or deleted, or a session "
