@@ -52,7 +52,7 @@ def test_a_rename_moves_the_sandbox_and_detaches_one_left_under_the_new_name(ops
     stale = manager.create(workspace=key("b"))
     answer = follow(ops, {"action": "rename", "moves": [{"from": key("a"), "to": key("b")}]})
     assert [s["id"] for s in answer["moved"]] == [mine.id]
-    assert manager.find_for_workspace(key("b")).id == mine.id
+    assert getattr(manager.find_for_workspace(key("b")), "id", None) == mine.id
     assert manager.find_for_workspace(key("a")) is None
     # The file that was there before keeps its files under a key no path gives.
     assert manager.get(stale.id).workspace not in (key("a"), key("b"), None)
