@@ -157,6 +157,10 @@ def test_list_create_and_exec_through_the_service(hub: Hub, sandbox: str) -> Non
     )
     assert status == 201, body
     assert headers["location"] == box(sandbox, "/ptys/located")
+    # A preview link is the service's: served on its preview origins, carrying its own token.
+    status, link = hub.user.request("POST", box(sandbox, "/previews"), {"port": 8000})
+    assert status in (200, 201), link
+    assert f":{hub.service.port}/" in link["url"] and f":{hub.user.port}" not in link["url"] and link["token"]
 
 
 def test_a_50_mb_upload_and_its_download_stream_through(hub: Hub, sandbox: str) -> None:
