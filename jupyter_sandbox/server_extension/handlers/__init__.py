@@ -18,6 +18,7 @@ from .desktop import desktop_routes
 from .fallback import NotFoundHandler
 from .files import FileContentHandler, FileInfoHandler, FileOperationHandler, FilesHandler, MultipartUploadHandler
 from .git import GIT_OPERATION, GitHandler
+from .kernels import KERNEL_ID, KernelActionHandler, KernelChannelsHandler, KernelEventsHandler, KernelSandboxHandler
 from .network import SECRET_NAME, NetworkHandler, NetworkLogHandler, SecretHandler, SecretsHandler
 from .openapi import OpenAPIHandler
 from .previews import PreviewsHandler
@@ -48,6 +49,10 @@ def api_routes(base_url: str, service: SandboxOperations) -> list[tuple[str, typ
         (box, SandboxHandler),
         (f"{box}/(?P<action>start|stop|restart)", SandboxActionHandler),
         (f"{box}/kernel", SandboxKernelHandler),
+        (f"{box}/kernel/events", KernelEventsHandler),
+        (f"{box}/kernel/(?P<action>interrupt|restart|activity)", KernelActionHandler),
+        (f"{box}/kernel/channels", KernelChannelsHandler),
+        (f"{api}/kernels/{KERNEL_ID}/sandbox", KernelSandboxHandler),
         (f"{box}/files", FilesHandler),
         (f"{box}/files/info", FileInfoHandler),
         (f"{box}/files/content", FileContentHandler),
