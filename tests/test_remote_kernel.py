@@ -153,6 +153,12 @@ def test_kernel_restart_loses_variables_and_keeps_files(hub_kernel: SandboxKerne
     run = hub_kernel.run("print('kept' in dir(), open('/home/sandbox/kept.txt').read())")
     assert run.stdout == "False still here\n"
     assert status_json(hub_kernel)["id"] == before
+    # The notebook's own hard restart: a fresh container on the same files, reached again at once.
+    hub_kernel.run("again = 1")
+    run = hub_kernel.run("%sandbox restart --hard")
+    assert run.status == "ok", run.error
+    run = hub_kernel.run("print('again' in dir(), open('/home/sandbox/kept.txt').read())")
+    assert run.stdout == "False still here\n"
 
 
 def test_an_unsigned_or_malformed_frame_from_the_sandbox_is_dropped(hub_kernel: SandboxKernel) -> None:

@@ -53,7 +53,7 @@ class KernelActionHandler(SandboxAPIHandler):
     @web.authenticated
     @authorized
     async def post(self, sandbox_id: str, action: str) -> None:
-        self.reply(await self.service.kernel_action(sandbox_id, action))
+        self.reply(await self.service.kernel_action(sandbox_id, action, self.json_body().get("hard", False)))
 
 
 class KernelChannelsHandler(PtyHandler):
