@@ -181,6 +181,20 @@ def test_an_unsigned_or_malformed_frame_from_the_sandbox_is_dropped(hub_kernel: 
     assert hub_kernel.run("print(1 + 1)").stdout == "2\n"
 
 
+def test_a_killed_sandbox_is_reported_and_the_next_cell_starts_it_again(
+    hub_kernel: SandboxKernel, docker_backend: DockerBackend
+) -> None:
+    info = status_json(hub_kernel)
+    hub_kernel.run("open('/home/sandbox/before-kill.txt', 'w').write('kept')")
+    docker_backend.client.containers.get(info["container"]).kill()
+    time.sleep(2.0)  # the kernel's watch hears of it through the service
+    run = hub_kernel.run("print(open('/home/sandbox/before-kill.txt').read())", timeout=120)
+    said = run.stdout + run.stderr
+    assert "killed (SIGKILL)" in said, said
+    assert run.stdout.endswith("kept\n")
+    assert status_json(hub_kernel)["id"] == info["id"]
+
+
 def test_the_channels_route_is_the_owners_only(service: Server, docker_backend: DockerBackend) -> None:
     other = SandboxManager(backend=docker_backend, owner=f"someone-else-{uuid.uuid4().hex[:8]}")
     theirs = other.create()
