@@ -39,7 +39,7 @@ from .gateway import vault as gateway_vault
 from .git_credentials import Credential, CredentialError, Remote
 from .git_proxy import GitCredentialProxy, GitProxyError, run_call
 from .limits import DockerCalls, SandboxGates, UploadBudget
-from .manager import OwnerLimit, Sandbox, SandboxManager
+from .manager import Sandbox, SandboxManager
 from .spec import KERNEL_PORTS, LABEL_PREFIX, SandboxSpec, SpecError, parse_size, user_ports
 
 MAX_PATH = 4096
@@ -91,8 +91,6 @@ def domain_errors() -> Iterator[None]:
         raise errors.EngineUnavailable(str(exc)) from None
     except (SpecError, ImageNotFound) as exc:
         raise errors.InvalidInput(str(exc)) from None
-    except OwnerLimit as exc:
-        raise errors.Conflict(str(exc)) from None
     except SandboxError as exc:
         raise errors.Internal(str(exc)) from None
     except AgentError as exc:
@@ -933,9 +931,11 @@ class SandboxOperations(SandboxService):
         if any(done.values()):
             self.log.info("jupyter-sandbox %s: %s", name, {k: v for k, v in done.items() if v})
 
-    async def reap(self) -> None:
-        """Reconcile sandboxes of dead kernels, then stop idle and delete long-stopped ones."""
-        await self._in_background("reconcile", self.manager.reconcile)
+    async def reap(self, reconcile_kernels: bool = True) -> None:
+        """Reconcile sandboxes of dead kernels (unless `reconcile_kernels` is off: the sandbox service,
+        whose users' kernels run elsewhere), then stop idle and delete long-stopped ones."""
+        if reconcile_kernels:
+            await self._in_background("reconcile", self.manager.reconcile)
         await self._in_background("idle check", self.manager.reap)
 
     async def fill_pool(self) -> None:
