@@ -3,11 +3,11 @@ service's API) beside single-machine mode (the same kernel talking to this machi
 run: kernel start → first result, cold and from the warm pool, and a trivial cell's round trip
 (p50/p95 over --cells). The ratio hub / single-machine is the figure.
 
-The service is its stand-in here: a Jupyter server with the sandbox extension, which serves the same
-API; the hub-mode kernel gets DOCKER_HOST pointing at nothing, so it cannot reach the engine itself.
+The service is the real one (`jupyter sandbox service`, on this machine, a user of this run's own);
+the hub-mode kernel gets DOCKER_HOST pointing at nothing, so it cannot reach the engine itself.
 Cold: a service without a warm pool, and for single-machine mode a drained pool. Warm: the service's
-own pool (filled by its housekeeping, not timed), and for single-machine mode a pool filled by the
-server's call before the kernel starts.
+pool for the user (`warm_pools`, filled by its housekeeping, not timed), and for single-machine mode
+a pool filled by the server's call before the kernel starts.
 """
 
 from __future__ import annotations
@@ -18,17 +18,18 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable, TypeVar
 
-from common import round_trips, run_cell, start_server
+from common import round_trips, run_cell
 from jupyter_client import BlockingKernelClient
 from jupyter_client.multikernelmanager import MultiKernelManager
 from sdk import other_pools, pool_ready, summary
+from service_support import ServiceProcess
 
-from jupyter_sandbox.sandbox.manager import OWNER_ENV, SandboxManager
+from jupyter_sandbox.sandbox.manager import SandboxManager
 
 T = TypeVar("T")
 
@@ -105,25 +106,27 @@ def main() -> dict[str, float]:
     args = parser.parse_args()
     others = other_pools()
     local_pool = SandboxManager(warm_pool_size=1)
-    # The services' sandboxes have an owner of their own, as a hub user's do: the services' housekeeping
-    # then leaves this process's pool alone, and it theirs.
-    own = os.environ.get(OWNER_ENV)
-    os.environ[OWNER_ENV] = f"bench-hub-user-{uuid.uuid4().hex[:8]}"
-    try:
-        cold_service = start_server(tempfile.mkdtemp(), ["--SandboxManager.warm_pool_size=0"])
-        warm_service = start_server(
-            tempfile.mkdtemp(), ["--SandboxManager.warm_pool_size=1", "--SandboxService.pool_interval=1"]
-        )
-    finally:
-        if own is None:
-            os.environ.pop(OWNER_ENV, None)
-        else:
-            os.environ[OWNER_ENV] = own
-    cold_env, warm_env = hub_env(*cold_service[1:]), hub_env(*warm_service[1:])
+    # Real services (`jupyter sandbox service`), each with a user of this run's own: their housekeeping
+    # leaves this process's pool alone, and it theirs.
+    cold_service = ServiceProcess(Path(tempfile.mkdtemp()), ["bench"], {"SandboxManager": {"warm_pool_size": 0}})
+    warm_service = ServiceProcess(
+        Path(tempfile.mkdtemp()),
+        ["bench"],
+        {
+            "SandboxManager": {"warm_pool_size": 1},
+            "SandboxServiceApp": {"warm_pools": True},
+            "SandboxService": {"pool_interval": 1},
+        },
+    )
+    cold_service.start()
+    warm_service.start()
+    cold_env = hub_env(cold_service.port, cold_service.token("bench"))
+    warm_env = hub_env(warm_service.port, warm_service.token("bench"))
     results: dict[str, list[float]] = {k: [] for k in ("local_cold", "hub_cold", "local_warm", "hub_warm")}
     try:
         first_result(None)  # image and page cache warm after this one
         first_result(cold_env)
+        first_result(warm_env)  # the service keeps a pool for a user once they used it
         for _ in range(args.repeat):
             local_pool.drain_pool()
             results["local_cold"].append(first_result(None))
@@ -145,9 +148,12 @@ def main() -> dict[str, float]:
         hub_trips = cell_round_trips(cold_env, args.cells)
     finally:
         local_pool.drain_pool()
-        for process, _, _ in (cold_service, warm_service):
-            process.terminate()
-            process.wait(timeout=120)
+        for service in (cold_service, warm_service):
+            service.stop()
+            # A stopped service leaves its sandboxes (its user's pool here): this run's own go.
+            owned = SandboxManager(owner=service.owner("bench"))
+            for sandbox in owned.list(owner=owned.owner):
+                owned.remove(sandbox)
     print(f"trivial cell round trip, {args.cells} cells")
     print("  " + summary("single-machine mode (zmq to published ports)", local_trips))
     print("  " + summary("hub mode (zmq over the channels websockets)", hub_trips))

@@ -901,15 +901,15 @@ class SandboxOperations(SandboxService):
             raise errors.SandboxStopped(f"sandbox {sandbox_id} is {sandbox.state}; the notebook's next cell starts it")
         return sandbox
 
-    async def kernel_channel(self, sandbox_id: str, channel: Any) -> tuple[AgentClient, int]:
+    async def kernel_channel(self, sandbox_id: str, channel: Any) -> tuple[AgentClient, int, str | None]:
         """Where one of the inner kernel's channels is reached: the sandbox's agent and the port its
-        tunnel (/tunnel/{port}) is asked for; through what the backend says reaches the agent, so
+        tunnel (/tunnel/{port}) is asked for, and the kernel it is bound to; through what the backend says reaches the agent, so
         the caller may be on another machine than the sandbox."""
         if channel not in KERNEL_PORTS:
             raise errors.InvalidInput(f"channel must be one of {', '.join(KERNEL_PORTS)}")
         # Not started by a reconnecting channel (the kernel's zmq retries on its own).
         sandbox = await self._running_kernel_sandbox(sandbox_id)
-        return self.agent_for(sandbox), KERNEL_PORTS[channel]
+        return self.agent_for(sandbox), KERNEL_PORTS[channel], sandbox.kernel_id
 
     # -- housekeeping -----------------------------------------------------------------------
 

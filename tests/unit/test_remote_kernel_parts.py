@@ -289,3 +289,20 @@ def test_bring_up_refuses_bad_kernel_ids_and_workspaces_before_any_engine_call(k
     ops = SandboxOperations(SandboxManager(backend=None))
     with pytest.raises(errors.InvalidInput):
         asyncio.run(ops.bring_up_kernel(kernel_id, workspace))
+
+
+def test_a_kernel_connected_from_elsewhere_is_alive_here_while_its_channels_are() -> None:
+    from jupyter_sandbox.sandbox import binding
+    from jupyter_sandbox.sandbox.kernel_channels import ChannelLeases
+
+    leases = ChannelLeases()
+    kernel_id = f"remote-{time.time_ns()}"
+    assert not binding.kernel_alive(kernel_id)
+    leases.take(kernel_id)
+    leases.take(kernel_id)  # a second channel of the same kernel
+    assert binding.kernel_alive(kernel_id)
+    leases.give_back(kernel_id)
+    assert binding.kernel_alive(kernel_id)  # one channel is still connected
+    leases.give_back(kernel_id)
+    assert not binding.kernel_alive(kernel_id)
+    binding.forget_lease(kernel_id)
