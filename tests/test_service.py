@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from conftest import Server, box, exec_command, fetch, preview_host, start_preview_app, wait_until
-from service_support import ServiceProcess, service_argv, write_tokens
+from service_support import HubProcess, ServiceProcess, service_argv, write_tokens
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -38,15 +38,25 @@ SAMPLES = {"session_id": "s1", "command_id": "c1", "pty_id": "p1", "name": "TOKE
 
 
 @pytest.fixture(scope="module")
-def service(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    """A real JupyterHub, started beside the service (it is waited for only where it is used)."""
+    process = HubProcess(tmp_path_factory.mktemp("hub"))
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def service(sandbox_image: str, hub: HubProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     folder = tmp_path_factory.mktemp("service")
     config: dict[str, Any] = {
         "SandboxManager": {"warm_pool_size": 0},
-        "SandboxQuota": {"overrides": {"placeholder": {}}},
+        # The hub's answers are kept a second: a revoked token stops working that soon.
+        "ServiceIdentityProvider": {"hub_cache_seconds": 1},
     }
-    process = ServiceProcess(folder, ["alice", "bob", "carol"], config)
+    # Users of the tokens file and, through the hub, the hub's users: both at once.
+    process = ServiceProcess(folder, ["alice", "bob", "carol"], config, env=hub.service_env())
     # Carol's quota, by her name on the service (the suffix is this run's).
-    config["SandboxQuota"]["overrides"] = {process.users["carol"]: {"max_running": 1, "max_sandboxes": 2}}
+    config["SandboxQuota"] = {"overrides": {process.users["carol"]: {"max_running": 1, "max_sandboxes": 2}}}
     process.config_file.write_text(json.dumps(config))
     process.start()
     yield process
@@ -78,6 +88,10 @@ def test_alice_creates_a_sandbox_and_runs_a_command(service: ServiceProcess, ali
     assert answer["exit_code"] == 0 and answer["stdout"] == "hello from sandbox\n"
     status, listing = alice.request("GET", "/sandbox/api/sandboxes")
     assert status == 200 and [s["id"] for s in listing["sandboxes"]] == [alices]
+    # The operator's network is not hers to open: no allow list reaches a private range.
+    for block in ("10.1.2.0/24", "172.17.0.1/32", "192.168.0.0/16", "fd00::/64"):
+        status, refused = alice.request("PATCH", box(alices), {"network": {"mode": "allow", "cidrs": [block]}})
+        assert status == 400 and "does not let sandboxes reach" in refused["message"], (block, refused)
     # The engine's labels say whose it is.
     [record] = DockerBackend().list_containers({LABEL_ID: alices})
     assert record.labels["io.jupyter-sandbox.owner"] == service.owner("alice")
@@ -291,6 +305,8 @@ def test_bad_command_lines_are_refused_with_what_to_fix(tmp_path: Path, capsys: 
     not_json.chmod(0o600)
     bad_name = tmp_path / "bad-name.json"
     write_tokens(bad_name, {"../root": "b" * 32})
+    broken = tmp_path / "broken_config.py"
+    broken.write_text("c.SandboxQuota.max_running = (\n")
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
@@ -305,11 +321,13 @@ def test_bad_command_lines_are_refused_with_what_to_fix(tmp_path: Path, capsys: 
         "bad user name": ([f"--tokens-file={bad_name}"], "cannot own sandboxes"),
         "port not a number": ([f"--tokens-file={good}", "--port=eighty"], "expected an int"),
         "port in use": ([f"--tokens-file={good}", f"--port={busy.getsockname()[1]}"], "cannot listen"),
+        "broken config": ([f"--tokens-file={good}", f"--config={broken}"], "cannot be read"),
+        "config not there": ([f"--tokens-file={good}", f"--config={tmp_path / 'nope.py'}"], "does not exist"),
         "unknown engine": ([f"--tokens-file={good}", "--backend=nomad"], "backend must be one of docker"),
     }
     # The first few as `jupyter sandbox service` runs them (a process each, at once); the rest through
     # the same entry point in this process (each process costs seconds of imports on a busy machine).
-    through_processes = ["world-readable", "port too big"]
+    through_processes = ["world-readable"]
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     runs = {
         name: subprocess.Popen(
@@ -348,3 +366,27 @@ def test_a_token_taken_out_of_the_tokens_file_stops_working(service: ServiceProc
     finally:
         write_tokens(service.tokens_file, service.tokens)
     assert wait_until(lambda: carol.request("GET", "/sandbox/api/sandboxes")[0] == 200, timeout=10)
+
+
+def test_a_jupyterhub_token_is_its_user_until_the_hub_revokes_it(service: ServiceProcess, hub: HubProcess) -> None:
+    hub.wait_until_up()
+    name = f"dana-{service.users['alice'].rsplit('-', 1)[1]}"
+    assert hub.request("POST", f"/users/{name}")[0] == 201
+    status, issued = hub.request("POST", f"/users/{name}/tokens", {"expires_in": 600, "note": "test_service"})
+    assert status == 201, issued
+    dana = Server(service.port, issued["token"])
+    status, made = dana.request("POST", "/sandbox/api/sandboxes", {})
+    assert status in (200, 201), made
+    try:
+        assert made["owner"] == f"hub-user:{name}"
+        status, listing = dana.request("GET", "/sandbox/api/sandboxes")
+        assert status == 200 and [s["id"] for s in listing["sandboxes"]] == [made["id"]]
+        # Users of the tokens file and of the hub are apart, as any two users are.
+        assert as_user(service, "alice").request("GET", box(made["id"]))[0] == 404
+        # A service's token is no user's: it owns no sandboxes.
+        assert Server(service.port, hub.service_token).request("GET", "/sandbox/api/sandboxes")[0] == 401
+    finally:
+        assert dana.request("DELETE", box(made["id"]))[0] == 204
+    assert hub.request("DELETE", f"/users/{name}/tokens/{issued['id']}")[0] == 204
+    assert wait_until(lambda: dana.request("GET", "/sandbox/api/sandboxes")[0] == 401, timeout=10)
+    hub.request("DELETE", f"/users/{name}")
