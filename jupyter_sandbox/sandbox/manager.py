@@ -337,6 +337,11 @@ class Sandbox:
 OWNER_ENV = "JUPYTER_SANDBOX_OWNER"
 
 
+def default_owner() -> str:
+    """The owner a process's sandboxes get unless configured: $JUPYTER_SANDBOX_OWNER, else the OS user."""
+    return os.environ.get(OWNER_ENV, "").strip() or getpass.getuser()
+
+
 class SandboxManager(LoggingConfigurable):
     """Creates and tracks sandboxes on the local Docker engine."""
 
@@ -647,7 +652,7 @@ class SandboxManager(LoggingConfigurable):
     )
 
     def _owner_default(self) -> str:
-        return os.environ.get(OWNER_ENV, "").strip() or getpass.getuser()
+        return default_owner()
 
     def _server_id_default(self) -> str:
         value = os.environ.get(SERVER_ID_ENV, "")
@@ -1612,7 +1617,9 @@ class SandboxManager(LoggingConfigurable):
         return Sandbox.from_record(record)
 
     def find_for_kernel(self, kernel_id: str) -> Sandbox | None:
-        matches = self.list(kernel_id=kernel_id)
+        # This owner's only: a kernel id another caller names (the service's users choose theirs)
+        # never reaches someone else's sandbox.
+        matches = self.list(owner=self.owner, kernel_id=kernel_id)
         return matches[0] if matches else None
 
     def find_for_workspace(self, workspace: str) -> Sandbox | None:

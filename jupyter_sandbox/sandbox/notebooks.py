@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Callable
 
 from . import binding
 from .docker_backend import SandboxError
@@ -199,3 +200,65 @@ class NotebookSandboxes:
         binding.remember_notebook(detached, path, detached=True)
         log.info("sandbox %s of the former notebook %s detached (files kept)", sandbox.id, path)
         return moved
+
+
+class WorkspaceMoves:
+    """The same moves by workspace key, for a service whose notebooks are on another machine (hub
+    mode): the user's server knows the files and their keys, and sends which key becomes which; this
+    side knows only the sandboxes. No path is looked up here and no host note of notebooks is kept."""
+
+    def __init__(self, manager: SandboxManager) -> None:
+        self.manager = manager
+
+    def rebind(self, moves: list[tuple[str, str]]) -> list[Sandbox]:
+        """Each (old key, new key): the old key's sandbox takes the new one (a sandbox left under the
+        new key by an earlier file there is detached first). Returns the sandboxes that moved."""
+        moved = []
+        with binding.claim_lock():
+            for old, new in moves:
+                sandbox = self.manager.find_for_workspace(old)
+                if sandbox is None or old == new:
+                    continue
+                stale = self.manager.find_for_workspace(new)
+                if stale is not None and stale.id != sandbox.id:
+                    self.manager.bind(stale, binding.detached_workspace(), stale.kernel_id)
+                try:
+                    moved.append(self.manager.bind(sandbox, new, sandbox.kernel_id))
+                except SandboxError as exc:
+                    log.warning("could not move sandbox %s to workspace %s: %s", sandbox.id, new, exc)
+        return moved
+
+    def detach(self, workspace: str) -> list[Sandbox]:
+        """A copy was made under this key: a sandbox left there is not the copy's (files kept)."""
+        with binding.claim_lock():
+            stale = self.manager.find_for_workspace(workspace)
+            if stale is None:
+                return []
+            return [self.manager.bind(stale, binding.detached_workspace(), stale.kernel_id)]
+
+    def delete(self, workspaces: list[str], alive: Callable[[str], bool]) -> tuple[list[Sandbox], list[Sandbox]]:
+        """The notebooks of these keys were deleted: their sandboxes are removed with their files, but
+        one a running kernel still uses (`alive`) becomes that kernel's own. (removed, kept)."""
+        doomed: list[Sandbox] = []
+        kept: list[Sandbox] = []
+        with binding.claim_lock():
+            for workspace in workspaces:
+                sandbox = self.manager.find_for_workspace(workspace)
+                if sandbox is None:
+                    continue
+                if sandbox.kernel_id and alive(sandbox.kernel_id):
+                    kept.append(self.manager.bind(sandbox, None, sandbox.kernel_id))
+                    continue
+                doomed.append(self.manager.bind(sandbox, binding.detached_workspace(), sandbox.kernel_id))
+        for sandbox in doomed:
+            log.info("notebook of sandbox %s deleted on the user's server: removing it", sandbox.id)
+            self.manager.remove(sandbox)
+        return doomed, kept
+
+    def session(self, kernel_id: str, workspace: str) -> list[Sandbox]:
+        """A kernel's session moved to another notebook: the kernel's notebook sandbox follows it."""
+        with binding.claim_lock():
+            sandbox = self.manager.find_for_kernel(kernel_id)
+            if sandbox is None or sandbox.workspace is None or sandbox.workspace == workspace:
+                return []
+        return self.rebind([(sandbox.workspace, workspace)])

@@ -21,7 +21,10 @@ from .desktop import desktop_routes
 from .fallback import NotFoundHandler
 from .files import FileContentHandler, FileInfoHandler, FileOperationHandler, FilesHandler, MultipartUploadHandler
 from .git import GIT_OPERATION, GitHandler
+from .kernels import KERNEL_ID, KernelActionHandler, KernelChannelsHandler, KernelEventsHandler, KernelSandboxHandler
+from .lend import SandboxLendHandler
 from .network import SECRET_NAME, NetworkHandler, NetworkLogHandler, SecretHandler, SecretsHandler
+from .notebooks import NotebookEventsHandler
 from .openapi import OpenAPIHandler
 from .previews import PreviewsHandler
 from .processes import (
@@ -51,6 +54,11 @@ def api_routes(base_url: str, service: Served) -> list[tuple[str, type, dict[str
         (box, SandboxHandler),
         (f"{box}/(?P<action>start|stop|restart)", SandboxActionHandler),
         (f"{box}/kernel", SandboxKernelHandler),
+        (f"{box}/kernel/events", KernelEventsHandler),
+        (f"{box}/kernel/(?P<action>interrupt|restart|activity)", KernelActionHandler),
+        (f"{box}/kernel/channels", KernelChannelsHandler),
+        (f"{box}/lend", SandboxLendHandler),
+        (f"{api}/kernels/{KERNEL_ID}/sandbox", KernelSandboxHandler),
         (f"{box}/files", FilesHandler),
         (f"{box}/files/info", FileInfoHandler),
         (f"{box}/files/content", FileContentHandler),
@@ -77,6 +85,7 @@ def api_routes(base_url: str, service: Served) -> list[tuple[str, type, dict[str
         (f"{box}/secrets", SecretsHandler),
         (f"{box}/secrets/{SECRET_NAME}", SecretHandler),
         *desktop_routes(box),
+        (f"{api}/notebooks/events", NotebookEventsHandler),
         (f"{api}/openapi.json", OpenAPIHandler),
     ]
     # Last: whatever path under the API no route above takes gets a JSON 404.
