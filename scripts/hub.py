@@ -29,8 +29,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -276,7 +277,10 @@ def stop_hub(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
             process.wait(timeout=10)
 
 
-def _step(steps: lab.Steps, title: str, action, done: str) -> object:
+T = TypeVar("T")
+
+
+def _step(steps: lab.Steps, title: str, action: Callable[[], T], done: str) -> T:
     started = time.monotonic()
     try:
         result = action()
