@@ -211,7 +211,6 @@ def hub_environment(
     service_port: int,
     api_port: int | None = None,
     proxy_api_port: int | None = None,
-    preview_port: int | None = None,
     service_args: Sequence[str] = (),
 ) -> dict[str, str]:
     """The variables examples/hub/jupyterhub_config.py reads."""
@@ -228,8 +227,6 @@ def hub_environment(
         env["JUPYTER_SANDBOX_HUB_API_PORT"] = str(api_port)
     if proxy_api_port:
         env["JUPYTER_SANDBOX_HUB_PROXY_API_PORT"] = str(proxy_api_port)
-    if preview_port:
-        env["JUPYTER_SANDBOX_HUB_PREVIEW_PORT"] = str(preview_port)
     return env
 
 
@@ -298,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--venv", default=".venv")
     parser.add_argument("--python", default=sys.executable, help="the Python that makes the venv")
     parser.add_argument("--port", type=int, default=8000, help="the hub's address is http://127.0.0.1:PORT")
-    parser.add_argument("--service-port", type=int, default=8765, help="the sandbox service's port (and the next)")
+    parser.add_argument("--service-port", type=int, default=8765, help="the sandbox service's port (its API and its previews' origins)")
     parser.add_argument("--users", default="alice,bob", help="the hub's users, comma-separated (system accounts)")
     args = parser.parse_args(argv)
     users = [name.strip() for name in args.users.split(",") if name.strip()]

@@ -44,7 +44,6 @@ port = int(os.environ.get("JUPYTER_SANDBOX_HUB_PORT", "8000"))
 hub_port = int(os.environ.get("JUPYTER_SANDBOX_HUB_API_PORT", str(port + 1)))
 proxy_api_port = int(os.environ.get("JUPYTER_SANDBOX_HUB_PROXY_API_PORT", str(port + 2)))
 service_port = int(os.environ.get("JUPYTER_SANDBOX_HUB_SERVICE_PORT", "8765"))
-preview_port = int(os.environ.get("JUPYTER_SANDBOX_HUB_PREVIEW_PORT", str(service_port + 1)))
 service_url = f"http://127.0.0.1:{service_port}"
 SERVICE_NAME = "sandbox"
 
@@ -108,7 +107,6 @@ service_command = json.loads(os.environ.get("JUPYTER_SANDBOX_HUB_SERVICE_COMMAND
     "service",
     "--ip=127.0.0.1",
     f"--port={service_port}",
-    f"--preview-port={preview_port}",
     *json.loads(os.environ.get("JUPYTER_SANDBOX_HUB_SERVICE_ARGS", "[]")),
 ]
 c.JupyterHub.services = [
