@@ -89,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("prune", help="remove stopped sandboxes, orphaned volumes and the unused network")
     cli_lifecycle.add_parsers(commands)
     commands.add_parser("mcp", help="an MCP server (stdio) for agents; `jupyter sandbox mcp --help`", add_help=False)
+    commands.add_parser(
+        "service",
+        help="the sandbox service for a hub: holds the engine, serves users; `jupyter sandbox service --help`",
+        add_help=False,
+    )
     return parser
 
 
@@ -98,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .mcp_server.cli import main as mcp_main
 
         return mcp_main(given[1:])
+    if given[:1] == ["service"]:  # a traitlets application of its own: jupyter_sandbox/service/app.py
+        from .service import main as service_main
+
+        return service_main(given[1:])
     given, trailing = cli_lifecycle.split_exec(given)
     args = _parser().parse_args(given)
     args.trailing = trailing

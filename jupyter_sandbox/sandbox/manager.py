@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -49,6 +50,7 @@ from .image import (
     build_image,
 )
 from .network import EgressPolicy
+from .quotas import Holding, OwnerLimit, QuotaExceeded, SandboxQuota
 from .records import ContainerRecord, VolumeRecord
 from .spec import (
     AGENT_PORT,
@@ -165,10 +167,6 @@ def _created_seconds(sandbox: Sandbox) -> float:
 
 class NoSuchSandbox(SandboxError, errors.SandboxNotFound):
     """No sandbox has that id (a SandboxError for the manager's callers, SandboxNotFound for the operations')."""
-
-
-class OwnerLimit(SandboxError):
-    """The owner already has as many sandboxes as SandboxManager.max_sandboxes_per_owner allows."""
 
 
 @dataclass
@@ -644,6 +642,11 @@ class SandboxManager(LoggingConfigurable):
         # Set when the server shuts down: housekeeping makes nothing new from then on.
         self.stopping = False
         self.gateway = EgressGateway(parent=self)
+        # The operator's quotas per owner (all unlimited unless configured); see check_quota.
+        self.quota = SandboxQuota(parent=self)
+        # Held from a quota check to the end of the change it allowed (a container made and started),
+        # so that two changes of one owner in this process cannot both take the last place.
+        self._quota_lock = threading.RLock()
 
     @property
     def backend(self) -> Backend:
@@ -764,12 +767,31 @@ class SandboxManager(LoggingConfigurable):
         as made for the warm pool."""
         spec = (spec or self.default_spec()).validate()
         new_sandbox = not sandbox_id  # else a new container for a sandbox that exists already
+        wanted = Holding(running=start, cpu=spec.cpu, memory=spec.memory, disk=spec.disk)
         if new_sandbox and not pool:
-            self.check_owner_limit()  # before an image build, too
+            self.check_quota(wanted)  # before an image build, too
         self.ensure_image(spec.image, progress)
         self.kernel_argv(spec.image, spec.language)  # an image without the language's kernel is refused here
         python = self.agent_runtime(spec.image).python
-        new = sandbox_id is None
+        with self._quota_lock:
+            if new_sandbox and not pool and self._limited():
+                # Again, holding the lock: another change of this owner's may have been made meanwhile.
+                self.check_quota(wanted)
+            return self._create(spec, kernel_id, progress, start, sandbox_id, network_policy, workspace, pool, python)
+
+    def _create(
+        self,
+        spec: SandboxSpec,
+        kernel_id: str | None,
+        progress: Progress,
+        start: bool,
+        sandbox_id: str | None,
+        network_policy: EgressPolicy | None,
+        workspace: str | None,
+        pool: bool,
+        python: str,
+    ) -> Sandbox:
+        new_sandbox = new = sandbox_id is None
         sandbox_id = sandbox_id or secrets.token_hex(6)
         name = binding.Binding(sandbox_id, workspace, binding.check_kernel_id(kernel_id) if kernel_id else None).name
         volume = binding.volume_name(sandbox_id)
@@ -801,14 +823,9 @@ class SandboxManager(LoggingConfigurable):
         env = {"HOME": SANDBOX_HOME, "USER": "sandbox", **{k: target for k, (_, target) in moved.items()}}
         try:
             self._create_container(spec, name, volume, labels, env, binding.base_name(sandbox_id), python)
-            if (
-                new_sandbox
-                and not pool
-                and self.max_sandboxes_per_owner > 0
-                and self.owned_count() > self.max_sandboxes_per_owner
-            ):
-                # Another create took the last place meanwhile (another process, too): this one goes.
-                self.check_owner_limit()
+            if new_sandbox and not pool:
+                # Another process (a kernel, the CLI) may have taken the last place meanwhile: this one goes.
+                self.check_owner_limit(recount=True)
         except Exception:
             # A new container for a kept sandbox leaves its files alone.
             if new_home:
@@ -837,20 +854,81 @@ class SandboxManager(LoggingConfigurable):
         )
         return sandbox
 
+    def _limited(self) -> bool:
+        """Whether a quota of SandboxQuota applies to this owner (else only the count of sandboxes is bounded)."""
+        return not self.quota.limits_for(self.owner).unlimited
+
+    def _count_limit(self) -> int:
+        limits = [n for n in (self.max_sandboxes_per_owner, self.quota.limits_for(self.owner).max_sandboxes) if n > 0]
+        return min(limits, default=0)
+
+    def holding(self, sandbox: Sandbox, running: bool | None = None, resources: bool = True) -> Holding:
+        """What `sandbox` takes from its owner's quota (as if `running`, when given). With
+        `resources`, its vCPUs and memory as in force now (they change live, its spec label does not)."""
+        cpu, memory = 0.0, 0
+        if resources:
+            host = self._details(sandbox).host
+            cpu, memory = float(host.cpu or 0.0), int(host.memory or 0)
+        disk = sandbox.spec.get("disk")
+        return Holding(
+            running=sandbox.running if running is None else running,
+            cpu=cpu,
+            memory=memory,
+            disk=disk if isinstance(disk, int) and resources else 0,
+        )
+
+    def check_quota(self, adding: Holding | None, replacing: Sandbox | None = None) -> None:
+        """The one quota check (quotas.py): refuse, with QuotaExceeded, a change by which this owner
+        would hold `adding` (instead of what `replacing` holds now) beyond a quota. Called before a
+        create, a claim from the pool, a start and a change of limits; a no-op when nothing is limited."""
+        limits = self.quota.limits_for(self.owner)
+        if limits.unlimited and self.max_sandboxes_per_owner <= 0:
+            return
+        full = limits.needs_resources
+        held: builtins.list[Holding] = []
+        replaced: Holding | None = None
+        for sandbox in self.list(owner=self.owner):
+            if sandbox.pool:
+                continue  # the unclaimed pool is nobody's yet
+            try:
+                holding = self.holding(sandbox, resources=full)
+            except SandboxError:
+                continue  # removed meanwhile
+            held.append(holding)
+            if replacing is not None and sandbox.id == replacing.id:
+                replaced = holding
+        if replacing is not None and replaced is None:
+            replaced = self.holding(replacing, resources=full)
+            held.append(replaced)
+        if adding is not None and not full:
+            adding = Holding(running=adding.running, cpu=0.0, memory=0, disk=0)
+        self.quota.check(self.owner, held, adding, replaced, extra_count_limit=self.max_sandboxes_per_owner)
+
+    def may_take(self, spec: SandboxSpec) -> bool:
+        """Whether this owner may take one more running sandbox of `spec` (a claim from the pool)."""
+        try:
+            self.check_quota(Holding(running=True, cpu=spec.cpu, memory=spec.memory, disk=spec.disk))
+        except QuotaExceeded:
+            return False
+        return True
+
     def owned_count(self) -> int:
         """This owner's sandboxes that count against max_sandboxes_per_owner (not the unclaimed pool)."""
         return sum(1 for s in self.list(owner=self.owner) if not s.pool)
 
-    def check_owner_limit(self) -> None:
-        if self.max_sandboxes_per_owner <= 0:
+    def check_owner_limit(self, recount: bool = False) -> None:
+        """The count quota alone. `recount`: after a container was made, whether this owner now has
+        more than allowed (another process took the last place at the same time)."""
+        limit = self._count_limit()
+        if limit <= 0:
             return
         count = self.owned_count()
-        if count >= self.max_sandboxes_per_owner:
-            raise OwnerLimit(
-                f"{self.owner} already has {count} sandboxes, the most one owner may have "
-                f"(SandboxManager.max_sandboxes_per_owner = {self.max_sandboxes_per_owner}); delete one "
-                "(`jupyter sandbox rm ID`, or DELETE /sandbox/api/sandboxes/ID) before making another"
-            )
+        if recount:
+            if count <= limit:
+                return
+            count -= 1  # as it was without the one just made
+        nothing = Holding(running=False, cpu=0.0, memory=0, disk=0)
+        self.quota.check(self.owner, [nothing] * count, nothing, extra_count_limit=self.max_sandboxes_per_owner)
 
     # -- the home and what else a sandbox may write ---------------------------------------------
 
@@ -1078,6 +1156,10 @@ class SandboxManager(LoggingConfigurable):
     def recreate(self, sandbox: Sandbox, spec: SandboxSpec, progress: Progress = _quiet) -> Sandbox:
         """A fresh container with a new spec on the same workspace volume (same sandbox id)."""
         spec = spec.validate()
+        # A new spec may hold more (vCPUs, memory, disk): refused before anything changes.
+        if self._limited():
+            wanted = Holding(running=True, cpu=spec.cpu, memory=spec.memory, disk=spec.disk)
+            self.check_quota(wanted, replacing=sandbox)
         self.ensure_image(spec.image, progress)
         self.kernel_argv(spec.image, spec.language)  # refused before the old container goes
         home = self._home(sandbox.id)
@@ -1242,7 +1324,14 @@ class SandboxManager(LoggingConfigurable):
 
     def update_live(self, sandbox: Sandbox, cpu: float | None = None, memory: int | None = None) -> Sandbox:
         """Change CPU and memory of a running sandbox without restarting it."""
-        self.backend.update_resources(sandbox.container_id, cpu=cpu, memory=memory)
+        with self._quota_lock:
+            if self._limited():
+                now = self.holding(sandbox, running=True)
+                self.check_quota(
+                    replace(now, cpu=now.cpu if cpu is None else cpu, memory=now.memory if memory is None else memory),
+                    replacing=sandbox,
+                )
+            self.backend.update_resources(sandbox.container_id, cpu=cpu, memory=memory)
         return self.get(sandbox.id)
 
     def limits(self, sandbox: Sandbox) -> dict[str, Any]:
@@ -1353,6 +1442,12 @@ class SandboxManager(LoggingConfigurable):
         the container is stopped again and the error says why: it never runs unrestricted."""
         if sandbox.running:
             return self.get(sandbox.id)
+        with self._quota_lock:
+            if not sandbox.pool and self._limited():
+                self.check_quota(self.holding(sandbox, running=True), replacing=sandbox)
+            return self._start(sandbox)
+
+    def _start(self, sandbox: Sandbox) -> Sandbox:
         runtime = self.agent_runtime(sandbox.image_id or sandbox.image)
         if not self._gated(sandbox, runtime.python):
             # Made by a version whose start had no gate, or for an interpreter no longer judged fit:
@@ -1518,12 +1613,7 @@ class SandboxManager(LoggingConfigurable):
                     if kept.kernel_id and binding.kernel_alive(kept.kernel_id):
                         return None, f"busy {kept.kernel_id}"
                     return self.bind(kept, workspace, kernel_id), "workspace"
-            if (
-                spec is not None
-                and self.warm_pool_size > 0
-                and spec == self.default_spec()
-                and (self.max_sandboxes_per_owner <= 0 or self.owned_count() < self.max_sandboxes_per_owner)
-            ):
+            if spec is not None and self.warm_pool_size > 0 and spec == self.default_spec() and self.may_take(spec):
                 # A pool sandbox counts once claimed: over the limit, none is claimed, and the create
                 # that follows says why. Only this server's pool, and only a sandbox the pool saw
                 # answering: one whose agent still starts would give the kernel's first calls a 502.
@@ -1543,7 +1633,7 @@ class SandboxManager(LoggingConfigurable):
         if self.warm_pool_size <= 0 or spec != self.default_spec():
             return None
         with binding.claim_lock():
-            if self.max_sandboxes_per_owner > 0 and self.owned_count() >= self.max_sandboxes_per_owner:
+            if not self.may_take(spec):
                 return None  # the create that follows says why
             for candidate in self.pool_sandboxes(spec, server=self.server_id):
                 if not binding.pool_ready(candidate.id):

@@ -38,7 +38,7 @@ from .gateway import vault as gateway_vault
 from .git_credentials import Credential, CredentialError, Remote
 from .git_proxy import GitCredentialProxy, GitProxyError, run_call
 from .limits import DockerCalls, SandboxGates, UploadBudget
-from .manager import OwnerLimit, Sandbox, SandboxManager
+from .manager import Sandbox, SandboxManager
 from .spec import LABEL_PREFIX, SandboxSpec, SpecError, parse_size, user_ports
 
 MAX_PATH = 4096
@@ -90,8 +90,6 @@ def domain_errors() -> Iterator[None]:
         raise errors.EngineUnavailable(str(exc)) from None
     except (SpecError, ImageNotFound) as exc:
         raise errors.InvalidInput(str(exc)) from None
-    except OwnerLimit as exc:
-        raise errors.Conflict(str(exc)) from None
     except SandboxError as exc:
         raise errors.Internal(str(exc)) from None
     except AgentError as exc:

@@ -12,8 +12,7 @@ from typing import Any
 
 from jupyter_server.utils import url_path_join
 
-from ...sandbox.operations import SandboxOperations
-from .base import SANDBOX_ID, STATUS_OF, SandboxAPIHandler, status_of
+from .base import SANDBOX_ID, STATUS_OF, SandboxAPIHandler, Served, status_of
 from .desktop import desktop_routes
 from .fallback import NotFoundHandler
 from .files import FileContentHandler, FileInfoHandler, FileOperationHandler, FilesHandler, MultipartUploadHandler
@@ -39,7 +38,7 @@ from .terminals import PtyHandler
 __all__ = ["STATUS_OF", "SandboxAPIHandler", "api_routes", "status_of"]
 
 
-def api_routes(base_url: str, service: SandboxOperations) -> list[tuple[str, type, dict[str, Any]]]:
+def api_routes(base_url: str, service: Served) -> list[tuple[str, type, dict[str, Any]]]:
     api = url_path_join(base_url, "sandbox", "api")
     box = f"{api}/sandboxes/{SANDBOX_ID}"
     args = {"service": service}

@@ -7,13 +7,13 @@ answers; a domain error it lets through becomes the status below and a JSON `{"m
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Protocol, Union
 from urllib.parse import quote
 
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
-from ...sandbox import errors
+from ...sandbox import errors, quotas
 from ...sandbox.operations import SandboxOperations
 from .. import validation
 
@@ -32,6 +32,10 @@ STATUS_OF: dict[type[errors.SandboxOperationError], int] = {
     errors.Forbidden: 403,
     errors.NotFound: 404,
     errors.Conflict: 409,
+    # A quota (sandbox/quotas.py) is a conflict with what the user holds now, which they can resolve
+    # (stop or delete one, ask for less) and resend: 409, as RFC 9110 describes it. Not 429, which
+    # says "slow down": waiting frees nothing. Not 403: the same request succeeds once they free some.
+    quotas.QuotaExceeded: 409,
     errors.Gone: 410,
     errors.PayloadTooLarge: 413,
     errors.LimitReached: 429,
@@ -56,15 +60,66 @@ def http_error(exc: errors.SandboxOperationError) -> web.HTTPError:
     return web.HTTPError(status_of(exc), "%s", exc.message)
 
 
+def unauthenticated(handler: web.RequestHandler) -> web.HTTPError:
+    """The refusal of a request without a (valid) credential, in the words of where it was sent: a
+    user's Jupyter server (403, its token), or the sandbox service (401, a user's token; the service
+    puts its `jupyter_sandbox_refusal` in the settings)."""
+    refusal = handler.settings.get("jupyter_sandbox_refusal")
+    if refusal is None:
+        return web.HTTPError(403, NEEDS_TOKEN)
+    return web.HTTPError(401, refusal(handler))
+
+
+def error_reply(handler: web.RequestHandler, status_code: int, message: str) -> None:
+    """An error as the API answers it: JSON {"message"}; a 401 says which scheme to use."""
+    if status_code == 401:
+        handler.set_header("WWW-Authenticate", 'token realm="jupyter-sandbox"')
+    handler.set_header("Content-Type", "application/json")
+    handler.finish(json.dumps({"message": message}))
+
+
 def url_quote(text: str) -> str:
     return quote(text, safe="")
 
 
-class SandboxAPIHandler(APIHandler):
+class OperationsPerUser(Protocol):
+    """Where a handler finds the operations of the user who asks, when there is one set per user (the
+    sandbox service: service/users.py). A user's own Jupyter server has one SandboxOperations instead."""
+
+    def operations_for(self, user: Any) -> SandboxOperations:
+        """The operations of `user` (the handler's current_user); a domain error when they have none."""
+        ...
+
+
+Served = Union[SandboxOperations, OperationsPerUser]
+
+
+class ServedOperations:
+    """How a handler (REST or websocket) finds its operations: the one instance of a user's server, or,
+    on the sandbox service, the instance of the user the request authenticated as. Everything else
+    about the handlers is shared by the two."""
+
+    _served: Served
+    current_user: Any
+
+    def serve(self, service: Served) -> None:
+        self._served = service
+
+    @property
+    def service(self) -> SandboxOperations:
+        served = self._served
+        if isinstance(served, SandboxOperations):
+            return served
+        if not self.current_user:  # never reached before authentication; refused all the same
+            raise unauthenticated(self)  # type: ignore[arg-type]
+        return served.operations_for(self.current_user)
+
+
+class SandboxAPIHandler(ServedOperations, APIHandler):
     auth_resource = AUTH_RESOURCE
 
-    def initialize(self, service: SandboxOperations) -> None:
-        self.service = service
+    def initialize(self, service: Served) -> None:
+        self.serve(service)
 
     @property
     def operations(self) -> SandboxOperations:
@@ -74,14 +129,14 @@ class SandboxAPIHandler(APIHandler):
         await super().prepare()
         # Unauthenticated requests get a 403 that says what is missing, not a lesson in the API.
         if not self.current_user:
-            raise web.HTTPError(403, NEEDS_TOKEN)
+            raise unauthenticated(self)
         self.validate_request()
 
     def check_xsrf_cookie(self) -> None:
         # Jupyter checks XSRF while it looks for a user; with no user at all, the missing token is
         # the problem to name (a logged-in browser without the XSRF cookie still gets Jupyter's check).
         if hasattr(self, "_jupyter_current_user") and not self.current_user:
-            raise web.HTTPError(403, NEEDS_TOKEN)
+            raise unauthenticated(self)
         super().check_xsrf_cookie()
 
     def operation(self) -> validation.Operation | None:
@@ -152,8 +207,7 @@ class SandboxAPIHandler(APIHandler):
             message = exc.log_message % exc.args if exc.args else exc.log_message
         else:
             message = self._reason
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"message": message}))
+        error_reply(self, status_code, message)
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, errors.SandboxOperationError):

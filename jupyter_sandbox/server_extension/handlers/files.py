@@ -257,10 +257,14 @@ class FileOperationHandler(SandboxAPIHandler):
             self.reply(
                 await ops.replace_in_files(sandbox_id, body.get("files"), body.get("pattern"), body.get("new_value"))
             )
+        else:  # search and find are GETs; answering a POST with an empty 200 would hide the mistake
+            raise web.HTTPError(405, f"files/{operation} is a GET")
 
     @web.authenticated
     @authorized
     async def get(self, sandbox_id: str, operation: str) -> None:
+        if operation not in ("search", "find"):
+            raise web.HTTPError(405, f"files/{operation} is a POST")
         path = check_path(self.query("path"), required=False)
         pattern = self.query("pattern", required=True)
         assert pattern is not None

@@ -74,8 +74,15 @@ class SandboxKernelHandler(SandboxAPIHandler):
     @web.authenticated
     @authorized
     async def post(self, sandbox_id: str) -> None:
+        kernels = self.settings.get("kernel_manager")
+        if kernels is None:
+            # The sandbox service: kernels run beside the user's own Jupyter server, which has this route.
+            raise web.HTTPError(
+                404, "this sandbox service runs no Jupyter kernels: ask the user's Jupyter server for one"
+            )
+
         async def start(name: str, kernel_id: str) -> None:
-            await self.kernel_manager.start_kernel(kernel_name=name, kernel_id=kernel_id)
+            await kernels.start_kernel(kernel_name=name, kernel_id=kernel_id)
 
         answer = await self.service.attach_kernel(sandbox_id, self.json_body().get("language"), start)
         self.created(answer, url_path_join(self.base_url, "api", "kernels", answer["kernel_id"]))

@@ -17,24 +17,23 @@ from tornado import web, websocket
 from tornado.httpclient import HTTPRequest
 
 from ...sandbox import errors
-from ...sandbox.operations import SandboxOperations
 from ...sandbox.ptys import exit_code_of
 from .. import validation
-from .base import AUTH_RESOURCE, http_error
+from .base import AUTH_RESOURCE, Served, ServedOperations, error_reply, http_error, unauthenticated
 
 MAX_FRAME = 1024 * 1024
 MAX_UNSENT = 8 * 1024 * 1024
 
 
-class PtyHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHandler):
+class PtyHandler(ServedOperations, WebSocketMixin, JupyterHandler, websocket.WebSocketHandler):
     """A terminal in the sandbox. Authenticated before the upgrade; then frames are relayed both ways."""
 
     auth_resource = AUTH_RESOURCE
     # The exit frame's key for the code: the sidebar's terminal has always said "code".
     exit_key = "code"
 
-    def initialize(self, service: SandboxOperations) -> None:
-        self.service = service
+    def initialize(self, service: Served) -> None:
+        self.serve(service)
         self.upstream: websocket.WebSocketClientConnection | None = None
         self.unsent = 0
 
@@ -42,14 +41,13 @@ class PtyHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHandler):
         # An API socket: no redirect to the login page, a plain 403 before any upgrade.
         await JupyterHandler.prepare(self, _redirect_to_login=False)
         if not self.current_user:
-            raise web.HTTPError(403, "authentication is required")
+            raise unauthenticated(self)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Refusals before the upgrade as the REST API gives them: JSON {"message"}, not a page."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
         message = exc.log_message % exc.args if isinstance(exc, web.HTTPError) and exc.log_message else self._reason
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"message": message}))
+        error_reply(self, status_code, message)
 
     def check_query(self) -> None:
         operation = validation.operation_for(
