@@ -48,6 +48,14 @@ def register_preview_template(template: str, script_template: str = "") -> None:
             _registered.pop(PREVIEW_SCRIPT_TEMPLATE_ENV, None)
 
 
+def register_environment(values: dict[str, str]) -> None:
+    """Variables every kernel launched from now on gets (hub mode: where the sandbox service is and
+    this user's token for it, `SandboxRemote.environment()`), also when they are only in the server's
+    config and not in its environment."""
+    with _lock:
+        _registered.update(values)
+
+
 def unregister() -> None:
     """The server extension stopped: kernels launched afterwards are told nothing."""
     with _lock:

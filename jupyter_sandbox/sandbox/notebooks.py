@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Callable
 
 from . import binding
 from .docker_backend import SandboxError
@@ -46,12 +47,24 @@ def remember_start(workspace: str, path: str) -> None:
 class NotebookSandboxes:
     """Keeps notebooks' sandboxes bound to where the notebook files are now."""
 
-    def __init__(self, manager: SandboxManager, root_dir: str) -> None:
+    def __init__(
+        self,
+        manager: SandboxManager,
+        root_dir: str,
+        resolve: bool = True,
+        kernel_alive: Callable[[str], bool] = binding.kernel_alive,
+    ) -> None:
         self.manager = manager
-        self.root_dir = os.path.realpath(root_dir)
+        # `resolve` off: the paths are another machine's (hub mode: the user's server resolved them),
+        # normalised here but never looked up in this machine's files.
+        self.resolve = resolve
+        self.root_dir = os.path.realpath(root_dir) if resolve else "/"
+        self.kernel_alive = kernel_alive
 
     def absolute(self, api_path: str) -> str:
         """The resolved file path of a Jupyter API path, as a kernel started in its folder sees it."""
+        if not self.resolve:
+            return os.path.normpath("/" + api_path.lstrip("/"))
         return os.path.realpath(os.path.join(self.root_dir, api_path.strip("/")))
 
     def key(self, path: str) -> str:
@@ -118,7 +131,7 @@ class NotebookSandboxes:
                 if sandbox is None:
                     continue
                 kernel_id = sandbox.kernel_id
-                if kernel_id and binding.kernel_alive(kernel_id):
+                if kernel_id and self.kernel_alive(kernel_id):
                     self.manager.bind(sandbox, None, kernel_id)
                     binding.set_kernel_workspace(kernel_id, None)
                     log.info("notebook %s deleted: its sandbox %s goes with kernel %s", path, sandbox.id, kernel_id)
@@ -143,7 +156,7 @@ class NotebookSandboxes:
                 if binding.notebook_record(workspace) is None or os.path.exists(path):
                     continue  # moved through Jupyter meanwhile
                 sandbox = self.manager.find_for_workspace(workspace)
-                if sandbox is not None and sandbox.kernel_id and binding.kernel_alive(sandbox.kernel_id):
+                if sandbox is not None and sandbox.kernel_id and self.kernel_alive(sandbox.kernel_id):
                     continue
                 if sandbox is not None:
                     self._detach(sandbox, path)

@@ -39,6 +39,7 @@ from .git_credentials import Credential, CredentialError, Remote
 from .git_proxy import GitCredentialProxy, GitProxyError, run_call
 from .limits import DockerCalls, SandboxGates, UploadBudget
 from .manager import Sandbox, SandboxManager
+from .notebooks import NotebookSandboxes
 from .spec import LABEL_PREFIX, SandboxSpec, SpecError, parse_size, user_ports
 
 MAX_PATH = 4096
@@ -76,6 +77,20 @@ def check_path(value: Any, what: str = "path", required: bool = True) -> str:
         raise errors.InvalidInput(f"{what} may not contain '..'; give the path from /home/sandbox or an absolute one")
     if any(part.startswith("-") for part in value.split("/")):
         raise errors.InvalidInput(f"{what} may not have a name starting with '-'")
+    return value
+
+
+NOTEBOOK_ACTIONS = ("rename", "copy", "delete", "session")
+MAX_LIVE_KERNELS = 1000
+MAX_NOTEBOOK_PATH = 4096
+
+
+def _notebook_path(value: Any, what: str) -> str:
+    """A notebook's absolute file path on a user's server, as follow_notebook takes it."""
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise errors.InvalidInput(f"{what} must be the notebook's absolute file path")
+    if len(value) > MAX_NOTEBOOK_PATH or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise errors.InvalidInput(f"{what} is too long or holds control characters")
     return value
 
 
@@ -739,6 +754,45 @@ class SandboxOperations(SandboxService):
     async def fill_pool(self) -> None:
         if self.manager.warm_pool_size > 0:
             await self._in_background("warm pool", self.manager.fill_pool)
+
+    # -- notebooks (hub mode) ------------------------------------------------------------------
+
+    async def follow_notebook(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A notebook moved on a user's Jupyter server, told by that server (hub mode: its files are on
+        another machine): the sandboxes of the caller's notebooks follow it, as notebooks.py does for a
+        server on this machine. Paths are the user's server's resolved file paths; `live_kernels` are
+        the kernels that server runs (a sandbox one of them uses is kept when its notebook is deleted)."""
+        action = body.get("action")
+        if action not in NOTEBOOK_ACTIONS:
+            raise errors.InvalidInput(f"action must be one of {', '.join(NOTEBOOK_ACTIONS)}, got {action!r}")
+        path = _notebook_path(body.get("path"), "path")
+        source = _notebook_path(body.get("source_path"), "source_path") if action == "rename" else None
+        live = body.get("live_kernels", [])
+        if not isinstance(live, builtins.list) or len(live) > MAX_LIVE_KERNELS:
+            raise errors.InvalidInput(f"live_kernels must be a list of at most {MAX_LIVE_KERNELS} kernel ids")
+        kernel_id = body.get("kernel_id") if action == "session" else None
+        try:
+            for value in [*live, *([kernel_id] if action == "session" else [])]:
+                binding.check_kernel_id(value)
+        except (ValueError, TypeError) as exc:
+            raise errors.InvalidInput(f"a kernel id is not valid: {exc}") from None
+        alive = frozenset(live)
+        notebooks = NotebookSandboxes(self.manager, "/", resolve=False, kernel_alive=alive.__contains__)
+
+        def follow() -> builtins.list[str]:
+            if action == "rename":
+                assert source is not None
+                return notebooks.moved(source, path)
+            if action == "copy":
+                notebooks.copied(path)
+                return []
+            if action == "delete":
+                return notebooks.deleted(path)
+            moved = notebooks.session_moved(str(kernel_id), path)
+            return [moved] if moved else []
+
+        with domain_errors():
+            return {"sandboxes": await self.blocking(follow)}
 
     # -- files ------------------------------------------------------------------------------
 

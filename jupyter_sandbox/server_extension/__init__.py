@@ -3,6 +3,11 @@
 An `ExtensionApp`, so that the server's own shutdown path (`stop_extension`, awaited before the
 server shuts its kernels down) stops the housekeeping and removes this server's warm pool, in bounded
 time, instead of an `atexit` hook that a hung or killed shutdown never reaches.
+
+In hub mode (`c.SandboxRemote.url` or $JUPYTER_SANDBOX_SERVICE_URL set) the extension makes no engine
+call at all: no manager or backend is made, /sandbox/api is forwarded to the sandbox service as this
+user (remote/forward.py), previews, housekeeping and SSH are the service's, notebook moves reach it
+through its REST API, and the kernels this server starts are told where the service is.
 """
 
 from __future__ import annotations
@@ -18,13 +23,16 @@ from traitlets import Bool, Float
 
 from ..config import CONFIG_FILE_NAME, load_config
 from ..kernel import provisioner
+from ..remote.forward import SandboxForwarder
+from ..remote.settings import SandboxRemote
 from ..sandbox import binding
 from ..sandbox.manager import SandboxManager
 from ..sandbox.operations import SandboxOperations
 from ..sandbox.ssh.gateway import SSHGateway
 from . import preview
 from .handlers import api_routes
-from .notebook_events import NotebookEvents
+from .handlers.forward import forward_routes
+from .notebook_events import NotebookEvents, RemoteNotebookEvents
 
 if TYPE_CHECKING:
     from jupyter_server.serverapp import ServerApp
@@ -58,6 +66,8 @@ class SandboxExtension(ExtensionApp):
     manager: SandboxManager
     service: SandboxOperations
     mcp_bridge: Any = None
+    # Hub mode: the forwarder to the sandbox service (None in single-machine mode).
+    forwarder: SandboxForwarder | None = None
 
     @property
     def server(self) -> ServerApp:
@@ -73,6 +83,12 @@ class SandboxExtension(ExtensionApp):
         serverapp = self.server
         config = load_config()
         config.merge(serverapp.config)
+        self._timers: list[PeriodicCallback] = []
+        self._tasks: set[asyncio.Future] = set()
+        remote = SandboxRemote(config=config, log=serverapp.log)
+        if remote.enabled:
+            self._initialize_hub_mode(remote, config)
+            return
         # Who this server is: its housekeeping touches only what it (or a server now gone) made; the
         # kernels it starts are told the id by their provisioner and claim only its pool.
         self.server_id = binding.new_server_id()
@@ -83,10 +99,27 @@ class SandboxExtension(ExtensionApp):
         self.manager.server_id = self.server_id
         self.service = SandboxOperations(self.manager, config=config, log=serverapp.log)
         self.notebook_events = NotebookEvents(serverapp, self.manager, self.service)
-        self._timers: list[PeriodicCallback] = []
-        self._tasks: set[asyncio.Future] = set()
+
+    def _initialize_hub_mode(self, remote: SandboxRemote, config: Any) -> None:
+        """Sandboxes come from the service: nothing here may reach an engine (no manager, no backend,
+        no host lease: the service's housekeeping and pool are its own)."""
+        serverapp = self.server
+        self.forwarder = SandboxForwarder(remote, config=config, log=serverapp.log)
+        if not remote.token.strip():
+            serverapp.log.warning(
+                "jupyter-sandbox: hub mode without a credential for the sandbox service at %s: set "
+                "c.SandboxRemote.token or $JUPYTER_SANDBOX_SERVICE_TOKEN (every sandbox request will fail)",
+                self.forwarder.service_url,
+            )
+        # The kernels this server starts reach the same service as the same user, also when the URL
+        # and token are only in this server's config (not its environment).
+        provisioner.register_environment(remote.environment())
+        self.remote_notebook_events = RemoteNotebookEvents(serverapp, self.forwarder)
 
     def initialize_handlers(self) -> None:
+        if self.forwarder is not None:
+            self._initialize_hub_handlers(self.forwarder)
+            return
         serverapp, service = self.server, self.service
         base_url = serverapp.web_app.settings["base_url"]
         serverapp.web_app.add_handlers(".*$", api_routes(base_url, service))
@@ -124,6 +157,19 @@ class SandboxExtension(ExtensionApp):
             base_url,
             service.preview_url_template,
             self.server_id,
+        )
+
+    def _initialize_hub_handlers(self, forwarder: SandboxForwarder) -> None:
+        serverapp = self.server
+        base_url = serverapp.web_app.settings["base_url"]
+        serverapp.web_app.add_handlers(".*$", forward_routes(base_url, forwarder))
+        provisioner.check_kernelspec(serverapp.kernel_spec_manager, serverapp.log)
+        self._install_mcp(base_url)
+        self.remote_notebook_events.install()
+        serverapp.log.info(
+            "jupyter-sandbox: hub mode: REST API at %ssandbox/api forwarded to the sandbox service at %s",
+            base_url,
+            forwarder.service_url,
         )
 
     def _install_mcp(self, base_url: str) -> None:
@@ -168,6 +214,9 @@ class SandboxExtension(ExtensionApp):
     async def stop_extension(self) -> None:
         """The server is shutting down: no new housekeeping, this server's pool removed, within
         `shutdown_timeout` seconds whatever Docker does."""
+        if self.forwarder is not None:
+            await self._stop_hub_mode(self.forwarder)
+            return
         manager = self.manager
         manager.stopping = True
         for timer in self._timers:
@@ -206,6 +255,15 @@ class SandboxExtension(ExtensionApp):
         if self.mcp_bridge is not None:
             await self.mcp_bridge.stop()
         self.server_lease.release(forget=True)
+        provisioner.unregister()
+
+    async def _stop_hub_mode(self, forwarder: SandboxForwarder) -> None:
+        # Nothing of the service's is stopped or removed: its sandboxes and housekeeping are its own.
+        self.remote_notebook_events.uninstall()
+        await self.remote_notebook_events.settle(self.shutdown_timeout)
+        if self.mcp_bridge is not None:
+            await self.mcp_bridge.stop()
+        forwarder.close()
         provisioner.unregister()
 
 

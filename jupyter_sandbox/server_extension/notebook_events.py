@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any, Callable
 
 from ..sandbox import binding
@@ -97,3 +98,94 @@ class NotebookEvents:
         detached = await self._run("check", self.notebooks.tidy)
         if detached:
             self.log.info("jupyter-sandbox: notebooks gone outside Jupyter; detached their sandboxes %s", detached)
+
+
+class RemoteNotebookEvents:
+    """Hub mode: the same notebook moves, told to the sandbox service through its REST API (POST
+    /sandbox/api/notebooks/events), which moves the sandboxes. Paths are this server's resolved file
+    paths (what the user's kernels key their notebooks' sandboxes by); the kernels this server runs
+    are named, so that the service keeps a sandbox a running kernel still uses."""
+
+    def __init__(self, serverapp: Any, forwarder: Any) -> None:
+        self.serverapp = serverapp
+        self.forwarder = forwarder
+        self.log: logging.Logger = serverapp.log
+        contents = getattr(serverapp, "contents_manager", None)
+        root = getattr(contents, "root_dir", None) or serverapp.root_dir
+        self.root_dir = os.path.realpath(root)
+        self._original_update: Callable[..., Any] | None = None
+        self._pending: set[asyncio.Future] = set()
+
+    def absolute(self, api_path: str) -> str:
+        return os.path.realpath(os.path.join(self.root_dir, api_path.strip("/")))
+
+    def install(self) -> None:
+        logger = getattr(self.serverapp, "event_logger", None)
+        if logger is not None:
+            logger.add_listener(schema_id=CONTENTS_SCHEMA, listener=self._on_contents)
+        sessions = getattr(self.serverapp, "session_manager", None)
+        if sessions is not None and hasattr(sessions, "update_session"):
+            self._original_update = sessions.update_session
+            sessions.update_session = self._update_session
+
+    def uninstall(self) -> None:
+        logger = getattr(self.serverapp, "event_logger", None)
+        if logger is not None:
+            try:
+                logger.remove_listener(schema_id=CONTENTS_SCHEMA, listener=self._on_contents)
+            except Exception:  # already gone with the server's event bus
+                pass
+        if self._original_update is not None:
+            self.serverapp.session_manager.update_session = self._original_update
+            self._original_update = None
+
+    async def settle(self, timeout: float) -> None:
+        """Wait (a bounded time) for the events still on their way to the service."""
+        if self._pending:
+            await asyncio.wait(list(self._pending), timeout=timeout)
+
+    def live_kernels(self) -> list[str]:
+        kernels = getattr(self.serverapp, "kernel_manager", None)
+        try:
+            return [str(k) for k in kernels.list_kernel_ids()] if kernels is not None else []
+        except Exception:
+            return []
+
+    async def send(self, body: dict[str, Any]) -> None:
+        body = {**body, "live_kernels": self.live_kernels()}
+        task = asyncio.ensure_future(self.forwarder.post_json("notebooks/events", body))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        try:
+            await task
+        except Exception as exc:
+            # A sandbox that cannot follow its notebook must not break the file operation.
+            self.log.warning(
+                "jupyter-sandbox: the sandbox service did not hear of a notebook %s: %s", body["action"], exc
+            )
+
+    async def _on_contents(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
+        action, path = data.get("action"), data.get("path")
+        if not isinstance(path, str) or action not in ("rename", "copy", "delete"):
+            return
+        body: dict[str, Any] = {"action": action, "path": self.absolute(path)}
+        if action == "rename":
+            source = data.get("source_path")
+            if not isinstance(source, str):
+                return
+            body["source_path"] = self.absolute(source)
+        await self.send(body)
+
+    async def _update_session(self, session_id: str, **kwargs: Any) -> Any:
+        assert self._original_update is not None
+        result = await self._original_update(session_id, **kwargs)
+        if "path" in kwargs:
+            try:
+                model = await self.serverapp.session_manager.get_session(session_id=session_id)
+            except Exception:
+                return result
+            kernel_id = ((model or {}).get("kernel") or {}).get("id")
+            path = (model or {}).get("path")
+            if isinstance(kernel_id, str) and isinstance(path, str):
+                await self.send({"action": "session", "path": self.absolute(path), "kernel_id": kernel_id})
+        return result

@@ -397,6 +397,20 @@ def openapi_document() -> dict[str, Any]:
                 ok="204",
             )
         },
+        "/sandbox/api/notebooks/events": {
+            "post": _op(
+                "hub mode: a notebook on the user's server was renamed, copied or deleted, or a session "
+                "moved to another notebook; the caller's sandboxes follow it",
+                body=_obj(
+                    ["action", "path"],
+                    action={"type": "string", "enum": ["rename", "copy", "delete", "session"]},
+                    path={**STRING, "description": "the notebook's absolute file path on the user's server"},
+                    source_path={**STRING, "description": "rename: the old absolute path"},
+                    kernel_id={**STRING, "description": "session: the kernel whose session moved"},
+                    live_kernels={"type": "array", "items": STRING, "description": "the kernels the server runs"},
+                ),
+            )
+        },
         "/sandbox/api/openapi.json": {"get": _op("this document")},
     }
     from .openapi_desktop import desktop_paths  # it builds on this module's helpers

@@ -31,6 +31,7 @@ from tornado.routing import Router, Rule, RuleRouter
 import jupyter_sandbox.server_extension as server_extension
 from jupyter_sandbox.server_extension import preview
 from jupyter_sandbox.server_extension.handlers import api_routes
+from jupyter_sandbox.server_extension.handlers.forward import forward_routes
 from jupyter_sandbox.server_extension.mcp_http import mcp_routes
 from jupyter_sandbox.server_extension.preview.entry import PreviewEntrance
 
@@ -88,6 +89,8 @@ def registered_targets() -> tuple[web.Application, Untouchable, list[Any]]:
     )
     app.add_handlers(".*$", api_routes(BASE_URL, service))  # type: ignore[arg-type]
     app.add_handlers(".*$", mcp_routes(BASE_URL, service))  # type: ignore[arg-type]
+    # Hub mode's routes (the same paths, forwarded to the sandbox service): the same checks first.
+    app.add_handlers(".*$", forward_routes(BASE_URL, service))  # type: ignore[arg-type]
     preview.install(app, manager=None, log=None, template=PREVIEW_TEMPLATE, base_url=BASE_URL, path_form=True)  # type: ignore[arg-type]
     targets = [rule.target for rule in walk_rules(app.default_router) if not isinstance(rule.target, Router)]
     return app, service, targets

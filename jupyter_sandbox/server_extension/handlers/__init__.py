@@ -18,6 +18,7 @@ from .fallback import NotFoundHandler
 from .files import FileContentHandler, FileInfoHandler, FileOperationHandler, FilesHandler, MultipartUploadHandler
 from .git import GIT_OPERATION, GitHandler
 from .network import SECRET_NAME, NetworkHandler, NetworkLogHandler, SecretHandler, SecretsHandler
+from .notebooks import NotebookEventsHandler
 from .openapi import OpenAPIHandler
 from .previews import PreviewsHandler
 from .processes import (
@@ -73,6 +74,7 @@ def api_routes(base_url: str, service: Served) -> list[tuple[str, type, dict[str
         (f"{box}/secrets", SecretsHandler),
         (f"{box}/secrets/{SECRET_NAME}", SecretHandler),
         *desktop_routes(box),
+        (f"{api}/notebooks/events", NotebookEventsHandler),
         (f"{api}/openapi.json", OpenAPIHandler),
     ]
     # Last: whatever path under the API no route above takes gets a JSON 404.
