@@ -12,17 +12,18 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Callable, cast
 
 from jupyter_core.application import JupyterApp
 from traitlets import Bool, Float, Unicode
 
 from .. import __version__
 from ..config import CONFIG_FILE_NAME
+from ..remote.settings import SandboxRemote
 from ..sandbox import binding, notebooks
 from ..sandbox.manager import SandboxManager
 from .lifecycle import SandboxLifecycle
-from .relay import Relay
+from .relay import Lifecycle, Relay
 from .settings import SandboxKernel
 
 KERNEL_ID_RE = re.compile(r"kernel-([0-9A-Za-z-]{8,64})\.json$")
@@ -32,7 +33,7 @@ class SandboxKernelApp(JupyterApp):
     name = "jupyter-sandbox-kernel"
     version = __version__
     description = "Relay a Jupyter kernel's messages to an ipykernel inside a hardened Docker container."
-    classes = [SandboxManager, SandboxKernel]
+    classes = [SandboxManager, SandboxKernel, SandboxRemote]
     aliases = {"f": "SandboxKernelApp.connection_file", "log-level": "Application.log_level"}
 
     connection_file = Unicode("", config=True, help="The connection file Jupyter wrote for this kernel.")
@@ -128,6 +129,19 @@ class SandboxKernelApp(JupyterApp):
                 lease.touch()
                 last_touch = time.monotonic()
 
+    def _lifecycle_factory(self, manager: SandboxManager, workspace: str | None) -> Callable[[Relay], Lifecycle]:
+        """Single-machine mode: this machine's engine. Hub mode (a sandbox service is configured):
+        the service's API, and no engine call from this process."""
+        remote = SandboxRemote(parent=self)
+        if not remote.enabled:
+            return lambda r: SandboxLifecycle(manager, self.kernel_id, r.post, workspace=workspace)
+        from ..remote.api import ServiceAPI
+        from ..remote.lifecycle import RemoteLifecycle
+
+        api = ServiceAPI(remote.url, remote.token)
+        self.log.info("hub mode: sandboxes come from the sandbox service at %s", api.url)
+        return lambda r: RemoteLifecycle(api, self.kernel_id, r.post, workspace=workspace)
+
     def start(self) -> None:
         connection = json.loads(Path(self.connection_file).read_text())
         manager = SandboxManager(parent=self)
@@ -139,7 +153,7 @@ class SandboxKernelApp(JupyterApp):
             notebooks.remember_start(workspace, str(Path(self.notebook_path).resolve()))
         relay = Relay(
             connection,
-            lambda r: SandboxLifecycle(manager, self.kernel_id, r.post, workspace=workspace),
+            self._lifecycle_factory(manager, workspace),
             handshake_timeout=self.handshake_timeout,
             settings=SandboxKernel(parent=self),
             language=manager.language,

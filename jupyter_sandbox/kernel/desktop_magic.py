@@ -32,7 +32,7 @@ def desktop(args: list[str], ctx: MagicContext) -> MagicResult:
     options = parser.parse_args(args)
     if ctx.sandbox is None or not ctx.sandbox.running:
         raise SandboxError("the sandbox is not running; run a cell to start it")
-    operations = operations_for(ctx.manager)
+    operations = operations_for(ctx.engine)
     sandbox_id = ctx.sandbox.id
     if options.action == "stop":
         _run(operations.desktop_stop(sandbox_id))

@@ -8,7 +8,6 @@ it), so the relay itself knows nothing of Docker (relay.Lifecycle is the seam).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import threading
@@ -23,7 +22,8 @@ from ..sandbox.errors import SandboxOperationError
 from ..sandbox.manager import Sandbox, SandboxManager
 from . import kernel_info as kernel_info_cache
 from . import release
-from .magics import MagicContext
+from .access import run
+from .magics import MagicContext, operations_for
 from .settings import SandboxKernel
 
 T = TypeVar("T")
@@ -36,16 +36,6 @@ API_RESTART_MESSAGE = (
     "The Python process in the sandbox was restarted through the sandbox API: variables are gone, "
     "files in /home/sandbox are kept."
 )
-
-
-def describe_exit(exit_code: int | None, oom_killed: bool, memory: str = "") -> str:
-    if oom_killed:
-        return f"it ran out of memory{f' (limit {memory})' if memory else ''} and was killed"
-    if exit_code in (137, -9):
-        return "it was killed (SIGKILL)"
-    if exit_code is None:
-        return "it is gone"
-    return f"it exited with code {exit_code}"
 
 
 class SandboxLifecycle:
@@ -80,46 +70,14 @@ class SandboxLifecycle:
 
     def _bring_up(self) -> None:
         try:
-            manager = self.manager
-            spec = manager.default_spec()
-            # Two kernels of one notebook starting at once must not make two sandboxes for it: the
-            # notebook's lock covers finding and making (other notebooks do not wait).
-            # The notebook may have been renamed, moved or deleted since the kernel started: the
-            # server notes where its sandbox is now (notebooks.py).
+            # The one bring-up (operations.py), which the remote kernel reaches through the API.
             self.workspace = binding.kernel_workspace(self.kernel_id, self.workspace)
-            lock = binding.host_lock(f"workspace-{self.workspace}") if self.workspace else contextlib.nullcontext()
-            with lock:
-                sandbox, how = manager.claim(self.kernel_id, self.workspace, spec)
-                workspace = self.workspace
-                if how.startswith("busy"):
-                    self._progress(
-                        f"this notebook's sandbox is in use by another kernel ({how.split()[1]}); "
-                        "this kernel gets a sandbox of its own, removed when the kernel shuts down"
-                    )
-                    workspace = None
-                created = sandbox is None
-                if sandbox is None:
-                    sandbox = manager.create(
-                        spec, kernel_id=self.kernel_id, progress=self._progress, workspace=workspace
-                    )
-                    # A rename seen while it was being made moves it now.
-                    sandbox = manager.follow_kernel_workspace(sandbox, self.kernel_id)
-            if created:
-                health = manager.wait_for_agent(sandbox)
-            elif not sandbox.running:
-                self._progress(f"starting sandbox {sandbox.id} again (its files are kept)...")
-                sandbox = manager.start(sandbox)
-                health = manager.wait_for_agent(sandbox)
-            elif how == "pool":
-                health = manager.wait_for_agent(sandbox)  # its Python process is fresh and waiting
-            else:
-                # Reattaching (a kernel restart, a reopened notebook): the inner kernel starts afresh,
-                # files stay.
-                health = manager.wait_for_agent(sandbox)
-                self.agent_call(sandbox, lambda agent: agent.kernel.restart())
+            ops = operations_for(self.manager)
+            up = run(ops.bring_up_kernel(self.kernel_id, self.workspace, progress=self._progress))
+            sandbox = up.sandbox
             connection = sandbox.kernel_connection()
             self.sandbox, self._connection = sandbox, connection
-            self._start_watchers(sandbox, int(health.get("last_event") or 0))
+            self._start_watchers(sandbox, up.last_event)
             self.post("ready", connection)
         except (SandboxError, AgentError, SandboxOperationError) as exc:
             self.post("failed", str(exc))
@@ -146,17 +104,7 @@ class SandboxLifecycle:
         if stop.is_set():
             return
         stop.set()
-        try:
-            current = self.manager.get(sandbox.id)
-            if current.state in ("removing", "dead"):
-                raise SandboxError("being removed")
-            if self.manager.was_idle_stopped(current):
-                reason = "it was stopped because nobody used it for a while (its files are kept)"
-            else:
-                reason = describe_exit(current.exit_code, current.oom_killed, sandbox.memory_limit)
-        except SandboxError:
-            reason = "it was removed"
-        self.post("container_died", reason)
+        self.post("container_died", operations_for(self.manager).gone_reason(sandbox.id, sandbox.memory_limit))
 
     def _watch_container(self, sandbox: Sandbox, stop: threading.Event) -> None:
         """Docker's die event arrives within milliseconds; polling covers a broken event stream."""

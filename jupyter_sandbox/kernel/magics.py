@@ -30,6 +30,7 @@ from ..sandbox.manager import Sandbox, SandboxManager
 from ..sandbox.operations import SandboxOperations, preview_link
 from ..sandbox.spec import SpecError, limit_size, parse_size, readable_size
 from . import downloads
+from .access import LocalAccess, SandboxAccess
 from .settings import SandboxKernel
 
 T = TypeVar("T")
@@ -123,6 +124,9 @@ HELP = """%sandbox: control this notebook's sandbox (handled on the host, never 
 """
 
 
+# What needs this machine's engine or its host-side state (the rest also works in hub mode).
+ENGINE_ONLY = frozenset({"config", "network", "secret", "ssh", "pty", "desktop"})
+
 # A folder upload goes file by file; past this many, an archive is the better way.
 MAX_UPLOAD_FILES = 10_000
 
@@ -166,7 +170,9 @@ class MagicResult:
 
 @dataclass
 class MagicContext:
-    manager: SandboxManager
+    # This machine's manager; None in hub mode, where the kernel reaches no engine (`access` is the
+    # sandbox service's API then).
+    manager: SandboxManager | None
     settings: SandboxKernel
     sandbox: Sandbox | None
     cell_timeout: float
@@ -176,6 +182,21 @@ class MagicContext:
     delete: Callable[[], None] = lambda: None
     # Asks the front end for a value in a password field (None: it cannot, or no answer came).
     ask_secret: Callable[[str], str | None] = lambda prompt: None
+    access_to: SandboxAccess | None = None
+
+    @property
+    def access(self) -> SandboxAccess:
+        """The one way to the sandbox's operations (local, or the sandbox service's API)."""
+        if self.access_to is None:
+            self.access_to = LocalAccess(self.engine)
+        return self.access_to
+
+    @property
+    def engine(self) -> SandboxManager:
+        """This machine's manager, for the magics that only single-machine mode has."""
+        if self.manager is None:
+            raise SandboxOperationError("this command is not available through the sandbox service (hub mode)")
+        return self.manager
 
 
 class _Parser(argparse.ArgumentParser):
@@ -262,6 +283,11 @@ class SandboxMagics:
             return MagicResult(
                 error="%%sandbox only takes `exec` (the cell is a shell script); use %sandbox lines for the rest"
             )
+        if ctx.manager is None and command in ENGINE_ONLY:
+            return MagicResult(
+                error=f"%sandbox {command} is not available yet when sandboxes come from the sandbox service "
+                "(hub mode); use the sidebar or the REST API for it"
+            )
         try:
             if command == "exec":
                 rest = text.split(None, 1)[1] if len(text.split(None, 1)) > 1 else ""
@@ -344,9 +370,7 @@ class SandboxMagics:
     def collect_status(self, ctx: MagicContext) -> dict[str, Any]:
         if ctx.sandbox is None:
             raise SandboxError("this kernel has no sandbox yet; run a cell to start one")
-        sandbox = ctx.manager.get(ctx.sandbox.id)
-        status = _run(operations_for(ctx.manager).status_of(sandbox))
-        return status.to_magic(ctx.cell_timeout)
+        return ctx.access.status(ctx.sandbox, ctx.cell_timeout)
 
     def config(self, args: list[str], ctx: MagicContext) -> MagicResult:
         parser = _Parser(
@@ -397,7 +421,7 @@ class SandboxMagics:
             return result
         if changes:
             sandbox = self._require(ctx)
-            ops = operations_for(ctx.manager)
+            ops = operations_for(ctx.engine)
             plan = _run(ops.plan_config(sandbox, changes))  # refuses before anything changes
             if plan.restart:
                 ctx.write(
@@ -461,11 +485,7 @@ class SandboxMagics:
             raise MagicUsageError(f"{parser.format_usage()}%sandbox exec: error: give a command to run")
         sandbox = self._require(ctx)
         try:
-            record = _run(
-                operations_for(ctx.manager).exec_streaming(
-                    sandbox, script, on_output=ctx.write, cancel=ctx.cancel, timeout=options.timeout, cwd=options.cwd
-                )
-            )
+            record = ctx.access.exec_streaming(sandbox, script, ctx.write, ctx.cancel, options.timeout, options.cwd)
         except Cancelled:
             return MagicResult(error="interrupted: the command was stopped")
         if record.get("timed_out"):
@@ -478,7 +498,7 @@ class SandboxMagics:
         parser = _Parser(ctx.write, prog="%sandbox ls", description="List a folder in the sandbox.")
         parser.add_argument("path", nargs="?", default="", help="folder (default: /home/sandbox)")
         options = parser.parse_args(args)
-        listing = _run(operations_for(ctx.manager).list_folder(self._require(ctx), options.path))
+        listing = ctx.access.list_folder(self._require(ctx), options.path)
         # The folder as a path reads: '/home/sandbox/../..' is '/'.
         lines = [f"{posixpath.normpath(str(listing['path']) or '/')}:"]
         for item in listing["entries"]:
@@ -577,7 +597,6 @@ class SandboxMagics:
             raise SpecError(f"{sources[0]} is a folder: give its sandbox folder with --to")
         limit = parse_size(ctx.settings.max_transfer_size, "max_transfer_size")
         sandbox = self._require(ctx)
-        ops = operations_for(ctx.manager)
         total = 0
         for raw, path, relative in files:
             # O_NOFOLLOW: the file checked above cannot be swapped for a symlink before it is opened.
@@ -594,7 +613,7 @@ class SandboxMagics:
                 total += size
                 # The agent makes the folders a file goes into.
                 destination = rename or posixpath.join(target or "", relative)
-                answer = _run(ops.upload_from(sandbox, destination, handle, size))
+                answer = ctx.access.upload_from(sandbox, destination, handle, size)
             if len(files) == 1:
                 ctx.write("stdout", f"uploaded {raw} ({size:,} bytes) to {answer.get('path', destination)}\n")
         if len(files) != 1:
@@ -628,9 +647,7 @@ class SandboxMagics:
             sandbox.id,
             parts,
             options.force,
-            lambda handle: _run(
-                operations_for(ctx.manager).download_to(sandbox, options.sandbox_path, handle, limit, ctx.cancel)
-            ),
+            lambda handle: ctx.access.download_to(sandbox, options.sandbox_path, handle, limit, ctx.cancel),
         )
         ctx.write("stdout", f"downloaded {options.sandbox_path} ({size:,} bytes) to {destination}\n")
         return MagicResult()
@@ -647,7 +664,7 @@ class SandboxMagics:
         options = parser.parse_args(args)
         sandbox = self._require(ctx)
         template = os.environ.get(PREVIEW_TEMPLATE_ENV)
-        if not template:
+        if not template and not ctx.access.hub:
             raise SandboxError(
                 "previews are served by the jupyter-sandbox server extension; start this kernel "
                 "from a Jupyter server that has it enabled (e.g. JupyterLab after pip install)"
@@ -656,9 +673,13 @@ class SandboxMagics:
             expires_in = preview_tokens.parse_duration(options.expires)
         except preview_tokens.PreviewError as exc:
             raise SpecError(str(exc)) from None
-        script_template = os.environ.get(PREVIEW_SCRIPT_TEMPLATE_ENV, "")
-        link = preview_link(template, sandbox.id, options.port, expires_in, script_template=script_template)
-        listening = _run(operations_for(ctx.manager).listening_ports(sandbox))
+        if ctx.access.hub:
+            # The service serves previews and signs their tokens: the link is its own.
+            link = ctx.access.preview_link(sandbox, options.port, expires_in)
+        else:
+            script_template = os.environ.get(PREVIEW_SCRIPT_TEMPLATE_ENV, "")
+            link = preview_link(str(template), sandbox.id, options.port, expires_in, script_template=script_template)
+        listening = ctx.access.listening_ports(sandbox)
         until = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(link.expires))
         lines = [
             f"preview of port {options.port} in sandbox {sandbox.id}, valid until {until}",
@@ -704,7 +725,7 @@ class SandboxMagics:
         options = parser.parse_args(args)
         sandbox = self._require(ctx)
         ctx.stop_watching()
-        after = _run(operations_for(ctx.manager).restart_sandbox(sandbox, hard=options.hard))
+        after = ctx.access.restart_sandbox(sandbox, options.hard)
         if options.hard:
             ctx.write("stdout", f"sandbox {sandbox.id}: a fresh container; files in /home/sandbox are kept\n")
         else:
@@ -720,7 +741,7 @@ class SandboxMagics:
         parser.parse_args(args)
         sandbox = self._require(ctx)
         ctx.stop_watching()
-        _run(operations_for(ctx.manager).stop_sandbox(sandbox))
+        ctx.access.stop_sandbox(sandbox)
         ctx.write("stdout", f"sandbox {sandbox.id} stopped; the next cell starts it again\n")
         return MagicResult(stopped=True)
 

@@ -35,7 +35,7 @@ def network_magic(args: list[str], ctx: MagicContext) -> MagicResult:
     parser.add_argument("entries", nargs="*", metavar="DOMAIN_OR_CIDR")
     options = parser.parse_args(args)
     sandbox = _require(ctx)
-    operations = operations_for(ctx.manager)
+    operations = operations_for(ctx.engine)
     if options.mode == "log":
         if options.entries:
             raise SpecError("%sandbox network log takes no arguments")
@@ -43,7 +43,7 @@ def network_magic(args: list[str], ctx: MagicContext) -> MagicResult:
         ctx.write("stdout", format_log(found["entries"]))
         return MagicResult()
     if options.mode is not None:
-        before = ctx.manager.egress(sandbox)
+        before = ctx.engine.egress(sandbox)
         value: dict[str, Any] = {"mode": options.mode}
         if options.mode == "allow":
             value.update(network.split_entries(options.entries))
@@ -56,7 +56,7 @@ def network_magic(args: list[str], ctx: MagicContext) -> MagicResult:
                 "note: the proxy settings (HTTP_PROXY, HTTPS_PROXY) reach the sandbox's processes from its next "
                 "start: run %sandbox restart (until then only the listed CIDR blocks are reachable)\n",
             )
-    ctx.write("stdout", f"network: {ctx.manager.egress(sandbox).describe()}\n")
+    ctx.write("stdout", f"network: {ctx.engine.egress(sandbox).describe()}\n")
     return MagicResult()
 
 
@@ -90,7 +90,7 @@ def secret_magic(args: list[str], ctx: MagicContext) -> MagicResult:
     parser.add_argument("--host", action="append", default=[], help="a host the secret is for (repeat for more)")
     options = parser.parse_args(args)
     sandbox = _require(ctx)
-    operations = operations_for(ctx.manager)
+    operations = operations_for(ctx.engine)
     if options.action == "list":
         found = _run(operations.list_secrets(sandbox.id))["secrets"]
         if not found:

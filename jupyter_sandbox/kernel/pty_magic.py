@@ -42,7 +42,7 @@ def pty(args: list[str], ctx: MagicContext) -> MagicResult:
     sandbox = ctx.sandbox
     if sandbox is None or not sandbox.running:
         raise SpecError("the sandbox is not running; run a cell to start it")
-    ops = operations_for(ctx.manager)
+    ops = operations_for(ctx.engine)
     parser = _Parser(ctx.write, prog=f"%sandbox pty {action}")
     if action == "create":
         parser.add_argument("--id", default=None)

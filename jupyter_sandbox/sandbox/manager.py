@@ -1576,7 +1576,9 @@ class SandboxManager(LoggingConfigurable):
         return Sandbox.from_record(record)
 
     def find_for_kernel(self, kernel_id: str) -> Sandbox | None:
-        matches = self.list(kernel_id=kernel_id)
+        # This owner's only: a kernel id another caller names (the service's users choose theirs)
+        # never reaches someone else's sandbox.
+        matches = self.list(owner=self.owner, kernel_id=kernel_id)
         return matches[0] if matches else None
 
     def find_for_workspace(self, workspace: str) -> Sandbox | None:

@@ -30,6 +30,7 @@ from traitlets.config import LoggingConfigurable
 
 from . import binding, errors, git_credentials, languages, network, preview, ptys
 from . import desktop as desktop_checks
+from . import secrets as sandbox_secrets
 from .agent_client import AgentClient, Cancelled, domain_error, reduced
 from .agent_http import AgentError, AgentResponse
 from .docker_backend import DockerUnavailable, ImageNotFound, SandboxError
@@ -40,7 +41,7 @@ from .git_proxy import GitCredentialProxy, GitProxyError, run_call
 from .limits import DockerCalls, SandboxGates, UploadBudget
 from .manager import Sandbox, SandboxManager
 from .notebooks import NotebookSandboxes
-from .spec import LABEL_PREFIX, SandboxSpec, SpecError, parse_size, user_ports
+from .spec import KERNEL_PORTS, LABEL_PREFIX, SandboxSpec, SpecError, parse_size, user_ports
 
 MAX_PATH = 4096
 MAX_NAME = 255
@@ -109,6 +110,52 @@ def domain_errors() -> Iterator[None]:
         raise errors.Internal(str(exc)) from None
     except AgentError as exc:
         raise domain_error(exc) from None
+
+
+def describe_exit(exit_code: int | None, oom_killed: bool, memory: str = "") -> str:
+    """Why a sandbox's container ended, as a notebook is told."""
+    if oom_killed:
+        return f"it ran out of memory{f' (limit {memory})' if memory else ''} and was killed"
+    if exit_code in (137, -9):
+        return "it was killed (SIGKILL)"
+    if exit_code is None:
+        return "it is gone"
+    return f"it exited with code {exit_code}"
+
+
+IDLE_STOPPED = "it was stopped because nobody used it for a while (its files are kept)"
+REMOVED = "it was removed"
+KERNEL_EVENT_WAIT = 25.0
+
+
+@dataclass
+class KernelSandbox:
+    """A kernel's sandbox, up and answering: what `bring_up_kernel` hands the kernel (locally) or the
+    remote kernel (REST). `how`: 'created', 'kernel' (its own again), 'workspace' (its notebook's),
+    'pool'; `notes` are what the notebook is told on the way (e.g. a busy notebook sandbox)."""
+
+    sandbox: Sandbox
+    how: str
+    last_event: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def to_rest(self) -> dict[str, Any]:
+        # The inner kernel's key goes to the sandbox's owner only (the route is owner-scoped); the
+        # sandbox knows it anyway. No host ports: across machines they mean nothing, the kernel
+        # reaches its channels through .../kernel/channels.
+        return {
+            "sandbox": self.sandbox.to_dict(),
+            "how": self.how,
+            "last_event": self.last_event,
+            "notes": self.notes,
+            "memory_limit": self.sandbox.memory_limit,
+            "image_id": self.sandbox.image_id,
+            "kernel": {
+                "key": sandbox_secrets.kernel_key(self.sandbox.id),
+                "signature_scheme": "hmac-sha256",
+                "channels": list(KERNEL_PORTS),
+            },
+        }
 
 
 @dataclass
@@ -725,6 +772,145 @@ class SandboxOperations(SandboxService):
             return recreated
         await self.agent_for(sandbox).kernel.restart(announce=announce)
         return await self.blocking(self.manager.get, sandbox.id)
+
+    # -- a kernel's sandbox -------------------------------------------------------------------
+    # The proxy kernel's side of a sandbox, one copy for both kernels: the local one calls these from
+    # its threads, the remote one (hub mode) through .../kernels/{id}/sandbox and .../kernel/*.
+
+    async def bring_up_kernel(
+        self, kernel_id: Any, workspace: Any = None, progress: Callable[[str], None] | None = None
+    ) -> KernelSandbox:
+        """The sandbox kernel `kernel_id` runs in, up and answering: its own again (a restart), its
+        notebook's (`workspace`), one from the warm pool, or a new one; started if it was stopped.
+        Reattached, its Python process starts afresh (files stay); a pool's is fresh already."""
+        if not isinstance(kernel_id, str):
+            raise errors.InvalidInput("kernel_id must be a string")
+        try:
+            binding.check_kernel_id(kernel_id)
+            if workspace is not None:
+                if not isinstance(workspace, str):
+                    raise ValueError("workspace must be a string or null")
+                binding.check_workspace(workspace)
+        except ValueError as exc:
+            raise errors.InvalidInput(str(exc)) from None
+        say = progress or (lambda message: None)
+        notes: list[str] = []
+        manager = self.manager
+
+        def claim_or_create() -> tuple[Sandbox, str]:
+            spec = manager.default_spec()
+            # The notebook may have been renamed, moved or deleted since the kernel started: the
+            # server notes where its sandbox is now (notebooks.py).
+            current = binding.kernel_workspace(kernel_id, workspace)
+            # Two kernels of one notebook starting at once must not make two sandboxes for it: the
+            # notebook's lock covers finding and making (other notebooks do not wait).
+            lock = binding.host_lock(f"workspace-{current}") if current else contextlib.nullcontext()
+            with lock:
+                sandbox, how = manager.claim(kernel_id, current, spec)
+                target = current
+                if how.startswith("busy"):
+                    note = (
+                        f"this notebook's sandbox is in use by another kernel ({how.split()[1]}); "
+                        "this kernel gets a sandbox of its own, removed when the kernel shuts down"
+                    )
+                    notes.append(note)
+                    say(note)
+                    target = None
+                if sandbox is not None:
+                    return sandbox, how
+                made = manager.create(spec, kernel_id=kernel_id, progress=say, workspace=target)
+                # A rename seen while it was being made moves it now.
+                return manager.follow_kernel_workspace(made, kernel_id), "created"
+
+        sandbox, how = await self.blocking(claim_or_create, timeout=max(self.docker_timeout, 300.0))
+        fresh = how in ("created", "pool")  # its Python process has run nothing yet
+        if not sandbox.running:
+            say(f"starting sandbox {sandbox.id} again (its files are kept)...")
+            sandbox = await self.blocking(manager.start, sandbox)
+            fresh = True
+        agent = self.agent_for(sandbox)
+        with domain_errors():
+            health = await agent.wait_until_up(30)
+            if not fresh:
+                # Reattaching (a kernel restart, a reopened notebook): the inner kernel starts
+                # afresh, files stay.
+                await agent.kernel.restart()
+        last_event = health.get("last_event") if isinstance(health, dict) else 0
+        return KernelSandbox(sandbox, how, last_event if isinstance(last_event, int) else 0, notes)
+
+    async def release_kernel(self, kernel_id: Any) -> builtins.list[str]:
+        """A kernel is done: its notebook's sandbox is stopped and kept, any other removed (also one
+        still being made). The ids of the sandboxes released."""
+        if not isinstance(kernel_id, str):
+            raise errors.InvalidInput("kernel_id must be a string")
+        try:
+            binding.check_kernel_id(kernel_id)
+        except ValueError as exc:
+            raise errors.InvalidInput(str(exc)) from None
+        released = []
+        for sandbox in await self.blocking(self.manager.list, None, kernel_id):
+            if sandbox.owner != self.manager.owner:
+                continue
+            await self.blocking(self.manager.release, sandbox)
+            released.append(sandbox.id)
+        return released
+
+    def gone_reason(self, sandbox_id: str, memory: str = "") -> str:
+        """Why a kernel's sandbox is no longer running, as its notebook is told (blocking)."""
+        try:
+            current = self.manager.get(sandbox_id)
+        except SandboxError:
+            return REMOVED
+        if current.state in ("removing", "dead"):
+            return REMOVED
+        if self.manager.was_idle_stopped(current):
+            return IDLE_STOPPED
+        return describe_exit(current.exit_code, current.oom_killed, memory or current.memory_limit)
+
+    async def kernel_events(self, sandbox_id: str, after: Any, wait: Any = KERNEL_EVENT_WAIT) -> dict[str, Any]:
+        """What happened to a kernel's sandbox since event `after`, waiting up to `wait` seconds for
+        something: the agent's events (its Python process died or was restarted) and, once the
+        container no longer runs, `gone`: why (OOM, killed, idle stop, removed)."""
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise errors.InvalidInput("after must be a whole number of at least 0")
+        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= 60:
+            raise errors.InvalidInput("wait must be from 0 to 60 seconds")
+        sandbox = await self.sandbox(sandbox_id, running=False)
+        if sandbox.running:
+            try:
+                seq, events = await self.agent_for(sandbox).events(after, float(wait))
+                return {"state": "running", "last_event": seq, "events": events, "gone": None}
+            except errors.SandboxOperationError:
+                pass  # the agent went away under the wait: look at the container
+            try:
+                sandbox = await self.blocking(self.manager.get, sandbox_id)
+            except errors.SandboxNotFound:
+                return {"state": "removed", "last_event": after, "events": [], "gone": REMOVED}
+            if sandbox.running:
+                return {"state": "running", "last_event": after, "events": [], "gone": None}
+        reason = await self.blocking(self.gone_reason, sandbox_id, sandbox.memory_limit)
+        return {"state": sandbox.state, "last_event": after, "events": [], "gone": reason}
+
+    async def kernel_action(self, sandbox_id: str, action: str) -> dict[str, Any]:
+        """interrupt: SIGINT to the running cell; restart: a fresh Python process (files kept);
+        activity: the sandbox is in use (its idle clock)."""
+        async with self.agent(sandbox_id) as agent:
+            if action == "interrupt":
+                return await agent.kernel.interrupt(timeout=5)
+            if action == "restart":
+                return await agent.kernel.restart()
+            if action == "activity":
+                return await agent.kernel.activity(timeout=5)
+        raise errors.InvalidInput(f"unknown kernel action {action!r}")
+
+    async def kernel_channel(self, sandbox_id: str, channel: Any) -> tuple[AgentClient, int]:
+        """Where one of the inner kernel's channels is reached: the sandbox's agent and the port its
+        tunnel (/tunnel/{port}) is asked for; through what the backend says reaches the agent, so
+        the caller may be on another machine than the sandbox."""
+        if channel not in KERNEL_PORTS:
+            raise errors.InvalidInput(f"channel must be one of {', '.join(KERNEL_PORTS)}")
+        sandbox = await self.sandbox(sandbox_id)
+        return self.agent_for(sandbox), KERNEL_PORTS[channel]
 
     # -- housekeeping -----------------------------------------------------------------------
 

@@ -25,6 +25,8 @@ def _param(name: str, where: str = "query", required: bool = False, schema: dict
 SANDBOX_ID = _param("sandbox_id", "path", schema={"type": "string", "pattern": "^[0-9a-f]{12}$"})
 SESSION_ID = _param("session_id", "path", schema={"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"})
 PTY_ID = _param("pty_id", "path", schema={"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"})
+KERNEL_ID = _param("kernel_id", "path", schema={"type": "string", "pattern": "^[0-9A-Za-z_-]{1,64}$"})
+CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
 COMMAND_ID = _param("command_id", "path", schema={"type": "string", "pattern": "^[0-9a-f]{1,32}$"})
 
 
@@ -130,6 +132,35 @@ def openapi_document() -> dict[str, Any]:
                 _obj(language={"type": "string", "enum": ["python"]}),
                 ok="201",
             )
+        },
+        f"{box}/kernel/events": {
+            "get": _op(
+                "what happened to a kernel's sandbox since event `after` (its Python process died or was "
+                "restarted; `gone`: why the container no longer runs), waiting up to `wait` seconds",
+                [SANDBOX_ID, _param("after", schema={"type": "string", "pattern": "^[0-9]{1,18}$"}), _param("wait")],
+            )
+        },
+        f"{box}/kernel/interrupt": {"post": _op("interrupt the running cell (SIGINT)", [SANDBOX_ID])},
+        f"{box}/kernel/restart": {
+            "post": _op("a fresh Python process for the kernel that asked (files kept; no announcement)", [SANDBOX_ID])
+        },
+        f"{box}/kernel/activity": {"post": _op("the sandbox is in use (its idle clock starts again)", [SANDBOX_ID])},
+        f"{box}/kernel/channels": {
+            "get": _op(
+                "one of the inner kernel's channels as bytes (websocket upgrade; binary frames both ways)",
+                [SANDBOX_ID, _param("channel", required=True, schema={"type": "string", "enum": list(CHANNELS)})],
+            )
+        },
+        "/sandbox/api/kernels/{kernel_id}/sandbox": {
+            "post": _op(
+                "bring a proxy kernel's sandbox up: its own again, its notebook's (workspace), one from the warm "
+                "pool or a new one; started and answering; reattached, its Python process starts afresh",
+                [KERNEL_ID],
+                _obj(workspace={"type": "string", "nullable": True, "pattern": "^[0-9a-f]{8,64}$"}),
+            ),
+            "delete": _op(
+                "the kernel is done: its notebook's sandbox is stopped and kept, any other removed", [KERNEL_ID]
+            ),
         },
         f"{box}/stop": {"post": _op("stop a sandbox (files are kept)", [SANDBOX_ID])},
         f"{box}/restart": {

@@ -23,6 +23,7 @@ PATH_PARAMETERS = {
     "commands": "command_id",
     "ptys": "pty_id",
     "secrets": "name",
+    "kernels": "kernel_id",
 }
 
 

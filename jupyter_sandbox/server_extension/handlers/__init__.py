@@ -17,6 +17,7 @@ from .desktop import desktop_routes
 from .fallback import NotFoundHandler
 from .files import FileContentHandler, FileInfoHandler, FileOperationHandler, FilesHandler, MultipartUploadHandler
 from .git import GIT_OPERATION, GitHandler
+from .kernels import KERNEL_ID, KernelActionHandler, KernelChannelsHandler, KernelEventsHandler, KernelSandboxHandler
 from .network import SECRET_NAME, NetworkHandler, NetworkLogHandler, SecretHandler, SecretsHandler
 from .notebooks import NotebookEventsHandler
 from .openapi import OpenAPIHandler
@@ -48,6 +49,10 @@ def api_routes(base_url: str, service: Served) -> list[tuple[str, type, dict[str
         (box, SandboxHandler),
         (f"{box}/(?P<action>start|stop|restart)", SandboxActionHandler),
         (f"{box}/kernel", SandboxKernelHandler),
+        (f"{box}/kernel/events", KernelEventsHandler),
+        (f"{box}/kernel/(?P<action>interrupt|restart|activity)", KernelActionHandler),
+        (f"{box}/kernel/channels", KernelChannelsHandler),
+        (f"{api}/kernels/{KERNEL_ID}/sandbox", KernelSandboxHandler),
         (f"{box}/files", FilesHandler),
         (f"{box}/files/info", FileInfoHandler),
         (f"{box}/files/content", FileContentHandler),
