@@ -15,6 +15,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,6 @@ import pytest
 import requests
 from conftest import wait_until
 from hub_support import Hub, HubUser, owner_of, running_hub
-from tornado import web
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -30,7 +30,7 @@ from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.spec import LABEL_ID, LABEL_OWNER
 from jupyter_sandbox.server_extension.handlers import api_routes
 
-MAX_SANDBOXES = 3
+MAX_SANDBOXES = 2
 API = "/sandbox/api"
 
 
@@ -227,12 +227,11 @@ def test_each_user_runs_cells_in_their_own_sandbox(
 ) -> None:
     kernels = {user.name: user.start_kernel("sandbox-python") for user in (alice, bob)}
     try:
-        for user in (alice, bob):
-            status, out = user.run(
-                kernels[user.name],
-                "import os, getpass\nprint(getpass.getuser(), os.path.exists('/var/run/docker.sock'), 6 * 7)",
-                timeout=180,
-            )
+        cell = "import os, getpass\nprint(getpass.getuser(), os.path.exists('/var/run/docker.sock'), 6 * 7)"
+        # Both at once, as two users of one hub work.
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(lambda user: user.run(kernels[user.name], cell, timeout=180), (alice, bob)))
+        for status, out in results:
             assert status == "ok", out
             assert out.split() == ["sandbox", "False", "42"], out
         # Each one's kernel's sandbox is on the engine as theirs, and each user sees only their own.
@@ -322,117 +321,183 @@ def test_previews_and_terminals_through_the_hub(hub: Hub, alice: HubUser, bob: H
         delete_sandbox(alice, sandbox)
 
 
-def _sample_paths(sandbox_id: str) -> list[tuple[str, type]]:
-    """Every sandbox route of the API with `sandbox_id` in it (each alternative of an action, a sample
-    value for the other parts), with its handler class."""
-    samples = {"session_id": "s1", "command_id": "abc123", "pty_id": "p1", "name": "MY_SECRET", "rest": "x"}
-    out = []
-    for pattern, handler, _ in api_routes("/", None):  # type: ignore[arg-type]
-        if "(?P<sandbox_id>" not in pattern:
-            continue
-        expansions = [pattern]
-        while any("(?P<" in p for p in expansions):
-            grown = []
-            for p in expansions:
-                match = re.search(r"\(\?P<(\w+)>([^()]*)\)", p)
-                if not match:
-                    grown.append(p)
-                    continue
-                name, body = match.group(1), match.group(2)
-                if name == "sandbox_id":
-                    values = [sandbox_id]
-                elif re.fullmatch(r"[\w-]+(\|[\w-]+)*", body):
-                    values = body.split("|")
-                else:
-                    values = [samples.get(name, "x")]
-                grown += [p[: match.start()] + v + p[match.end() :] for v in values]
-            expansions = grown
-        out += [(p.rstrip("$"), handler) for p in expansions]
-    return out
+# A well-formed request for each route and method of a sandbox (so that what answers is the ownership
+# check, not the input's): (method, path below the sandbox, query, JSON body or raw bytes).
+GIT_BODY = {"path": "repo"}
+WELL_FORMED: list[tuple[str, str, dict[str, str], Any]] = [
+    ("GET", "", {}, None),
+    ("PATCH", "", {}, {"network": {"mode": "none"}}),
+    ("DELETE", "", {}, None),
+    ("POST", "/start", {}, {}),
+    ("POST", "/stop", {}, {}),
+    ("POST", "/restart", {}, {}),
+    ("POST", "/kernel", {}, {}),
+    ("GET", "/kernel/events", {"after": "0", "wait": "0"}, None),
+    ("POST", "/kernel/interrupt", {}, {}),
+    ("POST", "/kernel/restart", {}, {}),
+    ("POST", "/kernel/activity", {}, {}),
+    ("GET", "/files", {"path": "."}, None),
+    ("DELETE", "/files", {"path": "mine.txt"}, None),
+    ("GET", "/files/info", {"path": "mine.txt"}, None),
+    ("GET", "/files/content", {"path": "mine.txt"}, None),
+    ("PUT", "/files/content", {"path": "new.txt"}, b"alice was here"),
+    ("POST", "/files/folder", {}, {"path": "made-by-alice"}),
+    ("POST", "/files/move", {}, {"source": "mine.txt", "destination": "moved.txt"}),
+    ("POST", "/files/permissions", {}, {"path": "mine.txt", "mode": "777"}),
+    ("POST", "/files/replace", {}, {"files": ["mine.txt"], "pattern": "bob", "new_value": "alice"}),
+    ("GET", "/files/search", {"path": ".", "pattern": "bob"}, None),
+    ("GET", "/files/find", {"path": ".", "pattern": "bob"}, None),
+    ("POST", "/process/exec", {}, {"command": "touch /home/sandbox/owned"}),
+    ("GET", "/sessions", {}, None),
+    ("POST", "/sessions", {}, {"id": "s1"}),
+    ("GET", "/sessions/s1", {}, None),
+    ("DELETE", "/sessions/s1", {}, None),
+    ("POST", "/sessions/s1/commands", {}, {"command": "true", "run_async": True}),
+    ("GET", "/sessions/s1/commands/abc123/logs", {}, None),
+    ("POST", "/sessions/s1/commands/abc123/input", {}, {"data": "x\n"}),
+    ("POST", "/sessions/s1/commands/abc123/kill", {}, {}),
+    ("GET", "/ptys", {}, None),
+    ("POST", "/ptys", {}, {"cols": 80, "rows": 24}),
+    ("GET", "/ptys/p1", {}, None),
+    ("DELETE", "/ptys/p1", {}, None),
+    ("POST", "/ptys/p1/resize", {}, {"cols": 80, "rows": 24}),
+    ("GET", "/git/status", {"path": "repo"}, None),
+    ("GET", "/git/branches", {"path": "repo"}, None),
+    ("POST", "/git/clone", {}, {"url": "http://127.0.0.1:9/none.git", "path": "repo"}),
+    ("POST", "/git/branches", {}, {**GIT_BODY, "name": "b1"}),
+    ("DELETE", "/git/branches", {"path": "repo", "name": "b1"}, None),
+    ("POST", "/git/checkout", {}, {**GIT_BODY, "name": "main"}),
+    ("POST", "/git/add", {}, {**GIT_BODY, "files": ["."]}),
+    ("POST", "/git/commit", {}, {**GIT_BODY, "message": "m", "author": "a", "email": "a@example.org"}),
+    ("POST", "/git/push", {}, GIT_BODY),
+    ("POST", "/git/pull", {}, GIT_BODY),
+    ("POST", "/previews", {}, {"port": 8123}),
+    ("DELETE", "/previews", {}, None),
+    ("GET", "/ports", {}, None),
+    ("POST", "/ssh", {}, {}),
+    ("DELETE", "/ssh", {}, None),
+    ("GET", "/network", {}, None),
+    ("GET", "/network/log", {}, None),
+    ("GET", "/secrets", {}, None),
+    ("POST", "/secrets", {}, {"name": "MY_SECRET", "value": "v", "hosts": ["example.org"]}),
+    ("DELETE", "/secrets/MY_SECRET", {}, None),
+    ("GET", "/desktop", {}, None),
+    ("POST", "/desktop/start", {}, {}),
+    ("POST", "/desktop/stop", {}, {}),
+    ("GET", "/desktop/screenshot", {}, None),
+    ("GET", "/desktop/mouse", {}, None),
+    ("POST", "/desktop/mouse", {}, {"action": "move", "x": 1, "y": 1}),
+    ("POST", "/desktop/mouse/click", {}, {"x": 1, "y": 1}),
+    ("POST", "/desktop/keyboard", {}, {"action": "type", "text": "x"}),
+    ("POST", "/desktop/keyboard/type", {}, {"text": "x"}),
+    ("GET", "/desktop/display", {}, None),
+    ("GET", "/desktop/windows", {}, None),
+    ("POST", "/desktop/windows/focus", {}, {"id": 1}),
+]
+WEBSOCKETS = ["/pty", "/ptys/p1/connect", "/kernel/channels?channel=shell"]
 
 
-def _methods(handler: type) -> list[str]:
-    return [
-        m.upper()
-        for m in ("get", "post", "put", "patch", "delete")
-        if getattr(handler, m) is not getattr(web.RequestHandler, m)
-    ]
+def _covered_routes() -> tuple[set[str], set[str]]:
+    """The API's sandbox routes (regexes, below the sandbox) that WELL_FORMED and WEBSOCKETS reach."""
+    box = "/sandbox/api/sandboxes/" + "0" * 12
+    paths = [suffix for _, suffix, _, _ in WELL_FORMED] + [w.split("?")[0] for w in WEBSOCKETS]
+    patterns = [pattern for pattern, _, _ in api_routes("/", None) if "(?P<sandbox_id>" in pattern]  # type: ignore[arg-type]
+    return {p for p in patterns if any(re.fullmatch(p, box + suffix) for suffix in paths)}, set(patterns)
 
 
-def test_another_users_sandbox_is_404_on_every_route(hub: Hub, alice: HubUser, bob: HubUser) -> None:
-    bobs = create_sandbox(bob)["id"]
-    try:
-        assert bob.server("PUT", f"{API}/sandboxes/{bobs}/files/content?path=mine.txt", data=b"bob's").status_code in (
-            200,
-            201,
-            204,
-        )
-        routes = _sample_paths(bobs)
-        assert len(routes) > 30
-        checked = 0
-        for path, handler in routes:
-            for method in _methods(handler):
-                body = b"{}" if method in ("POST", "PUT", "PATCH") else None
-                # To the service with alice's token, and through alice's own server (its forwarder).
-                for answer in (
-                    alice.service(method, path, data=body, timeout=60),
-                    alice.server(method, path, data=body, timeout=60),
-                ):
-                    assert answer.status_code == 404, f"{method} {path}: {answer.status_code} {answer.text[:200]}"
-                    assert (
-                        bobs not in answer.text
-                        or "not found" in answer.text.lower()
-                        or "no sandbox" in answer.text.lower()
-                    )
-                    checked += 1
-        assert checked > 60
-        # Alice's list and kernel filter show none of bob's; bob's sandbox and file are untouched.
-        assert bobs not in json.dumps(alice.service("GET", f"{API}/sandboxes").json())
-        assert bobs not in json.dumps(alice.server("GET", f"{API}/sandboxes").json())
-        still = bob.server("GET", f"{API}/sandboxes/{bobs}")
-        assert still.status_code == 200 and still.json()["status"] == "running", still.text
-        assert bob.server("GET", f"{API}/sandboxes/{bobs}/files/content?path=mine.txt").content == b"bob's"
+def _upload(user: HubUser, target: Any, sandbox_id: str) -> requests.Response:
+    files = {"path": (None, "."), "file": ("up.txt", b"uploaded", "text/plain")}
+    return target(user, "POST", f"{API}/sandboxes/{sandbox_id}/files/upload", files=files)
 
-        async def websocket_refused(url: str) -> int:
-            try:
-                connection = await websocket_connect(HTTPRequest(url, headers=alice.auth))
-            except Exception as exc:  # tornado raises HTTPClientError with the refused upgrade's status
-                return getattr(exc, "code", 0)
-            connection.close()
-            return 101
 
-        for url in (
-            f"ws://127.0.0.1:{hub.service_port}{API}/sandboxes/{bobs}/pty",
-            f"ws://127.0.0.1:{hub.port}/user/{alice.name}{API}/sandboxes/{bobs}/pty",
-            f"ws://127.0.0.1:{hub.service_port}{API}/sandboxes/{bobs}/kernel/channels",
-        ):
+@pytest.fixture(scope="module")
+def bobs_sandbox(bob: HubUser) -> Iterator[str]:
+    made = create_sandbox(bob)["id"]
+    yield made
+    delete_sandbox(bob, made)
+
+
+def test_another_users_sandbox_is_404_on_every_route(hub: Hub, alice: HubUser, bob: HubUser, bobs_sandbox: str) -> None:
+    bobs = bobs_sandbox
+    assert bob.server("PUT", f"{API}/sandboxes/{bobs}/files/content?path=mine.txt", data=b"bob's").status_code in (
+        200,
+        201,
+        204,
+    )
+    covered, every = _covered_routes()
+    assert covered | {p for p in every if p.endswith("/files/upload")} == every, sorted(every - covered)
+    nobody = secrets.token_hex(6)  # an id no sandbox has
+    wrong, same = [], []
+    for method, suffix, query, body in WELL_FORMED:
+        raw = body if isinstance(body, bytes) else None
+        payload = None if isinstance(body, bytes) or body is None else body
+        # To the service with alice's token, and through alice's own server (its forwarder).
+        for where, call in (("service", HubUser.service), ("alice's server", HubUser.server)):
+            answer = call(alice, method, f"{API}/sandboxes/{bobs}{suffix}", params=query, json=payload, data=raw)
+            if answer.status_code == 404:
+                continue
+            # Refused before any sandbox is looked up (a feature the service does not offer): then an
+            # id that exists nowhere gets the very same answer, and nothing tells bob's sandbox apart.
+            unknown = call(alice, method, f"{API}/sandboxes/{nobody}{suffix}", params=query, json=payload, data=raw)
+            if (unknown.status_code, unknown.text.replace(nobody, bobs)) == (answer.status_code, answer.text):
+                same.append(f"{method} {suffix} ({where}): {answer.status_code}")
+            else:
+                wrong.append(f"{method} {suffix} ({where}): {answer.status_code} {answer.text[:160]}")
+    for call in (HubUser.service, HubUser.server):
+        answer = _upload(alice, call, bobs)
+        if answer.status_code != 404:
+            wrong.append(f"POST /files/upload: {answer.status_code} {answer.text[:160]}")
+    assert wrong == [], "\n".join(wrong)
+    # Only the SSH gateway (not run by the service) may answer the same for every id.
+    assert all(" /ssh " in line for line in same), "\n".join(same)
+    # Alice's list and kernel filter show none of bob's; bob's sandbox and file are untouched.
+    assert bobs not in json.dumps(alice.service("GET", f"{API}/sandboxes").json())
+    assert bobs not in json.dumps(alice.server("GET", f"{API}/sandboxes").json())
+    still = bob.server("GET", f"{API}/sandboxes/{bobs}")
+    assert still.status_code == 200 and still.json()["state"] == "running", still.text
+    assert bob.server("GET", f"{API}/sandboxes/{bobs}/files/content?path=mine.txt").content == b"bob's"
+    looked = bob.server("POST", f"{API}/sandboxes/{bobs}/process/exec", json={"command": "ls -A /home/sandbox"})
+    assert looked.status_code == 200 and "owned" not in looked.json()["stdout"].split(), looked.text
+    assert not {"moved.txt", "new.txt", "made-by-alice", "up.txt"} & set(looked.json()["stdout"].split())
+
+    async def websocket_refused(url: str) -> int:
+        try:
+            connection = await websocket_connect(HTTPRequest(url, headers=alice.auth))
+        except Exception as exc:  # tornado raises HTTPClientError with the refused upgrade's status
+            return getattr(exc, "code", 0)
+        connection.close()
+        return 101
+
+    for suffix in WEBSOCKETS:
+        for base in (f"ws://127.0.0.1:{hub.service_port}", f"ws://127.0.0.1:{hub.port}/user/{alice.name}"):
+            url = f"{base}{API}/sandboxes/{bobs}{suffix}"
             assert asyncio.run(websocket_refused(url)) == 404, url
-    finally:
-        delete_sandbox(bob, bobs)
 
 
-def test_the_quota_refuses_the_next_sandbox(hub: Hub, alice: HubUser, bob: HubUser) -> None:
+def test_the_quota_refuses_the_next_sandbox(hub: Hub, alice: HubUser, bob: HubUser, bobs_sandbox: str) -> None:
     made: list[str] = []
     try:
-        while True:
-            answer = alice.server("POST", f"{API}/sandboxes", json={"labels": {"test": "hub-quota"}})
-            if answer.status_code != 201:
-                break
-            made.append(answer.json()["id"])
-            assert len(made) <= MAX_SANDBOXES, "the quota let more sandboxes through than it allows"
-        assert len(made) >= 1
-        assert answer.status_code == 409, answer.text
-        message = answer.json()["message"]
+        # One more than the quota, all at once: the quota holds under concurrent requests too.
+        with ThreadPoolExecutor(MAX_SANDBOXES + 1) as pool:
+            answers = list(
+                pool.map(
+                    lambda _: alice.server("POST", f"{API}/sandboxes", json={"labels": {"test": "hub-quota"}}),
+                    range(MAX_SANDBOXES + 1),
+                )
+            )
+        made = [a.json()["id"] for a in answers if a.status_code == 201]
+        refused = [a for a in answers if a.status_code != 201]
+        assert len(made) == MAX_SANDBOXES and len(refused) == 1, [(a.status_code, a.text[:200]) for a in answers]
+        assert refused[0].status_code == 409, refused[0].text
+        message = refused[0].json()["message"]
+        # It says which quota and how to free it.
         assert str(MAX_SANDBOXES) in message and "sandbox" in message.lower() and "delete" in message.lower(), message
-        # The same refusal straight from the service; bob's quota is his own.
-        assert alice.service("POST", f"{API}/sandboxes", json={}).status_code == 409
-        bobs = create_sandbox(bob)["id"]
-        delete_sandbox(bob, bobs)
-        # Freeing one lets the next one in.
-        delete_sandbox(alice, made.pop())
-        again = alice.server("POST", f"{API}/sandboxes", json={"labels": {"test": "hub-quota"}})
-        assert again.status_code == 201, again.text
-        made.append(again.json()["id"])
+        # The same refusal straight from the service, with alice's token.
+        again = alice.service("POST", f"{API}/sandboxes", json={})
+        assert again.status_code == 409 and again.json()["message"] == message
+        # Bob's quota is his own: he holds one sandbox, and may make another while alice is at her limit.
+        bobs_second = create_sandbox(bob)["id"]
+        delete_sandbox(bob, bobs_second)
     finally:
         for sandbox in made:
             delete_sandbox(alice, sandbox)

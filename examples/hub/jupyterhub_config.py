@@ -116,7 +116,8 @@ c.JupyterHub.services = [
         "command": service_command,
         "environment": {
             **engine_env,
-            "PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin",
+            # The operator's PATH: the service needs the system's tools (losetup, mkfs.ext4 for disk limits).
+            "PATH": f"{venv_bin}:{os.environ.get('PATH', '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin')}",
             **({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}),
         },
         "display": False,
