@@ -295,7 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--venv", default=".venv")
     parser.add_argument("--python", default=sys.executable, help="the Python that makes the venv")
     parser.add_argument("--port", type=int, default=8000, help="the hub's address is http://127.0.0.1:PORT")
-    parser.add_argument("--service-port", type=int, default=8765, help="the sandbox service's port (its API and its previews' origins)")
+    parser.add_argument(
+        "--service-port", type=int, default=8765, help="the sandbox service's port (its API and its previews' origins)"
+    )
     parser.add_argument("--users", default="alice,bob", help="the hub's users, comma-separated (system accounts)")
     args = parser.parse_args(argv)
     users = [name.strip() for name in args.users.split(",") if name.strip()]
