@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 LAB_PORT ?= 8888
 LAB_SSH_PORT ?= 2222
 HUB_PORT ?= 8000
+HUB_SERVICE_PORT ?= 8765
 # Jupyter refuses to run as root unless told; root is how a fresh machine is usually set up.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
@@ -62,7 +63,7 @@ lab:
 # mode, the sandbox service as the hub's service (it alone holds the engine). As root; the same one-line
 # steps as `make lab`, the URL and the logins last: scripts/hub.py.
 hub:
-	@$(PYTHON) scripts/hub.py --venv $(VENV) --python $(PYTHON) --port $(HUB_PORT)
+	@$(PYTHON) scripts/hub.py --venv $(VENV) --python $(PYTHON) --port $(HUB_PORT) --service-port $(HUB_SERVICE_PORT)
 
 # Most tests wait on containers, browsers and servers rather than on the CPU, so they run in parallel
 # workers (a test file stays on one worker, with its module's fixtures); the few that look at the
