@@ -22,13 +22,14 @@ from typing import Any
 
 import pytest
 from conftest import Server, box, exec_command, fetch, preview_host, start_preview_app, wait_until
-from service_support import ServiceProcess, service_argv, write_tokens
+from service_support import HubProcess, ServiceProcess, service_argv, write_tokens
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
 from jupyter_sandbox.sandbox.spec import LABEL_ID
 from jupyter_sandbox.server_extension.handlers import api_routes
+from jupyter_sandbox.service import main as service_main
 
 UNKNOWN_ID = "0123456789ab"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -37,15 +38,25 @@ SAMPLES = {"session_id": "s1", "command_id": "c1", "pty_id": "p1", "name": "TOKE
 
 
 @pytest.fixture(scope="module")
-def service(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    """A real JupyterHub, started beside the service (it is waited for only where it is used)."""
+    process = HubProcess(tmp_path_factory.mktemp("hub"))
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def service(sandbox_image: str, hub: HubProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     folder = tmp_path_factory.mktemp("service")
-    config = {
+    config: dict[str, Any] = {
         "SandboxManager": {"warm_pool_size": 0},
-        "SandboxQuota": {"overrides": {"placeholder": {}}},
+        # The hub's answers are kept a second: a revoked token stops working that soon.
+        "ServiceIdentityProvider": {"hub_cache_seconds": 1},
     }
-    process = ServiceProcess(folder, ["alice", "bob", "carol"], config)
+    # Users of the tokens file and, through the hub, the hub's users: both at once.
+    process = ServiceProcess(folder, ["alice", "bob", "carol"], config, env=hub.service_env())
     # Carol's quota, by her name on the service (the suffix is this run's).
-    config["SandboxQuota"]["overrides"] = {process.users["carol"]: {"max_running": 1, "max_sandboxes": 2}}
+    config["SandboxQuota"] = {"overrides": {process.users["carol"]: {"max_running": 1, "max_sandboxes": 2}}}
     process.config_file.write_text(json.dumps(config))
     process.start()
     yield process
@@ -77,6 +88,10 @@ def test_alice_creates_a_sandbox_and_runs_a_command(service: ServiceProcess, ali
     assert answer["exit_code"] == 0 and answer["stdout"] == "hello from sandbox\n"
     status, listing = alice.request("GET", "/sandbox/api/sandboxes")
     assert status == 200 and [s["id"] for s in listing["sandboxes"]] == [alices]
+    # The operator's network is not hers to open: no allow list reaches a private range.
+    for block in ("10.1.2.0/24", "172.17.0.1/32", "192.168.0.0/16", "fd00::/64"):
+        status, refused = alice.request("PATCH", box(alices), {"network": {"mode": "allow", "cidrs": [block]}})
+        assert status == 400 and "does not let sandboxes reach" in refused["message"], (block, refused)
     # The engine's labels say whose it is.
     [record] = DockerBackend().list_containers({LABEL_ID: alices})
     assert record.labels["io.jupyter-sandbox.owner"] == service.owner("alice")
@@ -231,7 +246,8 @@ def test_quotas_refuse_the_next_sandbox_and_the_next_start_and_say_how_to_free_o
     assert carol.request("POST", box(second["id"], "/stop"))[0] == 200
     status, refused = carol.request("POST", "/sandbox/api/sandboxes", {})
     assert status == 409
-    assert "max_sandboxes = 2" in refused["message"] and "delete one" in refused["message"]
+    assert "max_sandboxes = 2" in refused["message"] and "already has 2 sandboxes" in refused["message"]
+    assert "delete one" in refused["message"]
     # Other users' quotas are their own: Bob has none but the defaults.
     assert carol.request("POST", box(first["id"], "/start"))[0] == 200
     for made in (first, second):
@@ -278,7 +294,7 @@ def test_a_restarted_service_finds_every_users_sandboxes(service: ServiceProcess
     assert bob.request("DELETE", box(bobs["id"]))[0] == 204
 
 
-def test_bad_command_lines_are_refused_with_what_to_fix(tmp_path: Path) -> None:
+def test_bad_command_lines_are_refused_with_what_to_fix(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     good = tmp_path / "good.json"
     write_tokens(good, {"alice": "a" * 32})
     shared = tmp_path / "shared.json"
@@ -290,36 +306,49 @@ def test_bad_command_lines_are_refused_with_what_to_fix(tmp_path: Path) -> None:
     not_json.chmod(0o600)
     bad_name = tmp_path / "bad-name.json"
     write_tokens(bad_name, {"../root": "b" * 32})
+    broken = tmp_path / "broken_config.py"
+    broken.write_text("c.SandboxQuota.max_running = (\n")
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
     cases = {
         "world-readable": ([f"--tokens-file={shared}"], "chmod 600"),
+        "port too big": ([f"--tokens-file={good}", "--port=70000"], "65535"),
+        "no users": ([], "knows no users"),
         "missing": ([f"--tokens-file={tmp_path / 'absent.json'}"], "does not exist"),
         "a folder": ([f"--tokens-file={tmp_path}"], "not a regular file"),
         "not JSON": ([f"--tokens-file={not_json}"], "not valid JSON"),
         "short token": ([f"--tokens-file={short}"], "shorter than 16"),
         "bad user name": ([f"--tokens-file={bad_name}"], "cannot own sandboxes"),
-        "no users": ([], "knows no users"),
-        "port too big": ([f"--tokens-file={good}", "--port=70000"], "65535"),
-        "port not a number": ([f"--tokens-file={good}", "--port=eighty"], "port"),
+        "port not a number": ([f"--tokens-file={good}", "--port=eighty"], "expected an int"),
         "port in use": ([f"--tokens-file={good}", f"--port={busy.getsockname()[1]}"], "cannot listen"),
+        "broken config": ([f"--tokens-file={good}", f"--config={broken}"], "cannot be read"),
+        "config not there": ([f"--tokens-file={good}", f"--config={tmp_path / 'nope.py'}"], "does not exist"),
         "unknown engine": ([f"--tokens-file={good}", "--backend=nomad"], "backend must be one of docker"),
     }
+    # The first few as `jupyter sandbox service` runs them (a process each, at once); the rest through
+    # the same entry point in this process (each process costs seconds of imports on a busy machine).
+    through_processes = ["world-readable"]
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     runs = {
         name: subprocess.Popen(
-            service_argv(*args, "--ip=127.0.0.1"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+            service_argv(*cases[name][0], "--ip=127.0.0.1"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
         )
-        for name, (args, _) in cases.items()
+        for name in through_processes
     }
     try:
+        for name in cases:
+            if name in runs:
+                continue
+            code = service_main([*cases[name][0], "--ip=127.0.0.1"])
+            captured = capsys.readouterr()
+            text = captured.out + captured.err
+            assert code != 0 and cases[name][1] in text and "Traceback" not in text, (name, text)
         for name, process in runs.items():
-            output, _ = process.communicate(timeout=60)
+            output, _ = process.communicate(timeout=120)
             text = output.decode(errors="replace")
             assert process.returncode not in (0, None), (name, text)
-            assert cases[name][1] in text, (name, text)
-            assert "Traceback" not in text, (name, text)
+            assert cases[name][1] in text and "Traceback" not in text, (name, text)
     finally:
         busy.close()
         for process in runs.values():
@@ -338,3 +367,27 @@ def test_a_token_taken_out_of_the_tokens_file_stops_working(service: ServiceProc
     finally:
         write_tokens(service.tokens_file, service.tokens)
     assert wait_until(lambda: carol.request("GET", "/sandbox/api/sandboxes")[0] == 200, timeout=10)
+
+
+def test_a_jupyterhub_token_is_its_user_until_the_hub_revokes_it(service: ServiceProcess, hub: HubProcess) -> None:
+    hub.wait_until_up()
+    name = f"dana-{service.users['alice'].rsplit('-', 1)[1]}"
+    assert hub.request("POST", f"/users/{name}")[0] == 201
+    status, issued = hub.request("POST", f"/users/{name}/tokens", {"expires_in": 600, "note": "test_service"})
+    assert status == 201, issued
+    dana = Server(service.port, issued["token"])
+    status, made = dana.request("POST", "/sandbox/api/sandboxes", {})
+    assert status in (200, 201), made
+    try:
+        assert made["owner"] == f"hub-user:{name}"
+        status, listing = dana.request("GET", "/sandbox/api/sandboxes")
+        assert status == 200 and [s["id"] for s in listing["sandboxes"]] == [made["id"]]
+        # Users of the tokens file and of the hub are apart, as any two users are.
+        assert as_user(service, "alice").request("GET", box(made["id"]))[0] == 404
+        # A service's token is no user's: it owns no sandboxes.
+        assert Server(service.port, hub.service_token).request("GET", "/sandbox/api/sandboxes")[0] == 401
+    finally:
+        assert dana.request("DELETE", box(made["id"]))[0] == 204
+    assert hub.request("DELETE", f"/users/{name}/tokens/{issued['id']}")[0] == 204
+    assert wait_until(lambda: dana.request("GET", "/sandbox/api/sandboxes")[0] == 401, timeout=10)
+    hub.request("DELETE", f"/users/{name}")

@@ -12,6 +12,7 @@ import fnmatch
 import functools
 import getpass
 import hashlib
+import ipaddress
 import json
 import os
 import secrets
@@ -22,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from traitlets import Bool, Enum, Float, Int, List, Unicode, Union
+from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, Union, validate
 from traitlets.config import LoggingConfigurable
 
 from .. import __version__
@@ -525,6 +526,16 @@ class SandboxManager(LoggingConfigurable):
         ),
     )
     max_network_domains = Int(50, config=True, help="Most domains an allow-list egress policy may name.")
+    network_deny_cidrs = List(
+        Unicode(),
+        default_value=[],
+        config=True,
+        help=(
+            "CIDR blocks no allow-list egress policy may reach into, whoever asks (REST, %sandbox network). "
+            "Empty here; the sandbox service defaults it to the private and special ranges that mode "
+            "'internet' blocks, so that its users cannot open their sandboxes to the hub's own network."
+        ),
+    )
     network_deny_domains = List(
         Unicode(),
         default_value=[],
@@ -789,7 +800,7 @@ class SandboxManager(LoggingConfigurable):
         network_policy: EgressPolicy | None,
         workspace: str | None,
         pool: bool,
-        python: str,
+        python: str | None,
     ) -> Sandbox:
         new_sandbox = new = sandbox_id is None
         sandbox_id = sandbox_id or secrets.token_hex(6)
@@ -1210,8 +1221,18 @@ class SandboxManager(LoggingConfigurable):
                 max_v6_prefix=self.max_egress_allow_v6_prefix,
                 max_domains=self.max_network_domains,
                 deny_domains=tuple(self._deny_domains()),
+                deny_cidrs=tuple(self.network_deny_cidrs),
             ),
         )
+
+    @validate("network_deny_cidrs")
+    def _valid_deny_cidrs(self, proposal: Any) -> Any:
+        for block in proposal["value"]:
+            try:
+                ipaddress.ip_network(block, strict=False)
+            except ValueError:
+                raise TraitError(f"SandboxManager.network_deny_cidrs: {block!r} is not a CIDR block") from None
+        return proposal["value"]
 
     def _deny_domains(self) -> list[str]:
         from .gateway import domains

@@ -131,6 +131,10 @@ class Limits:
     # The most domains a list may name, and names no list may allow (they win over every list).
     max_domains: int = 50
     deny_domains: tuple[str, ...] = ()
+    # Blocks no allow list may reach into (SandboxManager.network_deny_cidrs; the sandbox service's
+    # default: the private and special ranges, so that a user cannot open their sandbox to the hub's
+    # own network).
+    deny_cidrs: tuple[str, ...] = ()
     # The union of an allow list may cover at most as many addresses as one block of this prefix.
     max_v4_prefix: int = 8
     max_v6_prefix: int = 32
@@ -233,6 +237,13 @@ def parse_policy(value: Any, max_cidrs: int | Limits, allow_any: bool = False) -
                 f"{text!r} is the sandbox's own loopback, which is always reachable inside the "
                 "sandbox and never leads to the host; leave it out"
             )
+        for block in limits.deny_cidrs:
+            denied = ipaddress.ip_network(block, strict=False)
+            if denied.version == network.version and network.overlaps(denied):
+                raise PolicyError(
+                    f"{text!r} reaches into {block}, which the operator does not let sandboxes reach "
+                    "(SandboxManager.network_deny_cidrs)"
+                )
         never = _inside(network, NEVER_V4 if network.version == 4 else NEVER_V6)
         if never:
             raise PolicyError(

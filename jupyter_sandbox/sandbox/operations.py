@@ -932,9 +932,11 @@ class SandboxOperations(SandboxService):
         if any(done.values()):
             self.log.info("jupyter-sandbox %s: %s", name, {k: v for k, v in done.items() if v})
 
-    async def reap(self) -> None:
-        """Reconcile sandboxes of dead kernels, then stop idle and delete long-stopped ones."""
-        await self._in_background("reconcile", self.manager.reconcile)
+    async def reap(self, reconcile_kernels: bool = True) -> None:
+        """Reconcile sandboxes of dead kernels (unless `reconcile_kernels` is off: the sandbox service,
+        whose users' kernels run elsewhere), then stop idle and delete long-stopped ones."""
+        if reconcile_kernels:
+            await self._in_background("reconcile", self.manager.reconcile)
         await self._in_background("idle check", self.manager.reap)
 
     async def fill_pool(self) -> None:

@@ -177,7 +177,8 @@ class SandboxQuota(LoggingConfigurable):
                 else "SandboxManager.max_sandboxes_per_owner"
             )
             raise OwnerLimit(
-                f"quota {knob} = {count_limit}: at most {count_limit} sandboxes per user (you have {before.count}): delete one "
+                f"quota {knob} = {count_limit}: {owner} already has {before.count} sandboxes, the most one user "
+                "may have (running or stopped): delete one "
                 "(DELETE /sandbox/api/sandboxes/ID, the sidebar's Delete, or `jupyter sandbox rm ID`) "
                 "before making another"
             )

@@ -33,12 +33,11 @@ from ..config import CONFIG_FILE_NAME
 from ..sandbox import binding
 from ..sandbox.backend import Backend
 from ..sandbox.docker_backend import DockerBackend
-from ..sandbox.manager import SandboxManager
 from ..sandbox.operations import SandboxService
 from ..server_extension import preview
 from ..server_extension.handlers import api_routes
-from .auth import SandboxOnlyAuthorizer, ServiceIdentityProvider, TokensFileError, refusal_of
-from .users import UserSandboxes
+from .auth import CannotStart, SandboxOnlyAuthorizer, ServiceIdentityProvider, refusal_of
+from .users import OwnersManager, UserSandboxes
 
 # The engines the service can place sandboxes on: c.SandboxServiceApp.backend names one. Each factory
 # gets the app (for its configuration) and returns the Backend every user's manager shares.
@@ -58,7 +57,9 @@ class OnlyTheAPI(web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(
             json.dumps(
-                {"message": "the sandbox service serves only /sandbox/api/... (GET /sandbox/api/openapi.json) and previews"}
+                {
+                    "message": "the sandbox service serves only /sandbox/api/... (GET /sandbox/api/openapi.json) and previews"
+                }
             )
         )
 
@@ -71,6 +72,8 @@ class SandboxServiceApp(Application):
         "sandboxes."
     )
     version = __version__
+    # A config file the operator named that does not load is an error, not a warning in the log.
+    raise_config_file_errors = True
 
     ip = Unicode("127.0.0.1", config=True, help="Address to listen on ('0.0.0.0' for every interface).")
     port = Int(8765, config=True, help="Port to listen on (0: any free port, said in the ready line).")
@@ -140,12 +143,18 @@ class SandboxServiceApp(Application):
     def initialize(self, argv: Sequence[str] | None = None) -> None:
         self.parse_command_line(list(argv) if argv is not None else None)
         # The operator's usual file first; the command line keeps precedence over both.
-        self.load_config_file(CONFIG_FILE_NAME, path=list(reversed(jupyter_config_path())))
+        try:
+            self.load_config_file(CONFIG_FILE_NAME, path=list(reversed(jupyter_config_path())))
+        except Exception as exc:
+            raise CannotStart(f"the operator's {CONFIG_FILE_NAME} cannot be read: {exc}") from None
         if self.config_file:
             path = Path(self.config_file)
-            if not path.is_file():
-                raise TokensFileError(f"the config file {path} does not exist")
-            self.load_config_file(path.name, path=str(path.parent.resolve()))
+            if not path.is_file() or path.suffix not in (".py", ".json"):
+                raise CannotStart(f"the config file {path} does not exist or is not a .py or .json file")
+            try:
+                self.load_config_file(path.name, path=str(path.parent.resolve()))
+            except Exception as exc:  # a syntax error, bad JSON: the operator's to fix, said in one line
+                raise CannotStart(f"the config file {path} cannot be read: {exc}") from None
         # Refused now, not at the first request: the tokens file's permissions and content.
         self.identity = ServiceIdentityProvider(parent=self, tokens_file=self.tokens_file)
 
@@ -156,12 +165,21 @@ class SandboxServiceApp(Application):
         try:
             return netutil.bind_sockets(self.port, self.ip)
         except (OSError, ValueError) as exc:
-            raise TokensFileError(
+            raise CannotStart(
                 f"cannot listen on {self.ip}:{self.port}: {getattr(exc, 'strerror', None) or exc}"
             ) from None
 
+    def _route_tornado_logs(self) -> None:
+        """Tornado's request and error logs in this app's log (the handlers log through them)."""
+        for name in ("tornado.access", "tornado.application", "tornado.general"):
+            logger = logging.getLogger(name)
+            logger.handlers = list(self.log.handlers)
+            logger.propagate = False
+            logger.setLevel(self.log.getEffectiveLevel())
+
     async def serve(self) -> None:
         sockets = self._bind()
+        self._route_tornado_logs()
         port = sockets[0].getsockname()[1]
         backend = BACKENDS[self.backend](self)
         server_id = binding.new_server_id()
@@ -192,7 +210,7 @@ class SandboxServiceApp(Application):
             "websocket_max_message_size": 16 * 1024 * 1024,
         }
         web_app = web.Application(api_routes("/", users), **settings)
-        previews = SandboxManager(backend=backend, config=self.config, log=self.log, owner=PREVIEW_OWNER)
+        previews = OwnersManager(users, backend=backend, config=self.config, log=self.log, owner=PREVIEW_OWNER)
         preview.install(web_app, previews, self.log, knobs.preview_url_template, "/", path_form=self.path_form_previews)
         server = httpserver.HTTPServer(web_app, xheaders=False)
         server.add_sockets(sockets)
@@ -249,12 +267,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = SandboxServiceApp()
     try:
         app.initialize(argv)
-    except (TokensFileError, TraitError, ValueError) as exc:
+    except (CannotStart, TraitError, ValueError) as exc:
         print(f"jupyter sandbox service: {exc}", file=sys.stderr)
         return 2
+    except SystemExit as exc:  # traitlets' own refusal of a command line (it said why), or --help
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         app.start()
-    except TokensFileError as exc:
+    except CannotStart as exc:
         print(f"jupyter sandbox service: {exc}", file=sys.stderr)
         return 2
     return 0

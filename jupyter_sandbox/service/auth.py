@@ -46,8 +46,12 @@ BAD_TOKEN = (
 )
 
 
-class TokensFileError(Exception):
-    """The tokens file cannot be used; the message says why and what to do."""
+class CannotStart(Exception):
+    """The service cannot start as configured; the message says why and what to do."""
+
+
+class TokensFileError(CannotStart):
+    """The tokens file cannot be used (or knows no valid user)."""
 
 
 def check_user_name(name: Any) -> str:
@@ -199,7 +203,7 @@ class ServiceIdentityProvider(IdentityProvider):
                 log=self.log,
             )
         if self._tokens is None and self._hub is None:
-            raise TokensFileError(
+            raise CannotStart(
                 "the sandbox service knows no users: give --tokens-file FILE, or run it as a JupyterHub "
                 "service (JUPYTERHUB_API_URL and JUPYTERHUB_API_TOKEN in its environment)"
             )
@@ -215,7 +219,7 @@ class ServiceIdentityProvider(IdentityProvider):
     def is_token_authenticated(self, handler: web.RequestHandler) -> bool:
         return True  # the only way in
 
-    async def get_user(self, handler: web.RequestHandler) -> User | None:  # type: ignore[override]
+    async def get_user(self, handler: web.RequestHandler) -> User | None:
         token = token_of(handler)
         handler._sandbox_refusal = NEEDS_USER_TOKEN if not token else BAD_TOKEN  # type: ignore[attr-defined]
         if not token:

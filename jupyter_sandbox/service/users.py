@@ -20,9 +20,10 @@ from typing import Any
 
 from traitlets.config import Config
 
-from ..sandbox import errors
+from ..sandbox import errors, network
 from ..sandbox.backend import Backend
-from ..sandbox.manager import SandboxManager
+from ..sandbox.docker_backend import SandboxError
+from ..sandbox.manager import NoSuchSandbox, Sandbox, SandboxManager
 from ..sandbox.operations import SandboxOperations
 from ..sandbox.quotas import HUB_OWNER_PREFIX
 from ..sandbox.spec import LABEL_ID, LABEL_OWNER
@@ -79,7 +80,11 @@ class UserSandboxes:
             # The operator's configuration for everything (limits, egress, images, quotas); only the
             # owner is the user's. Keyword arguments win over the configuration, so no config file can
             # make two users one owner.
-            manager = SandboxManager(backend=self.backend, config=self.config, log=self.log, owner=owner)
+            extra: dict[str, Any] = {}
+            if "network_deny_cidrs" not in self.config.get("SandboxManager", {}):
+                # The operator's network is not the users' to open: no allow list reaches a private range.
+                extra["network_deny_cidrs"] = [*network.BLOCKED_V4, *network.BLOCKED_V6]
+            manager = SandboxManager(backend=self.backend, config=self.config, log=self.log, owner=owner, **extra)
             manager.server_id = self.server_id
             manager.stopping = self.stopping
             operations = SandboxOperations(manager, config=self.config, log=self.log)
@@ -119,7 +124,10 @@ class UserSandboxes:
             except errors.SandboxOperationError as exc:  # a label made by hand, not by this service
                 self.log.warning("sandbox service: owner %r is skipped: %s", name, exc.message)
                 continue
-            await operations.reap()
+            # Idle stop and removal of long-stopped ones; not the release of sandboxes whose kernel
+            # looks gone: kernels run beside their users' servers, on other machines, whose kernel
+            # leases the service cannot see (a kernel that died is stopped by the idle check instead).
+            await operations.reap(reconcile_kernels=False)
 
     async def fill_pools(self) -> None:
         """The warm pool of each user who used the service since it started."""
@@ -135,3 +143,42 @@ class UserSandboxes:
         self.stopping = True
         for operations in self.loaded():
             operations.manager.stopping = True
+
+
+class OwnersManager(SandboxManager):
+    """The preview gateway's manager on the service: it finds a sandbox of any of the service's users by
+    the id in a signed preview link (the link's token is the credential), never one of another kind of
+    owner on the same engine, and starts an idle-stopped one as its owner's manager does (quotas)."""
+
+    def __init__(self, users: UserSandboxes, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.users = users
+        # Whose each sandbox looked up here is (an owner label never changes): activity is told to
+        # the owner's manager without another engine call, on the gateway's event loop.
+        self._owner_names: dict[str, str] = {}
+
+    def get(self, sandbox_id: str) -> Sandbox:
+        sandbox = super().get(sandbox_id)
+        if not sandbox.owner.startswith(HUB_OWNER_PREFIX):
+            raise NoSuchSandbox(f"there is no sandbox {sandbox_id!r}")
+        self._owner_names[sandbox_id] = sandbox.owner[len(HUB_OWNER_PREFIX) :]
+        return sandbox
+
+    def _owners(self, sandbox: Sandbox) -> SandboxManager:
+        try:
+            return self.users.for_name(sandbox.owner[len(HUB_OWNER_PREFIX) :]).manager
+        except errors.SandboxOperationError as exc:
+            raise SandboxError(exc.message) from None
+
+    def start(self, sandbox: Sandbox) -> Sandbox:
+        return self._owners(sandbox).start(sandbox)
+
+    def note_activity(self, sandbox_id: str) -> None:
+        # The owner's idle check is the one that must see a preview's use.
+        name = self._owner_names.get(sandbox_id)
+        if name is None:
+            return
+        try:
+            self.users.for_name(name).manager.note_activity(sandbox_id)
+        except errors.SandboxOperationError:
+            pass

@@ -65,6 +65,7 @@ def test_max_sandboxes_counts_stopped_ones_too(manager: SandboxManager) -> None:
     with pytest.raises(QuotaExceeded) as refused:
         manager.create(start=False)
     assert "SandboxQuota.max_sandboxes = 3" in refused.value.message and "delete one" in refused.value.message
+    assert "hub-user:alice already has 3 sandboxes" in refused.value.message
     assert isinstance(refused.value, errors.Conflict)
 
 
@@ -116,3 +117,15 @@ def test_unlimited_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert manager.quota.limits_for("u").unlimited
     for _ in range(4):
         manager.create()
+
+
+def test_an_allow_list_cannot_reach_into_the_operators_denied_blocks() -> None:
+    from jupyter_sandbox.sandbox import network
+
+    limits = network.Limits(deny_cidrs=("10.0.0.0/8", "fc00::/7"))
+    for block in ("10.3.0.0/16", "10.0.0.0/8", "fd12::/64"):  # inside, the whole of it, and IPv6
+        with pytest.raises(network.PolicyError, match="network_deny_cidrs"):
+            network.parse_policy({"mode": "allow", "cidrs": [block]}, limits)
+    assert network.parse_policy({"mode": "allow", "cidrs": ["8.8.8.0/24"]}, limits).cidrs == ["8.8.8.0/24"]
+    # Without a deny list (single-machine mode), private blocks may be allowed as before.
+    assert network.parse_policy({"mode": "allow", "cidrs": ["10.3.0.0/16"]}, network.Limits()).cidrs == ["10.3.0.0/16"]

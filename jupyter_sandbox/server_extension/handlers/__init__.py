@@ -4,6 +4,10 @@ calls one method of the operations layer (sandbox/operations.py), and answers JS
 Every handler is `@web.authenticated` and `@authorized`; POST, PUT, PATCH and DELETE go through
 Jupyter Server's XSRF check; the terminal websocket authenticates before it upgrades. Domain errors
 become HTTP statuses in base.py, and only there.
+
+The same routes and handlers serve the sandbox service (jupyter_sandbox/service/), where a handler
+finds the operations of the user its token names (base.ServedOperations) and no cookie is read, so
+there is no XSRF to check.
 """
 
 from __future__ import annotations

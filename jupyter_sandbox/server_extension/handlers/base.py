@@ -127,7 +127,8 @@ class SandboxAPIHandler(ServedOperations, APIHandler):
 
     async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()
-        # Unauthenticated requests get a 403 that says what is missing, not a lesson in the API.
+        # Unauthenticated requests get a 403 (401 on the service) that says what is missing, not a
+        # lesson in the API.
         if not self.current_user:
             raise unauthenticated(self)
         self.validate_request()
