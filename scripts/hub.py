@@ -42,7 +42,7 @@ LOG = ROOT / ".hub.log"
 HUB_DIR = ROOT / ".hub"
 CONFIG = ROOT / "examples" / "hub" / "jupyterhub_config.py"
 # pyproject.toml's `hub` extra says the same.
-HUB_REQUIREMENT = "jupyterhub>=5,<7"
+HUB_REQUIREMENT = "jupyterhub>=5"
 PROXY_PACKAGE = "configurable-http-proxy@4"
 HUB_START_TIMEOUT = 120
 USER_SHELL = "/bin/bash"
@@ -264,9 +264,10 @@ def wait_for_hub(port: int, process: subprocess.Popen[bytes], timeout: float = H
 
 
 def stop_hub(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    """SIGINT, as Ctrl-C: the hub stops the users' servers, the service and the proxy before it exits."""
+    """SIGTERM: the hub stops the users' servers, the service and the proxy before it exits. (Not SIGINT:
+    a hub started in the background, as by a script, ignores it.)"""
     if process.poll() is None:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -290,6 +291,10 @@ def _step(steps: lab.Steps, title: str, action: Callable[[], T], done: str) -> T
     return result
 
 
+def _interrupt() -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--venv", default=".venv")
@@ -300,6 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--users", default="alice,bob", help="the hub's users, comma-separated (system accounts)")
     args = parser.parse_args(argv)
+    # Ctrl-C, and a SIGTERM from a service manager or a script, both stop the hub and what it started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: _interrupt())
     users = [name.strip() for name in args.users.split(",") if name.strip()]
 
     LOG.write_bytes(b"")

@@ -1,18 +1,15 @@
-"""A stand-in for the sandbox service that records what reaches it, for tests/test_remote_forward.py and
-benchmarks/forward.py.
+"""A recording front for the sandbox service, for tests/test_remote_forward.py.
 
-The service's API is the server extension's (common contract), so a Jupyter server running the
-extension in single-machine mode answers it. In front of it, `RecordingFront` plays the service's
-door: it accepts only `Authorization: token <service token>` (401 with a JSON message otherwise, as the
-service does), swaps in the stand-in's own token, and records every request head it was sent, so a
-test can show what a user's server in hub mode sends the service and what it never sends. Bytes are
-piped through unchanged after the head (bodies, 100-continue, websocket frames).
+`RecordingFront` sits between a user's server in hub mode and the real service (`jupyter sandbox
+service`) and keeps every request head it was sent, so a test can show what the user's server sends
+the service and what it never sends. Bytes pass through unchanged (bodies, 100-continue, websocket
+frames); only `Host` is set to the service's. With `spoil` set it sends a token the service does not
+know instead of the one it was given (the service then refuses it, as it would a revoked token).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from dataclasses import dataclass, field
 
@@ -33,12 +30,12 @@ class Seen:
 
 
 class RecordingFront:
-    """A loopback TCP front for `upstream_port` that checks the service token and records request heads."""
+    """A loopback TCP front for the service at `upstream_port` that records request heads."""
 
-    def __init__(self, upstream_port: int, upstream_token: str, service_token: str) -> None:
-        self.upstream_port, self.upstream_token, self.service_token = upstream_port, upstream_token, service_token
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
         self.seen: list[Seen] = []
-        self.reject_all = False
+        self.spoil = False
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.AbstractServer | None = None
@@ -81,21 +78,10 @@ class RecordingFront:
         method, target, version = lines[0].split(" ", 2)
         headers = [tuple(part.strip() for part in line.split(":", 1)) for line in lines[1:] if ":" in line]
         self.seen.append(Seen(method, target, headers))  # type: ignore[arg-type]
-        auth = [v for k, v in headers if k.lower() == "authorization"]
-        if self.reject_all or auth != [f"token {self.service_token}"]:
-            body = json.dumps({"message": "send Authorization: token <a token of the service's>"}).encode()
-            writer.write(
-                b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nConnection: close\r\n"
-                + f"Content-Length: {len(body)}\r\n\r\n".encode()
-                + body
-            )
-            await writer.drain()
-            writer.close()
-            return
         rebuilt = [f"{method} {target} {version}"]
         for name, value in headers:
-            if name.lower() == "authorization":
-                value = f"token {self.upstream_token}"
+            if name.lower() == "authorization" and self.spoil:
+                value = "token not-a-token-the-service-knows-0123456789"
             if name.lower() == "host":
                 value = f"127.0.0.1:{self.upstream_port}"
             rebuilt.append(f"{name}: {value}")

@@ -59,7 +59,7 @@ CREDENTIAL_PARAMETERS = frozenset({"token", "_xsrf"})
 # Websocket request headers passed on (the handshake's own are made anew by the client).
 SOCKET_HEADERS = ("Accept",)
 # How many bytes of a body the forwarder keeps between the two sides before it stops reading.
-PIPE_WINDOW = 1024 * 1024
+PIPE_WINDOW = 4 * 1024 * 1024
 UNLIMITED_BODY = 1 << 62
 
 log = logging.getLogger(__name__)
@@ -149,15 +149,17 @@ class Pipe:
         self._wake()
 
     async def get(self) -> bytes | None:
-        """The next chunk; None at the end of the body. Raises if the client left mid-body."""
+        """What arrived since the last call; None at the end of the body. Raises if the client left mid-body."""
         while not self._chunks:
             if self._aborted:
                 raise ConnectionAbortedError("the client closed its connection before the body was sent")
             if self._ended:
                 return None
             await self._changed.wait()
-        chunk = self._chunks.pop(0)
-        self._held -= len(chunk)
+        # All that is held, in one piece: fewer, larger writes to the service.
+        chunk = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks.clear()
+        self._held = 0
         self._wake()
         return chunk
 
@@ -321,7 +323,10 @@ class SandboxForwarder(LoggingConfigurable):
             follow_redirects=False,
             ca_certs=self.ca_certs or None,
         )
-        response = await self.client.fetch(request, raise_error=False)
+        try:
+            response = await self.client.fetch(request, raise_error=False)
+        except Exception as exc:
+            raise self.unreachable(exc) from None
         if response.code == 599:
             raise self.unreachable(response.error)
         if response.code == 401:
@@ -484,6 +489,11 @@ class Exchange:
             response = await self.done
         except asyncio.CancelledError:
             raise ForwardError(502, "the request to the sandbox service was abandoned") from None
+        except Exception as exc:
+            # Not every failure is an answer with code 599: a refused connection is raised as itself.
+            if self.began:
+                raise BrokenAnswer(_reason(exc)) from None
+            raise self.forwarder.unreachable(exc) from None
         if self.rejected:
             raise self.forwarder.refused()
         if not self.began:

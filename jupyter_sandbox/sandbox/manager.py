@@ -324,6 +324,11 @@ class Sandbox:
 OWNER_ENV = "JUPYTER_SANDBOX_OWNER"
 
 
+def default_owner() -> str:
+    """The owner a process's sandboxes get unless configured: $JUPYTER_SANDBOX_OWNER, else the OS user."""
+    return os.environ.get(OWNER_ENV, "").strip() or getpass.getuser()
+
+
 class SandboxManager(LoggingConfigurable):
     """Creates and tracks sandboxes on the local Docker engine."""
 
@@ -634,7 +639,7 @@ class SandboxManager(LoggingConfigurable):
     )
 
     def _owner_default(self) -> str:
-        return os.environ.get(OWNER_ENV, "").strip() or getpass.getuser()
+        return default_owner()
 
     def _server_id_default(self) -> str:
         value = os.environ.get(SERVER_ID_ENV, "")

@@ -47,24 +47,12 @@ def remember_start(workspace: str, path: str) -> None:
 class NotebookSandboxes:
     """Keeps notebooks' sandboxes bound to where the notebook files are now."""
 
-    def __init__(
-        self,
-        manager: SandboxManager,
-        root_dir: str,
-        resolve: bool = True,
-        kernel_alive: Callable[[str], bool] = binding.kernel_alive,
-    ) -> None:
+    def __init__(self, manager: SandboxManager, root_dir: str) -> None:
         self.manager = manager
-        # `resolve` off: the paths are another machine's (hub mode: the user's server resolved them),
-        # normalised here but never looked up in this machine's files.
-        self.resolve = resolve
-        self.root_dir = os.path.realpath(root_dir) if resolve else "/"
-        self.kernel_alive = kernel_alive
+        self.root_dir = os.path.realpath(root_dir)
 
     def absolute(self, api_path: str) -> str:
         """The resolved file path of a Jupyter API path, as a kernel started in its folder sees it."""
-        if not self.resolve:
-            return os.path.normpath("/" + api_path.lstrip("/"))
         return os.path.realpath(os.path.join(self.root_dir, api_path.strip("/")))
 
     def key(self, path: str) -> str:
@@ -131,7 +119,7 @@ class NotebookSandboxes:
                 if sandbox is None:
                     continue
                 kernel_id = sandbox.kernel_id
-                if kernel_id and self.kernel_alive(kernel_id):
+                if kernel_id and binding.kernel_alive(kernel_id):
                     self.manager.bind(sandbox, None, kernel_id)
                     binding.set_kernel_workspace(kernel_id, None)
                     log.info("notebook %s deleted: its sandbox %s goes with kernel %s", path, sandbox.id, kernel_id)
@@ -156,7 +144,7 @@ class NotebookSandboxes:
                 if binding.notebook_record(workspace) is None or os.path.exists(path):
                     continue  # moved through Jupyter meanwhile
                 sandbox = self.manager.find_for_workspace(workspace)
-                if sandbox is not None and sandbox.kernel_id and self.kernel_alive(sandbox.kernel_id):
+                if sandbox is not None and sandbox.kernel_id and binding.kernel_alive(sandbox.kernel_id):
                     continue
                 if sandbox is not None:
                     self._detach(sandbox, path)
@@ -199,3 +187,65 @@ class NotebookSandboxes:
         binding.remember_notebook(detached, path, detached=True)
         log.info("sandbox %s of the former notebook %s detached (files kept)", sandbox.id, path)
         return moved
+
+
+class WorkspaceMoves:
+    """The same moves by workspace key, for a service whose notebooks are on another machine (hub
+    mode): the user's server knows the files and their keys, and sends which key becomes which; this
+    side knows only the sandboxes. No path is looked up here and no host note of notebooks is kept."""
+
+    def __init__(self, manager: SandboxManager) -> None:
+        self.manager = manager
+
+    def rebind(self, moves: list[tuple[str, str]]) -> list[Sandbox]:
+        """Each (old key, new key): the old key's sandbox takes the new one (a sandbox left under the
+        new key by an earlier file there is detached first). Returns the sandboxes that moved."""
+        moved = []
+        with binding.claim_lock():
+            for old, new in moves:
+                sandbox = self.manager.find_for_workspace(old)
+                if sandbox is None or old == new:
+                    continue
+                stale = self.manager.find_for_workspace(new)
+                if stale is not None and stale.id != sandbox.id:
+                    self.manager.bind(stale, binding.detached_workspace(), stale.kernel_id)
+                try:
+                    moved.append(self.manager.bind(sandbox, new, sandbox.kernel_id))
+                except SandboxError as exc:
+                    log.warning("could not move sandbox %s to workspace %s: %s", sandbox.id, new, exc)
+        return moved
+
+    def detach(self, workspace: str) -> list[Sandbox]:
+        """A copy was made under this key: a sandbox left there is not the copy's (files kept)."""
+        with binding.claim_lock():
+            stale = self.manager.find_for_workspace(workspace)
+            if stale is None:
+                return []
+            return [self.manager.bind(stale, binding.detached_workspace(), stale.kernel_id)]
+
+    def delete(self, workspaces: list[str], alive: Callable[[str], bool]) -> tuple[list[Sandbox], list[Sandbox]]:
+        """The notebooks of these keys were deleted: their sandboxes are removed with their files, but
+        one a running kernel still uses (`alive`) becomes that kernel's own. (removed, kept)."""
+        doomed: list[Sandbox] = []
+        kept: list[Sandbox] = []
+        with binding.claim_lock():
+            for workspace in workspaces:
+                sandbox = self.manager.find_for_workspace(workspace)
+                if sandbox is None:
+                    continue
+                if sandbox.kernel_id and alive(sandbox.kernel_id):
+                    kept.append(self.manager.bind(sandbox, None, sandbox.kernel_id))
+                    continue
+                doomed.append(self.manager.bind(sandbox, binding.detached_workspace(), sandbox.kernel_id))
+        for sandbox in doomed:
+            log.info("notebook of sandbox %s deleted on the user's server: removing it", sandbox.id)
+            self.manager.remove(sandbox)
+        return doomed, kept
+
+    def session(self, kernel_id: str, workspace: str) -> list[Sandbox]:
+        """A kernel's session moved to another notebook: the kernel's notebook sandbox follows it."""
+        with binding.claim_lock():
+            sandbox = self.manager.find_for_kernel(kernel_id)
+            if sandbox is None or sandbox.workspace is None or sandbox.workspace == workspace:
+                return []
+        return self.rebind([(sandbox.workspace, workspace)])

@@ -40,7 +40,7 @@ from .git_credentials import Credential, CredentialError, Remote
 from .git_proxy import GitCredentialProxy, GitProxyError, run_call
 from .limits import DockerCalls, SandboxGates, UploadBudget
 from .manager import Sandbox, SandboxManager
-from .notebooks import NotebookSandboxes
+from .notebooks import WorkspaceMoves
 from .spec import KERNEL_PORTS, LABEL_PREFIX, SandboxSpec, SpecError, parse_size, user_ports
 
 MAX_PATH = 4096
@@ -82,17 +82,51 @@ def check_path(value: Any, what: str = "path", required: bool = True) -> str:
 
 
 NOTEBOOK_ACTIONS = ("rename", "copy", "delete", "session")
-MAX_LIVE_KERNELS = 1000
-MAX_NOTEBOOK_PATH = 4096
+MAX_NOTEBOOK_ITEMS = 1000
 
 
-def _notebook_path(value: Any, what: str) -> str:
-    """A notebook's absolute file path on a user's server, as follow_notebook takes it."""
-    if not isinstance(value, str) or not value.startswith("/"):
-        raise errors.InvalidInput(f"{what} must be the notebook's absolute file path")
-    if len(value) > MAX_NOTEBOOK_PATH or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise errors.InvalidInput(f"{what} is too long or holds control characters")
-    return value
+def _workspace(value: Any) -> str:
+    if not isinstance(value, str):
+        raise errors.InvalidInput("a workspace key must be a string of hex digits")
+    try:
+        return binding.check_workspace(value)
+    except ValueError as exc:
+        raise errors.InvalidInput(str(exc)) from None
+
+
+def _kernel_id(value: Any) -> str:
+    if not isinstance(value, str):
+        raise errors.InvalidInput("a kernel id must be a string")
+    try:
+        return binding.check_kernel_id(value)
+    except ValueError as exc:
+        raise errors.InvalidInput(str(exc)) from None
+
+
+def _bound(sandbox: Sandbox) -> dict[str, Any]:
+    """What the user's server needs back of a sandbox that moved: its id, key and kernel."""
+    return {"id": sandbox.id, "workspace": sandbox.workspace, "kernel_id": sandbox.kernel_id}
+
+
+async def attach_kernel(
+    sandbox_id: str,
+    language: Any,
+    start: Callable[[str, str], Awaitable[Any]],
+    lend: Callable[[str, str | None], Awaitable[Any]],
+) -> dict[str, Any]:
+    """A new kernel for an existing sandbox: lent to a fresh kernel id, the kernel started, the loan
+    taken back if it does not start. `lend` is the operations' own, or, on a user's server in hub mode,
+    the sandbox service's (the kernel runs beside the user's server, the sandbox at the service)."""
+    if language not in (None, "python"):
+        raise errors.InvalidInput(f"language must be 'python', got {language!r}")
+    kernel_id = str(uuid.uuid4())
+    await lend(sandbox_id, kernel_id)
+    try:
+        await start("sandbox-python", kernel_id)
+    except Exception as exc:
+        await lend(sandbox_id, None)
+        raise errors.Internal(f"the kernel did not start: {exc}") from None
+    return {"kernel_id": kernel_id, "sandbox_id": sandbox_id}
 
 
 @contextlib.contextmanager
@@ -569,18 +603,18 @@ class SandboxOperations(SandboxService):
         """A new Jupyter kernel that runs its code in this existing sandbox (the sandbox stays the
         API's: at the kernel's end it is handed back, running). `start(kernel_name, kernel_id)` is
         the Jupyter server's kernel start."""
-        if language not in (None, "python"):
-            raise errors.InvalidInput(f"language must be 'python', got {language!r}")
+        return await attach_kernel(sandbox_id, language, start, self.lend)
+
+    async def lend(self, sandbox_id: str, kernel_id: Any) -> dict[str, Any]:
+        """Lend this sandbox to the kernel `kernel_id` that only borrows it (at its end the sandbox goes
+        back to the API, running), or take it back (None). Hub mode: the user's Jupyter server, which
+        starts that kernel, asks the service for this (POST .../lend)."""
+        if kernel_id is not None:
+            kernel_id = _kernel_id(kernel_id)
         async with self.gate(sandbox_id):
-            sandbox = await self.sandbox(sandbox_id)
-            kernel_id = str(uuid.uuid4())
+            sandbox = await self.sandbox(sandbox_id, running=kernel_id is not None)
             await self.blocking(self.manager.lend_to_kernel, sandbox, kernel_id)
-        try:
-            await start("sandbox-python", kernel_id)
-        except Exception as exc:
-            await self.blocking(self.manager.lend_to_kernel, sandbox, None)
-            raise errors.Internal(f"the kernel did not start: {exc}") from None
-        return {"kernel_id": kernel_id, "sandbox_id": sandbox_id}
+        return {"sandbox_id": sandbox_id, "kernel_id": kernel_id}
 
     def _policy(self, value: Any) -> network.EgressPolicy:
         try:
@@ -947,40 +981,41 @@ class SandboxOperations(SandboxService):
 
     async def follow_notebook(self, body: dict[str, Any]) -> dict[str, Any]:
         """A notebook moved on a user's Jupyter server, told by that server (hub mode: its files are on
-        another machine): the sandboxes of the caller's notebooks follow it, as notebooks.py does for a
-        server on this machine. Paths are the user's server's resolved file paths; `live_kernels` are
-        the kernels that server runs (a sandbox one of them uses is kept when its notebook is deleted)."""
+        another machine, this side has only the sandboxes). The server sends workspace keys, worked
+        out from its own files as its kernels work them out: `rename` {moves: [{from, to}]}, `copy`
+        {workspace}, `delete` {workspaces, live_kernels} (a sandbox a running kernel of that server
+        uses is kept as the kernel's own), `session` {kernel_id, workspace}. Only the caller's
+        sandboxes are looked at (the manager is the caller's)."""
         action = body.get("action")
         if action not in NOTEBOOK_ACTIONS:
             raise errors.InvalidInput(f"action must be one of {', '.join(NOTEBOOK_ACTIONS)}, got {action!r}")
-        path = _notebook_path(body.get("path"), "path")
-        source = _notebook_path(body.get("source_path"), "source_path") if action == "rename" else None
-        live = body.get("live_kernels", [])
-        if not isinstance(live, builtins.list) or len(live) > MAX_LIVE_KERNELS:
-            raise errors.InvalidInput(f"live_kernels must be a list of at most {MAX_LIVE_KERNELS} kernel ids")
-        kernel_id = body.get("kernel_id") if action == "session" else None
-        try:
-            for value in [*live, *([kernel_id] if action == "session" else [])]:
-                binding.check_kernel_id(value)
-        except (ValueError, TypeError) as exc:
-            raise errors.InvalidInput(f"a kernel id is not valid: {exc}") from None
-        alive = frozenset(live)
-        notebooks = NotebookSandboxes(self.manager, "/", resolve=False, kernel_alive=alive.__contains__)
-
-        def follow() -> builtins.list[str]:
-            if action == "rename":
-                assert source is not None
-                return notebooks.moved(source, path)
-            if action == "copy":
-                notebooks.copied(path)
-                return []
-            if action == "delete":
-                return notebooks.deleted(path)
-            moved = notebooks.session_moved(str(kernel_id), path)
-            return [moved] if moved else []
-
-        with domain_errors():
-            return {"sandboxes": await self.blocking(follow)}
+        moves = WorkspaceMoves(self.manager)
+        if action == "rename":
+            pairs = body.get("moves")
+            if not isinstance(pairs, builtins.list) or not 0 < len(pairs) <= MAX_NOTEBOOK_ITEMS:
+                raise errors.InvalidInput(f"moves must be a list of 1 to {MAX_NOTEBOOK_ITEMS} {{from, to}} objects")
+            checked = []
+            for pair in pairs:
+                if not isinstance(pair, dict) or set(pair) != {"from", "to"}:
+                    raise errors.InvalidInput("each move is an object {from, to} of two workspace keys")
+                checked.append((_workspace(pair["from"]), _workspace(pair["to"])))
+            done = await self.blocking(moves.rebind, checked)
+            return {"moved": [_bound(s) for s in done]}
+        if action == "copy":
+            done = await self.blocking(moves.detach, _workspace(body.get("workspace")))
+            return {"detached": [_bound(s) for s in done]}
+        if action == "delete":
+            keys = body.get("workspaces")
+            live = body.get("live_kernels", [])
+            if not isinstance(keys, builtins.list) or not 0 < len(keys) <= MAX_NOTEBOOK_ITEMS:
+                raise errors.InvalidInput(f"workspaces must be a list of 1 to {MAX_NOTEBOOK_ITEMS} workspace keys")
+            if not isinstance(live, builtins.list) or len(live) > MAX_NOTEBOOK_ITEMS:
+                raise errors.InvalidInput(f"live_kernels must be a list of at most {MAX_NOTEBOOK_ITEMS} kernel ids")
+            alive = frozenset(_kernel_id(k) for k in live)
+            removed, kept = await self.blocking(moves.delete, [_workspace(k) for k in keys], alive.__contains__)
+            return {"removed": [_bound(s) for s in removed], "kept": [_bound(s) for s in kept]}
+        done = await self.blocking(moves.session, _kernel_id(body.get("kernel_id")), _workspace(body.get("workspace")))
+        return {"moved": [_bound(s) for s in done]}
 
     # -- files ------------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from ..kernel import provisioner
 from ..remote.forward import SandboxForwarder
 from ..remote.settings import SandboxRemote
 from ..sandbox import binding
-from ..sandbox.manager import SandboxManager
+from ..sandbox.manager import SandboxManager, default_owner
 from ..sandbox.operations import SandboxOperations
 from ..sandbox.ssh.gateway import SSHGateway
 from . import preview
@@ -114,7 +114,9 @@ class SandboxExtension(ExtensionApp):
         # The kernels this server starts reach the same service as the same user, also when the URL
         # and token are only in this server's config (not its environment).
         provisioner.register_environment(remote.environment())
-        self.remote_notebook_events = RemoteNotebookEvents(serverapp, self.forwarder)
+        # Workspace keys are worked out here, with the owner this server's kernels use for them.
+        owner = config.get("SandboxManager", {}).get("owner") or default_owner()
+        self.remote_notebook_events = RemoteNotebookEvents(serverapp, self.forwarder, str(owner))
 
     def initialize_handlers(self) -> None:
         if self.forwarder is not None:

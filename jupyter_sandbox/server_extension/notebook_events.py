@@ -101,14 +101,17 @@ class NotebookEvents:
 
 
 class RemoteNotebookEvents:
-    """Hub mode: the same notebook moves, told to the sandbox service through its REST API (POST
-    /sandbox/api/notebooks/events), which moves the sandboxes. Paths are this server's resolved file
-    paths (what the user's kernels key their notebooks' sandboxes by); the kernels this server runs
-    are named, so that the service keeps a sandbox a running kernel still uses."""
+    """Hub mode: the same notebook moves, for sandboxes the sandbox service holds. The files are here,
+    so the workspace keys are worked out here, as this server's kernels work them out (this server's
+    owner and the resolved path, binding.workspace_key), with the notes the kernels leave on this
+    machine (which notebook a key is, for a folder's move); the service is told which key becomes
+    which (POST /sandbox/api/notebooks/events) and moves the sandboxes. Afterwards the notes here are
+    brought up to date, and a running kernel whose sandbox moved is told its new key."""
 
-    def __init__(self, serverapp: Any, forwarder: Any) -> None:
+    def __init__(self, serverapp: Any, forwarder: Any, owner: str) -> None:
         self.serverapp = serverapp
         self.forwarder = forwarder
+        self.owner = owner
         self.log: logging.Logger = serverapp.log
         contents = getattr(serverapp, "contents_manager", None)
         root = getattr(contents, "root_dir", None) or serverapp.root_dir
@@ -118,6 +121,18 @@ class RemoteNotebookEvents:
 
     def absolute(self, api_path: str) -> str:
         return os.path.realpath(os.path.join(self.root_dir, api_path.strip("/")))
+
+    def key(self, path: str) -> str:
+        return binding.workspace_key(self.owner, path)
+
+    def under(self, folder: str) -> list[tuple[str, str]]:
+        """Remembered (workspace, path) of the notebooks at or below `folder`."""
+        prefix = folder.rstrip("/") + "/"
+        return [
+            (ws, str(record["path"]))
+            for ws, record in binding.notebooks().items()
+            if not record.get("detached") and (record["path"] == folder or str(record["path"]).startswith(prefix))
+        ]
 
     def install(self) -> None:
         logger = getattr(self.serverapp, "event_logger", None)
@@ -151,30 +166,74 @@ class RemoteNotebookEvents:
         except Exception:
             return []
 
-    async def send(self, body: dict[str, Any]) -> None:
-        body = {**body, "live_kernels": self.live_kernels()}
+    async def send(self, body: dict[str, Any]) -> dict[str, Any] | None:
         task = asyncio.ensure_future(self.forwarder.post_json("notebooks/events", body))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
         try:
-            await task
+            answer = await task
         except Exception as exc:
             # A sandbox that cannot follow its notebook must not break the file operation.
             self.log.warning(
                 "jupyter-sandbox: the sandbox service did not hear of a notebook %s: %s", body["action"], exc
             )
+            return None
+        return answer if isinstance(answer, dict) else None
+
+    @staticmethod
+    def _tell_kernels(answer: dict[str, Any] | None, key: str = "moved") -> None:
+        for sandbox in (answer or {}).get(key, []):
+            if isinstance(sandbox, dict) and isinstance(sandbox.get("kernel_id"), str):
+                # The kernel runs here and reads its next sandbox's key from this machine's note.
+                binding.set_kernel_workspace(sandbox["kernel_id"], sandbox.get("workspace"))
+
+    async def moved(self, old_api: str, new_api: str) -> None:
+        old, new = self.absolute(old_api), self.absolute(new_api)
+        targets = {self.key(old): new}
+        for workspace, path in self.under(old):
+            targets[workspace] = new + path[len(old) :]
+        moves = [{"from": ws, "to": self.key(path)} for ws, path in targets.items() if ws != self.key(path)]
+        if not moves:
+            return
+        answer = await self.send({"action": "rename", "moves": moves})
+        if answer is None:
+            return
+        self._tell_kernels(answer)
+        for workspace, path in targets.items():
+            if binding.notebook_record(workspace) is not None or workspace == self.key(old):
+                binding.remember_notebook(self.key(path), path, seen=os.path.isfile(path))
+                binding.forget_notebook(workspace)
+
+    async def copied(self, new_api: str) -> None:
+        workspace = self.key(self.absolute(new_api))
+        answer = await self.send({"action": "copy", "workspace": workspace})
+        if answer is not None:
+            self._tell_kernels(answer, "detached")
+            binding.forget_notebook(workspace)
+
+    async def deleted(self, api_path: str) -> None:
+        path = self.absolute(api_path)
+        workspaces = sorted({self.key(path), *(ws for ws, _ in self.under(path))})
+        answer = await self.send({"action": "delete", "workspaces": workspaces, "live_kernels": self.live_kernels()})
+        if answer is None:
+            return
+        for sandbox in answer.get("kept", []):
+            if isinstance(sandbox, dict) and isinstance(sandbox.get("kernel_id"), str):
+                binding.set_kernel_workspace(sandbox["kernel_id"], None)
+        for workspace in workspaces:
+            binding.forget_notebook(workspace)
 
     async def _on_contents(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
         action, path = data.get("action"), data.get("path")
-        if not isinstance(path, str) or action not in ("rename", "copy", "delete"):
+        if not isinstance(path, str):
             return
-        body: dict[str, Any] = {"action": action, "path": self.absolute(path)}
-        if action == "rename":
-            source = data.get("source_path")
-            if not isinstance(source, str):
-                return
-            body["source_path"] = self.absolute(source)
-        await self.send(body)
+        source = data.get("source_path")
+        if action == "rename" and isinstance(source, str):
+            await self.moved(source, path)
+        elif action == "copy":
+            await self.copied(path)
+        elif action == "delete":
+            await self.deleted(path)
 
     async def _update_session(self, session_id: str, **kwargs: Any) -> Any:
         assert self._original_update is not None
@@ -187,5 +246,8 @@ class RemoteNotebookEvents:
             kernel_id = ((model or {}).get("kernel") or {}).get("id")
             path = (model or {}).get("path")
             if isinstance(kernel_id, str) and isinstance(path, str):
-                await self.send({"action": "session", "path": self.absolute(path), "kernel_id": kernel_id})
+                workspace = self.key(self.absolute(path))
+                answer = await self.send({"action": "session", "kernel_id": kernel_id, "workspace": workspace})
+                if answer is not None:
+                    binding.set_kernel_workspace(kernel_id, workspace)
         return result

@@ -428,17 +428,34 @@ def openapi_document() -> dict[str, Any]:
                 ok="204",
             )
         },
+        f"{box}/lend": {
+            "post": _op(
+                "hub mode: lend this sandbox to a kernel the caller's Jupyter server starts (kernel_id), "
+                "or take it back (null); POST .../kernel on the user's server does both halves",
+                [SANDBOX_ID],
+                _obj(["kernel_id"], kernel_id={"type": "string", "nullable": True}),
+            )
+        },
         "/sandbox/api/notebooks/events": {
             "post": _op(
                 "hub mode: a notebook on the user's server was renamed, copied or deleted, or a session "
-                "moved to another notebook; the caller's sandboxes follow it",
+                "moved to another notebook; the caller's sandboxes follow it (by workspace key)",
                 body=_obj(
-                    ["action", "path"],
+                    ["action"],
                     action={"type": "string", "enum": ["rename", "copy", "delete", "session"]},
-                    path={**STRING, "description": "the notebook's absolute file path on the user's server"},
-                    source_path={**STRING, "description": "rename: the old absolute path"},
+                    moves={
+                        "type": "array",
+                        "items": _obj(["from", "to"], **{"from": STRING, "to": STRING}),
+                        "description": "rename: which workspace key becomes which",
+                    },
+                    workspace={**STRING, "description": "copy: the copy's key; session: the notebook's key"},
+                    workspaces={"type": "array", "items": STRING, "description": "delete: the deleted keys"},
                     kernel_id={**STRING, "description": "session: the kernel whose session moved"},
-                    live_kernels={"type": "array", "items": STRING, "description": "the kernels the server runs"},
+                    live_kernels={
+                        "type": "array",
+                        "items": STRING,
+                        "description": "delete: the kernels the server runs",
+                    },
                 ),
             )
         },

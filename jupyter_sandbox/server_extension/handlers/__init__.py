@@ -22,6 +22,7 @@ from .fallback import NotFoundHandler
 from .files import FileContentHandler, FileInfoHandler, FileOperationHandler, FilesHandler, MultipartUploadHandler
 from .git import GIT_OPERATION, GitHandler
 from .kernels import KERNEL_ID, KernelActionHandler, KernelChannelsHandler, KernelEventsHandler, KernelSandboxHandler
+from .lend import SandboxLendHandler
 from .network import SECRET_NAME, NetworkHandler, NetworkLogHandler, SecretHandler, SecretsHandler
 from .notebooks import NotebookEventsHandler
 from .openapi import OpenAPIHandler
@@ -57,6 +58,7 @@ def api_routes(base_url: str, service: Served) -> list[tuple[str, type, dict[str
         (f"{box}/kernel/(?P<action>interrupt|restart|activity)", KernelActionHandler),
         (f"{box}/kernel/channels", KernelChannelsHandler),
         (f"{api}/kernels/{KERNEL_ID}/sandbox", KernelSandboxHandler),
+        (f"{box}/lend", SandboxLendHandler),
         (f"{box}/files", FilesHandler),
         (f"{box}/files/info", FileInfoHandler),
         (f"{box}/files/content", FileContentHandler),

@@ -20,7 +20,9 @@ from tornado import httputil, web, websocket
 from tornado.routing import PathMatches, Rule
 
 from ...remote.forward import UNLIMITED_BODY, BrokenAnswer, Exchange, ForwardError, SandboxForwarder, api_path
-from .base import AUTH_RESOURCE, NEEDS_TOKEN
+from ...sandbox import errors
+from ...sandbox.operations import attach_kernel
+from .base import AUTH_RESOURCE, NEEDS_TOKEN, SANDBOX_ID, http_error
 
 
 def _message(exc: BaseException | None, reason: str) -> str:
@@ -230,6 +232,53 @@ class ForwardSocketHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHa
         self._close_upstream(code, self.close_reason if code else None)
 
 
+class HubKernelHandler(APIHandler):
+    """POST .../kernel in hub mode: the kernel starts here, beside this server (kernels run with the
+    user's files), and the service lends it the sandbox (POST .../lend); one orchestration with
+    single-machine mode's (sandbox/operations.py: attach_kernel)."""
+
+    auth_resource = AUTH_RESOURCE
+
+    def initialize(self, forwarder: SandboxForwarder) -> None:
+        self.forwarder = forwarder
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        await super().prepare()
+        if self.request.method != "OPTIONS" and not self.current_user:
+            raise web.HTTPError(403, NEEDS_TOKEN)
+
+    @web.authenticated
+    @authorized
+    async def post(self, sandbox_id: str) -> None:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "the request body is not valid JSON") from None
+        if not isinstance(body, dict) or set(body) - {"language"}:
+            raise web.HTTPError(400, "the request body is an object with at most the field language")
+
+        async def lend(box_id: str, kernel_id: str | None) -> Any:
+            return await self.forwarder.post_json(f"sandboxes/{box_id}/lend", {"kernel_id": kernel_id})
+
+        async def start(name: str, kernel_id: str) -> None:
+            await self.kernel_manager.start_kernel(kernel_name=name, kernel_id=kernel_id)
+
+        try:
+            answer = await attach_kernel(sandbox_id, body.get("language"), start, lend)
+        except ForwardError as exc:
+            raise web.HTTPError(exc.status, "%s", exc.message) from None
+        except errors.SandboxOperationError as exc:
+            raise http_error(exc) from None
+        self.set_status(201)
+        self.set_header("Location", url_path_join(self.base_url, "api", "kernels", answer["kernel_id"]))
+        self.finish(json.dumps(answer))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"message": _message(exc, self._reason)}))
+
+
 class UpgradeMatches(PathMatches):
     """The path pattern, for websocket upgrade requests only (the rest of the same paths go elsewhere)."""
 
@@ -241,6 +290,12 @@ class UpgradeMatches(PathMatches):
 
 def forward_routes(base_url: str, forwarder: SandboxForwarder) -> list[Any]:
     """Every path under {base_url}sandbox/api: upgrades to the socket relay, the rest to the HTTP forward."""
-    pattern = url_path_join(base_url, "sandbox", "api") + "/.*"
+    api = url_path_join(base_url, "sandbox", "api")
+    pattern = api + "/.*"
     args = {"forwarder": forwarder}
-    return [Rule(UpgradeMatches(pattern), ForwardSocketHandler, args), (pattern, ForwardHandler, args)]
+    return [
+        Rule(UpgradeMatches(pattern), ForwardSocketHandler, args),
+        # The one route whose work is partly here: its kernel runs beside this server.
+        (f"{api}/sandboxes/{SANDBOX_ID}/kernel", HubKernelHandler, args),
+        (pattern, ForwardHandler, args),
+    ]
