@@ -1,7 +1,7 @@
 """The proxy kernel in hub mode: its sandbox and the inner kernel's channels come through the sandbox
 service's API, and the kernel process itself reaches no engine (DOCKER_HOST names a socket that does
-not exist). The service here is its stand-in: a Jupyter server with the sandbox extension in
-single-machine mode, which serves the same API under the same `Authorization: token` header."""
+not exist). The service is the real one (`jupyter sandbox service`, a tokens file of two users); the
+kernels run as Alice, and Bob is the other user whose token must get nothing of hers."""
 
 from __future__ import annotations
 
@@ -10,29 +10,43 @@ import json
 import os
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import API, KERNEL_NAME, SandboxKernel, Server, box, start_jupyter_server, wait_until
+from conftest import API, KERNEL_NAME, SandboxKernel, Server, box, wait_until
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.multikernelmanager import MultiKernelManager
+from service_support import ServiceProcess
 from tornado import httpclient, websocket
 
 from jupyter_sandbox.sandbox.docker_backend import DockerBackend
-from jupyter_sandbox.sandbox.manager import SandboxManager
 
 NO_ENGINE = "unix:///nonexistent/sandbox-test/docker.sock"
 
 
 @pytest.fixture(scope="module")
-def service(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server, process = start_jupyter_server(tmp_path_factory.mktemp("service-root"))
-    yield server
-    process.terminate()
-    process.wait(timeout=60)
+def service_process(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    process = ServiceProcess(
+        tmp_path_factory.mktemp("service"), ["alice", "bob"], {"SandboxManager": {"warm_pool_size": 0}}
+    )
+    process.start()
+    yield process
+    try:
+        for user in process.users:
+            client = Server(process.port, process.token(user))
+            status, listing = client.request("GET", f"{API}/sandboxes")
+            for sandbox in listing.get("sandboxes", []) if status == 200 else []:
+                client.request("DELETE", box(sandbox["id"]))
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def service(service_process: ServiceProcess) -> Server:
+    """The service as Alice calls it."""
+    return Server(service_process.port, service_process.token("alice"))
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +167,12 @@ def test_kernel_restart_loses_variables_and_keeps_files(hub_kernel: SandboxKerne
     run = hub_kernel.run("print('kept' in dir(), open('/home/sandbox/kept.txt').read())")
     assert run.stdout == "False still here\n"
     assert status_json(hub_kernel)["id"] == before
+    # The notebook's own hard restart: a fresh container on the same files, reached again at once.
+    hub_kernel.run("again = 1")
+    run = hub_kernel.run("%sandbox restart --hard")
+    assert run.status == "ok", run.error
+    run = hub_kernel.run("print('again' in dir(), open('/home/sandbox/kept.txt').read())")
+    assert run.stdout == "False still here\n"
 
 
 def test_an_unsigned_or_malformed_frame_from_the_sandbox_is_dropped(hub_kernel: SandboxKernel) -> None:
@@ -175,28 +195,50 @@ def test_an_unsigned_or_malformed_frame_from_the_sandbox_is_dropped(hub_kernel: 
     assert hub_kernel.run("print(1 + 1)").stdout == "2\n"
 
 
-def test_the_channels_route_is_the_owners_only(service: Server, docker_backend: DockerBackend) -> None:
-    other = SandboxManager(backend=docker_backend, owner=f"someone-else-{uuid.uuid4().hex[:8]}")
-    theirs = other.create()
-    try:
+def test_a_killed_sandbox_is_reported_and_the_next_cell_starts_it_again(
+    hub_kernel: SandboxKernel, docker_backend: DockerBackend
+) -> None:
+    info = status_json(hub_kernel)
+    hub_kernel.run("open('/home/sandbox/before-kill.txt', 'w').write('kept')")
+    docker_backend.client.containers.get(info["container"]).kill()
+    time.sleep(2.0)  # the kernel's watch hears of it through the service
+    run = hub_kernel.run("print(open('/home/sandbox/before-kill.txt').read())", timeout=120)
+    said = run.stdout + run.stderr
+    assert "killed (SIGKILL)" in said, said
+    assert run.stdout.endswith("kept\n")
+    assert status_json(hub_kernel)["id"] == info["id"]
 
-        async def attempt(url: str, headers: dict[str, str]) -> int:
-            request = httpclient.HTTPRequest(url, headers=headers, connect_timeout=20)
-            try:
-                conn = await websocket.websocket_connect(request)
-            except httpclient.HTTPClientError as exc:
-                return exc.code
-            conn.close()
-            return 101
 
-        ws = f"ws://127.0.0.1:{service.port}{box(theirs.id, '/kernel/channels')}?channel=shell"
-        token = {"Authorization": f"token {service.token}"}
-        assert asyncio.run(attempt(ws, token)) == 404
-        assert asyncio.run(attempt(ws, {})) == 403
-        assert service.request("GET", box(theirs.id, "/kernel/events") + "?after=0&wait=0")[0] == 404
-        assert theirs.id not in json.dumps(service.request("GET", f"{API}/sandboxes")[1])
-    finally:
-        other.remove(theirs)
+def test_another_users_token_gets_nothing_of_the_kernels_sandbox(
+    hub_kernel: SandboxKernel, service: Server, service_process: ServiceProcess
+) -> None:
+    alices = status_json(hub_kernel)["id"]
+    bob = Server(service_process.port, service_process.token("bob"))
+
+    async def attempt(url: str, headers: dict[str, str]) -> int:
+        request = httpclient.HTTPRequest(url, headers=headers, connect_timeout=20)
+        try:
+            conn = await websocket.websocket_connect(request)
+        except httpclient.HTTPClientError as exc:
+            return exc.code
+        conn.close()
+        return 101
+
+    ws = f"ws://127.0.0.1:{service.port}{box(alices, '/kernel/channels')}"
+    for channel in ("shell", "iopub", "control"):
+        assert asyncio.run(attempt(f"{ws}?channel={channel}", {"Authorization": f"token {bob.token}"})) == 404
+    assert asyncio.run(attempt(f"{ws}?channel=shell", {})) == 401
+    assert bob.request("GET", box(alices, "/kernel/events") + "?after=0&wait=0")[0] == 404
+    for action in ("interrupt", "restart", "activity"):
+        assert bob.request("POST", box(alices, f"/kernel/{action}"), {})[0] == 404
+    # Bob naming Alice's kernel gets a sandbox of his own, never hers.
+    status, his = bob.request("POST", f"{API}/kernels/{hub_kernel.kernel_id}/sandbox", {})
+    assert status == 200 and his["sandbox"]["id"] != alices and his["kernel"]["key"]
+    assert bob.request("DELETE", f"{API}/kernels/{hub_kernel.kernel_id}/sandbox")[1]["released"] == [
+        his["sandbox"]["id"]
+    ]
+    assert hub_kernel.run("print('still hers')").stdout == "still hers\n"
+    assert status_json(hub_kernel)["id"] == alices
 
 
 def test_a_second_kernel_of_the_notebook_gets_its_sandbox_then_deletion_is_reported(

@@ -228,6 +228,7 @@ def test_unknown_fields_are_a_400_that_names_them_on_every_route(
         .replace("{session_id}", "nosuch")
         .replace("{command_id}", "abc")
         .replace("{pty_id}", "nosuch")
+        .replace("{kernel_id}", "no-such-kernel")
     )
     status, body = api_server.request(method, route + "?colour=red", raw=b"" if method != "GET" else None)
     message = body["message"] if isinstance(body, dict) else body.decode()  # the terminal's page is HTML
@@ -773,6 +774,9 @@ def test_schemathesis_finds_no_server_error(api_server: Server, sandbox: str, tm
         r"/pty$",
         r"/ptys/[^/]+/connect$",
         r"/kernel$",  # starts Jupyter kernels: tested in test_sdk.py
+        # A kernel's sandbox (made, recreated, long-polled, a websocket): tested in test_remote_kernel.py
+        r"^/sandbox/api/kernels/",
+        r"/kernel/(events|restart|channels)$",
         r"^/sandbox/api/sandboxes/\{sandbox_id\}$",
         r"/(stop|start)$",
     ]

@@ -145,12 +145,9 @@ class RemoteAccess:
         return self.api.download(sandbox.id, path, destination, max_bytes, cancel)
 
     def restart_sandbox(self, sandbox: Any, hard: bool) -> Any:
-        if hard:
-            after = self.api.restart(sandbox.id, True)
-        else:
-            # The kernel's own restart: not announced back to it as one made from outside.
-            self.api.kernel_action(sandbox.id, "restart")
-            after = self.api.get(sandbox.id)
+        # The kernel's own restart: not announced back to it as one made from outside, and a hard one
+        # allowed although a kernel (this one) is attached.
+        after = self.api.kernel_action(sandbox.id, "restart", timeout=300, hard=hard)
         return RemoteSandbox.from_rest(after, getattr(sandbox, "memory_limit", ""))
 
     def stop_sandbox(self, sandbox: Any) -> None:

@@ -106,8 +106,13 @@ class ServiceAPI:
             timeout=wait + 30,
         )
 
-    def kernel_action(self, sandbox_id: str, action: str, timeout: float = 30) -> Any:
-        return self.call("POST", f"/sandboxes/{quoted(sandbox_id)}/kernel/{action}", timeout=timeout)
+    def kernel_action(self, sandbox_id: str, action: str, timeout: float = 30, hard: bool = False) -> Any:
+        return self.call(
+            "POST",
+            f"/sandboxes/{quoted(sandbox_id)}/kernel/{action}",
+            json={"hard": True} if hard else None,
+            timeout=timeout,
+        )
 
     # -- the sandbox --------------------------------------------------------------------------
 
@@ -119,9 +124,6 @@ class ServiceAPI:
 
     def stop(self, sandbox_id: str) -> dict[str, Any]:
         return self.call("POST", f"/sandboxes/{quoted(sandbox_id)}/stop", timeout=120)
-
-    def restart(self, sandbox_id: str, hard: bool) -> dict[str, Any]:
-        return self.call("POST", f"/sandboxes/{quoted(sandbox_id)}/restart", json={"hard": hard}, timeout=300)
 
     def exec(self, sandbox_id: str, command: str, cwd: str | None, timeout: float) -> dict[str, Any]:
         body: dict[str, Any] = {"command": command, "timeout": timeout}

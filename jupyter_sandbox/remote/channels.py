@@ -16,6 +16,7 @@ not answer. Meanwhile zmq queues the relay's requests, and websocket pings notic
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -35,6 +36,8 @@ CONNECT_SECONDS = 20.0
 MAX_PAUSE = 5.0
 # The service relays in chunks of at most CHUNK; anything much larger is not its relay talking.
 MAX_FRAME = 1024 * 1024
+# What the relay may send while its websocket is not open yet (zmq holds the rest).
+MAX_HELD = 16 * 1024 * 1024
 
 
 class ChannelBridge:
@@ -89,9 +92,20 @@ class ChannelBridge:
         )
 
     async def _carry(self, channel: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """One zmq connection of the relay, over one websocket, until either side ends."""
-        first = asyncio.ensure_future(reader.read(CHUNK))
-        pending = b""
+        """One zmq connection of the relay, over one websocket, until either side ends. Until the
+        websocket opens, what the relay sends is held (up to MAX_HELD) and its hang-up noticed."""
+        held = bytearray()
+        ended = asyncio.Event()
+
+        async def hold() -> None:
+            while True:
+                data = await reader.read(CHUNK)
+                if not data or len(held) + len(data) > MAX_HELD:
+                    ended.set()
+                    return
+                held.extend(data)
+
+        holding = asyncio.ensure_future(hold())
         pause = 0.2
         remote: websocket.WebSocketClientConnection | None = None
         try:
@@ -100,30 +114,23 @@ class ChannelBridge:
                     remote = await self._open(channel)
                 except Exception as exc:  # refused, unreachable, a 404 for a sandbox gone: try again
                     log.debug("the %s channel's websocket did not open: %s", channel, exc)
-                    if not first.done():
-                        await asyncio.wait({first}, timeout=pause)
-                    else:
-                        await asyncio.sleep(pause)
-                    if first.done() and not pending:
-                        pending = first.result()
-                        if not pending:
-                            return  # the relay let go of this connection meanwhile
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(ended.wait(), pause)
                     pause = min(pause * 2, MAX_PAUSE)
-                if self._closed:
-                    return
-            self.opened += 1
-            if not first.done():
-                await asyncio.wait({first})
-            pending = pending or first.result()
-            if not pending:
+                if ended.is_set() or self._closed:
+                    return  # the relay let go of this connection meanwhile
+            holding.cancel()  # a cancelled read leaves unread bytes in the reader
+            await asyncio.gather(holding, return_exceptions=True)
+            if ended.is_set():
                 return
-            await remote.write_message(pending, binary=True)
+            self.opened += 1
+            if held:
+                await remote.write_message(bytes(held), binary=True)
             await _until_either_ends(self._to_remote(reader, remote), self._to_local(remote, writer))
         except (OSError, websocket.WebSocketClosedError):
             pass
         finally:
-            if not first.done():
-                first.cancel()
+            holding.cancel()
             if remote is not None:
                 remote.close()
             writer.close()

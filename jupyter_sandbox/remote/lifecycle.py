@@ -202,18 +202,22 @@ class RemoteLifecycle:
             return 0
         return last if isinstance(last, int) and not isinstance(last, bool) else 0
 
-    def _in_background(self, action: str, failed: Callable[[errors.SandboxOperationError], None]) -> None:
+    def _in_background(
+        self, action: str, failed: Callable[[errors.SandboxOperationError], None]
+    ) -> threading.Thread | None:
         sandbox = self.sandbox
         if sandbox is None:
-            return
+            return None
 
         def run() -> None:
             try:
-                self.api.kernel_action(sandbox.id, action, timeout=30 if action == "restart" else 10)
+                self.api.kernel_action(sandbox.id, action, timeout=10)
             except errors.SandboxOperationError as exc:
                 failed(exc)
 
-        threading.Thread(target=run, daemon=True, name=f"sandbox-remote-{action}").start()
+        thread = threading.Thread(target=run, daemon=True, name=f"sandbox-remote-{action}")
+        thread.start()
+        return thread
 
     def restart_kernel(self, message: str) -> None:
         sandbox = self.sandbox
@@ -232,8 +236,8 @@ class RemoteLifecycle:
     def touch(self) -> None:
         if self._touching is not None and self._touching.is_alive():
             return
-        self._in_background("activity", lambda exc: None)
-        self._touching = None
+        # Fire and forget, one at a time: an idle reaper leaves a sandbox in use alone.
+        self._touching = self._in_background("activity", lambda exc: None)
 
     def interrupt(self) -> None:
         self._in_background("interrupt", lambda exc: log.warning("interrupt through the service failed: %s", exc))

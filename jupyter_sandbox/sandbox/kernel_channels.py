@@ -11,8 +11,9 @@ kernel), and whatever the sandbox sends is checked there, by the relay, as for a
 from __future__ import annotations
 
 import asyncio
+import threading
 
-from . import errors
+from . import binding, errors
 from .agent_client import AgentClient
 
 MAX_HEAD = 4096
@@ -42,3 +43,44 @@ async def open_tunnel(agent: AgentClient, port: int) -> tuple[asyncio.StreamRead
         writer.close()
         raise errors.AgentUnavailable("the kernel in the sandbox is not listening (is it starting again?)")
     return reader, writer
+
+
+class ChannelLeases:
+    """A kernel whose channels are connected here is alive, for this machine's housekeeping.
+
+    A proxy kernel on this machine holds its lease itself (binding.KernelLease). One on another
+    machine (hub mode) cannot: without a lease here, reconciliation would take its sandbox for an
+    orphan's after `orphan_grace`, and a second kernel of the notebook would take it as free. So while
+    any channel of a kernel is connected through this process, this process holds the kernel's lease
+    for it (when nobody else does); the last channel to close gives it back, and reconciliation's
+    grace counts from then, as for a local kernel that died."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[binding.KernelLease | None, int]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, kernel_id: str | None) -> None:
+        if not kernel_id:
+            return
+        with self._lock:
+            lease, count = self._held.get(kernel_id, (None, 0))
+            if count == 0:
+                candidate = binding.KernelLease(kernel_id)
+                # Held already (the kernel runs on this machine and holds it): nothing to do.
+                lease = candidate if candidate.acquire(blocking=False) else None
+            self._held[kernel_id] = (lease, count + 1)
+
+    def give_back(self, kernel_id: str | None) -> None:
+        if not kernel_id:
+            return
+        with self._lock:
+            lease, count = self._held.get(kernel_id, (None, 0))
+            if count <= 1:
+                self._held.pop(kernel_id, None)
+                if lease is not None:
+                    lease.release()
+            else:
+                self._held[kernel_id] = (lease, count - 1)
+
+
+LEASES = ChannelLeases()

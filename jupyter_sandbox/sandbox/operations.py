@@ -925,26 +925,40 @@ class SandboxOperations(SandboxService):
         reason = await self.blocking(self.gone_reason, sandbox_id, sandbox.memory_limit)
         return {"state": sandbox.state, "last_event": after, "events": [], "gone": reason}
 
-    async def kernel_action(self, sandbox_id: str, action: str) -> dict[str, Any]:
-        """interrupt: SIGINT to the running cell; restart: a fresh Python process (files kept);
-        activity: the sandbox is in use (its idle clock)."""
-        async with self.agent(sandbox_id) as agent:
+    async def kernel_action(self, sandbox_id: str, action: str, hard: Any = False) -> dict[str, Any]:
+        """interrupt: SIGINT to the running cell; restart: a fresh Python process (files kept), or
+        with `hard` a fresh container on the same files (the kernel's own `%sandbox restart --hard`);
+        activity: the sandbox is in use (its idle clock). A stopped sandbox is not started by these:
+        only the person's next cell starts it (through bring_up_kernel)."""
+        if not isinstance(hard, bool) or (hard and action != "restart"):
+            raise errors.InvalidInput("hard must be true or false, and only for restart")
+        async with self.gate(sandbox_id):
+            sandbox = await self._running_kernel_sandbox(sandbox_id)
+            if action == "restart":
+                after = await self.restart_sandbox(sandbox, hard)
+                return after.to_dict()
+            agent = self.agent_for(sandbox)
             if action == "interrupt":
                 return await agent.kernel.interrupt(timeout=5)
-            if action == "restart":
-                return await agent.kernel.restart()
             if action == "activity":
                 return await agent.kernel.activity(timeout=5)
         raise errors.InvalidInput(f"unknown kernel action {action!r}")
 
-    async def kernel_channel(self, sandbox_id: str, channel: Any) -> tuple[AgentClient, int]:
+    async def _running_kernel_sandbox(self, sandbox_id: str) -> Sandbox:
+        sandbox = await self.sandbox(sandbox_id, running=False)
+        if not sandbox.running:
+            raise errors.SandboxStopped(f"sandbox {sandbox_id} is {sandbox.state}; the notebook's next cell starts it")
+        return sandbox
+
+    async def kernel_channel(self, sandbox_id: str, channel: Any) -> tuple[AgentClient, int, str | None]:
         """Where one of the inner kernel's channels is reached: the sandbox's agent and the port its
-        tunnel (/tunnel/{port}) is asked for; through what the backend says reaches the agent, so
+        tunnel (/tunnel/{port}) is asked for, and the kernel it is bound to; through what the backend says reaches the agent, so
         the caller may be on another machine than the sandbox."""
         if channel not in KERNEL_PORTS:
             raise errors.InvalidInput(f"channel must be one of {', '.join(KERNEL_PORTS)}")
-        sandbox = await self.sandbox(sandbox_id)
-        return self.agent_for(sandbox), KERNEL_PORTS[channel]
+        # Not started by a reconnecting channel (the kernel's zmq retries on its own).
+        sandbox = await self._running_kernel_sandbox(sandbox_id)
+        return self.agent_for(sandbox), KERNEL_PORTS[channel], sandbox.kernel_id
 
     # -- housekeeping -----------------------------------------------------------------------
 

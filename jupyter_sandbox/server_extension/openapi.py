@@ -142,7 +142,17 @@ def openapi_document() -> dict[str, Any]:
         },
         f"{box}/kernel/interrupt": {"post": _op("interrupt the running cell (SIGINT)", [SANDBOX_ID])},
         f"{box}/kernel/restart": {
-            "post": _op("a fresh Python process for the kernel that asked (files kept; no announcement)", [SANDBOX_ID])
+            "post": {
+                **_op(
+                    "the kernel's own restart: a fresh Python process (files kept; not announced back to it), "
+                    "or with hard a fresh container on the same files",
+                    [SANDBOX_ID],
+                ),
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": _obj(hard={"type": "boolean", "default": False})}},
+                },
+            }
         },
         f"{box}/kernel/activity": {"post": _op("the sandbox is in use (its idle clock starts again)", [SANDBOX_ID])},
         f"{box}/kernel/channels": {

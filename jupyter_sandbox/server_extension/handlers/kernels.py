@@ -15,7 +15,7 @@ from jupyter_server.auth.decorator import authorized
 from tornado import web, websocket
 
 from ...sandbox import errors
-from ...sandbox.kernel_channels import CHUNK, open_tunnel
+from ...sandbox.kernel_channels import CHUNK, LEASES, open_tunnel
 from .base import SandboxAPIHandler, http_error
 from .terminals import PtyHandler
 
@@ -53,7 +53,7 @@ class KernelActionHandler(SandboxAPIHandler):
     @web.authenticated
     @authorized
     async def post(self, sandbox_id: str, action: str) -> None:
-        self.reply(await self.service.kernel_action(sandbox_id, action))
+        self.reply(await self.service.kernel_action(sandbox_id, action, self.json_body().get("hard", False)))
 
 
 class KernelChannelsHandler(PtyHandler):
@@ -66,6 +66,7 @@ class KernelChannelsHandler(PtyHandler):
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.pump: asyncio.Task | None = None
+        self.kernel_id: str | None = None
 
     @web.authenticated
     @authorized
@@ -74,11 +75,21 @@ class KernelChannelsHandler(PtyHandler):
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
             raise web.HTTPError(400, "this route is a websocket: connect with an Upgrade: websocket request")
         try:
-            agent, port = await self.service.kernel_channel(sandbox_id, self.get_query_argument("channel", ""))
+            agent, port, kernel_id = await self.service.kernel_channel(
+                sandbox_id, self.get_query_argument("channel", "")
+            )
             self.reader, self.writer = await open_tunnel(agent, port)
         except errors.SandboxOperationError as exc:
             raise http_error(exc) from None
-        await websocket.WebSocketHandler.get(self, sandbox_id)
+        # A kernel connected from another machine is alive here (housekeeping leaves its sandbox be).
+        self.kernel_id = kernel_id
+        LEASES.take(kernel_id)
+        try:
+            await websocket.WebSocketHandler.get(self, sandbox_id)
+        finally:
+            if self.ws_connection is None:  # refused at the handshake: on_close never comes
+                self._close_stream()
+                self._give_back()
 
     def open(self, *args: Any) -> None:
         self.set_nodelay(True)
@@ -118,7 +129,12 @@ class KernelChannelsHandler(PtyHandler):
             self.writer.close()
             self.writer = None
 
+    def _give_back(self) -> None:
+        kernel_id, self.kernel_id = self.kernel_id, None
+        LEASES.give_back(kernel_id)
+
     def on_close(self) -> None:
         self._close_stream()
+        self._give_back()
         if self.pump is not None:
             self.pump.cancel()
