@@ -259,7 +259,8 @@ def wait_for_hub(port: int, process: subprocess.Popen[bytes], timeout: float = H
                     return True
         except (OSError, urllib.error.URLError):
             pass
-        time.sleep(0.2)
+        # Until the service answers, the hub logs each of these as a 404: not too many of them.
+        time.sleep(0.5)
     return False
 
 

@@ -129,6 +129,17 @@ class HubUser:
         assert started.status_code == 201, started.text
         return started.json()["id"]
 
+    def open_notebook(self, path: str) -> str:
+        """What JupyterLab does when it opens a notebook: a session for its path, with a sandbox kernel;
+        the kernel's id."""
+        made = self.server(
+            "POST",
+            "/api/sessions",
+            json={"path": path, "name": path, "type": "notebook", "kernel": {"name": "sandbox-python"}},
+        )
+        assert made.status_code == 201, made.text
+        return made.json()["kernel"]["id"]
+
     def run(self, kernel_id: str, code: str, timeout: float = 120) -> tuple[str, str]:
         """(reply status, what the cell printed, errors included), run over the kernel's websocket as
         JupyterLab runs it, through the hub's proxy."""
@@ -245,4 +256,7 @@ def running_hub(
         remove_sandboxes_of(backend, names)
         for name in names:
             hub_script.remove_user(name)
+        # The last run's log (hub, service, users' servers), for a failure's post-mortem.
+        with contextlib.suppress(OSError):
+            shutil.copyfile(log, Path(tempfile.gettempdir()) / "jupyter-sandbox-hub-last.log")
         shutil.rmtree(public, ignore_errors=True)
