@@ -1,9 +1,9 @@
 """Hub mode's forwarder: a small REST call and a 50 MB upload through a user's server in hub mode, beside
 the same calls sent straight to the service, in the same run.
 
-The service is a Jupyter server with the sandbox extension in single-machine mode (the same API as
-`jupyter sandbox service`); the user's server runs in hub mode with no engine (DOCKER_HOST names a
-socket that does not exist) and forwards /sandbox/api to it. The figure is the forwarder's cost:
+The service is the real one (`jupyter sandbox service` with a tokens file, tests/service_support.py);
+the user's server runs in hub mode with no engine (DOCKER_HOST names a socket that does not exist)
+and forwards /sandbox/api to it. The figure is the forwarder's cost:
 latency added to a 1 KB read (p50/p95 over 200), and upload throughput through it / straight.
 """
 
@@ -15,10 +15,12 @@ import statistics
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 
-from common import Api, free_port, server_up, start_server
+from common import Api, free_port, server_up
 from harness import server_argv
 from rest_api import upload
+from service_support import ServiceProcess
 
 NO_ENGINE = "unix:///nonexistent/jupyter-sandbox-bench/docker.sock"
 CHUNK = 1024 * 1024
@@ -67,7 +69,9 @@ def main() -> None:
     args = parser.parse_args()
     size = args.megabytes * CHUNK
     with tempfile.TemporaryDirectory() as service_root, tempfile.TemporaryDirectory() as user_root:
-        service_process, service_port, service_token = start_server(service_root)
+        service = ServiceProcess(Path(service_root), ["bench"], {"SandboxManager": {"warm_pool_size": 0}})
+        service.start()
+        service_port, service_token = service.port, service.token("bench")
         user_process, user_port, user_token = hub_mode_server(user_root, service_port, service_token)
         straight, forwarded = Api(service_port, service_token), Api(user_port, user_token)
         sandbox = forwarded.json("POST", "/sandbox/api/sandboxes", {})
@@ -109,9 +113,8 @@ def main() -> None:
         finally:
             forwarded.json("DELETE", box)
             user_process.terminate()
-            service_process.terminate()
             user_process.wait(timeout=30)
-            service_process.wait(timeout=30)
+            service.stop()
 
 
 if __name__ == "__main__":

@@ -49,25 +49,6 @@ class Hub:
         self.owner = ""  # the service's owner of this user's sandboxes
 
 
-def fake_sandbox_kernelspec(folder: Path) -> Path:
-    """A kernelspec named as the sandbox kernel but running a plain local ipykernel: the kernel's hub mode
-    is another part's; here the sidebar only needs a kernel of that name to follow."""
-    spec = folder / "kernels" / "sandbox-python"
-    spec.mkdir(parents=True)
-    import sys
-
-    (spec / "kernel.json").write_text(
-        json.dumps(
-            {
-                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                "display_name": "Python 3 (sandbox)",
-                "language": "python",
-            }
-        )
-    )
-    return folder
-
-
 @pytest.fixture(scope="module")
 def hub(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     # The service's housekeeping is off: a sandbox lent below to the user's server's kernel is not
@@ -84,7 +65,16 @@ def hub(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     (root / "work" / "hub.ipynb").write_text(
         json.dumps(
             {
-                "cells": [],
+                "cells": [
+                    {
+                        "cell_type": "code",
+                        "execution_count": None,
+                        "id": "write",
+                        "metadata": {},
+                        "outputs": [],
+                        "source": "open('/home/sandbox/sidebar-file.txt', 'w').write('from a cell')\nprint('written')",
+                    }
+                ],
                 "metadata": {"kernelspec": {"name": "sandbox-python", "display_name": "Python 3 (sandbox)"}},
                 "nbformat": 4,
                 "nbformat_minor": 5,
@@ -102,7 +92,6 @@ def hub(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             "DOCKER_HOST": NO_ENGINE,
             "JUPYTER_SANDBOX_SERVICE_URL": f"http://127.0.0.1:{front.port}",
             "JUPYTER_SANDBOX_SERVICE_TOKEN": service_token,
-            "JUPYTER_PATH": str(fake_sandbox_kernelspec(tmp_path_factory.mktemp("kernelspecs"))),
         },
     )
     hub = Hub(service, front, user, root, service_token)
@@ -157,6 +146,10 @@ def test_list_create_and_exec_through_the_service(hub: Hub, sandbox: str) -> Non
     )
     assert status == 201, body
     assert headers["location"] == box(sandbox, "/ptys/located")
+    # A preview link is the service's: served on its preview origins, carrying its own token.
+    status, link = hub.user.request("POST", box(sandbox, "/previews"), {"port": 8000})
+    assert status in (200, 201), link
+    assert f":{hub.service.port}/" in link["url"] and f":{hub.user.port}" not in link["url"] and link["token"]
 
 
 def test_a_50_mb_upload_and_its_download_stream_through(hub: Hub, sandbox: str) -> None:
@@ -367,27 +360,30 @@ def test_a_service_that_is_down_or_refuses_is_a_502_that_says_so(hub: Hub) -> No
     assert user.request("GET", f"{API}/sandboxes")[0] == 200
 
 
-def test_the_sidebar_shows_the_sandbox_and_opens_its_terminal(
-    hub: Hub, sandbox: str, browser: Browser, docker_backend: DockerBackend
-) -> None:
+def test_the_sidebar_shows_the_sandbox_and_opens_its_terminal(hub: Hub, browser: Browser) -> None:
+    """The notebook's sandbox kernel (in hub mode: its sandbox at the service, no engine here) runs a
+    cell; the sidebar shows its sandbox, the cell's file, and opens a terminal into it."""
     user = hub.user
-    exec_command(user, sandbox, "echo from-the-service > sidebar-file.txt")
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     try:
         # Logged in with the token once; from then on the browser has the user's server's cookie.
         page.goto(f"{user.base}/lab/tree/work/hub.ipynb?token={user.token}")
-        page.wait_for_selector(".jp-Notebook", timeout=90_000)
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
         expect(
             page.locator(".jp-StatusBar-Widget").filter(has_text=re.compile(r"Python 3 \(sandbox\) \| Idle"))
-        ).to_be_visible(timeout=90_000)
-        kernel_id = user.request("GET", "/api/sessions")[1][0]["kernel"]["id"]
-        # The notebook's kernel gets the sandbox (on the service's side, as its bring-up would).
-        manager = SandboxManager(backend=docker_backend, owner=hub.owner)
-        manager.lend_to_kernel(manager.get(sandbox), kernel_id)
+        ).to_be_visible(timeout=120_000)
+        cell = page.locator(".jp-Notebook .jp-Cell").first
+        cell.locator(".jp-InputPrompt").click()
+        page.keyboard.press("Escape")
+        page.keyboard.press("Shift+Enter")
+        expect(cell.locator(".jp-OutputArea")).to_contain_text("written", timeout=120_000)
         page.locator('.lm-TabBar-tab[data-id="jupyter-sandbox-sidebar"]').click()
         expect(page.locator('.jp-SandboxSidebar [data-field="state"]')).to_contain_text("running", timeout=60_000)
         expect(page.locator('.jp-SandboxSidebar-file[data-name="sidebar-file.txt"]')).to_be_visible(timeout=30_000)
+        kernel_id = user.request("GET", "/api/sessions")[1][0]["kernel"]["id"]
+        mine = hub.service.request("GET", f"{API}/sandboxes?kernel_id={kernel_id}")[1]["sandboxes"]
+        assert len(mine) == 1, mine
         page.get_by_role("button", name="Terminal").click()
         terminal = page.locator(".jp-SandboxTerminal .xterm")
         expect(terminal).to_be_visible(timeout=30_000)
@@ -396,14 +392,14 @@ def test_the_sidebar_shows_the_sandbox_and_opens_its_terminal(
         terminal.click()
         page.keyboard.type("echo typed-in-the-$((1 + 1))-lab > ~/from-terminal.txt; echo done-$((3 * 3))\n")
         expect(page.locator(".jp-SandboxTerminal .xterm-rows")).to_contain_text("done-9", timeout=30_000)
-        assert exec_command(user, sandbox, "cat from-terminal.txt")["stdout"] == "typed-in-the-2-lab\n"
+        assert exec_command(user, mine[0]["id"], "cat from-terminal.txt")["stdout"] == "typed-in-the-2-lab\n"
         cookies = [c["value"] for c in context.cookies() if c["value"]]
         assert cookies, "the browser holds the user's server's login cookie"
         hub.browser_secrets.extend(cookies)
     finally:
         context.close()
-        manager = SandboxManager(backend=docker_backend, owner=hub.owner)
-        manager.lend_to_kernel(manager.get(sandbox), None)
+        for session in user.request("GET", "/api/sessions")[1]:
+            user.request("DELETE", f"/api/sessions/{session['id']}")
 
 
 def test_the_service_saw_only_its_token(hub: Hub) -> None:

@@ -227,6 +227,7 @@ class SandboxForwarder(LoggingConfigurable):
             )
         # The service's own path of its API (a service behind a hub's proxy has a prefix).
         self._service_api = parts.path.rstrip("/") + "/" + API_PREFIX
+        self._service_origin = f"{parts.scheme}://{parts.netloc}"
         self._client: SimpleAsyncHTTPClient | None = None
 
     @property
@@ -274,11 +275,7 @@ class SandboxForwarder(LoggingConfigurable):
     def local_location(self, location: str, base_url: str) -> str | None:
         """A Location the service sent, as the same resource on the user's server (None: not one of the API's)."""
         parts = urlsplit(location)
-        if (
-            parts.netloc
-            and f"{parts.scheme}://{parts.netloc}"
-            != f"{urlsplit(self.service_url).scheme}://{urlsplit(self.service_url).netloc}"
-        ):
+        if parts.netloc and f"{parts.scheme}://{parts.netloc}" != self._service_origin:
             return None
         if not parts.path.startswith(self._service_api):
             return None

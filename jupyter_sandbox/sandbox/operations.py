@@ -1025,8 +1025,13 @@ class SandboxOperations(SandboxService):
                 raise errors.InvalidInput(f"workspaces must be a list of 1 to {MAX_NOTEBOOK_ITEMS} workspace keys")
             if not isinstance(live, builtins.list) or len(live) > MAX_NOTEBOOK_ITEMS:
                 raise errors.InvalidInput(f"live_kernels must be a list of at most {MAX_NOTEBOOK_ITEMS} kernel ids")
-            alive = frozenset(_kernel_id(k) for k in live)
-            removed, kept = await self.blocking(moves.delete, [_workspace(k) for k in keys], alive.__contains__)
+            named = frozenset(_kernel_id(k) for k in live)
+
+            def alive(kernel_id: str) -> bool:
+                # A kernel the user's server runs, or one whose channels are connected here (its lease).
+                return kernel_id in named or binding.kernel_alive(kernel_id)
+
+            removed, kept = await self.blocking(moves.delete, [_workspace(k) for k in keys], alive)
             return {"removed": [_bound(s) for s in removed], "kept": [_bound(s) for s in kept]}
         done = await self.blocking(moves.session, _kernel_id(body.get("kernel_id")), _workspace(body.get("workspace")))
         return {"moved": [_bound(s) for s in done]}
