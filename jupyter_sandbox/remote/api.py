@@ -93,7 +93,7 @@ class ServiceAPI:
     # -- a kernel's sandbox -------------------------------------------------------------------
 
     def bring_up(self, kernel_id: str, workspace: str | None) -> dict[str, Any]:
-        return self.call("POST", f"/kernels/{quoted(kernel_id)}/sandbox", json={"workspace": workspace}, timeout=600)
+        return self.call("POST", f"/kernels/{quoted(kernel_id)}/sandbox", json={"workspace": workspace}, timeout=3600)
 
     def release(self, kernel_id: str) -> dict[str, Any]:
         return self.call("DELETE", f"/kernels/{quoted(kernel_id)}/sandbox", timeout=300)

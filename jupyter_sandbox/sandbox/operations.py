@@ -160,6 +160,7 @@ def describe_exit(exit_code: int | None, oom_killed: bool, memory: str = "") -> 
 IDLE_STOPPED = "it was stopped because nobody used it for a while (its files are kept)"
 REMOVED = "it was removed"
 KERNEL_EVENT_WAIT = 25.0
+BRING_UP_SECONDS = 6 * 3600.0
 
 
 @dataclass
@@ -856,7 +857,9 @@ class SandboxOperations(SandboxService):
                 # A rename seen while it was being made moves it now.
                 return manager.follow_kernel_workspace(made, kernel_id), "created"
 
-        sandbox, how = await self.blocking(claim_or_create, timeout=max(self.docker_timeout, 300.0))
+        # No deadline of the Docker calls' own: a missing default image is built here, with progress,
+        # which takes minutes (the kernel waited for it before too).
+        sandbox, how = await self.blocking(claim_or_create, timeout=BRING_UP_SECONDS)
         fresh = how in ("created", "pool")  # its Python process has run nothing yet
         if not sandbox.running:
             say(f"starting sandbox {sandbox.id} again (its files are kept)...")
