@@ -105,10 +105,10 @@ def single_machine(manager: SandboxManager, pool: int, repeat: int) -> list[floa
         process.wait(timeout=60)
 
 
-def through_the_hub(manager: SandboxManager, pool: int, repeat: int) -> list[float]:
+def through_the_hub(backend: DockerBackend, manager: SandboxManager, pool: int, repeat: int) -> list[float]:
     """The user's server forwards to the service; the kernel reaches its sandbox through it."""
     service_args = [f"--SandboxManager.warm_pool_size={pool}", f"--SandboxServiceApp.warm_pools={bool(pool)}"]
-    with running_hub(manager.backend, service_args, users=1) as hub:
+    with running_hub(backend, service_args, users=1) as hub:
         user: HubUser = next(iter(hub.users.values()))
         user.start()
         user.wait_until_ready()
@@ -136,7 +136,7 @@ def main() -> int:
     for pool, kind in ((0, "cold"), (1, "warm")):
         figures[f"single machine, {kind}"] = single_machine(manager, pool, args.repeat)
     for pool, kind in ((0, "cold"), (1, "warm")):
-        figures[f"through the hub, {kind}"] = through_the_hub(manager, pool, args.repeat)
+        figures[f"through the hub, {kind}"] = through_the_hub(backend, manager, pool, args.repeat)
 
     print("kernel start -> first result ('42'), over the kernel's websocket")
     for name, values in figures.items():
