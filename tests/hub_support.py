@@ -253,9 +253,12 @@ def running_hub(
     finally:
         if process is not None:
             hub_script.stop_hub(process)
-        remove_sandboxes_of(backend, names)
-        for name in names:
-            hub_script.remove_user(name)
+        try:
+            remove_sandboxes_of(backend, names)
+        finally:
+            # The accounts go even when the engine is unreachable at this moment.
+            for name in names:
+                hub_script.remove_user(name)
         # The last run's log (hub, service, users' servers), for a failure's post-mortem.
         with contextlib.suppress(OSError):
             shutil.copyfile(log, Path(tempfile.gettempdir()) / "jupyter-sandbox-hub-last.log")
