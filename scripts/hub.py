@@ -264,6 +264,18 @@ def wait_for_hub(port: int, process: subprocess.Popen[bytes], timeout: float = H
     return False
 
 
+def stop_proxy(state: Path) -> None:
+    """The hub's proxy, when the hub ended without stopping it (it exits at once when the service it
+    needs fails to start, and leaves its proxy running)."""
+    try:
+        pid = int((state / "proxy.pid").read_text().strip())
+        # Only that proxy: a pid file left from an earlier run may name another process by now.
+        if b"configurable-http-proxy" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        pass
+
+
 def stop_hub(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
     """SIGTERM: the hub stops the users' servers, the service and the proxy before it exits. (Not SIGINT:
     a hub started in the background, as by a script, ignores it.)"""
@@ -402,6 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         hub = start_hub(bin_dir, state, env, LOG)
         if not wait_for_hub(args.port, hub):
             stop_hub(hub)
+            stop_proxy(state)
             steps.line("FAIL", "JupyterHub", f"did not answer on port {args.port}", started)
             raise lab.StepFailed("JupyterHub")
         steps.line("ok", "JupyterHub", f"on port {args.port}", started)
@@ -416,10 +429,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         steps.say(f"log in as {name} with password {password}")
     steps.say(f"http://127.0.0.1:{args.port}/")
     try:
-        return hub.wait()
+        code = hub.wait()
     except KeyboardInterrupt:
         stop_hub(hub)
-        return 0
+        code = 0
+    stop_proxy(state)
+    return code
 
 
 if __name__ == "__main__":

@@ -253,6 +253,7 @@ def running_hub(
     finally:
         if process is not None:
             hub_script.stop_hub(process)
+            hub_script.stop_proxy(state)
         try:
             remove_sandboxes_of(backend, names)
         finally:
