@@ -7,10 +7,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LAB_PORT ?= 8888
 LAB_SSH_PORT ?= 2222
+HUB_PORT ?= 8000
+HUB_SERVICE_PORT ?= 8765
 # Jupyter refuses to run as root unless told; root is how a fresh machine is usually set up.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup host host-test image test-image lab test unit lint demo bench clean dist
+.PHONY: setup host host-test image test-image lab hub test unit lint demo bench clean dist
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +58,12 @@ setup: image
 # .lab.log (printed when a step fails), the URL last: scripts/lab.py.
 lab:
 	@$(PYTHON) scripts/lab.py --venv $(VENV) --python $(PYTHON) --port $(LAB_PORT) $(ALLOW_ROOT) --root-dir $(CURDIR)/examples --ssh-port $(LAB_SSH_PORT)
+
+# The example JupyterHub (examples/hub/): two users, each one's server as that user's own account in hub
+# mode, the sandbox service as the hub's service (it alone holds the engine). As root; the same one-line
+# steps as `make lab`, the URL and the logins last: scripts/hub.py.
+hub:
+	@$(PYTHON) scripts/hub.py --venv $(VENV) --python $(PYTHON) --port $(HUB_PORT) --service-port $(HUB_SERVICE_PORT)
 
 # Most tests wait on containers, browsers and servers rather than on the CPU, so they run in parallel
 # workers (a test file stays on one worker, with its module's fixtures); the few that look at the
