@@ -1616,6 +1616,10 @@ class SandboxManager(LoggingConfigurable):
             raise NoSuchSandbox(f"there is no sandbox {sandbox_id!r}")
         return Sandbox.from_record(record)
 
+    def owns(self, sandbox_id: str) -> bool:
+        """Whether this owner has a sandbox of that id (one engine call, no inspect)."""
+        return bool(self.backend.list_containers({LABEL_ID: sandbox_id, LABEL_OWNER: self.owner}, [LABEL_ID]))
+
     def find_for_kernel(self, kernel_id: str) -> Sandbox | None:
         # This owner's only: a kernel id another caller names (the service's users choose theirs)
         # never reaches someone else's sandbox.

@@ -478,6 +478,12 @@ class SandboxOperations(SandboxService):
         finally:
             release()
 
+    async def check_owned(self, sandbox_id: str) -> None:
+        """Another owner's sandbox, or none, is not found, before anything else of a request is read:
+        on the service, whatever the body, the answer for someone else's id is the unknown id's."""
+        if not await self.blocking(self.manager.owns, sandbox_id):
+            raise errors.SandboxNotFound(f"there is no sandbox {sandbox_id!r}")
+
     async def sandbox(self, sandbox_id: str, running: bool = True) -> Sandbox:
         """The caller's sandbox; with `running`, started first when the configuration says so."""
         sandbox = await self.blocking(self.manager.get, sandbox_id)

@@ -114,6 +114,17 @@ class ServedOperations:
             raise unauthenticated(self)  # type: ignore[arg-type]
         return served.operations_for(self.current_user)
 
+    async def refuse_strangers(self) -> None:
+        """On the service, users are each other's strangers: a route's sandbox id is checked before
+        anything else of the request, so that no method, query or body (nor a websocket upgrade)
+        tells another user's sandbox apart from one that does not exist: both are 404."""
+        sandbox_id = getattr(self, "path_kwargs", {}).get("sandbox_id")
+        if sandbox_id and not isinstance(self._served, SandboxOperations):
+            try:
+                await self.service.check_owned(sandbox_id)
+            except errors.SandboxOperationError as exc:
+                raise http_error(exc) from None
+
 
 class SandboxAPIHandler(ServedOperations, APIHandler):
     auth_resource = AUTH_RESOURCE
@@ -131,6 +142,7 @@ class SandboxAPIHandler(ServedOperations, APIHandler):
         # lesson in the API.
         if not self.current_user:
             raise unauthenticated(self)
+        await self.refuse_strangers()
         self.validate_request()
 
     def check_xsrf_cookie(self) -> None:

@@ -42,6 +42,7 @@ class PtyHandler(ServedOperations, WebSocketMixin, JupyterHandler, websocket.Web
         await JupyterHandler.prepare(self, _redirect_to_login=False)
         if not self.current_user:
             raise unauthenticated(self)
+        await self.refuse_strangers()
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Refusals before the upgrade as the REST API gives them: JSON {"message"}, not a page."""
