@@ -373,6 +373,8 @@ class HostCells:
                 "user_expressions": self._safe_expressions(host.evaluated or {}),
                 "payload": [],
             }
+        if error and host.stop_on_error and not host.silent:
+            relay.abort_queued()  # before the reply: a cell sent after the front end saw it runs
         relay.front.send_new(
             "shell",
             host.cell.idents,
@@ -382,8 +384,6 @@ class HostCells:
             metadata=reply_metadata(relay.session, reply["status"]),
         )
         relay.front.publish("status", {"execution_state": "idle"}, header)
-        if error and host.stop_on_error and not host.silent:
-            relay.abort_queued()
         relay.pump()
 
     def _safe_expressions(self, evaluated: dict[str, Any]) -> dict[str, Any]:

@@ -351,6 +351,8 @@ class Relay:
         if request.get("store_history", not silent) and not silent:
             self.execution_count += 1  # a cell stopped by an interrupt counts, as in ipykernel
         error = error_reply("interrupted while the sandbox was starting", "KeyboardInterrupt")
+        if request.get("stop_on_error", True) and not silent:
+            self.abort_queued()  # before the reply: a cell sent after the front end saw it runs
         if not silent:
             self.front.publish("error", error_output(error["evalue"], error["ename"]), item.header)
         self.front.send_new(
@@ -362,8 +364,6 @@ class Relay:
             metadata=reply_metadata(self.session, "error"),
         )
         self.front.publish("status", {"execution_state": "idle"}, item.header)
-        if request.get("stop_on_error", True) and not silent:
-            self.abort_queued()
         self.pump()
 
     def _say_busy(self, item: Held) -> None:
@@ -745,9 +745,11 @@ class Relay:
         status, count = reply.get("status"), reply.get("execution_count")
         if status in ("ok", "error") and isinstance(count, int) and not isinstance(count, bool):
             self.execution_count = count
-        self.front.send(pending.channel, pending.idents, body)
         if status == "error" and pending.stop_on_error:
+            # Before the reply goes on: what was queued behind the cell is aborted, and a cell the
+            # front end sends once it has seen the reply is not.
             self.abort_queued()
+        self.front.send(pending.channel, pending.idents, body)
 
     def _from_inner_iopub(self, frames: list[bytes]) -> None:
         checked = self.inner.verified(frames) if self.inner is not None else None
