@@ -264,6 +264,17 @@ def test_a_failed_host_cell_aborts_the_cells_the_relay_queued(proxy: Proxy) -> N
         assert "must not run" not in stdout(proxy.iopub_until_idle(msg_id))
 
 
+def test_a_cell_sent_once_the_error_reply_is_seen_runs(proxy: Proxy) -> None:
+    """What is aborted is what was queued behind the failed cell, not a cell the front end sends
+    after it has seen the error (a person running the next cell at once): over and over, it runs."""
+    for _ in range(20):
+        failing = proxy.client.execute("%sandbox no-such-subcommand")
+        assert proxy.reply(failing)["content"]["status"] == "error"
+        after = proxy.client.execute("print('runs')")
+        assert proxy.reply(after)["content"]["status"] == "ok"
+        proxy.iopub_until_idle(after)
+
+
 def test_cells_that_arrived_but_were_not_read_yet_are_aborted_too(local_kernel: KernelManager, tmp_path: Path) -> None:
     """A `%sandbox` line that needs no sandbox fails while the sandbox is not up, and the cells queued behind it (a Run All
     on a loaded machine) reach the relay's socket after the line started but before the loop reads
