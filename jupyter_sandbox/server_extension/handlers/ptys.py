@@ -8,15 +8,19 @@ one text frame it passes on (the exit frame) from a checked exit code.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import threading
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.iostream import StreamClosedError
 
 from ...sandbox import errors
 from ...sandbox import ptys as checks
-from .base import SandboxAPIHandler, http_error, url_quote
+from .base import SandboxAPIHandler, http_error, status_of, url_quote
 from .sandboxes import sandbox_url
 from .terminals import PtyHandler
 
@@ -91,3 +95,66 @@ class PtyConnectHandler(PtyHandler):
         frame = checks.client_frame(message)
         if frame is not None:
             super().on_message(frame)
+
+
+class PtyInputHandler(SandboxAPIHandler):
+    """POST .../ptys/{pty_id}/input {"data": TEXT}: type into a running PTY without a websocket
+    (`%sandbox pty send` in hub mode, scripts): {"sent": characters}."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, sandbox_id: str, pty_id: str) -> None:
+        self.reply({"sent": await self.service.pty_send(sandbox_id, pty_id, self.json_body().get("data"))})
+
+
+class PtyOutputHandler(SandboxAPIHandler):
+    """GET .../ptys/{pty_id}/output?until=TEXT&timeout=SECONDS: the PTY's recent output and what follows,
+    as newline-delimited JSON ({"output": text} lines), ending with {"exit_code": N} when its process
+    exits, {"exit_code": null} when `until` was printed, or {"error", "status"} when it failed after
+    output was sent (before that, the error is the response's status, as elsewhere). Closing the
+    connection stops following (the PTY keeps running)."""
+
+    cancel: threading.Event | None = None
+
+    def on_connection_close(self) -> None:
+        if self.cancel is not None:
+            self.cancel.set()
+
+    @web.authenticated
+    @authorized
+    async def get(self, sandbox_id: str, pty_id: str) -> None:
+        self.cancel = cancel = threading.Event()
+        until = self.get_query_argument("until", "") or None
+        timeout = checks.follow_timeout(self.get_query_argument("timeout", "60"))
+        pieces: asyncio.Queue[str] = asyncio.Queue()
+        follow = asyncio.ensure_future(
+            self.service.pty_follow(sandbox_id, pty_id, pieces.put_nowait, until=until, timeout=timeout, cancel=cancel)
+        )
+        written = False
+        while True:
+            if pieces.empty() and follow.done():
+                break
+            piece = asyncio.ensure_future(pieces.get())
+            await asyncio.wait({follow, piece}, return_when=asyncio.FIRST_COMPLETED)
+            if not piece.done():
+                piece.cancel()
+                continue
+            if not written:
+                self.set_header("Content-Type", "application/x-ndjson")
+                written = True
+            self.write(json.dumps({"output": piece.result()}) + "\n")
+            try:
+                await self.flush()
+            except StreamClosedError:
+                cancel.set()
+        try:
+            code = follow.result()
+        except errors.SandboxOperationError as exc:
+            if not written:
+                raise
+            self.write(json.dumps({"error": exc.message, "status": status_of(exc)}) + "\n")
+        else:
+            if not written:
+                self.set_header("Content-Type", "application/x-ndjson")
+            self.write(json.dumps({"exit_code": code}) + "\n")
+        self.finish()
