@@ -100,31 +100,20 @@ class RemoteAccess:
         timeout: float | None,
         cwd: str | None,
     ) -> dict[str, Any]:
-        # The API's exec answers when the command ends; the output is written then. An interrupt
-        # stops waiting for it (the command runs out its timeout in the sandbox).
-        answer: dict[str, Any] = {}
-
-        def call() -> None:
-            try:
-                answer["result"] = self.api.exec(sandbox.id, script, cwd, timeout or EXEC_TIMEOUT)
-            except errors.SandboxOperationError as exc:
-                answer["error"] = exc
-
-        worker = threading.Thread(target=call, daemon=True, name="sandbox-remote-exec")
-        worker.start()
-        while worker.is_alive():
-            worker.join(0.1)
-            if cancel is not None and cancel.is_set() and worker.is_alive():
-                raise Cancelled("interrupted")
-        if "error" in answer:
-            raise answer["error"]
-        result = answer["result"]
-        if not isinstance(result, dict) or not isinstance(result.get("exit_code"), int):
-            raise errors.Internal("the sandbox service sent a malformed exec result")
-        for name in ("stdout", "stderr"):
-            if isinstance(result.get(name), str) and result[name]:
-                on_output(name, result[name])
-        return {"exit_code": result["exit_code"], "timed_out": bool(result.get("timed_out"))}
+        # The output as it comes; an interrupt closes the connection, and the service kills the command.
+        for item in self.api.exec_output(sandbox.id, script, cwd, timeout or EXEC_TIMEOUT, cancel):
+            if "exit_code" in item:
+                code = item["exit_code"]
+                if not isinstance(code, int) or isinstance(code, bool):
+                    raise errors.Internal("the sandbox service sent a malformed exec result")
+                return {"exit_code": code, "timed_out": bool(item.get("timed_out"))}
+            if "error" in item:
+                raise streamed_error(item)
+            if item.get("stream") in ("stdout", "stderr") and isinstance(item.get("text"), str):
+                on_output(item["stream"], item["text"])
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("interrupted")
+        raise errors.AgentUnavailable("the sandbox service ended the command's output without its exit code")
 
     def list_folder(self, sandbox: Any, path: str) -> dict[str, Any]:
         listing = self.api.list_files(sandbox.id, path)
@@ -251,45 +240,30 @@ class RemoteAccess:
         timeout: float,
         cancel: threading.Event | None,
     ) -> int | None:
-        # Read on a thread of its own, so an interrupt is seen while no output comes.
-        found: dict[str, Any] = {}
-        stop = threading.Event()
-
-        def read() -> None:
-            try:
-                for item in self.api.pty_output(sandbox.id, pty_id, until, timeout, stop):
-                    if "output" in item:
-                        on_output(str(item["output"]))
-                    elif "error" in item:
-                        status = item.get("status")
-                        kind = ERROR_OF.get(status, errors.Internal) if isinstance(status, int) else errors.Internal
-                        found["error"] = kind(str(item["error"])[:MAX_MESSAGE])
-                        return
-                    elif "exit_code" in item:
-                        code = item["exit_code"]
-                        found["code"] = code if isinstance(code, int) and not isinstance(code, bool) else None
-                        return
-            except errors.SandboxOperationError as exc:
-                found["error"] = exc
-
-        worker = threading.Thread(target=read, daemon=True, name="sandbox-remote-pty")
-        worker.start()
-        while worker.is_alive():
-            worker.join(0.1)
-            if cancel is not None and cancel.is_set() and worker.is_alive():
-                stop.set()
-                raise Cancelled("interrupted")
-        if "error" in found:
-            raise found["error"]
-        if "code" not in found:
-            raise errors.AgentUnavailable("the sandbox service ended the PTY's output without saying how")
-        return found["code"]
+        for item in self.api.pty_output(sandbox.id, pty_id, until, timeout, cancel):
+            if "exit_code" in item:
+                code = item["exit_code"]
+                return code if isinstance(code, int) and not isinstance(code, bool) else None
+            if "error" in item:
+                raise streamed_error(item)
+            if isinstance(item.get("output"), str):
+                on_output(item["output"])
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("interrupted")
+        raise errors.AgentUnavailable("the sandbox service ended the PTY's output without saying how")
 
     def desktop(self, sandbox: Any, action: str, body: dict[str, Any]) -> dict[str, Any]:
         status = self.api.desktop(sandbox.id, action, body)
         if not isinstance(status, dict) or not isinstance(status.get("status"), str):
             raise errors.Internal("the sandbox service sent a malformed desktop status")
         return status
+
+
+def streamed_error(item: dict[str, Any]) -> errors.SandboxOperationError:
+    """The domain error a streamed answer ended with ({"error": message, "status": HTTP status})."""
+    status = item.get("status")
+    kind = ERROR_OF.get(status, errors.Internal) if isinstance(status, int) else errors.Internal
+    return kind(str(item["error"])[:MAX_MESSAGE])
 
 
 def checked_policy(value: Any) -> dict[str, Any]:

@@ -227,12 +227,29 @@ class ServiceAPI:
     def pty_output(
         self, sandbox_id: str, pty_id: str, until: str | None, timeout: float, cancel: threading.Event | None
     ) -> Iterator[dict[str, Any]]:
-        """The objects of a followed PTY's output (ptys.py PtyOutputHandler), as they come. Closed
-        (which ends the service's following) when the caller stops iterating."""
-        url = self.api(f"/sandboxes/{quoted(sandbox_id)}/ptys/{quoted(pty_id)}/output")
         params = {"timeout": f"{timeout:g}", **({"until": until} if until else {})}
+        path = f"/sandboxes/{quoted(sandbox_id)}/ptys/{quoted(pty_id)}/output"
+        return self.stream("GET", path, cancel, timeout + 60, "the PTY's output", params=params)
+
+    def exec_output(
+        self, sandbox_id: str, command: str, cwd: str | None, timeout: float, cancel: threading.Event | None
+    ) -> Iterator[dict[str, Any]]:
+        body: dict[str, Any] = {"command": command, "timeout": timeout, "stream": True}
+        if cwd:
+            body["cwd"] = cwd
+        path = f"/sandboxes/{quoted(sandbox_id)}/process/exec"
+        return self.stream("POST", path, cancel, timeout + 60, "the command's output", json=body)
+
+    def stream(
+        self, method: str, path: str, cancel: threading.Event | None, longest: float, what: str, **kwargs: Any
+    ) -> Iterator[dict[str, Any]]:
+        """The objects of a streamed answer (server_extension/handlers/streaming.py) as they come; the
+        service's heartbeats (blank lines) let `cancel` be seen while nothing comes. Leaving (cancel,
+        or the caller stops iterating) closes the connection, which ends the operation there."""
         try:
-            with self.http.stream("GET", url, params=params, timeout=httpx.Timeout(60, read=timeout + 60)) as response:
+            with self.http.stream(
+                method, self.api(path), timeout=httpx.Timeout(60, read=longest), **kwargs
+            ) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise ERROR_OF.get(response.status_code, errors.Internal)(message_of(response)[:MAX_MESSAGE])
@@ -244,12 +261,12 @@ class ServiceAPI:
                     try:
                         item = json.loads(line)
                     except ValueError:
-                        raise errors.Internal("the sandbox service sent a malformed PTY output line") from None
+                        item = None
                     if not isinstance(item, dict):
-                        raise errors.Internal("the sandbox service sent a malformed PTY output line")
+                        raise errors.Internal(f"the sandbox service sent {what} malformed")
                     yield item
         except httpx.HTTPError as exc:
-            raise ServiceUnreachable(f"following the PTY through the sandbox service broke: {exc}") from None
+            raise ServiceUnreachable(f"{what} from the sandbox service broke off: {exc}") from None
 
     def desktop(self, sandbox_id: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
         if action == "status":

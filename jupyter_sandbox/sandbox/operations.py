@@ -1213,17 +1213,41 @@ class SandboxOperations(SandboxService):
 
     # -- processes, sessions, commands -------------------------------------------------------
 
-    async def exec(self, sandbox_id: str, command: Any, cwd: Any, env: Any, timeout: Any) -> dict[str, Any]:
+    @staticmethod
+    def checked_exec(command: Any, cwd: Any, env: Any, timeout: Any) -> tuple[str, str | None, dict[str, str], float]:
+        """An exec request as REST sends it, checked: (command, cwd, env, timeout)."""
         if not isinstance(command, str) or not command.strip():
             raise errors.InvalidInput("command must be a non-empty string")
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 3600:
             raise errors.InvalidInput("timeout must be between 0 and 3600 seconds")
-        cwd = check_path(cwd, "cwd", required=False) or None
+        folder = check_path(cwd, "cwd", required=False) or None
         env = env or {}
         if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
             raise errors.InvalidInput("env must map names to strings")
+        return command, folder, env, float(timeout)
+
+    async def exec(self, sandbox_id: str, command: Any, cwd: Any, env: Any, timeout: Any) -> dict[str, Any]:
+        command, cwd, env, timeout = self.checked_exec(command, cwd, env, timeout)
         async with self.agent(sandbox_id) as agent:
             return await agent.processes.exec(command, cwd, env, timeout)
+
+    async def exec_output(
+        self,
+        sandbox_id: str,
+        body: dict[str, Any],
+        on_output: Callable[[str, str], None],
+        cancel: threading.Event | None = None,
+    ) -> dict[str, Any]:
+        """POST .../process/exec with "stream": the command's output handed to `on_output` as it comes,
+        then {exit_code, timed_out}. `cancel` (the caller went, or was interrupted) kills the command:
+        the agent ends it when its connection goes."""
+        command, cwd, env, timeout = self.checked_exec(
+            body.get("command"), body.get("cwd"), body.get("env"), body.get("timeout", 60)
+        )
+        async with self.agent(sandbox_id) as agent:
+            return await agent.processes.exec_stream(
+                command, on_output=on_output, cancel=cancel, cwd=cwd, env=env, timeout=timeout
+            )
 
     async def list_sessions(self, sandbox_id: str) -> dict[str, Any]:
         async with self.agent(sandbox_id) as agent:

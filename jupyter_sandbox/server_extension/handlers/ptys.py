@@ -8,20 +8,18 @@ one text frame it passes on (the exit frame) from a checked exit code.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 from tornado.httpclient import HTTPClientError, HTTPRequest
-from tornado.iostream import StreamClosedError
 
 from ...sandbox import errors
 from ...sandbox import ptys as checks
-from .base import SandboxAPIHandler, http_error, status_of, url_quote
+from .base import SandboxAPIHandler, http_error, url_quote
 from .sandboxes import sandbox_url
+from .streaming import stream_ndjson
 from .terminals import PtyHandler
 
 PTY_ID = r"(?P<pty_id>[A-Za-z0-9_-]{1,64})"
@@ -108,11 +106,10 @@ class PtyInputHandler(SandboxAPIHandler):
 
 
 class PtyOutputHandler(SandboxAPIHandler):
-    """GET .../ptys/{pty_id}/output?until=TEXT&timeout=SECONDS: the PTY's recent output and what follows,
-    as newline-delimited JSON ({"output": text} lines), ending with {"exit_code": N} when its process
-    exits, {"exit_code": null} when `until` was printed, or {"error", "status"} when it failed after
-    output was sent (before that, the error is the response's status, as elsewhere). Closing the
-    connection stops following (the PTY keeps running)."""
+    """GET .../ptys/{pty_id}/output?until=TEXT&timeout=SECONDS: the PTY's recent output and what follows
+    (`%sandbox pty wait` in hub mode), as newline-delimited JSON (handlers/streaming.py): {"output": text}
+    objects, then {"exit_code": N} when its process exits or {"exit_code": null} once `until` was
+    printed. Closing the connection stops following (the PTY keeps running)."""
 
     cancel: threading.Event | None = None
 
@@ -126,35 +123,12 @@ class PtyOutputHandler(SandboxAPIHandler):
         self.cancel = cancel = threading.Event()
         until = self.get_query_argument("until", "") or None
         timeout = checks.follow_timeout(self.get_query_argument("timeout", "60"))
-        pieces: asyncio.Queue[str] = asyncio.Queue()
-        follow = asyncio.ensure_future(
-            self.service.pty_follow(sandbox_id, pty_id, pieces.put_nowait, until=until, timeout=timeout, cancel=cancel)
-        )
-        written = False
-        while True:
-            if pieces.empty() and follow.done():
-                break
-            piece = asyncio.ensure_future(pieces.get())
-            await asyncio.wait({follow, piece}, return_when=asyncio.FIRST_COMPLETED)
-            if not piece.done():
-                piece.cancel()
-                continue
-            if not written:
-                self.set_header("Content-Type", "application/x-ndjson")
-                written = True
-            self.write(json.dumps({"output": piece.result()}) + "\n")
-            try:
-                await self.flush()
-            except StreamClosedError:
-                cancel.set()
-        try:
-            code = follow.result()
-        except errors.SandboxOperationError as exc:
-            if not written:
-                raise
-            self.write(json.dumps({"error": exc.message, "status": status_of(exc)}) + "\n")
-        else:
-            if not written:
-                self.set_header("Content-Type", "application/x-ndjson")
-            self.write(json.dumps({"exit_code": code}) + "\n")
-        self.finish()
+        await self.service.get_pty(sandbox_id, pty_id)  # an unknown sandbox or PTY: the status line says so
+
+        async def follow(put: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+            code = await self.service.pty_follow(
+                sandbox_id, pty_id, lambda text: put({"output": text}), until=until, timeout=timeout, cancel=cancel
+            )
+            return {"exit_code": code}
+
+        await stream_ndjson(self, cancel, follow)
