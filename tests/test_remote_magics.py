@@ -165,7 +165,12 @@ def test_desktop_answers_as_locally_and_ssh_says_what_to_use(hub_kernel: Sandbox
     assert "no SSH gateway" in message and "%sandbox pty" in message
 
 
-def test_exec_output_streams_as_it_comes_and_an_interrupt_stops_the_command(hub_kernel: SandboxKernel) -> None:
+def test_exec_output_streams_as_it_comes_and_an_interrupt_stops_the_command(
+    hub_kernel: SandboxKernel, bob: Server
+) -> None:
+    sandbox_id = status_json(hub_kernel)["id"]
+    status, body = bob.request("POST", box(sandbox_id, "/process/exec"), {"command": "id", "stream": True})
+    assert status == 404 and "uid" not in str(body)
     arrivals: list[float] = []
 
     def seen(message: dict[str, Any]) -> None:
