@@ -17,6 +17,7 @@ from tornado.iostream import StreamClosedError
 from tornado.web import RequestHandler
 
 from ...sandbox import errors
+from ...sandbox.agent_client import Cancelled
 from .base import status_of
 
 HEARTBEAT = 0.5  # seconds without output before a blank line is sent
@@ -58,6 +59,8 @@ async def stream_ndjson(
             await send("\n")
     try:
         last = work.result()
+    except Cancelled:
+        return  # the client went (the operation stopped for that): nobody to answer
     except errors.SandboxOperationError as exc:
         if not started:
             raise
