@@ -216,7 +216,7 @@ def test_policy_through_the_api_and_the_magic(jupyter_server: Server, targets: d
         for body, message in (
             ({"network": {"mode": "allow", "cidrs": ["0.0.0.0/0"]}}, "everything"),
             ({"network": "bogus"}, "must be one of"),
-            ({"cpu": 2}, "unknown fields: cpu; this route takes: network"),
+            ({"cpu": 2}, "unknown fields: cpu; this route takes: config, dry_run, kernel_id, network"),
         ):
             status, error = jupyter_server.request("PATCH", box, body)
             assert status == 400 and message in error["message"]

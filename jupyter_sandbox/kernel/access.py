@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import IO, Any, Callable, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -24,6 +25,19 @@ def run(awaitable: Awaitable[T]) -> T:
         return await awaitable
 
     return asyncio.run(wrapped())
+
+
+@dataclass
+class ConfigChange:
+    """A checked `%sandbox config` change, before it is applied: what it changes, whether that needs a
+    fresh container, the cpu and memory it makes, and what applying it needs (`plan`: the
+    operations layer's ConfigPlan locally, the changes as sent in hub mode)."""
+
+    changed: list[str]
+    restart: bool
+    cpu: float
+    memory: int
+    plan: Any
 
 
 class SandboxAccess(Protocol):
@@ -50,6 +64,28 @@ class SandboxAccess(Protocol):
     def stop_sandbox(self, sandbox: Any) -> None: ...
     def listening_ports(self, sandbox: Any) -> list[int]: ...
     def preview_link(self, sandbox: Any, port: int, expires_in: float) -> Any: ...  # hub mode only
+    def plan_config(self, sandbox: Any, changes: dict[str, Any]) -> ConfigChange: ...
+    def apply_config(self, sandbox: Any, change: ConfigChange, progress: Callable[[str], None]) -> Any: ...
+    def network_policy(self, sandbox: Any) -> dict[str, Any]: ...
+    def set_network(self, sandbox: Any, value: dict[str, Any]) -> dict[str, Any]: ...
+    def network_log(self, sandbox: Any, limit: int) -> dict[str, Any]: ...
+    def list_secrets(self, sandbox: Any) -> list[dict[str, Any]]: ...
+    def set_secret(self, sandbox: Any, body: dict[str, Any]) -> dict[str, Any]: ...
+    def delete_secret(self, sandbox: Any, name: str) -> None: ...
+    def list_ptys(self, sandbox: Any) -> list[dict[str, Any]]: ...
+    def create_pty(self, sandbox: Any, body: dict[str, Any]) -> dict[str, Any]: ...
+    def kill_pty(self, sandbox: Any, pty_id: str) -> dict[str, Any]: ...
+    def pty_send(self, sandbox: Any, pty_id: str, text: str) -> int: ...
+    def pty_follow(
+        self,
+        sandbox: Any,
+        pty_id: str,
+        on_output: Callable[[str], None],
+        until: str | None,
+        timeout: float,
+        cancel: threading.Event | None,
+    ) -> int | None: ...
+    def desktop(self, sandbox: Any, action: str, body: dict[str, Any]) -> dict[str, Any]: ...
 
 
 class LocalAccess:
@@ -103,3 +139,59 @@ class LocalAccess:
     def preview_link(self, sandbox: Any, port: int, expires_in: float) -> Any:
         # Single-machine mode mints its links with the server's template (magics.preview).
         raise NotImplementedError
+
+    def plan_config(self, sandbox: Any, changes: dict[str, Any]) -> ConfigChange:
+        plan = run(self.ops.plan_config(sandbox, changes))
+        return ConfigChange(plan.changed, plan.restart, plan.spec.cpu, plan.spec.memory, plan)
+
+    def apply_config(self, sandbox: Any, change: ConfigChange, progress: Callable[[str], None]) -> Any:
+        return run(self.ops.apply_config(sandbox, change.plan, progress if change.restart else None))
+
+    def network_policy(self, sandbox: Any) -> dict[str, Any]:
+        return self.ops.describe_network(sandbox)
+
+    def set_network(self, sandbox: Any, value: dict[str, Any]) -> dict[str, Any]:
+        run(self.ops.set_network(sandbox, value))
+        return self.ops.describe_network(sandbox)
+
+    def network_log(self, sandbox: Any, limit: int) -> dict[str, Any]:
+        return run(self.ops.network_log(sandbox.id, limit))
+
+    def list_secrets(self, sandbox: Any) -> list[dict[str, Any]]:
+        return run(self.ops.list_secrets(sandbox.id))["secrets"]
+
+    def set_secret(self, sandbox: Any, body: dict[str, Any]) -> dict[str, Any]:
+        return run(self.ops.set_secret(sandbox.id, body))
+
+    def delete_secret(self, sandbox: Any, name: str) -> None:
+        run(self.ops.delete_secret(sandbox.id, name))
+
+    def list_ptys(self, sandbox: Any) -> list[dict[str, Any]]:
+        return run(self.ops.list_ptys(sandbox.id))["ptys"]
+
+    def create_pty(self, sandbox: Any, body: dict[str, Any]) -> dict[str, Any]:
+        return run(self.ops.create_pty(sandbox.id, body))
+
+    def kill_pty(self, sandbox: Any, pty_id: str) -> dict[str, Any]:
+        return run(self.ops.kill_pty(sandbox.id, pty_id))
+
+    def pty_send(self, sandbox: Any, pty_id: str, text: str) -> int:
+        return run(self.ops.pty_send(sandbox.id, pty_id, text))
+
+    def pty_follow(
+        self,
+        sandbox: Any,
+        pty_id: str,
+        on_output: Callable[[str], None],
+        until: str | None,
+        timeout: float,
+        cancel: threading.Event | None,
+    ) -> int | None:
+        return run(self.ops.pty_follow(sandbox.id, pty_id, on_output, until=until, timeout=timeout, cancel=cancel))
+
+    def desktop(self, sandbox: Any, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        if action == "stop":
+            return run(self.ops.desktop_stop(sandbox.id))
+        if action == "start":
+            return run(self.ops.desktop_start(sandbox.id, body))
+        return run(self.ops.desktop_status(sandbox.id))

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def desktop(args: list[str], ctx: MagicContext) -> MagicResult:
-    from .magics import PREVIEW_TEMPLATE_ENV, MagicResult, _Parser, _run, operations_for
+    from .magics import PREVIEW_TEMPLATE_ENV, MagicResult, _Parser
 
     parser = _Parser(
         ctx.write,
@@ -32,10 +32,9 @@ def desktop(args: list[str], ctx: MagicContext) -> MagicResult:
     options = parser.parse_args(args)
     if ctx.sandbox is None or not ctx.sandbox.running:
         raise SandboxError("the sandbox is not running; run a cell to start it")
-    operations = operations_for(ctx.engine)
     sandbox_id = ctx.sandbox.id
     if options.action == "stop":
-        _run(operations.desktop_stop(sandbox_id))
+        ctx.access.desktop(ctx.sandbox, "stop", {})
         ctx.write("stdout", f"the desktop of sandbox {sandbox_id} is stopped\n")
         return MagicResult()
     body: dict[str, Any] = {}
@@ -44,13 +43,14 @@ def desktop(args: list[str], ctx: MagicContext) -> MagicResult:
         if not (width.isdigit() and height.isdigit()):
             raise SandboxError("--size is WIDTHxHEIGHT, e.g. 1280x800")
         body = {"width": int(width), "height": int(height)}
-    if options.action == "start":
-        status = _run(operations.desktop_start(sandbox_id, body))
-    else:
-        status = _run(operations.desktop_status(sandbox_id))
+    status = ctx.access.desktop(ctx.sandbox, options.action, body)
     lines = [f"desktop of sandbox {sandbox_id}: {status['status']} ({status.get('width')}x{status.get('height')})"]
     template = os.environ.get(PREVIEW_TEMPLATE_ENV)
-    if status["status"] == "active" and template:
+    view: dict[str, Any] = status["vnc"] if isinstance(status.get("vnc"), dict) else {}
+    if status["status"] == "active" and ctx.access.hub and isinstance(view.get("novnc_url"), str):
+        # The service serves previews and signs their tokens: the live view's link is its own.
+        lines.append(f"  live view (noVNC, valid for an hour): {view['novnc_url']}")
+    elif status["status"] == "active" and template and not ctx.access.hub:
         link = preview_link(template, sandbox_id, desktop_checks.NOVNC_PORT, 3600)
         lines.append(f"  live view (noVNC, valid for an hour): {desktop_checks.novnc_url(link.browser_url)}")
     elif status["status"] == "active":

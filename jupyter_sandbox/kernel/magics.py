@@ -124,8 +124,14 @@ HELP = """%sandbox: control this notebook's sandbox (handled on the host, never 
 """
 
 
-# What needs this machine's engine or its host-side state (the rest also works in hub mode).
-ENGINE_ONLY = frozenset({"config", "network", "secret", "ssh", "pty", "desktop"})
+# What only single-machine mode has: the SSH gateway runs in the user's Jupyter server, which in hub
+# mode reaches no engine (and the sandbox service runs no gateway).
+ENGINE_ONLY = frozenset({"ssh"})
+HUB_REFUSAL = {
+    "ssh": "%sandbox ssh is not available when sandboxes come from the sandbox service (hub mode): the "
+    "service runs no SSH gateway. Use %sandbox pty (terminals by id), %sandbox exec, or a terminal "
+    "from the sandbox sidebar instead"
+}
 
 # A folder upload goes file by file; past this many, an archive is the better way.
 MAX_UPLOAD_FILES = 10_000
@@ -284,10 +290,7 @@ class SandboxMagics:
                 error="%%sandbox only takes `exec` (the cell is a shell script); use %sandbox lines for the rest"
             )
         if ctx.manager is None and command in ENGINE_ONLY:
-            return MagicResult(
-                error=f"%sandbox {command} is not available yet when sandboxes come from the sandbox service "
-                "(hub mode); use the sidebar or the REST API for it"
-            )
+            return MagicResult(error=HUB_REFUSAL[command])
         try:
             if command == "exec":
                 rest = text.split(None, 1)[1] if len(text.split(None, 1)) > 1 else ""
@@ -421,8 +424,7 @@ class SandboxMagics:
             return result
         if changes:
             sandbox = self._require(ctx)
-            ops = operations_for(ctx.engine)
-            plan = _run(ops.plan_config(sandbox, changes))  # refuses before anything changes
+            plan = ctx.access.plan_config(sandbox, changes)  # refuses before anything changes
             if plan.restart:
                 ctx.write(
                     "stdout",
@@ -430,15 +432,14 @@ class SandboxMagics:
                     "(files in /home/sandbox are kept, variables are not)...\n",
                 )
                 ctx.stop_watching()
-                result.reconnect = _run(ops.apply_config(sandbox, plan, lambda m: ctx.write("stdout", m + "\n")))
+                result.reconnect = ctx.access.apply_config(sandbox, plan, lambda m: ctx.write("stdout", m + "\n"))
             else:
-                _run(ops.apply_config(sandbox, plan))
-                spec = plan.spec
+                ctx.access.apply_config(sandbox, plan, lambda m: None)
                 ctx.write(
                     "stdout",
                     "changed live: "
                     + ", ".join(
-                        f"cpu {spec.cpu:g} vCPU" if k == "cpu" else f"memory {limit_size(spec.memory)}"
+                        f"cpu {plan.cpu:g} vCPU" if k == "cpu" else f"memory {limit_size(plan.memory)}"
                         for k in plan.changed
                     )
                     + "\n",

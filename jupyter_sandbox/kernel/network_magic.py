@@ -22,7 +22,7 @@ LOG_LINES = 30
 
 
 def network_magic(args: list[str], ctx: MagicContext) -> MagicResult:
-    from .magics import MagicResult, _Parser, _run, operations_for
+    from .magics import MagicResult, _Parser
 
     parser = _Parser(
         ctx.write,
@@ -35,28 +35,29 @@ def network_magic(args: list[str], ctx: MagicContext) -> MagicResult:
     parser.add_argument("entries", nargs="*", metavar="DOMAIN_OR_CIDR")
     options = parser.parse_args(args)
     sandbox = _require(ctx)
-    operations = operations_for(ctx.engine)
     if options.mode == "log":
         if options.entries:
             raise SpecError("%sandbox network log takes no arguments")
-        found = _run(operations.network_log(sandbox.id, LOG_LINES))
+        found = ctx.access.network_log(sandbox, LOG_LINES)
         ctx.write("stdout", format_log(found["entries"]))
         return MagicResult()
-    if options.mode is not None:
-        before = ctx.engine.egress(sandbox)
+    if options.mode is None:
+        now = ctx.access.network_policy(sandbox)
+    else:
+        before = ctx.access.network_policy(sandbox)
         value: dict[str, Any] = {"mode": options.mode}
         if options.mode == "allow":
             value.update(network.split_entries(options.entries))
         elif options.entries:
             raise SpecError(f"mode {options.mode} takes no domains or CIDR blocks")
-        policy = _run(operations.set_network(sandbox, value))
-        if policy.uses_gateway and not before.uses_gateway and sandbox.running:
+        now = ctx.access.set_network(sandbox, value)
+        if now["gateway"] and not before["gateway"] and sandbox.running:
             ctx.write(
                 "stdout",
                 "note: the proxy settings (HTTP_PROXY, HTTPS_PROXY) reach the sandbox's processes from its next "
                 "start: run %sandbox restart (until then only the listed CIDR blocks are reachable)\n",
             )
-    ctx.write("stdout", f"network: {ctx.engine.egress(sandbox).describe()}\n")
+    ctx.write("stdout", f"network: {now['description']}\n")
     return MagicResult()
 
 
@@ -76,7 +77,7 @@ def format_log(entries: list[dict[str, Any]]) -> str:
 
 
 def secret_magic(args: list[str], ctx: MagicContext) -> MagicResult:
-    from .magics import MagicResult, _Parser, _run, operations_for
+    from .magics import MagicResult, _Parser
 
     parser = _Parser(
         ctx.write,
@@ -90,9 +91,8 @@ def secret_magic(args: list[str], ctx: MagicContext) -> MagicResult:
     parser.add_argument("--host", action="append", default=[], help="a host the secret is for (repeat for more)")
     options = parser.parse_args(args)
     sandbox = _require(ctx)
-    operations = operations_for(ctx.engine)
     if options.action == "list":
-        found = _run(operations.list_secrets(sandbox.id))["secrets"]
+        found = ctx.access.list_secrets(sandbox)
         if not found:
             ctx.write("stdout", "no secrets\n")
         for item in found:
@@ -101,7 +101,7 @@ def secret_magic(args: list[str], ctx: MagicContext) -> MagicResult:
     if not options.name:
         raise SpecError(f"%sandbox secret {options.action} needs the secret's NAME")
     if options.action == "delete":
-        _run(operations.delete_secret(sandbox.id, options.name))
+        ctx.access.delete_secret(sandbox, options.name)
         ctx.write("stdout", f"deleted the secret {options.name}\n")
         return MagicResult()
     if not options.host:
@@ -109,7 +109,8 @@ def secret_magic(args: list[str], ctx: MagicContext) -> MagicResult:
     value = ctx.ask_secret(f"value of {options.name} (not shown, not saved in the notebook): ")
     if not value:
         raise SandboxError("no value was given (the front end must allow input); nothing was changed")
-    secret = _run(operations.set_secret(sandbox.id, {"name": options.name, "value": value, "hosts": options.host}))
+    # The value goes to the store that keeps it (this machine's, or the sandbox service's) and nowhere else.
+    secret = ctx.access.set_secret(sandbox, {"name": options.name, "value": value, "hosts": options.host})
     del value
     ctx.write(
         "stdout",

@@ -31,7 +31,7 @@ def _describe(pty: dict) -> str:
 
 
 def pty(args: list[str], ctx: MagicContext) -> MagicResult:
-    from .magics import MagicResult, MagicUsageError, _Parser, _positive_float, _run, operations_for
+    from .magics import MagicResult, MagicUsageError, _Parser, _positive_float
 
     if not args or args[0] in ("-h", "--help", "help"):
         ctx.write("stdout", "PTYs: terminals in the sandbox that outlive their connection, by id.\n" + USAGE)
@@ -42,7 +42,6 @@ def pty(args: list[str], ctx: MagicContext) -> MagicResult:
     sandbox = ctx.sandbox
     if sandbox is None or not sandbox.running:
         raise SpecError("the sandbox is not running; run a cell to start it")
-    ops = operations_for(ctx.engine)
     parser = _Parser(ctx.write, prog=f"%sandbox pty {action}")
     if action == "create":
         parser.add_argument("--id", default=None)
@@ -63,12 +62,12 @@ def pty(args: list[str], ctx: MagicContext) -> MagicResult:
         body = {"id": options.id, "cols": options.cols, "rows": options.rows, "cwd": options.cwd, "env": env}
         if command:
             body["command"] = " ".join(command)
-        made = _run(ops.create_pty(sandbox.id, body))
+        made = ctx.access.create_pty(sandbox, body)
         ctx.write("stdout", f"PTY {made['id']} running in {made['cwd']} ({made['cols']}x{made['rows']})\n")
         return MagicResult()
     if action == "list":
         parser.parse_args(rest)
-        found = _run(ops.list_ptys(sandbox.id))["ptys"]
+        found = ctx.access.list_ptys(sandbox)
         ctx.write("stdout", "\n".join(_describe(p) for p in found) + "\n" if found else "no PTYs\n")
         return MagicResult()
     parser.add_argument("id")
@@ -80,7 +79,7 @@ def pty(args: list[str], ctx: MagicContext) -> MagicResult:
             text = " ".join(options.text).encode("latin-1", "backslashreplace").decode("unicode_escape")
         except UnicodeDecodeError as exc:
             raise SpecError(f"the text has a bad escape: {exc.reason}") from None
-        sent = _run(ops.pty_send(sandbox.id, options.id, text))
+        sent = ctx.access.pty_send(sandbox, options.id, text)
         ctx.write("stdout", f"sent {sent} characters to PTY {options.id}\n")
         return MagicResult()
     if action == "wait":
@@ -88,15 +87,8 @@ def pty(args: list[str], ctx: MagicContext) -> MagicResult:
         parser.add_argument("--timeout", type=_positive_float, default=60.0)
         options = parser.parse_args(rest)
         try:
-            code = _run(
-                ops.pty_follow(
-                    sandbox.id,
-                    options.id,
-                    lambda text: ctx.write("stdout", text),
-                    until=options.until,
-                    timeout=options.timeout,
-                    cancel=ctx.cancel,
-                )
+            code = ctx.access.pty_follow(
+                sandbox, options.id, lambda text: ctx.write("stdout", text), options.until, options.timeout, ctx.cancel
             )
         except Cancelled:
             return MagicResult(error="interrupted: stopped waiting (the PTY keeps running)")
@@ -106,6 +98,6 @@ def pty(args: list[str], ctx: MagicContext) -> MagicResult:
             ctx.write("stdout", f"\nPTY {options.id} exited with code {code}\n")
         return MagicResult()
     options = parser.parse_args(rest)
-    killed = _run(ops.kill_pty(sandbox.id, options.id))
+    killed = ctx.access.kill_pty(sandbox, options.id)
     ctx.write("stdout", f"PTY {killed['id']} killed (exit code {killed['exit_code']})\n")
     return MagicResult()

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, Callable
 
+from ..kernel.access import ConfigChange
 from ..sandbox import errors
 from ..sandbox.agent_client import Cancelled
 from ..sandbox.network import EgressPolicy
 from ..sandbox.operations import PREVIEW_HEADER, PreviewLink
-from .api import ServiceAPI
+from .api import ERROR_OF, MAX_MESSAGE, ServiceAPI
 
 # A `%sandbox exec` without --timeout: as long as the service lets one command run.
 EXEC_TIMEOUT = 3600.0
@@ -99,31 +100,20 @@ class RemoteAccess:
         timeout: float | None,
         cwd: str | None,
     ) -> dict[str, Any]:
-        # The API's exec answers when the command ends; the output is written then. An interrupt
-        # stops waiting for it (the command runs out its timeout in the sandbox).
-        answer: dict[str, Any] = {}
-
-        def call() -> None:
-            try:
-                answer["result"] = self.api.exec(sandbox.id, script, cwd, timeout or EXEC_TIMEOUT)
-            except errors.SandboxOperationError as exc:
-                answer["error"] = exc
-
-        worker = threading.Thread(target=call, daemon=True, name="sandbox-remote-exec")
-        worker.start()
-        while worker.is_alive():
-            worker.join(0.1)
-            if cancel is not None and cancel.is_set() and worker.is_alive():
-                raise Cancelled("interrupted")
-        if "error" in answer:
-            raise answer["error"]
-        result = answer["result"]
-        if not isinstance(result, dict) or not isinstance(result.get("exit_code"), int):
-            raise errors.Internal("the sandbox service sent a malformed exec result")
-        for name in ("stdout", "stderr"):
-            if isinstance(result.get(name), str) and result[name]:
-                on_output(name, result[name])
-        return {"exit_code": result["exit_code"], "timed_out": bool(result.get("timed_out"))}
+        # The output as it comes; an interrupt closes the connection, and the service kills the command.
+        for item in self.api.exec_output(sandbox.id, script, cwd, timeout or EXEC_TIMEOUT, cancel):
+            if "exit_code" in item:
+                code = item["exit_code"]
+                if not isinstance(code, int) or isinstance(code, bool):
+                    raise errors.Internal("the sandbox service sent a malformed exec result")
+                return {"exit_code": code, "timed_out": bool(item.get("timed_out"))}
+            if "error" in item:
+                raise streamed_error(item)
+            if item.get("stream") in ("stdout", "stderr") and isinstance(item.get("text"), str):
+                on_output(item["stream"], item["text"])
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("interrupted")
+        raise errors.AgentUnavailable("the sandbox service ended the command's output without its exit code")
 
     def list_folder(self, sandbox: Any, path: str) -> dict[str, Any]:
         listing = self.api.list_files(sandbox.id, path)
@@ -173,3 +163,134 @@ class RemoteAccess:
             header=str(answer.get("header") or PREVIEW_HEADER),
             script_url=str(answer.get("script_url") or ""),
         )
+
+    # -- configuration: checked by the service first (a dry run), then applied ----------------
+
+    def plan_config(self, sandbox: Any, changes: dict[str, Any]) -> ConfigChange:
+        answer = self.api.update(sandbox.id, {"config": changes, "dry_run": True})
+        plan = answer.get("config") if isinstance(answer, dict) else None
+        if not isinstance(plan, dict) or not isinstance(plan.get("changed"), list):
+            raise errors.Internal("the sandbox service sent a malformed config plan")
+        return ConfigChange(
+            changed=[str(c) for c in plan["changed"]],
+            restart=bool(plan.get("restart")),
+            cpu=float(plan.get("cpu") or 0),
+            memory=int(plan.get("memory") or 0),
+            plan=changes,
+        )
+
+    def apply_config(self, sandbox: Any, change: ConfigChange, progress: Callable[[str], None]) -> Any:
+        # This kernel names itself: the service allows a change that recreates the container while
+        # a kernel is attached only to that kernel, which follows it (MagicResult.reconnect).
+        body = {"config": change.plan, "kernel_id": getattr(sandbox, "kernel_id", None)}
+        answer = self.api.update(sandbox.id, body, timeout=900)
+        if not isinstance(answer, dict) or not isinstance(answer.get("config"), dict):
+            raise errors.Internal("the sandbox service sent a malformed config answer")
+        if change.restart:
+            for line in answer["config"].get("progress") or []:
+                progress(str(line))
+        return RemoteSandbox.from_rest(answer.get("sandbox"), getattr(sandbox, "memory_limit", ""))
+
+    # -- network and secrets ----------------------------------------------------------------------
+
+    def network_policy(self, sandbox: Any) -> dict[str, Any]:
+        return checked_policy(self.api.network(sandbox.id))
+
+    def set_network(self, sandbox: Any, value: dict[str, Any]) -> dict[str, Any]:
+        self.api.update(sandbox.id, {"network": value})
+        return self.network_policy(sandbox)
+
+    def network_log(self, sandbox: Any, limit: int) -> dict[str, Any]:
+        found = self.api.network_log(sandbox.id, limit)
+        entries = found.get("entries") if isinstance(found, dict) else None
+        return {"entries": [e for e in entries or [] if isinstance(e, dict)]}
+
+    def list_secrets(self, sandbox: Any) -> list[dict[str, Any]]:
+        found = self.api.list_secrets(sandbox.id)
+        return [checked_secret(s) for s in (found.get("secrets") if isinstance(found, dict) else None) or []]
+
+    def set_secret(self, sandbox: Any, body: dict[str, Any]) -> dict[str, Any]:
+        return checked_secret(self.api.set_secret(sandbox.id, body))
+
+    def delete_secret(self, sandbox: Any, name: str) -> None:
+        self.api.delete_secret(sandbox.id, name)
+
+    # -- PTYs and the desktop ---------------------------------------------------------------------
+
+    def list_ptys(self, sandbox: Any) -> list[dict[str, Any]]:
+        found = self.api.ptys(sandbox.id)
+        return [checked_pty(p) for p in (found.get("ptys") if isinstance(found, dict) else None) or []]
+
+    def create_pty(self, sandbox: Any, body: dict[str, Any]) -> dict[str, Any]:
+        return checked_pty(self.api.create_pty(sandbox.id, body))
+
+    def kill_pty(self, sandbox: Any, pty_id: str) -> dict[str, Any]:
+        return checked_pty(self.api.kill_pty(sandbox.id, pty_id))
+
+    def pty_send(self, sandbox: Any, pty_id: str, text: str) -> int:
+        sent = self.api.pty_input(sandbox.id, pty_id, text).get("sent")
+        return sent if isinstance(sent, int) and not isinstance(sent, bool) else 0
+
+    def pty_follow(
+        self,
+        sandbox: Any,
+        pty_id: str,
+        on_output: Callable[[str], None],
+        until: str | None,
+        timeout: float,
+        cancel: threading.Event | None,
+    ) -> int | None:
+        for item in self.api.pty_output(sandbox.id, pty_id, until, timeout, cancel):
+            if "exit_code" in item:
+                code = item["exit_code"]
+                return code if isinstance(code, int) and not isinstance(code, bool) else None
+            if "error" in item:
+                raise streamed_error(item)
+            if isinstance(item.get("output"), str):
+                on_output(item["output"])
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("interrupted")
+        raise errors.AgentUnavailable("the sandbox service ended the PTY's output without saying how")
+
+    def desktop(self, sandbox: Any, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        status = self.api.desktop(sandbox.id, action, body)
+        if not isinstance(status, dict) or not isinstance(status.get("status"), str):
+            raise errors.Internal("the sandbox service sent a malformed desktop status")
+        return status
+
+
+def streamed_error(item: dict[str, Any]) -> errors.SandboxOperationError:
+    """The domain error a streamed answer ended with ({"error": message, "status": HTTP status})."""
+    status = item.get("status")
+    kind = ERROR_OF.get(status, errors.Internal) if isinstance(status, int) else errors.Internal
+    return kind(str(item["error"])[:MAX_MESSAGE])
+
+
+def checked_policy(value: Any) -> dict[str, Any]:
+    """GET .../network as the magics print it (describe_network's shape), from the service's answer."""
+    if not isinstance(value, dict) or not isinstance(value.get("description"), str):
+        raise errors.Internal("the sandbox service sent a malformed network policy")
+    return {**value, "gateway": bool(value.get("gateway"))}
+
+
+def checked_secret(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        raise errors.Internal("the sandbox service sent a malformed secret")
+    hosts: list[Any] = value["hosts"] if isinstance(value.get("hosts"), list) else []
+    return {"name": value["name"], "hosts": [str(h) for h in hosts]}
+
+
+def checked_pty(value: Any) -> dict[str, Any]:
+    """A PTY as the service described it, with the fields the magic prints (the service is trusted
+    more than the sandbox, but its answer is still only parsed, never run)."""
+    if not isinstance(value, dict) or not isinstance(value.get("id"), str):
+        raise errors.Internal("the sandbox service sent a malformed PTY")
+    number = lambda key, default: value[key] if isinstance(value.get(key), int) else default  # noqa: E731
+    return {
+        **value,
+        "status": str(value.get("status") or "unknown"),
+        "exit_code": value.get("exit_code") if isinstance(value.get("exit_code"), int) else None,
+        "cols": number("cols", 0),
+        "rows": number("rows", 0),
+        "cwd": str(value.get("cwd") or ""),
+    }

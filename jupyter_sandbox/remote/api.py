@@ -7,8 +7,10 @@ Blocking (httpx.Client): its callers are the kernel's background threads and the
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+from collections.abc import Iterator
 from typing import IO, Any
 from urllib.parse import quote
 
@@ -182,3 +184,91 @@ class ServiceAPI:
             json={"port": port, "expires_in": int(expires_in)},
             timeout=60,
         )
+
+    # -- configuration, network, secrets ------------------------------------------------------
+
+    def update(self, sandbox_id: str, body: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
+        return self.call("PATCH", f"/sandboxes/{quoted(sandbox_id)}", json=body, timeout=timeout)
+
+    def network(self, sandbox_id: str) -> dict[str, Any]:
+        return self.call("GET", f"/sandboxes/{quoted(sandbox_id)}/network", timeout=60)
+
+    def network_log(self, sandbox_id: str, limit: int) -> dict[str, Any]:
+        return self.call(
+            "GET", f"/sandboxes/{quoted(sandbox_id)}/network/log", params={"limit": str(limit)}, timeout=60
+        )
+
+    def list_secrets(self, sandbox_id: str) -> dict[str, Any]:
+        return self.call("GET", f"/sandboxes/{quoted(sandbox_id)}/secrets", timeout=60)
+
+    def set_secret(self, sandbox_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        # The value is in this request's body only: httpx logs no bodies, and this client logs nothing.
+        return self.call("POST", f"/sandboxes/{quoted(sandbox_id)}/secrets", json=body, timeout=60)
+
+    def delete_secret(self, sandbox_id: str, name: str) -> None:
+        self.call("DELETE", f"/sandboxes/{quoted(sandbox_id)}/secrets/{quoted(name)}", timeout=60)
+
+    # -- PTYs and the desktop ----------------------------------------------------------------
+
+    def ptys(self, sandbox_id: str) -> dict[str, Any]:
+        return self.call("GET", f"/sandboxes/{quoted(sandbox_id)}/ptys", timeout=60)
+
+    def create_pty(self, sandbox_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.call("POST", f"/sandboxes/{quoted(sandbox_id)}/ptys", json=body, timeout=60)
+
+    def kill_pty(self, sandbox_id: str, pty_id: str) -> dict[str, Any]:
+        return self.call("DELETE", f"/sandboxes/{quoted(sandbox_id)}/ptys/{quoted(pty_id)}", timeout=60)
+
+    def pty_input(self, sandbox_id: str, pty_id: str, data: str) -> dict[str, Any]:
+        return self.call(
+            "POST", f"/sandboxes/{quoted(sandbox_id)}/ptys/{quoted(pty_id)}/input", json={"data": data}, timeout=60
+        )
+
+    def pty_output(
+        self, sandbox_id: str, pty_id: str, until: str | None, timeout: float, cancel: threading.Event | None
+    ) -> Iterator[dict[str, Any]]:
+        params = {"timeout": f"{timeout:g}", **({"until": until} if until else {})}
+        path = f"/sandboxes/{quoted(sandbox_id)}/ptys/{quoted(pty_id)}/output"
+        return self.stream("GET", path, cancel, timeout + 60, "the PTY's output", params=params)
+
+    def exec_output(
+        self, sandbox_id: str, command: str, cwd: str | None, timeout: float, cancel: threading.Event | None
+    ) -> Iterator[dict[str, Any]]:
+        body: dict[str, Any] = {"command": command, "timeout": timeout, "stream": True}
+        if cwd:
+            body["cwd"] = cwd
+        path = f"/sandboxes/{quoted(sandbox_id)}/process/exec"
+        return self.stream("POST", path, cancel, timeout + 60, "the command's output", json=body)
+
+    def stream(
+        self, method: str, path: str, cancel: threading.Event | None, longest: float, what: str, **kwargs: Any
+    ) -> Iterator[dict[str, Any]]:
+        """The objects of a streamed answer (server_extension/handlers/streaming.py) as they come; the
+        service's heartbeats (blank lines) let `cancel` be seen while nothing comes. Leaving (cancel,
+        or the caller stops iterating) closes the connection, which ends the operation there."""
+        try:
+            with self.http.stream(
+                method, self.api(path), timeout=httpx.Timeout(60, read=longest), **kwargs
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ERROR_OF.get(response.status_code, errors.Internal)(message_of(response)[:MAX_MESSAGE])
+                for line in response.iter_lines():
+                    if cancel is not None and cancel.is_set():
+                        return
+                    if not line.strip():
+                        continue
+                    try:
+                        item = json.loads(line)
+                    except ValueError:
+                        item = None
+                    if not isinstance(item, dict):
+                        raise errors.Internal(f"the sandbox service sent {what} malformed")
+                    yield item
+        except httpx.HTTPError as exc:
+            raise ServiceUnreachable(f"{what} from the sandbox service broke off: {exc}") from None
+
+    def desktop(self, sandbox_id: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        if action == "status":
+            return self.call("GET", f"/sandboxes/{quoted(sandbox_id)}/desktop", timeout=60)
+        return self.call("POST", f"/sandboxes/{quoted(sandbox_id)}/desktop/{action}", json=body, timeout=120)

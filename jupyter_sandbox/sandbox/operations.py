@@ -18,6 +18,7 @@ import builtins
 import concurrent.futures
 import contextlib
 import json
+import math
 import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
@@ -248,8 +249,58 @@ class ConfigPlan:
     changed: list[str]
     restart: bool
 
+    def to_rest(self) -> dict[str, Any]:
+        """What REST (and `%sandbox config` in hub mode) shows of the plan."""
+        return {"changed": self.changed, "restart": self.restart, "cpu": self.spec.cpu, "memory": self.spec.memory}
+
 
 RESTART_KEYS = {"pids", "disk", "image", "env"}
+CONFIG_KEYS = ("cpu", "memory", "pids", "disk", "image", "env")
+
+
+def config_changes(value: Any) -> dict[str, Any]:
+    """A config change as REST sends it (untrusted JSON), in the types plan_config takes: cpu a
+    positive number, memory and disk a size ("2g" or bytes), pids a positive whole number, image a
+    name, env names to strings. Anything else is refused with what was expected."""
+    if not isinstance(value, dict) or not value:
+        raise errors.InvalidInput('config is an object of changes, e.g. {"cpu": 2, "memory": "2g"}')
+    unknown = set(value) - set(CONFIG_KEYS)
+    if unknown:
+        raise errors.InvalidInput(
+            f"these cannot be changed: {', '.join(sorted(map(str, unknown)))} (choose from {', '.join(CONFIG_KEYS)})"
+        )
+    changes: dict[str, Any] = {}
+    for key, item in value.items():
+        number = isinstance(item, (int, float)) and not isinstance(item, bool)
+        if key == "cpu":
+            if not number or not math.isfinite(item) or item <= 0:
+                raise errors.InvalidInput(f"cpu must be a positive number of vCPUs, got {item!r}")
+            changes[key] = float(item)
+        elif key in ("memory", "disk"):
+            if isinstance(item, str):
+                try:
+                    changes[key] = parse_size(item, key)
+                except SpecError as exc:
+                    raise errors.InvalidInput(str(exc)) from None
+            elif number and isinstance(item, int) and item > 0:
+                changes[key] = item
+            else:
+                raise errors.InvalidInput(f'{key} must be a size such as "2g" or a number of bytes, got {item!r}')
+        elif key == "pids":
+            if not isinstance(item, int) or isinstance(item, bool) or item <= 0:
+                raise errors.InvalidInput(f"pids must be a whole number above zero, got {item!r}")
+            changes[key] = item
+        elif key == "image":
+            if not isinstance(item, str) or not item.strip():
+                raise errors.InvalidInput("image must be an image's name")
+            changes[key] = item
+        else:
+            if not isinstance(item, dict) or not all(
+                isinstance(k, str) and k and isinstance(v, str) for k, v in item.items()
+            ):
+                raise errors.InvalidInput("env must map variable names to strings")
+            changes[key] = dict(item)
+    return changes
 
 
 @dataclass
@@ -630,13 +681,55 @@ class SandboxOperations(SandboxService):
             raise errors.InvalidInput(str(exc)) from None
 
     async def update(self, sandbox_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        """A change of configuration over REST; for now the egress policy, changed live."""
-        if "network" not in body:
-            raise errors.InvalidInput('only network can be changed here, e.g. {"network": {"mode": "none"}}')
+        """A change of configuration over REST: the egress policy (live), and/or `config`: limits, env
+        or image (`%sandbox config` over REST, the same plan and checks). `dry_run`: only the plan.
+        A change that recreates the container is refused while a kernel is attached, unless the
+        caller names that kernel (`kernel_id`: the kernel's own `%sandbox config`, which follows the
+        new container; anyone else would leave it talking to the old one)."""
+        unknown = set(body) - {"network", "config", "dry_run", "kernel_id"}
+        if unknown or not ({"network", "config"} & set(body)):
+            raise errors.InvalidInput(
+                'change network and/or config here, e.g. {"network": {"mode": "none"}} or {"config": {"cpu": 2}}'
+                + (f"; unknown field(s): {', '.join(sorted(map(str, unknown)))}" if unknown else "")
+            )
+        dry_run = body.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise errors.InvalidInput("dry_run must be true or false")
+        if "config" in body and "network" in body:
+            raise errors.InvalidInput("change network and config in two requests (a config change may recreate it)")
+        if "network" in body:
+            if dry_run:
+                raise errors.InvalidInput("dry_run is for config changes")
+            async with self.gate(sandbox_id):
+                sandbox = await self.sandbox(sandbox_id, running=False)
+                await self.set_network(sandbox, body["network"])
+                return (await self.status_of(await self.sandbox(sandbox_id, running=False))).to_rest()
+        changes = config_changes(body["config"])
         async with self.gate(sandbox_id):
-            sandbox = await self.sandbox(sandbox_id, running=False)
-            await self.set_network(sandbox, body["network"])
-            return (await self.status_of(await self.sandbox(sandbox_id, running=False))).to_rest()
+            sandbox = await self.sandbox(sandbox_id)
+            plan = await self.plan_config(sandbox, changes)
+            answer: dict[str, Any] = {"config": plan.to_rest()}
+            if dry_run:
+                return answer
+            caller = body.get("kernel_id")
+            if (
+                plan.restart
+                and sandbox.kernel_id
+                and caller != sandbox.kernel_id
+                and await self.blocking(binding.kernel_alive, sandbox.kernel_id)
+            ):
+                raise errors.Conflict(
+                    f"sandbox {sandbox_id} has a kernel attached: {', '.join(plan.changed)} need a fresh container, "
+                    "which the kernel must follow; run %sandbox config in its notebook, or change cpu/memory (live)"
+                )
+            progress: builtins.list[str] = []
+            after = await self.apply_config(sandbox, plan, progress.append)
+            if plan.restart:
+                # Done when the new container's agent answers, as a start is: the next call can use it.
+                await self.agent_for(after).wait_until_up()
+            answer["config"]["progress"] = progress
+            answer["sandbox"] = after.to_dict()
+            return answer
 
     async def set_network(self, sandbox: Sandbox, value: Any) -> network.EgressPolicy:
         """The one way a sandbox's egress policy changes (REST PATCH and `%sandbox network`), live."""
@@ -1126,17 +1219,41 @@ class SandboxOperations(SandboxService):
 
     # -- processes, sessions, commands -------------------------------------------------------
 
-    async def exec(self, sandbox_id: str, command: Any, cwd: Any, env: Any, timeout: Any) -> dict[str, Any]:
+    @staticmethod
+    def checked_exec(command: Any, cwd: Any, env: Any, timeout: Any) -> tuple[str, str | None, dict[str, str], float]:
+        """An exec request as REST sends it, checked: (command, cwd, env, timeout)."""
         if not isinstance(command, str) or not command.strip():
             raise errors.InvalidInput("command must be a non-empty string")
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 3600:
             raise errors.InvalidInput("timeout must be between 0 and 3600 seconds")
-        cwd = check_path(cwd, "cwd", required=False) or None
+        folder = check_path(cwd, "cwd", required=False) or None
         env = env or {}
         if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
             raise errors.InvalidInput("env must map names to strings")
+        return command, folder, env, float(timeout)
+
+    async def exec(self, sandbox_id: str, command: Any, cwd: Any, env: Any, timeout: Any) -> dict[str, Any]:
+        command, cwd, env, timeout = self.checked_exec(command, cwd, env, timeout)
         async with self.agent(sandbox_id) as agent:
             return await agent.processes.exec(command, cwd, env, timeout)
+
+    async def exec_output(
+        self,
+        sandbox_id: str,
+        body: dict[str, Any],
+        on_output: Callable[[str, str], None],
+        cancel: threading.Event | None = None,
+    ) -> dict[str, Any]:
+        """POST .../process/exec with "stream": the command's output handed to `on_output` as it comes,
+        then {exit_code, timed_out}. `cancel` (the caller went, or was interrupted) kills the command:
+        the agent ends it when its connection goes."""
+        command, cwd, env, timeout = self.checked_exec(
+            body.get("command"), body.get("cwd"), body.get("env"), body.get("timeout", 60)
+        )
+        async with self.agent(sandbox_id) as agent:
+            return await agent.processes.exec_stream(
+                command, on_output=on_output, cancel=cancel, cwd=cwd, env=env, timeout=timeout
+            )
 
     async def list_sessions(self, sandbox_id: str) -> dict[str, Any]:
         async with self.agent(sandbox_id) as agent:

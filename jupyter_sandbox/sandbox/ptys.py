@@ -134,3 +134,17 @@ def exit_code_of(message: str, key: str = "exit_code") -> int | None:
     if isinstance(code, bool) or not isinstance(code, int) or code not in EXIT_CODES:
         return None
     return code
+
+
+MAX_FOLLOW = 3600.0
+
+
+def follow_timeout(value: Any) -> float:
+    """How long a caller follows a PTY's output (REST sends it as text): seconds, above 0, at most an hour."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise errors.InvalidInput(f"timeout must be a number of seconds, got {str(value)[:40]!r}") from None
+    if not 0 < seconds <= MAX_FOLLOW:  # also refuses NaN
+        raise errors.InvalidInput(f"timeout must be above 0 and at most {MAX_FOLLOW:g} seconds")
+    return seconds

@@ -88,6 +88,15 @@ NETWORK = {
         "domains": {"type": "array", "items": STRING},
     },
 }
+SIZE = {"oneOf": [STRING, {"type": "integer", "minimum": 1}]}
+CONFIG = _obj(
+    cpu={"type": "number"},
+    memory=SIZE,
+    pids={"type": "integer", "minimum": 1},
+    disk=SIZE,
+    image=STRING,
+    env={"type": "object", "additionalProperties": STRING},
+)
 CREDENTIALS: dict[str, Any] = {"username": STRING, "password": STRING, "token": STRING}
 
 
@@ -121,7 +130,13 @@ def openapi_document() -> dict[str, Any]:
                 "and egress policy",
                 [SANDBOX_ID],
             ),
-            "patch": _op("change the egress policy live", [SANDBOX_ID], _obj(["network"], network=NETWORK)),
+            "patch": _op(
+                "change the egress policy (live), or limits, env or image (config: cpu and memory live, the rest "
+                "by a fresh container on the same home; dry_run: the plan only; a kernel that is attached names "
+                "itself with kernel_id to recreate its own sandbox)",
+                [SANDBOX_ID],
+                _obj(network=NETWORK, config=CONFIG, dry_run={"type": "boolean"}, kernel_id=STRING),
+            ),
             "delete": _op("delete a sandbox with its workspace", [SANDBOX_ID], ok="204"),
         },
         f"{box}/start": {"post": _op("start a stopped sandbox", [SANDBOX_ID])},
@@ -276,13 +291,15 @@ def openapi_document() -> dict[str, Any]:
         },
         f"{box}/process/exec": {
             "post": _op(
-                "run a command",
+                "run a command; stream: its output as it comes (newline-delimited JSON), killed when the "
+                "connection goes",
                 [SANDBOX_ID],
                 _obj(
                     ["command"],
                     command=STRING,
                     cwd=STRING,
                     timeout={"type": "number"},
+                    stream={"type": "boolean"},
                     env={"type": "object", "additionalProperties": STRING},
                 ),
             )
@@ -357,6 +374,15 @@ def openapi_document() -> dict[str, Any]:
                     cols={"type": "integer", "minimum": 1, "maximum": 1000},
                     rows={"type": "integer", "minimum": 1, "maximum": 1000},
                 ),
+            )
+        },
+        f"{box}/ptys/{{pty_id}}/input": {
+            "post": _op("type into a running PTY", [SANDBOX_ID, PTY_ID], _obj(["data"], data=STRING))
+        },
+        f"{box}/ptys/{{pty_id}}/output": {
+            "get": _op(
+                "a PTY's recent output and what follows (newline-delimited JSON), until it exits or prints `until`",
+                [SANDBOX_ID, PTY_ID, _param("until"), _param("timeout")],
             )
         },
         f"{box}/ptys/{{pty_id}}/connect": {

@@ -241,16 +241,17 @@ def magic(line: str, access: FakeAccess) -> tuple[Any, str]:
     return SandboxMagics().run(line, None, ctx), "".join(out)
 
 
-def test_magics_in_hub_mode_go_through_the_seam_and_engine_only_ones_say_so() -> None:
+def test_magics_in_hub_mode_go_through_the_seam_and_the_ssh_one_says_what_to_use() -> None:
     access = FakeAccess()
     result, out = magic("status", access)
     assert result.error is None and "sandbox   0123456789ab" in out and "none (nothing leaves" in out
     assert "8000" in out
     result, _ = magic("stop", access)
     assert result.stopped and access.calls == ["status", "stop"]
-    for line in ("config --cpu 2", "network none", "pty list", "ssh", "desktop status", "secret list"):
-        result, _ = magic(line, access)
-        assert result.error and "hub mode" in result.error, line
+    # Only ssh stays refused (the service runs no SSH gateway); the message names what to use instead.
+    result, _ = magic("ssh", access)
+    assert result.error and "hub mode" in result.error and "no SSH gateway" in result.error
+    assert "%sandbox pty" in result.error
 
 
 class Answers(http.server.BaseHTTPRequestHandler):

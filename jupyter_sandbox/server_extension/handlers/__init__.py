@@ -37,7 +37,15 @@ from .processes import (
     SessionHandler,
     SessionsHandler,
 )
-from .ptys import PTY_ID, PtyConnectHandler, PtyItemHandler, PtyResizeHandler, PtysHandler
+from .ptys import (
+    PTY_ID,
+    PtyConnectHandler,
+    PtyInputHandler,
+    PtyItemHandler,
+    PtyOutputHandler,
+    PtyResizeHandler,
+    PtysHandler,
+)
 from .sandboxes import PortsHandler, SandboxActionHandler, SandboxesHandler, SandboxHandler, SandboxKernelHandler
 from .ssh import SSHAccessHandler
 from .terminals import PtyHandler
@@ -76,6 +84,8 @@ def api_routes(base_url: str, service: Served) -> list[tuple[str, type, dict[str
         (f"{box}/ptys/{PTY_ID}", PtyItemHandler),
         (f"{box}/ptys/{PTY_ID}/resize", PtyResizeHandler),
         (f"{box}/ptys/{PTY_ID}/connect", PtyConnectHandler),
+        (f"{box}/ptys/{PTY_ID}/input", PtyInputHandler),
+        (f"{box}/ptys/{PTY_ID}/output", PtyOutputHandler),
         (f"{box}/git/{GIT_OPERATION}", GitHandler),
         (f"{box}/previews", PreviewsHandler),
         (f"{box}/ports", PortsHandler),

@@ -3,23 +3,51 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import threading
+from typing import Any, Callable
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from ...sandbox import errors
 from .base import SandboxAPIHandler, url_quote
 from .sandboxes import sandbox_url
+from .streaming import stream_ndjson
 
 SESSION_ID = r"(?P<session_id>[A-Za-z0-9_-]{1,64})"
 COMMAND_ID = r"(?P<command_id>[0-9a-f]{1,32})"
 
 
 class ExecHandler(SandboxAPIHandler):
+    """POST .../process/exec: run a command, answered when it ends; with "stream": true its output as
+    it comes (newline-delimited JSON, handlers/streaming.py: {"stream", "text"} objects, then
+    {"exit_code", "timed_out"}), and the command is killed when the client goes."""
+
+    cancel: threading.Event | None = None
+
+    def on_connection_close(self) -> None:
+        if self.cancel is not None:
+            self.cancel.set()
+
     @web.authenticated
     @authorized
     async def post(self, sandbox_id: str) -> None:
         body = self.json_body()
+        if body.get("stream") is True:
+            self.cancel = cancel = threading.Event()
+            # Refusals (bad input, an unknown or another user's sandbox) are the status line.
+            self.service.checked_exec(body.get("command"), body.get("cwd"), body.get("env"), body.get("timeout", 60))
+            await self.service.sandbox(sandbox_id)
+
+            async def run(put: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+                return await self.service.exec_output(
+                    sandbox_id, body, lambda stream, text: put({"stream": stream, "text": text}), cancel
+                )
+
+            await stream_ndjson(self, cancel, run)
+            return
+        if "stream" in body and body["stream"] is not False:
+            raise errors.InvalidInput("stream must be true or false")
         self.reply(
             await self.service.exec(
                 sandbox_id, body.get("command"), body.get("cwd"), body.get("env"), body.get("timeout", 60)

@@ -8,7 +8,8 @@ one text frame it passes on (the exit frame) from a checked exit code.
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from typing import Any, Callable
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
@@ -18,6 +19,7 @@ from ...sandbox import errors
 from ...sandbox import ptys as checks
 from .base import SandboxAPIHandler, http_error, url_quote
 from .sandboxes import sandbox_url
+from .streaming import stream_ndjson
 from .terminals import PtyHandler
 
 PTY_ID = r"(?P<pty_id>[A-Za-z0-9_-]{1,64})"
@@ -91,3 +93,42 @@ class PtyConnectHandler(PtyHandler):
         frame = checks.client_frame(message)
         if frame is not None:
             super().on_message(frame)
+
+
+class PtyInputHandler(SandboxAPIHandler):
+    """POST .../ptys/{pty_id}/input {"data": TEXT}: type into a running PTY without a websocket
+    (`%sandbox pty send` in hub mode, scripts): {"sent": characters}."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, sandbox_id: str, pty_id: str) -> None:
+        self.reply({"sent": await self.service.pty_send(sandbox_id, pty_id, self.json_body().get("data"))})
+
+
+class PtyOutputHandler(SandboxAPIHandler):
+    """GET .../ptys/{pty_id}/output?until=TEXT&timeout=SECONDS: the PTY's recent output and what follows
+    (`%sandbox pty wait` in hub mode), as newline-delimited JSON (handlers/streaming.py): {"output": text}
+    objects, then {"exit_code": N} when its process exits or {"exit_code": null} once `until` was
+    printed. Closing the connection stops following (the PTY keeps running)."""
+
+    cancel: threading.Event | None = None
+
+    def on_connection_close(self) -> None:
+        if self.cancel is not None:
+            self.cancel.set()
+
+    @web.authenticated
+    @authorized
+    async def get(self, sandbox_id: str, pty_id: str) -> None:
+        self.cancel = cancel = threading.Event()
+        until = self.get_query_argument("until", "") or None
+        timeout = checks.follow_timeout(self.get_query_argument("timeout", "60"))
+        await self.service.get_pty(sandbox_id, pty_id)  # an unknown sandbox or PTY: the status line says so
+
+        async def follow(put: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+            code = await self.service.pty_follow(
+                sandbox_id, pty_id, lambda text: put({"output": text}), until=until, timeout=timeout, cancel=cancel
+            )
+            return {"exit_code": code}
+
+        await stream_ndjson(self, cancel, follow)
