@@ -10,7 +10,9 @@ import json
 from typing import Any, Protocol, Union
 from urllib.parse import quote
 
+from jupyter_server.auth.utils import HTTP_METHOD_TO_AUTH_ACTION
 from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import ensure_async
 from tornado import web
 
 from ...sandbox import errors, quotas
@@ -120,6 +122,14 @@ class ServedOperations:
         tells another user's sandbox apart from one that does not exist: both are 404."""
         sandbox_id = getattr(self, "path_kwargs", {}).get("sandbox_id")
         if sandbox_id and not isinstance(self._served, SandboxOperations):
+            # The authorizer first, as each method's @authorized would: a caller it refuses learns
+            # nothing of which ids exist.
+            handler: Any = self
+            method = (handler.request.method or "GET").upper()
+            action = HTTP_METHOD_TO_AUTH_ACTION.get(method, "write")
+            resource = getattr(handler, "auth_resource", AUTH_RESOURCE)
+            if not await ensure_async(handler.authorizer.is_authorized(handler, self.current_user, action, resource)):
+                raise web.HTTPError(403, f"User is not authorized to {action} on resource: {resource}.")
             try:
                 await self.service.check_owned(sandbox_id)
             except errors.SandboxOperationError as exc:
