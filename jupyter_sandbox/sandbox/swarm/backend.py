@@ -597,9 +597,13 @@ class SwarmBackend(Configurable):
         if command and command[-1].startswith(PRELUDE):
             command[-1] = command[-1][len(PRELUDE) :]
         address = self._address_of(hostname) if hostname else ""
-        ports = tuple(
-            PortBinding(p.container_port, address, p.host_port, p.protocol) for p in (detail.ports if detail else ())
-        )
+        if detail is not None:
+            ports = tuple(PortBinding(p.container_port, address, p.host_port, p.protocol) for p in detail.ports)
+        else:
+            # A list summary reads no node engine: the task's own port status says where its host-mode
+            # port is published, so a listed sandbox is reachable as an inspected one (a kernel's
+            # restart finds its sandbox by a listing, then calls its agent).
+            ports = _task_ports(task, address) if state == "running" else ()
         created = _swarm_time(service.get("CreatedAt"))
         base = dict(
             id=str(service["ID"]),
@@ -865,6 +869,17 @@ def _preference(text: str) -> dict[str, Any]:
     if kind.strip() != "spread" or not descriptor.strip():
         raise SandboxError(f"SwarmBackend.placement_preferences: {text!r} is not 'spread=<node label>'")
     return {"Spread": {"SpreadDescriptor": descriptor.strip()}}
+
+
+def _task_ports(task: dict[str, Any] | None, address: str) -> tuple[PortBinding, ...]:
+    """The ports a task published in host mode on its node, from the swarm's task status."""
+    status = ((task or {}).get("Status") or {}).get("PortStatus") or {}
+    found = []
+    for port in status.get("Ports") or ():
+        target, published = port.get("TargetPort"), port.get("PublishedPort")
+        if isinstance(target, int) and isinstance(published, int) and published > 0:
+            found.append(PortBinding(target, address, published, str(port.get("Protocol") or "tcp")))
+    return tuple(found)
 
 
 def _swarm_time(value: Any) -> float:
