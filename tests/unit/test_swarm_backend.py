@@ -18,6 +18,7 @@ from jupyter_sandbox.sandbox.swarm.backend import (
     SwarmBackend,
     _pin,
     _preference,
+    _task_ports,
 )
 
 
@@ -141,3 +142,22 @@ def test_a_rename_takes_a_name_no_other_sandbox_has_and_may_take_back_its_own() 
     assert not backend.rename("jupyter-sandbox-aaa-k-x", "jupyter-sandbox-bbb")  # another's
     assert not backend.rename("jupyter-sandbox-zzz", "jupyter-sandbox-new")  # no such sandbox
     assert api.updates == ["s1"]
+
+
+def test_a_listed_task_s_host_mode_ports_come_from_its_port_status() -> None:
+    task = {
+        "Status": {
+            "PortStatus": {
+                "Ports": [
+                    {"Protocol": "tcp", "TargetPort": 8888, "PublishedPort": 30123, "PublishMode": "host"},
+                    {"Protocol": "tcp", "TargetPort": 9999, "PublishMode": "host"},  # not published yet
+                    {"TargetPort": "8888", "PublishedPort": "1"},  # not numbers: ignored
+                ]
+            }
+        }
+    }
+    ports = _task_ports(task, "10.0.0.12")
+    assert [(p.container_port, p.host_ip, p.host_port, p.protocol) for p in ports] == [
+        (8888, "10.0.0.12", 30123, "tcp")
+    ]
+    assert _task_ports(None, "10.0.0.12") == () and _task_ports({"Status": {}}, "x") == ()
