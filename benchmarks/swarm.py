@@ -164,7 +164,7 @@ class Kernel:
 
     def __init__(self, env: dict[str, str] | None) -> None:
         self.mkm = MultiKernelManager()
-        self.kernel_id = self.mkm.start_kernel(kernel_name="sandbox-python", env=env)
+        self.kernel_id = self.mkm.start_kernel(kernel_name="sandbox-python", **({"env": env} if env else {}))
         self.client: BlockingKernelClient = self.mkm.get_kernel(self.kernel_id).client()
         self.client.start_channels()
         self.client.wait_for_ready(timeout=300)
