@@ -18,6 +18,7 @@ from jupyter_sandbox.sandbox.swarm.backend import (
     SwarmBackend,
     _pin,
     _preference,
+    _task_ports,
 )
 
 
@@ -141,3 +142,43 @@ def test_a_rename_takes_a_name_no_other_sandbox_has_and_may_take_back_its_own() 
     assert not backend.rename("jupyter-sandbox-aaa-k-x", "jupyter-sandbox-bbb")  # another's
     assert not backend.rename("jupyter-sandbox-zzz", "jupyter-sandbox-new")  # no such sandbox
     assert api.updates == ["s1"]
+
+
+def test_a_listed_task_s_host_mode_ports_come_from_its_port_status() -> None:
+    task = {
+        "Status": {
+            "PortStatus": {
+                "Ports": [
+                    {"Protocol": "tcp", "TargetPort": 8888, "PublishedPort": 30123, "PublishMode": "host"},
+                    {"Protocol": "tcp", "TargetPort": 9999, "PublishMode": "host"},  # not published yet
+                    {"TargetPort": "8888", "PublishedPort": "1"},  # not numbers: ignored
+                ]
+            }
+        }
+    }
+    ports = _task_ports(task, "10.0.0.12")
+    assert [(p.container_port, p.host_ip, p.host_port, p.protocol) for p in ports] == [
+        (8888, "10.0.0.12", 30123, "tcp")
+    ]
+    assert _task_ports(None, "10.0.0.12") == () and _task_ports({"Status": {}}, "x") == ()
+
+
+def test_a_node_that_did_not_answer_is_not_asked_again_for_a_while() -> None:
+    pings: list[str] = []
+
+    class Silent:
+        class client:
+            @staticmethod
+            def ping() -> None:
+                pings.append("node1")
+                raise ConnectionError("No route to host")
+
+    backend = SwarmBackend.__new__(SwarmBackend)
+    backend._out_of_reach = {}
+    backend._node_engine = lambda hostname: Silent  # type: ignore[method-assign,assignment,return-value]
+    backend.out_of_reach_seconds = 15.0
+    assert backend._answers("node1") is None and backend._answers("node1") is None
+    assert pings == ["node1"]  # the second call did not wait for the dead address again
+    assert backend._recently_out_of_reach("node1") and not backend._recently_out_of_reach("node0")
+    backend.out_of_reach_seconds = 0.0  # the window over: it is asked again
+    assert backend._answers("node1") is None and pings == ["node1", "node1"]

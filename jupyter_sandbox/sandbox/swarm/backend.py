@@ -127,6 +127,12 @@ class SwarmBackend(Configurable):
         "Required unless SandboxManager.enforce_egress is off.",
     )
     start_timeout = Float(90.0, config=True, help="Seconds a sandbox's task may take to be placed and running.")
+    out_of_reach_seconds = Float(
+        15.0,
+        config=True,
+        help="Seconds a node whose engine did not answer is taken as out of reach without asking it again "
+        "(a dead machine's address takes seconds to fail, which every call would wait for otherwise).",
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -139,6 +145,7 @@ class SwarmBackend(Configurable):
         self._nodes: dict[str, DockerBackend] = {}
         self._pending_volumes: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
+        self._out_of_reach: dict[str, float] = {}  # hostname -> when its engine last failed to answer
 
     # -- nodes -----------------------------------------------------------------------------
 
@@ -157,6 +164,24 @@ class SwarmBackend(Configurable):
                 "availability": str((item.get("Spec") or {}).get("Availability") or ""),
             }
         return nodes
+
+    def _recently_out_of_reach(self, hostname: str) -> bool:
+        seen = self._out_of_reach.get(hostname)
+        return seen is not None and time.monotonic() - seen < self.out_of_reach_seconds
+
+    def _answers(self, hostname: str) -> DockerBackend | None:
+        """The node's engine if it answers a ping now; None (remembered for out_of_reach_seconds) if not."""
+        if self._recently_out_of_reach(hostname):
+            return None
+        try:
+            engine = self._node_engine(hostname)
+            engine.client.ping()
+        except Exception as exc:  # unreachable in any way
+            log.warning("swarm node %s is out of reach: %s", hostname, exc)
+            self._out_of_reach[hostname] = time.monotonic()
+            return None
+        self._out_of_reach.pop(hostname, None)
+        return engine
 
     def _node_engine(self, hostname: str) -> DockerBackend:
         with self._lock:
@@ -305,14 +330,12 @@ class SwarmBackend(Configurable):
             if task is not None and (task.get("Status") or {}).get("State") in RUNNING_STATES:
                 where = self._task_container(task, nodes)
                 if where is not None:
-                    engine = self._node_engine(where[0])
-                    try:
-                        engine.client.ping()
-                    except Exception:  # unreachable in any way
+                    engine = self._answers(where[0])
+                    if engine is None:
                         raise SandboxLost(
                             f"sandbox {sandbox} cannot be reached: its node {where[0]} does not answer; its files "
                             "are on that node"
-                        ) from None
+                        )
                     return service, where[0], where[1], engine
             if state == "exited" and task is None and self._replicas(service) > 0 and time.monotonic() > deadline:
                 raise SandboxError(f"sandbox {sandbox}: its task ended ({reason or 'no reason given'})")
@@ -572,11 +595,14 @@ class SwarmBackend(Configurable):
         detail = None
         if task is not None and state in ("running", "created"):
             where = self._task_container(task, nodes)
-            if where is not None:
+            if where is not None and self._recently_out_of_reach(where[0]):
+                state, reason = "lost", f"its node {where[0]} does not answer"
+            elif where is not None:
                 try:
                     detail = self._node_engine(where[0]).inspect(where[1])
                 except Exception as exc:  # the node's engine, unreachable in any way
                     # The swarm notices a dead node some seconds later; this engine's silence is news now.
+                    self._out_of_reach[where[0]] = time.monotonic()
                     state, reason = "lost", f"its node {where[0]} does not answer ({exc.__class__.__name__})"
         return self._record(service, state, reason, hostname, detail, task)
 
@@ -597,9 +623,13 @@ class SwarmBackend(Configurable):
         if command and command[-1].startswith(PRELUDE):
             command[-1] = command[-1][len(PRELUDE) :]
         address = self._address_of(hostname) if hostname else ""
-        ports = tuple(
-            PortBinding(p.container_port, address, p.host_port, p.protocol) for p in (detail.ports if detail else ())
-        )
+        if detail is not None:
+            ports = tuple(PortBinding(p.container_port, address, p.host_port, p.protocol) for p in detail.ports)
+        else:
+            # A list summary reads no node engine: the task's own port status says where its host-mode
+            # port is published, so a listed sandbox is reachable as an inspected one (a kernel's
+            # restart finds its sandbox by a listing, then calls its agent).
+            ports = _task_ports(task, address) if state == "running" else ()
         created = _swarm_time(service.get("CreatedAt"))
         base = dict(
             id=str(service["ID"]),
@@ -685,7 +715,9 @@ class SwarmBackend(Configurable):
         # so that the home volume can go next.
         deadline = time.monotonic() + 20
         for hostname, container in containers:
-            with contextlib.suppress(Exception):  # a node out of reach takes its container with it
+            if self._recently_out_of_reach(hostname):
+                continue  # a node out of reach takes its container with it
+            with contextlib.suppress(Exception):
                 engine = self._node_engine(hostname)
                 while time.monotonic() < deadline and engine.inspect(container) is not None:
                     time.sleep(0.2)
@@ -758,16 +790,7 @@ class SwarmBackend(Configurable):
 
     def _engines(self) -> list[DockerBackend]:
         """The engines of the nodes that answer now (a lost node's volumes are out of reach)."""
-        engines = []
-        for hostname in self.node_engines:
-            try:
-                engine = self._node_engine(hostname)
-                engine.client.ping()
-            except Exception as exc:
-                log.warning("swarm node %s is out of reach: %s", hostname, exc)
-                continue
-            engines.append(engine)
-        return engines
+        return [engine for engine in map(self._answers, self.node_engines) if engine is not None]
 
     def create_volume(self, name: str, labels: dict[str, str], options: dict[str, str] | None = None) -> bool:
         """Homes are made on the node the swarm chooses, when its task starts there: remember the labels
@@ -865,6 +888,17 @@ def _preference(text: str) -> dict[str, Any]:
     if kind.strip() != "spread" or not descriptor.strip():
         raise SandboxError(f"SwarmBackend.placement_preferences: {text!r} is not 'spread=<node label>'")
     return {"Spread": {"SpreadDescriptor": descriptor.strip()}}
+
+
+def _task_ports(task: dict[str, Any] | None, address: str) -> tuple[PortBinding, ...]:
+    """The ports a task published in host mode on its node, from the swarm's task status."""
+    status = ((task or {}).get("Status") or {}).get("PortStatus") or {}
+    found = []
+    for port in status.get("Ports") or ():
+        target, published = port.get("TargetPort"), port.get("PublishedPort")
+        if isinstance(target, int) and isinstance(published, int) and published > 0:
+            found.append(PortBinding(target, address, published, str(port.get("Protocol") or "tcp")))
+    return tuple(found)
 
 
 def _swarm_time(value: Any) -> float:
