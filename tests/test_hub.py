@@ -376,6 +376,8 @@ WELL_FORMED: list[tuple[str, str, dict[str, str], Any]] = [
     ("GET", "/ptys/p1", {}, None),
     ("DELETE", "/ptys/p1", {}, None),
     ("POST", "/ptys/p1/resize", {}, {"cols": 80, "rows": 24}),
+    ("POST", "/ptys/p1/input", {}, {"data": "ls\n"}),
+    ("GET", "/ptys/p1/output", {"timeout": "1"}, None),
     ("GET", "/git/status", {"path": "repo"}, None),
     ("GET", "/git/branches", {"path": "repo"}, None),
     ("POST", "/git/clone", {}, {"url": "http://127.0.0.1:9/none.git", "path": "repo"}),

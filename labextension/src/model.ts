@@ -417,6 +417,9 @@ export class SandboxModel {
       if (!current()) {
         return;
       }
+      if (!this._expanded.has(path)) {
+        continue; // folded by the person while it was being listed: it stays folded
+      }
       if (inner) {
         this._expanded.set(path, sortEntries(inner.entries));
       } else {

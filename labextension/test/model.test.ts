@@ -248,6 +248,31 @@ describe('actions', () => {
     model.dispose();
   });
 
+  it('leaves a folder folded that the person folds while a refresh lists it', async () => {
+    const { api } = fakeServer();
+    const model = modelOn(api);
+    await model.refresh();
+    await model.toggle(folder('data'));
+    let release: () => void = () => undefined;
+    const held = new Promise<void>(resolve => (release = resolve));
+    const list = api.list.getMockImplementation()!;
+    let listing = false;
+    api.list.mockImplementation(async (id: string, path: string) => {
+      if (path === 'data') {
+        listing = true;
+        await held; // the refresh's listing of the folder is under way...
+      }
+      return list(id, path);
+    });
+    const refreshing = model.refresh();
+    await vi.waitFor(() => expect(listing).toBe(true));
+    await model.toggle(folder('data')); // ...when the person folds it
+    release();
+    await refreshing;
+    expect(model.expandedEntries('data')).toBeUndefined();
+    model.dispose();
+  });
+
   it('uploads into the shown folder with progress and lists the folder after', async () => {
     const { api } = fakeServer();
     api.upload.mockImplementationOnce(
