@@ -13,6 +13,10 @@ import pytest
 from conftest import Server, lab_args, launch_chromium, start_jupyter_server
 from playwright.sync_api import Page, expect, sync_playwright
 
+from jupyter_sandbox.sandbox import binding
+from jupyter_sandbox.sandbox.docker_backend import DockerBackend
+from jupyter_sandbox.sandbox.manager import SandboxManager
+
 CELLS = [
     "%sandbox config --memory 2g",
     "%sandbox bogus",
@@ -23,7 +27,9 @@ CELLS = [
 
 
 @pytest.fixture(scope="module")
-def lab(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
+def lab(
+    sandbox_image: str, docker_backend: DockerBackend, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Server, Path]]:
     root = tmp_path_factory.mktemp("lab-root")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in CELLS])
     nb.metadata["kernelspec"] = {"name": "sandbox-python", "display_name": "Python 3 (sandbox)", "language": "python"}
@@ -38,6 +44,15 @@ def lab(sandbox_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     yield server, root
     process.terminate()
     process.wait(timeout=60)
+    # The notebook's sandbox is kept for it after its kernel ends, as for a person's notebook: the
+    # test removes it, with the server's note of the notebook.
+    manager = SandboxManager(backend=docker_backend)
+    prefix = str(root.resolve())
+    for workspace, record in binding.notebooks().items():
+        if str(record["path"]).startswith(prefix):
+            for sandbox in manager.list(workspace=workspace):
+                manager.remove(sandbox)
+            binding.forget_notebook(workspace)
 
 
 def run_cell(page: Page, index: int) -> None:
