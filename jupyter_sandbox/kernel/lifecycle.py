@@ -24,6 +24,7 @@ from . import kernel_info as kernel_info_cache
 from . import release
 from .access import run
 from .magics import MagicContext, operations_for
+from .replies import API_RESTART_MESSAGE
 from .settings import SandboxKernel
 
 T = TypeVar("T")
@@ -32,10 +33,6 @@ Post = Callable[[str, Any], None]
 log = logging.getLogger(__name__)
 
 AGENT_WAIT_SECONDS = 25.0
-API_RESTART_MESSAGE = (
-    "The Python process in the sandbox was restarted through the sandbox API: variables are gone, "
-    "files in /home/sandbox are kept."
-)
 
 
 class SandboxLifecycle:

@@ -8,6 +8,12 @@ from typing import Any
 
 from .. import __version__
 
+# What the notebook is told when the sandbox API restarted its Python process (local or hub mode).
+API_RESTART_MESSAGE = (
+    "The Python process in the sandbox was restarted through the sandbox API: variables are gone, "
+    "files in /home/sandbox are kept."
+)
+
 
 def error_output(message: str, ename: str = "SandboxError", traceback: list[str] | None = None) -> dict[str, Any]:
     """An `error` output: exactly nbformat's fields (a "status" here makes a saved notebook invalid)."""

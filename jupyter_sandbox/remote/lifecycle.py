@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from ..kernel import kernel_info as kernel_info_cache
 from ..kernel.magics import MagicContext
+from ..kernel.replies import API_RESTART_MESSAGE
 from ..kernel.settings import SandboxKernel
 from ..sandbox import binding, errors
 from .access import RemoteAccess, RemoteSandbox
@@ -29,10 +30,6 @@ Post = Callable[[str, Any], None]
 log = logging.getLogger(__name__)
 
 EVENT_WAIT = 25.0
-API_RESTART_MESSAGE = (
-    "The Python process in the sandbox was restarted through the sandbox API: variables are gone, "
-    "files in /home/sandbox are kept."
-)
 
 
 class RemoteLifecycle:
