@@ -116,7 +116,7 @@ def page(browser: Browser, lab: Server) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     opened = context.new_page()
     opened.goto(f"{lab.base}/lab/tree/work/sidebar.ipynb?token={lab.token}")
-    opened.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+    opened.wait_for_selector(".jp-Notebook .jp-Cell:visible", timeout=90_000)
     # As a user does: run cells once the status bar shows the notebook's kernel connected and idle.
     expect(
         opened.locator(".jp-StatusBar-Widget").filter(has_text=re.compile(r"Python 3 \(sandbox\) \| Idle"))

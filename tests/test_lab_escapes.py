@@ -209,7 +209,7 @@ def test_nothing_the_sandbox_sends_runs_as_the_jupyter_user(lab: Server, browser
 
     page.on("dialog", on_dialog)
     page.goto(f"{lab.base}/lab/tree/escapes.ipynb?token={lab.token}")
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+    page.wait_for_selector(".jp-Notebook .jp-Cell:visible", timeout=90_000)
     expect(
         page.locator(".jp-StatusBar-Widget").filter(has_text=re.compile(r"Python 3 \(sandbox\) \| Idle"))
     ).to_be_visible(timeout=180_000)
@@ -274,7 +274,7 @@ def test_nothing_the_sandbox_sends_runs_as_the_jupyter_user(lab: Server, browser
 
     # A reload: JupyterLab asks the (now hostile) kernel for its info and help links again.
     page.reload()
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+    page.wait_for_selector(".jp-Notebook .jp-Cell:visible", timeout=90_000)
     expect(
         page.locator(".jp-StatusBar-Widget").filter(has_text=re.compile(r"Python 3 \(sandbox\) \| Idle"))
     ).to_be_visible(timeout=60_000)

@@ -74,7 +74,7 @@ def open_notebook(page: Page, lab: Server, path: str, kernel: str, extension: bo
     workspace = path.replace(".", "-").replace("/", "-")
     for _ in range(3):
         page.goto(f"{lab.base}/lab/workspaces/{workspace}/tree/{path}?reset&token={lab.token}")
-        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+        page.wait_for_selector(".jp-Notebook .jp-Cell:visible", timeout=90_000)
         # Docker's network changes on a shared engine can abort a script's load in Chromium
         # (ERR_NETWORK_CHANGED): a page that came up without the labextension is loaded again.
         if not extension or page.evaluate("window.jupyterapp.isPluginActivated('jupyter-sandbox:isolated-output')"):
@@ -332,7 +332,7 @@ def test_a_frame_cannot_act_on_the_jupyter_origin_nor_phone_home(
     frames = page.locator(FRAME).count()
     save(page)
     page.reload()
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+    page.wait_for_selector(".jp-Notebook .jp-Cell:visible", timeout=90_000)
     expect(page.locator(FRAME)).to_have_count(frames, timeout=60_000)
     expect(content(page, 0, True).locator("#result")).not_to_have_text("pending", timeout=30_000)
     assert page.evaluate("window.__sandboxPwned") is None

@@ -369,7 +369,7 @@ def test_the_sidebar_shows_the_sandbox_and_opens_its_terminal(hub: Hub, browser:
     try:
         # Logged in with the token once; from then on the browser has the user's server's cookie.
         page.goto(f"{user.base}/lab/tree/work/hub.ipynb?token={user.token}")
-        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+        page.wait_for_selector(".jp-Notebook .jp-Cell:visible", timeout=90_000)
         expect(
             page.locator(".jp-StatusBar-Widget").filter(has_text=re.compile(r"Python 3 \(sandbox\) \| Idle"))
         ).to_be_visible(timeout=120_000)

@@ -72,7 +72,7 @@ def page(browser: Browser, lab: Any) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     opened = context.new_page()
     opened.goto(f"{lab.base}/lab/tree/{NOTEBOOK}?token={lab.token}")
-    opened.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+    opened.wait_for_selector(".jp-Notebook .jp-Cell:visible", timeout=90_000)
     wait_for_kernel(opened)
     opened.locator('.lm-TabBar-tab[data-id="jupyter-sandbox-sidebar"]').click()
     expect(opened.locator(".jp-SandboxSidebar-header")).to_be_visible()
@@ -279,7 +279,8 @@ def test_screenshots_light_and_dark(page: Page, lab: Any) -> None:
     )
     assert status == 204
     page.reload()
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+    page.wait_for_selector(".jp-Notebook .jp-Cell:visible", timeout=90_000)
+    show_notebook(page)  # the workspace brings back the other notebook too, maybe in front
     expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false", timeout=30_000)
     if not page.locator("#jupyter-sandbox-sidebar").is_visible():
         page.locator('.lm-TabBar-tab[data-id="jupyter-sandbox-sidebar"]').click()
@@ -299,7 +300,8 @@ def test_screenshots_light_and_dark(page: Page, lab: Any) -> None:
 
 def test_after_delete_the_sidebar_shows_what_is_true(page: Page) -> None:
     page.reload()
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+    page.wait_for_selector(".jp-Notebook .jp-Cell:visible", timeout=90_000)
+    show_notebook(page)  # the workspace brings back the other notebook too, maybe in front
     wait_for_kernel(page)
     if not page.locator("#jupyter-sandbox-sidebar").is_visible():
         page.locator('.lm-TabBar-tab[data-id="jupyter-sandbox-sidebar"]').click()
