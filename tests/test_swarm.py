@@ -445,7 +445,8 @@ def test_a_restart_of_the_kernel_on_the_worker_keeps_its_files_and_node(
     # The notebook's hard restart: a fresh container, on the node its files are on.
     run = worker_kernel.run("%sandbox restart --hard")
     assert run.status == "ok", run.error
-    assert worker_kernel.run("print(open('/home/sandbox/kept.txt').read())").stdout == "still here\n"
+    run = worker_kernel.run("print(open('/home/sandbox/kept.txt').read())")
+    assert run.stdout == "still here\n", (run.reply["content"], run.outputs)
     assert alice.request("GET", box(before["id"]))[1]["node"] == node
     # Done with it before the nodes are drained and killed; its sandbox goes with it.
     shut_down(worker_kernel)

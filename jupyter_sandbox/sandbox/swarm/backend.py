@@ -144,6 +144,7 @@ class SwarmBackend(Configurable):
         self.api = self.manager.api
         self._nodes: dict[str, DockerBackend] = {}
         self._pending_volumes: dict[str, dict[str, str]] = {}
+        self._removed_homes: dict[str, str] = {}  # home volume -> its node, for a service just removed
         self._lock = threading.Lock()
         self._out_of_reach: dict[str, float] = {}  # hostname -> when its engine last failed to answer
 
@@ -422,6 +423,9 @@ class SwarmBackend(Configurable):
         if len(command) != 4 or command[1:3] != ["-I", "-c"]:
             raise SandboxError("the sandbox's command is not the agent's; the swarm backend cannot gate it")
         service_name = alias or hostname or name
+        # A sandbox made again (a hard restart, a new image or limits) keeps its home volume, which is
+        # on one node only: its new task goes there, never to a node that would give it an empty home.
+        home = self._node_holding(volume)
         mounts: list[dict[str, Any]] = [
             {
                 "Type": "volume",
@@ -477,13 +481,13 @@ class SwarmBackend(Configurable):
             # A task that ends stays ended: the swarm never starts a second copy of a sandbox.
             "RestartPolicy": {"Condition": "none", "MaxAttempts": 0},
             "Placement": {
-                "Constraints": list(self.constraints),
+                "Constraints": [*self.constraints, *([f"node.hostname=={home}"] if home else [])],
                 "Preferences": [_preference(p) for p in self.placement_preferences],
             },
             "LogDriver": {"Name": "json-file", "Options": {"max-size": "1m", "max-file": "2"}},
             "Networks": [{"Target": network, **({"Aliases": [alias]} if alias else {})}],
         }
-        service_labels = {**labels, LABEL_NAME: name, LABEL_SWARM: "1"}
+        service_labels = {**labels, LABEL_NAME: name, LABEL_SWARM: "1", **({LABEL_HOME_NODE: home} if home else {})}
         try:
             created = self.api._post_json(  # type: ignore[attr-defined]  # the SDK's create_service cannot set Ulimits or CapabilityDrop
                 self.api._url("/services/create"),  # type: ignore[attr-defined]
@@ -502,7 +506,24 @@ class SwarmBackend(Configurable):
         except docker.errors.APIError as exc:
             raise SandboxError(f"the swarm refused to create the sandbox: {exc.explanation or exc}") from None
         self._pending_volumes.pop(volume, None)
+        self._removed_homes.pop(volume, None)
         return str(body["ID"])
+
+    def _node_holding(self, volume: str) -> str:
+        """The node whose engine holds `volume` ("" for a new one). Refused when the node the volume was
+        on a moment ago (its sandbox's old service, just removed) does not answer now: its files are
+        there, and a task elsewhere would start with an empty home."""
+        for hostname in self.node_engines:
+            engine = self._answers(hostname)
+            if engine is not None and engine.volume(volume) is not None:
+                return hostname
+        was = self._removed_homes.get(volume)
+        if was:
+            raise SandboxLost(
+                f"the files of this sandbox are on the node {was}, which does not answer; make it reachable "
+                "again to start the sandbox there"
+            )
+        return ""
 
     def put_archive(self, container_id: str, path: str, data: bytes) -> None:
         _, _, container, engine = self._running(container_id)
@@ -709,6 +730,11 @@ class SwarmBackend(Configurable):
             return
         nodes = self._node_names()
         containers = [w for w in (self._task_container(t, nodes) for t in self._tasks(service["ID"])) if w]
+        spec = service.get("Spec") or {}
+        home = (spec.get("Labels") or {}).get(LABEL_HOME_NODE)
+        for mount in ((spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}).get("Mounts") or []:
+            if home and mount.get("Type") == "volume" and mount.get("Source"):
+                self._removed_homes[str(mount["Source"])] = str(home)  # where a re-creation must go
         with contextlib.suppress(docker.errors.NotFound):
             self.api.remove_service(service["ID"])
         # The tasks' containers go with the service, a little later (and their anonymous volumes): wait,
@@ -829,6 +855,7 @@ class SwarmBackend(Configurable):
 
     def remove_volume(self, name: str) -> None:
         self._pending_volumes.pop(name, None)
+        self._removed_homes.pop(name, None)
         for engine in self._engines():
             with contextlib.suppress(docker.errors.APIError):
                 if engine.volume(name) is not None:
