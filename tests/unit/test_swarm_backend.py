@@ -182,3 +182,27 @@ def test_a_node_that_did_not_answer_is_not_asked_again_for_a_while() -> None:
     assert backend._recently_out_of_reach("node1") and not backend._recently_out_of_reach("node0")
     backend.out_of_reach_seconds = 0.0  # the window over: it is asked again
     assert backend._answers("node1") is None and pings == ["node1", "node1"]
+
+
+def test_a_sandbox_made_again_goes_to_the_node_that_holds_its_home_or_is_refused() -> None:
+    class Engine:
+        def __init__(self, volumes: set[str]) -> None:
+            self.volumes = volumes
+
+        def volume(self, name: str) -> Any:
+            return object() if name in self.volumes else None
+
+    engines: dict[str, Engine | None] = {"node0": Engine(set()), "node1": Engine({"home-a"}), "node2": Engine(set())}
+    backend = SwarmBackend.__new__(SwarmBackend)
+    backend.node_engines = {name: f"tcp://{name}:2375" for name in engines}
+    backend._answers = lambda hostname: engines[hostname]  # type: ignore[method-assign,assignment,return-value]
+    backend._removed_homes = {}
+    backend._pending_volumes = {}
+    assert backend._node_holding("home-a") == "node1"  # wherever the scheduler would have put it
+    assert backend._node_holding("home-new") == ""  # a new sandbox: the operator's placement alone
+    # Its old service was on node1, which does not answer now: refused, never an empty home elsewhere.
+    backend._removed_homes = {"home-a": "node1"}
+    engines["node1"] = None
+    with pytest.raises(SandboxError, match="node1"):
+        backend._node_holding("home-a")
+    assert backend.volume("home-a") is not None  # not taken for a new home (nor cleaned up as one)

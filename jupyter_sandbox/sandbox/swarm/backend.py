@@ -834,6 +834,10 @@ class SwarmBackend(Configurable):
                     return found
         if name in self._pending_volumes:
             return VolumeRecord(name=name, labels=dict(self._pending_volumes[name]))
+        if name in self._removed_homes:
+            # On the node its sandbox's service was on a moment ago, which does not answer now: it is
+            # there all the same (so nothing takes it for a new home, nor cleans it up as one).
+            return VolumeRecord(name=name)
         return None
 
     def list_volumes(self, label_keys: Iterable[str]) -> list[str]:
