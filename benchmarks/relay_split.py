@@ -5,7 +5,8 @@ Which relay is measured is whichever `jupyter_sandbox` is importable: run it wit
 each checkout to compare two versions of the relay; `--also DIR` does that in the same run, measuring
 the checkout at DIR in a child process right after this one.
 
-Also printed lines through the relay vs direct. Target: relay / direct <= 1.10 for the round trip,
+Also printed lines through the relay vs direct, and a Run All (cells sent at once, each waiting for
+the verdict of the one before it in the relay, as a cell behind a failing one must). Target: relay / direct <= 1.10 for the round trip,
 >= 0.9 of direct throughput, and the same within noise for two versions.
 """
 
@@ -85,7 +86,18 @@ class LocalLifecycle:
         pass
 
 
-def measure(count: int, lines: int) -> tuple[list[float], list[float], list[float], list[float], float]:
+def run_all(client: BlockingKernelClient, cells: int) -> float:
+    """Seconds from sending `cells` trivial cells at once to the last one's reply."""
+    started = time.perf_counter()
+    last = [client.execute("pass") for _ in range(cells)][-1]
+    while client.get_shell_msg(timeout=60)["parent_header"].get("msg_id") != last:
+        pass
+    return time.perf_counter() - started
+
+
+def measure(
+    count: int, lines: int
+) -> tuple[list[float], list[float], list[float], list[float], float, list[float], list[float]]:
     inner = KernelManager(kernel_name="python3", ip="127.0.0.1", transport="tcp")
     inner.start_kernel()
     direct = inner.client()
@@ -109,6 +121,8 @@ def measure(count: int, lines: int) -> tuple[list[float], list[float], list[floa
             relay_times: list[float] = []
             direct_printing: list[float] = []
             relay_printing: list[float] = []
+            direct_run_all: list[float] = []
+            relay_run_all: list[float] = []
             # CPU time of this process (client threads, and the relay's thread when it is used): the
             # difference per cell is the relay's own work, which the machine's load does not stretch.
             cpu = {"direct": 0.0, "relay": 0.0}
@@ -121,6 +135,8 @@ def measure(count: int, lines: int) -> tuple[list[float], list[float], list[floa
                 cpu["relay"] += time.process_time() - started
                 direct_printing.append(timed(direct, lines))
                 relay_printing.append(timed(proxied, lines))
+                direct_run_all.append(run_all(direct, count))
+                relay_run_all.append(run_all(proxied, count))
         finally:
             relay.post("terminate")
             thread.join(10)
@@ -128,7 +144,7 @@ def measure(count: int, lines: int) -> tuple[list[float], list[float], list[floa
             direct.stop_channels()
             inner.shutdown_kernel(now=True)
     relay_cpu_ms = (cpu["relay"] - cpu["direct"]) / len(relay_times) * 1000
-    return direct_times, relay_times, direct_printing, relay_printing, relay_cpu_ms
+    return direct_times, relay_times, direct_printing, relay_printing, relay_cpu_ms, direct_run_all, relay_run_all
 
 
 def main() -> dict[str, float]:
@@ -137,7 +153,9 @@ def main() -> dict[str, float]:
     parser.add_argument("--lines", type=int, default=20_000, help="printed lines for the throughput figure")
     parser.add_argument("--also", default="", help="a checkout whose relay to measure next, in a child process")
     args = parser.parse_args()
-    direct_times, relay_times, direct_printing, relay_printing, relay_cpu_ms = measure(args.n, args.lines)
+    direct_times, relay_times, direct_printing, relay_printing, relay_cpu_ms, direct_all, relay_all = measure(
+        args.n, args.lines
+    )
     ratio = statistics.median(relay_times) / statistics.median(direct_times)
     throughput = statistics.median(direct_printing) / statistics.median(relay_printing)
     where = Path(jupyter_sandbox.__file__).resolve().parents[1]
@@ -150,11 +168,20 @@ def main() -> dict[str, float]:
     print(f"  local ipykernel, direct        median {statistics.median(direct_printing) * 1000:7.1f} ms")
     print(f"  local ipykernel, through relay median {statistics.median(relay_printing) * 1000:7.1f} ms")
     print(f"  relay / direct throughput = {throughput:.3f}   (target >= 0.9)")
+    print(f"Run All of {args.n} trivial cells sent at once, 4 times each")
+    print(f"  local ipykernel, direct        median {statistics.median(direct_all) * 1000:7.1f} ms")
+    print(f"  local ipykernel, through relay median {statistics.median(relay_all) * 1000:7.1f} ms")
     if args.also:
         env = {**os.environ, "PYTHONPATH": args.also}
         command = [sys.executable, __file__, "-n", str(args.n), "--lines", str(args.lines)]
         subprocess.run(command, env=env, check=True, timeout=600)
-    return {"relay_split_ratio": ratio, "relay_split_throughput": throughput, "relay_cpu_ms": relay_cpu_ms}
+    run_all_ratio = statistics.median(relay_all) / statistics.median(direct_all)
+    return {
+        "relay_split_ratio": ratio,
+        "relay_split_throughput": throughput,
+        "relay_cpu_ms": relay_cpu_ms,
+        "relay_run_all_ratio": run_all_ratio,
+    }
 
 
 if __name__ == "__main__":

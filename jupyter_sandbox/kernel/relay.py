@@ -166,6 +166,10 @@ class Relay:
         # %sandbox cell for the inner kernel's replies still due, `inflight`).
         self.queue: list[Held] = []
         self.inflight: dict[str, int] = {}  # msg_id: how many of (reply, idle status) are still due
+        # Cells in flight whose error aborts the cells behind them: those wait here until its reply,
+        # so that a cell sent before the error's reply is aborted however late it would reach the
+        # inner kernel (which aborts only what has reached it by then).
+        self.verdict_due: set[str] = set()
         self._pump_due = False
         # True while abort_queued reads the requests already waiting on the shell socket: they queue.
         self._flushing_shell = False
@@ -539,11 +543,17 @@ class Relay:
             return True
         segments = host_segments(item.frames)
         if segments is None:
-            return None
+            return self._behind_a_verdict()
         if self.inflight:
             return False  # a %sandbox cell runs after the cells sent before it have finished
         self.hosts.start(item.idents, item.frames, item.header, segments)
         return True
+
+    def _behind_a_verdict(self) -> bool | None:
+        """False (the cell waits) behind a cell whose error would abort it; None: it goes on."""
+        if self.verdict_due and self.gate.ready:
+            return False
+        return None
 
     def _offline_kernel_info(self, item: Held) -> bool:
         # What the image's kernel says; while that is not known, the request waits for the handshake.
@@ -626,6 +636,8 @@ class Relay:
             if msg_type == "execute_request":
                 request = content(body)
                 pending.stop_on_error = bool(request.get("stop_on_error", True)) and not request.get("silent")
+                if pending.stop_on_error:
+                    self.verdict_due.add(msg_id)
                 self.cells[msg_id] = Cell(header, item.idents, busy_sent=msg_id in self.busy_announced)
                 self.busy_announced.discard(msg_id)
         assert self.inner is not None  # forwarded only while the gate is ready
@@ -662,6 +674,7 @@ class Relay:
             self.inflight[msg_id] = due - 1
         else:
             del self.inflight[msg_id]
+            self.verdict_due.discard(msg_id)
             self._pump_due = True
 
     def abort_queued(self) -> None:
@@ -750,6 +763,9 @@ class Relay:
             # front end sends once it has seen the reply is not.
             self.abort_queued()
         self.front.send(pending.channel, pending.idents, body)
+        if msg_id in self.verdict_due:  # known now: the cells behind it go on (or are aborted)
+            self.verdict_due.discard(msg_id)
+            self._pump_due = True
 
     def _from_inner_iopub(self, frames: list[bytes]) -> None:
         checked = self.inner.verified(frames) if self.inner is not None else None
@@ -860,10 +876,17 @@ class Relay:
             waiting += [(h.channel, h.idents, h.header) for h in self.gate.release() + self.queue]
             self.queue = []
             self.progress_target = None
+        elif self.verdict_due:
+            # Cells held behind one that was running when the kernel died: that death is its error, and
+            # they end with it (as in the inner kernel's own queue), not in the new kernel.
+            behind = [h for h in self.queue if h.header.get("msg_type") == "execute_request"]
+            self.queue = [h for h in self.queue if h not in behind]
+            waiting += [(h.channel, h.idents, h.header) for h in behind]
         self.pending = {}
         self.cells = {}
         self.hosts.sub_requests = {}
         self.inflight = {}
+        self.verdict_due = set()
         self.hosts.fail(message)
         for channel, idents, header in waiting:
             msg_type = header.get("msg_type", "")

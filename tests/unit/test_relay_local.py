@@ -7,6 +7,7 @@ is what a front end sees on shell and iopub: replies, their order, outputs and s
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import threading
@@ -118,6 +119,7 @@ class Proxy:
         self.client = BlockingKernelClient()
         self.client.load_connection_info(written)
         self.client.start_channels()
+        self.marker = tmp / "ran"  # a file a cell that must not run would make
 
     def close(self) -> None:
         if self.thread.is_alive():
@@ -235,6 +237,31 @@ def test_sigint_path_interrupts_through_the_lifecycle(proxy: Proxy) -> None:
     reply = proxy.reply(msg_id)["content"]
     assert reply["ename"] == "KeyboardInterrupt"
     assert proxy.lifecycle.interrupts == 1
+
+
+def test_cells_sent_with_a_failing_one_are_aborted_however_late_the_relay_is(proxy: Proxy) -> None:
+    """A relay that falls behind (a loaded machine) must not hand the inner kernel a cell only after
+    the kernel has aborted what had reached it: the cells behind a failing one wait for its verdict."""
+    inner = proxy.relay.inner
+    assert inner is not None
+    forward = inner.forward
+    executes: list[str] = []
+
+    def falling_behind(channel: str, body: Any) -> None:
+        header = json.loads(bytes(body[1]))
+        if channel == "shell" and header.get("msg_type") == "execute_request":
+            executes.append(header["msg_id"])
+            if len(executes) > 1:
+                time.sleep(0.5)  # the kernel has failed the first cell and aborted its queue by now
+        forward(channel, body)
+
+    inner.forward = falling_behind  # type: ignore[method-assign]
+    failing = proxy.client.execute("raise ValueError('boom')")
+    queued = [proxy.client.execute(f"open({str(proxy.marker)!r} + '{n}', 'w')") for n in range(2)]
+    assert proxy.reply(failing)["content"]["status"] == "error"
+    for msg_id in queued:
+        assert proxy.reply(msg_id)["content"]["status"] == "aborted"
+    assert executes == [failing] and not list(proxy.marker.parent.glob(proxy.marker.name + "*"))
 
 
 def test_an_error_aborts_the_cells_queued_behind_it(proxy: Proxy) -> None:
