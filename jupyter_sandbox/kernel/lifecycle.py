@@ -255,12 +255,15 @@ class SandboxLifecycle:
         """The kernel shuts down: a notebook's sandbox is stopped and kept for the notebook's next
         kernel, any other removed (container and volume), also one still being created."""
         self.stop_watching()
-        self.wait_bring_up(timeout=30)
-        self.stop_watching()
+        starting = self._bring_up_thread is not None and self._bring_up_thread.is_alive()
         try:
-            release.spawn(self.manager, self.kernel_id)
+            # First: Jupyter may kill this process at any moment now. The release waits for its end.
+            release.spawn(self.manager, self.kernel_id, starting=starting)
         except OSError as exc:
             log.error("could not start releasing the sandbox: %s", exc)
+        # A sandbox still being made is better finished (and then released whole) than cut halfway.
+        self.wait_bring_up(timeout=30)
+        self.stop_watching()
 
     def delete(self) -> None:
         """Remove this kernel's sandbox with its files now; the next cell gets a fresh one."""
