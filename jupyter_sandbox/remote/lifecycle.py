@@ -243,14 +243,16 @@ class RemoteLifecycle:
         """The kernel shuts down: the service stops (a notebook's) or removes (any other) its sandbox,
         asked from a process of its own that outlives this one."""
         self.stop_watching()
+        try:
+            # First: Jupyter may kill this process at any moment now. The service releases the
+            # sandbox once a bring-up of this kernel still under way there has made it.
+            spawn_release(self.kernel_id)
+        except OSError as exc:
+            log.error("could not start releasing the sandbox: %s", exc)
         self.wait_bring_up(timeout=30)
         self.stop_watching()
         if self.bridge is not None:
             self.bridge.close()
-        try:
-            spawn_release(self.kernel_id)
-        except OSError as exc:
-            log.error("could not start releasing the sandbox: %s", exc)
 
     def delete(self) -> None:
         """Remove this kernel's sandbox with its files now; the next cell gets a fresh one."""

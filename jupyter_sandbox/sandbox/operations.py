@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
@@ -162,6 +163,9 @@ IDLE_STOPPED = "it was stopped because nobody used it for a while (its files are
 REMOVED = "it was removed"
 KERNEL_EVENT_WAIT = 25.0
 BRING_UP_SECONDS = 6 * 3600.0
+# How long a kernel's release waits for a bring-up of that kernel still under way (the remote
+# release's request waits 300 s for its answer).
+RELEASE_WAITS_FOR_BRING_UP = 240.0
 
 
 @dataclass
@@ -500,6 +504,8 @@ class SandboxOperations(SandboxService):
         super().__init__(**kwargs)
         self.manager = manager
         self._busy = set()
+        # Kernels whose sandbox is being brought up now (how many bring-ups of each): a release waits.
+        self._bringing_up: dict[str, int] = {}
         self.gates = SandboxGates(self.max_calls_per_sandbox, self.busy_wait)
         self.docker = DockerCalls(self.docker_threads, self.docker_timeout)
         self.uploads = UploadBudget(
@@ -914,6 +920,19 @@ class SandboxOperations(SandboxService):
     async def bring_up_kernel(
         self, kernel_id: Any, workspace: Any = None, progress: Callable[[str], None] | None = None
     ) -> KernelSandbox:
+        """The sandbox kernel `kernel_id` runs in (`_bring_up_kernel`), its release meanwhile held off."""
+        key = kernel_id if isinstance(kernel_id, str) else ""
+        self._bringing_up[key] = self._bringing_up.get(key, 0) + 1
+        try:
+            return await self._bring_up_kernel(kernel_id, workspace, progress)
+        finally:
+            left = self._bringing_up.pop(key, 1) - 1
+            if left:
+                self._bringing_up[key] = left
+
+    async def _bring_up_kernel(
+        self, kernel_id: Any, workspace: Any = None, progress: Callable[[str], None] | None = None
+    ) -> KernelSandbox:
         """The sandbox kernel `kernel_id` runs in, up and answering: its own again (a restart), its
         notebook's (`workspace`), one from the warm pool, or a new one; started if it was stopped.
         Reattached, its Python process starts afresh (files stay); a pool's is fresh already."""
@@ -983,6 +1002,11 @@ class SandboxOperations(SandboxService):
             binding.check_kernel_id(kernel_id)
         except ValueError as exc:
             raise errors.InvalidInput(str(exc)) from None
+        # A kernel shut down while its sandbox is still being made (a server exiting as its kernels
+        # start): the release comes once it is made, and finds it.
+        deadline = time.monotonic() + RELEASE_WAITS_FOR_BRING_UP
+        while kernel_id in self._bringing_up and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
         released = []
         for sandbox in await self.blocking(self.manager.list, None, kernel_id):
             if sandbox.owner != self.manager.owner:

@@ -157,3 +157,40 @@ def test_one_preview_link_builder_for_rest_and_magic(tmp_path: Any, monkeypatch:
     assert not preview.verify(link.token, "eeeeeeeeeeee", 8000)
     with pytest.raises(errors.InvalidInput):
         ops.preview_link("eeeeeeeeeeee", 70000, 60)
+
+
+def test_a_release_that_comes_while_the_kernel_s_sandbox_is_made_waits_and_finds_it() -> None:
+    """A kernel shut down while its sandbox is still being made (a server exiting as its kernels
+    start): the release must not find nothing and leave the sandbox to nobody."""
+
+    class Making(StubManager):
+        released: list[str] = []
+
+        made_for: dict[str, str] = {}  # sandbox id: the kernel it was made for
+
+        def list(self, owner: Any = None, kernel_id: Any = None) -> list[Sandbox]:
+            return [s for s in self.sandboxes.values() if self.made_for.get(s.id) == kernel_id]
+
+        def release(self, sandbox: Sandbox) -> None:
+            self.released.append(sandbox.id)
+
+    manager = Making()
+    ops = SandboxOperations(manager)
+
+    async def slow_bring_up(kernel_id: str, workspace: Any, progress: Any) -> Any:
+        await asyncio.sleep(0.5)
+        made = box("eeeeeeeeeeee")
+        manager.sandboxes[made.id], manager.made_for[made.id] = made, kernel_id
+        return made
+
+    ops._bring_up_kernel = slow_bring_up  # type: ignore[method-assign,assignment]
+
+    async def shut_down_as_it_starts() -> list[str]:
+        bring_up = asyncio.ensure_future(ops.bring_up_kernel("k-1"))
+        await asyncio.sleep(0.05)
+        released = await ops.release_kernel("k-1")
+        await bring_up
+        return released
+
+    assert asyncio.run(shut_down_as_it_starts()) == ["eeeeeeeeeeee"]
+    assert manager.released == ["eeeeeeeeeeee"] and not ops._bringing_up
