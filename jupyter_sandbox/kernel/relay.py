@@ -638,6 +638,10 @@ class Relay:
                 pending.stop_on_error = bool(request.get("stop_on_error", True)) and not request.get("silent")
                 if pending.stop_on_error:
                     self.verdict_due.add(msg_id)
+                    # The relay aborts what waits behind the cell; the inner kernel's own abort is not
+                    # wanted: it also takes a cell that reaches it just after its error's reply (its
+                    # window closes a moment later), i.e. one the front end sent once it saw that reply.
+                    body = [*body[:4], dumps({**request, "stop_on_error": False}), *body[5:]]
                 self.cells[msg_id] = Cell(header, item.idents, busy_sent=msg_id in self.busy_announced)
                 self.busy_announced.discard(msg_id)
         assert self.inner is not None  # forwarded only while the gate is ready

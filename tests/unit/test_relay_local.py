@@ -250,6 +250,9 @@ def test_cells_sent_with_a_failing_one_are_aborted_however_late_the_relay_is(pro
     def falling_behind(channel: str, body: Any) -> None:
         header = json.loads(bytes(body[1]))
         if channel == "shell" and header.get("msg_type") == "execute_request":
+            # The relay aborts what waits behind it; the inner kernel, whose own abort would also take a
+            # cell sent just after the reply, is asked not to.
+            assert json.loads(bytes(body[4]))["stop_on_error"] is False
             executes.append(header["msg_id"])
             if len(executes) > 1:
                 time.sleep(0.5)  # the kernel has failed the first cell and aborted its queue by now
