@@ -12,22 +12,16 @@ from tornado import web
 from ...sandbox import errors
 from .base import SandboxAPIHandler, url_quote
 from .sandboxes import sandbox_url
-from .streaming import stream_ndjson
+from .streaming import CancelledOnClose, stream_ndjson
 
 SESSION_ID = r"(?P<session_id>[A-Za-z0-9_-]{1,64})"
 COMMAND_ID = r"(?P<command_id>[0-9a-f]{1,32})"
 
 
-class ExecHandler(SandboxAPIHandler):
+class ExecHandler(CancelledOnClose, SandboxAPIHandler):
     """POST .../process/exec: run a command, answered when it ends; with "stream": true its output as
     it comes (newline-delimited JSON, handlers/streaming.py: {"stream", "text"} objects, then
     {"exit_code", "timed_out"}), and the command is killed when the client goes."""
-
-    cancel: threading.Event | None = None
-
-    def on_connection_close(self) -> None:
-        if self.cancel is not None:
-            self.cancel.set()
 
     @web.authenticated
     @authorized

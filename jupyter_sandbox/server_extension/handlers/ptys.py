@@ -19,7 +19,7 @@ from ...sandbox import errors
 from ...sandbox import ptys as checks
 from .base import SandboxAPIHandler, http_error, url_quote
 from .sandboxes import sandbox_url
-from .streaming import stream_ndjson
+from .streaming import CancelledOnClose, stream_ndjson
 from .terminals import PtyHandler
 
 PTY_ID = r"(?P<pty_id>[A-Za-z0-9_-]{1,64})"
@@ -105,17 +105,11 @@ class PtyInputHandler(SandboxAPIHandler):
         self.reply({"sent": await self.service.pty_send(sandbox_id, pty_id, self.json_body().get("data"))})
 
 
-class PtyOutputHandler(SandboxAPIHandler):
+class PtyOutputHandler(CancelledOnClose, SandboxAPIHandler):
     """GET .../ptys/{pty_id}/output?until=TEXT&timeout=SECONDS: the PTY's recent output and what follows
     (`%sandbox pty wait` in hub mode), as newline-delimited JSON (handlers/streaming.py): {"output": text}
     objects, then {"exit_code": N} when its process exits or {"exit_code": null} once `until` was
     printed. Closing the connection stops following (the PTY keeps running)."""
-
-    cancel: threading.Event | None = None
-
-    def on_connection_close(self) -> None:
-        if self.cancel is not None:
-            self.cancel.set()
 
     @web.authenticated
     @authorized

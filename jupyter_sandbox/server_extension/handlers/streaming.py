@@ -24,6 +24,18 @@ HEARTBEAT = 0.5  # seconds without output before a blank line is sent
 Piece = Callable[[dict[str, Any]], None]
 
 
+class CancelledOnClose:
+    """For a handler that streams: `self.cancel`, once its work sets one, is set when the client goes,
+    so that the work stops (a command is killed, a PTY no longer followed). Listed before the handler
+    base, so that its on_connection_close is the one tornado calls."""
+
+    cancel: threading.Event | None = None
+
+    def on_connection_close(self) -> None:
+        if self.cancel is not None:
+            self.cancel.set()
+
+
 async def stream_ndjson(
     handler: RequestHandler,
     cancel: threading.Event,
